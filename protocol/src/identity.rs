@@ -1,0 +1,244 @@
+//! Identities: a person's ed25519 key pair and the public id derived from it.
+//!
+//! A person's id is the libp2p `PeerId` of their ed25519 public key (`12D3KooW...`), so the
+//! same string names the author of a record and the node to dial. All signature checks go
+//! through [`AuthorId::verify`], the one place a later multi-device or rotation scheme
+//! would change.
+
+use std::{fmt, str::FromStr};
+
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Length of an ed25519 public key.
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Length of an ed25519 secret key seed.
+pub const SECRET_KEY_LEN: usize = 32;
+/// Length of an ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Why an id or key was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum IdError {
+    /// The text is not a libp2p peer id.
+    #[error("not a peer id: {0}")]
+    NotPeerId(String),
+    /// The peer id is not derived from an ed25519 key (kith uses only ed25519).
+    #[error("peer id does not carry an ed25519 public key")]
+    NotEd25519,
+    /// The 32 bytes are not a valid ed25519 public key.
+    #[error("invalid ed25519 public key")]
+    BadKey,
+}
+
+/// Why a signature was refused.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// The author's public key is not a usable ed25519 key (malformed or of small order).
+    #[error("invalid author key")]
+    BadKey,
+    /// The signature does not verify (strictly) for this key and message.
+    #[error("bad signature")]
+    BadSignature,
+}
+
+/// A person's public identity: their ed25519 public key, shown as a libp2p peer id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub struct AuthorId([u8; PUBLIC_KEY_LEN]);
+
+impl AuthorId {
+    /// Wraps public key bytes, checking that they are a valid ed25519 point.
+    ///
+    /// # Errors
+    /// [`IdError::BadKey`] when the bytes do not decode to a curve point.
+    pub fn from_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> Result<Self, IdError> {
+        VerifyingKey::from_bytes(&bytes).map_err(|_| IdError::BadKey)?;
+        Ok(Self(bytes))
+    }
+
+    /// The raw public key bytes.
+    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.0
+    }
+
+    /// The libp2p peer id of this identity.
+    ///
+    /// # Errors
+    /// [`IdError::BadKey`] when the bytes are not a valid key (only possible for ids decoded
+    /// from the wire and not yet verified).
+    pub fn to_peer_id(&self) -> Result<libp2p_identity::PeerId, IdError> {
+        let key =
+            libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0).map_err(|_| IdError::BadKey)?;
+        Ok(libp2p_identity::PublicKey::from(key).to_peer_id())
+    }
+
+    /// The identity behind a libp2p peer id, if it carries an ed25519 key.
+    ///
+    /// # Errors
+    /// [`IdError::NotEd25519`] for peer ids of other key types or hashed keys.
+    pub fn from_peer_id(peer: &libp2p_identity::PeerId) -> Result<Self, IdError> {
+        let multihash = peer.as_ref();
+        // Code 0 is the identity multihash: the digest is the protobuf-encoded public key.
+        if multihash.code() != 0 {
+            return Err(IdError::NotEd25519);
+        }
+        let key = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest())
+            .map_err(|_| IdError::NotEd25519)?
+            .try_into_ed25519()
+            .map_err(|_| IdError::NotEd25519)?;
+        Self::from_bytes(key.to_bytes())
+    }
+
+    /// Verifies `signature` over `domain || message` with this key, strictly: non-canonical
+    /// signatures and small-order keys are refused (RFC 8032 plus the malleability checks).
+    ///
+    /// # Errors
+    /// [`SignatureError::BadKey`] or [`SignatureError::BadSignature`].
+    pub fn verify(
+        &self,
+        domain: &[u8],
+        message: &[u8],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), SignatureError> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::BadKey)?;
+        if key.is_weak() {
+            return Err(SignatureError::BadKey);
+        }
+        let signed = [domain, message].concat();
+        key.verify_strict(&signed, &Signature::from_bytes(signature))
+            .map_err(|_| SignatureError::BadSignature)
+    }
+}
+
+impl fmt::Display for AuthorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_peer_id() {
+            Ok(peer) => write!(f, "{peer}"),
+            // Unverified bytes from the wire: show them rather than fail.
+            Err(_) => write!(f, "invalid-key:{}", hex::encode(self.0)),
+        }
+    }
+}
+
+impl fmt::Debug for AuthorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorId({self})")
+    }
+}
+
+impl FromStr for AuthorId {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let peer = libp2p_identity::PeerId::from_str(s.trim())
+            .map_err(|_| IdError::NotPeerId(s.to_owned()))?;
+        Self::from_peer_id(&peer)
+    }
+}
+
+impl TryFrom<&libp2p_identity::PeerId> for AuthorId {
+    type Error = IdError;
+
+    fn try_from(peer: &libp2p_identity::PeerId) -> Result<Self, Self::Error> {
+        Self::from_peer_id(peer)
+    }
+}
+
+/// A person's ed25519 key pair. The secret never prints and is zeroized on drop.
+#[derive(Clone)]
+pub struct Keypair {
+    signing: SigningKey,
+}
+
+impl Keypair {
+    /// Generates a new key pair from the operating system's random source.
+    ///
+    /// # Errors
+    /// Fails only if the OS random source fails.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut seed = Zeroizing::new([0u8; SECRET_KEY_LEN]);
+        getrandom::fill(seed.as_mut())?;
+        Ok(Self::from_secret_bytes(&seed))
+    }
+
+    /// Rebuilds a key pair from its 32-byte secret seed.
+    pub fn from_secret_bytes(seed: &[u8; SECRET_KEY_LEN]) -> Self {
+        Self { signing: SigningKey::from_bytes(seed) }
+    }
+
+    /// The 32-byte secret seed, for storing in the identity file.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; SECRET_KEY_LEN]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// The public identity.
+    pub fn id(&self) -> AuthorId {
+        AuthorId(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Signs `domain || message`.
+    pub fn sign(&self, domain: &[u8], message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        let signed = [domain, message].concat();
+        self.signing.sign(&signed).to_bytes()
+    }
+
+    /// The same key as a libp2p key pair, for the node's transport identity.
+    ///
+    /// # Errors
+    /// [`IdError::BadKey`] if libp2p refuses the seed (it accepts any 32 bytes).
+    pub fn to_libp2p(&self) -> Result<libp2p_identity::Keypair, IdError> {
+        let mut seed = self.signing.to_bytes();
+        let keypair = libp2p_identity::Keypair::ed25519_from_bytes(&mut seed);
+        zeroize::Zeroize::zeroize(&mut seed);
+        keypair.map_err(|_| IdError::BadKey)
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keypair").field("id", &self.id()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_round_trips_through_peer_id_string() {
+        let kp = Keypair::from_secret_bytes(&[7; 32]);
+        let text = kp.id().to_string();
+        assert!(text.starts_with("12D3KooW"), "{text}");
+        assert_eq!(text.parse::<AuthorId>().unwrap(), kp.id());
+        assert_eq!(kp.to_libp2p().unwrap().public().to_peer_id().to_string(), text);
+    }
+
+    #[test]
+    fn bad_ids_refused() {
+        assert!(matches!("hello".parse::<AuthorId>(), Err(IdError::NotPeerId(_))));
+        assert!("".parse::<AuthorId>().is_err());
+        // A sha256-hashed peer id (RSA-style) carries no ed25519 key.
+        let hashed = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
+        assert_eq!(hashed.parse::<AuthorId>(), Err(IdError::NotEd25519));
+    }
+
+    #[test]
+    fn sign_verify_with_domain() {
+        let kp = Keypair::from_secret_bytes(&[1; 32]);
+        let sig = kp.sign(b"a:", b"msg");
+        assert_eq!(kp.id().verify(b"a:", b"msg", &sig), Ok(()));
+        assert_eq!(kp.id().verify(b"b:", b"msg", &sig), Err(SignatureError::BadSignature));
+        let other = Keypair::from_secret_bytes(&[2; 32]);
+        assert_eq!(other.id().verify(b"a:", b"msg", &sig), Err(SignatureError::BadSignature));
+    }
+
+    #[test]
+    fn debug_never_shows_secret() {
+        let kp = Keypair::from_secret_bytes(&[9; 32]);
+        let shown = format!("{kp:?}");
+        assert!(!shown.contains(&hex::encode([9u8; 32])));
+        assert!(!shown.contains("[9, 9"));
+    }
+}

@@ -1,0 +1,44 @@
+//! kith-protocol: everything of kith that crosses the wire, with no I/O.
+//!
+//! - [`identity`]: a person's ed25519 key pair and id (their libp2p peer id);
+//! - [`record`]: signed public records (posts, profiles, follows...) and their ids;
+//! - [`tags`] and [`mentions`]: what is parsed out of post text;
+//! - [`topic`]: gossip topic names;
+//! - [`codec`]: the one canonical, size-limited encoding;
+//! - [`limits`]: every size and count limit.
+//!
+//! ```
+//! use kith_protocol::{identity::Keypair, record::{Post, Record, RecordKind, VerifiedRecord}};
+//!
+//! let me = Keypair::from_secret_bytes(&[42; 32]);
+//! let post = Record {
+//!     author: me.id(),
+//!     seq: 1,
+//!     prev: None,
+//!     timestamp: 1_700_000_000_000,
+//!     kind: RecordKind::Post(Post {
+//!         text: "hello #kith".into(),
+//!         reply_to: None,
+//!         mentions: vec![],
+//!         expires_at: None,
+//!     }),
+//! };
+//! let signed = post.sign(&me).unwrap();
+//! let received = VerifiedRecord::from_bytes(signed.bytes()).unwrap();
+//! assert_eq!(received.id(), signed.id());
+//! assert_eq!(received.record().tags()[0].as_str(), "kith");
+//! ```
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod identity;
+pub mod limits;
+pub mod mentions;
+pub mod record;
+pub mod tags;
+pub mod topic;
+
+pub use identity::{AuthorId, Keypair};
+pub use record::{Post, Record, RecordId, RecordKind, VerifiedRecord};
+pub use tags::Tag;
+pub use topic::Topic;
