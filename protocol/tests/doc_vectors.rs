@@ -1,0 +1,299 @@
+//! Keeps `docs/protocol.md` honest: recomputes its test vector and checks its layout rules
+//! against the implementation, reading the values from the document itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kith_protocol::{
+    codec,
+    identity::{AuthorId, Keypair},
+    record::{Post, Record, RecordId, RecordKind, VerifiedRecord, RECORD_DOMAIN},
+    tags::Tag,
+    topic::Topic,
+};
+use sha2::{Digest, Sha256};
+
+const DOC: &str = include_str!("../../docs/protocol.md");
+
+/// The text between two marker lines of the document.
+fn section(begin: &str, end: &str) -> &'static str {
+    let start = DOC
+        .find(begin)
+        .unwrap_or_else(|| panic!("{begin} not in docs/protocol.md"));
+    let rest = &DOC[start + begin.len()..];
+    &rest[..rest
+        .find(end)
+        .unwrap_or_else(|| panic!("{end} not in docs/protocol.md"))]
+}
+
+/// The values of the vector block: a label line, then indented lines to concatenate.
+fn doc_value(label: &str) -> String {
+    let block = section("<!-- doc-vectors:begin -->", "<!-- doc-vectors:end -->");
+    let mut lines = block.lines().skip_while(|line| *line != label);
+    assert_eq!(
+        lines.next(),
+        Some(label),
+        "label {label:?} not in the vector block"
+    );
+    lines
+        .take_while(|line| line.starts_with("    "))
+        .map(str::trim)
+        .collect()
+}
+
+fn doc_hex(label: &str) -> Vec<u8> {
+    hex::decode(doc_value(label)).unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
+fn doc_key() -> Keypair {
+    Keypair::from_secret_bytes(&doc_hex("secret seed").try_into().unwrap())
+}
+
+fn doc_record() -> Record {
+    Record {
+        author: doc_key().id(),
+        seq: 1,
+        prev: None,
+        timestamp: 1_700_000_000_000,
+        kind: RecordKind::Post(Post {
+            text: "hello #kith".into(),
+            reply_to: None,
+            mentions: vec![],
+            expires_at: None,
+        }),
+    }
+}
+
+#[test]
+fn seed_is_the_documented_one() {
+    assert_eq!(doc_hex("secret seed"), [1u8; 32]);
+}
+
+#[test]
+fn identity_values_match() {
+    let id = doc_key().id();
+    assert_eq!(doc_hex("public key"), id.as_bytes());
+    assert_eq!(
+        doc_hex("peer id bytes"),
+        id.to_peer_id().unwrap().to_bytes()
+    );
+    assert_eq!(doc_value("author id (text)"), id.to_string());
+    assert_eq!(
+        doc_value("author id (text)").parse::<AuthorId>().unwrap(),
+        id
+    );
+    let mut expected_peer_bytes = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+    expected_peer_bytes.extend_from_slice(id.as_bytes());
+    assert_eq!(doc_hex("peer id bytes"), expected_peer_bytes);
+}
+
+#[test]
+fn record_values_match() {
+    let record = doc_record();
+    assert_eq!(doc_hex("domain"), RECORD_DOMAIN);
+    assert_eq!(RECORD_DOMAIN, b"kith-record/1:");
+    let body = codec::encode(&record).unwrap();
+    assert_eq!(
+        hex::encode(&body),
+        hex::encode(doc_hex("record bytes (82 bytes)"))
+    );
+    assert_eq!(body.len(), 82);
+
+    let signed = record.clone().sign(&doc_key()).unwrap();
+    assert_eq!(hex::encode(signed.signature()), doc_value("signature"));
+    assert_eq!(
+        hex::encode(signed.bytes()),
+        doc_value("signed bytes (146 bytes)")
+    );
+    assert_eq!(signed.bytes().len(), 146);
+    assert_eq!(signed.id().to_string(), doc_value("record id"));
+    let tags: Vec<String> = record.tags().iter().map(ToString::to_string).collect();
+    assert_eq!(tags, ["kith"]);
+}
+
+#[test]
+fn documented_bytes_verify() {
+    let bytes = doc_hex("signed bytes (146 bytes)");
+    let id: RecordId = doc_value("record id").parse().unwrap();
+    let received = VerifiedRecord::from_bytes_with_id(&bytes, &id).unwrap();
+    assert_eq!(received.record(), &doc_record());
+    assert_eq!(Sha256::digest(&bytes).as_slice(), id.as_bytes());
+    let mut message = doc_hex("domain");
+    message.extend(doc_hex("record bytes (82 bytes)"));
+    let signature: [u8; 64] = doc_hex("signature").try_into().unwrap();
+    assert_eq!(
+        doc_record().author.verify(b"", &message, &signature),
+        Ok(())
+    );
+}
+
+#[test]
+fn annotated_layout_adds_up() {
+    let block = section("<!-- doc-layout:begin -->", "<!-- doc-layout:end -->");
+    let mut bytes = Vec::new();
+    let mut rows = 0;
+    for line in block.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(offset), Some(hex)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(offset) = offset.parse::<usize>() else {
+            continue;
+        };
+        assert_eq!(offset, bytes.len(), "offset of row {line:?}");
+        bytes.extend(hex::decode(hex).unwrap());
+        rows += 1;
+    }
+    assert_eq!(rows, 10);
+    assert_eq!(bytes, codec::encode(&doc_record()).unwrap());
+}
+
+/// An encoder written from the rules of section 1 of the document, independent of bincode.
+#[derive(Default)]
+struct Spec(Vec<u8>);
+
+impl Spec {
+    fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    fn u32(self, n: u32) -> Self {
+        self.raw(&n.to_le_bytes())
+    }
+    fn u64(self, n: u64) -> Self {
+        self.raw(&n.to_le_bytes())
+    }
+    fn string(self, s: &str) -> Self {
+        self.u64(s.len() as u64).raw(s.as_bytes())
+    }
+    fn none(self) -> Self {
+        self.raw(&[0])
+    }
+    fn some(self) -> Self {
+        self.raw(&[1])
+    }
+}
+
+#[test]
+fn every_kind_follows_the_documented_layout() {
+    let key = doc_key();
+    let other = Keypair::from_secret_bytes(&[2; 32]).id();
+    let third = Keypair::from_secret_bytes(&[3; 32]).id();
+    let target = RecordId::from_bytes([0xee; 32]);
+    let prev = RecordId::from_bytes([0xdd; 32]);
+    let header = |variant: u32| {
+        Spec::default()
+            .raw(key.id().as_bytes())
+            .u64(2)
+            .some()
+            .raw(prev.as_bytes())
+            .u64(0x0102_0304_0506_0708)
+            .u32(variant)
+    };
+    let cases = [
+        (
+            RecordKind::Post(Post {
+                text: "héllo".into(),
+                reply_to: Some(target),
+                mentions: vec![other, third],
+                expires_at: Some(42),
+            }),
+            header(0)
+                .string("héllo")
+                .some()
+                .raw(target.as_bytes())
+                .u64(2)
+                .raw(other.as_bytes())
+                .raw(third.as_bytes())
+                .some()
+                .u64(42),
+        ),
+        (
+            RecordKind::Post(Post {
+                text: "x".into(),
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+            }),
+            header(0).string("x").none().u64(0).none(),
+        ),
+        (
+            RecordKind::Profile {
+                name: "Al".into(),
+                bio: String::new(),
+            },
+            header(1).string("Al").string(""),
+        ),
+        (
+            RecordKind::Follow { target: other },
+            header(2).raw(other.as_bytes()),
+        ),
+        (
+            RecordKind::Unfollow { target: other },
+            header(3).raw(other.as_bytes()),
+        ),
+        (
+            RecordKind::Reaction {
+                target,
+                emoji: "👍".into(),
+            },
+            header(4).raw(target.as_bytes()).string("👍"),
+        ),
+        (
+            RecordKind::Repost { target },
+            header(5).raw(target.as_bytes()),
+        ),
+        (
+            RecordKind::Delete { target },
+            header(6).raw(target.as_bytes()),
+        ),
+    ];
+    for (kind, expected) in cases {
+        let name = kind.name();
+        let record = Record {
+            author: key.id(),
+            seq: 2,
+            prev: Some(prev),
+            timestamp: 0x0102_0304_0506_0708,
+            kind,
+        };
+        let body = codec::encode(&record).unwrap();
+        assert_eq!(hex::encode(&body), hex::encode(&expected.0), "{name}");
+        // SignedRecord = record bytes || signature, the id is SHA-256 of that.
+        let signed = record.sign(&key).unwrap();
+        let mut whole = expected.0.clone();
+        whole.extend_from_slice(signed.signature());
+        assert_eq!(signed.bytes(), whole.as_slice(), "{name}");
+        assert_eq!(
+            signed.id().as_bytes().as_slice(),
+            Sha256::digest(&whole).as_slice()
+        );
+    }
+}
+
+#[test]
+fn documented_examples_hold() {
+    // Section 4: id text forms.
+    let id = RecordId::from_bytes([0xab; 32]);
+    assert_eq!(id.to_string(), "ab".repeat(32));
+    assert_eq!(format!(" {} ", "AB".repeat(32)).parse::<RecordId>(), Ok(id));
+    // Section 6: hashtag examples.
+    let tags = |text: &str| -> Vec<String> {
+        kith_protocol::tags::extract_tags(text)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(tags("hello #Rust and #rust, #P2P!"), ["rust", "p2p"]);
+    assert!(tags("a#b ##x #123").is_empty());
+    assert_eq!(tags("#a#b #1st"), ["a", "1st"]);
+    // Section 9: topic names.
+    let author = doc_key().id();
+    assert_eq!(
+        Topic::Author(author).to_string(),
+        format!("kith/1/author/{author}")
+    );
+    let rust = Tag::parse("rust").unwrap();
+    assert_eq!(Topic::Tag(rust.clone()).to_string(), "kith/1/tag/rust");
+    assert_eq!(Topic::parse("kith/1/tag/rust"), Some(Topic::Tag(rust)));
+    assert_eq!(Topic::parse("kith/1/tag/Rust"), None);
+    assert_eq!(Topic::parse("kith/1/tag/#rust"), None);
+}
