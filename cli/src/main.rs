@@ -1,1 +1,131 @@
-fn main() {}
+//! `kith`: the command line of a kith node. `kith daemon` runs the node; every other
+//! command is a client of the running daemon's control socket.
+
+mod args;
+mod daemon;
+mod output;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use kith_node::{
+    api::{Request, Response},
+    config::{Config, Overrides},
+    control,
+    home::Home,
+};
+
+use args::{Cli, Command, ProfileCommand};
+
+fn default_home() -> Result<PathBuf> {
+    dirs::data_dir()
+        .map(|d| d.join("kith"))
+        .ok_or_else(|| anyhow!("no data folder on this platform; give --home or set KITH_HOME"))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn init(home: &Home, name: Option<String>, json: bool) -> Result<()> {
+    let keypair = home.create_identity()?;
+    let config = home.config_path();
+    if !config.exists() || name.is_some() {
+        Config::write_initial(&config, name.as_deref())
+            .with_context(|| format!("writing {}", config.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::json!({"id": keypair.id().to_string()}));
+    } else {
+        println!("created identity {} in {}", keypair.id(), home.dir().display());
+        println!("start the node with: kith --home {} daemon", home.dir().display());
+    }
+    Ok(())
+}
+
+/// The request for a client command and what to say on success.
+fn request_of(command: Command) -> Result<(Request, &'static str)> {
+    Ok(match command {
+        Command::Id => (Request::Id, ""),
+        Command::Status => (Request::Status, ""),
+        Command::Peers => (Request::Peers, ""),
+        Command::Dial { addr } => (Request::Dial { addr }, "connected"),
+        Command::Post { text, reply_to } => (Request::Post { text, reply_to }, "posted"),
+        Command::Feed { tag, author, limit, live } => {
+            (Request::Feed { tag, author, limit, live }, "")
+        }
+        Command::Follow { id } => (Request::Follow { id }, "following"),
+        Command::Unfollow { id } => (Request::Unfollow { id }, "unfollowed"),
+        Command::Following => (Request::Following, ""),
+        Command::Followers => (Request::Followers, ""),
+        Command::Subscribe { tag } => (Request::Subscribe { tag }, "subscribed"),
+        Command::Unsubscribe { tag } => (Request::Unsubscribe { tag }, "unsubscribed"),
+        Command::Tags => (Request::Tags, ""),
+        Command::Profile { command: ProfileCommand::Set { name, bio } } => {
+            (Request::ProfileSet { name, bio }, "profile published")
+        }
+        Command::Profile { command: ProfileCommand::Show { id } } => {
+            (Request::ProfileShow { id }, "")
+        }
+        Command::Init { .. } | Command::Daemon { .. } => bail!("not a client command"),
+    })
+}
+
+async fn client(home: &Home, command: Command, json: bool) -> Result<()> {
+    let (request, what) = request_of(command)?;
+    let mut conn = control::Client::connect(&home.socket_path()).await?;
+    if let Request::Feed { live: true, .. } = request {
+        conn.send(&request).await?;
+        while let Some(response) = conn.recv().await? {
+            if let Response::Error { message } = response {
+                bail!(message);
+            }
+            output::response(&response, json, what);
+        }
+        bail!("the daemon stopped");
+    }
+    match conn.call(&request).await? {
+        Response::Error { message } => bail!(message),
+        response => output::response(&response, json, what),
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let home = Home::new(match cli.home {
+        Some(h) => h,
+        None => default_home()?,
+    });
+    match cli.command {
+        Command::Init { name } => init(&home, name, cli.json),
+        Command::Daemon { listen, bootstrap, no_mdns } => {
+            init_tracing();
+            daemon::run(home, Overrides { listen, bootstrap, no_mdns }).await
+        }
+        command => client(&home, command, cli.json).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kith: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("kith: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,21 @@
-//! placeholder
+//! kith-node: a kith node as a library.
+//!
+//! - [`store`]: the typed sled store;
+//! - [`net`]: the libp2p swarm in its own task, driven through a cloneable client;
+//! - [`ingest`]: the one path by which outside records enter the store;
+//! - [`node`]: the logic that takes events from both and answers control requests;
+//! - [`api`] and [`control`]: the control API and its Unix socket;
+//! - [`home`] and [`config`]: the home folder and layered configuration.
+//!
+//! A daemon is `Node::start` plus `control::serve`; tests use `Node::handle` in-process.
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod home;
+pub mod ingest;
+pub mod net;
+pub mod node;
+pub mod store;
+
+pub use node::{Node, NodeError, NodeTasks};

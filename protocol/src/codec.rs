@@ -13,9 +13,8 @@ use bincode::{
 use thiserror::Error;
 
 /// The base configuration; decoding adds a byte limit per call.
-const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> = config::standard()
-    .with_little_endian()
-    .with_fixed_int_encoding();
+const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> =
+    config::standard().with_little_endian().with_fixed_int_encoding();
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -93,10 +92,7 @@ mod tests {
     #[test]
     fn oversized_refused_before_decoding() {
         let bytes = vec![0u8; 65];
-        assert_eq!(
-            decode::<Sample, 64>(&bytes),
-            Err(CodecError::TooLarge { len: 65, max: 64 })
-        );
+        assert_eq!(decode::<Sample, 64>(&bytes), Err(CodecError::TooLarge { len: 65, max: 64 }));
     }
 
     #[test]

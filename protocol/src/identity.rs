@@ -69,8 +69,8 @@ impl AuthorId {
     /// [`IdError::BadKey`] when the bytes are not a valid key (only possible for ids decoded
     /// from the wire and not yet verified).
     pub fn to_peer_id(&self) -> Result<libp2p_identity::PeerId, IdError> {
-        let key =
-            libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0).map_err(|_| IdError::BadKey)?;
+        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
+            .map_err(|_| IdError::BadKey)?;
         Ok(libp2p_identity::PublicKey::from(key).to_peer_id())
     }
 

@@ -15,28 +15,17 @@ const DOC: &str = include_str!("../../docs/protocol.md");
 
 /// The text between two marker lines of the document.
 fn section(begin: &str, end: &str) -> &'static str {
-    let start = DOC
-        .find(begin)
-        .unwrap_or_else(|| panic!("{begin} not in docs/protocol.md"));
+    let start = DOC.find(begin).unwrap_or_else(|| panic!("{begin} not in docs/protocol.md"));
     let rest = &DOC[start + begin.len()..];
-    &rest[..rest
-        .find(end)
-        .unwrap_or_else(|| panic!("{end} not in docs/protocol.md"))]
+    &rest[..rest.find(end).unwrap_or_else(|| panic!("{end} not in docs/protocol.md"))]
 }
 
 /// The values of the vector block: a label line, then indented lines to concatenate.
 fn doc_value(label: &str) -> String {
     let block = section("<!-- doc-vectors:begin -->", "<!-- doc-vectors:end -->");
     let mut lines = block.lines().skip_while(|line| *line != label);
-    assert_eq!(
-        lines.next(),
-        Some(label),
-        "label {label:?} not in the vector block"
-    );
-    lines
-        .take_while(|line| line.starts_with("    "))
-        .map(str::trim)
-        .collect()
+    assert_eq!(lines.next(), Some(label), "label {label:?} not in the vector block");
+    lines.take_while(|line| line.starts_with("    ")).map(str::trim).collect()
 }
 
 fn doc_hex(label: &str) -> Vec<u8> {
@@ -71,15 +60,9 @@ fn seed_is_the_documented_one() {
 fn identity_values_match() {
     let id = doc_key().id();
     assert_eq!(doc_hex("public key"), id.as_bytes());
-    assert_eq!(
-        doc_hex("peer id bytes"),
-        id.to_peer_id().unwrap().to_bytes()
-    );
+    assert_eq!(doc_hex("peer id bytes"), id.to_peer_id().unwrap().to_bytes());
     assert_eq!(doc_value("author id (text)"), id.to_string());
-    assert_eq!(
-        doc_value("author id (text)").parse::<AuthorId>().unwrap(),
-        id
-    );
+    assert_eq!(doc_value("author id (text)").parse::<AuthorId>().unwrap(), id);
     let mut expected_peer_bytes = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
     expected_peer_bytes.extend_from_slice(id.as_bytes());
     assert_eq!(doc_hex("peer id bytes"), expected_peer_bytes);
@@ -91,18 +74,12 @@ fn record_values_match() {
     assert_eq!(doc_hex("domain"), RECORD_DOMAIN);
     assert_eq!(RECORD_DOMAIN, b"kith-record/1:");
     let body = codec::encode(&record).unwrap();
-    assert_eq!(
-        hex::encode(&body),
-        hex::encode(doc_hex("record bytes (82 bytes)"))
-    );
+    assert_eq!(hex::encode(&body), hex::encode(doc_hex("record bytes (82 bytes)")));
     assert_eq!(body.len(), 82);
 
     let signed = record.clone().sign(&doc_key()).unwrap();
     assert_eq!(hex::encode(signed.signature()), doc_value("signature"));
-    assert_eq!(
-        hex::encode(signed.bytes()),
-        doc_value("signed bytes (146 bytes)")
-    );
+    assert_eq!(hex::encode(signed.bytes()), doc_value("signed bytes (146 bytes)"));
     assert_eq!(signed.bytes().len(), 146);
     assert_eq!(signed.id().to_string(), doc_value("record id"));
     let tags: Vec<String> = record.tags().iter().map(ToString::to_string).collect();
@@ -119,10 +96,7 @@ fn documented_bytes_verify() {
     let mut message = doc_hex("domain");
     message.extend(doc_hex("record bytes (82 bytes)"));
     let signature: [u8; 64] = doc_hex("signature").try_into().unwrap();
-    assert_eq!(
-        doc_record().author.verify(b"", &message, &signature),
-        Ok(())
-    );
+    assert_eq!(doc_record().author.verify(b"", &message, &signature), Ok(()));
 }
 
 #[test]
@@ -216,35 +190,17 @@ fn every_kind_follows_the_documented_layout() {
             header(0).string("x").none().u64(0).none(),
         ),
         (
-            RecordKind::Profile {
-                name: "Al".into(),
-                bio: String::new(),
-            },
+            RecordKind::Profile { name: "Al".into(), bio: String::new() },
             header(1).string("Al").string(""),
         ),
+        (RecordKind::Follow { target: other }, header(2).raw(other.as_bytes())),
+        (RecordKind::Unfollow { target: other }, header(3).raw(other.as_bytes())),
         (
-            RecordKind::Follow { target: other },
-            header(2).raw(other.as_bytes()),
-        ),
-        (
-            RecordKind::Unfollow { target: other },
-            header(3).raw(other.as_bytes()),
-        ),
-        (
-            RecordKind::Reaction {
-                target,
-                emoji: "👍".into(),
-            },
+            RecordKind::Reaction { target, emoji: "👍".into() },
             header(4).raw(target.as_bytes()).string("👍"),
         ),
-        (
-            RecordKind::Repost { target },
-            header(5).raw(target.as_bytes()),
-        ),
-        (
-            RecordKind::Delete { target },
-            header(6).raw(target.as_bytes()),
-        ),
+        (RecordKind::Repost { target }, header(5).raw(target.as_bytes())),
+        (RecordKind::Delete { target }, header(6).raw(target.as_bytes())),
     ];
     for (kind, expected) in cases {
         let name = kind.name();
@@ -262,10 +218,7 @@ fn every_kind_follows_the_documented_layout() {
         let mut whole = expected.0.clone();
         whole.extend_from_slice(signed.signature());
         assert_eq!(signed.bytes(), whole.as_slice(), "{name}");
-        assert_eq!(
-            signed.id().as_bytes().as_slice(),
-            Sha256::digest(&whole).as_slice()
-        );
+        assert_eq!(signed.id().as_bytes().as_slice(), Sha256::digest(&whole).as_slice());
     }
 }
 
@@ -277,20 +230,14 @@ fn documented_examples_hold() {
     assert_eq!(format!(" {} ", "AB".repeat(32)).parse::<RecordId>(), Ok(id));
     // Section 6: hashtag examples.
     let tags = |text: &str| -> Vec<String> {
-        kith_protocol::tags::extract_tags(text)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        kith_protocol::tags::extract_tags(text).iter().map(ToString::to_string).collect()
     };
     assert_eq!(tags("hello #Rust and #rust, #P2P!"), ["rust", "p2p"]);
     assert!(tags("a#b ##x #123").is_empty());
     assert_eq!(tags("#a#b #1st"), ["a", "1st"]);
     // Section 9: topic names.
     let author = doc_key().id();
-    assert_eq!(
-        Topic::Author(author).to_string(),
-        format!("kith/1/author/{author}")
-    );
+    assert_eq!(Topic::Author(author).to_string(), format!("kith/1/author/{author}"));
     let rust = Tag::parse("rust").unwrap();
     assert_eq!(Topic::Tag(rust.clone()).to_string(), "kith/1/tag/rust");
     assert_eq!(Topic::parse("kith/1/tag/rust"), Some(Topic::Tag(rust)));

@@ -26,22 +26,11 @@ fn bob() -> Keypair {
 }
 
 fn post(text: &str) -> RecordKind {
-    RecordKind::Post(Post {
-        text: text.into(),
-        reply_to: None,
-        mentions: vec![],
-        expires_at: None,
-    })
+    RecordKind::Post(Post { text: text.into(), reply_to: None, mentions: vec![], expires_at: None })
 }
 
 fn record(author: &Keypair, seq: u64, prev: Option<RecordId>, kind: RecordKind) -> Record {
-    Record {
-        author: author.id(),
-        seq,
-        prev,
-        timestamp: NOW,
-        kind,
-    }
+    Record { author: author.id(), seq, prev, timestamp: NOW, kind }
 }
 
 /// A signed post that exercises every optional field.
@@ -52,9 +41,7 @@ fn full_post() -> VerifiedRecord {
         mentions: vec![bob().id()],
         expires_at: Some(NOW + 86_400_000),
     });
-    record(&alice(), 2, Some(RecordId::from_bytes([3; 32])), kind)
-        .sign(&alice())
-        .unwrap()
+    record(&alice(), 2, Some(RecordId::from_bytes([3; 32])), kind).sign(&alice()).unwrap()
 }
 
 /// Encodes a record with an arbitrary signature, bypassing `Record::sign`'s checks.
@@ -84,10 +71,7 @@ fn sign_then_verify_round_trip() {
     assert_eq!(received.id(), signed.id());
     assert_eq!(received.signature(), signed.signature());
     assert_eq!(received.bytes(), signed.bytes());
-    assert_eq!(
-        VerifiedRecord::from_bytes_with_id(signed.bytes(), &signed.id()).unwrap(),
-        signed
-    );
+    assert_eq!(VerifiedRecord::from_bytes_with_id(signed.bytes(), &signed.id()).unwrap(), signed);
 }
 
 #[test]
@@ -96,20 +80,11 @@ fn every_kind_round_trips() {
     let target = RecordId::from_bytes([9; 32]);
     let kinds = [
         post("hi"),
-        RecordKind::Profile {
-            name: "Alice".into(),
-            bio: "writes #rust".into(),
-        },
+        RecordKind::Profile { name: "Alice".into(), bio: "writes #rust".into() },
         RecordKind::Follow { target: bob().id() },
         RecordKind::Unfollow { target: bob().id() },
-        RecordKind::Reaction {
-            target,
-            emoji: "🎉".into(),
-        },
-        RecordKind::Reaction {
-            target,
-            emoji: String::new(),
-        },
+        RecordKind::Reaction { target, emoji: "🎉".into() },
+        RecordKind::Reaction { target, emoji: String::new() },
         RecordKind::Repost { target },
         RecordKind::Delete { target },
     ];
@@ -127,18 +102,9 @@ fn signed_bytes_are_record_bytes_then_signature() {
     assert_eq!(&signed.bytes()[..body.len()], body.as_slice());
     assert_eq!(&signed.bytes()[body.len()..], signed.signature());
     // The signature covers the domain prefix followed by the record bytes.
+    assert_eq!(signed.record().author.verify(RECORD_DOMAIN, &body, signed.signature()), Ok(()));
     assert_eq!(
-        signed
-            .record()
-            .author
-            .verify(RECORD_DOMAIN, &body, signed.signature()),
-        Ok(())
-    );
-    assert_eq!(
-        signed
-            .record()
-            .author
-            .verify(b"", &body, signed.signature()),
+        signed.record().author.verify(b"", &body, signed.signature()),
         Err(SignatureError::BadSignature)
     );
 }
@@ -150,10 +116,7 @@ fn record_id_is_sha256_of_signed_bytes() {
     assert_eq!(signed.id().as_bytes(), &digest);
     assert_eq!(signed.id(), RecordId::of_bytes(signed.bytes()));
     assert_eq!(signed.id().to_string(), hex::encode(digest));
-    assert_eq!(
-        signed.id().to_string().parse::<RecordId>().unwrap(),
-        signed.id()
-    );
+    assert_eq!(signed.id().to_string().parse::<RecordId>().unwrap(), signed.id());
 }
 
 #[test]
@@ -165,10 +128,7 @@ fn flipping_any_byte_is_refused() {
             let mut bad = bytes.to_vec();
             bad[index] ^= mask;
             let result = VerifiedRecord::from_bytes(&bad);
-            assert!(
-                result.is_err(),
-                "byte {index} ^ {mask:#04x} accepted: {result:?}"
-            );
+            assert!(result.is_err(), "byte {index} ^ {mask:#04x} accepted: {result:?}");
         }
     }
 }
@@ -182,10 +142,7 @@ fn signature_by_another_key_is_refused() {
         Err(RecordError::Signature(SignatureError::BadSignature))
     );
     // Record::sign refuses to sign with a key that is not the author's.
-    assert_eq!(
-        rec.sign(&bob()),
-        Err(RecordError::Signature(SignatureError::BadKey))
-    );
+    assert_eq!(rec.sign(&bob()), Err(RecordError::Signature(SignatureError::BadKey)));
 }
 
 #[test]
@@ -207,10 +164,7 @@ fn small_order_author_key_is_refused() {
     let weak = AuthorId::from_bytes(identity).unwrap();
     assert_eq!(weak.verify(b"", b"", &[0; 64]), Err(SignatureError::BadKey));
 
-    let rec = Record {
-        author: weak,
-        ..record(&alice(), 1, None, post("hi"))
-    };
+    let rec = Record { author: weak, ..record(&alice(), 1, None, post("hi")) };
     assert_eq!(
         VerifiedRecord::from_bytes(&forge(rec, [0; 64])),
         Err(RecordError::Signature(SignatureError::BadKey))
@@ -269,16 +223,10 @@ fn oversized_input_is_refused_before_decoding() {
 fn malformed_encodings_are_refused() {
     let signed = full_post();
     let bytes = signed.bytes();
-    assert!(matches!(
-        VerifiedRecord::from_bytes(&[]),
-        Err(RecordError::Codec(_))
-    ));
+    assert!(matches!(VerifiedRecord::from_bytes(&[]), Err(RecordError::Codec(_))));
     for len in [1, 32, bytes.len() - 1] {
         assert!(
-            matches!(
-                VerifiedRecord::from_bytes(&bytes[..len]),
-                Err(RecordError::Codec(_))
-            ),
+            matches!(VerifiedRecord::from_bytes(&bytes[..len]), Err(RecordError::Codec(_))),
             "truncated to {len}"
         );
     }
@@ -292,10 +240,7 @@ fn malformed_encodings_are_refused() {
     let mut unknown = bytes.to_vec();
     assert_eq!(unknown[81..85], [0, 0, 0, 0]);
     unknown[81] = 7;
-    assert!(matches!(
-        VerifiedRecord::from_bytes(&unknown),
-        Err(RecordError::Codec(_))
-    ));
+    assert!(matches!(VerifiedRecord::from_bytes(&unknown), Err(RecordError::Codec(_))));
 }
 
 #[test]
@@ -307,10 +252,7 @@ fn wrong_id_is_a_hash_mismatch() {
         Err(RecordError::HashMismatch)
     );
     // The hash is checked before anything is decoded.
-    assert_eq!(
-        VerifiedRecord::from_bytes_with_id(b"junk", &wrong),
-        Err(RecordError::HashMismatch)
-    );
+    assert_eq!(VerifiedRecord::from_bytes_with_id(b"junk", &wrong), Err(RecordError::HashMismatch));
     // Matching id, bad bytes: the usual error.
     let junk_id = RecordId::of_bytes(b"junk");
     assert!(matches!(
@@ -323,22 +265,10 @@ fn wrong_id_is_a_hash_mismatch() {
 fn seq_and_prev_shape() {
     let me = alice();
     let prev = Some(RecordId::from_bytes([1; 32]));
-    assert_eq!(
-        field_error(record(&me, 0, None, post("x")).sign(&me)),
-        FieldError::ZeroSeq
-    );
-    assert_eq!(
-        field_error(record(&me, 0, prev, post("x")).sign(&me)),
-        FieldError::ZeroSeq
-    );
-    assert_eq!(
-        field_error(record(&me, 1, prev, post("x")).sign(&me)),
-        FieldError::BadPrev
-    );
-    assert_eq!(
-        field_error(record(&me, 2, None, post("x")).sign(&me)),
-        FieldError::BadPrev
-    );
+    assert_eq!(field_error(record(&me, 0, None, post("x")).sign(&me)), FieldError::ZeroSeq);
+    assert_eq!(field_error(record(&me, 0, prev, post("x")).sign(&me)), FieldError::ZeroSeq);
+    assert_eq!(field_error(record(&me, 1, prev, post("x")).sign(&me)), FieldError::BadPrev);
+    assert_eq!(field_error(record(&me, 2, None, post("x")).sign(&me)), FieldError::BadPrev);
     assert!(record(&me, 1, None, post("x")).sign(&me).is_ok());
     assert!(record(&me, 2, prev, post("x")).sign(&me).is_ok());
     assert!(record(&me, u64::MAX, prev, post("x")).sign(&me).is_ok());
@@ -359,11 +289,7 @@ fn post_text_rules() {
     let too_long = "a".repeat(MAX_TEXT_BYTES + 1);
     assert_eq!(
         field_error(record(&me, 1, None, post(&too_long)).sign(&me)),
-        FieldError::TooLong {
-            field: "text",
-            len: MAX_TEXT_BYTES + 1,
-            max: MAX_TEXT_BYTES
-        }
+        FieldError::TooLong { field: "text", len: MAX_TEXT_BYTES + 1, max: MAX_TEXT_BYTES }
     );
     // The limit is in bytes of UTF-8, not characters.
     let wide = "é".repeat(MAX_TEXT_BYTES / 2 + 1);
@@ -387,9 +313,7 @@ fn mention_limit() {
             expires_at: None,
         })
     };
-    assert!(record(&me, 1, None, with(MAX_MENTIONS_PER_POST))
-        .sign(&me)
-        .is_ok());
+    assert!(record(&me, 1, None, with(MAX_MENTIONS_PER_POST)).sign(&me).is_ok());
     assert_eq!(
         field_error(record(&me, 1, None, with(MAX_MENTIONS_PER_POST + 1)).sign(&me)),
         FieldError::TooManyMentions
@@ -403,33 +327,21 @@ fn profile_and_reaction_limits() {
         name: "n".repeat(name),
         bio: "b".repeat(bio),
     };
-    assert!(record(&me, 1, None, profile(MAX_NAME_BYTES, MAX_BIO_BYTES))
-        .sign(&me)
-        .is_ok());
+    assert!(record(&me, 1, None, profile(MAX_NAME_BYTES, MAX_BIO_BYTES)).sign(&me).is_ok());
     assert!(record(&me, 1, None, profile(0, 0)).sign(&me).is_ok());
     assert_eq!(
         field_error(record(&me, 1, None, profile(MAX_NAME_BYTES + 1, 0)).sign(&me)),
-        FieldError::TooLong {
-            field: "name",
-            len: MAX_NAME_BYTES + 1,
-            max: MAX_NAME_BYTES
-        }
+        FieldError::TooLong { field: "name", len: MAX_NAME_BYTES + 1, max: MAX_NAME_BYTES }
     );
     assert_eq!(
         field_error(record(&me, 1, None, profile(0, MAX_BIO_BYTES + 1)).sign(&me)),
-        FieldError::TooLong {
-            field: "bio",
-            len: MAX_BIO_BYTES + 1,
-            max: MAX_BIO_BYTES
-        }
+        FieldError::TooLong { field: "bio", len: MAX_BIO_BYTES + 1, max: MAX_BIO_BYTES }
     );
     let reaction = |n: usize| RecordKind::Reaction {
         target: RecordId::from_bytes([5; 32]),
         emoji: "x".repeat(n),
     };
-    assert!(record(&me, 1, None, reaction(MAX_REACTION_BYTES))
-        .sign(&me)
-        .is_ok());
+    assert!(record(&me, 1, None, reaction(MAX_REACTION_BYTES)).sign(&me).is_ok());
     assert_eq!(
         field_error(record(&me, 1, None, reaction(MAX_REACTION_BYTES + 1)).sign(&me)),
         FieldError::TooLong {
@@ -443,14 +355,8 @@ fn profile_and_reaction_limits() {
 #[test]
 fn self_follow_is_refused() {
     let me = alice();
-    for kind in [
-        RecordKind::Follow { target: me.id() },
-        RecordKind::Unfollow { target: me.id() },
-    ] {
-        assert_eq!(
-            field_error(record(&me, 1, None, kind).sign(&me)),
-            FieldError::SelfFollow
-        );
+    for kind in [RecordKind::Follow { target: me.id() }, RecordKind::Unfollow { target: me.id() }] {
+        assert_eq!(field_error(record(&me, 1, None, kind).sign(&me)), FieldError::SelfFollow);
     }
 }
 
@@ -464,13 +370,8 @@ fn receivers_check_fields_before_the_signature() {
     );
     // Bad fields and a bad signature: the field error is reported.
     let forged = forge(record(&alice(), 1, None, post(" ")), [0; 64]);
-    assert_eq!(
-        VerifiedRecord::from_bytes(&forged),
-        Err(RecordError::Field(FieldError::EmptyText))
-    );
-    let self_follow = RecordKind::Follow {
-        target: alice().id(),
-    };
+    assert_eq!(VerifiedRecord::from_bytes(&forged), Err(RecordError::Field(FieldError::EmptyText)));
+    let self_follow = RecordKind::Follow { target: alice().id() };
     let forged = forge(record(&alice(), 1, None, self_follow), [0; 64]);
     assert_eq!(
         VerifiedRecord::from_bytes(&forged),
@@ -480,29 +381,18 @@ fn receivers_check_fields_before_the_signature() {
 
 #[test]
 fn future_skew_boundary() {
-    let rec = |timestamp: u64| Record {
-        timestamp,
-        ..record(&alice(), 1, None, post("x"))
-    };
+    let rec = |timestamp: u64| Record { timestamp, ..record(&alice(), 1, None, post("x")) };
     assert_eq!(rec(NOW).check_time(NOW), Ok(()));
     assert_eq!(rec(0).check_time(NOW), Ok(()), "old records are fine");
     assert_eq!(rec(NOW + MAX_FUTURE_SKEW_MS).check_time(NOW), Ok(()));
     assert_eq!(
         rec(NOW + MAX_FUTURE_SKEW_MS + 1).check_time(NOW),
-        Err(FieldError::FromTheFuture {
-            timestamp: NOW + MAX_FUTURE_SKEW_MS + 1,
-            now: NOW
-        })
+        Err(FieldError::FromTheFuture { timestamp: NOW + MAX_FUTURE_SKEW_MS + 1, now: NOW })
     );
     // No overflow near the end of time.
     assert_eq!(rec(u64::MAX).check_time(u64::MAX - 1), Ok(()));
-    assert_eq!(
-        rec(u64::MAX).check_time(u64::MAX - MAX_FUTURE_SKEW_MS),
-        Ok(())
-    );
-    assert!(rec(u64::MAX)
-        .check_time(u64::MAX - MAX_FUTURE_SKEW_MS - 1)
-        .is_err());
+    assert_eq!(rec(u64::MAX).check_time(u64::MAX - MAX_FUTURE_SKEW_MS), Ok(()));
+    assert!(rec(u64::MAX).check_time(u64::MAX - MAX_FUTURE_SKEW_MS - 1).is_err());
     // from_bytes does not look at the clock.
     let future = rec(u64::MAX).sign(&alice()).unwrap();
     assert!(VerifiedRecord::from_bytes(future.bytes()).is_ok());
@@ -511,21 +401,9 @@ fn future_skew_boundary() {
 #[test]
 fn tags_come_from_post_text_only() {
     let signed = full_post();
-    let tags: Vec<String> = signed
-        .record()
-        .tags()
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
+    let tags: Vec<String> = signed.record().tags().iter().map(|t| t.to_string()).collect();
     assert_eq!(tags, ["kith"]);
-    let profile = record(
-        &alice(),
-        1,
-        None,
-        RecordKind::Profile {
-            name: "#name".into(),
-            bio: "#bio".into(),
-        },
-    );
+    let profile =
+        record(&alice(), 1, None, RecordKind::Profile { name: "#name".into(), bio: "#bio".into() });
     assert!(profile.tags().is_empty());
 }

@@ -64,18 +64,12 @@ fn wycheproof_ed25519() {
             let id = case["tcId"].as_u64().unwrap();
             let comment = case["comment"].as_str().unwrap_or("");
             let expected = case["result"].as_str().unwrap();
-            let outcome = run_case(
-                &public_key,
-                &hex_field(case, "msg"),
-                &hex_field(case, "sig"),
-            );
+            let outcome = run_case(&public_key, &hex_field(case, "msg"), &hex_field(case, "sig"));
             let shown = match outcome {
                 Outcome::Accepted => "accepted",
                 Outcome::Refused(why) => why,
             };
-            *summary
-                .entry((expected.to_owned(), shown.to_owned()))
-                .or_default() += 1;
+            *summary.entry((expected.to_owned(), shown.to_owned())).or_default() += 1;
             match (expected, outcome) {
                 ("valid", Outcome::Accepted) | ("invalid", Outcome::Refused(_)) => {}
                 ("acceptable", _) => acceptable.push(format!("tc {id} ({comment}): {outcome:?}")),
@@ -92,25 +86,12 @@ fn wycheproof_ed25519() {
         eprintln!("acceptable case: {line}");
     }
     assert_eq!(total, EXPECTED_CASES);
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     // This file has no "acceptable" cases; docs/protocol.md says so. If a new copy adds
     // some, decide and document how kith treats them before updating this line.
-    assert!(
-        acceptable.is_empty(),
-        "acceptable cases to document:\n{}",
-        acceptable.join("\n")
-    );
+    assert!(acceptable.is_empty(), "acceptable cases to document:\n{}", acceptable.join("\n"));
     let count = |result: &str| -> usize {
-        summary
-            .iter()
-            .filter(|((r, _), _)| r == result)
-            .map(|(_, n)| n)
-            .sum()
+        summary.iter().filter(|((r, _), _)| r == result).map(|(_, n)| n).sum()
     };
     assert_eq!((count("valid"), count("invalid")), (88, 63));
 }

@@ -1,0 +1,194 @@
+//! Printing responses: JSON per the CLI contract with `--json`, text for people without.
+
+use kith_node::api::{FeedItem, FollowEntry, PeerEntry, Profile, Response, Status};
+use serde_json::json;
+
+/// Prints one JSON value on one line.
+fn line(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+/// `2026-11-25 17:30` (UTC) from ms since the epoch.
+pub(crate) fn human_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+}
+
+fn who(id: &str, name: Option<&str>) -> String {
+    let short = id.get(id.len().saturating_sub(8)..).unwrap_or(id);
+    match name {
+        Some(n) => format!("{n} (…{short})"),
+        None => format!("…{short}"),
+    }
+}
+
+pub(crate) fn feed_item(item: &FeedItem, json: bool) {
+    if json {
+        line(&json!({
+            "id": item.id, "author": item.author, "seq": item.seq, "timestamp": item.timestamp,
+            "text": item.text, "tags": item.tags, "reply_to": item.reply_to,
+        }));
+    } else {
+        let reply = if item.reply_to.is_some() { " ↩" } else { "" };
+        println!(
+            "{}  {}{reply}\n    {}\n    id {}",
+            human_time(item.timestamp),
+            who(&item.author, item.author_name.as_deref()),
+            item.text.replace('\n', "\n    "),
+            item.id
+        );
+    }
+}
+
+fn status(s: &Status, json: bool) {
+    if json {
+        match serde_json::to_value(s) {
+            Ok(v) => line(&v),
+            Err(e) => eprintln!("kith: {e}"),
+        }
+        return;
+    }
+    println!("id         {}", s.id);
+    println!("peers      {} ({} in gossip meshes)", s.peers, s.mesh_peers);
+    println!("records    {} ({} posts)", s.records, s.posts);
+    println!("messages   {}", s.messages);
+    println!("following  {}   followers {}", s.following, s.followers);
+    println!("uptime     {} s", s.uptime_s);
+    let c = &s.record_counters;
+    println!(
+        "gossip     received {} accepted {} duplicate {} rejected {} ignored {} forks {}",
+        c.received, c.accepted, c.duplicate, c.rejected, c.ignored, c.forks
+    );
+    println!("topics:");
+    for t in &s.topics {
+        println!("  {t}");
+    }
+    println!("listening on:");
+    for a in &s.addrs {
+        println!("  {a}");
+    }
+}
+
+fn peers(list: &[PeerEntry], json: bool) {
+    if !json && list.is_empty() {
+        println!("no peers connected");
+    }
+    for p in list {
+        if json {
+            line(&json!({"id": p.id, "addr": p.addr}));
+        } else {
+            println!("{}  {}", p.id, p.addr);
+        }
+    }
+}
+
+fn follows(list: &[FollowEntry], json: bool) {
+    if !json && list.is_empty() {
+        println!("nobody yet");
+    }
+    for f in list {
+        if json {
+            line(&json!({"id": f.id, "mutual": f.mutual}));
+        } else {
+            let name = f.name.as_deref().map(|n| format!("  {n}")).unwrap_or_default();
+            let mutual = if f.mutual { "  (mutual)" } else { "" };
+            println!("{}{name}{mutual}", f.id);
+        }
+    }
+}
+
+fn profile(p: &Profile, json: bool) {
+    if json {
+        line(&json!({"id": p.id, "name": p.name, "bio": p.bio, "forked": p.forked}));
+        return;
+    }
+    println!("id    {}", p.id);
+    println!("name  {}", p.name.as_deref().unwrap_or("(no profile known)"));
+    if let Some(bio) = p.bio.as_deref().filter(|b| !b.is_empty()) {
+        println!("bio   {bio}");
+    }
+    if p.forked {
+        println!("WARNING: this author published two different records with one sequence number");
+    }
+}
+
+/// Prints a successful response; `what` says what was done, for people.
+pub(crate) fn response(response: &Response, json: bool, what: &str) {
+    match response {
+        Response::Id { id, addrs } => {
+            if json {
+                line(&json!({"id": id, "addrs": addrs}));
+            } else {
+                println!("{id}");
+                for a in addrs {
+                    println!("  {a}");
+                }
+            }
+        }
+        Response::Status(s) => status(s, json),
+        Response::Peers { peers: list } => peers(list, json),
+        Response::Ok => {
+            if json {
+                line(&json!({"ok": true}));
+            } else {
+                println!("{what}");
+            }
+        }
+        Response::Record { id } => {
+            if json {
+                line(&json!({"id": id}));
+            } else {
+                println!("{what}: {id}");
+            }
+        }
+        Response::Feed { items } => {
+            if !json && items.is_empty() {
+                println!("no posts yet");
+            }
+            for item in items {
+                feed_item(item, json);
+            }
+        }
+        Response::FeedItem(item) => feed_item(item, json),
+        Response::Follows { entries } => follows(entries, json),
+        Response::Tags { tags } => {
+            if !json && tags.is_empty() {
+                println!("no subscribed hashtags");
+            }
+            for t in tags {
+                if json {
+                    line(&json!({"tag": t}));
+                } else {
+                    println!("#{t}");
+                }
+            }
+        }
+        Response::Profile(p) => profile(p, json),
+        // Errors are handled by the caller.
+        Response::Error { message } => eprintln!("kith: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_time;
+
+    #[test]
+    fn times() {
+        assert_eq!(human_time(0), "1970-01-01 00:00");
+        assert_eq!(human_time(1_700_000_000_000), "2023-11-14 22:13");
+        assert_eq!(human_time(951_782_400_000), "2000-02-29 00:00");
+    }
+}

@@ -1,0 +1,234 @@
+//! The control API: one request enum and one response enum, used in-process by tests and
+//! over the control socket by the CLI. Ids travel as strings and are validated by the node.
+
+use serde::{Deserialize, Serialize};
+
+/// A request to the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Own id and listen addresses.
+    Id,
+    /// Counters and state.
+    Status,
+    /// Connected peers.
+    Peers,
+    /// Connect to a peer now.
+    Dial {
+        /// A multiaddr, with or without `/p2p/<id>`.
+        addr: String,
+    },
+    /// Sign and publish a post.
+    Post {
+        /// The text.
+        text: String,
+        /// Record id of the post replied to.
+        reply_to: Option<String>,
+    },
+    /// Posts, newest first; with `live`, a stream of new posts instead.
+    Feed {
+        /// Only posts with this hashtag.
+        tag: Option<String>,
+        /// Only posts by this author.
+        author: Option<String>,
+        /// At most this many.
+        limit: Option<usize>,
+        /// Stream new posts until the client goes away.
+        #[serde(default)]
+        live: bool,
+    },
+    /// Follow a person.
+    Follow {
+        /// Their id.
+        id: String,
+    },
+    /// Stop following a person.
+    Unfollow {
+        /// Their id.
+        id: String,
+    },
+    /// Whom this node's person follows.
+    Following,
+    /// Who follows this node's person.
+    Followers,
+    /// Subscribe to a hashtag.
+    Subscribe {
+        /// The tag, with or without `#`.
+        tag: String,
+    },
+    /// Unsubscribe from a hashtag.
+    Unsubscribe {
+        /// The tag, with or without `#`.
+        tag: String,
+    },
+    /// Subscribed hashtags.
+    Tags,
+    /// Publish a new profile (unset fields keep their current value).
+    ProfileSet {
+        /// Display name.
+        name: Option<String>,
+        /// Biography.
+        bio: Option<String>,
+    },
+    /// Show a profile (own when `id` is `None`).
+    ProfileShow {
+        /// Whose.
+        id: Option<String>,
+    },
+}
+
+/// A post as shown in feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedItem {
+    /// Record id.
+    pub id: String,
+    /// Author id.
+    pub author: String,
+    /// Position in the author's log.
+    pub seq: u64,
+    /// ms since the Unix epoch.
+    pub timestamp: u64,
+    /// The text.
+    pub text: String,
+    /// Normalised hashtags.
+    pub tags: Vec<String>,
+    /// The post replied to.
+    pub reply_to: Option<String>,
+    /// The author's display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub author_name: Option<String>,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Peer id.
+    pub id: String,
+    /// Remote address.
+    pub addr: String,
+    /// Gossipsub score, if scored.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub score: Option<f64>,
+}
+
+/// One person in a following/followers list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowEntry {
+    /// Their id.
+    pub id: String,
+    /// Whether the follow goes both ways.
+    pub mutual: bool,
+    /// Their display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+}
+
+/// A profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Whose.
+    pub id: String,
+    /// Display name (`None` when no profile is known).
+    pub name: Option<String>,
+    /// Biography.
+    pub bio: Option<String>,
+    /// Whether this author was seen publishing two records with one seq.
+    pub forked: bool,
+}
+
+/// Ingest counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCounters {
+    /// Gossip messages received.
+    pub received: u64,
+    /// New records stored.
+    pub accepted: u64,
+    /// Refused as invalid (the sender is penalised).
+    pub rejected: u64,
+    /// Dropped without penalty (overload).
+    pub ignored: u64,
+    /// Already known.
+    pub duplicate: u64,
+    /// Two records at one author/seq.
+    pub forks: u64,
+}
+
+/// Node status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Own id.
+    pub id: String,
+    /// Connected peers.
+    pub peers: usize,
+    /// Peers in any gossip mesh.
+    pub mesh_peers: usize,
+    /// Gossip topics subscribed.
+    pub topics: Vec<String>,
+    /// Records stored.
+    pub records: u64,
+    /// Posts stored.
+    pub posts: u64,
+    /// Direct messages stored.
+    pub messages: u64,
+    /// People followed.
+    pub following: usize,
+    /// Known followers.
+    pub followers: usize,
+    /// Listen addresses.
+    pub addrs: Vec<String>,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Gossip ingest counters.
+    pub record_counters: RecordCounters,
+}
+
+/// A reply from the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    /// Own id and addresses.
+    Id {
+        /// Own id.
+        id: String,
+        /// Listen addresses, each ending in `/p2p/<id>`.
+        addrs: Vec<String>,
+    },
+    /// Status.
+    Status(Status),
+    /// Connected peers.
+    Peers {
+        /// One per peer.
+        peers: Vec<PeerEntry>,
+    },
+    /// Done.
+    Ok,
+    /// A record was published.
+    Record {
+        /// Its id.
+        id: String,
+    },
+    /// Posts.
+    Feed {
+        /// Newest first.
+        items: Vec<FeedItem>,
+    },
+    /// One new post in a live feed.
+    FeedItem(FeedItem),
+    /// A following or followers list.
+    Follows {
+        /// The people.
+        entries: Vec<FollowEntry>,
+    },
+    /// Subscribed tags.
+    Tags {
+        /// Tags without `#`.
+        tags: Vec<String>,
+    },
+    /// A profile.
+    Profile(Profile),
+    /// The request failed.
+    Error {
+        /// One line saying why.
+        message: String,
+    },
+}

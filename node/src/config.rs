@@ -1,0 +1,180 @@
+//! Node configuration, built in layers: defaults, then the home's `config.toml`, then
+//! command-line flags. A bad value is an error naming the field.
+
+use std::{fs, io, path::Path};
+
+use libp2p::Multiaddr;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Errors in the configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The config file is not valid TOML for kith.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is not valid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file form: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    mdns: Option<bool>,
+    name: Option<String>,
+}
+
+/// Values given on the command line; `None` / empty means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`, repeatable.
+    pub listen: Vec<String>,
+    /// `--bootstrap`, repeatable.
+    pub bootstrap: Vec<String>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+}
+
+/// The validated configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start.
+    pub bootstrap: Vec<Multiaddr>,
+    /// LAN discovery.
+    pub mdns: bool,
+    /// Display name from `kith init --name` (published as the profile when none exists).
+    pub name: Option<String>,
+}
+
+/// Default listen addresses: all interfaces, TCP and QUIC, OS-chosen ports.
+pub fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+fn parse_addrs(field: &'static str, values: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse::<Multiaddr>()
+                .map_err(|e| ConfigError::Invalid { field, message: format!("{v:?}: {e}") })
+        })
+        .collect()
+}
+
+impl Config {
+    /// Builds the configuration from defaults, the file at `path` (if it exists) and
+    /// `overrides`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or field.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = match fs::read_to_string(path) {
+            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => FileConfig::default(),
+            Err(source) => {
+                return Err(ConfigError::Read { path: path.display().to_string(), source })
+            }
+        };
+        let listen = if !overrides.listen.is_empty() {
+            parse_addrs("--listen", &overrides.listen)?
+        } else if let Some(listen) = &file.listen {
+            parse_addrs("listen", listen)?
+        } else {
+            default_listen()
+        };
+        if listen.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "listen",
+                message: "at least one address is needed".into(),
+            });
+        }
+        let mut bootstrap = parse_addrs("bootstrap", file.bootstrap.as_deref().unwrap_or(&[]))?;
+        bootstrap.extend(parse_addrs("--bootstrap", &overrides.bootstrap)?);
+        let mdns = !overrides.no_mdns && file.mdns.unwrap_or(true);
+        Ok(Self { listen, bootstrap, mdns, name: file.name })
+    }
+
+    /// Writes a config file holding `name` (used by `kith init`).
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn write_initial(path: &Path, name: Option<&str>) -> io::Result<()> {
+        let mut text = String::from(
+            "# kith node configuration.\n\
+             # listen = [\"/ip4/0.0.0.0/tcp/4001\", \"/ip4/0.0.0.0/udp/4001/quic-v1\"]\n\
+             # bootstrap = [\"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...\"]\n\
+             # mdns = true\n",
+        );
+        if let Some(name) = name {
+            let quoted = toml::Value::String(name.to_owned()).to_string();
+            text.push_str(&format!("name = {quoted}\n"));
+        }
+        fs::write(path, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let c = Config::load(&path, &Overrides::default()).unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert!(c.mdns);
+        fs::write(&path, "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n").unwrap();
+        let c = Config::load(&path, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.len(), 1);
+        assert!(!c.mdns);
+        let o = Overrides { listen: vec!["/ip6/::1/tcp/0".into()], ..Default::default() };
+        let c = Config::load(&path, &o).unwrap();
+        assert_eq!(c.listen[0].to_string(), "/ip6/::1/tcp/0");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let o = Overrides { listen: vec!["nonsense".into()], ..Default::default() };
+        let e = Config::load(&path, &o).unwrap_err().to_string();
+        assert!(e.contains("--listen"), "{e}");
+        fs::write(&path, "lissten = []\n").unwrap();
+        let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("lissten"), "{e}");
+        Config::write_initial(&path, Some("Ann \"the\" Dev")).unwrap();
+        let c = Config::load(&path, &Overrides::default()).unwrap();
+        assert_eq!(c.name.as_deref(), Some("Ann \"the\" Dev"));
+    }
+}

@@ -1,0 +1,279 @@
+//! The control socket: a Unix socket in the home (mode 0600 in a 0700 folder) carrying
+//! [`Request`]s and [`Response`]s as length-prefixed JSON frames (4-byte big-endian
+//! length, then that many bytes). Only the user who owns the daemon may connect
+//! (checked with SO_PEERCRED). Malformed or oversized frames get an error reply; the
+//! daemon stays up.
+
+use std::{
+    fs, io,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{UnixListener, UnixStream},
+};
+
+use crate::{
+    api::{Request, Response},
+    node::Node,
+};
+
+/// Largest request frame the daemon reads (bytes).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Largest response frame the client reads (bytes).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Control socket errors.
+#[derive(Debug, Error)]
+pub enum ControlError {
+    /// No daemon listens on the home's socket.
+    #[error("no kith daemon is running for {0}; start one with: kith daemon")]
+    NoDaemon(String),
+    /// Another daemon already serves this home.
+    #[error("a kith daemon is already running for {0}")]
+    AlreadyRunning(String),
+    /// The socket path is too long for a Unix socket.
+    #[error("socket path {0} is too long for a Unix socket; use a shorter home path")]
+    PathTooLong(String),
+    /// A frame was larger than allowed.
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// A frame was not valid JSON of the expected type.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The connection failed.
+    #[error("control socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+async fn read_frame(stream: &mut UnixStream, max: usize) -> Result<Option<Vec<u8>>, ControlError> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(ControlError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    Ok(Some(buf))
+}
+
+async fn write_frame<T: serde::Serialize>(
+    stream: &mut UnixStream,
+    value: &T,
+) -> Result<(), ControlError> {
+    let body = serde_json::to_vec(value).map_err(|e| ControlError::Malformed(e.to_string()))?;
+    let len = u32::try_from(body.len()).map_err(|_| ControlError::TooLarge(body.len()))?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Binds the home's control socket, removing a stale one, refusing if a daemon answers.
+///
+/// # Errors
+/// [`ControlError::AlreadyRunning`], [`ControlError::PathTooLong`] or I/O errors.
+pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    // sun_path holds 108 bytes including the terminating NUL.
+    if path.as_os_str().len() > 107 {
+        return Err(ControlError::PathTooLong(path.display().to_string()));
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ControlError::AlreadyRunning(home_of(path)));
+        }
+        fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn home_of(socket: &Path) -> String {
+    socket.parent().map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// Serves control connections until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    socket: PathBuf,
+    node: Node,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let owner = fs::metadata(&socket).map(|m| m.uid()).ok();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = serve_connection(stream, node, owner).await {
+                            tracing::debug!(%error, "control connection ended");
+                        }
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "control accept failed"),
+            },
+        }
+    }
+    let _ = fs::remove_file(&socket);
+}
+
+fn error(message: impl Into<String>) -> Response {
+    Response::Error { message: message.into() }
+}
+
+async fn serve_connection(
+    mut stream: UnixStream,
+    node: Node,
+    owner: Option<u32>,
+) -> Result<(), ControlError> {
+    let caller = stream.peer_cred().ok().map(|c| c.uid());
+    if owner.is_none() || caller != owner {
+        tracing::warn!(?caller, "refused a control connection from another user");
+        write_frame(&mut stream, &error("permission denied: not the daemon's user")).await?;
+        return Ok(());
+    }
+    loop {
+        let frame = match read_frame(&mut stream, MAX_REQUEST_BYTES).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(ControlError::TooLarge(n)) => {
+                // The rest of the frame is not read: reply, then close.
+                write_frame(&mut stream, &error(format!("request of {n} bytes is too large")))
+                    .await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let request: Request = match serde_json::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                write_frame(&mut stream, &error(format!("malformed request: {e}"))).await?;
+                continue;
+            }
+        };
+        if let Request::Feed { tag, author, live: true, limit } = &request {
+            return stream_live(stream, &node, tag.as_deref(), author.as_deref(), *limit).await;
+        }
+        let response = node.handle(request).await;
+        write_frame(&mut stream, &response).await?;
+    }
+}
+
+async fn stream_live(
+    mut stream: UnixStream,
+    node: &Node,
+    tag: Option<&str>,
+    author: Option<&str>,
+    limit: Option<usize>,
+) -> Result<(), ControlError> {
+    let mut feed = match node.live_feed(tag, author) {
+        Ok(feed) => feed,
+        Err(message) => return write_frame(&mut stream, &error(message)).await,
+    };
+    // With an explicit limit, first the most recent posts (oldest first), then new ones.
+    if limit.is_some() {
+        let backlog = Request::Feed {
+            tag: tag.map(str::to_owned),
+            author: author.map(str::to_owned),
+            limit,
+            live: false,
+        };
+        if let Response::Feed { items } = node.handle(backlog).await {
+            for item in items.into_iter().rev() {
+                write_frame(&mut stream, &Response::FeedItem(item)).await?;
+            }
+        }
+    }
+    let (mut reader, mut writer) = stream.into_split();
+    let mut probe = [0u8; 1];
+    loop {
+        tokio::select! {
+            item = feed.next() => match item {
+                Some(item) => {
+                    let body = serde_json::to_vec(&Response::FeedItem(item))
+                        .map_err(|e| ControlError::Malformed(e.to_string()))?;
+                    let len = u32::try_from(body.len()).map_err(|_| ControlError::TooLarge(body.len()))?;
+                    writer.write_all(&len.to_be_bytes()).await?;
+                    writer.write_all(&body).await?;
+                }
+                None => return Ok(()),
+            },
+            // The client never sends more on a live stream; EOF or anything means it left.
+            _ = reader.read(&mut probe) => return Ok(()),
+        }
+    }
+}
+
+/// A client of a running daemon's control socket.
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to the daemon of the home whose socket is `path`.
+    ///
+    /// # Errors
+    /// [`ControlError::NoDaemon`] when nothing listens there.
+    pub async fn connect(path: &Path) -> Result<Self, ControlError> {
+        match UnixStream::connect(path).await {
+            Ok(stream) => Ok(Self { stream }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Err(ControlError::NoDaemon(home_of(path)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends one request.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn send(&mut self, request: &Request) -> Result<(), ControlError> {
+        write_frame(&mut self.stream, request).await
+    }
+
+    /// Reads one response; `None` when the daemon closed the connection.
+    ///
+    /// # Errors
+    /// I/O errors, oversized or malformed frames.
+    pub async fn recv(&mut self) -> Result<Option<Response>, ControlError> {
+        match read_frame(&mut self.stream, MAX_RESPONSE_BYTES).await? {
+            Some(frame) => serde_json::from_slice(&frame)
+                .map(Some)
+                .map_err(|e| ControlError::Malformed(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends a request and reads its response.
+    ///
+    /// # Errors
+    /// As [`Client::send`] and [`Client::recv`]; a closed connection is an I/O error.
+    pub async fn call(&mut self, request: &Request) -> Result<Response, ControlError> {
+        self.send(request).await?;
+        self.recv().await?.ok_or_else(|| {
+            ControlError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "daemon closed the connection",
+            ))
+        })
+    }
+}

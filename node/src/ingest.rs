@@ -1,0 +1,138 @@
+//! Ingest: the one path by which a record from outside (gossip now, sync and import
+//! later) enters the store. Pure logic over the store; tests drive it without a network.
+
+use kith_protocol::{Topic, VerifiedRecord};
+
+use crate::{
+    net::Verdict,
+    store::{Inserted, Store, StoreError},
+};
+
+/// What ingest did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new record, now stored.
+    New(Box<VerifiedRecord>),
+    /// Already stored; nothing changed.
+    Duplicate,
+    /// A second record at an author/seq already taken: kept as evidence, author flagged.
+    Fork,
+    /// Not acceptable; the reason.
+    Invalid(String),
+}
+
+impl Outcome {
+    /// The gossip verdict: valid records (new or not) may be forwarded, since a record
+    /// already known may still be new to the peers of this topic.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Self::New(_) | Self::Duplicate | Self::Fork => Verdict::Accept,
+            Self::Invalid(_) => Verdict::Reject,
+        }
+    }
+}
+
+/// Checks `bytes` (size, encoding, fields, signature, clock, topic) and stores the record
+/// if it is new. `topic` is the gossip topic it came on, if any.
+///
+/// # Errors
+/// Only disk errors: bad input is an [`Outcome::Invalid`], never an error.
+pub fn ingest(
+    store: &Store,
+    bytes: &[u8],
+    topic: Option<&str>,
+    now_ms: u64,
+) -> Result<Outcome, StoreError> {
+    let record = match VerifiedRecord::from_bytes(bytes) {
+        Ok(r) => r,
+        Err(e) => return Ok(Outcome::Invalid(e.to_string())),
+    };
+    if let Err(e) = record.record().check_time(now_ms) {
+        return Ok(Outcome::Invalid(e.to_string()));
+    }
+    if let Some(name) = topic {
+        match Topic::parse(name) {
+            Some(Topic::Tag(tag)) => {
+                if !record.record().tags().contains(&tag) {
+                    return Ok(Outcome::Invalid(format!("record does not carry #{tag}")));
+                }
+            }
+            Some(Topic::Author(_)) => {}
+            None => return Ok(Outcome::Invalid(format!("not a kith topic: {name}"))),
+        }
+    }
+    Ok(match store.insert(&record)? {
+        Inserted::New => Outcome::New(Box::new(record)),
+        Inserted::Duplicate => Outcome::Duplicate,
+        Inserted::Fork { .. } => Outcome::Fork,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use kith_protocol::{
+        limits::MAX_FUTURE_SKEW_MS, Keypair, Post, Record, RecordKind, Tag, Topic,
+    };
+
+    use super::*;
+
+    fn post(kp: &Keypair, ts: u64, text: &str) -> VerifiedRecord {
+        Record {
+            author: kp.id(),
+            seq: 1,
+            prev: None,
+            timestamp: ts,
+            kind: RecordKind::Post(Post {
+                text: text.into(),
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+            }),
+        }
+        .sign(kp)
+        .unwrap()
+    }
+
+    #[test]
+    fn decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kp = Keypair::from_secret_bytes(&[1; 32]);
+        let now = 1_000_000;
+        let rec = post(&kp, now, "hi #rust");
+        let rust = Topic::Tag(Tag::parse("rust").unwrap()).to_string();
+        let go = Topic::Tag(Tag::parse("go").unwrap()).to_string();
+        let author = Topic::Author(kp.id()).to_string();
+
+        assert!(matches!(
+            ingest(&store, rec.bytes(), Some(&go), now).unwrap(),
+            Outcome::Invalid(_)
+        ));
+        assert!(!store.has(&rec.id()).unwrap());
+        assert_eq!(
+            ingest(&store, rec.bytes(), Some(&rust), now).unwrap(),
+            Outcome::New(Box::new(rec.clone()))
+        );
+        assert_eq!(ingest(&store, rec.bytes(), Some(&author), now).unwrap(), Outcome::Duplicate);
+        assert_eq!(Outcome::Duplicate.verdict(), Verdict::Accept);
+
+        let mut bad = rec.bytes().to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let out = ingest(&store, &bad, Some(&author), now).unwrap();
+        assert!(matches!(out, Outcome::Invalid(_)));
+        assert_eq!(out.verdict(), Verdict::Reject);
+
+        let future = post(&kp, now + MAX_FUTURE_SKEW_MS + 1, "later");
+        assert!(matches!(ingest(&store, future.bytes(), None, now).unwrap(), Outcome::Invalid(_)));
+        assert!(matches!(ingest(&store, b"junk", None, now).unwrap(), Outcome::Invalid(_)));
+        assert!(matches!(
+            ingest(&store, rec.bytes(), Some("not/a/topic"), now).unwrap(),
+            Outcome::Invalid(_)
+        ));
+
+        let fork = post(&kp, now, "other #rust");
+        assert_eq!(ingest(&store, fork.bytes(), None, now).unwrap(), Outcome::Fork);
+        assert!(store.is_flagged(&kp.id()).unwrap());
+    }
+}

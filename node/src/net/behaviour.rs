@@ -1,0 +1,144 @@
+//! The libp2p behaviour of a kith node and how it is configured.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use libp2p::{
+    connection_limits, gossipsub, identify,
+    identity::Keypair,
+    mdns, ping,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
+};
+use sha2::{Digest, Sha256};
+
+use super::NetError;
+
+/// Largest gossip message accepted or sent (bytes). Records are far smaller; this bounds
+/// what a peer can make us buffer.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+
+/// Most connections in total and per peer.
+const MAX_CONNECTIONS: u32 = 256;
+const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+const MAX_PENDING: u32 = 64;
+
+/// Most topics a peer (or this node) may subscribe to.
+const MAX_TOPICS: usize = 2048;
+
+/// Protocol version announced by identify.
+const IDENTIFY_PROTOCOL: &str = "/kith/1.0.0";
+
+pub(crate) type Gossipsub = gossipsub::Behaviour<
+    gossipsub::IdentityTransform,
+    gossipsub::MaxCountSubscriptionFilter<gossipsub::AllowAllSubscriptionFilter>,
+>;
+
+/// Everything the swarm runs.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) gossipsub: Gossipsub,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// The gossipsub message id: derived from the topic and the record bytes, so the same
+/// record relayed by anyone on one topic is recognised as one message, while the same
+/// record on another topic is another message (each topic's mesh needs its own copy).
+pub(crate) fn message_id(topic: &str, data: &[u8]) -> gossipsub::MessageId {
+    let mut h = Sha256::new();
+    h.update((topic.len() as u64).to_be_bytes());
+    h.update(topic.as_bytes());
+    h.update(data);
+    let digest = h.finalize();
+    gossipsub::MessageId::new(&digest[..20])
+}
+
+/// Score parameters registered for every topic the node subscribes to.
+pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 0.5,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 100.0,
+        // Quiet topics are normal (a person posts a few times a day): no penalty for a
+        // mesh peer that delivers little.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // An invalid record costs a lot: two put a peer below the graylist threshold.
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.3,
+        ..Default::default()
+    }
+}
+
+fn peer_score_params() -> gossipsub::PeerScoreParams {
+    // Loopback peers are on this machine: never count them as IP colocation. Real
+    // addresses keep the default penalty.
+    let whitelist: HashSet<IpAddr> =
+        [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)].into_iter().collect();
+    gossipsub::PeerScoreParams { ip_colocation_factor_whitelist: whitelist, ..Default::default() }
+}
+
+fn gossipsub() -> Result<Gossipsub, NetError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| message_id(m.topic.as_str(), &m.data))
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .flood_publish(true)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+        .map_err(|e| NetError::Setup(format!("gossipsub config: {e}")))?;
+    let filter = gossipsub::MaxCountSubscriptionFilter {
+        filter: gossipsub::AllowAllSubscriptionFilter {},
+        max_subscribed_topics: MAX_TOPICS,
+        max_subscriptions_per_request: MAX_TOPICS,
+    };
+    let mut behaviour = gossipsub::Behaviour::new_with_subscription_filter(
+        gossipsub::MessageAuthenticity::Anonymous,
+        config,
+        filter,
+    )
+    .map_err(|e| NetError::Setup(format!("gossipsub: {e}")))?;
+    behaviour
+        .with_peer_score(peer_score_params(), gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| NetError::Setup(format!("peer scoring: {e}")))?;
+    Ok(behaviour)
+}
+
+impl Behaviour {
+    pub(crate) fn new(keypair: &Keypair, mdns_on: bool) -> Result<Self, NetError> {
+        let peer_id = keypair.public().to_peer_id();
+        let mdns = if mdns_on {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| NetError::Setup(format!("mdns: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            .with_max_pending_incoming(Some(MAX_PENDING))
+            .with_max_pending_outgoing(Some(MAX_PENDING));
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            gossipsub: gossipsub()?,
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
+                    .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            mdns: Toggle::from(mdns),
+        })
+    }
+}

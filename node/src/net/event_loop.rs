@@ -1,0 +1,319 @@
+//! The task that owns the swarm.
+
+use std::{collections::HashMap, time::Duration};
+
+use futures::StreamExt;
+use libp2p::{
+    core::ConnectedPoint,
+    gossipsub, identify, mdns,
+    multiaddr::Protocol,
+    noise,
+    swarm::{dial_opts::DialOpts, ConnectionId, DialError, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    behaviour::{self, Behaviour, BehaviourEvent},
+    Command, Config, Event, NetError, PeerInfo, Stats, Verdict,
+};
+
+/// Connections stay open this long without traffic (gossip keeps them busy anyway).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+type DialReply = oneshot::Sender<Result<PeerId, NetError>>;
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    listen_addrs: watch::Sender<Vec<Multiaddr>>,
+    pending_dials: HashMap<ConnectionId, DialReply>,
+    remote_addrs: HashMap<PeerId, Multiaddr>,
+}
+
+fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    mdns: bool,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_quic()
+        .with_behaviour(|key| Behaviour::new(key, mdns).map_err(|e| Box::new(e) as _))
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        keypair: libp2p::identity::Keypair,
+        config: &Config,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        listen_addrs: watch::Sender<Vec<Multiaddr>>,
+    ) -> Result<Self, NetError> {
+        let mut swarm = build_swarm(keypair, config.mdns)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Setup(format!("cannot listen on {addr}: {e}")))?;
+        }
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            listen_addrs,
+            pending_dials: HashMap::new(),
+            remote_addrs: HashMap::new(),
+        })
+    }
+
+    /// Runs until shut down or until every [`super::Client`] is dropped.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => { let _ = reply.send(()); break; }
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+            }
+        }
+        tracing::debug!("network task stopped");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { addr, reply } => self.handle_dial(addr, reply),
+            Command::Publish { topic, data, reply } => {
+                let _ = reply.send(self.handle_publish(topic, data));
+            }
+            Command::Subscribe { topic, reply } => {
+                let _ = reply.send(self.handle_subscribe(&topic));
+            }
+            Command::Unsubscribe { topic, reply } => {
+                let topic = gossipsub::IdentTopic::new(topic);
+                let _ = reply.send(self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic));
+            }
+            Command::Report { id, source, verdict } => self.handle_report(&id, &source, verdict),
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            // Handled in `run`.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn handle_dial(&mut self, addr: Multiaddr, reply: DialReply) {
+        let target = peer_of(&addr);
+        if let Some(peer) = target {
+            if peer == *self.swarm.local_peer_id() {
+                let _ = reply.send(Err(NetError::Dial("that is this node's own address".into())));
+                return;
+            }
+            if self.swarm.is_connected(&peer) {
+                let _ = reply.send(Ok(peer));
+                return;
+            }
+        }
+        let opts = match target {
+            Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr]).build(),
+            None => DialOpts::unknown_peer_id().address(addr).build(),
+        };
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.pending_dials.insert(id, reply);
+            }
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                // Already connected or dialling; the peer is known to be reachable.
+                match target {
+                    Some(peer) => {
+                        let _ = reply.send(Ok(peer));
+                    }
+                    None => {
+                        let _ = reply.send(Err(NetError::Dial("already dialling".into())));
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Dial(e.to_string())));
+            }
+        }
+    }
+
+    fn handle_publish(&mut self, topic: String, data: Vec<u8>) -> Result<usize, NetError> {
+        let topic = gossipsub::IdentTopic::new(topic);
+        let hash = topic.hash();
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+            Ok(_) => {
+                let gs = &self.swarm.behaviour().gossipsub;
+                Ok(gs.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count())
+            }
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+            | Err(gossipsub::PublishError::Duplicate) => Ok(0),
+            Err(e) => Err(NetError::Gossip(e.to_string())),
+        }
+    }
+
+    fn handle_subscribe(&mut self, topic: &str) -> Result<bool, NetError> {
+        let topic = gossipsub::IdentTopic::new(topic);
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        // Per-topic scores are kept only for registered topics: register before joining.
+        gs.set_topic_params(topic.clone(), behaviour::topic_score_params())
+            .map_err(|e| NetError::Gossip(e.to_string()))?;
+        gs.subscribe(&topic).map_err(|e| NetError::Gossip(e.to_string()))
+    }
+
+    fn handle_report(&mut self, id: &gossipsub::MessageId, source: &PeerId, verdict: Verdict) {
+        let acceptance = match verdict {
+            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+            Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+            Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let gs = &self.swarm.behaviour().gossipsub;
+        let mut seen = HashMap::new();
+        for peer in self.swarm.connected_peers() {
+            seen.insert(*peer, gs.peer_score(peer));
+        }
+        let mut out: Vec<PeerInfo> = Vec::new();
+        for (peer, score) in seen {
+            let addr = self.remote_addrs.get(&peer).cloned().unwrap_or_else(Multiaddr::empty);
+            out.push(PeerInfo { peer, addr, score });
+        }
+        out.sort_by_key(|p| p.peer.to_string());
+        out
+    }
+
+    fn stats(&self) -> Stats {
+        let gs = &self.swarm.behaviour().gossipsub;
+        let mut topics: Vec<String> = gs.topics().map(|t| t.to_string()).collect();
+        topics.sort();
+        let mesh: std::collections::HashSet<&PeerId> = gs.all_mesh_peers().collect();
+        Stats { topics, peers: self.swarm.connected_peers().count(), mesh_peers: mesh.len() }
+    }
+
+    fn emit(&self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!("node event queue full; dropping a network event");
+        }
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.handle_mdns(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.handle_identify(e),
+            SwarmEvent::NewListenAddr { address, .. } => self.handle_listen_addr(address, true),
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.handle_listen_addr(address, false)
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                self.handle_connected(peer_id, connection_id, endpoint)
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.remote_addrs.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
+                tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NetError::Dial(error.to_string())));
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
+            _ => {}
+        }
+    }
+
+    fn handle_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
+                let event = Event::Message {
+                    source: propagation_source,
+                    id: message_id.clone(),
+                    topic: message.topic.to_string(),
+                    data: message.data,
+                };
+                if self.events.try_send(event).is_err() {
+                    // Overloaded: do not forward what we could not check, and do not blame
+                    // the peer for our load.
+                    self.handle_report(&message_id, &propagation_source, Verdict::Ignore);
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.emit(Event::Subscribed { peer: peer_id, topic: topic.to_string() })
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_mdns(&mut self, event: mdns::Event) {
+        if let mdns::Event::Discovered(found) = event {
+            for (peer, addr) in found {
+                if !self.swarm.is_connected(&peer) {
+                    let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                    if let Err(error) = self.swarm.dial(opts) {
+                        tracing::debug!(%peer, %error, "mdns dial failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_identify(&mut self, event: identify::Event) {
+        if let identify::Event::Received { peer_id, info, .. } = event {
+            let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+            self.emit(Event::Identified { peer: peer_id, addrs });
+        }
+    }
+
+    fn handle_listen_addr(&mut self, address: Multiaddr, added: bool) {
+        let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
+        self.listen_addrs.send_modify(|addrs| {
+            addrs.retain(|a| a != &full);
+            if added {
+                tracing::info!(address = %full, "listening");
+                addrs.push(full);
+            }
+        });
+    }
+
+    fn handle_connected(&mut self, peer: PeerId, id: ConnectionId, endpoint: ConnectedPoint) {
+        let dialled = match &endpoint {
+            ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
+            ConnectedPoint::Listener { .. } => None,
+        };
+        self.remote_addrs.insert(peer, endpoint.get_remote_address().clone());
+        if let Some(reply) = self.pending_dials.remove(&id) {
+            let _ = reply.send(Ok(peer));
+        }
+        tracing::debug!(%peer, "connected");
+        self.emit(Event::Connected { peer, addr: dialled });
+    }
+}

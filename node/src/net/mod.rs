@@ -1,0 +1,261 @@
+//! The network layer: one task ([`EventLoop`]) owns the libp2p swarm; the rest of the node
+//! holds a cloneable [`Client`] that sends it commands and awaits replies.
+//!
+//! The network layer never touches the store: what it receives goes out as [`Event`]s on
+//! a bounded channel, and the node's logic decides (including whether gossipsub may
+//! forward a message).
+
+mod behaviour;
+mod event_loop;
+
+use std::time::Duration;
+
+use libp2p::{gossipsub, identity::Keypair, Multiaddr, PeerId};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use behaviour::MAX_GOSSIP_BYTES;
+pub use event_loop::EventLoop;
+
+/// Capacity of the channel of events from the network to the node.
+const EVENT_QUEUE: usize = 4096;
+/// Capacity of the channel of commands to the event loop.
+const COMMAND_QUEUE: usize = 1024;
+/// How long `dial` waits for the connection.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Network errors.
+#[derive(Debug, Error, Clone)]
+pub enum NetError {
+    /// The swarm could not be built or could not listen.
+    #[error("network setup: {0}")]
+    Setup(String),
+    /// A dial failed.
+    #[error("dial failed: {0}")]
+    Dial(String),
+    /// Gossipsub refused a publish or subscribe.
+    #[error("gossip: {0}")]
+    Gossip(String),
+    /// The network task has stopped.
+    #[error("the network task has stopped")]
+    Stopped,
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum Event {
+    /// A gossip message awaiting validation. The node must answer with
+    /// [`Client::report`] (accept, reject or ignore).
+    Message {
+        /// The peer that forwarded it.
+        source: PeerId,
+        /// Gossipsub's id for it.
+        id: gossipsub::MessageId,
+        /// The topic it came on.
+        topic: String,
+        /// The payload (a signed record).
+        data: Vec<u8>,
+    },
+    /// A connection to `peer` is up; `addr` is its dialable address when we dialled it.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// The address we reached it at, if we dialled.
+        addr: Option<Multiaddr>,
+    },
+    /// The peer told us (identify) where it listens.
+    Identified {
+        /// The peer.
+        peer: PeerId,
+        /// Its listen addresses.
+        addrs: Vec<Multiaddr>,
+    },
+    /// A peer subscribed to a topic.
+    Subscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
+}
+
+/// The validation verdict for a gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and penalise the peer.
+    Reject,
+    /// Drop without penalty (e.g. we are overloaded).
+    Ignore,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer.
+    pub peer: PeerId,
+    /// The remote address of one connection.
+    pub addr: Multiaddr,
+    /// Its gossipsub score, if scored.
+    pub score: Option<f64>,
+}
+
+/// Gossip statistics.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Topics this node subscribes to.
+    pub topics: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Distinct peers in any of our meshes.
+    pub mesh_peers: usize,
+}
+
+/// How the network is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Whether to discover peers on the LAN with mDNS.
+    pub mdns: bool,
+}
+
+pub(crate) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
+    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<usize, NetError>> },
+    Subscribe { topic: String, reply: oneshot::Sender<Result<bool, NetError>> },
+    Unsubscribe { topic: String, reply: oneshot::Sender<bool> },
+    Report { id: gossipsub::MessageId, source: PeerId, verdict: Verdict },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    Stats { reply: oneshot::Sender<Stats> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// A cloneable handle to the network task.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    listen_addrs: watch::Receiver<Vec<Multiaddr>>,
+    local_peer: PeerId,
+}
+
+impl Client {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// This node's peer id.
+    pub fn local_peer(&self) -> PeerId {
+        self.local_peer
+    }
+
+    /// Dials `addr` and waits (up to [`DIAL_TIMEOUT`]) until connected.
+    ///
+    /// # Errors
+    /// [`NetError::Dial`] with the reason.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        let attempt = self.ask(|reply| Command::Dial { addr, reply });
+        match tokio::time::timeout(DIAL_TIMEOUT, attempt).await {
+            Ok(result) => result?,
+            Err(_) => Err(NetError::Dial("timed out".into())),
+        }
+    }
+
+    /// Publishes `data` on `topic`; returns to how many peers it could be sent (0 when no
+    /// peer is on the topic yet, which is not an error: history sync catches up later).
+    ///
+    /// # Errors
+    /// [`NetError::Gossip`] for refusals other than "no peers".
+    pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<usize, NetError> {
+        self.ask(|reply| Command::Publish { topic, data, reply }).await?
+    }
+
+    /// Subscribes to `topic` (and registers its score parameters).
+    ///
+    /// # Errors
+    /// [`NetError::Gossip`] if gossipsub refuses.
+    pub async fn subscribe(&self, topic: String) -> Result<bool, NetError> {
+        self.ask(|reply| Command::Subscribe { topic, reply }).await?
+    }
+
+    /// Unsubscribes from `topic`.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn unsubscribe(&self, topic: String) -> Result<bool, NetError> {
+        self.ask(|reply| Command::Unsubscribe { topic, reply }).await
+    }
+
+    /// Reports the validation verdict of a gossip message. Never waits for the swarm.
+    pub fn report(&self, id: gossipsub::MessageId, source: PeerId, verdict: Verdict) {
+        if self.commands.try_send(Command::Report { id, source, verdict }).is_err() {
+            // The queue is full: gossipsub drops unvalidated messages from its cache on its
+            // own, so a lost verdict only means the message is not forwarded.
+            tracing::debug!("validation verdict dropped: command queue full");
+        }
+    }
+
+    /// Connected peers.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Gossip statistics.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn stats(&self) -> Result<Stats, NetError> {
+        self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// The addresses this node listens on now.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs.borrow().clone()
+    }
+
+    /// Waits until the node listens on at least one address, up to `timeout`.
+    ///
+    /// # Errors
+    /// [`NetError::Setup`] on timeout.
+    pub async fn wait_listening(&self, timeout: Duration) -> Result<(), NetError> {
+        let mut rx = self.listen_addrs.clone();
+        let wait = async { rx.wait_for(|addrs| !addrs.is_empty()).await.map(|_| ()) };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NetError::Stopped),
+            Err(_) => Err(NetError::Setup("no listen address came up".into())),
+        }
+    }
+
+    /// Stops the network task and waits for it.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// Builds the swarm and starts listening. Returns the handle, the loop to spawn, and the
+/// stream of events for the node.
+///
+/// # Errors
+/// [`NetError::Setup`] when the transport or a listen address fails.
+pub fn new(
+    keypair: Keypair,
+    config: &Config,
+) -> Result<(Client, EventLoop, mpsc::Receiver<Event>), NetError> {
+    let local_peer = keypair.public().to_peer_id();
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+    let (addr_tx, addr_rx) = watch::channel(Vec::new());
+    let event_loop = EventLoop::new(keypair, config, command_rx, event_tx, addr_tx)?;
+    let client = Client { commands: command_tx, listen_addrs: addr_rx, local_peer };
+    Ok((client, event_loop, event_rx))
+}

@@ -1,0 +1,381 @@
+//! Control requests: validate the input, act, answer. Errors are one line for a person.
+
+use std::collections::HashSet;
+
+use kith_protocol::{
+    limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, Record, RecordId,
+    RecordKind, Tag, Topic, VerifiedRecord,
+};
+use libp2p::Multiaddr;
+use tokio::sync::broadcast;
+
+use super::{now_ms, view, LivePost, Node};
+use crate::{
+    api::{FeedItem, PeerEntry, Request, Response, Status},
+    store::StoredRecord,
+};
+
+/// Feed length when none is asked for.
+pub const DEFAULT_FEED_LIMIT: usize = 20;
+/// Longest feed one request may ask for.
+pub const MAX_FEED_LIMIT: usize = 10_000;
+
+type Reply = Result<Response, String>;
+
+fn parse_author(text: &str) -> Result<AuthorId, String> {
+    text.parse::<AuthorId>().map_err(|e| format!("invalid id {text:?}: {e}"))
+}
+
+fn parse_tag(text: &str) -> Result<Tag, String> {
+    Tag::parse(text.trim()).map_err(|e| format!("invalid hashtag {text:?}: {e}"))
+}
+
+fn store_err(e: impl std::fmt::Display) -> String {
+    format!("store: {e}")
+}
+
+/// What a live feed passes through.
+pub(crate) struct LiveFilter {
+    tag: Option<Tag>,
+    author: Option<AuthorId>,
+}
+
+/// A stream of new posts for `kith feed --live`.
+pub struct LiveFeed {
+    node: Node,
+    rx: broadcast::Receiver<LivePost>,
+    filter: LiveFilter,
+}
+
+impl LiveFeed {
+    /// The next new post that matches, or `None` when the node stops.
+    pub async fn next(&mut self) -> Option<FeedItem> {
+        loop {
+            match self.rx.recv().await {
+                Ok(post) => {
+                    if self.node.live_matches(&self.filter, &post) {
+                        return Some(post.item);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "live feed reader too slow; skipped posts");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl Node {
+    pub(super) async fn dispatch(&self, request: Request) -> Reply {
+        match request {
+            Request::Id => Ok(self.id_reply()),
+            Request::Status => self.status().await,
+            Request::Peers => self.peers().await,
+            Request::Dial { addr } => self.dial(&addr).await,
+            Request::Post { text, reply_to } => self.post(text, reply_to.as_deref()).await,
+            Request::Feed { tag, author, limit, live: _ } => {
+                self.feed(tag.as_deref(), author.as_deref(), limit)
+            }
+            Request::Follow { id } => self.follow(&id, true).await,
+            Request::Unfollow { id } => self.follow(&id, false).await,
+            Request::Following => self.following(),
+            Request::Followers => self.followers(),
+            Request::Subscribe { tag } => self.subscribe(&tag, true).await,
+            Request::Unsubscribe { tag } => self.subscribe(&tag, false).await,
+            Request::Tags => self.tags(),
+            Request::ProfileSet { name, bio } => self.profile_set(name, bio).await,
+            Request::ProfileShow { id } => self.profile_show(id.as_deref()),
+        }
+    }
+
+    /// Starts a live feed of new posts matching the filters (the timeline when none).
+    ///
+    /// # Errors
+    /// A bad tag or id, as one line.
+    pub fn live_feed(&self, tag: Option<&str>, author: Option<&str>) -> Result<LiveFeed, String> {
+        let filter = LiveFilter {
+            tag: tag.map(parse_tag).transpose()?,
+            author: author.map(parse_author).transpose()?,
+        };
+        Ok(LiveFeed { node: self.clone(), rx: self.live(), filter })
+    }
+
+    fn live_matches(&self, filter: &LiveFilter, post: &LivePost) -> bool {
+        if let Some(author) = &filter.author {
+            if post.author != *author {
+                return false;
+            }
+        }
+        if let Some(tag) = &filter.tag {
+            if !post.item.tags.iter().any(|t| t == tag.as_str()) {
+                return false;
+            }
+        }
+        if filter.author.is_some() || filter.tag.is_some() {
+            return true;
+        }
+        let store = &self.inner.store;
+        let me = self.inner.me;
+        post.author == me
+            || store.is_following(&me, &post.author).unwrap_or(false)
+            || store.subscriptions().is_ok_and(|subs| {
+                subs.iter().any(|s| post.item.tags.iter().any(|t| t == s.as_str()))
+            })
+    }
+
+    fn id_reply(&self) -> Response {
+        Response::Id {
+            id: self.inner.me.to_string(),
+            addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    async fn status(&self) -> Reply {
+        let stats = self.inner.net.stats().await.map_err(|e| e.to_string())?;
+        let store = &self.inner.store;
+        let me = &self.inner.me;
+        let counts = store.counts();
+        Ok(Response::Status(Status {
+            id: me.to_string(),
+            peers: stats.peers,
+            mesh_peers: stats.mesh_peers,
+            topics: stats.topics,
+            records: counts.records,
+            posts: counts.posts,
+            messages: 0,
+            following: store.following(me).map_err(store_err)?.len(),
+            followers: store.followers(me).map_err(store_err)?.len(),
+            addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            uptime_s: self.inner.started.elapsed().as_secs(),
+            record_counters: self.inner.counters.snapshot(),
+        }))
+    }
+
+    async fn peers(&self) -> Reply {
+        let peers = self.inner.net.peers().await.map_err(|e| e.to_string())?;
+        Ok(Response::Peers {
+            peers: peers
+                .into_iter()
+                .map(|p| PeerEntry {
+                    id: p.peer.to_string(),
+                    addr: p.addr.to_string(),
+                    score: p.score,
+                })
+                .collect(),
+        })
+    }
+
+    async fn dial(&self, addr: &str) -> Reply {
+        let parsed: Multiaddr =
+            addr.trim().parse().map_err(|e| format!("invalid multiaddr {addr:?}: {e}"))?;
+        self.inner.net.dial(parsed).await.map_err(|e| e.to_string())?;
+        Ok(Response::Ok)
+    }
+
+    /// Appends a record to our own log: next seq, prev hash, sign, store, flush, publish.
+    pub(crate) async fn publish_own(&self, kind: RecordKind) -> Result<VerifiedRecord, String> {
+        let inner = &self.inner;
+        let signed = {
+            let _guard = inner.own_log.lock().await;
+            let latest = inner.store.latest(&inner.me).map_err(store_err)?;
+            let record = Record {
+                author: inner.me,
+                seq: latest.map_or(1, |(seq, _)| seq + 1),
+                prev: latest.map(|(_, id)| id),
+                timestamp: now_ms(),
+                kind,
+            };
+            let signed = record.sign(&inner.keypair).map_err(|e| e.to_string())?;
+            inner.store.insert(&signed).map_err(store_err)?;
+            inner.store.flush().await.map_err(store_err)?;
+            signed
+        };
+        for topic in self.topics_for(signed.record()) {
+            match inner.net.publish(topic.clone(), signed.bytes().to_vec()).await {
+                Ok(0) => tracing::debug!(%topic, "no peer on topic yet"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%topic, %error, "publish failed"),
+            }
+        }
+        self.announce(&signed);
+        Ok(signed)
+    }
+
+    /// The gossip topics a record of ours goes to.
+    fn topics_for(&self, record: &Record) -> Vec<String> {
+        let mut topics = vec![Topic::Author(record.author)];
+        match &record.kind {
+            RecordKind::Post(post) => {
+                topics.extend(record.tags().into_iter().map(Topic::Tag));
+                if let Some(parent) = post.reply_to {
+                    if let Ok(Some(p)) = self.inner.store.get(&parent) {
+                        topics.push(Topic::Author(p.record.author));
+                    }
+                }
+                topics.extend(post.mentions.iter().map(|m| Topic::Author(*m)));
+            }
+            RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
+                topics.push(Topic::Author(*target));
+            }
+            _ => {}
+        }
+        let mut seen = HashSet::new();
+        topics.into_iter().map(|t| t.to_string()).filter(|t| seen.insert(t.clone())).collect()
+    }
+
+    async fn post(&self, text: String, reply_to: Option<&str>) -> Reply {
+        if text.trim().is_empty() {
+            return Err("post text is empty".into());
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(format!(
+                "post text is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                text.len()
+            ));
+        }
+        let reply_to =
+            reply_to.map(|r| r.parse::<RecordId>().map_err(|e| e.to_string())).transpose()?;
+        let mentions = extract_mentions(&text);
+        let post = Post { text, reply_to, mentions, expires_at: None };
+        let signed = self.publish_own(RecordKind::Post(post)).await?;
+        Ok(Response::Record { id: signed.id().to_string() })
+    }
+
+    fn feed(&self, tag: Option<&str>, author: Option<&str>, limit: Option<usize>) -> Reply {
+        let limit = limit.unwrap_or(DEFAULT_FEED_LIMIT);
+        if limit == 0 || limit > MAX_FEED_LIMIT {
+            return Err(format!("--limit must be between 1 and {MAX_FEED_LIMIT}"));
+        }
+        let tag = tag.map(parse_tag).transpose()?;
+        let author = author.map(parse_author).transpose()?;
+        let store = &self.inner.store;
+        let records: Vec<StoredRecord> = match (&tag, &author) {
+            (Some(tag), None) => store.posts_by_tag(tag, limit),
+            (None, Some(author)) => store.posts_by_author(author, limit),
+            (Some(tag), Some(author)) => store.posts_where(limit, |r| {
+                r.record.author == *author && r.record.tags().contains(tag)
+            }),
+            (None, None) => {
+                let me = self.inner.me;
+                let following: HashSet<AuthorId> =
+                    store.following(&me).map_err(store_err)?.into_iter().collect();
+                let subs: HashSet<Tag> =
+                    store.subscriptions().map_err(store_err)?.into_iter().collect();
+                store.posts_where(limit, |r| {
+                    r.record.author == me
+                        || following.contains(&r.record.author)
+                        || r.record.tags().iter().any(|t| subs.contains(t))
+                })
+            }
+        }
+        .map_err(store_err)?;
+        let items =
+            records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
+        Ok(Response::Feed { items })
+    }
+
+    async fn follow(&self, id: &str, follow: bool) -> Reply {
+        let target = parse_author(id)?;
+        let me = self.inner.me;
+        if target == me {
+            return Err("you cannot follow or unfollow yourself".into());
+        }
+        let following = self.inner.store.is_following(&me, &target).map_err(store_err)?;
+        if following != follow {
+            let kind = if follow {
+                RecordKind::Follow { target }
+            } else {
+                RecordKind::Unfollow { target }
+            };
+            self.publish_own(kind).await?;
+        }
+        let topic = Topic::Author(target).to_string();
+        if follow {
+            self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
+        } else {
+            self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
+        }
+        Ok(Response::Ok)
+    }
+
+    fn following(&self) -> Reply {
+        let store = &self.inner.store;
+        let me = self.inner.me;
+        let mut entries = Vec::new();
+        for who in store.following(&me).map_err(store_err)? {
+            let mutual = store.is_following(&who, &me).map_err(store_err)?;
+            entries.push(view::follow_entry(store, &who, mutual));
+        }
+        Ok(Response::Follows { entries })
+    }
+
+    fn followers(&self) -> Reply {
+        let store = &self.inner.store;
+        let me = self.inner.me;
+        let mut entries = Vec::new();
+        for who in store.followers(&me).map_err(store_err)? {
+            let mutual = store.is_following(&me, &who).map_err(store_err)?;
+            entries.push(view::follow_entry(store, &who, mutual));
+        }
+        Ok(Response::Follows { entries })
+    }
+
+    async fn subscribe(&self, tag: &str, on: bool) -> Reply {
+        let tag = parse_tag(tag)?;
+        let store = &self.inner.store;
+        if on {
+            store.subscribe(&tag).map_err(store_err)?;
+        } else {
+            store.unsubscribe(&tag).map_err(store_err)?;
+        }
+        store.flush().await.map_err(store_err)?;
+        let topic = Topic::Tag(tag).to_string();
+        if on {
+            self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
+        } else {
+            self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
+        }
+        Ok(Response::Ok)
+    }
+
+    fn tags(&self) -> Reply {
+        let tags = self.inner.store.subscriptions().map_err(store_err)?;
+        Ok(Response::Tags { tags: tags.iter().map(|t| t.to_string()).collect() })
+    }
+
+    async fn profile_set(&self, name: Option<String>, bio: Option<String>) -> Reply {
+        if name.is_none() && bio.is_none() {
+            return Err("nothing to set: give --name and/or --bio".into());
+        }
+        let current = view::profile_of(&self.inner.store, &self.inner.me).map_err(store_err)?;
+        let kind = RecordKind::Profile {
+            name: name.or(current.name).unwrap_or_default(),
+            bio: bio.or(current.bio).unwrap_or_default(),
+        };
+        self.publish_own(kind).await?;
+        self.profile_show(None)
+    }
+
+    fn profile_show(&self, id: Option<&str>) -> Reply {
+        let who = match id {
+            Some(id) => parse_author(id)?,
+            None => self.inner.me,
+        };
+        Ok(Response::Profile(view::profile_of(&self.inner.store, &who).map_err(store_err)?))
+    }
+
+    /// Publishes the name from `kith init --name` when no profile of ours exists yet.
+    pub(super) async fn publish_initial_profile(&self, name: &str) {
+        match self.inner.store.profile(&self.inner.me) {
+            Ok(None) => {
+                let kind = RecordKind::Profile { name: name.to_owned(), bio: String::new() };
+                if let Err(error) = self.publish_own(kind).await {
+                    tracing::warn!(%error, "cannot publish the initial profile");
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(error) => tracing::warn!(%error, "cannot read own profile"),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The running node: owns the store and a network client, takes events from both, and
+//! answers control requests. The network and the store never call each other; this
+//! module decides.
+
+mod handlers;
+
+pub use handlers::{LiveFeed, DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT};
+mod view;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use kith_protocol::{AuthorId, Keypair, Topic};
+use libp2p::Multiaddr;
+use thiserror::Error;
+use tokio::{
+    sync::{broadcast, mpsc, Mutex},
+    task::JoinHandle,
+};
+
+use crate::{
+    api::{FeedItem, RecordCounters, Request, Response},
+    config::Config,
+    home::Home,
+    ingest::{self, Outcome},
+    net::{self, Event},
+    store::{Store, StoreError},
+};
+
+/// How long start-up waits for a listen address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many remembered peers are redialled at start.
+const REDIAL_PEERS: usize = 32;
+/// Capacity of the live feed broadcast (slow live readers skip ahead).
+const LIVE_QUEUE: usize = 1024;
+
+/// Errors starting or stopping a node.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The identity cannot be used for libp2p.
+    #[error("identity: {0}")]
+    Identity(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    ignored: AtomicU64,
+    duplicate: AtomicU64,
+    forks: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> RecordCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RecordCounters {
+            received: get(&self.received),
+            accepted: get(&self.accepted),
+            rejected: get(&self.rejected),
+            ignored: get(&self.ignored),
+            duplicate: get(&self.duplicate),
+            forks: get(&self.forks),
+        }
+    }
+}
+
+/// A new post for live feeds.
+#[derive(Debug, Clone)]
+pub(crate) struct LivePost {
+    item: FeedItem,
+    author: AuthorId,
+}
+
+struct Inner {
+    keypair: Keypair,
+    me: AuthorId,
+    store: Store,
+    net: net::Client,
+    live: broadcast::Sender<LivePost>,
+    /// Serialises appends to our own log (seq assignment).
+    own_log: Mutex<()>,
+    counters: Counters,
+    started: Instant,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+/// The tasks of a running node, to await after [`Node::shutdown`].
+pub struct NodeTasks {
+    net: JoinHandle<()>,
+    events: JoinHandle<()>,
+}
+
+impl NodeTasks {
+    /// Waits for the node's tasks to end.
+    pub async fn join(self) {
+        let _ = self.net.await;
+        self.events.abort();
+        let _ = self.events.await;
+    }
+}
+
+impl Node {
+    /// Opens the home's store, starts the network and waits until it listens.
+    ///
+    /// # Errors
+    /// [`NodeError`] for a locked or broken store, or a network that cannot listen.
+    pub async fn start(
+        home: &Home,
+        keypair: Keypair,
+        config: &Config,
+    ) -> Result<(Self, NodeTasks), NodeError> {
+        let store = Store::open(&home.store_path())?;
+        let libp2p_key = keypair.to_libp2p().map_err(|e| NodeError::Identity(e.to_string()))?;
+        let net_config = net::Config { listen: config.listen.clone(), mdns: config.mdns };
+        let (client, event_loop, events) = net::new(libp2p_key, &net_config)?;
+        let net_task = tokio::spawn(event_loop.run());
+        let (live, _) = broadcast::channel(LIVE_QUEUE);
+        let node = Self {
+            inner: Arc::new(Inner {
+                me: keypair.id(),
+                keypair,
+                store,
+                net: client,
+                live,
+                own_log: Mutex::new(()),
+                counters: Counters::default(),
+                started: Instant::now(),
+            }),
+        };
+        node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
+        node.resubscribe().await?;
+        if let Some(name) = &config.name {
+            node.publish_initial_profile(name).await;
+        }
+        let events_task = tokio::spawn(node.clone().run_events(events));
+        node.redial(&config.bootstrap);
+        Ok((node, NodeTasks { net: net_task, events: events_task }))
+    }
+
+    /// This node's person.
+    pub fn id(&self) -> AuthorId {
+        self.inner.me
+    }
+
+    /// The store (for tests and tools).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The network handle (for tests and tools).
+    pub fn net(&self) -> &net::Client {
+        &self.inner.net
+    }
+
+    /// Listen addresses, each ending in `/p2p/<id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.inner.net.listen_addrs()
+    }
+
+    /// Answers one control request.
+    pub async fn handle(&self, request: Request) -> Response {
+        match self.dispatch(request).await {
+            Ok(response) => response,
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    /// Stops the network and flushes the store.
+    ///
+    /// # Errors
+    /// The store's flush error.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.net.shutdown().await;
+        self.inner.store.flush().await
+    }
+
+    /// Subscribes to the gossip topics this node's state asks for: own author topic,
+    /// followed authors, subscribed tags.
+    async fn resubscribe(&self) -> Result<(), NodeError> {
+        let mut topics = vec![Topic::Author(self.inner.me)];
+        for author in self.inner.store.following(&self.inner.me)? {
+            topics.push(Topic::Author(author));
+        }
+        for tag in self.inner.store.subscriptions()? {
+            topics.push(Topic::Tag(tag));
+        }
+        for topic in topics {
+            self.inner.net.subscribe(topic.to_string()).await?;
+        }
+        Ok(())
+    }
+
+    /// Dials bootstrap peers and remembered peers in the background.
+    fn redial(&self, bootstrap: &[Multiaddr]) {
+        let mut addrs: Vec<Multiaddr> = bootstrap.to_vec();
+        match self.inner.store.known_peers(REDIAL_PEERS) {
+            Ok(peers) => {
+                for (_, known) in peers {
+                    addrs.extend(known.iter().filter_map(|a| a.parse().ok()).take(2));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read known peers"),
+        }
+        for addr in addrs {
+            let net = self.inner.net.clone();
+            tokio::spawn(async move {
+                if let Err(error) = net.dial(addr.clone()).await {
+                    tracing::debug!(%addr, %error, "redial failed");
+                }
+            });
+        }
+    }
+
+    async fn run_events(self, mut events: mpsc::Receiver<Event>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Message { source, id, topic, data } => {
+                    let verdict = self.handle_gossip(&topic, &data).await;
+                    self.inner.net.report(id, source, verdict);
+                }
+                Event::Connected { peer, addr } => self.handle_connected(peer, addr),
+                Event::Identified { peer, addrs } => self.handle_identified(peer, addrs),
+                Event::Subscribed { .. } => {}
+            }
+        }
+    }
+
+    async fn handle_gossip(&self, topic: &str, data: &[u8]) -> net::Verdict {
+        let c = &self.inner.counters;
+        c.received.fetch_add(1, Ordering::Relaxed);
+        let store = self.inner.store.clone();
+        let (topic_owned, data) = (topic.to_owned(), data.to_vec());
+        let result = tokio::task::spawn_blocking(move || {
+            ingest::ingest(&store, &data, Some(&topic_owned), now_ms())
+        })
+        .await;
+        let outcome = match result {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "store failed during ingest");
+                c.ignored.fetch_add(1, Ordering::Relaxed);
+                return net::Verdict::Ignore;
+            }
+            Err(error) => {
+                tracing::error!(%error, "ingest task failed");
+                c.ignored.fetch_add(1, Ordering::Relaxed);
+                return net::Verdict::Ignore;
+            }
+        };
+        match &outcome {
+            Outcome::New(record) => {
+                c.accepted.fetch_add(1, Ordering::Relaxed);
+                self.announce(record);
+            }
+            Outcome::Duplicate => {
+                c.duplicate.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Fork => {
+                c.forks.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Invalid(reason) => {
+                c.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%topic, %reason, "rejected gossip record");
+            }
+        }
+        outcome.verdict()
+    }
+
+    /// Tells live feeds about a newly stored post.
+    fn announce(&self, record: &kith_protocol::VerifiedRecord) {
+        if self.inner.live.receiver_count() == 0 {
+            return;
+        }
+        if let Some(item) = view::feed_item_of(&self.inner.store, record.id(), record.record()) {
+            let _ = self.inner.live.send(LivePost { item, author: record.record().author });
+        }
+    }
+
+    fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
+        if let Some(addr) = addr {
+            self.remember(peer, &addr);
+        }
+    }
+
+    fn handle_identified(&self, peer: libp2p::PeerId, addrs: Vec<Multiaddr>) {
+        for addr in addrs.iter().take(4) {
+            self.remember(peer, addr);
+        }
+    }
+
+    fn remember(&self, peer: libp2p::PeerId, addr: &Multiaddr) {
+        let addr = addr.clone().with_p2p(peer).unwrap_or_else(|a| a);
+        if let Err(error) = self.inner.store.remember_peer(&peer.to_string(), &addr.to_string()) {
+            tracing::warn!(%error, "cannot remember peer");
+        }
+    }
+
+    /// Subscribes to live posts.
+    pub(crate) fn live(&self) -> broadcast::Receiver<LivePost> {
+        self.inner.live.subscribe()
+    }
+}

@@ -1,0 +1,544 @@
+//! The node's store: a typed API over one sled database per home.
+//!
+//! Trees: `records` (id -> signed bytes), `log` (author, seq -> id), `by_time`
+//! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
+//! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
+//! profile record), `forks` (evidence of two records at one author/seq), `peers` (known
+//! peer addresses) and `meta`. A record and all its index entries are written in one
+//! transaction. Callers that report success to a person call [`Store::flush`] first.
+
+mod keys;
+
+use std::path::Path;
+
+use kith_protocol::{
+    codec, limits::MAX_RECORD_BYTES, record::SignedRecord, AuthorId, Record, RecordId, RecordKind,
+    Tag, VerifiedRecord,
+};
+use sled::{
+    transaction::{ConflictableTransactionError, TransactionError},
+    Transactional, Tree,
+};
+use thiserror::Error;
+
+use keys::{
+    fork_key, id_suffix, log_key, pair_key, pair_second, tag_key, tag_prefix, time_key, u64_at,
+};
+
+/// What went wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Another process (a running daemon) holds the database.
+    #[error("the store at {path} is in use by another process (is a kith daemon running?)")]
+    Locked {
+        /// The database folder.
+        path: String,
+    },
+    /// The database failed (disk, corruption).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// Bytes on disk that do not decode: the store is damaged.
+    #[error("store is damaged: {0}")]
+    Corrupt(String),
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => Self::Sled(e),
+        }
+    }
+}
+
+/// The result of [`Store::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A record the store did not have; it is now stored and indexed.
+    New,
+    /// The store already had this record; nothing changed.
+    Duplicate,
+    /// The author already has a different record at this seq. The new one is kept as
+    /// evidence only and the author is flagged; the log is not overwritten.
+    Fork {
+        /// The record already in the log at that seq.
+        existing: RecordId,
+    },
+}
+
+/// A record read back from the store (it was verified before it was stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record's id.
+    pub id: RecordId,
+    /// Its content.
+    pub record: Record,
+}
+
+/// A follow relation's latest state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowState {
+    /// The seq of the record that set it.
+    pub seq: u64,
+    /// Whether the follow is active.
+    pub active: bool,
+}
+
+/// Counts shown by `kith status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records stored.
+    pub records: u64,
+    /// Posts stored.
+    pub posts: u64,
+    /// Authors flagged for forking their log.
+    pub forked_authors: u64,
+}
+
+/// The typed store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    records: Tree,
+    log: Tree,
+    by_time: Tree,
+    by_tag: Tree,
+    follows: Tree,
+    followers: Tree,
+    subs: Tree,
+    profiles: Tree,
+    forks: Tree,
+    flagged: Tree,
+    peers: Tree,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn follow_value(state: FollowState) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[..8].copy_from_slice(&state.seq.to_be_bytes());
+    v[8] = u8::from(state.active);
+    v
+}
+
+fn parse_follow(v: &[u8]) -> Option<FollowState> {
+    Some(FollowState { seq: u64_at(v, 0)?, active: *v.get(8)? == 1 })
+}
+
+type Abort = ConflictableTransactionError<StoreError>;
+
+impl Store {
+    /// Opens (or creates) the store in `path`.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process has it open; other sled errors.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open().map_err(|e| match &e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                StoreError::Locked { path: path.display().to_string() }
+            }
+            _ => StoreError::Sled(e),
+        })?;
+        let tree = |name: &str| db.open_tree(name);
+        Ok(Self {
+            records: tree("records")?,
+            log: tree("log")?,
+            by_time: tree("by_time")?,
+            by_tag: tree("by_tag")?,
+            follows: tree("follows")?,
+            followers: tree("followers")?,
+            subs: tree("subs")?,
+            profiles: tree("profiles")?,
+            forks: tree("forks")?,
+            flagged: tree("flagged")?,
+            peers: tree("peers")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    ///
+    /// # Errors
+    /// The disk's error.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable, blocking the thread.
+    ///
+    /// # Errors
+    /// The disk's error.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether the store holds the record `id`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn has(&self, id: &RecordId) -> Result<bool, StoreError> {
+        Ok(self.records.contains_key(id.as_bytes())?)
+    }
+
+    /// Stores a verified record and indexes it, unless it is already stored or forks its
+    /// author's log.
+    ///
+    /// # Errors
+    /// Disk errors; nothing is half-written.
+    pub fn insert(&self, rec: &VerifiedRecord) -> Result<Inserted, StoreError> {
+        let id = rec.id();
+        let r = rec.record();
+        let lkey = log_key(&r.author, r.seq);
+        let tags = r.tags();
+        let result = (
+            &self.records,
+            &self.log,
+            &self.by_time,
+            &self.by_tag,
+            &self.follows,
+            &self.followers,
+            &self.profiles,
+            &self.forks,
+            &self.flagged,
+        )
+            .transaction(
+                |(records, log, by_time, by_tag, follows, followers, profiles, forks, flagged)| {
+                    if records.get(id.as_bytes())?.is_some() {
+                        return Ok(Inserted::Duplicate);
+                    }
+                    if let Some(existing) = log.get(lkey)? {
+                        let existing = id_suffix(&existing)
+                            .ok_or_else(|| Abort::Abort(corrupt("log entry is not a record id")))?;
+                        forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
+                        flagged.insert(r.author.as_bytes(), &[1u8])?;
+                        return Ok(Inserted::Fork { existing });
+                    }
+                    records.insert(id.as_bytes(), rec.bytes())?;
+                    log.insert(&lkey[..], id.as_bytes())?;
+                    match &r.kind {
+                        RecordKind::Post(_) => {
+                            by_time.insert(&time_key(r.timestamp, &id)[..], r.author.as_bytes())?;
+                            for tag in &tags {
+                                by_tag.insert(tag_key(tag, r.timestamp, &id), &[])?;
+                            }
+                        }
+                        RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
+                            let state = FollowState {
+                                seq: r.seq,
+                                active: matches!(r.kind, RecordKind::Follow { .. }),
+                            };
+                            let key = pair_key(&r.author, target);
+                            let newer = match follows.get(key)? {
+                                Some(old) => parse_follow(&old).is_none_or(|o| o.seq < r.seq),
+                                None => true,
+                            };
+                            if newer {
+                                follows.insert(&key[..], &follow_value(state)[..])?;
+                                followers.insert(
+                                    &pair_key(target, &r.author)[..],
+                                    &follow_value(state)[..],
+                                )?;
+                            }
+                        }
+                        RecordKind::Profile { .. } => {
+                            let newer = match profiles.get(r.author.as_bytes())? {
+                                Some(old) => u64_at(&old, 0).is_none_or(|s| s < r.seq),
+                                None => true,
+                            };
+                            if newer {
+                                let mut v = r.seq.to_be_bytes().to_vec();
+                                v.extend_from_slice(id.as_bytes());
+                                profiles.insert(r.author.as_bytes(), v)?;
+                            }
+                        }
+                        RecordKind::Reaction { .. }
+                        | RecordKind::Repost { .. }
+                        | RecordKind::Delete { .. } => {}
+                    }
+                    Ok(Inserted::New)
+                },
+            )
+            .map_err(StoreError::from)?;
+        Ok(result)
+    }
+
+    /// Reads a stored record.
+    ///
+    /// # Errors
+    /// Disk errors, or [`StoreError::Corrupt`] for undecodable bytes.
+    pub fn get(&self, id: &RecordId) -> Result<Option<StoredRecord>, StoreError> {
+        match self.records.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode_stored(*id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The signed bytes of a stored record.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn get_bytes(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(id.as_bytes())?.map(|b| b.to_vec()))
+    }
+
+    /// The highest seq stored for `author` and its record id.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn latest(&self, author: &AuthorId) -> Result<Option<(u64, RecordId)>, StoreError> {
+        let Some((key, value)) = self.log.scan_prefix(author.as_bytes()).next_back().transpose()?
+        else {
+            return Ok(None);
+        };
+        let seq = u64_at(&key, 32).ok_or_else(|| corrupt("log key"))?;
+        let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
+        Ok(Some((seq, id)))
+    }
+
+    /// Records of `author` with seq greater than `after`, in seq order, at most `limit`.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn author_log(
+        &self,
+        author: &AuthorId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let start = log_key(author, after.saturating_add(1));
+        let end = log_key(author, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.log.range(start..=end).take(limit) {
+            let (_, value) = item?;
+            let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
+            if let Some(rec) = self.get(&id)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Posts of `author`, newest (highest seq) first, at most `limit`.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn posts_by_author(
+        &self,
+        author: &AuthorId,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.log.scan_prefix(author.as_bytes()).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = item?;
+            let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
+            if let Some(rec) = self.get(&id)? {
+                if matches!(rec.record.kind, RecordKind::Post(_)) {
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Posts carrying `tag`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn posts_by_tag(&self, tag: &Tag, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.by_tag.scan_prefix(tag_prefix(tag)).rev().take(limit) {
+            let (key, _) = item?;
+            let id = id_suffix(&key).ok_or_else(|| corrupt("tag key"))?;
+            if let Some(rec) = self.get(&id)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Posts newest first that `keep` accepts, at most `limit`. `keep` sees the author and
+    /// the record.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn posts_where(
+        &self,
+        limit: usize,
+        mut keep: impl FnMut(&StoredRecord) -> bool,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.by_time.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = item?;
+            let id = id_suffix(&key).ok_or_else(|| corrupt("time key"))?;
+            if let Some(rec) = self.get(&id)? {
+                if keep(&rec) {
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest follow state of `follower` towards `target`, if any record set it.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn follow_state(
+        &self,
+        follower: &AuthorId,
+        target: &AuthorId,
+    ) -> Result<Option<FollowState>, StoreError> {
+        Ok(self.follows.get(pair_key(follower, target))?.and_then(|v| parse_follow(&v)))
+    }
+
+    /// Whether `follower` currently follows `target`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn is_following(&self, follower: &AuthorId, target: &AuthorId) -> Result<bool, StoreError> {
+        Ok(self.follow_state(follower, target)?.is_some_and(|s| s.active))
+    }
+
+    fn active_pairs(tree: &Tree, first: &AuthorId) -> Result<Vec<AuthorId>, StoreError> {
+        let mut out = Vec::new();
+        for item in tree.scan_prefix(first.as_bytes()) {
+            let (key, value) = item?;
+            if parse_follow(&value).is_some_and(|s| s.active) {
+                out.push(pair_second(&key).ok_or_else(|| corrupt("follow key"))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whom `follower` currently follows.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn following(&self, follower: &AuthorId) -> Result<Vec<AuthorId>, StoreError> {
+        Self::active_pairs(&self.follows, follower)
+    }
+
+    /// Who currently follows `target` (as far as this node has seen their records).
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn followers(&self, target: &AuthorId) -> Result<Vec<AuthorId>, StoreError> {
+        Self::active_pairs(&self.followers, target)
+    }
+
+    /// Adds a hashtag subscription; returns whether it is new.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn subscribe(&self, tag: &Tag) -> Result<bool, StoreError> {
+        Ok(self.subs.insert(tag.as_str(), &[])?.is_none())
+    }
+
+    /// Removes a hashtag subscription; returns whether it existed.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn unsubscribe(&self, tag: &Tag) -> Result<bool, StoreError> {
+        Ok(self.subs.remove(tag.as_str())?.is_some())
+    }
+
+    /// The subscribed hashtags, in order.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn subscriptions(&self) -> Result<Vec<Tag>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.subs.iter() {
+            let (key, _) = item?;
+            let text = std::str::from_utf8(&key).map_err(|_| corrupt("subscription"))?;
+            out.push(Tag::parse(text).map_err(|_| corrupt("subscription"))?);
+        }
+        Ok(out)
+    }
+
+    /// The latest profile record of `author`, if known.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn profile(&self, author: &AuthorId) -> Result<Option<StoredRecord>, StoreError> {
+        let Some(value) = self.profiles.get(author.as_bytes())? else { return Ok(None) };
+        let id = id_suffix(&value).ok_or_else(|| corrupt("profile value"))?;
+        self.get(&id)
+    }
+
+    /// Whether `author` has been seen forking their log.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn is_flagged(&self, author: &AuthorId) -> Result<bool, StoreError> {
+        Ok(self.flagged.contains_key(author.as_bytes())?)
+    }
+
+    /// Remembers an address of a peer (by peer id text); keeps a few most recent.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn remember_peer(&self, peer: &str, addr: &str) -> Result<(), StoreError> {
+        const MAX_ADDRS: usize = 8;
+        let mut addrs = self.peer_addrs(peer)?;
+        addrs.retain(|a| a != addr);
+        addrs.insert(0, addr.to_owned());
+        addrs.truncate(MAX_ADDRS);
+        let value = serde_json::to_vec(&addrs).map_err(|e| corrupt(&e.to_string()))?;
+        self.peers.insert(peer.as_bytes(), value)?;
+        Ok(())
+    }
+
+    fn peer_addrs(&self, peer: &str) -> Result<Vec<String>, StoreError> {
+        Ok(match self.peers.get(peer.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
+    /// Known peers and their remembered addresses, at most `limit` peers.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn known_peers(&self, limit: usize) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.peers.iter().take(limit) {
+            let (key, value) = item?;
+            let Ok(peer) = String::from_utf8(key.to_vec()) else { continue };
+            let addrs: Vec<String> = serde_json::from_slice(&value).unwrap_or_default();
+            out.push((peer, addrs));
+        }
+        Ok(out)
+    }
+
+    /// Record, post and flag counts.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            records: self.records.len() as u64,
+            posts: self.by_time.len() as u64,
+            forked_authors: self.flagged.len() as u64,
+        }
+    }
+}
+
+fn decode_stored(id: RecordId, bytes: &[u8]) -> Result<StoredRecord, StoreError> {
+    let signed: SignedRecord = codec::decode::<_, MAX_RECORD_BYTES>(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
+    Ok(StoredRecord { id, record: signed.record })
+}
+
+#[cfg(test)]
+mod tests;

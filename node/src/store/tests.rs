@@ -1,0 +1,151 @@
+#![allow(clippy::unwrap_used)]
+
+use kith_protocol::{Keypair, Post, Record, RecordId, RecordKind, Tag, VerifiedRecord};
+
+use super::{Inserted, Store};
+
+fn post(kp: &Keypair, seq: u64, prev: Option<RecordId>, ts: u64, text: &str) -> VerifiedRecord {
+    Record {
+        author: kp.id(),
+        seq,
+        prev,
+        timestamp: ts,
+        kind: RecordKind::Post(Post {
+            text: text.into(),
+            reply_to: None,
+            mentions: vec![],
+            expires_at: None,
+        }),
+    }
+    .sign(kp)
+    .unwrap()
+}
+
+fn chain(kp: &Keypair, texts: &[&str]) -> Vec<VerifiedRecord> {
+    let mut out: Vec<VerifiedRecord> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let prev = out.last().map(|r| r.id());
+        out.push(post(kp, i as u64 + 1, prev, 1_000 + i as u64, text));
+    }
+    out
+}
+
+#[test]
+fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let kp = Keypair::from_secret_bytes(&[1; 32]);
+    let recs = chain(&kp, &["one #a", "two", "three #a"]);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for r in &recs {
+            assert_eq!(store.insert(r).unwrap(), Inserted::New);
+        }
+        store.subscribe(&Tag::parse("a").unwrap()).unwrap();
+        store.remember_peer("peer", "/ip4/127.0.0.1/tcp/1").unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    for r in &recs {
+        assert!(store.has(&r.id()).unwrap());
+        assert_eq!(store.get(&r.id()).unwrap().unwrap().record, *r.record());
+    }
+    assert_eq!(store.latest(&kp.id()).unwrap(), Some((3, recs[2].id())));
+    assert_eq!(store.subscriptions().unwrap(), vec![Tag::parse("a").unwrap()]);
+    assert_eq!(store.known_peers(10).unwrap()[0].1, vec!["/ip4/127.0.0.1/tcp/1".to_string()]);
+    assert_eq!(store.counts().posts, 3);
+}
+
+#[test]
+fn duplicates_and_forks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kp = Keypair::from_secret_bytes(&[2; 32]);
+    let first = post(&kp, 1, None, 5, "original");
+    let other = post(&kp, 1, None, 6, "conflicting");
+    assert_eq!(store.insert(&first).unwrap(), Inserted::New);
+    assert_eq!(store.insert(&first).unwrap(), Inserted::Duplicate);
+    assert!(!store.is_flagged(&kp.id()).unwrap());
+    assert_eq!(store.insert(&other).unwrap(), Inserted::Fork { existing: first.id() });
+    assert!(store.is_flagged(&kp.id()).unwrap());
+    // The log keeps the first record; the fork is not served as a post.
+    assert_eq!(store.latest(&kp.id()).unwrap(), Some((1, first.id())));
+    assert!(!store.has(&other.id()).unwrap());
+    assert_eq!(store.counts().records, 1);
+}
+
+#[test]
+fn per_author_and_per_tag_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = Keypair::from_secret_bytes(&[3; 32]);
+    let b = Keypair::from_secret_bytes(&[4; 32]);
+    let ra = chain(&a, &["a1 #rust", "a2", "a3 #Rust"]);
+    let rb = chain(&b, &["b1 #rust", "b2 #go"]);
+    // Insert out of order: order must come from the indexes, not arrival.
+    for r in [&ra[2], &rb[1], &ra[0], &rb[0], &ra[1]] {
+        store.insert(r).unwrap();
+    }
+    let texts = |v: Vec<super::StoredRecord>| -> Vec<String> {
+        v.into_iter()
+            .map(|r| match r.record.kind {
+                RecordKind::Post(p) => p.text,
+                _ => String::new(),
+            })
+            .collect()
+    };
+    assert_eq!(texts(store.posts_by_author(&a.id(), 10).unwrap()), ["a3 #Rust", "a2", "a1 #rust"]);
+    assert_eq!(texts(store.posts_by_author(&a.id(), 2).unwrap()), ["a3 #Rust", "a2"]);
+    // ts: a1=1000, a3=1002, b1=1000 -> newest first; ties broken by id.
+    let rust = texts(store.posts_by_tag(&Tag::parse("rust").unwrap(), 10).unwrap());
+    assert_eq!(rust.len(), 3);
+    assert_eq!(rust[0], "a3 #Rust");
+    assert_eq!(texts(store.posts_by_tag(&Tag::parse("go").unwrap(), 10).unwrap()), ["b2 #go"]);
+    let log: Vec<u64> =
+        store.author_log(&a.id(), 1, 10).unwrap().iter().map(|r| r.record.seq).collect();
+    assert_eq!(log, [2, 3]);
+}
+
+#[test]
+fn follow_state_follows_seq_not_arrival() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = Keypair::from_secret_bytes(&[5; 32]);
+    let b = Keypair::from_secret_bytes(&[6; 32]);
+    let follow = Record {
+        author: a.id(),
+        seq: 1,
+        prev: None,
+        timestamp: 1,
+        kind: RecordKind::Follow { target: b.id() },
+    }
+    .sign(&a)
+    .unwrap();
+    let unfollow = Record {
+        author: a.id(),
+        seq: 2,
+        prev: Some(follow.id()),
+        timestamp: 2,
+        kind: RecordKind::Unfollow { target: b.id() },
+    }
+    .sign(&a)
+    .unwrap();
+    store.insert(&unfollow).unwrap();
+    store.insert(&follow).unwrap();
+    assert!(!store.is_following(&a.id(), &b.id()).unwrap());
+    assert!(store.following(&a.id()).unwrap().is_empty());
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = Store::open(dir2.path()).unwrap();
+    store2.insert(&follow).unwrap();
+    assert!(store2.is_following(&a.id(), &b.id()).unwrap());
+    assert_eq!(store2.followers(&b.id()).unwrap(), vec![a.id()]);
+}
+
+#[test]
+fn second_open_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    // sled's lock is per process file handle; within one process a second open of the
+    // same path may succeed or fail depending on platform, so only check it never panics.
+    let _ = Store::open(dir.path());
+}
