@@ -1,1 +1,180 @@
-//! kith-tests: harness
+//! kith-tests: harnesses for tests that run several kith nodes on loopback.
+//!
+//! [`TestNode`] runs a node in-process (OS-chosen 127.0.0.1 port, mDNS off, its own
+//! temporary home); [`cli`] drives real `kith` processes. Every wait has a deadline.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use kith_tests::TestNode;
+//! let (a, b) = (TestNode::start("a").await, TestNode::start("b").await);
+//! b.dial(&a).await;
+//! # }
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+pub mod cli;
+
+use std::{future::Future, time::Duration};
+
+use kith_node::{
+    api::{FeedItem, Request, Response},
+    config::Config,
+    home::Home,
+    Node, NodeTasks,
+};
+use kith_protocol::{AuthorId, Keypair, Topic};
+use libp2p::Multiaddr;
+use tempfile::TempDir;
+
+/// The default deadline for network waits.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics naming `what` after
+/// `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node running in this process with its own temporary home.
+pub struct TestNode {
+    /// Name for messages.
+    pub name: String,
+    /// The node.
+    pub node: Node,
+    tasks: Option<NodeTasks>,
+    home: Home,
+    _dir: TempDir,
+}
+
+impl TestNode {
+    /// Starts a node with a fresh identity.
+    pub async fn start(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join(name));
+        home.ensure_dir().unwrap();
+        let keypair = home.create_identity().unwrap();
+        Self::start_in(name, dir, home, keypair).await
+    }
+
+    async fn start_in(name: &str, dir: TempDir, home: Home, keypair: Keypair) -> Self {
+        let config = Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: vec![],
+            mdns: false,
+            name: None,
+        };
+        let (node, tasks) = Node::start(&home, keypair, &config).await.unwrap();
+        Self { name: name.to_owned(), node, tasks: Some(tasks), home, _dir: dir }
+    }
+
+    /// Stops the node and starts it again on the same home (a new port).
+    pub async fn restart(mut self) -> Self {
+        self.stop_in_place().await;
+        let TestNode { name, node, home, _dir: dir, .. } = self;
+        // The store closes when the last handle to the node is gone.
+        drop(node);
+        let keypair = home.load_identity().unwrap();
+        Self::start_in(&name, dir, home, keypair).await
+    }
+
+    async fn stop_in_place(&mut self) {
+        self.node.shutdown().await.unwrap();
+        if let Some(tasks) = self.tasks.take() {
+            tasks.join().await;
+        }
+    }
+
+    /// Stops the node.
+    pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    /// This node's person.
+    pub fn id(&self) -> AuthorId {
+        self.node.id()
+    }
+
+    /// Sends a control request; panics on an error reply.
+    pub async fn ok(&self, request: Request) -> Response {
+        match self.node.handle(request.clone()).await {
+            Response::Error { message } => panic!("{}: {request:?} failed: {message}", self.name),
+            r => r,
+        }
+    }
+
+    /// The loopback listen address.
+    pub fn addr(&self) -> Multiaddr {
+        self.node.listen_addrs().into_iter().next().expect("listening")
+    }
+
+    /// Connects this node to `other`.
+    pub async fn dial(&self, other: &TestNode) {
+        self.ok(Request::Dial { addr: other.addr().to_string() }).await;
+    }
+
+    /// Posts `text`; returns the record id.
+    pub async fn post(&self, text: &str) -> String {
+        match self.ok(Request::Post { text: text.into(), reply_to: None }).await {
+            Response::Record { id } => id,
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Follows `other`.
+    pub async fn follow(&self, other: &TestNode) {
+        self.ok(Request::Follow { id: other.id().to_string() }).await;
+    }
+
+    /// Subscribes to a hashtag.
+    pub async fn subscribe(&self, tag: &str) {
+        self.ok(Request::Subscribe { tag: tag.into() }).await;
+    }
+
+    /// The feed for a request.
+    pub async fn feed(&self, tag: Option<&str>, author: Option<&AuthorId>) -> Vec<FeedItem> {
+        let request = Request::Feed {
+            tag: tag.map(str::to_owned),
+            author: author.map(|a| a.to_string()),
+            limit: Some(1000),
+            live: false,
+        };
+        match self.ok(request).await {
+            Response::Feed { items } => items,
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Waits until `other` is known to this node as a subscriber of `topic`.
+    pub async fn wait_subscriber(&self, other: &TestNode, topic: &Topic) {
+        let peer = other.id().to_peer_id().unwrap();
+        let what = format!("{} to see {} on {topic}", self.name, other.name);
+        eventually(DEADLINE, &what, || async {
+            let peers = self.node.net().topic_peers(topic.to_string()).await.ok()?;
+            peers.contains(&peer).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the store holds the record `id`.
+    pub async fn wait_record(&self, id: &str) {
+        let rid: kith_protocol::RecordId = id.parse().unwrap();
+        let what = format!("{} to store {id}", self.name);
+        eventually(DEADLINE, &what, || async {
+            self.node.store().has(&rid).unwrap().then_some(())
+        })
+        .await;
+    }
+}

@@ -116,6 +116,13 @@ impl EventLoop {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
+            Command::TopicPeers { topic, reply } => {
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                let gs = &self.swarm.behaviour().gossipsub;
+                let peers =
+                    gs.all_peers().filter(|(_, t)| t.contains(&&hash)).map(|(p, _)| *p).collect();
+                let _ = reply.send(peers);
+            }
             // Handled in `run`.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());

@@ -129,6 +129,7 @@ pub(crate) enum Command {
     Report { id: gossipsub::MessageId, source: PeerId, verdict: Verdict },
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
     Stats { reply: oneshot::Sender<Stats> },
+    TopicPeers { topic: String, reply: oneshot::Sender<Vec<PeerId>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -215,6 +216,14 @@ impl Client {
     /// [`NetError::Stopped`].
     pub async fn stats(&self) -> Result<Stats, NetError> {
         self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// Peers known to be subscribed to `topic`.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn topic_peers(&self, topic: String) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|reply| Command::TopicPeers { topic, reply }).await
     }
 
     /// The addresses this node listens on now.

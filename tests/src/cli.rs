@@ -1,0 +1,189 @@
+//! Drives real `kith` processes through the command line only.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Path of the `kith` binary: `$KITH_BIN`, or next to this test executable's folder
+/// (`target/<profile>/kith`).
+pub fn kith_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("KITH_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/kith
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = profile_dir.join("kith");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p kith) or set KITH_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// One home with (optionally) its daemon, killed on drop whatever happens.
+pub struct Daemon {
+    /// Name for messages.
+    pub name: String,
+    home: PathBuf,
+    child: Option<Child>,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    /// Makes a home (`kith init`) and starts `kith daemon` on 127.0.0.1 with mDNS off;
+    /// waits until it answers `kith id`.
+    pub fn start(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join(name);
+        let mut d = Self { name: name.into(), home, child: None, _dir: dir };
+        d.json(&["init", "--name", name]);
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
+        let child = Command::new(kith_bin())
+            .arg("--home")
+            .arg(&self.home)
+            .args(["daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.run(&["--json", "id"]).status.success() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{} daemon exited early ({status}): {}", self.name, self.log());
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "{} daemon not ready", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs `kith --home H ARGS...`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(kith_bin()).arg("--home").arg(&self.home).args(args).output().unwrap()
+    }
+
+    /// Runs `kith --home H --json ARGS...`, requires success, parses the one JSON object.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        assert!(
+            out.status.success(),
+            "{}: kith {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}: kith {args:?}: not JSON ({e}): {}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs a listing command with `--json`; one object per line.
+    pub fn lines(&self, args: &[&str]) -> Vec<Value> {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        assert!(
+            out.status.success(),
+            "{}: kith {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Own id.
+    pub fn id(&self) -> String {
+        self.json(&["id"])["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The first listen address.
+    pub fn addr(&self) -> String {
+        self.json(&["id"])["addrs"][0].as_str().unwrap().to_owned()
+    }
+
+    /// Sends SIGKILL to the daemon and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for a clean exit; returns whether it was clean.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the daemon again on the same home.
+    pub fn restart(&mut self) {
+        self.terminate();
+        self.spawn();
+    }
+
+    /// The home folder.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes (then panics with `what`).
+pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,132 @@
+//! End to end: the real `kith` binary, three homes, three daemons, driven only through
+//! the command line with `--json`. Daemons are killed when the test ends, pass or fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kith_tests::cli::{eventually, Daemon};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn feed_ids(d: &Daemon, args: &[&str]) -> Vec<String> {
+    let mut full = vec!["feed"];
+    full.extend_from_slice(args);
+    d.lines(&full).iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn three_daemons_post_follow_and_subscribe() {
+    let a = Daemon::start("alice");
+    let b = Daemon::start("bob");
+    let c = Daemon::start("carol");
+    let (a_id, b_id) = (a.id(), b.id());
+    assert_eq!(b.json(&["dial", &a.addr()])["ok"], true);
+    assert_eq!(c.json(&["dial", &a.addr()])["ok"], true);
+    assert_eq!(b.json(&["follow", &a_id])["ok"], true);
+    assert_eq!(c.json(&["subscribe", "#rust"])["ok"], true);
+    assert_eq!(c.lines(&["tags"]), vec![serde_json::json!({"tag": "rust"})]);
+
+    // The peers list shows both connections on A.
+    eventually(DEADLINE, "alice to have 2 peers", || {
+        (a.lines(&["peers"]).len() == 2).then_some(())
+    });
+    // A learns that B follows A (the follow record goes to A's topic too).
+    eventually(DEADLINE, "alice to see bob's follow", || {
+        let followers = a.lines(&["followers"]);
+        followers.iter().any(|f| f["id"] == b_id.as_str() && f["mutual"] == false).then_some(())
+    });
+    // Wait until A's gossip mesh knows both subscribers before posting.
+    eventually(DEADLINE, "alice's mesh", || {
+        (a.json(&["status"])["mesh_peers"].as_u64().unwrap_or(0) >= 1).then_some(())
+    });
+
+    let post = a.json(&["post", "hello #rust"]);
+    let id = post["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 64);
+    eventually(DEADLINE, "bob to have alice's post", || {
+        feed_ids(&b, &[]).contains(&id).then_some(())
+    });
+    eventually(DEADLINE, "carol to have the #rust post", || {
+        feed_ids(&c, &["--tag", "rust"]).contains(&id).then_some(())
+    });
+
+    // Exactly once, with the contract's fields.
+    let items = b.lines(&["feed", "--author", &a_id]);
+    assert_eq!(items.iter().filter(|p| p["id"] == id.as_str()).count(), 1);
+    let item = &items[0];
+    for field in ["id", "author", "seq", "timestamp", "text", "tags", "reply_to"] {
+        assert!(item.get(field).is_some(), "feed item lacks {field}: {item}");
+    }
+    assert_eq!(item["text"], "hello #rust");
+    assert_eq!(item["tags"], serde_json::json!(["rust"]));
+    assert_eq!(item["author"], a_id.as_str());
+    assert_eq!(feed_ids(&c, &[]).iter().filter(|p| **p == id).count(), 1);
+
+    // Mutual follow shows in following/followers.
+    assert_eq!(a.json(&["follow", &b_id])["ok"], true);
+    let following = a.lines(&["following"]);
+    assert_eq!(following.len(), 1);
+    assert_eq!(following[0]["id"], b_id.as_str());
+    assert_eq!(following[0]["mutual"], true);
+
+    // Profile from `init --name`.
+    let profile = a.json(&["profile", "show"]);
+    assert_eq!(profile["name"], "alice");
+    let set = a.json(&["profile", "set", "--bio", "rustacean"]);
+    assert_eq!(set["bio"], "rustacean");
+    assert_eq!(set["name"], "alice");
+
+    let status = a.json(&["status"]);
+    assert_eq!(status["id"], a_id.as_str());
+    assert!(status["peers"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn live_feed_streams_new_posts() {
+    let a = Daemon::start("live");
+    let mut child = std::process::Command::new(kith_tests::cli::kith_bin())
+        .arg("--home")
+        .arg(a.home())
+        .args(["--json", "feed", "--live"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The live request may reach the daemon after the first post; post until one shows.
+    let mut seen = None;
+    for i in 0..20 {
+        let id = a.json(&["post", &format!("live {i}")])["id"].as_str().unwrap().to_owned();
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen = Some((id, line));
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (_, line) = seen.expect("no live post arrived");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(v["text"].as_str().unwrap().starts_with("live "));
+}
+
+#[test]
+fn second_daemon_on_one_home_is_refused_and_sigterm_is_clean() {
+    let mut a = Daemon::start("solo");
+    let out = a.run(&["daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    let id = a.json(&["post", "persisted"])["id"].as_str().unwrap().to_owned();
+    assert!(a.terminate(), "daemon did not exit cleanly: {}", a.log());
+    let out = a.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    a.restart();
+    assert!(feed_ids(&a, &[]).contains(&id));
+}
