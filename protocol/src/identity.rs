@@ -18,6 +18,8 @@ pub const PUBLIC_KEY_LEN: usize = 32;
 pub const SECRET_KEY_LEN: usize = 32;
 /// Length of an ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
+/// Length of an X25519 public or secret key (the Diffie-Hellman form of an identity key).
+pub const X25519_KEY_LEN: usize = 32;
 
 /// Why an id or key was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -110,6 +112,21 @@ impl AuthorId {
         key.verify_strict(&signed, &Signature::from_bytes(signature))
             .map_err(|_| SignatureError::BadSignature)
     }
+
+    /// The X25519 public key of this identity: the Montgomery form (`u` coordinate) of the
+    /// ed25519 point, as libsodium's `crypto_sign_ed25519_pk_to_curve25519` computes it. Used
+    /// by [`crate::dm`], so that an id alone is enough to write to someone.
+    ///
+    /// # Errors
+    /// [`IdError::BadKey`] when the bytes are not a curve point, or the point is of small
+    /// order (its X25519 form would give an all-zero shared secret).
+    pub fn to_x25519(&self) -> Result<[u8; X25519_KEY_LEN], IdError> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| IdError::BadKey)?;
+        if key.is_weak() {
+            return Err(IdError::BadKey);
+        }
+        Ok(key.to_montgomery().to_bytes())
+    }
 }
 
 impl fmt::Display for AuthorId {
@@ -171,6 +188,14 @@ impl Keypair {
     /// The 32-byte secret seed, for storing in the identity file.
     pub fn secret_bytes(&self) -> Zeroizing<[u8; SECRET_KEY_LEN]> {
         Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// The X25519 secret matching [`AuthorId::to_x25519`] of [`Keypair::id`]: the first 32
+    /// bytes of SHA-512(seed), i.e. the ed25519 secret scalar before clamping (X25519 clamps
+    /// it the same way ed25519 does). This is libsodium's
+    /// `crypto_sign_ed25519_sk_to_curve25519`. Used by [`crate::dm`].
+    pub fn x25519_secret(&self) -> Zeroizing<[u8; X25519_KEY_LEN]> {
+        Zeroizing::new(self.signing.to_scalar_bytes())
     }
 
     /// The public identity.

@@ -4,6 +4,7 @@
 //! - [`record`]: signed public records (posts, profiles, follows...) and their ids;
 //! - [`tags`] and [`mentions`]: what is parsed out of post text;
 //! - [`topic`]: gossip topic names;
+//! - [`dm`]: end-to-end encrypted ("sealed") direct messages and the `/kith/dm/1` reply;
 //! - [`codec`]: the one canonical, size-limited encoding;
 //! - [`limits`]: every size and count limit.
 //!
@@ -31,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod dm;
 pub mod identity;
 pub mod limits;
 pub mod mentions;

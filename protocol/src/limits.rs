@@ -27,3 +27,31 @@ pub const MAX_REACTION_BYTES: usize = 32;
 
 /// How far in the future a record's timestamp may be, in milliseconds (Farcaster uses 600 s).
 pub const MAX_FUTURE_SKEW_MS: u64 = 600 * 1000;
+
+/// Longest direct message text (bytes of UTF-8). Checked when sealing and again after
+/// opening.
+pub const MAX_DM_TEXT_BYTES: usize = 4 * 1024;
+
+/// A sealed direct message's plaintext (length prefix, id, timestamp, text) is padded with
+/// zeros to a multiple of this many bytes, so its size tells only the text length rounded
+/// up to a block.
+pub const DM_PAD_BLOCK: usize = 256;
+
+/// Largest encoded sealed direct message accepted (bytes). Checked on the raw bytes before
+/// decoding, and given to the decoder as its allocation limit. The largest message kith
+/// makes is 4473 bytes (a 97-byte header, an 8-byte ciphertext length, 4352 bytes of padded
+/// plaintext for a [`MAX_DM_TEXT_BYTES`] text, and a 16-byte tag); the rest is headroom.
+pub const MAX_SEALED_BYTES: usize = 8 * 1024;
+
+/// Largest encoded request on `/kith/dm/1` (bytes): a sealed message of at most
+/// [`MAX_SEALED_BYTES`] and a follow record of at most [`MAX_RECORD_BYTES`], with room to
+/// spare. Checked on the raw bytes before decoding.
+pub const MAX_DM_REQUEST_BYTES: usize = 32 * 1024;
+
+/// Largest encoded reply on `/kith/dm/1` (bytes), checked before decoding.
+pub const MAX_DM_REPLY_BYTES: usize = 1024;
+
+/// Longest refusal reason in a direct message reply (bytes of UTF-8). Longer reasons are
+/// truncated (at a character boundary) when the reply is made or encoded, and refused when
+/// decoded.
+pub const MAX_DM_REASON_BYTES: usize = 256;

@@ -1,0 +1,681 @@
+//! Direct messages: end-to-end encrypted ("sealed") messages between two people.
+//!
+//! A [`Plain`] message is sealed by its sender for one recipient with [`Sealed::seal`] and
+//! opened by the recipient with [`Sealed::open`]. The keys are the X25519 forms of the two
+//! people's ed25519 identity keys, so knowing someone's id is enough to write to them. Each
+//! message gets a fresh ephemeral X25519 key; the message key is derived with HKDF-SHA256
+//! from two Diffie-Hellman results (ephemeral-static and static-static, the DH set of the
+//! Noise `X` one-way pattern), and the padded plaintext is encrypted with
+//! ChaCha20-Poly1305 under that key, with the cleartext header as associated data. Opening
+//! authenticates the sender: only the holder of the sender's secret key (or the
+//! recipient) can make a message that opens. See "Direct messages" in `docs/protocol.md`
+//! for the exact construction and byte layout.
+//!
+//! On `/kith/dm/1` the sender sends a [`DmRequest`] (the sealed message and, optionally,
+//! the sender's follow record) and the receiver answers with a [`DmReply`].
+//!
+//! ```
+//! use kith_protocol::{dm::{MessageId, Plain, Sealed}, identity::Keypair};
+//!
+//! let alice = Keypair::from_secret_bytes(&[1; 32]);
+//! let bob = Keypair::from_secret_bytes(&[2; 32]);
+//! let plain = Plain {
+//!     id: MessageId::generate().unwrap(),
+//!     timestamp: 1_700_000_000_000,
+//!     text: "hi bob".into(),
+//! };
+//! let bytes = Sealed::seal(&alice, &bob.id(), &plain).unwrap().to_bytes().unwrap();
+//!
+//! let received = Sealed::from_bytes(&bytes).unwrap();
+//! assert_eq!(received.sender, alice.id());
+//! assert_eq!(received.open(&bob).unwrap(), plain);
+//! ```
+
+use std::{fmt, str::FromStr};
+
+use bincode::{Decode, Encode};
+use chacha20poly1305::{
+    aead::{Aead, Payload},
+    ChaCha20Poly1305, KeyInit,
+};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use thiserror::Error;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::{
+    codec::{self, CodecError},
+    identity::{AuthorId, Keypair, X25519_KEY_LEN},
+    limits::{
+        DM_PAD_BLOCK, MAX_DM_REASON_BYTES, MAX_DM_REPLY_BYTES, MAX_DM_REQUEST_BYTES,
+        MAX_DM_TEXT_BYTES, MAX_RECORD_BYTES, MAX_SEALED_BYTES,
+    },
+};
+
+/// The libp2p protocol name of the direct message exchange.
+pub const DM_PROTOCOL: &str = "/kith/dm/1";
+
+/// The version byte of the sealed message format described here. Others are refused.
+pub const SEALED_VERSION: u8 = 1;
+
+/// The HKDF salt for message keys; it names the protocol and version.
+pub const DM_KDF_SALT: &[u8] = b"kith-dm/1";
+
+/// Length of a message id.
+pub const MESSAGE_ID_LEN: usize = 16;
+
+/// Length of a ChaCha20-Poly1305 key.
+pub const AEAD_KEY_LEN: usize = 32;
+
+/// Length of a ChaCha20-Poly1305 nonce.
+pub const AEAD_NONCE_LEN: usize = 12;
+
+/// Length of a ChaCha20-Poly1305 authentication tag.
+pub const AEAD_TAG_LEN: usize = 16;
+
+/// Length of the cleartext header of a sealed message (version, sender, recipient,
+/// ephemeral key), which is also the AEAD's associated data.
+pub const SEALED_HEADER_LEN: usize = 1 + 32 + 32 + X25519_KEY_LEN;
+
+/// Bytes of the padded plaintext that are not text: the `u32` length prefix, then the
+/// encoded id (16), timestamp (8) and text length (8).
+pub const PLAIN_OVERHEAD: usize = 4 + MESSAGE_ID_LEN + 8 + 8;
+
+/// Bytes of an encoded sealed message that are not padded plaintext: the header, the
+/// ciphertext's `u64` length and the tag.
+pub const SEALED_OVERHEAD: usize = SEALED_HEADER_LEN + 8 + AEAD_TAG_LEN;
+
+/// The longest HKDF-SHA256 output (RFC 5869: 255 hash lengths).
+pub const MAX_HKDF_SHA256_BYTES: usize = 255 * 32;
+
+/// The nonce of every message: each message has its own key, used exactly once.
+const ZERO_NONCE: [u8; AEAD_NONCE_LEN] = [0; AEAD_NONCE_LEN];
+
+/// Size of the padded plaintext for a text of `text_bytes` bytes: [`PLAIN_OVERHEAD`] plus
+/// the text, rounded up to a multiple of [`DM_PAD_BLOCK`].
+pub const fn padded_len(text_bytes: usize) -> usize {
+    (PLAIN_OVERHEAD + text_bytes).div_ceil(DM_PAD_BLOCK) * DM_PAD_BLOCK
+}
+
+/// The largest padded plaintext: that of a [`MAX_DM_TEXT_BYTES`] text.
+const MAX_PADDED_BYTES: usize = padded_len(MAX_DM_TEXT_BYTES);
+
+// Every message kith can seal fits the wire limit.
+const _: () = assert!(SEALED_OVERHEAD + MAX_PADDED_BYTES <= MAX_SEALED_BYTES);
+// A largest sealed message and a largest record fit in one request.
+const _: () = assert!(MAX_SEALED_BYTES + 1 + 8 + MAX_RECORD_BYTES <= MAX_DM_REQUEST_BYTES);
+// The largest reply: variant (4), Some + id (17), reason length (8) and reason.
+const _: () = assert!(4 + 1 + MESSAGE_ID_LEN + 8 + MAX_DM_REASON_BYTES <= MAX_DM_REPLY_BYTES);
+
+/// Why a direct message could not be sealed, encoded, decoded or opened.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DmError {
+    /// The input (or output) is larger than its limit; nothing was decoded.
+    #[error("{len} bytes exceed the limit of {max} bytes")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit that applied.
+        max: usize,
+    },
+    /// Not a canonical encoding of the expected type.
+    #[error("undecodable: {0}")]
+    Codec(#[from] CodecError),
+    /// The message is sealed for someone else.
+    #[error("sealed for another recipient")]
+    WrongRecipient,
+    /// A key is not usable: not a curve point, of small order, or a Diffie-Hellman result
+    /// is all zeros (a low-order public key).
+    #[error("invalid or low-order key")]
+    BadKey,
+    /// Authentication failed: the message was tampered with, is not for this key, or was
+    /// not made by the claimed sender.
+    #[error("decryption failed (tampered, wrong key or forged sender)")]
+    Decrypt,
+    /// The message is well encoded but not well formed (unknown version, ciphertext or
+    /// padding of the wrong shape, over-long reason).
+    #[error("malformed direct message: {0}")]
+    Malformed(String),
+    /// The text is longer than [`MAX_DM_TEXT_BYTES`].
+    #[error("text of {len} bytes exceeds the limit of {max} bytes")]
+    TextTooLong {
+        /// The text's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The operating system's random source failed.
+    #[error("random source failed: {0}")]
+    Random(getrandom::Error),
+}
+
+/// A direct message's id, chosen at random by the sender. Shown as 32 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub struct MessageId([u8; MESSAGE_ID_LEN]);
+
+impl MessageId {
+    /// A new random id from the operating system's random source.
+    ///
+    /// # Errors
+    /// Fails only if the OS random source fails.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; MESSAGE_ID_LEN];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// Wraps raw id bytes.
+    pub fn from_bytes(bytes: [u8; MESSAGE_ID_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw id bytes.
+    pub fn as_bytes(&self) -> &[u8; MESSAGE_ID_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+/// Why a message id string was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("not a message id (32 hex digits): {0:?}")]
+pub struct MessageIdError(pub String);
+
+impl FromStr for MessageId {
+    type Err = MessageIdError;
+
+    /// Parses 32 hex digits of either case, ignoring surrounding white space.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; MESSAGE_ID_LEN];
+        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| MessageIdError(s.to_owned()))?;
+        Ok(Self(out))
+    }
+}
+
+/// The content of a direct message, as written and as read.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Plain {
+    /// The message's id (the receiver drops ids it has already seen).
+    pub id: MessageId,
+    /// When it was written, ms since the Unix epoch (the sender's clock).
+    pub timestamp: u64,
+    /// The text, at most [`MAX_DM_TEXT_BYTES`] bytes.
+    pub text: String,
+}
+
+/// A sealed direct message, as it travels. The header fields are in the clear and
+/// authenticated; only [`Sealed::open`] with the recipient's key pair reveals the content
+/// and proves that `sender` made it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Sealed {
+    /// The format version, [`SEALED_VERSION`].
+    pub version: u8,
+    /// Who sealed it (claimed until [`Sealed::open`] succeeds).
+    pub sender: AuthorId,
+    /// Who can open it.
+    pub recipient: AuthorId,
+    /// The sender's one-time X25519 public key for this message.
+    pub ephemeral: [u8; X25519_KEY_LEN],
+    /// The ChaCha20-Poly1305 ciphertext of the padded plaintext, tag included.
+    pub ciphertext: Vec<u8>,
+}
+
+/// The cleartext header; its encoding is the AEAD's associated data.
+#[derive(Encode)]
+struct Header {
+    version: u8,
+    sender: AuthorId,
+    recipient: AuthorId,
+    ephemeral: [u8; X25519_KEY_LEN],
+}
+
+impl Sealed {
+    /// Seals `plain` from `sender` for `recipient`, with a fresh ephemeral key.
+    ///
+    /// # Errors
+    /// [`DmError::TextTooLong`]; [`DmError::BadKey`] if `recipient` is not a usable key;
+    /// [`DmError::Random`] if the OS random source fails.
+    pub fn seal(sender: &Keypair, recipient: &AuthorId, plain: &Plain) -> Result<Self, DmError> {
+        let mut ephemeral = Zeroizing::new([0u8; X25519_KEY_LEN]);
+        getrandom::fill(ephemeral.as_mut()).map_err(DmError::Random)?;
+        seal_with_ephemeral(sender, recipient, plain, *ephemeral)
+    }
+
+    /// Opens a message sealed for `recipient`, authenticating the sender.
+    ///
+    /// # Errors
+    /// [`DmError::Malformed`] for an unknown version or a ciphertext of the wrong shape;
+    /// [`DmError::WrongRecipient`] if the message names someone else;
+    /// [`DmError::BadKey`] if the sender or ephemeral key is unusable (low order);
+    /// [`DmError::Decrypt`] if it was tampered with or not made by `sender`; then
+    /// [`DmError::Malformed`], [`DmError::Codec`] or [`DmError::TextTooLong`] if the
+    /// decrypted plaintext is not well formed.
+    pub fn open(&self, recipient: &Keypair) -> Result<Plain, DmError> {
+        self.check_shape()?;
+        if self.recipient != recipient.id() {
+            return Err(DmError::WrongRecipient);
+        }
+        let sender = self.sender.to_x25519().map_err(|_| DmError::BadKey)?;
+        let secret = recipient.x25519_secret();
+        let es = Zeroizing::new(x25519_agree(&secret, &self.ephemeral)?);
+        let ss = Zeroizing::new(x25519_agree(&secret, &sender)?);
+        let header = self.header();
+        let key = message_key(&es, &ss, &header)?;
+        let aad = codec::encode(&header)?;
+        let padded = Zeroizing::new(aead_open(&key, &ZERO_NONCE, &aad, &self.ciphertext)?);
+        unpad(&padded)
+    }
+
+    /// The canonical encoding.
+    ///
+    /// # Errors
+    /// [`DmError::TooLarge`] over [`MAX_SEALED_BYTES`] (never for a message made by
+    /// [`Sealed::seal`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DmError> {
+        let bytes = codec::encode(self)?;
+        if bytes.len() > MAX_SEALED_BYTES {
+            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_SEALED_BYTES });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes a sealed message from outside: size first, then canonical decoding, then the
+    /// version and the ciphertext's shape. Nothing is decrypted.
+    ///
+    /// # Errors
+    /// [`DmError::TooLarge`] before decoding, [`DmError::Codec`], [`DmError::Malformed`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
+        if bytes.len() > MAX_SEALED_BYTES {
+            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_SEALED_BYTES });
+        }
+        let sealed: Self = codec::decode::<_, MAX_SEALED_BYTES>(bytes)?;
+        sealed.check_shape()?;
+        Ok(sealed)
+    }
+
+    /// Refuses unknown versions and ciphertexts that cannot hold a padded plaintext.
+    fn check_shape(&self) -> Result<(), DmError> {
+        if self.version != SEALED_VERSION {
+            return Err(DmError::Malformed(format!("unknown version {}", self.version)));
+        }
+        let len = self.ciphertext.len();
+        let padded = len.saturating_sub(AEAD_TAG_LEN);
+        if padded == 0 || !padded.is_multiple_of(DM_PAD_BLOCK) || padded > MAX_PADDED_BYTES {
+            return Err(DmError::Malformed(format!(
+                "ciphertext of {len} bytes is not a padded plaintext plus tag"
+            )));
+        }
+        Ok(())
+    }
+
+    fn header(&self) -> Header {
+        Header {
+            version: self.version,
+            sender: self.sender,
+            recipient: self.recipient,
+            ephemeral: self.ephemeral,
+        }
+    }
+}
+
+/// [`Sealed::seal`] with a caller-chosen ephemeral secret, for test vectors only. Reusing an
+/// ephemeral secret for two messages between the same people reuses the message key and
+/// nonce, which destroys confidentiality: never call this with anything but fresh random
+/// bytes outside tests.
+///
+/// # Errors
+/// As [`Sealed::seal`], except [`DmError::Random`].
+#[doc(hidden)]
+pub fn seal_with_ephemeral(
+    sender: &Keypair,
+    recipient: &AuthorId,
+    plain: &Plain,
+    ephemeral_secret: [u8; X25519_KEY_LEN],
+) -> Result<Sealed, DmError> {
+    let ephemeral_secret = Zeroizing::new(ephemeral_secret);
+    let padded = pad(plain)?;
+    let recipient_key = recipient.to_x25519().map_err(|_| DmError::BadKey)?;
+    let ephemeral = PublicKey::from(&StaticSecret::from(*ephemeral_secret)).to_bytes();
+    let es = Zeroizing::new(x25519_agree(&ephemeral_secret, &recipient_key)?);
+    let ss = Zeroizing::new(x25519_agree(&sender.x25519_secret(), &recipient_key)?);
+    let header =
+        Header { version: SEALED_VERSION, sender: sender.id(), recipient: *recipient, ephemeral };
+    let key = message_key(&es, &ss, &header)?;
+    let aad = codec::encode(&header)?;
+    let ciphertext = aead_seal(&key, &ZERO_NONCE, &aad, &padded)?;
+    Ok(Sealed {
+        version: SEALED_VERSION,
+        sender: header.sender,
+        recipient: header.recipient,
+        ephemeral,
+        ciphertext,
+    })
+}
+
+/// The message key: HKDF-SHA256 with salt [`DM_KDF_SALT`], input `es || ss` and info
+/// `ephemeral || sender || recipient` (the raw header keys, ed25519 form for the people).
+fn message_key(
+    es: &[u8; X25519_KEY_LEN],
+    ss: &[u8; X25519_KEY_LEN],
+    header: &Header,
+) -> Result<Zeroizing<[u8; AEAD_KEY_LEN]>, DmError> {
+    let mut ikm = Zeroizing::new([0u8; 2 * X25519_KEY_LEN]);
+    let (first, second) = ikm.split_at_mut(X25519_KEY_LEN);
+    first.copy_from_slice(es);
+    second.copy_from_slice(ss);
+    let info = [
+        header.ephemeral.as_slice(),
+        header.sender.as_bytes().as_slice(),
+        header.recipient.as_bytes().as_slice(),
+    ]
+    .concat();
+    let mut key = Zeroizing::new([0u8; AEAD_KEY_LEN]);
+    hkdf_sha256(DM_KDF_SALT, ikm.as_slice(), &info, key.as_mut())?;
+    Ok(key)
+}
+
+/// `u32` LE length of the encoded [`Plain`], the encoding, then zeros up to
+/// [`padded_len`].
+fn pad(plain: &Plain) -> Result<Zeroizing<Vec<u8>>, DmError> {
+    let text_len = plain.text.len();
+    if text_len > MAX_DM_TEXT_BYTES {
+        return Err(DmError::TextTooLong { len: text_len, max: MAX_DM_TEXT_BYTES });
+    }
+    let body = Zeroizing::new(codec::encode(plain)?);
+    let body_len = u32::try_from(body.len())
+        .map_err(|_| DmError::TextTooLong { len: text_len, max: MAX_DM_TEXT_BYTES })?;
+    let total = padded_len(text_len);
+    let mut padded = Zeroizing::new(Vec::with_capacity(total));
+    padded.extend_from_slice(&codec::encode(&body_len)?);
+    padded.extend_from_slice(&body);
+    padded.resize(total, 0);
+    Ok(padded)
+}
+
+/// Reverses [`pad`], refusing anything [`pad`] would not have produced.
+fn unpad(padded: &[u8]) -> Result<Plain, DmError> {
+    let (prefix, rest) = padded
+        .split_at_checked(4)
+        .ok_or_else(|| DmError::Malformed("plaintext shorter than its length prefix".into()))?;
+    let body_len = codec::decode::<u32, 4>(prefix)? as usize;
+    let expected = body_len
+        .checked_add(4)
+        .and_then(|n| n.checked_next_multiple_of(DM_PAD_BLOCK))
+        .ok_or_else(|| DmError::Malformed("plaintext length out of range".into()))?;
+    if expected != padded.len() {
+        return Err(DmError::Malformed(format!(
+            "plaintext length {body_len} does not fit {} padded bytes",
+            padded.len()
+        )));
+    }
+    let (body, padding) = rest
+        .split_at_checked(body_len)
+        .ok_or_else(|| DmError::Malformed("plaintext length out of range".into()))?;
+    if padding.iter().any(|&b| b != 0) {
+        return Err(DmError::Malformed("non-zero padding".into()));
+    }
+    let plain: Plain = codec::decode::<_, MAX_PADDED_BYTES>(body)?;
+    if plain.text.len() > MAX_DM_TEXT_BYTES {
+        return Err(DmError::TextTooLong { len: plain.text.len(), max: MAX_DM_TEXT_BYTES });
+    }
+    Ok(plain)
+}
+
+/// X25519 (RFC 7748) of a secret scalar (clamped here) and a public `u` coordinate (its top
+/// bit ignored), refusing a non-contributory (all-zero) result, which a low-order public key
+/// gives.
+///
+/// # Errors
+/// [`DmError::BadKey`] for an all-zero shared secret.
+pub fn x25519_agree(
+    secret: &[u8; X25519_KEY_LEN],
+    public: &[u8; X25519_KEY_LEN],
+) -> Result<[u8; X25519_KEY_LEN], DmError> {
+    let secret = StaticSecret::from(*secret);
+    let shared = secret.diffie_hellman(&PublicKey::from(*public));
+    if !shared.was_contributory() {
+        return Err(DmError::BadKey);
+    }
+    Ok(shared.to_bytes())
+}
+
+/// ChaCha20-Poly1305 (RFC 8439) encryption: the ciphertext followed by the 16-byte tag.
+///
+/// # Errors
+/// [`DmError::TooLarge`] only for inputs beyond the cipher's limit (256 GiB).
+pub fn aead_seal(
+    key: &[u8; AEAD_KEY_LEN],
+    nonce: &[u8; AEAD_NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, DmError> {
+    ChaCha20Poly1305::new(&(*key).into())
+        .encrypt(&(*nonce).into(), Payload { msg: plaintext, aad })
+        .map_err(|_| DmError::TooLarge {
+            len: plaintext.len(),
+            max: (u32::MAX as usize).saturating_mul(64),
+        })
+}
+
+/// ChaCha20-Poly1305 (RFC 8439) decryption of a ciphertext followed by its 16-byte tag.
+///
+/// # Errors
+/// [`DmError::Decrypt`] when the tag does not verify (or the input is shorter than a tag).
+pub fn aead_open(
+    key: &[u8; AEAD_KEY_LEN],
+    nonce: &[u8; AEAD_NONCE_LEN],
+    aad: &[u8],
+    ciphertext_with_tag: &[u8],
+) -> Result<Vec<u8>, DmError> {
+    ChaCha20Poly1305::new(&(*key).into())
+        .decrypt(&(*nonce).into(), Payload { msg: ciphertext_with_tag, aad })
+        .map_err(|_| DmError::Decrypt)
+}
+
+/// HKDF-SHA256 (RFC 5869), extract then expand into `out`. An empty salt is the same as no
+/// salt (a block of zeros), as the RFC specifies.
+///
+/// # Errors
+/// [`DmError::TooLarge`] when `out` is longer than [`MAX_HKDF_SHA256_BYTES`].
+pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), DmError> {
+    Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand(info, out)
+        .map_err(|_| DmError::TooLarge { len: out.len(), max: MAX_HKDF_SHA256_BYTES })
+}
+
+/// A request on `/kith/dm/1`: a sealed message, with the sender's follow record for the
+/// recipient so that the recipient can check the mutual-connection rule even if it missed
+/// that record on gossip.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct DmRequest {
+    /// The message.
+    pub sealed: Sealed,
+    /// The canonical signed bytes of the sender's latest `Follow` record for the
+    /// recipient (a `SignedRecord`, at most [`MAX_RECORD_BYTES`]), if it has one. The
+    /// receiver verifies it like any record; it is not part of the sealed message.
+    pub follow_proof: Option<Vec<u8>>,
+}
+
+impl DmRequest {
+    /// The canonical encoding: the [`Sealed`] encoding, then the optional follow record.
+    ///
+    /// # Errors
+    /// [`DmError::TooLarge`] over [`MAX_DM_REQUEST_BYTES`] (never for a sealed message made
+    /// by [`Sealed::seal`] and a record within [`MAX_RECORD_BYTES`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DmError> {
+        let bytes = codec::encode(self)?;
+        if bytes.len() > MAX_DM_REQUEST_BYTES {
+            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_DM_REQUEST_BYTES });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes a request from outside: size first, then canonical decoding, then the
+    /// checks of [`Sealed::from_bytes`] and the follow record's size. The follow record's
+    /// signature is not checked here.
+    ///
+    /// # Errors
+    /// [`DmError::TooLarge`] before decoding, [`DmError::Codec`], [`DmError::Malformed`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
+        if bytes.len() > MAX_DM_REQUEST_BYTES {
+            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_DM_REQUEST_BYTES });
+        }
+        let request: Self = codec::decode::<_, MAX_DM_REQUEST_BYTES>(bytes)?;
+        request.sealed.check_shape()?;
+        if let Some(proof) = &request.follow_proof {
+            if proof.len() > MAX_RECORD_BYTES {
+                return Err(DmError::Malformed(format!(
+                    "follow record of {} bytes exceeds {MAX_RECORD_BYTES}",
+                    proof.len()
+                )));
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The receiver's answer on `/kith/dm/1`. The variant order is part of the wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum DmReply {
+    /// The message was opened and stored (or had been already: a repeat of a known id).
+    Delivered {
+        /// The id of the message delivered.
+        id: MessageId,
+    },
+    /// The message was not accepted.
+    Refused {
+        /// The message's id, if the receiver could open it.
+        id: Option<MessageId>,
+        /// Why, for people; at most [`MAX_DM_REASON_BYTES`] bytes.
+        reason: String,
+    },
+}
+
+impl DmReply {
+    /// A refusal, with `reason` truncated to [`MAX_DM_REASON_BYTES`] at a character boundary.
+    pub fn refused(id: Option<MessageId>, reason: impl Into<String>) -> Self {
+        let mut reason = reason.into();
+        reason.truncate(reason_len(&reason));
+        Self::Refused { id, reason }
+    }
+
+    /// The canonical encoding; a reason over [`MAX_DM_REASON_BYTES`] is truncated first.
+    ///
+    /// # Errors
+    /// Only if the codec fails (it does not for this type).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DmError> {
+        match self {
+            Self::Refused { id, reason } if reason.len() > MAX_DM_REASON_BYTES => {
+                Ok(codec::encode(&Self::refused(*id, reason.as_str()))?)
+            }
+            _ => Ok(codec::encode(self)?),
+        }
+    }
+
+    /// Decodes a reply: size first, then canonical decoding, then the reason's length.
+    ///
+    /// # Errors
+    /// [`DmError::TooLarge`] before decoding, [`DmError::Codec`], or
+    /// [`DmError::Malformed`] for a reason over [`MAX_DM_REASON_BYTES`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
+        if bytes.len() > MAX_DM_REPLY_BYTES {
+            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_DM_REPLY_BYTES });
+        }
+        let reply: Self = codec::decode::<_, MAX_DM_REPLY_BYTES>(bytes)?;
+        if let Self::Refused { reason, .. } = &reply {
+            if reason.len() > MAX_DM_REASON_BYTES {
+                return Err(DmError::Malformed(format!(
+                    "refusal reason of {} bytes exceeds {MAX_DM_REASON_BYTES}",
+                    reason.len()
+                )));
+            }
+        }
+        Ok(reply)
+    }
+}
+
+/// The longest prefix of `reason` within [`MAX_DM_REASON_BYTES`] ending at a char boundary.
+fn reason_len(reason: &str) -> usize {
+    (0..=MAX_DM_REASON_BYTES.min(reason.len()))
+        .rev()
+        .find(|&i| reason.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_sizes() {
+        assert_eq!(PLAIN_OVERHEAD, 36);
+        assert_eq!(SEALED_HEADER_LEN, 97);
+        assert_eq!(padded_len(0), 256);
+        assert_eq!(padded_len(220), 256);
+        assert_eq!(padded_len(221), 512);
+        assert_eq!(MAX_PADDED_BYTES, 4352);
+    }
+
+    #[test]
+    fn pad_unpad_round_trip_and_strictness() {
+        let plain = Plain { id: MessageId([7; 16]), timestamp: 5, text: "héllo".into() };
+        let padded = pad(&plain).unwrap();
+        assert_eq!(padded.len(), 256);
+        assert_eq!(unpad(&padded).unwrap(), plain);
+
+        let mut bad = padded.to_vec();
+        *bad.last_mut().unwrap() = 1;
+        assert!(matches!(unpad(&bad), Err(DmError::Malformed(_))));
+
+        // Extra padding block: not what pad makes.
+        let mut long = padded.to_vec();
+        long.resize(512, 0);
+        assert!(matches!(unpad(&long), Err(DmError::Malformed(_))));
+
+        // Length prefix too large for the buffer.
+        let mut big = padded.to_vec();
+        big[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(unpad(&big), Err(DmError::Malformed(_))));
+        assert!(matches!(unpad(&[1, 2]), Err(DmError::Malformed(_))));
+    }
+
+    #[test]
+    fn unpad_refuses_over_long_text() {
+        let plain =
+            Plain { id: MessageId([0; 16]), timestamp: 0, text: "x".repeat(MAX_DM_TEXT_BYTES + 1) };
+        let body = codec::encode(&plain).unwrap();
+        let mut padded = codec::encode(&(body.len() as u32)).unwrap();
+        padded.extend_from_slice(&body);
+        padded.resize(padded.len().next_multiple_of(DM_PAD_BLOCK), 0);
+        assert_eq!(
+            unpad(&padded),
+            Err(DmError::TextTooLong { len: MAX_DM_TEXT_BYTES + 1, max: MAX_DM_TEXT_BYTES })
+        );
+    }
+
+    #[test]
+    fn reason_truncation_respects_char_boundaries() {
+        let reason = "é".repeat(200); // 400 bytes
+        let DmReply::Refused { reason: cut, .. } = DmReply::refused(None, reason) else {
+            unreachable!()
+        };
+        assert_eq!(cut.len(), 256);
+        let reason = format!("a{}", "é".repeat(200)); // boundary at odd offsets
+        let DmReply::Refused { reason: cut, .. } = DmReply::refused(None, reason) else {
+            unreachable!()
+        };
+        assert_eq!(cut.len(), 255);
+    }
+}
