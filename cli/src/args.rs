@@ -104,6 +104,34 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// Run one history-sync round with every connected peer now, with progress.
+    Sync,
+    /// End-to-end encrypted direct messages with mutual connections.
+    Msg {
+        #[command(subcommand)]
+        command: MsgCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MsgCommand {
+    /// Encrypt and send (queued while the peer is offline); only to mutual connections.
+    Send {
+        /// The recipient's id.
+        id: String,
+        /// The text.
+        text: String,
+    },
+    /// List conversations, newest first, with unread counts.
+    Inbox,
+    /// Show the messages with one person, oldest first (marks them read).
+    Thread {
+        /// The other person's id.
+        id: String,
+        /// At most this many (the latest; default 50).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

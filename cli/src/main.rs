@@ -16,7 +16,7 @@ use kith_node::{
     home::Home,
 };
 
-use args::{Cli, Command, ProfileCommand};
+use args::{Cli, Command, MsgCommand, ProfileCommand};
 
 fn default_home() -> Result<PathBuf> {
     dirs::data_dir()
@@ -71,6 +71,14 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Profile { command: ProfileCommand::Show { id } } => {
             (Request::ProfileShow { id }, "")
         }
+        Command::Msg { command: MsgCommand::Send { id, text } } => {
+            (Request::MsgSend { to: id, text }, "message")
+        }
+        Command::Msg { command: MsgCommand::Inbox } => (Request::MsgInbox, ""),
+        Command::Sync => (Request::Sync, ""),
+        Command::Msg { command: MsgCommand::Thread { id, limit } } => {
+            (Request::MsgThread { peer: id, limit }, "")
+        }
         Command::Init { .. } | Command::Daemon { .. } => bail!("not a client command"),
     })
 }
@@ -78,6 +86,9 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
 async fn client(home: &Home, command: Command, json: bool) -> Result<()> {
     let (request, what) = request_of(command)?;
     let mut conn = control::Client::connect(&home.socket_path()).await?;
+    if let Request::Sync = request {
+        return sync(&mut conn, json).await;
+    }
     if let Request::Feed { live: true, .. } = request {
         conn.send(&request).await?;
         while let Some(response) = conn.recv().await? {
@@ -93,6 +104,39 @@ async fn client(home: &Home, command: Command, json: bool) -> Result<()> {
         response => output::response(&response, json, what),
     }
     Ok(())
+}
+
+/// `kith sync`: a progress bar on stderr while peers are synced, then the summary.
+async fn sync(conn: &mut control::Client, json: bool) -> Result<()> {
+    conn.send(&Request::Sync).await?;
+    let bar = (!json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("syncing {bar:30} {pos}/{len} peers  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    while let Some(response) = conn.recv().await? {
+        match response {
+            Response::SyncProgress { peers_done, peers_total, fetched } => {
+                if let Some(bar) = &bar {
+                    bar.set_length(peers_total as u64);
+                    bar.set_position(peers_done as u64);
+                    bar.set_message(format!("{fetched} records fetched"));
+                }
+            }
+            Response::Error { message } => bail!(message),
+            done => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                output::response(&done, json, "");
+                return Ok(());
+            }
+        }
+    }
+    bail!("the daemon stopped")
 }
 
 async fn run(cli: Cli) -> Result<()> {

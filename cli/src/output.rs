@@ -1,6 +1,8 @@
 //! Printing responses: JSON per the CLI contract with `--json`, text for people without.
 
-use kith_node::api::{FeedItem, FollowEntry, PeerEntry, Profile, Response, Status};
+use kith_node::api::{
+    FeedItem, FollowEntry, InboxEntry, MessageEntry, PeerEntry, Profile, Response, Status,
+};
 use serde_json::json;
 
 /// Prints one JSON value on one line.
@@ -63,9 +65,14 @@ fn status(s: &Status, json: bool) {
     println!("id         {}", s.id);
     println!("peers      {} ({} in gossip meshes)", s.peers, s.mesh_peers);
     println!("records    {} ({} posts)", s.records, s.posts);
-    println!("messages   {}", s.messages);
+    println!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
     println!("following  {}   followers {}", s.following, s.followers);
     println!("uptime     {} s", s.uptime_s);
+    let y = &s.sync;
+    println!(
+        "sync       {} peers syncing, {} records fetched, {} rejected, {} rounds",
+        y.peers_syncing, y.records_fetched, y.records_rejected, y.rounds
+    );
     let c = &s.record_counters;
     println!(
         "gossip     received {} accepted {} duplicate {} rejected {} ignored {} forks {}",
@@ -124,6 +131,52 @@ fn profile(p: &Profile, json: bool) {
     }
 }
 
+fn inbox(list: &[InboxEntry], json: bool) {
+    if !json && list.is_empty() {
+        println!("no conversations yet");
+    }
+    for c in list {
+        if json {
+            line(&json!({
+                "peer": c.peer, "last_text": c.last_text, "timestamp": c.timestamp,
+                "unread": c.unread,
+            }));
+        } else {
+            let unread =
+                if c.unread > 0 { format!("  [{} unread]", c.unread) } else { String::new() };
+            println!(
+                "{}  {}{unread}\n    {}",
+                human_time(c.timestamp),
+                who(&c.peer, c.name.as_deref()),
+                c.last_text.replace('\n', "\n    ")
+            );
+        }
+    }
+}
+
+fn thread(list: &[MessageEntry], json: bool) {
+    if !json && list.is_empty() {
+        println!("no messages yet");
+    }
+    for m in list {
+        if json {
+            line(&json!({
+                "id": m.id, "from": m.from, "to": m.to, "text": m.text,
+                "timestamp": m.timestamp, "status": m.status,
+            }));
+        } else {
+            let reason = m.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            println!(
+                "{}  {} [{}{reason}]\n    {}",
+                human_time(m.timestamp),
+                who(&m.from, None),
+                m.status,
+                m.text.replace('\n', "\n    ")
+            );
+        }
+    }
+}
+
 /// Prints a successful response; `what` says what was done, for people.
 pub(crate) fn response(response: &Response, json: bool, what: &str) {
     match response {
@@ -176,6 +229,23 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         Response::Profile(p) => profile(p, json),
+        Response::MsgSent { id, status } => {
+            if json {
+                line(&json!({"id": id, "status": status}));
+            } else {
+                println!("{what} {status}: {id}");
+            }
+        }
+        Response::Inbox { conversations } => inbox(conversations, json),
+        Response::Synced { fetched, peers } => {
+            if json {
+                line(&json!({"fetched": fetched, "peers": peers}));
+            } else {
+                println!("synced with {peers} peers: {fetched} new records");
+            }
+        }
+        Response::SyncProgress { .. } => {}
+        Response::Thread { messages } => thread(messages, json),
         // Errors are handled by the caller.
         Response::Error { message } => eprintln!("kith: {message}"),
     }

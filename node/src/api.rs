@@ -75,6 +75,60 @@ pub enum Request {
         /// Whose.
         id: Option<String>,
     },
+    /// Send a direct message to a mutual connection.
+    MsgSend {
+        /// The recipient's id.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// Conversations, newest first.
+    MsgInbox,
+    /// One history-sync round with every connected peer now.
+    Sync,
+    /// Messages with one person, oldest first; marks them read.
+    MsgThread {
+        /// The other person's id.
+        peer: String,
+        /// At most this many (the latest).
+        limit: Option<usize>,
+    },
+}
+
+/// One conversation in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// The other person.
+    pub peer: String,
+    /// Text of the latest message.
+    pub last_text: String,
+    /// Its timestamp, ms.
+    pub timestamp: u64,
+    /// Received messages not yet read.
+    pub unread: u64,
+    /// The other person's display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+}
+
+/// One direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEntry {
+    /// Message id.
+    pub id: String,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Text.
+    pub text: String,
+    /// Sender's timestamp, ms.
+    pub timestamp: u64,
+    /// `queued`, `delivered`, `refused` (sent) or `received`.
+    pub status: String,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 /// A post as shown in feeds.
@@ -153,6 +207,21 @@ pub struct RecordCounters {
     pub forks: u64,
 }
 
+/// History sync state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCounters {
+    /// Peers being synced with right now.
+    pub peers_syncing: u64,
+    /// Records fetched by sync since start.
+    pub records_fetched: u64,
+    /// Records from sync refused as invalid.
+    pub records_rejected: u64,
+    /// Sync rounds completed.
+    pub rounds: u64,
+    /// When the last round ended, ms since the epoch (0: none yet).
+    pub last_round_ms: u64,
+}
+
 /// Node status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -170,6 +239,8 @@ pub struct Status {
     pub posts: u64,
     /// Direct messages stored.
     pub messages: u64,
+    /// Messages waiting in the outbox.
+    pub outbox: usize,
     /// People followed.
     pub following: usize,
     /// Known followers.
@@ -180,6 +251,8 @@ pub struct Status {
     pub uptime_s: u64,
     /// Gossip ingest counters.
     pub record_counters: RecordCounters,
+    /// History sync.
+    pub sync: SyncCounters,
 }
 
 /// A reply from the node.
@@ -226,6 +299,39 @@ pub enum Response {
     },
     /// A profile.
     Profile(Profile),
+    /// A direct message was accepted for sending.
+    MsgSent {
+        /// Message id.
+        id: String,
+        /// `delivered` or `queued`.
+        status: String,
+    },
+    /// Conversations.
+    Inbox {
+        /// Newest first.
+        conversations: Vec<InboxEntry>,
+    },
+    /// A conversation's messages.
+    Thread {
+        /// Oldest first.
+        messages: Vec<MessageEntry>,
+    },
+    /// Progress of a sync round (streamed before [`Response::Synced`]).
+    SyncProgress {
+        /// Peers done.
+        peers_done: usize,
+        /// Peers in the round.
+        peers_total: usize,
+        /// Records fetched so far.
+        fetched: u64,
+    },
+    /// A sync round finished.
+    Synced {
+        /// New records fetched.
+        fetched: u64,
+        /// Peers synced with.
+        peers: usize,
+    },
     /// The request failed.
     Error {
         /// One line saying why.

@@ -164,12 +164,30 @@ async fn serve_connection(
                 continue;
             }
         };
+        if let Request::Sync = &request {
+            stream_sync(&mut stream, &node).await?;
+            continue;
+        }
         if let Request::Feed { tag, author, live: true, limit } = &request {
             return stream_live(stream, &node, tag.as_deref(), author.as_deref(), *limit).await;
         }
         let response = node.handle(request).await;
         write_frame(&mut stream, &response).await?;
     }
+}
+
+async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), ControlError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let worker = node.clone();
+    let round = tokio::spawn(async move { worker.sync_round(usize::MAX, Some(tx)).await });
+    while let Some((peers_done, peers_total, fetched)) = rx.recv().await {
+        write_frame(stream, &Response::SyncProgress { peers_done, peers_total, fetched }).await?;
+    }
+    let response = match round.await {
+        Ok((fetched, peers)) => Response::Synced { fetched, peers },
+        Err(e) => error(format!("sync failed: {e}")),
+    };
+    write_frame(stream, &response).await
 }
 
 async fn stream_live(

@@ -37,6 +37,7 @@ pub mod identity;
 pub mod limits;
 pub mod mentions;
 pub mod record;
+pub mod sync;
 pub mod tags;
 pub mod topic;
 

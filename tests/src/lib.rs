@@ -48,6 +48,22 @@ where
     }
 }
 
+/// A stopped node whose home is kept.
+pub struct Paused {
+    name: String,
+    home: Home,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Paused {
+    /// Starts the node again on its home.
+    pub async fn resume(self) -> TestNode {
+        let keypair = self.home.load_identity().unwrap();
+        TestNode::start_in(&self.name, self.dir, self.home, keypair, self.port).await
+    }
+}
+
 /// A node running in this process with its own temporary home.
 pub struct TestNode {
     /// Name for messages.
@@ -66,12 +82,14 @@ impl TestNode {
         let home = Home::new(dir.path().join(name));
         home.ensure_dir().unwrap();
         let keypair = home.create_identity().unwrap();
-        Self::start_in(name, dir, home, keypair).await
+        Self::start_in(name, dir, home, keypair, 0).await
     }
 
-    async fn start_in(name: &str, dir: TempDir, home: Home, keypair: Keypair) -> Self {
+    /// Starts on `port` (0: OS-chosen). A restarted node keeps its port, as a real node
+    /// with a configured port does, so that peers that remember it can reconnect.
+    async fn start_in(name: &str, dir: TempDir, home: Home, keypair: Keypair, port: u16) -> Self {
         let config = Config {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
             bootstrap: vec![],
             mdns: false,
             name: None,
@@ -83,11 +101,12 @@ impl TestNode {
     /// Stops the node and starts it again on the same home (a new port).
     pub async fn restart(mut self) -> Self {
         self.stop_in_place().await;
+        let port = self.port();
         let TestNode { name, node, home, _dir: dir, .. } = self;
         // The store closes when the last handle to the node is gone.
         drop(node);
         let keypair = home.load_identity().unwrap();
-        Self::start_in(&name, dir, home, keypair).await
+        Self::start_in(&name, dir, home, keypair, port).await
     }
 
     async fn stop_in_place(&mut self) {
@@ -95,6 +114,20 @@ impl TestNode {
         if let Some(tasks) = self.tasks.take() {
             tasks.join().await;
         }
+    }
+
+    /// Stops the node but keeps its home, to start it again with [`Paused::resume`].
+    pub async fn pause(mut self) -> Paused {
+        let port = self.port();
+        self.stop_in_place().await;
+        let TestNode { name, node, home, _dir: dir, .. } = self;
+        drop(node);
+        Paused { name, home, dir, port }
+    }
+
+    /// Sends a request and returns the reply, error or not.
+    pub async fn call(&self, request: Request) -> Response {
+        self.node.handle(request).await
     }
 
     /// Stops the node.
@@ -113,6 +146,17 @@ impl TestNode {
             Response::Error { message } => panic!("{}: {request:?} failed: {message}", self.name),
             r => r,
         }
+    }
+
+    /// The TCP port this node listens on.
+    pub fn port(&self) -> u16 {
+        self.addr()
+            .iter()
+            .find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+            .unwrap()
     }
 
     /// The loopback listen address.
@@ -166,6 +210,47 @@ impl TestNode {
             peers.contains(&peer).then_some(())
         })
         .await;
+    }
+
+    /// Makes `self` and `other` follow each other and waits until each knows it.
+    pub async fn befriend(&self, other: &TestNode) {
+        self.follow(other).await;
+        other.follow(self).await;
+        let what = format!("{} and {} to be mutual", self.name, other.name);
+        eventually(DEADLINE, &what, || async {
+            let a = self.node.store();
+            let b = other.node.store();
+            let (x, y) = (self.id(), other.id());
+            (a.is_following(&y, &x).unwrap() && b.is_following(&x, &y).unwrap()).then_some(())
+        })
+        .await;
+    }
+
+    /// Sends a direct message; returns (id, status).
+    pub async fn msg(&self, to: &TestNode, text: &str) -> (String, String) {
+        let request = Request::MsgSend { to: to.id().to_string(), text: text.into() };
+        match self.ok(request).await {
+            Response::MsgSent { id, status } => (id, status),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Sends a direct message to an id; returns (id, status).
+    pub async fn msg_to_id(&self, to: &str, text: &str) -> (String, String) {
+        let request = Request::MsgSend { to: to.into(), text: text.into() };
+        match self.ok(request).await {
+            Response::MsgSent { id, status } => (id, status),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// The thread with `other`, oldest first.
+    pub async fn thread(&self, other: &TestNode) -> Vec<kith_node::api::MessageEntry> {
+        let request = Request::MsgThread { peer: other.id().to_string(), limit: Some(10_000) };
+        match self.ok(request).await {
+            Response::Thread { messages } => messages,
+            r => panic!("unexpected reply {r:?}"),
+        }
     }
 
     /// Waits until the store holds the record `id`.

@@ -9,12 +9,13 @@ use std::{
 use libp2p::{
     connection_limits, gossipsub, identify,
     identity::Keypair,
-    mdns, ping,
+    mdns, ping, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
+    StreamProtocol,
 };
 use sha2::{Digest, Sha256};
 
-use super::NetError;
+use super::{frame::FrameCodec, NetError};
 
 /// Largest gossip message accepted or sent (bytes). Records are far smaller; this bounds
 /// what a peer can make us buffer.
@@ -27,6 +28,19 @@ const MAX_PENDING: u32 = 64;
 
 /// Most topics a peer (or this node) may subscribe to.
 const MAX_TOPICS: usize = 2048;
+
+/// The direct message protocol.
+pub const DM_PROTOCOL: &str = "/kith/dm/1";
+/// Largest direct message request (a sealed message plus follow proofs), bytes.
+pub const MAX_DM_REQUEST_BYTES: usize = 32 * 1024;
+/// Largest direct message reply (a receipt or refusal), bytes.
+pub const MAX_DM_RESPONSE_BYTES: usize = 1024;
+/// The history sync protocol.
+pub const SYNC_PROTOCOL: &str = "/kith/sync/1";
+/// How long a request waits for its response.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent request streams per connection.
+const MAX_STREAMS: usize = 64;
 
 /// Protocol version announced by identify.
 const IDENTIFY_PROTOCOL: &str = "/kith/1.0.0";
@@ -44,6 +58,22 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) dm: request_response::Behaviour<FrameCodec>,
+    pub(crate) sync: request_response::Behaviour<FrameCodec>,
+}
+
+fn request_response(
+    protocol: &'static str,
+    max_request: usize,
+    max_response: usize,
+) -> request_response::Behaviour<FrameCodec> {
+    request_response::Behaviour::with_codec(
+        FrameCodec::new(max_request, max_response),
+        [(StreamProtocol::new(protocol), request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_max_concurrent_streams(MAX_STREAMS),
+    )
 }
 
 /// The gossipsub message id: derived from the topic and the record bytes, so the same
@@ -139,6 +169,12 @@ impl Behaviour {
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             mdns: Toggle::from(mdns),
+            dm: request_response(DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES),
+            sync: request_response(
+                SYNC_PROTOCOL,
+                kith_protocol::sync::MAX_SYNC_REQUEST_BYTES,
+                kith_protocol::sync::MAX_SYNC_RESPONSE_BYTES,
+            ),
         })
     }
 }

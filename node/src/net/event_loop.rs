@@ -7,7 +7,7 @@ use libp2p::{
     core::ConnectedPoint,
     gossipsub, identify, mdns,
     multiaddr::Protocol,
-    noise,
+    noise, request_response,
     swarm::{dial_opts::DialOpts, ConnectionId, DialError, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
@@ -15,13 +15,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     behaviour::{self, Behaviour, BehaviourEvent},
-    Command, Config, Event, NetError, PeerInfo, Stats, Verdict,
+    Command, Config, Event, NetError, PeerInfo, Proto, Responder, Stats, Verdict,
 };
 
 /// Connections stay open this long without traffic (gossip keeps them busy anyway).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 type DialReply = oneshot::Sender<Result<PeerId, NetError>>;
+type RequestReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
 
 /// Owns the swarm; run it with [`EventLoop::run`].
 pub struct EventLoop {
@@ -31,6 +32,7 @@ pub struct EventLoop {
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     pending_dials: HashMap<ConnectionId, DialReply>,
     remote_addrs: HashMap<PeerId, Multiaddr>,
+    pending_requests: HashMap<(Proto, request_response::OutboundRequestId), RequestReply>,
 }
 
 fn build_swarm(
@@ -77,6 +79,7 @@ impl EventLoop {
             events,
             listen_addrs,
             pending_dials: HashMap::new(),
+            pending_requests: HashMap::new(),
             remote_addrs: HashMap::new(),
         })
     }
@@ -110,6 +113,18 @@ impl EventLoop {
                 let _ = reply.send(self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic));
             }
             Command::Report { id, source, verdict } => self.handle_report(&id, &source, verdict),
+            Command::Request { proto, peer, addrs, bytes, reply } => {
+                let id = self.rr(proto).send_request_with_addresses(&peer, bytes, addrs);
+                self.pending_requests.insert((proto, id), reply);
+            }
+            Command::Respond { channel: Responder(proto, channel), bytes } => {
+                if self.rr(proto).send_response(channel, bytes).is_err() {
+                    tracing::debug!(?proto, "reply not sent: the peer went away");
+                }
+            }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(self.swarm.is_connected(&peer));
+            }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers());
             }
@@ -237,6 +252,12 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.handle_mdns(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.handle_identify(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dm(e)) => {
+                self.handle_request_response(Proto::Dm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
+                self.handle_request_response(Proto::Sync, e)
+            }
             SwarmEvent::NewListenAddr { address, .. } => self.handle_listen_addr(address, true),
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.handle_listen_addr(address, false)
@@ -277,6 +298,48 @@ impl EventLoop {
                 self.emit(Event::Subscribed { peer: peer_id, topic: topic.to_string() })
             }
             _ => {}
+        }
+    }
+
+    fn rr(&mut self, proto: Proto) -> &mut request_response::Behaviour<super::frame::FrameCodec> {
+        match proto {
+            Proto::Dm => &mut self.swarm.behaviour_mut().dm,
+            Proto::Sync => &mut self.swarm.behaviour_mut().sync,
+        }
+    }
+
+    fn handle_request_response(
+        &mut self,
+        proto: Proto,
+        event: request_response::Event<Vec<u8>, Vec<u8>>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let channel = Responder(proto, channel);
+                    let event = Event::Request { proto, peer, bytes: request, channel };
+                    if self.events.try_send(event).is_err() {
+                        // Overloaded: dropping the channel fails the request; the sender
+                        // retries later.
+                        tracing::warn!(%peer, ?proto, "request dropped: node queue full");
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_requests.remove(&(proto, request_id)) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+                tracing::debug!(%peer, %error, ?proto, "request failed");
+                if let Some(reply) = self.pending_requests.remove(&(proto, request_id)) {
+                    let _ = reply.send(Err(NetError::Request(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, ?proto, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 

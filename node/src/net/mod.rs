@@ -7,14 +7,17 @@
 
 mod behaviour;
 mod event_loop;
+mod frame;
 
 use std::time::Duration;
 
-use libp2p::{gossipsub, identity::Keypair, Multiaddr, PeerId};
+use libp2p::{gossipsub, identity::Keypair, request_response::ResponseChannel, Multiaddr, PeerId};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use behaviour::MAX_GOSSIP_BYTES;
+pub use behaviour::{
+    DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
+};
 pub use event_loop::EventLoop;
 
 /// Capacity of the channel of events from the network to the node.
@@ -33,6 +36,9 @@ pub enum NetError {
     /// A dial failed.
     #[error("dial failed: {0}")]
     Dial(String),
+    /// A request to a peer failed (unreachable, timed out, refused the protocol).
+    #[error("request failed: {0}")]
+    Request(String),
     /// Gossipsub refused a publish or subscribe.
     #[error("gossip: {0}")]
     Gossip(String),
@@ -70,6 +76,18 @@ pub enum Event {
         /// Its listen addresses.
         addrs: Vec<Multiaddr>,
     },
+    /// A request on one of kith's request-response protocols; answer with
+    /// [`Client::respond`].
+    Request {
+        /// Which protocol.
+        proto: Proto,
+        /// The authenticated transport peer that sent it.
+        peer: PeerId,
+        /// The request bytes.
+        bytes: Vec<u8>,
+        /// Where the answer goes.
+        channel: Responder,
+    },
     /// A peer subscribed to a topic.
     Subscribed {
         /// The peer.
@@ -77,6 +95,24 @@ pub enum Event {
         /// The topic.
         topic: String,
     },
+}
+
+/// kith's request-response protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// `/kith/dm/1`: direct messages.
+    Dm,
+    /// `/kith/sync/1`: history sync.
+    Sync,
+}
+
+/// Where to send the answer to an inbound request.
+pub struct Responder(pub(crate) Proto, pub(crate) ResponseChannel<Vec<u8>>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 /// The validation verdict for a gossip message.
@@ -122,15 +158,56 @@ pub struct Config {
 }
 
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
-    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<usize, NetError>> },
-    Subscribe { topic: String, reply: oneshot::Sender<Result<bool, NetError>> },
-    Unsubscribe { topic: String, reply: oneshot::Sender<bool> },
-    Report { id: gossipsub::MessageId, source: PeerId, verdict: Verdict },
-    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    Stats { reply: oneshot::Sender<Stats> },
-    TopicPeers { topic: String, reply: oneshot::Sender<Vec<PeerId>> },
-    Shutdown { reply: oneshot::Sender<()> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, NetError>>,
+    },
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<bool, NetError>>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Report {
+        id: gossipsub::MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    },
+    Request {
+        proto: Proto,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    Respond {
+        channel: Responder,
+        bytes: Vec<u8>,
+    },
+    IsConnected {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+    TopicPeers {
+        topic: String,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A cloneable handle to the network task.
@@ -200,6 +277,44 @@ impl Client {
             // own, so a lost verdict only means the message is not forwarded.
             tracing::debug!("validation verdict dropped: command queue full");
         }
+    }
+
+    /// Sends a request on `proto` to `peer` (dialling `addrs` if not connected) and
+    /// waits for the reply bytes.
+    ///
+    /// # Errors
+    /// [`NetError::Request`] when the peer cannot be reached or does not answer in time.
+    pub async fn request(
+        &self,
+        proto: Proto,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, NetError> {
+        self.ask(|reply| Command::Request { proto, peer, addrs, bytes, reply }).await?
+    }
+
+    /// Sends a direct message request; see [`Client::request`].
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub async fn send_dm(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, NetError> {
+        self.request(Proto::Dm, peer, addrs, bytes).await
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(&self, channel: Responder, bytes: Vec<u8>) {
+        let _ = self.commands.send(Command::Respond { channel, bytes }).await;
+    }
+
+    /// Whether a connection to `peer` is open.
+    pub async fn is_connected(&self, peer: PeerId) -> bool {
+        self.ask(|reply| Command::IsConnected { peer, reply }).await.unwrap_or(false)
     }
 
     /// Connected peers.

@@ -17,12 +17,14 @@ use crate::{
 
 /// Feed length when none is asked for.
 pub const DEFAULT_FEED_LIMIT: usize = 20;
+/// Thread length when none is asked for.
+pub const DEFAULT_THREAD_LIMIT: usize = 50;
 /// Longest feed one request may ask for.
 pub const MAX_FEED_LIMIT: usize = 10_000;
 
 type Reply = Result<Response, String>;
 
-fn parse_author(text: &str) -> Result<AuthorId, String> {
+pub(super) fn parse_author(text: &str) -> Result<AuthorId, String> {
     text.parse::<AuthorId>().map_err(|e| format!("invalid id {text:?}: {e}"))
 }
 
@@ -86,6 +88,13 @@ impl Node {
             Request::Tags => self.tags(),
             Request::ProfileSet { name, bio } => self.profile_set(name, bio).await,
             Request::ProfileShow { id } => self.profile_show(id.as_deref()),
+            Request::MsgSend { to, text } => self.msg_send(&to, text).await,
+            Request::MsgInbox => self.msg_inbox(),
+            Request::Sync => {
+                let (fetched, peers) = self.sync_round(usize::MAX, None).await;
+                Ok(Response::Synced { fetched, peers })
+            }
+            Request::MsgThread { peer, limit } => self.msg_thread(&peer, limit).await,
         }
     }
 
@@ -136,6 +145,7 @@ impl Node {
         let store = &self.inner.store;
         let me = &self.inner.me;
         let counts = store.counts();
+        let counts_dm = store.dm_count();
         Ok(Response::Status(Status {
             id: me.to_string(),
             peers: stats.peers,
@@ -143,12 +153,14 @@ impl Node {
             topics: stats.topics,
             records: counts.records,
             posts: counts.posts,
-            messages: 0,
+            messages: counts_dm,
+            outbox: store.dm_outbox_len(),
             following: store.following(me).map_err(store_err)?.len(),
             followers: store.followers(me).map_err(store_err)?.len(),
             addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             uptime_s: self.inner.started.elapsed().as_secs(),
             record_counters: self.inner.counters.snapshot(),
+            sync: self.inner.sync.snapshot(),
         }))
     }
 
@@ -203,7 +215,7 @@ impl Node {
     }
 
     /// The gossip topics a record of ours goes to.
-    fn topics_for(&self, record: &Record) -> Vec<String> {
+    pub(super) fn topics_for(&self, record: &Record) -> Vec<String> {
         let mut topics = vec![Topic::Author(record.author)];
         match &record.kind {
             RecordKind::Post(post) => {
@@ -293,6 +305,13 @@ impl Node {
         let topic = Topic::Author(target).to_string();
         if follow {
             self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
+            // Backfill: the author's earlier records from whoever has them.
+            let node = self.clone();
+            tokio::spawn(async move {
+                for peer in node.inner.net.peers().await.unwrap_or_default() {
+                    node.sync_author(peer.peer, target).await;
+                }
+            });
         } else {
             self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
         }
@@ -330,9 +349,15 @@ impl Node {
             store.unsubscribe(&tag).map_err(store_err)?;
         }
         store.flush().await.map_err(store_err)?;
-        let topic = Topic::Tag(tag).to_string();
+        let topic = Topic::Tag(tag.clone()).to_string();
         if on {
             self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
+            let node = self.clone();
+            tokio::spawn(async move {
+                for peer in node.inner.net.peers().await.unwrap_or_default() {
+                    node.sync_tag(peer.peer, &tag).await;
+                }
+            });
         } else {
             self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
         }

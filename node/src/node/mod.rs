@@ -2,9 +2,11 @@
 //! answers control requests. The network and the store never call each other; this
 //! module decides.
 
+mod dm;
 mod handlers;
+mod sync;
 
-pub use handlers::{LiveFeed, DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT};
+pub use handlers::{LiveFeed, DEFAULT_FEED_LIMIT, DEFAULT_THREAD_LIMIT, MAX_FEED_LIMIT};
 mod view;
 
 use std::{
@@ -99,6 +101,8 @@ struct Inner {
     own_log: Mutex<()>,
     counters: Counters,
     started: Instant,
+    retries: Mutex<dm::Retries>,
+    sync: sync::SyncState,
 }
 
 /// A running node. Cheap to clone.
@@ -111,14 +115,18 @@ pub struct Node {
 pub struct NodeTasks {
     net: JoinHandle<()>,
     events: JoinHandle<()>,
+    outbox: JoinHandle<()>,
+    sync: JoinHandle<()>,
 }
 
 impl NodeTasks {
     /// Waits for the node's tasks to end.
     pub async fn join(self) {
         let _ = self.net.await;
-        self.events.abort();
-        let _ = self.events.await;
+        for task in [self.events, self.outbox, self.sync] {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
@@ -148,6 +156,8 @@ impl Node {
                 own_log: Mutex::new(()),
                 counters: Counters::default(),
                 started: Instant::now(),
+                retries: Mutex::new(dm::Retries::default()),
+                sync: sync::SyncState::default(),
             }),
         };
         node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
@@ -156,8 +166,12 @@ impl Node {
             node.publish_initial_profile(name).await;
         }
         let events_task = tokio::spawn(node.clone().run_events(events));
+        let outbox_task = tokio::spawn(node.clone().run_outbox());
+        let sync_task = tokio::spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
-        Ok((node, NodeTasks { net: net_task, events: events_task }))
+        let tasks =
+            NodeTasks { net: net_task, events: events_task, outbox: outbox_task, sync: sync_task };
+        Ok((node, tasks))
     }
 
     /// This node's person.
@@ -238,17 +252,32 @@ impl Node {
         while let Some(event) = events.recv().await {
             match event {
                 Event::Message { source, id, topic, data } => {
-                    let verdict = self.handle_gossip(&topic, &data).await;
+                    let verdict = self.handle_gossip(source, &topic, &data).await;
                     self.inner.net.report(id, source, verdict);
                 }
-                Event::Connected { peer, addr } => self.handle_connected(peer, addr),
+                Event::Connected { peer, addr } => self.handle_connected(peer, addr).await,
+                Event::Request { proto: net::Proto::Dm, peer, bytes, channel } => {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.handle_dm_request(peer, bytes, channel).await });
+                }
+                Event::Request { proto: net::Proto::Sync, peer, bytes, channel } => {
+                    let node = self.clone();
+                    tokio::spawn(
+                        async move { node.handle_sync_request(peer, bytes, channel).await },
+                    );
+                }
                 Event::Identified { peer, addrs } => self.handle_identified(peer, addrs),
-                Event::Subscribed { .. } => {}
+                Event::Subscribed { peer, topic } => self.peer_subscribed(peer, &topic),
             }
         }
     }
 
-    async fn handle_gossip(&self, topic: &str, data: &[u8]) -> net::Verdict {
+    async fn handle_gossip(
+        &self,
+        source: libp2p::PeerId,
+        topic: &str,
+        data: &[u8],
+    ) -> net::Verdict {
         let c = &self.inner.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
         let store = self.inner.store.clone();
@@ -274,6 +303,12 @@ impl Node {
             Outcome::New(record) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
                 self.announce(record);
+                let r = record.record();
+                if let Some(prev) = r.prev {
+                    if !self.inner.store.has(&prev).unwrap_or(true) {
+                        self.fill_gap(source, r.author);
+                    }
+                }
             }
             Outcome::Duplicate => {
                 c.duplicate.fetch_add(1, Ordering::Relaxed);
@@ -299,10 +334,16 @@ impl Node {
         }
     }
 
-    fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
+    async fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
         if let Some(addr) = addr {
             self.remember(peer, &addr);
         }
+        // Queued messages for this peer go now rather than at their next retry time.
+        if let Ok(author) = AuthorId::from_peer_id(&peer) {
+            self.retry_due(Some(&author)).await;
+        }
+        let node = self.clone();
+        tokio::spawn(async move { node.sync_with(peer).await });
     }
 
     fn handle_identified(&self, peer: libp2p::PeerId, addrs: Vec<Multiaddr>) {

@@ -4,10 +4,15 @@
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
 //! profile record), `forks` (evidence of two records at one author/seq), `peers` (known
-//! peer addresses) and `meta`. A record and all its index entries are written in one
-//! transaction. Callers that report success to a person call [`Store::flush`] first.
+//! peer addresses). Writes that touch several trees hold the store's writer lock and
+//! write the commit point last (see [`Store::insert`]). Callers that report success to a
+//! person call [`Store::flush`] first.
 
+mod dm;
 mod keys;
+mod sync;
+
+pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 
 use std::path::Path;
 
@@ -15,10 +20,9 @@ use kith_protocol::{
     codec, limits::MAX_RECORD_BYTES, record::SignedRecord, AuthorId, Record, RecordId, RecordKind,
     Tag, VerifiedRecord,
 };
-use sled::{
-    transaction::{ConflictableTransactionError, TransactionError},
-    Transactional, Tree,
-};
+use std::sync::{Arc, Mutex};
+
+use sled::Tree;
 use thiserror::Error;
 
 use keys::{
@@ -40,15 +44,6 @@ pub enum StoreError {
     /// Bytes on disk that do not decode: the store is damaged.
     #[error("store is damaged: {0}")]
     Corrupt(String),
-}
-
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => Self::Sled(e),
-        }
-    }
 }
 
 /// The result of [`Store::insert`].
@@ -110,6 +105,11 @@ pub struct Store {
     forks: Tree,
     flagged: Tree,
     peers: Tree,
+    dm_msgs: Tree,
+    dm_index: Tree,
+    outbox: Tree,
+    /// Serialises writes that touch several trees.
+    writer: Arc<Mutex<()>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -126,8 +126,6 @@ fn follow_value(state: FollowState) -> [u8; 9] {
 fn parse_follow(v: &[u8]) -> Option<FollowState> {
     Some(FollowState { seq: u64_at(v, 0)?, active: *v.get(8)? == 1 })
 }
-
-type Abort = ConflictableTransactionError<StoreError>;
 
 impl Store {
     /// Opens (or creates) the store in `path`.
@@ -157,6 +155,10 @@ impl Store {
             forks: tree("forks")?,
             flagged: tree("flagged")?,
             peers: tree("peers")?,
+            dm_msgs: tree("dm_msgs")?,
+            dm_index: tree("dm_index")?,
+            outbox: tree("outbox")?,
+            writer: Arc::new(Mutex::new(())),
             db,
         })
     }
@@ -196,77 +198,60 @@ impl Store {
         let id = rec.id();
         let r = rec.record();
         let lkey = log_key(&r.author, r.seq);
-        let tags = r.tags();
-        let result = (
-            &self.records,
-            &self.log,
-            &self.by_time,
-            &self.by_tag,
-            &self.follows,
-            &self.followers,
-            &self.profiles,
-            &self.forks,
-            &self.flagged,
-        )
-            .transaction(
-                |(records, log, by_time, by_tag, follows, followers, profiles, forks, flagged)| {
-                    if records.get(id.as_bytes())?.is_some() {
-                        return Ok(Inserted::Duplicate);
-                    }
-                    if let Some(existing) = log.get(lkey)? {
-                        let existing = id_suffix(&existing)
-                            .ok_or_else(|| Abort::Abort(corrupt("log entry is not a record id")))?;
-                        forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
-                        flagged.insert(r.author.as_bytes(), &[1u8])?;
-                        return Ok(Inserted::Fork { existing });
-                    }
-                    records.insert(id.as_bytes(), rec.bytes())?;
-                    log.insert(&lkey[..], id.as_bytes())?;
-                    match &r.kind {
-                        RecordKind::Post(_) => {
-                            by_time.insert(&time_key(r.timestamp, &id)[..], r.author.as_bytes())?;
-                            for tag in &tags {
-                                by_tag.insert(tag_key(tag, r.timestamp, &id), &[])?;
-                            }
-                        }
-                        RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
-                            let state = FollowState {
-                                seq: r.seq,
-                                active: matches!(r.kind, RecordKind::Follow { .. }),
-                            };
-                            let key = pair_key(&r.author, target);
-                            let newer = match follows.get(key)? {
-                                Some(old) => parse_follow(&old).is_none_or(|o| o.seq < r.seq),
-                                None => true,
-                            };
-                            if newer {
-                                follows.insert(&key[..], &follow_value(state)[..])?;
-                                followers.insert(
-                                    &pair_key(target, &r.author)[..],
-                                    &follow_value(state)[..],
-                                )?;
-                            }
-                        }
-                        RecordKind::Profile { .. } => {
-                            let newer = match profiles.get(r.author.as_bytes())? {
-                                Some(old) => u64_at(&old, 0).is_none_or(|s| s < r.seq),
-                                None => true,
-                            };
-                            if newer {
-                                let mut v = r.seq.to_be_bytes().to_vec();
-                                v.extend_from_slice(id.as_bytes());
-                                profiles.insert(r.author.as_bytes(), v)?;
-                            }
-                        }
-                        RecordKind::Reaction { .. }
-                        | RecordKind::Repost { .. }
-                        | RecordKind::Delete { .. } => {}
-                    }
-                    Ok(Inserted::New)
-                },
-            )
-            .map_err(StoreError::from)?;
-        Ok(result)
+        // One writer at a time per store. sled's own transactions take a process-wide
+        // lock and were seen to deadlock against flushes, so writes are ordered instead:
+        // indexes first, the record last. The record is the commit point: a crash before
+        // it leaves index entries that readers skip and that a later insert rewrites.
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        if self.records.contains_key(id.as_bytes())? {
+            return Ok(Inserted::Duplicate);
+        }
+        if let Some(existing) = self.log.get(lkey)? {
+            let existing = id_suffix(&existing).ok_or_else(|| corrupt("log entry"))?;
+            if existing != id {
+                self.forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
+                self.flagged.insert(r.author.as_bytes(), &[1u8])?;
+                return Ok(Inserted::Fork { existing });
+            }
+        }
+        self.log.insert(&lkey[..], id.as_bytes())?;
+        match &r.kind {
+            RecordKind::Post(_) => {
+                self.by_time.insert(&time_key(r.timestamp, &id)[..], r.author.as_bytes())?;
+                for tag in r.tags() {
+                    self.by_tag.insert(tag_key(&tag, r.timestamp, &id), &[])?;
+                }
+            }
+            RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
+                let state =
+                    FollowState { seq: r.seq, active: matches!(r.kind, RecordKind::Follow { .. }) };
+                let key = pair_key(&r.author, target);
+                let newer = match self.follows.get(key)? {
+                    Some(old) => parse_follow(&old).is_none_or(|o| o.seq < r.seq),
+                    None => true,
+                };
+                if newer {
+                    self.follows.insert(&key[..], &follow_value(state)[..])?;
+                    self.followers
+                        .insert(&pair_key(target, &r.author)[..], &follow_value(state)[..])?;
+                }
+            }
+            RecordKind::Profile { .. } => {
+                let newer = match self.profiles.get(r.author.as_bytes())? {
+                    Some(old) => u64_at(&old, 0).is_none_or(|s| s < r.seq),
+                    None => true,
+                };
+                if newer {
+                    let mut v = r.seq.to_be_bytes().to_vec();
+                    v.extend_from_slice(id.as_bytes());
+                    self.profiles.insert(r.author.as_bytes(), v)?;
+                }
+            }
+            RecordKind::Reaction { .. } | RecordKind::Repost { .. } | RecordKind::Delete { .. } => {
+            }
+        }
+        self.records.insert(id.as_bytes(), rec.bytes())?;
+        Ok(Inserted::New)
     }
 
     /// Reads a stored record.
@@ -500,6 +485,14 @@ impl Store {
         let value = serde_json::to_vec(&addrs).map_err(|e| corrupt(&e.to_string()))?;
         self.peers.insert(peer.as_bytes(), value)?;
         Ok(())
+    }
+
+    /// The remembered addresses of one peer (by peer id text), most recent first.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn known_peers_of(&self, peer: &str) -> Result<Vec<String>, StoreError> {
+        self.peer_addrs(peer)
     }
 
     fn peer_addrs(&self, peer: &str) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,359 @@
+//! Direct messages: sending (mutual check, seal, store, queue, deliver), receiving
+//! (authenticate, open, check, dedupe, store, receipt) and the outbox retry loop.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use kith_protocol::{
+    dm::{DmReply, DmRequest, MessageId, Plain, Sealed},
+    limits::MAX_DM_TEXT_BYTES,
+    AuthorId, RecordKind,
+};
+use libp2p::{Multiaddr, PeerId};
+
+use super::{handlers::parse_author, now_ms, Node};
+use crate::{
+    api::{InboxEntry, MessageEntry, Response},
+    ingest,
+    net::Responder,
+    store::{DmRecord, DmStatus, OutboxEntry, StoreError},
+};
+
+/// How long `msg send` waits for a receipt before answering "queued".
+const SEND_WAIT: Duration = Duration::from_secs(3);
+/// First retry delay of a queued message; doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often the outbox is looked at.
+const OUTBOX_TICK: Duration = Duration::from_millis(500);
+/// Most deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 64;
+/// Longest reason kept from a refusal.
+const MAX_REASON: usize = 200;
+
+/// The retry schedule of queued messages (in memory: after a restart every queued
+/// message is tried at once, then backs off again).
+#[derive(Default)]
+pub(super) struct Retries {
+    next: HashMap<[u8; 16], (Instant, Duration)>,
+    in_flight: std::collections::HashSet<[u8; 16]>,
+}
+
+type Reply = Result<Response, String>;
+
+fn store_err(e: StoreError) -> String {
+    format!("store: {e}")
+}
+
+impl Node {
+    pub(super) fn is_mutual(&self, other: &AuthorId) -> Result<bool, StoreError> {
+        let store = &self.inner.store;
+        let me = &self.inner.me;
+        Ok(store.is_following(me, other)? && store.is_following(other, me)?)
+    }
+
+    /// The bytes of our latest follow record for `peer`, if any: sent along with a
+    /// message so the recipient knows we follow them even if it missed the gossip.
+    fn follow_proof(&self, peer: &AuthorId) -> Option<Vec<u8>> {
+        let store = &self.inner.store;
+        let state = store.follow_state(&self.inner.me, peer).ok()??;
+        let rec = store.author_log(&self.inner.me, state.seq - 1, 1).ok()?.into_iter().next()?;
+        if !matches!(rec.record.kind, RecordKind::Follow { target } if target == *peer) {
+            return None;
+        }
+        store.get_bytes(&rec.id).ok()?
+    }
+
+    pub(super) async fn msg_send(&self, to: &str, text: String) -> Reply {
+        let peer = parse_author(to)?;
+        let me = self.inner.me;
+        if peer == me {
+            return Err("you cannot send a message to yourself".into());
+        }
+        if text.trim().is_empty() {
+            return Err("message text is empty".into());
+        }
+        if text.len() > MAX_DM_TEXT_BYTES {
+            return Err(format!(
+                "message is {} bytes; the limit is {MAX_DM_TEXT_BYTES}",
+                text.len()
+            ));
+        }
+        if !self.is_mutual(&peer).map_err(store_err)? {
+            return Err(format!("not a mutual connection: you and {peer} must follow each other"));
+        }
+        let id = MessageId::generate().map_err(|e| format!("random: {e}"))?;
+        let plain = Plain { id, timestamp: now_ms(), text };
+        let sealed = Sealed::seal(&self.inner.keypair, &peer, &plain).map_err(|e| e.to_string())?;
+        let request = DmRequest { sealed, follow_proof: self.follow_proof(&peer) }
+            .to_bytes()
+            .map_err(|e| e.to_string())?;
+        let entry =
+            OutboxEntry { id: *id.as_bytes(), peer: *peer.as_bytes(), request, attempts: 0 };
+        let record = DmRecord {
+            id: id.to_string(),
+            from: me.to_string(),
+            to: peer.to_string(),
+            text: plain.text,
+            timestamp: plain.timestamp,
+            status: DmStatus::Queued,
+            reason: None,
+            read: true,
+        };
+        let store = &self.inner.store;
+        store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)).map_err(store_err)?;
+        store.flush().await.map_err(store_err)?;
+        let node = self.clone();
+        let attempt = tokio::spawn(async move { node.deliver(entry).await });
+        let status = match tokio::time::timeout(SEND_WAIT, attempt).await {
+            Ok(Ok(status)) => status,
+            _ => DmStatus::Queued,
+        };
+        if status == DmStatus::Refused {
+            let reason = self
+                .inner
+                .store
+                .dm_thread(&peer, 64)
+                .ok()
+                .and_then(|t| t.into_iter().find(|m| m.id == record.id))
+                .and_then(|m| m.reason)
+                .unwrap_or_default();
+            return Err(format!("refused by the recipient: {reason}"));
+        }
+        Ok(Response::MsgSent { id: id.to_string(), status: status.as_str().to_owned() })
+    }
+
+    /// One delivery attempt of an outbox entry; returns the message's status after it.
+    pub(super) async fn deliver(&self, entry: OutboxEntry) -> DmStatus {
+        {
+            let mut retries = self.inner.retries.lock().await;
+            if !retries.in_flight.insert(entry.id) {
+                return DmStatus::Queued;
+            }
+        }
+        let status = self.deliver_once(&entry).await;
+        let mut retries = self.inner.retries.lock().await;
+        retries.in_flight.remove(&entry.id);
+        if status == DmStatus::Queued {
+            let backoff = retries.next.get(&entry.id).map_or(RETRY_MIN, |(_, b)| *b);
+            retries.next.insert(entry.id, (Instant::now() + backoff, (backoff * 2).min(RETRY_MAX)));
+        } else {
+            retries.next.remove(&entry.id);
+        }
+        status
+    }
+
+    async fn deliver_once(&self, entry: &OutboxEntry) -> DmStatus {
+        let store = &self.inner.store;
+        let me = self.inner.me;
+        let Ok(peer) = AuthorId::from_bytes(entry.peer) else { return DmStatus::Queued };
+        let Ok(peer_id) = peer.to_peer_id() else { return DmStatus::Queued };
+        let addrs: Vec<Multiaddr> = store
+            .known_peers_of(&peer_id.to_string())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let _ = store.dm_outbox_attempted(&entry.id);
+        let reply = match self.inner.net.send_dm(peer_id, addrs, entry.request.clone()).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "message not delivered yet");
+                return DmStatus::Queued;
+            }
+        };
+        let (status, reason) = match DmReply::from_bytes(&reply) {
+            Ok(DmReply::Delivered { id }) if id.as_bytes() == &entry.id => {
+                (DmStatus::Delivered, None)
+            }
+            Ok(DmReply::Refused { reason, .. }) => {
+                let mut reason = reason;
+                let mut end = MAX_REASON.min(reason.len());
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                reason.truncate(end);
+                (DmStatus::Refused, Some(reason))
+            }
+            Ok(DmReply::Delivered { .. }) | Err(_) => {
+                tracing::info!(%peer, "unexpected reply to a direct message");
+                return DmStatus::Queued;
+            }
+        };
+        match store.dm_set_status(&me, &entry.id, status, reason) {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot record delivery");
+                return DmStatus::Queued;
+            }
+        }
+        if let Err(error) = store.flush().await {
+            tracing::error!(%error, "cannot flush delivery status");
+        }
+        status
+    }
+
+    /// Answers an inbound direct message request.
+    pub(super) async fn handle_dm_request(&self, peer: PeerId, bytes: Vec<u8>, channel: Responder) {
+        let reply = self.receive_dm(peer, &bytes).await;
+        if let DmReply::Refused { reason, .. } = &reply {
+            tracing::info!(%peer, %reason, "refused a direct message");
+        }
+        match reply.to_bytes() {
+            Ok(bytes) => self.inner.net.respond(channel, bytes).await,
+            Err(error) => tracing::error!(%error, "cannot encode a direct message reply"),
+        }
+    }
+
+    async fn receive_dm(&self, peer: PeerId, bytes: &[u8]) -> DmReply {
+        let refuse = |id: Option<MessageId>, reason: &str| DmReply::Refused {
+            id,
+            reason: reason.to_owned(),
+        };
+        let request = match DmRequest::from_bytes(bytes) {
+            Ok(r) => r,
+            Err(e) => return refuse(None, &format!("malformed message: {e}")),
+        };
+        let Ok(sender) = AuthorId::from_peer_id(&peer) else {
+            return refuse(None, "the connected peer has no ed25519 identity");
+        };
+        let sealed = &request.sealed;
+        if sealed.sender != sender {
+            return refuse(None, "the sealed sender is not the connected peer");
+        }
+        if sealed.recipient != self.inner.me {
+            return refuse(None, "not addressed to this node");
+        }
+        let plain = match sealed.open(&self.inner.keypair) {
+            Ok(p) => p,
+            Err(e) => return refuse(None, &format!("cannot open the message: {e}")),
+        };
+        let store = &self.inner.store;
+        if let Some(proof) = &request.follow_proof {
+            // A follow record of the sender's: verified and stored like any record.
+            match ingest::ingest(store, proof, None, now_ms()) {
+                Ok(ingest::Outcome::New(rec)) => self.announce(&rec),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot store a follow proof"),
+            }
+        }
+        match store.dm_seen(&sender, plain.id.as_bytes()) {
+            Ok(true) => return DmReply::Delivered { id: plain.id },
+            Ok(false) => {}
+            Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
+        }
+        match self.is_mutual(&sender) {
+            Ok(true) => {}
+            Ok(false) => return refuse(Some(plain.id), "not a mutual connection"),
+            Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
+        }
+        let record = DmRecord {
+            id: plain.id.to_string(),
+            from: sender.to_string(),
+            to: self.inner.me.to_string(),
+            text: plain.text,
+            timestamp: plain.timestamp,
+            status: DmStatus::Received,
+            reason: None,
+            read: false,
+        };
+        let stored = store.dm_insert(&sender, &sender, plain.id.as_bytes(), &record, None);
+        match stored {
+            Ok(_) => {}
+            Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
+        }
+        // The receipt promises the message is kept: flush first.
+        if store.flush().await.is_err() {
+            return refuse(Some(plain.id), "the recipient's store failed");
+        }
+        DmReply::Delivered { id: plain.id }
+    }
+
+    /// Tries queued messages whose retry time has come.
+    pub(super) async fn run_outbox(self) {
+        let mut tick = tokio::time::interval(OUTBOX_TICK);
+        loop {
+            tick.tick().await;
+            self.retry_due(None).await;
+        }
+    }
+
+    /// Starts delivery of due outbox entries (all entries for `peer` when given).
+    pub(super) async fn retry_due(&self, peer: Option<&AuthorId>) {
+        let entries = match self.inner.store.dm_outbox() {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let retries = self.inner.retries.lock().await;
+            for entry in entries {
+                if retries.in_flight.len() + due.len() >= MAX_IN_FLIGHT {
+                    break;
+                }
+                let for_peer = peer.is_some_and(|p| p.as_bytes() == &entry.peer);
+                let time_due = retries.next.get(&entry.id).is_none_or(|(at, _)| *at <= now);
+                if (for_peer || time_due) && !retries.in_flight.contains(&entry.id) {
+                    due.push(entry);
+                }
+            }
+        }
+        for entry in due {
+            let node = self.clone();
+            tokio::spawn(async move { node.deliver(entry).await });
+        }
+    }
+
+    pub(super) fn msg_inbox(&self) -> Reply {
+        let store = &self.inner.store;
+        let convs = store.dm_conversations().map_err(store_err)?;
+        Ok(Response::Inbox {
+            conversations: convs
+                .into_iter()
+                .map(|c| InboxEntry {
+                    peer: c.peer.to_string(),
+                    last_text: c.last.text,
+                    timestamp: c.last.timestamp,
+                    unread: c.unread,
+                    name: super::view::name_of(store, &c.peer),
+                })
+                .collect(),
+        })
+    }
+
+    pub(super) async fn msg_thread(&self, with: &str, limit: Option<usize>) -> Reply {
+        let peer = parse_author(with)?;
+        let limit = limit.unwrap_or(super::handlers::DEFAULT_THREAD_LIMIT);
+        if limit == 0 || limit > super::handlers::MAX_FEED_LIMIT {
+            return Err(format!(
+                "--limit must be between 1 and {}",
+                super::handlers::MAX_FEED_LIMIT
+            ));
+        }
+        let store = &self.inner.store;
+        let messages = store.dm_thread(&peer, limit).map_err(store_err)?;
+        store.dm_mark_read(&peer).map_err(store_err)?;
+        store.flush().await.map_err(store_err)?;
+        Ok(Response::Thread {
+            messages: messages
+                .into_iter()
+                .map(|m| MessageEntry {
+                    id: m.id,
+                    from: m.from,
+                    to: m.to,
+                    text: m.text,
+                    timestamp: m.timestamp,
+                    status: m.status.as_str().to_owned(),
+                    reason: m.reason,
+                })
+                .collect(),
+        })
+    }
+}

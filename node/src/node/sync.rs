@@ -1,0 +1,401 @@
+//! History sync: asking peers for what this node misses (followed authors' logs by
+//! position, subscribed tags by time buckets), serving their questions, and offering
+//! our own recent records to a peer that just subscribed to a topic they went to.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use kith_protocol::{
+    sync::{
+        Bucket, Query, SyncRequest, SyncResponse, TagCursor, MAX_OFFER_RECORDS, MAX_SYNC_RECORDS,
+        MAX_SYNC_RESPONSE_BYTES,
+    },
+    AuthorId, Tag, Topic,
+};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, Mutex, Semaphore};
+
+use super::{now_ms, Node};
+use crate::{
+    api::SyncCounters,
+    ingest::{self, Outcome},
+    net::{Proto, Responder},
+};
+
+/// How often the node syncs with (some of) its peers.
+pub(super) const SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// Peers synced with on each periodic round.
+const PEERS_PER_ROUND: usize = 8;
+/// Peers synced with at once.
+const MAX_CONCURRENT_SYNCS: usize = 4;
+/// Pages fetched per author or tag in one sync with one peer.
+const MAX_PAGES: usize = 200;
+/// How far back tag sync looks, ms (30 days).
+const TAG_HORIZON_MS: u64 = 30 * 24 * 3_600_000;
+/// Own records younger than this are offered to a peer that subscribes to their topic.
+const OFFER_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// Bytes kept free in a response for its framing.
+const RESPONSE_SLACK: usize = 1024;
+
+/// Sync state shown by `kith status`.
+pub(super) struct SyncState {
+    syncing: AtomicU64,
+    fetched: AtomicU64,
+    rejected: AtomicU64,
+    rounds: AtomicU64,
+    last_round_ms: AtomicU64,
+    limit: Semaphore,
+    /// Authors with a gap being filled (so one gap causes one fetch).
+    gaps: Mutex<HashSet<AuthorId>>,
+}
+
+impl Default for SyncState {
+    fn default() -> Self {
+        Self {
+            syncing: AtomicU64::new(0),
+            fetched: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
+            last_round_ms: AtomicU64::new(0),
+            limit: Semaphore::new(MAX_CONCURRENT_SYNCS),
+            gaps: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl SyncState {
+    pub(super) fn snapshot(&self) -> SyncCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SyncCounters {
+            peers_syncing: get(&self.syncing),
+            records_fetched: get(&self.fetched),
+            records_rejected: get(&self.rejected),
+            rounds: get(&self.rounds),
+            last_round_ms: get(&self.last_round_ms),
+        }
+    }
+}
+
+/// Progress of a sync round: (peers done, peers in all, records fetched so far).
+pub(crate) type Progress = mpsc::Sender<(usize, usize, u64)>;
+
+impl Node {
+    async fn query(&self, peer: PeerId, query: Query) -> Result<SyncResponse, String> {
+        let bytes = SyncRequest { query }.to_bytes().map_err(|e| e.to_string())?;
+        let reply = self
+            .inner
+            .net
+            .request(Proto::Sync, peer, Vec::new(), bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        SyncResponse::from_bytes(&reply).map_err(|e| e.to_string())
+    }
+
+    /// Verifies and stores records from sync through the one ingest path; returns how
+    /// many were new.
+    async fn ingest_synced(&self, records: Vec<Vec<u8>>) -> u64 {
+        let store = self.inner.store.clone();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            records.iter().map(|r| ingest::ingest(&store, r, None, now)).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut new = 0;
+        for outcome in outcomes {
+            match outcome {
+                Ok(Outcome::New(record)) => {
+                    new += 1;
+                    self.announce(&record);
+                }
+                Ok(Outcome::Invalid(reason)) => {
+                    self.inner.sync.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%reason, "rejected a synced record");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "store failed during sync"),
+            }
+        }
+        self.inner.sync.fetched.fetch_add(new, Ordering::Relaxed);
+        new
+    }
+
+    /// Fetches `author`'s records that this node misses from `peer`.
+    pub(super) async fn sync_author(&self, peer: PeerId, author: AuthorId) -> u64 {
+        let mut fetched = 0;
+        for _ in 0..MAX_PAGES {
+            let Ok(after) = self.inner.store.contiguous_seq(&author) else { break };
+            let response = match self.query(peer, Query::Author { author, after }).await {
+                Ok(r) => r,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "author sync failed");
+                    break;
+                }
+            };
+            if response.records.is_empty() {
+                break;
+            }
+            fetched += self.ingest_synced(response.records).await;
+            let advanced = self.inner.store.contiguous_seq(&author).unwrap_or(after) > after;
+            // Stop when the peer has no more, or serves nothing that fills our log.
+            if !response.more || !advanced {
+                break;
+            }
+        }
+        fetched
+    }
+
+    /// Fetches posts with `tag` that this node misses from `peer`.
+    pub(super) async fn sync_tag(&self, peer: PeerId, tag: &Tag) -> u64 {
+        let since = now_ms().saturating_sub(TAG_HORIZON_MS);
+        let mut after = None;
+        let mut fetched = 0;
+        for _ in 0..MAX_PAGES {
+            let Ok(buckets) = self.inner.store.tag_buckets(tag, since) else { break };
+            let query = Query::Tag { tag: tag.to_string(), since, buckets, after };
+            let response = match self.query(peer, query).await {
+                Ok(r) => r,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "tag sync failed");
+                    break;
+                }
+            };
+            fetched += self.ingest_synced(response.records).await;
+            match response.next {
+                Some(next) if Some(next) != after => after = Some(next),
+                _ => break,
+            }
+        }
+        fetched
+    }
+
+    /// One sync with `peer`: every followed author and every subscribed tag.
+    pub(super) async fn sync_with(&self, peer: PeerId) -> u64 {
+        let Ok(_permit) = self.inner.sync.limit.acquire().await else { return 0 };
+        let state = &self.inner.sync;
+        state.syncing.fetch_add(1, Ordering::Relaxed);
+        let store = &self.inner.store;
+        let mut fetched = 0;
+        for author in store.following(&self.inner.me).unwrap_or_default() {
+            fetched += self.sync_author(peer, author).await;
+        }
+        for tag in store.subscriptions().unwrap_or_default() {
+            fetched += self.sync_tag(peer, &tag).await;
+        }
+        state.syncing.fetch_sub(1, Ordering::Relaxed);
+        if fetched > 0 {
+            tracing::info!(%peer, fetched, "synced");
+        }
+        fetched
+    }
+
+    /// Syncs with connected peers (at most `max_peers`), reporting progress.
+    pub(crate) async fn sync_round(
+        &self,
+        max_peers: usize,
+        progress: Option<Progress>,
+    ) -> (u64, usize) {
+        let peers: Vec<PeerId> = match self.inner.net.peers().await {
+            Ok(p) => p.into_iter().map(|p| p.peer).take(max_peers).collect(),
+            Err(_) => Vec::new(),
+        };
+        let total = peers.len();
+        let mut fetched = 0;
+        if let Some(tx) = &progress {
+            let _ = tx.send((0, total, 0)).await;
+        }
+        for (done, peer) in peers.into_iter().enumerate() {
+            fetched += self.sync_with(peer).await;
+            if let Some(tx) = &progress {
+                let _ = tx.send((done + 1, total, fetched)).await;
+            }
+        }
+        let state = &self.inner.sync;
+        state.rounds.fetch_add(1, Ordering::Relaxed);
+        state.last_round_ms.store(now_ms(), Ordering::Relaxed);
+        (fetched, total)
+    }
+
+    /// Syncs periodically.
+    pub(super) async fn run_sync_timer(self) {
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.sync_round(PEERS_PER_ROUND, None).await;
+        }
+    }
+
+    /// A record arrived whose predecessor is missing: fetch the gap from the peer that
+    /// sent it (once per author at a time).
+    pub(super) fn fill_gap(&self, peer: PeerId, author: AuthorId) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            if !node.inner.sync.gaps.lock().await.insert(author) {
+                return;
+            }
+            node.sync_author(peer, author).await;
+            node.inner.sync.gaps.lock().await.remove(&author);
+        });
+    }
+
+    /// A peer subscribed to `topic`: offer it our recent records that went there, and if
+    /// it is our own topic (the peer follows us), fetch its log to learn of the follow.
+    pub(super) fn peer_subscribed(&self, peer: PeerId, topic: &str) {
+        let Some(parsed) = Topic::parse(topic) else { return };
+        let node = self.clone();
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            let offer = node.recent_for_topic(&topic);
+            if !offer.is_empty() {
+                if let Err(error) = node.query(peer, Query::Offer { records: offer }).await {
+                    tracing::debug!(%peer, %error, "offer failed");
+                }
+            }
+            if parsed == Topic::Author(node.inner.me) {
+                if let Ok(follower) = AuthorId::from_peer_id(&peer) {
+                    node.sync_author(peer, follower).await;
+                }
+            }
+        });
+    }
+
+    /// Our own records of the last [`OFFER_WINDOW_MS`] that were published to `topic`.
+    fn recent_for_topic(&self, topic: &str) -> Vec<Vec<u8>> {
+        let store = &self.inner.store;
+        let me = self.inner.me;
+        let Ok(Some((latest, _))) = store.latest(&me) else { return Vec::new() };
+        let from = latest.saturating_sub(4 * MAX_OFFER_RECORDS as u64);
+        let cutoff = now_ms().saturating_sub(OFFER_WINDOW_MS);
+        let mut out = Vec::new();
+        for rec in
+            store.author_log(&me, from, 4 * MAX_OFFER_RECORDS).unwrap_or_default().iter().rev()
+        {
+            if rec.record.timestamp < cutoff || out.len() == MAX_OFFER_RECORDS {
+                break;
+            }
+            if self.topics_for(&rec.record).iter().any(|t| t == topic) {
+                if let Ok(Some(bytes)) = store.get_bytes(&rec.id) {
+                    out.push(bytes);
+                }
+            }
+        }
+        out
+    }
+
+    /// Answers a sync request from `peer`.
+    pub(super) async fn handle_sync_request(
+        &self,
+        peer: PeerId,
+        bytes: Vec<u8>,
+        channel: Responder,
+    ) {
+        let response = match SyncRequest::from_bytes(&bytes) {
+            Ok(request) => self.serve(request.query).await,
+            Err(error) => {
+                tracing::info!(%peer, %error, "malformed sync request");
+                SyncResponse { records: Vec::new(), more: false, next: None }
+            }
+        };
+        match response.to_bytes() {
+            Ok(bytes) => self.inner.net.respond(channel, bytes).await,
+            Err(error) => tracing::error!(%error, "cannot encode a sync response"),
+        }
+    }
+
+    async fn serve(&self, query: Query) -> SyncResponse {
+        let empty = SyncResponse { records: Vec::new(), more: false, next: None };
+        let store = self.inner.store.clone();
+        match query {
+            Query::Offer { records } => {
+                self.ingest_synced(records).await;
+                empty
+            }
+            Query::Author { author, after } => tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                let mut size = 0;
+                let log = store.author_log(&author, after, MAX_SYNC_RECORDS).unwrap_or_default();
+                let full = log.len() == MAX_SYNC_RECORDS;
+                for rec in log {
+                    let Ok(Some(bytes)) = store.get_bytes(&rec.id) else { break };
+                    if size + bytes.len() + 8 > MAX_SYNC_RESPONSE_BYTES - RESPONSE_SLACK {
+                        return SyncResponse { records: out, more: true, next: None };
+                    }
+                    size += bytes.len() + 8;
+                    out.push(bytes);
+                }
+                SyncResponse { records: out, more: full, next: None }
+            })
+            .await
+            .unwrap_or(empty),
+            Query::Tag { tag, since, buckets, after } => {
+                let Ok(tag) = Tag::parse(&tag) else { return empty };
+                tokio::task::spawn_blocking(move || serve_tag(&store, &tag, since, &buckets, after))
+                    .await
+                    .unwrap_or(empty)
+            }
+        }
+    }
+}
+
+/// Records with `tag` from every time bucket whose summary differs from the asker's,
+/// after the cursor, bounded in count and bytes.
+fn serve_tag(
+    store: &crate::store::Store,
+    tag: &Tag,
+    since: u64,
+    theirs: &[Bucket],
+    after: Option<TagCursor>,
+) -> SyncResponse {
+    let theirs: HashMap<u64, (u32, [u8; 16])> =
+        theirs.iter().map(|b| (b.start, (b.count, b.fingerprint))).collect();
+    let from = after.map_or(since, |c| c.timestamp.max(since));
+    let mut out = Vec::new();
+    let mut size = 0;
+    let mut last = None;
+    let mut bucket: Option<Bucket> = None;
+    let mut pending: Vec<(u64, kith_protocol::RecordId)> = Vec::new();
+    let mut entries = store.tag_entries(tag, Bucket::start_of(from)).peekable();
+    loop {
+        let next = match entries.next() {
+            Some(Ok(e)) => Some(e),
+            Some(Err(_)) => break,
+            None => None,
+        };
+        let boundary = match (&bucket, &next) {
+            (Some(b), Some((ts, _))) => Bucket::start_of(*ts) != b.start,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if boundary {
+            if let Some(b) = bucket.take() {
+                let differs = theirs.get(&b.start) != Some(&(b.count, b.fingerprint));
+                if differs {
+                    for (ts, id) in pending.drain(..) {
+                        if after.is_some_and(|c| (ts, id) <= (c.timestamp, c.id)) {
+                            continue;
+                        }
+                        let Ok(Some(bytes)) = store.get_bytes(&id) else { continue };
+                        if out.len() == MAX_SYNC_RECORDS
+                            || size + bytes.len() + 8 > MAX_SYNC_RESPONSE_BYTES - RESPONSE_SLACK
+                        {
+                            return SyncResponse { records: out, more: true, next: last };
+                        }
+                        size += bytes.len() + 8;
+                        out.push(bytes);
+                        last = Some(TagCursor { timestamp: ts, id });
+                    }
+                }
+                pending.clear();
+            }
+        }
+        let Some((ts, id)) = next else { break };
+        let start = Bucket::start_of(ts);
+        bucket.get_or_insert_with(|| Bucket::empty(start)).add(&id);
+        pending.push((ts, id));
+    }
+    SyncResponse { records: out, more: false, next: None }
+}

@@ -1,0 +1,331 @@
+//! Direct messages in the store: conversations (per peer, time-ordered), an index of
+//! message ids per sender (which also drops replays), and the persistent outbox.
+//!
+//! Trees: `dm_msgs` (peer, timestamp, id -> message), `dm_index` (sender, id -> the
+//! `dm_msgs` key) and `outbox` (id -> peer and sealed bytes). Changes that touch several
+//! trees hold the store's writer lock and write their commit point last.
+
+use kith_protocol::AuthorId;
+use serde::{Deserialize, Serialize};
+
+use super::{corrupt, Store, StoreError};
+
+/// Length of a direct message id.
+pub const DM_ID_LEN: usize = 16;
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmStatus {
+    /// Sent by us, waiting in the outbox.
+    Queued,
+    /// Sent by us, receipt received.
+    Delivered,
+    /// Sent by us, refused by the recipient.
+    Refused,
+    /// Received from the peer.
+    Received,
+}
+
+impl DmStatus {
+    /// The status as shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delivered => "delivered",
+            Self::Refused => "refused",
+            Self::Received => "received",
+        }
+    }
+}
+
+/// A direct message as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmRecord {
+    /// Message id (hex).
+    pub id: String,
+    /// Sender id.
+    pub from: String,
+    /// Recipient id.
+    pub to: String,
+    /// Plaintext.
+    pub text: String,
+    /// Sender's timestamp, ms.
+    pub timestamp: u64,
+    /// Status.
+    pub status: DmStatus,
+    /// Why it was refused.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Whether the person has seen it (received messages).
+    #[serde(default)]
+    pub read: bool,
+}
+
+/// One conversation in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The other person.
+    pub peer: AuthorId,
+    /// The latest message.
+    pub last: DmRecord,
+    /// Received messages not yet read.
+    pub unread: u64,
+}
+
+/// A message waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Message id.
+    pub id: [u8; DM_ID_LEN],
+    /// Recipient public key.
+    pub peer: [u8; 32],
+    /// The sealed request bytes, ready to send.
+    pub request: Vec<u8>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+}
+
+fn conv_key(peer: &AuthorId, timestamp: u64, id: &[u8; DM_ID_LEN]) -> Vec<u8> {
+    let mut key = peer.as_bytes().to_vec();
+    key.extend_from_slice(&timestamp.to_be_bytes());
+    key.extend_from_slice(id);
+    key
+}
+
+fn index_key(sender: &AuthorId, id: &[u8; DM_ID_LEN]) -> Vec<u8> {
+    let mut key = sender.as_bytes().to_vec();
+    key.extend_from_slice(id);
+    key
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(&format!("{what}: {e}")))
+}
+
+impl Store {
+    /// Whether a message `id` from `sender` is already stored (a replay or a retry).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn dm_seen(&self, sender: &AuthorId, id: &[u8; DM_ID_LEN]) -> Result<bool, StoreError> {
+        Ok(self.dm_index.contains_key(index_key(sender, id))?)
+    }
+
+    /// Stores a message in the conversation with `peer`; with `outbox`, also queues its
+    /// request bytes for delivery. Returns `false` (and changes nothing) if the message
+    /// (`sender`, `id`) is already stored.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn dm_insert(
+        &self,
+        peer: &AuthorId,
+        sender: &AuthorId,
+        id: &[u8; DM_ID_LEN],
+        message: &DmRecord,
+        outbox: Option<&OutboxEntry>,
+    ) -> Result<bool, StoreError> {
+        let ckey = conv_key(peer, message.timestamp, id);
+        let ikey = index_key(sender, id);
+        let value = encode(message)?;
+        let queued = outbox.map(encode).transpose()?;
+        // The index entry is the commit point (it is what marks the message as seen).
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        if self.dm_index.contains_key(&ikey)? {
+            return Ok(false);
+        }
+        self.dm_msgs.insert(ckey.as_slice(), value)?;
+        if let Some(q) = queued {
+            self.outbox.insert(&id[..], q)?;
+        }
+        self.dm_index.insert(ikey, ckey)?;
+        let inserted = true;
+        Ok(inserted)
+    }
+
+    /// Sets the status of our own message `id` (sent by `me`); a final status
+    /// (delivered, refused) also takes it out of the outbox. Returns the updated record.
+    ///
+    /// # Errors
+    /// Disk errors; [`StoreError::Corrupt`] if the record is unreadable.
+    pub fn dm_set_status(
+        &self,
+        me: &AuthorId,
+        id: &[u8; DM_ID_LEN],
+        status: DmStatus,
+        reason: Option<String>,
+    ) -> Result<Option<DmRecord>, StoreError> {
+        let ikey = index_key(me, id);
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        let Some(ckey) = self.dm_index.get(&ikey)? else { return Ok(None) };
+        let Some(old) = self.dm_msgs.get(&ckey)? else { return Ok(None) };
+        let mut record: DmRecord = decode(&old, "message")?;
+        record.status = status;
+        record.reason = reason;
+        self.dm_msgs.insert(ckey, encode(&record)?)?;
+        // A crash before this line only means one more (deduplicated) delivery attempt.
+        if status != DmStatus::Queued {
+            self.outbox.remove(&id[..])?;
+        }
+        let updated = Some(record);
+        Ok(updated)
+    }
+
+    /// Records another delivery attempt for an outbox entry.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn dm_outbox_attempted(&self, id: &[u8; DM_ID_LEN]) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        if let Some(v) = self.outbox.get(id)? {
+            let mut entry: OutboxEntry = decode(&v, "outbox entry")?;
+            entry.attempts = entry.attempts.saturating_add(1);
+            self.outbox.insert(id, encode(&entry)?)?;
+        }
+        Ok(())
+    }
+
+    /// Everything waiting in the outbox.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn dm_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox.iter().map(|item| decode(&item?.1, "outbox entry")).collect()
+    }
+
+    /// Number of messages waiting in the outbox.
+    pub fn dm_outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The last `limit` messages with `peer`, oldest first.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn dm_thread(&self, peer: &AuthorId, limit: usize) -> Result<Vec<DmRecord>, StoreError> {
+        let mut out: Vec<DmRecord> = Vec::new();
+        for item in self.dm_msgs.scan_prefix(peer.as_bytes()).rev().take(limit) {
+            out.push(decode(&item?.1, "message")?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Marks every received message from `peer` as read.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn dm_mark_read(&self, peer: &AuthorId) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        for item in self.dm_msgs.scan_prefix(peer.as_bytes()) {
+            let (key, value) = item?;
+            let mut record: DmRecord = decode(&value, "message")?;
+            if record.status == DmStatus::Received && !record.read {
+                record.read = true;
+                self.dm_msgs.insert(key, encode(&record)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Conversations, most recent first.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn dm_conversations(&self) -> Result<Vec<Conversation>, StoreError> {
+        let mut out: Vec<Conversation> = Vec::new();
+        for item in self.dm_msgs.iter() {
+            let (key, value) = item?;
+            let peer_bytes: [u8; 32] =
+                key.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("dm key"))?;
+            let peer = AuthorId::from_bytes(peer_bytes).map_err(|_| corrupt("dm key"))?;
+            let record: DmRecord = decode(&value, "message")?;
+            let unread = u64::from(record.status == DmStatus::Received && !record.read);
+            match out.last_mut() {
+                Some(conv) if conv.peer == peer => {
+                    conv.unread += unread;
+                    conv.last = record;
+                }
+                _ => out.push(Conversation { peer, last: record, unread }),
+            }
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.last.timestamp));
+        Ok(out)
+    }
+
+    /// Number of direct messages stored.
+    pub fn dm_count(&self) -> u64 {
+        self.dm_msgs.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kith_protocol::Keypair;
+
+    use super::*;
+
+    fn msg(id: u8, from: &AuthorId, to: &AuthorId, ts: u64, status: DmStatus) -> DmRecord {
+        DmRecord {
+            id: hex::encode([id; DM_ID_LEN]),
+            from: from.to_string(),
+            to: to.to_string(),
+            text: format!("m{id}"),
+            timestamp: ts,
+            status,
+            reason: None,
+            read: false,
+        }
+    }
+
+    #[test]
+    fn outbox_conversations_and_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let me = Keypair::from_secret_bytes(&[1; 32]).id();
+        let bob = Keypair::from_secret_bytes(&[2; 32]).id();
+        let carol = Keypair::from_secret_bytes(&[3; 32]).id();
+        let entry =
+            OutboxEntry { id: [1; 16], peer: *bob.as_bytes(), request: vec![9], attempts: 0 };
+        assert!(store
+            .dm_insert(&bob, &me, &[1; 16], &msg(1, &me, &bob, 10, DmStatus::Queued), Some(&entry))
+            .unwrap());
+        assert!(store
+            .dm_insert(&bob, &bob, &[2; 16], &msg(2, &bob, &me, 20, DmStatus::Received), None)
+            .unwrap());
+        // A replay of bob's message is not stored again.
+        assert!(!store
+            .dm_insert(&bob, &bob, &[2; 16], &msg(2, &bob, &me, 20, DmStatus::Received), None)
+            .unwrap());
+        assert!(store.dm_seen(&bob, &[2; 16]).unwrap());
+        // The same id from another sender is another message.
+        assert!(!store.dm_seen(&carol, &[2; 16]).unwrap());
+        assert!(store
+            .dm_insert(&carol, &carol, &[2; 16], &msg(2, &carol, &me, 5, DmStatus::Received), None)
+            .unwrap());
+
+        assert_eq!(store.dm_outbox().unwrap(), vec![entry]);
+        store.dm_outbox_attempted(&[1; 16]).unwrap();
+        assert_eq!(store.dm_outbox().unwrap()[0].attempts, 1);
+        let updated = store.dm_set_status(&me, &[1; 16], DmStatus::Delivered, None).unwrap();
+        assert_eq!(updated.unwrap().status, DmStatus::Delivered);
+        assert!(store.dm_outbox().unwrap().is_empty());
+
+        let convs = store.dm_conversations().unwrap();
+        assert_eq!(convs.len(), 2);
+        assert_eq!(convs[0].peer, bob);
+        assert_eq!(convs[0].unread, 1);
+        assert_eq!(convs[0].last.text, "m2");
+        let thread = store.dm_thread(&bob, 10).unwrap();
+        assert_eq!(thread.iter().map(|m| m.timestamp).collect::<Vec<_>>(), [10, 20]);
+        store.dm_mark_read(&bob).unwrap();
+        assert_eq!(store.dm_conversations().unwrap()[0].unread, 0);
+        assert_eq!(store.dm_thread(&bob, 1).unwrap()[0].text, "m2");
+        assert_eq!(store.dm_count(), 3);
+    }
+}

@@ -1,0 +1,151 @@
+//! Direct messages between in-process nodes on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kith_node::api::{Request, Response};
+use kith_tests::{eventually, TestNode, DEADLINE};
+
+fn texts(thread: &[kith_node::api::MessageEntry], from: &TestNode) -> Vec<String> {
+    let id = from.id().to_string();
+    thread.iter().filter(|m| m.from == id).map(|m| m.text.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_each_way_in_order_exactly_once() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    let expected_a: Vec<String> = (0..100).map(|i| format!("a→b {i}")).collect();
+    let expected_b: Vec<String> = (0..100).map(|i| format!("b→a {i}")).collect();
+    for i in 0..100 {
+        let (_, s1) = a.msg(&b, &expected_a[i]).await;
+        let (_, s2) = b.msg(&a, &expected_b[i]).await;
+        assert_eq!((s1.as_str(), s2.as_str()), ("delivered", "delivered"), "message {i}");
+    }
+    let at_b = b.thread(&a).await;
+    let at_a = a.thread(&b).await;
+    assert_eq!(texts(&at_b, &a), expected_a);
+    assert_eq!(texts(&at_a, &b), expected_b);
+    assert_eq!(at_a.len(), 200);
+    assert_eq!(at_b.len(), 200);
+    assert!(at_a.iter().filter(|m| m.from == a.id().to_string()).all(|m| m.status == "delivered"));
+    assert!(at_b.iter().filter(|m| m.from == a.id().to_string()).all(|m| m.status == "received"));
+    // Inbox: one conversation, read after `thread`.
+    match b.ok(Request::MsgInbox).await {
+        Response::Inbox { conversations } => {
+            assert_eq!(conversations.len(), 1);
+            assert_eq!(conversations[0].peer, a.id().to_string());
+            assert_eq!(conversations[0].unread, 0);
+        }
+        r => panic!("unexpected {r:?}"),
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_mutual_is_refused_by_sender_and_receiver() {
+    let a = TestNode::start("a").await;
+    let c = TestNode::start("c").await;
+    c.dial(&a).await;
+    c.follow(&a).await;
+    match c.call(Request::MsgSend { to: a.id().to_string(), text: "hi".into() }).await {
+        Response::Error { message } => {
+            assert!(message.contains("not a mutual connection"), "{message}")
+        }
+        r => panic!("should be refused, got {r:?}"),
+    }
+    assert_eq!(a.node.store().dm_count(), 0);
+    assert_eq!(c.node.store().dm_count(), 0);
+    a.stop().await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_refuses_when_it_does_not_follow_back() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    // B unfollows A, but A has not heard of it yet when it sends: stop B's gossip of the
+    // unfollow reaching A by checking the receiver's own state only.
+    b.ok(Request::Unfollow { id: a.id().to_string() }).await;
+    // Whatever A knows, B must refuse and store nothing from A.
+    let reply =
+        a.call(Request::MsgSend { to: b.id().to_string(), text: "still there?".into() }).await;
+    match reply {
+        Response::Error { message } => {
+            assert!(message.contains("not a mutual connection"), "{message}")
+        }
+        r => panic!("should be refused, got {r:?}"),
+    }
+    assert_eq!(b.node.store().dm_count(), 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_recipient_gets_queued_messages_once_then_statuses_turn_delivered() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    let b = b.pause().await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (id, status) = a.msg_to_id(&b_id_of(&a).await, &format!("queued {i}")).await;
+        assert_eq!(status, "queued");
+        ids.push(id);
+    }
+    // A restarts with a non-empty outbox.
+    let a = a.restart().await;
+    let b = b.resume().await;
+    // B redials A (it remembers A); A's outbox drains on the connection.
+    eventually(DEADLINE, "all 10 delivered", || async {
+        let thread = a.thread(&b).await;
+        (thread.len() == 10 && thread.iter().all(|m| m.status == "delivered")).then_some(())
+    })
+    .await;
+    let at_b = b.thread(&a).await;
+    let got: Vec<String> = at_b.iter().map(|m| m.text.clone()).collect();
+    let want: Vec<String> = (0..10).map(|i| format!("queued {i}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(b.node.store().dm_count(), 10);
+    assert_eq!(a.node.store().dm_outbox_len(), 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn b_id_of(a: &TestNode) -> String {
+    match a.ok(Request::Following).await {
+        Response::Follows { entries } => entries[0].id.clone(),
+        r => panic!("unexpected {r:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_sealed_message_is_dropped() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    let b = b.pause().await;
+    let (_, status) = a.msg_to_id(&b_id_of(&a).await, "only once").await;
+    assert_eq!(status, "queued");
+    let request = a.node.store().dm_outbox().unwrap()[0].request.clone();
+    let b = b.resume().await;
+    eventually(DEADLINE, "delivery", || async {
+        (a.node.store().dm_outbox_len() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(b.node.store().dm_count(), 1);
+    // Replay the exact request bytes: B answers (idempotent receipt) but stores nothing.
+    let peer = b.id().to_peer_id().unwrap();
+    let reply = a.node.net().send_dm(peer, vec![b.addr()], request).await.unwrap();
+    let reply = kith_protocol::dm::DmReply::from_bytes(&reply).unwrap();
+    assert!(matches!(reply, kith_protocol::dm::DmReply::Delivered { .. }), "{reply:?}");
+    assert_eq!(b.node.store().dm_count(), 1);
+    assert_eq!(b.thread(&a).await.len(), 1);
+    a.stop().await;
+    b.stop().await;
+}
