@@ -1,0 +1,75 @@
+//! History-sync catch-up benchmark: node A holds N records of one author; node B follows
+//! that author, connects to A, and fetches and ingests them all through `/kith/sync/1`.
+//! Prints records per second. Run with `scripts/bench-sync [--records N] [--json]`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use kith_node::{api::Request, ingest};
+use kith_protocol::{Keypair, Post, Record, RecordKind};
+use kith_tests::TestNode;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: u64 = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let json = std::env::args().any(|a| a == "--json");
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+
+    // N signed records of one author, in A's store (as if A had received them earlier).
+    let author = Keypair::from_secret_bytes(&[7; 32]);
+    let mut prev = None;
+    let start_ts = 1_700_000_000_000;
+    let t0 = Instant::now();
+    for seq in 1..=n {
+        let text = if seq % 5 == 0 { format!("post {seq} #rust") } else { format!("post {seq}") };
+        let rec = Record {
+            author: author.id(),
+            seq,
+            prev,
+            timestamp: start_ts + seq,
+            kind: RecordKind::Post(Post { text, reply_to: None, mentions: vec![], expires_at: None }),
+        }
+        .sign(&author)
+        .unwrap();
+        prev = Some(rec.id());
+        ingest::ingest(a.node.store(), rec.bytes(), None, start_ts + n + 1).unwrap();
+    }
+    let prepared = t0.elapsed();
+
+    // B follows the author, then connects: sync on connect fetches everything.
+    b.ok(Request::Follow { id: author.id().to_string() }).await;
+    let t1 = Instant::now();
+    b.dial(&a).await;
+    let deadline = Duration::from_secs(600);
+    loop {
+        if b.node.store().contiguous_seq(&author.id()).unwrap() == n {
+            break;
+        }
+        assert!(t1.elapsed() < deadline, "catch-up did not finish in {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = t1.elapsed();
+    let rate = n as f64 / took.as_secs_f64();
+    if json {
+        println!(
+            "{{\"records\":{n},\"seconds\":{:.3},\"records_per_s\":{:.0},\"prepare_seconds\":{:.3}}}",
+            took.as_secs_f64(),
+            rate,
+            prepared.as_secs_f64()
+        );
+    } else {
+        println!("prepared {n} signed records in A's store in {:.2} s", prepared.as_secs_f64());
+        println!(
+            "B caught up on {n} records over loopback in {:.3} s: {rate:.0} records/s",
+            took.as_secs_f64()
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
