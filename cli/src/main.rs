@@ -39,10 +39,10 @@ fn init(home: &Home, name: Option<String>, json: bool) -> Result<()> {
             .with_context(|| format!("writing {}", config.display()))?;
     }
     if json {
-        println!("{}", serde_json::json!({"id": keypair.id().to_string()}));
+        output::out!("{}", serde_json::json!({"id": keypair.id().to_string()}));
     } else {
-        println!("created identity {} in {}", keypair.id(), home.dir().display());
-        println!("start the node with: kith --home {} daemon", home.dir().display());
+        output::out!("created identity {} in {}", keypair.id(), home.dir().display());
+        output::out!("start the node with: kith --home {} daemon", home.dir().display());
     }
     Ok(())
 }

@@ -5,9 +5,29 @@ use kith_node::api::{
 };
 use serde_json::json;
 
+/// Writes one line to stdout. A closed pipe (`kith feed | head`) ends the program
+/// quietly instead of panicking; any other write error ends it with a message.
+pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("kith: cannot write output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::emit(format_args!($($arg)*)) };
+}
+pub(crate) use out;
+
 /// Prints one JSON value on one line.
 fn line(value: &serde_json::Value) {
-    println!("{value}");
+    out!("{value}");
 }
 
 /// `2026-11-25 17:30` (UTC) from ms since the epoch.
@@ -44,7 +64,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
         }));
     } else {
         let reply = if item.reply_to.is_some() { " ↩" } else { "" };
-        println!(
+        out!(
             "{}  {}{reply}\n    {}\n    id {}",
             human_time(item.timestamp),
             who(&item.author, item.author_name.as_deref()),
@@ -62,48 +82,56 @@ fn status(s: &Status, json: bool) {
         }
         return;
     }
-    println!("id         {}", s.id);
-    println!("peers      {} ({} in gossip meshes)", s.peers, s.mesh_peers);
-    println!("records    {} ({} posts)", s.records, s.posts);
-    println!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
-    println!("following  {}   followers {}", s.following, s.followers);
-    println!("uptime     {} s", s.uptime_s);
+    out!("id         {}", s.id);
+    out!("peers      {} ({} in gossip meshes)", s.peers, s.mesh_peers);
+    out!("records    {} ({} posts)", s.records, s.posts);
+    out!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
+    out!("following  {}   followers {}", s.following, s.followers);
+    out!("uptime     {} s", s.uptime_s);
     let y = &s.sync;
-    println!(
+    out!(
         "sync       {} peers syncing, {} records fetched, {} rejected, {} rounds",
-        y.peers_syncing, y.records_fetched, y.records_rejected, y.rounds
+        y.peers_syncing,
+        y.records_fetched,
+        y.records_rejected,
+        y.rounds
     );
     let c = &s.record_counters;
-    println!(
+    out!(
         "gossip     received {} accepted {} duplicate {} rejected {} ignored {} forks {}",
-        c.received, c.accepted, c.duplicate, c.rejected, c.ignored, c.forks
+        c.received,
+        c.accepted,
+        c.duplicate,
+        c.rejected,
+        c.ignored,
+        c.forks
     );
-    println!("topics:");
+    out!("topics:");
     for t in &s.topics {
-        println!("  {t}");
+        out!("  {t}");
     }
-    println!("listening on:");
+    out!("listening on:");
     for a in &s.addrs {
-        println!("  {a}");
+        out!("  {a}");
     }
 }
 
 fn peers(list: &[PeerEntry], json: bool) {
     if !json && list.is_empty() {
-        println!("no peers connected");
+        out!("no peers connected");
     }
     for p in list {
         if json {
             line(&json!({"id": p.id, "addr": p.addr}));
         } else {
-            println!("{}  {}", p.id, p.addr);
+            out!("{}  {}", p.id, p.addr);
         }
     }
 }
 
 fn follows(list: &[FollowEntry], json: bool) {
     if !json && list.is_empty() {
-        println!("nobody yet");
+        out!("nobody yet");
     }
     for f in list {
         if json {
@@ -111,7 +139,7 @@ fn follows(list: &[FollowEntry], json: bool) {
         } else {
             let name = f.name.as_deref().map(|n| format!("  {n}")).unwrap_or_default();
             let mutual = if f.mutual { "  (mutual)" } else { "" };
-            println!("{}{name}{mutual}", f.id);
+            out!("{}{name}{mutual}", f.id);
         }
     }
 }
@@ -121,19 +149,19 @@ fn profile(p: &Profile, json: bool) {
         line(&json!({"id": p.id, "name": p.name, "bio": p.bio, "forked": p.forked}));
         return;
     }
-    println!("id    {}", p.id);
-    println!("name  {}", p.name.as_deref().unwrap_or("(no profile known)"));
+    out!("id    {}", p.id);
+    out!("name  {}", p.name.as_deref().unwrap_or("(no profile known)"));
     if let Some(bio) = p.bio.as_deref().filter(|b| !b.is_empty()) {
-        println!("bio   {bio}");
+        out!("bio   {bio}");
     }
     if p.forked {
-        println!("WARNING: this author published two different records with one sequence number");
+        out!("WARNING: this author published two different records with one sequence number");
     }
 }
 
 fn inbox(list: &[InboxEntry], json: bool) {
     if !json && list.is_empty() {
-        println!("no conversations yet");
+        out!("no conversations yet");
     }
     for c in list {
         if json {
@@ -144,7 +172,7 @@ fn inbox(list: &[InboxEntry], json: bool) {
         } else {
             let unread =
                 if c.unread > 0 { format!("  [{} unread]", c.unread) } else { String::new() };
-            println!(
+            out!(
                 "{}  {}{unread}\n    {}",
                 human_time(c.timestamp),
                 who(&c.peer, c.name.as_deref()),
@@ -156,7 +184,7 @@ fn inbox(list: &[InboxEntry], json: bool) {
 
 fn thread(list: &[MessageEntry], json: bool) {
     if !json && list.is_empty() {
-        println!("no messages yet");
+        out!("no messages yet");
     }
     for m in list {
         if json {
@@ -166,7 +194,7 @@ fn thread(list: &[MessageEntry], json: bool) {
             }));
         } else {
             let reason = m.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-            println!(
+            out!(
                 "{}  {} [{}{reason}]\n    {}",
                 human_time(m.timestamp),
                 who(&m.from, None),
@@ -184,9 +212,9 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             if json {
                 line(&json!({"id": id, "addrs": addrs}));
             } else {
-                println!("{id}");
+                out!("{id}");
                 for a in addrs {
-                    println!("  {a}");
+                    out!("  {a}");
                 }
             }
         }
@@ -196,19 +224,19 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             if json {
                 line(&json!({"ok": true}));
             } else {
-                println!("{what}");
+                out!("{what}");
             }
         }
         Response::Record { id } => {
             if json {
                 line(&json!({"id": id}));
             } else {
-                println!("{what}: {id}");
+                out!("{what}: {id}");
             }
         }
         Response::Feed { items } => {
             if !json && items.is_empty() {
-                println!("no posts yet");
+                out!("no posts yet");
             }
             for item in items {
                 feed_item(item, json);
@@ -218,13 +246,13 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         Response::Follows { entries } => follows(entries, json),
         Response::Tags { tags } => {
             if !json && tags.is_empty() {
-                println!("no subscribed hashtags");
+                out!("no subscribed hashtags");
             }
             for t in tags {
                 if json {
                     line(&json!({"tag": t}));
                 } else {
-                    println!("#{t}");
+                    out!("#{t}");
                 }
             }
         }
@@ -233,7 +261,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             if json {
                 line(&json!({"id": id, "status": status}));
             } else {
-                println!("{what} {status}: {id}");
+                out!("{what} {status}: {id}");
             }
         }
         Response::Inbox { conversations } => inbox(conversations, json),
@@ -241,7 +269,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             if json {
                 line(&json!({"fetched": fetched, "peers": peers}));
             } else {
-                println!("synced with {peers} peers: {fetched} new records");
+                out!("synced with {peers} peers: {fetched} new records");
             }
         }
         Response::SyncProgress { .. } => {}
