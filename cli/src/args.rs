@@ -57,6 +57,42 @@ pub(crate) enum Command {
         /// Record id of the post this replies to.
         #[arg(long, value_name = "RECORD_ID")]
         reply_to: Option<String>,
+        /// Every node drops the post after this long: 90s, 30m, 1h, 7d.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+        expires: Option<u64>,
+    },
+    /// Show a conversation: the root post and every reply this node knows, as a tree.
+    Thread {
+        /// Any record of the conversation.
+        id: String,
+    },
+    /// React to a record (one reaction per person per record; a new one replaces it).
+    React {
+        /// The record.
+        id: String,
+        /// The reaction, e.g. 👍.
+        emoji: String,
+    },
+    /// Withdraw your reaction to a record.
+    Unreact {
+        /// The record.
+        id: String,
+    },
+    /// Share someone's post with your followers.
+    Repost {
+        /// The post.
+        id: String,
+    },
+    /// Publish a signed tombstone for one of your records; every node drops it.
+    Delete {
+        /// The record.
+        id: String,
+    },
+    /// Replies, mentions, reactions, reposts, follows and messages for you.
+    Notifications {
+        /// Keep running and print new notifications as they come.
+        #[arg(long)]
+        live: bool,
     },
     /// Show posts, newest first (your timeline unless filtered).
     Feed {
@@ -150,4 +186,43 @@ pub(crate) enum ProfileCommand {
         /// Whose.
         id: Option<String>,
     },
+}
+
+/// Parses `90s`, `30m`, `1h`, `7d` (or plain seconds) into milliseconds.
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&text[..i], &text[i..]),
+        None => (text, "s"),
+    };
+    let n: u64 =
+        number.parse().map_err(|_| format!("not a duration: {text:?} (try 30m, 1h, 7d)"))?;
+    let unit_ms: u64 = match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("unknown unit in {text:?}: use s, m, h or d")),
+    };
+    if n == 0 {
+        return Err("a duration must be more than 0".into());
+    }
+    n.checked_mul(unit_ms).ok_or_else(|| format!("duration {text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
+        assert_eq!(parse_duration_ms("5"), Ok(5_000));
+        assert!(parse_duration_ms("0m").is_err());
+        assert!(parse_duration_ms("1y").is_err());
+        assert!(parse_duration_ms("h").is_err());
+        assert!(parse_duration_ms("99999999999999999999d").is_err());
+    }
 }

@@ -54,7 +54,15 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Status => (Request::Status, ""),
         Command::Peers => (Request::Peers, ""),
         Command::Dial { addr } => (Request::Dial { addr }, "connected"),
-        Command::Post { text, reply_to } => (Request::Post { text, reply_to }, "posted"),
+        Command::Post { text, reply_to, expires } => {
+            (Request::Post { text, reply_to, expires_in_ms: expires }, "posted")
+        }
+        Command::Thread { id } => (Request::Thread { id }, ""),
+        Command::React { id, emoji } => (Request::React { id, emoji }, "reacted"),
+        Command::Unreact { id } => (Request::Unreact { id }, "reaction withdrawn"),
+        Command::Repost { id } => (Request::Repost { id }, "reposted"),
+        Command::Delete { id } => (Request::Delete { id }, "deleted"),
+        Command::Notifications { live } => (Request::Notifications { live }, ""),
         Command::Feed { tag, author, limit, live } => {
             (Request::Feed { tag, author, limit, live }, "")
         }
@@ -89,7 +97,7 @@ async fn client(home: &Home, command: Command, json: bool) -> Result<()> {
     if let Request::Sync = request {
         return sync(&mut conn, json).await;
     }
-    if let Request::Feed { live: true, .. } = request {
+    if matches!(request, Request::Feed { live: true, .. } | Request::Notifications { live: true }) {
         conn.send(&request).await?;
         while let Some(response) = conn.recv().await? {
             if let Response::Error { message } = response {

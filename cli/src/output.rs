@@ -1,7 +1,8 @@
 //! Printing responses: JSON per the CLI contract with `--json`, text for people without.
 
 use kith_node::api::{
-    FeedItem, FollowEntry, InboxEntry, MessageEntry, PeerEntry, Profile, Response, Status,
+    FeedItem, FollowEntry, InboxEntry, MessageEntry, NotificationEntry, PeerEntry, Profile,
+    Response, Status, ThreadEntry,
 };
 use serde_json::json;
 
@@ -56,19 +57,40 @@ fn who(id: &str, name: Option<&str>) -> String {
     }
 }
 
+fn reactions_text(r: &std::collections::BTreeMap<String, u64>) -> String {
+    if r.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = r.iter().map(|(e, n)| format!("{e} {n}")).collect();
+    format!("\n    {}", parts.join("  "))
+}
+
 pub(crate) fn feed_item(item: &FeedItem, json: bool) {
     if json {
-        line(&json!({
+        let mut v = json!({
             "id": item.id, "author": item.author, "seq": item.seq, "timestamp": item.timestamp,
             "text": item.text, "tags": item.tags, "reply_to": item.reply_to,
-        }));
+        });
+        if let Some(map) = v.as_object_mut() {
+            if let Some(by) = &item.reposted_by {
+                map.insert("reposted_by".into(), json!(by));
+            }
+            if !item.reactions.is_empty() {
+                map.insert("reactions".into(), json!(item.reactions));
+            }
+        }
+        line(&v);
     } else {
+        if let Some(by) = &item.reposted_by {
+            out!("↻ reposted by {}", who(by, None));
+        }
         let reply = if item.reply_to.is_some() { " ↩" } else { "" };
         out!(
-            "{}  {}{reply}\n    {}\n    id {}",
+            "{}  {}{reply}\n    {}{}\n    id {}",
             human_time(item.timestamp),
             who(&item.author, item.author_name.as_deref()),
             item.text.replace('\n', "\n    "),
+            reactions_text(&item.reactions),
             item.id
         );
     }
@@ -86,6 +108,7 @@ fn status(s: &Status, json: bool) {
     out!("peers      {} ({} in gossip meshes)", s.peers, s.mesh_peers);
     out!("records    {} ({} posts)", s.records, s.posts);
     out!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
+    out!("notices    {} unread", s.unread_notifications);
     out!("following  {}   followers {}", s.following, s.followers);
     out!("uptime     {} s", s.uptime_s);
     let y = &s.sync;
@@ -205,6 +228,54 @@ fn thread(list: &[MessageEntry], json: bool) {
     }
 }
 
+fn conversation(list: &[ThreadEntry], json: bool) {
+    for e in list {
+        if json {
+            line(&json!({
+                "id": e.id, "author": e.author, "text": e.text, "parent": e.parent,
+                "timestamp": e.timestamp,
+            }));
+        } else {
+            let pad = "  ".repeat(e.depth.min(20));
+            out!(
+                "{pad}{}  {}\n{pad}  {}{}\n{pad}  id {}",
+                human_time(e.timestamp),
+                who(&e.author, e.author_name.as_deref()),
+                e.text.replace('\n', &format!("\n{pad}  ")),
+                reactions_text(&e.reactions).replace("\n    ", &format!("\n{pad}  ")),
+                e.id
+            );
+        }
+    }
+}
+
+fn notifications(list: &[NotificationEntry], json: bool) {
+    if !json && list.is_empty() {
+        out!("no notifications");
+    }
+    for n in list {
+        if json {
+            line(&json!({
+                "kind": n.kind, "from": n.from, "record": n.record, "timestamp": n.timestamp,
+                "read": n.read,
+            }));
+        } else {
+            let new = if n.read { "" } else { "• " };
+            let what = match n.kind.as_str() {
+                "reply" => "replied to you",
+                "mention" => "mentioned you",
+                "reaction" => "reacted to your post",
+                "repost" => "reposted your post",
+                "follow" => "follows you",
+                "mutual" => "is now a mutual connection",
+                "message" => "sent you a message",
+                other => other,
+            };
+            out!("{new}{}  {} {what}", human_time(n.timestamp), who(&n.from, n.name.as_deref()));
+        }
+    }
+}
+
 /// Prints a successful response; `what` says what was done, for people.
 pub(crate) fn response(response: &Response, json: bool, what: &str) {
     match response {
@@ -265,6 +336,8 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         Response::Inbox { conversations } => inbox(conversations, json),
+        Response::Conversation { entries } => conversation(entries, json),
+        Response::Notifications { entries } => notifications(entries, json),
         Response::Synced { fetched, peers } => {
             if json {
                 line(&json!({"fetched": fetched, "peers": peers}));

@@ -24,6 +24,42 @@ pub enum Request {
         text: String,
         /// Record id of the post replied to.
         reply_to: Option<String>,
+        /// Every node drops the post this many ms after it is written.
+        #[serde(default)]
+        expires_in_ms: Option<u64>,
+    },
+    /// The conversation a record belongs to: root and every known reply, as a tree.
+    Thread {
+        /// Any record of the conversation.
+        id: String,
+    },
+    /// React to a record (replaces an earlier reaction of ours).
+    React {
+        /// The record.
+        id: String,
+        /// The reaction (an emoji).
+        emoji: String,
+    },
+    /// Withdraw our reaction to a record.
+    Unreact {
+        /// The record.
+        id: String,
+    },
+    /// Share someone's post with our followers.
+    Repost {
+        /// The post.
+        id: String,
+    },
+    /// Publish a signed tombstone for one of our records.
+    Delete {
+        /// The record.
+        id: String,
+    },
+    /// Replies, mentions, reactions, reposts, follows and messages for us.
+    Notifications {
+        /// Stream new ones instead.
+        #[serde(default)]
+        live: bool,
     },
     /// Posts, newest first; with `live`, a stream of new posts instead.
     Feed {
@@ -151,6 +187,53 @@ pub struct FeedItem {
     /// The author's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author_name: Option<String>,
+    /// Who reposted it into this feed, when it came as a repost.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reposted_by: Option<String>,
+    /// Reaction counts per emoji.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
+    pub reactions: std::collections::BTreeMap<String, u64>,
+}
+
+/// One record of a conversation tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadEntry {
+    /// Record id.
+    pub id: String,
+    /// Author id.
+    pub author: String,
+    /// The text.
+    pub text: String,
+    /// The record replied to (`None` for the root).
+    pub parent: Option<String>,
+    /// ms since the epoch.
+    pub timestamp: u64,
+    /// Depth in the tree (0 for the root).
+    pub depth: usize,
+    /// Reaction counts per emoji.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
+    pub reactions: std::collections::BTreeMap<String, u64>,
+    /// The author's display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub author_name: Option<String>,
+}
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationEntry {
+    /// `reply`, `mention`, `reaction`, `repost`, `follow`, `mutual` or `message`.
+    pub kind: String,
+    /// Who caused it.
+    pub from: String,
+    /// The record or message id.
+    pub record: String,
+    /// When, ms.
+    pub timestamp: u64,
+    /// Whether it had been listed before.
+    pub read: bool,
+    /// The display name of `from`, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
 }
 
 /// A connected peer.
@@ -241,6 +324,8 @@ pub struct Status {
     pub messages: u64,
     /// Messages waiting in the outbox.
     pub outbox: usize,
+    /// Notifications not yet listed.
+    pub unread_notifications: u64,
     /// People followed.
     pub following: usize,
     /// Known followers.
@@ -315,6 +400,16 @@ pub enum Response {
     Thread {
         /// Oldest first.
         messages: Vec<MessageEntry>,
+    },
+    /// A public conversation (`kith thread`).
+    Conversation {
+        /// Root first, then replies depth-first.
+        entries: Vec<ThreadEntry>,
+    },
+    /// Notifications (or one, when live).
+    Notifications {
+        /// Newest first.
+        entries: Vec<NotificationEntry>,
     },
     /// Progress of a sync round (streamed before [`Response::Synced`]).
     SyncProgress {

@@ -168,6 +168,9 @@ async fn serve_connection(
             stream_sync(&mut stream, &node).await?;
             continue;
         }
+        if let Request::Notifications { live: true } = &request {
+            return stream_notifications(stream, &node).await;
+        }
         if let Request::Feed { tag, author, live: true, limit } = &request {
             return stream_live(stream, &node, tag.as_deref(), author.as_deref(), *limit).await;
         }
@@ -188,6 +191,24 @@ async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), Control
         Err(e) => error(format!("sync failed: {e}")),
     };
     write_frame(stream, &response).await
+}
+
+async fn stream_notifications(mut stream: UnixStream, node: &Node) -> Result<(), ControlError> {
+    let mut live = node.live_notifications();
+    let mut probe = [0u8; 1];
+    loop {
+        tokio::select! {
+            note = live.next() => match note {
+                Some(n) => {
+                    let response = Response::Notifications { entries: vec![n] };
+                    write_frame(&mut stream, &response).await?;
+                }
+                None => return Ok(()),
+            },
+            // The client sends nothing more; EOF means it left.
+            _ = stream.read(&mut probe) => return Ok(()),
+        }
+    }
 }
 
 async fn stream_live(

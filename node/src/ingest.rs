@@ -17,6 +17,8 @@ pub enum Outcome {
     Duplicate,
     /// A second record at an author/seq already taken: kept as evidence, author flagged.
     Fork,
+    /// Deleted by its author earlier (tombstone kept), or past its expiry: not stored.
+    Gone,
     /// Not acceptable; the reason.
     Invalid(String),
 }
@@ -28,6 +30,9 @@ impl Outcome {
         match self {
             Self::New(_) | Self::Duplicate | Self::Fork => Verdict::Accept,
             Self::Invalid(_) => Verdict::Reject,
+            // Valid but unwanted: neither forwarded nor held against the peer, who may
+            // not have seen the delete yet.
+            Self::Gone => Verdict::Ignore,
         }
     }
 }
@@ -50,6 +55,11 @@ pub fn ingest(
     if let Err(e) = record.record().check_time(now_ms) {
         return Ok(Outcome::Invalid(e.to_string()));
     }
+    if let kith_protocol::RecordKind::Post(post) = &record.record().kind {
+        if post.expires_at.is_some_and(|at| at <= now_ms) {
+            return Ok(Outcome::Gone);
+        }
+    }
     if let Some(name) = topic {
         match Topic::parse(name) {
             Some(Topic::Tag(tag)) => {
@@ -65,6 +75,7 @@ pub fn ingest(
         Inserted::New => Outcome::New(Box::new(record)),
         Inserted::Duplicate => Outcome::Duplicate,
         Inserted::Fork { .. } => Outcome::Fork,
+        Inserted::Deleted => Outcome::Gone,
     })
 }
 

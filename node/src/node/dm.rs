@@ -262,7 +262,8 @@ impl Node {
         };
         let stored = store.dm_insert(&sender, &sender, plain.id.as_bytes(), &record, None);
         match stored {
-            Ok(_) => {}
+            Ok(true) => self.notify("message", sender.to_string(), plain.id.to_string()),
+            Ok(false) => {}
             Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
         }
         // The receipt promises the message is kept: flush first.

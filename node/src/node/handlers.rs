@@ -75,7 +75,15 @@ impl Node {
             Request::Status => self.status().await,
             Request::Peers => self.peers().await,
             Request::Dial { addr } => self.dial(&addr).await,
-            Request::Post { text, reply_to } => self.post(text, reply_to.as_deref()).await,
+            Request::Post { text, reply_to, expires_in_ms } => {
+                self.post(text, reply_to.as_deref(), expires_in_ms).await
+            }
+            Request::Thread { id } => self.thread(&id),
+            Request::React { id, emoji } => self.react(&id, emoji).await,
+            Request::Unreact { id } => self.react(&id, String::new()).await,
+            Request::Repost { id } => self.repost(&id).await,
+            Request::Delete { id } => self.delete(&id).await,
+            Request::Notifications { live: _ } => self.notifications(),
             Request::Feed { tag, author, limit, live: _ } => {
                 self.feed(tag.as_deref(), author.as_deref(), limit)
             }
@@ -155,6 +163,7 @@ impl Node {
             posts: counts.posts,
             messages: counts_dm,
             outbox: store.dm_outbox_len(),
+            unread_notifications: store.unread_notifications().map_err(store_err)?,
             following: store.following(me).map_err(store_err)?.len(),
             followers: store.followers(me).map_err(store_err)?.len(),
             addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
@@ -188,7 +197,7 @@ impl Node {
     /// Appends a record to our own log: next seq, prev hash, sign, store, flush, publish.
     pub(crate) async fn publish_own(&self, kind: RecordKind) -> Result<VerifiedRecord, String> {
         let inner = &self.inner;
-        let signed = {
+        let (signed, topics) = {
             let _guard = inner.own_log.lock().await;
             let latest = inner.store.latest(&inner.me).map_err(store_err)?;
             let record = Record {
@@ -198,12 +207,14 @@ impl Node {
                 timestamp: now_ms(),
                 kind,
             };
+            // Before storing: a delete erases its target, whose topics it must reach.
+            let topics = self.topics_for(&record);
             let signed = record.sign(&inner.keypair).map_err(|e| e.to_string())?;
             inner.store.insert(&signed).map_err(store_err)?;
             inner.store.flush().await.map_err(store_err)?;
-            signed
+            (signed, topics)
         };
-        for topic in self.topics_for(signed.record()) {
+        for topic in topics {
             match inner.net.publish(topic.clone(), signed.bytes().to_vec()).await {
                 Ok(0) => tracing::debug!(%topic, "no peer on topic yet"),
                 Ok(_) => {}
@@ -230,13 +241,25 @@ impl Node {
             RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
                 topics.push(Topic::Author(*target));
             }
-            _ => {}
+            RecordKind::Reaction { target, .. } | RecordKind::Repost { target } => {
+                if let Ok(Some(t)) = self.inner.store.get(target) {
+                    topics.push(Topic::Author(t.record.author));
+                }
+            }
+            RecordKind::Delete { target } => {
+                if let Ok(Some(t)) = self.inner.store.get(target) {
+                    let mut inner: Vec<Topic> =
+                        self.topics_for(&t.record).iter().filter_map(|n| Topic::parse(n)).collect();
+                    topics.append(&mut inner);
+                }
+            }
+            RecordKind::Profile { .. } => {}
         }
         let mut seen = HashSet::new();
         topics.into_iter().map(|t| t.to_string()).filter(|t| seen.insert(t.clone())).collect()
     }
 
-    async fn post(&self, text: String, reply_to: Option<&str>) -> Reply {
+    async fn post(&self, text: String, reply_to: Option<&str>, expires_in: Option<u64>) -> Reply {
         if text.trim().is_empty() {
             return Err("post text is empty".into());
         }
@@ -249,7 +272,12 @@ impl Node {
         let reply_to =
             reply_to.map(|r| r.parse::<RecordId>().map_err(|e| e.to_string())).transpose()?;
         let mentions = extract_mentions(&text);
-        let post = Post { text, reply_to, mentions, expires_at: None };
+        let expires_at = match expires_in {
+            Some(0) => return Err("--expires must be more than 0".into()),
+            Some(ms) => Some(now_ms().saturating_add(ms)),
+            None => None,
+        };
+        let post = Post { text, reply_to, mentions, expires_at };
         let signed = self.publish_own(RecordKind::Post(post)).await?;
         Ok(Response::Record { id: signed.id().to_string() })
     }
@@ -282,8 +310,13 @@ impl Node {
             }
         }
         .map_err(store_err)?;
-        let items =
-            records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
+        // A post and its reposts show once, as the newest of them.
+        let mut seen = HashSet::new();
+        let items = records
+            .iter()
+            .filter_map(|r| view::feed_item_of(store, r.id, &r.record))
+            .filter(|item| seen.insert(item.id.clone()))
+            .collect();
         Ok(Response::Feed { items })
     }
 
@@ -301,6 +334,9 @@ impl Node {
                 RecordKind::Unfollow { target }
             };
             self.publish_own(kind).await?;
+            if follow {
+                self.own_follow_made_mutual(id);
+            }
         }
         let topic = Topic::Author(target).to_string();
         if follow {

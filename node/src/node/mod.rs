@@ -4,9 +4,11 @@
 
 mod dm;
 mod handlers;
+mod social;
 mod sync;
 
 pub use handlers::{LiveFeed, DEFAULT_FEED_LIMIT, DEFAULT_THREAD_LIMIT, MAX_FEED_LIMIT};
+pub use social::LiveNotifications;
 mod view;
 
 use std::{
@@ -103,6 +105,7 @@ struct Inner {
     started: Instant,
     retries: Mutex<dm::Retries>,
     sync: sync::SyncState,
+    notes: broadcast::Sender<crate::api::NotificationEntry>,
 }
 
 /// A running node. Cheap to clone.
@@ -117,13 +120,14 @@ pub struct NodeTasks {
     events: JoinHandle<()>,
     outbox: JoinHandle<()>,
     sync: JoinHandle<()>,
+    expiry: JoinHandle<()>,
 }
 
 impl NodeTasks {
     /// Waits for the node's tasks to end.
     pub async fn join(self) {
         let _ = self.net.await;
-        for task in [self.events, self.outbox, self.sync] {
+        for task in [self.events, self.outbox, self.sync, self.expiry] {
             task.abort();
             let _ = task.await;
         }
@@ -158,6 +162,7 @@ impl Node {
                 started: Instant::now(),
                 retries: Mutex::new(dm::Retries::default()),
                 sync: sync::SyncState::default(),
+                notes: broadcast::channel(LIVE_QUEUE).0,
             }),
         };
         node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
@@ -169,8 +174,14 @@ impl Node {
         let outbox_task = tokio::spawn(node.clone().run_outbox());
         let sync_task = tokio::spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
-        let tasks =
-            NodeTasks { net: net_task, events: events_task, outbox: outbox_task, sync: sync_task };
+        let expiry = tokio::spawn(node.clone().run_expiry());
+        let tasks = NodeTasks {
+            net: net_task,
+            events: events_task,
+            outbox: outbox_task,
+            sync: sync_task,
+            expiry,
+        };
         Ok((node, tasks))
     }
 
@@ -316,6 +327,9 @@ impl Node {
             Outcome::Fork => {
                 c.forks.fetch_add(1, Ordering::Relaxed);
             }
+            Outcome::Gone => {
+                c.ignored.fetch_add(1, Ordering::Relaxed);
+            }
             Outcome::Invalid(reason) => {
                 c.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%topic, %reason, "rejected gossip record");
@@ -324,8 +338,9 @@ impl Node {
         outcome.verdict()
     }
 
-    /// Tells live feeds about a newly stored post.
+    /// Tells live feeds and notifications about a newly stored record.
     fn announce(&self, record: &kith_protocol::VerifiedRecord) {
+        self.notify_for(record);
         if self.inner.live.receiver_count() == 0 {
             return;
         }

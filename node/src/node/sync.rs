@@ -9,6 +9,9 @@ use std::{
 };
 
 use kith_protocol::{
+    codec,
+    limits::MAX_RECORD_BYTES,
+    record::SignedRecord,
     sync::{
         Bucket, Query, SyncRequest, SyncResponse, TagCursor, MAX_OFFER_RECORDS, MAX_SYNC_RECORDS,
         MAX_SYNC_RESPONSE_BYTES,
@@ -23,6 +26,7 @@ use crate::{
     api::SyncCounters,
     ingest::{self, Outcome},
     net::{Proto, Responder},
+    store::{Store, StoreError},
 };
 
 /// How often the node syncs with (some of) its peers.
@@ -79,6 +83,43 @@ impl SyncState {
     }
 }
 
+/// What a sync answer was asked for. A record outside it is refused: a peer can make
+/// this node verify records, never store ones it did not ask for.
+enum Asked {
+    /// Records of this author (an author query).
+    Author(AuthorId),
+    /// Posts carrying this tag (a tag query).
+    Tag(Tag),
+    /// A peer's offer of its recent records (checked like gossip without a topic).
+    Offer,
+}
+
+impl Asked {
+    fn ingest(&self, store: &Store, bytes: &[u8], now: u64) -> Result<Outcome, StoreError> {
+        match self {
+            Self::Author(author) => {
+                // Look at the author before the full check; a record that does not decode
+                // is left for `ingest` to refuse with its own reason.
+                let decoded = codec::decode::<SignedRecord, MAX_RECORD_BYTES>(bytes);
+                if let Ok(signed) = decoded {
+                    if signed.record.author != *author {
+                        let found = signed.record.author;
+                        return Ok(Outcome::Invalid(format!(
+                            "a record of {found} in an answer about {author}"
+                        )));
+                    }
+                }
+                ingest::ingest(store, bytes, None, now)
+            }
+            Self::Tag(tag) => {
+                // As on the tag's gossip topic: a record without the tag is refused.
+                ingest::ingest(store, bytes, Some(&Topic::Tag(tag.clone()).to_string()), now)
+            }
+            Self::Offer => ingest::ingest(store, bytes, None, now),
+        }
+    }
+}
+
 /// Progress of a sync round: (peers done, peers in all, records fetched so far).
 pub(crate) type Progress = mpsc::Sender<(usize, usize, u64)>;
 
@@ -95,12 +136,12 @@ impl Node {
     }
 
     /// Verifies and stores records from sync through the one ingest path; returns how
-    /// many were new.
-    async fn ingest_synced(&self, records: Vec<Vec<u8>>) -> u64 {
+    /// many were new. Records outside what was `asked` are refused like invalid ones.
+    async fn ingest_synced(&self, records: Vec<Vec<u8>>, asked: Asked) -> u64 {
         let store = self.inner.store.clone();
         let outcomes = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            records.iter().map(|r| ingest::ingest(&store, r, None, now)).collect::<Vec<_>>()
+            records.iter().map(|r| asked.ingest(&store, r, now)).collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
@@ -123,11 +164,14 @@ impl Node {
         new
     }
 
-    /// Fetches `author`'s records that this node misses from `peer`.
+    /// Fetches `author`'s records that this node misses from `peer`: from the end of its
+    /// contiguous prefix on, page by page. A seq no peer can serve (a deleted or expired
+    /// record) does not stop later records: the next page starts after the last record
+    /// received.
     pub(super) async fn sync_author(&self, peer: PeerId, author: AuthorId) -> u64 {
         let mut fetched = 0;
+        let Ok(mut after) = self.inner.store.contiguous_seq(&author) else { return 0 };
         for _ in 0..MAX_PAGES {
-            let Ok(after) = self.inner.store.contiguous_seq(&author) else { break };
             let response = match self.query(peer, Query::Author { author, after }).await {
                 Ok(r) => r,
                 Err(error) => {
@@ -135,15 +179,18 @@ impl Node {
                     break;
                 }
             };
+            let last = response.records.last().and_then(|b| seq_of(b, &author));
             if response.records.is_empty() {
                 break;
             }
-            fetched += self.ingest_synced(response.records).await;
-            let advanced = self.inner.store.contiguous_seq(&author).unwrap_or(after) > after;
-            // Stop when the peer has no more, or serves nothing that fills our log.
-            if !response.more || !advanced {
+            fetched += self.ingest_synced(response.records, Asked::Author(author)).await;
+            let contiguous = self.inner.store.contiguous_seq(&author).unwrap_or(after);
+            let next = contiguous.max(last.unwrap_or(0));
+            // Stop when the peer has no more, or serves nothing past where we were.
+            if !response.more || next <= after {
                 break;
             }
+            after = next;
         }
         fetched
     }
@@ -163,7 +210,7 @@ impl Node {
                     break;
                 }
             };
-            fetched += self.ingest_synced(response.records).await;
+            fetched += self.ingest_synced(response.records, Asked::Tag(tag.clone())).await;
             match response.next {
                 Some(next) if Some(next) != after => after = Some(next),
                 _ => break,
@@ -311,7 +358,7 @@ impl Node {
         let store = self.inner.store.clone();
         match query {
             Query::Offer { records } => {
-                self.ingest_synced(records).await;
+                self.ingest_synced(records, Asked::Offer).await;
                 empty
             }
             Query::Author { author, after } => tokio::task::spawn_blocking(move || {
@@ -339,6 +386,12 @@ impl Node {
             }
         }
     }
+}
+
+/// The seq of an encoded record of `author` (not verified: only used as a cursor).
+fn seq_of(bytes: &[u8], author: &AuthorId) -> Option<u64> {
+    let signed: SignedRecord = codec::decode::<_, MAX_RECORD_BYTES>(bytes).ok()?;
+    (signed.record.author == *author).then_some(signed.record.seq)
 }
 
 /// Records with `tag` from every time bucket whose summary differs from the asker's,

@@ -18,8 +18,14 @@ pub(crate) fn name_of(store: &Store, author: &AuthorId) -> Option<String> {
     }
 }
 
-/// A post as a feed item; `None` for other kinds.
+/// A post (or the post a repost shares) as a feed item; `None` for other kinds.
 pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Option<FeedItem> {
+    if let RecordKind::Repost { target } = &record.kind {
+        let original = store.get(target).ok()??;
+        let mut item = feed_item_of(store, original.id, &original.record)?;
+        item.reposted_by = Some(record.author.to_string());
+        return Some(item);
+    }
     let RecordKind::Post(post) = &record.kind else { return None };
     Some(FeedItem {
         id: id.to_string(),
@@ -30,6 +36,8 @@ pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Opti
         tags: record.tags().iter().map(|t| t.to_string()).collect(),
         reply_to: post.reply_to.map(|r| r.to_string()),
         author_name: name_of(store, &record.author),
+        reposted_by: None,
+        reactions: store.reactions(&id).unwrap_or_default(),
     })
 }
 

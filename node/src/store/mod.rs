@@ -10,9 +10,11 @@
 
 mod dm;
 mod keys;
+mod social;
 mod sync;
 
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
+pub use social::Notification;
 
 use std::path::Path;
 
@@ -53,6 +55,8 @@ pub enum Inserted {
     New,
     /// The store already had this record; nothing changed.
     Duplicate,
+    /// The record was deleted by its author (a tombstone is kept); it is not stored.
+    Deleted,
     /// The author already has a different record at this seq. The new one is kept as
     /// evidence only and the author is flagged; the log is not overwritten.
     Fork {
@@ -108,6 +112,11 @@ pub struct Store {
     dm_msgs: Tree,
     dm_index: Tree,
     outbox: Tree,
+    replies: Tree,
+    reactions: Tree,
+    tombstones: Tree,
+    expiry: Tree,
+    notifications: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
 }
@@ -158,6 +167,11 @@ impl Store {
             dm_msgs: tree("dm_msgs")?,
             dm_index: tree("dm_index")?,
             outbox: tree("outbox")?,
+            replies: tree("replies")?,
+            reactions: tree("reactions")?,
+            tombstones: tree("tombstones")?,
+            expiry: tree("expiry")?,
+            notifications: tree("notifications")?,
             writer: Arc::new(Mutex::new(())),
             db,
         })
@@ -206,6 +220,9 @@ impl Store {
         if self.records.contains_key(id.as_bytes())? {
             return Ok(Inserted::Duplicate);
         }
+        if self.is_tombstoned(&id, &r.author)? {
+            return Ok(Inserted::Deleted);
+        }
         if let Some(existing) = self.log.get(lkey)? {
             let existing = id_suffix(&existing).ok_or_else(|| corrupt("log entry"))?;
             if existing != id {
@@ -250,6 +267,7 @@ impl Store {
             RecordKind::Reaction { .. } | RecordKind::Repost { .. } | RecordKind::Delete { .. } => {
             }
         }
+        self.index_social(&id, r)?;
         self.records.insert(id.as_bytes(), rec.bytes())?;
         Ok(Inserted::New)
     }

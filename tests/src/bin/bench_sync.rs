@@ -33,7 +33,12 @@ async fn main() {
             seq,
             prev,
             timestamp: start_ts + seq,
-            kind: RecordKind::Post(Post { text, reply_to: None, mentions: vec![], expires_at: None }),
+            kind: RecordKind::Post(Post {
+                text,
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+            }),
         }
         .sign(&author)
         .unwrap();

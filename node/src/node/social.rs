@@ -1,0 +1,229 @@
+//! Conversation features: threads, reactions, reposts, deletion, notifications.
+
+use kith_protocol::{limits::MAX_REACTION_BYTES, RecordId, RecordKind, VerifiedRecord};
+use tokio::sync::broadcast;
+
+use super::{handlers::parse_author, now_ms, view, Node};
+use crate::{
+    api::{NotificationEntry, Response, ThreadEntry},
+    store::{Notification, StoreError, StoredRecord},
+};
+
+type Reply = Result<Response, String>;
+
+/// Deepest reply chain followed up to the root, and deepest tree shown.
+const MAX_DEPTH: usize = 64;
+/// Most records shown by one `thread`.
+const MAX_THREAD: usize = 2000;
+/// Notifications listed at once.
+const NOTIFICATION_LIMIT: usize = 200;
+
+fn store_err(e: StoreError) -> String {
+    format!("store: {e}")
+}
+
+fn parse_id(text: &str) -> Result<RecordId, String> {
+    text.parse::<RecordId>().map_err(|e| e.to_string())
+}
+
+/// A stream of new notifications for `kith notifications --live`.
+pub struct LiveNotifications {
+    rx: broadcast::Receiver<NotificationEntry>,
+}
+
+impl LiveNotifications {
+    /// The next notification, or `None` when the node stops.
+    pub async fn next(&mut self) -> Option<NotificationEntry> {
+        loop {
+            match self.rx.recv().await {
+                Ok(n) => return Some(n),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl Node {
+    fn known(&self, id: &RecordId) -> Result<StoredRecord, String> {
+        self.inner
+            .store
+            .get(id)
+            .map_err(store_err)?
+            .ok_or_else(|| format!("unknown record {id} (not on this node)"))
+    }
+
+    pub(super) fn thread(&self, id: &str) -> Reply {
+        let store = &self.inner.store;
+        let mut root = self.known(&parse_id(id)?)?;
+        for _ in 0..MAX_DEPTH {
+            let RecordKind::Post(post) = &root.record.kind else { break };
+            let Some(parent) = post.reply_to else { break };
+            match store.get(&parent).map_err(store_err)? {
+                Some(p) => root = p,
+                None => break,
+            }
+        }
+        let mut entries = Vec::new();
+        let mut stack = vec![(root, 0usize)];
+        while let Some((rec, depth)) = stack.pop() {
+            if entries.len() >= MAX_THREAD {
+                break;
+            }
+            let RecordKind::Post(post) = &rec.record.kind else { continue };
+            entries.push(ThreadEntry {
+                id: rec.id.to_string(),
+                author: rec.record.author.to_string(),
+                text: post.text.clone(),
+                parent: if depth == 0 { None } else { post.reply_to.map(|p| p.to_string()) },
+                timestamp: rec.record.timestamp,
+                depth,
+                reactions: store.reactions(&rec.id).map_err(store_err)?,
+                author_name: view::name_of(store, &rec.record.author),
+            });
+            if depth < MAX_DEPTH {
+                let children = store.replies_to(&rec.id).map_err(store_err)?;
+                for child in children.iter().rev() {
+                    if let Some(c) = store.get(child).map_err(store_err)? {
+                        stack.push((c, depth + 1));
+                    }
+                }
+            }
+        }
+        Ok(Response::Conversation { entries })
+    }
+
+    pub(super) async fn react(&self, id: &str, emoji: String) -> Reply {
+        let target = parse_id(id)?;
+        let emoji = emoji.trim().to_owned();
+        if emoji.len() > MAX_REACTION_BYTES || emoji.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "a reaction is one emoji or word of at most {MAX_REACTION_BYTES} bytes"
+            ));
+        }
+        self.known(&target)?;
+        let current = self.inner.store.reaction_of(&target, &self.inner.me).map_err(store_err)?;
+        if emoji.is_empty() && current.as_deref().is_none_or(str::is_empty) {
+            return Err("you have not reacted to that record".into());
+        }
+        let signed = self.publish_own(RecordKind::Reaction { target, emoji }).await?;
+        Ok(Response::Record { id: signed.id().to_string() })
+    }
+
+    pub(super) async fn repost(&self, id: &str) -> Reply {
+        let target = parse_id(id)?;
+        let original = self.known(&target)?;
+        if !matches!(original.record.kind, RecordKind::Post(_)) {
+            return Err("only posts can be reposted".into());
+        }
+        let signed = self.publish_own(RecordKind::Repost { target }).await?;
+        // Followers who never saw the original get it with the repost, on our topic.
+        if let Ok(Some(bytes)) = self.inner.store.get_bytes(&target) {
+            let topic = kith_protocol::Topic::Author(self.inner.me).to_string();
+            let _ = self.inner.net.publish(topic, bytes).await;
+        }
+        Ok(Response::Record { id: signed.id().to_string() })
+    }
+
+    pub(super) async fn delete(&self, id: &str) -> Reply {
+        let target = parse_id(id)?;
+        let original = self.known(&target)?;
+        if original.record.author != self.inner.me {
+            return Err("you can only delete your own records".into());
+        }
+        self.publish_own(RecordKind::Delete { target }).await?;
+        Ok(Response::Ok)
+    }
+
+    pub(super) fn notifications(&self) -> Reply {
+        let store = &self.inner.store;
+        let list = store.notifications(NOTIFICATION_LIMIT, true).map_err(store_err)?;
+        Ok(Response::Notifications {
+            entries: list.into_iter().map(|n| self.notification_entry(n)).collect(),
+        })
+    }
+
+    fn notification_entry(&self, n: Notification) -> NotificationEntry {
+        let name = n.from.parse().ok().and_then(|a| view::name_of(&self.inner.store, &a));
+        NotificationEntry {
+            kind: n.kind,
+            from: n.from,
+            record: n.record,
+            timestamp: n.timestamp,
+            read: n.read,
+            name,
+        }
+    }
+
+    /// Starts a live stream of new notifications.
+    pub fn live_notifications(&self) -> LiveNotifications {
+        LiveNotifications { rx: self.inner.notes.subscribe() }
+    }
+
+    /// Records and announces one notification.
+    pub(super) fn notify(&self, kind: &str, from: String, record: String) {
+        let n = Notification { kind: kind.into(), from, record, timestamp: now_ms(), read: false };
+        if let Err(error) = self.inner.store.notify(&n) {
+            tracing::warn!(%error, "cannot store a notification");
+            return;
+        }
+        let _ = self.inner.notes.send(self.notification_entry(n));
+    }
+
+    /// Notifications caused by a record new to this node (not our own).
+    pub(super) fn notify_for(&self, rec: &VerifiedRecord) {
+        let me = self.inner.me;
+        let r = rec.record();
+        if r.author == me {
+            return;
+        }
+        let store = &self.inner.store;
+        let mine =
+            |id: &RecordId| store.get(id).ok().flatten().is_some_and(|t| t.record.author == me);
+        let (from, id) = (r.author.to_string(), rec.id().to_string());
+        match &r.kind {
+            RecordKind::Post(post) => {
+                if post.reply_to.as_ref().is_some_and(mine) {
+                    self.notify("reply", from.clone(), id.clone());
+                }
+                if post.mentions.contains(&me) {
+                    self.notify("mention", from, id);
+                }
+            }
+            RecordKind::Reaction { target, emoji } if !emoji.is_empty() && mine(target) => {
+                self.notify("reaction", from, id);
+            }
+            RecordKind::Repost { target } if mine(target) => self.notify("repost", from, id),
+            RecordKind::Follow { target } if *target == me => {
+                self.notify("follow", from.clone(), id.clone());
+                if store.is_following(&me, &r.author).unwrap_or(false) {
+                    self.notify("mutual", from, id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops expired posts, periodically.
+    pub(super) async fn run_expiry(self) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            match self.inner.store.expire(now_ms()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(dropped = n, "expired posts dropped"),
+                Err(error) => tracing::error!(%error, "expiry sweep failed"),
+            }
+        }
+    }
+
+    /// The follow state change of `follow` made us mutual with its target: notify (for
+    /// our own follow of someone who already follows us).
+    pub(super) fn own_follow_made_mutual(&self, target: &str) {
+        if let Ok(t) = parse_author(target) {
+            if self.is_mutual(&t).unwrap_or(false) {
+                self.notify("mutual", t.to_string(), String::new());
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Conversation state in the store: replies, reactions, tombstones (deletion), expiry and
+//! notifications. Called from [`Store::insert`] under the writer lock, or read by queries.
+
+use std::collections::BTreeMap;
+
+use kith_protocol::{AuthorId, Record, RecordId, RecordKind};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    corrupt,
+    keys::{id_suffix, tag_key, time_key, u64_at},
+    Store, StoreError, StoredRecord,
+};
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `reply`, `mention`, `reaction`, `repost`, `follow`, `mutual` or `message`.
+    pub kind: String,
+    /// Who caused it.
+    pub from: String,
+    /// The record (or message) id.
+    pub record: String,
+    /// When, ms.
+    pub timestamp: u64,
+    /// Whether it was listed already.
+    pub read: bool,
+}
+
+fn pair(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
+    let mut k = a.to_vec();
+    k.extend_from_slice(b);
+    k
+}
+
+impl Store {
+    /// Indexes the conversation side of a new record (called by `insert`).
+    pub(super) fn index_social(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
+        match &r.kind {
+            RecordKind::Post(post) => {
+                if let Some(parent) = post.reply_to {
+                    let mut key = parent.as_bytes().to_vec();
+                    key.extend_from_slice(&time_key(r.timestamp, id));
+                    self.replies.insert(key, &[])?;
+                }
+                if let Some(at) = post.expires_at {
+                    self.expiry.insert(&time_key(at, id)[..], &[])?;
+                }
+            }
+            RecordKind::Reaction { target, emoji } => {
+                let key = pair(target.as_bytes(), r.author.as_bytes());
+                let newer = match self.reactions.get(&key)? {
+                    Some(old) => u64_at(&old, 0).is_none_or(|s| s < r.seq),
+                    None => true,
+                };
+                if newer {
+                    let mut v = r.seq.to_be_bytes().to_vec();
+                    v.extend_from_slice(emoji.as_bytes());
+                    self.reactions.insert(key, v)?;
+                }
+            }
+            RecordKind::Repost { .. } => {
+                self.by_time.insert(&time_key(r.timestamp, id)[..], r.author.as_bytes())?;
+            }
+            RecordKind::Delete { target } => {
+                let mut v = r.author.as_bytes().to_vec();
+                v.extend_from_slice(id.as_bytes());
+                self.tombstones.insert(target.as_bytes(), v)?;
+                if let Some(old) = self.get(target)? {
+                    if old.record.author == r.author {
+                        self.erase(&old)?;
+                    }
+                }
+            }
+            RecordKind::Profile { .. }
+            | RecordKind::Follow { .. }
+            | RecordKind::Unfollow { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Whether `id` by `author` was deleted by its author.
+    pub(super) fn is_tombstoned(
+        &self,
+        id: &RecordId,
+        author: &AuthorId,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .tombstones
+            .get(id.as_bytes())?
+            .is_some_and(|v| v.get(..32) == Some(&author.as_bytes()[..])))
+    }
+
+    /// The delete record that tombstoned `id`, if any.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn tombstone_of(&self, id: &RecordId) -> Result<Option<RecordId>, StoreError> {
+        Ok(self.tombstones.get(id.as_bytes())?.and_then(|v| id_suffix(&v)))
+    }
+
+    /// Removes a record's content and index entries; its log entry stays (the author's
+    /// seq is taken), so the log has no hole.
+    pub(super) fn erase(&self, old: &StoredRecord) -> Result<(), StoreError> {
+        let r = &old.record;
+        let id = &old.id;
+        self.by_time.remove(&time_key(r.timestamp, id)[..])?;
+        for tag in r.tags() {
+            self.by_tag.remove(tag_key(&tag, r.timestamp, id))?;
+        }
+        if let RecordKind::Post(post) = &r.kind {
+            if let Some(parent) = post.reply_to {
+                let mut key = parent.as_bytes().to_vec();
+                key.extend_from_slice(&time_key(r.timestamp, id));
+                self.replies.remove(key)?;
+            }
+            if let Some(at) = post.expires_at {
+                self.expiry.remove(&time_key(at, id)[..])?;
+            }
+        }
+        self.records.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Drops every post whose expiry time is at or before `now_ms`; returns how many.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn expire(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        let mut dropped = 0;
+        let end = time_key(now_ms, &RecordId::from_bytes([0xff; 32]));
+        let due: Vec<_> = self.expiry.range(..=&end[..]).keys().collect::<Result<_, _>>()?;
+        for key in due {
+            let id = id_suffix(&key).ok_or_else(|| corrupt("expiry key"))?;
+            if let Some(old) = self.get(&id)? {
+                self.erase(&old)?;
+                dropped += 1;
+            }
+            self.expiry.remove(key)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Ids of the direct replies to `parent`, oldest first.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn replies_to(&self, parent: &RecordId) -> Result<Vec<RecordId>, StoreError> {
+        self.replies
+            .scan_prefix(parent.as_bytes())
+            .keys()
+            .map(|k| id_suffix(&k?).ok_or_else(|| corrupt("reply key")))
+            .collect()
+    }
+
+    /// Reaction counts per emoji on `target` (latest reaction of each person).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn reactions(&self, target: &RecordId) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for item in self.reactions.scan_prefix(target.as_bytes()) {
+            let (_, v) = item?;
+            let emoji = String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned();
+            if !emoji.is_empty() {
+                *out.entry(emoji).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The current reaction of `who` on `target` (empty when withdrawn), if any.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn reaction_of(
+        &self,
+        target: &RecordId,
+        who: &AuthorId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reactions
+            .get(pair(target.as_bytes(), who.as_bytes()))?
+            .map(|v| String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned()))
+    }
+
+    /// Stores a notification.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn notify(&self, n: &Notification) -> Result<(), StoreError> {
+        let seq = self.db.generate_id()?;
+        let mut key = n.timestamp.to_be_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        let value = serde_json::to_vec(n).map_err(|e| corrupt(&e.to_string()))?;
+        self.notifications.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Notifications, newest first, at most `limit`; with `mark_read`, they become read.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn notifications(
+        &self,
+        limit: usize,
+        mark_read: bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.notifications.iter().rev().take(limit) {
+            let (key, value) = item?;
+            let n: Notification =
+                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            if mark_read && !n.read {
+                let mut read = n.clone();
+                read.read = true;
+                let v = serde_json::to_vec(&read).map_err(|e| corrupt(&e.to_string()))?;
+                self.notifications.insert(key, v)?;
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// Unread notifications.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn unread_notifications(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.notifications.iter() {
+            let (_, value) = item?;
+            let note: Notification =
+                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            n += u64::from(!note.read);
+        }
+        Ok(n)
+    }
+}
