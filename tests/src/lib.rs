@@ -17,13 +17,15 @@ pub mod cli;
 use std::{future::Future, time::Duration};
 
 use kith_node::{
-    api::{FeedItem, Request, Response},
+    api::{FeedItem, Request, Response, Status},
     config::Config,
     home::Home,
+    ingest::Outcome,
+    node::MAX_FEED_LIMIT,
     Node, NodeTasks,
 };
-use kith_protocol::{AuthorId, Keypair, Topic};
-use libp2p::Multiaddr;
+use kith_protocol::{AuthorId, Keypair, Post, Record, RecordKind, Topic, VerifiedRecord};
+use libp2p::{Multiaddr, PeerId};
 use tempfile::TempDir;
 
 /// The default deadline for network waits.
@@ -46,6 +48,37 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Posts `1..=n` of `keypair`'s log, chained by `prev`, timestamped now, with
+/// `text(seq)` as text. For tests that need records no node has published.
+pub fn signed_log(keypair: &Keypair, n: u64, text: impl Fn(u64) -> String) -> Vec<VerifiedRecord> {
+    let mut out: Vec<VerifiedRecord> = Vec::new();
+    let now = now_ms();
+    for seq in 1..=n {
+        let record = Record {
+            author: keypair.id(),
+            seq,
+            prev: out.last().map(VerifiedRecord::id),
+            timestamp: now + seq,
+            kind: RecordKind::Post(Post {
+                text: text(seq),
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+            }),
+        };
+        out.push(record.sign(keypair).unwrap());
+    }
+    out
 }
 
 /// A stopped node whose home is kept.
@@ -169,9 +202,52 @@ impl TestNode {
         self.ok(Request::Dial { addr: other.addr().to_string() }).await;
     }
 
+    /// Connects this node to an address (ending in `/p2p/<id>`).
+    pub async fn dial_addr(&self, addr: &Multiaddr) {
+        self.ok(Request::Dial { addr: addr.to_string() }).await;
+    }
+
+    /// Whether this node has a connection to `peer` now.
+    pub async fn is_connected(&self, peer: &PeerId) -> bool {
+        self.node.net().is_connected(*peer).await
+    }
+
+    /// Waits until this node has a connection to `other`.
+    pub async fn wait_connected(&self, other: &TestNode) {
+        let peer = other.id().to_peer_id().unwrap();
+        let what = format!("{} to be connected to {}", self.name, other.name);
+        eventually(DEADLINE, &what, || async { self.is_connected(&peer).await.then_some(()) })
+            .await;
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Status {
+        match self.ok(Request::Status).await {
+            Response::Status(status) => status,
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Runs one sync round with every connected peer; returns (records fetched, peers).
+    pub async fn sync(&self) -> (u64, usize) {
+        match self.ok(Request::Sync).await {
+            Response::Synced { fetched, peers } => (fetched, peers),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Verifies and stores `bytes` directly, as if they had arrived from outside but
+    /// without gossip or sync.
+    pub fn ingest(&self, bytes: &[u8]) -> Outcome {
+        kith_node::ingest::ingest(self.node.store(), bytes, None, now_ms()).unwrap()
+    }
+
     /// Posts `text`; returns the record id.
     pub async fn post(&self, text: &str) -> String {
-        match self.ok(Request::Post { text: text.into(), reply_to: None }).await {
+        match self
+            .ok(Request::Post { text: text.into(), reply_to: None, expires_in_ms: None })
+            .await
+        {
             Response::Record { id } => id,
             r => panic!("unexpected reply {r:?}"),
         }
@@ -179,7 +255,12 @@ impl TestNode {
 
     /// Follows `other`.
     pub async fn follow(&self, other: &TestNode) {
-        self.ok(Request::Follow { id: other.id().to_string() }).await;
+        self.follow_id(&other.id()).await;
+    }
+
+    /// Follows the author `id` (who need not run a node).
+    pub async fn follow_id(&self, id: &AuthorId) {
+        self.ok(Request::Follow { id: id.to_string() }).await;
     }
 
     /// Subscribes to a hashtag.
@@ -193,6 +274,20 @@ impl TestNode {
             tag: tag.map(str::to_owned),
             author: author.map(|a| a.to_string()),
             limit: Some(1000),
+            live: false,
+        };
+        match self.ok(request).await {
+            Response::Feed { items } => items,
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// The feed for a request, up to the largest limit the node allows.
+    pub async fn feed_all(&self, tag: Option<&str>, author: Option<&AuthorId>) -> Vec<FeedItem> {
+        let request = Request::Feed {
+            tag: tag.map(str::to_owned),
+            author: author.map(|a| a.to_string()),
+            limit: Some(MAX_FEED_LIMIT),
             live: false,
         };
         match self.ok(request).await {

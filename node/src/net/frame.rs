@@ -9,13 +9,15 @@ use libp2p::{request_response, StreamProtocol};
 
 /// Frames of at most `max_request` / `max_response` bytes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct FrameCodec {
+pub struct FrameCodec {
     max_request: usize,
     max_response: usize,
 }
 
 impl FrameCodec {
-    pub(crate) fn new(max_request: usize, max_response: usize) -> Self {
+    /// A codec that refuses to read or write requests over `max_request` bytes and
+    /// responses over `max_response` bytes.
+    pub fn new(max_request: usize, max_response: usize) -> Self {
         Self { max_request, max_response }
     }
 }

@@ -19,6 +19,7 @@ pub use behaviour::{
     DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
 };
 pub use event_loop::EventLoop;
+pub use frame::FrameCodec;
 
 /// Capacity of the channel of events from the network to the node.
 const EVENT_QUEUE: usize = 4096;
