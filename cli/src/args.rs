@@ -88,6 +88,28 @@ pub(crate) enum Command {
         /// The record.
         id: String,
     },
+    /// Drop everything from a person; refuse their messages and connections.
+    Block {
+        /// Their id.
+        id: String,
+    },
+    /// Undo `block`.
+    Unblock {
+        /// Their id.
+        id: String,
+    },
+    /// Keep syncing a person but hide them from your feeds and notifications.
+    Mute {
+        /// Their id.
+        id: String,
+    },
+    /// Undo `mute`.
+    Unmute {
+        /// Their id.
+        id: String,
+    },
+    /// List blocked and muted people.
+    Blocked,
     /// Replies, mentions, reactions, reposts, follows and messages for you.
     Notifications {
         /// Keep running and print new notifications as they come.

@@ -63,6 +63,11 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Repost { id } => (Request::Repost { id }, "reposted"),
         Command::Delete { id } => (Request::Delete { id }, "deleted"),
         Command::Notifications { live } => (Request::Notifications { live }, ""),
+        Command::Block { id } => (Request::Block { id }, "blocked"),
+        Command::Unblock { id } => (Request::Unblock { id }, "unblocked"),
+        Command::Mute { id } => (Request::Mute { id }, "muted"),
+        Command::Unmute { id } => (Request::Unmute { id }, "unmuted"),
+        Command::Blocked => (Request::Blocked, ""),
         Command::Feed { tag, author, limit, live } => {
             (Request::Feed { tag, author, limit, live }, "")
         }

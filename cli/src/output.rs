@@ -337,6 +337,23 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         }
         Response::Inbox { conversations } => inbox(conversations, json),
         Response::Conversation { entries } => conversation(entries, json),
+        Response::Moderation { entries } => {
+            if !json && entries.is_empty() {
+                out!("nobody is blocked or muted");
+            }
+            for e in entries {
+                if json {
+                    line(&json!({"id": e.id, "blocked": e.blocked, "muted": e.muted}));
+                } else {
+                    let what = match (e.blocked, e.muted) {
+                        (true, true) => "blocked, muted",
+                        (true, false) => "blocked",
+                        _ => "muted",
+                    };
+                    out!("{}  {what}", e.id);
+                }
+            }
+        }
         Response::Notifications { entries } => notifications(entries, json),
         Response::Synced { fetched, peers } => {
             if json {

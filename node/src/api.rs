@@ -55,6 +55,28 @@ pub enum Request {
         /// The record.
         id: String,
     },
+    /// Drop everything from a person; refuse their messages and connections.
+    Block {
+        /// Their id.
+        id: String,
+    },
+    /// Undo [`Request::Block`].
+    Unblock {
+        /// Their id.
+        id: String,
+    },
+    /// Keep syncing a person but hide them from feeds and notifications.
+    Mute {
+        /// Their id.
+        id: String,
+    },
+    /// Undo [`Request::Mute`].
+    Unmute {
+        /// Their id.
+        id: String,
+    },
+    /// Everyone blocked or muted.
+    Blocked,
     /// Replies, mentions, reactions, reposts, follows and messages for us.
     Notifications {
         /// Stream new ones instead.
@@ -218,6 +240,17 @@ pub struct ThreadEntry {
     pub author_name: Option<String>,
 }
 
+/// A blocked or muted person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationEntry {
+    /// Their id.
+    pub id: String,
+    /// Blocked.
+    pub blocked: bool,
+    /// Muted.
+    pub muted: bool,
+}
+
 /// One notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationEntry {
@@ -288,6 +321,9 @@ pub struct RecordCounters {
     pub duplicate: u64,
     /// Two records at one author/seq.
     pub forks: u64,
+    /// Gossip messages, direct messages and sync requests dropped by rate limits.
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 /// History sync state.
@@ -400,6 +436,11 @@ pub enum Response {
     Thread {
         /// Oldest first.
         messages: Vec<MessageEntry>,
+    },
+    /// Blocked and muted people.
+    Moderation {
+        /// One per person.
+        entries: Vec<ModerationEntry>,
     },
     /// A public conversation (`kith thread`).
     Conversation {

@@ -17,7 +17,8 @@ pub enum Outcome {
     Duplicate,
     /// A second record at an author/seq already taken: kept as evidence, author flagged.
     Fork,
-    /// Deleted by its author earlier (tombstone kept), or past its expiry: not stored.
+    /// Deleted by its author earlier (tombstone kept), past its expiry, or by someone this
+    /// node's person blocked: not stored.
     Gone,
     /// Not acceptable; the reason.
     Invalid(String),
@@ -54,6 +55,9 @@ pub fn ingest(
     };
     if let Err(e) = record.record().check_time(now_ms) {
         return Ok(Outcome::Invalid(e.to_string()));
+    }
+    if store.moderation(&record.record().author)?.blocked {
+        return Ok(Outcome::Gone);
     }
     if let kith_protocol::RecordKind::Post(post) = &record.record().kind {
         if post.expires_at.is_some_and(|at| at <= now_ms) {

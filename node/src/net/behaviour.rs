@@ -53,6 +53,7 @@ pub(crate) type Gossipsub = gossipsub::Behaviour<
 /// Everything the swarm runs.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) gossipsub: Gossipsub,
     pub(crate) identify: identify::Behaviour,
@@ -161,6 +162,7 @@ impl Behaviour {
             .with_max_pending_incoming(Some(MAX_PENDING))
             .with_max_pending_outgoing(Some(MAX_PENDING));
         Ok(Self {
+            blocked: libp2p::allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             gossipsub: gossipsub()?,
             identify: identify::Behaviour::new(

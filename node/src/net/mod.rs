@@ -159,6 +159,10 @@ pub struct Config {
 }
 
 pub(crate) enum Command {
+    Block {
+        peer: PeerId,
+        blocked: bool,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, NetError>>,
@@ -311,6 +315,11 @@ impl Client {
     /// Answers an inbound request.
     pub async fn respond(&self, channel: Responder, bytes: Vec<u8>) {
         let _ = self.commands.send(Command::Respond { channel, bytes }).await;
+    }
+
+    /// Refuses (and closes) connections with `peer`, or allows them again.
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) {
+        let _ = self.commands.send(Command::Block { peer, blocked }).await;
     }
 
     /// Whether a connection to `peer` is open.

@@ -82,6 +82,9 @@ impl Node {
                 text.len()
             ));
         }
+        if self.inner.store.moderation(&peer).map_err(store_err)?.blocked {
+            return Err(format!("you blocked {peer}; unblock them first"));
+        }
         if !self.is_mutual(&peer).map_err(store_err)? {
             return Err(format!("not a mutual connection: you and {peer} must follow each other"));
         }
@@ -245,6 +248,9 @@ impl Node {
             Ok(false) => {}
             Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
         }
+        if store.moderation(&sender).is_ok_and(|m| m.blocked) {
+            return refuse(Some(plain.id), "refused by the recipient");
+        }
         match self.is_mutual(&sender) {
             Ok(true) => {}
             Ok(false) => return refuse(Some(plain.id), "not a mutual connection"),
@@ -262,7 +268,10 @@ impl Node {
         };
         let stored = store.dm_insert(&sender, &sender, plain.id.as_bytes(), &record, None);
         match stored {
-            Ok(true) => self.notify("message", sender.to_string(), plain.id.to_string()),
+            Ok(true) if !store.is_hidden(&sender) => {
+                self.notify("message", sender.to_string(), plain.id.to_string())
+            }
+            Ok(true) => {}
             Ok(false) => {}
             Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
         }

@@ -84,6 +84,11 @@ impl Node {
             Request::Repost { id } => self.repost(&id).await,
             Request::Delete { id } => self.delete(&id).await,
             Request::Notifications { live: _ } => self.notifications(),
+            Request::Block { id } => self.moderate(&id, Some(true), None).await,
+            Request::Unblock { id } => self.moderate(&id, Some(false), None).await,
+            Request::Mute { id } => self.moderate(&id, None, Some(true)).await,
+            Request::Unmute { id } => self.moderate(&id, None, Some(false)).await,
+            Request::Blocked => self.blocked(),
             Request::Feed { tag, author, limit, live: _ } => {
                 self.feed(tag.as_deref(), author.as_deref(), limit)
             }
@@ -291,7 +296,9 @@ impl Node {
         let author = author.map(parse_author).transpose()?;
         let store = &self.inner.store;
         let records: Vec<StoredRecord> = match (&tag, &author) {
-            (Some(tag), None) => store.posts_by_tag(tag, limit),
+            (Some(tag), None) => {
+                store.posts_by_tag(tag, limit, |r| !store.is_hidden(&r.record.author))
+            }
             (None, Some(author)) => store.posts_by_author(author, limit),
             (Some(tag), Some(author)) => store.posts_where(limit, |r| {
                 r.record.author == *author && r.record.tags().contains(tag)
@@ -303,9 +310,11 @@ impl Node {
                 let subs: HashSet<Tag> =
                     store.subscriptions().map_err(store_err)?.into_iter().collect();
                 store.posts_where(limit, |r| {
-                    r.record.author == me
-                        || following.contains(&r.record.author)
-                        || r.record.tags().iter().any(|t| subs.contains(t))
+                    let author = &r.record.author;
+                    (*author == me
+                        || following.contains(author)
+                        || r.record.tags().iter().any(|t| subs.contains(t)))
+                        && (*author == me || !store.is_hidden(author))
                 })
             }
         }

@@ -4,6 +4,7 @@
 
 mod dm;
 mod handlers;
+mod limits;
 mod social;
 mod sync;
 
@@ -40,6 +41,12 @@ use crate::{
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many remembered peers are redialled at start.
 const REDIAL_PEERS: usize = 32;
+/// Gossip messages per second accepted from one peer, and the burst allowed.
+const GOSSIP_RATE: f64 = 200.0;
+const GOSSIP_BURST: f64 = 5_000.0;
+/// Direct message and sync requests per second from one peer, and the burst.
+const REQUEST_RATE: f64 = 50.0;
+const REQUEST_BURST: f64 = 500.0;
 /// Capacity of the live feed broadcast (slow live readers skip ahead).
 const LIVE_QUEUE: usize = 1024;
 
@@ -70,6 +77,7 @@ struct Counters {
     ignored: AtomicU64,
     duplicate: AtomicU64,
     forks: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl Counters {
@@ -82,6 +90,7 @@ impl Counters {
             ignored: get(&self.ignored),
             duplicate: get(&self.duplicate),
             forks: get(&self.forks),
+            rate_limited: get(&self.rate_limited),
         }
     }
 }
@@ -106,6 +115,8 @@ struct Inner {
     retries: Mutex<dm::Retries>,
     sync: sync::SyncState,
     notes: broadcast::Sender<crate::api::NotificationEntry>,
+    gossip_limit: limits::RateLimiter<libp2p::PeerId>,
+    request_limit: limits::RateLimiter<libp2p::PeerId>,
 }
 
 /// A running node. Cheap to clone.
@@ -163,10 +174,13 @@ impl Node {
                 retries: Mutex::new(dm::Retries::default()),
                 sync: sync::SyncState::default(),
                 notes: broadcast::channel(LIVE_QUEUE).0,
+                gossip_limit: limits::RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
+                request_limit: limits::RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
             }),
         };
         node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
         node.resubscribe().await?;
+        node.apply_blocks().await;
         if let Some(name) = &config.name {
             node.publish_initial_profile(name).await;
         }
@@ -238,6 +252,15 @@ impl Node {
         Ok(())
     }
 
+    /// Tells the network layer whom to refuse.
+    async fn apply_blocks(&self) {
+        for (who, m) in self.inner.store.moderated().unwrap_or_default() {
+            if let (true, Ok(peer)) = (m.blocked, who.to_peer_id()) {
+                self.inner.net.set_blocked(peer, true).await;
+            }
+        }
+    }
+
     /// Dials bootstrap peers and remembered peers in the background.
     fn redial(&self, bootstrap: &[Multiaddr]) {
         let mut addrs: Vec<Multiaddr> = bootstrap.to_vec();
@@ -263,10 +286,19 @@ impl Node {
         while let Some(event) = events.recv().await {
             match event {
                 Event::Message { source, id, topic, data } => {
-                    let verdict = self.handle_gossip(source, &topic, &data).await;
+                    let verdict = if self.inner.gossip_limit.allow(source) {
+                        self.handle_gossip(source, &topic, &data).await
+                    } else {
+                        self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        net::Verdict::Ignore
+                    };
                     self.inner.net.report(id, source, verdict);
                 }
                 Event::Connected { peer, addr } => self.handle_connected(peer, addr).await,
+                Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
+                    // Dropping the channel fails the request; the peer may retry later.
+                    self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
                 Event::Request { proto: net::Proto::Dm, peer, bytes, channel } => {
                     let node = self.clone();
                     tokio::spawn(async move { node.handle_dm_request(peer, bytes, channel).await });

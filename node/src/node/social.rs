@@ -135,6 +135,46 @@ impl Node {
         Ok(Response::Ok)
     }
 
+    pub(super) async fn moderate(
+        &self,
+        id: &str,
+        block: Option<bool>,
+        mute: Option<bool>,
+    ) -> Reply {
+        let who = parse_author(id)?;
+        if who == self.inner.me {
+            return Err("you cannot block or mute yourself".into());
+        }
+        let store = &self.inner.store;
+        let mut m = store.moderation(&who).map_err(store_err)?;
+        if let Some(b) = block {
+            m.blocked = b;
+        }
+        if let Some(x) = mute {
+            m.muted = x;
+        }
+        store.set_moderation(&who, m).map_err(store_err)?;
+        store.flush().await.map_err(store_err)?;
+        if let (Some(b), Ok(peer)) = (block, who.to_peer_id()) {
+            self.inner.net.set_blocked(peer, b).await;
+        }
+        Ok(Response::Ok)
+    }
+
+    pub(super) fn blocked(&self) -> Reply {
+        let list = self.inner.store.moderated().map_err(store_err)?;
+        Ok(Response::Moderation {
+            entries: list
+                .into_iter()
+                .map(|(who, m)| crate::api::ModerationEntry {
+                    id: who.to_string(),
+                    blocked: m.blocked,
+                    muted: m.muted,
+                })
+                .collect(),
+        })
+    }
+
     pub(super) fn notifications(&self) -> Reply {
         let store = &self.inner.store;
         let list = store.notifications(NOTIFICATION_LIMIT, true).map_err(store_err)?;
@@ -174,7 +214,7 @@ impl Node {
     pub(super) fn notify_for(&self, rec: &VerifiedRecord) {
         let me = self.inner.me;
         let r = rec.record();
-        if r.author == me {
+        if r.author == me || self.inner.store.is_hidden(&r.author) {
             return;
         }
         let store = &self.inner.store;

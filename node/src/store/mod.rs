@@ -10,10 +10,12 @@
 
 mod dm;
 mod keys;
+mod moderation;
 mod social;
 mod sync;
 
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
+pub use moderation::Moderation;
 pub use social::Notification;
 
 use std::path::Path;
@@ -117,6 +119,7 @@ pub struct Store {
     tombstones: Tree,
     expiry: Tree,
     notifications: Tree,
+    moderation: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
 }
@@ -172,6 +175,7 @@ impl Store {
             tombstones: tree("tombstones")?,
             expiry: tree("expiry")?,
             notifications: tree("notifications")?,
+            moderation: tree("moderation")?,
             writer: Arc::new(Mutex::new(())),
             db,
         })
@@ -353,17 +357,27 @@ impl Store {
         Ok(out)
     }
 
-    /// Posts carrying `tag`, newest first, at most `limit`.
+    /// Posts carrying `tag` that `keep` accepts, newest first, at most `limit`.
     ///
     /// # Errors
     /// Disk errors or damage.
-    pub fn posts_by_tag(&self, tag: &Tag, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
+    pub fn posts_by_tag(
+        &self,
+        tag: &Tag,
+        limit: usize,
+        mut keep: impl FnMut(&StoredRecord) -> bool,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.by_tag.scan_prefix(tag_prefix(tag)).rev().take(limit) {
+        for item in self.by_tag.scan_prefix(tag_prefix(tag)).rev() {
+            if out.len() >= limit {
+                break;
+            }
             let (key, _) = item?;
             let id = id_suffix(&key).ok_or_else(|| corrupt("tag key"))?;
             if let Some(rec) = self.get(&id)? {
-                out.push(rec);
+                if keep(&rec) {
+                    out.push(rec);
+                }
             }
         }
         Ok(out)

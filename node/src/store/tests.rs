@@ -96,10 +96,13 @@ fn per_author_and_per_tag_order() {
     assert_eq!(texts(store.posts_by_author(&a.id(), 10).unwrap()), ["a3 #Rust", "a2", "a1 #rust"]);
     assert_eq!(texts(store.posts_by_author(&a.id(), 2).unwrap()), ["a3 #Rust", "a2"]);
     // ts: a1=1000, a3=1002, b1=1000 -> newest first; ties broken by id.
-    let rust = texts(store.posts_by_tag(&Tag::parse("rust").unwrap(), 10).unwrap());
+    let rust = texts(store.posts_by_tag(&Tag::parse("rust").unwrap(), 10, |_| true).unwrap());
     assert_eq!(rust.len(), 3);
     assert_eq!(rust[0], "a3 #Rust");
-    assert_eq!(texts(store.posts_by_tag(&Tag::parse("go").unwrap(), 10).unwrap()), ["b2 #go"]);
+    assert_eq!(
+        texts(store.posts_by_tag(&Tag::parse("go").unwrap(), 10, |_| true).unwrap()),
+        ["b2 #go"]
+    );
     let log: Vec<u64> =
         store.author_log(&a.id(), 1, 10).unwrap().iter().map(|r| r.record.seq).collect();
     assert_eq!(log, [2, 3]);
