@@ -121,13 +121,47 @@ impl TestNode {
     /// Starts on `port` (0: OS-chosen). A restarted node keeps its port, as a real node
     /// with a configured port does, so that peers that remember it can reconnect.
     async fn start_in(name: &str, dir: TempDir, home: Home, keypair: Keypair, port: u16) -> Self {
+        Self::start_full(name, dir, home, keypair, port, Vec::new()).await
+    }
+
+    /// Starts a node with a fresh identity that knows only `bootstrap` peers.
+    pub async fn start_with_bootstrap(name: &str, bootstrap: Vec<libp2p::Multiaddr>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join(name));
+        home.ensure_dir().unwrap();
+        let keypair = home.create_identity().unwrap();
+        Self::start_full(name, dir, home, keypair, 0, bootstrap).await
+    }
+
+    async fn start_full(
+        name: &str,
+        dir: TempDir,
+        home: Home,
+        keypair: Keypair,
+        port: u16,
+        bootstrap: Vec<libp2p::Multiaddr>,
+    ) -> Self {
         let config = Config {
             listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
-            bootstrap: vec![],
+            bootstrap,
             mdns: false,
             name: None,
         };
-        let (node, tasks) = Node::start(&home, keypair, &config).await.unwrap();
+        // After a stop, background tasks of the old node may hold the store for a moment
+        // (a request in flight ends as soon as it sees the network is gone).
+        let mut tries = 0;
+        let (node, tasks) = loop {
+            match Node::start(&home, keypair.clone(), &config).await {
+                Ok(started) => break started,
+                Err(kith_node::NodeError::Store(kith_node::store::StoreError::Locked {
+                    ..
+                })) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{name}: cannot start: {e}"),
+            }
+        };
         Self { name: name.to_owned(), node, tasks: Some(tasks), home, _dir: dir }
     }
 

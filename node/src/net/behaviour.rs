@@ -9,7 +9,7 @@ use std::{
 use libp2p::{
     connection_limits, gossipsub, identify,
     identity::Keypair,
-    mdns, ping, request_response,
+    kad, mdns, ping, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
@@ -42,6 +42,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent request streams per connection.
 const MAX_STREAMS: usize = 64;
 
+/// The Kademlia DHT protocol (kith's own DHT, not the IPFS one).
+pub const KAD_PROTOCOL: &str = "/kith/kad/1.0.0";
+
 /// Protocol version announced by identify.
 const IDENTIFY_PROTOCOL: &str = "/kith/1.0.0";
 
@@ -61,6 +64,7 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) dm: request_response::Behaviour<FrameCodec>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
 }
 
 fn request_response(
@@ -161,7 +165,15 @@ impl Behaviour {
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
             .with_max_pending_incoming(Some(MAX_PENDING))
             .with_max_pending_outgoing(Some(MAX_PENDING));
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+        );
+        // Every kith node answers DHT queries (see docs/networking.md).
+        kad.set_mode(Some(kad::Mode::Server));
         Ok(Self {
+            kad,
             blocked: libp2p::allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             gossipsub: gossipsub()?,

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 use futures::StreamExt;
 use libp2p::{
     core::ConnectedPoint,
-    gossipsub, identify, mdns,
+    gossipsub, identify, kad, mdns,
     multiaddr::Protocol,
     noise, request_response,
     swarm::{dial_opts::DialOpts, ConnectionId, DialError, SwarmEvent},
@@ -33,6 +33,8 @@ pub struct EventLoop {
     pending_dials: HashMap<ConnectionId, DialReply>,
     remote_addrs: HashMap<PeerId, Multiaddr>,
     pending_requests: HashMap<(Proto, request_response::OutboundRequestId), RequestReply>,
+    pending_finds: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Vec<Multiaddr>>)>,
+    pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
 }
 
 fn build_swarm(
@@ -80,6 +82,8 @@ impl EventLoop {
             listen_addrs,
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
+            pending_finds: HashMap::new(),
+            pending_providers: HashMap::new(),
             remote_addrs: HashMap::new(),
         })
     }
@@ -120,6 +124,26 @@ impl EventLoop {
             Command::Respond { channel: Responder(proto, channel), bytes } => {
                 if self.rr(proto).send_response(channel, bytes).is_err() {
                     tracing::debug!(?proto, "reply not sent: the peer went away");
+                }
+            }
+            Command::FindPeer { peer, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                self.pending_finds.insert(id, (peer, reply));
+            }
+            Command::Provide { key } => {
+                if let Err(error) = self.swarm.behaviour_mut().kad.start_providing(key.into()) {
+                    tracing::debug!(%error, "cannot provide in the DHT");
+                }
+            }
+            Command::FindProviders { key, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(key.into());
+                self.pending_providers.insert(id, (Vec::new(), reply));
+            }
+            Command::DialPeer { peer } => {
+                if !self.swarm.is_connected(&peer) {
+                    if let Err(error) = self.swarm.dial(DialOpts::peer_id(peer).build()) {
+                        tracing::debug!(%peer, %error, "dial by id failed");
+                    }
                 }
             }
             Command::Block { peer, blocked } => {
@@ -260,6 +284,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.handle_mdns(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.handle_identify(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.handle_kad(e),
             SwarmEvent::Behaviour(BehaviourEvent::Dm(e)) => {
                 self.handle_request_response(Proto::Dm, e)
             }
@@ -364,8 +389,50 @@ impl EventLoop {
         }
     }
 
+    fn handle_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else { return };
+        match result {
+            kad::QueryResult::GetClosestPeers(result) => {
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                let Some((target, _)) = self.pending_finds.get(&id) else { return };
+                let found: Vec<Multiaddr> = peers
+                    .into_iter()
+                    .filter(|p| p.peer_id == *target)
+                    .flat_map(|p| p.addrs)
+                    .collect();
+                if !found.is_empty() || step.last {
+                    if let Some((_, reply)) = self.pending_finds.remove(&id) {
+                        let _ = reply.send(found);
+                    }
+                }
+            }
+            kad::QueryResult::GetProviders(result) => {
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    if let Some((found, _)) = self.pending_providers.get_mut(&id) {
+                        found.extend(providers);
+                    }
+                }
+                if step.last {
+                    if let Some((found, reply)) = self.pending_providers.remove(&id) {
+                        let _ = reply.send(found);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn handle_identify(&mut self, event: identify::Event) {
         if let identify::Event::Received { peer_id, info, .. } = event {
+            let kad_protocol = libp2p::StreamProtocol::new(super::behaviour::KAD_PROTOCOL);
+            if info.protocols.contains(&kad_protocol) {
+                for addr in info.listen_addrs.iter().take(8) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+            }
             let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
             self.emit(Event::Identified { peer: peer_id, addrs });
         }

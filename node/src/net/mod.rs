@@ -16,7 +16,8 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use behaviour::{
-    DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
+    DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES,
+    SYNC_PROTOCOL,
 };
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
@@ -25,6 +26,8 @@ pub use frame::FrameCodec;
 const EVENT_QUEUE: usize = 4096;
 /// Capacity of the channel of commands to the event loop.
 const COMMAND_QUEUE: usize = 1024;
+/// How long a DHT lookup may take.
+pub const DHT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `dial` waits for the connection.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -159,6 +162,20 @@ pub struct Config {
 }
 
 pub(crate) enum Command {
+    FindPeer {
+        peer: PeerId,
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Provide {
+        key: Vec<u8>,
+    },
+    FindProviders {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    DialPeer {
+        peer: PeerId,
+    },
     Block {
         peer: PeerId,
         blocked: bool,
@@ -315,6 +332,34 @@ impl Client {
     /// Answers an inbound request.
     pub async fn respond(&self, channel: Responder, bytes: Vec<u8>) {
         let _ = self.commands.send(Command::Respond { channel, bytes }).await;
+    }
+
+    /// Looks `peer` up in the DHT; its addresses, or none when not found in time.
+    pub async fn find_peer(&self, peer: PeerId) -> Vec<Multiaddr> {
+        let ask = self.ask(|reply| Command::FindPeer { peer, reply });
+        match tokio::time::timeout(DHT_TIMEOUT, ask).await {
+            Ok(Ok(addrs)) => addrs,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Announces in the DHT that this node provides `key` (a hashtag's key).
+    pub async fn provide(&self, key: Vec<u8>) {
+        let _ = self.commands.send(Command::Provide { key }).await;
+    }
+
+    /// Peers that announced `key` in the DHT, found within [`DHT_TIMEOUT`].
+    pub async fn find_providers(&self, key: Vec<u8>) -> Vec<PeerId> {
+        let ask = self.ask(|reply| Command::FindProviders { key, reply });
+        match tokio::time::timeout(DHT_TIMEOUT, ask).await {
+            Ok(Ok(peers)) => peers,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Dials a peer by id, with the addresses the DHT knows.
+    pub async fn dial_peer(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::DialPeer { peer }).await;
     }
 
     /// Refuses (and closes) connections with `peer`, or allows them again.

@@ -154,12 +154,16 @@ impl Node {
         let me = self.inner.me;
         let Ok(peer) = AuthorId::from_bytes(entry.peer) else { return DmStatus::Queued };
         let Ok(peer_id) = peer.to_peer_id() else { return DmStatus::Queued };
-        let addrs: Vec<Multiaddr> = store
+        let mut addrs: Vec<Multiaddr> = store
             .known_peers_of(&peer_id.to_string())
             .unwrap_or_default()
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
+        if !self.inner.net.is_connected(peer_id).await && entry.attempts > 0 {
+            // The remembered addresses did not work before: ask the DHT.
+            addrs.extend(self.inner.net.find_peer(peer_id).await);
+        }
         let _ = store.dm_outbox_attempted(&entry.id);
         let reply = match self.inner.net.send_dm(peer_id, addrs, entry.request.clone()).await {
             Ok(bytes) => bytes,

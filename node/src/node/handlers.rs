@@ -350,9 +350,11 @@ impl Node {
         let topic = Topic::Author(target).to_string();
         if follow {
             self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
-            // Backfill: the author's earlier records from whoever has them.
+            // Reach the author (through the DHT if need be), then backfill their earlier
+            // records from whoever has them.
             let node = self.clone();
             tokio::spawn(async move {
+                node.reach(target).await;
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_author(peer.peer, target).await;
                 }
@@ -399,6 +401,7 @@ impl Node {
             self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
             let node = self.clone();
             tokio::spawn(async move {
+                node.find_tag_peers(&tag).await;
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_tag(peer.peer, &tag).await;
                 }

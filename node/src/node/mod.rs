@@ -2,6 +2,7 @@
 //! answers control requests. The network and the store never call each other; this
 //! module decides.
 
+mod discovery;
 mod dm;
 mod handlers;
 mod limits;
@@ -115,6 +116,8 @@ struct Inner {
     retries: Mutex<dm::Retries>,
     sync: sync::SyncState,
     notes: broadcast::Sender<crate::api::NotificationEntry>,
+    /// Set when the node shuts down; background tasks that wait stop early.
+    closing: tokio::sync::watch::Sender<bool>,
     gossip_limit: limits::RateLimiter<libp2p::PeerId>,
     request_limit: limits::RateLimiter<libp2p::PeerId>,
 }
@@ -174,6 +177,7 @@ impl Node {
                 retries: Mutex::new(dm::Retries::default()),
                 sync: sync::SyncState::default(),
                 notes: broadcast::channel(LIVE_QUEUE).0,
+                closing: tokio::sync::watch::channel(false).0,
                 gossip_limit: limits::RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
                 request_limit: limits::RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
             }),
@@ -232,6 +236,7 @@ impl Node {
     /// # Errors
     /// The store's flush error.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.closing.send_replace(true);
         self.inner.net.shutdown().await;
         self.inner.store.flush().await
     }
@@ -252,6 +257,19 @@ impl Node {
         Ok(())
     }
 
+    /// Waits `d`, or less if the node shuts down meanwhile; `false` means it is shutting
+    /// down and the caller should stop.
+    pub(crate) async fn pause(&self, d: Duration) -> bool {
+        let mut closing = self.inner.closing.subscribe();
+        if *closing.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !*closing.borrow(),
+            _ = closing.changed() => false,
+        }
+    }
+
     /// Tells the network layer whom to refuse.
     async fn apply_blocks(&self) {
         for (who, m) in self.inner.store.moderated().unwrap_or_default() {
@@ -261,9 +279,26 @@ impl Node {
         }
     }
 
-    /// Dials bootstrap peers and remembered peers in the background.
+    /// Keeps bootstrap peers connected, redials remembered peers, and announces and looks
+    /// up subscribed hashtags in the DHT, in the background.
     fn redial(&self, bootstrap: &[Multiaddr]) {
-        let mut addrs: Vec<Multiaddr> = bootstrap.to_vec();
+        for addr in bootstrap {
+            tokio::spawn(self.clone().keep_bootstrap(addr.clone()));
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            // Give the first connections a moment; lookups need someone to ask.
+            if !node.pause(Duration::from_secs(1)).await {
+                return;
+            }
+            for tag in node.inner.store.subscriptions().unwrap_or_default() {
+                node.find_tag_peers(&tag).await;
+            }
+            for author in node.inner.store.following(&node.inner.me).unwrap_or_default() {
+                node.reach(author).await;
+            }
+        });
+        let mut addrs: Vec<Multiaddr> = Vec::new();
         match self.inner.store.known_peers(REDIAL_PEERS) {
             Ok(peers) => {
                 for (_, known) in peers {
