@@ -1,0 +1,76 @@
+//! Ingest benchmark: N pre-signed records from many authors pushed through the node's
+//! full ingest path (size check, decode, field checks, strict signature verification,
+//! store and index), as fast as it takes them; beside it, the ed25519 verification rate
+//! measured in the same run (the ceiling). Run with `scripts/bench-ingest`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use kith_node::{ingest, store::Store};
+use kith_protocol::{Keypair, Post, Record, RecordKind, VerifiedRecord};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let n: usize = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let json = std::env::args().any(|a| a == "--json");
+    let authors: Vec<Keypair> = (0..100u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
+    let now = 1_800_000_000_000u64;
+
+    // Pre-sign: each author's log in order.
+    let mut prev = vec![None; authors.len()];
+    let mut seqs = vec![0u64; authors.len()];
+    let mut records: Vec<Vec<u8>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let a = i % authors.len();
+        seqs[a] += 1;
+        let text = if i % 4 == 0 { format!("post {i} #rust #p2p") } else { format!("post {i}") };
+        let rec = Record {
+            author: authors[a].id(),
+            seq: seqs[a],
+            prev: prev[a],
+            timestamp: now - (n - i) as u64,
+            kind: RecordKind::Post(Post { text, reply_to: None, mentions: vec![], expires_at: None }),
+        }
+        .sign(&authors[a])
+        .unwrap();
+        prev[a] = Some(rec.id());
+        records.push(rec.bytes().to_vec());
+    }
+
+    // The ceiling: decode + strict verify only, one core.
+    let t = Instant::now();
+    for r in &records {
+        VerifiedRecord::from_bytes(r).unwrap();
+    }
+    let verify_per_s = n as f64 / t.elapsed().as_secs_f64();
+
+    // The full path, into a fresh store, then one flush (what "acknowledged" costs).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = Instant::now();
+    let mut stored = 0;
+    for r in &records {
+        if let ingest::Outcome::New(_) = ingest::ingest(&store, r, None, now).unwrap() {
+            stored += 1;
+        }
+    }
+    store.flush_blocking().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(stored, n, "every record must be stored once");
+    let records_per_s = n as f64 / secs;
+    let ratio = records_per_s / verify_per_s;
+    if json {
+        println!(
+            "{{\"records\":{n},\"records_per_s\":{records_per_s:.0},\"verify_per_s\":{verify_per_s:.0},\"ratio\":{ratio:.3}}}"
+        );
+    } else {
+        println!("records            {n} (100 authors, a quarter with two hashtags)");
+        println!("verify ceiling     {verify_per_s:.0} records/s (decode + strict verify, one core)");
+        println!("full ingest        {records_per_s:.0} records/s ({secs:.2} s, one flush at the end)");
+        println!("ratio              {ratio:.2} of the single-core verify ceiling");
+    }
+}
