@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kith demo: three nodes (alice, bob, carol) on loopback, each in its own home in a
 # temporary folder. They connect, follow, subscribe and post, and the script checks that
-# the posts arrive by gossip. Everything is cleaned up on exit, pass or fail.
+# the posts arrive by gossip; then alice sends bob (a mutual connection) an end-to-end
+# encrypted direct message. Everything is cleaned up on exit, pass or fail.
 #
 #   bash scripts/demo.sh
 #
@@ -195,7 +196,41 @@ wait_until "$TIMEOUT" "bob's post in alice's feed (alice follows bob)" \
     feed_has alice "$BOB_POST"
 echo "delivered"
 
-# direct messages: added with issue 3
+# --- direct messages ----------------------------------------------------------------
+
+# mutual PERSON ID: PERSON's `kith --json following` lists ID with "mutual": true.
+mutual() {
+    "$1" --json following | python3 -c '
+import json, sys
+want = sys.argv[1]
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+sys.exit(0 if any(e["id"] == want and e["mutual"] for e in entries) else 1)' "$2"
+}
+
+# inbox_has PERSON PEER TEXT: PERSON's inbox has a conversation with PEER whose latest
+# message is TEXT (reading the inbox does not mark anything read).
+inbox_has() {
+    "$1" --json msg inbox | python3 -c '
+import json, sys
+peer, text = sys.argv[1], sys.argv[2]
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+sys.exit(0 if any(e["peer"] == peer and e["last_text"] == text for e in entries) else 1)' \
+        "$2" "$3"
+}
+
+DM_TEXT="hi bob, this is end-to-end encrypted"
+
+say "direct message: alice -> bob (they follow each other)"
+# Messages go only between mutual connections: alice's node must have seen bob's follow.
+wait_until "$TIMEOUT" "alice to see bob as a mutual connection" mutual alice "$BOB_ID"
+alice msg send "$BOB_ID" "$DM_TEXT"
+# "queued" is fine too: the outbox retries until bob's node has it.
+wait_until "$TIMEOUT" "alice's message in bob's inbox" inbox_has bob "$ALICE_ID" "$DM_TEXT"
+
+say "bob's direct messages"
+bob msg inbox
+echo
+bob msg thread "$ALICE_ID"
 
 # --- show the feeds -----------------------------------------------------------------
 

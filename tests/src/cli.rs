@@ -122,6 +122,28 @@ impl Daemon {
             .collect()
     }
 
+    /// Runs `kith --home H --json ARGS...`, requires exit status 1 (a refused request),
+    /// returns stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: kith {args:?} should fail with exit 1; stdout {} stderr {stderr}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+
+    /// Whether this node lists `other` in `kith following` as a mutual connection.
+    pub fn is_mutual_with(&self, other: &str) -> bool {
+        self.lines(&["following"]).iter().any(|f| f["id"] == other && f["mutual"] == true)
+    }
+
     /// Own id.
     pub fn id(&self) -> String {
         self.json(&["id"])["id"].as_str().unwrap().to_owned()
@@ -174,6 +196,21 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Makes `a` and `b` mutual connections, as people would: `b` dials `a`, each follows
+/// the other; then waits until both nodes see the follow going both ways.
+pub fn befriend(a: &Daemon, b: &Daemon, deadline: Duration) {
+    let (a_id, b_id) = (a.id(), b.id());
+    assert_eq!(b.json(&["dial", &a.addr()])["ok"], true);
+    assert_eq!(a.json(&["follow", &b_id])["ok"], true);
+    assert_eq!(b.json(&["follow", &a_id])["ok"], true);
+    eventually(deadline, &format!("{} to see {} as mutual", a.name, b.name), || {
+        a.is_mutual_with(&b_id).then_some(())
+    });
+    eventually(deadline, &format!("{} to see {} as mutual", b.name, a.name), || {
+        b.is_mutual_with(&a_id).then_some(())
+    });
 }
 
 /// Polls `check` until it returns `Some` or the deadline passes (then panics with `what`).
