@@ -106,11 +106,21 @@ impl Node {
             reason: None,
             read: true,
         };
+        // Claimed before it reaches the outbox, so the retry loop does not start a second
+        // attempt and make this one answer "queued" while it is being delivered.
+        self.inner.retries.lock().await.in_flight.insert(entry.id);
         let store = &self.inner.store;
-        store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)).map_err(store_err)?;
-        store.flush().await.map_err(store_err)?;
+        let stored = store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry));
+        let flushed = match stored {
+            Ok(_) => store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            self.inner.retries.lock().await.in_flight.remove(&entry.id);
+            return Err(store_err(e));
+        }
         let node = self.clone();
-        let attempt = tokio::spawn(async move { node.deliver(entry).await });
+        let attempt = tokio::spawn(async move { node.deliver_claimed(entry).await });
         let status = match tokio::time::timeout(SEND_WAIT, attempt).await {
             Ok(Ok(status)) => status,
             _ => DmStatus::Queued,
@@ -137,6 +147,11 @@ impl Node {
                 return DmStatus::Queued;
             }
         }
+        self.deliver_claimed(entry).await
+    }
+
+    /// [`Node::deliver`] for an entry already marked in flight by the caller.
+    async fn deliver_claimed(&self, entry: OutboxEntry) -> DmStatus {
         let status = self.deliver_once(&entry).await;
         let mut retries = self.inner.retries.lock().await;
         retries.in_flight.remove(&entry.id);
@@ -238,6 +253,9 @@ impl Node {
             Ok(p) => p,
             Err(e) => return refuse(None, &format!("cannot open the message: {e}")),
         };
+        if plain.timestamp > now_ms().saturating_add(kith_protocol::limits::MAX_FUTURE_SKEW_MS) {
+            return refuse(Some(plain.id), "the message is dated in the future (check your clock)");
+        }
         let store = &self.inner.store;
         if let Some(proof) = &request.follow_proof {
             // A follow record of the sender's: verified and stored like any record.
@@ -253,7 +271,7 @@ impl Node {
             Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
         }
         if store.moderation(&sender).is_ok_and(|m| m.blocked) {
-            return refuse(Some(plain.id), "refused by the recipient");
+            return refuse(Some(plain.id), "the recipient does not accept messages from you");
         }
         match self.is_mutual(&sender) {
             Ok(true) => {}

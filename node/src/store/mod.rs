@@ -122,6 +122,8 @@ pub struct Store {
     moderation: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
+    /// Serialises flushes.
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -177,6 +179,7 @@ impl Store {
             notifications: tree("notifications")?,
             moderation: tree("moderation")?,
             writer: Arc::new(Mutex::new(())),
+            flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             db,
         })
     }
@@ -186,7 +189,15 @@ impl Store {
     /// # Errors
     /// The disk's error.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        // sled 0.34's flush_async deadlocks when several tasks call it at once (upstream
+        // issues #1308, #1241): flushes go one at a time, as a blocking flush off the
+        // async threads. A writer that waits here finds its data flushed by the flush in
+        // progress or by its own.
+        let _one_at_a_time = self.flush_lock.lock().await;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| corrupt(&format!("flush task failed: {e}")))??;
         Ok(())
     }
 

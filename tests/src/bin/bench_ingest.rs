@@ -33,7 +33,12 @@ fn main() {
             seq: seqs[a],
             prev: prev[a],
             timestamp: now - (n - i) as u64,
-            kind: RecordKind::Post(Post { text, reply_to: None, mentions: vec![], expires_at: None }),
+            kind: RecordKind::Post(Post {
+                text,
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+            }),
         }
         .sign(&authors[a])
         .unwrap();
@@ -69,8 +74,12 @@ fn main() {
         );
     } else {
         println!("records            {n} (100 authors, a quarter with two hashtags)");
-        println!("verify ceiling     {verify_per_s:.0} records/s (decode + strict verify, one core)");
-        println!("full ingest        {records_per_s:.0} records/s ({secs:.2} s, one flush at the end)");
+        println!(
+            "verify ceiling     {verify_per_s:.0} records/s (decode + strict verify, one core)"
+        );
+        println!(
+            "full ingest        {records_per_s:.0} records/s ({secs:.2} s, one flush at the end)"
+        );
         println!("ratio              {ratio:.2} of the single-core verify ceiling");
     }
 }
