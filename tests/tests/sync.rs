@@ -1,0 +1,540 @@
+//! History sync (`/kith/sync/1`) between in-process nodes on 127.0.0.1: catching up
+//! after being offline, healing a partition, a hostile sync peer, filling a hash-chain
+//! gap, and `kith sync`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use kith_node::{
+    ingest::Outcome,
+    net::{FrameCodec, SYNC_PROTOCOL},
+};
+use kith_protocol::{
+    codec,
+    limits::MAX_RECORD_BYTES,
+    record::{SignedRecord, RECORD_DOMAIN},
+    sync::{Query, SyncRequest, SyncResponse, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES},
+    AuthorId, Keypair, Post, Record, RecordId, RecordKind, Tag, Topic,
+};
+use kith_tests::{eventually, now_ms, signed_log, TestNode, DEADLINE};
+use libp2p::{
+    noise, request_response, swarm::SwarmEvent, tcp, yamux, Multiaddr, StreamProtocol, SwarmBuilder,
+};
+
+/// How long far nodes of a healed partition may take: without a connection of their own
+/// to the other side, they learn of its history at their next periodic sync round (the
+/// node's `SYNC_INTERVAL` is 30 s, counted from its start).
+const PERIODIC_DEADLINE: Duration = Duration::from_secs(45);
+
+/// Waits until `node` stores every record in `ids`.
+async fn wait_all(node: &TestNode, ids: &[String], deadline: Duration) {
+    let ids: Vec<RecordId> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    let what = format!("{} to store {} records", node.name, ids.len());
+    eventually(deadline, &what, || async {
+        let store = node.node.store();
+        ids.iter().all(|id| store.has(id).unwrap()).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `node` has remembered `other`'s address (so that it redials on restart).
+async fn wait_remembered(node: &TestNode, other: &TestNode) {
+    let peer = other.id().to_peer_id().unwrap().to_string();
+    let what = format!("{} to remember {}", node.name, other.name);
+    eventually(DEADLINE, &what, || async {
+        (!node.node.store().known_peers_of(&peer).unwrap().is_empty()).then_some(())
+    })
+    .await;
+}
+
+async fn post_all(node: &TestNode, texts: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for text in texts {
+        ids.push(node.post(text).await);
+    }
+    ids
+}
+
+fn assert_unique(items: &[kith_node::api::FeedItem], who: &str) {
+    let unique: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(unique.len(), items.len(), "{who}: a post appears twice");
+}
+
+fn assert_newest_first(items: &[kith_node::api::FeedItem], who: &str) {
+    assert!(
+        items.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
+        "{who}: feed not newest first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_follower_and_tag_subscriber_catch_up() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    let c = TestNode::start("c").await;
+    b.dial(&a).await;
+    c.dial(&a).await;
+    b.follow(&a).await;
+    c.subscribe("rust").await;
+    wait_remembered(&b, &a).await;
+    wait_remembered(&c, &a).await;
+    let (b, c) = (b.pause().await, c.pause().await);
+
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        let text = if i % 5 == 0 { format!("post {i} #rust") } else { format!("post {i}") };
+        ids.push(a.post(&text).await);
+    }
+    let tagged: HashSet<String> = ids.iter().step_by(5).cloned().collect();
+    assert_eq!(tagged.len(), 100);
+
+    // Back online, they redial A from their stores; nobody re-posts anything.
+    let (b, c) = (b.resume().await, c.resume().await);
+    let by_author = eventually(DEADLINE, "B to catch up with A", || async {
+        let items = b.feed_all(None, Some(&a.id())).await;
+        (items.len() >= ids.len()).then_some(items)
+    })
+    .await;
+    // A's log, newest (highest seq) first, each post once.
+    let seqs: Vec<u64> = by_author.iter().map(|i| i.seq).collect();
+    assert_eq!(seqs, (1..=500).rev().collect::<Vec<u64>>());
+    let got: Vec<&str> = by_author.iter().map(|i| i.id.as_str()).collect();
+    let want: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(got, want);
+    let timeline = b.feed_all(None, None).await;
+    assert_eq!(timeline.len(), 500);
+    assert_unique(&timeline, "B");
+    assert_newest_first(&timeline, "B");
+    assert!(timeline.iter().all(|i| ids.contains(&i.id)));
+    // Every one of them came by sync (nothing was gossiped after B came back), once.
+    eventually(DEADLINE, "B's fetched counter", || async {
+        (b.status().await.sync.records_fetched >= 500).then_some(())
+    })
+    .await;
+    let status = b.status().await;
+    assert_eq!(status.sync.records_fetched, 500);
+    assert_eq!(status.sync.records_rejected, 0);
+    assert_eq!(b.node.store().contiguous_seq(&a.id()).unwrap(), 500);
+
+    // C gets exactly the tagged posts and nothing else of A's.
+    let by_tag = eventually(DEADLINE, "C to catch up with #rust", || async {
+        let items = c.feed_all(Some("rust"), None).await;
+        (items.len() >= tagged.len()).then_some(items)
+    })
+    .await;
+    assert_eq!(by_tag.len(), 100);
+    assert_unique(&by_tag, "C");
+    assert_newest_first(&by_tag, "C");
+    assert_eq!(by_tag.iter().map(|i| i.id.clone()).collect::<HashSet<_>>(), tagged);
+    assert!(by_tag.iter().all(|i| i.tags == ["rust"]));
+    assert_eq!(c.node.store().counts().posts, 100);
+    assert_eq!(c.feed_all(None, None).await.len(), 100);
+
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_when_one_link_comes_up() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    let c = TestNode::start("c").await;
+    let d = TestNode::start("d").await;
+    b.dial(&a).await;
+    d.dial(&c).await;
+    // Everybody follows everybody, except D: it follows A and C and subscribes to #p2p,
+    // so B's #p2p post is in D's feeds and B's other posts are not.
+    for (x, ys) in [(&a, [&b, &c, &d]), (&b, [&a, &c, &d]), (&c, [&a, &b, &d])] {
+        for y in ys {
+            x.follow(y).await;
+        }
+    }
+    d.follow(&a).await;
+    d.follow(&c).await;
+    d.subscribe("p2p").await;
+
+    let pa = post_all(&a, &["a1", "a2 #p2p"]).await;
+    let pb = post_all(&b, &["b1", "b2 #p2p", "b3"]).await;
+    let pc = post_all(&c, &["c1 #p2p", "c2"]).await;
+    let pd = post_all(&d, &["d1", "d2 #p2p"]).await;
+    // Each side has its own side's posts before the link comes up.
+    wait_all(&a, &pb, DEADLINE).await;
+    wait_all(&b, &pa, DEADLINE).await;
+    wait_all(&c, &pd, DEADLINE).await;
+    wait_all(&d, &pc, DEADLINE).await;
+    for (n, others) in [(&a, [&pc, &pd]), (&b, [&pc, &pd]), (&c, [&pa, &pb]), (&d, [&pa, &pb])] {
+        for id in others.iter().flat_map(|p| p.iter()) {
+            assert!(!n.node.store().has(&id.parse().unwrap()).unwrap(), "{} too early", n.name);
+        }
+    }
+
+    b.dial(&c).await;
+    let all = |lists: &[&Vec<String>]| lists.iter().flat_map(|l| l.iter().cloned()).collect();
+    // The two ends of the new link sync when it comes up.
+    let everything: Vec<String> = all(&[&pa, &pb, &pc, &pd]);
+    wait_all(&b, &everything, DEADLINE).await;
+    wait_all(&c, &everything, DEADLINE).await;
+    // The far nodes get it when they find the other side in the DHT and connect, or at
+    // the latest at their next periodic round, from the node of their side that has it.
+    wait_all(&a, &everything, PERIODIC_DEADLINE).await;
+    let for_d: Vec<String> = all(&[&pa, &pc, &pd, &vec![pb[1].clone()]]);
+    wait_all(&d, &for_d, PERIODIC_DEADLINE).await;
+    // B's untagged posts are not D's business: they are in no feed of D's. (D may hold
+    // them: when B subscribes to D's topic, D fetches B's log to learn of the follow.)
+    let d_timeline: HashSet<String> =
+        d.feed_all(None, None).await.into_iter().map(|i| i.id).collect();
+    assert!(!d_timeline.contains(&pb[0]) && !d_timeline.contains(&pb[2]), "D shows B's post");
+    let d_tag: HashSet<String> =
+        d.feed_all(Some("p2p"), None).await.into_iter().map(|i| i.id).collect();
+    let want: HashSet<String> = [&pa[1], &pb[1], &pc[0], &pd[1]].into_iter().cloned().collect();
+    assert_eq!(d_tag, want);
+    for n in [&a, &b, &c, &d] {
+        let timeline = n.feed_all(None, None).await;
+        assert_unique(&timeline, &n.name);
+        let want = if n.name == "d" { for_d.len() } else { everything.len() };
+        assert_eq!(timeline.len(), want, "{}'s timeline", n.name);
+    }
+    for n in [a, b, c, d] {
+        n.stop().await;
+    }
+}
+
+/// What the hostile peer answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Mixed,
+    Oversized,
+    Honest,
+    Tag,
+    Empty,
+}
+
+/// What the hostile peer has answered so far, in order.
+type ServedLog = Arc<Mutex<Vec<Served>>>;
+
+fn count(log: &ServedLog, kind: Served) -> u64 {
+    log.lock().unwrap().iter().filter(|s| **s == kind).count() as u64
+}
+
+/// A libp2p peer that speaks only `/kith/sync/1` and answers queries with what `answer`
+/// returns (raw frame bytes, not necessarily a valid response). Returns its address and
+/// the log of its answers.
+async fn hostile_peer(
+    mut answer: impl FnMut(Query) -> (Served, Vec<u8>) + Send + 'static,
+) -> (Multiaddr, ServedLog, tokio::task::JoinHandle<()>) {
+    // It may write frames far over the honest limit; the honest reader must refuse them.
+    let codec = FrameCodec::new(MAX_SYNC_REQUEST_BYTES, 4 * MAX_SYNC_RESPONSE_BYTES);
+    let behaviour = request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],
+        request_response::Config::default(),
+    );
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("hostile peer listening");
+    let addr = addr.with_p2p(*swarm.local_peer_id()).unwrap();
+    let log = ServedLog::default();
+    let served = log.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            }) = swarm.select_next_some().await
+            else {
+                continue;
+            };
+            let (served, bytes) = match SyncRequest::from_bytes(&request) {
+                Ok(r) => answer(r.query),
+                Err(_) => (Served::Empty, empty_response()),
+            };
+            log.lock().unwrap().push(served);
+            let _ = swarm.behaviour_mut().send_response(channel, bytes);
+        }
+    });
+    (addr, served, task)
+}
+
+fn empty_response() -> Vec<u8> {
+    SyncResponse { records: vec![], more: false, next: None }.to_bytes().unwrap()
+}
+
+fn post_record(author: AuthorId, seq: u64, prev: Option<RecordId>, ts: u64, text: &str) -> Record {
+    Record {
+        author,
+        seq,
+        prev,
+        timestamp: ts,
+        kind: RecordKind::Post(Post {
+            text: text.into(),
+            reply_to: None,
+            mentions: vec![],
+            expires_at: None,
+        }),
+    }
+}
+
+/// Bytes of `record` signed by `key`, whoever the record says its author is.
+fn signed_by(record: Record, key: &Keypair) -> Vec<u8> {
+    let body = codec::encode(&record).unwrap();
+    let signature = key.sign(RECORD_DOMAIN, &body);
+    codec::encode(&SignedRecord { record, signature }).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sync_peer_cannot_plant_records() {
+    let h = TestNode::start("honest").await;
+    let x = Keypair::from_secret_bytes(&[0x11; 32]);
+    let forger = Keypair::from_secret_bytes(&[0x22; 32]);
+    let other = Keypair::from_secret_bytes(&[0x33; 32]);
+    let stranger = Keypair::from_secret_bytes(&[0x44; 32]);
+    h.follow_id(&x.id()).await;
+    h.subscribe("rust").await;
+    let log = signed_log(&x, 8, |seq| format!("x says {seq} #rust"));
+    let now = now_ms();
+
+    // Forged: claims X at seq 2, signed by another key.
+    let forged_sig = signed_by(post_record(x.id(), 2, Some(log[0].id()), now, "forged"), &forger);
+    // X's record 3 with one byte of its text changed (and one of its signature).
+    let mut tampered_text = log[2].bytes().to_vec();
+    let at = tampered_text.windows(6).position(|w| w == b"x says").unwrap();
+    tampered_text[at] = b'y';
+    let mut tampered_sig = log[2].bytes().to_vec();
+    *tampered_sig.last_mut().unwrap() ^= 1;
+    // Validly signed, but by an author nobody asked about.
+    let wrong_author =
+        post_record(other.id(), 1, None, now, "spam #rust").sign(&other).unwrap().bytes().to_vec();
+    // Signed by X, but from a day in the future: outside any acceptable clock.
+    let future = post_record(x.id(), 4, Some(log[2].id()), now + 86_400_000, "from the future")
+        .sign(&x)
+        .unwrap()
+        .bytes()
+        .to_vec();
+    let junk = b"\x00\x01 not a record at all".to_vec();
+    let oversized_record = vec![0x5a; MAX_RECORD_BYTES + 1];
+    let forged = [
+        forged_sig.clone(),
+        tampered_text.clone(),
+        tampered_sig.clone(),
+        wrong_author.clone(),
+        future.clone(),
+        junk.clone(),
+        oversized_record.clone(),
+    ];
+    let forged_ids: Vec<RecordId> = forged.iter().map(|b| RecordId::of_bytes(b)).collect();
+    let honest = |i: usize| log[i].bytes().to_vec();
+    let mixed = vec![
+        honest(0),
+        forged_sig,
+        honest(1),
+        tampered_text,
+        tampered_sig,
+        honest(2),
+        wrong_author,
+        junk,
+        future,
+        honest(3),
+        oversized_record,
+        honest(4),
+    ];
+    let mixed = SyncResponse { records: mixed, more: true, next: None }.to_bytes().unwrap();
+    let honest_tail =
+        SyncResponse { records: (5..8).map(honest).collect(), more: false, next: None }
+            .to_bytes()
+            .unwrap();
+
+    // A tag answer: a fair #rust post of someone H does not follow, and one without #rust.
+    let strangers = signed_log(&stranger, 2, |seq| {
+        if seq == 1 {
+            "stranger #rust".into()
+        } else {
+            "off topic".into()
+        }
+    });
+    let off_topic = strangers[1].id();
+    let tag_answer = SyncResponse {
+        records: strangers.iter().map(|r| r.bytes().to_vec()).collect(),
+        more: false,
+        next: None,
+    }
+    .to_bytes()
+    .unwrap();
+
+    let author = x.id();
+    let mut oversized_sent = false;
+    let (addr, served, task) = hostile_peer(move |query| match query {
+        Query::Author { author: a, after: 0 } if a == author => (Served::Mixed, mixed.clone()),
+        Query::Author { author: a, after: 5 } if a == author && !oversized_sent => {
+            oversized_sent = true;
+            // A frame over the response limit: the asker must refuse it unread.
+            (Served::Oversized, vec![0xee; MAX_SYNC_RESPONSE_BYTES + 1])
+        }
+        Query::Author { author: a, after: 5 } if a == author => {
+            (Served::Honest, honest_tail.clone())
+        }
+        Query::Tag { .. } => (Served::Tag, tag_answer.clone()),
+        _ => (Served::Empty, empty_response()),
+    })
+    .await;
+
+    // On connect, H asks the peer for X's log (a mixed page, then an oversized frame),
+    // then for #rust. (A backfill after `follow` or `subscribe` may ask again: the checks
+    // below hold however many times it asks.)
+    h.dial_addr(&addr).await;
+    eventually(DEADLINE, "H to ask for X's log and for #rust", || async {
+        let n = |kind| count(&served, kind);
+        (n(Served::Mixed) >= 1 && n(Served::Oversized) == 1 && n(Served::Tag) >= 1).then_some(())
+    })
+    .await;
+    eventually(DEADLINE, "H to store X's honest records 1..5", || async {
+        (h.node.store().contiguous_seq(&x.id()).unwrap() >= 5).then_some(())
+    })
+    .await;
+    eventually(DEADLINE, "H to store the stranger's #rust post", || async {
+        h.node.store().has(&strangers[0].id()).unwrap().then_some(())
+    })
+    .await;
+    // Every forged record of every mixed page, and the off-topic record of every tag
+    // answer, is refused and counted.
+    let status = eventually(DEADLINE, "H to count the refused records", || async {
+        let s = h.status().await;
+        let refused =
+            forged.len() as u64 * count(&served, Served::Mixed) + count(&served, Served::Tag);
+        (s.sync.records_rejected == refused).then_some(s)
+    })
+    .await;
+    for (i, id) in forged_ids.iter().enumerate() {
+        assert!(!h.node.store().has(id).unwrap(), "forged record {i} was stored");
+    }
+    assert!(!h.node.store().has(&off_topic).unwrap(), "an off-topic record was stored");
+    assert!(!h.node.store().is_flagged(&x.id()).unwrap(), "X was wrongly flagged as forked");
+
+    // The oversized frame failed one request, not the connection: an explicit sync gets
+    // the rest from the same peer.
+    assert_eq!(status.peers, 1);
+    let (_, peers) = h.sync().await;
+    assert_eq!(peers, 1);
+    assert!(count(&served, Served::Honest) >= 1);
+    assert_eq!(h.node.store().contiguous_seq(&x.id()).unwrap(), 8);
+    let feed = h.feed_all(None, Some(&x.id())).await;
+    assert_eq!(feed.iter().map(|i| i.seq).collect::<Vec<_>>(), [8, 7, 6, 5, 4, 3, 2, 1]);
+    // X's eight records and the stranger's #rust post, each fetched once; with H's own
+    // follow of X that is all H holds: nothing was planted.
+    assert_eq!(h.status().await.sync.records_fetched, 9);
+    assert_eq!(h.node.store().counts().records, 10);
+    task.abort();
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossiped_record_after_a_gap_fetches_the_gap() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    let x = Keypair::from_secret_bytes(&[0x44; 32]);
+    let log = signed_log(&x, 10, |seq| format!("x post {seq}"));
+    // Both hold 1..5; B follows X, then connects to A.
+    for r in &log[..5] {
+        assert!(matches!(a.ingest(r.bytes()), Outcome::New(_)));
+        assert!(matches!(b.ingest(r.bytes()), Outcome::New(_)));
+    }
+    b.follow_id(&x.id()).await;
+    b.dial(&a).await;
+    a.wait_subscriber(&b, &Topic::Author(x.id())).await;
+    // Syncing now brings nothing: A has nothing B lacks.
+    assert_eq!(b.sync().await, (0, 1));
+    // A learns 6..10 without any gossip (as if from elsewhere), then 7 alone is gossiped.
+    for r in &log[5..] {
+        assert!(matches!(a.ingest(r.bytes()), Outcome::New(_)));
+    }
+    let topic = Topic::Author(x.id()).to_string();
+    let sent = a.node.net().publish(topic, log[6].bytes().to_vec()).await.unwrap();
+    assert!(sent >= 1);
+
+    // 7 arrives with its predecessor missing: B asks A for the gap.
+    eventually(DEADLINE, "B to hold X's log 1..10 without gaps", || async {
+        (b.node.store().contiguous_seq(&x.id()).unwrap() == 10).then_some(())
+    })
+    .await;
+    let status = eventually(DEADLINE, "B's counters", || async {
+        let s = b.status().await;
+        (s.sync.records_fetched >= 4).then_some(s)
+    })
+    .await;
+    // 7 by gossip; 6, 8, 9, 10 by sync.
+    assert_eq!(status.record_counters.accepted, 1);
+    assert_eq!(status.sync.records_fetched, 4);
+    assert_eq!(status.sync.records_rejected, 0);
+    let feed = b.feed_all(None, Some(&x.id())).await;
+    assert_eq!(feed.iter().map(|i| i.seq).collect::<Vec<_>>(), (1..=10).rev().collect::<Vec<_>>());
+    let want: Vec<String> = log.iter().rev().map(|r| r.id().to_string()).collect();
+    assert_eq!(feed.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), want);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_request_reports_fetched_and_peers() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    let c = TestNode::start("c").await;
+    let x = Keypair::from_secret_bytes(&[0x55; 32]);
+    let y = Keypair::from_secret_bytes(&[0x66; 32]);
+    // B follows X and subscribes to #kith first, then connects to A and C.
+    b.follow_id(&x.id()).await;
+    b.subscribe("kith").await;
+    b.dial(&a).await;
+    b.dial(&c).await;
+    let kith = Topic::Tag(Tag::parse("kith").unwrap());
+    for n in [&a, &c] {
+        n.wait_subscriber(&b, &Topic::Author(x.id())).await;
+        n.wait_subscriber(&b, &kith).await;
+    }
+    assert_eq!(b.status().await.peers, 2);
+    assert_eq!(b.sync().await, (0, 2));
+
+    // A holds X's 1..6, C holds X's 1..10 and Y's posts, three of them with #kith.
+    let xs = signed_log(&x, 10, |seq| format!("x {seq}"));
+    let ys = signed_log(&y, 4, |seq| if seq < 4 { format!("y {seq} #kith") } else { "y".into() });
+    for r in &xs[..6] {
+        a.ingest(r.bytes());
+    }
+    for r in xs.iter().chain(&ys) {
+        c.ingest(r.bytes());
+    }
+    // Ten of X (whoever serves them first) and Y's three #kith posts.
+    assert_eq!(b.sync().await, (13, 2));
+    assert_eq!(b.node.store().contiguous_seq(&x.id()).unwrap(), 10);
+    for r in &ys[..3] {
+        assert!(b.node.store().has(&r.id()).unwrap());
+    }
+    assert!(!b.node.store().has(&ys[3].id()).unwrap(), "untagged post of an unfollowed author");
+    // Nothing new the second time.
+    assert_eq!(b.sync().await, (0, 2));
+    let status = b.status().await;
+    assert_eq!(status.sync.records_fetched, 13);
+    assert!(status.sync.rounds >= 3);
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
