@@ -203,11 +203,13 @@ impl Node {
     /// Records and announces one notification.
     pub(super) fn notify(&self, kind: &str, from: String, record: String) {
         let n = Notification { kind: kind.into(), from, record, timestamp: now_ms(), read: false };
-        if let Err(error) = self.inner.store.notify(&n) {
-            tracing::warn!(%error, "cannot store a notification");
-            return;
+        match self.inner.store.notify(&n) {
+            Ok(true) => {
+                let _ = self.inner.notes.send(self.notification_entry(n));
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot store a notification"),
         }
-        let _ = self.inner.notes.send(self.notification_entry(n));
     }
 
     /// Notifications caused by a record new to this node (not our own).
@@ -258,12 +260,25 @@ impl Node {
     }
 
     /// The follow state change of `follow` made us mutual with its target: notify (for
-    /// our own follow of someone who already follows us).
+    /// our own follow of someone who already follows us). The notification names their
+    /// follow record, as the one made when their follow arrives does, so that when both
+    /// happen at once the store keeps one.
     pub(super) fn own_follow_made_mutual(&self, target: &str) {
-        if let Ok(t) = parse_author(target) {
-            if self.is_mutual(&t).unwrap_or(false) {
-                self.notify("mutual", t.to_string(), String::new());
-            }
+        let Ok(t) = parse_author(target) else { return };
+        if !self.is_mutual(&t).unwrap_or(false) {
+            return;
         }
+        let (store, me) = (&self.inner.store, self.inner.me);
+        let follows_me = |r: &StoredRecord| r.record.kind == RecordKind::Follow { target: me };
+        let theirs = store
+            .follow_state(&t, &me)
+            .ok()
+            .flatten()
+            .and_then(|s| store.author_log(&t, s.seq.saturating_sub(1), 1).ok())
+            .and_then(|log| log.into_iter().next())
+            .filter(follows_me)
+            .map(|r| r.id.to_string())
+            .unwrap_or_default();
+        self.notify("mutual", t.to_string(), theirs);
     }
 }

@@ -27,6 +27,9 @@ pub struct Notification {
     pub read: bool,
 }
 
+/// How many of the latest notifications a new one is compared with to drop a duplicate.
+const NOTIFY_DEDUP_WINDOW: usize = 256;
+
 fn pair(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
     let mut k = a.to_vec();
     k.extend_from_slice(b);
@@ -118,6 +121,13 @@ impl Store {
                 self.expiry.remove(&time_key(at, id)[..])?;
             }
         }
+        // A deleted reaction no longer counts (if it is still its author's latest).
+        if let RecordKind::Reaction { target, .. } = &r.kind {
+            let key = pair(target.as_bytes(), r.author.as_bytes());
+            if self.reactions.get(&key)?.is_some_and(|v| u64_at(&v, 0) == Some(r.seq)) {
+                self.reactions.remove(key)?;
+            }
+        }
         self.records.remove(id.as_bytes())?;
         Ok(())
     }
@@ -185,17 +195,29 @@ impl Store {
             .map(|v| String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned()))
     }
 
-    /// Stores a notification.
+    /// Stores a notification, unless one of the latest [`NOTIFY_DEDUP_WINDOW`] has the
+    /// same kind, sender and record (two paths can notice one event at once: our own
+    /// follow and theirs arriving together both see the new mutual connection). Returns
+    /// whether it was stored.
     ///
     /// # Errors
-    /// Disk errors.
-    pub fn notify(&self, n: &Notification) -> Result<(), StoreError> {
+    /// Disk errors or damage.
+    pub fn notify(&self, n: &Notification) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        for item in self.notifications.iter().rev().take(NOTIFY_DEDUP_WINDOW) {
+            let (_, value) = item?;
+            let old: Notification =
+                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            if old.kind == n.kind && old.from == n.from && old.record == n.record {
+                return Ok(false);
+            }
+        }
         let seq = self.db.generate_id()?;
         let mut key = n.timestamp.to_be_bytes().to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
         let value = serde_json::to_vec(n).map_err(|e| corrupt(&e.to_string()))?;
         self.notifications.insert(key, value)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Notifications, newest first, at most `limit`; with `mark_read`, they become read.
