@@ -270,7 +270,8 @@ impl Node {
             Ok(false) => {}
             Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
         }
-        if store.moderation(&sender).is_ok_and(|m| m.blocked) {
+        let blocked_then = store.was_blocked_at(&sender, plain.timestamp).unwrap_or(false);
+        if blocked_then || store.moderation(&sender).is_ok_and(|m| m.blocked) {
             return refuse(Some(plain.id), "the recipient does not accept messages from you");
         }
         match self.is_mutual(&sender) {

@@ -354,10 +354,11 @@ impl Node {
             // records from whoever has them.
             let node = self.clone();
             tokio::spawn(async move {
-                node.reach(target).await;
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_author(peer.peer, target).await;
                 }
+                // A connection made now syncs on its own (sync on connect).
+                node.reach(target).await;
             });
         } else {
             self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
@@ -401,10 +402,10 @@ impl Node {
             self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
             let node = self.clone();
             tokio::spawn(async move {
-                node.find_tag_peers(&tag).await;
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_tag(peer.peer, &tag).await;
                 }
+                node.find_tag_peers(&tag).await;
             });
         } else {
             self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;

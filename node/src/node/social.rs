@@ -154,6 +154,9 @@ impl Node {
             m.muted = x;
         }
         store.set_moderation(&who, m).map_err(store_err)?;
+        if let Some(b) = block {
+            store.mark_block_period(&who, b, now_ms()).map_err(store_err)?;
+        }
         store.flush().await.map_err(store_err)?;
         if let (Some(b), Ok(peer)) = (block, who.to_peer_id()) {
             self.inner.net.set_blocked(peer, b).await;

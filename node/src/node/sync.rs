@@ -90,8 +90,6 @@ enum Asked {
     Author(AuthorId),
     /// Posts carrying this tag (a tag query).
     Tag(Tag),
-    /// A peer's offer of its recent records (checked like gossip without a topic).
-    Offer,
 }
 
 impl Asked {
@@ -115,7 +113,6 @@ impl Asked {
                 // As on the tag's gossip topic: a record without the tag is refused.
                 ingest::ingest(store, bytes, Some(&Topic::Tag(tag.clone()).to_string()), now)
             }
-            Self::Offer => ingest::ingest(store, bytes, None, now),
         }
     }
 }
@@ -341,7 +338,7 @@ impl Node {
         channel: Responder,
     ) {
         let response = match SyncRequest::from_bytes(&bytes) {
-            Ok(request) => self.serve(request.query).await,
+            Ok(request) => self.serve(peer, request.query).await,
             Err(error) => {
                 tracing::info!(%peer, %error, "malformed sync request");
                 SyncResponse { records: Vec::new(), more: false, next: None }
@@ -353,12 +350,16 @@ impl Node {
         }
     }
 
-    async fn serve(&self, query: Query) -> SyncResponse {
+    async fn serve(&self, peer: PeerId, query: Query) -> SyncResponse {
         let empty = SyncResponse { records: Vec::new(), more: false, next: None };
         let store = self.inner.store.clone();
         match query {
             Query::Offer { records } => {
-                self.ingest_synced(records, Asked::Offer).await;
+                // A peer offers its own recent records only: anything else is refused,
+                // so an offer cannot plant other authors' records.
+                if let Ok(offerer) = AuthorId::from_peer_id(&peer) {
+                    self.ingest_synced(records, Asked::Author(offerer)).await;
+                }
                 empty
             }
             Query::Author { author, after } => tokio::task::spawn_blocking(move || {

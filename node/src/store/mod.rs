@@ -120,6 +120,7 @@ pub struct Store {
     expiry: Tree,
     notifications: Tree,
     moderation: Tree,
+    block_periods: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
     /// Serialises flushes.
@@ -147,6 +148,21 @@ impl Store {
     /// # Errors
     /// [`StoreError::Locked`] when another process has it open; other sled errors.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // A store closed a moment ago in this process may still be held by sled's
+        // background flusher: try a few times before calling it locked.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Locked { .. }) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).open().map_err(|e| match &e {
             sled::Error::Io(io)
                 if io.kind() == std::io::ErrorKind::WouldBlock
@@ -178,6 +194,7 @@ impl Store {
             expiry: tree("expiry")?,
             notifications: tree("notifications")?,
             moderation: tree("moderation")?,
+            block_periods: tree("block_periods")?,
             writer: Arc::new(Mutex::new(())),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             db,

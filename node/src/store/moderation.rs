@@ -60,6 +60,41 @@ impl Store {
         Ok(out)
     }
 
+    /// Records that `who` was blocked (`blocked`) or unblocked (not) at `now_ms`: the last
+    /// block period is kept, so that a message written during it is refused even when it
+    /// arrives after the unblock.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn mark_block_period(
+        &self,
+        who: &AuthorId,
+        blocked: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (start, _) = self.block_period(who)?.unwrap_or((now_ms, u64::MAX));
+        let (start, end) = if blocked { (now_ms, u64::MAX) } else { (start, now_ms) };
+        let mut v = start.to_be_bytes().to_vec();
+        v.extend_from_slice(&end.to_be_bytes());
+        self.block_periods.insert(who.as_bytes(), v)?;
+        Ok(())
+    }
+
+    fn block_period(&self, who: &AuthorId) -> Result<Option<(u64, u64)>, StoreError> {
+        Ok(self
+            .block_periods
+            .get(who.as_bytes())?
+            .and_then(|v| Some((super::keys::u64_at(&v, 0)?, super::keys::u64_at(&v, 8)?))))
+    }
+
+    /// Whether `who` was blocked at time `ms` (during the last block period).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn was_blocked_at(&self, who: &AuthorId, ms: u64) -> Result<bool, StoreError> {
+        Ok(self.block_period(who)?.is_some_and(|(start, end)| start <= ms && ms <= end))
+    }
+
     /// Whether `who` is blocked or muted (hidden from feeds and notifications).
     pub fn is_hidden(&self, who: &AuthorId) -> bool {
         self.moderation(who).is_ok_and(|m| m.blocked || m.muted)
