@@ -105,7 +105,13 @@ fn status(s: &Status, json: bool) {
         return;
     }
     out!("id         {}", s.id);
-    out!("peers      {} ({} in gossip meshes)", s.peers, s.mesh_peers);
+    out!(
+        "peers      {} ({} in gossip meshes, {} penalised, {} graylisted)",
+        s.peers,
+        s.mesh_peers,
+        s.peers_penalised,
+        s.peers_graylisted
+    );
     out!("records    {} ({} posts)", s.records, s.posts);
     out!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
     out!("notices    {} unread", s.unread_notifications);

@@ -350,6 +350,12 @@ pub struct Status {
     pub peers: usize,
     /// Peers in any gossip mesh.
     pub mesh_peers: usize,
+    /// Connected peers whose gossip score fell below the graylist threshold.
+    #[serde(default)]
+    pub peers_graylisted: usize,
+    /// Connected peers with a negative gossip score.
+    #[serde(default)]
+    pub peers_penalised: usize,
     /// Gossip topics subscribed.
     pub topics: Vec<String>,
     /// Records stored.

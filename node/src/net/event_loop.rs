@@ -270,7 +270,16 @@ impl EventLoop {
         let mut topics: Vec<String> = gs.topics().map(|t| t.to_string()).collect();
         topics.sort();
         let mesh: std::collections::HashSet<&PeerId> = gs.all_mesh_peers().collect();
-        Stats { topics, peers: self.swarm.connected_peers().count(), mesh_peers: mesh.len() }
+        let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
+        let scores: Vec<f64> =
+            self.swarm.connected_peers().filter_map(|p| gs.peer_score(p)).collect();
+        Stats {
+            topics,
+            peers: self.swarm.connected_peers().count(),
+            mesh_peers: mesh.len(),
+            graylisted: scores.iter().filter(|s| **s < graylist).count(),
+            penalised: scores.iter().filter(|s| **s < 0.0).count(),
+        }
     }
 
     fn emit(&self, event: Event) {

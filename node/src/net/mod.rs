@@ -150,6 +150,10 @@ pub struct Stats {
     pub peers: usize,
     /// Distinct peers in any of our meshes.
     pub mesh_peers: usize,
+    /// Connected peers whose gossip score is below the graylist threshold (ignored).
+    pub graylisted: usize,
+    /// Connected peers whose gossip score is negative.
+    pub penalised: usize,
 }
 
 /// How the network is set up.

@@ -163,6 +163,8 @@ impl Node {
             id: me.to_string(),
             peers: stats.peers,
             mesh_peers: stats.mesh_peers,
+            peers_graylisted: stats.graylisted,
+            peers_penalised: stats.penalised,
             topics: stats.topics,
             records: counts.records,
             posts: counts.posts,
