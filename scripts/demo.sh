@@ -232,6 +232,36 @@ bob msg inbox
 echo
 bob msg thread "$ALICE_ID"
 
+# --- a conversation: reply, reaction, repost, notifications -------------------------
+
+# thread_has PERSON ID TEXT: PERSON's thread of ID contains TEXT.
+thread_has() {
+    "$1" --json thread "$2" | python3 -c '
+import json, sys
+text = sys.argv[1]
+sys.exit(0 if any(json.loads(l)["text"] == text for l in sys.stdin if l.strip()) else 1)' "$3"
+}
+
+# notified PERSON KIND: PERSON has a notification of KIND (listing does not need to be new).
+notified() {
+    "$1" --json notifications | python3 -c '
+import json, sys
+sys.exit(0 if any(json.loads(l)["kind"] == sys.argv[1] for l in sys.stdin if l.strip()) else 1)' "$2"
+}
+
+say "a conversation: bob replies to alice and reacts"
+ALICE_POST_ID=$(alice --json feed --author "$ALICE_ID" --limit 1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["id"])')
+REPLY="welcome, alice!"
+bob post "$REPLY" --reply-to "$ALICE_POST_ID"
+bob react "$ALICE_POST_ID" "👍"
+wait_until "$TIMEOUT" "bob's reply in alice's thread" thread_has alice "$ALICE_POST_ID" "$REPLY"
+wait_until "$TIMEOUT" "alice to be notified of the reaction" notified alice reaction
+
+say "alice's thread"
+alice thread "$ALICE_POST_ID"
+say "alice's notifications"
+alice notifications
+
 # --- show the feeds -----------------------------------------------------------------
 
 for name in "${NAMES[@]}"; do
