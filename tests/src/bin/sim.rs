@@ -1,0 +1,75 @@
+//! Many-node simulation (issue 7): N in-process nodes on loopback, M authors posting K
+//! posts with hashtags; prints delivery, gossip latency, duplicates and memory per node.
+//! Run with `scripts/sim [--nodes N] [--authors M] [--posts K] [--json] [--seed S]`.
+
+use std::{process::ExitCode, time::Duration};
+
+use kith_tests::sim::{run, Config};
+
+const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
+           [--degree D] [--interval-ms MS] [--deadline-s S]";
+
+/// The command line, parsed but not yet checked as a whole.
+struct Args {
+    config: Config,
+    json: bool,
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    value.parse().map_err(|_| format!("{flag}: {value:?} is not a number"))
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let seed = kith_tests::now_ms();
+    let mut config = Config { seed, progress: true, ..Config::default() };
+    let mut json = false;
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--nodes" => config.nodes = number(&flag, args.next())?,
+            "--authors" => config.authors = number(&flag, args.next())?,
+            "--posts" => config.posts = number(&flag, args.next())?,
+            "--seed" => config.seed = number(&flag, args.next())?,
+            "--degree" => config.degree = number(&flag, args.next())?,
+            "--interval-ms" => config.interval = Duration::from_millis(number(&flag, args.next())?),
+            "--deadline-s" => {
+                config.delivery_deadline = Duration::from_secs(number(&flag, args.next())?);
+            }
+            "--json" => json = true,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    config.validate()?;
+    Ok(Args { config, json })
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = &args.config;
+    eprintln!(
+        "sim: {} nodes, {} authors x {} posts, seed {} (repeat with --seed {})",
+        c.nodes, c.authors, c.posts, c.seed, c.seed
+    );
+    match run(c).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("sim: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
