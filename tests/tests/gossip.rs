@@ -103,8 +103,9 @@ async fn forged_record_is_rejected_and_stored_nowhere() {
     for n in [&a, &b, &c] {
         assert!(!n.node.store().has(&forged_id).unwrap(), "{} stored the forgery", n.name);
     }
-    // B did not forward the forgery, so C never even saw it.
-    assert_eq!(counters(&c).await.rejected, 0);
+    // B did not forward the forgery: C can only have seen it straight from A, if the
+    // DHT happened to connect them (at most once; gossipsub drops repeats).
+    assert!(counters(&c).await.rejected <= 1);
     // A is penalised in B's view.
     let peers = match b.ok(Request::Peers).await {
         Response::Peers { peers } => peers,

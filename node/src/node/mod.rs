@@ -381,9 +381,14 @@ impl Node {
             Outcome::New(record) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
                 self.announce(record);
+                // A gap in the log of someone we follow is fetched; a tag subscriber
+                // does not need the rest of a stranger's log.
                 let r = record.record();
                 if let Some(prev) = r.prev {
-                    if !self.inner.store.has(&prev).unwrap_or(true) {
+                    let store = &self.inner.store;
+                    if !store.has(&prev).unwrap_or(true)
+                        && store.is_following(&self.inner.me, &r.author).unwrap_or(false)
+                    {
                         self.fill_gap(source, r.author);
                     }
                 }
