@@ -1,0 +1,274 @@
+//! The bodies of kith's fuzz targets, and valid encodings to start from.
+//!
+//! Each target takes untrusted bytes, decodes them the way the node does, and panics only
+//! when a property breaks:
+//!
+//! - nothing panics, whatever the bytes;
+//! - whatever is accepted re-encodes to exactly the bytes given (one encoding per value);
+//! - a signed record or a sealed message is accepted only if it is one of [`seeds`]: the
+//!   fuzzer holds no key, so anything else that verifies or opens is a forgery.
+//!
+//! The cargo-fuzz targets in `fuzz_targets/` call these functions. `node/tests/decoders.rs`
+//! includes this file as a module and runs the same bodies under proptest on stable Rust,
+//! which is what CI exercises.
+//!
+//! ```
+//! kith_fuzz::record(b"not a record");
+//! for bytes in &kith_fuzz::seeds().records {
+//!     kith_fuzz::record(bytes);
+//! }
+//! ```
+
+use std::sync::OnceLock;
+
+use kith_node::api::Request;
+use kith_protocol::{
+    codec,
+    dm::{seal_with_ephemeral, DmReply, DmRequest, MessageId, Plain, Sealed},
+    limits::MAX_DM_TEXT_BYTES,
+    record::{RecordId, SignedRecord},
+    sync::{Bucket, Query, SyncRequest, SyncResponse, TagCursor, BUCKET_MS},
+    Keypair, Post, Record, RecordKind, VerifiedRecord,
+};
+
+/// Timestamp of every seed record, ms.
+pub const SEED_TIME_MS: u64 = 1_700_000_000_000;
+
+/// The author of the seed records and sender of the seed messages.
+pub fn author() -> Keypair {
+    Keypair::from_secret_bytes(&[1; 32])
+}
+
+/// The recipient of the seed messages: [`sealed`] opens every decoded message with it, so
+/// the fuzzer reaches the decryption path.
+pub fn recipient() -> Keypair {
+    Keypair::from_secret_bytes(&[2; 32])
+}
+
+/// Valid encodings of every decoded type, made deterministically.
+pub struct Seeds {
+    /// Signed records, one of each kind, as one author's log.
+    pub records: Vec<Vec<u8>>,
+    /// Sealed messages from [`author`] to [`recipient`].
+    pub sealed: Vec<Sealed>,
+    /// Encoded [`Sealed`] messages.
+    pub sealed_bytes: Vec<Vec<u8>>,
+    /// Encoded `/kith/dm/1` requests.
+    pub dm_requests: Vec<Vec<u8>>,
+    /// Encoded `/kith/dm/1` replies.
+    pub dm_replies: Vec<Vec<u8>>,
+    /// Encoded sync requests.
+    pub sync_requests: Vec<Vec<u8>>,
+    /// Encoded sync responses.
+    pub sync_responses: Vec<Vec<u8>>,
+    /// Control requests as JSON.
+    pub control_requests: Vec<Vec<u8>>,
+}
+
+/// The seeds, made once.
+pub fn seeds() -> &'static Seeds {
+    static SEEDS: OnceLock<Seeds> = OnceLock::new();
+    SEEDS.get_or_init(make_seeds)
+}
+
+fn seed_records(me: &Keypair, other: &Keypair) -> Vec<VerifiedRecord> {
+    let target = RecordId::from_bytes([5; 32]);
+    let kinds = vec![
+        RecordKind::Profile { name: "fuzz".into(), bio: "a seed".into() },
+        RecordKind::Post(Post {
+            text: "hello #kith @someone".into(),
+            reply_to: Some(target),
+            mentions: vec![other.id()],
+            expires_at: Some(SEED_TIME_MS + 60_000),
+        }),
+        RecordKind::Follow { target: other.id() },
+        RecordKind::Unfollow { target: other.id() },
+        RecordKind::Reaction { target, emoji: "🦀".into() },
+        RecordKind::Repost { target },
+        RecordKind::Delete { target },
+    ];
+    let mut out: Vec<VerifiedRecord> = Vec::new();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let record = Record {
+            author: me.id(),
+            seq: i as u64 + 1,
+            prev: out.last().map(VerifiedRecord::id),
+            timestamp: SEED_TIME_MS + i as u64,
+            kind,
+        };
+        out.push(record.sign(me).expect("seed records are well formed"));
+    }
+    out
+}
+
+fn make_seeds() -> Seeds {
+    let (me, you) = (author(), recipient());
+    let records = seed_records(&me, &you);
+    let follow = records[2].bytes().to_vec();
+    let sealed: Vec<Sealed> = ["hi", &"x".repeat(300), ""]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let plain = Plain {
+                id: MessageId::from_bytes([i as u8 + 1; 16]),
+                timestamp: SEED_TIME_MS,
+                text: (*text).to_owned(),
+            };
+            seal_with_ephemeral(&me, &you.id(), &plain, [i as u8 + 10; 32])
+                .expect("seed messages seal")
+        })
+        .collect();
+    let sealed_bytes = sealed.iter().map(|s| s.to_bytes().expect("seed encodes")).collect();
+    let dm_requests = sealed
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let proof = (i % 2 == 0).then(|| follow.clone());
+            DmRequest { sealed: s.clone(), follow_proof: proof }.to_bytes().expect("encodes")
+        })
+        .collect();
+    let id = MessageId::from_bytes([1; 16]);
+    let dm_replies = [
+        DmReply::Delivered { id },
+        DmReply::refused(Some(id), "not a mutual connection"),
+        DmReply::refused(None, ""),
+    ]
+    .iter()
+    .map(|r| r.to_bytes().expect("encodes"))
+    .collect();
+    let mut bucket = Bucket::empty(Bucket::start_of(SEED_TIME_MS));
+    bucket.add(&records[1].id());
+    let cursor = TagCursor { timestamp: SEED_TIME_MS, id: records[1].id() };
+    let record_bytes: Vec<Vec<u8>> = records.iter().map(|r| r.bytes().to_vec()).collect();
+    let sync_requests = [
+        Query::Author { author: me.id(), after: 3 },
+        Query::Tag {
+            tag: "kith".into(),
+            since: SEED_TIME_MS - BUCKET_MS,
+            buckets: vec![bucket, Bucket::empty(bucket.start + BUCKET_MS)],
+            after: Some(cursor),
+        },
+        Query::Offer { records: record_bytes[..2].to_vec() },
+    ]
+    .into_iter()
+    .map(|query| SyncRequest { query }.to_bytes().expect("encodes"))
+    .collect();
+    let sync_responses = [
+        SyncResponse { records: record_bytes.clone(), more: true, next: Some(cursor) },
+        SyncResponse { records: vec![], more: false, next: None },
+    ]
+    .iter()
+    .map(|r| r.to_bytes().expect("encodes"))
+    .collect();
+    let control_requests = control_seed_requests(&me, &records[1].id())
+        .iter()
+        .map(|r| serde_json::to_vec(r).expect("a request serialises"))
+        .collect();
+    Seeds {
+        records: record_bytes,
+        sealed,
+        sealed_bytes,
+        dm_requests,
+        dm_replies,
+        sync_requests,
+        sync_responses,
+        control_requests,
+    }
+}
+
+fn control_seed_requests(me: &Keypair, post: &RecordId) -> Vec<Request> {
+    let (id, post) = (me.id().to_string(), post.to_string());
+    vec![
+        Request::Id,
+        Request::Status,
+        Request::Dial { addr: "/ip4/127.0.0.1/tcp/1".into() },
+        Request::Post {
+            text: "hi #kith".into(),
+            reply_to: Some(post.clone()),
+            expires_in_ms: Some(5),
+        },
+        Request::Thread { id: post.clone() },
+        Request::React { id: post.clone(), emoji: "🦀".into() },
+        Request::Delete { id: post },
+        Request::Block { id: id.clone() },
+        Request::Notifications { live: false },
+        Request::Feed {
+            tag: Some("kith".into()),
+            author: Some(id.clone()),
+            limit: Some(10),
+            live: false,
+        },
+        Request::ProfileSet { name: Some("n".into()), bio: None },
+        Request::MsgSend { to: id.clone(), text: "hello".into() },
+        Request::MsgThread { peer: id, limit: Some(3) },
+        Request::Sync,
+    ]
+}
+
+/// `/kith/sync/1` records and gossip: [`VerifiedRecord::from_bytes`], then what the node
+/// does with an accepted record.
+pub fn record(data: &[u8]) {
+    let Ok(rec) = VerifiedRecord::from_bytes(data) else { return };
+    assert!(
+        seeds().records.iter().any(|s| s == data),
+        "accepted a record nobody signed: {data:02x?}"
+    );
+    assert_eq!(rec.bytes(), data);
+    assert_eq!(rec.id(), RecordId::of_bytes(data));
+    let signed = SignedRecord { record: rec.record().clone(), signature: *rec.signature() };
+    assert_eq!(codec::encode(&signed).ok().as_deref(), Some(data), "not canonical");
+    assert!(VerifiedRecord::from_bytes_with_id(data, &rec.id()).is_ok());
+    let _ = rec.record().check_time(0);
+    let _ = rec.record().check_time(u64::MAX);
+    let _ = rec.record().tags();
+}
+
+fn check_sealed(sealed: &Sealed) {
+    if let Ok(plain) = sealed.open(&recipient()) {
+        assert!(seeds().sealed.contains(sealed), "opened a message nobody sealed: {sealed:?}");
+        assert!(plain.text.len() <= MAX_DM_TEXT_BYTES);
+    }
+}
+
+/// `/kith/dm/1`: [`DmRequest::from_bytes`] (with its follow record verified and its message
+/// opened by [`recipient`]), [`Sealed::from_bytes`] and [`DmReply::from_bytes`].
+pub fn sealed(data: &[u8]) {
+    if let Ok(request) = DmRequest::from_bytes(data) {
+        assert_eq!(request.to_bytes().ok().as_deref(), Some(data), "not canonical");
+        check_sealed(&request.sealed);
+        if let Some(proof) = &request.follow_proof {
+            record(proof);
+        }
+    }
+    if let Ok(sealed) = Sealed::from_bytes(data) {
+        assert_eq!(sealed.to_bytes().ok().as_deref(), Some(data), "not canonical");
+        check_sealed(&sealed);
+    }
+    if let Ok(reply) = DmReply::from_bytes(data) {
+        assert_eq!(reply.to_bytes().ok().as_deref(), Some(data), "not canonical");
+    }
+}
+
+/// `/kith/sync/1` requests: [`SyncRequest::from_bytes`], and offered records verified.
+pub fn sync_request(data: &[u8]) {
+    let Ok(request) = SyncRequest::from_bytes(data) else { return };
+    assert_eq!(request.to_bytes().ok().as_deref(), Some(data), "not canonical");
+    if let Query::Offer { records } = &request.query {
+        records.iter().for_each(|r| record(r));
+    }
+}
+
+/// `/kith/sync/1` responses: [`SyncResponse::from_bytes`], and every record verified.
+pub fn sync_response(data: &[u8]) {
+    let Ok(response) = SyncResponse::from_bytes(data) else { return };
+    assert_eq!(response.to_bytes().ok().as_deref(), Some(data), "not canonical");
+    response.records.iter().for_each(|r| record(r));
+}
+
+/// The control socket: a frame's JSON as the daemon parses it. What parses round-trips.
+pub fn control_request(data: &[u8]) {
+    let Ok(request) = serde_json::from_slice::<Request>(data) else { return };
+    let again = serde_json::to_vec(&request).expect("a parsed request serialises");
+    let back: Request = serde_json::from_slice(&again).expect("a serialised request parses");
+    assert_eq!(back, request);
+}
