@@ -142,6 +142,10 @@ async fn serve_connection(
     let caller = stream.peer_cred().ok().map(|c| c.uid());
     if owner.is_none() || caller != owner {
         tracing::warn!(?caller, "refused a control connection from another user");
+        // Take the request off the wire first (bounded, briefly), so the client can read
+        // the reason instead of failing on a closed socket while it writes.
+        let read = read_frame(&mut stream, MAX_REQUEST_BYTES);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
         write_frame(&mut stream, &error("permission denied: not the daemon's user")).await?;
         return Ok(());
     }

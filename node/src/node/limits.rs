@@ -21,10 +21,18 @@ impl<K: Eq + Hash> RateLimiter<K> {
     /// Takes one token for `key`; `false` when the key is over its rate.
     pub(crate) fn allow(&self, key: K) -> bool {
         let Ok(mut buckets) = self.buckets.lock() else { return true };
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
-            buckets.clear();
-        }
         let now = Instant::now();
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
+            // Forget only peers whose bucket has refilled (they carry no state); peers
+            // being limited stay limited, so fresh identities cannot reset them.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.duration_since(*last).as_secs_f64() * rate < burst
+            });
+            if buckets.len() >= MAX_TRACKED {
+                return false;
+            }
+        }
         let (tokens, last) = buckets.entry(key).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
         *last = now;
