@@ -226,7 +226,7 @@ fn thread(list: &[MessageEntry], json: bool) {
             out!(
                 "{}  {} [{}{reason}]\n    {}",
                 human_time(m.timestamp),
-                who(&m.from, None),
+                who(&m.from, m.from_name.as_deref()),
                 m.status,
                 m.text.replace('\n', "\n    ")
             );

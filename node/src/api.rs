@@ -184,6 +184,9 @@ pub struct MessageEntry {
     pub timestamp: u64,
     /// `queued`, `delivered`, `refused` (sent) or `received`.
     pub status: String,
+    /// The sender's display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from_name: Option<String>,
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,

@@ -378,6 +378,7 @@ impl Node {
             messages: messages
                 .into_iter()
                 .map(|m| MessageEntry {
+                    from_name: m.from.parse().ok().and_then(|a| super::view::name_of(store, &a)),
                     id: m.id,
                     from: m.from,
                     to: m.to,
