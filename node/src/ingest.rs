@@ -137,27 +137,12 @@ pub fn ingest_batch(
 
 #[cfg(test)]
 mod tests {
-    use kith_protocol::{
-        limits::MAX_FUTURE_SKEW_MS, Keypair, Post, Record, RecordKind, Tag, Topic,
-    };
+    use kith_protocol::{limits::MAX_FUTURE_SKEW_MS, Keypair, Tag, Topic};
 
     use super::*;
 
     fn post(kp: &Keypair, ts: u64, text: &str) -> VerifiedRecord {
-        Record {
-            author: kp.id(),
-            seq: 1,
-            prev: None,
-            timestamp: ts,
-            kind: RecordKind::Post(Post {
-                text: text.into(),
-                reply_to: None,
-                mentions: vec![],
-                expires_at: None,
-            }),
-        }
-        .sign(kp)
-        .unwrap()
+        crate::store::tests::post(kp, 1, None, ts, text)
     }
 
     #[test]

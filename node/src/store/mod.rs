@@ -594,4 +594,4 @@ fn decode_stored(id: RecordId, bytes: &[u8]) -> Result<StoredRecord, StoreError>
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -69,25 +69,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use kith_protocol::{Keypair, Post, Record, RecordKind, VerifiedRecord};
+    use kith_protocol::{Keypair, VerifiedRecord};
 
     use super::*;
 
+    /// A post whose `prev` is made up, so logs can have gaps.
     fn post(kp: &Keypair, seq: u64, ts: u64, text: &str) -> VerifiedRecord {
-        Record {
-            author: kp.id(),
-            seq,
-            prev: (seq > 1).then(|| RecordId::from_bytes([seq as u8; 32])),
-            timestamp: ts,
-            kind: RecordKind::Post(Post {
-                text: text.into(),
-                reply_to: None,
-                mentions: vec![],
-                expires_at: None,
-            }),
-        }
-        .sign(kp)
-        .unwrap()
+        let prev = (seq > 1).then(|| RecordId::from_bytes([seq as u8; 32]));
+        crate::store::tests::post(kp, seq, prev, ts, text)
     }
 
     #[test]

@@ -4,7 +4,14 @@ use kith_protocol::{Keypair, Post, Record, RecordId, RecordKind, Tag, VerifiedRe
 
 use super::{Inserted, Store};
 
-fn post(kp: &Keypair, seq: u64, prev: Option<RecordId>, ts: u64, text: &str) -> VerifiedRecord {
+/// A signed post for tests (shared by the node's unit tests).
+pub(crate) fn post(
+    kp: &Keypair,
+    seq: u64,
+    prev: Option<RecordId>,
+    ts: u64,
+    text: &str,
+) -> VerifiedRecord {
     Record {
         author: kp.id(),
         seq,
