@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod home;
 pub mod ingest;
+mod limits;
 pub mod net;
 pub mod node;
 pub mod store;

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod cli;
+pub mod hostile;
 pub mod sim;
 
 use std::{future::Future, time::Duration};

@@ -15,8 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     behaviour::{self, Behaviour, BehaviourEvent},
-    Command, Config, Event, NetError, PeerInfo, Proto, Responder, Stats, Verdict,
+    Command, Config, Event, NetError, PeerInfo, Proto, Responder, Stats, Verdict, GOSSIP_BURST,
+    GOSSIP_RATE,
 };
+use crate::limits::RateLimiter;
 
 /// Connections stay open this long without traffic (gossip keeps them busy anyway).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -35,6 +37,9 @@ pub struct EventLoop {
     pending_requests: HashMap<(Proto, request_response::OutboundRequestId), RequestReply>,
     pending_finds: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Vec<Multiaddr>>)>,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    gossip_limit: RateLimiter<PeerId>,
+    gossip_rate_limited: u64,
+    gossip_overflow: u64,
 }
 
 fn build_swarm(
@@ -85,6 +90,9 @@ impl EventLoop {
             pending_finds: HashMap::new(),
             pending_providers: HashMap::new(),
             remote_addrs: HashMap::new(),
+            gossip_limit: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
+            gossip_rate_limited: 0,
+            gossip_overflow: 0,
         })
     }
 
@@ -279,6 +287,8 @@ impl EventLoop {
             mesh_peers: mesh.len(),
             graylisted: scores.iter().filter(|s| **s < graylist).count(),
             penalised: scores.iter().filter(|s| **s < 0.0).count(),
+            gossip_rate_limited: self.gossip_rate_limited,
+            gossip_overflow: self.gossip_overflow,
         }
     }
 
@@ -324,6 +334,14 @@ impl EventLoop {
     fn handle_gossip(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message { propagation_source, message_id, message } => {
+                // Limited per peer before the shared queue: a flooding peer's excess never
+                // takes the place of other peers' messages. Not penalised: an honest relay
+                // may be busy.
+                if !self.gossip_limit.allow(propagation_source) {
+                    self.gossip_rate_limited += 1;
+                    self.handle_report(&message_id, &propagation_source, Verdict::Ignore);
+                    return;
+                }
                 let event = Event::Message {
                     source: propagation_source,
                     id: message_id.clone(),
@@ -333,6 +351,7 @@ impl EventLoop {
                 if self.events.try_send(event).is_err() {
                     // Overloaded: do not forward what we could not check, and do not blame
                     // the peer for our load.
+                    self.gossip_overflow += 1;
                     self.handle_report(&message_id, &propagation_source, Verdict::Ignore);
                 }
             }

@@ -24,6 +24,12 @@ pub use frame::FrameCodec;
 
 /// Capacity of the channel of events from the network to the node.
 const EVENT_QUEUE: usize = 4096;
+/// Gossip messages per second taken from one peer (propagation source); the excess is
+/// dropped (`Ignore`) before it reaches the event queue, and counted.
+pub const GOSSIP_RATE: f64 = 200.0;
+/// Gossip messages one peer may send in a burst. Well under [`EVENT_QUEUE`], so that one
+/// flooding peer cannot fill the queue and crowd out other peers' messages.
+pub const GOSSIP_BURST: f64 = 1_000.0;
 /// Capacity of the channel of commands to the event loop.
 const COMMAND_QUEUE: usize = 1024;
 /// How long a DHT lookup may take.
@@ -154,6 +160,10 @@ pub struct Stats {
     pub graylisted: usize,
     /// Connected peers whose gossip score is negative.
     pub penalised: usize,
+    /// Gossip messages dropped since start because their peer was over its rate limit.
+    pub gossip_rate_limited: u64,
+    /// Gossip messages dropped since start because the node's event queue was full.
+    pub gossip_overflow: u64,
 }
 
 /// How the network is set up.

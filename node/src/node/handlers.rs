@@ -159,6 +159,10 @@ impl Node {
         let me = &self.inner.me;
         let counts = store.counts();
         let counts_dm = store.dm_count();
+        let mut record_counters = self.inner.counters.snapshot();
+        // Gossip the network task dropped before the node saw it.
+        record_counters.rate_limited += stats.gossip_rate_limited;
+        record_counters.ignored += stats.gossip_overflow;
         Ok(Response::Status(Status {
             id: me.to_string(),
             peers: stats.peers,
@@ -175,7 +179,7 @@ impl Node {
             followers: store.followers(me).map_err(store_err)?.len(),
             addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             uptime_s: self.inner.started.elapsed().as_secs(),
-            record_counters: self.inner.counters.snapshot(),
+            record_counters,
             sync: self.inner.sync.snapshot(),
         }))
     }

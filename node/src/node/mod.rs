@@ -5,7 +5,6 @@
 mod discovery;
 mod dm;
 mod handlers;
-mod limits;
 mod social;
 mod sync;
 
@@ -34,6 +33,7 @@ use crate::{
     config::Config,
     home::Home,
     ingest::{self, Outcome},
+    limits::RateLimiter,
     net::{self, Event},
     store::{Store, StoreError},
 };
@@ -42,9 +42,6 @@ use crate::{
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many remembered peers are redialled at start.
 const REDIAL_PEERS: usize = 32;
-/// Gossip messages per second accepted from one peer, and the burst allowed.
-const GOSSIP_RATE: f64 = 200.0;
-const GOSSIP_BURST: f64 = 5_000.0;
 /// Direct message and sync requests per second from one peer, and the burst.
 const REQUEST_RATE: f64 = 50.0;
 const REQUEST_BURST: f64 = 500.0;
@@ -118,8 +115,8 @@ struct Inner {
     notes: broadcast::Sender<crate::api::NotificationEntry>,
     /// Set when the node shuts down; background tasks that wait stop early.
     closing: tokio::sync::watch::Sender<bool>,
-    gossip_limit: limits::RateLimiter<libp2p::PeerId>,
-    request_limit: limits::RateLimiter<libp2p::PeerId>,
+    /// Per-peer limit on DM and sync requests (gossip is limited in the network task).
+    request_limit: RateLimiter<libp2p::PeerId>,
 }
 
 /// A running node. Cheap to clone.
@@ -178,8 +175,7 @@ impl Node {
                 sync: sync::SyncState::default(),
                 notes: broadcast::channel(LIVE_QUEUE).0,
                 closing: tokio::sync::watch::channel(false).0,
-                gossip_limit: limits::RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
-                request_limit: limits::RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
+                request_limit: RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
             }),
         };
         node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
@@ -321,12 +317,7 @@ impl Node {
         while let Some(event) = events.recv().await {
             match event {
                 Event::Message { source, id, topic, data } => {
-                    let verdict = if self.inner.gossip_limit.allow(source) {
-                        self.handle_gossip(source, &topic, &data).await
-                    } else {
-                        self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        net::Verdict::Ignore
-                    };
+                    let verdict = self.handle_gossip(source, &topic, &data).await;
                     self.inner.net.report(id, source, verdict);
                 }
                 Event::Connected { peer, addr } => self.handle_connected(peer, addr).await,

@@ -1,9 +1,11 @@
-//! Per-peer rate limits (token buckets) with bounded memory.
+//! Per-peer rate limits (token buckets) with bounded memory, used by the network task
+//! (gossip) and the node (direct message and sync requests).
 
 use std::{collections::HashMap, hash::Hash, sync::Mutex, time::Instant};
 
-/// Most peers tracked per limiter; beyond it the table starts over (a flood of new peer
-/// ids cannot grow memory).
+/// Most peers tracked per limiter; beyond it, peers whose bucket has refilled are forgotten
+/// and new peers are refused until there is room (a flood of new peer ids cannot grow
+/// memory).
 const MAX_TRACKED: usize = 10_000;
 
 /// A token bucket per key: `rate` tokens per second, at most `burst` saved.
