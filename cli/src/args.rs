@@ -38,6 +38,11 @@ pub(crate) enum Command {
         /// Do not discover peers on the local network with mDNS.
         #[arg(long)]
         no_mdns: bool,
+        /// Relay for peers behind NAT: `friends` (mutual connections only; the default
+        /// when the flag is given without a value), `open`, or `off`.
+        #[arg(long, value_name = "WHO", num_args = 0..=1, default_missing_value = "friends",
+              require_equals = true)]
+        relay: Option<String>,
     },
     /// Show own id and listen addresses.
     Id,

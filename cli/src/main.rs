@@ -159,9 +159,9 @@ async fn run(cli: Cli) -> Result<()> {
     });
     match cli.command {
         Command::Init { name } => init(&home, name, cli.json),
-        Command::Daemon { listen, bootstrap, no_mdns } => {
+        Command::Daemon { listen, bootstrap, no_mdns, relay } => {
             init_tracing();
-            daemon::run(home, Overrides { listen, bootstrap, no_mdns }).await
+            daemon::run(home, Overrides { listen, bootstrap, no_mdns, relay }).await
         }
         command => client(&home, command, cli.json).await,
     }

@@ -117,6 +117,23 @@ fn status(s: &Status, json: bool) {
     out!("notices    {} unread", s.unread_notifications);
     out!("following  {}   followers {}", s.following, s.followers);
     out!("uptime     {} s", s.uptime_s);
+    let n = &s.nat;
+    let public = n.public_addr.as_deref().map(|a| format!(" at {a}")).unwrap_or_default();
+    out!("reachable  {}{public}", n.reachability);
+    if n.relay_reservations.is_empty() {
+        out!("relayed    no relay reservations");
+    } else {
+        for r in &n.relay_reservations {
+            out!("relayed    via {r}");
+        }
+    }
+    out!(
+        "relaying   {} ({} peers hold a reservation); hole punches {} ok, {} failed",
+        n.relay,
+        n.relaying_for,
+        n.holepunch_ok,
+        n.holepunch_failed
+    );
     let y = &s.sync;
     out!(
         "sync       {} peers syncing, {} records fetched, {} rejected, {} rounds",
@@ -151,9 +168,9 @@ fn peers(list: &[PeerEntry], json: bool) {
     }
     for p in list {
         if json {
-            line(&json!({"id": p.id, "addr": p.addr}));
+            line(&json!({"id": p.id, "addr": p.addr, "connection": p.connection}));
         } else {
-            out!("{}  {}", p.id, p.addr);
+            out!("{}  {}  {}", p.id, p.connection, p.addr);
         }
     }
 }

@@ -282,6 +282,33 @@ pub struct PeerEntry {
     /// Gossipsub score, if scored.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub score: Option<f64>,
+    /// How it is connected: `direct`, or `relayed` (through a relay only).
+    #[serde(default = "direct")]
+    pub connection: String,
+}
+
+fn direct() -> String {
+    "direct".into()
+}
+
+/// Reachability from outside and relaying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NatStatus {
+    /// `public`, `private` or `unknown` (AutoNAT).
+    pub reachability: String,
+    /// The address peers confirmed they can dial, when public.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub public_addr: Option<String>,
+    /// Relayed addresses held through relay reservations (when private).
+    pub relay_reservations: Vec<String>,
+    /// Whether this node relays for others: `off`, `friends` or `open`.
+    pub relay: String,
+    /// Peers holding a reservation on this node.
+    pub relaying_for: usize,
+    /// Relayed connections upgraded to direct ones by hole punching.
+    pub holepunch_ok: u64,
+    /// Hole punches that failed.
+    pub holepunch_failed: u64,
 }
 
 /// One person in a following/followers list.
@@ -383,6 +410,9 @@ pub struct Status {
     pub record_counters: RecordCounters,
     /// History sync.
     pub sync: SyncCounters,
+    /// Reachability, relay reservations and hole punching.
+    #[serde(default)]
+    pub nat: NatStatus,
 }
 
 /// A reply from the node.

@@ -4,6 +4,8 @@
 use std::{fs, io, path::Path};
 
 use libp2p::Multiaddr;
+
+use crate::net::RelayMode;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -44,6 +46,7 @@ struct FileConfig {
     bootstrap: Option<Vec<String>>,
     mdns: Option<bool>,
     name: Option<String>,
+    relay: Option<String>,
 }
 
 /// Values given on the command line; `None` / empty means "not given".
@@ -55,6 +58,8 @@ pub struct Overrides {
     pub bootstrap: Vec<String>,
     /// `--no-mdns`.
     pub no_mdns: bool,
+    /// `--relay[=friends|open|off]`.
+    pub relay: Option<String>,
 }
 
 /// The validated configuration of a node.
@@ -68,6 +73,21 @@ pub struct Config {
     pub mdns: bool,
     /// Display name from `kith init --name` (published as the profile when none exists).
     pub name: Option<String>,
+    /// Whether this node relays for others: off (default), friends (mutual connections
+    /// only) or open.
+    pub relay: RelayMode,
+}
+
+fn parse_relay(field: &'static str, value: &str) -> Result<RelayMode, ConfigError> {
+    match value {
+        "off" => Ok(RelayMode::Off),
+        "friends" => Ok(RelayMode::Friends),
+        "open" => Ok(RelayMode::Open),
+        other => Err(ConfigError::Invalid {
+            field,
+            message: format!("{other:?}: expected \"off\", \"friends\" or \"open\""),
+        }),
+    }
 }
 
 /// Default listen addresses: all interfaces, TCP and QUIC, OS-chosen ports.
@@ -121,7 +141,12 @@ impl Config {
         let mut bootstrap = parse_addrs("bootstrap", file.bootstrap.as_deref().unwrap_or(&[]))?;
         bootstrap.extend(parse_addrs("--bootstrap", &overrides.bootstrap)?);
         let mdns = !overrides.no_mdns && file.mdns.unwrap_or(true);
-        Ok(Self { listen, bootstrap, mdns, name: file.name })
+        let relay = match (&overrides.relay, &file.relay) {
+            (Some(flag), _) => parse_relay("--relay", flag)?,
+            (None, Some(value)) => parse_relay("relay", value)?,
+            (None, None) => RelayMode::Off,
+        };
+        Ok(Self { listen, bootstrap, mdns, name: file.name, relay })
     }
 
     /// Writes a config file holding `name` (used by `kith init`).
@@ -133,7 +158,10 @@ impl Config {
             "# kith node configuration.\n\
              # listen = [\"/ip4/0.0.0.0/tcp/4001\", \"/ip4/0.0.0.0/udp/4001/quic-v1\"]\n\
              # bootstrap = [\"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...\"]\n\
-             # mdns = true\n",
+             # mdns = true\n\
+             # Relay for others (circuit relay v2) when this node is publicly reachable:\n\
+             # \"friends\" (mutual connections only) or \"open\". Default \"off\".\n\
+             # relay = \"friends\"\n",
         );
         if let Some(name) = name {
             let quoted = toml::Value::String(name.to_owned()).to_string();
@@ -176,5 +204,22 @@ mod tests {
         Config::write_initial(&path, Some("Ann \"the\" Dev")).unwrap();
         let c = Config::load(&path, &Overrides::default()).unwrap();
         assert_eq!(c.name.as_deref(), Some("Ann \"the\" Dev"));
+        assert_eq!(c.relay, RelayMode::Off);
+    }
+
+    #[test]
+    fn relay_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        fs::write(&path, "relay = \"open\"\n").unwrap();
+        assert_eq!(Config::load(&path, &Overrides::default()).unwrap().relay, RelayMode::Open);
+        let o = Overrides { relay: Some("friends".into()), ..Default::default() };
+        assert_eq!(Config::load(&path, &o).unwrap().relay, RelayMode::Friends);
+        let o = Overrides { relay: Some("everyone".into()), ..Default::default() };
+        let e = Config::load(&path, &o).unwrap_err().to_string();
+        assert!(e.contains("--relay") && e.contains("everyone"), "{e}");
+        fs::write(&path, "relay = \"maybe\"\n").unwrap();
+        let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
+        assert!(e.starts_with("relay:"), "{e}");
     }
 }

@@ -33,6 +33,9 @@ pub struct Daemon {
     pub name: String,
     home: PathBuf,
     child: Option<Child>,
+    /// A command the daemon runs under (e.g. `ip netns exec NS`), empty for none.
+    wrapper: Vec<String>,
+    daemon_args: Vec<String>,
     _dir: TempDir,
 }
 
@@ -40,9 +43,24 @@ impl Daemon {
     /// Makes a home (`kith init`) and starts `kith daemon` on 127.0.0.1 with mDNS off;
     /// waits until it answers `kith id`.
     pub fn start(name: &str) -> Self {
+        let args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+        Self::start_with(name, &[], &args)
+    }
+
+    /// Makes a home and starts `WRAPPER... kith daemon ARGS...`: the daemon runs under
+    /// `wrapper` (say `ip netns exec NS`) with `args`; the CLI commands run as usual (the
+    /// control socket is a file in the home).
+    pub fn start_with(name: &str, wrapper: &[&str], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join(name);
-        let mut d = Self { name: name.into(), home, child: None, _dir: dir };
+        let mut d = Self {
+            name: name.into(),
+            home,
+            child: None,
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            daemon_args: args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        };
         d.json(&["init", "--name", name]);
         d.spawn();
         d
@@ -50,10 +68,19 @@ impl Daemon {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
-        let child = Command::new(kith_bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(kith_bin());
+                c
+            }
+            None => Command::new(kith_bin()),
+        };
+        let child = command
             .arg("--home")
             .arg(&self.home)
-            .args(["daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .arg("daemon")
+            .args(&self.daemon_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -148,6 +148,7 @@ impl TestNode {
             bootstrap,
             mdns: false,
             name: None,
+            relay: kith_node::net::RelayMode::Off,
         };
         // After a stop, background tasks of the old node may hold the store for a moment
         // (a request in flight ends as soon as it sees the network is gone).

@@ -3,15 +3,16 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
 use libp2p::{
-    connection_limits, gossipsub, identify,
+    autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
-    kad, mdns, ping, request_response,
+    kad, mdns, ping, relay, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
-    StreamProtocol,
+    PeerId, StreamProtocol,
 };
 use sha2::{Digest, Sha256};
 
@@ -65,6 +66,99 @@ pub(crate) struct Behaviour {
     pub(crate) dm: request_response::Behaviour<FrameCodec>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) autonat: autonat::v1::Behaviour,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    pub(crate) dcutr: dcutr::Behaviour,
+}
+
+/// Whether this node relays for others (circuit relay v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayMode {
+    /// Never.
+    #[default]
+    Off,
+    /// Only for mutual connections ("friends relay for friends").
+    Friends,
+    /// For anyone, within the limits.
+    Open,
+}
+
+/// Who may hold a relay reservation on this node, updated by the node as its mutual
+/// connections change.
+#[derive(Debug, Clone, Default)]
+pub struct RelayFriends(Arc<RwLock<HashSet<PeerId>>>);
+
+impl RelayFriends {
+    /// Replaces the set of peers allowed to reserve.
+    pub fn set(&self, peers: impl IntoIterator<Item = PeerId>) {
+        let peers: HashSet<PeerId> = peers.into_iter().collect();
+        match self.0.write() {
+            Ok(mut guard) => *guard = peers,
+            Err(poisoned) => *poisoned.into_inner() = peers,
+        }
+    }
+
+    /// Whether `peer` may reserve.
+    pub fn contains(&self, peer: &PeerId) -> bool {
+        match self.0.read() {
+            Ok(guard) => guard.contains(peer),
+            Err(poisoned) => poisoned.into_inner().contains(peer),
+        }
+    }
+}
+
+/// Relay limits: a friend's relayed connection carries messages and sync, not bulk data,
+/// and should soon be replaced by a hole-punched direct one.
+const RELAY_MAX_RESERVATIONS: usize = 64;
+const RELAY_MAX_CIRCUITS: usize = 32;
+const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
+const RELAY_CIRCUIT_BYTES: u64 = 4 * 1024 * 1024;
+
+fn relay_server(
+    peer_id: PeerId,
+    mode: RelayMode,
+    friends: &RelayFriends,
+) -> Option<relay::Behaviour> {
+    if mode == RelayMode::Off {
+        return None;
+    }
+    let mut config = relay::Config {
+        max_reservations: RELAY_MAX_RESERVATIONS,
+        max_circuits: RELAY_MAX_CIRCUITS,
+        max_circuit_duration: RELAY_CIRCUIT_DURATION,
+        max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+        ..Default::default()
+    };
+    if mode == RelayMode::Friends {
+        let friends = friends.clone();
+        config.reservation_rate_limiters.push(Box::new(
+            move |peer: PeerId, _: &libp2p::Multiaddr, _: std::time::Instant| {
+                friends.contains(&peer)
+            },
+        ));
+    }
+    let mut relay = relay::Behaviour::new(peer_id, config);
+    // Advertise the hop protocol whether or not AutoNAT has confirmed an address: whoever
+    // turned relaying on knows this node is reachable (and loopback tests need it).
+    relay.set_status(Some(relay::Status::Enable));
+    Some(relay)
+}
+
+/// AutoNAT: probe soon after start, settle after two agreeing answers, and accept
+/// private addresses (home networks, test namespaces, loopback) as well as global ones.
+fn autonat(peer_id: PeerId) -> autonat::v1::Behaviour {
+    let config = autonat::v1::Config {
+        boot_delay: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(20),
+        refresh_interval: Duration::from_secs(5 * 60),
+        throttle_server_period: Duration::from_secs(10),
+        confidence_max: 2,
+        timeout: Duration::from_secs(10),
+        only_global_ips: false,
+        ..Default::default()
+    };
+    autonat::v1::Behaviour::new(peer_id, config)
 }
 
 fn request_response(
@@ -150,7 +244,13 @@ fn gossipsub() -> Result<Gossipsub, NetError> {
 }
 
 impl Behaviour {
-    pub(crate) fn new(keypair: &Keypair, mdns_on: bool) -> Result<Self, NetError> {
+    pub(crate) fn new(
+        keypair: &Keypair,
+        mdns_on: bool,
+        relay_client: relay::client::Behaviour,
+        relay_mode: RelayMode,
+        friends: &RelayFriends,
+    ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let mdns = if mdns_on {
             Some(
@@ -170,10 +270,15 @@ impl Behaviour {
             kad::store::MemoryStore::new(peer_id),
             kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
         );
-        // Every kith node answers DHT queries (see docs/networking.md).
+        // A node answers DHT queries until AutoNAT finds it unreachable (then it becomes a
+        // client; see docs/networking.md).
         kad.set_mode(Some(kad::Mode::Server));
         Ok(Self {
             kad,
+            autonat: autonat(peer_id),
+            relay_client,
+            relay: Toggle::from(relay_server(peer_id, relay_mode, friends)),
+            dcutr: dcutr::Behaviour::new(peer_id),
             blocked: libp2p::allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             gossipsub: gossipsub()?,

@@ -1,22 +1,26 @@
 //! The task that owns the swarm.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use libp2p::{
-    core::ConnectedPoint,
-    gossipsub, identify, kad, mdns,
+    autonat,
+    core::{transport::ListenerId, ConnectedPoint},
+    dcutr, gossipsub, identify, kad, mdns,
     multiaddr::Protocol,
-    noise, request_response,
+    noise, relay, request_response,
     swarm::{dial_opts::DialOpts, ConnectionId, DialError, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    behaviour::{self, Behaviour, BehaviourEvent},
-    Command, Config, Event, NetError, PeerInfo, Proto, Responder, Stats, Verdict, GOSSIP_BURST,
-    GOSSIP_RATE,
+    behaviour::{self, Behaviour, BehaviourEvent, RelayFriends, RelayMode},
+    Command, Config, Event, NetError, PeerInfo, Proto, Reachability, Responder, Stats, Verdict,
+    GOSSIP_BURST, GOSSIP_RATE,
 };
 use crate::limits::RateLimiter;
 
@@ -25,6 +29,44 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 type DialReply = oneshot::Sender<Result<PeerId, NetError>>;
 type RequestReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
+
+/// Relay reservations an unreachable node keeps.
+const WANTED_RESERVATIONS: usize = 2;
+/// How often relays, reservations and the address record are looked after.
+const MAINTENANCE: Duration = Duration::from_secs(3);
+/// A relay that refused or dropped a reservation is asked again after this long.
+const RELAY_RETRY: Duration = Duration::from_secs(10);
+/// The signed address record in the DHT is published again after this long.
+const ADDRESS_RECORD_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// The DHT key of a peer's signed address record.
+fn address_key(peer: &PeerId) -> kad::RecordKey {
+    let mut key = b"kith/addr/".to_vec();
+    key.extend_from_slice(&peer.to_bytes());
+    kad::RecordKey::new(&key)
+}
+
+/// Addresses from a signed address record, if it is `peer`'s own and its signature holds.
+fn addresses_from_record(peer: &PeerId, value: &[u8]) -> Option<Vec<Multiaddr>> {
+    let envelope = libp2p::core::SignedEnvelope::from_protobuf_encoding(value).ok()?;
+    let record = libp2p::core::PeerRecord::from_signed_envelope(envelope).ok()?;
+    (record.peer_id() == *peer).then(|| record.addresses().iter().take(16).cloned().collect())
+}
+
+/// A peer lookup in progress: the DHT walk for the peer and the read of its address record
+/// run together; the first with addresses answers.
+struct Find {
+    target: PeerId,
+    reply: oneshot::Sender<Vec<Multiaddr>>,
+    outstanding: usize,
+}
+
+/// A relay this node listens through.
+struct Reservation {
+    relay: PeerId,
+    /// The `/p2p-circuit` address, once the relay accepted.
+    addr: Option<Multiaddr>,
+}
 
 /// Owns the swarm; run it with [`EventLoop::run`].
 pub struct EventLoop {
@@ -35,46 +77,77 @@ pub struct EventLoop {
     pending_dials: HashMap<ConnectionId, DialReply>,
     remote_addrs: HashMap<PeerId, Multiaddr>,
     pending_requests: HashMap<(Proto, request_response::OutboundRequestId), RequestReply>,
-    pending_finds: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Vec<Multiaddr>>)>,
+    finds: HashMap<usize, Find>,
+    find_queries: HashMap<kad::QueryId, usize>,
+    next_find: usize,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     gossip_limit: RateLimiter<PeerId>,
     gossip_rate_limited: u64,
     gossip_overflow: u64,
+    keypair: libp2p::identity::Keypair,
+    relay_mode: RelayMode,
+    /// Peers that offer the relay hop protocol, with an address to reach them at.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// Relays that refused or dropped us recently, and when.
+    relay_refused: HashMap<PeerId, Instant>,
+    reservations: HashMap<ListenerId, Reservation>,
+    /// Open connections per peer, and whether each is relayed.
+    connections: HashMap<PeerId, HashMap<ConnectionId, bool>>,
+    /// Addresses we reached peers at by dialling.
+    dialled: HashMap<PeerId, Multiaddr>,
+    relaying_for: std::collections::HashSet<PeerId>,
+    holepunch_ok: u64,
+    holepunch_failed: u64,
+    /// Whether the signed address record needs publishing, and when it last was.
+    address_record_dirty: bool,
+    address_record_at: Option<Instant>,
 }
 
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
-    mdns: bool,
+    config: &Config,
+    friends: &RelayFriends,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let (mdns, relay_mode) = (config.mdns, config.relay);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
         .with_quic()
-        .with_behaviour(|key| Behaviour::new(key, mdns).map_err(|e| Box::new(e) as _))
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, mdns, relay_client, relay_mode, friends)
+                .map_err(|e| Box::new(e) as _)
+        })
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
     Ok(swarm)
 }
 
+/// The peer an address leads to: its last `/p2p` part (a relayed address names the relay
+/// first and the peer last).
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
+    addr.iter()
+        .filter_map(|p| match p {
+            Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .last()
 }
 
 impl EventLoop {
     pub(crate) fn new(
         keypair: libp2p::identity::Keypair,
         config: &Config,
+        friends: &RelayFriends,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
     ) -> Result<Self, NetError> {
-        let mut swarm = build_swarm(keypair, config.mdns)?;
+        let mut swarm = build_swarm(keypair.clone(), config, friends)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -87,20 +160,37 @@ impl EventLoop {
             listen_addrs,
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
-            pending_finds: HashMap::new(),
+            finds: HashMap::new(),
+            find_queries: HashMap::new(),
+            next_find: 0,
             pending_providers: HashMap::new(),
             remote_addrs: HashMap::new(),
             gossip_limit: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
             gossip_rate_limited: 0,
             gossip_overflow: 0,
+            keypair,
+            relay_mode: config.relay,
+            relays: HashMap::new(),
+            relay_refused: HashMap::new(),
+            reservations: HashMap::new(),
+            connections: HashMap::new(),
+            dialled: HashMap::new(),
+            relaying_for: Default::default(),
+            holepunch_ok: 0,
+            holepunch_failed: 0,
+            address_record_dirty: true,
+            address_record_at: None,
         })
     }
 
     /// Runs until shut down or until every [`super::Client`] is dropped.
     pub async fn run(mut self) {
+        let mut maintenance = tokio::time::interval(MAINTENANCE);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                _ = maintenance.tick() => self.maintain(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => { let _ = reply.send(()); break; }
                     Some(command) => self.handle_command(command),
@@ -134,10 +224,7 @@ impl EventLoop {
                     tracing::debug!(?proto, "reply not sent: the peer went away");
                 }
             }
-            Command::FindPeer { peer, reply } => {
-                let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
-                self.pending_finds.insert(id, (peer, reply));
-            }
+            Command::FindPeer { peer, reply } => self.start_find(peer, reply),
             Command::Provide { key } => {
                 if let Err(error) = self.swarm.behaviour_mut().kad.start_providing(key.into()) {
                     tracing::debug!(%error, "cannot provide in the DHT");
@@ -267,7 +354,11 @@ impl EventLoop {
         let mut out: Vec<PeerInfo> = Vec::new();
         for (peer, score) in seen {
             let addr = self.remote_addrs.get(&peer).cloned().unwrap_or_else(Multiaddr::empty);
-            out.push(PeerInfo { peer, addr, score });
+            let relayed = self
+                .connections
+                .get(&peer)
+                .is_some_and(|c| !c.is_empty() && c.values().all(|r| *r));
+            out.push(PeerInfo { peer, addr, score, relayed });
         }
         out.sort_by_key(|p| p.peer.to_string());
         out
@@ -289,6 +380,13 @@ impl EventLoop {
             penalised: scores.iter().filter(|s| **s < 0.0).count(),
             gossip_rate_limited: self.gossip_rate_limited,
             gossip_overflow: self.gossip_overflow,
+            reachability: self.reachability(),
+            public_addr: self.swarm.behaviour().autonat.public_address().cloned(),
+            relay_addrs: self.reservations.values().filter_map(|r| r.addr.clone()).collect(),
+            relay_mode: self.relay_mode,
+            relaying_for: self.relaying_for.len(),
+            holepunch_ok: self.holepunch_ok,
+            holepunch_failed: self.holepunch_failed,
         }
     }
 
@@ -304,23 +402,59 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.handle_mdns(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.handle_identify(e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.handle_kad(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.handle_autonat(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.handle_relay_client(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.handle_relay_server(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.handle_dcutr(e),
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+                self.address_record_dirty = true;
+            }
+            SwarmEvent::ExternalAddrExpired { .. } => self.address_record_dirty = true,
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some(reservation) = self.reservations.remove(&listener_id) {
+                    tracing::info!(relay = %reservation.relay, ?reason, "relay reservation ended");
+                    self.relay_refused.insert(reservation.relay, Instant::now());
+                    self.address_record_dirty = true;
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Dm(e)) => {
                 self.handle_request_response(Proto::Dm, e)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
                 self.handle_request_response(Proto::Sync, e)
             }
-            SwarmEvent::NewListenAddr { address, .. } => self.handle_listen_addr(address, true),
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                if let Some(reservation) = self.reservations.get_mut(&listener_id) {
+                    reservation.addr = Some(address.clone());
+                    // Reachable through the relay from now on: say so in the DHT at once.
+                    self.address_record_dirty = true;
+                    self.publish_address_record();
+                }
+                self.handle_listen_addr(address, true)
+            }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.handle_listen_addr(address, false)
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 self.handle_connected(peer_id, connection_id, endpoint)
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.remote_addrs.remove(&peer_id);
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if let Some(open) = self.connections.get_mut(&peer_id) {
+                    open.remove(&connection_id);
+                }
+                if num_established == 0 {
+                    self.remote_addrs.remove(&peer_id);
+                    self.connections.remove(&peer_id);
+                    self.dialled.remove(&peer_id);
+                }
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
+                if let Some(reservation) =
+                    self.reservations.values().find(|r| Some(r.relay) == peer_id)
+                {
+                    self.relay_refused.insert(reservation.relay, Instant::now());
+                }
                 tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(NetError::Dial(error.to_string())));
@@ -417,6 +551,35 @@ impl EventLoop {
         }
     }
 
+    fn start_find(&mut self, target: PeerId, reply: oneshot::Sender<Vec<Multiaddr>>) {
+        let id = self.next_find;
+        self.next_find += 1;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let walk = kad.get_closest_peers(target);
+        let record = kad.get_record(address_key(&target));
+        self.find_queries.insert(walk, id);
+        self.find_queries.insert(record, id);
+        self.finds.insert(id, Find { target, reply, outstanding: 2 });
+    }
+
+    /// A lookup query produced `found` (possibly nothing); `last` when the query is over.
+    fn find_progress(&mut self, query: kad::QueryId, found: Vec<Multiaddr>, last: bool) {
+        let Some(&id) = self.find_queries.get(&query) else { return };
+        if last {
+            self.find_queries.remove(&query);
+        }
+        let Some(find) = self.finds.get_mut(&id) else { return };
+        if last {
+            find.outstanding = find.outstanding.saturating_sub(1);
+        }
+        if found.is_empty() && find.outstanding > 0 {
+            return;
+        }
+        if let Some(find) = self.finds.remove(&id) {
+            let _ = find.reply.send(found);
+        }
+    }
+
     fn handle_kad(&mut self, event: kad::Event) {
         let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else { return };
         match result {
@@ -425,17 +588,34 @@ impl EventLoop {
                     Ok(ok) => ok.peers,
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                 };
-                let Some((target, _)) = self.pending_finds.get(&id) else { return };
+                let target =
+                    self.find_queries.get(&id).and_then(|f| self.finds.get(f)).map(|f| f.target);
+                let Some(target) = target else { return };
                 let found: Vec<Multiaddr> = peers
                     .into_iter()
-                    .filter(|p| p.peer_id == *target)
+                    .filter(|p| p.peer_id == target)
                     .flat_map(|p| p.addrs)
                     .collect();
-                if !found.is_empty() || step.last {
-                    if let Some((_, reply)) = self.pending_finds.remove(&id) {
-                        let _ = reply.send(found);
+                self.find_progress(id, found, step.last);
+            }
+            kad::QueryResult::GetRecord(result) => {
+                let target =
+                    self.find_queries.get(&id).and_then(|f| self.finds.get(f)).map(|f| f.target);
+                let Some(target) = target else { return };
+                let found = match result {
+                    Ok(kad::GetRecordOk::FoundRecord(found)) => {
+                        addresses_from_record(&target, &found.record.value).unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                };
+                // One good record is enough: stop asking.
+                let done = step.last || !found.is_empty();
+                if done && !step.last {
+                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
                     }
                 }
+                self.find_progress(id, found, done);
             }
             kad::QueryResult::GetProviders(result) => {
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
@@ -449,8 +629,158 @@ impl EventLoop {
                     }
                 }
             }
+            kad::QueryResult::PutRecord(Err(error)) => {
+                tracing::debug!(%error, "address record not stored in the DHT");
+            }
             _ => {}
         }
+    }
+
+    fn reachability(&self) -> Reachability {
+        match self.swarm.behaviour().autonat.nat_status() {
+            autonat::v1::NatStatus::Public(_) => Reachability::Public,
+            autonat::v1::NatStatus::Private => Reachability::Private,
+            autonat::v1::NatStatus::Unknown => Reachability::Unknown,
+        }
+    }
+
+    fn handle_autonat(&mut self, event: autonat::v1::Event) {
+        let autonat::v1::Event::StatusChanged { old, new } = event else { return };
+        tracing::info!(?old, ?new, "reachability changed");
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        match new {
+            autonat::v1::NatStatus::Private => {
+                // Unreachable: ask the DHT, do not answer it (others could not dial us).
+                kad.set_mode(Some(kad::Mode::Client));
+                self.maintain_relays();
+            }
+            autonat::v1::NatStatus::Public(_) => {
+                kad.set_mode(Some(kad::Mode::Server));
+                // Directly reachable: relayed addresses are no longer needed.
+                let ids: Vec<ListenerId> = self.reservations.keys().copied().collect();
+                for id in ids {
+                    self.swarm.remove_listener(id);
+                }
+            }
+            autonat::v1::NatStatus::Unknown => {}
+        }
+        self.address_record_dirty = true;
+    }
+
+    fn handle_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. } => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "relayed connection opened");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "relayed connection accepted");
+            }
+        }
+    }
+
+    fn handle_relay_server(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                self.relaying_for.insert(src_peer_id);
+            }
+            relay::Event::ReservationReqDenied { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "relay reservation refused");
+            }
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.relaying_for.remove(&src_peer_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_dcutr(&mut self, event: dcutr::Event) {
+        match event.result {
+            Ok(_) => {
+                self.holepunch_ok += 1;
+                tracing::info!(peer = %event.remote_peer_id, "hole punch: direct connection");
+            }
+            Err(error) => {
+                self.holepunch_failed += 1;
+                tracing::info!(peer = %event.remote_peer_id, %error, "hole punch failed");
+            }
+        }
+    }
+
+    /// Periodic upkeep: relay reservations while unreachable, the signed address record.
+    fn maintain(&mut self) {
+        if self.reachability() == Reachability::Private {
+            self.maintain_relays();
+        }
+        let stale = self.address_record_at.is_none_or(|at| at.elapsed() > ADDRESS_RECORD_REFRESH);
+        if self.address_record_dirty || stale {
+            self.publish_address_record();
+        }
+    }
+
+    /// While unreachable, keeps up to [`WANTED_RESERVATIONS`] relay reservations.
+    fn maintain_relays(&mut self) {
+        let now = Instant::now();
+        self.relay_refused.retain(|_, at| now.duration_since(*at) < RELAY_RETRY);
+        let used: Vec<PeerId> = self.reservations.values().map(|r| r.relay).collect();
+        let mut candidates: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|(peer, _)| !used.contains(peer) && !self.relay_refused.contains_key(peer))
+            .filter(|(peer, _)| self.swarm.is_connected(peer))
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        candidates.sort_by_key(|(p, _)| p.to_string());
+        for (relay, addr) in
+            candidates.into_iter().take(WANTED_RESERVATIONS.saturating_sub(used.len()))
+        {
+            let circuit = addr.with_p2p(relay).unwrap_or_else(|a| a).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::debug!(%relay, "asking for a relay reservation");
+                    self.reservations.insert(id, Reservation { relay, addr: None });
+                }
+                Err(error) => {
+                    tracing::debug!(%relay, %error, "cannot listen through relay");
+                    self.relay_refused.insert(relay, now);
+                }
+            }
+        }
+    }
+
+    /// Publishes this node's addresses, signed, under its key in the DHT, so that peers
+    /// can find it even when it is a DHT client (unreachable, behind a relay).
+    fn publish_address_record(&mut self) {
+        let mut addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        if addrs.is_empty() {
+            addrs = self.swarm.listeners().cloned().collect();
+        }
+        addrs.retain(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())));
+        addrs.truncate(16);
+        if addrs.is_empty() || self.swarm.connected_peers().next().is_none() {
+            return;
+        }
+        let record = match libp2p::core::PeerRecord::new(&self.keypair, addrs) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(%error, "cannot sign the address record");
+                return;
+            }
+        };
+        let value = record.into_signed_envelope().into_protobuf_encoding();
+        let key = address_key(self.swarm.local_peer_id());
+        let record = kad::Record::new(key, value);
+        if let Err(error) = self.swarm.behaviour_mut().kad.put_record(record, kad::Quorum::One) {
+            tracing::debug!(%error, "cannot store the address record");
+            return;
+        }
+        self.address_record_dirty = false;
+        self.address_record_at = Some(Instant::now());
     }
 
     fn handle_identify(&mut self, event: identify::Event) {
@@ -460,6 +790,22 @@ impl EventLoop {
                 for addr in info.listen_addrs.iter().take(8) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                 }
+            }
+            if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                let direct = |a: &&Multiaddr| !a.iter().any(|p| p == Protocol::P2pCircuit);
+                let reach = self
+                    .dialled
+                    .get(&peer_id)
+                    .cloned()
+                    .or_else(|| info.listen_addrs.iter().find(direct).cloned());
+                if let Some(addr) = reach {
+                    self.relays.insert(peer_id, addr);
+                    if self.reachability() == Reachability::Private {
+                        self.maintain_relays();
+                    }
+                }
+            } else {
+                self.relays.remove(&peer_id);
             }
             let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
             self.emit(Event::Identified { peer: peer_id, addrs });
@@ -483,6 +829,12 @@ impl EventLoop {
             ConnectedPoint::Listener { .. } => None,
         };
         self.remote_addrs.insert(peer, endpoint.get_remote_address().clone());
+        self.connections.entry(peer).or_default().insert(id, endpoint.is_relayed());
+        if let Some(addr) = &dialled {
+            if !endpoint.is_relayed() {
+                self.dialled.insert(peer, addr.clone());
+            }
+        }
         if let Some(reply) = self.pending_dials.remove(&id) {
             let _ = reply.send(Ok(peer));
         }

@@ -16,8 +16,8 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use behaviour::{
-    DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES,
-    SYNC_PROTOCOL,
+    RelayFriends, RelayMode, DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES,
+    MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
 };
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
@@ -145,6 +145,31 @@ pub struct PeerInfo {
     pub addr: Multiaddr,
     /// Its gossipsub score, if scored.
     pub score: Option<f64>,
+    /// Whether every open connection to it goes through a relay (none is direct).
+    pub relayed: bool,
+}
+
+/// Whether this node can be reached from outside, as AutoNAT found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reachability {
+    /// Not known yet (no probe answered).
+    #[default]
+    Unknown,
+    /// Peers could dial back: publicly reachable.
+    Public,
+    /// Peers could not dial back: behind NAT or a firewall.
+    Private,
+}
+
+impl Reachability {
+    /// `public`, `private` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        }
+    }
 }
 
 /// Gossip statistics.
@@ -164,6 +189,20 @@ pub struct Stats {
     pub gossip_rate_limited: u64,
     /// Gossip messages dropped since start because the node's event queue was full.
     pub gossip_overflow: u64,
+    /// Reachability found by AutoNAT.
+    pub reachability: Reachability,
+    /// The address AutoNAT confirmed as public, if any.
+    pub public_addr: Option<Multiaddr>,
+    /// Relayed addresses this node holds a reservation for (`.../p2p-circuit`).
+    pub relay_addrs: Vec<Multiaddr>,
+    /// Whether (and for whom) this node relays.
+    pub relay_mode: RelayMode,
+    /// Peers holding a reservation on this node (as a relay).
+    pub relaying_for: usize,
+    /// Hole punches (DCUtR) that upgraded a relayed connection to a direct one.
+    pub holepunch_ok: u64,
+    /// Hole punches that failed.
+    pub holepunch_failed: u64,
 }
 
 /// How the network is set up.
@@ -173,6 +212,8 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Whether to discover peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Whether this node relays for others.
+    pub relay: RelayMode,
 }
 
 pub(crate) enum Command {
@@ -252,6 +293,7 @@ pub struct Client {
     commands: mpsc::Sender<Command>,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     local_peer: PeerId,
+    relay_friends: RelayFriends,
 }
 
 impl Client {
@@ -267,6 +309,11 @@ impl Client {
     /// This node's peer id.
     pub fn local_peer(&self) -> PeerId {
         self.local_peer
+    }
+
+    /// Sets the peers this node relays for when relaying is limited to friends.
+    pub fn set_relay_friends(&self, peers: impl IntoIterator<Item = PeerId>) {
+        self.relay_friends.set(peers);
     }
 
     /// Dials `addr` and waits (up to [`DIAL_TIMEOUT`]) until connected.
@@ -448,7 +495,9 @@ pub fn new(
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
     let (addr_tx, addr_rx) = watch::channel(Vec::new());
-    let event_loop = EventLoop::new(keypair, config, command_rx, event_tx, addr_tx)?;
-    let client = Client { commands: command_tx, listen_addrs: addr_rx, local_peer };
+    let relay_friends = RelayFriends::default();
+    let event_loop =
+        EventLoop::new(keypair, config, &relay_friends, command_rx, event_tx, addr_tx)?;
+    let client = Client { commands: command_tx, listen_addrs: addr_rx, local_peer, relay_friends };
     Ok((client, event_loop, event_rx))
 }

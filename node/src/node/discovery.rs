@@ -13,14 +13,20 @@ const BOOTSTRAP_RETRY_MIN: Duration = Duration::from_secs(1);
 const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(300);
 /// How often a connected bootstrap peer is checked again.
 const BOOTSTRAP_CHECK: Duration = Duration::from_secs(30);
+/// How often the set of peers this node relays for is brought up to date.
+const RELAY_FRIENDS_REFRESH: Duration = Duration::from_secs(2);
 /// Providers of a hashtag dialled after a lookup.
 const PROVIDERS_TO_DIAL: usize = 3;
 
+/// The peer `addr` leads to (the last `/p2p` part: a relayed address names the relay
+/// first).
 fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
+    addr.iter()
+        .filter_map(|p| match p {
+            Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .last()
 }
 
 /// The DHT key under which nodes interested in `tag` announce themselves.
@@ -96,6 +102,23 @@ impl Node {
             dialled += 1;
             if dialled == PROVIDERS_TO_DIAL {
                 break;
+            }
+        }
+    }
+
+    /// Keeps the relay's allowed set equal to this node's mutual connections (relaying
+    /// limited to friends).
+    pub(super) async fn run_relay_friends(self) {
+        loop {
+            let me = self.inner.me;
+            let following = self.inner.store.following(&me).unwrap_or_default();
+            let friends = following
+                .into_iter()
+                .filter(|other| self.inner.store.is_following(other, &me).unwrap_or(false))
+                .filter_map(|other| other.to_peer_id().ok());
+            self.inner.net.set_relay_friends(friends);
+            if !self.pause(RELAY_FRIENDS_REFRESH).await {
+                return;
             }
         }
     }

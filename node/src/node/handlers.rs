@@ -11,7 +11,8 @@ use tokio::sync::broadcast;
 
 use super::{now_ms, view, LivePost, Node};
 use crate::{
-    api::{FeedItem, PeerEntry, Request, Response, Status},
+    api::{FeedItem, NatStatus, PeerEntry, Request, Response, Status},
+    net,
     store::StoredRecord,
 };
 
@@ -181,6 +182,20 @@ impl Node {
             uptime_s: self.inner.started.elapsed().as_secs(),
             record_counters,
             sync: self.inner.sync.snapshot(),
+            nat: NatStatus {
+                reachability: stats.reachability.as_str().into(),
+                public_addr: stats.public_addr.map(|a| a.to_string()),
+                relay_reservations: stats.relay_addrs.iter().map(|a| a.to_string()).collect(),
+                relay: match stats.relay_mode {
+                    net::RelayMode::Off => "off",
+                    net::RelayMode::Friends => "friends",
+                    net::RelayMode::Open => "open",
+                }
+                .into(),
+                relaying_for: stats.relaying_for,
+                holepunch_ok: stats.holepunch_ok,
+                holepunch_failed: stats.holepunch_failed,
+            },
         }))
     }
 
@@ -193,6 +208,7 @@ impl Node {
                     id: p.peer.to_string(),
                     addr: p.addr.to_string(),
                     score: p.score,
+                    connection: if p.relayed { "relayed" } else { "direct" }.into(),
                 })
                 .collect(),
         })

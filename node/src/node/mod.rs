@@ -157,7 +157,8 @@ impl Node {
     ) -> Result<(Self, NodeTasks), NodeError> {
         let store = Store::open(&home.store_path())?;
         let libp2p_key = keypair.to_libp2p().map_err(|e| NodeError::Identity(e.to_string()))?;
-        let net_config = net::Config { listen: config.listen.clone(), mdns: config.mdns };
+        let net_config =
+            net::Config { listen: config.listen.clone(), mdns: config.mdns, relay: config.relay };
         let (client, event_loop, events) = net::new(libp2p_key, &net_config)?;
         let net_task = tokio::spawn(event_loop.run());
         let (live, _) = broadcast::channel(LIVE_QUEUE);
@@ -188,6 +189,9 @@ impl Node {
         let outbox_task = tokio::spawn(node.clone().run_outbox());
         let sync_task = tokio::spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
+        if config.relay == net::RelayMode::Friends {
+            tokio::spawn(node.clone().run_relay_friends());
+        }
         let expiry = tokio::spawn(node.clone().run_expiry());
         let tasks = NodeTasks {
             net: net_task,
