@@ -128,9 +128,10 @@ fn status(s: &Status, json: bool) {
         }
     }
     out!(
-        "relaying   {} ({} peers hold a reservation); hole punches {} ok, {} failed",
+        "relaying   {} ({} peers hold a reservation, {} refused); hole punches {} ok, {} failed",
         n.relay,
         n.relaying_for,
+        n.relay_refused,
         n.holepunch_ok,
         n.holepunch_failed
     );

@@ -305,6 +305,8 @@ pub struct NatStatus {
     pub relay: String,
     /// Peers holding a reservation on this node.
     pub relaying_for: usize,
+    /// Reservations this node refused (not a friend, or over the limits).
+    pub relay_refused: u64,
     /// Relayed connections upgraded to direct ones by hole punching.
     pub holepunch_ok: u64,
     /// Hole punches that failed.

@@ -1,8 +1,9 @@
 //! NAT traversal with real `kith` daemons in Linux network namespaces (set up by
 //! `scripts/netns-nat`): relay R in a "public" namespace, A and B each in a home behind
 //! its own masquerading router that lets no connection in. A and B know only R. They
-//! find out they are unreachable (AutoNAT), reserve a slot on R (R relays for friends:
-//! both are mutual with R), become mutual with each other and exchange direct messages
+//! find out they are unreachable (AutoNAT), reserve a slot on R (R relays for friends
+//! only: B is refused until R follows it back), become mutual with each other and
+//! exchange direct messages
 //! over the relayed connection; the test reports whether hole punching (DCUtR) then
 //! upgraded it to a direct one.
 //!
@@ -55,6 +56,28 @@ impl Namespaces {
 impl Drop for Namespaces {
     fn drop(&mut self) {
         let _ = Command::new("bash").arg(script()).args(["down", &self.prefix]).status();
+    }
+}
+
+/// Prints the end of each daemon's log when the test fails, so CI shows why (or always,
+/// all of it, with `KITH_TEST_LOGS=1`).
+struct LogsOnFailure<'a>(Vec<&'a Daemon>);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        let all = std::env::var_os("KITH_TEST_LOGS").is_some();
+        if !std::thread::panicking() && !all {
+            return;
+        }
+        let keep = if all { usize::MAX } else { 60 };
+        for d in &self.0 {
+            let log = d.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("---- {} daemon log (last {} lines) ----", d.name, keep.min(lines.len()));
+            for line in &lines[lines.len().saturating_sub(keep)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -111,11 +134,26 @@ fn peers_behind_nat_talk_through_a_friends_relay() {
     let a = start(&nets, "a", "a", &["--bootstrap", &r_addr]);
     let b = start(&nets, "b", "b", &["--bootstrap", &r_addr]);
     let (a_id, b_id) = (a.id(), b.id());
+    let _logs = LogsOnFailure(vec![&r, &a, &b]);
 
-    // Friends relay for friends: R and each of A and B follow one another.
-    for (x, y) in [(&r, &a_id), (&r, &b_id), (&a, &r_id), (&b, &r_id)] {
+    // Friends relay for friends: A and B follow R, but R follows only A at first, so R
+    // refuses B's reservation and accepts A's.
+    for (x, y) in [(&a, &r_id), (&b, &r_id), (&r, &a_id)] {
         assert_eq!(x.json(&["follow", y])["ok"], true);
     }
+    let reserved = |d: &Daemon| {
+        let n = nat(d);
+        n["reachability"] == "private"
+            && n["relay_reservations"].as_array().is_some_and(|r| !r.is_empty())
+    };
+    eventually(DEADLINE, "A to be unreachable with a relay slot", || reserved(&a).then_some(()));
+    eventually(DEADLINE, "R to refuse B, not yet a friend", || {
+        (nat(&r)["relay_refused"].as_u64().unwrap() >= 1).then_some(())
+    });
+    assert!(!reserved(&b), "B got a slot on R without being R's friend: {}", nat(&b));
+    assert_eq!(nat(&r)["relaying_for"], 1, "R: {}", nat(&r));
+    // R follows B back: now B is a friend, and its next try succeeds.
+    assert_eq!(r.json(&["follow", &b_id])["ok"], true);
     for home in [&a, &b] {
         eventually(DEADLINE, &format!("{} to be unreachable with a relay slot", home.name), || {
             let n = nat(home);
@@ -155,9 +193,15 @@ fn peers_behind_nat_talk_through_a_friends_relay() {
         "NAT test: A-B connection is {how}; hole punches A ok {} failed {}, B ok {} failed {}",
         na["holepunch_ok"], na["holepunch_failed"], nb["holepunch_ok"], nb["holepunch_failed"]
     );
+    for d in [&a, &b] {
+        for line in d.log().lines().filter(|l| l.contains("hole punch")) {
+            eprintln!("  {}: {line}", d.name);
+        }
+    }
     assert!(how == "relayed" || how == "direct", "unexpected connection kind {how}");
     // R relayed for both (they hold reservations on it).
     assert!(nat(&r)["relaying_for"].as_u64().unwrap() >= 2, "R: {}", nat(&r));
+    drop(_logs);
     drop((a, b, r));
     drop(nets);
 }

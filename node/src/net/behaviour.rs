@@ -22,9 +22,10 @@ use super::{frame::FrameCodec, NetError};
 /// what a peer can make us buffer.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
-/// Most connections in total and per peer.
+/// Most connections in total and per peer (one in use, one relayed or being upgraded by
+/// hole punching, one spare: an AutoNAT dial-back, closed after a while).
 const MAX_CONNECTIONS: u32 = 256;
-const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+const MAX_CONNECTIONS_PER_PEER: u32 = 3;
 const MAX_PENDING: u32 = 64;
 
 /// Most topics a peer (or this node) may subscribe to.
@@ -154,7 +155,9 @@ fn autonat(peer_id: PeerId) -> autonat::v1::Behaviour {
         refresh_interval: Duration::from_secs(5 * 60),
         throttle_server_period: Duration::from_secs(10),
         confidence_max: 2,
-        timeout: Duration::from_secs(10),
+        // Longer than the swarm's 10 s connection timeout: a dial-back into a NAT that
+        // drops packets fails by timing out, and that answer must arrive in time.
+        timeout: Duration::from_secs(25),
         only_global_ips: false,
         ..Default::default()
     };

@@ -61,6 +61,18 @@ struct Find {
     outstanding: usize,
 }
 
+/// A spare direct connection to a peer is closed once it is this old (AutoNAT dial-backs
+/// and simultaneous dials make them; kept open, they would fill the per-peer limit). Longer
+/// than any request or probe timeout, so that what started on it can finish.
+const SPARE_CONNECTION_GRACE: Duration = Duration::from_secs(30);
+
+/// One open connection.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    relayed: bool,
+    since: Instant,
+}
+
 /// A relay this node listens through.
 struct Reservation {
     relay: PeerId,
@@ -91,11 +103,12 @@ pub struct EventLoop {
     /// Relays that refused or dropped us recently, and when.
     relay_refused: HashMap<PeerId, Instant>,
     reservations: HashMap<ListenerId, Reservation>,
-    /// Open connections per peer, and whether each is relayed.
-    connections: HashMap<PeerId, HashMap<ConnectionId, bool>>,
+    /// Open connections per peer.
+    connections: HashMap<PeerId, HashMap<ConnectionId, Conn>>,
     /// Addresses we reached peers at by dialling.
     dialled: HashMap<PeerId, Multiaddr>,
     relaying_for: std::collections::HashSet<PeerId>,
+    relay_refused_count: u64,
     holepunch_ok: u64,
     holepunch_failed: u64,
     /// Whether the signed address record needs publishing, and when it last was.
@@ -176,6 +189,7 @@ impl EventLoop {
             connections: HashMap::new(),
             dialled: HashMap::new(),
             relaying_for: Default::default(),
+            relay_refused_count: 0,
             holepunch_ok: 0,
             holepunch_failed: 0,
             address_record_dirty: true,
@@ -357,7 +371,7 @@ impl EventLoop {
             let relayed = self
                 .connections
                 .get(&peer)
-                .is_some_and(|c| !c.is_empty() && c.values().all(|r| *r));
+                .is_some_and(|c| !c.is_empty() && c.values().all(|c| c.relayed));
             out.push(PeerInfo { peer, addr, score, relayed });
         }
         out.sort_by_key(|p| p.peer.to_string());
@@ -385,6 +399,7 @@ impl EventLoop {
             relay_addrs: self.reservations.values().filter_map(|r| r.addr.clone()).collect(),
             relay_mode: self.relay_mode,
             relaying_for: self.relaying_for.len(),
+            relay_refused: self.relay_refused_count,
             holepunch_ok: self.holepunch_ok,
             holepunch_failed: self.holepunch_failed,
         }
@@ -689,6 +704,7 @@ impl EventLoop {
                 self.relaying_for.insert(src_peer_id);
             }
             relay::Event::ReservationReqDenied { src_peer_id, .. } => {
+                self.relay_refused_count += 1;
                 tracing::debug!(peer = %src_peer_id, "relay reservation refused");
             }
             relay::Event::ReservationClosed { src_peer_id }
@@ -712,8 +728,36 @@ impl EventLoop {
         }
     }
 
-    /// Periodic upkeep: relay reservations while unreachable, the signed address record.
+    /// Closes spare direct connections: of several direct connections to one peer, both
+    /// sides keep the oldest (which is also the one a relay reservation is made on).
+    /// Relayed connections are left alone (hole punching replaces them, and they end with
+    /// their circuit).
+    fn close_spare_connections(&mut self) {
+        let mut spare = Vec::new();
+        for open in self.connections.values() {
+            let mut direct: Vec<(&ConnectionId, &Conn)> =
+                open.iter().filter(|(_, c)| !c.relayed).collect();
+            if direct.len() < 2 {
+                continue;
+            }
+            direct.sort_by_key(|(_, c)| c.since);
+            spare.extend(
+                direct
+                    .into_iter()
+                    .skip(1)
+                    .filter(|(_, c)| c.since.elapsed() >= SPARE_CONNECTION_GRACE)
+                    .map(|(id, _)| *id),
+            );
+        }
+        for id in spare {
+            self.swarm.close_connection(id);
+        }
+    }
+
+    /// Periodic upkeep: spare connections, relay reservations while unreachable, the
+    /// signed address record.
     fn maintain(&mut self) {
+        self.close_spare_connections();
         if self.reachability() == Reachability::Private {
             self.maintain_relays();
         }
@@ -829,7 +873,8 @@ impl EventLoop {
             ConnectedPoint::Listener { .. } => None,
         };
         self.remote_addrs.insert(peer, endpoint.get_remote_address().clone());
-        self.connections.entry(peer).or_default().insert(id, endpoint.is_relayed());
+        let conn = Conn { relayed: endpoint.is_relayed(), since: Instant::now() };
+        self.connections.entry(peer).or_default().insert(id, conn);
         if let Some(addr) = &dialled {
             if !endpoint.is_relayed() {
                 self.dialled.insert(peer, addr.clone());

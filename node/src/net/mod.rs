@@ -199,6 +199,8 @@ pub struct Stats {
     pub relay_mode: RelayMode,
     /// Peers holding a reservation on this node (as a relay).
     pub relaying_for: usize,
+    /// Reservations this node refused as a relay (not a friend, or over the limits).
+    pub relay_refused: u64,
     /// Hole punches (DCUtR) that upgraded a relayed connection to a direct one.
     pub holepunch_ok: u64,
     /// Hole punches that failed.

@@ -193,6 +193,7 @@ impl Node {
                 }
                 .into(),
                 relaying_for: stats.relaying_for,
+                relay_refused: stats.relay_refused,
                 holepunch_ok: stats.holepunch_ok,
                 holepunch_failed: stats.holepunch_failed,
             },
