@@ -16,7 +16,7 @@ use kith_protocol::{
         Bucket, Query, SyncRequest, SyncResponse, TagCursor, MAX_OFFER_RECORDS, MAX_SYNC_RECORDS,
         MAX_SYNC_RESPONSE_BYTES,
     },
-    AuthorId, Tag, Topic,
+    AuthorId, Tag, Topic, VerifiedRecord,
 };
 use libp2p::PeerId;
 use tokio::sync::{mpsc, Mutex, Semaphore};
@@ -26,7 +26,6 @@ use crate::{
     api::SyncCounters,
     ingest::{self, Outcome},
     net::{Proto, Responder},
-    store::{Store, StoreError},
 };
 
 /// How often the node syncs with (some of) its peers.
@@ -93,25 +92,25 @@ enum Asked {
 }
 
 impl Asked {
-    fn ingest(&self, store: &Store, bytes: &[u8], now: u64) -> Result<Outcome, StoreError> {
+    /// The checks for one record of an answer: [`ingest::check`], after refusing a
+    /// record outside what was asked.
+    fn check(&self, bytes: &[u8], now: u64) -> Result<VerifiedRecord, String> {
         match self {
             Self::Author(author) => {
                 // Look at the author before the full check; a record that does not decode
-                // is left for `ingest` to refuse with its own reason.
+                // is left for `check` to refuse with its own reason.
                 let decoded = codec::decode::<SignedRecord, MAX_RECORD_BYTES>(bytes);
                 if let Ok(signed) = decoded {
                     if signed.record.author != *author {
                         let found = signed.record.author;
-                        return Ok(Outcome::Invalid(format!(
-                            "a record of {found} in an answer about {author}"
-                        )));
+                        return Err(format!("a record of {found} in an answer about {author}"));
                     }
                 }
-                ingest::ingest(store, bytes, None, now)
+                ingest::check(bytes, None, now)
             }
             Self::Tag(tag) => {
                 // As on the tag's gossip topic: a record without the tag is refused.
-                ingest::ingest(store, bytes, Some(&Topic::Tag(tag.clone()).to_string()), now)
+                ingest::check(bytes, Some(&Topic::Tag(tag.clone()).to_string()), now)
             }
         }
     }
@@ -138,7 +137,8 @@ impl Node {
         let store = self.inner.store.clone();
         let outcomes = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            records.iter().map(|r| asked.ingest(&store, r, now)).collect::<Vec<_>>()
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            ingest::ingest_batch_with(&store, &records, now, threads, |r| asked.check(r, now))
         })
         .await
         .unwrap_or_default();
