@@ -887,3 +887,50 @@ impl EventLoop {
         self.emit(Event::Connected { peer, addr: dialled });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libp2p::identity::Keypair;
+
+    use super::*;
+
+    fn signed(key: &Keypair, addrs: Vec<Multiaddr>) -> Vec<u8> {
+        libp2p::core::PeerRecord::new(key, addrs)
+            .unwrap()
+            .into_signed_envelope()
+            .into_protobuf_encoding()
+    }
+
+    #[test]
+    fn address_records_are_taken_only_from_their_own_peer() {
+        let alice = Keypair::generate_ed25519();
+        let mallory = Keypair::generate_ed25519();
+        let a = alice.public().to_peer_id();
+        let addr: Multiaddr = "/ip4/192.0.2.1/tcp/4001".parse().unwrap();
+        let good = signed(&alice, vec![addr.clone()]);
+        assert_eq!(addresses_from_record(&a, &good), Some(vec![addr.clone()]));
+        // Mallory signs a record pointing elsewhere: it names Mallory, not Alice.
+        let forged = signed(&mallory, vec!["/ip4/203.0.113.9/tcp/1".parse().unwrap()]);
+        assert_eq!(addresses_from_record(&a, &forged), None);
+        // Any changed byte breaks the signature or the encoding.
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            assert_ne!(addresses_from_record(&a, &bad), Some(vec![addr.clone()]), "byte {i}");
+        }
+        assert_eq!(addresses_from_record(&a, b"garbage"), None);
+        // At most 16 addresses are read from a record.
+        let many: Vec<Multiaddr> =
+            (0..40).map(|p| format!("/ip4/192.0.2.1/tcp/{}", 1000 + p).parse().unwrap()).collect();
+        assert_eq!(addresses_from_record(&a, &signed(&alice, many)).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn the_peer_of_a_relayed_address_is_the_last_one() {
+        let relay = Keypair::generate_ed25519().public().to_peer_id();
+        let target = Keypair::generate_ed25519().public().to_peer_id();
+        let addr: Multiaddr =
+            format!("/ip4/10.0.0.1/tcp/1/p2p/{relay}/p2p-circuit/p2p/{target}").parse().unwrap();
+        assert_eq!(peer_of(&addr), Some(target));
+    }
+}
