@@ -5,7 +5,7 @@
 use kith_protocol::{
     codec::CodecError,
     dm::{
-        seal_with_ephemeral, DmError, DmReply, DmRequest, MessageId, Plain, Sealed,
+        seal_with_ephemeral, DmError, DmReply, DmRequest, MessageId, PairKeys, Plain, Sealed,
         SEALED_HEADER_LEN, SEALED_VERSION,
     },
     identity::{AuthorId, Keypair},
@@ -45,6 +45,33 @@ fn round_trip(text: &str) -> Vec<u8> {
     assert_eq!(received, sealed);
     assert_eq!(received.open(&bob()).unwrap(), message);
     bytes
+}
+
+#[test]
+fn pair_keys_seal_and_open_as_the_plain_calls_do() {
+    let (a, b, c) = (alice(), bob(), carol());
+    let a_to_b = PairKeys::new(&a, &b.id()).unwrap();
+    let b_from_a = PairKeys::new(&b, &a.id()).unwrap();
+    assert_eq!(a_to_b.peer(), &b.id());
+    let message = plain("cached keys");
+    // Either way of sealing opens either way, to the same message.
+    for sealed in [
+        Sealed::seal(&a, &b.id(), &message).unwrap(),
+        Sealed::seal_with(&a, &a_to_b, &message).unwrap(),
+    ] {
+        assert_eq!((sealed.sender, sealed.recipient), (a.id(), b.id()));
+        assert_eq!(sealed.open(&b).unwrap(), message);
+        assert_eq!(sealed.open_with(&b, &b_from_a).unwrap(), message);
+        // Keys of another pair are refused, not used.
+        let c_from_a = PairKeys::new(&c, &a.id()).unwrap();
+        let b_from_c = PairKeys::new(&b, &c.id()).unwrap();
+        assert_eq!(sealed.open_with(&b, &c_from_a), Err(DmError::WrongKeys));
+        assert_eq!(sealed.open_with(&b, &b_from_c), Err(DmError::WrongKeys));
+        assert_eq!(sealed.open_with(&c, &c_from_a), Err(DmError::WrongRecipient));
+    }
+    assert_eq!(Sealed::seal_with(&b, &a_to_b, &message), Err(DmError::WrongKeys));
+    // The debug form names the people only.
+    assert!(!format!("{a_to_b:?}").contains("ss"));
 }
 
 #[test]

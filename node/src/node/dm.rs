@@ -3,13 +3,14 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use kith_protocol::{
-    dm::{DmReply, DmRequest, MessageId, Plain, Sealed},
+    dm::{DmError, DmReply, DmRequest, MessageId, PairKeys, Plain, Sealed},
     limits::MAX_DM_TEXT_BYTES,
-    AuthorId, RecordKind,
+    AuthorId, RecordId, RecordKind,
 };
 use libp2p::{Multiaddr, PeerId};
 
@@ -33,13 +34,50 @@ const OUTBOX_TICK: Duration = Duration::from_millis(500);
 const MAX_IN_FLIGHT: usize = 64;
 /// Longest reason kept from a refusal.
 const MAX_REASON: usize = 200;
+/// Most peers whose message keys are kept in memory.
+const MAX_PAIR_KEYS: usize = 256;
 
-/// The retry schedule of queued messages (in memory: after a restart every queued
-/// message is tried at once, then backs off again).
+/// Direct-message state kept in memory: the retry schedule of queued messages (after a
+/// restart every queued message is tried at once, then backs off again), the deliveries
+/// in flight, and the message keys of recent peers.
 #[derive(Default)]
 pub(super) struct Retries {
     next: HashMap<[u8; 16], (Instant, Duration)>,
     in_flight: std::collections::HashSet<[u8; 16]>,
+    keys: PairKeyCache,
+}
+
+/// The [`PairKeys`] of the peers this node wrote to or heard from last, at most
+/// [`MAX_PAIR_KEYS`]: they save an X25519 agreement and a key conversion per message at
+/// each end. Keys for a peer are kept only after a message was sealed for them or opened
+/// from them.
+#[derive(Default)]
+struct PairKeyCache {
+    keys: HashMap<AuthorId, (Arc<PairKeys>, u64)>,
+    /// Counts uses; the least recently used entry goes when the cache is full.
+    clock: u64,
+}
+
+impl PairKeyCache {
+    fn get(&mut self, peer: &AuthorId) -> Option<Arc<PairKeys>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.keys.get_mut(peer).map(|(keys, used)| {
+            *used = clock;
+            keys.clone()
+        })
+    }
+
+    fn put(&mut self, keys: Arc<PairKeys>) {
+        if self.keys.len() >= MAX_PAIR_KEYS && !self.keys.contains_key(keys.peer()) {
+            let oldest = self.keys.iter().min_by_key(|(_, (_, used))| *used).map(|(p, _)| *p);
+            if let Some(oldest) = oldest {
+                self.keys.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        self.keys.insert(*keys.peer(), (keys, self.clock));
+    }
 }
 
 type Reply = Result<Response, String>;
@@ -53,6 +91,19 @@ impl Node {
         let store = &self.inner.store;
         let me = &self.inner.me;
         Ok(store.is_following(me, other)? && store.is_following(other, me)?)
+    }
+
+    /// The message keys for `peer`, from the cache or computed (and not cached: the
+    /// caller caches them once they served).
+    async fn pair_keys(&self, peer: &AuthorId) -> Result<(Arc<PairKeys>, bool), DmError> {
+        if let Some(keys) = self.inner.retries.lock().await.keys.get(peer) {
+            return Ok((keys, true));
+        }
+        Ok((Arc::new(PairKeys::new(&self.inner.keypair, peer)?), false))
+    }
+
+    async fn cache_pair_keys(&self, keys: Arc<PairKeys>) {
+        self.inner.retries.lock().await.keys.put(keys);
     }
 
     /// The bytes of our latest follow record for `peer`, if any: sent along with a
@@ -90,7 +141,12 @@ impl Node {
         }
         let id = MessageId::generate().map_err(|e| format!("random: {e}"))?;
         let plain = Plain { id, timestamp: now_ms(), text };
-        let sealed = Sealed::seal(&self.inner.keypair, &peer, &plain).map_err(|e| e.to_string())?;
+        let (keys, cached) = self.pair_keys(&peer).await.map_err(|e| e.to_string())?;
+        let sealed =
+            Sealed::seal_with(&self.inner.keypair, &keys, &plain).map_err(|e| e.to_string())?;
+        if !cached {
+            self.cache_pair_keys(keys).await;
+        }
         let request = DmRequest { sealed, follow_proof: self.follow_proof(&peer) }
             .to_bytes()
             .map_err(|e| e.to_string())?;
@@ -110,21 +166,20 @@ impl Node {
         // attempt and make this one answer "queued" while it is being delivered.
         self.inner.retries.lock().await.in_flight.insert(entry.id);
         let store = &self.inner.store;
-        let stored = store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry));
-        let flushed = match stored {
-            Ok(_) => store.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = flushed {
+        if let Err(e) = store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)) {
             self.inner.retries.lock().await.in_flight.remove(&entry.id);
             return Err(store_err(e));
         }
+        // Delivery starts before the message is flushed: until this call answers, no one
+        // was told it was sent, and the one flush below, before the answer, covers the
+        // message, its outbox entry and the receipt's status alike.
         let node = self.clone();
         let attempt = tokio::spawn(async move { node.deliver_claimed(entry).await });
         let status = match tokio::time::timeout(SEND_WAIT, attempt).await {
             Ok(Ok(status)) => status,
             _ => DmStatus::Queued,
         };
+        store.flush().await.map_err(store_err)?;
         if status == DmStatus::Refused {
             let reason = self
                 .inner
@@ -205,15 +260,15 @@ impl Node {
                 return DmStatus::Queued;
             }
         };
+        // Not flushed here: `msg send` flushes before it reports the status, and a
+        // status lost in a crash only sends the message again, which the recipient
+        // answers without storing it twice.
         match store.dm_set_status(&me, &entry.id, status, reason) {
             Ok(_) => {}
             Err(error) => {
                 tracing::error!(%error, "cannot record delivery");
                 return DmStatus::Queued;
             }
-        }
-        if let Err(error) = store.flush().await {
-            tracing::error!(%error, "cannot flush delivery status");
         }
         status
     }
@@ -249,7 +304,19 @@ impl Node {
         if sealed.recipient != self.inner.me {
             return refuse(None, "not addressed to this node");
         }
-        let plain = match sealed.open(&self.inner.keypair) {
+        let opened = match self.pair_keys(&sender).await {
+            Ok((keys, cached)) => match sealed.open_with(&self.inner.keypair, &keys) {
+                Ok(plain) => {
+                    if !cached {
+                        self.cache_pair_keys(keys).await;
+                    }
+                    Ok(plain)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let plain = match opened {
             Ok(p) => p,
             Err(e) => return refuse(None, &format!("cannot open the message: {e}")),
         };
@@ -257,8 +324,13 @@ impl Node {
             return refuse(Some(plain.id), "the message is dated in the future (check your clock)");
         }
         let store = &self.inner.store;
-        if let Some(proof) = &request.follow_proof {
-            // A follow record of the sender's: verified and stored like any record.
+        // A follow record of the sender's: verified and stored like any record, unless
+        // the store holds it already (same bytes, same id: verified when it was stored).
+        let proof = request
+            .follow_proof
+            .as_ref()
+            .filter(|proof| !store.has(&RecordId::of_bytes(proof)).unwrap_or(false));
+        if let Some(proof) = proof {
             match ingest::ingest(store, proof, None, now_ms()) {
                 Ok(ingest::Outcome::New(rec)) => self.announce(&rec),
                 Ok(_) => {}
@@ -266,7 +338,14 @@ impl Node {
             }
         }
         match store.dm_seen(&sender, plain.id.as_bytes()) {
-            Ok(true) => return DmReply::Delivered { id: plain.id },
+            // Seen: the receipt still waits until that copy is durable (it may be a
+            // retry racing the first attempt's flush).
+            Ok(true) => {
+                return match store.flush().await {
+                    Ok(()) => DmReply::Delivered { id: plain.id },
+                    Err(_) => refuse(Some(plain.id), "the recipient's store failed"),
+                }
+            }
             Ok(false) => {}
             Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
         }
@@ -389,5 +468,34 @@ impl Node {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kith_protocol::Keypair;
+
+    use super::*;
+
+    #[test]
+    fn pair_key_cache_is_bounded_and_keeps_recent_peers() {
+        let me = Keypair::from_secret_bytes(&[1; 32]);
+        let peers: Vec<AuthorId> = (0..MAX_PAIR_KEYS + 20)
+            .map(|i| {
+                let mut secret = [7u8; 32];
+                secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                Keypair::from_secret_bytes(&secret).id()
+            })
+            .collect();
+        let mut cache = PairKeyCache::default();
+        let first = peers[0];
+        for (i, peer) in peers.iter().enumerate() {
+            cache.put(Arc::new(PairKeys::new(&me, peer).unwrap()));
+            // The first peer stays in use.
+            assert!(cache.get(&first).is_some(), "after {i}");
+        }
+        assert_eq!(cache.keys.len(), MAX_PAIR_KEYS);
+        assert!(cache.get(&peers[1]).is_none());
+        assert!(cache.get(peers.last().unwrap()).is_some());
     }
 }

@@ -42,9 +42,12 @@ use crate::{
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many remembered peers are redialled at start.
 const REDIAL_PEERS: usize = 32;
-/// Direct message and sync requests per second from one peer, and the burst.
-const REQUEST_RATE: f64 = 50.0;
-const REQUEST_BURST: f64 = 500.0;
+/// Requests (direct messages and sync) per second from one peer, and the burst: enough
+/// for a fast conversation between two mutual connections, while a flooding peer costs
+/// at most about a tenth of a core of refusals. Sync requests have their own, lower
+/// limit inside this one (`sync.rs`).
+const REQUEST_RATE: f64 = 1000.0;
+const REQUEST_BURST: f64 = 2000.0;
 /// Capacity of the live feed broadcast (slow live readers skip ahead).
 const LIVE_QUEUE: usize = 1024;
 

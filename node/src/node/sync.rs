@@ -25,6 +25,7 @@ use super::{now_ms, Node};
 use crate::{
     api::SyncCounters,
     ingest::{self, Outcome},
+    limits::RateLimiter,
     net::{Proto, Responder},
 };
 
@@ -43,6 +44,11 @@ const OFFER_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// Bytes kept free in a response for its framing.
 const RESPONSE_SLACK: usize = 1024;
 
+/// Sync requests per second answered for one peer, and the burst (a new connection
+/// syncs every followed author and subscribed tag at once).
+const SYNC_REQUEST_RATE: f64 = 50.0;
+const SYNC_REQUEST_BURST: f64 = 500.0;
+
 /// Sync state shown by `kith status`.
 pub(super) struct SyncState {
     syncing: AtomicU64,
@@ -53,6 +59,10 @@ pub(super) struct SyncState {
     limit: Semaphore,
     /// Authors with a gap being filled (so one gap causes one fetch).
     gaps: Mutex<HashSet<AuthorId>>,
+    /// Per-peer limit on sync requests, inside the node's limit on all requests: a sync
+    /// answer reads up to a page of records, so a peer gets fewer of them than of
+    /// direct messages.
+    requests: RateLimiter<PeerId>,
 }
 
 impl Default for SyncState {
@@ -65,6 +75,7 @@ impl Default for SyncState {
             last_round_ms: AtomicU64::new(0),
             limit: Semaphore::new(MAX_CONCURRENT_SYNCS),
             gaps: Mutex::new(HashSet::new()),
+            requests: RateLimiter::new(SYNC_REQUEST_RATE, SYNC_REQUEST_BURST),
         }
     }
 }
@@ -337,6 +348,11 @@ impl Node {
         bytes: Vec<u8>,
         channel: Responder,
     ) {
+        if !self.inner.sync.requests.allow(peer) {
+            // Dropping the channel fails the request; the peer may retry later.
+            self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let response = match SyncRequest::from_bytes(&bytes) {
             Ok(request) => self.serve(peer, request.query).await,
             Err(error) => {

@@ -24,7 +24,10 @@ use kith_protocol::{
     codec, limits::MAX_RECORD_BYTES, record::SignedRecord, AuthorId, Record, RecordId, RecordKind,
     Tag, VerifiedRecord,
 };
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, Mutex,
+};
 
 use sled::Tree;
 use thiserror::Error;
@@ -125,6 +128,10 @@ pub struct Store {
     writer: Arc<Mutex<()>>,
     /// Serialises flushes.
     flush_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Flush requests taken so far, and the last request known to be covered by a
+    /// finished flush: writers that wait together share one flush.
+    flush_requests: Arc<AtomicU64>,
+    flushed_upto: Arc<AtomicU64>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -197,6 +204,8 @@ impl Store {
             block_periods: tree("block_periods")?,
             writer: Arc::new(Mutex::new(())),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
+            flush_requests: Arc::new(AtomicU64::new(0)),
+            flushed_upto: Arc::new(AtomicU64::new(0)),
             db,
         })
     }
@@ -206,15 +215,24 @@ impl Store {
     /// # Errors
     /// The disk's error.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        // Taken after this caller's writes: a flush that starts after this point
+        // covers them.
+        let ticket = self.flush_requests.fetch_add(1, Ordering::SeqCst) + 1;
         // sled 0.34's flush_async deadlocks when several tasks call it at once (upstream
         // issues #1308, #1241): flushes go one at a time, as a blocking flush off the
-        // async threads. A writer that waits here finds its data flushed by the flush in
-        // progress or by its own.
+        // async threads.
         let _one_at_a_time = self.flush_lock.lock().await;
+        // Group commit: a flush that started after this caller's ticket was taken, and
+        // has finished, made its writes durable already.
+        if self.flushed_upto.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let upto = self.flush_requests.load(Ordering::SeqCst);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| corrupt(&format!("flush task failed: {e}")))??;
+        self.flushed_upto.fetch_max(upto, Ordering::SeqCst);
         Ok(())
     }
 
