@@ -30,6 +30,10 @@ use tokio::sync::watch;
 
 use crate::TestNode;
 
+pub mod latency;
+
+pub use latency::LinkLatency;
+
 /// How often readiness and delivery are checked.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -62,6 +66,9 @@ pub struct Config {
     pub delivery_deadline: Duration,
     /// Print each phase on stderr as it starts.
     pub progress: bool,
+    /// Per-link one-way delay added in this process (see [`latency`]); `None` for plain
+    /// loopback. Needs a network namespace of its own.
+    pub latency: Option<LinkLatency>,
 }
 
 impl Default for Config {
@@ -77,6 +84,7 @@ impl Default for Config {
             settle: Duration::from_secs(2),
             delivery_deadline: Duration::from_secs(20),
             progress: false,
+            latency: None,
         }
     }
 }
@@ -98,6 +106,9 @@ impl Config {
         }
         if self.degree == 0 || self.degree >= self.nodes {
             return Err(format!("--degree must be between 1 and --nodes - 1, not {}", self.degree));
+        }
+        if self.latency.is_some_and(|l| l.min > l.max) {
+            return Err("--latency-ms: the first number must not exceed the second".into());
         }
         Ok(())
     }
@@ -348,6 +359,9 @@ impl Report {
             "seed": self.config.seed,
             "degree": self.config.degree,
             "interval_ms": self.config.interval.as_millis() as u64,
+            "link_latency_ms": self.config.latency.map(|l| {
+                serde_json::json!([l.min.as_millis() as u64, l.max.as_millis() as u64])
+            }),
             "expected_deliveries": self.expected,
             "deliveries": self.delivered,
             "delivery_ratio": self.delivery_ratio(),
@@ -385,6 +399,12 @@ impl Report {
             ("nodes", format!("{} (each dials {})", c.nodes, c.degree)),
             ("authors x posts", format!("{} x {} = {}", c.authors, c.posts, c.authors * c.posts)),
             ("seed", c.seed.to_string()),
+            (
+                "link latency",
+                c.latency.map_or("none (loopback)".into(), |l| {
+                    format!("{}-{} ms one way, per link", l.min.as_millis(), l.max.as_millis())
+                }),
+            ),
             ("setup (start, dial, follow)", format!("{:.1} s", self.setup_s)),
             (
                 "subscribers reachable",
@@ -619,7 +639,16 @@ pub async fn run(config: &Config) -> Result<Report, String> {
     let starts =
         (0..config.nodes).map(|i| async move { TestNode::start(&format!("n{i:03}")).await });
     let nodes: Vec<TestNode> = join_all(starts).await;
-    let result = simulate(config, &plan, &nodes, t0).await;
+    let result = match config.latency {
+        Some(latency) => {
+            let ports: Vec<u16> = nodes.iter().map(TestNode::port).collect();
+            match latency::install(&ports, latency, config.seed).await {
+                Ok(_links) => simulate(config, &plan, &nodes, t0).await,
+                Err(e) => Err(e),
+            }
+        }
+        None => simulate(config, &plan, &nodes, t0).await,
+    };
     join_all(nodes.into_iter().map(TestNode::stop)).await;
     result
 }

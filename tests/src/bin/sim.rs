@@ -1,13 +1,14 @@
 //! Many-node simulation (issue 7): N in-process nodes on loopback, M authors posting K
 //! posts with hashtags; prints delivery, gossip latency, duplicates and memory per node.
-//! Run with `scripts/sim [--nodes N] [--authors M] [--posts K] [--json] [--seed S]`.
+//! Run with `scripts/sim [--nodes N] [--authors M] [--posts K] [--json] [--seed S]`;
+//! `--latency-ms MIN-MAX` adds a delay to each link (see `kith_tests::sim::latency`).
 
 use std::{process::ExitCode, time::Duration};
 
-use kith_tests::sim::{run, Config};
+use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
-           [--degree D] [--interval-ms MS] [--deadline-s S]";
+           [--degree D] [--interval-ms MS] [--deadline-s S] [--latency-ms MIN-MAX]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -18,6 +19,19 @@ struct Args {
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
     let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
     value.parse().map_err(|_| format!("{flag}: {value:?} is not a number"))
+}
+
+/// `MIN-MAX` or one number, milliseconds.
+fn latency(flag: &str, value: Option<String>) -> Result<LinkLatency, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    let (min, max) = value.split_once('-').unwrap_or((&value, &value));
+    let ms = |v: &str| -> Result<Duration, String> {
+        v.trim()
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{flag}: {value:?} is not MIN-MAX in milliseconds"))
+    };
+    Ok(LinkLatency { min: ms(min)?, max: ms(max)? })
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -35,6 +49,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--deadline-s" => {
                 config.delivery_deadline = Duration::from_secs(number(&flag, args.next())?);
             }
+            "--latency-ms" => config.latency = Some(latency(&flag, args.next())?),
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
