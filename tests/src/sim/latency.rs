@@ -8,7 +8,7 @@
 //! (topology, DHT, identify), because the redirection is by destination port.
 //!
 //! The proxies connect to the nodes from 127.0.0.2, which the redirection skips; a second
-//! rule rewrites that source back to 127.0.0.1, so that nodes see every peer on
+//! rule rewrites that source back to 127.0.0.1 (ports 20000-29999), so that nodes see every peer on
 //! 127.0.0.1, as without the proxies (gossipsub exempts that address from its penalty
 //! for many peers on one IP).
 //!
@@ -37,6 +37,11 @@ use super::Rng;
 
 /// The address the proxies connect from; connections from it are not redirected.
 const PROXY_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Where proxy connections appear to come from: 127.0.0.1, on ports below the OS's
+/// ephemeral range (32768 and up), where the nodes listen and dial from. A proxy
+/// connection that appeared to come from a node's listening port would take the address
+/// pair that node needs to dial back from it ("address already in use").
+const SNAT_TO: &str = "127.0.0.1:20000-29999";
 /// Chunks of bytes held in one direction of one connection at once; a full queue stops
 /// reading from the sender (TCP backpressure), so memory stays bounded.
 const PUMP_QUEUE: usize = 1024;
@@ -99,12 +104,14 @@ pub async fn install(ports: &[u16], latency: LinkLatency, seed: u64) -> Result<L
         "nat",
         "-A",
         "POSTROUTING",
+        "-p",
+        "tcp",
         "-s",
         "127.0.0.2",
         "-j",
         "SNAT",
         "--to-source",
-        "127.0.0.1",
+        SNAT_TO,
     ])?;
     let node_of: Arc<HashMap<u16, usize>> =
         Arc::new(ports.iter().enumerate().map(|(i, p)| (*p, i)).collect());
