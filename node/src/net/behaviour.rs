@@ -85,6 +85,17 @@ pub enum RelayMode {
     Open,
 }
 
+impl RelayMode {
+    /// `off`, `friends` or `open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMode::Off => "off",
+            RelayMode::Friends => "friends",
+            RelayMode::Open => "open",
+        }
+    }
+}
+
 /// Who may hold a relay reservation on this node, updated by the node as its mutual
 /// connections change.
 #[derive(Debug, Clone, Default)]

@@ -107,6 +107,17 @@ pub enum Event {
     },
 }
 
+/// The peer an address leads to: its last `/p2p` part (a relayed address names the relay
+/// first and the peer last).
+pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter()
+        .filter_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .last()
+}
+
 /// kith's request-response protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {

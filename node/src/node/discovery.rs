@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kith_protocol::{AuthorId, Tag, Topic};
-use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
+use libp2p::Multiaddr;
 
 use super::Node;
 
@@ -18,17 +18,6 @@ const RELAY_FRIENDS_REFRESH: Duration = Duration::from_secs(2);
 /// Providers of a hashtag dialled after a lookup.
 const PROVIDERS_TO_DIAL: usize = 3;
 
-/// The peer `addr` leads to (the last `/p2p` part: a relayed address names the relay
-/// first).
-fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter()
-        .filter_map(|p| match p {
-            Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-        .last()
-}
-
 /// The DHT key under which nodes interested in `tag` announce themselves.
 pub(crate) fn tag_key(tag: &Tag) -> Vec<u8> {
     Topic::Tag(tag.clone()).to_string().into_bytes()
@@ -40,7 +29,7 @@ impl Node {
     pub(super) async fn keep_bootstrap(self, addr: Multiaddr) {
         let mut wait = BOOTSTRAP_RETRY_MIN;
         loop {
-            let connected = match peer_in(&addr) {
+            let connected = match crate::net::peer_of(&addr) {
                 Some(peer) => self.inner.net.is_connected(peer).await,
                 None => false,
             };

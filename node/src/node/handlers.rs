@@ -12,7 +12,6 @@ use tokio::sync::broadcast;
 use super::{now_ms, view, LivePost, Node};
 use crate::{
     api::{FeedItem, NatStatus, PeerEntry, Request, Response, Status},
-    net,
     store::StoredRecord,
 };
 
@@ -186,12 +185,7 @@ impl Node {
                 reachability: stats.reachability.as_str().into(),
                 public_addr: stats.public_addr.map(|a| a.to_string()),
                 relay_reservations: stats.relay_addrs.iter().map(|a| a.to_string()).collect(),
-                relay: match stats.relay_mode {
-                    net::RelayMode::Off => "off",
-                    net::RelayMode::Friends => "friends",
-                    net::RelayMode::Open => "open",
-                }
-                .into(),
+                relay: stats.relay_mode.as_str().into(),
                 relaying_for: stats.relaying_for,
                 relay_refused: stats.relay_refused,
                 holepunch_ok: stats.holepunch_ok,
