@@ -55,8 +55,11 @@ pub struct Config {
     pub seed: u64,
     /// Other nodes each node dials.
     pub degree: usize,
-    /// Pause between two posts of one author (authors post at the same time).
+    /// Pause between two posts of one author.
     pub interval: Duration,
+    /// All authors post at the same moments. Otherwise (the default) author `a` starts
+    /// `a / authors` of an interval later, as independent people would not post in step.
+    pub aligned: bool,
     /// How long to wait for every subscriber to be reachable from every publisher, and
     /// then again for the process to be quiet (set-up syncs and lookups done).
     pub ready_deadline: Duration,
@@ -80,6 +83,7 @@ impl Default for Config {
             seed: 1,
             degree: 3,
             interval: Duration::from_millis(200),
+            aligned: false,
             ready_deadline: Duration::from_secs(30),
             settle: Duration::from_secs(2),
             delivery_deadline: Duration::from_secs(20),
@@ -359,6 +363,7 @@ impl Report {
             "seed": self.config.seed,
             "degree": self.config.degree,
             "interval_ms": self.config.interval.as_millis() as u64,
+            "aligned": self.config.aligned,
             "link_latency_ms": self.config.latency.map(|l| {
                 serde_json::json!([l.min.as_millis() as u64, l.max.as_millis() as u64])
             }),
@@ -398,6 +403,14 @@ impl Report {
         let rows = [
             ("nodes", format!("{} (each dials {})", c.nodes, c.degree)),
             ("authors x posts", format!("{} x {} = {}", c.authors, c.posts, c.authors * c.posts)),
+            (
+                "posting",
+                format!(
+                    "every {} ms per author, {}",
+                    c.interval.as_millis(),
+                    if c.aligned { "all authors at once" } else { "authors staggered" }
+                ),
+            ),
             ("seed", c.seed.to_string()),
             (
                 "link latency",
@@ -604,13 +617,15 @@ struct Sent {
     end: Instant,
 }
 
-/// Posts `posts` from `node` one after another, `interval` apart.
+/// Posts `posts` from `node` one after another, `interval` apart, the first after `offset`.
 async fn publish(
     node: Node,
     posts: Vec<(usize, PlannedPost)>,
+    offset: Duration,
     interval: Duration,
 ) -> Result<Vec<Sent>, String> {
     let mut out = Vec::with_capacity(posts.len());
+    tokio::time::sleep(offset).await;
     for (seq, post) in posts {
         let text = post_text(seq, post.author, &post.tags);
         let start = Instant::now();
@@ -776,10 +791,14 @@ async fn simulate(
     for (seq, post) in plan.posts.iter().enumerate() {
         per_author[post.author].push((seq, post.clone()));
     }
-    let publishers = per_author
-        .into_iter()
-        .enumerate()
-        .map(|(a, posts)| publish(nodes[a].node.clone(), posts, config.interval));
+    let publishers = per_author.into_iter().enumerate().map(|(a, posts)| {
+        let offset = if config.aligned {
+            Duration::ZERO
+        } else {
+            config.interval.mul_f64(a as f64 / config.authors as f64)
+        };
+        publish(nodes[a].node.clone(), posts, offset, config.interval)
+    });
     let mut sent: Vec<Sent> = Vec::with_capacity(plan.posts.len());
     for r in join_all(publishers).await {
         sent.extend(r?);

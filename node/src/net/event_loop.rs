@@ -333,7 +333,8 @@ impl EventLoop {
                 .is_some_and(|c| !c.is_empty() && c.values().all(|c| c.relayed));
             out.push(PeerInfo { peer, addr, score, relayed });
         }
-        out.sort_by_key(|p| p.peer.to_string());
+        // By the id as people see it; each id is formatted once (base58 is not cheap).
+        out.sort_by_cached_key(|p| p.peer.to_string());
         out
     }
 

@@ -38,6 +38,17 @@ use crate::{
     store::{Store, StoreError},
 };
 
+/// Gossip messages ingested in one hop to a blocking thread, at most.
+const GOSSIP_BATCH: usize = 64;
+
+/// A gossip message waiting for its verdict.
+struct Gossip {
+    source: libp2p::PeerId,
+    id: libp2p::gossipsub::MessageId,
+    topic: String,
+    data: Vec<u8>,
+}
+
 /// How long start-up waits for a listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many remembered peers are redialled at start.
@@ -321,60 +332,103 @@ impl Node {
     }
 
     async fn run_events(self, mut events: mpsc::Receiver<Event>) {
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Message { source, id, topic, data } => {
-                    let verdict = self.handle_gossip(source, &topic, &data).await;
-                    self.inner.net.report(id, source, verdict);
+        let mut next = events.recv().await;
+        while let Some(event) = next.take() {
+            let Event::Message { source, id, topic, data } = event else {
+                self.handle_event(event).await;
+                next = events.recv().await;
+                continue;
+            };
+            // Gossip that is already waiting is taken together: one hop to a blocking
+            // thread for the lot instead of one per message. Order is kept; the first
+            // other event ends the batch and is handled right after it.
+            let mut batch = vec![Gossip { source, id, topic, data }];
+            while batch.len() < GOSSIP_BATCH {
+                match events.try_recv() {
+                    Ok(Event::Message { source, id, topic, data }) => {
+                        batch.push(Gossip { source, id, topic, data });
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                Event::Connected { peer, addr } => self.handle_connected(peer, addr).await,
-                Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
-                    // Dropping the channel fails the request; the peer may retry later.
-                    self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                }
-                Event::Request { proto: net::Proto::Dm, peer, bytes, channel } => {
-                    let node = self.clone();
-                    tokio::spawn(async move { node.handle_dm_request(peer, bytes, channel).await });
-                }
-                Event::Request { proto: net::Proto::Sync, peer, bytes, channel } => {
-                    let node = self.clone();
-                    tokio::spawn(
-                        async move { node.handle_sync_request(peer, bytes, channel).await },
-                    );
-                }
-                Event::Identified { peer, addrs } => self.handle_identified(peer, addrs),
-                Event::Subscribed { peer, topic } => self.peer_subscribed(peer, &topic),
+            }
+            self.handle_gossip(batch).await;
+            if next.is_none() {
+                next = events.recv().await;
             }
         }
     }
 
-    async fn handle_gossip(
-        &self,
-        source: libp2p::PeerId,
-        topic: &str,
-        data: &[u8],
-    ) -> net::Verdict {
-        let c = &self.inner.counters;
-        c.received.fetch_add(1, Ordering::Relaxed);
-        let store = self.inner.store.clone();
-        let (topic_owned, data) = (topic.to_owned(), data.to_vec());
-        let result = tokio::task::spawn_blocking(move || {
-            ingest::ingest(&store, &data, Some(&topic_owned), now_ms())
-        })
-        .await;
-        let outcome = match result {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "store failed during ingest");
-                c.ignored.fetch_add(1, Ordering::Relaxed);
-                return net::Verdict::Ignore;
+    async fn handle_event(&self, event: Event) {
+        match event {
+            Event::Message { source, id, topic, data } => {
+                self.handle_gossip(vec![Gossip { source, id, topic, data }]).await;
             }
+            Event::Connected { peer, addr } => self.handle_connected(peer, addr).await,
+            Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
+                // Dropping the channel fails the request; the peer may retry later.
+                self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Request { proto: net::Proto::Dm, peer, bytes, channel } => {
+                let node = self.clone();
+                tokio::spawn(async move { node.handle_dm_request(peer, bytes, channel).await });
+            }
+            Event::Request { proto: net::Proto::Sync, peer, bytes, channel } => {
+                let node = self.clone();
+                tokio::spawn(async move { node.handle_sync_request(peer, bytes, channel).await });
+            }
+            Event::Identified { peer, addrs } => self.handle_identified(peer, addrs),
+            Event::Subscribed { peer, topic } => self.peer_subscribed(peer, &topic),
+        }
+    }
+
+    /// Ingests gossip messages in order (checks, signature, store) and reports each
+    /// verdict to the network.
+    async fn handle_gossip(&self, batch: Vec<Gossip>) {
+        let c = &self.inner.counters;
+        c.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let store = self.inner.store.clone();
+        let senders: Vec<_> = batch.iter().map(|m| (m.id.clone(), m.source)).collect();
+        let (batch, results) = match tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let results: Vec<_> = batch
+                .iter()
+                .map(|m| ingest::ingest(&store, &m.data, Some(&m.topic), now))
+                .collect();
+            (batch, results)
+        })
+        .await
+        {
+            Ok(done) => done,
             Err(error) => {
                 tracing::error!(%error, "ingest task failed");
-                c.ignored.fetch_add(1, Ordering::Relaxed);
-                return net::Verdict::Ignore;
+                c.ignored.fetch_add(senders.len() as u64, Ordering::Relaxed);
+                for (id, source) in senders {
+                    self.inner.net.report(id, source, net::Verdict::Ignore);
+                }
+                return;
             }
         };
+        for (m, result) in batch.into_iter().zip(results) {
+            let verdict = match result {
+                Ok(outcome) => self.after_ingest(m.source, &m.topic, outcome),
+                Err(error) => {
+                    tracing::error!(%error, "store failed during ingest");
+                    c.ignored.fetch_add(1, Ordering::Relaxed);
+                    net::Verdict::Ignore
+                }
+            };
+            self.inner.net.report(m.id, m.source, verdict);
+        }
+    }
+
+    /// Counts an ingested gossip record, tells the live feed of a new one and fetches a
+    /// gap in the log of an author this node follows.
+    fn after_ingest(&self, source: libp2p::PeerId, topic: &str, outcome: Outcome) -> net::Verdict {
+        let c = &self.inner.counters;
         match &outcome {
             Outcome::New(record) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);

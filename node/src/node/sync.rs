@@ -253,10 +253,18 @@ impl Node {
         max_peers: usize,
         progress: Option<Progress>,
     ) -> (u64, usize) {
-        let peers: Vec<PeerId> = match self.inner.net.peers().await {
-            Ok(p) => p.into_iter().map(|p| p.peer).take(max_peers).collect(),
+        let mut peers: Vec<PeerId> = match self.inner.net.peers().await {
+            Ok(p) => p.into_iter().map(|p| p.peer).collect(),
             Err(_) => Vec::new(),
         };
+        // Each round starts further along the list, so that with more than `max_peers`
+        // connections every peer gets its turn, not always the same first few.
+        if !peers.is_empty() {
+            let round = self.inner.sync.rounds.load(Ordering::Relaxed) as usize;
+            let start = round.wrapping_mul(max_peers) % peers.len();
+            peers.rotate_left(start);
+        }
+        peers.truncate(max_peers);
         let total = peers.len();
         let mut fetched = 0;
         if let Some(tx) = &progress {

@@ -8,7 +8,8 @@ use std::{process::ExitCode, time::Duration};
 use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
-           [--degree D] [--interval-ms MS] [--deadline-s S] [--latency-ms MIN-MAX]";
+           [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
+           [--latency-ms MIN-MAX]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -50,6 +51,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 config.delivery_deadline = Duration::from_secs(number(&flag, args.next())?);
             }
             "--latency-ms" => config.latency = Some(latency(&flag, args.next())?),
+            "--aligned" => config.aligned = true,
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
