@@ -5,10 +5,12 @@
 //! through [`AuthorId::verify`], the one place a later multi-device or rotation scheme
 //! would change.
 
+mod keys;
+
 use std::{fmt, str::FromStr};
 
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -104,13 +106,7 @@ impl AuthorId {
         message: &[u8],
         signature: &[u8; SIGNATURE_LEN],
     ) -> Result<(), SignatureError> {
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::BadKey)?;
-        if key.is_weak() {
-            return Err(SignatureError::BadKey);
-        }
-        let signed = [domain, message].concat();
-        key.verify_strict(&signed, &Signature::from_bytes(signature))
-            .map_err(|_| SignatureError::BadSignature)
+        keys::verify_strict(&self.0, &[domain, message].concat(), signature)
     }
 
     /// The X25519 public key of this identity: the Montgomery form (`u` coordinate) of the
