@@ -47,6 +47,7 @@ struct FileConfig {
     mdns: Option<bool>,
     name: Option<String>,
     relay: Option<String>,
+    store_cache_mb: Option<u64>,
 }
 
 /// Values given on the command line; `None` / empty means "not given".
@@ -76,7 +77,15 @@ pub struct Config {
     /// Whether this node relays for others: off (default), friends (mutual connections
     /// only) or open.
     pub relay: RelayMode,
+    /// The store's in-memory cache, MiB (`store_cache_mb`, default 32).
+    pub store_cache_mb: u64,
 }
+
+/// Default of [`Config::store_cache_mb`].
+pub const DEFAULT_STORE_CACHE_MB: u64 = crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024);
+
+/// Largest `store_cache_mb` accepted (64 GiB).
+const MAX_STORE_CACHE_MB: u64 = 64 * 1024;
 
 fn parse_relay(field: &'static str, value: &str) -> Result<RelayMode, ConfigError> {
     match value {
@@ -146,7 +155,14 @@ impl Config {
             (None, Some(value)) => parse_relay("relay", value)?,
             (None, None) => RelayMode::Off,
         };
-        Ok(Self { listen, bootstrap, mdns, name: file.name, relay })
+        let store_cache_mb = file.store_cache_mb.unwrap_or(DEFAULT_STORE_CACHE_MB);
+        if !(1..=MAX_STORE_CACHE_MB).contains(&store_cache_mb) {
+            return Err(ConfigError::Invalid {
+                field: "store_cache_mb",
+                message: format!("{store_cache_mb}: expected 1 to {MAX_STORE_CACHE_MB} (MiB)"),
+            });
+        }
+        Ok(Self { listen, bootstrap, mdns, name: file.name, relay, store_cache_mb })
     }
 
     /// Writes a config file holding `name` (used by `kith init`).
@@ -161,7 +177,9 @@ impl Config {
              # mdns = true\n\
              # Relay for others (circuit relay v2) when this node is publicly reachable:\n\
              # \"friends\" (mutual connections only) or \"open\". Default \"off\".\n\
-             # relay = \"friends\"\n",
+             # relay = \"friends\"\n\
+             # Memory for the store's cache, MiB (default 32).\n\
+             # store_cache_mb = 32\n",
         );
         if let Some(name) = name {
             let quoted = toml::Value::String(name.to_owned()).to_string();
@@ -218,6 +236,23 @@ mod tests {
         let o = Overrides { relay: Some("everyone".into()), ..Default::default() };
         let e = Config::load(&path, &o).unwrap_err().to_string();
         assert!(e.contains("--relay") && e.contains("everyone"), "{e}");
+    }
+
+    #[test]
+    fn store_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert_eq!(
+            Config::load(&path, &Overrides::default()).unwrap().store_cache_mb,
+            DEFAULT_STORE_CACHE_MB
+        );
+        fs::write(&path, "store_cache_mb = 8\n").unwrap();
+        assert_eq!(Config::load(&path, &Overrides::default()).unwrap().store_cache_mb, 8);
+        for bad in ["0", "1000000", "-1", "\"big\""] {
+            fs::write(&path, format!("store_cache_mb = {bad}\n")).unwrap();
+            let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("store_cache_mb"), "{bad}: {e}");
+        }
         fs::write(&path, "relay = \"maybe\"\n").unwrap();
         let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
         assert!(e.starts_with("relay:"), "{e}");

@@ -20,7 +20,7 @@ use std::{future::Future, time::Duration};
 
 use kith_node::{
     api::{FeedItem, Request, Response, Status},
-    config::Config,
+    config::{Config, DEFAULT_STORE_CACHE_MB},
     home::Home,
     ingest::Outcome,
     node::MAX_FEED_LIMIT,
@@ -120,10 +120,19 @@ impl TestNode {
         Self::start_in(name, dir, home, keypair, 0).await
     }
 
+    /// Starts a node with a fresh identity and a store cache of `store_cache_mb` MiB.
+    pub async fn start_with_cache(name: &str, store_cache_mb: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join(name));
+        home.ensure_dir().unwrap();
+        let keypair = home.create_identity().unwrap();
+        Self::start_full(name, dir, home, keypair, 0, Vec::new(), store_cache_mb).await
+    }
+
     /// Starts on `port` (0: OS-chosen). A restarted node keeps its port, as a real node
     /// with a configured port does, so that peers that remember it can reconnect.
     async fn start_in(name: &str, dir: TempDir, home: Home, keypair: Keypair, port: u16) -> Self {
-        Self::start_full(name, dir, home, keypair, port, Vec::new()).await
+        Self::start_full(name, dir, home, keypair, port, Vec::new(), DEFAULT_STORE_CACHE_MB).await
     }
 
     /// Starts a node with a fresh identity that knows only `bootstrap` peers.
@@ -132,7 +141,7 @@ impl TestNode {
         let home = Home::new(dir.path().join(name));
         home.ensure_dir().unwrap();
         let keypair = home.create_identity().unwrap();
-        Self::start_full(name, dir, home, keypair, 0, bootstrap).await
+        Self::start_full(name, dir, home, keypair, 0, bootstrap, DEFAULT_STORE_CACHE_MB).await
     }
 
     async fn start_full(
@@ -142,6 +151,7 @@ impl TestNode {
         keypair: Keypair,
         port: u16,
         bootstrap: Vec<libp2p::Multiaddr>,
+        store_cache_mb: u64,
     ) -> Self {
         let config = Config {
             listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
@@ -149,6 +159,7 @@ impl TestNode {
             mdns: false,
             name: None,
             relay: kith_node::net::RelayMode::Off,
+            store_cache_mb,
         };
         // After a stop, background tasks of the old node may hold the store for a moment
         // (a request in flight ends as soon as it sees the network is gone).

@@ -60,6 +60,8 @@ pub struct Config {
     /// All authors post at the same moments. Otherwise (the default) author `a` starts
     /// `a / authors` of an interval later, as independent people would not post in step.
     pub aligned: bool,
+    /// Each node's store cache, MiB (the node's `store_cache_mb`).
+    pub store_cache_mb: u64,
     /// How long to wait for every subscriber to be reachable from every publisher, and
     /// then again for the process to be quiet (set-up syncs and lookups done).
     pub ready_deadline: Duration,
@@ -84,6 +86,7 @@ impl Default for Config {
             degree: 3,
             interval: Duration::from_millis(200),
             aligned: false,
+            store_cache_mb: kith_node::config::DEFAULT_STORE_CACHE_MB,
             ready_deadline: Duration::from_secs(30),
             settle: Duration::from_secs(2),
             delivery_deadline: Duration::from_secs(20),
@@ -110,6 +113,9 @@ impl Config {
         }
         if self.degree == 0 || self.degree >= self.nodes {
             return Err(format!("--degree must be between 1 and --nodes - 1, not {}", self.degree));
+        }
+        if self.store_cache_mb == 0 {
+            return Err("--store-cache-mb must be at least 1".into());
         }
         if self.latency.is_some_and(|l| l.min > l.max) {
             return Err("--latency-ms: the first number must not exceed the second".into());
@@ -364,6 +370,7 @@ impl Report {
             "degree": self.config.degree,
             "interval_ms": self.config.interval.as_millis() as u64,
             "aligned": self.config.aligned,
+            "store_cache_mb": self.config.store_cache_mb,
             "link_latency_ms": self.config.latency.map(|l| {
                 serde_json::json!([l.min.as_millis() as u64, l.max.as_millis() as u64])
             }),
@@ -651,8 +658,9 @@ pub async fn run(config: &Config) -> Result<Report, String> {
     config.validate()?;
     let plan = Plan::new(config);
     let t0 = Instant::now();
-    let starts =
-        (0..config.nodes).map(|i| async move { TestNode::start(&format!("n{i:03}")).await });
+    let cache = config.store_cache_mb;
+    let starts = (0..config.nodes)
+        .map(|i| async move { TestNode::start_with_cache(&format!("n{i:03}"), cache).await });
     let nodes: Vec<TestNode> = join_all(starts).await;
     let result = match config.latency {
         Some(latency) => {

@@ -169,7 +169,10 @@ impl Node {
         keypair: Keypair,
         config: &Config,
     ) -> Result<(Self, NodeTasks), NodeError> {
-        let store = Store::open(&home.store_path())?;
+        let store = Store::open_with_cache(
+            &home.store_path(),
+            config.store_cache_mb.saturating_mul(1 << 20),
+        )?;
         let libp2p_key = keypair.to_libp2p().map_err(|e| NodeError::Identity(e.to_string()))?;
         let net_config =
             net::Config { listen: config.listen.clone(), mdns: config.mdns, relay: config.relay };

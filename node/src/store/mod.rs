@@ -123,6 +123,9 @@ pub struct Store {
     expiry: Tree,
     notifications: Tree,
     moderation: Tree,
+    /// Whether anyone was ever blocked or muted in this store: when not, reading the
+    /// moderation state of each incoming record's author is skipped.
+    moderation_used: Arc<std::sync::atomic::AtomicBool>,
     block_periods: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
@@ -149,17 +152,31 @@ fn parse_follow(v: &[u8]) -> Option<FollowState> {
     Some(FollowState { seq: u64_at(v, 0)?, active: *v.get(8)? == 1 })
 }
 
+/// The store's default in-memory cache. sled's own default (1 GiB) would let a node's
+/// memory grow with everything it ever stored; records read often (the recent feed) fit
+/// many times over in this.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 impl Store {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in `path`, with the default cache.
     ///
     /// # Errors
     /// [`StoreError::Locked`] when another process has it open; other sled errors.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store in `path`, keeping at most about `cache_bytes` of it
+    /// in memory (sled's page cache; what was read or written recently).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         // A store closed a moment ago in this process may still be held by sled's
         // background flusher: try a few times before calling it locked.
         let mut tries = 0;
         loop {
-            match Self::open_once(path) {
+            match Self::open_once(path, cache_bytes) {
                 Err(StoreError::Locked { .. }) if tries < 20 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -169,16 +186,18 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                StoreError::Locked { path: path.display().to_string() }
-            }
-            _ => StoreError::Sled(e),
-        })?;
+    fn open_once(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).cache_capacity(cache_bytes).open().map_err(
+            |e| match &e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    StoreError::Locked { path: path.display().to_string() }
+                }
+                _ => StoreError::Sled(e),
+            },
+        )?;
         let tree = |name: &str| db.open_tree(name);
         Ok(Self {
             records: tree("records")?,
@@ -200,6 +219,9 @@ impl Store {
             tombstones: tree("tombstones")?,
             expiry: tree("expiry")?,
             notifications: tree("notifications")?,
+            moderation_used: Arc::new(std::sync::atomic::AtomicBool::new(
+                !db.open_tree("moderation")?.is_empty(),
+            )),
             moderation: tree("moderation")?,
             block_periods: tree("block_periods")?,
             writer: Arc::new(Mutex::new(())),

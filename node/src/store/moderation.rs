@@ -1,5 +1,7 @@
 //! Block and mute lists: local settings, never published.
 
+use std::sync::atomic::Ordering;
+
 use kith_protocol::AuthorId;
 
 use super::{corrupt, Store, StoreError};
@@ -22,6 +24,9 @@ impl Store {
     /// # Errors
     /// Disk errors.
     pub fn moderation(&self, who: &AuthorId) -> Result<Moderation, StoreError> {
+        if !self.moderation_used.load(Ordering::SeqCst) {
+            return Ok(Moderation::default());
+        }
         let flags =
             self.moderation.get(who.as_bytes())?.and_then(|v| v.first().copied()).unwrap_or(0);
         Ok(Moderation { blocked: flags & BLOCKED != 0, muted: flags & MUTED != 0 })
@@ -33,6 +38,8 @@ impl Store {
     /// Disk errors.
     pub fn set_moderation(&self, who: &AuthorId, m: Moderation) -> Result<(), StoreError> {
         let flags = (u8::from(m.blocked) * BLOCKED) | (u8::from(m.muted) * MUTED);
+        // Before the write, so that no reader skips an entry that exists.
+        self.moderation_used.store(true, Ordering::SeqCst);
         if flags == 0 {
             self.moderation.remove(who.as_bytes())?;
         } else {

@@ -2,7 +2,7 @@
 
 use kith_protocol::{Keypair, Post, Record, RecordId, RecordKind, Tag, VerifiedRecord};
 
-use super::{Inserted, Store};
+use super::{Inserted, Moderation, Store};
 
 /// A signed post for tests (shared by the node's unit tests).
 pub(crate) fn post(
@@ -158,4 +158,24 @@ fn second_open_is_refused_clearly() {
     // sled's lock is per process file handle; within one process a second open of the
     // same path may succeed or fail depending on platform, so only check it never panics.
     let _ = Store::open(dir.path());
+}
+
+#[test]
+fn moderation_survives_reopen_and_is_read_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let who = Keypair::from_secret_bytes(&[3; 32]).id();
+    let other = Keypair::from_secret_bytes(&[4; 32]).id();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.moderation(&who).unwrap(), Moderation::default());
+        let blocked = Moderation { blocked: true, muted: false };
+        store.set_moderation(&who, blocked).unwrap();
+        assert_eq!(store.moderation(&who).unwrap(), blocked);
+        assert_eq!(store.moderation(&other).unwrap(), Moderation::default());
+        store.flush_blocking().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.moderation(&who).unwrap().blocked, "a block is read after a restart");
+    store.set_moderation(&who, Moderation::default()).unwrap();
+    assert_eq!(store.moderation(&who).unwrap(), Moderation::default());
 }

@@ -9,7 +9,7 @@ use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
-           [--latency-ms MIN-MAX]";
+           [--latency-ms MIN-MAX] [--store-cache-mb MB]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -52,6 +52,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--latency-ms" => config.latency = Some(latency(&flag, args.next())?),
             "--aligned" => config.aligned = true,
+            "--store-cache-mb" => config.store_cache_mb = number(&flag, args.next())?,
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
