@@ -76,6 +76,17 @@ fn signature_benches(c: &mut Criterion) {
     g.bench_function("verify_strict single", |b| {
         b.iter(|| ids[0].verify(RECORD_DOMAIN, black_box(&bodies[0]), &sigs[0]).unwrap())
     });
+    // What AuthorId::verify did before (and what it answers like): ed25519-dalek's
+    // verify_strict, decoding the key and R each time.
+    let message0 = &messages[0];
+    g.bench_function("dalek verify_strict single (key decoded each time)", |b| {
+        b.iter(|| {
+            VerifyingKey::from_bytes(ids[0].as_bytes())
+                .unwrap()
+                .verify_strict(black_box(message0), &Signature::from_bytes(&sigs[0]))
+                .unwrap()
+        })
+    });
 
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function(format!("verify_strict x{BATCH} one by one"), |b| {

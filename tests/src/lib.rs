@@ -12,6 +12,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod bench;
 pub mod cli;
 pub mod hostile;
 pub mod sim;

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use kith_node::{ingest, store::Store};
-use kith_protocol::{Keypair, Post, Record, RecordKind, VerifiedRecord};
+use kith_protocol::VerifiedRecord;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -17,34 +17,8 @@ fn arg(name: &str) -> Option<String> {
 fn main() {
     let n: usize = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let json = std::env::args().any(|a| a == "--json");
-    let authors: Vec<Keypair> = (0..100u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
     let now = 1_800_000_000_000u64;
-
-    // Pre-sign: each author's log in order.
-    let mut prev = vec![None; authors.len()];
-    let mut seqs = vec![0u64; authors.len()];
-    let mut records: Vec<Vec<u8>> = Vec::with_capacity(n);
-    for i in 0..n {
-        let a = i % authors.len();
-        seqs[a] += 1;
-        let text = if i % 4 == 0 { format!("post {i} #rust #p2p") } else { format!("post {i}") };
-        let rec = Record {
-            author: authors[a].id(),
-            seq: seqs[a],
-            prev: prev[a],
-            timestamp: now - (n - i) as u64,
-            kind: RecordKind::Post(Post {
-                text,
-                reply_to: None,
-                mentions: vec![],
-                expires_at: None,
-            }),
-        }
-        .sign(&authors[a])
-        .unwrap();
-        prev[a] = Some(rec.id());
-        records.push(rec.bytes().to_vec());
-    }
+    let records = kith_tests::bench::signed_posts(n, 100, now);
 
     // The ceiling: decode + strict verify only, one core.
     let t = Instant::now();

@@ -1,0 +1,52 @@
+//! Shared pieces of the benchmark binaries.
+
+use kith_protocol::{Keypair, Post, Record, RecordKind};
+
+/// `n` signed posts (their wire bytes) from `authors` authors taking turns, each author's
+/// log in order (seq 1, 2, ... with `prev` links), timestamps up to `now` ms; every
+/// fourth post carries two hashtags.
+///
+/// # Panics
+/// Never for `authors` between 1 and 256.
+#[allow(clippy::expect_used)]
+pub fn signed_posts(n: usize, authors: usize, now: u64) -> Vec<Vec<u8>> {
+    let keys: Vec<Keypair> =
+        (0..authors).map(|i| Keypair::from_secret_bytes(&[i as u8; 32])).collect();
+    let mut prev = vec![None; keys.len()];
+    let mut seqs = vec![0u64; keys.len()];
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let a = i % keys.len();
+        seqs[a] += 1;
+        let text = if i % 4 == 0 { format!("post {i} #rust #p2p") } else { format!("post {i}") };
+        let rec = Record {
+            author: keys[a].id(),
+            seq: seqs[a],
+            prev: prev[a],
+            timestamp: now - (n - i) as u64,
+            kind: RecordKind::Post(Post {
+                text,
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+            }),
+        }
+        .sign(&keys[a])
+        .expect("a post within limits signs");
+        prev[a] = Some(rec.id());
+        records.push(rec.bytes().to_vec());
+    }
+    records
+}
+
+/// The process's resident memory (VmRSS), KiB; 0 where /proc is not readable.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,47 @@
+//! Store memory benchmark: signed posts from 100 authors ingested one by one into a fresh
+//! store with a given cache size, the process's resident memory printed every `--every`
+//! records. Shows what a node's memory does as its store grows, for each cache size.
+//! Run with `scripts/bench-store-memory`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use kith_node::{ingest, store::Store};
+use kith_tests::bench::{rss_kib, signed_posts};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let n: usize = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let every: usize = arg("--every").and_then(|v| v.parse().ok()).unwrap_or(20_000).max(1);
+    let cache_mb: u64 = arg("--cache-mb")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(kith_node::config::DEFAULT_STORE_CACHE_MB);
+    let now = 1_800_000_000_000u64;
+    let records = signed_posts(n, 100, now);
+    let dir = tempfile::tempdir().unwrap();
+    let before = rss_kib();
+    let store = Store::open_with_cache(dir.path(), cache_mb << 20).unwrap();
+    println!("cache {cache_mb} MiB; {n} records (100 authors); RSS with the records in memory, before the store opens: {:.1} MiB", before as f64 / 1024.0);
+    println!("{:>9}  {:>9}  {:>9}", "records", "RSS MiB", "added");
+    println!("{:>9}  {:>9.1}  {:>9.1}", 0, rss_kib() as f64 / 1024.0, 0.0);
+    let t = Instant::now();
+    for (i, bytes) in records.iter().enumerate() {
+        let outcome = ingest::ingest(&store, bytes, None, now).unwrap();
+        assert!(matches!(outcome, ingest::Outcome::New(_)), "record {i}: {outcome:?}");
+        if (i + 1) % every == 0 || i + 1 == n {
+            store.flush_blocking().unwrap();
+            let rss = rss_kib();
+            println!(
+                "{:>9}  {:>9.1}  {:>9.1}",
+                i + 1,
+                rss as f64 / 1024.0,
+                rss.saturating_sub(before) as f64 / 1024.0
+            );
+        }
+    }
+    println!("took {:.1} s", t.elapsed().as_secs_f64());
+}
