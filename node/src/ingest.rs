@@ -105,8 +105,8 @@ pub fn admit(store: &Store, record: VerifiedRecord, now_ms: u64) -> Result<Outco
 }
 
 /// Records a batch worker checks at a time: small enough that storing starts soon after
-/// the batch does, large enough that the hand-over costs nothing next to 16 signatures.
-const CHECK_CHUNK: usize = 16;
+/// the batch does, large enough that the hand-over costs nothing next to 8 signatures.
+const CHECK_CHUNK: usize = 8;
 
 /// Most threads a batch uses, whatever the caller asks.
 pub const MAX_BATCH_THREADS: usize = 16;
