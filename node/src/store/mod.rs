@@ -289,19 +289,23 @@ impl Store {
         // indexes first, the record last. The record is the commit point: a crash before
         // it leaves index entries that readers skip and that a later insert rewrites.
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
-        if self.records.contains_key(id.as_bytes())? {
+        // The log entry is read first: a stored record always has one (written before
+        // the record, never removed), so without it the record is not stored, and a new
+        // record costs two reads (log, tombstones) rather than three.
+        let existing = match self.log.get(lkey)? {
+            Some(entry) => Some(id_suffix(&entry).ok_or_else(|| corrupt("log entry"))?),
+            None => None,
+        };
+        if existing == Some(id) && self.records.contains_key(id.as_bytes())? {
             return Ok(Inserted::Duplicate);
         }
         if self.is_tombstoned(&id, &r.author)? {
             return Ok(Inserted::Deleted);
         }
-        if let Some(existing) = self.log.get(lkey)? {
-            let existing = id_suffix(&existing).ok_or_else(|| corrupt("log entry"))?;
-            if existing != id {
-                self.forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
-                self.flagged.insert(r.author.as_bytes(), &[1u8])?;
-                return Ok(Inserted::Fork { existing });
-            }
+        if let Some(existing) = existing.filter(|e| *e != id) {
+            self.forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
+            self.flagged.insert(r.author.as_bytes(), &[1u8])?;
+            return Ok(Inserted::Fork { existing });
         }
         self.log.insert(&lkey[..], id.as_bytes())?;
         match &r.kind {
