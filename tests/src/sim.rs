@@ -313,6 +313,16 @@ pub struct Report {
     pub unexpected: usize,
     /// Peak resident memory of the whole process, kB.
     pub peak_rss_kb: u64,
+    /// Bytes sent on the loopback interface during the publish phase (IP packets, every
+    /// protocol), halved in latency mode where each byte crosses it twice (through a
+    /// proxy); `None` when `/proc/net/dev` is unreadable.
+    pub wire_bytes: Option<u64>,
+    /// Loopback bytes per second just before the first post (heartbeats, pings, DHT
+    /// upkeep), counted the same way.
+    pub idle_wire_per_s: Option<f64>,
+    /// Whether the run had a network namespace to itself, so that `wire_bytes` counts
+    /// only its own traffic (set by `scripts/sim` through `KITH_SIM_OWN_NETNS=1`).
+    pub own_netns: bool,
 }
 
 /// The value at percentile `p` (nearest rank) of sorted `v`; 0 when empty.
@@ -332,6 +342,19 @@ impl Report {
         } else {
             self.delivered as f64 / self.expected as f64
         }
+    }
+
+    /// Loopback bytes per delivered (node, post) pair.
+    pub fn wire_bytes_per_delivery(&self) -> Option<f64> {
+        self.wire_bytes.filter(|_| self.delivered > 0).map(|b| b as f64 / self.delivered as f64)
+    }
+
+    /// The same, less what the network sends when no one posts (the idle rate over the
+    /// publish phase's length).
+    pub fn wire_bytes_per_delivery_over_idle(&self) -> Option<f64> {
+        let (total, idle) = (self.wire_bytes?, self.idle_wire_per_s?);
+        let extra = (total as f64 - idle * self.publish_s).max(0.0);
+        (self.delivered > 0).then(|| extra / self.delivered as f64)
     }
 
     /// Duplicate gossip copies per record stored from gossip.
@@ -398,6 +421,12 @@ impl Report {
             "cpu_s": round(self.cpu_s),
             "cpu_ms_per_delivery": round(self.cpu_ms_per_delivery()),
             "peak_rss_kb": self.peak_rss_kb,
+            "wire_bytes": self.wire_bytes,
+            "wire_bytes_per_delivery": self.wire_bytes_per_delivery().map(|b| b.round()),
+            "idle_wire_bytes_per_s": self.idle_wire_per_s.map(|b| b.round()),
+            "wire_bytes_per_delivery_over_idle":
+                self.wire_bytes_per_delivery_over_idle().map(|b| b.round()),
+            "own_netns": self.own_netns,
             "rss_per_node_kb": self.rss_per_node_kb(),
         })
     }
@@ -471,6 +500,23 @@ impl Report {
                     self.cpu_ms_per_delivery()
                 ),
             ),
+            (
+                "loopback bytes per delivery",
+                match (self.wire_bytes_per_delivery(), self.wire_bytes_per_delivery_over_idle()) {
+                    (Some(b), over) => format!(
+                        "{b:.0} B, {} B over the idle rate of {:.0} kB/s (IP packets, all \
+                         protocols, publish phase; {})",
+                        over.map_or("?".into(), |o| format!("{o:.0}")),
+                        self.idle_wire_per_s.unwrap_or(0.0) / 1000.0,
+                        if self.own_netns {
+                            "this run's own network namespace"
+                        } else {
+                            "the whole machine's loopback"
+                        }
+                    ),
+                    (None, _) => "unknown".into(),
+                },
+            ),
             ("records via sync", self.sync_fetched.to_string()),
             ("stored by uninterested nodes", self.unexpected.to_string()),
             (
@@ -485,6 +531,14 @@ impl Report {
         }
         out
     }
+}
+
+/// Bytes sent on the loopback interface so far (`/proc/net/dev`), if readable.
+pub fn loopback_tx_bytes() -> Option<u64> {
+    let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let line = dev.lines().find_map(|l| l.trim_start().strip_prefix("lo:"))?;
+    // Eight receive counters, then transmitted bytes.
+    line.split_whitespace().nth(8)?.parse().ok()
 }
 
 /// Peak resident set size of this process (VmHWM), kB; 0 if unknown.
@@ -783,9 +837,15 @@ async fn simulate(
     say("waiting until the process is quiet");
     let idle_cpu = wait_quiet(config.ready_deadline).await;
     let quiet_s = t2.elapsed().as_secs_f64();
+    let (idle_wire_before, idle_start) = (loopback_tx_bytes(), Instant::now());
     tokio::time::sleep(config.settle).await;
+    let idle_wire_per_s = match (idle_wire_before, loopback_tx_bytes()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / idle_start.elapsed().as_secs_f64()),
+        _ => None,
+    };
     say("publishing");
     let cpu_before = cpu_time();
+    let wire_before = loopback_tx_bytes();
     let t3 = Instant::now();
 
     let before = counters(nodes).await?;
@@ -817,6 +877,11 @@ async fn simulate(
     say("waiting for deliveries");
     let missing = wait_delivered(config, nodes, expected.clone()).await;
     let cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64();
+    let wire_bytes = match (wire_before, loopback_tx_bytes()) {
+        (Some(a), Some(b)) if config.latency.is_some() => Some(b.saturating_sub(a) / 2),
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let publish_s = t3.elapsed().as_secs_f64();
     let after = counters(nodes).await?;
     let unexpected = sent
@@ -854,5 +919,9 @@ async fn simulate(
         sync_fetched: after.2.saturating_sub(before.2),
         unexpected,
         peak_rss_kb: peak_rss_kb(),
+        wire_bytes,
+        idle_wire_per_s: idle_wire_per_s
+            .map(|b| if config.latency.is_some() { b / 2.0 } else { b }),
+        own_netns: std::env::var_os("KITH_SIM_OWN_NETNS").is_some_and(|v| v == "1"),
     })
 }
