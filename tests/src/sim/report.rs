@@ -1,0 +1,293 @@
+//! What a simulation measured, as a table or JSON, and the process counters it reads.
+
+use std::time::Duration;
+
+use super::Config;
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The configuration run.
+    pub config: Config,
+    /// Seconds to start the nodes, dial the topology, follow and subscribe.
+    pub setup_s: f64,
+    /// Seconds from the last follow/subscribe until every subscriber was reachable.
+    pub ready_s: f64,
+    /// (publisher, topic) pairs with a subscriber still unreachable at the ready deadline.
+    pub unready: usize,
+    /// Seconds from then until the process was quiet (background sync and lookups done).
+    pub quiet_s: f64,
+    /// Share of one core the process used just before the first post (heartbeats, pings).
+    pub idle_cpu: f64,
+    /// Seconds from the first post until every delivery was seen (or the deadline).
+    pub publish_s: f64,
+    /// CPU seconds the process used in that time.
+    pub cpu_s: f64,
+    /// (node, post) pairs that should be stored.
+    pub expected: usize,
+    /// Of those, stored by the delivery deadline.
+    pub delivered: usize,
+    /// Gossip latency of each delivery seen on a live feed, ms, sorted.
+    pub latencies_ms: Vec<f64>,
+    /// Duration of each author's `Request::Post` (sign, store, flush, publish), ms, sorted.
+    pub post_call_ms: Vec<f64>,
+    /// Records stored from gossip, summed over nodes, during the publish phase.
+    pub accepted: u64,
+    /// Copies of known records received by gossip, summed, same phase.
+    pub duplicates: u64,
+    /// Records fetched by history sync, summed, same phase.
+    pub sync_fetched: u64,
+    /// (node, post) pairs stored though the node neither follows the author nor
+    /// subscribes a tag of the post (history sync fetches whole author logs).
+    pub unexpected: usize,
+    /// Peak resident memory of the whole process, kB.
+    pub peak_rss_kb: u64,
+    /// Bytes sent on the loopback interface during the publish phase (IP packets, every
+    /// protocol), halved in latency mode where each byte crosses it twice (through a
+    /// proxy); `None` when `/proc/net/dev` is unreadable.
+    pub wire_bytes: Option<u64>,
+    /// Loopback bytes per second just before the first post (heartbeats, pings, DHT
+    /// upkeep), counted the same way.
+    pub idle_wire_per_s: Option<f64>,
+    /// Whether the run had a network namespace to itself, so that `wire_bytes` counts
+    /// only its own traffic (set by `scripts/sim` through `KITH_SIM_OWN_NETNS=1`).
+    pub own_netns: bool,
+}
+
+/// The value at percentile `p` (nearest rank) of sorted `v`; 0 when empty.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+impl Report {
+    /// Delivered over expected (1 when nothing was expected).
+    pub fn delivery_ratio(&self) -> f64 {
+        if self.expected == 0 {
+            1.0
+        } else {
+            self.delivered as f64 / self.expected as f64
+        }
+    }
+
+    /// Loopback bytes per delivered (node, post) pair.
+    pub fn wire_bytes_per_delivery(&self) -> Option<f64> {
+        self.wire_bytes.filter(|_| self.delivered > 0).map(|b| b as f64 / self.delivered as f64)
+    }
+
+    /// The same, less what the network sends when no one posts (the idle rate over the
+    /// publish phase's length).
+    pub fn wire_bytes_per_delivery_over_idle(&self) -> Option<f64> {
+        let (total, idle) = (self.wire_bytes?, self.idle_wire_per_s?);
+        let extra = (total as f64 - idle * self.publish_s).max(0.0);
+        (self.delivered > 0).then(|| extra / self.delivered as f64)
+    }
+
+    /// Duplicate gossip copies per record stored from gossip.
+    pub fn duplicates_per_delivery(&self) -> f64 {
+        if self.accepted == 0 {
+            0.0
+        } else {
+            self.duplicates as f64 / self.accepted as f64
+        }
+    }
+
+    /// Process CPU time per delivered (node, post) pair in the publish phase, ms.
+    pub fn cpu_ms_per_delivery(&self) -> f64 {
+        if self.delivered == 0 {
+            0.0
+        } else {
+            self.cpu_s * 1000.0 / self.delivered as f64
+        }
+    }
+
+    /// Peak process memory divided by the number of nodes, kB.
+    pub fn rss_per_node_kb(&self) -> u64 {
+        self.peak_rss_kb / self.config.nodes as u64
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let l = &self.latencies_ms;
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        serde_json::json!({
+            "nodes": self.config.nodes,
+            "authors": self.config.authors,
+            "posts": self.config.posts,
+            "posts_total": self.config.authors * self.config.posts,
+            "seed": self.config.seed,
+            "degree": self.config.degree,
+            "interval_ms": self.config.interval.as_millis() as u64,
+            "aligned": self.config.aligned,
+            "store_cache_mb": self.config.store_cache_mb,
+            "link_latency_ms": self.config.latency.map(|l| {
+                serde_json::json!([l.min.as_millis() as u64, l.max.as_millis() as u64])
+            }),
+            "expected_deliveries": self.expected,
+            "deliveries": self.delivered,
+            "delivery_ratio": self.delivery_ratio(),
+            "latency_samples": l.len(),
+            "p50_ms": round(percentile(l, 50.0)),
+            "p95_ms": round(percentile(l, 95.0)),
+            "p99_ms": round(percentile(l, 99.0)),
+            "max_ms": round(percentile(l, 100.0)),
+            "post_call_p50_ms": round(percentile(&self.post_call_ms, 50.0)),
+            "post_call_p99_ms": round(percentile(&self.post_call_ms, 99.0)),
+            "duplicates_per_delivery": round(self.duplicates_per_delivery()),
+            "gossip_accepted": self.accepted,
+            "gossip_duplicates": self.duplicates,
+            "sync_fetched": self.sync_fetched,
+            "unexpected_deliveries": self.unexpected,
+            "setup_s": round(self.setup_s),
+            "ready_s": round(self.ready_s),
+            "unready_topic_publishers": self.unready,
+            "quiet_s": round(self.quiet_s),
+            "idle_cpu_cores": round(self.idle_cpu),
+            "publish_s": round(self.publish_s),
+            "cpu_s": round(self.cpu_s),
+            "cpu_ms_per_delivery": round(self.cpu_ms_per_delivery()),
+            "peak_rss_kb": self.peak_rss_kb,
+            "wire_bytes": self.wire_bytes,
+            "wire_bytes_per_delivery": self.wire_bytes_per_delivery().map(|b| b.round()),
+            "idle_wire_bytes_per_s": self.idle_wire_per_s.map(|b| b.round()),
+            "wire_bytes_per_delivery_over_idle":
+                self.wire_bytes_per_delivery_over_idle().map(|b| b.round()),
+            "own_netns": self.own_netns,
+            "rss_per_node_kb": self.rss_per_node_kb(),
+        })
+    }
+
+    /// The report as a table for people.
+    pub fn to_table(&self) -> String {
+        let c = &self.config;
+        let l = &self.latencies_ms;
+        let p = |v: &[f64], q| format!("{:.1}", percentile(v, q));
+        let rows = [
+            ("nodes", format!("{} (each dials {})", c.nodes, c.degree)),
+            ("authors x posts", format!("{} x {} = {}", c.authors, c.posts, c.authors * c.posts)),
+            (
+                "posting",
+                format!(
+                    "every {} ms per author, {}",
+                    c.interval.as_millis(),
+                    if c.aligned { "all authors at once" } else { "authors staggered" }
+                ),
+            ),
+            ("seed", c.seed.to_string()),
+            (
+                "link latency",
+                c.latency.map_or("none (loopback)".into(), |l| {
+                    format!("{}-{} ms one way, per link", l.min.as_millis(), l.max.as_millis())
+                }),
+            ),
+            ("setup (start, dial, follow)", format!("{:.1} s", self.setup_s)),
+            (
+                "subscribers reachable",
+                format!("after {:.1} s, {} publisher/topic pairs not", self.ready_s, self.unready),
+            ),
+            (
+                "then quiet",
+                format!("after {:.1} s more (idle: {:.2} cores)", self.quiet_s, self.idle_cpu),
+            ),
+            (
+                "delivery",
+                format!(
+                    "{}/{} = {:.2}% within {} s",
+                    self.delivered,
+                    self.expected,
+                    100.0 * self.delivery_ratio(),
+                    c.delivery_deadline.as_secs()
+                ),
+            ),
+            ("latency samples", l.len().to_string()),
+            (
+                "latency p50/p95/p99/max",
+                format!("{} / {} / {} / {} ms", p(l, 50.0), p(l, 95.0), p(l, 99.0), p(l, 100.0)),
+            ),
+            (
+                "post call p50/p99",
+                format!("{} / {} ms", p(&self.post_call_ms, 50.0), p(&self.post_call_ms, 99.0)),
+            ),
+            (
+                "duplicates per delivery",
+                format!(
+                    "{:.2} ({} duplicate / {} accepted)",
+                    self.duplicates_per_delivery(),
+                    self.duplicates,
+                    self.accepted
+                ),
+            ),
+            (
+                "CPU in publish phase",
+                format!(
+                    "{:.1} s in {:.1} s, {:.2} ms per delivery",
+                    self.cpu_s,
+                    self.publish_s,
+                    self.cpu_ms_per_delivery()
+                ),
+            ),
+            (
+                "loopback bytes per delivery",
+                match (self.wire_bytes_per_delivery(), self.wire_bytes_per_delivery_over_idle()) {
+                    (Some(b), over) => format!(
+                        "{b:.0} B, {} B over the idle rate of {:.0} kB/s (IP packets, all \
+                         protocols, publish phase; {})",
+                        over.map_or("?".into(), |o| format!("{o:.0}")),
+                        self.idle_wire_per_s.unwrap_or(0.0) / 1000.0,
+                        if self.own_netns {
+                            "this run's own network namespace"
+                        } else {
+                            "the whole machine's loopback"
+                        }
+                    ),
+                    (None, _) => "unknown".into(),
+                },
+            ),
+            ("records via sync", self.sync_fetched.to_string()),
+            ("stored by uninterested nodes", self.unexpected.to_string()),
+            (
+                "peak RSS",
+                format!("{} kB, {} kB per node", self.peak_rss_kb, self.rss_per_node_kb()),
+            ),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            out.push_str(&format!("{k:<width$}  {v}\n"));
+        }
+        out
+    }
+}
+
+/// Bytes sent on the loopback interface so far (`/proc/net/dev`), if readable.
+pub fn loopback_tx_bytes() -> Option<u64> {
+    let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let line = dev.lines().find_map(|l| l.trim_start().strip_prefix("lo:"))?;
+    // Eight receive counters, then transmitted bytes.
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
+/// Peak resident set size of this process (VmHWM), kB; 0 if unknown.
+pub fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time this process has used (user and system), from `/proc/self/stat`; zero if
+/// unknown. Linux reports it in ticks of 1/100 s.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
