@@ -11,18 +11,19 @@ use libp2p::{
     gossipsub, identify, kad, mdns,
     multiaddr::Protocol,
     noise, relay, request_response,
-    swarm::{dial_opts::DialOpts, ConnectionId, DialError, SwarmEvent},
+    swarm::{dial_opts::DialOpts, ConnectionId, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    behaviour::{self, Behaviour, BehaviourEvent, RelayFriends, RelayMode},
-    peer_of, Command, Config, Event, NetError, PeerInfo, Proto, Reachability, Responder, Stats,
-    Verdict, GOSSIP_BURST, GOSSIP_RATE,
+    behaviour::{Behaviour, BehaviourEvent, RelayFriends, RelayMode},
+    Command, Config, Event, NetError, Proto, Reachability, Responder, Verdict, GOSSIP_BURST,
+    GOSSIP_RATE,
 };
 use crate::limits::RateLimiter;
 
+mod commands;
 mod nat;
 
 use nat::{address_key, addresses_from_record, Reservation};
@@ -172,197 +173,6 @@ impl EventLoop {
             }
         }
         tracing::debug!("network task stopped");
-    }
-
-    fn handle_command(&mut self, command: Command) {
-        match command {
-            Command::Dial { addr, reply } => self.handle_dial(addr, reply),
-            Command::Publish { topic, data, reply } => {
-                let _ = reply.send(self.handle_publish(topic, data));
-            }
-            Command::Subscribe { topic, reply } => {
-                let _ = reply.send(self.handle_subscribe(&topic));
-            }
-            Command::Unsubscribe { topic, reply } => {
-                let topic = gossipsub::IdentTopic::new(topic);
-                let _ = reply.send(self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic));
-            }
-            Command::Report { id, source, verdict } => self.handle_report(&id, &source, verdict),
-            Command::Request { proto, peer, addrs, bytes, reply } => {
-                let id = self.rr(proto).send_request_with_addresses(&peer, bytes, addrs);
-                self.pending_requests.insert((proto, id), reply);
-            }
-            Command::Respond { channel: Responder(proto, channel), bytes } => {
-                if self.rr(proto).send_response(channel, bytes).is_err() {
-                    tracing::debug!(?proto, "reply not sent: the peer went away");
-                }
-            }
-            Command::FindPeer { peer, reply } => self.start_find(peer, reply),
-            Command::Provide { key } => {
-                if let Err(error) = self.swarm.behaviour_mut().kad.start_providing(key.into()) {
-                    tracing::debug!(%error, "cannot provide in the DHT");
-                }
-            }
-            Command::FindProviders { key, reply } => {
-                let id = self.swarm.behaviour_mut().kad.get_providers(key.into());
-                self.pending_providers.insert(id, (Vec::new(), reply));
-            }
-            Command::DialPeer { peer } => {
-                if !self.swarm.is_connected(&peer) {
-                    if let Err(error) = self.swarm.dial(DialOpts::peer_id(peer).build()) {
-                        tracing::debug!(%peer, %error, "dial by id failed");
-                    }
-                }
-            }
-            Command::Block { peer, blocked } => {
-                let list = &mut self.swarm.behaviour_mut().blocked;
-                if blocked {
-                    list.block_peer(peer);
-                } else {
-                    list.unblock_peer(peer);
-                }
-            }
-            Command::IsConnected { peer, reply } => {
-                let _ = reply.send(self.swarm.is_connected(&peer));
-            }
-            Command::Peers { reply } => {
-                let _ = reply.send(self.peers());
-            }
-            Command::Stats { reply } => {
-                let _ = reply.send(self.stats());
-            }
-            Command::TopicPeers { topic, reply } => {
-                let hash = gossipsub::IdentTopic::new(topic).hash();
-                let gs = &self.swarm.behaviour().gossipsub;
-                let peers =
-                    gs.all_peers().filter(|(_, t)| t.contains(&&hash)).map(|(p, _)| *p).collect();
-                let _ = reply.send(peers);
-            }
-            // Handled in `run`.
-            Command::Shutdown { reply } => {
-                let _ = reply.send(());
-            }
-        }
-    }
-
-    fn handle_dial(&mut self, addr: Multiaddr, reply: DialReply) {
-        let target = peer_of(&addr);
-        if let Some(peer) = target {
-            if peer == *self.swarm.local_peer_id() {
-                let _ = reply.send(Err(NetError::Dial("that is this node's own address".into())));
-                return;
-            }
-            if self.swarm.is_connected(&peer) {
-                let _ = reply.send(Ok(peer));
-                return;
-            }
-        }
-        let opts = match target {
-            Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr]).build(),
-            None => DialOpts::unknown_peer_id().address(addr).build(),
-        };
-        let id = opts.connection_id();
-        match self.swarm.dial(opts) {
-            Ok(()) => {
-                self.pending_dials.insert(id, reply);
-            }
-            Err(DialError::DialPeerConditionFalse(_)) => {
-                // Already connected or dialling; the peer is known to be reachable.
-                match target {
-                    Some(peer) => {
-                        let _ = reply.send(Ok(peer));
-                    }
-                    None => {
-                        let _ = reply.send(Err(NetError::Dial("already dialling".into())));
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = reply.send(Err(NetError::Dial(e.to_string())));
-            }
-        }
-    }
-
-    fn handle_publish(&mut self, topic: String, data: Vec<u8>) -> Result<usize, NetError> {
-        let topic = gossipsub::IdentTopic::new(topic);
-        let hash = topic.hash();
-        match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-            Ok(_) => {
-                let gs = &self.swarm.behaviour().gossipsub;
-                Ok(gs.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count())
-            }
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
-            | Err(gossipsub::PublishError::Duplicate) => Ok(0),
-            Err(e) => Err(NetError::Gossip(e.to_string())),
-        }
-    }
-
-    fn handle_subscribe(&mut self, topic: &str) -> Result<bool, NetError> {
-        let topic = gossipsub::IdentTopic::new(topic);
-        let gs = &mut self.swarm.behaviour_mut().gossipsub;
-        // Per-topic scores are kept only for registered topics: register before joining.
-        gs.set_topic_params(topic.clone(), behaviour::topic_score_params())
-            .map_err(|e| NetError::Gossip(e.to_string()))?;
-        gs.subscribe(&topic).map_err(|e| NetError::Gossip(e.to_string()))
-    }
-
-    fn handle_report(&mut self, id: &gossipsub::MessageId, source: &PeerId, verdict: Verdict) {
-        let acceptance = match verdict {
-            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
-            Verdict::Reject => gossipsub::MessageAcceptance::Reject,
-            Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
-        };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(id, source, acceptance);
-    }
-
-    fn peers(&self) -> Vec<PeerInfo> {
-        let gs = &self.swarm.behaviour().gossipsub;
-        let mut seen = HashMap::new();
-        for peer in self.swarm.connected_peers() {
-            seen.insert(*peer, gs.peer_score(peer));
-        }
-        let mut out: Vec<PeerInfo> = Vec::new();
-        for (peer, score) in seen {
-            let addr = self.remote_addrs.get(&peer).cloned().unwrap_or_else(Multiaddr::empty);
-            let relayed = self
-                .connections
-                .get(&peer)
-                .is_some_and(|c| !c.is_empty() && c.values().all(|c| c.relayed));
-            out.push(PeerInfo { peer, addr, score, relayed });
-        }
-        // By the id as people see it; each id is formatted once (base58 is not cheap).
-        out.sort_by_cached_key(|p| p.peer.to_string());
-        out
-    }
-
-    fn stats(&self) -> Stats {
-        let gs = &self.swarm.behaviour().gossipsub;
-        let mut topics: Vec<String> = gs.topics().map(|t| t.to_string()).collect();
-        topics.sort();
-        let mesh: std::collections::HashSet<&PeerId> = gs.all_mesh_peers().collect();
-        let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
-        let scores: Vec<f64> =
-            self.swarm.connected_peers().filter_map(|p| gs.peer_score(p)).collect();
-        Stats {
-            topics,
-            peers: self.swarm.connected_peers().count(),
-            mesh_peers: mesh.len(),
-            graylisted: scores.iter().filter(|s| **s < graylist).count(),
-            penalised: scores.iter().filter(|s| **s < 0.0).count(),
-            gossip_rate_limited: self.gossip_rate_limited,
-            gossip_overflow: self.gossip_overflow,
-            reachability: self.reachability(),
-            public_addr: self.swarm.behaviour().autonat.public_address().cloned(),
-            relay_addrs: self.reservations.values().filter_map(|r| r.addr.clone()).collect(),
-            relay_mode: self.relay_mode,
-            relaying_for: self.relaying_for.len(),
-            relay_refused: self.relay_refused_count,
-            holepunch_ok: self.holepunch_ok,
-            holepunch_failed: self.holepunch_failed,
-        }
     }
 
     fn emit(&self, event: Event) {
