@@ -326,11 +326,7 @@ impl Sealed {
     /// [`DmError::TooLarge`] over [`MAX_SEALED_BYTES`] (never for a message made by
     /// [`Sealed::seal`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, DmError> {
-        let bytes = codec::encode(self)?;
-        if bytes.len() > MAX_SEALED_BYTES {
-            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_SEALED_BYTES });
-        }
-        Ok(bytes)
+        encode_within(self, MAX_SEALED_BYTES)
     }
 
     /// Decodes a sealed message from outside: size first, then canonical decoding, then the
@@ -339,10 +335,7 @@ impl Sealed {
     /// # Errors
     /// [`DmError::TooLarge`] before decoding, [`DmError::Codec`], [`DmError::Malformed`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
-        if bytes.len() > MAX_SEALED_BYTES {
-            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_SEALED_BYTES });
-        }
-        let sealed: Self = codec::decode::<_, MAX_SEALED_BYTES>(bytes)?;
+        let sealed: Self = decode_within::<_, MAX_SEALED_BYTES>(bytes)?;
         sealed.check_shape()?;
         Ok(sealed)
     }
@@ -582,6 +575,24 @@ pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Resu
 }
 
 mod wire;
+
+/// Encodes `value`, refusing an encoding longer than `max` bytes.
+fn encode_within<T: Encode>(value: &T, max: usize) -> Result<Vec<u8>, DmError> {
+    let bytes = codec::encode(value)?;
+    if bytes.len() > max {
+        return Err(DmError::TooLarge { len: bytes.len(), max });
+    }
+    Ok(bytes)
+}
+
+/// Decodes bytes from outside: the size before anything else (as [`DmError::TooLarge`]),
+/// then canonical decoding.
+fn decode_within<T: Decode<()> + Encode, const MAX: usize>(bytes: &[u8]) -> Result<T, DmError> {
+    if bytes.len() > MAX {
+        return Err(DmError::TooLarge { len: bytes.len(), max: MAX });
+    }
+    Ok(codec::decode::<_, MAX>(bytes)?)
+}
 
 pub use wire::{DmReply, DmRequest};
 

@@ -3,7 +3,7 @@
 
 use bincode::{Decode, Encode};
 
-use super::{DmError, MessageId, Sealed};
+use super::{decode_within, encode_within, DmError, MessageId, Sealed};
 use crate::{
     codec,
     limits::{MAX_DM_REASON_BYTES, MAX_DM_REPLY_BYTES, MAX_DM_REQUEST_BYTES, MAX_RECORD_BYTES},
@@ -29,11 +29,7 @@ impl DmRequest {
     /// [`DmError::TooLarge`] over [`MAX_DM_REQUEST_BYTES`] (never for a sealed message made
     /// by [`Sealed::seal`] and a record within [`MAX_RECORD_BYTES`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, DmError> {
-        let bytes = codec::encode(self)?;
-        if bytes.len() > MAX_DM_REQUEST_BYTES {
-            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_DM_REQUEST_BYTES });
-        }
-        Ok(bytes)
+        encode_within(self, MAX_DM_REQUEST_BYTES)
     }
 
     /// Decodes a request from outside: size first, then canonical decoding, then the
@@ -43,10 +39,7 @@ impl DmRequest {
     /// # Errors
     /// [`DmError::TooLarge`] before decoding, [`DmError::Codec`], [`DmError::Malformed`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
-        if bytes.len() > MAX_DM_REQUEST_BYTES {
-            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_DM_REQUEST_BYTES });
-        }
-        let request: Self = codec::decode::<_, MAX_DM_REQUEST_BYTES>(bytes)?;
+        let request: Self = decode_within::<_, MAX_DM_REQUEST_BYTES>(bytes)?;
         request.sealed.check_shape()?;
         if let Some(proof) = &request.follow_proof {
             if proof.len() > MAX_RECORD_BYTES {
@@ -104,10 +97,7 @@ impl DmReply {
     /// [`DmError::TooLarge`] before decoding, [`DmError::Codec`], or
     /// [`DmError::Malformed`] for a reason over [`MAX_DM_REASON_BYTES`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
-        if bytes.len() > MAX_DM_REPLY_BYTES {
-            return Err(DmError::TooLarge { len: bytes.len(), max: MAX_DM_REPLY_BYTES });
-        }
-        let reply: Self = codec::decode::<_, MAX_DM_REPLY_BYTES>(bytes)?;
+        let reply: Self = decode_within::<_, MAX_DM_REPLY_BYTES>(bytes)?;
         if let Self::Refused { reason, .. } = &reply {
             if reason.len() > MAX_DM_REASON_BYTES {
                 return Err(DmError::Malformed(format!(
