@@ -39,6 +39,17 @@ pub fn signed_posts(n: usize, authors: usize, now: u64) -> Vec<Vec<u8>> {
     records
 }
 
+/// The value after `name` on the command line, parsed, or `default` when it is absent or
+/// not a `T`.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The process's resident memory (VmRSS), KiB; 0 where /proc is not readable.
 pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

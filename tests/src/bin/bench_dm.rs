@@ -10,16 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use kith_node::api::{Request, Response};
-use kith_tests::TestNode;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use kith_tests::{bench::arg, TestNode};
 
 /// Messages sent before measuring (connection, caches, first flushes).
 const WARM_UP: usize = 20;

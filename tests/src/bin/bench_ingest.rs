@@ -8,14 +8,10 @@ use std::time::Instant;
 
 use kith_node::{ingest, store::Store};
 use kith_protocol::VerifiedRecord;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
+use kith_tests::bench::arg;
 
 fn main() {
-    let n: usize = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n: usize = arg("--records", 20_000);
     let json = std::env::args().any(|a| a == "--json");
     let now = 1_800_000_000_000u64;
     let records = kith_tests::bench::signed_posts(n, 100, now);

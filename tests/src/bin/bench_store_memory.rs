@@ -7,19 +7,12 @@
 use std::time::Instant;
 
 use kith_node::{ingest, store::Store};
-use kith_tests::bench::{rss_kib, signed_posts};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
+use kith_tests::bench::{arg, rss_kib, signed_posts};
 
 fn main() {
-    let n: usize = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let every: usize = arg("--every").and_then(|v| v.parse().ok()).unwrap_or(20_000).max(1);
-    let cache_mb: u64 = arg("--cache-mb")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(kith_node::config::DEFAULT_STORE_CACHE_MB);
+    let n: usize = arg("--records", 100_000);
+    let every: usize = arg("--every", 20_000).max(1);
+    let cache_mb: u64 = arg("--cache-mb", kith_node::config::DEFAULT_STORE_CACHE_MB);
     let now = 1_800_000_000_000u64;
     let records = signed_posts(n, 100, now);
     let dir = tempfile::tempdir().unwrap();

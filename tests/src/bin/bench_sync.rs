@@ -7,16 +7,11 @@ use std::time::{Duration, Instant};
 
 use kith_node::{api::Request, ingest};
 use kith_protocol::{Keypair, Post, Record, RecordKind};
-use kith_tests::TestNode;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
+use kith_tests::{bench::arg, TestNode};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: u64 = arg("--records").and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: u64 = arg("--records", 10_000);
     let json = std::env::args().any(|a| a == "--json");
     let a = TestNode::start("a").await;
     let b = TestNode::start("b").await;
