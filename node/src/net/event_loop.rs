@@ -347,6 +347,11 @@ impl EventLoop {
         self.finds.insert(id, Find { target, reply, outstanding: 2 });
     }
 
+    /// The peer a lookup query is looking for, if the query is one of ours.
+    fn find_target(&self, query: kad::QueryId) -> Option<PeerId> {
+        self.find_queries.get(&query).and_then(|f| self.finds.get(f)).map(|f| f.target)
+    }
+
     /// A lookup query produced `found` (possibly nothing); `last` when the query is over.
     fn find_progress(&mut self, query: kad::QueryId, found: Vec<Multiaddr>, last: bool) {
         let Some(&id) = self.find_queries.get(&query) else { return };
@@ -373,9 +378,7 @@ impl EventLoop {
                     Ok(ok) => ok.peers,
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                 };
-                let target =
-                    self.find_queries.get(&id).and_then(|f| self.finds.get(f)).map(|f| f.target);
-                let Some(target) = target else { return };
+                let Some(target) = self.find_target(id) else { return };
                 let found: Vec<Multiaddr> = peers
                     .into_iter()
                     .filter(|p| p.peer_id == target)
@@ -384,9 +387,7 @@ impl EventLoop {
                 self.find_progress(id, found, step.last);
             }
             kad::QueryResult::GetRecord(result) => {
-                let target =
-                    self.find_queries.get(&id).and_then(|f| self.finds.get(f)).map(|f| f.target);
-                let Some(target) = target else { return };
+                let Some(target) = self.find_target(id) else { return };
                 let found = match result {
                     Ok(kad::GetRecordOk::FoundRecord(found)) => {
                         addresses_from_record(&target, &found.record.value).unwrap_or_default()

@@ -99,11 +99,10 @@ impl Node {
     /// limited to friends).
     pub(super) async fn run_relay_friends(self) {
         loop {
-            let me = self.inner.me;
-            let following = self.inner.store.following(&me).unwrap_or_default();
+            let following = self.inner.store.following(&self.inner.me).unwrap_or_default();
             let friends = following
                 .into_iter()
-                .filter(|other| self.inner.store.is_following(other, &me).unwrap_or(false))
+                .filter(|other| self.is_mutual(other).unwrap_or(false))
                 .filter_map(|other| other.to_peer_id().ok());
             self.inner.net.set_relay_friends(friends);
             if !self.pause(RELAY_FRIENDS_REFRESH).await {

@@ -93,17 +93,22 @@ impl Node {
         Ok(store.is_following(me, other)? && store.is_following(other, me)?)
     }
 
-    /// The message keys for `peer`, from the cache or computed (and not cached: the
-    /// caller caches them once they served).
-    async fn pair_keys(&self, peer: &AuthorId) -> Result<(Arc<PairKeys>, bool), DmError> {
-        if let Some(keys) = self.inner.retries.lock().await.keys.get(peer) {
-            return Ok((keys, true));
+    /// Runs `op` (a seal or an open) with the message keys for `peer`: from the cache, or
+    /// computed and then cached only if `op` succeeded with them, so that a message that
+    /// cannot be opened leaves nothing behind.
+    async fn with_pair_keys<T>(
+        &self,
+        peer: &AuthorId,
+        op: impl FnOnce(&PairKeys) -> Result<T, DmError>,
+    ) -> Result<T, DmError> {
+        let cached = self.inner.retries.lock().await.keys.get(peer);
+        if let Some(keys) = cached {
+            return op(&keys);
         }
-        Ok((Arc::new(PairKeys::new(&self.inner.keypair, peer)?), false))
-    }
-
-    async fn cache_pair_keys(&self, keys: Arc<PairKeys>) {
+        let keys = Arc::new(PairKeys::new(&self.inner.keypair, peer)?);
+        let out = op(&keys)?;
         self.inner.retries.lock().await.keys.put(keys);
+        Ok(out)
     }
 
     /// The bytes of our latest follow record for `peer`, if any: sent along with a
@@ -141,12 +146,10 @@ impl Node {
         }
         let id = MessageId::generate().map_err(|e| format!("random: {e}"))?;
         let plain = Plain { id, timestamp: now_ms(), text };
-        let (keys, cached) = self.pair_keys(&peer).await.map_err(|e| e.to_string())?;
-        let sealed =
-            Sealed::seal_with(&self.inner.keypair, &keys, &plain).map_err(|e| e.to_string())?;
-        if !cached {
-            self.cache_pair_keys(keys).await;
-        }
+        let sealed = self
+            .with_pair_keys(&peer, |keys| Sealed::seal_with(&self.inner.keypair, keys, &plain))
+            .await
+            .map_err(|e| e.to_string())?;
         let request = DmRequest { sealed, follow_proof: self.follow_proof(&peer) }
             .to_bytes()
             .map_err(|e| e.to_string())?;
@@ -304,18 +307,8 @@ impl Node {
         if sealed.recipient != self.inner.me {
             return refuse(None, "not addressed to this node");
         }
-        let opened = match self.pair_keys(&sender).await {
-            Ok((keys, cached)) => match sealed.open_with(&self.inner.keypair, &keys) {
-                Ok(plain) => {
-                    if !cached {
-                        self.cache_pair_keys(keys).await;
-                    }
-                    Ok(plain)
-                }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let opened =
+            self.with_pair_keys(&sender, |keys| sealed.open_with(&self.inner.keypair, keys)).await;
         let plain = match opened {
             Ok(p) => p,
             Err(e) => return refuse(None, &format!("cannot open the message: {e}")),
