@@ -394,17 +394,20 @@ impl Node {
         let c = &self.inner.counters;
         c.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let store = self.inner.store.clone();
-        let senders: Vec<_> = batch.iter().map(|m| (m.id.clone(), m.source)).collect();
-        let (batch, results) = match tokio::task::spawn_blocking(move || {
+        // Who gets each verdict stays here; topics and payloads go to the blocking thread
+        // and come back with the outcomes.
+        let (senders, inputs): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|m| ((m.id, m.source), (m.topic, m.data))).unzip();
+        let ingested = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            let results: Vec<_> = batch
+            let results: Vec<_> = inputs
                 .iter()
-                .map(|m| ingest::ingest(&store, &m.data, Some(&m.topic), now))
+                .map(|(topic, data)| ingest::ingest(&store, data, Some(topic), now))
                 .collect();
-            (batch, results)
+            (inputs, results)
         })
-        .await
-        {
+        .await;
+        let (inputs, results) = match ingested {
             Ok(done) => done,
             Err(error) => {
                 tracing::error!(%error, "ingest task failed");
@@ -415,16 +418,16 @@ impl Node {
                 return;
             }
         };
-        for (m, result) in batch.into_iter().zip(results) {
+        for (((id, source), (topic, _)), result) in senders.into_iter().zip(inputs).zip(results) {
             let verdict = match result {
-                Ok(outcome) => self.after_ingest(m.source, &m.topic, outcome),
+                Ok(outcome) => self.after_ingest(source, &topic, outcome),
                 Err(error) => {
                     tracing::error!(%error, "store failed during ingest");
                     c.ignored.fetch_add(1, Ordering::Relaxed);
                     net::Verdict::Ignore
                 }
             };
-            self.inner.net.report(m.id, m.source, verdict);
+            self.inner.net.report(id, source, verdict);
         }
     }
 
