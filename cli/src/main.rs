@@ -184,7 +184,8 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the error and its causes.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("kith: {}", chain.join(": "));
+            // Daemon errors can quote a peer (a refusal reason): no escape sequences.
+            eprintln!("kith: {}", kith_node::text::line(&chain.join(": ")));
             ExitCode::FAILURE
         }
     }

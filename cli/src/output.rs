@@ -1,9 +1,20 @@
 //! Printing responses: JSON per the CLI contract with `--json`, text for people without.
 
-use kith_node::api::{
-    FeedItem, FollowEntry, InboxEntry, MessageEntry, NotificationEntry, PeerEntry, Profile,
-    Response, Status, ThreadEntry,
+//!
+//! Text from the network never reaches the terminal raw: human output passes it through
+//! [`kith_node::text`] (escape sequences and controls removed, names with invisible
+//! characters shown), and JSON output escapes, besides what JSON must, the C1 controls,
+//! DEL, line separators and bidi controls as `\uXXXX` (same value, nothing a terminal
+//! acts on).
+
+use kith_node::{
+    api::{
+        FeedItem, FollowEntry, InboxEntry, MessageEntry, NotificationEntry, PeerEntry, Profile,
+        Response, Status, ThreadEntry,
+    },
+    text,
 };
+use serde::Serialize;
 use serde_json::json;
 
 /// Writes one line to stdout. A closed pipe (`kith feed | head`) ends the program
@@ -26,9 +37,51 @@ macro_rules! out {
 }
 pub(crate) use out;
 
+/// A serde_json formatter that also escapes what a terminal could act on: DEL, the C1
+/// controls, U+2028/U+2029 and bidi controls (JSON itself escapes only C0 controls).
+struct TerminalSafe;
+
+fn json_escaped(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if json_escaped(c) {
+                writer.write_all(fragment.get(start..i).unwrap_or_default().as_bytes())?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(fragment.get(start..).unwrap_or_default().as_bytes())
+    }
+}
+
+/// One JSON value on one line, safe to print on a terminal.
+pub(crate) fn json_line(value: &impl Serialize) -> String {
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, TerminalSafe);
+    match value.serialize(&mut ser) {
+        // The formatter writes only valid UTF-8 (whole fragments and ASCII escapes).
+        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+        Err(e) => json!({ "error": format!("cannot encode the reply: {e}") }).to_string(),
+    }
+}
+
 /// Prints one JSON value on one line.
 fn line(value: &serde_json::Value) {
-    out!("{value}");
+    out!("{}", json_line(value));
+}
+
+/// Multi-line network text for people, each line after the first indented by `pad`.
+fn indented(body: &str, pad: &str) -> String {
+    text::body(body).replace('\n', &format!("\n{pad}"))
 }
 
 /// `2026-11-25 17:30` (UTC) from ms since the epoch.
@@ -52,7 +105,7 @@ pub(crate) fn human_time(ms: u64) -> String {
 fn who(id: &str, name: Option<&str>) -> String {
     let short = id.get(id.len().saturating_sub(8)..).unwrap_or(id);
     match name {
-        Some(n) => format!("{n} (…{short})"),
+        Some(n) => format!("{} (…{short})", text::name(n)),
         None => format!("…{short}"),
     }
 }
@@ -61,7 +114,7 @@ fn reactions_text(r: &std::collections::BTreeMap<String, u64>) -> String {
     if r.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = r.iter().map(|(e, n)| format!("{e} {n}")).collect();
+    let parts: Vec<String> = r.iter().map(|(e, n)| format!("{} {n}", text::line(e))).collect();
     format!("\n    {}", parts.join("  "))
 }
 
@@ -89,7 +142,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
             "{}  {}{reply}\n    {}{}\n    id {}",
             human_time(item.timestamp),
             who(&item.author, item.author_name.as_deref()),
-            item.text.replace('\n', "\n    "),
+            indented(&item.text, "    "),
             reactions_text(&item.reactions),
             item.id
         );
@@ -118,13 +171,14 @@ fn status(s: &Status, json: bool) {
     out!("following  {}   followers {}", s.following, s.followers);
     out!("uptime     {} s", s.uptime_s);
     let n = &s.nat;
-    let public = n.public_addr.as_deref().map(|a| format!(" at {a}")).unwrap_or_default();
+    let public =
+        n.public_addr.as_deref().map(|a| format!(" at {}", text::line(a))).unwrap_or_default();
     out!("reachable  {}{public}", n.reachability);
     if n.relay_reservations.is_empty() {
         out!("relayed    no relay reservations");
     } else {
         for r in &n.relay_reservations {
-            out!("relayed    via {r}");
+            out!("relayed    via {}", text::line(r));
         }
     }
     out!(
@@ -155,11 +209,11 @@ fn status(s: &Status, json: bool) {
     );
     out!("topics:");
     for t in &s.topics {
-        out!("  {t}");
+        out!("  {}", text::line(t));
     }
     out!("listening on:");
     for a in &s.addrs {
-        out!("  {a}");
+        out!("  {}", text::line(a));
     }
 }
 
@@ -171,7 +225,7 @@ fn peers(list: &[PeerEntry], json: bool) {
         if json {
             line(&json!({"id": p.id, "addr": p.addr, "connection": p.connection}));
         } else {
-            out!("{}  {}  {}", p.id, p.connection, p.addr);
+            out!("{}  {}  {}", p.id, p.connection, text::line(&p.addr));
         }
     }
 }
@@ -184,7 +238,8 @@ fn follows(list: &[FollowEntry], json: bool) {
         if json {
             line(&json!({"id": f.id, "mutual": f.mutual}));
         } else {
-            let name = f.name.as_deref().map(|n| format!("  {n}")).unwrap_or_default();
+            let name =
+                f.name.as_deref().map(|n| format!("  {}", text::name(n))).unwrap_or_default();
             let mutual = if f.mutual { "  (mutual)" } else { "" };
             out!("{}{name}{mutual}", f.id);
         }
@@ -197,9 +252,12 @@ fn profile(p: &Profile, json: bool) {
         return;
     }
     out!("id    {}", p.id);
-    out!("name  {}", p.name.as_deref().unwrap_or("(no profile known)"));
+    match p.name.as_deref() {
+        Some(name) => out!("name  {}", text::name(name)),
+        None => out!("name  (no profile known)"),
+    }
     if let Some(bio) = p.bio.as_deref().filter(|b| !b.is_empty()) {
-        out!("bio   {bio}");
+        out!("bio   {}", indented(bio, "      "));
     }
     if p.forked {
         out!("WARNING: this author published two different records with one sequence number");
@@ -223,7 +281,7 @@ fn inbox(list: &[InboxEntry], json: bool) {
                 "{}  {}{unread}\n    {}",
                 human_time(c.timestamp),
                 who(&c.peer, c.name.as_deref()),
-                c.last_text.replace('\n', "\n    ")
+                indented(&c.last_text, "    ")
             );
         }
     }
@@ -240,13 +298,14 @@ fn thread(list: &[MessageEntry], json: bool) {
                 "timestamp": m.timestamp, "status": m.status,
             }));
         } else {
-            let reason = m.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let reason =
+                m.reason.as_deref().map(|r| format!(": {}", text::line(r))).unwrap_or_default();
             out!(
                 "{}  {} [{}{reason}]\n    {}",
                 human_time(m.timestamp),
                 who(&m.from, m.from_name.as_deref()),
                 m.status,
-                m.text.replace('\n', "\n    ")
+                indented(&m.text, "    ")
             );
         }
     }
@@ -265,7 +324,7 @@ fn conversation(list: &[ThreadEntry], json: bool) {
                 "{pad}{}  {}\n{pad}  {}{}\n{pad}  id {}",
                 human_time(e.timestamp),
                 who(&e.author, e.author_name.as_deref()),
-                e.text.replace('\n', &format!("\n{pad}  ")),
+                indented(&e.text, &format!("{pad}  ")),
                 reactions_text(&e.reactions).replace("\n    ", &format!("\n{pad}  ")),
                 e.id
             );
@@ -293,7 +352,7 @@ fn notifications(list: &[NotificationEntry], json: bool) {
                 "follow" => "follows you",
                 "mutual" => "is now a mutual connection",
                 "message" => "sent you a message",
-                other => other,
+                other => &text::line(other),
             };
             out!("{new}{}  {} {what}", human_time(n.timestamp), who(&n.from, n.name.as_deref()));
         }
@@ -347,7 +406,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
                 if json {
                     line(&json!({"tag": t}));
                 } else {
-                    out!("#{t}");
+                    out!("#{}", text::line(t));
                 }
             }
         }
@@ -389,13 +448,28 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         Response::SyncProgress { .. } => {}
         Response::Thread { messages } => thread(messages, json),
         // Errors are handled by the caller.
-        Response::Error { message } => eprintln!("kith: {message}"),
+        Response::Error { message } => eprintln!("kith: {}", text::line(message)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::human_time;
+    use super::{human_time, indented, json_line};
+    use serde_json::json;
+
+    #[test]
+    fn json_escapes_what_terminals_act_on() {
+        let text = "a\x1b[2J\u{9b}31m\u{9d}0;t\u{9c}\u{7f}\u{2028}\u{202e}é👍";
+        let out = json_line(&json!({ "text": text }));
+        assert_eq!(out, r#"{"text":"a\u001b[2J\u009b31m\u009d0;t\u009c\u007f\u2028\u202eé👍"}"#);
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back["text"], text);
+    }
+
+    #[test]
+    fn bodies_are_cleaned_and_indented() {
+        assert_eq!(indented("a\x1b[1A\rb\nc", "  "), "a\n  b\n  c");
+    }
 
     #[test]
     fn times() {

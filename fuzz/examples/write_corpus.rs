@@ -21,5 +21,6 @@ fn main() -> io::Result<()> {
     write("sync_request", &s.sync_requests)?;
     write("sync_response", &s.sync_responses)?;
     write("control_request", &s.control_requests)?;
+    write("terminal_text", &kith_fuzz::text_seeds())?;
     Ok(())
 }

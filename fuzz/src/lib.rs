@@ -272,3 +272,43 @@ pub fn control_request(data: &[u8]) {
     let back: Request = serde_json::from_slice(&again).expect("a serialised request parses");
     assert_eq!(back, request);
 }
+
+/// Text from the network on its way to a terminal: [`kith_node::text`]'s three cleaners
+/// on any UTF-8 (invalid bytes replaced). Nothing a terminal acts on survives (ESC, DEL,
+/// C1 and C0 controls, except `\n` and `\t` in bodies), nor a bidi control; cleaning
+/// twice changes nothing; a line is its body flattened.
+pub fn terminal_text(data: &[u8]) {
+    use kith_node::text;
+    let input = String::from_utf8_lossy(data);
+    let (body, line, name) = (text::body(&input), text::line(&input), text::name(&input));
+    for (out, multiline) in [(&body, true), (&line, false), (&name, false)] {
+        for c in out.chars() {
+            let control =
+                matches!(c, '\0'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}');
+            let kept = multiline && (c == '\n' || c == '\t');
+            assert!(!control || kept, "control {c:?} survives in {out:?}");
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            assert!(!bidi, "bidi control {c:?} survives in {out:?}");
+        }
+    }
+    assert_eq!(text::body(&body), body);
+    assert_eq!(text::line(&line), line);
+    assert_eq!(text::name(&name), name);
+    assert_eq!(text::line(&body), line);
+}
+
+/// Hostile strings to start [`terminal_text`] from.
+pub fn text_seeds() -> Vec<Vec<u8>> {
+    [
+        "plain #kith text",
+        "\x1b[31mred\x1b[0m \x1b[2J\x1b[1A",
+        "\x1b]0;title\x07\x1b]8;;https://x\x1b\\link\x1b]8;;\x1b\\",
+        "\x1b]52;c;aGk=\x07 \x1bP1$r\x1b\\ \u{9b}31m \u{9d}0;t\u{9c}",
+        "over\rwrite\x08\x7f\r\n\u{2028}\t",
+        "ali\u{200b}ce \u{202e}fdp.exe \u{2067}x\u{2069}",
+        "👩\u{200d}💻 ❤\u{fe0f}\u{200d}🔥 🏴\u{e0067}\u{e007f}",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}

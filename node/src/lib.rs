@@ -5,7 +5,8 @@
 //! - [`ingest`]: the one path by which outside records enter the store;
 //! - [`node`]: the logic that takes events from both and answers control requests;
 //! - [`api`] and [`control`]: the control API and its Unix socket;
-//! - [`home`] and [`config`]: the home folder and layered configuration.
+//! - [`home`] and [`config`]: the home folder and layered configuration;
+//! - [`text`]: network text made safe for terminals and pages.
 //!
 //! A daemon is `Node::start` plus `control::serve`; tests use `Node::handle` in-process.
 
@@ -18,5 +19,6 @@ mod limits;
 pub mod net;
 pub mod node;
 pub mod store;
+pub mod text;
 
 pub use node::{Node, NodeError, NodeTasks};

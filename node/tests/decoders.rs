@@ -323,12 +323,14 @@ fn fuzz_bodies_for_a_bounded_time() {
     );
     let s = fuzz::seeds();
     let dm: Vec<Vec<u8>> = [&s.dm_requests[..], &s.sealed_bytes[..], &s.dm_replies[..]].concat();
-    let targets: [Target; 5] = [
+    let text = fuzz::text_seeds();
+    let targets: [Target; 6] = [
         ("record", fuzz::record, &s.records),
         ("sealed", fuzz::sealed, &dm),
         ("sync_request", fuzz::sync_request, &s.sync_requests),
         ("sync_response", fuzz::sync_response, &s.sync_responses),
         ("control_request", fuzz::control_request, &s.control_requests),
+        ("terminal_text", fuzz::terminal_text, &text),
     ];
     let pool: Vec<Vec<u8>> = targets.iter().flat_map(|t| t.2.iter().cloned()).collect();
     let mut rng = Rng(seed);

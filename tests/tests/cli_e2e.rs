@@ -130,3 +130,45 @@ fn second_daemon_on_one_home_is_refused_and_sigterm_is_clean() {
     a.restart();
     assert!(feed_ids(&a, &[]).contains(&id));
 }
+
+/// Bytes a terminal acts on: ESC, the C1 controls (UTF-8 `C2 80..C2 9F`), and CR.
+fn terminal_controls(out: &[u8]) -> Vec<usize> {
+    let c1 =
+        out.windows(2).enumerate().filter(|(_, w)| w[0] == 0xc2 && (0x80..0xa0).contains(&w[1]));
+    out.iter()
+        .enumerate()
+        .filter(|(_, b)| matches!(b, 0x1b | b'\r' | 0x07 | 0x08 | 0x7f))
+        .map(|(i, _)| i)
+        .chain(c1.map(|(i, _)| i))
+        .collect()
+}
+
+#[test]
+fn hostile_text_reaches_no_terminal_raw() {
+    let a = Daemon::start("hostile");
+    let text = "hi \x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u{9b}31mthere\r2026-01-01 00:00  mallory";
+    let name = "ali\u{202e}ec\u{200b}";
+    let bio = "line\x1b]0;title\x07\nname  admin";
+    let id = a.json(&["post", text])["id"].as_str().unwrap().to_owned();
+    a.json(&["profile", "set", "--name", name, "--bio", bio]);
+
+    // Human output: no escape sequences, and the body's own lines indented under it.
+    let feed = a.run(&["feed"]);
+    assert!(feed.status.success());
+    assert_eq!(terminal_controls(&feed.stdout), Vec::<usize>::new(), "{:?}", feed.stdout);
+    let feed = String::from_utf8(feed.stdout).unwrap();
+    assert!(feed.contains("hi there\n    2026-01-01 00:00  mallory"), "{feed}");
+    assert!(feed.contains("ali<U+202E>ec<U+200B> (…"), "{feed}");
+    let profile = a.run(&["profile", "show"]);
+    assert_eq!(terminal_controls(&profile.stdout), Vec::<usize>::new());
+    let profile = String::from_utf8(profile.stdout).unwrap();
+    assert!(profile.contains("name  ali<U+202E>ec<U+200B>\n"), "{profile}");
+    assert!(profile.contains("bio   line\n      name  admin"), "{profile}");
+
+    // JSON keeps the exact text, escaped so that no terminal acts on it either.
+    let raw = a.run(&["--json", "feed"]);
+    assert_eq!(terminal_controls(&raw.stdout), Vec::<usize>::new());
+    let items = a.lines(&["feed"]);
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["text"], text);
+}

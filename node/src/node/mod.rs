@@ -462,6 +462,8 @@ impl Node {
             }
             Outcome::Invalid(reason) => {
                 c.rejected.fetch_add(1, Ordering::Relaxed);
+                // Topic names come from peers: no controls in the log.
+                let (topic, reason) = (crate::text::line(topic), crate::text::line(reason));
                 tracing::info!(%topic, %reason, "rejected gossip record");
             }
         }
