@@ -80,6 +80,7 @@ fn seed_records(me: &Keypair, other: &Keypair) -> Vec<VerifiedRecord> {
             reply_to: Some(target),
             mentions: vec![other.id()],
             expires_at: Some(SEED_TIME_MS + 60_000),
+            attachments: vec![],
         }),
         RecordKind::Follow { target: other.id() },
         RecordKind::Unfollow { target: other.id() },
@@ -113,6 +114,7 @@ fn make_seeds() -> Seeds {
                 id: MessageId::from_bytes([i as u8 + 1; 16]),
                 timestamp: SEED_TIME_MS,
                 text: (*text).to_owned(),
+                attachments: vec![],
             };
             seal_with_ephemeral(&me, &you.id(), &plain, [i as u8 + 10; 32])
                 .expect("seed messages seal")

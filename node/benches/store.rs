@@ -58,6 +58,7 @@ impl Writer {
                 reply_to: None,
                 mentions: vec![],
                 expires_at: None,
+                attachments: vec![],
             }),
         }
         .sign(&self.authors[a])

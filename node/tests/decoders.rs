@@ -118,7 +118,13 @@ fn signed_post() -> impl Strategy<Value = VerifiedRecord> {
         .prop_filter_map("blank text", |(seed, seq, prev, timestamp, text)| {
             let key = Keypair::from_secret_bytes(&seed);
             let prev = (seq > 1).then(|| kith_protocol::RecordId::from_bytes(prev));
-            let post = Post { text, reply_to: None, mentions: vec![], expires_at: None };
+            let post = Post {
+                text,
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+                attachments: vec![],
+            };
             Record { author: key.id(), seq, prev, timestamp, kind: RecordKind::Post(post) }
                 .sign(&key)
                 .ok()

@@ -31,6 +31,7 @@ fn post(author: &Keypair, seq: u64) -> Record {
             reply_to: None,
             mentions: vec![],
             expires_at: None,
+            attachments: vec![],
         }),
     }
 }
@@ -113,6 +114,7 @@ fn dm_benches(c: &mut Criterion) {
         id: MessageId::from_bytes([9; 16]),
         timestamp: 1_800_000_000_000,
         text: "see you at the station at six, bring the map".to_owned(),
+        attachments: vec![],
     };
     let sealed = Sealed::seal(&alice, &bob.id(), &plain).unwrap();
     let sealed_bytes = sealed.to_bytes().unwrap();

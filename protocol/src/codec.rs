@@ -71,6 +71,24 @@ pub fn decode<T: Decode<()> + Encode, const MAX: usize>(bytes: &[u8]) -> Result<
     Ok(value)
 }
 
+/// Decodes one canonically encoded value from the front of `bytes` (reading at most `MAX`
+/// bytes) and returns it with the number of bytes it took; what follows is the caller's.
+/// For formats that append optional parts to an older one.
+///
+/// # Errors
+/// Malformed or non-canonical input.
+pub fn decode_prefix<T: Decode<()> + Encode, const MAX: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    let window = bytes.get(..bytes.len().min(MAX)).unwrap_or(bytes);
+    let (value, used): (T, usize) = bincode::decode_from_slice(window, CONFIG.with_limit::<MAX>())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if Some(encode(&value)?.as_slice()) != window.get(..used) {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok((value, used))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +126,16 @@ mod tests {
         let mut bytes = 1u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(decode::<Sample, 64>(&bytes), Err(CodecError::Malformed(_))));
+    }
+
+    #[test]
+    fn prefix_decoding_leaves_the_rest() {
+        let mut bytes = encode(&Sample { n: 1, s: "a".into(), o: None }).unwrap();
+        let len = bytes.len();
+        bytes.extend_from_slice(&[7, 7]);
+        let (v, used) = decode_prefix::<Sample, 64>(&bytes).unwrap();
+        assert_eq!((v.n, used), (1, len));
+        assert!(decode_prefix::<Sample, 64>(&bytes[..len - 1]).is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //!     id: MessageId::generate().unwrap(),
 //!     timestamp: 1_700_000_000_000,
 //!     text: "hi bob".into(),
+//!     attachments: vec![],
 //! };
 //! let bytes = Sealed::seal(&alice, &bob.id(), &plain).unwrap().to_bytes().unwrap();
 //!
@@ -45,11 +46,12 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::{
+    attachment::{SealedAttachment, MAX_SEALED_ATTACHMENT_BYTES},
     codec::{self, CodecError},
     identity::{AuthorId, Keypair, X25519_KEY_LEN},
     limits::{
-        DM_PAD_BLOCK, MAX_DM_REASON_BYTES, MAX_DM_REPLY_BYTES, MAX_DM_REQUEST_BYTES,
-        MAX_DM_TEXT_BYTES, MAX_RECORD_BYTES, MAX_SEALED_BYTES,
+        DM_PAD_BLOCK, MAX_ATTACHMENTS, MAX_DM_REASON_BYTES, MAX_DM_REPLY_BYTES,
+        MAX_DM_REQUEST_BYTES, MAX_DM_TEXT_BYTES, MAX_RECORD_BYTES, MAX_SEALED_BYTES,
     },
 };
 
@@ -98,8 +100,10 @@ pub const fn padded_len(text_bytes: usize) -> usize {
     (PLAIN_OVERHEAD + text_bytes).div_ceil(DM_PAD_BLOCK) * DM_PAD_BLOCK
 }
 
-/// The largest padded plaintext: that of a [`MAX_DM_TEXT_BYTES`] text.
-const MAX_PADDED_BYTES: usize = padded_len(MAX_DM_TEXT_BYTES);
+/// The largest padded plaintext: that of a [`MAX_DM_TEXT_BYTES`] text with
+/// [`MAX_ATTACHMENTS`] of the largest attachments (the list's length, then each).
+const MAX_PADDED_BYTES: usize =
+    padded_len(MAX_DM_TEXT_BYTES + 8 + MAX_ATTACHMENTS * MAX_SEALED_ATTACHMENT_BYTES);
 
 // Every message kith can seal fits the wire limit.
 const _: () = assert!(SEALED_OVERHEAD + MAX_PADDED_BYTES <= MAX_SEALED_BYTES);
@@ -208,7 +212,11 @@ impl FromStr for MessageId {
 }
 
 /// The content of a direct message, as written and as read.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// Encoded as its id, timestamp and text, followed, only when there are attachments, by
+/// the attachment list: a message without attachments has the encoding it had before
+/// attachments existed.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plain {
     /// The message's id (the receiver drops ids it has already seen).
     pub id: MessageId,
@@ -216,6 +224,60 @@ pub struct Plain {
     pub timestamp: u64,
     /// The text, at most [`MAX_DM_TEXT_BYTES`] bytes.
     pub text: String,
+    /// Attached files, at most [`MAX_ATTACHMENTS`].
+    pub attachments: Vec<SealedAttachment>,
+}
+
+impl bincode::Encode for Plain {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.id.encode(encoder)?;
+        self.timestamp.encode(encoder)?;
+        self.text.encode(encoder)?;
+        if !self.attachments.is_empty() {
+            self.attachments.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields every [`Plain`] starts with.
+#[derive(Decode, Encode)]
+struct PlainHead {
+    id: MessageId,
+    timestamp: u64,
+    text: String,
+}
+
+impl Plain {
+    /// Checks the limits: text length, attachment count, each attachment.
+    fn check(&self) -> Result<(), DmError> {
+        let len = self.text.len();
+        if len > MAX_DM_TEXT_BYTES {
+            return Err(DmError::TextTooLong { len, max: MAX_DM_TEXT_BYTES });
+        }
+        if self.attachments.len() > MAX_ATTACHMENTS {
+            return Err(DmError::Malformed(format!("more than {MAX_ATTACHMENTS} attachments")));
+        }
+        for attachment in &self.attachments {
+            attachment.check().map_err(|e| DmError::Malformed(format!("attachment: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Decodes a plaintext body: the head, then an attachment list if bytes remain.
+    fn decode_body(body: &[u8]) -> Result<Self, DmError> {
+        let (head, used) = codec::decode_prefix::<PlainHead, MAX_PADDED_BYTES>(body)?;
+        let rest = body.get(used..).unwrap_or_default();
+        let attachments: Vec<SealedAttachment> =
+            if rest.is_empty() { Vec::new() } else { codec::decode::<_, MAX_PADDED_BYTES>(rest)? };
+        if !rest.is_empty() && attachments.is_empty() {
+            return Err(CodecError::NonCanonical.into());
+        }
+        Ok(Self { id: head.id, timestamp: head.timestamp, text: head.text, attachments })
+    }
 }
 
 /// A sealed direct message, as it travels. The header fields are in the clear and
@@ -468,14 +530,15 @@ fn message_key(
 /// `u32` LE length of the encoded [`Plain`], the encoding, then zeros up to
 /// [`padded_len`].
 fn pad(plain: &Plain) -> Result<Zeroizing<Vec<u8>>, DmError> {
-    let text_len = plain.text.len();
-    if text_len > MAX_DM_TEXT_BYTES {
-        return Err(DmError::TextTooLong { len: text_len, max: MAX_DM_TEXT_BYTES });
-    }
+    plain.check()?;
     let body = Zeroizing::new(codec::encode(plain)?);
-    let body_len = u32::try_from(body.len())
-        .map_err(|_| DmError::TextTooLong { len: text_len, max: MAX_DM_TEXT_BYTES })?;
-    let total = padded_len(text_len);
+    let too_long = || DmError::TooLarge { len: body.len(), max: MAX_PADDED_BYTES };
+    let body_len = u32::try_from(body.len()).map_err(|_| too_long())?;
+    // The id, timestamp and text's length prefix are in the body: pad the rest.
+    let total = padded_len(body.len().saturating_sub(PLAIN_OVERHEAD - 4));
+    if total > MAX_PADDED_BYTES {
+        return Err(too_long());
+    }
     let mut padded = Zeroizing::new(Vec::with_capacity(total));
     padded.extend_from_slice(&codec::encode(&body_len)?);
     padded.extend_from_slice(&body);
@@ -505,10 +568,8 @@ fn unpad(padded: &[u8]) -> Result<Plain, DmError> {
     if padding.iter().any(|&b| b != 0) {
         return Err(DmError::Malformed("non-zero padding".into()));
     }
-    let plain: Plain = codec::decode::<_, MAX_PADDED_BYTES>(body)?;
-    if plain.text.len() > MAX_DM_TEXT_BYTES {
-        return Err(DmError::TextTooLong { len: plain.text.len(), max: MAX_DM_TEXT_BYTES });
-    }
+    let plain = Plain::decode_body(body)?;
+    plain.check()?;
     Ok(plain)
 }
 

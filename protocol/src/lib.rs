@@ -4,6 +4,9 @@
 //! - [`record`]: signed public records (posts, profiles, follows...) and their ids;
 //! - [`tags`] and [`mentions`]: what is parsed out of post text;
 //! - [`topic`]: gossip topic names;
+//! - [`blob`]: pictures and files by BLAKE3 hash, their manifests, chunks, the
+//!   `/kith/blob/1` exchange and the sealing of private blobs;
+//! - [`attachment`]: what a post or message says about the files it carries;
 //! - [`dm`]: end-to-end encrypted ("sealed") direct messages and the `/kith/dm/1` reply;
 //! - [`codec`]: the one canonical, size-limited encoding;
 //! - [`limits`]: every size and count limit.
@@ -22,6 +25,7 @@
 //!         reply_to: None,
 //!         mentions: vec![],
 //!         expires_at: None,
+//!         attachments: vec![],
 //!     }),
 //! };
 //! let signed = post.sign(&me).unwrap();
@@ -31,6 +35,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod attachment;
+pub mod blob;
 pub mod codec;
 pub mod dm;
 pub mod identity;

@@ -55,3 +55,37 @@ pub const MAX_DM_REPLY_BYTES: usize = 1024;
 /// truncated (at a character boundary) when the reply is made or encoded, and refused when
 /// decoded.
 pub const MAX_DM_REASON_BYTES: usize = 256;
+
+/// Size of a blob chunk, the unit in which blobs travel and are checked (256 KiB): a whole
+/// subtree of BLAKE3's hash tree, so each chunk is checked on its own as it arrives.
+pub const BLOB_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Largest blob the protocol knows of (1 GiB). Each node sets its own, lower maximum
+/// (25 MiB by default); this bounds the manifest of a blob and the chunk count.
+pub const MAX_BLOB_BYTES: u64 = 1 << 30;
+
+/// Most attachments carried by one post or direct message.
+pub const MAX_ATTACHMENTS: usize = 4;
+
+/// Longest attachment file name (bytes of UTF-8).
+pub const MAX_FILE_NAME_BYTES: usize = 128;
+
+/// Longest attachment MIME type (`type/subtype`, bytes).
+pub const MAX_MIME_BYTES: usize = 64;
+
+/// Largest thumbnail blob (bytes).
+pub const MAX_THUMBNAIL_BYTES: u32 = 64 * 1024;
+
+/// Longest side of a thumbnail (pixels).
+pub const MAX_THUMBNAIL_SIDE: u16 = 1024;
+
+/// Largest encoded request on `/kith/blob/1` (bytes), checked before decoding.
+pub const MAX_BLOB_REQUEST_BYTES: usize = 128;
+
+/// Largest encoded reply on `/kith/blob/1` (bytes), checked before decoding: a chunk of
+/// [`BLOB_CHUNK_BYTES`] or the manifest of a [`MAX_BLOB_BYTES`] blob, with framing.
+pub const MAX_BLOB_REPLY_BYTES: usize = BLOB_CHUNK_BYTES + 64;
+
+/// Plaintext bytes per sealed segment of a private blob (64 KiB); each segment carries
+/// its own 16-byte tag.
+pub const BLOB_SEGMENT_BYTES: usize = 64 * 1024;

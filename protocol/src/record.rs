@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::{
+    attachment::{Attachment, AttachmentError},
     codec::{self, CodecError},
     identity::{AuthorId, Keypair, SignatureError, SIGNATURE_LEN},
     limits::{
-        MAX_BIO_BYTES, MAX_FUTURE_SKEW_MS, MAX_MENTIONS_PER_POST, MAX_NAME_BYTES,
+        MAX_ATTACHMENTS, MAX_BIO_BYTES, MAX_FUTURE_SKEW_MS, MAX_MENTIONS_PER_POST, MAX_NAME_BYTES,
         MAX_REACTION_BYTES, MAX_RECORD_BYTES, MAX_TEXT_BYTES,
     },
     tags::{extract_tags, Tag},
@@ -88,11 +89,17 @@ pub struct Post {
     pub mentions: Vec<AuthorId>,
     /// When every node should drop the post (ms since the Unix epoch), if ever.
     pub expires_at: Option<u64>,
+    /// Attached files, at most [`MAX_ATTACHMENTS`]. A post without attachments encodes
+    /// exactly as before attachments existed (see [`RecordKind`]).
+    pub attachments: Vec<Attachment>,
 }
 
-/// What a record says. The variant order is part of the wire format: add new variants at
-/// the end only.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+/// What a record says. On the wire each kind is a `u32` variant number and its fields;
+/// the numbers are part of the format, and new kinds take new numbers at the end. A post
+/// is variant 0 without attachments (the original form, so every older record keeps its
+/// bytes and id) and variant 7, with its attachment list appended, when it has
+/// attachments; variant 7 with an empty list is not canonical and is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordKind {
     /// A public post.
     Post(Post),
@@ -181,9 +188,15 @@ pub enum FieldError {
         /// The limit.
         max: usize,
     },
-    /// A post with no text.
+    /// A post with no text and no attachment.
     #[error("post text is empty")]
     EmptyText,
+    /// More attachments than allowed.
+    #[error("more than {MAX_ATTACHMENTS} attachments")]
+    TooManyAttachments,
+    /// An attachment that is not well formed.
+    #[error("attachment: {0}")]
+    Attachment(#[from] AttachmentError),
     /// More mentions than allowed.
     #[error("too many mentions")]
     TooManyMentions,
@@ -239,12 +252,18 @@ impl Record {
         }
         match &self.kind {
             RecordKind::Post(post) => {
-                if post.text.trim().is_empty() {
+                if post.text.trim().is_empty() && post.attachments.is_empty() {
                     return Err(FieldError::EmptyText);
                 }
                 check_len("text", &post.text, MAX_TEXT_BYTES)?;
                 if post.mentions.len() > MAX_MENTIONS_PER_POST {
                     return Err(FieldError::TooManyMentions);
+                }
+                if post.attachments.len() > MAX_ATTACHMENTS {
+                    return Err(FieldError::TooManyAttachments);
+                }
+                for attachment in &post.attachments {
+                    attachment.check()?;
                 }
             }
             RecordKind::Profile { name, bio } => {
@@ -302,6 +321,24 @@ impl Record {
         Ok(VerifiedRecord { signed, id, bytes })
     }
 }
+
+mod wire;
+
+// The largest post fits a record: header (author, seq, prev, timestamp, kind variant),
+// text, reply, mentions, expiry, attachments, and the signature.
+const _: () = assert!(
+    32 + 8
+        + 33
+        + 8
+        + 4
+        + (8 + MAX_TEXT_BYTES)
+        + 33
+        + (8 + 32 * MAX_MENTIONS_PER_POST)
+        + 9
+        + (8 + MAX_ATTACHMENTS * crate::attachment::MAX_ATTACHMENT_BYTES)
+        + SIGNATURE_LEN
+        <= MAX_RECORD_BYTES
+);
 
 /// A record with its author's signature, as it travels.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]

@@ -30,7 +30,12 @@ fn carol() -> Keypair {
 }
 
 fn plain(text: &str) -> Plain {
-    Plain { id: MessageId::generate().unwrap(), timestamp: 1_700_000_000_000, text: text.into() }
+    Plain {
+        id: MessageId::generate().unwrap(),
+        timestamp: 1_700_000_000_000,
+        text: text.into(),
+        attachments: vec![],
+    }
 }
 
 /// Seals from alice to bob, sends through bytes, and opens.
@@ -281,8 +286,8 @@ fn ciphertext_shape_checked_before_decrypting() {
     assert!(matches!(Sealed::from_bytes(&sealed.to_bytes().unwrap()), Err(DmError::Malformed(_))));
     sealed.ciphertext = vec![0; 16];
     assert!(matches!(sealed.open(&bob()), Err(DmError::Malformed(_))));
-    // More padded blocks than the longest text needs.
-    sealed.ciphertext = vec![0; 18 * 256 + 16];
+    // More padded blocks than the longest message (text and attachments) needs.
+    sealed.ciphertext = vec![0; 24 * 256 + 16];
     assert!(matches!(Sealed::from_bytes(&sealed.to_bytes().unwrap()), Err(DmError::Malformed(_))));
 }
 
@@ -392,7 +397,12 @@ fn long_reasons_truncated_on_encode_and_refused_on_decode() {
 
 #[test]
 fn fixed_ephemeral_is_deterministic() {
-    let message = Plain { id: MessageId::from_bytes([5; 16]), timestamp: 1, text: "det".into() };
+    let message = Plain {
+        id: MessageId::from_bytes([5; 16]),
+        timestamp: 1,
+        text: "det".into(),
+        attachments: vec![],
+    };
     let one = seal_with_ephemeral(&alice(), &bob().id(), &message, [7; 32]).unwrap();
     let two = seal_with_ephemeral(&alice(), &bob().id(), &message, [7; 32]).unwrap();
     assert_eq!(one, two);
@@ -412,7 +422,7 @@ proptest! {
     ) {
         let sender = Keypair::from_secret_bytes(&sender);
         let recipient = Keypair::from_secret_bytes(&recipient);
-        let message = Plain { id: MessageId::from_bytes(id), timestamp, text };
+        let message = Plain { id: MessageId::from_bytes(id), timestamp, text, attachments: vec![] };
         let bytes = Sealed::seal(&sender, &recipient.id(), &message).unwrap().to_bytes().unwrap();
         prop_assert_eq!(bytes.len(), documented_size(message.text.len()));
         let opened = Sealed::from_bytes(&bytes).unwrap().open(&recipient).unwrap();

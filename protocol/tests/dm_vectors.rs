@@ -51,6 +51,7 @@ fn doc_plain() -> Plain {
         id: MessageId::from_bytes(doc_hex("message id").try_into().unwrap()),
         timestamp: doc_value("timestamp (decimal)").parse().unwrap(),
         text: doc_value("text (UTF-8)"),
+        attachments: vec![],
     }
 }
 

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kith_protocol::{
+    attachment::{Attachment, FileName, ImageInfo, MimeType, Thumbnail},
+    blob::{open_blob, seal_blob, BlobHash, BlobKey, KeyRole, Manifest},
     codec,
     identity::{AuthorId, Keypair},
     record::{Post, Record, RecordId, RecordKind, VerifiedRecord, RECORD_DOMAIN},
@@ -22,7 +24,20 @@ fn section(begin: &str, end: &str) -> &'static str {
 
 /// The values of the vector block: a label line, then indented lines to concatenate.
 fn doc_value(label: &str) -> String {
-    let block = section("<!-- doc-vectors:begin -->", "<!-- doc-vectors:end -->");
+    doc_value_in(("<!-- doc-vectors:begin -->", "<!-- doc-vectors:end -->"), label)
+}
+
+type Block = (&'static str, &'static str);
+
+/// The blob vectors of section 15.6.
+const BLOB_BLOCK: Block = ("<!-- blob-vectors:begin -->", "<!-- blob-vectors:end -->");
+
+fn doc_hex_in(block: Block, label: &str) -> Vec<u8> {
+    hex::decode(doc_value_in(block, label)).unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
+fn doc_value_in(block: Block, label: &str) -> String {
+    let block = section(block.0, block.1);
     let mut lines = block.lines().skip_while(|line| *line != label);
     assert_eq!(lines.next(), Some(label), "label {label:?} not in the vector block");
     lines.take_while(|line| line.starts_with("    ")).map(str::trim).collect()
@@ -47,6 +62,7 @@ fn doc_record() -> Record {
             reply_to: None,
             mentions: vec![],
             expires_at: None,
+            attachments: vec![],
         }),
     }
 }
@@ -169,6 +185,7 @@ fn every_kind_follows_the_documented_layout() {
                 reply_to: Some(target),
                 mentions: vec![other, third],
                 expires_at: Some(42),
+                attachments: vec![],
             }),
             header(0)
                 .string("héllo")
@@ -186,6 +203,7 @@ fn every_kind_follows_the_documented_layout() {
                 reply_to: None,
                 mentions: vec![],
                 expires_at: None,
+                attachments: vec![],
             }),
             header(0).string("x").none().u64(0).none(),
         ),
@@ -201,6 +219,33 @@ fn every_kind_follows_the_documented_layout() {
         ),
         (RecordKind::Repost { target }, header(5).raw(target.as_bytes())),
         (RecordKind::Delete { target }, header(6).raw(target.as_bytes())),
+        (
+            RecordKind::Post(Post {
+                text: String::new(),
+                reply_to: None,
+                mentions: vec![],
+                expires_at: None,
+                attachments: vec![doc_attachment()],
+            }),
+            header(7)
+                .string("")
+                .none()
+                .u64(0)
+                .none()
+                .u64(1)
+                .raw(&doc_hex_in(BLOB_BLOCK, "blob hash"))
+                .u64(614_400)
+                .string("image/png")
+                .string("cat.png")
+                .some()
+                .u32(640)
+                .u32(480)
+                .some()
+                .raw(BlobHash::of(b"thumb").as_bytes())
+                .u32(5)
+                .raw(&320u16.to_le_bytes())
+                .raw(&240u16.to_le_bytes()),
+        ),
     ];
     for (kind, expected) in cases {
         let name = kind.name();
@@ -243,4 +288,81 @@ fn documented_examples_hold() {
     assert_eq!(Topic::parse("kith/1/tag/rust"), Some(Topic::Tag(rust)));
     assert_eq!(Topic::parse("kith/1/tag/Rust"), None);
     assert_eq!(Topic::parse("kith/1/tag/#rust"), None);
+}
+
+fn doc_blob_bytes() -> Vec<u8> {
+    assert_eq!(
+        doc_value_in(BLOB_BLOCK, "blob bytes (decimal rule)"),
+        "614400 bytes, byte i = i mod 251"
+    );
+    (0..614_400usize).map(|i| (i % 251) as u8).collect()
+}
+
+fn doc_attachment() -> Attachment {
+    Attachment {
+        hash: BlobHash::of(&doc_blob_bytes()),
+        size: 614_400,
+        mime: MimeType::new("image/png").unwrap(),
+        name: FileName::new("cat.png").unwrap(),
+        image: Some(ImageInfo {
+            width: 640,
+            height: 480,
+            thumbnail: Some(Thumbnail {
+                hash: BlobHash::of(b"thumb"),
+                size: 5,
+                width: 320,
+                height: 240,
+            }),
+        }),
+    }
+}
+
+#[test]
+fn blob_vectors_match() {
+    let bytes = doc_blob_bytes();
+    let (hash, manifest) = Manifest::build(&bytes);
+    assert_eq!(hash.as_bytes().as_slice(), doc_hex_in(BLOB_BLOCK, "blob hash"));
+    assert_eq!(codec::encode(&manifest.to_manifest()).unwrap(), doc_hex_in(BLOB_BLOCK, "manifest"));
+    // The documented manifest verifies and checks every chunk of the documented bytes.
+    let received: Manifest = codec::decode::<_, 1024>(&doc_hex_in(BLOB_BLOCK, "manifest")).unwrap();
+    let verified = received.verify(&hash).unwrap();
+    for (index, chunk) in (0u32..).zip(bytes.chunks(256 * 1024)) {
+        verified.check_chunk(index, chunk).unwrap();
+    }
+
+    let key = BlobKey::from_bytes(doc_hex_in(BLOB_BLOCK, "blob key").try_into().unwrap());
+    let sealed = doc_hex_in(BLOB_BLOCK, "sealed blob of \"hello blob\" (content role)");
+    assert_eq!(seal_blob(&key, KeyRole::Content, b"hello blob").unwrap(), sealed);
+    assert_eq!(open_blob(&key, KeyRole::Content, &sealed).unwrap(), b"hello blob");
+}
+
+#[test]
+fn attached_post_vector_matches() {
+    let record = Record {
+        author: doc_key().id(),
+        seq: 1,
+        prev: None,
+        timestamp: 1_700_000_000_000,
+        kind: RecordKind::Post(Post {
+            text: "a picture".into(),
+            reply_to: None,
+            mentions: vec![],
+            expires_at: None,
+            attachments: vec![doc_attachment()],
+        }),
+    };
+    let body = codec::encode(&record).unwrap();
+    assert_eq!(
+        hex::encode(&body),
+        hex::encode(doc_hex_in(BLOB_BLOCK, "attached post bytes (210 bytes)"))
+    );
+    assert_eq!(body.len(), 210);
+    let signed = record.clone().sign(&doc_key()).unwrap();
+    assert_eq!(
+        hex::encode(signed.signature()),
+        doc_value_in(BLOB_BLOCK, "attached post signature")
+    );
+    assert_eq!(signed.id().to_string(), doc_value_in(BLOB_BLOCK, "attached post id"));
+    let received = VerifiedRecord::from_bytes(signed.bytes()).unwrap();
+    assert_eq!(received.record(), &record);
 }

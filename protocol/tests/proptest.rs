@@ -38,6 +38,7 @@ fn kind(variant: u32) -> BoxedStrategy<RecordKind> {
                         reply_to,
                         mentions: mentions.clone(),
                         expires_at,
+                        attachments: vec![],
                     })
                 })
             })

@@ -26,7 +26,13 @@ fn bob() -> Keypair {
 }
 
 fn post(text: &str) -> RecordKind {
-    RecordKind::Post(Post { text: text.into(), reply_to: None, mentions: vec![], expires_at: None })
+    RecordKind::Post(Post {
+        text: text.into(),
+        reply_to: None,
+        mentions: vec![],
+        expires_at: None,
+        attachments: vec![],
+    })
 }
 
 fn record(author: &Keypair, seq: u64, prev: Option<RecordId>, kind: RecordKind) -> Record {
@@ -40,6 +46,7 @@ fn full_post() -> VerifiedRecord {
         reply_to: Some(RecordId::from_bytes([7; 32])),
         mentions: vec![bob().id()],
         expires_at: Some(NOW + 86_400_000),
+        attachments: vec![],
     });
     record(&alice(), 2, Some(RecordId::from_bytes([3; 32])), kind).sign(&alice()).unwrap()
 }
@@ -311,6 +318,7 @@ fn mention_limit() {
             reply_to: None,
             mentions: people[..n].to_vec(),
             expires_at: None,
+            attachments: vec![],
         })
     };
     assert!(record(&me, 1, None, with(MAX_MENTIONS_PER_POST)).sign(&me).is_ok());
@@ -406,4 +414,82 @@ fn tags_come_from_post_text_only() {
     let profile =
         record(&alice(), 1, None, RecordKind::Profile { name: "#name".into(), bio: "#bio".into() });
     assert!(profile.tags().is_empty());
+}
+
+fn attached(n: usize, text: &str) -> RecordKind {
+    use kith_protocol::{
+        attachment::{Attachment, FileName, MimeType},
+        blob::BlobHash,
+    };
+    let attachment = |i: usize| Attachment {
+        hash: BlobHash::of(&i.to_le_bytes()),
+        size: 1000 + i as u64,
+        mime: MimeType::new("application/pdf").unwrap(),
+        name: FileName::new(format!("doc{i}.pdf")).unwrap(),
+        image: None,
+    };
+    RecordKind::Post(Post {
+        text: text.into(),
+        reply_to: None,
+        mentions: vec![],
+        expires_at: None,
+        attachments: (0..n).map(attachment).collect(),
+    })
+}
+
+#[test]
+fn attachments_round_trip_and_keep_old_posts_unchanged() {
+    use kith_protocol::limits::MAX_ATTACHMENTS;
+    // A post with attachments may have no text; one without may not.
+    let signed = record(&alice(), 1, None, attached(MAX_ATTACHMENTS, "")).sign(&alice()).unwrap();
+    let back = VerifiedRecord::from_bytes(signed.bytes()).unwrap();
+    assert_eq!(back.record(), signed.record());
+    assert_eq!(signed.bytes()[32 + 8 + 1 + 8..][..4], 7u32.to_le_bytes());
+    let plain = record(&alice(), 1, None, attached(0, "x")).sign(&alice()).unwrap();
+    assert_eq!(plain.bytes()[32 + 8 + 1 + 8..][..4], 0u32.to_le_bytes());
+    assert_eq!(
+        record(&alice(), 1, None, attached(0, " ")).sign(&alice()),
+        Err(RecordError::Field(FieldError::EmptyText))
+    );
+    assert_eq!(
+        record(&alice(), 1, None, attached(MAX_ATTACHMENTS + 1, "x")).sign(&alice()),
+        Err(RecordError::Field(FieldError::TooManyAttachments))
+    );
+    // A forged variant 7 with no attachments is a second encoding of a plain post.
+    let mut body = codec::encode(&record(&alice(), 1, None, attached(0, "x"))).unwrap();
+    body[32 + 8 + 1 + 8..][..4].copy_from_slice(&7u32.to_le_bytes());
+    body.extend_from_slice(&0u64.to_le_bytes());
+    body.extend_from_slice(&[0; 64]);
+    assert!(matches!(
+        VerifiedRecord::from_bytes(&body),
+        Err(RecordError::Codec(CodecError::Malformed(_)))
+    ));
+    // An unknown kind.
+    body[32 + 8 + 1 + 8..][..4].copy_from_slice(&8u32.to_le_bytes());
+    assert!(matches!(
+        VerifiedRecord::from_bytes(&body),
+        Err(RecordError::Codec(CodecError::Malformed(_)))
+    ));
+}
+
+#[test]
+fn bad_attachments_are_refused() {
+    use kith_protocol::attachment::AttachmentError;
+    let mut kind = attached(1, "x");
+    let RecordKind::Post(post) = &mut kind else { unreachable!() };
+    post.attachments[0].size = kith_protocol::limits::MAX_BLOB_BYTES + 1;
+    let r = record(&alice(), 1, None, kind.clone());
+    assert!(matches!(
+        r.sign(&alice()),
+        Err(RecordError::Field(FieldError::Attachment(AttachmentError::TooLarge(_))))
+    ));
+    // A file name with a path in it does not even decode.
+    let good = record(&alice(), 1, None, attached(1, "x")).sign(&alice()).unwrap();
+    let mut bytes = good.bytes().to_vec();
+    let at = bytes.windows(4).position(|w| w == b"doc0").unwrap();
+    bytes[at + 3] = b'/';
+    assert!(matches!(
+        VerifiedRecord::from_bytes(&bytes),
+        Err(RecordError::Codec(CodecError::Malformed(_)))
+    ));
 }

@@ -29,6 +29,7 @@ pub fn signed_posts(n: usize, authors: usize, now: u64) -> Vec<Vec<u8>> {
                 reply_to: None,
                 mentions: vec![],
                 expires_at: None,
+                attachments: vec![],
             }),
         }
         .sign(&keys[a])

@@ -77,6 +77,7 @@ pub fn signed_log(keypair: &Keypair, n: u64, text: impl Fn(u64) -> String) -> Ve
                 reply_to: None,
                 mentions: vec![],
                 expires_at: None,
+                attachments: vec![],
             }),
         };
         out.push(record.sign(keypair).unwrap());

@@ -84,6 +84,7 @@ async fn forged_record_is_rejected_and_stored_nowhere() {
             reply_to: None,
             mentions: vec![],
             expires_at: None,
+            attachments: vec![],
         }),
     };
     let home_key = kith_protocol::Keypair::from_secret_bytes(&[9; 32]);

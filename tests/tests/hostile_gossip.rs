@@ -47,6 +47,7 @@ fn post(author: AuthorId, ts: u64, text: &str, expires_at: Option<u64>) -> Recor
             reply_to: None,
             mentions: vec![],
             expires_at,
+            attachments: vec![],
         }),
     }
 }

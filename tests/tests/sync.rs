@@ -291,6 +291,7 @@ fn post_record(author: AuthorId, seq: u64, prev: Option<RecordId>, ts: u64, text
             reply_to: None,
             mentions: vec![],
             expires_at: None,
+            attachments: vec![],
         }),
     }
 }

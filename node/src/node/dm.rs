@@ -145,7 +145,7 @@ impl Node {
             return Err(format!("not a mutual connection: you and {peer} must follow each other"));
         }
         let id = MessageId::generate().map_err(|e| format!("random: {e}"))?;
-        let plain = Plain { id, timestamp: now_ms(), text };
+        let plain = Plain { id, timestamp: now_ms(), text, attachments: vec![] };
         let sealed = self
             .with_pair_keys(&peer, |keys| Sealed::seal_with(&self.inner.keypair, keys, &plain))
             .await

@@ -299,7 +299,7 @@ impl Node {
             Some(ms) => Some(now_ms().saturating_add(ms)),
             None => None,
         };
-        let post = Post { text, reply_to, mentions, expires_at };
+        let post = Post { text, reply_to, mentions, expires_at, attachments: vec![] };
         let signed = self.publish_own(RecordKind::Post(post)).await?;
         Ok(Response::Record { id: signed.id().to_string() })
     }

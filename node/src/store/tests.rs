@@ -22,6 +22,7 @@ pub(crate) fn post(
             reply_to: None,
             mentions: vec![],
             expires_at: None,
+            attachments: vec![],
         }),
     }
     .sign(kp)

@@ -33,6 +33,7 @@ async fn main() {
                 reply_to: None,
                 mentions: vec![],
                 expires_at: None,
+                attachments: vec![],
             }),
         }
         .sign(&author)
