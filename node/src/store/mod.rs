@@ -4,10 +4,11 @@
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
 //! profile record), `forks` (evidence of two records at one author/seq), `peers` (known
-//! peer addresses). Writes that touch several trees hold the store's writer lock and
+//! peer addresses), and the blob trees of [`Blobs`]. Writes that touch several trees hold the store's writer lock and
 //! write the commit point last (see [`Store::insert`]). Callers that report success to a
 //! person call [`Store::flush`] first.
 
+mod blobs;
 mod dm;
 mod keys;
 mod moderation;
@@ -15,6 +16,7 @@ mod people;
 mod social;
 mod sync;
 
+pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use moderation::Moderation;
 pub use social::Notification;
@@ -126,6 +128,10 @@ pub struct Store {
     /// moderation state of each incoming record's author is skipped.
     moderation_used: Arc<std::sync::atomic::AtomicBool>,
     block_periods: Tree,
+    blobs: Tree,
+    blob_refs: Tree,
+    blob_lru: Tree,
+    blob_partial: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
     /// Serialises flushes.
@@ -223,6 +229,10 @@ impl Store {
             )),
             moderation: tree("moderation")?,
             block_periods: tree("block_periods")?,
+            blobs: tree("blobs")?,
+            blob_refs: tree("blob_refs")?,
+            blob_lru: tree("blob_lru")?,
+            blob_partial: tree("blob_partial")?,
             writer: Arc::new(Mutex::new(())),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             flush_requests: Arc::new(AtomicU64::new(0)),

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use kith_protocol::{AuthorId, Record, RecordId, RecordKind};
+use kith_protocol::{blob::BlobHash, AuthorId, Post, Record, RecordId, RecordKind};
 use serde::{Deserialize, Serialize};
 
 use super::{
     corrupt,
     keys::{id_suffix, tag_key, time_key, u64_at},
-    Store, StoreError, StoredRecord,
+    BlobOwner, Store, StoreError, StoredRecord,
 };
 
 /// One notification.
@@ -36,6 +36,13 @@ fn pair(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
     k
 }
 
+/// The blobs a post refers to: each attachment and its thumbnail.
+pub(crate) fn attachment_blobs(post: &Post) -> impl Iterator<Item = BlobHash> + '_ {
+    post.attachments
+        .iter()
+        .flat_map(|a| std::iter::once(a.hash).chain(a.thumbnail().map(|t| t.hash)))
+}
+
 impl Store {
     /// Indexes the conversation side of a new record (called by `insert`).
     pub(super) fn index_social(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
@@ -48,6 +55,9 @@ impl Store {
                 }
                 if let Some(at) = post.expires_at {
                     self.expiry.insert(&time_key(at, id)[..], &[])?;
+                }
+                for hash in attachment_blobs(post) {
+                    self.blob_refs.insert(BlobOwner::Record(*id).key(&hash), &[])?;
                 }
             }
             RecordKind::Reaction { target, emoji } => {
@@ -119,6 +129,9 @@ impl Store {
             }
             if let Some(at) = post.expires_at {
                 self.expiry.remove(&time_key(at, id)[..])?;
+            }
+            for hash in attachment_blobs(post) {
+                self.blob_refs.remove(BlobOwner::Record(*id).key(&hash))?;
             }
         }
         // A deleted reaction no longer counts (if it is still its author's latest).

@@ -1,0 +1,736 @@
+//! Blobs in the store: pictures and files as files under the home, with their metadata in
+//! sled.
+//!
+//! Files: `<dir>/<hash hex>` for a complete blob, `<dir>/partial/<hash hex>` for one being
+//! fetched (written chunk by chunk at its offset), `<dir>/tmp/` for files being imported.
+//! Trees: `blobs` (hash -> [`BlobMeta`]), `blob_refs` (hash, owner -> nothing: who needs
+//! the blob, see [`BlobOwner`]), `blob_lru` (last use, hash -> nothing, for blobs this
+//! node fetched: the eviction order) and `blob_partial` (hash -> the verified manifest of
+//! a download in progress, so it resumes after a restart).
+//!
+//! A complete blob's file is written and synced, then renamed into place, then its
+//! metadata is inserted: the metadata is the commit point, and a file without it is
+//! removed by [`Blobs::collect`]. Every method does blocking file I/O: call them off the
+//! async threads.
+
+use std::{
+    fs,
+    io::{self, Read, Write},
+    os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use kith_protocol::{
+    blob::{BlobHash, Manifest, ManifestBuilder, VerifiedManifest},
+    codec,
+    limits::{BLOB_CHUNK_BYTES, MAX_BLOB_REPLY_BYTES},
+    AuthorId, RecordId,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{corrupt, Store, StoreError};
+
+/// Why a blob operation failed.
+#[derive(Debug, Error)]
+pub enum BlobStoreError {
+    /// The sled side.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file operation.
+    #[error("blob file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Larger than this node's maximum blob size.
+    #[error("{size} bytes is more than the largest blob this node accepts ({max} bytes)")]
+    TooLarge {
+        /// The blob's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// No room within the quota, even after evicting what may be evicted.
+    #[error("the blob store is full ({used} of {quota} bytes used by blobs it may not evict)")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+}
+
+impl From<sled::Error> for BlobStoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Store(StoreError::Sled(e))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobStoreError + '_ {
+    move |source| BlobStoreError::Io { path: path.to_owned(), source }
+}
+
+/// Who needs a blob. A blob with no owner left is collected after a grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOwner {
+    /// A public record carries it as an attachment or thumbnail: anyone may fetch it.
+    Record(RecordId),
+    /// A direct message with `peer` carries it sealed: only `peer` may fetch it.
+    Sealed {
+        /// The other person of the conversation.
+        peer: AuthorId,
+        /// The message.
+        message: [u8; 16],
+    },
+    /// The opened (plaintext) file of a direct message with `peer`: never given to anyone.
+    Local {
+        /// The other person of the conversation.
+        peer: AuthorId,
+        /// The message.
+        message: [u8; 16],
+    },
+}
+
+const OWNER_RECORD: u8 = 0;
+const OWNER_SEALED: u8 = 1;
+const OWNER_LOCAL: u8 = 2;
+
+impl BlobOwner {
+    pub(super) fn key(&self, hash: &BlobHash) -> Vec<u8> {
+        let mut key = hash.as_bytes().to_vec();
+        match self {
+            Self::Record(id) => {
+                key.push(OWNER_RECORD);
+                key.extend_from_slice(id.as_bytes());
+            }
+            Self::Sealed { peer, message } | Self::Local { peer, message } => {
+                key.push(if matches!(self, Self::Sealed { .. }) {
+                    OWNER_SEALED
+                } else {
+                    OWNER_LOCAL
+                });
+                key.extend_from_slice(peer.as_bytes());
+                key.extend_from_slice(message);
+            }
+        }
+        key
+    }
+
+    fn from_key(key: &[u8]) -> Option<Self> {
+        let (&tag, rest) = key.get(32..)?.split_first()?;
+        match tag {
+            OWNER_RECORD => Some(Self::Record(RecordId::from_bytes(rest.try_into().ok()?))),
+            OWNER_SEALED | OWNER_LOCAL => {
+                let peer = AuthorId::from_bytes(rest.get(..32)?.try_into().ok()?).ok()?;
+                let message: [u8; 16] = rest.get(32..)?.try_into().ok()?;
+                Some(if tag == OWNER_SEALED {
+                    Self::Sealed { peer, message }
+                } else {
+                    Self::Local { peer, message }
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a stored blob came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobOrigin {
+    /// Made on this node (an attachment of ours, its thumbnail, a file we opened): never
+    /// evicted, only collected when nothing refers to it.
+    Own,
+    /// Fetched from a peer: evicted, least recently used first, when the store is full.
+    Fetched,
+}
+
+/// What the store knows of a complete blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it came from.
+    pub origin: BlobOrigin,
+    /// When it was stored, ms since the epoch.
+    pub added_ms: u64,
+    /// When it was last read or served, ms since the epoch (kept to a minute).
+    pub used_ms: u64,
+}
+
+/// How much the blob store may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLimits {
+    /// The largest blob accepted, bytes.
+    pub max_blob: u64,
+    /// All blobs together, bytes (blobs this node made count too, but are never evicted).
+    pub quota: u64,
+}
+
+/// The blob store counts shown by `kith status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobCounts {
+    /// Complete blobs.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Downloads in progress.
+    pub partial: u64,
+}
+
+/// How seldom a blob's last-use time is rewritten, ms.
+const TOUCH_EVERY_MS: u64 = 60_000;
+
+/// The blob store: files under one folder, metadata in the node's sled store. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Blobs {
+    store: Store,
+    dir: PathBuf,
+    limits: BlobLimits,
+    /// Bytes of complete blobs.
+    used: Arc<AtomicU64>,
+    /// Serialises changes to the metadata, the quota count and the files.
+    writer: Arc<Mutex<()>>,
+    /// Numbers temporary files.
+    next_tmp: Arc<AtomicU64>,
+}
+
+fn lru_key(used_ms: u64, hash: &BlobHash) -> Vec<u8> {
+    let mut key = used_ms.to_be_bytes().to_vec();
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
+
+fn encode_meta(meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(meta).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<BlobMeta, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(&format!("blob metadata: {e}")))
+}
+
+fn make_dir(path: &Path) -> Result<(), BlobStoreError> {
+    fs::create_dir_all(path).map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))
+}
+
+impl Blobs {
+    /// Opens the blob store in `dir` (created, mode 0700), with its metadata in `store`.
+    /// Leftover temporary files of an interrupted import are removed.
+    ///
+    /// # Errors
+    /// File or store errors.
+    pub fn open(store: &Store, dir: &Path, limits: BlobLimits) -> Result<Self, BlobStoreError> {
+        for sub in [dir.to_owned(), dir.join("partial"), dir.join("tmp")] {
+            make_dir(&sub)?;
+        }
+        let tmp = dir.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        let mut used = 0u64;
+        for item in store.blobs.iter() {
+            used = used.saturating_add(decode_meta(&item.map_err(StoreError::from)?.1)?.size);
+        }
+        Ok(Self {
+            store: store.clone(),
+            dir: dir.to_owned(),
+            limits,
+            used: Arc::new(AtomicU64::new(used)),
+            writer: Arc::new(Mutex::new(())),
+            next_tmp: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The limits this store applies.
+    pub fn limits(&self) -> BlobLimits {
+        self.limits
+    }
+
+    /// Where a complete blob's file is.
+    pub fn path(&self, hash: &BlobHash) -> PathBuf {
+        self.dir.join(hash.to_string())
+    }
+
+    fn partial_path(&self, hash: &BlobHash) -> PathBuf {
+        self.dir.join("partial").join(hash.to_string())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+        self.writer.lock().map_err(|_| corrupt("blob writer lock poisoned"))
+    }
+
+    /// The metadata of a complete blob.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, StoreError> {
+        self.store.blobs.get(hash.as_bytes())?.map(|v| decode_meta(&v)).transpose()
+    }
+
+    /// Whether the store holds the whole blob.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn has(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        Ok(self.store.blobs.contains_key(hash.as_bytes())?)
+    }
+
+    /// Counts for `kith status`.
+    pub fn counts(&self) -> BlobCounts {
+        BlobCounts {
+            blobs: self.store.blobs.len() as u64,
+            bytes: self.used.load(Ordering::SeqCst),
+            partial: self.store.blob_partial.len() as u64,
+        }
+    }
+
+    /// Refuses a size over the node's maximum.
+    ///
+    /// # Errors
+    /// [`BlobStoreError::TooLarge`].
+    pub fn check_size(&self, size: u64) -> Result<(), BlobStoreError> {
+        if size > self.limits.max_blob {
+            return Err(BlobStoreError::TooLarge { size, max: self.limits.max_blob });
+        }
+        Ok(())
+    }
+
+    /// Stores bytes made on this node (a thumbnail, a sealed attachment) as an own blob.
+    ///
+    /// # Errors
+    /// File or store errors; [`BlobStoreError::TooLarge`].
+    pub fn put_own(&self, bytes: &[u8]) -> Result<VerifiedManifest, BlobStoreError> {
+        self.import(&mut io::Cursor::new(bytes), BlobOrigin::Own)
+    }
+
+    /// Stores a file's bytes read from `source`, hashing them on the way, as a blob of
+    /// `origin`. Nothing is stored if reading fails or the bytes pass the maximum size.
+    ///
+    /// # Errors
+    /// File or store errors; [`BlobStoreError::TooLarge`].
+    pub fn import(
+        &self,
+        source: &mut dyn Read,
+        origin: BlobOrigin,
+    ) -> Result<VerifiedManifest, BlobStoreError> {
+        let n = self.next_tmp.fetch_add(1, Ordering::SeqCst);
+        let tmp = self.dir.join("tmp").join(format!("{}-{n}", std::process::id()));
+        let result = self.import_via(&tmp, source, origin);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn import_via(
+        &self,
+        tmp: &Path,
+        source: &mut dyn Read,
+        origin: BlobOrigin,
+    ) -> Result<VerifiedManifest, BlobStoreError> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+            .map_err(io_err(tmp))?;
+        let mut builder = ManifestBuilder::default();
+        let mut chunk = vec![0u8; BLOB_CHUNK_BYTES];
+        let mut size = 0u64;
+        loop {
+            let n = read_full(source, &mut chunk).map_err(io_err(tmp))?;
+            size += n as u64;
+            self.check_size(size)?;
+            let piece = chunk.get(..n).unwrap_or_default();
+            builder.push(piece);
+            file.write_all(piece).map_err(io_err(tmp))?;
+            if n < chunk.len() {
+                break;
+            }
+        }
+        file.sync_all().map_err(io_err(tmp))?;
+        drop(file);
+        let (_, manifest) = builder.finish();
+        self.commit(tmp, &manifest, origin)?;
+        Ok(manifest)
+    }
+
+    /// Moves a complete, synced file into place and records it (the commit point), unless
+    /// the blob is stored already. Makes room within the quota for a fetched blob first.
+    fn commit(
+        &self,
+        file: &Path,
+        manifest: &VerifiedManifest,
+        origin: BlobOrigin,
+    ) -> Result<(), BlobStoreError> {
+        let hash = manifest.hash();
+        let _writer = self.lock()?;
+        if let Some(mut meta) = self.meta(&hash)? {
+            let _ = fs::remove_file(file);
+            if origin == BlobOrigin::Own && meta.origin != BlobOrigin::Own {
+                // We made it too now: it is ours, not a cache entry.
+                self.store.blob_lru.remove(lru_key(meta.used_ms, &hash))?;
+                meta.origin = BlobOrigin::Own;
+                self.store.blobs.insert(hash.as_bytes(), encode_meta(&meta)?)?;
+            }
+            return Ok(());
+        }
+        if origin == BlobOrigin::Fetched {
+            self.make_room(manifest.size())?;
+        }
+        let path = self.path(&hash);
+        fs::rename(file, &path).map_err(io_err(&path))?;
+        let now = crate::node::now_ms();
+        let meta = BlobMeta { size: manifest.size(), origin, added_ms: now, used_ms: now };
+        if origin == BlobOrigin::Fetched {
+            self.store.blob_lru.insert(lru_key(now, &hash), &[])?;
+        }
+        self.store.blobs.insert(hash.as_bytes(), encode_meta(&meta)?)?;
+        self.used.fetch_add(manifest.size(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Evicts fetched blobs, least recently used first, until `size` more bytes fit the
+    /// quota. Called with the writer lock held.
+    fn make_room(&self, size: u64) -> Result<(), BlobStoreError> {
+        let quota = self.limits.quota;
+        while self.used.load(Ordering::SeqCst).saturating_add(size) > quota {
+            let Some(item) = self.store.blob_lru.iter().next() else {
+                return Err(BlobStoreError::Full { used: self.used.load(Ordering::SeqCst), quota });
+            };
+            let (key, _) = item.map_err(StoreError::from)?;
+            self.store.blob_lru.remove(&key)?;
+            let Some(hash) = key.get(8..).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                continue;
+            };
+            self.remove_locked(&BlobHash::from_bytes(hash))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a complete blob's file and metadata (its owners stay). Writer lock held.
+    fn remove_locked(&self, hash: &BlobHash) -> Result<(), BlobStoreError> {
+        if let Some(meta) = self.meta(hash)? {
+            self.store.blobs.remove(hash.as_bytes())?;
+            self.store.blob_lru.remove(lru_key(meta.used_ms, hash))?;
+            self.used.fetch_sub(meta.size.min(self.used.load(Ordering::SeqCst)), Ordering::SeqCst);
+            let path = self.path(hash);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BlobStoreError::Io { path, source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes that a fetched blob was used now (it moves to the back of the eviction
+    /// order). Rewritten at most once a minute per blob.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn touch(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        let _writer = self.lock()?;
+        let Some(mut meta) = self.meta(hash)? else { return Ok(()) };
+        let now = crate::node::now_ms();
+        if now.saturating_sub(meta.used_ms) < TOUCH_EVERY_MS {
+            return Ok(());
+        }
+        if meta.origin == BlobOrigin::Fetched {
+            self.store.blob_lru.remove(lru_key(meta.used_ms, hash))?;
+            self.store.blob_lru.insert(lru_key(now, hash), &[])?;
+        }
+        meta.used_ms = now;
+        self.store.blobs.insert(hash.as_bytes(), encode_meta(&meta)?)?;
+        Ok(())
+    }
+
+    /// Reads chunk `index` of a complete blob; `None` when the blob or chunk is not here.
+    ///
+    /// # Errors
+    /// File or store errors.
+    pub fn read_chunk(
+        &self,
+        hash: &BlobHash,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, BlobStoreError> {
+        let Some(meta) = self.meta(hash)? else { return Ok(None) };
+        let start = u64::from(index) * BLOB_CHUNK_BYTES as u64;
+        if start >= meta.size && !(index == 0 && meta.size == 0) {
+            return Ok(None);
+        }
+        let len = (meta.size - start).min(BLOB_CHUNK_BYTES as u64) as usize;
+        let path = self.path(hash);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BlobStoreError::Io { path, source: e }),
+        };
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, start).map_err(io_err(&path))?;
+        Ok(Some(buf))
+    }
+
+    /// The manifest of a complete blob, computed from its file.
+    ///
+    /// # Errors
+    /// File or store errors.
+    pub fn manifest(&self, hash: &BlobHash) -> Result<Option<VerifiedManifest>, BlobStoreError> {
+        if !self.has(hash)? {
+            return Ok(None);
+        }
+        let path = self.path(hash);
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BlobStoreError::Io { path, source: e }),
+        };
+        let mut builder = ManifestBuilder::default();
+        let mut chunk = vec![0u8; BLOB_CHUNK_BYTES];
+        loop {
+            let n = read_full(&mut file, &mut chunk).map_err(io_err(&path))?;
+            builder.push(chunk.get(..n).unwrap_or_default());
+            if n < chunk.len() {
+                break;
+            }
+        }
+        let (found, manifest) = builder.finish();
+        // A file changed on disk behind the store's back is not given out.
+        Ok((found == *hash).then_some(manifest))
+    }
+
+    /// Starts (or resumes) a download: records the verified manifest durably enough to
+    /// resume after a crash, creates the partial file, and returns which chunks it already
+    /// holds (each checked against the manifest). Nothing is started for a blob over the
+    /// maximum size.
+    ///
+    /// # Errors
+    /// File or store errors; [`BlobStoreError::TooLarge`].
+    pub fn begin_partial(&self, manifest: &VerifiedManifest) -> Result<Vec<bool>, BlobStoreError> {
+        self.check_size(manifest.size())?;
+        let hash = manifest.hash();
+        let path = self.partial_path(&hash);
+        {
+            let _writer = self.lock()?;
+            if !self.store.blob_partial.contains_key(hash.as_bytes())? {
+                let bytes =
+                    codec::encode(&manifest.to_manifest()).map_err(|e| corrupt(&e.to_string()))?;
+                self.store.blob_partial.insert(hash.as_bytes(), bytes)?;
+                self.store.blob_partial.flush()?;
+            }
+        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.set_len(manifest.size()).map_err(io_err(&path))?;
+        let mut have = Vec::with_capacity(manifest.chunk_count() as usize);
+        for index in 0..manifest.chunk_count() {
+            let len = manifest.chunk_len(index).unwrap_or(0);
+            let mut buf = vec![0u8; len];
+            let ok = file.read_exact_at(&mut buf, manifest.chunk_offset(index)).is_ok()
+                && manifest.check_chunk(index, &buf).is_ok();
+            have.push(ok);
+        }
+        Ok(have)
+    }
+
+    /// The manifest of a download in progress.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn partial_manifest(
+        &self,
+        hash: &BlobHash,
+    ) -> Result<Option<VerifiedManifest>, StoreError> {
+        let Some(bytes) = self.store.blob_partial.get(hash.as_bytes())? else { return Ok(None) };
+        let manifest: Manifest = codec::decode::<_, MAX_BLOB_REPLY_BYTES>(&bytes)
+            .map_err(|e| corrupt(&format!("partial manifest: {e}")))?;
+        manifest.verify(hash).map(Some).map_err(|e| corrupt(&format!("partial manifest: {e}")))
+    }
+
+    /// Writes a chunk that the caller checked against the manifest.
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn write_chunk(
+        &self,
+        manifest: &VerifiedManifest,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<(), BlobStoreError> {
+        let path = self.partial_path(&manifest.hash());
+        let file = fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+        file.write_all_at(bytes, manifest.chunk_offset(index)).map_err(io_err(&path))
+    }
+
+    /// Completes a download whose every chunk was written: syncs the file, moves it into
+    /// place within the quota (evicting if need be), forgets the partial state.
+    ///
+    /// # Errors
+    /// File or store errors; [`BlobStoreError::Full`].
+    pub fn finish_partial(&self, manifest: &VerifiedManifest) -> Result<(), BlobStoreError> {
+        let hash = manifest.hash();
+        let path = self.partial_path(&hash);
+        let file = fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+        drop(file);
+        self.commit(&path, manifest, BlobOrigin::Fetched)?;
+        self.store.blob_partial.remove(hash.as_bytes())?;
+        Ok(())
+    }
+
+    /// Abandons a download: its file and partial state go.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn drop_partial(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        let _ = fs::remove_file(self.partial_path(hash));
+        self.store.blob_partial.remove(hash.as_bytes())?;
+        Ok(())
+    }
+
+    /// Records that `owner` needs `hash`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn add_owner(&self, hash: &BlobHash, owner: BlobOwner) -> Result<(), StoreError> {
+        self.store.blob_refs.insert(owner.key(hash), &[])?;
+        Ok(())
+    }
+
+    /// Who needs `hash`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn owners(&self, hash: &BlobHash) -> Result<Vec<BlobOwner>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.store.blob_refs.scan_prefix(hash.as_bytes()).keys() {
+            out.extend(BlobOwner::from_key(&key?));
+        }
+        Ok(out)
+    }
+
+    /// Whether `peer` may fetch `hash` from this node: a public record this node holds
+    /// carries it, or it is a sealed attachment of a message with `peer`. Plaintext of a
+    /// private attachment is never given out.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn may_serve(&self, hash: &BlobHash, peer: &AuthorId) -> Result<bool, StoreError> {
+        for owner in self.owners(hash)? {
+            match owner {
+                BlobOwner::Record(id) if self.store.has(&id)? => return Ok(true),
+                BlobOwner::Sealed { peer: p, .. } if p == *peer => return Ok(true),
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// Collects blobs no one needs: complete blobs and downloads with no owner left (or
+    /// whose only owners are records that are gone) not stored, used or written within
+    /// `grace_ms`, and complete blobs' files without metadata. Returns how many blobs
+    /// went.
+    ///
+    /// # Errors
+    /// File or store errors.
+    pub fn collect(&self, now_ms: u64, grace_ms: u64) -> Result<usize, BlobStoreError> {
+        let mut gone = 0;
+        let hashes: Vec<BlobHash> = self
+            .store
+            .blobs
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| <[u8; 32]>::try_from(&k[..]).ok()))
+            .map(BlobHash::from_bytes)
+            .collect();
+        for hash in hashes {
+            let _writer = self.lock()?;
+            let Some(meta) = self.meta(&hash)? else { continue };
+            if now_ms.saturating_sub(meta.added_ms.max(meta.used_ms)) < grace_ms
+                || self.needed(&hash)?
+            {
+                continue;
+            }
+            self.remove_locked(&hash)?;
+            gone += 1;
+        }
+        let partial: Vec<BlobHash> = self
+            .store
+            .blob_partial
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| <[u8; 32]>::try_from(&k[..]).ok()))
+            .map(BlobHash::from_bytes)
+            .collect();
+        for hash in partial {
+            // A download written to within the grace period may be one in progress.
+            let recent = fs::metadata(self.partial_path(&hash))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_millis() < u128::from(grace_ms));
+            if !recent && !self.needed(&hash)? {
+                self.drop_partial(&hash)?;
+                gone += 1;
+            }
+        }
+        // Files that never got their metadata (a crash between rename and insert).
+        let _writer = self.lock()?;
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))?.flatten() {
+            let Ok(hash) = entry.file_name().to_string_lossy().parse::<BlobHash>() else {
+                continue;
+            };
+            if !self.has(&hash)? {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Whether anyone still needs `hash`: an owner that is not a record gone from the
+    /// store. Owners that are gone records are removed on the way.
+    fn needed(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        let mut needed = false;
+        for owner in self.owners(hash)? {
+            match owner {
+                BlobOwner::Record(id) if !self.store.has(&id)? => {
+                    self.store.blob_refs.remove(owner.key(hash))?;
+                }
+                _ => needed = true,
+            }
+        }
+        Ok(needed)
+    }
+}
+
+/// Reads until `buf` is full or the source ends; how many bytes were read.
+fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(buf.get_mut(filled..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests;
