@@ -11,7 +11,7 @@
 //! ```
 //! use kith_protocol::blob::{BlobHash, Manifest};
 //!
-//! let bytes = vec![7u8; 600 * 1024];
+//! let bytes: Vec<u8> = (0..600 * 1024).map(|i| (i % 251) as u8).collect();
 //! let (hash, manifest) = Manifest::build(&bytes);
 //! assert_eq!(hash, BlobHash::of(&bytes));
 //! // What a peer sends is checked against the hash, then each chunk against the manifest.
@@ -19,7 +19,7 @@
 //! let verified = received.verify(&hash).unwrap();
 //! assert_eq!(verified.chunk_count(), 3);
 //! assert!(verified.check_chunk(1, &bytes[256 * 1024..512 * 1024]).is_ok());
-//! // The same bytes at another position are another chunk.
+//! // Another chunk's bytes, or the end cut short, do not pass.
 //! assert!(verified.check_chunk(0, &bytes[256 * 1024..512 * 1024]).is_err());
 //! assert!(verified.check_chunk(2, &bytes[..10]).is_err());
 //! ```
