@@ -356,6 +356,10 @@ pub struct RecordCounters {
     /// Gossip messages, direct messages and sync requests dropped by rate limits.
     #[serde(default)]
     pub rate_limited: u64,
+    /// Valid records this node does not keep (see `docs/protocol.md`, what a node
+    /// keeps); forwarded when the topic's owner needs them, else dropped.
+    #[serde(default)]
+    pub unwanted: u64,
 }
 
 /// History sync state.

@@ -6,7 +6,7 @@ use std::sync::{
     mpsc,
 };
 
-use kith_protocol::{Topic, VerifiedRecord};
+use kith_protocol::{RecordKind, Topic, VerifiedRecord};
 
 use crate::{
     net::Verdict,
@@ -25,6 +25,13 @@ pub enum Outcome {
     /// Deleted by its author earlier (tombstone kept), past its expiry, or by someone this
     /// node's person blocked: not stored.
     Gone,
+    /// Valid, but not something this node keeps (a repost of something that is not a
+    /// post): not stored. `forward` says whether gossip still carries it on, because the
+    /// owner of the topic it came on needs it.
+    Unwanted {
+        /// Whether to forward it on its gossip topic.
+        forward: bool,
+    },
     /// Not acceptable; the reason.
     Invalid(String),
 }
@@ -38,7 +45,8 @@ impl Outcome {
             Self::Invalid(_) => Verdict::Reject,
             // Valid but unwanted: neither forwarded nor held against the peer, who may
             // not have seen the delete yet.
-            Self::Gone => Verdict::Ignore,
+            Self::Gone | Self::Unwanted { forward: false } => Verdict::Ignore,
+            Self::Unwanted { forward: true } => Verdict::Accept,
         }
     }
 }
@@ -91,10 +99,20 @@ pub fn admit(store: &Store, record: VerifiedRecord, now_ms: u64) -> Result<Outco
     if store.moderation(&record.record().author)?.blocked {
         return Ok(Outcome::Gone);
     }
-    if let kith_protocol::RecordKind::Post(post) = &record.record().kind {
-        if post.expires_at.is_some_and(|at| at <= now_ms) {
+    match &record.record().kind {
+        RecordKind::Post(post) if post.expires_at.is_some_and(|at| at <= now_ms) => {
             return Ok(Outcome::Gone);
         }
+        // A repost shares a post: one of anything else (a chain of reposts) is refused
+        // when its target is known. Feeds resolve a repost one level only either way.
+        RecordKind::Repost { target }
+            if store
+                .get(target)?
+                .is_some_and(|t| !matches!(t.record.kind, RecordKind::Post(_))) =>
+        {
+            return Ok(Outcome::Unwanted { forward: false });
+        }
+        _ => {}
     }
     Ok(match store.insert(&record)? {
         Inserted::New => Outcome::New(Box::new(record)),
@@ -306,6 +324,27 @@ mod tests {
         assert_eq!(out.len(), 40);
         assert!(matches!(&out[20], Ok(Outcome::Invalid(r)) if r == "not asked for"));
         assert_eq!(out.iter().filter(|o| matches!(o, Ok(Outcome::New(_)))).count(), 39);
+    }
+
+    #[test]
+    fn a_repost_of_a_repost_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kp = Keypair::from_secret_bytes(&[1; 32]);
+        let now = 1_000_000;
+        let original = post(&kp, now, "shared");
+        let repost = |seq, prev: &VerifiedRecord| {
+            let kind = kith_protocol::RecordKind::Repost { target: prev.id() };
+            crate::store::tests::signed(&kp, seq, Some(prev.id()), now, kind)
+        };
+        let first = repost(2, &original);
+        let second = repost(3, &first);
+        assert!(matches!(ingest(&store, original.bytes(), None, now).unwrap(), Outcome::New(_)));
+        assert!(matches!(ingest(&store, first.bytes(), None, now).unwrap(), Outcome::New(_)));
+        let out = ingest(&store, second.bytes(), None, now).unwrap();
+        assert_eq!(out, Outcome::Unwanted { forward: false });
+        assert_eq!(out.verdict(), Verdict::Ignore);
+        assert!(!store.has(&second.id()).unwrap());
     }
 
     #[test]

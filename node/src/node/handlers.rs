@@ -249,6 +249,18 @@ impl Node {
 
     /// The gossip topics a record of ours goes to.
     pub(super) fn topics_for(&self, record: &Record) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.topics_of(record, true)
+            .into_iter()
+            .map(|t| t.to_string())
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
+    }
+
+    /// [`Node::topics_for`] as topics (with repeats). A delete also goes where its target
+    /// went, looked up one level only (`follow_delete`): a delete of a delete goes where
+    /// that delete went, not further down the chain.
+    fn topics_of(&self, record: &Record, follow_delete: bool) -> Vec<Topic> {
         let mut topics = vec![Topic::Author(record.author)];
         match &record.kind {
             RecordKind::Post(post) => {
@@ -268,17 +280,14 @@ impl Node {
                     topics.push(Topic::Author(t.record.author));
                 }
             }
-            RecordKind::Delete { target } => {
+            RecordKind::Delete { target } if follow_delete => {
                 if let Ok(Some(t)) = self.inner.store.get(target) {
-                    let mut inner: Vec<Topic> =
-                        self.topics_for(&t.record).iter().filter_map(|n| Topic::parse(n)).collect();
-                    topics.append(&mut inner);
+                    topics.append(&mut self.topics_of(&t.record, false));
                 }
             }
-            RecordKind::Profile { .. } => {}
+            RecordKind::Delete { .. } | RecordKind::Profile { .. } => {}
         }
-        let mut seen = HashSet::new();
-        topics.into_iter().map(|t| t.to_string()).filter(|t| seen.insert(t.clone())).collect()
+        topics
     }
 
     async fn post(&self, text: String, reply_to: Option<&str>, expires_in: Option<u64>) -> Reply {

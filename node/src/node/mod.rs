@@ -90,6 +90,7 @@ struct Counters {
     duplicate: AtomicU64,
     forks: AtomicU64,
     rate_limited: AtomicU64,
+    unwanted: AtomicU64,
 }
 
 impl Counters {
@@ -103,6 +104,7 @@ impl Counters {
             duplicate: get(&self.duplicate),
             forks: get(&self.forks),
             rate_limited: get(&self.rate_limited),
+            unwanted: get(&self.unwanted),
         }
     }
 }
@@ -459,6 +461,9 @@ impl Node {
             }
             Outcome::Gone => {
                 c.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Unwanted { .. } => {
+                c.unwanted.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Invalid(reason) => {
                 c.rejected.fetch_add(1, Ordering::Relaxed);

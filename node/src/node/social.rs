@@ -81,8 +81,11 @@ impl Node {
                 reactions: store.reactions(&rec.id).map_err(store_err)?,
                 author_name: view::name_of(store, &rec.record.author),
             });
-            if depth < MAX_DEPTH {
-                let children = store.replies_to(&rec.id).map_err(store_err)?;
+            // Bounded in depth and in what waits on the stack: never more than the
+            // entries still to show.
+            if depth < MAX_DEPTH && entries.len() + stack.len() < MAX_THREAD {
+                let mut children = store.replies_to(&rec.id).map_err(store_err)?;
+                children.truncate(MAX_THREAD - entries.len() - stack.len());
                 for child in children.iter().rev() {
                     if let Some(c) = store.get(child).map_err(store_err)? {
                         stack.push((c, depth + 1));

@@ -1,6 +1,6 @@
 //! Turning stored records into what the control API shows.
 
-use kith_protocol::{AuthorId, Record, RecordId, RecordKind};
+use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 
 use crate::{
     api::{FeedItem, FollowEntry, Profile},
@@ -18,16 +18,23 @@ pub(crate) fn name_of(store: &Store, author: &AuthorId) -> Option<String> {
     }
 }
 
-/// A post (or the post a repost shares) as a feed item; `None` for other kinds.
+/// A post (or the post a repost shares) as a feed item; `None` for other kinds, and for
+/// a repost whose target is unknown or not a post. A repost is resolved one level only:
+/// peers choose what a repost points at, and a chain of them must cost no more than one.
 pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Option<FeedItem> {
     if let RecordKind::Repost { target } = &record.kind {
         let original = store.get(target).ok()??;
-        let mut item = feed_item_of(store, original.id, &original.record)?;
+        let RecordKind::Post(post) = &original.record.kind else { return None };
+        let mut item = post_item(store, original.id, &original.record, post);
         item.reposted_by = Some(record.author.to_string());
         return Some(item);
     }
     let RecordKind::Post(post) = &record.kind else { return None };
-    Some(FeedItem {
+    Some(post_item(store, id, record, post))
+}
+
+fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedItem {
+    FeedItem {
         id: id.to_string(),
         author: record.author.to_string(),
         seq: record.seq,
@@ -38,7 +45,7 @@ pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Opti
         author_name: name_of(store, &record.author),
         reposted_by: None,
         reactions: store.reactions(&id).unwrap_or_default(),
-    })
+    }
 }
 
 /// A profile as shown, for `author`.
@@ -56,4 +63,40 @@ pub(crate) fn profile_of(store: &Store, author: &AuthorId) -> Result<Profile, St
 /// A following/followers list entry; `mutual` when the follow goes both ways.
 pub(crate) fn follow_entry(store: &Store, who: &AuthorId, mutual: bool) -> FollowEntry {
     FollowEntry { id: who.to_string(), mutual, name: name_of(store, who) }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use kith_protocol::{Keypair, RecordKind, VerifiedRecord};
+
+    use super::feed_item_of;
+    use crate::store::{
+        tests::{post, signed},
+        Store,
+    };
+
+    /// Thousands of chained reposts (a stored chain, as if ingested before the ingest
+    /// check or in reverse order) cost one lookup each: no recursion down the chain.
+    #[test]
+    fn a_chain_of_reposts_resolves_one_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kp = Keypair::from_secret_bytes(&[3; 32]);
+        let original = post(&kp, 1, None, 1, "the post");
+        store.insert(&original).unwrap();
+        let mut last: VerifiedRecord = original.clone();
+        for seq in 2..=10_000u64 {
+            let kind = RecordKind::Repost { target: last.id() };
+            let repost = signed(&kp, seq, Some(last.id()), seq, kind);
+            store.insert(&repost).unwrap();
+            last = repost;
+        }
+        assert_eq!(feed_item_of(&store, last.id(), last.record()), None);
+        let first = store.author_log(&kp.id(), 1, 1).unwrap().remove(0);
+        let item = feed_item_of(&store, first.id, &first.record).unwrap();
+        assert_eq!(item.id, original.id().to_string());
+        assert_eq!(item.reposted_by, Some(kp.id().to_string()));
+    }
 }

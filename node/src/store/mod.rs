@@ -204,7 +204,7 @@ impl Store {
             },
         )?;
         let tree = |name: &str| db.open_tree(name);
-        Ok(Self {
+        let store = Self {
             records: tree("records")?,
             log: tree("log")?,
             by_time: tree("by_time")?,
@@ -238,7 +238,9 @@ impl Store {
             flush_requests: Arc::new(AtomicU64::new(0)),
             flushed_upto: Arc::new(AtomicU64::new(0)),
             db,
-        })
+        };
+        store.upgrade_tombstones()?;
+        Ok(store)
     }
 
     /// Makes every write so far durable.

@@ -76,9 +76,10 @@ impl Store {
                 self.by_time.insert(&time_key(r.timestamp, id)[..], r.author.as_bytes())?;
             }
             RecordKind::Delete { target } => {
-                let mut v = r.author.as_bytes().to_vec();
-                v.extend_from_slice(id.as_bytes());
-                self.tombstones.insert(target.as_bytes(), v)?;
+                // Keyed by target and deleter: a delete counts only against its own
+                // author's record, and nobody else's delete can replace it.
+                self.tombstones
+                    .insert(pair(target.as_bytes(), r.author.as_bytes()), id.as_bytes())?;
                 if let Some(old) = self.get(target)? {
                     if old.record.author == r.author {
                         self.erase(&old)?;
@@ -98,18 +99,38 @@ impl Store {
         id: &RecordId,
         author: &AuthorId,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .tombstones
-            .get(id.as_bytes())?
-            .is_some_and(|v| v.get(..32) == Some(&author.as_bytes()[..])))
+        Ok(self.tombstones.contains_key(pair(id.as_bytes(), author.as_bytes()))?)
     }
 
-    /// The delete record that tombstoned `id`, if any.
+    /// The delete record that tombstoned `id`, if any (the first found: only a delete by
+    /// the record's own author stops it from being stored, see [`Store::insert`]).
     ///
     /// # Errors
     /// Disk errors.
     pub fn tombstone_of(&self, id: &RecordId) -> Result<Option<RecordId>, StoreError> {
-        Ok(self.tombstones.get(id.as_bytes())?.and_then(|v| id_suffix(&v)))
+        match self.tombstones.scan_prefix(id.as_bytes()).values().next() {
+            Some(v) => Ok(id_suffix(&v?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rewrites tombstones of the first format (key: target; value: deleter, delete id)
+    /// to the current one (key: target, deleter; value: delete id). Idempotent.
+    pub(super) fn upgrade_tombstones(&self) -> Result<(), StoreError> {
+        let old: Vec<_> = self
+            .tombstones
+            .iter()
+            .filter(|item| item.as_ref().map_or(true, |(k, _)| k.len() == 32))
+            .collect::<Result<_, _>>()?;
+        for (key, value) in old {
+            let deleter = value.get(..32).ok_or_else(|| corrupt("tombstone"))?;
+            let delete = value.get(32..64).ok_or_else(|| corrupt("tombstone"))?;
+            let mut new = key.to_vec();
+            new.extend_from_slice(deleter);
+            self.tombstones.insert(new, delete)?;
+            self.tombstones.remove(key)?;
+        }
+        Ok(())
     }
 
     /// Removes a record's content and index entries; its log entry stays (the author's

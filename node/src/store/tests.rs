@@ -180,3 +180,58 @@ fn moderation_survives_reopen_and_is_read_when_set() {
     store.set_moderation(&who, Moderation::default()).unwrap();
     assert_eq!(store.moderation(&who).unwrap(), Moderation::default());
 }
+
+/// A record of any kind, for tests.
+pub(crate) fn signed(
+    kp: &Keypair,
+    seq: u64,
+    prev: Option<RecordId>,
+    ts: u64,
+    kind: RecordKind,
+) -> VerifiedRecord {
+    Record { author: kp.id(), seq, prev, timestamp: ts, kind }.sign(kp).unwrap()
+}
+
+#[test]
+fn a_strangers_delete_never_undoes_the_authors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (author, stranger) =
+        (Keypair::from_secret_bytes(&[7; 32]), Keypair::from_secret_bytes(&[8; 32]));
+    let x = post(&author, 1, None, 10, "regretted");
+    assert_eq!(store.insert(&x).unwrap(), Inserted::New);
+    let delete = signed(&author, 2, Some(x.id()), 11, RecordKind::Delete { target: x.id() });
+    assert_eq!(store.insert(&delete).unwrap(), Inserted::New);
+    assert!(!store.has(&x.id()).unwrap());
+    // A stranger "deletes" X too: the author's tombstone stays, and a replay stays out.
+    let theirs = signed(&stranger, 1, None, 12, RecordKind::Delete { target: x.id() });
+    assert_eq!(store.insert(&theirs).unwrap(), Inserted::New);
+    assert_eq!(store.insert(&x).unwrap(), Inserted::Deleted);
+    assert!(!store.has(&x.id()).unwrap());
+    assert!(store.tombstone_of(&x.id()).unwrap().is_some());
+    // A stranger's delete of a record not yet seen does not keep it out either.
+    let y = post(&author, 3, Some(delete.id()), 13, "kept");
+    let early = signed(&stranger, 2, Some(theirs.id()), 14, RecordKind::Delete { target: y.id() });
+    assert_eq!(store.insert(&early).unwrap(), Inserted::New);
+    assert_eq!(store.insert(&y).unwrap(), Inserted::New);
+    assert!(store.has(&y.id()).unwrap());
+}
+
+#[test]
+fn first_format_tombstones_are_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let author = Keypair::from_secret_bytes(&[9; 32]);
+    let x = post(&author, 1, None, 10, "gone");
+    let delete = signed(&author, 2, Some(x.id()), 11, RecordKind::Delete { target: x.id() });
+    {
+        let store = Store::open(dir.path()).unwrap();
+        // As the first format wrote it: key target, value deleter then delete id.
+        let mut value = author.id().as_bytes().to_vec();
+        value.extend_from_slice(delete.id().as_bytes());
+        store.tombstones.insert(x.id().as_bytes(), value).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.insert(&x).unwrap(), Inserted::Deleted);
+    assert_eq!(store.tombstone_of(&x.id()).unwrap(), Some(delete.id()));
+}
