@@ -130,7 +130,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ID")]
         author: Option<String>,
         /// At most this many posts (default 20).
-        #[arg(long, value_name = "N")]
+        #[arg(short = 'n', long, value_name = "N")]
         limit: Option<usize>,
         /// Keep running and print new posts as they arrive.
         #[arg(long)]
@@ -169,6 +169,20 @@ pub(crate) enum Command {
     },
     /// Run one history-sync round with every connected peer now, with progress.
     Sync,
+    /// Give a person a petname: your own name for them, shown instead of the name they
+    /// chose, and usable wherever an id is (and as @PETNAME in posts).
+    Name {
+        /// The person: id, current petname, name or id tail.
+        id: String,
+        /// One word: letters, digits, '_', '-' or '.'.
+        #[arg(required_unless_present = "remove")]
+        petname: Option<String>,
+        /// Take their petname away instead.
+        #[arg(long, conflicts_with = "petname")]
+        remove: bool,
+    },
+    /// List your petnames.
+    Names,
     /// End-to-end encrypted direct messages with mutual connections.
     Msg {
         #[command(subcommand)]
@@ -192,7 +206,7 @@ pub(crate) enum MsgCommand {
         /// The other person's id.
         id: String,
         /// At most this many (the latest; default 50).
-        #[arg(long, value_name = "N")]
+        #[arg(short = 'n', long, value_name = "N")]
         limit: Option<usize>,
     },
 }

@@ -45,7 +45,10 @@ fn init(home: &Home, name: Option<String>, json: bool) -> Result<()> {
         output::out!("{}", serde_json::json!({"id": keypair.id().to_string()}));
     } else {
         output::out!("created identity {} in {}", keypair.id(), home.dir().display());
-        output::out!("start the node with: kith --home {} daemon", home.dir().display());
+        output::out!(
+            "start the node with: kith daemon --home {}",
+            shell_word(&home.dir().display().to_string())
+        );
     }
     Ok(())
 }
@@ -92,6 +95,8 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         }
         Command::Msg { command: MsgCommand::Inbox } => (Request::MsgInbox, ""),
         Command::Sync => (Request::Sync, ""),
+        Command::Name { id, petname, remove: _ } => (Request::Name { id, petname }, "named"),
+        Command::Names => (Request::Names, ""),
         Command::Msg { command: MsgCommand::Thread { id, limit } } => {
             (Request::MsgThread { peer: id, limit }, "")
         }
@@ -99,9 +104,69 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
     })
 }
 
-async fn client(home: &Home, command: Command, json: bool) -> Result<()> {
+/// The home's daemon, or an error that says how to start one for this very home.
+async fn connect(home: &Home, explicit_home: bool) -> Result<control::Client> {
+    match control::Client::connect(&home.socket_path()).await {
+        Ok(conn) => Ok(conn),
+        Err(control::ControlError::NoDaemon(_)) => bail!(
+            "no kith daemon is running for {}; start one with: {}",
+            home.dir().display(),
+            start_command(home, explicit_home)
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The command that starts a daemon for `home`: `kith daemon`, with `--home` unless the
+/// home is the default one.
+fn start_command(home: &Home, explicit_home: bool) -> String {
+    if explicit_home {
+        format!("kith daemon --home {}", shell_word(&home.dir().display().to_string()))
+    } else {
+        "kith daemon".to_owned()
+    }
+}
+
+/// `text` as one shell word: as is when it is plain, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// `kith id` without a daemon: the id from the identity file, and no addresses.
+fn offline_id(home: &Home, explicit_home: bool, json: bool) -> Result<()> {
+    let keypair = home.load_identity()?;
+    if json {
+        output::out!("{}", serde_json::json!({"id": keypair.id().to_string(), "addrs": []}));
+    } else {
+        output::out!("{}", keypair.id());
+        output::out!(
+            "  (no daemon running, so no addresses; start one with: {})",
+            start_command(home, explicit_home)
+        );
+    }
+    Ok(())
+}
+
+async fn client(home: &Home, explicit_home: bool, command: Command, json: bool) -> Result<()> {
     let (request, what) = request_of(command)?;
-    let mut conn = control::Client::connect(&home.socket_path()).await?;
+    if let Request::Id = request {
+        if !home.socket_path().exists() && home.has_identity() {
+            return offline_id(home, explicit_home, json);
+        }
+    }
+    let mut conn = match connect(home, explicit_home).await {
+        Ok(conn) => conn,
+        Err(_) if matches!(request, Request::Id) && home.has_identity() => {
+            return offline_id(home, explicit_home, json);
+        }
+        Err(e) => return Err(e),
+    };
     if let Request::Sync = request {
         return sync(&mut conn, json).await;
     }
@@ -156,6 +221,7 @@ async fn sync(conn: &mut control::Client, json: bool) -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let explicit_home = cli.home.is_some();
     let home = Home::new(match cli.home {
         Some(h) => h,
         None => default_home()?,
@@ -166,16 +232,48 @@ async fn run(cli: Cli) -> Result<()> {
             init_tracing();
             daemon::run(home, Overrides { listen, bootstrap, no_mdns, relay }).await
         }
-        command => client(&home, command, cli.json).await,
+        command => client(&home, explicit_home, command, cli.json).await,
+    }
+}
+
+/// Parses the command line; a usage error with `--json` is reported as JSON too.
+fn parse_args() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            let shown = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if json && !shown {
+                // The first paragraph of clap's message, on one line.
+                let rendered = e.to_string();
+                let first: Vec<&str> =
+                    rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+                let first = first.join(" ");
+                output::failure(true, first.strip_prefix("error: ").unwrap_or(&first));
+                return Err(ExitCode::from(2));
+            }
+            let _ = e.print();
+            Err(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)))
+        }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("kith: cannot start the async runtime: {e}");
+            output::failure(json, &format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -184,8 +282,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the error and its causes.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            // Daemon errors can quote a peer (a refusal reason): no escape sequences.
-            eprintln!("kith: {}", kith_node::text::line(&chain.join(": ")));
+            output::failure(json, &chain.join(": "));
             ExitCode::FAILURE
         }
     }

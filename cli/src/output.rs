@@ -9,8 +9,8 @@
 
 use kith_node::{
     api::{
-        FeedItem, FollowEntry, InboxEntry, MessageEntry, NotificationEntry, PeerEntry, Profile,
-        Response, Status, ThreadEntry,
+        FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry, NotificationEntry,
+        PeerEntry, Profile, Response, Status, ThreadEntry,
     },
     text,
 };
@@ -71,6 +71,17 @@ pub(crate) fn json_line(value: &impl Serialize) -> String {
         // The formatter writes only valid UTF-8 (whole fragments and ASCII escapes).
         Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
         Err(e) => json!({ "error": format!("cannot encode the reply: {e}") }).to_string(),
+    }
+}
+
+/// Reports a failure on stderr: `kith: MESSAGE` for people, or with `--json` one object
+/// `{"error": MESSAGE}` (the control API's error kinds join it as further fields). Either
+/// is one line, safe on a terminal (daemon errors can quote a peer's refusal reason).
+pub(crate) fn failure(json: bool, message: &str) {
+    if json {
+        eprintln!("{}", json_line(&json!({ "error": message })));
+    } else {
+        eprintln!("kith: {}", text::line(message));
     }
 }
 
@@ -332,6 +343,21 @@ fn conversation(list: &[ThreadEntry], json: bool) {
     }
 }
 
+fn names(list: &[NameEntry], json: bool) {
+    if !json && list.is_empty() {
+        out!("no petnames yet (kith name ID PETNAME gives one)");
+    }
+    for e in list {
+        if json {
+            line(&json!({"id": e.id, "petname": e.petname, "name": e.name}));
+        } else {
+            let name =
+                e.name.as_deref().map(|n| format!("  (calls themselves {n})")).unwrap_or_default();
+            out!("{}  {}{name}", e.petname, e.id);
+        }
+    }
+}
+
 fn notifications(list: &[NotificationEntry], json: bool) {
     if !json && list.is_empty() {
         out!("no notifications");
@@ -438,6 +464,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         Response::Notifications { entries } => notifications(entries, json),
+        Response::Names { entries } => names(entries, json),
         Response::Synced { fetched, peers } => {
             if json {
                 line(&json!({"fetched": fetched, "peers": peers}));

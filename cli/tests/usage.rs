@@ -28,7 +28,46 @@ fn client_commands_without_daemon_say_how_to_start_one() {
         let err = stderr(&out);
         assert!(err.contains("no kith daemon is running for"), "{args:?}: {err}");
         assert!(err.contains("kith daemon"), "{err}");
+        // The hint starts a daemon for this home, not the default one.
+        let home = dir.path().display().to_string();
+        assert!(err.contains(&format!("kith daemon --home {home}")), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
+
+#[test]
+fn id_works_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let made: serde_json::Value =
+        serde_json::from_slice(&kith(dir.path(), &["--json", "init"]).stdout).unwrap();
+    let out = kith(dir.path(), &["--json", "id"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"id": made["id"], "addrs": []}));
+    let out = kith(dir.path(), &["id"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(made["id"].as_str().unwrap()), "{text}");
+    assert!(text.contains("no daemon running"), "{text}");
+}
+
+#[test]
+fn json_failures_are_json_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, code) in [
+        (vec!["--json", "status"], 1),
+        (vec!["--json", "nonsense"], 2),
+        (vec!["feed", "--json", "-n", "x"], 2),
+        (vec!["--json", "post"], 2),
+    ] {
+        let out = kith(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&err).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["error"], "{args:?}: {err}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
     }
 }
 

@@ -144,6 +144,15 @@ pub enum Request {
     MsgInbox,
     /// One history-sync round with every connected peer now.
     Sync,
+    /// Give a person a petname (or take it away).
+    Name {
+        /// The person.
+        id: String,
+        /// The petname; `None` removes theirs.
+        petname: Option<String>,
+    },
+    /// Every petname.
+    Names,
     /// Messages with one person, oldest first; marks them read.
     MsgThread {
         /// The other person's id.
@@ -241,6 +250,17 @@ pub struct ThreadEntry {
     /// The author's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author_name: Option<String>,
+}
+
+/// A petname.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameEntry {
+    /// Whose.
+    pub id: String,
+    /// The petname.
+    pub petname: String,
+    /// Their profile name, when known.
+    pub name: Option<String>,
 }
 
 /// A blocked or muted person.
@@ -481,6 +501,11 @@ pub enum Response {
     Thread {
         /// Oldest first.
         messages: Vec<MessageEntry>,
+    },
+    /// Petnames.
+    Names {
+        /// Ordered by petname.
+        entries: Vec<NameEntry>,
     },
     /// Blocked and muted people.
     Moderation {

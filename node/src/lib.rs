@@ -6,7 +6,9 @@
 //! - [`node`]: the logic that takes events from both and answers control requests;
 //! - [`api`] and [`control`]: the control API and its Unix socket;
 //! - [`home`] and [`config`]: the home folder and layered configuration;
-//! - [`text`]: network text made safe for terminals and pages.
+//! - [`text`]: network text made safe for terminals and pages;
+//! - [`names`] and [`resolve`]: what people are called, and finding people and records
+//!   by what a person types.
 //!
 //! A daemon is `Node::start` plus `control::serve`; tests use `Node::handle` in-process.
 
@@ -16,8 +18,10 @@ pub mod control;
 pub mod home;
 pub mod ingest;
 mod limits;
+pub mod names;
 pub mod net;
 pub mod node;
+pub mod resolve;
 pub mod store;
 pub mod text;
 

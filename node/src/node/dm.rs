@@ -14,7 +14,7 @@ use kith_protocol::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-use super::{handlers::parse_author, now_ms, Node};
+use super::{now_ms, Node};
 use crate::{
     api::{InboxEntry, MessageEntry, Response},
     ingest,
@@ -124,7 +124,7 @@ impl Node {
     }
 
     pub(super) async fn msg_send(&self, to: &str, text: String) -> Reply {
-        let peer = parse_author(to)?;
+        let peer = self.person(to)?;
         let me = self.inner.me;
         if peer == me {
             return Err("you cannot send a message to yourself".into());
@@ -434,7 +434,7 @@ impl Node {
     }
 
     pub(super) async fn msg_thread(&self, with: &str, limit: Option<usize>) -> Reply {
-        let peer = parse_author(with)?;
+        let peer = self.person(with)?;
         let limit = limit.unwrap_or(super::handlers::DEFAULT_THREAD_LIMIT);
         if limit == 0 || limit > super::handlers::MAX_FEED_LIMIT {
             return Err(format!(

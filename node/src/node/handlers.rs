@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use kith_protocol::{
-    limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, Record, RecordId,
-    RecordKind, Tag, Topic, VerifiedRecord,
+    limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, Record, RecordKind, Tag,
+    Topic, VerifiedRecord,
 };
 use libp2p::Multiaddr;
 use tokio::sync::broadcast;
@@ -23,10 +23,6 @@ pub const DEFAULT_THREAD_LIMIT: usize = 50;
 pub const MAX_FEED_LIMIT: usize = 10_000;
 
 type Reply = Result<Response, String>;
-
-pub(super) fn parse_author(text: &str) -> Result<AuthorId, String> {
-    text.parse::<AuthorId>().map_err(|e| format!("invalid id {text:?}: {e}"))
-}
 
 fn parse_tag(text: &str) -> Result<Tag, String> {
     Tag::parse(text.trim()).map_err(|e| format!("invalid hashtag {text:?}: {e}"))
@@ -108,6 +104,8 @@ impl Node {
                 Ok(Response::Synced { fetched, peers })
             }
             Request::MsgThread { peer, limit } => self.msg_thread(&peer, limit).await,
+            Request::Name { id, petname } => self.name(&id, petname.as_deref()).await,
+            Request::Names => self.names(),
         }
     }
 
@@ -118,7 +116,7 @@ impl Node {
     pub fn live_feed(&self, tag: Option<&str>, author: Option<&str>) -> Result<LiveFeed, String> {
         let filter = LiveFilter {
             tag: tag.map(parse_tag).transpose()?,
-            author: author.map(parse_author).transpose()?,
+            author: author.map(|a| self.person(a)).transpose()?,
         };
         Ok(LiveFeed { node: self.clone(), rx: self.live(), filter })
     }
@@ -300,8 +298,7 @@ impl Node {
                 text.len()
             ));
         }
-        let reply_to =
-            reply_to.map(|r| r.parse::<RecordId>().map_err(|e| e.to_string())).transpose()?;
+        let reply_to = reply_to.map(|r| self.record_ref(r)).transpose()?;
         let mentions = extract_mentions(&text);
         let expires_at = match expires_in {
             Some(0) => return Err("--expires must be more than 0".into()),
@@ -319,7 +316,7 @@ impl Node {
             return Err(format!("--limit must be between 1 and {MAX_FEED_LIMIT}"));
         }
         let tag = tag.map(parse_tag).transpose()?;
-        let author = author.map(parse_author).transpose()?;
+        let author = author.map(|a| self.person(a)).transpose()?;
         let store = &self.inner.store;
         let records: Vec<StoredRecord> = match (&tag, &author) {
             (Some(tag), None) => {
@@ -356,7 +353,7 @@ impl Node {
     }
 
     async fn follow(&self, id: &str, follow: bool) -> Reply {
-        let target = parse_author(id)?;
+        let target = self.person(id)?;
         let me = self.inner.me;
         if target == me {
             return Err("you cannot follow or unfollow yourself".into());
@@ -370,7 +367,7 @@ impl Node {
             };
             self.publish_own(kind).await?;
             if follow {
-                self.own_follow_made_mutual(id);
+                self.own_follow_made_mutual(target);
             }
         }
         let topic = Topic::Author(target).to_string();
@@ -459,7 +456,7 @@ impl Node {
 
     fn profile_show(&self, id: Option<&str>) -> Reply {
         let who = match id {
-            Some(id) => parse_author(id)?,
+            Some(id) => self.person(id)?,
             None => self.inner.me,
         };
         Ok(Response::Profile(view::profile_of(&self.inner.store, &who).map_err(store_err)?))

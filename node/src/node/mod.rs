@@ -5,6 +5,7 @@
 mod discovery;
 mod dm;
 mod handlers;
+mod people;
 mod social;
 mod sync;
 

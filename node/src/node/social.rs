@@ -3,7 +3,7 @@
 use kith_protocol::{limits::MAX_REACTION_BYTES, RecordId, RecordKind, VerifiedRecord};
 use tokio::sync::broadcast;
 
-use super::{handlers::parse_author, now_ms, view, Node};
+use super::{now_ms, view, Node};
 use crate::{
     api::{NotificationEntry, Response, ThreadEntry},
     store::{Notification, StoreError, StoredRecord},
@@ -20,10 +20,6 @@ const NOTIFICATION_LIMIT: usize = 200;
 
 fn store_err(e: StoreError) -> String {
     format!("store: {e}")
-}
-
-fn parse_id(text: &str) -> Result<RecordId, String> {
-    text.parse::<RecordId>().map_err(|e| e.to_string())
 }
 
 /// A stream of new notifications for `kith notifications --live`.
@@ -55,7 +51,7 @@ impl Node {
 
     pub(super) fn thread(&self, id: &str) -> Reply {
         let store = &self.inner.store;
-        let mut root = self.known(&parse_id(id)?)?;
+        let mut root = self.known(&self.record_ref(id)?)?;
         for _ in 0..MAX_DEPTH {
             let RecordKind::Post(post) = &root.record.kind else { break };
             let Some(parent) = post.reply_to else { break };
@@ -97,7 +93,7 @@ impl Node {
     }
 
     pub(super) async fn react(&self, id: &str, emoji: String) -> Reply {
-        let target = parse_id(id)?;
+        let target = self.record_ref(id)?;
         let emoji = emoji.trim().to_owned();
         if emoji.len() > MAX_REACTION_BYTES || emoji.chars().any(char::is_whitespace) {
             return Err(format!(
@@ -114,7 +110,7 @@ impl Node {
     }
 
     pub(super) async fn repost(&self, id: &str) -> Reply {
-        let target = parse_id(id)?;
+        let target = self.record_ref(id)?;
         let original = self.known(&target)?;
         if !matches!(original.record.kind, RecordKind::Post(_)) {
             return Err("only posts can be reposted".into());
@@ -129,7 +125,7 @@ impl Node {
     }
 
     pub(super) async fn delete(&self, id: &str) -> Reply {
-        let target = parse_id(id)?;
+        let target = self.record_ref(id)?;
         let original = self.known(&target)?;
         if original.record.author != self.inner.me {
             return Err("you can only delete your own records".into());
@@ -144,7 +140,7 @@ impl Node {
         block: Option<bool>,
         mute: Option<bool>,
     ) -> Reply {
-        let who = parse_author(id)?;
+        let who = self.person(id)?;
         if who == self.inner.me {
             return Err("you cannot block or mute yourself".into());
         }
@@ -269,8 +265,7 @@ impl Node {
     /// our own follow of someone who already follows us). The notification names their
     /// follow record, as the one made when their follow arrives does, so that when both
     /// happen at once the store keeps one.
-    pub(super) fn own_follow_made_mutual(&self, target: &str) {
-        let Ok(t) = parse_author(target) else { return };
+    pub(super) fn own_follow_made_mutual(&self, t: kith_protocol::AuthorId) {
         if !self.is_mutual(&t).unwrap_or(false) {
             return;
         }

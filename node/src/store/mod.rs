@@ -4,14 +4,16 @@
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
 //! profile record), `forks` (evidence of two records at one author/seq), `peers` (known
-//! peer addresses), and the blob trees of [`Blobs`]. Writes that touch several trees hold the store's writer lock and
-//! write the commit point last (see [`Store::insert`]). Callers that report success to a
-//! person call [`Store::flush`] first.
+//! peer addresses), `petnames` and `names` (see `names.rs`), and the blob trees of
+//! [`Blobs`]. Writes that touch several trees hold the store's writer lock and write the
+//! commit point last (see [`Store::insert`]). Callers that report success to a person
+//! call [`Store::flush`] first.
 
 mod blobs;
 mod dm;
 mod keys;
 mod moderation;
+mod names;
 mod people;
 mod social;
 mod sync;
@@ -132,6 +134,8 @@ pub struct Store {
     blob_refs: Tree,
     blob_lru: Tree,
     blob_partial: Tree,
+    petnames: Tree,
+    names: Tree,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
     /// Serialises flushes.
@@ -233,6 +237,8 @@ impl Store {
             blob_refs: tree("blob_refs")?,
             blob_lru: tree("blob_lru")?,
             blob_partial: tree("blob_partial")?,
+            petnames: tree("petnames")?,
+            names: tree("names")?,
             writer: Arc::new(Mutex::new(())),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             flush_requests: Arc::new(AtomicU64::new(0)),
@@ -240,6 +246,7 @@ impl Store {
             db,
         };
         store.upgrade_tombstones()?;
+        store.backfill_names()?;
         Ok(store)
     }
 
@@ -346,6 +353,7 @@ impl Store {
                     None => true,
                 };
                 if newer {
+                    self.index_profile_name(r)?;
                     let mut v = r.seq.to_be_bytes().to_vec();
                     v.extend_from_slice(id.as_bytes());
                     self.profiles.insert(r.author.as_bytes(), v)?;

@@ -1,0 +1,239 @@
+//! Names of people: petnames (local names this node's person gave others), the index of
+//! profile names by folded form, and the set of people this node knows of.
+//!
+//! Trees: `petnames` (author -> petname as given), `names` (folded profile name, 0xFF,
+//! author -> nothing). The name index is written with each newer profile record (under
+//! the writer lock, in [`Store::insert`]); readers confirm a hit against the author's
+//! current profile, so an entry left behind by a deleted profile finds nothing.
+
+use std::collections::BTreeSet;
+
+use kith_protocol::{AuthorId, Record, RecordId, RecordKind};
+
+use super::{corrupt, keys::u64_at, Store, StoreError};
+use crate::names::{fold, same_petname};
+
+/// Separates the folded name from the author in a `names` key; never appears in UTF-8.
+const NAME_END: u8 = 0xFF;
+
+fn name_prefix(folded: &str) -> Vec<u8> {
+    let mut key = folded.as_bytes().to_vec();
+    key.push(NAME_END);
+    key
+}
+
+fn name_key(folded: &str, author: &AuthorId) -> Vec<u8> {
+    let mut key = name_prefix(folded);
+    key.extend_from_slice(author.as_bytes());
+    key
+}
+
+fn author_at_end(key: &[u8]) -> Option<AuthorId> {
+    let start = key.len().checked_sub(32)?;
+    let bytes: [u8; 32] = key.get(start..)?.try_into().ok()?;
+    AuthorId::from_bytes(bytes).ok()
+}
+
+impl Store {
+    /// Indexes the name of a profile record that is newer than the author's current one
+    /// (called by `insert` under the writer lock, before the profile pointer moves).
+    pub(super) fn index_profile_name(&self, r: &Record) -> Result<(), StoreError> {
+        let RecordKind::Profile { name, .. } = &r.kind else { return Ok(()) };
+        if let Some(old) = self.profile(&r.author)? {
+            if let RecordKind::Profile { name: old_name, .. } = &old.record.kind {
+                self.names.remove(name_key(&fold(old_name), &r.author))?;
+            }
+        }
+        let folded = fold(name);
+        if !folded.is_empty() {
+            self.names.insert(name_key(&folded, &r.author), &[])?;
+        }
+        Ok(())
+    }
+
+    /// Builds the name index from the profiles when it is empty (a store written before
+    /// the index existed).
+    pub(super) fn backfill_names(&self) -> Result<(), StoreError> {
+        if !self.names.is_empty() || self.profiles.is_empty() {
+            return Ok(());
+        }
+        for item in self.profiles.iter() {
+            let (key, _) = item?;
+            let Some(author) = author_at_end(&key) else { continue };
+            if let Some(p) = self.profile(&author)? {
+                if let RecordKind::Profile { name, .. } = &p.record.kind {
+                    let folded = fold(name);
+                    if !folded.is_empty() {
+                        self.names.insert(name_key(&folded, &author), &[])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties the name index, as in a store written before it existed (for tests).
+    #[cfg(test)]
+    pub(crate) fn clear_name_index(&self) -> Result<(), StoreError> {
+        Ok(self.names.clear()?)
+    }
+
+    /// The current display name of `author`, if a profile with a non-empty name is known.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn display_name(&self, author: &AuthorId) -> Result<Option<String>, StoreError> {
+        Ok(self.profile(author)?.and_then(|p| match p.record.kind {
+            RecordKind::Profile { name, .. } if !name.is_empty() => Some(name),
+            _ => None,
+        }))
+    }
+
+    /// People whose current profile name folds to `folded` (see [`crate::names::fold`]),
+    /// at most `limit`.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn people_named(
+        &self,
+        folded: &str,
+        limit: usize,
+    ) -> Result<Vec<(AuthorId, String)>, StoreError> {
+        let mut out = Vec::new();
+        if folded.is_empty() {
+            return Ok(out);
+        }
+        for item in self.names.scan_prefix(name_prefix(folded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = item?;
+            let author = author_at_end(&key).ok_or_else(|| corrupt("name key"))?;
+            if let Some(name) = self.display_name(&author)? {
+                if fold(&name) == folded {
+                    out.push((author, name));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets (or with `None` removes) the petname of `author`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_petname(&self, author: &AuthorId, petname: Option<&str>) -> Result<(), StoreError> {
+        match petname {
+            Some(p) => self.petnames.insert(author.as_bytes(), p.as_bytes())?,
+            None => self.petnames.remove(author.as_bytes())?,
+        };
+        Ok(())
+    }
+
+    /// The petname of `author`, if given.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn petname(&self, author: &AuthorId) -> Result<Option<String>, StoreError> {
+        Ok(self.petnames.get(author.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every petname, by author.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn petnames(&self) -> Result<Vec<(AuthorId, String)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.petnames.iter() {
+            let (key, value) = item?;
+            let bytes: [u8; 32] = key.as_ref().try_into().map_err(|_| corrupt("petname key"))?;
+            let author = AuthorId::from_bytes(bytes).map_err(|_| corrupt("petname key"))?;
+            out.push((author, String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Whom the petname `name` (any case) names.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn petname_owner(&self, name: &str) -> Result<Option<AuthorId>, StoreError> {
+        Ok(self.petnames()?.into_iter().find(|(_, p)| same_petname(p, name)).map(|(a, _)| a))
+    }
+
+    /// Ids of stored records whose hex form starts with `hex_prefix` (lower-case hex
+    /// digits), at most `limit`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn records_with_prefix(
+        &self,
+        hex_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let whole = hex_prefix.len() / 2;
+        let bytes = hex::decode(hex_prefix.get(..whole * 2).unwrap_or_default())
+            .map_err(|_| corrupt("record id prefix"))?;
+        let mut out = Vec::new();
+        for key in self.records.scan_prefix(bytes).keys() {
+            if out.len() >= limit {
+                break;
+            }
+            let key = key?;
+            let bytes: [u8; 32] = key.as_ref().try_into().map_err(|_| corrupt("record key"))?;
+            let id = RecordId::from_bytes(bytes);
+            if id.to_string().starts_with(hex_prefix) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everyone this node knows of: authors of stored records, people followed or
+    /// following, remembered peers and people with a petname.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn known_people(&self) -> Result<BTreeSet<AuthorId>, StoreError> {
+        let mut out = BTreeSet::new();
+        // Distinct authors of the log: one seek per author, past all their entries.
+        let mut from = Vec::new();
+        while let Some(item) = self.log.range(from.as_slice()..).next() {
+            let (key, _) = item?;
+            let bytes: [u8; 32] =
+                key.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("log key"))?;
+            if let Ok(author) = AuthorId::from_bytes(bytes) {
+                out.insert(author);
+            }
+            // The first key after every (author, seq): author followed by nine 0xFF bytes
+            // sorts after any 40-byte key of this author.
+            from = bytes.to_vec();
+            from.extend_from_slice(&[0xFF; 9]);
+            if u64_at(&key, 32).is_none() {
+                return Err(corrupt("log key"));
+            }
+        }
+        // Both sides of every follow relation (the followers tree mirrors this one).
+        for item in self.follows.iter() {
+            let (key, _) = item?;
+            for half in [key.get(..32), key.get(32..64)] {
+                let Some(bytes) = half.and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                    continue;
+                };
+                if let Ok(author) = AuthorId::from_bytes(bytes) {
+                    out.insert(author);
+                }
+            }
+        }
+        for item in self.peers.iter() {
+            let (key, _) = item?;
+            if let Some(author) =
+                std::str::from_utf8(&key).ok().and_then(|s| s.parse::<AuthorId>().ok())
+            {
+                out.insert(author);
+            }
+        }
+        out.extend(self.petnames()?.into_iter().map(|(a, _)| a));
+        Ok(out)
+    }
+}

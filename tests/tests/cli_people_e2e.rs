@@ -1,0 +1,106 @@
+//! End to end: people and records by what a person types (id tails, petnames, profile
+//! names, record id prefixes, ambiguity), and failures as `{"error": ...}` with `--json`,
+//! between real `kith` daemons driven only through the command line. Daemons are killed
+//! when a test ends, pass or fail; every wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kith_tests::cli::{eventually, Daemon};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `kith --json ARGS` that must fail with exit 1: stdout empty, stderr exactly one
+/// JSON object `{"error": MESSAGE}`; returns MESSAGE.
+fn json_error(d: &Daemon, args: &[&str]) -> String {
+    let stderr = d.fail(args);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "kith {args:?}: one line on stderr: {stderr}");
+    let v: Value = serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("kith {args:?}: stderr is not JSON ({e}): {stderr}"));
+    v["error"].as_str().unwrap_or_else(|| panic!("no error field: {v}")).to_owned()
+}
+
+/// The last `n` characters of an id.
+fn tail(id: &str, n: usize) -> &str {
+    &id[id.len() - n..]
+}
+
+#[test]
+fn tails_petnames_names_prefixes_and_ambiguity() {
+    let a = Daemon::start("alice");
+    let b = Daemon::start("bob");
+    let c = Daemon::start("Bob");
+    let (b_id, c_id) = (b.id(), c.id());
+    for other in [&b, &c] {
+        assert_eq!(a.json(&["dial", &other.addr()])["ok"], true);
+    }
+    // Full ids work as before; then both profiles (both called bob) reach alice.
+    assert_eq!(a.json(&["follow", &b_id]), json!({"ok": true}));
+    assert_eq!(a.json(&["follow", &c_id]), json!({"ok": true}));
+    for id in [&b_id, &c_id] {
+        eventually(DEADLINE, "alice to know both profiles", || {
+            a.json(&["profile", "show", id])["name"].as_str().map(|_| ())
+        });
+    }
+
+    // A name two known people have is ambiguous: the message lists both ids.
+    let err = json_error(&a, &["profile", "show", "bob"]);
+    assert!(err.contains(&b_id) && err.contains(&c_id), "{err}");
+    // A unique tail of at least 6 characters names one person.
+    assert_eq!(a.json(&["profile", "show", tail(&b_id, 6)])["id"], b_id.as_str());
+    assert_eq!(a.json(&["profile", "show", &format!("…{}", tail(&c_id, 8))])["id"], c_id);
+    let err = json_error(&a, &["profile", "show", tail(&b_id, 5)]);
+    assert!(err.contains("at least 6"), "{err}");
+    let err = json_error(&a, &["follow", "nobody"]);
+    assert!(err.contains("no known person") && err.contains("nobody"), "{err}");
+
+    // A petname, then usable everywhere an id is, in any case.
+    assert_eq!(a.json(&["name", tail(&b_id, 6), "bobby"]), json!({"ok": true}));
+    assert_eq!(a.lines(&["names"]), vec![json!({"id": b_id, "petname": "bobby", "name": "bob"})]);
+    assert_eq!(a.json(&["profile", "show", "Bobby"])["id"], b_id.as_str());
+    assert_eq!(a.json(&["mute", "bobby"]), json!({"ok": true}));
+    assert_eq!(a.lines(&["blocked"]), vec![json!({"id": b_id, "blocked": false, "muted": true})]);
+    assert_eq!(a.json(&["unmute", "@bobby"]), json!({"ok": true}));
+    // One petname names one person; bad petnames are refused with the reason.
+    let err = json_error(&a, &["name", &c_id, "BOBBY"]);
+    assert!(err.contains("already your petname"), "{err}");
+    let err = json_error(&a, &["name", &c_id, "two words"]);
+    assert!(err.contains("one word"), "{err}");
+    assert_eq!(a.json(&["name", &c_id, "other-bob"]), json!({"ok": true}));
+    // With petnames, profile names stay ambiguous; petnames are not.
+    assert_eq!(a.json(&["profile", "show", "other-bob"])["id"], c_id.as_str());
+    assert_eq!(a.json(&["name", "other-bob", "--remove"]), json!({"ok": true}));
+    assert_eq!(a.lines(&["names"]).len(), 1);
+    let err = json_error(&a, &["profile", "show", "other-bob"]);
+    assert!(err.contains("no known person"), "{err}");
+
+    // Record ids by a unique prefix of at least 8 hex digits.
+    let p = b.json(&["post", "a post to react to"])["id"].as_str().unwrap().to_owned();
+    eventually(DEADLINE, "alice to have bob's post", || {
+        a.lines(&["feed", "--author", "bobby"]).iter().any(|i| i["id"] == p.as_str()).then_some(())
+    });
+    let reaction = a.json(&["react", &p[..8], "👍"]);
+    assert_eq!(reaction["id"].as_str().unwrap().len(), 64);
+    let thread = a.lines(&["thread", &p[..12].to_uppercase()]);
+    assert_eq!(thread[0]["id"], p.as_str());
+    let err = json_error(&a, &["react", &p[..7], "👍"]);
+    assert!(err.contains("at least 8"), "{err}");
+    let err = json_error(&a, &["thread", "0000000000"]);
+    assert!(err.contains("unknown record"), "{err}");
+    let err = json_error(&a, &["thread", "not-hex"]);
+    assert!(err.contains("not-hex"), "{err}");
+
+    // Every failure with --json is one JSON object on stderr, usage errors included
+    // (exit status 2 for those, as before).
+    let out = a.run(&["--json", "feed", "--limit", "many"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("many"), "{v}");
+    // Without --json: one line starting with "kith: ".
+    let out = a.run(&["follow", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("kith: ") && stderr.trim().lines().count() == 1, "{stderr}");
+}
