@@ -47,14 +47,14 @@ pub fn check_petname(text: &str) -> Result<&str, PetnameError> {
     if name.is_empty() {
         return Err(PetnameError::Empty);
     }
+    if name.parse::<kith_protocol::AuthorId>().is_ok() {
+        return Err(PetnameError::LooksLikeId);
+    }
     if name.chars().count() > MAX_PETNAME_CHARS {
         return Err(PetnameError::TooLong);
     }
     if let Some(c) = name.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
         return Err(PetnameError::BadChar(c));
-    }
-    if name.parse::<kith_protocol::AuthorId>().is_ok() {
-        return Err(PetnameError::LooksLikeId);
     }
     Ok(name)
 }

@@ -41,7 +41,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Makes a home (`kith init`) and starts `kith daemon` on 127.0.0.1 with mDNS off;
-    /// waits until it answers `kith id`.
+    /// waits until it answers `kith status`.
     pub fn start(name: &str) -> Self {
         let args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
         Self::start_with(name, &[], &args)
@@ -89,7 +89,8 @@ impl Daemon {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if self.run(&["--json", "id"]).status.success() {
+            // `kith id` answers without a daemon too; `status` needs the daemon.
+            if self.run(&["--json", "status"]).status.success() {
                 return;
             }
             if let Some(child) = self.child.as_mut() {

@@ -164,7 +164,9 @@ fn messages_need_a_mutual_connection() {
     });
 
     let stderr = c.fail(&["msg", "send", &a_id, "hello?"]);
-    assert!(stderr.starts_with("kith: "), "stderr: {stderr}");
+    // With --json the reason is one JSON object.
+    let reason: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert!(reason["error"].is_string(), "stderr: {stderr}");
     assert!(stderr.contains("not a mutual connection"), "stderr: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
 

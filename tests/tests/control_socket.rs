@@ -352,7 +352,7 @@ impl TracedDaemon {
             .unwrap();
         let d = Self { home, log, child, _dir: dir };
         let end = Instant::now() + Duration::from_secs(30);
-        while !d.run(&["id"]).status.success() {
+        while !d.run(&["status"]).status.success() {
             assert!(Instant::now() < end, "traced daemon not ready");
             std::thread::sleep(Duration::from_millis(50));
         }
