@@ -9,8 +9,8 @@
 
 use kith_node::{
     api::{
-        FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry, NotificationEntry,
-        PeerEntry, Profile, Response, Status, ThreadEntry,
+        FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry, NotificationEntry, PeerEntry,
+        Profile, Response, Status, ThreadEntry,
     },
     text,
 };

@@ -143,18 +143,8 @@ impl<'a> Resolver<'a> {
     /// `Name 12D3KooW...` (or the petname, or the id alone) for candidate lists.
     fn person_label(&self, who: &AuthorId) -> String {
         let name = self.store.petname(who).ok().flatten().or_else(|| {
-            self.store.display_name(who).ok().flatten().map(|n| {
-                // Visible in a one-line error, whatever the name holds.
-                n.chars()
-                    .map(|c| {
-                        if is_invisible(c) || c.is_control() {
-                            format!("<U+{:04X}>", c as u32)
-                        } else {
-                            c.to_string()
-                        }
-                    })
-                    .collect::<String>()
-            })
+            // Visible in a one-line error, whatever the name holds.
+            self.store.display_name(who).ok().flatten().map(|n| crate::text::name(&n).into_owned())
         });
         match name {
             Some(n) => format!("{n:?} {who}"),

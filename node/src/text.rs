@@ -220,7 +220,7 @@ fn is_bidi_control(c: char) -> bool {
 
 /// Code points that print as nothing (or as blank space that is not a space): the
 /// Unicode default-ignorable code points, bidi marks, and the Hangul fillers.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{ad}'
