@@ -43,6 +43,19 @@ pub(crate) enum Command {
         #[arg(long, value_name = "WHO", num_args = 0..=1, default_missing_value = "friends",
               require_equals = true)]
         relay: Option<String>,
+        /// Serve the web interface on this loopback address (port 0: any free port).
+        /// Default: 127.0.0.1:7780, or a free port when that one is taken.
+        #[arg(long, value_name = "ADDR", conflicts_with = "no_web")]
+        web: Option<String>,
+        /// Do not serve the web interface.
+        #[arg(long)]
+        no_web: bool,
+    },
+    /// Print the address of the node's web interface with a fresh one-time sign-in token.
+    Web {
+        /// Also open it in the default browser.
+        #[arg(long)]
+        open: bool,
     },
     /// Show own id and listen addresses.
     Id,

@@ -5,9 +5,13 @@ use kith_node::{
     config::{Config, Overrides},
     control,
     home::Home,
+    web::{self, Web},
     Node,
 };
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
 
 pub(crate) async fn run(home: Home, overrides: Overrides) -> Result<()> {
     home.ensure_dir()?;
@@ -15,6 +19,13 @@ pub(crate) async fn run(home: Home, overrides: Overrides) -> Result<()> {
     let socket = home.socket_path();
     // Refuse early, before touching the store, if a daemon already serves this home.
     let listener = control::bind(&socket).await?;
+    let web_listener = match web::bind(config.web).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e.into());
+        }
+    };
     let (keypair, created) = home.load_or_create_identity()?;
     if created {
         tracing::info!(id = %keypair.id(), "created a new identity");
@@ -30,6 +41,19 @@ pub(crate) async fn run(home: Home, overrides: Overrides) -> Result<()> {
     for addr in node.listen_addrs() {
         tracing::info!(%addr, "listening");
     }
+    let (stopping, stopped) = watch::channel(false);
+    let wait_stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut web_task = None;
+    let mut web = None;
+    if let Some(listener) = web_listener {
+        let addr = listener.local_addr().context("web interface address")?;
+        let handle = Web::new(node.clone(), addr);
+        tracing::info!(url = %handle.origin(), "web interface (kith web prints a sign-in address)");
+        web_task = Some(tokio::spawn(handle.clone().serve(listener, wait_stop(stopped.clone()))));
+        web = Some(handle);
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let stop = async move {
@@ -37,8 +61,12 @@ pub(crate) async fn run(home: Home, overrides: Overrides) -> Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        stopping.send_replace(true);
     };
-    control::serve(listener, socket, node.clone(), stop).await;
+    control::serve(listener, socket, node.clone(), web, stop).await;
+    if let Some(task) = web_task {
+        let _ = task.await;
+    }
     node.shutdown().await.context("flushing the store")?;
     tasks.join().await;
     tracing::info!("stopped");

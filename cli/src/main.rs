@@ -100,6 +100,7 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Msg { command: MsgCommand::Thread { id, limit } } => {
             (Request::MsgThread { peer: id, limit }, "")
         }
+        Command::Web { .. } => (Request::Web, ""),
         Command::Init { .. } | Command::Daemon { .. } => bail!("not a client command"),
     })
 }
@@ -187,6 +188,34 @@ async fn client(home: &Home, explicit_home: bool, command: Command, json: bool) 
     Ok(())
 }
 
+/// `kith web [--open]`: a fresh sign-in address; with `--open`, in the default browser.
+async fn web(home: &Home, explicit_home: bool, open: bool, json: bool) -> Result<()> {
+    let mut conn = connect(home, explicit_home).await?;
+    let url = match conn.call(&Request::Web).await? {
+        Response::WebUrl { url } => url,
+        Response::Error { message } => bail!(message),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    if json {
+        output::out!("{}", serde_json::json!({"url": url}));
+    } else {
+        output::out!("{url}");
+    }
+    if open {
+        let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        let launched = std::process::Command::new(opener)
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = launched {
+            bail!("cannot open a browser ({opener}: {e}); open the address above by hand");
+        }
+    }
+    Ok(())
+}
+
 /// `kith sync`: a progress bar on stderr while peers are synced, then the summary.
 async fn sync(conn: &mut control::Client, json: bool) -> Result<()> {
     conn.send(&Request::Sync).await?;
@@ -228,10 +257,11 @@ async fn run(cli: Cli) -> Result<()> {
     });
     match cli.command {
         Command::Init { name } => init(&home, name, cli.json),
-        Command::Daemon { listen, bootstrap, no_mdns, relay } => {
+        Command::Daemon { listen, bootstrap, no_mdns, relay, web, no_web } => {
             init_tracing();
-            daemon::run(home, Overrides { listen, bootstrap, no_mdns, relay }).await
+            daemon::run(home, Overrides { listen, bootstrap, no_mdns, relay, web, no_web }).await
         }
+        Command::Web { open } => web(&home, explicit_home, open, cli.json).await,
         command => client(&home, explicit_home, command, cli.json).await,
     }
 }

@@ -474,6 +474,13 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         }
         Response::SyncProgress { .. } => {}
         Response::Thread { messages } => thread(messages, json),
+        Response::WebUrl { url } => {
+            if json {
+                line(&json!({"url": url}));
+            } else {
+                out!("{url}");
+            }
+        }
         // Errors are handled by the caller.
         Response::Error { message } => eprintln!("kith: {}", text::line(message)),
     }

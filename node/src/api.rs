@@ -160,6 +160,8 @@ pub enum Request {
         /// At most this many (the latest).
         limit: Option<usize>,
     },
+    /// A fresh one-time sign-in address of the daemon's local web interface.
+    Web,
 }
 
 /// One conversation in the inbox.
@@ -537,6 +539,11 @@ pub enum Response {
         fetched: u64,
         /// Peers synced with.
         peers: usize,
+    },
+    /// The web interface's sign-in address (`kith web`).
+    WebUrl {
+        /// `http://127.0.0.1:PORT/login?token=...`, good once, for an hour.
+        url: String,
     },
     /// The request failed.
     Error {

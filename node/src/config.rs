@@ -1,7 +1,7 @@
 //! Node configuration, built in layers: defaults, then the home's `config.toml`, then
 //! command-line flags. A bad value is an error naming the field.
 
-use std::{fs, io, path::Path};
+use std::{fs, io, net::SocketAddr, path::Path};
 
 use libp2p::Multiaddr;
 
@@ -48,6 +48,7 @@ struct FileConfig {
     name: Option<String>,
     relay: Option<String>,
     store_cache_mb: Option<u64>,
+    web: Option<String>,
 }
 
 /// Values given on the command line; `None` / empty means "not given".
@@ -61,7 +62,25 @@ pub struct Overrides {
     pub no_mdns: bool,
     /// `--relay[=friends|open|off]`.
     pub relay: Option<String>,
+    /// `--web ADDR`.
+    pub web: Option<String>,
+    /// `--no-web`.
+    pub no_web: bool,
 }
+
+/// Where the local web interface listens (`web` in the file, `--web`, `--no-web`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebSetting {
+    /// No web interface.
+    Off,
+    /// `127.0.0.1` on [`DEFAULT_WEB_PORT`], or a free port when that one is taken.
+    Default,
+    /// Exactly this loopback address (port 0: one the OS picks).
+    At(SocketAddr),
+}
+
+/// The web interface's port when none is configured.
+pub const DEFAULT_WEB_PORT: u16 = 7780;
 
 /// The validated configuration of a node.
 #[derive(Debug, Clone)]
@@ -79,6 +98,8 @@ pub struct Config {
     pub relay: RelayMode,
     /// The store's in-memory cache, MiB (`store_cache_mb`, default 32).
     pub store_cache_mb: u64,
+    /// The local web interface.
+    pub web: WebSetting,
 }
 
 /// Default of [`Config::store_cache_mb`].
@@ -105,6 +126,27 @@ pub fn default_listen() -> Vec<Multiaddr> {
         .iter()
         .filter_map(|a| a.parse().ok())
         .collect()
+}
+
+/// `"off"`, or a loopback `IP:PORT`: the web interface has no TLS and must not be
+/// reachable from other machines.
+fn parse_web(field: &'static str, value: &str) -> Result<WebSetting, ConfigError> {
+    if value == "off" {
+        return Ok(WebSetting::Off);
+    }
+    let addr: SocketAddr = value.parse().map_err(|_| ConfigError::Invalid {
+        field,
+        message: format!(
+            "{value:?}: expected \"off\" or a loopback address like 127.0.0.1:{DEFAULT_WEB_PORT}"
+        ),
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(ConfigError::Invalid {
+            field,
+            message: format!("{value:?}: the web interface listens on loopback addresses only"),
+        });
+    }
+    Ok(WebSetting::At(addr))
 }
 
 fn parse_addrs(field: &'static str, values: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
@@ -162,7 +204,13 @@ impl Config {
                 message: format!("{store_cache_mb}: expected 1 to {MAX_STORE_CACHE_MB} (MiB)"),
             });
         }
-        Ok(Self { listen, bootstrap, mdns, name: file.name, relay, store_cache_mb })
+        let web = match (overrides.no_web, &overrides.web, &file.web) {
+            (true, _, _) => WebSetting::Off,
+            (false, Some(flag), _) => parse_web("--web", flag)?,
+            (false, None, Some(value)) => parse_web("web", value)?,
+            (false, None, None) => WebSetting::Default,
+        };
+        Ok(Self { listen, bootstrap, mdns, name: file.name, relay, store_cache_mb, web })
     }
 
     /// Writes a config file holding `name` (used by `kith init`).
@@ -179,7 +227,10 @@ impl Config {
              # \"friends\" (mutual connections only) or \"open\". Default \"off\".\n\
              # relay = \"friends\"\n\
              # Memory for the store's cache, MiB (default 32).\n\
-             # store_cache_mb = 32\n",
+             # store_cache_mb = 32\n\
+             # The local web interface (kith web prints its address): a loopback address,\n\
+             # or \"off\". Default 127.0.0.1:7780, or a free port when that one is taken.\n\
+             # web = \"127.0.0.1:7780\"\n",
         );
         if let Some(name) = name {
             let quoted = toml::Value::String(name.to_owned()).to_string();
@@ -256,5 +307,31 @@ mod tests {
         fs::write(&path, "relay = \"maybe\"\n").unwrap();
         let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
         assert!(e.starts_with("relay:"), "{e}");
+    }
+
+    #[test]
+    fn web_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let load = |o: &Overrides| Config::load(&path, o).map(|c| c.web);
+        assert_eq!(load(&Overrides::default()).unwrap(), WebSetting::Default);
+        fs::write(&path, "web = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(
+            load(&Overrides::default()).unwrap(),
+            WebSetting::At("127.0.0.1:9000".parse().unwrap())
+        );
+        let flag = Overrides { web: Some("[::1]:0".into()), ..Default::default() };
+        assert_eq!(load(&flag).unwrap(), WebSetting::At("[::1]:0".parse().unwrap()));
+        let off = Overrides { no_web: true, web: Some("127.0.0.1:1".into()), ..flag };
+        assert_eq!(load(&off).unwrap(), WebSetting::Off);
+        fs::write(&path, "web = \"off\"\n").unwrap();
+        assert_eq!(load(&Overrides::default()).unwrap(), WebSetting::Off);
+        for bad in ["0.0.0.0:80", "192.0.2.1:7780", "localhost", "127.0.0.1"] {
+            fs::write(&path, format!("web = \"{bad}\"\n")).unwrap();
+            let e = load(&Overrides::default()).unwrap_err().to_string();
+            assert!(e.starts_with("web:"), "{bad}: {e}");
+        }
+        let e = load(&Overrides { web: Some("10.0.0.1:1".into()), ..Default::default() });
+        assert!(e.unwrap_err().to_string().starts_with("--web:"));
     }
 }

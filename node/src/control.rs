@@ -19,6 +19,7 @@ use tokio::{
 use crate::{
     api::{Request, Response},
     node::Node,
+    web::Web,
 };
 
 /// Largest request frame the daemon reads (bytes).
@@ -102,11 +103,12 @@ fn home_of(socket: &Path) -> String {
     socket.parent().map(|p| p.display().to_string()).unwrap_or_default()
 }
 
-/// Serves control connections until `shutdown` resolves.
+/// Serves control connections until `shutdown` resolves; `web` answers `kith web`.
 pub async fn serve(
     listener: UnixListener,
     socket: PathBuf,
     node: Node,
+    web: Option<Web>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let owner = fs::metadata(&socket).map(|m| m.uid()).ok();
@@ -117,8 +119,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let node = node.clone();
+                    let web = web.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = serve_connection(stream, node, owner).await {
+                        if let Err(error) = serve_connection(stream, node, web, owner).await {
                             tracing::debug!(%error, "control connection ended");
                         }
                     });
@@ -137,6 +140,7 @@ fn error(message: impl Into<String>) -> Response {
 async fn serve_connection(
     mut stream: UnixStream,
     node: Node,
+    web: Option<Web>,
     owner: Option<u32>,
 ) -> Result<(), ControlError> {
     let caller = stream.peer_cred().ok().map(|c| c.uid());
@@ -168,6 +172,14 @@ async fn serve_connection(
                 continue;
             }
         };
+        if let (Request::Web, Some(web)) = (&request, &web) {
+            let response = match web.login_url() {
+                Ok(url) => Response::WebUrl { url },
+                Err(e) => error(format!("cannot make a sign-in token: {e}")),
+            };
+            write_frame(&mut stream, &response).await?;
+            continue;
+        }
         if let Request::Sync = &request {
             stream_sync(&mut stream, &node).await?;
             continue;

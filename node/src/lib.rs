@@ -8,7 +8,8 @@
 //! - [`home`] and [`config`]: the home folder and layered configuration;
 //! - [`text`]: network text made safe for terminals and pages;
 //! - [`names`] and [`resolve`]: what people are called, and finding people and records
-//!   by what a person types.
+//!   by what a person types;
+//! - [`web`]: the local web interface, a client of the node like the control socket.
 //!
 //! A daemon is `Node::start` plus `control::serve`; tests use `Node::handle` in-process.
 
@@ -24,5 +25,6 @@ pub mod node;
 pub mod resolve;
 pub mod store;
 pub mod text;
+pub mod web;
 
 pub use node::{Node, NodeError, NodeTasks};

@@ -162,6 +162,7 @@ impl TestNode {
             name: None,
             relay: kith_node::net::RelayMode::Off,
             store_cache_mb,
+            web: kith_node::config::WebSetting::Off,
         };
         // After a stop, background tasks of the old node may hold the store for a moment
         // (a request in flight ends as soon as it sees the network is gone).

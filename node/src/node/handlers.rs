@@ -106,6 +106,10 @@ impl Node {
             Request::MsgThread { peer, limit } => self.msg_thread(&peer, limit).await,
             Request::Name { id, petname } => self.name(&id, petname.as_deref()).await,
             Request::Names => self.names(),
+            // The daemon's control socket answers this when its web interface runs.
+            Request::Web => Err("the web interface is off (the daemon runs with --no-web, \
+                                 or web = \"off\" in config.toml)"
+                .into()),
         }
     }
 

@@ -1,0 +1,330 @@
+//! What the templates show, made from control API replies. Every piece of text that came
+//! from the network passes through [`clean`] here; the templates then escape it.
+
+use std::collections::HashMap;
+
+use kith_protocol::{AuthorId, Tag};
+
+use crate::{
+    api::{FeedItem, Request, Response, ThreadEntry},
+    node::Node,
+};
+
+/// How many characters of an id's end are shown beside a name, as the CLI does.
+const ID_TAIL: usize = 6;
+
+/// Text from the network as it may be shown: without control characters (but newlines
+/// and tabs) and without the invisible marks that reorder or hide text.
+pub(super) fn clean(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            let invisible = matches!(c,
+                '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
+                | '\u{feff}' | '\u{fff9}'..='\u{fffb}');
+            (c == '\n' || c == '\t' || !c.is_control()) && !invisible
+        })
+        .collect()
+}
+
+/// The end of an id, shown after `…` so that two people with one name differ.
+pub(super) fn id_tail(id: &str) -> &str {
+    id.get(id.len().saturating_sub(ID_TAIL)..).unwrap_or(id)
+}
+
+/// A person as pages show them: a name when one is known, and always the id's tail.
+#[derive(Debug, Clone)]
+pub(super) struct Who {
+    pub(super) id: String,
+    /// The name to show (cleaned), or `None`.
+    pub(super) name: Option<String>,
+    pub(super) tail: String,
+}
+
+impl Who {
+    pub(super) fn new(id: &str, name: Option<&str>) -> Self {
+        let name = name.map(|n| clean(n).trim().to_owned()).filter(|n| !n.is_empty());
+        Self { id: id.to_owned(), tail: id_tail(id).to_owned(), name }
+    }
+
+    /// The name, or `…tail` when none is known (for titles and labels).
+    pub(super) fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("…{}", self.tail),
+        }
+    }
+}
+
+/// Names of people, asked of the node once per page.
+pub(super) struct Names<'n> {
+    node: &'n Node,
+    known: HashMap<String, Option<String>>,
+}
+
+impl<'n> Names<'n> {
+    pub(super) fn new(node: &'n Node) -> Self {
+        Self { node, known: HashMap::new() }
+    }
+
+    /// Remembers a name the API already gave.
+    pub(super) fn note(&mut self, id: &str, name: Option<&str>) {
+        if name.is_some() || !self.known.contains_key(id) {
+            self.known.insert(id.to_owned(), name.map(str::to_owned));
+        }
+    }
+
+    pub(super) async fn who(&mut self, id: &str) -> Who {
+        if let Some(name) = self.known.get(id) {
+            return Who::new(id, name.as_deref());
+        }
+        let name = match self.node.handle(Request::ProfileShow { id: Some(id.to_owned()) }).await {
+            Response::Profile(p) => p.name,
+            _ => None,
+        };
+        self.known.insert(id.to_owned(), name.clone());
+        Who::new(id, name.as_deref())
+    }
+}
+
+/// A moment, for `<time>`: ISO 8601 (UTC) and a short form relative to now.
+#[derive(Debug, Clone)]
+pub(super) struct When {
+    pub(super) iso: String,
+    pub(super) short: String,
+}
+
+impl When {
+    pub(super) fn at(ms: u64, now_ms: u64) -> Self {
+        let (date, time) = civil(ms);
+        let iso = format!("{date}T{time}Z");
+        let ago = now_ms.saturating_sub(ms) / 1000;
+        let short = match ago {
+            _ if ms > now_ms + 60_000 => format!("{date} {time}"),
+            0..=59 => "now".to_owned(),
+            60..=3599 => format!("{} min", ago / 60),
+            3600..=86_399 => format!("{} h", ago / 3600),
+            86_400..=604_799 => format!("{} d", ago / 86_400),
+            _ => date,
+        };
+        Self { iso, short }
+    }
+}
+
+/// `YYYY-MM-DD` and `HH:MM` (UTC) of a time in ms since the epoch (days to civil date as
+/// in Howard Hinnant's `civil_from_days`).
+fn civil(ms: u64) -> (String, String) {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (format!("{year:04}-{month:02}-{day:02}"), format!("{:02}:{:02}", rem / 3600, rem % 3600 / 60))
+}
+
+/// A piece of a post's text.
+#[derive(Debug, Clone)]
+pub(super) enum Seg {
+    Text(String),
+    Tag(String),
+    Mention(Who),
+}
+
+/// Splits cleaned text into plain runs, `#tags` and `@mentions` (as the protocol parses
+/// them), so that pages can link the last two.
+pub(super) fn segments(text: &str) -> Vec<RawSeg> {
+    let mut out = Vec::new();
+    let mut plain = String::new();
+    let mut rest = text;
+    let mut prev: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        let after = &rest[c.len_utf8()..];
+        let word_start =
+            prev.is_none_or(|p| !(p.is_alphanumeric() || p == '_' || p == '#' || p == '@'));
+        if word_start && (c == '#' || c == '@') {
+            let word_len: usize = if c == '#' {
+                after
+                    .chars()
+                    .take_while(|d| d.is_alphanumeric() || *d == '_')
+                    .map(char::len_utf8)
+                    .sum()
+            } else {
+                after.chars().take_while(char::is_ascii_alphanumeric).map(char::len_utf8).sum()
+            };
+            let word = &after[..word_len];
+            let found = if c == '#' {
+                Tag::parse(word).ok().map(|t| RawSeg::Tag(t.to_string()))
+            } else {
+                word.parse::<AuthorId>().ok().map(|id| RawSeg::Mention(id.to_string()))
+            };
+            if let Some(seg) = found {
+                if !plain.is_empty() {
+                    out.push(RawSeg::Text(std::mem::take(&mut plain)));
+                }
+                out.push(seg);
+                prev = word.chars().last();
+                rest = &after[word_len..];
+                continue;
+            }
+        }
+        plain.push(c);
+        prev = Some(c);
+        rest = after;
+    }
+    if !plain.is_empty() {
+        out.push(RawSeg::Text(plain));
+    }
+    out
+}
+
+/// A segment before mentions are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RawSeg {
+    Text(String),
+    Tag(String),
+    Mention(String),
+}
+
+/// The text of a post, cleaned and split, with mentions named.
+pub(super) async fn body(text: &str, names: &mut Names<'_>) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for seg in segments(&clean(text)) {
+        out.push(match seg {
+            RawSeg::Text(t) => Seg::Text(t),
+            RawSeg::Tag(t) => Seg::Tag(t),
+            RawSeg::Mention(id) => Seg::Mention(names.who(&id).await),
+        });
+    }
+    out
+}
+
+/// A post as a card: in feeds, on a person's page, in a thread.
+#[derive(Debug, Clone)]
+pub(super) struct PostView {
+    pub(super) id: String,
+    pub(super) author: Who,
+    pub(super) reposted_by: Option<Who>,
+    pub(super) when: When,
+    /// Sort key for live insertion (timestamp, zero-padded).
+    pub(super) key: String,
+    pub(super) body: Vec<Seg>,
+    pub(super) reply_to: Option<String>,
+    pub(super) reactions: Vec<(String, u64)>,
+    pub(super) mine: bool,
+    /// Depth in a thread (0 elsewhere), at most [`MAX_INDENT`].
+    pub(super) depth: usize,
+    /// Why the last action on this post failed.
+    pub(super) error: Option<String>,
+}
+
+/// Deepest indentation of a reply in a thread.
+const MAX_INDENT: usize = 6;
+
+impl PostView {
+    pub(super) async fn of_feed(
+        item: &FeedItem,
+        me: &str,
+        now: u64,
+        names: &mut Names<'_>,
+    ) -> Self {
+        names.note(&item.author, item.author_name.as_deref());
+        let reposted_by = match &item.reposted_by {
+            Some(id) => Some(names.who(id).await),
+            None => None,
+        };
+        Self {
+            id: item.id.clone(),
+            author: names.who(&item.author).await,
+            reposted_by,
+            when: When::at(item.timestamp, now),
+            key: format!("{:016}", item.timestamp),
+            body: body(&item.text, names).await,
+            reply_to: item.reply_to.clone(),
+            reactions: clean_reactions(&item.reactions),
+            mine: item.author == me,
+            depth: 0,
+            error: None,
+        }
+    }
+
+    pub(super) async fn of_thread(
+        entry: &ThreadEntry,
+        me: &str,
+        now: u64,
+        names: &mut Names<'_>,
+    ) -> Self {
+        names.note(&entry.author, entry.author_name.as_deref());
+        Self {
+            id: entry.id.clone(),
+            author: names.who(&entry.author).await,
+            reposted_by: None,
+            when: When::at(entry.timestamp, now),
+            key: format!("{:016}", entry.timestamp),
+            body: body(&entry.text, names).await,
+            reply_to: entry.parent.clone(),
+            reactions: clean_reactions(&entry.reactions),
+            mine: entry.author == me,
+            depth: entry.depth.min(MAX_INDENT),
+            error: None,
+        }
+    }
+}
+
+/// Reactions as shown: cleaned, most frequent first, at most a handful.
+fn clean_reactions(reactions: &std::collections::BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = reactions
+        .iter()
+        .map(|(emoji, n)| (clean(emoji).chars().take(8).collect::<String>(), *n))
+        .filter(|(emoji, _)| !emoji.trim().is_empty())
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(8);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_strips_controls_and_invisible_marks() {
+        assert_eq!(clean("a\u{1b}[31mred\u{7}\r\nb\tc"), "a[31mred\nb\tc");
+        assert_eq!(clean("evil\u{202e}txt.exe\u{200b}"), "eviltxt.exe");
+        assert_eq!(clean("<b>ok</b> é 👍"), "<b>ok</b> é 👍");
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(civil(0), ("1970-01-01".into(), "00:00".into()));
+        // 2024-02-29 13:05:00 UTC
+        assert_eq!(civil(1_709_211_900_000), ("2024-02-29".into(), "13:05".into()));
+        let now = 1_709_211_900_000;
+        assert_eq!(When::at(now - 5_000, now).short, "now");
+        assert_eq!(When::at(now - 180_000, now).short, "3 min");
+        assert_eq!(When::at(now - 8 * 86_400_000, now).short, "2024-02-21");
+        assert_eq!(When::at(now, now).iso, "2024-02-29T13:05Z");
+    }
+
+    #[test]
+    fn segments_find_tags_and_mentions() {
+        let id = kith_protocol::Keypair::from_secret_bytes(&[3; 32]).id().to_string();
+        let text = format!("hi #Rust and @{id}! a#b mail@x #");
+        assert_eq!(
+            segments(&text),
+            vec![
+                RawSeg::Text("hi ".into()),
+                RawSeg::Tag("rust".into()),
+                RawSeg::Text(" and ".into()),
+                RawSeg::Mention(id),
+                RawSeg::Text("! a#b mail@x #".into()),
+            ]
+        );
+        assert_eq!(segments("<script>"), vec![RawSeg::Text("<script>".into())]);
+    }
+}
