@@ -7,7 +7,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Redirect, Response},
     Extension, Form,
 };
@@ -94,7 +94,13 @@ pub(super) async fn post(
         Ok(_) => Posted { chrome, card: None, error: None },
         Err(e) => Posted { chrome, card: None, error: Some(e) },
     };
-    html(StatusCode::OK, &page)
+    let done = page.error.is_none();
+    let mut response = html(StatusCode::OK, &page);
+    if done {
+        // app.js empties the compose box on this event.
+        response.headers_mut().insert("hx-trigger", HeaderValue::from_static("kith:posted"));
+    }
+    response
 }
 
 /// One post's card, fresh from the node (`in_thread`: indented as in its conversation).

@@ -1,0 +1,251 @@
+//! The web interface of real `kith daemon` processes: its security checks over raw HTTP,
+//! then a real browser (headless Chromium driven by Selenium, `tests/web/browser.py`)
+//! using the pages as a person would, which also takes the screenshots in
+//! `docs/screenshots/`.
+//!
+//! The browser test needs Debian's `chromium`, `chromium-driver` and `python3-selenium`
+//! (`.ci/run` installs them). Without them it fails when `CI` is set and is skipped (with
+//! a note) otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use kith_tests::cli::{befriend, eventually, Daemon};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A daemon on loopback with its web interface on a port the OS picks.
+fn daemon(name: &str) -> Daemon {
+    let args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--web", "127.0.0.1:0"];
+    Daemon::start_with(name, &[], &args)
+}
+
+/// An HTTP reply: status, headers (lower-case names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:PORT`) with `headers` as given (Host
+/// included), over a fresh connection.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    // A server may answer (and close) before it reads a body it refuses.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply { status, headers, body: body.to_owned() }
+}
+
+/// `kith web` of `d`: the address (`127.0.0.1:PORT`) and the sign-in path with token.
+fn sign_in_url(d: &Daemon) -> (String, String) {
+    let url = d.json(&["web"])["url"].as_str().unwrap().to_owned();
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap();
+    (addr.to_owned(), format!("/{path}"))
+}
+
+fn feed_has(d: &Daemon, text: &str) -> bool {
+    d.lines(&["feed", "--limit", "100"]).iter().any(|i| i["text"] == text)
+}
+
+#[test]
+fn security_checks_over_http() {
+    let alice = daemon("alice");
+    let (addr, login) = sign_in_url(&alice);
+    let host = addr.as_str();
+    let origin = format!("http://{addr}");
+
+    // No session: refused, and told how to sign in. A made-up token: refused.
+    let r = http(&addr, "GET", "/", &[("Host", host)], b"");
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("kith web"), "{}", r.body);
+    let r =
+        http(&addr, "GET", &format!("/login?token={}", "ab".repeat(32)), &[("Host", host)], b"");
+    assert_eq!(r.status, 401);
+
+    // A foreign Host is refused even with a valid token: it must not be used up.
+    let r =
+        http(&addr, "GET", &login, &[("Host", &format!("attacker.example:{}", port(&addr)))], b"");
+    assert_eq!(r.status, 421);
+    assert!(r.header("set-cookie").is_none());
+
+    // The token becomes an HttpOnly, SameSite=Strict cookie, once.
+    let r = http(&addr, "GET", &login, &[("Host", host)], b"");
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/"));
+    let set_cookie = r.header("set-cookie").unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert_eq!(http(&addr, "GET", &login, &[("Host", host)], b"").status, 401, "token reused");
+
+    // With the cookie: the page, with a strict CSP and no CORS.
+    let signed_in = [("Host", host), ("Cookie", cookie.as_str())];
+    let r = http(&addr, "GET", "/", &signed_in, b"");
+    assert_eq!(r.status, 200);
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(r.headers.iter().all(|(n, _)| !n.starts_with("access-control-")));
+    assert!(!r.body.contains("<script>"), "inline script in the page");
+    let csrf = r.body.split("name=\"csrf\" value=\"").nth(1).unwrap()[..64].to_owned();
+    // ...but not under another Host, cookie or not.
+    let r = http(
+        &addr,
+        "GET",
+        "/",
+        &[("Host", "localhost.attacker.example"), ("Cookie", &cookie)],
+        b"",
+    );
+    assert_eq!(r.status, 421);
+    let r =
+        http(&addr, "OPTIONS", "/post", &[("Host", host), ("Origin", "http://evil.example")], b"");
+    assert!(r.headers.iter().all(|(n, _)| !n.starts_with("access-control-")));
+
+    // State changes: the right Origin and CSRF token, both, or refused.
+    let post = |origin: Option<&str>, csrf: &str, text: &str| {
+        let body = format!("csrf={csrf}&text={text}");
+        let mut headers = vec![
+            ("Host", host),
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(o) = origin {
+            headers.push(("Origin", o));
+        }
+        http(&addr, "POST", "/post", &headers, body.as_bytes())
+    };
+    assert_eq!(post(Some("http://evil.example"), &csrf, "evil+origin").status, 403);
+    assert_eq!(post(Some("null"), &csrf, "null+origin").status, 403);
+    assert_eq!(post(None, &csrf, "no+origin").status, 403);
+    assert_eq!(post(Some(&origin), &"0".repeat(64), "bad+csrf").status, 403);
+    assert_eq!(post(Some(&origin), "", "no+csrf").status, 403);
+    let r = post(Some(&origin), &csrf, &"x".repeat(70 * 1024));
+    assert_eq!(r.status, 413, "an oversized body");
+    let r = post(Some(&origin), &csrf, "from+the+web+%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(feed_has(&alice, "from the web <script>alert(1)</script>"));
+    for text in ["evil origin", "null origin", "no origin", "bad csrf", "no csrf"] {
+        assert!(!feed_has(&alice, text), "{text} was posted");
+    }
+    // The hostile text comes back escaped.
+    let r = http(&addr, "GET", "/", &signed_in, b"");
+    assert!(
+        r.body.contains("from the web &#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        r.body
+    );
+
+    // Signing out ends the session.
+    let out = [
+        ("Host", host),
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("X-Kith-Csrf", csrf.as_str()),
+    ];
+    assert_eq!(http(&addr, "POST", "/logout", &out, b"").status, 200);
+    assert_eq!(http(&addr, "GET", "/", &signed_in, b"").status, 401);
+}
+
+fn port(addr: &str) -> &str {
+    addr.rsplit(':').next().unwrap()
+}
+
+/// Whether Chromium, its driver and Selenium for `/usr/bin/python3` are installed.
+fn browser_missing() -> Option<String> {
+    for path in ["/usr/bin/chromium", "/usr/bin/chromedriver", "/usr/bin/python3"] {
+        if !Path::new(path).exists() {
+            return Some(format!("{path} is missing"));
+        }
+    }
+    let import = Command::new("/usr/bin/python3").args(["-c", "import selenium"]).output();
+    match import {
+        Ok(out) if out.status.success() => None,
+        _ => Some("/usr/bin/python3 cannot import selenium".into()),
+    }
+}
+
+#[test]
+fn in_a_real_browser() {
+    if let Some(missing) = browser_missing() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "browser test cannot run in CI: {missing} (apt-get install chromium chromium-driver python3-selenium)"
+        );
+        eprintln!("SKIPPED in_a_real_browser: {missing}; install chromium, chromium-driver, python3-selenium");
+        return;
+    }
+    let alice = daemon("Alice");
+    let bob = daemon("Bob");
+    let carol = daemon("Carol");
+    befriend(&alice, &bob, DEADLINE);
+    assert_eq!(carol.json(&["dial", &alice.addr()])["ok"], true);
+    bob.json(&["profile", "set", "--bio", "Walks, bikes and #p2p. Usually up early."]);
+    let morning = "Morning! Anyone up for a walk by the river? #outdoors";
+    bob.json(&["post", morning]);
+    carol.json(&["post", "Reading about gossip meshes today #kith"]);
+    eventually(DEADLINE, "bob's post at alice", || feed_has(&alice, morning).then_some(()));
+    // Live posts travel by gossip: wait until alice and bob share a mesh.
+    for d in [&alice, &bob] {
+        eventually(DEADLINE, &format!("{} in a gossip mesh", d.name), || {
+            (d.json(&["status"])["mesh_peers"].as_u64() >= Some(1)).then_some(())
+        });
+    }
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let screenshots = root.join("docs/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let config = serde_json::json!({
+        "kith": kith_tests::cli::kith_bin(),
+        "homes": { "alice": alice.home(), "bob": bob.home(), "carol": carol.home() },
+        "ids": { "alice": alice.id(), "bob": bob.id(), "carol": carol.id() },
+        "screenshots": screenshots,
+    });
+    let out = Command::new("/usr/bin/python3")
+        .arg(root.join("tests/web/browser.py"))
+        .arg(config.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}\n--- alice's daemon log ---\n{}",
+        alice.log()
+    );
+    println!("{stdout}");
+}

@@ -1,0 +1,283 @@
+"""Drives a node's web interface in headless Chromium, as a person would.
+
+Run by tests/tests/web.rs (part of `cargo test --workspace`), which starts the daemons
+and passes their homes and ids as one JSON argument:
+
+    /usr/bin/python3 tests/web/browser.py '{"kith": ..., "homes": {...}, "ids": {...},
+                                            "screenshots": "docs/screenshots"}'
+
+Alice uses the browser; Bob and Carol act through the command line. Every wait has a
+deadline. Exits non-zero with a reason on the first failed check. Screenshots of the main
+pages (light, dark, phone-sized) go to the folder given.
+"""
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+DEADLINE = float(os.environ.get("KITH_BROWSER_DEADLINE", "30"))
+CFG = json.loads(sys.argv[1])
+REBIND_HOST = "rebind.test"
+HOSTILE = ('<img src=x onerror="window.pwned=1;document.title=\'pwned\'">'
+           '<script>window.pwned=2</script> hostile <b onmouseover=alert(1)>bold</b>')
+
+
+def step(what):
+    print(f"--> {what}", flush=True)
+
+
+def kith(who, *args):
+    """`kith --home HOME --json ARGS`: the JSON objects it printed."""
+    out = subprocess.run([CFG["kith"], "--home", CFG["homes"][who], "--json", *args],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"kith {args} failed for {who}: {out.stderr.strip()}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def eventually(what, check):
+    end = time.monotonic() + DEADLINE
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {DEADLINE}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1000,900",
+                "--hide-scrollbars", "--force-device-scale-factor=1",
+                f"--host-resolver-rules=MAP {REBIND_HOST} 127.0.0.1",
+                "--user-data-dir=" + tempfile.mkdtemp(prefix="kith-chromium-")]:
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+class Page:
+    def __init__(self, driver):
+        self.d = driver
+
+    def wait(self, what, check):
+        try:
+            return WebDriverWait(self.d, DEADLINE, poll_frequency=0.1).until(lambda d: check())
+        except TimeoutException:
+            raise AssertionError(f"timed out after {DEADLINE}s waiting for {what} "
+                                 f"(at {self.d.current_url})") from None
+
+    def text(self):
+        return self.d.find_element(By.TAG_NAME, "body").text
+
+    def wait_text(self, text):
+        return self.wait(f"{text!r} on the page", lambda: text in self.text())
+
+    def card(self, text):
+        """The post card showing `text`."""
+        def find():
+            for card in self.d.find_elements(By.CSS_SELECTOR, "article.post"):
+                if text in card.text:
+                    return card
+            return None
+        return self.wait(f"a post card with {text!r}", find)
+
+    def console_errors(self):
+        return [e for e in self.d.get_log("browser") if e.get("level") == "SEVERE"
+                and "favicon" not in e.get("message", "")]
+
+    def shot(self, name, dark=False, phone=False):
+        folder = CFG.get("screenshots")
+        if not folder:
+            return
+        scheme = "dark" if dark else "light"
+        self.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+        if phone:
+            self.d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        time.sleep(0.3)  # let the page repaint with the new media; not a synchronisation
+        self.d.save_screenshot(os.path.join(folder, name + ".png"))
+        self.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        if phone:
+            self.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def feed_texts(who):
+    return [item["text"] for item in kith(who, "feed", "--limit", "100")]
+
+
+def attacker_site(target):
+    """A page on another origin (another port of 127.0.0.1: the same site, so the
+    SameSite cookie goes along) whose form posts to the node."""
+    page = f"""<!doctype html><title>attacker</title>
+<form method="post" action="{target}/post">
+<input type="hidden" name="text" value="cross-site post">
+<input type="hidden" name="csrf" value="{'0' * 64}">
+<button id="go">win a prize</button></form>""".encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main():
+    ids = CFG["ids"]
+    url = kith("alice", "web")[0]["url"]
+    origin = url.split("/login")[0]
+    port = origin.rsplit(":", 1)[1]
+    d = browser()
+    p = Page(d)
+    try:
+        step("without the token: refused")
+        d.get(origin + "/")
+        p.wait_text("kith web --open")
+        assert "Home" not in d.title, d.title
+
+        step("a foreign Host (DNS rebinding): refused")
+        d.get(f"http://{REBIND_HOST}:{port}/")
+        p.wait_text("answers only to its own address")
+
+        step("sign in with the token from kith web")
+        d.get(url)
+        p.wait("the home page", lambda: d.title.startswith("Home"))
+        assert "token" not in d.current_url, d.current_url
+        cookies = d.get_cookies()
+        session = [c for c in cookies if c["name"] == f"kith_{port}"]
+        assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Strict", cookies
+        step("the used token does not work again")
+        d.delete_all_cookies()
+        d.get(url)
+        p.wait_text("kith web --open")
+        d.get(kith("alice", "web")[0]["url"])
+        p.wait("the home page", lambda: d.title.startswith("Home"))
+
+        step("read the timeline")
+        p.card("Morning! Anyone up for a walk")
+        assert "Bob" in p.card("Morning! Anyone up for a walk").text
+
+        step("compose a post; find it in kith feed")
+        text = "Hello from the browser #kith"
+        box = d.find_element(By.ID, "compose-text")
+        box.send_keys(text)
+        p.wait("the hashtag hint", lambda: "#kith" in d.find_element(By.ID, "compose-hint").text)
+        d.find_element(By.CSS_SELECTOR, "#compose button[type=submit]").click()
+        p.card(text)
+        p.wait("the compose box to empty", lambda: box.get_attribute("value") == "")
+        eventually("the post in alice's kith feed", lambda: text in feed_texts("alice"))
+
+        step("a post made on another node appears without reload")
+        d.execute_script("window.kithNoReload = 'still here'")
+        live = "Live from Bob's node #kith"
+        kith("bob", "post", live)
+        eventually("bob's post in alice's kith feed", lambda: live in feed_texts("alice"))
+        p.card(live)
+        assert d.execute_script("return window.kithNoReload") == "still here", "page reloaded"
+
+        step("a hostile post's markup never runs")
+        kith("bob", "post", HOSTILE)
+        card = p.card("hostile")
+        assert "<img src=x onerror=" in card.text, card.text
+        assert not d.find_elements(By.CSS_SELECTOR, "article.post .text *:not(a)"), \
+            "markup from a post became elements"
+        assert d.execute_script("return window.pwned") is None, "hostile script ran"
+        assert d.title.startswith("Home"), d.title
+
+        step("react to a post")
+        card = p.card("Morning! Anyone up for a walk")
+        card.find_element(By.CSS_SELECTOR, "button[value='👍']").click()
+        p.wait("the reaction on the card",
+               lambda: "👍 1" in p.card("Morning! Anyone up for a walk").text)
+
+        p.shot("home")
+        p.shot("home-dark", dark=True)
+        p.shot("home-phone", phone=True)
+        p.shot("home-phone-dark", dark=True, phone=True)
+
+        step("open a thread and reply")
+        card = p.card("Morning! Anyone up for a walk")
+        card.find_element(By.CSS_SELECTOR, "a.when").click()
+        p.wait("the conversation page", lambda: d.title.startswith("Conversation"))
+        reply = "Count me in, leaving in ten"
+        d.find_element(By.ID, "reply-text").send_keys(reply)
+        d.find_element(By.ID, "reply-text").send_keys(Keys.CONTROL, Keys.ENTER)
+        p.card(reply)
+        assert "/post/" in d.current_url, d.current_url
+        root = [i for i in kith("bob", "feed", "--limit", "100") if "Morning!" in i["text"]][0]
+        eventually("the reply in bob's thread",
+                   lambda: any(e["text"] == reply for e in kith("bob", "thread", root["id"])))
+        p.shot("thread")
+
+        step("follow someone from their page")
+        d.get(f"{origin}/person/{ids['carol']}")
+        p.wait("the Follow button",
+               lambda: d.find_elements(By.CSS_SELECTOR, "#person-head button[value=follow]"))
+        d.find_element(By.CSS_SELECTOR, "#person-head button[value=follow]").click()
+        p.wait("the Unfollow button",
+               lambda: d.find_elements(By.CSS_SELECTOR, "#person-head button[value=unfollow]"))
+        eventually("carol in alice's kith following",
+                   lambda: any(f["id"] == ids["carol"] for f in kith("alice", "following")))
+        d.get(f"{origin}/person/{ids['bob']}")
+        p.wait_text("mutual")
+        p.shot("person")
+
+        step("a hashtag page")
+        d.get(f"{origin}/tag/kith")
+        p.card(live)
+        p.shot("tag")
+
+        step("a cross-site form post with the cookie: refused")
+        attacker = attacker_site(origin)
+        try:
+            d.get(f"http://127.0.0.1:{attacker.server_address[1]}/")
+            d.find_element(By.ID, "go").click()
+            p.wait_text("Refused")
+        finally:
+            attacker.shutdown()
+        assert "cross-site post" not in feed_texts("alice")
+
+        errors = p.console_errors()
+        csp = [e for e in errors if "Content Security Policy" in e.get("message", "")]
+        assert not csp, f"the pages broke their own CSP: {csp}"
+        print("browser checks passed", flush=True)
+    except AssertionError:
+        print("--- page at failure ---\n" + d.page_source[-3000:], file=sys.stderr)
+        for entry in d.get_log("browser")[-20:]:
+            print("console:", entry.get("message", "")[:300], file=sys.stderr)
+        raise
+    finally:
+        d.quit()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAILED: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
