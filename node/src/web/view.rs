@@ -1,5 +1,6 @@
 //! What the templates show, made from control API replies. Every piece of text that came
-//! from the network passes through [`clean`] here; the templates then escape it.
+//! from the network passes through the sanitiser ([`crate::text`]) here; the templates
+//! then escape it.
 
 use std::collections::HashMap;
 
@@ -8,22 +9,16 @@ use kith_protocol::{AuthorId, Tag};
 use crate::{
     api::{FeedItem, Request, Response, ThreadEntry},
     node::Node,
+    text,
 };
 
 /// How many characters of an id's end are shown beside a name, as the CLI does.
 const ID_TAIL: usize = 6;
 
-/// Text from the network as it may be shown: without control characters (but newlines
-/// and tabs) and without the invisible marks that reorder or hide text.
+/// Multi-line text from the network (a post, a bio, a message) as it may be shown: the
+/// project's one sanitiser ([`text::body`]); the templates then escape it.
 pub(super) fn clean(text: &str) -> String {
-    text.chars()
-        .filter(|&c| {
-            let invisible = matches!(c,
-                '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
-                | '\u{feff}' | '\u{fff9}'..='\u{fffb}');
-            (c == '\n' || c == '\t' || !c.is_control()) && !invisible
-        })
-        .collect()
+    text::body(text).into_owned()
 }
 
 /// The end of an id, shown after `…` so that two people with one name differ.
@@ -42,7 +37,7 @@ pub(super) struct Who {
 
 impl Who {
     pub(super) fn new(id: &str, name: Option<&str>) -> Self {
-        let name = name.map(|n| clean(n).trim().to_owned()).filter(|n| !n.is_empty());
+        let name = name.map(|n| text::name(n).trim().to_owned()).filter(|n| !n.is_empty());
         Self { id: id.to_owned(), tail: id_tail(id).to_owned(), name }
     }
 
@@ -280,7 +275,7 @@ impl PostView {
 fn clean_reactions(reactions: &std::collections::BTreeMap<String, u64>) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = reactions
         .iter()
-        .map(|(emoji, n)| (clean(emoji).chars().take(8).collect::<String>(), *n))
+        .map(|(emoji, n)| (text::line(emoji).chars().take(8).collect::<String>(), *n))
         .filter(|(emoji, _)| !emoji.trim().is_empty())
         .collect();
     out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -293,10 +288,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clean_strips_controls_and_invisible_marks() {
-        assert_eq!(clean("a\u{1b}[31mred\u{7}\r\nb\tc"), "a[31mred\nb\tc");
-        assert_eq!(clean("evil\u{202e}txt.exe\u{200b}"), "eviltxt.exe");
+    fn network_text_is_sanitised() {
+        assert_eq!(clean("a\u{1b}[31mred\u{7}\r\nb\tc"), "ared\nb\tc");
         assert_eq!(clean("<b>ok</b> é 👍"), "<b>ok</b> é 👍");
+        let who = Who::new("12D3KooWabcdef", Some(" ali\u{200b}ce\u{1b}]0;title\u{7} "));
+        assert_eq!(who.name.as_deref(), Some("ali<U+200B>ce"));
+        assert_eq!(who.tail, "abcdef");
+        assert_eq!(Who::new("x", Some("\u{1b}[2J")).label(), "…x");
     }
 
     #[test]
