@@ -4,13 +4,28 @@
 # the posts arrive by gossip; then alice sends bob (a mutual connection) an end-to-end
 # encrypted direct message. Everything is cleaned up on exit, pass or fail.
 #
-#   bash scripts/demo.sh
+#   bash scripts/demo.sh [--keep]
+#
+# With --keep the three nodes keep running after the demo, and the script prints each
+# one's web interface address (with a sign-in token) to open in a browser; Ctrl-C stops
+# them and cleans up.
 #
 # Environment: KITH_BIN=/path/to/kith skips the build and uses that binary;
 # KITH_DEMO_TIMEOUT (seconds, default 20) bounds every wait.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+KEEP=0
+for arg in "$@"; do
+    case "$arg" in
+    --keep) KEEP=1 ;;
+    *)
+        echo "usage: bash scripts/demo.sh [--keep]" >&2
+        exit 2
+        ;;
+    esac
+done
 
 TIMEOUT="${KITH_DEMO_TIMEOUT:-20}"
 NAMES=(alice bob carol)
@@ -272,3 +287,18 @@ done
 elapsed_ms=$((($(date +%s%N) - START_NS) / 1000000))
 elapsed=$(printf '%d.%03d' $((elapsed_ms / 1000)) $((elapsed_ms % 1000)))
 say "demo passed in $elapsed s (not counting the build)"
+
+if ((KEEP)); then
+    say "the three nodes keep running; open each in a browser (each address signs in once):"
+    for name in "${NAMES[@]}"; do
+        printf '  %-6s %s\n' "$name" "$("$name" web)"
+    done
+    echo
+    echo "kith web gives a new address any time, e.g.:"
+    echo "  $KITH_BIN --home $DEMO_DIR/alice web --open"
+    echo "Press Ctrl-C to stop the nodes (their homes are then removed)."
+    # Ctrl-C ends the wait; the cleanup stops the daemons. That is a normal end here.
+    trap 'exit 0' INT
+    wait "${PIDS[@]}" || true
+    die "a daemon exited"
+fi
