@@ -21,7 +21,7 @@ import threading
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -78,7 +78,10 @@ class Page:
 
     def wait(self, what, check):
         try:
-            return WebDriverWait(self.d, DEADLINE, poll_frequency=0.1).until(lambda d: check())
+            # htmx replaces elements while we look: a stale one means "look again".
+            return WebDriverWait(self.d, DEADLINE, poll_frequency=0.1,
+                                 ignored_exceptions=(StaleElementReferenceException,)
+                                 ).until(lambda d: check())
         except TimeoutException:
             raise AssertionError(f"timed out after {DEADLINE}s waiting for {what} "
                                  f"(at {self.d.current_url})") from None
@@ -93,8 +96,11 @@ class Page:
         """The post card showing `text`."""
         def find():
             for card in self.d.find_elements(By.CSS_SELECTOR, "article.post"):
-                if text in card.text:
-                    return card
+                try:
+                    if text in card.text:
+                        return card
+                except StaleElementReferenceException:
+                    continue
             return None
         return self.wait(f"a post card with {text!r}", find)
 
