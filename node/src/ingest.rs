@@ -6,9 +6,10 @@ use std::sync::{
     mpsc,
 };
 
-use kith_protocol::{RecordKind, Topic, VerifiedRecord};
+use kith_protocol::{AuthorId, RecordKind, Topic, VerifiedRecord};
 
 use crate::{
+    keep::{self, Came, Counts, Decision, Facts, Quotas},
     net::Verdict,
     store::{Inserted, Store, StoreError},
 };
@@ -51,21 +52,65 @@ impl Outcome {
     }
 }
 
+/// Who this node is and what it keeps: what every ingest decides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// This node's person.
+    pub me: AuthorId,
+    /// What the node keeps at most.
+    pub quotas: Quotas,
+}
+
+impl Admission {
+    /// The node of `me`, with the default quotas.
+    pub fn new(me: AuthorId) -> Self {
+        Self { me, quotas: Quotas::default() }
+    }
+}
+
+/// How a record on `topic` came (`None`: not by gossip).
+fn came_on(topic: Option<&str>) -> Came {
+    match topic.and_then(Topic::parse) {
+        Some(Topic::Author(owner)) => Came::AuthorTopic(owner),
+        Some(Topic::Tag(_)) => Came::TagTopic,
+        None => Came::Direct,
+    }
+}
+
 /// Checks `bytes` (size, encoding, fields, signature, clock, topic) and stores the record
-/// if it is new. `topic` is the gossip topic it came on, if any.
+/// if it is new and this node keeps it ([`crate::keep`]). `topic` is the gossip topic it
+/// came on, if any.
 ///
 /// # Errors
 /// Only disk errors: bad input is an [`Outcome::Invalid`], never an error.
 pub fn ingest(
     store: &Store,
+    admission: &Admission,
     bytes: &[u8],
     topic: Option<&str>,
     now_ms: u64,
 ) -> Result<Outcome, StoreError> {
     match check(bytes, topic, now_ms) {
-        Ok(record) => admit(store, record, now_ms),
+        Ok(record) => admit(store, admission, record, came_on(topic), now_ms),
         Err(reason) => Ok(Outcome::Invalid(reason)),
     }
+}
+
+/// Checks `bytes` and stores the record whoever wrote it, as if its person had chosen to
+/// keep it (no keep decision; blocked authors, expiry and tombstones still apply): for
+/// tools and tests that plant records.
+///
+/// # Errors
+/// Only disk errors.
+pub fn import(store: &Store, bytes: &[u8], now_ms: u64) -> Result<Outcome, StoreError> {
+    let record = match check(bytes, None, now_ms) {
+        Ok(record) => record,
+        Err(reason) => return Ok(Outcome::Invalid(reason)),
+    };
+    if let Some(out) = refused(store, &record, now_ms)? {
+        return Ok(out);
+    }
+    Ok(outcome(store.insert(&record)?, record))
 }
 
 /// The checks that need no store: size, canonical encoding, fields, strict signature,
@@ -90,18 +135,104 @@ pub fn check(bytes: &[u8], topic: Option<&str>, now_ms: u64) -> Result<VerifiedR
     Ok(record)
 }
 
-/// Stores a checked record unless it is unwanted (blocked author, expired, deleted) or
-/// already known.
+/// Stores a checked record unless it is unwanted (blocked author, expired, deleted, not
+/// kept by [`keep::decide`]) or already known.
 ///
 /// # Errors
 /// Disk errors.
-pub fn admit(store: &Store, record: VerifiedRecord, now_ms: u64) -> Result<Outcome, StoreError> {
+pub fn admit(
+    store: &Store,
+    admission: &Admission,
+    record: VerifiedRecord,
+    came: Came,
+    now_ms: u64,
+) -> Result<Outcome, StoreError> {
+    if let Some(out) = refused(store, &record, now_ms)? {
+        return Ok(out);
+    }
+    if store.has(&record.id())? {
+        return Ok(Outcome::Duplicate);
+    }
+    let facts = facts(store, admission.me, &record, came, now_ms)?;
+    Ok(match keep::decide(&facts, &admission.quotas) {
+        Decision::Keep(keep) => {
+            outcome(store.insert_kept(&record, keep, &admission.quotas)?, record)
+        }
+        Decision::Forward => Outcome::Unwanted { forward: true },
+        Decision::Drop => Outcome::Unwanted { forward: false },
+    })
+}
+
+fn outcome(inserted: Inserted, record: VerifiedRecord) -> Outcome {
+    match inserted {
+        Inserted::New => Outcome::New(Box::new(record)),
+        Inserted::Duplicate => Outcome::Duplicate,
+        Inserted::Fork { .. } => Outcome::Fork,
+        Inserted::Deleted => Outcome::Gone,
+    }
+}
+
+/// What the store knows about `record` for [`keep::decide`].
+fn facts<'a>(
+    store: &Store,
+    me: AuthorId,
+    record: &'a VerifiedRecord,
+    came: Came,
+    now_ms: u64,
+) -> Result<Facts<'a>, StoreError> {
+    let r = record.record();
+    let mut facts = Facts { came, ..Facts::new(me, r, now_ms) };
+    if r.author == me {
+        return Ok(facts);
+    }
+    facts.followed = store.is_following(&me, &r.author)?;
+    let target = match &r.kind {
+        RecordKind::Post(post) => post.reply_to,
+        RecordKind::Reaction { target, .. }
+        | RecordKind::Repost { target }
+        | RecordKind::Delete { target } => Some(*target),
+        RecordKind::Profile { .. } | RecordKind::Follow { .. } | RecordKind::Unfollow { .. } => {
+            None
+        }
+    };
+    if let Some(target) = target {
+        facts.target_author = store.get(&target)?.map(|t| t.record.author);
+    }
+    if let RecordKind::Post(_) = &r.kind {
+        for reposter in store.reposters(&record.id())? {
+            if reposter == me || store.is_following(&me, &reposter)? {
+                facts.shared_by_followed = true;
+                break;
+            }
+        }
+        for tag in r.tags() {
+            if store.is_subscribed(&tag)? {
+                facts.subscribed_tag = true;
+                break;
+            }
+        }
+    }
+    facts.counts = Counts {
+        author: store.author_count(&r.author)?,
+        strangers: store.stranger_count(),
+        total: store.total_count(),
+    };
+    Ok(facts)
+}
+
+/// Why a valid record is not stored whatever the keep decision says: a blocked author,
+/// an expired post, a repost of something that is not a post.
+fn refused(
+    store: &Store,
+    record: &VerifiedRecord,
+    now_ms: u64,
+) -> Result<Option<Outcome>, StoreError> {
     if store.moderation(&record.record().author)?.blocked {
-        return Ok(Outcome::Gone);
+        return Ok(Some(Outcome::Gone));
     }
     match &record.record().kind {
         RecordKind::Post(post) if post.expires_at.is_some_and(|at| at <= now_ms) => {
-            return Ok(Outcome::Gone);
+            return Ok(Some(Outcome::Gone));
         }
         // A repost shares a post: one of anything else (a chain of reposts) is refused
         // when its target is known. Feeds resolve a repost one level only either way.
@@ -110,16 +241,11 @@ pub fn admit(store: &Store, record: VerifiedRecord, now_ms: u64) -> Result<Outco
                 .get(target)?
                 .is_some_and(|t| !matches!(t.record.kind, RecordKind::Post(_))) =>
         {
-            return Ok(Outcome::Unwanted { forward: false });
+            return Ok(Some(Outcome::Unwanted { forward: false }));
         }
         _ => {}
     }
-    Ok(match store.insert(&record)? {
-        Inserted::New => Outcome::New(Box::new(record)),
-        Inserted::Duplicate => Outcome::Duplicate,
-        Inserted::Fork { .. } => Outcome::Fork,
-        Inserted::Deleted => Outcome::Gone,
-    })
+    Ok(None)
 }
 
 /// Records a batch worker checks at a time: small enough that storing starts soon after
@@ -138,12 +264,16 @@ pub const MAX_BATCH_THREADS: usize = 16;
 /// Per record, disk errors only.
 pub fn ingest_batch(
     store: &Store,
+    admission: &Admission,
     batch: &[Vec<u8>],
     topic: Option<&str>,
     now_ms: u64,
     threads: usize,
 ) -> Vec<Result<Outcome, StoreError>> {
-    ingest_batch_with(store, batch, now_ms, threads, |bytes| check(bytes, topic, now_ms))
+    let came = came_on(topic);
+    ingest_batch_with(store, admission, came, batch, now_ms, threads, |bytes| {
+        check(bytes, topic, now_ms)
+    })
 }
 
 /// Like [`ingest_batch`], with the checks given by the caller: `check` must call
@@ -154,6 +284,8 @@ pub fn ingest_batch(
 /// Per record, disk errors only.
 pub fn ingest_batch_with<F>(
     store: &Store,
+    admission: &Admission,
+    came: Came,
     batch: &[Vec<u8>],
     now_ms: u64,
     threads: usize,
@@ -214,7 +346,7 @@ where
             let len = chunks.get(turn).map_or(0, |c| c.len());
             match checked {
                 Some(checked) => out.extend(checked.into_iter().map(|c| match c {
-                    Ok(record) => admit(store, record, now_ms),
+                    Ok(record) => admit(store, admission, record, came, now_ms),
                     Err(reason) => Ok(Outcome::Invalid(reason)),
                 })),
                 None => out.extend((0..len).map(|_| Ok(Outcome::Invalid("check failed".into())))),
@@ -236,157 +368,4 @@ fn put<T>(ready: &mut [Option<T>], i: usize, done: T) {
 }
 
 #[cfg(test)]
-mod tests {
-    use kith_protocol::{limits::MAX_FUTURE_SKEW_MS, Keypair, Tag, Topic};
-
-    use super::*;
-
-    fn post(kp: &Keypair, ts: u64, text: &str) -> VerifiedRecord {
-        crate::store::tests::post(kp, 1, None, ts, text)
-    }
-
-    #[test]
-    fn batch_matches_one_by_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let kps: Vec<Keypair> = (1..=5u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
-        let mut batch: Vec<Vec<u8>> =
-            kps.iter().map(|k| post(k, 10, "b #x").bytes().to_vec()).collect();
-        batch.push(b"junk".to_vec());
-        batch.push(batch[0].clone());
-        let out = ingest_batch(&store, &batch, None, 20, 2);
-        assert_eq!(out.len(), 7);
-        assert!(out[..5].iter().all(|o| matches!(o, Ok(Outcome::New(_)))));
-        assert!(matches!(out[5], Ok(Outcome::Invalid(_))));
-        assert!(matches!(out[6], Ok(Outcome::Duplicate)));
-        assert_eq!(store.counts().posts, 5);
-    }
-
-    #[test]
-    fn batch_over_many_chunks_matches_one_by_one() {
-        let kps: Vec<Keypair> = (1..=7u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
-        let mut batch = Vec::new();
-        let mut prev = vec![None; kps.len()];
-        for i in 0..60u64 {
-            let a = (i % 7) as usize;
-            let rec = crate::store::tests::post(&kps[a], 1 + i / 7, prev[a], 10 + i, "p #x");
-            prev[a] = Some(rec.id());
-            batch.push(rec.bytes().to_vec());
-            if i % 9 == 0 {
-                batch.push(b"junk".to_vec());
-            }
-            if i % 11 == 0 {
-                batch.push(batch[batch.len() / 2].clone());
-            }
-        }
-        // A fork: another record at a seq already taken.
-        batch.push(crate::store::tests::post(&kps[0], 1, None, 99, "other").bytes().to_vec());
-        assert!(batch.len() > 4 * CHECK_CHUNK);
-
-        let dir = tempfile::tempdir().unwrap();
-        let one = Store::open(dir.path()).unwrap();
-        let expected: Vec<Outcome> =
-            batch.iter().map(|b| ingest(&one, b, None, 1_000).unwrap()).collect();
-        assert!(expected.contains(&Outcome::Fork) && expected.contains(&Outcome::Duplicate));
-        for threads in [1, 2, 3] {
-            let dir = tempfile::tempdir().unwrap();
-            let many = Store::open(dir.path()).unwrap();
-            let got: Vec<Outcome> = ingest_batch(&many, &batch, None, 1_000, threads)
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
-            assert_eq!(got, expected, "{threads} threads");
-            assert_eq!(one.counts(), many.counts());
-        }
-    }
-
-    #[test]
-    fn batch_uses_the_callers_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let kp = Keypair::from_secret_bytes(&[1; 32]);
-        let mut prev = None;
-        let batch: Vec<Vec<u8>> = (1..=40u64)
-            .map(|i| {
-                let rec = crate::store::tests::post(&kp, i, prev, i, "p");
-                prev = Some(rec.id());
-                rec.bytes().to_vec()
-            })
-            .collect();
-        let refused = batch[20].clone();
-        let out = ingest_batch_with(&store, &batch, 1_000, 2, |b| {
-            if b == refused.as_slice() {
-                Err("not asked for".into())
-            } else {
-                check(b, None, 1_000)
-            }
-        });
-        assert_eq!(out.len(), 40);
-        assert!(matches!(&out[20], Ok(Outcome::Invalid(r)) if r == "not asked for"));
-        assert_eq!(out.iter().filter(|o| matches!(o, Ok(Outcome::New(_)))).count(), 39);
-    }
-
-    #[test]
-    fn a_repost_of_a_repost_is_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let kp = Keypair::from_secret_bytes(&[1; 32]);
-        let now = 1_000_000;
-        let original = post(&kp, now, "shared");
-        let repost = |seq, prev: &VerifiedRecord| {
-            let kind = kith_protocol::RecordKind::Repost { target: prev.id() };
-            crate::store::tests::signed(&kp, seq, Some(prev.id()), now, kind)
-        };
-        let first = repost(2, &original);
-        let second = repost(3, &first);
-        assert!(matches!(ingest(&store, original.bytes(), None, now).unwrap(), Outcome::New(_)));
-        assert!(matches!(ingest(&store, first.bytes(), None, now).unwrap(), Outcome::New(_)));
-        let out = ingest(&store, second.bytes(), None, now).unwrap();
-        assert_eq!(out, Outcome::Unwanted { forward: false });
-        assert_eq!(out.verdict(), Verdict::Ignore);
-        assert!(!store.has(&second.id()).unwrap());
-    }
-
-    #[test]
-    fn decisions() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let kp = Keypair::from_secret_bytes(&[1; 32]);
-        let now = 1_000_000;
-        let rec = post(&kp, now, "hi #rust");
-        let rust = Topic::Tag(Tag::parse("rust").unwrap()).to_string();
-        let go = Topic::Tag(Tag::parse("go").unwrap()).to_string();
-        let author = Topic::Author(kp.id()).to_string();
-
-        assert!(matches!(
-            ingest(&store, rec.bytes(), Some(&go), now).unwrap(),
-            Outcome::Invalid(_)
-        ));
-        assert!(!store.has(&rec.id()).unwrap());
-        assert_eq!(
-            ingest(&store, rec.bytes(), Some(&rust), now).unwrap(),
-            Outcome::New(Box::new(rec.clone()))
-        );
-        assert_eq!(ingest(&store, rec.bytes(), Some(&author), now).unwrap(), Outcome::Duplicate);
-        assert_eq!(Outcome::Duplicate.verdict(), Verdict::Accept);
-
-        let mut bad = rec.bytes().to_vec();
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        let out = ingest(&store, &bad, Some(&author), now).unwrap();
-        assert!(matches!(out, Outcome::Invalid(_)));
-        assert_eq!(out.verdict(), Verdict::Reject);
-
-        let future = post(&kp, now + MAX_FUTURE_SKEW_MS + 1, "later");
-        assert!(matches!(ingest(&store, future.bytes(), None, now).unwrap(), Outcome::Invalid(_)));
-        assert!(matches!(ingest(&store, b"junk", None, now).unwrap(), Outcome::Invalid(_)));
-        assert!(matches!(
-            ingest(&store, rec.bytes(), Some("not/a/topic"), now).unwrap(),
-            Outcome::Invalid(_)
-        ));
-
-        let fork = post(&kp, now, "other #rust");
-        assert_eq!(ingest(&store, fork.bytes(), None, now).unwrap(), Outcome::Fork);
-        assert!(store.is_flagged(&kp.id()).unwrap());
-    }
-}
+mod tests;

@@ -2,7 +2,8 @@
 //!
 //! - [`store`]: the typed sled store;
 //! - [`net`]: the libp2p swarm in its own task, driven through a cloneable client;
-//! - [`ingest`]: the one path by which outside records enter the store;
+//! - [`ingest`]: the one path by which outside records enter the store, and [`keep`]:
+//!   what a node keeps of them;
 //! - [`node`]: the logic that takes events from both and answers control requests;
 //! - [`api`] and [`control`]: the control API and its Unix socket;
 //! - [`home`] and [`config`]: the home folder and layered configuration;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod control;
 pub mod home;
 pub mod ingest;
+pub mod keep;
 mod limits;
 pub mod names;
 pub mod net;

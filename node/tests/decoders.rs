@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kith_node::{
     api::Request,
-    ingest::{ingest, Outcome},
+    ingest::{ingest, Admission, Outcome},
     store::Store,
 };
 use kith_protocol::{
@@ -180,7 +180,8 @@ fn with_store<S: Strategy>(
 fn ingest_refuses_junk_without_touching_the_store() {
     let junk = (vec(any::<u8>(), 0..2048), prop::option::of("[a-z0-9/#]{0,40}"), any::<u64>());
     with_store(512, junk, |store, (bytes, topic, now)| {
-        let out = ingest(store, &bytes, topic.as_deref(), now).unwrap();
+        let admission = Admission::new(Keypair::from_secret_bytes(&[7; 32]).id());
+        let out = ingest(store, &admission, &bytes, topic.as_deref(), now).unwrap();
         prop_assert!(matches!(out, Outcome::Invalid(_)), "{out:?}");
         prop_assert_eq!(store.counts().records, 0);
         Ok(())
@@ -197,12 +198,14 @@ fn tampered_records_are_never_accepted() {
         let now = rec.record().timestamp;
         let topic = Topic::Author(rec.record().author).to_string();
         let before = store.counts().records;
-        let out = ingest(store, &bad, Some(&topic), now).unwrap();
+        // The node of the post's author: the untouched record is its own, kept.
+        let admission = Admission::new(rec.record().author);
+        let out = ingest(store, &admission, &bad, Some(&topic), now).unwrap();
         prop_assert!(matches!(out, Outcome::Invalid(_)), "{out:?}");
         prop_assert_eq!(store.counts().records, before);
         prop_assert!(!store.has(&kith_protocol::RecordId::of_bytes(&bad)).unwrap());
         // The untouched record is still accepted.
-        let out = ingest(store, rec.bytes(), Some(&topic), now).unwrap();
+        let out = ingest(store, &admission, rec.bytes(), Some(&topic), now).unwrap();
         prop_assert!(matches!(out, Outcome::New(_)), "{out:?}");
         Ok(())
     });

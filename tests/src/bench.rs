@@ -1,5 +1,6 @@
 //! Shared pieces of the benchmark binaries.
 
+use kith_node::{ingest::Admission, store::Store};
 use kith_protocol::{Keypair, Post, Record, RecordKind};
 
 /// `n` signed posts (their wire bytes) from `authors` authors taking turns, each author's
@@ -38,6 +39,33 @@ pub fn signed_posts(n: usize, authors: usize, now: u64) -> Vec<Vec<u8>> {
         records.push(rec.bytes().to_vec());
     }
     records
+}
+
+/// The admission of a node whose person follows the `authors` authors of
+/// [`signed_posts`] (their follow records stored in `store`), so that ingest keeps their
+/// posts through the full keep decision.
+///
+/// # Panics
+/// On a store error, or for more than 250 authors.
+#[allow(clippy::expect_used)]
+pub fn following_authors(store: &Store, authors: usize) -> Admission {
+    assert!(authors <= 250, "the reader's key must not be an author's");
+    let me = Keypair::from_secret_bytes(&[0xff; 32]);
+    let mut prev = None;
+    for i in 0..authors {
+        let follow = Record {
+            author: me.id(),
+            seq: i as u64 + 1,
+            prev,
+            timestamp: 1,
+            kind: RecordKind::Follow { target: Keypair::from_secret_bytes(&[i as u8; 32]).id() },
+        }
+        .sign(&me)
+        .expect("a follow signs");
+        prev = Some(follow.id());
+        store.insert(&follow).expect("the store takes a follow");
+    }
+    Admission::new(me.id())
 }
 
 /// The value after `name` on the command line, parsed, or `default` when it is absent or

@@ -288,9 +288,10 @@ impl TestNode {
     }
 
     /// Verifies and stores `bytes` directly, as if they had arrived from outside but
-    /// without gossip or sync.
+    /// without gossip or sync, and as if this node's person had chosen to keep them
+    /// (`kith_node::ingest::import`: no keep decision): tests plant records with it.
     pub fn ingest(&self, bytes: &[u8]) -> Outcome {
-        kith_node::ingest::ingest(self.node.store(), bytes, None, now_ms()).unwrap()
+        kith_node::ingest::import(self.node.store(), bytes, now_ms()).unwrap()
     }
 
     /// Posts `text`; returns the record id.

@@ -4,9 +4,9 @@
 //! lists them with the figures they print.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kith_node::api::Request;
-use kith_protocol::{Keypair, RecordKind, Topic, VerifiedRecord};
-use kith_tests::{eventually, hostile::HostilePeer, signed_log, TestNode, DEADLINE};
+use kith_node::{api::Request, keep::MAX_STRANGER_NOTIFICATIONS};
+use kith_protocol::{AuthorId, Keypair, Post, Record, RecordKind, Topic, VerifiedRecord};
+use kith_tests::{eventually, hostile::HostilePeer, now_ms, signed_log, TestNode, DEADLINE};
 
 /// `n` reposts by `author`, each of the record before it, after `first` (seq 1).
 fn repost_chain(author: &Keypair, first: &VerifiedRecord, n: u64) -> Vec<VerifiedRecord> {
@@ -66,4 +66,119 @@ async fn a_chain_of_reposts_does_not_crash_a_node_with_a_live_feed() {
     assert!(c.unwanted > 0, "reposts of reposts were refused: {c:?}");
     node.ok(Request::Feed { tag: None, author: None, limit: Some(10_000), live: false }).await;
     node.stop().await;
+}
+
+/// `n` posts by fresh keys, each mentioning `who` when `mention` says so.
+fn stranger_posts(n: usize, who: &AuthorId, mention: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+    let now = now_ms();
+    (0..n)
+        .map(|i| {
+            let key = Keypair::from_secret_bytes(&{
+                let mut secret = [0x5a; 32];
+                secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                secret
+            });
+            let (text, mentions) = if mention(i) {
+                (format!("hey @{who} #{i}"), vec![*who])
+            } else {
+                (format!("spam {i}"), vec![])
+            };
+            let post =
+                Post { text, reply_to: None, mentions, expires_at: None, attachments: vec![] };
+            Record {
+                author: key.id(),
+                seq: 1,
+                prev: None,
+                timestamp: now,
+                kind: RecordKind::Post(post),
+            }
+            .sign(&key)
+            .unwrap()
+            .bytes()
+            .to_vec()
+        })
+        .collect()
+}
+
+/// Finding 3: anyone could make a node store what it never asked for. 1,000 posts from
+/// fresh keys on a node's own author topic became 1,000 records and 1,000 unread
+/// notifications. Now the node keeps only what concerns its person (here the posts that
+/// mention them), and notifications from strangers stop at a cap while unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_stranger_posts_are_not_kept() {
+    let victim = TestNode::start("victim").await;
+    let friend = TestNode::start("friend").await;
+    friend.dial(&victim).await;
+    victim.befriend(&friend).await;
+    let me = victim.id();
+    // One in ten mentions the victim.
+    let posts = stranger_posts(10_000, &me, |i| i % 10 == 0);
+    let topic = Topic::Author(me).to_string();
+    let peer = me.to_peer_id().unwrap();
+    let records_before = victim.node.store().counts().records;
+    let started = std::time::Instant::now();
+    let mut expected = 0;
+    // Each attacker stays under the per-peer gossip burst, so that every post reaches the
+    // node's checks.
+    for (n, slice) in posts.chunks(1_000).enumerate() {
+        let attacker = HostilePeer::start(libp2p::identity::Keypair::generate_ed25519());
+        attacker.dial(&victim.addr()).await;
+        eventually(DEADLINE, "the attacker to see the victim's topic", || async {
+            attacker.sees_subscribed(peer, &topic).await.then_some(())
+        })
+        .await;
+        assert_eq!(attacker.publish(&topic, slice.to_vec()).await.sent, slice.len());
+        expected += slice.len() as u64;
+        eventually(DEADLINE, "the victim to take the posts", || async {
+            let c = victim.status().await.record_counters;
+            (c.accepted + c.unwanted >= expected).then_some(())
+        })
+        .await;
+        if n == 4 {
+            // The friend's post in the middle of the flood is kept.
+            let id = friend.post("still here").await;
+            victim.wait_record(&id).await;
+        }
+    }
+    let took = started.elapsed();
+    let status = victim.status().await;
+    let kept = status.records - records_before - 1;
+    println!(
+        "10,000 stranger posts (1,000 mentioning the victim) in {:.1} s: {kept} kept, {} unread notifications, record counters {:?}",
+        took.as_secs_f64(),
+        status.unread_notifications,
+        status.record_counters
+    );
+    assert_eq!(kept, 1_000, "only the posts that mention the victim are kept");
+    assert_eq!(status.record_counters.unwanted, 9_000);
+    assert!(status.unread_notifications <= MAX_STRANGER_NOTIFICATIONS + 2, "{status:?}");
+    assert!(status.unread_notifications >= MAX_STRANGER_NOTIFICATIONS);
+    victim.stop().await;
+    friend.stop().await;
+}
+
+/// Finding 3, again: one subscription to a node's own topic made it pull the subscriber's
+/// whole log (up to 51,200 records, every time). Now the subscriber's node offers its
+/// follow instead, and the node keeps that follow, not the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_to_a_nodes_topic_does_not_make_it_pull_a_log() {
+    let victim = TestNode::start("victim").await;
+    let other = TestNode::start("subscriber").await;
+    for i in 0..300 {
+        other.post(&format!("filler {i}")).await;
+    }
+    other.dial(&victim).await;
+    other.follow(&victim).await;
+    eventually(DEADLINE, "the victim to learn of the follow", || async {
+        let followers = victim.node.store().followers(&victim.id()).unwrap();
+        followers.contains(&other.id()).then_some(())
+    })
+    .await;
+    // A sync round later, still nothing of the subscriber's posts.
+    victim.sync().await;
+    let posts = victim.node.store().counts().posts;
+    assert_eq!(posts, 0, "the victim stored the subscriber's posts");
+    assert!(victim.node.store().author_count(&other.id()).unwrap() <= 2);
+    victim.stop().await;
+    other.stop().await;
 }

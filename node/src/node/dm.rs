@@ -10,9 +10,9 @@ use std::{
 use kith_protocol::{
     dm::{DmError, DmReply, DmRequest, MessageId, PairKeys, Plain, Sealed},
     limits::MAX_DM_TEXT_BYTES,
-    AuthorId, RecordId, RecordKind,
+    AuthorId, RecordKind,
 };
-use libp2p::{Multiaddr, PeerId};
+use libp2p::PeerId;
 
 use super::{now_ms, Node};
 use crate::{
@@ -24,26 +24,25 @@ use crate::{
 
 /// How long `msg send` waits for a receipt before answering "queued".
 const SEND_WAIT: Duration = Duration::from_secs(3);
-/// First retry delay of a queued message; doubles up to [`RETRY_MAX`].
-const RETRY_MIN: Duration = Duration::from_secs(1);
-/// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(60);
-/// How often the outbox is looked at.
-const OUTBOX_TICK: Duration = Duration::from_millis(500);
-/// Most deliveries in flight at once.
-const MAX_IN_FLIGHT: usize = 64;
-/// Longest reason kept from a refusal.
-const MAX_REASON: usize = 200;
+/// The one refusal for a message from someone this node does not take messages from (not
+/// a mutual connection, blocked, a follow proof that does not count): the sender learns
+/// nothing more.
+const NOT_ACCEPTED: &str = "not a mutual connection";
+/// The refusal when this node's store fails.
+const STORE_FAILED: &str = "the recipient's store failed";
 /// Most peers whose message keys are kept in memory.
 const MAX_PAIR_KEYS: usize = 256;
 
-/// Direct-message state kept in memory: the retry schedule of queued messages (after a
-/// restart every queued message is tried at once, then backs off again), the deliveries
-/// in flight, and the message keys of recent peers.
+/// Direct-message state kept in memory: the retry schedule of each peer's queue (after a
+/// restart every queue is tried at once, then backs off again), one delivery lane per
+/// peer, and the message keys of recent peers.
 #[derive(Default)]
 pub(super) struct Retries {
-    next: HashMap<[u8; 16], (Instant, Duration)>,
-    in_flight: std::collections::HashSet<[u8; 16]>,
+    /// When each peer's queue is tried next, and the delay after that.
+    pub(super) next: HashMap<[u8; 32], (Instant, Duration)>,
+    /// One delivery at a time per peer, so messages arrive in the order they were
+    /// written (threads are ordered by arrival).
+    pub(super) lanes: HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
     keys: PairKeyCache,
 }
 
@@ -113,7 +112,7 @@ impl Node {
 
     /// The bytes of our latest follow record for `peer`, if any: sent along with a
     /// message so the recipient knows we follow them even if it missed the gossip.
-    fn follow_proof(&self, peer: &AuthorId) -> Option<Vec<u8>> {
+    pub(super) fn follow_proof(&self, peer: &AuthorId) -> Option<Vec<u8>> {
         let store = &self.inner.store;
         let state = store.follow_state(&self.inner.me, peer).ok()??;
         let rec = store.author_log(&self.inner.me, state.seq - 1, 1).ok()?.into_iter().next()?;
@@ -153,33 +152,34 @@ impl Node {
         let request = DmRequest { sealed, follow_proof: self.follow_proof(&peer) }
             .to_bytes()
             .map_err(|e| e.to_string())?;
-        let entry =
-            OutboxEntry { id: *id.as_bytes(), peer: *peer.as_bytes(), request, attempts: 0 };
+        let entry = OutboxEntry {
+            id: *id.as_bytes(),
+            peer: *peer.as_bytes(),
+            request,
+            attempts: 0,
+            order: 0,
+        };
         let record = DmRecord {
             id: id.to_string(),
             from: me.to_string(),
             to: peer.to_string(),
             text: plain.text,
             timestamp: plain.timestamp,
+            sent_at: None,
             status: DmStatus::Queued,
             reason: None,
             read: true,
         };
-        // Claimed before it reaches the outbox, so the retry loop does not start a second
-        // attempt and make this one answer "queued" while it is being delivered.
-        self.inner.retries.lock().await.in_flight.insert(entry.id);
         let store = &self.inner.store;
-        if let Err(e) = store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)) {
-            self.inner.retries.lock().await.in_flight.remove(&entry.id);
-            return Err(store_err(e));
-        }
+        store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)).map_err(store_err)?;
         // Delivery starts before the message is flushed: until this call answers, no one
         // was told it was sent, and the one flush below, before the answer, covers the
-        // message, its outbox entry and the receipt's status alike.
+        // message, its outbox entry and the receipt's status alike. Messages to this peer
+        // still queued go first, in order.
         let node = self.clone();
-        let attempt = tokio::spawn(async move { node.deliver_claimed(entry).await });
+        let attempt = tokio::spawn(async move { node.deliver_queue(entry.peer).await });
         let status = match tokio::time::timeout(SEND_WAIT, attempt).await {
-            Ok(Ok(status)) => status,
+            Ok(Ok(statuses)) => statuses.get(&entry.id).copied().unwrap_or(DmStatus::Queued),
             _ => DmStatus::Queued,
         };
         store.flush().await.map_err(store_err)?;
@@ -195,85 +195,6 @@ impl Node {
             return Err(format!("refused by the recipient: {reason}"));
         }
         Ok(Response::MsgSent { id: id.to_string(), status: status.as_str().to_owned() })
-    }
-
-    /// One delivery attempt of an outbox entry; returns the message's status after it.
-    pub(super) async fn deliver(&self, entry: OutboxEntry) -> DmStatus {
-        {
-            let mut retries = self.inner.retries.lock().await;
-            if !retries.in_flight.insert(entry.id) {
-                return DmStatus::Queued;
-            }
-        }
-        self.deliver_claimed(entry).await
-    }
-
-    /// [`Node::deliver`] for an entry already marked in flight by the caller.
-    async fn deliver_claimed(&self, entry: OutboxEntry) -> DmStatus {
-        let status = self.deliver_once(&entry).await;
-        let mut retries = self.inner.retries.lock().await;
-        retries.in_flight.remove(&entry.id);
-        if status == DmStatus::Queued {
-            let backoff = retries.next.get(&entry.id).map_or(RETRY_MIN, |(_, b)| *b);
-            retries.next.insert(entry.id, (Instant::now() + backoff, (backoff * 2).min(RETRY_MAX)));
-        } else {
-            retries.next.remove(&entry.id);
-        }
-        status
-    }
-
-    async fn deliver_once(&self, entry: &OutboxEntry) -> DmStatus {
-        let store = &self.inner.store;
-        let me = self.inner.me;
-        let Ok(peer) = AuthorId::from_bytes(entry.peer) else { return DmStatus::Queued };
-        let Ok(peer_id) = peer.to_peer_id() else { return DmStatus::Queued };
-        let mut addrs: Vec<Multiaddr> = store
-            .known_peers_of(&peer_id.to_string())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
-        if !self.inner.net.is_connected(peer_id).await && entry.attempts > 0 {
-            // The remembered addresses did not work before: ask the DHT.
-            addrs.extend(self.inner.net.find_peer(peer_id).await);
-        }
-        let _ = store.dm_outbox_attempted(&entry.id);
-        let reply = match self.inner.net.send_dm(peer_id, addrs, entry.request.clone()).await {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::debug!(%peer, %error, "message not delivered yet");
-                return DmStatus::Queued;
-            }
-        };
-        let (status, reason) = match DmReply::from_bytes(&reply) {
-            Ok(DmReply::Delivered { id }) if id.as_bytes() == &entry.id => {
-                (DmStatus::Delivered, None)
-            }
-            Ok(DmReply::Refused { reason, .. }) => {
-                let mut reason = reason;
-                let mut end = MAX_REASON.min(reason.len());
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                reason.truncate(end);
-                (DmStatus::Refused, Some(reason))
-            }
-            Ok(DmReply::Delivered { .. }) | Err(_) => {
-                tracing::info!(%peer, "unexpected reply to a direct message");
-                return DmStatus::Queued;
-            }
-        };
-        // Not flushed here: `msg send` flushes before it reports the status, and a
-        // status lost in a crash only sends the message again, which the recipient
-        // answers without storing it twice.
-        match store.dm_set_status(&me, &entry.id, status, reason) {
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(%error, "cannot record delivery");
-                return DmStatus::Queued;
-            }
-        }
-        status
     }
 
     /// Answers an inbound direct message request.
@@ -307,24 +228,35 @@ impl Node {
         if sealed.recipient != self.inner.me {
             return refuse(None, "not addressed to this node");
         }
+        // Admission before anything else: nothing is opened, cached or stored for someone
+        // who is not a mutual connection, and every such refusal reads the same.
+        let proof = match self.admit_sender(&sender, request.follow_proof.as_deref()) {
+            Ok(proof) => proof,
+            Err(Some(error)) => {
+                tracing::warn!(%error, "cannot check a message's sender");
+                return refuse(None, STORE_FAILED);
+            }
+            Err(None) => return refuse(None, NOT_ACCEPTED),
+        };
         let opened =
             self.with_pair_keys(&sender, |keys| sealed.open_with(&self.inner.keypair, keys)).await;
         let plain = match opened {
             Ok(p) => p,
             Err(e) => return refuse(None, &format!("cannot open the message: {e}")),
         };
-        if plain.timestamp > now_ms().saturating_add(kith_protocol::limits::MAX_FUTURE_SKEW_MS) {
+        let now = now_ms();
+        if plain.timestamp > now.saturating_add(kith_protocol::limits::MAX_FUTURE_SKEW_MS) {
             return refuse(Some(plain.id), "the message is dated in the future (check your clock)");
         }
         let store = &self.inner.store;
-        // A follow record of the sender's: verified and stored like any record, unless
-        // the store holds it already (same bytes, same id: verified when it was stored).
-        let proof = request
-            .follow_proof
-            .as_ref()
-            .filter(|proof| !store.has(&RecordId::of_bytes(proof)).unwrap_or(false));
+        if store.was_blocked_at(&sender, plain.timestamp).unwrap_or(false) {
+            return refuse(Some(plain.id), NOT_ACCEPTED);
+        }
+        // The sender's follow of us, now that it made them a mutual connection: stored
+        // like any record that concerns this node's person.
         if let Some(proof) = proof {
-            match ingest::ingest(store, proof, None, now_ms()) {
+            let admission = &self.inner.admission;
+            match ingest::admit(store, admission, proof, crate::keep::Came::Direct, now) {
                 Ok(ingest::Outcome::New(rec)) => self.announce(&rec),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "cannot store a follow proof"),
@@ -336,27 +268,20 @@ impl Node {
             Ok(true) => {
                 return match store.flush().await {
                     Ok(()) => DmReply::Delivered { id: plain.id },
-                    Err(_) => refuse(Some(plain.id), "the recipient's store failed"),
+                    Err(_) => refuse(Some(plain.id), STORE_FAILED),
                 }
             }
             Ok(false) => {}
-            Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
-        }
-        let blocked_then = store.was_blocked_at(&sender, plain.timestamp).unwrap_or(false);
-        if blocked_then || store.moderation(&sender).is_ok_and(|m| m.blocked) {
-            return refuse(Some(plain.id), "the recipient does not accept messages from you");
-        }
-        match self.is_mutual(&sender) {
-            Ok(true) => {}
-            Ok(false) => return refuse(Some(plain.id), "not a mutual connection"),
-            Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
+            Err(_) => return refuse(Some(plain.id), STORE_FAILED),
         }
         let record = DmRecord {
             id: plain.id.to_string(),
             from: sender.to_string(),
             to: self.inner.me.to_string(),
             text: plain.text,
-            timestamp: plain.timestamp,
+            // Threads are ordered by when messages arrived: a sender's clock may lie.
+            timestamp: now,
+            sent_at: Some(plain.timestamp),
             status: DmStatus::Received,
             reason: None,
             read: false,
@@ -368,51 +293,41 @@ impl Node {
             }
             Ok(true) => {}
             Ok(false) => {}
-            Err(_) => return refuse(Some(plain.id), "the recipient's store failed"),
+            Err(_) => return refuse(Some(plain.id), STORE_FAILED),
         }
         // The receipt promises the message is kept: flush first.
         if store.flush().await.is_err() {
-            return refuse(Some(plain.id), "the recipient's store failed");
+            return refuse(Some(plain.id), STORE_FAILED);
         }
         DmReply::Delivered { id: plain.id }
     }
 
-    /// Tries queued messages whose retry time has come.
-    pub(super) async fn run_outbox(self) {
-        let mut tick = tokio::time::interval(OUTBOX_TICK);
-        loop {
-            tick.tick().await;
-            self.retry_due(None).await;
-        }
-    }
-
-    /// Starts delivery of due outbox entries (all entries for `peer` when given).
-    pub(super) async fn retry_due(&self, peer: Option<&AuthorId>) {
-        let entries = match self.inner.store.dm_outbox() {
-            Ok(e) => e,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the outbox");
-                return;
-            }
-        };
-        let now = Instant::now();
-        let mut due = Vec::new();
+    /// Whether `sender` may send this node messages: not blocked, followed by this node's
+    /// person, and following them (as the store knows, or as `proof` shows: the sender's
+    /// own follow of this node's person, newer than any follow state stored). Returns the
+    /// proof to store when it was needed. `Err(None)`: refused; `Err(Some(_))`: the store
+    /// failed. No message is opened before this.
+    fn admit_sender(
+        &self,
+        sender: &AuthorId,
+        proof: Option<&[u8]>,
+    ) -> Result<Option<kith_protocol::VerifiedRecord>, Option<StoreError>> {
+        let (store, me) = (&self.inner.store, &self.inner.me);
+        if store.moderation(sender).map_err(Some)?.blocked
+            || !store.is_following(me, sender).map_err(Some)?
         {
-            let retries = self.inner.retries.lock().await;
-            for entry in entries {
-                if retries.in_flight.len() + due.len() >= MAX_IN_FLIGHT {
-                    break;
-                }
-                let for_peer = peer.is_some_and(|p| p.as_bytes() == &entry.peer);
-                let time_due = retries.next.get(&entry.id).is_none_or(|(at, _)| *at <= now);
-                if (for_peer || time_due) && !retries.in_flight.contains(&entry.id) {
-                    due.push(entry);
-                }
-            }
+            return Err(None);
         }
-        for entry in due {
-            let node = self.clone();
-            tokio::spawn(async move { node.deliver(entry).await });
+        if store.is_following(sender, me).map_err(Some)? {
+            return Ok(None);
+        }
+        let proof =
+            proof.and_then(|bytes| ingest::check(bytes, None, now_ms()).ok()).ok_or(None)?;
+        let stored = store.follow_state(sender, me).map_err(Some)?.map(|s| s.seq);
+        if crate::keep::follow_proof_counts(proof.record(), sender, me, stored) {
+            Ok(Some(proof))
+        } else {
+            Err(None)
         }
     }
 

@@ -5,6 +5,7 @@
 mod discovery;
 mod dm;
 mod handlers;
+mod outbox;
 mod people;
 mod social;
 mod sync;
@@ -134,6 +135,8 @@ struct Inner {
     closing: tokio::sync::watch::Sender<bool>,
     /// Per-peer limit on DM and sync requests (gossip is limited in the network task).
     request_limit: RateLimiter<libp2p::PeerId>,
+    /// Who this node is and what it keeps.
+    admission: ingest::Admission,
 }
 
 /// A running node. Cheap to clone.
@@ -185,6 +188,7 @@ impl Node {
         let node = Self {
             inner: Arc::new(Inner {
                 me: keypair.id(),
+                admission: ingest::Admission::new(keypair.id()),
                 keypair,
                 store,
                 net: client,
@@ -397,6 +401,7 @@ impl Node {
         let c = &self.inner.counters;
         c.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let store = self.inner.store.clone();
+        let admission = self.inner.admission;
         // Who gets each verdict stays here; topics and payloads go to the blocking thread
         // and come back with the outcomes.
         let (senders, inputs): (Vec<_>, Vec<_>) =
@@ -405,7 +410,7 @@ impl Node {
             let now = now_ms();
             let results: Vec<_> = inputs
                 .iter()
-                .map(|(topic, data)| ingest::ingest(&store, data, Some(topic), now))
+                .map(|(topic, data)| ingest::ingest(&store, &admission, data, Some(topic), now))
                 .collect();
             (inputs, results)
         })

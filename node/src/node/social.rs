@@ -202,10 +202,20 @@ impl Node {
         LiveNotifications { rx: self.inner.notes.subscribe() }
     }
 
-    /// Records and announces one notification.
+    /// Records and announces one notification; from a stranger only while fewer than
+    /// [`crate::keep::MAX_STRANGER_NOTIFICATIONS`] of theirs are unread.
     pub(super) fn notify(&self, kind: &str, from: String, record: String) {
-        let n = Notification { kind: kind.into(), from, record, timestamp: now_ms(), read: false };
-        match self.inner.store.notify(&n) {
+        let store = &self.inner.store;
+        let stranger = match from.parse::<kith_protocol::AuthorId>() {
+            Ok(who) => !store.is_following(&self.inner.me, &who).unwrap_or(false),
+            Err(_) => true,
+        };
+        if !crate::keep::notify(stranger, store.stranger_unread()) {
+            return;
+        }
+        let timestamp = now_ms();
+        let n = Notification { kind: kind.into(), from, record, timestamp, read: false, stranger };
+        match store.notify(&n) {
             Ok(true) => {
                 let _ = self.inner.notes.send(self.notification_entry(n));
             }

@@ -25,6 +25,7 @@ use super::{now_ms, Node};
 use crate::{
     api::SyncCounters,
     ingest::{self, Outcome},
+    keep::Came,
     limits::RateLimiter,
     net::{Proto, Responder},
 };
@@ -146,10 +147,19 @@ impl Node {
     /// many were new. Records outside what was `asked` are refused like invalid ones.
     async fn ingest_synced(&self, records: Vec<Vec<u8>>, asked: Asked) -> u64 {
         let store = self.inner.store.clone();
+        let admission = self.inner.admission;
         let outcomes = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            ingest::ingest_batch_with(&store, &records, now, threads, |r| asked.check(r, now))
+            ingest::ingest_batch_with(
+                &store,
+                &admission,
+                Came::Direct,
+                &records,
+                now,
+                threads,
+                |r| asked.check(r, now),
+            )
         })
         .await
         .unwrap_or_default();
@@ -305,22 +315,26 @@ impl Node {
         });
     }
 
-    /// A peer subscribed to `topic`: offer it our recent records that went there, and if
-    /// it is our own topic (the peer follows us), fetch its log to learn of the follow.
+    /// A peer subscribed to `topic`: offer it our recent records that went there. On its
+    /// own author topic the peer is that person's node: if we follow them, our follow
+    /// goes too, however old, so that they learn of it without fetching our log (a node
+    /// no longer pulls a subscriber's whole log to find their follow).
     pub(super) fn peer_subscribed(&self, peer: PeerId, topic: &str) {
         let Some(parsed) = Topic::parse(topic) else { return };
         let node = self.clone();
         let topic = topic.to_owned();
         tokio::spawn(async move {
-            let offer = node.recent_for_topic(&topic);
+            let mut offer = node.recent_for_topic(&topic);
+            let owner = AuthorId::from_peer_id(&peer).ok().filter(|a| parsed == Topic::Author(*a));
+            if let Some(proof) = owner.and_then(|owner| node.follow_proof(&owner)) {
+                if !offer.contains(&proof) {
+                    offer.truncate(MAX_OFFER_RECORDS - 1);
+                    offer.push(proof);
+                }
+            }
             if !offer.is_empty() {
                 if let Err(error) = node.query(peer, Query::Offer { records: offer }).await {
                     tracing::debug!(%peer, %error, "offer failed");
-                }
-            }
-            if parsed == Topic::Author(node.inner.me) {
-                if let Ok(follower) = AuthorId::from_peer_id(&peer) {
-                    node.sync_author(peer, follower).await;
                 }
             }
         });

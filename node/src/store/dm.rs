@@ -50,8 +50,12 @@ pub struct DmRecord {
     pub to: String,
     /// Plaintext.
     pub text: String,
-    /// Sender's timestamp, ms.
+    /// When it was written (sent by us) or arrived (received), ms: threads are in this
+    /// order.
     pub timestamp: u64,
+    /// The sender's own timestamp of a received message, ms (their clock, unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<u64>,
     /// Status.
     pub status: DmStatus,
     /// Why it was refused.
@@ -84,6 +88,10 @@ pub struct OutboxEntry {
     pub request: Vec<u8>,
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// Where it stands in the outbox: messages to one peer are delivered in this order
+    /// (set by [`Store::dm_insert`]).
+    #[serde(default)]
+    pub order: u64,
 }
 
 fn conv_key(peer: &AuthorId, timestamp: u64, id: &[u8; DM_ID_LEN]) -> Vec<u8> {
@@ -133,7 +141,12 @@ impl Store {
         let ckey = conv_key(peer, message.timestamp, id);
         let ikey = index_key(sender, id);
         let value = encode(message)?;
-        let queued = outbox.map(encode).transpose()?;
+        let queued = match outbox {
+            Some(entry) => {
+                Some(encode(&OutboxEntry { order: self.db.generate_id()?, ..entry.clone() })?)
+            }
+            None => None,
+        };
         // The index entry is the commit point (it is what marks the message as seen).
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         if self.dm_index.contains_key(&ikey)? {
@@ -190,12 +203,18 @@ impl Store {
         Ok(())
     }
 
-    /// Everything waiting in the outbox.
+    /// Everything waiting in the outbox, oldest first.
     ///
     /// # Errors
     /// Disk errors or damage.
     pub fn dm_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.outbox.iter().map(|item| decode(&item?.1, "outbox entry")).collect()
+        let mut all: Vec<OutboxEntry> = self
+            .outbox
+            .iter()
+            .map(|item| decode(&item?.1, "outbox entry"))
+            .collect::<Result<_, _>>()?;
+        all.sort_by_key(|e| e.order);
+        Ok(all)
     }
 
     /// Number of messages waiting in the outbox.
@@ -277,6 +296,7 @@ mod tests {
             to: to.to_string(),
             text: format!("m{id}"),
             timestamp: ts,
+            sent_at: None,
             status,
             reason: None,
             read: false,
@@ -290,8 +310,13 @@ mod tests {
         let me = Keypair::from_secret_bytes(&[1; 32]).id();
         let bob = Keypair::from_secret_bytes(&[2; 32]).id();
         let carol = Keypair::from_secret_bytes(&[3; 32]).id();
-        let entry =
-            OutboxEntry { id: [1; 16], peer: *bob.as_bytes(), request: vec![9], attempts: 0 };
+        let entry = OutboxEntry {
+            id: [1; 16],
+            peer: *bob.as_bytes(),
+            request: vec![9],
+            attempts: 0,
+            order: 0,
+        };
         assert!(store
             .dm_insert(&bob, &me, &[1; 16], &msg(1, &me, &bob, 10, DmStatus::Queued), Some(&entry))
             .unwrap());
@@ -309,7 +334,9 @@ mod tests {
             .dm_insert(&carol, &carol, &[2; 16], &msg(2, &carol, &me, 5, DmStatus::Received), None)
             .unwrap());
 
-        assert_eq!(store.dm_outbox().unwrap(), vec![entry]);
+        // The outbox numbers its entries in the order they came.
+        let queued = store.dm_outbox().unwrap();
+        assert_eq!(queued, vec![OutboxEntry { order: queued[0].order, ..entry }]);
         store.dm_outbox_attempted(&[1; 16]).unwrap();
         assert_eq!(store.dm_outbox().unwrap()[0].attempts, 1);
         let updated = store.dm_set_status(&me, &[1; 16], DmStatus::Delivered, None).unwrap();

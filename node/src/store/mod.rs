@@ -15,13 +15,14 @@ mod keys;
 mod moderation;
 mod names;
 mod people;
+mod quota;
 mod social;
 mod sync;
 
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use moderation::Moderation;
-pub use social::Notification;
+pub use social::{Notification, MAX_NOTIFICATIONS};
 
 use std::path::Path;
 
@@ -136,6 +137,10 @@ pub struct Store {
     blob_partial: Tree,
     petnames: Tree,
     names: Tree,
+    reposts: Tree,
+    author_counts: Tree,
+    strangers: Tree,
+    tally: Arc<quota::Tally>,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
     /// Serialises flushes.
@@ -243,10 +248,18 @@ impl Store {
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             flush_requests: Arc::new(AtomicU64::new(0)),
             flushed_upto: Arc::new(AtomicU64::new(0)),
+            reposts: tree("reposts")?,
+            tally: Arc::new(quota::Tally::new(
+                db.open_tree("records")?.len(),
+                db.open_tree("strangers")?.len(),
+            )),
+            author_counts: tree("author_counts")?,
+            strangers: tree("strangers")?,
             db,
         };
         store.upgrade_tombstones()?;
         store.backfill_names()?;
+        store.count_notifications()?;
         Ok(store)
     }
 
@@ -294,19 +307,26 @@ impl Store {
     }
 
     /// Stores a verified record and indexes it, unless it is already stored or forks its
-    /// author's log.
+    /// author's log. Counted as a kept record that is not a stranger's (see
+    /// [`Store::insert_kept`] for the rest).
     ///
     /// # Errors
     /// Disk errors; nothing is half-written.
     pub fn insert(&self, rec: &VerifiedRecord) -> Result<Inserted, StoreError> {
-        let id = rec.id();
-        let r = rec.record();
-        let lkey = log_key(&r.author, r.seq);
         // One writer at a time per store. sled's own transactions take a process-wide
         // lock and were seen to deadlock against flushes, so writes are ordered instead:
         // indexes first, the record last. The record is the commit point: a crash before
         // it leaves index entries that readers skip and that a later insert rewrites.
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        self.insert_locked(rec, false)
+    }
+
+    /// [`Store::insert`] with the writer lock held; `stranger` queues the record for
+    /// eviction.
+    fn insert_locked(&self, rec: &VerifiedRecord, stranger: bool) -> Result<Inserted, StoreError> {
+        let id = rec.id();
+        let r = rec.record();
+        let lkey = log_key(&r.author, r.seq);
         // The log entry is read first: a stored record always has one (written before
         // the record, never removed), so without it the record is not stored, and a new
         // record costs two reads (log, tombstones) rather than three.
@@ -321,7 +341,9 @@ impl Store {
             return Ok(Inserted::Deleted);
         }
         if let Some(existing) = existing.filter(|e| *e != id) {
-            self.forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
+            if self.wants_fork_evidence(&r.author)? {
+                self.forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
+            }
             self.flagged.insert(r.author.as_bytes(), &[1u8])?;
             return Ok(Inserted::Fork { existing });
         }
@@ -363,6 +385,7 @@ impl Store {
             }
         }
         self.index_social(&id, r)?;
+        self.count_added(&r.author, &id, stranger)?;
         self.records.insert(id.as_bytes(), rec.bytes())?;
         Ok(Inserted::New)
     }

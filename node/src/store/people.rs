@@ -74,6 +74,14 @@ impl Store {
         Ok(self.subs.remove(tag.as_str())?.is_some())
     }
 
+    /// Whether `tag` is subscribed.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn is_subscribed(&self, tag: &Tag) -> Result<bool, StoreError> {
+        Ok(self.subs.contains_key(tag.as_str())?)
+    }
+
     /// The subscribed hashtags, in order.
     ///
     /// # Errors

@@ -25,7 +25,14 @@ pub struct Notification {
     pub timestamp: u64,
     /// Whether it was listed already.
     pub read: bool,
+    /// From someone this node's person does not follow (capped while unread, see
+    /// [`crate::keep::notify`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stranger: bool,
 }
+
+/// Most notifications kept; the oldest go first.
+pub const MAX_NOTIFICATIONS: u64 = 10_000;
 
 /// How many of the latest notifications a new one is compared with to drop a duplicate.
 const NOTIFY_DEDUP_WINDOW: usize = 256;
@@ -72,8 +79,9 @@ impl Store {
                     self.reactions.insert(key, v)?;
                 }
             }
-            RecordKind::Repost { .. } => {
+            RecordKind::Repost { target } => {
                 self.by_time.insert(&time_key(r.timestamp, id)[..], r.author.as_bytes())?;
+                self.reposts.insert(pair(target.as_bytes(), r.author.as_bytes()), id.as_bytes())?;
             }
             RecordKind::Delete { target } => {
                 // Keyed by target and deleter: a delete counts only against its own
@@ -162,7 +170,15 @@ impl Store {
                 self.reactions.remove(key)?;
             }
         }
-        self.records.remove(id.as_bytes())?;
+        if let RecordKind::Repost { target } = &r.kind {
+            let key = pair(target.as_bytes(), r.author.as_bytes());
+            if self.reposts.get(&key)?.is_some_and(|v| v.as_ref() == id.as_bytes()) {
+                self.reposts.remove(key)?;
+            }
+        }
+        if self.records.remove(id.as_bytes())?.is_some() {
+            self.count_removed(&r.author)?;
+        }
         Ok(())
     }
 
@@ -184,6 +200,25 @@ impl Store {
             self.expiry.remove(key)?;
         }
         Ok(dropped)
+    }
+
+    /// Who reposted `target` (as far as this store holds their reposts).
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn reposters(&self, target: &RecordId) -> Result<Vec<AuthorId>, StoreError> {
+        self.reposts
+            .scan_prefix(target.as_bytes())
+            .keys()
+            .map(|k| {
+                let k = k?;
+                let who: [u8; 32] = k
+                    .get(32..64)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| corrupt("repost key"))?;
+                AuthorId::from_bytes(who).map_err(|_| corrupt("repost key"))
+            })
+            .collect()
     }
 
     /// Ids of the direct replies to `parent`, oldest first.
@@ -251,6 +286,13 @@ impl Store {
         key.extend_from_slice(&seq.to_be_bytes());
         let value = serde_json::to_vec(n).map_err(|e| corrupt(&e.to_string()))?;
         self.notifications.insert(key, value)?;
+        self.tally.noted(n.stranger && !n.read, 1);
+        while self.tally.notifications() > MAX_NOTIFICATIONS {
+            let Some((_, old)) = self.notifications.pop_min()? else { break };
+            let old: Notification =
+                serde_json::from_slice(&old).map_err(|e| corrupt(&e.to_string()))?;
+            self.tally.noted(old.stranger && !old.read, -1);
+        }
         Ok(true)
     }
 
@@ -273,10 +315,32 @@ impl Store {
                 read.read = true;
                 let v = serde_json::to_vec(&read).map_err(|e| corrupt(&e.to_string()))?;
                 self.notifications.insert(key, v)?;
+                if n.stranger {
+                    self.tally.stranger_read();
+                }
             }
             out.push(n);
         }
         Ok(out)
+    }
+
+    /// Unread notifications from strangers.
+    pub fn stranger_unread(&self) -> u64 {
+        self.tally.stranger_unread()
+    }
+
+    /// Counts the notifications when the store opens.
+    pub(super) fn count_notifications(&self) -> Result<(), StoreError> {
+        let (mut all, mut strangers) = (0, 0);
+        for item in self.notifications.iter() {
+            let (_, value) = item?;
+            let n: Notification =
+                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            all += 1;
+            strangers += u64::from(n.stranger && !n.read);
+        }
+        self.tally.set_notifications(all, strangers);
+        Ok(())
     }
 
     /// Unread notifications.

@@ -1,6 +1,6 @@
 //! Ingest benchmark: N pre-signed records from many authors pushed through the node's
 //! full ingest path (size check, decode, field checks, strict signature verification,
-//! store and index), as fast as it takes them; beside it, the ed25519 verification rate
+//! the keep decision for authors the reader follows, store and index), as fast as it takes them; beside it, the ed25519 verification rate
 //! measured in the same run (the ceiling). Run with `scripts/bench-ingest`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,10 +40,11 @@ fn main() {
     // The full path, into a fresh store, then one flush (what "acknowledged" costs).
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let admission = kith_tests::bench::following_authors(&store, 100);
     let t = Instant::now();
     let mut stored = 0;
     for r in &records {
-        if let ingest::Outcome::New(_) = ingest::ingest(&store, r, None, now).unwrap() {
+        if let ingest::Outcome::New(_) = ingest::ingest(&store, &admission, r, None, now).unwrap() {
             stored += 1;
         }
     }
@@ -55,11 +56,12 @@ fn main() {
     // Batched: the checks on every core, the writes in order, one flush per batch.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let admission = kith_tests::bench::following_authors(&store, 100);
     let t = Instant::now();
     let mut stored = 0;
     let mut flushing = std::time::Duration::ZERO;
     for batch in records.chunks(256) {
-        for outcome in ingest::ingest_batch(&store, batch, None, now, threads) {
+        for outcome in ingest::ingest_batch(&store, &admission, batch, None, now, threads) {
             if let ingest::Outcome::New(_) = outcome.unwrap() {
                 stored += 1;
             }

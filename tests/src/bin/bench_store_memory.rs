@@ -21,9 +21,10 @@ fn main() {
     println!("cache {cache_mb} MiB; {n} records (100 authors); RSS with the records in memory, before the store opens: {:.1} MiB", before as f64 / 1024.0);
     println!("{:>9}  {:>9}  {:>9}", "records", "RSS MiB", "added");
     println!("{:>9}  {:>9.1}  {:>9.1}", 0, rss_kib() as f64 / 1024.0, 0.0);
+    let admission = kith_tests::bench::following_authors(&store, 100);
     let t = Instant::now();
     for (i, bytes) in records.iter().enumerate() {
-        let outcome = ingest::ingest(&store, bytes, None, now).unwrap();
+        let outcome = ingest::ingest(&store, &admission, bytes, None, now).unwrap();
         assert!(matches!(outcome, ingest::Outcome::New(_)), "record {i}: {outcome:?}");
         if (i + 1) % every == 0 || i + 1 == n {
             store.flush_blocking().unwrap();

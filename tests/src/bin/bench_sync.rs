@@ -39,7 +39,7 @@ async fn main() {
         .sign(&author)
         .unwrap();
         prev = Some(rec.id());
-        ingest::ingest(a.node.store(), rec.bytes(), None, start_ts + n + 1).unwrap();
+        ingest::import(a.node.store(), rec.bytes(), start_ts + n + 1).unwrap();
     }
     let prepared = t0.elapsed();
 

@@ -104,15 +104,13 @@ async fn main() {
     tasks.join().await;
 }
 
-/// `records` posts of [`AUTHORS`] authors, and the node's follow records for each.
+/// `records` posts of [`AUTHORS`] authors, and the node's follow records for each
+/// (imported: the store is filled as it would be after the follows).
 fn fill_store(home: &Home, me: &Keypair, records: usize, now: u64) {
     let store = Store::open(&home.store_path()).unwrap();
     let posts = signed_posts(records, AUTHORS, now - 1000);
     for bytes in &posts {
-        assert!(matches!(
-            ingest::ingest(&store, bytes, None, now).unwrap(),
-            ingest::Outcome::New(_)
-        ));
+        assert!(matches!(ingest::import(&store, bytes, now).unwrap(), ingest::Outcome::New(_)));
     }
     let mut prev: Option<VerifiedRecord> = None;
     for i in 0..AUTHORS {
@@ -127,7 +125,7 @@ fn fill_store(home: &Home, me: &Keypair, records: usize, now: u64) {
         .sign(me)
         .unwrap();
         assert!(matches!(
-            ingest::ingest(&store, record.bytes(), None, now).unwrap(),
+            ingest::import(&store, record.bytes(), now).unwrap(),
             ingest::Outcome::New(_)
         ));
         prev = Some(record);

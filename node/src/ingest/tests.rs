@@ -1,0 +1,190 @@
+//! Ingest: outcomes, batches, and what reaches the keep decision.
+
+use kith_protocol::{limits::MAX_FUTURE_SKEW_MS, Keypair, Tag, Topic};
+
+use crate::keep::Came;
+
+use super::*;
+
+fn post(kp: &Keypair, ts: u64, text: &str) -> VerifiedRecord {
+    crate::store::tests::post(kp, 1, None, ts, text)
+}
+
+/// The admission of a node whose person follows `authors` (their follows stored).
+pub(crate) fn following(store: &Store, authors: &[&Keypair]) -> Admission {
+    let me = Keypair::from_secret_bytes(&[0xee; 32]);
+    let mut prev = store.latest(&me.id()).unwrap().map(|(_, id)| id);
+    let mut seq = store.latest(&me.id()).unwrap().map_or(0, |(s, _)| s);
+    for author in authors {
+        seq += 1;
+        let kind = RecordKind::Follow { target: author.id() };
+        let follow = crate::store::tests::signed(&me, seq, prev, 1, kind);
+        store.insert(&follow).unwrap();
+        prev = Some(follow.id());
+    }
+    Admission::new(me.id())
+}
+
+#[test]
+fn batch_matches_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kps: Vec<Keypair> = (1..=5u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
+    let mut batch: Vec<Vec<u8>> =
+        kps.iter().map(|k| post(k, 10, "b #x").bytes().to_vec()).collect();
+    batch.push(b"junk".to_vec());
+    batch.push(batch[0].clone());
+    let admission = following(&store, &kps.iter().collect::<Vec<_>>());
+    let out = ingest_batch(&store, &admission, &batch, None, 20, 2);
+    assert_eq!(out.len(), 7);
+    assert!(out[..5].iter().all(|o| matches!(o, Ok(Outcome::New(_)))));
+    assert!(matches!(out[5], Ok(Outcome::Invalid(_))));
+    assert!(matches!(out[6], Ok(Outcome::Duplicate)));
+    assert_eq!(store.counts().posts, 5);
+}
+
+#[test]
+fn batch_over_many_chunks_matches_one_by_one() {
+    let kps: Vec<Keypair> = (1..=7u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
+    let mut batch = Vec::new();
+    let mut prev = vec![None; kps.len()];
+    for i in 0..60u64 {
+        let a = (i % 7) as usize;
+        let rec = crate::store::tests::post(&kps[a], 1 + i / 7, prev[a], 10 + i, "p #x");
+        prev[a] = Some(rec.id());
+        batch.push(rec.bytes().to_vec());
+        if i % 9 == 0 {
+            batch.push(b"junk".to_vec());
+        }
+        if i % 11 == 0 {
+            batch.push(batch[batch.len() / 2].clone());
+        }
+    }
+    // A fork: another record at a seq already taken.
+    batch.push(crate::store::tests::post(&kps[0], 1, None, 99, "other").bytes().to_vec());
+    assert!(batch.len() > 4 * CHECK_CHUNK);
+
+    let dir = tempfile::tempdir().unwrap();
+    let one = Store::open(dir.path()).unwrap();
+    let authors: Vec<&Keypair> = kps.iter().collect();
+    let admission = following(&one, &authors);
+    let expected: Vec<Outcome> =
+        batch.iter().map(|b| ingest(&one, &admission, b, None, 1_000).unwrap()).collect();
+    assert!(expected.contains(&Outcome::Fork) && expected.contains(&Outcome::Duplicate));
+    for threads in [1, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let many = Store::open(dir.path()).unwrap();
+        following(&many, &authors);
+        let got: Vec<Outcome> = ingest_batch(&many, &admission, &batch, None, 1_000, threads)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, expected, "{threads} threads");
+        assert_eq!(one.counts(), many.counts());
+    }
+}
+
+#[test]
+fn batch_uses_the_callers_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kp = Keypair::from_secret_bytes(&[1; 32]);
+    let mut prev = None;
+    let batch: Vec<Vec<u8>> = (1..=40u64)
+        .map(|i| {
+            let rec = crate::store::tests::post(&kp, i, prev, i, "p");
+            prev = Some(rec.id());
+            rec.bytes().to_vec()
+        })
+        .collect();
+    let refused = batch[20].clone();
+    let admission = Admission::new(kp.id());
+    let out = ingest_batch_with(&store, &admission, Came::Direct, &batch, 1_000, 2, |b| {
+        if b == refused.as_slice() {
+            Err("not asked for".into())
+        } else {
+            check(b, None, 1_000)
+        }
+    });
+    assert_eq!(out.len(), 40);
+    assert!(matches!(&out[20], Ok(Outcome::Invalid(r)) if r == "not asked for"));
+    assert_eq!(out.iter().filter(|o| matches!(o, Ok(Outcome::New(_)))).count(), 39);
+}
+
+#[test]
+fn a_repost_of_a_repost_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kp = Keypair::from_secret_bytes(&[1; 32]);
+    let now = 1_000_000;
+    let original = post(&kp, now, "shared");
+    let repost = |seq, prev: &VerifiedRecord| {
+        let kind = kith_protocol::RecordKind::Repost { target: prev.id() };
+        crate::store::tests::signed(&kp, seq, Some(prev.id()), now, kind)
+    };
+    let admission = Admission::new(kp.id());
+    let first = repost(2, &original);
+    let second = repost(3, &first);
+    assert!(matches!(
+        ingest(&store, &admission, original.bytes(), None, now).unwrap(),
+        Outcome::New(_)
+    ));
+    assert!(matches!(
+        ingest(&store, &admission, first.bytes(), None, now).unwrap(),
+        Outcome::New(_)
+    ));
+    let out = ingest(&store, &admission, second.bytes(), None, now).unwrap();
+    assert_eq!(out, Outcome::Unwanted { forward: false });
+    assert_eq!(out.verdict(), Verdict::Ignore);
+    assert!(!store.has(&second.id()).unwrap());
+}
+
+#[test]
+fn decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kp = Keypair::from_secret_bytes(&[1; 32]);
+    let admission = Admission::new(kp.id());
+    let now = 1_000_000;
+    let rec = post(&kp, now, "hi #rust");
+    let rust = Topic::Tag(Tag::parse("rust").unwrap()).to_string();
+    let go = Topic::Tag(Tag::parse("go").unwrap()).to_string();
+    let author = Topic::Author(kp.id()).to_string();
+
+    assert!(matches!(
+        ingest(&store, &admission, rec.bytes(), Some(&go), now).unwrap(),
+        Outcome::Invalid(_)
+    ));
+    assert!(!store.has(&rec.id()).unwrap());
+    assert_eq!(
+        ingest(&store, &admission, rec.bytes(), Some(&rust), now).unwrap(),
+        Outcome::New(Box::new(rec.clone()))
+    );
+    assert_eq!(
+        ingest(&store, &admission, rec.bytes(), Some(&author), now).unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(Outcome::Duplicate.verdict(), Verdict::Accept);
+
+    let mut bad = rec.bytes().to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let out = ingest(&store, &admission, &bad, Some(&author), now).unwrap();
+    assert!(matches!(out, Outcome::Invalid(_)));
+    assert_eq!(out.verdict(), Verdict::Reject);
+
+    let future = post(&kp, now + MAX_FUTURE_SKEW_MS + 1, "later");
+    assert!(matches!(
+        ingest(&store, &admission, future.bytes(), None, now).unwrap(),
+        Outcome::Invalid(_)
+    ));
+    assert!(matches!(ingest(&store, &admission, b"junk", None, now).unwrap(), Outcome::Invalid(_)));
+    assert!(matches!(
+        ingest(&store, &admission, rec.bytes(), Some("not/a/topic"), now).unwrap(),
+        Outcome::Invalid(_)
+    ));
+
+    let fork = post(&kp, now, "other #rust");
+    assert_eq!(ingest(&store, &admission, fork.bytes(), None, now).unwrap(), Outcome::Fork);
+    assert!(store.is_flagged(&kp.id()).unwrap());
+}

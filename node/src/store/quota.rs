@@ -1,0 +1,281 @@
+//! What the store counts for the keep quotas ([`crate::keep`]): records per author,
+//! strangers' records and all records; and evicting strangers' records, oldest first.
+//!
+//! Trees: `author_counts` (author -> records of theirs stored, u64 BE), `strangers`
+//! (arrival number, u64 BE -> record id: strangers' records in the order they came). The
+//! totals live in memory, counted once when the store opens. A stranger's record erased
+//! another way (deleted, expired) leaves its `strangers` entry behind until eviction
+//! reaches it; such entries count as strangers' records until then, so the quota errs on
+//! the side of keeping less.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kith_protocol::{AuthorId, RecordId, RecordKind, VerifiedRecord};
+
+use super::{
+    corrupt,
+    keys::{id_suffix, log_key, pair_key, u64_at},
+    parse_follow, Inserted, Store, StoreError,
+};
+use crate::keep::{Keep, Quotas};
+
+/// The in-memory totals.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// Records stored.
+    total: AtomicU64,
+    /// Entries of the `strangers` tree.
+    strangers: AtomicU64,
+    /// Notifications stored.
+    notifications: AtomicU64,
+    /// Unread notifications from strangers.
+    stranger_unread: AtomicU64,
+}
+
+fn decrement(counter: &AtomicU64) {
+    let _ =
+        counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+}
+
+impl Tally {
+    pub(super) fn new(total: usize, strangers: usize) -> Self {
+        Self {
+            total: AtomicU64::new(total as u64),
+            strangers: AtomicU64::new(strangers as u64),
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn set_notifications(&self, all: u64, stranger_unread: u64) {
+        self.notifications.store(all, Ordering::Relaxed);
+        self.stranger_unread.store(stranger_unread, Ordering::Relaxed);
+    }
+
+    /// A notification added (`change` 1) or removed (-1); `stranger_unread` if it was an
+    /// unread one from a stranger.
+    pub(super) fn noted(&self, stranger_unread: bool, change: i8) {
+        if change > 0 {
+            self.notifications.fetch_add(1, Ordering::Relaxed);
+            if stranger_unread {
+                self.stranger_unread.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            decrement(&self.notifications);
+            if stranger_unread {
+                decrement(&self.stranger_unread);
+            }
+        }
+    }
+
+    pub(super) fn stranger_read(&self) {
+        decrement(&self.stranger_unread);
+    }
+
+    pub(super) fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn stranger_unread(&self) -> u64 {
+        self.stranger_unread.load(Ordering::Relaxed)
+    }
+}
+
+/// Most fork evidence records kept per author: the first is proof enough, a few more
+/// show it was no accident; an author forking without end cannot fill the disk.
+const MAX_FORK_EVIDENCE: usize = 4;
+
+impl Store {
+    /// Stores a record the keep decision chose to keep, counted as `keep` says; a
+    /// stranger's record may evict the oldest strangers' records to stay within
+    /// `quotas` (never the record just stored).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn insert_kept(
+        &self,
+        rec: &VerifiedRecord,
+        keep: Keep,
+        quotas: &Quotas,
+    ) -> Result<Inserted, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        let inserted = self.insert_locked(rec, keep == Keep::Stranger)?;
+        if inserted == Inserted::New {
+            self.evict_over(quotas, &rec.id())?;
+        }
+        Ok(inserted)
+    }
+
+    /// Records stored of `author`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn author_count(&self, author: &AuthorId) -> Result<u64, StoreError> {
+        Ok(self.author_counts.get(author.as_bytes())?.and_then(|v| u64_at(&v, 0)).unwrap_or(0))
+    }
+
+    /// Strangers' records stored (see the module documentation).
+    pub fn stranger_count(&self) -> u64 {
+        self.tally.strangers.load(Ordering::Relaxed)
+    }
+
+    /// Records stored in all.
+    pub fn total_count(&self) -> u64 {
+        self.tally.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new record (under the writer lock); a stranger's is queued for eviction.
+    pub(super) fn count_added(
+        &self,
+        author: &AuthorId,
+        id: &RecordId,
+        stranger: bool,
+    ) -> Result<(), StoreError> {
+        let n = self.author_count(author)?;
+        self.author_counts.insert(author.as_bytes(), &n.saturating_add(1).to_be_bytes())?;
+        self.tally.total.fetch_add(1, Ordering::Relaxed);
+        if stranger {
+            let arrival = self.db.generate_id()?;
+            self.strangers.insert(arrival.to_be_bytes(), id.as_bytes())?;
+            self.tally.strangers.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Uncounts an erased record (under the writer lock).
+    pub(super) fn count_removed(&self, author: &AuthorId) -> Result<(), StoreError> {
+        let n = self.author_count(author)?;
+        if n <= 1 {
+            self.author_counts.remove(author.as_bytes())?;
+        } else {
+            self.author_counts.insert(author.as_bytes(), &(n - 1).to_be_bytes())?;
+        }
+        decrement(&self.tally.total);
+        Ok(())
+    }
+
+    /// Whether another fork of `author` is worth keeping as evidence.
+    pub(super) fn wants_fork_evidence(&self, author: &AuthorId) -> Result<bool, StoreError> {
+        let kept = self.forks.scan_prefix(author.as_bytes()).keys().take(MAX_FORK_EVIDENCE);
+        Ok(kept.count() < MAX_FORK_EVIDENCE)
+    }
+
+    /// Evicts the oldest strangers' records while over a quota (under the writer lock),
+    /// never `keep`. Returns how many were evicted.
+    fn evict_over(&self, quotas: &Quotas, keep: &RecordId) -> Result<usize, StoreError> {
+        let mut evicted = 0;
+        loop {
+            let strangers = self.stranger_count();
+            let over = strangers > quotas.strangers
+                || (self.total_count() > quotas.total && strangers > 0);
+            if !over {
+                return Ok(evicted);
+            }
+            let Some((key, value)) = self.strangers.first()? else { return Ok(evicted) };
+            let id = id_suffix(&value).ok_or_else(|| corrupt("strangers entry"))?;
+            if id == *keep {
+                return Ok(evicted);
+            }
+            self.strangers.remove(key)?;
+            decrement(&self.tally.strangers);
+            if self.evict(&id)? {
+                evicted += 1;
+            }
+        }
+    }
+
+    /// Removes every trace of a stored record: content, indexes, its log entry (so that
+    /// it may come again), and the follow state or profile it set. Returns whether it
+    /// was stored.
+    fn evict(&self, id: &RecordId) -> Result<bool, StoreError> {
+        let Some(old) = self.get(id)? else { return Ok(false) };
+        self.erase(&old)?;
+        let r = &old.record;
+        let lkey = log_key(&r.author, r.seq);
+        if self.log.get(lkey)?.and_then(|v| id_suffix(&v)) == Some(*id) {
+            self.log.remove(lkey)?;
+        }
+        match &r.kind {
+            RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
+                let key = pair_key(&r.author, target);
+                let set_by_it =
+                    self.follows.get(key)?.and_then(|v| parse_follow(&v)).map(|s| s.seq);
+                if set_by_it == Some(r.seq) {
+                    self.follows.remove(key)?;
+                    self.followers.remove(pair_key(target, &r.author))?;
+                }
+            }
+            RecordKind::Profile { .. } => {
+                let set_by_it = self.profiles.get(r.author.as_bytes())?.and_then(|v| u64_at(&v, 0));
+                if set_by_it == Some(r.seq) {
+                    self.profiles.remove(r.author.as_bytes())?;
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kith_protocol::{Keypair, RecordKind};
+
+    use super::*;
+    use crate::store::tests::{post, signed};
+
+    #[test]
+    fn strangers_records_are_evicted_oldest_first_and_may_come_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let quotas = Quotas { strangers: 3, ..Quotas::default() };
+        let friend = Keypair::from_secret_bytes(&[1; 32]);
+        let me = Keypair::from_secret_bytes(&[2; 32]);
+        let kept = post(&friend, 1, None, 1, "a friend's");
+        store.insert_kept(&kept, Keep::Followed, &quotas).unwrap();
+        let strangers: Vec<_> = (10..15u8)
+            .map(|i| {
+                let kp = Keypair::from_secret_bytes(&[i; 32]);
+                signed(&kp, 1, None, 2, RecordKind::Follow { target: me.id() })
+            })
+            .collect();
+        for r in &strangers {
+            assert_eq!(store.insert_kept(r, Keep::Stranger, &quotas).unwrap(), Inserted::New);
+        }
+        assert_eq!(store.stranger_count(), 3);
+        assert_eq!(store.total_count(), 4);
+        for (i, r) in strangers.iter().enumerate() {
+            assert_eq!(store.has(&r.id()).unwrap(), i >= 2, "stranger {i}");
+        }
+        // An evicted follow leaves nothing behind: no follower, no log entry, no count.
+        let gone = &strangers[0];
+        assert!(!store.is_following(&gone.record().author, &me.id()).unwrap());
+        assert!(store.is_following(&strangers[4].record().author, &me.id()).unwrap());
+        assert_eq!(store.latest(&gone.record().author).unwrap(), None);
+        assert_eq!(store.author_count(&gone.record().author).unwrap(), 0);
+        assert!(store.has(&kept.id()).unwrap());
+        // It may come again (and then pushes out the oldest in turn).
+        assert_eq!(store.insert_kept(gone, Keep::Stranger, &quotas).unwrap(), Inserted::New);
+        assert!(!store.has(&strangers[2].id()).unwrap());
+        // The total: strangers go first.
+        let tight = Quotas { total: 2, ..quotas };
+        let more = post(&friend, 2, Some(kept.id()), 3, "another");
+        store.insert_kept(&more, Keep::Followed, &tight).unwrap();
+        assert_eq!(store.total_count(), 2);
+        assert!(store.has(&kept.id()).unwrap() && store.has(&more.id()).unwrap());
+        assert_eq!(store.counts().records, 2);
+    }
+
+    #[test]
+    fn fork_evidence_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kp = Keypair::from_secret_bytes(&[5; 32]);
+        store.insert(&post(&kp, 1, None, 1, "first")).unwrap();
+        for i in 0..20u64 {
+            let fork = post(&kp, 1, None, 2 + i, "again");
+            assert!(matches!(store.insert(&fork).unwrap(), Inserted::Fork { .. }));
+        }
+        assert!(store.is_flagged(&kp.id()).unwrap());
+        assert_eq!(store.forks.len(), MAX_FORK_EVIDENCE);
+    }
+}
