@@ -161,14 +161,15 @@ echo "carol $CAROL_ID"
 
 # --- connect, follow, subscribe -----------------------------------------------------
 
-say "connecting: bob -> alice, carol -> alice, alice -> carol"
-bob dial "$ALICE_ADDR"
+say "alice and bob add each other with invite links (connect, follow, petname)"
+ALICE_LINK=$(alice --json invite | json_field link)
+BOB_LINK=$(bob --json invite | json_field link)
+bob add "$ALICE_LINK" --as alice
+alice add "$BOB_LINK" --as bob
+
+say "carol connects to alice by address and subscribes to #rust"
 carol dial "$ALICE_ADDR"
 alice dial "$CAROL_ADDR"
-
-say "bob follows alice, alice follows bob, carol subscribes to #rust"
-bob follow "$ALICE_ID"
-alice follow "$BOB_ID"
 carol subscribe rust
 
 # status_at_least PERSON FIELD N: PERSON's `kith --json status` has FIELD >= N.
@@ -238,14 +239,14 @@ DM_TEXT="hi bob, this is end-to-end encrypted"
 say "direct message: alice -> bob (they follow each other)"
 # Messages go only between mutual connections: alice's node must have seen bob's follow.
 wait_until "$TIMEOUT" "alice to see bob as a mutual connection" mutual alice "$BOB_ID"
-alice msg send "$BOB_ID" "$DM_TEXT"
+alice msg send bob "$DM_TEXT"
 # "queued" is fine too: the outbox retries until bob's node has it.
 wait_until "$TIMEOUT" "alice's message in bob's inbox" inbox_has bob "$ALICE_ID" "$DM_TEXT"
 
 say "bob's direct messages"
 bob msg inbox
 echo
-bob msg thread "$ALICE_ID"
+bob msg thread alice
 
 # --- a conversation: reply, reaction, repost, notifications -------------------------
 

@@ -63,10 +63,28 @@ pub(crate) enum Command {
     Status,
     /// List connected peers.
     Peers,
-    /// Connect to a peer now (and remember it).
+    /// Connect to a peer now (and remember it): by address, or a person by id (found
+    /// through remembered addresses and the DHT).
     Dial {
-        /// The peer's address, e.g. /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW...
+        /// An address (/ip4/192.0.2.1/tcp/4001/p2p/12D3KooW...) or a person (id, petname,
+        /// name, id tail).
         addr: String,
+    },
+    /// Make an invite link to send a friend: your id, the addresses your node can be
+    /// reached at and your name, signed by you (with a QR code on a terminal).
+    Invite {
+        /// Valid for this long: 30m, 12h, 7d (default 7d, at most 365d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+        expires: Option<u64>,
+    },
+    /// Add the person behind an invite link: check it, connect, follow them and give
+    /// them a petname.
+    Add {
+        /// The link (kith://invite/...).
+        link: String,
+        /// Your petname for them (default: the name in the link, when it is free).
+        #[arg(long = "as", value_name = "PETNAME")]
+        petname: Option<String>,
     },
     /// Sign and publish a post; hashtags come from the text.
     Post {

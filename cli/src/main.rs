@@ -60,6 +60,8 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Status => (Request::Status, ""),
         Command::Peers => (Request::Peers, ""),
         Command::Dial { addr } => (Request::Dial { addr }, "connected"),
+        Command::Invite { expires } => (Request::Invite { expires_in_ms: expires }, ""),
+        Command::Add { link, petname } => (Request::Add { link, petname }, ""),
         Command::Post { text, reply_to, expires } => {
             (Request::Post { text, reply_to, expires_in_ms: expires }, "posted")
         }

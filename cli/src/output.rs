@@ -385,6 +385,58 @@ fn notifications(list: &[NotificationEntry], json: bool) {
     }
 }
 
+/// An invite: the link, a QR code of it when stdout is a terminal, and its expiry.
+fn invite(link: &str, expires: u64, addrs: &[String], json: bool) {
+    if json {
+        line(&json!({"link": link, "expires": expires}));
+        return;
+    }
+    out!("Send this link to a friend; they add you with: kith add LINK\n");
+    out!("{link}\n");
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        if let Some(qr) = qr_code(link) {
+            out!("{qr}\n");
+        }
+    }
+    let reach = match addrs.len() {
+        0 => "no address yet: they will look you up in the DHT".to_owned(),
+        1 => "1 address".to_owned(),
+        n => format!("{n} addresses"),
+    };
+    out!("expires {} ({reach})", human_time(expires));
+}
+
+/// A QR code of `text` in block characters (two rows of modules per line), light modules
+/// drawn, as on a dark terminal.
+fn qr_code(text: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::L).ok()?;
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+/// Someone added from an invite.
+fn added(id: &str, name: &str, connected: bool, petname: Option<&str>, json: bool) {
+    if json {
+        line(&json!({"id": id, "name": name, "connected": connected}));
+        return;
+    }
+    let name = (!name.is_empty()).then_some(name);
+    let shown = who(id, petname.or(name));
+    let named = petname.map(|p| format!(" as {}", text::name(p))).unwrap_or_default();
+    out!("added {shown}{named}: you follow them now");
+    if connected {
+        out!("connected");
+    } else {
+        out!("not connected yet: their node did not answer; kith connects when it can");
+    }
+}
+
 /// Prints a successful response; `what` says what was done, for people.
 pub(crate) fn response(response: &Response, json: bool, what: &str) {
     match response {
@@ -465,6 +517,10 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         }
         Response::Notifications { entries } => notifications(entries, json),
         Response::Names { entries } => names(entries, json),
+        Response::Invite { link, expires, addrs } => invite(link, *expires, addrs, json),
+        Response::Added { id, name, connected, petname } => {
+            added(id, name, *connected, petname.as_deref(), json);
+        }
         Response::Synced { fetched, peers } => {
             if json {
                 line(&json!({"fetched": fetched, "peers": peers}));

@@ -15,8 +15,23 @@ pub enum Request {
     Peers,
     /// Connect to a peer now.
     Dial {
-        /// A multiaddr, with or without `/p2p/<id>`.
+        /// A multiaddr, with or without `/p2p/<id>`; or a person (id, petname, name or
+        /// id tail), found through remembered addresses and the DHT.
         addr: String,
+    },
+    /// Make an invite link.
+    Invite {
+        /// Valid for this long, ms (default 7 days).
+        #[serde(default)]
+        expires_in_ms: Option<u64>,
+    },
+    /// Add the person behind an invite link: connect, follow, give a petname.
+    Add {
+        /// The link.
+        link: String,
+        /// The petname to give them.
+        #[serde(default)]
+        petname: Option<String>,
     },
     /// Sign and publish a post.
     Post {
@@ -503,6 +518,26 @@ pub enum Response {
     Thread {
         /// Oldest first.
         messages: Vec<MessageEntry>,
+    },
+    /// An invite link.
+    Invite {
+        /// The link.
+        link: String,
+        /// When it expires, ms since the epoch.
+        expires: u64,
+        /// The addresses it carries.
+        addrs: Vec<String>,
+    },
+    /// The person behind an invite was added.
+    Added {
+        /// Their id.
+        id: String,
+        /// The name in the invite.
+        name: String,
+        /// Whether a connection to them is up.
+        connected: bool,
+        /// The petname they got, if any.
+        petname: Option<String>,
     },
     /// Petnames.
     Names {

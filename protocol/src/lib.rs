@@ -7,6 +7,7 @@
 //! - [`blob`]: pictures and files by BLAKE3 hash, their manifests, chunks, the
 //!   `/kith/blob/1` exchange and the sealing of private blobs;
 //! - [`attachment`]: what a post or message says about the files it carries;
+//! - [`invite`]: signed, expiring invite links (id, addresses, name);
 //! - [`dm`]: end-to-end encrypted ("sealed") direct messages and the `/kith/dm/1` reply;
 //! - [`codec`]: the one canonical, size-limited encoding;
 //! - [`limits`]: every size and count limit.
@@ -40,6 +41,7 @@ pub mod blob;
 pub mod codec;
 pub mod dm;
 pub mod identity;
+pub mod invite;
 pub mod limits;
 pub mod mentions;
 pub mod record;

@@ -366,3 +366,23 @@ fn attached_post_vector_matches() {
     let received = VerifiedRecord::from_bytes(signed.bytes()).unwrap();
     assert_eq!(received.record(), &record);
 }
+
+/// Section 17.4: the invite link of the document's key.
+#[test]
+fn invite_vector() {
+    use kith_protocol::invite::{Invite, INVITE_DOMAIN};
+    const BLOCK: Block = ("<!-- invite-vectors:begin -->", "<!-- invite-vectors:end -->");
+    let key = doc_key();
+    assert_eq!(doc_value_in(BLOCK, "issuer"), key.id().to_string());
+    // /ip4/192.0.2.1/tcp/4001 and /ip4/192.0.2.1/udp/4001/quic-v1, binary multiaddrs.
+    let tcp = vec![4, 192, 0, 2, 1, 6, 0x0f, 0xa1];
+    let quic = vec![4, 192, 0, 2, 1, 0x91, 0x02, 0x0f, 0xa1, 0xcc, 0x03];
+    let invite = Invite::new(key.id(), "Alice", vec![tcp, quic], 1_800_000_000_000);
+    let body = codec::encode(&invite).unwrap();
+    assert_eq!(body, doc_hex_in(BLOCK, "encoded invite (what is signed after the domain)"));
+    let signature = key.sign(INVITE_DOMAIN, &body);
+    assert_eq!(signature.to_vec(), doc_hex_in(BLOCK, "signature"));
+    let link = doc_value_in(BLOCK, "link");
+    assert_eq!(invite.to_link(&key).unwrap(), link);
+    assert_eq!(Invite::from_link(&link, 1_700_000_000_000).unwrap(), invite);
+}

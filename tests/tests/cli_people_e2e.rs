@@ -104,3 +104,73 @@ fn tails_petnames_names_prefixes_and_ambiguity() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("kith: ") && stderr.trim().lines().count() == 1, "{stderr}");
 }
+
+/// `link` with one base58 character in the middle changed.
+fn tampered(link: &str) -> String {
+    let mut chars: Vec<char> = link.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
+    chars.into_iter().collect()
+}
+
+#[test]
+fn invite_add_and_dial_by_id() {
+    let a = Daemon::start("alice");
+    let b = Daemon::start("bob");
+    let a_id = a.id();
+
+    let invite = a.json(&["invite"]);
+    let link = invite["link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with("kith://invite/") && link.len() < 400, "{link}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let expires = invite["expires"].as_u64().unwrap();
+    let week = 7 * 24 * 3_600_000;
+    assert!(expires.abs_diff(now.as_millis() as u64 + week) < 600_000, "{invite}");
+
+    // Tampered, cut, foreign and own links: clear refusals, nothing added.
+    let err = json_error(&b, &["add", &tampered(&link)]);
+    assert!(err.contains("changed") || err.contains("damaged"), "{err}");
+    let err = json_error(&b, &["add", &link[..link.len() - 9]]);
+    assert!(err.contains("damaged"), "{err}");
+    let err = json_error(&b, &["add", "https://example.org/not-an-invite"]);
+    assert!(err.contains("not a kith invite link"), "{err}");
+    let err = json_error(&a, &["add", &link]);
+    assert!(err.contains("your own invite"), "{err}");
+    assert!(b.lines(&["following"]).is_empty());
+
+    // Adding verifies, connects, follows and remembers the petname.
+    let added = b.json(&["add", &link, "--as", "al"]);
+    assert_eq!(added, json!({"id": a_id, "name": "alice", "connected": true}));
+    assert!(b.lines(&["names"]).iter().any(|n| n["id"] == a_id.as_str() && n["petname"] == "al"));
+    assert!(b.lines(&["following"]).iter().any(|f| f["id"] == a_id.as_str()));
+    let p = a.json(&["post", "hello from alice"])["id"].as_str().unwrap().to_owned();
+    eventually(DEADLINE, "bob to get alice's post", || {
+        b.lines(&["feed", "--author", "al"]).iter().any(|i| i["id"] == p.as_str()).then_some(())
+    });
+    eventually(DEADLINE, "alice to see bob follow her", || {
+        a.lines(&["followers"]).iter().any(|f| f["id"] == b.id().as_str()).then_some(())
+    });
+
+    // An expired invite says so.
+    let short = a.json(&["invite", "--expires", "1s"])["link"].as_str().unwrap().to_owned();
+    let err = eventually(DEADLINE, "the short invite to expire", || {
+        let out = b.run(&["--json", "add", &short]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    });
+    assert!(err.contains("expired"), "{err}");
+
+    // `dial ID`: a person found by id through the DHT, via a bootstrap node.
+    let r = Daemon::start("relay");
+    let r_addr = r.addr();
+    let args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--bootstrap", r_addr.as_str()];
+    let x = Daemon::start_with("xena", &[], &args);
+    let y = Daemon::start_with("yann", &[], &args);
+    let x_id = x.id();
+    eventually(DEADLINE, "yann to find xena by id", || {
+        y.run(&["--json", "dial", &x_id]).status.success().then_some(())
+    });
+    assert!(y.lines(&["peers"]).iter().any(|p| p["id"] == x_id.as_str()));
+    // Nobody bob knows can lead to the relay node: a clear refusal, not "invalid multiaddr".
+    let err = json_error(&b, &["dial", &r.id()]);
+    assert!(err.contains("cannot reach"), "{err}");
+}

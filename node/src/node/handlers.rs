@@ -70,7 +70,12 @@ impl Node {
             Request::Id => Ok(self.id_reply()),
             Request::Status => self.status().await,
             Request::Peers => self.peers().await,
+            Request::Dial { addr } if !addr.trim_start().starts_with('/') => {
+                self.dial_person(&addr).await
+            }
             Request::Dial { addr } => self.dial(&addr).await,
+            Request::Invite { expires_in_ms } => self.invite(expires_in_ms).await,
+            Request::Add { link, petname } => self.add(&link, petname.as_deref()).await,
             Request::Post { text, reply_to, expires_in_ms } => {
                 self.post(text, reply_to.as_deref(), expires_in_ms).await
             }
@@ -356,7 +361,7 @@ impl Node {
         Ok(Response::Feed { items })
     }
 
-    async fn follow(&self, id: &str, follow: bool) -> Reply {
+    pub(super) async fn follow(&self, id: &str, follow: bool) -> Reply {
         let target = self.person(id)?;
         let me = self.inner.me;
         if target == me {

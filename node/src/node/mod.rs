@@ -5,12 +5,14 @@
 mod discovery;
 mod dm;
 mod handlers;
+mod invite;
 mod outbox;
 mod people;
 mod social;
 mod sync;
 
 pub use handlers::{LiveFeed, DEFAULT_FEED_LIMIT, DEFAULT_THREAD_LIMIT, MAX_FEED_LIMIT};
+pub use invite::{DEFAULT_INVITE_MS, MAX_INVITE_MS};
 pub use social::LiveNotifications;
 mod view;
 
