@@ -96,6 +96,10 @@ pub(crate) enum Command {
         /// Every node drops the post after this long: 90s, 30m, 1h, 7d.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
         expires: Option<u64>,
+        /// Attach a picture or file (repeatable, up to 4). Pictures are shared without
+        /// their metadata (EXIF, GPS).
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
     },
     /// Show a conversation: the root post and every reply this node knows, as a tree.
     Thread {
@@ -219,6 +223,23 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MsgCommand,
     },
+    /// Pictures and files attached to posts and messages.
+    Blob {
+        #[command(subcommand)]
+        command: BlobCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BlobCommand {
+    /// Fetch a picture or file from whoever has it, check its hash, and save it.
+    Get {
+        /// Its hash, as attachments list it.
+        hash: String,
+        /// Where to save it (default: leave it in the node's store and print the path).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +250,9 @@ pub(crate) enum MsgCommand {
         id: String,
         /// The text.
         text: String,
+        /// Attach a picture or file (repeatable, up to 4), encrypted for the recipient.
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
     },
     /// List conversations, newest first, with unread counts.
     Inbox,

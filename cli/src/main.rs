@@ -16,7 +16,7 @@ use kith_node::{
     home::Home,
 };
 
-use args::{Cli, Command, MsgCommand, ProfileCommand};
+use args::{BlobCommand, Cli, Command, MsgCommand, ProfileCommand};
 
 fn default_home() -> Result<PathBuf> {
     dirs::data_dir()
@@ -53,6 +53,18 @@ fn init(home: &Home, name: Option<String>, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `path` made absolute against the current folder (the daemon has its own).
+fn absolute(path: &std::path::Path) -> Result<String> {
+    let abs = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    abs.into_os_string()
+        .into_string()
+        .map_err(|p| anyhow!("{}: not a UTF-8 path", std::path::Path::new(&p).display()))
+}
+
+fn absolute_all(paths: &[PathBuf]) -> Result<Vec<String>> {
+    paths.iter().map(|p| absolute(p)).collect()
+}
+
 /// The request for a client command and what to say on success.
 fn request_of(command: Command) -> Result<(Request, &'static str)> {
     Ok(match command {
@@ -62,8 +74,9 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Dial { addr } => (Request::Dial { addr }, "connected"),
         Command::Invite { expires } => (Request::Invite { expires_in_ms: expires }, ""),
         Command::Add { link, petname } => (Request::Add { link, petname }, ""),
-        Command::Post { text, reply_to, expires } => {
-            (Request::Post { text, reply_to, expires_in_ms: expires }, "posted")
+        Command::Post { text, reply_to, expires, attach } => {
+            let attach = absolute_all(&attach)?;
+            (Request::Post { text, reply_to, expires_in_ms: expires, attach }, "posted")
         }
         Command::Thread { id } => (Request::Thread { id }, ""),
         Command::React { id, emoji } => (Request::React { id, emoji }, "reacted"),
@@ -92,8 +105,12 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Profile { command: ProfileCommand::Show { id } } => {
             (Request::ProfileShow { id }, "")
         }
-        Command::Msg { command: MsgCommand::Send { id, text } } => {
-            (Request::MsgSend { to: id, text }, "message")
+        Command::Msg { command: MsgCommand::Send { id, text, attach } } => {
+            (Request::MsgSend { to: id, text, attach: absolute_all(&attach)? }, "message")
+        }
+        Command::Blob { command: BlobCommand::Get { hash, out } } => {
+            let out = out.as_deref().map(absolute).transpose()?;
+            (Request::BlobGet { hash, out }, "")
         }
         Command::Msg { command: MsgCommand::Inbox } => (Request::MsgInbox, ""),
         Command::Sync => (Request::Sync, ""),
@@ -173,6 +190,9 @@ async fn client(home: &Home, explicit_home: bool, command: Command, json: bool) 
     if let Request::Sync = request {
         return sync(&mut conn, json).await;
     }
+    if let Request::BlobGet { .. } = request {
+        return blob_get(&mut conn, &request, json).await;
+    }
     if matches!(request, Request::Feed { live: true, .. } | Request::Notifications { live: true }) {
         conn.send(&request).await?;
         while let Some(response) = conn.recv().await? {
@@ -239,6 +259,43 @@ async fn sync(conn: &mut control::Client, json: bool) -> Result<()> {
                 }
             }
             Response::Error { message } => bail!(message),
+            done => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                output::response(&done, json, "");
+                return Ok(());
+            }
+        }
+    }
+    bail!("the daemon stopped")
+}
+
+/// `kith blob get`: a progress bar on stderr while chunks come, then where it is.
+async fn blob_get(conn: &mut control::Client, request: &Request, json: bool) -> Result<()> {
+    conn.send(request).await?;
+    let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("fetching {bar:30} {pos}/{len} chunks")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    while let Some(response) = conn.recv().await? {
+        match response {
+            Response::BlobProgress { done, total } => {
+                if let Some(bar) = &bar {
+                    bar.set_length(u64::from(total));
+                    bar.set_position(u64::from(done));
+                }
+            }
+            Response::Error { message } => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                bail!(message)
+            }
             done => {
                 if let Some(bar) = &bar {
                     bar.finish_and_clear();

@@ -9,8 +9,8 @@
 
 use kith_node::{
     api::{
-        FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry, NotificationEntry, PeerEntry,
-        Profile, Response, Status, ThreadEntry,
+        AttachmentEntry, FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry,
+        NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
     },
     text,
 };
@@ -121,6 +121,60 @@ fn who(id: &str, name: Option<&str>) -> String {
     }
 }
 
+/// Attachments as JSON: the contract's hash, name, mime and size, then what else is known.
+fn attachments_json(list: &[AttachmentEntry]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = list
+        .iter()
+        .map(|a| {
+            let mut v = json!({"hash": a.hash, "name": a.name, "mime": a.mime, "size": a.size, "local": a.local});
+            if let Some(map) = v.as_object_mut() {
+                if let Some((w, h)) = a.dimensions {
+                    map.insert("width".into(), json!(w));
+                    map.insert("height".into(), json!(h));
+                }
+                if let Some(t) = &a.thumbnail {
+                    map.insert("thumbnail".into(), json!(t));
+                }
+            }
+            v
+        })
+        .collect();
+    json!(items)
+}
+
+/// Attachments for people, one line each after `pad`: name, type, size, dimensions, and
+/// the hash to fetch it with.
+fn attachments_text(list: &[AttachmentEntry], pad: &str) -> String {
+    list.iter()
+        .map(|a| {
+            let dims = a.dimensions.map(|(w, h)| format!(", {w}x{h}")).unwrap_or_default();
+            let here = if a.local { "" } else { ", not fetched" };
+            format!(
+                "\n{pad}attached: {} ({}, {}{dims}{here})  {}",
+                text::name(&a.name),
+                text::line(&a.mime),
+                human_size(a.size),
+                a.hash
+            )
+        })
+        .collect()
+}
+
+/// `512 B`, `12.5 KiB`, `3.2 MiB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match UNITS.get(unit) {
+        Some(u) if unit > 0 => format!("{value:.1} {u}"),
+        _ => format!("{bytes} B"),
+    }
+}
+
 fn reactions_text(r: &std::collections::BTreeMap<String, u64>) -> String {
     if r.is_empty() {
         return String::new();
@@ -142,6 +196,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
             if !item.reactions.is_empty() {
                 map.insert("reactions".into(), json!(item.reactions));
             }
+            map.insert("attachments".into(), attachments_json(&item.attachments));
         }
         line(&v);
     } else {
@@ -150,10 +205,11 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
         }
         let reply = if item.reply_to.is_some() { " ↩" } else { "" };
         out!(
-            "{}  {}{reply}\n    {}{}\n    id {}",
+            "{}  {}{reply}\n    {}{}{}\n    id {}",
             human_time(item.timestamp),
             who(&item.author, item.author_name.as_deref()),
             indented(&item.text, "    "),
+            attachments_text(&item.attachments, "    "),
             reactions_text(&item.reactions),
             item.id
         );
@@ -179,6 +235,14 @@ fn status(s: &Status, json: bool) {
     out!("records    {} ({} posts)", s.records, s.posts);
     out!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
     out!("notices    {} unread", s.unread_notifications);
+    let b = &s.blobs;
+    out!(
+        "files      {} ({} of {} quota), {} downloads unfinished",
+        b.blobs,
+        human_size(b.bytes),
+        human_size(b.quota),
+        b.partial
+    );
     out!("following  {}   followers {}", s.following, s.followers);
     out!("uptime     {} s", s.uptime_s);
     let n = &s.nat;
@@ -307,16 +371,18 @@ fn thread(list: &[MessageEntry], json: bool) {
             line(&json!({
                 "id": m.id, "from": m.from, "to": m.to, "text": m.text,
                 "timestamp": m.timestamp, "status": m.status,
+                "attachments": attachments_json(&m.attachments),
             }));
         } else {
             let reason =
                 m.reason.as_deref().map(|r| format!(": {}", text::line(r))).unwrap_or_default();
             out!(
-                "{}  {} [{}{reason}]\n    {}",
+                "{}  {} [{}{reason}]\n    {}{}",
                 human_time(m.timestamp),
                 who(&m.from, m.from_name.as_deref()),
                 m.status,
-                indented(&m.text, "    ")
+                indented(&m.text, "    "),
+                attachments_text(&m.attachments, "    ")
             );
         }
     }
@@ -327,15 +393,16 @@ fn conversation(list: &[ThreadEntry], json: bool) {
         if json {
             line(&json!({
                 "id": e.id, "author": e.author, "text": e.text, "parent": e.parent,
-                "timestamp": e.timestamp,
+                "timestamp": e.timestamp, "attachments": attachments_json(&e.attachments),
             }));
         } else {
             let pad = "  ".repeat(e.depth.min(20));
             out!(
-                "{pad}{}  {}\n{pad}  {}{}\n{pad}  id {}",
+                "{pad}{}  {}\n{pad}  {}{}{}\n{pad}  id {}",
                 human_time(e.timestamp),
                 who(&e.author, e.author_name.as_deref()),
                 indented(&e.text, &format!("{pad}  ")),
+                attachments_text(&e.attachments, &format!("{pad}  ")),
                 reactions_text(&e.reactions).replace("\n    ", &format!("\n{pad}  ")),
                 e.id
             );
@@ -528,7 +595,14 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
                 out!("synced with {peers} peers: {fetched} new records");
             }
         }
-        Response::SyncProgress { .. } => {}
+        Response::SyncProgress { .. } | Response::BlobProgress { .. } => {}
+        Response::Blob { hash, size, path } => {
+            if json {
+                line(&json!({"hash": hash, "size": size, "path": path}));
+            } else {
+                out!("{path}  ({}, {hash})", human_size(*size));
+            }
+        }
         Response::Thread { messages } => thread(messages, json),
         Response::WebUrl { url } => {
             if json {

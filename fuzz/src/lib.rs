@@ -188,6 +188,7 @@ fn control_seed_requests(me: &Keypair, post: &RecordId) -> Vec<Request> {
             text: "hi #kith".into(),
             reply_to: Some(post.clone()),
             expires_in_ms: Some(5),
+            attach: vec!["/tmp/a.png".into()],
         },
         Request::Thread { id: post.clone() },
         Request::React { id: post.clone(), emoji: "🦀".into() },
@@ -201,7 +202,8 @@ fn control_seed_requests(me: &Keypair, post: &RecordId) -> Vec<Request> {
             live: false,
         },
         Request::ProfileSet { name: Some("n".into()), bio: None },
-        Request::MsgSend { to: id.clone(), text: "hello".into() },
+        Request::MsgSend { to: id.clone(), text: "hello".into(), attach: vec![] },
+        Request::BlobGet { hash: "ab".repeat(32), out: Some("/tmp/x".into()) },
         Request::MsgThread { peer: id, limit: Some(3) },
         Request::Sync,
     ]

@@ -42,6 +42,9 @@ pub enum Request {
         /// Every node drops the post this many ms after it is written.
         #[serde(default)]
         expires_in_ms: Option<u64>,
+        /// Files to attach: absolute paths the daemon reads.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attach: Vec<String>,
     },
     /// The conversation a record belongs to: root and every known reply, as a tree.
     Thread {
@@ -154,6 +157,9 @@ pub enum Request {
         to: String,
         /// The text.
         text: String,
+        /// Files to attach: absolute paths the daemon reads.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attach: Vec<String>,
     },
     /// Conversations, newest first.
     MsgInbox,
@@ -168,6 +174,15 @@ pub enum Request {
     },
     /// Every petname.
     Names,
+    /// Fetch a blob (a picture or file) from whoever has it, check its hash, and save it;
+    /// progress is streamed before the answer.
+    BlobGet {
+        /// The blob's hash (64 hex digits), as attachments list it.
+        hash: String,
+        /// Where to save it (an absolute path); the store's copy when not given.
+        #[serde(default)]
+        out: Option<String>,
+    },
     /// Messages with one person, oldest first; marks them read.
     MsgThread {
         /// The other person's id.
@@ -177,6 +192,44 @@ pub enum Request {
     },
     /// A fresh one-time sign-in address of the daemon's local web interface.
     Web,
+}
+
+/// A file attached to a post or message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentEntry {
+    /// BLAKE3 hash of the file (what `kith blob get` takes).
+    pub hash: String,
+    /// The file's name.
+    pub name: String,
+    /// Its MIME type.
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Width and height in pixels, for a picture.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dimensions: Option<(u32, u32)>,
+    /// The thumbnail's hash, for a picture that has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thumbnail: Option<String>,
+    /// Whether this node holds the whole file now.
+    #[serde(default)]
+    pub local: bool,
+}
+
+/// The blob store, for `kith status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobStatus {
+    /// Pictures and files held.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Downloads in progress (or interrupted, to resume).
+    pub partial: u64,
+    /// The most bytes the store may hold.
+    pub quota: u64,
+    /// Chunks fetched (and checked) since the node started.
+    #[serde(default)]
+    pub chunks_fetched: u64,
 }
 
 /// One conversation in the inbox.
@@ -216,6 +269,9 @@ pub struct MessageEntry {
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// Attached files.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentEntry>,
 }
 
 /// A post as shown in feeds.
@@ -244,6 +300,9 @@ pub struct FeedItem {
     /// Reaction counts per emoji.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub reactions: std::collections::BTreeMap<String, u64>,
+    /// Attached files.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentEntry>,
 }
 
 /// One record of a conversation tree.
@@ -267,6 +326,9 @@ pub struct ThreadEntry {
     /// The author's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author_name: Option<String>,
+    /// Attached files.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentEntry>,
 }
 
 /// A petname.
@@ -456,6 +518,9 @@ pub struct Status {
     /// Reachability, relay reservations and hole punching.
     #[serde(default)]
     pub nat: NatStatus,
+    /// Pictures and files.
+    #[serde(default)]
+    pub blobs: BlobStatus,
 }
 
 /// A reply from the node.
@@ -567,6 +632,22 @@ pub enum Response {
         peers_total: usize,
         /// Records fetched so far.
         fetched: u64,
+    },
+    /// Progress of `blob get` (streamed before [`Response::Blob`]).
+    BlobProgress {
+        /// Chunks fetched.
+        done: u32,
+        /// Chunks in all.
+        total: u32,
+    },
+    /// A blob was fetched and saved.
+    Blob {
+        /// Its hash.
+        hash: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Where it is.
+        path: String,
     },
     /// A sync round finished.
     Synced {

@@ -49,6 +49,10 @@ struct FileConfig {
     relay: Option<String>,
     store_cache_mb: Option<u64>,
     web: Option<String>,
+    max_blob_mb: Option<u64>,
+    blob_quota_mb: Option<u64>,
+    thumbnail_budget_mb: Option<u64>,
+    blob_upload_kib_s: Option<u64>,
 }
 
 /// Values given on the command line; `None` / empty means "not given".
@@ -100,6 +104,68 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// The local web interface.
     pub web: WebSetting,
+    /// Pictures and files.
+    pub blobs: BlobConfig,
+}
+
+/// The settings of pictures and files (blobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobConfig {
+    /// The largest picture or file this node sends or fetches, MiB (`max_blob_mb`,
+    /// default 25).
+    pub max_blob_mb: u64,
+    /// How much the blob store may hold, MiB (`blob_quota_mb`, default 1024): blobs
+    /// fetched from others are evicted, least recently used first, to stay within it.
+    pub blob_quota_mb: u64,
+    /// How much of the blob store the thumbnails of followed authors' pictures, fetched
+    /// without being asked, may take, MiB (`thumbnail_budget_mb`, default 64).
+    pub thumbnail_budget_mb: u64,
+    /// The most bytes of pictures and files this node sends to others per second, KiB
+    /// (`blob_upload_kib_s`; 0, the default, is no limit).
+    pub blob_upload_kib_s: u64,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        Self {
+            max_blob_mb: DEFAULT_MAX_BLOB_MB,
+            blob_quota_mb: DEFAULT_BLOB_QUOTA_MB,
+            thumbnail_budget_mb: DEFAULT_THUMBNAIL_BUDGET_MB,
+            blob_upload_kib_s: 0,
+        }
+    }
+}
+
+/// Default of [`Config::thumbnail_budget_mb`].
+pub const DEFAULT_THUMBNAIL_BUDGET_MB: u64 = 64;
+
+/// Default of [`Config::max_blob_mb`].
+pub const DEFAULT_MAX_BLOB_MB: u64 = 25;
+
+/// Default of [`Config::blob_quota_mb`].
+pub const DEFAULT_BLOB_QUOTA_MB: u64 = 1024;
+
+/// Largest `max_blob_mb`: the protocol's limit.
+const MAX_MAX_BLOB_MB: u64 = kith_protocol::limits::MAX_BLOB_BYTES / (1024 * 1024);
+
+/// Largest `blob_quota_mb` (16 TiB).
+const MAX_BLOB_QUOTA_MB: u64 = 16 * 1024 * 1024;
+
+/// A MiB value of the file, checked against its range.
+fn mib(
+    field: &'static str,
+    value: Option<u64>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !(1..=max).contains(&v) {
+        return Err(ConfigError::Invalid {
+            field,
+            message: format!("{v}: expected 1 to {max} (MiB)"),
+        });
+    }
+    Ok(v)
 }
 
 /// Default of [`Config::store_cache_mb`].
@@ -210,7 +276,28 @@ impl Config {
             (false, None, Some(value)) => parse_web("web", value)?,
             (false, None, None) => WebSetting::Default,
         };
-        Ok(Self { listen, bootstrap, mdns, name: file.name, relay, store_cache_mb, web })
+        let max_blob_mb =
+            mib("max_blob_mb", file.max_blob_mb, DEFAULT_MAX_BLOB_MB, MAX_MAX_BLOB_MB)?;
+        let blob_quota_mb =
+            mib("blob_quota_mb", file.blob_quota_mb, DEFAULT_BLOB_QUOTA_MB, MAX_BLOB_QUOTA_MB)?;
+        let thumbnail_budget_mb = mib(
+            "thumbnail_budget_mb",
+            file.thumbnail_budget_mb,
+            DEFAULT_THUMBNAIL_BUDGET_MB,
+            MAX_BLOB_QUOTA_MB,
+        )?;
+        let blob_upload_kib_s = file.blob_upload_kib_s.unwrap_or(0);
+        if blob_upload_kib_s > MAX_BLOB_QUOTA_MB {
+            return Err(ConfigError::Invalid {
+                field: "blob_upload_kib_s",
+                message: format!(
+                    "{blob_upload_kib_s}: expected 0 (no limit) to {MAX_BLOB_QUOTA_MB}"
+                ),
+            });
+        }
+        let blobs =
+            BlobConfig { max_blob_mb, blob_quota_mb, thumbnail_budget_mb, blob_upload_kib_s };
+        Ok(Self { blobs, listen, bootstrap, mdns, name: file.name, relay, store_cache_mb, web })
     }
 
     /// Writes a config file holding `name` (used by `kith init`).
@@ -230,7 +317,17 @@ impl Config {
              # store_cache_mb = 32\n\
              # The local web interface (kith web prints its address): a loopback address,\n\
              # or \"off\". Default 127.0.0.1:7780, or a free port when that one is taken.\n\
-             # web = \"127.0.0.1:7780\"\n",
+             # web = \"127.0.0.1:7780\"\n\
+             # Largest picture or file sent or fetched, MiB (default 25).\n\
+             # max_blob_mb = 25\n\
+             # Disk space for pictures and files, MiB (default 1024); others' are evicted\n\
+             # least recently used first.\n\
+             # blob_quota_mb = 1024\n\
+             # Of that, for thumbnails of followed authors' pictures, fetched on arrival,\n\
+             # MiB (default 64).\n\
+             # thumbnail_budget_mb = 64\n\
+             # Upload limit for pictures and files sent to others, KiB/s (0: none).\n\
+             # blob_upload_kib_s = 0\n",
         );
         if let Some(name) = name {
             let quoted = toml::Value::String(name.to_owned()).to_string();
@@ -304,6 +401,12 @@ mod tests {
             let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
             assert!(e.contains("store_cache_mb"), "{bad}: {e}");
         }
+        fs::write(&path, "max_blob_mb = 5\nblob_quota_mb = 100\n").unwrap();
+        let c = Config::load(&path, &Overrides::default()).unwrap();
+        assert_eq!((c.blobs.max_blob_mb, c.blobs.blob_quota_mb), (5, 100));
+        fs::write(&path, "max_blob_mb = 2000\n").unwrap();
+        let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
+        assert!(e.starts_with("max_blob_mb:"), "{e}");
         fs::write(&path, "relay = \"maybe\"\n").unwrap();
         let e = Config::load(&path, &Overrides::default()).unwrap_err().to_string();
         assert!(e.starts_with("relay:"), "{e}");

@@ -184,6 +184,10 @@ async fn serve_connection(
             stream_sync(&mut stream, &node).await?;
             continue;
         }
+        if let Request::BlobGet { hash, out } = &request {
+            stream_blob_get(&mut stream, &node, hash.clone(), out.clone()).await?;
+            continue;
+        }
         if let Request::Notifications { live: true } = &request {
             return stream_notifications(stream, &node).await;
         }
@@ -207,6 +211,35 @@ async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), Control
         Err(e) => error(format!("sync failed: {e}")),
     };
     write_frame(stream, &response).await
+}
+
+async fn stream_blob_get(
+    stream: &mut UnixStream,
+    node: &Node,
+    hash: String,
+    out: Option<String>,
+) -> Result<(), ControlError> {
+    let (tx, mut rx) = tokio::sync::watch::channel((0, 0));
+    let worker = node.clone();
+    let mut fetch = tokio::spawn(async move { worker.blob_get(&hash, out, Some(tx)).await });
+    loop {
+        tokio::select! {
+            done = &mut fetch => {
+                let response = match done {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(message)) => error(message),
+                    Err(e) => error(format!("blob get failed: {e}")),
+                };
+                return write_frame(stream, &response).await;
+            }
+            changed = rx.changed() => {
+                if changed.is_ok() {
+                    let (done, total) = *rx.borrow_and_update();
+                    write_frame(stream, &Response::BlobProgress { done, total }).await?;
+                }
+            }
+        }
+    }
 }
 
 async fn stream_notifications(mut stream: UnixStream, node: &Node) -> Result<(), ControlError> {

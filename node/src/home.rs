@@ -16,6 +16,8 @@ const IDENTITY_FILE: &str = "identity.key";
 const CONFIG_FILE: &str = "config.toml";
 /// Folder of the sled database.
 const STORE_DIR: &str = "store";
+/// Folder of pictures and files (blobs).
+const BLOBS_DIR: &str = "blobs";
 /// File name of the control socket.
 const SOCKET_FILE: &str = "kith.sock";
 
@@ -78,6 +80,11 @@ impl Home {
     /// Path of the store.
     pub fn store_path(&self) -> PathBuf {
         self.dir.join(STORE_DIR)
+    }
+
+    /// Path of the blob folder.
+    pub fn blobs_path(&self) -> PathBuf {
+        self.dir.join(BLOBS_DIR)
     }
 
     /// Path of the control socket.

@@ -6,6 +6,7 @@
 //!   what a node keeps of them;
 //! - [`node`]: the logic that takes events from both and answers control requests;
 //! - [`api`] and [`control`]: the control API and its Unix socket;
+//! - [`media`]: pictures: metadata removed, orientation applied, thumbnails;
 //! - [`home`] and [`config`]: the home folder and layered configuration;
 //! - [`text`]: network text made safe for terminals and pages;
 //! - [`names`] and [`resolve`]: what people are called, and finding people and records
@@ -21,6 +22,7 @@ pub mod home;
 pub mod ingest;
 pub mod keep;
 mod limits;
+pub mod media;
 pub mod names;
 pub mod net;
 pub mod node;

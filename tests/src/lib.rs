@@ -15,6 +15,8 @@
 pub mod bench;
 pub mod cli;
 pub mod hostile;
+pub mod hostile_blob;
+pub mod pictures;
 pub mod sim;
 
 use std::{future::Future, time::Duration};
@@ -163,6 +165,7 @@ impl TestNode {
             relay: kith_node::net::RelayMode::Off,
             store_cache_mb,
             web: kith_node::config::WebSetting::Off,
+            blobs: kith_node::config::BlobConfig::default(),
         };
         // After a stop, background tasks of the old node may hold the store for a moment
         // (a request in flight ends as soon as it sees the network is gone).
@@ -297,7 +300,12 @@ impl TestNode {
     /// Posts `text`; returns the record id.
     pub async fn post(&self, text: &str) -> String {
         match self
-            .ok(Request::Post { text: text.into(), reply_to: None, expires_in_ms: None })
+            .ok(Request::Post {
+                text: text.into(),
+                reply_to: None,
+                expires_in_ms: None,
+                attach: vec![],
+            })
             .await
         {
             Response::Record { id } => id,
@@ -375,7 +383,8 @@ impl TestNode {
 
     /// Sends a direct message; returns (id, status).
     pub async fn msg(&self, to: &TestNode, text: &str) -> (String, String) {
-        let request = Request::MsgSend { to: to.id().to_string(), text: text.into() };
+        let request =
+            Request::MsgSend { to: to.id().to_string(), text: text.into(), attach: vec![] };
         match self.ok(request).await {
             Response::MsgSent { id, status } => (id, status),
             r => panic!("unexpected reply {r:?}"),
@@ -384,7 +393,7 @@ impl TestNode {
 
     /// Sends a direct message to an id; returns (id, status).
     pub async fn msg_to_id(&self, to: &str, text: &str) -> (String, String) {
-        let request = Request::MsgSend { to: to.into(), text: text.into() };
+        let request = Request::MsgSend { to: to.into(), text: text.into(), attach: vec![] };
         match self.ok(request).await {
             Response::MsgSent { id, status } => (id, status),
             r => panic!("unexpected reply {r:?}"),

@@ -256,7 +256,9 @@ async fn publish(
     for (seq, post) in posts {
         let text = post_text(seq, post.author, &post.tags);
         let start = Instant::now();
-        let reply = node.handle(Request::Post { text, reply_to: None, expires_in_ms: None }).await;
+        let reply = node
+            .handle(Request::Post { text, reply_to: None, expires_in_ms: None, attach: vec![] })
+            .await;
         let end = Instant::now();
         let id = match reply {
             Response::Record { id } => id,

@@ -65,8 +65,12 @@ fn record_of(response: Response) -> String {
 }
 
 async fn reply(node: &TestNode, parent: &str, text: &str) -> String {
-    let request =
-        Request::Post { text: text.into(), reply_to: Some(parent.into()), expires_in_ms: None };
+    let request = Request::Post {
+        text: text.into(),
+        reply_to: Some(parent.into()),
+        expires_in_ms: None,
+        attach: vec![],
+    };
     record_of(node.ok(request).await)
 }
 
@@ -426,8 +430,12 @@ async fn deleted_post_does_not_come_back_from_a_peer_that_was_offline() {
 async fn expiring_post_is_dropped_everywhere() {
     let (a, b, c) = trio().await;
     let keep = a.post("this one stays").await;
-    let request =
-        Request::Post { text: "gone soon".into(), reply_to: None, expires_in_ms: Some(1500) };
+    let request = Request::Post {
+        text: "gone soon".into(),
+        reply_to: None,
+        expires_in_ms: Some(1500),
+        attach: vec![],
+    };
     let e = record_of(a.ok(request).await);
     let bytes = a.node.store().get_bytes(&rid(&e)).unwrap().unwrap();
     b.wait_record(&e).await;
@@ -482,7 +490,8 @@ async fn blocked_person_is_dropped_until_unblocked() {
     a.sync().await;
     assert!(!has(&a, &during), "A stored a blocked person's post");
     // B's direct message is not accepted by A.
-    let request = Request::MsgSend { to: a.id().to_string(), text: "let me in".into() };
+    let request =
+        Request::MsgSend { to: a.id().to_string(), text: "let me in".into(), attach: vec![] };
     match b.call(request).await {
         Response::Error { .. } => {}
         Response::MsgSent { status, .. } => assert_ne!(status, "delivered"),
@@ -539,7 +548,8 @@ async fn message_written_during_a_block_is_not_delivered_after_it() {
     b.dial(&a).await;
     a.befriend(&b).await;
     assert_eq!(a.ok(Request::Block { id: b.id().to_string() }).await, Response::Ok);
-    let request = Request::MsgSend { to: a.id().to_string(), text: "while blocked".into() };
+    let request =
+        Request::MsgSend { to: a.id().to_string(), text: "while blocked".into(), attach: vec![] };
     match b.call(request).await {
         Response::Error { .. } => {}
         Response::MsgSent { status, .. } => assert_ne!(status, "delivered"),

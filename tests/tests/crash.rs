@@ -235,3 +235,62 @@ fn acknowledged_writes_survive_kill_9() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A download cut by `kill -9` resumes after a restart from the chunks already on disk.
+/// The source sends at most 1 MiB/s (`blob_upload_kib_s`), so the 4 MiB download is
+/// caught in the middle.
+#[test]
+fn a_download_killed_with_sigkill_resumes() {
+    let mut a = Daemon::start("a");
+    let config = a.home().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("blob_upload_kib_s = 1024\n");
+    std::fs::write(&config, text).unwrap();
+    a.restart();
+    let mut b = Daemon::start("b");
+    assert_eq!(b.json(&["dial", &a.addr()])["ok"], true);
+    assert_eq!(b.json(&["follow", &a.id()])["ok"], true);
+
+    let mut rng = Rng(7);
+    let file: Vec<u8> = (0..4usize << 20).map(|_| rng.next() as u8).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("data.bin");
+    std::fs::write(&source, &file).unwrap();
+    let id = a.json(&["post", "data", "--attach", source.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_id = a.id();
+    let hash = eventually(DEADLINE, "b to see the post", || {
+        let feed = b.lines(&["feed", "--author", &a_id]);
+        let post = feed.into_iter().find(|p| p["id"] == id.as_str())?;
+        Some(post["attachments"][0]["hash"].as_str()?.to_owned())
+    });
+
+    let out = dir.path().join("got.bin");
+    let mut getter = Command::new(kith_bin())
+        .arg("--home")
+        .arg(b.home())
+        .args(["--json", "blob", "get", &hash, "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = b.home().join("blobs").join("partial").join(&hash);
+    let chunk = 256 * 1024;
+    eventually(DEADLINE, "the first chunk on b's disk", || {
+        let on_disk = std::fs::read(&partial).ok()?;
+        (on_disk.get(..chunk) == Some(&file[..chunk])).then_some(())
+    });
+    b.kill();
+    let _ = getter.wait();
+    assert!(!out.exists());
+
+    b.restart();
+    let got = b.json(&["blob", "get", &hash, "--out", out.to_str().unwrap()]);
+    assert_eq!(got["size"], file.len());
+    assert_eq!(std::fs::read(&out).unwrap(), file);
+    // Only what was missing came after the restart.
+    let fetched = b.json(&["status"])["blobs"]["chunks_fetched"].as_u64().unwrap();
+    assert!(fetched < (file.len() / chunk) as u64, "{fetched} chunks fetched after the restart");
+}

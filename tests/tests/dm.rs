@@ -49,7 +49,10 @@ async fn non_mutual_is_refused_by_sender_and_receiver() {
     let c = TestNode::start("c").await;
     c.dial(&a).await;
     c.follow(&a).await;
-    match c.call(Request::MsgSend { to: a.id().to_string(), text: "hi".into() }).await {
+    match c
+        .call(Request::MsgSend { to: a.id().to_string(), text: "hi".into(), attach: vec![] })
+        .await
+    {
         Response::Error { message } => {
             assert!(message.contains("not a mutual connection"), "{message}")
         }
@@ -71,8 +74,13 @@ async fn receiver_refuses_when_it_does_not_follow_back() {
     // unfollow reaching A by checking the receiver's own state only.
     b.ok(Request::Unfollow { id: a.id().to_string() }).await;
     // Whatever A knows, B must refuse and store nothing from A.
-    let reply =
-        a.call(Request::MsgSend { to: b.id().to_string(), text: "still there?".into() }).await;
+    let reply = a
+        .call(Request::MsgSend {
+            to: b.id().to_string(),
+            text: "still there?".into(),
+            attach: vec![],
+        })
+        .await;
     match reply {
         Response::Error { message } => {
             assert!(message.contains("not a mutual connection"), "{message}")

@@ -39,6 +39,8 @@ pub const MAX_DM_REQUEST_BYTES: usize = 32 * 1024;
 pub const MAX_DM_RESPONSE_BYTES: usize = 1024;
 /// The history sync protocol.
 pub const SYNC_PROTOCOL: &str = "/kith/sync/1";
+/// The blob protocol: manifests and chunks of pictures and files.
+pub const BLOB_PROTOCOL: &str = kith_protocol::blob::BLOB_PROTOCOL;
 /// How long a request waits for its response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent request streams per connection.
@@ -66,6 +68,7 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) dm: request_response::Behaviour<FrameCodec>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    pub(crate) blob: request_response::Behaviour<FrameCodec>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) autonat: autonat::v1::Behaviour,
     pub(crate) relay_client: relay::client::Behaviour,
@@ -307,6 +310,11 @@ impl Behaviour {
                 SYNC_PROTOCOL,
                 kith_protocol::sync::MAX_SYNC_REQUEST_BYTES,
                 kith_protocol::sync::MAX_SYNC_RESPONSE_BYTES,
+            ),
+            blob: request_response(
+                BLOB_PROTOCOL,
+                kith_protocol::limits::MAX_BLOB_REQUEST_BYTES,
+                kith_protocol::limits::MAX_BLOB_REPLY_BYTES,
             ),
         })
     }

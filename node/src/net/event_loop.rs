@@ -209,6 +209,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
                 self.handle_request_response(Proto::Sync, e)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Blob(e)) => {
+                self.handle_request_response(Proto::Blob, e)
+            }
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 if let Some(reservation) = self.reservations.get_mut(&listener_id) {
                     reservation.addr = Some(address.clone());
@@ -285,6 +288,7 @@ impl EventLoop {
         match proto {
             Proto::Dm => &mut self.swarm.behaviour_mut().dm,
             Proto::Sync => &mut self.swarm.behaviour_mut().sync,
+            Proto::Blob => &mut self.swarm.behaviour_mut().blob,
         }
     }
 

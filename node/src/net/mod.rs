@@ -16,7 +16,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use behaviour::{
-    RelayFriends, RelayMode, DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES,
+    RelayFriends, RelayMode, BLOB_PROTOCOL, DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES,
     MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
 };
 pub use event_loop::EventLoop;
@@ -125,6 +125,8 @@ pub enum Proto {
     Dm,
     /// `/kith/sync/1`: history sync.
     Sync,
+    /// `/kith/blob/1`: blob manifests and chunks.
+    Blob,
 }
 
 /// Where to send the answer to an inbound request.

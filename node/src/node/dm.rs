@@ -122,13 +122,13 @@ impl Node {
         store.get_bytes(&rec.id).ok()?
     }
 
-    pub(super) async fn msg_send(&self, to: &str, text: String) -> Reply {
+    pub(super) async fn msg_send(&self, to: &str, text: String, attach: Vec<String>) -> Reply {
         let peer = self.person(to)?;
         let me = self.inner.me;
         if peer == me {
             return Err("you cannot send a message to yourself".into());
         }
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && attach.is_empty() {
             return Err("message text is empty".into());
         }
         if text.len() > MAX_DM_TEXT_BYTES {
@@ -144,7 +144,9 @@ impl Node {
             return Err(format!("not a mutual connection: you and {peer} must follow each other"));
         }
         let id = MessageId::generate().map_err(|e| format!("random: {e}"))?;
-        let plain = Plain { id, timestamp: now_ms(), text, attachments: vec![] };
+        let prepared = self.prepare_attachments(attach).await?;
+        let attachments = self.seal_attachments(peer, *id.as_bytes(), prepared).await?;
+        let plain = Plain { id, timestamp: now_ms(), text, attachments };
         let sealed = self
             .with_pair_keys(&peer, |keys| Sealed::seal_with(&self.inner.keypair, keys, &plain))
             .await
@@ -169,7 +171,10 @@ impl Node {
             status: DmStatus::Queued,
             reason: None,
             read: true,
+            attachments: Vec::new(),
         };
+        let mut record = record;
+        record.set_attachments(&plain.attachments).map_err(store_err)?;
         let store = &self.inner.store;
         store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)).map_err(store_err)?;
         // Delivery starts before the message is flushed: until this call answers, no one
@@ -274,7 +279,7 @@ impl Node {
             Ok(false) => {}
             Err(_) => return refuse(Some(plain.id), STORE_FAILED),
         }
-        let record = DmRecord {
+        let mut record = DmRecord {
             id: plain.id.to_string(),
             from: sender.to_string(),
             to: self.inner.me.to_string(),
@@ -285,8 +290,15 @@ impl Node {
             status: DmStatus::Received,
             reason: None,
             read: false,
+            attachments: Vec::new(),
         };
+        if record.set_attachments(&plain.attachments).is_err() {
+            return refuse(Some(plain.id), "the recipient's store failed");
+        }
         let stored = store.dm_insert(&sender, &sender, plain.id.as_bytes(), &record, None);
+        if let Ok(true) = stored {
+            self.receive_attachments(sender, &record, *plain.id.as_bytes());
+        }
         match stored {
             Ok(true) if !store.is_hidden(&sender) => {
                 self.notify("message", sender.to_string(), plain.id.to_string())
@@ -361,21 +373,25 @@ impl Node {
         let messages = store.dm_thread(&peer, limit).map_err(store_err)?;
         store.dm_mark_read(&peer).map_err(store_err)?;
         store.flush().await.map_err(store_err)?;
-        Ok(Response::Thread {
-            messages: messages
-                .into_iter()
-                .map(|m| MessageEntry {
-                    from_name: m.from.parse().ok().and_then(|a| super::view::name_of(store, &a)),
-                    id: m.id,
-                    from: m.from,
-                    to: m.to,
-                    text: m.text,
-                    timestamp: m.timestamp,
-                    status: m.status.as_str().to_owned(),
-                    reason: m.reason,
-                })
-                .collect(),
-        })
+        let entry = |m: DmRecord| {
+            let attachments = m
+                .sealed_attachments()
+                .iter()
+                .map(|a| super::attach::entry_of(store, &a.attachment))
+                .collect();
+            MessageEntry {
+                from_name: m.from.parse().ok().and_then(|a| super::view::name_of(store, &a)),
+                id: m.id,
+                from: m.from,
+                to: m.to,
+                text: m.text,
+                timestamp: m.timestamp,
+                status: m.status.as_str().to_owned(),
+                attachments,
+                reason: m.reason,
+            }
+        };
+        Ok(Response::Thread { messages: messages.into_iter().map(entry).collect() })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Control requests: validate the input, act, answer. Errors are one line for a person.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::atomic::Ordering};
 
 use kith_protocol::{
     limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, Record, RecordKind, Tag,
@@ -76,8 +76,8 @@ impl Node {
             Request::Dial { addr } => self.dial(&addr).await,
             Request::Invite { expires_in_ms } => self.invite(expires_in_ms).await,
             Request::Add { link, petname } => self.add(&link, petname.as_deref()).await,
-            Request::Post { text, reply_to, expires_in_ms } => {
-                self.post(text, reply_to.as_deref(), expires_in_ms).await
+            Request::Post { text, reply_to, expires_in_ms, attach } => {
+                self.post(text, reply_to.as_deref(), expires_in_ms, attach).await
             }
             Request::Thread { id } => self.thread(&id),
             Request::React { id, emoji } => self.react(&id, emoji).await,
@@ -102,7 +102,8 @@ impl Node {
             Request::Tags => self.tags(),
             Request::ProfileSet { name, bio } => self.profile_set(name, bio).await,
             Request::ProfileShow { id } => self.profile_show(id.as_deref()),
-            Request::MsgSend { to, text } => self.msg_send(&to, text).await,
+            Request::MsgSend { to, text, attach } => self.msg_send(&to, text, attach).await,
+            Request::BlobGet { hash, out } => self.blob_get(&hash, out, None).await,
             Request::MsgInbox => self.msg_inbox(),
             Request::Sync => {
                 let (fetched, peers) = self.sync_round(usize::MAX, None).await;
@@ -188,6 +189,16 @@ impl Node {
             uptime_s: self.inner.started.elapsed().as_secs(),
             record_counters,
             sync: self.inner.sync.snapshot(),
+            blobs: {
+                let c = self.inner.blobs.counts();
+                crate::api::BlobStatus {
+                    blobs: c.blobs,
+                    bytes: c.bytes,
+                    partial: c.partial,
+                    quota: self.inner.blobs.limits().quota,
+                    chunks_fetched: self.inner.blob.chunks_fetched.load(Ordering::Relaxed),
+                }
+            },
             nat: NatStatus {
                 reachability: stats.reachability.as_str().into(),
                 public_addr: stats.public_addr.map(|a| a.to_string()),
@@ -297,8 +308,14 @@ impl Node {
         topics
     }
 
-    async fn post(&self, text: String, reply_to: Option<&str>, expires_in: Option<u64>) -> Reply {
-        if text.trim().is_empty() {
+    async fn post(
+        &self,
+        text: String,
+        reply_to: Option<&str>,
+        expires_in: Option<u64>,
+        attach: Vec<String>,
+    ) -> Reply {
+        if text.trim().is_empty() && attach.is_empty() {
             return Err("post text is empty".into());
         }
         if text.len() > MAX_TEXT_BYTES {
@@ -314,8 +331,12 @@ impl Node {
             Some(ms) => Some(now_ms().saturating_add(ms)),
             None => None,
         };
-        let post = Post { text, reply_to, mentions, expires_at, attachments: vec![] };
+        let attachments = self.prepare_attachments(attach).await?;
+        let post = Post { text, reply_to, mentions, expires_at, attachments };
         let signed = self.publish_own(RecordKind::Post(post)).await?;
+        if let RecordKind::Post(post) = &signed.record().kind {
+            self.provide_attachments(&post.attachments).await;
+        }
         Ok(Response::Record { id: signed.id().to_string() })
     }
 

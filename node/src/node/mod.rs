@@ -2,6 +2,8 @@
 //! answers control requests. The network and the store never call each other; this
 //! module decides.
 
+mod attach;
+mod blobs;
 mod discovery;
 mod dm;
 mod handlers;
@@ -39,7 +41,7 @@ use crate::{
     ingest::{self, Outcome},
     limits::RateLimiter,
     net::{self, Event},
-    store::{Store, StoreError},
+    store::{BlobLimits, BlobStoreError, Blobs, Store, StoreError},
 };
 
 /// Gossip messages ingested in one hop to a blocking thread, at most.
@@ -78,6 +80,9 @@ pub enum NodeError {
     /// The identity cannot be used for libp2p.
     #[error("identity: {0}")]
     Identity(String),
+    /// The blob folder cannot be used.
+    #[error(transparent)]
+    Blobs(#[from] BlobStoreError),
 }
 
 /// Milliseconds since the Unix epoch.
@@ -124,6 +129,10 @@ struct Inner {
     keypair: Keypair,
     me: AuthorId,
     store: Store,
+    blobs: Blobs,
+    blob: blobs::BlobState,
+    /// Thumbnails of followed authors' new posts, to fetch.
+    thumbs: mpsc::Sender<blobs::ThumbJob>,
     net: net::Client,
     live: broadcast::Sender<LivePost>,
     /// Serialises appends to our own log (seq assignment).
@@ -154,13 +163,17 @@ pub struct NodeTasks {
     outbox: JoinHandle<()>,
     sync: JoinHandle<()>,
     expiry: JoinHandle<()>,
+    blob_collect: JoinHandle<()>,
+    thumbnails: JoinHandle<()>,
 }
 
 impl NodeTasks {
     /// Waits for the node's tasks to end.
     pub async fn join(self) {
         let _ = self.net.await;
-        for task in [self.events, self.outbox, self.sync, self.expiry] {
+        let tasks =
+            [self.events, self.outbox, self.sync, self.expiry, self.blob_collect, self.thumbnails];
+        for task in tasks {
             task.abort();
             let _ = task.await;
         }
@@ -181,18 +194,29 @@ impl Node {
             &home.store_path(),
             config.store_cache_mb.saturating_mul(1 << 20),
         )?;
+        let mib = |n: u64| n.saturating_mul(1 << 20);
+        let limits = BlobLimits {
+            max_blob: mib(config.blobs.max_blob_mb),
+            quota: mib(config.blobs.blob_quota_mb),
+            auto_budget: mib(config.blobs.thumbnail_budget_mb),
+        };
+        let blobs = Blobs::open(&store, &home.blobs_path(), limits)?;
         let libp2p_key = keypair.to_libp2p().map_err(|e| NodeError::Identity(e.to_string()))?;
         let net_config =
             net::Config { listen: config.listen.clone(), mdns: config.mdns, relay: config.relay };
         let (client, event_loop, events) = net::new(libp2p_key, &net_config)?;
         let net_task = tokio::spawn(event_loop.run());
         let (live, _) = broadcast::channel(LIVE_QUEUE);
+        let (thumbs, thumb_jobs) = mpsc::channel(blobs::THUMB_QUEUE);
         let node = Self {
             inner: Arc::new(Inner {
                 me: keypair.id(),
                 admission: ingest::Admission::new(keypair.id()),
                 keypair,
                 store,
+                blobs,
+                blob: blobs::BlobState::new(config.blobs.blob_upload_kib_s.saturating_mul(1024)),
+                thumbs,
                 net: client,
                 live,
                 own_log: Mutex::new(()),
@@ -219,12 +243,16 @@ impl Node {
             tokio::spawn(node.clone().run_relay_friends());
         }
         let expiry = tokio::spawn(node.clone().run_expiry());
+        let blob_collect = tokio::spawn(node.clone().run_blob_collect());
+        let thumbnails = tokio::spawn(node.clone().run_thumbnails(thumb_jobs));
         let tasks = NodeTasks {
             net: net_task,
             events: events_task,
             outbox: outbox_task,
             sync: sync_task,
             expiry,
+            blob_collect,
+            thumbnails,
         };
         Ok((node, tasks))
     }
@@ -237,6 +265,11 @@ impl Node {
     /// The store (for tests and tools).
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The blob store (for tests and tools).
+    pub fn blobs(&self) -> &Blobs {
+        &self.inner.blobs
     }
 
     /// The network handle (for tests and tools).
@@ -392,6 +425,10 @@ impl Node {
                 let node = self.clone();
                 tokio::spawn(async move { node.handle_sync_request(peer, bytes, channel).await });
             }
+            Event::Request { proto: net::Proto::Blob, peer, bytes, channel } => {
+                let node = self.clone();
+                tokio::spawn(async move { node.handle_blob_request(peer, bytes, channel).await });
+            }
             Event::Identified { peer, addrs } => self.handle_identified(peer, addrs),
             Event::Subscribed { peer, topic } => self.peer_subscribed(peer, &topic),
         }
@@ -486,6 +523,7 @@ impl Node {
     /// Tells live feeds and notifications about a newly stored record.
     fn announce(&self, record: &kith_protocol::VerifiedRecord) {
         self.notify_for(record);
+        self.queue_thumbnails(record);
         if self.inner.live.receiver_count() == 0 {
             return;
         }
@@ -501,6 +539,8 @@ impl Node {
         // Queued messages for this peer go now rather than at their next retry time.
         if let Ok(author) = AuthorId::from_peer_id(&peer) {
             self.retry_due(Some(&author)).await;
+            let node = self.clone();
+            tokio::spawn(async move { node.resume_attachments(author).await });
         }
         let node = self.clone();
         tokio::spawn(async move { node.sync_with(peer).await });

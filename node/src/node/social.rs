@@ -76,6 +76,11 @@ impl Node {
                 depth,
                 reactions: store.reactions(&rec.id).map_err(store_err)?,
                 author_name: view::name_of(store, &rec.record.author),
+                attachments: post
+                    .attachments
+                    .iter()
+                    .map(|a| super::attach::entry_of(store, a))
+                    .collect(),
             });
             // Bounded in depth and in what waits on the stack: never more than the
             // entries still to show.

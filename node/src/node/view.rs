@@ -45,6 +45,7 @@ fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedI
         author_name: name_of(store, &record.author),
         reposted_by: None,
         reactions: store.reactions(&id).unwrap_or_default(),
+        attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
     }
 }
 

@@ -5,8 +5,10 @@
 //! fetched (written chunk by chunk at its offset), `<dir>/tmp/` for files being imported.
 //! Trees: `blobs` (hash -> [`BlobMeta`]), `blob_refs` (hash, owner -> nothing: who needs
 //! the blob, see [`BlobOwner`]), `blob_lru` (last use, hash -> nothing, for blobs this
-//! node fetched: the eviction order) and `blob_partial` (hash -> the verified manifest of
-//! a download in progress, so it resumes after a restart).
+//! node fetched: the eviction order) and `blob_manifests` (hash -> the verified manifest
+//! of every blob held or being fetched: served without rehashing the file, and what a
+//! download in progress resumes from after a restart; a manifest without metadata is a
+//! download in progress).
 //!
 //! A complete blob's file is written and synced, then renamed into place, then its
 //! metadata is inserted: the metadata is the commit point, and a file without it is
@@ -163,6 +165,10 @@ pub struct BlobMeta {
     pub added_ms: u64,
     /// When it was last read or served, ms since the epoch (kept to a minute).
     pub used_ms: u64,
+    /// Fetched on the node's own initiative (a followed author's thumbnail): counts
+    /// against the thumbnail budget.
+    #[serde(default)]
+    pub auto: bool,
 }
 
 /// How much the blob store may hold.
@@ -172,6 +178,9 @@ pub struct BlobLimits {
     pub max_blob: u64,
     /// All blobs together, bytes (blobs this node made count too, but are never evicted).
     pub quota: u64,
+    /// Blobs fetched on the node's own initiative (thumbnails), bytes: the oldest go to
+    /// make room for new ones.
+    pub auto_budget: u64,
 }
 
 /// The blob store counts shown by `kith status`.
@@ -183,6 +192,8 @@ pub struct BlobCounts {
     pub bytes: u64,
     /// Downloads in progress.
     pub partial: u64,
+    /// Bytes of blobs fetched on the node's own initiative (thumbnails).
+    pub auto_bytes: u64,
 }
 
 /// How seldom a blob's last-use time is rewritten, ms.
@@ -197,6 +208,8 @@ pub struct Blobs {
     limits: BlobLimits,
     /// Bytes of complete blobs.
     used: Arc<AtomicU64>,
+    /// Bytes of complete blobs fetched on the node's own initiative.
+    auto_used: Arc<AtomicU64>,
     /// Serialises changes to the metadata, the quota count and the files.
     writer: Arc<Mutex<()>>,
     /// Numbers temporary files.
@@ -211,6 +224,10 @@ fn lru_key(used_ms: u64, hash: &BlobHash) -> Vec<u8> {
 
 fn encode_meta(meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(meta).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn encode_manifest(manifest: &VerifiedManifest) -> Result<Vec<u8>, StoreError> {
+    codec::encode(&manifest.to_manifest()).map_err(|e| corrupt(&e.to_string()))
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<BlobMeta, StoreError> {
@@ -236,15 +253,20 @@ impl Blobs {
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
             let _ = fs::remove_file(entry.path());
         }
-        let mut used = 0u64;
+        let (mut used, mut auto_used) = (0u64, 0u64);
         for item in store.blobs.iter() {
-            used = used.saturating_add(decode_meta(&item.map_err(StoreError::from)?.1)?.size);
+            let meta = decode_meta(&item.map_err(StoreError::from)?.1)?;
+            used = used.saturating_add(meta.size);
+            if meta.auto {
+                auto_used = auto_used.saturating_add(meta.size);
+            }
         }
         Ok(Self {
             store: store.clone(),
             dir: dir.to_owned(),
             limits,
             used: Arc::new(AtomicU64::new(used)),
+            auto_used: Arc::new(AtomicU64::new(auto_used)),
             writer: Arc::new(Mutex::new(())),
             next_tmp: Arc::new(AtomicU64::new(0)),
         })
@@ -289,7 +311,9 @@ impl Blobs {
         BlobCounts {
             blobs: self.store.blobs.len() as u64,
             bytes: self.used.load(Ordering::SeqCst),
-            partial: self.store.blob_partial.len() as u64,
+            partial: (self.store.blob_manifests.len() as u64)
+                .saturating_sub(self.store.blobs.len() as u64),
+            auto_bytes: self.auto_used.load(Ordering::SeqCst),
         }
     }
 
@@ -360,7 +384,7 @@ impl Blobs {
         file.sync_all().map_err(io_err(tmp))?;
         drop(file);
         let (_, manifest) = builder.finish();
-        self.commit(tmp, &manifest, origin)?;
+        self.commit(tmp, &manifest, origin, false)?;
         Ok(manifest)
     }
 
@@ -371,6 +395,7 @@ impl Blobs {
         file: &Path,
         manifest: &VerifiedManifest,
         origin: BlobOrigin,
+        auto: bool,
     ) -> Result<(), BlobStoreError> {
         let hash = manifest.hash();
         let _writer = self.lock()?;
@@ -385,17 +410,50 @@ impl Blobs {
             return Ok(());
         }
         if origin == BlobOrigin::Fetched {
+            if auto {
+                self.make_room_auto(manifest.size())?;
+            }
             self.make_room(manifest.size())?;
         }
         let path = self.path(&hash);
         fs::rename(file, &path).map_err(io_err(&path))?;
+        self.store.blob_manifests.insert(hash.as_bytes(), encode_manifest(manifest)?)?;
         let now = crate::node::now_ms();
-        let meta = BlobMeta { size: manifest.size(), origin, added_ms: now, used_ms: now };
+        let auto = auto && origin == BlobOrigin::Fetched;
+        let meta = BlobMeta { size: manifest.size(), origin, added_ms: now, used_ms: now, auto };
         if origin == BlobOrigin::Fetched {
             self.store.blob_lru.insert(lru_key(now, &hash), &[])?;
         }
         self.store.blobs.insert(hash.as_bytes(), encode_meta(&meta)?)?;
         self.used.fetch_add(manifest.size(), Ordering::SeqCst);
+        if auto {
+            self.auto_used.fetch_add(manifest.size(), Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Evicts blobs fetched on the node's own initiative, least recently used first, until
+    /// `size` more bytes of them fit the budget. Called with the writer lock held.
+    fn make_room_auto(&self, size: u64) -> Result<(), BlobStoreError> {
+        let budget = self.limits.auto_budget;
+        if size > budget {
+            return Err(BlobStoreError::Full {
+                used: self.auto_used.load(Ordering::SeqCst),
+                quota: budget,
+            });
+        }
+        let mut oldest = self.store.blob_lru.iter().keys();
+        while self.auto_used.load(Ordering::SeqCst).saturating_add(size) > budget {
+            let Some(key) = oldest.next() else { break };
+            let key = key.map_err(StoreError::from)?;
+            let Some(hash) = key.get(8..).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                continue;
+            };
+            let hash = BlobHash::from_bytes(hash);
+            if self.meta(&hash)?.is_some_and(|m| m.auto) {
+                self.remove_locked(&hash)?;
+            }
+        }
         Ok(())
     }
 
@@ -420,7 +478,12 @@ impl Blobs {
     /// Removes a complete blob's file and metadata (its owners stay). Writer lock held.
     fn remove_locked(&self, hash: &BlobHash) -> Result<(), BlobStoreError> {
         if let Some(meta) = self.meta(hash)? {
+            if meta.auto {
+                let auto = self.auto_used.load(Ordering::SeqCst);
+                self.auto_used.fetch_sub(meta.size.min(auto), Ordering::SeqCst);
+            }
             self.store.blobs.remove(hash.as_bytes())?;
+            self.store.blob_manifests.remove(hash.as_bytes())?;
             self.store.blob_lru.remove(lru_key(meta.used_ms, hash))?;
             self.used.fetch_sub(meta.size.min(self.used.load(Ordering::SeqCst)), Ordering::SeqCst);
             let path = self.path(hash);
@@ -480,32 +543,22 @@ impl Blobs {
         Ok(Some(buf))
     }
 
-    /// The manifest of a complete blob, computed from its file.
+    /// The manifest of a complete blob.
     ///
     /// # Errors
-    /// File or store errors.
-    pub fn manifest(&self, hash: &BlobHash) -> Result<Option<VerifiedManifest>, BlobStoreError> {
+    /// Disk errors or damage.
+    pub fn manifest(&self, hash: &BlobHash) -> Result<Option<VerifiedManifest>, StoreError> {
         if !self.has(hash)? {
             return Ok(None);
         }
-        let path = self.path(hash);
-        let mut file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(BlobStoreError::Io { path, source: e }),
-        };
-        let mut builder = ManifestBuilder::default();
-        let mut chunk = vec![0u8; BLOB_CHUNK_BYTES];
-        loop {
-            let n = read_full(&mut file, &mut chunk).map_err(io_err(&path))?;
-            builder.push(chunk.get(..n).unwrap_or_default());
-            if n < chunk.len() {
-                break;
-            }
-        }
-        let (found, manifest) = builder.finish();
-        // A file changed on disk behind the store's back is not given out.
-        Ok((found == *hash).then_some(manifest))
+        self.stored_manifest(hash)
+    }
+
+    fn stored_manifest(&self, hash: &BlobHash) -> Result<Option<VerifiedManifest>, StoreError> {
+        let Some(bytes) = self.store.blob_manifests.get(hash.as_bytes())? else { return Ok(None) };
+        let manifest: Manifest = codec::decode::<_, MAX_BLOB_REPLY_BYTES>(&bytes)
+            .map_err(|e| corrupt(&format!("blob manifest: {e}")))?;
+        manifest.verify(hash).map(Some).map_err(|e| corrupt(&format!("blob manifest: {e}")))
     }
 
     /// Starts (or resumes) a download: records the verified manifest durably enough to
@@ -521,11 +574,9 @@ impl Blobs {
         let path = self.partial_path(&hash);
         {
             let _writer = self.lock()?;
-            if !self.store.blob_partial.contains_key(hash.as_bytes())? {
-                let bytes =
-                    codec::encode(&manifest.to_manifest()).map_err(|e| corrupt(&e.to_string()))?;
-                self.store.blob_partial.insert(hash.as_bytes(), bytes)?;
-                self.store.blob_partial.flush()?;
+            if !self.store.blob_manifests.contains_key(hash.as_bytes())? {
+                self.store.blob_manifests.insert(hash.as_bytes(), encode_manifest(manifest)?)?;
+                self.store.blob_manifests.flush()?;
             }
         }
         let file = fs::OpenOptions::new()
@@ -556,10 +607,10 @@ impl Blobs {
         &self,
         hash: &BlobHash,
     ) -> Result<Option<VerifiedManifest>, StoreError> {
-        let Some(bytes) = self.store.blob_partial.get(hash.as_bytes())? else { return Ok(None) };
-        let manifest: Manifest = codec::decode::<_, MAX_BLOB_REPLY_BYTES>(&bytes)
-            .map_err(|e| corrupt(&format!("partial manifest: {e}")))?;
-        manifest.verify(hash).map(Some).map_err(|e| corrupt(&format!("partial manifest: {e}")))
+        if self.has(hash)? {
+            return Ok(None);
+        }
+        self.stored_manifest(hash)
     }
 
     /// Writes a chunk that the caller checked against the manifest.
@@ -578,19 +629,31 @@ impl Blobs {
     }
 
     /// Completes a download whose every chunk was written: syncs the file, moves it into
-    /// place within the quota (evicting if need be), forgets the partial state.
+    /// place within the quota (evicting if need be; within the budget of blobs fetched on
+    /// the node's own initiative when `auto`), forgets the partial state.
     ///
     /// # Errors
     /// File or store errors; [`BlobStoreError::Full`].
-    pub fn finish_partial(&self, manifest: &VerifiedManifest) -> Result<(), BlobStoreError> {
+    pub fn finish_partial(
+        &self,
+        manifest: &VerifiedManifest,
+        auto: bool,
+    ) -> Result<(), BlobStoreError> {
         let hash = manifest.hash();
         let path = self.partial_path(&hash);
         let file = fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
         file.sync_all().map_err(io_err(&path))?;
         drop(file);
-        self.commit(&path, manifest, BlobOrigin::Fetched)?;
-        self.store.blob_partial.remove(hash.as_bytes())?;
-        Ok(())
+        self.commit(&path, manifest, BlobOrigin::Fetched, auto)
+    }
+
+    /// Removes a complete blob now, whoever needs it (a sealed copy once opened).
+    ///
+    /// # Errors
+    /// File or store errors.
+    pub fn remove(&self, hash: &BlobHash) -> Result<(), BlobStoreError> {
+        let _writer = self.lock()?;
+        self.remove_locked(hash)
     }
 
     /// Abandons a download: its file and partial state go.
@@ -598,8 +661,11 @@ impl Blobs {
     /// # Errors
     /// Store errors.
     pub fn drop_partial(&self, hash: &BlobHash) -> Result<(), StoreError> {
-        let _ = fs::remove_file(self.partial_path(hash));
-        self.store.blob_partial.remove(hash.as_bytes())?;
+        let _writer = self.lock()?;
+        if !self.has(hash)? {
+            let _ = fs::remove_file(self.partial_path(hash));
+            self.store.blob_manifests.remove(hash.as_bytes())?;
+        }
         Ok(())
     }
 
@@ -671,13 +737,16 @@ impl Blobs {
         }
         let partial: Vec<BlobHash> = self
             .store
-            .blob_partial
+            .blob_manifests
             .iter()
             .keys()
             .filter_map(|k| k.ok().and_then(|k| <[u8; 32]>::try_from(&k[..]).ok()))
             .map(BlobHash::from_bytes)
             .collect();
         for hash in partial {
+            if self.has(&hash)? {
+                continue;
+            }
             // A download written to within the grace period may be one in progress.
             let recent = fs::metadata(self.partial_path(&hash))
                 .and_then(|m| m.modified())
@@ -715,6 +784,13 @@ impl Blobs {
             }
         }
         Ok(needed)
+    }
+}
+
+impl Store {
+    /// Whether the blob store in this store holds the whole blob `hash`.
+    pub fn has_blob(&self, hash: &BlobHash) -> bool {
+        self.blobs.contains_key(hash.as_bytes()).unwrap_or(false)
     }
 }
 

@@ -5,7 +5,7 @@
 //! `dm_msgs` key) and `outbox` (id -> peer and sealed bytes). Changes that touch several
 //! trees hold the store's writer lock and write their commit point last.
 
-use kith_protocol::AuthorId;
+use kith_protocol::{attachment::SealedAttachment, codec, AuthorId};
 use serde::{Deserialize, Serialize};
 
 use super::{corrupt, Store, StoreError};
@@ -64,6 +64,37 @@ pub struct DmRecord {
     /// Whether the person has seen it (received messages).
     #[serde(default)]
     pub read: bool,
+    /// Attached files: each the hex of a canonically encoded [`SealedAttachment`] (the
+    /// file's description, its key and its sealed blobs), as the message carried it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+/// Largest stored attachment encoding read back.
+const MAX_STORED_ATTACHMENT: usize = 4096;
+
+impl DmRecord {
+    /// The message's attachments (an undecodable entry, which only a damaged store holds,
+    /// is skipped).
+    pub fn sealed_attachments(&self) -> Vec<SealedAttachment> {
+        self.attachments
+            .iter()
+            .filter_map(|h| hex::decode(h).ok())
+            .filter_map(|b| codec::decode::<SealedAttachment, MAX_STORED_ATTACHMENT>(&b).ok())
+            .collect()
+    }
+
+    /// Sets the message's attachments.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] only if an attachment cannot be encoded.
+    pub fn set_attachments(&mut self, list: &[SealedAttachment]) -> Result<(), StoreError> {
+        self.attachments = list
+            .iter()
+            .map(|a| codec::encode(a).map(hex::encode).map_err(|e| corrupt(&e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
 }
 
 /// One conversation in the inbox.
@@ -116,6 +147,19 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, Stor
 }
 
 impl Store {
+    /// The message `id` sent by `sender`, if stored.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn dm_get(
+        &self,
+        sender: &AuthorId,
+        id: &[u8; DM_ID_LEN],
+    ) -> Result<Option<DmRecord>, StoreError> {
+        let Some(ckey) = self.dm_index.get(index_key(sender, id))? else { return Ok(None) };
+        self.dm_msgs.get(ckey)?.map(|v| decode(&v, "message")).transpose()
+    }
+
     /// Whether a message `id` from `sender` is already stored (a replay or a retry).
     ///
     /// # Errors
@@ -300,6 +344,7 @@ mod tests {
             status,
             reason: None,
             read: false,
+            attachments: vec![],
         }
     }
 

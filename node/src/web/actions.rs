@@ -70,8 +70,12 @@ pub(super) async fn post(
     Form(form): Form<PostForm>,
 ) -> Response {
     let reply_to = form.reply_to.filter(|r| !r.trim().is_empty());
-    let request =
-        Request::Post { text: form.text, reply_to: reply_to.clone(), expires_in_ms: None };
+    let request = Request::Post {
+        text: form.text,
+        reply_to: reply_to.clone(),
+        expires_in_ms: None,
+        attach: vec![],
+    };
     let result = ask(&state, request).await;
     let chrome = Chrome::new(&state, &session, "");
     if !is_htmx(&headers) {

@@ -27,7 +27,7 @@ fn ms(d: Duration) -> f64 {
 
 /// One `msg send`; returns its status (`delivered` or `queued`).
 async fn send(a: &kith_node::Node, to: &str, text: String) -> String {
-    match a.handle(Request::MsgSend { to: to.to_owned(), text }).await {
+    match a.handle(Request::MsgSend { to: to.to_owned(), text, attach: vec![] }).await {
         Response::MsgSent { status, .. } => status,
         r => panic!("unexpected reply to msg send: {r:?}"),
     }

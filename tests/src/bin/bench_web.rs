@@ -51,6 +51,7 @@ async fn main() {
         relay: kith_node::net::RelayMode::Off,
         store_cache_mb: DEFAULT_STORE_CACHE_MB,
         web: WebSetting::At("127.0.0.1:0".parse().unwrap()),
+        blobs: kith_node::config::BlobConfig::default(),
     };
     let (node, tasks) = Node::start(&home, me, &config).await.unwrap();
     let listener = web::bind(config.web).await.unwrap().unwrap();

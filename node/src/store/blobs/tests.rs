@@ -16,8 +16,12 @@ fn bytes(len: usize, seed: u8) -> Vec<u8> {
 
 fn open(dir: &Path, quota: u64) -> (Store, Blobs) {
     let store = Store::open(&dir.join("store")).unwrap();
-    let blobs =
-        Blobs::open(&store, &dir.join("blobs"), BlobLimits { max_blob: 4 * MIB, quota }).unwrap();
+    let blobs = Blobs::open(
+        &store,
+        &dir.join("blobs"),
+        BlobLimits { max_blob: 4 * MIB, quota, auto_budget: 2 * MIB },
+    )
+    .unwrap();
     (store, blobs)
 }
 
@@ -31,7 +35,7 @@ fn fetch(blobs: &Blobs, data: &[u8]) -> BlobHash {
         let len = manifest.chunk_len(index).unwrap();
         blobs.write_chunk(&manifest, index, &data[start..start + len]).unwrap();
     }
-    blobs.finish_partial(&manifest).unwrap();
+    blobs.finish_partial(&manifest, false).unwrap();
     hash
 }
 
@@ -49,7 +53,10 @@ fn import_read_and_manifest() {
     assert_eq!(blobs.read_chunk(&hash, 3).unwrap(), None);
     assert_eq!(blobs.manifest(&hash).unwrap().unwrap(), manifest);
     assert_eq!(blobs.meta(&hash).unwrap().unwrap().origin, BlobOrigin::Own);
-    assert_eq!(blobs.counts(), BlobCounts { blobs: 1, bytes: data.len() as u64, partial: 0 });
+    assert_eq!(
+        blobs.counts(),
+        BlobCounts { blobs: 1, bytes: data.len() as u64, partial: 0, auto_bytes: 0 }
+    );
     // Storing it again changes nothing.
     blobs.put_own(&data).unwrap();
     assert_eq!(blobs.counts().bytes, data.len() as u64);
@@ -81,7 +88,7 @@ fn fetched_blobs_are_evicted_least_recently_used_first() {
     let (_, m) = Manifest::build(&bytes(10, 6));
     small.begin_partial(&m).unwrap();
     small.write_chunk(&m, 0, &bytes(10, 6)).unwrap();
-    assert!(matches!(small.finish_partial(&m), Err(BlobStoreError::Full { .. })));
+    assert!(matches!(small.finish_partial(&m, false), Err(BlobStoreError::Full { .. })));
 }
 
 #[test]
@@ -103,7 +110,7 @@ fn downloads_resume_from_the_chunks_on_disk() {
     assert_eq!(blobs.begin_partial(&resumed).unwrap(), [true, false, true, false]);
     blobs.write_chunk(&resumed, 1, &data[256 * 1024..512 * 1024]).unwrap();
     blobs.write_chunk(&resumed, 3, &data[768 * 1024..]).unwrap();
-    blobs.finish_partial(&resumed).unwrap();
+    blobs.finish_partial(&resumed, false).unwrap();
     assert_eq!(fs::read(blobs.path(&hash)).unwrap(), data);
     assert_eq!(blobs.partial_manifest(&hash).unwrap(), None);
     assert_eq!(blobs.counts().partial, 0);
@@ -175,4 +182,33 @@ fn owners_decide_who_may_fetch_and_what_is_collected() {
     assert_eq!(blobs.collect(now + 7_200_000, 3_600_000).unwrap(), 1);
     assert!(!blobs.has(&public).unwrap());
     assert!(!blobs.path(&public).exists());
+}
+
+#[test]
+fn thumbnails_fetched_on_our_own_stay_within_their_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, blobs) = open(dir.path(), 64 * MIB);
+    let fetch_auto = |seed: u8| {
+        let data = bytes(MIB as usize, seed);
+        let (hash, manifest) = Manifest::build(&data);
+        blobs.begin_partial(&manifest).unwrap();
+        for index in 0..manifest.chunk_count() {
+            let start = manifest.chunk_offset(index) as usize;
+            let len = manifest.chunk_len(index).unwrap();
+            blobs.write_chunk(&manifest, index, &data[start..start + len]).unwrap();
+        }
+        blobs.finish_partial(&manifest, true).unwrap();
+        hash
+    };
+    let asked = fetch(&blobs, &bytes(MIB as usize, 9));
+    let first = fetch_auto(1);
+    let second = fetch_auto(2);
+    assert_eq!(blobs.counts().auto_bytes, 2 * MIB);
+    // The budget (2 MiB) is full: the oldest thumbnail goes, not what was asked for.
+    let third = fetch_auto(3);
+    assert!(!blobs.has(&first).unwrap());
+    assert!(
+        blobs.has(&second).unwrap() && blobs.has(&third).unwrap() && blobs.has(&asked).unwrap()
+    );
+    assert_eq!(blobs.counts().auto_bytes, 2 * MIB);
 }
