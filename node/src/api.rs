@@ -535,7 +535,7 @@ pub enum Response {
         addrs: Vec<String>,
     },
     /// Status.
-    Status(Status),
+    Status(Box<Status>),
     /// Connected peers.
     Peers {
         /// One per peer.

@@ -277,7 +277,7 @@ impl TestNode {
     /// The node's status.
     pub async fn status(&self) -> Status {
         match self.ok(Request::Status).await {
-            Response::Status(status) => status,
+            Response::Status(status) => *status,
             r => panic!("unexpected reply {r:?}"),
         }
     }

@@ -171,7 +171,7 @@ impl Node {
         // Gossip the network task dropped before the node saw it.
         record_counters.rate_limited += stats.gossip_rate_limited;
         record_counters.ignored += stats.gossip_overflow;
-        Ok(Response::Status(Status {
+        Ok(Response::Status(Box::new(Status {
             id: me.to_string(),
             peers: stats.peers,
             mesh_peers: stats.mesh_peers,
@@ -209,7 +209,7 @@ impl Node {
                 holepunch_ok: stats.holepunch_ok,
                 holepunch_failed: stats.holepunch_failed,
             },
-        }))
+        })))
     }
 
     async fn peers(&self) -> Reply {
