@@ -81,7 +81,9 @@ fn conversation_between_two_daemons() {
         let entries = d.lines(&["thread", &r]);
         assert_eq!(entries.len(), 2, "{}: {entries:?}", d.name);
         for e in &entries {
-            assert_eq!(keys(e), ["author", "id", "parent", "text", "timestamp"], "{e}");
+            let expected = ["attachments", "author", "id", "parent", "text", "timestamp"];
+            assert_eq!(keys(e), expected, "{e}");
+            assert_eq!(e["attachments"], serde_json::json!([]));
         }
         assert_eq!(entries[0]["id"], p.as_str());
         assert_eq!(entries[0]["parent"], Value::Null);
