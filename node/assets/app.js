@@ -44,6 +44,8 @@
       form.reset();
       hint(document.getElementById("compose-text"));
     }
+    var chat = document.getElementById("chat-form");
+    if (chat) chat.reset();
   });
 
   // Times get a full local date and time on hover.

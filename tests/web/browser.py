@@ -253,6 +253,25 @@ def main():
         p.wait_text("mutual")
         p.shot("person")
 
+        step("send a direct message and see it delivered")
+        d.find_element(By.LINK_TEXT, "Message").click()
+        p.wait("the conversation with bob", lambda: d.find_elements(By.ID, "chat-text"))
+        dm = "See you at the bridge at eight?"
+        d.find_element(By.ID, "chat-text").send_keys(dm)
+        d.find_element(By.CSS_SELECTOR, "#chat-form button[type=submit]").click()
+        p.wait("the message marked delivered", lambda: any(
+            dm in m.text and "delivered" in m.text
+            for m in d.find_elements(By.CSS_SELECTOR, "#chat .msg.mine")))
+        assert d.find_element(By.ID, "chat-text").get_attribute("value") == ""
+        eventually("the message in bob's kith msg thread", lambda: any(
+            m["text"] == dm for m in kith("bob", "msg", "thread", ids["alice"])))
+        step("a reply from bob appears in the conversation without reload")
+        kith("bob", "msg", "send", ids["alice"], "Eight works. Bring a torch!")
+        p.wait_text("Bring a torch!")
+        p.shot("messages")
+        d.get(f"{origin}/messages")
+        p.wait_text("Bring a torch!")
+
         step("a hashtag page")
         d.get(f"{origin}/tag/kith")
         p.card(live)

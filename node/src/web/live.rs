@@ -2,7 +2,7 @@
 //! rendered HTML that htmx puts in place. Streams end when the browser leaves, when the
 //! web interface stops, or when the node does.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Query, State},
@@ -19,11 +19,12 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::{
     auth::Session,
+    messages::{chat_messages, Bubbles},
     pages::{Card, Chrome},
     view::{Names, PostView},
     State as Shared,
 };
-use crate::node::{now_ms, LiveFeed};
+use crate::node::{now_ms, LiveFeed, LiveNotifications};
 
 /// How often an idle stream sends a comment, so that proxies and browsers keep it.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -32,6 +33,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub(super) struct LiveQuery {
     /// `home`, `tag` or `author`.
     feed: Option<String>,
+    /// A conversation: the other person's id.
+    chat: Option<String>,
     tag: Option<String>,
     author: Option<String>,
 }
@@ -52,6 +55,22 @@ pub(super) async fn events(
     Extension(session): Extension<Session>,
     Query(query): Query<LiveQuery>,
 ) -> Response {
+    if let Some(peer) = query.chat {
+        let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many live pages open").into_response();
+        };
+        let chat = Chat {
+            notes: state.node.live_notifications(),
+            stop: state.stop.subscribe(),
+            shown: HashMap::new(),
+            state,
+            peer,
+            _slot: slot,
+        };
+        return Sse::new(chat_updates(chat))
+            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+            .into_response();
+    }
     let (tag, author) = match query.feed.as_deref() {
         Some("home") => (None, None),
         Some("tag") if query.tag.is_some() => (query.tag.as_deref(), None),
@@ -82,7 +101,8 @@ fn posts(live: Live) -> impl Stream<Item = Result<Event, Infallible>> {
         let me = live.state.node.id().to_string();
         let mut names = Names::new(&live.state.node);
         let p = PostView::of_feed(&item, &me, now_ms(), &mut names).await;
-        let chrome = Chrome { csrf: live.csrf.clone(), me, active: "", live: None };
+        let chrome =
+            Chrome { csrf: live.csrf.clone(), me, active: "", live: None, live_into: "feed" };
         let event = match askama::Template::render(&Card { chrome, p }) {
             Ok(html) => Event::default().data(html),
             Err(error) => {
@@ -91,5 +111,54 @@ fn posts(live: Live) -> impl Stream<Item = Result<Event, Infallible>> {
             }
         };
         Some((Ok(event), live))
+    })
+}
+
+/// How often an open conversation looks for changes of delivery status (a message turns
+/// `delivered` without an event of its own).
+const CHAT_CHECK: Duration = Duration::from_secs(1);
+
+/// What a conversation's stream holds while it runs.
+struct Chat {
+    state: Arc<Shared>,
+    peer: String,
+    notes: LiveNotifications,
+    stop: watch::Receiver<bool>,
+    /// Status of each message the page was sent, to send only what changed.
+    shown: HashMap<String, String>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// New messages and changed delivery states of one conversation, as bubbles.
+fn chat_updates(chat: Chat) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(chat, |mut chat| async move {
+        loop {
+            if *chat.stop.borrow() {
+                return None;
+            }
+            tokio::select! {
+                note = chat.notes.next() => { note?; }
+                _ = tokio::time::sleep(CHAT_CHECK) => {}
+                _ = chat.stop.changed() => return None,
+            }
+            let Ok(all) = chat_messages(&chat.state, &chat.peer).await else { continue };
+            let changed: Vec<_> =
+                all.into_iter().filter(|m| chat.shown.get(&m.id) != Some(&m.status)).collect();
+            if changed.is_empty() {
+                continue;
+            }
+            for m in &changed {
+                chat.shown.insert(m.id.clone(), m.status.clone());
+            }
+            let event = match askama::Template::render(&Bubbles { messages: changed, error: None })
+            {
+                Ok(html) => Event::default().data(html),
+                Err(error) => {
+                    tracing::error!(%error, "cannot render live messages");
+                    continue;
+                }
+            };
+            return Some((Ok(event), chat));
+        }
     })
 }

@@ -28,6 +28,7 @@ mod actions;
 mod assets;
 mod auth;
 mod live;
+mod messages;
 mod pages;
 mod view;
 
@@ -197,6 +198,8 @@ fn router(state: Arc<State>) -> Router {
         .route("/tag/{tag}", get(pages::tag))
         .route("/person/{id}", get(pages::person))
         .route("/post/{id}", get(pages::thread))
+        .route("/messages", get(messages::inbox))
+        .route("/messages/{id}", get(messages::conversation).post(messages::send))
         .route("/events", get(live::events))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))

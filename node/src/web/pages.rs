@@ -34,15 +34,31 @@ pub(super) struct Chrome {
     pub(super) active: &'static str,
     /// The live stream this page listens to (`/events?...`), if any.
     pub(super) live: Option<String>,
+    /// Where its updates go: newest first into `#feed`, or oldest first into `#chat`.
+    pub(super) live_into: &'static str,
 }
 
 impl Chrome {
     pub(super) fn new(state: &Shared, session: &Session, active: &'static str) -> Self {
-        Self { csrf: session.csrf(), me: state.node.id().to_string(), active, live: None }
+        Self {
+            csrf: session.csrf(),
+            me: state.node.id().to_string(),
+            active,
+            live: None,
+            live_into: "feed",
+        }
     }
 
-    fn live(mut self, url: String) -> Self {
+    /// Listens to the posts of `url`.
+    pub(super) fn live(mut self, url: String) -> Self {
         self.live = Some(url);
+        self
+    }
+
+    /// Listens to the messages of `url`.
+    pub(super) fn live_chat(mut self, url: String) -> Self {
+        self.live = Some(url);
+        self.live_into = "chat";
         self
     }
 }
