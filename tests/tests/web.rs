@@ -1,7 +1,8 @@
 //! The web interface of real `kith daemon` processes: its security checks over raw HTTP,
 //! then a real browser (headless Chromium driven by Selenium, `tests/web/browser.py`)
-//! using the pages as a person would, which also takes the screenshots in
-//! `docs/screenshots/`.
+//! using the pages as a person would, which also takes the screenshots in the folder
+//! `KITH_SCREENSHOTS` names (`scripts/test.sh` sets it to `docs/screenshots` in CI, or
+//! when asked with `--screenshots`).
 //!
 //! The browser test needs Debian's `chromium`, `chromium-driver` and `python3-selenium`
 //! (`.ci/run` installs them). Without them it fails when `CI` is set and is skipped (with
@@ -19,6 +20,9 @@ use std::{
 use kith_tests::cli::{befriend, eventually, Daemon};
 
 const DEADLINE: Duration = Duration::from_secs(30);
+/// The variable naming the folder (relative to the repository) for the browser test's
+/// screenshots; none are taken without it.
+const SCREENSHOTS: &str = "KITH_SCREENSHOTS";
 
 /// A daemon on loopback with its web interface on a port the OS picks.
 fn daemon(name: &str) -> Daemon {
@@ -227,8 +231,12 @@ fn in_a_real_browser() {
     }
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let screenshots = root.join("docs/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
+    // Screenshots only when asked (scripts/test.sh asks in CI), so that a developer's
+    // test run leaves the work tree as it was.
+    let screenshots = std::env::var_os(SCREENSHOTS).map(|dir| root.join(dir));
+    if let Some(dir) = &screenshots {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     let config = serde_json::json!({
         "kith": kith_tests::cli::kith_bin(),
         "homes": { "alice": alice.home(), "bob": bob.home(), "carol": carol.home() },

@@ -35,7 +35,7 @@ HOSTILE = ('<img src=x onerror="window.pwned=1;document.title=\'pwned\'">'
 
 
 def step(what):
-    print(f"--> {what}", flush=True)
+    print(f"--> {time.strftime('%H:%M:%S')}.{int(time.time()*1000)%1000:03d} {what}", flush=True)
 
 
 def kith(who, *args):
@@ -268,6 +268,7 @@ def main():
         step("a reply from bob appears in the conversation without reload")
         kith("bob", "msg", "send", ids["alice"], "Eight works. Bring a torch!")
         p.wait_text("Bring a torch!")
+        assert "No messages yet" not in p.text(), "the empty note stays beside messages"
         p.shot("messages")
         d.get(f"{origin}/messages")
         p.wait_text("Bring a torch!")
@@ -293,7 +294,7 @@ def main():
         print("browser checks passed", flush=True)
     except AssertionError:
         print("--- page at failure ---\n" + d.page_source[-3000:], file=sys.stderr)
-        for entry in d.get_log("browser")[-20:]:
+        for entry in d.get_log("browser")[-30:]:
             print("console:", entry.get("message", "")[:300], file=sys.stderr)
         raise
     finally:
