@@ -14,6 +14,7 @@ pages (light, dark, phone-sized) go to the folder given.
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ def eventually(what, check):
         time.sleep(0.2)
 
 
-def browser():
+def browser(profile):
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -66,7 +67,7 @@ def browser():
                 "--disable-sync", "--no-first-run", "--window-size=1000,900",
                 "--hide-scrollbars", "--force-device-scale-factor=1",
                 f"--host-resolver-rules=MAP {REBIND_HOST} 127.0.0.1",
-                "--user-data-dir=" + tempfile.mkdtemp(prefix="kith-chromium-")]:
+                "--user-data-dir=" + profile]:
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
@@ -158,7 +159,8 @@ def main():
     url = kith("alice", "web")[0]["url"]
     origin = url.split("/login")[0]
     port = origin.rsplit(":", 1)[1]
-    d = browser()
+    profile = tempfile.mkdtemp(prefix="kith-chromium-")
+    d = browser(profile)
     p = Page(d)
     try:
         step("without the token: refused")
@@ -299,6 +301,7 @@ def main():
         raise
     finally:
         d.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 if __name__ == "__main__":
