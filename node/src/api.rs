@@ -513,6 +513,12 @@ pub struct Status {
     pub uptime_s: u64,
     /// Gossip ingest counters.
     pub record_counters: RecordCounters,
+    /// Connections refused by the connection limits since start.
+    #[serde(default)]
+    pub connections_refused: u64,
+    /// Strangers' connections closed to make room for followed peers since start.
+    #[serde(default)]
+    pub connections_evicted: u64,
     /// History sync.
     pub sync: SyncCounters,
     /// Reachability, relay reservations and hole punching.

@@ -5,7 +5,7 @@ use std::{fs, io, net::SocketAddr, path::Path};
 
 use libp2p::Multiaddr;
 
-use crate::net::RelayMode;
+use crate::net::{ConnLimits, RelayMode};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -53,6 +53,11 @@ struct FileConfig {
     blob_quota_mb: Option<u64>,
     thumbnail_budget_mb: Option<u64>,
     blob_upload_kib_s: Option<u64>,
+    dht_tags: Option<bool>,
+    max_inbound: Option<usize>,
+    max_outbound: Option<usize>,
+    max_conns_per_ip: Option<usize>,
+    max_conns_per_subnet: Option<usize>,
 }
 
 /// Values given on the command line; `None` / empty means "not given".
@@ -106,6 +111,13 @@ pub struct Config {
     pub web: WebSetting,
     /// Pictures and files.
     pub blobs: BlobConfig,
+    /// Whether subscribed hashtags are announced in the DHT (`dht_tags`, default on):
+    /// finds other subscribers of a tag beyond the peers already connected, and tells
+    /// every DHT participant which tags this node follows.
+    pub dht_tags: bool,
+    /// Connection limits (`max_inbound`, `max_outbound`, `max_conns_per_ip`,
+    /// `max_conns_per_subnet`; 0 for the last two means no cap).
+    pub limits: ConnLimits,
 }
 
 /// The settings of pictures and files (blobs).
@@ -170,6 +182,13 @@ fn mib(
 
 /// Default of [`Config::store_cache_mb`].
 pub const DEFAULT_STORE_CACHE_MB: u64 = crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024);
+
+/// Largest connection limit accepted.
+const MAX_CONNECTION_LIMIT: usize = 100_000;
+
+fn too_many(field: &'static str, n: usize) -> ConfigError {
+    ConfigError::Invalid { field, message: format!("{n}: at most {MAX_CONNECTION_LIMIT}") }
+}
 
 /// Largest `store_cache_mb` accepted (64 GiB).
 const MAX_STORE_CACHE_MB: u64 = 64 * 1024;
@@ -297,7 +316,41 @@ impl Config {
         }
         let blobs =
             BlobConfig { max_blob_mb, blob_quota_mb, thumbnail_budget_mb, blob_upload_kib_s };
-        Ok(Self { blobs, listen, bootstrap, mdns, name: file.name, relay, store_cache_mb, web })
+        let defaults = ConnLimits::default();
+        let cap = |field: &'static str, value: Option<usize>, default: Option<usize>| match value {
+            Some(0) => Ok(None),
+            Some(n) if n > MAX_CONNECTION_LIMIT => Err(too_many(field, n)),
+            Some(n) => Ok(Some(n)),
+            None => Ok(default),
+        };
+        let total = |field: &'static str, value: Option<usize>, default: usize| match value {
+            Some(n) if n > MAX_CONNECTION_LIMIT => Err(too_many(field, n)),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let limits = ConnLimits {
+            max_inbound: total("max_inbound", file.max_inbound, defaults.max_inbound)?,
+            max_outbound: total("max_outbound", file.max_outbound, defaults.max_outbound)?,
+            per_ip: cap("max_conns_per_ip", file.max_conns_per_ip, defaults.per_ip)?,
+            per_subnet: cap(
+                "max_conns_per_subnet",
+                file.max_conns_per_subnet,
+                defaults.per_subnet,
+            )?,
+        };
+        let dht_tags = file.dht_tags.unwrap_or(true);
+        Ok(Self {
+            blobs,
+            listen,
+            bootstrap,
+            mdns,
+            name: file.name,
+            relay,
+            store_cache_mb,
+            web,
+            dht_tags,
+            limits,
+        })
     }
 
     /// Writes a config file holding `name` (used by `kith init`).
@@ -327,7 +380,19 @@ impl Config {
              # MiB (default 64).\n\
              # thumbnail_budget_mb = 64\n\
              # Upload limit for pictures and files sent to others, KiB/s (0: none).\n\
-             # blob_upload_kib_s = 0\n",
+             # blob_upload_kib_s = 0\n\
+             # Announce subscribed hashtags in the DHT, so that other subscribers are found\n\
+             # beyond the peers already connected; every DHT participant then learns\n\
+             # which tags this node follows. Default true.\n\
+             # dht_tags = true\n\
+             # mdns = false keeps this node's id off the LAN (peers there are then found\n\
+             # only by address). Connection limits: inbound and outbound connections of\n\
+             # people you do not follow, inbound ones per address and per subnet (IPv4\n\
+             # /24, IPv6 /48; 0: no cap). People you follow always get in.\n\
+             # max_inbound = 160\n\
+             # max_outbound = 96\n\
+             # max_conns_per_ip = 16\n\
+             # max_conns_per_subnet = 48\n",
         );
         if let Some(name) = name {
             let quoted = toml::Value::String(name.to_owned()).to_string();

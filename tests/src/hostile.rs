@@ -258,3 +258,94 @@ impl EventLoop {
         }
     }
 }
+
+/// Connections from fresh identities, each its own bare swarm (TCP, Noise, Yamux, no
+/// protocol) that dials a node and holds the connection open as long as the node lets it.
+/// Dropping the flood closes them all.
+pub struct ConnectionFlood {
+    tasks: Vec<JoinHandle<()>>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Dials made at once by a [`ConnectionFlood`]: under a node's limit on pending inbound
+/// connections, so that only its established-connection limits decide.
+const FLOOD_WAVE: usize = 32;
+
+impl ConnectionFlood {
+    /// Opens `n` connections to `target` (ending in `/p2p/<id>`), `FLOOD_WAVE` at a
+    /// time, each wave once every dial in it got an answer (or the deadline passed).
+    pub async fn start(target: &Multiaddr, n: usize) -> Self {
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let wave = left.min(FLOOD_WAVE);
+            left -= wave;
+            let mut answers = Vec::with_capacity(wave);
+            for _ in 0..wave {
+                let (tx, rx) = oneshot::channel();
+                tasks.push(tokio::spawn(hold_connection(target.clone(), open.clone(), tx)));
+                answers.push(rx);
+            }
+            for rx in answers {
+                let _ = tokio::time::timeout(DEADLINE, rx).await;
+            }
+        }
+        Self { tasks, open }
+    }
+
+    /// Connections open now, as the attackers see them.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnectionFlood {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// One attacker: dials, says whether the connection came up, keeps it until closed.
+async fn hold_connection(
+    target: Multiaddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    answer: oneshot::Sender<bool>,
+) {
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    if swarm.dial(target).is_err() {
+        let _ = answer.send(false);
+        return;
+    }
+    let mut answer = Some(answer);
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { .. } => {
+                open.fetch_add(1, Ordering::Relaxed);
+                if let Some(a) = answer.take() {
+                    let _ = a.send(true);
+                }
+            }
+            SwarmEvent::ConnectionClosed { .. } => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            SwarmEvent::OutgoingConnectionError { .. } => {
+                if let Some(a) = answer.take() {
+                    let _ = a.send(false);
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+}

@@ -26,6 +26,7 @@ use kith_node::{
     config::{Config, DEFAULT_STORE_CACHE_MB},
     home::Home,
     ingest::Outcome,
+    net::ConnLimits,
     node::MAX_FEED_LIMIT,
     Node, NodeTasks,
 };
@@ -103,6 +104,27 @@ impl Paused {
     }
 }
 
+/// How a [`TestNode`] starts.
+struct Setup {
+    /// TCP port (0: OS-chosen).
+    port: u16,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    store_cache_mb: u64,
+    limits: ConnLimits,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            bootstrap: Vec::new(),
+            store_cache_mb: DEFAULT_STORE_CACHE_MB,
+            // Every test node is on 127.0.0.1: no per-address caps.
+            limits: ConnLimits::lifted(),
+        }
+    }
+}
+
 /// A node running in this process with its own temporary home.
 pub struct TestNode {
     /// Name for messages.
@@ -130,13 +152,24 @@ impl TestNode {
         let home = Home::new(dir.path().join(name));
         home.ensure_dir().unwrap();
         let keypair = home.create_identity().unwrap();
-        Self::start_full(name, dir, home, keypair, 0, Vec::new(), store_cache_mb).await
+        Self::start_full(name, dir, home, keypair, Setup { store_cache_mb, ..Setup::default() })
+            .await
+    }
+
+    /// Starts a node with a fresh identity and the given connection limits (other nodes
+    /// of these tests lift the per-address caps: every node is on 127.0.0.1).
+    pub async fn start_with_limits(name: &str, limits: ConnLimits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join(name));
+        home.ensure_dir().unwrap();
+        let keypair = home.create_identity().unwrap();
+        Self::start_full(name, dir, home, keypair, Setup { limits, ..Setup::default() }).await
     }
 
     /// Starts on `port` (0: OS-chosen). A restarted node keeps its port, as a real node
     /// with a configured port does, so that peers that remember it can reconnect.
     async fn start_in(name: &str, dir: TempDir, home: Home, keypair: Keypair, port: u16) -> Self {
-        Self::start_full(name, dir, home, keypair, port, Vec::new(), DEFAULT_STORE_CACHE_MB).await
+        Self::start_full(name, dir, home, keypair, Setup { port, ..Setup::default() }).await
     }
 
     /// Starts a node with a fresh identity that knows only `bootstrap` peers.
@@ -145,7 +178,7 @@ impl TestNode {
         let home = Home::new(dir.path().join(name));
         home.ensure_dir().unwrap();
         let keypair = home.create_identity().unwrap();
-        Self::start_full(name, dir, home, keypair, 0, bootstrap, DEFAULT_STORE_CACHE_MB).await
+        Self::start_full(name, dir, home, keypair, Setup { bootstrap, ..Setup::default() }).await
     }
 
     async fn start_full(
@@ -153,19 +186,19 @@ impl TestNode {
         dir: TempDir,
         home: Home,
         keypair: Keypair,
-        port: u16,
-        bootstrap: Vec<libp2p::Multiaddr>,
-        store_cache_mb: u64,
+        setup: Setup,
     ) -> Self {
         let config = Config {
-            listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
-            bootstrap,
+            listen: vec![format!("/ip4/127.0.0.1/tcp/{}", setup.port).parse().unwrap()],
+            bootstrap: setup.bootstrap,
             mdns: false,
             name: None,
             relay: kith_node::net::RelayMode::Off,
-            store_cache_mb,
+            store_cache_mb: setup.store_cache_mb,
             web: kith_node::config::WebSetting::Off,
             blobs: kith_node::config::BlobConfig::default(),
+            dht_tags: true,
+            limits: setup.limits,
         };
         // After a stop, background tasks of the old node may hold the store for a moment
         // (a request in flight ends as soon as it sees the network is gone).

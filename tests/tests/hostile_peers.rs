@@ -182,3 +182,94 @@ async fn subscribing_to_a_nodes_topic_does_not_make_it_pull_a_log() {
     victim.stop().await;
     other.stop().await;
 }
+
+/// Finding 4: 256 connections from one address cut a node off from its friends (inbound
+/// and outbound shared 256 slots, no cap per address, no room kept for friends). Now
+/// strangers' inbound connections are capped per address and per subnet, and a followed
+/// peer always gets in (a stranger's connection is closed for it when inbound is full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_does_not_cut_off_a_friend() {
+    use kith_node::net::ConnLimits;
+    use kith_tests::hostile::ConnectionFlood;
+
+    // With the default caps: 300 connections from one address.
+    let victim = TestNode::start_with_limits("victim", ConnLimits::default()).await;
+    let friend = TestNode::start("friend").await;
+    victim.follow(&friend).await;
+    let flood = ConnectionFlood::start(&victim.addr(), 300).await;
+    let status = victim.status().await;
+    println!(
+        "300 connections from one address: {} peers admitted, {} refused; flood holds {} open",
+        status.peers,
+        status.connections_refused,
+        flood.open()
+    );
+    assert!(status.peers <= 16, "{} strangers from one address got in", status.peers);
+    friend.dial(&victim).await;
+    victim.wait_connected(&friend).await;
+    friend.follow(&victim).await;
+    let id = friend.post("through the flood").await;
+    victim.wait_record(&id).await;
+
+    // With the per-address caps lifted (as in loopback simulations): the inbound limit
+    // fills, and the friend still gets in, in place of a stranger.
+    let crowded = TestNode::start_with_limits("crowded", ConnLimits::lifted()).await;
+    crowded.follow(&friend).await;
+    let flood2 = ConnectionFlood::start(&crowded.addr(), 200).await;
+    let before = crowded.status().await;
+    assert_eq!(before.peers, ConnLimits::lifted().max_inbound, "{before:?}");
+    friend.dial(&crowded).await;
+    crowded.wait_connected(&friend).await;
+    let after = crowded.status().await;
+    println!(
+        "200 connections, inbound limit {}: {} peers, {} refused, {} evicted for the friend",
+        ConnLimits::lifted().max_inbound,
+        after.peers,
+        after.connections_refused,
+        after.connections_evicted
+    );
+    assert!(after.connections_evicted >= 1);
+    drop((flood, flood2));
+    for n in [victim, friend, crowded] {
+        n.stop().await;
+    }
+}
+
+/// Finding 8: a restart redialled the first 32 remembered peers in id order, with
+/// addresses the peers claimed themselves: 32 ground ids pushed a real friend out. Now
+/// only addresses actually dialled are remembered, and a restart redials followed peers
+/// first, then the most recently contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ground_peer_ids_do_not_push_a_friend_out_of_the_redial_list() {
+    let node = TestNode::start("node").await;
+    let friend = TestNode::start("friend").await;
+    node.follow(&friend).await;
+    node.dial(&friend).await;
+    let friend_peer = friend.id().to_peer_id().unwrap();
+    eventually(DEADLINE, "the node to remember the friend", || async {
+        let known = node.node.store().known_peers_of(&friend_peer.to_string()).unwrap();
+        (!known.is_empty()).then_some(())
+    })
+    .await;
+    // 40 peer ids that sort before the friend's, remembered as contacted later, at an
+    // address where nothing listens.
+    let mut ground = 0;
+    let mut secret = [0u8; 32];
+    for i in 0u64.. {
+        secret[..8].copy_from_slice(&i.to_be_bytes());
+        let id = Keypair::from_secret_bytes(&secret).id().to_peer_id().unwrap();
+        if id.to_string() < friend_peer.to_string() {
+            let addr = format!("/ip4/127.0.0.1/tcp/1/p2p/{id}");
+            node.node.store().remember_peer(&id.to_string(), &addr, now_ms() + 1).unwrap();
+            ground += 1;
+            if ground == 40 {
+                break;
+            }
+        }
+        assert!(i < 1_000_000, "no id sorts before the friend's");
+    }
+    let node = node.restart().await;
+    node.wait_connected(&friend).await;
+    node.stop().await;
+    friend.stop().await;
+}

@@ -3,7 +3,6 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::{Arc, RwLock},
     time::Duration,
 };
 
@@ -16,15 +15,19 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{frame::FrameCodec, NetError};
+use super::{
+    admission::{ConnLimits, Gate, PeerSet},
+    frame::FrameCodec,
+    NetError,
+};
 
 /// Largest gossip message accepted or sent (bytes). Records are far smaller; this bounds
 /// what a peer can make us buffer.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
-/// Most connections in total and per peer (one in use, one relayed or being upgraded by
-/// hole punching, one spare: an AutoNAT dial-back, closed after a while).
-const MAX_CONNECTIONS: u32 = 256;
+/// Most connections per peer (one in use, one relayed or being upgraded by hole punching,
+/// one spare: an AutoNAT dial-back, closed after a while). Limits in and out are the
+/// connection gate's (`admission.rs`).
 const MAX_CONNECTIONS_PER_PEER: u32 = 3;
 const MAX_PENDING: u32 = 64;
 
@@ -60,6 +63,7 @@ pub(crate) type Gossipsub = gossipsub::Behaviour<
 /// Everything the swarm runs.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) gate: Gate,
     pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) gossipsub: Gossipsub,
@@ -101,27 +105,7 @@ impl RelayMode {
 
 /// Who may hold a relay reservation on this node, updated by the node as its mutual
 /// connections change.
-#[derive(Debug, Clone, Default)]
-pub struct RelayFriends(Arc<RwLock<HashSet<PeerId>>>);
-
-impl RelayFriends {
-    /// Replaces the set of peers allowed to reserve.
-    pub fn set(&self, peers: impl IntoIterator<Item = PeerId>) {
-        let peers: HashSet<PeerId> = peers.into_iter().collect();
-        match self.0.write() {
-            Ok(mut guard) => *guard = peers,
-            Err(poisoned) => *poisoned.into_inner() = peers,
-        }
-    }
-
-    /// Whether `peer` may reserve.
-    pub fn contains(&self, peer: &PeerId) -> bool {
-        match self.0.read() {
-            Ok(guard) => guard.contains(peer),
-            Err(poisoned) => poisoned.into_inner().contains(peer),
-        }
-    }
-}
+pub type RelayFriends = PeerSet;
 
 /// Relay limits: a friend's relayed connection carries messages and sync, not bulk data,
 /// and should soon be replaced by a hole-punched direct one.
@@ -267,6 +251,8 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         relay_mode: RelayMode,
         friends: &RelayFriends,
+        limits: ConnLimits,
+        followed: PeerSet,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let mdns = if mdns_on {
@@ -277,8 +263,7 @@ impl Behaviour {
         } else {
             None
         };
-        let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(MAX_CONNECTIONS))
+        let conn_limits = connection_limits::ConnectionLimits::default()
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
             .with_max_pending_incoming(Some(MAX_PENDING))
             .with_max_pending_outgoing(Some(MAX_PENDING));
@@ -297,7 +282,8 @@ impl Behaviour {
             relay: Toggle::from(relay_server(peer_id, relay_mode, friends)),
             dcutr: dcutr::Behaviour::new(peer_id),
             blocked: libp2p::allow_block_list::Behaviour::default(),
-            limits: connection_limits::Behaviour::new(limits),
+            limits: connection_limits::Behaviour::new(conn_limits),
+            gate: Gate::new(limits, followed),
             gossipsub: gossipsub()?,
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())

@@ -17,6 +17,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
+    admission::PeerSet,
     behaviour::{Behaviour, BehaviourEvent, RelayFriends, RelayMode},
     Command, Config, Event, NetError, Proto, Reachability, Responder, Verdict, GOSSIP_BURST,
     GOSSIP_RATE,
@@ -28,8 +29,9 @@ mod nat;
 
 use nat::{address_key, addresses_from_record, Reservation};
 
-/// Connections stay open this long without traffic (gossip keeps them busy anyway).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Connections stay open this long without use: a connection in a gossip mesh or with a
+/// request in flight is in use; an idle one (a stranger that shares no topic) goes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 type DialReply = oneshot::Sender<Result<PeerId, NetError>>;
 type RequestReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
@@ -90,8 +92,9 @@ pub struct EventLoop {
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &Config,
-    friends: &RelayFriends,
+    (friends, followed): (&RelayFriends, &PeerSet),
 ) -> Result<Swarm<Behaviour>, NetError> {
+    let (limits, followed) = (config.limits, followed.clone());
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let (mdns, relay_mode) = (config.mdns, config.relay);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -102,7 +105,7 @@ fn build_swarm(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, mdns, relay_client, relay_mode, friends)
+            Behaviour::new(key, mdns, relay_client, relay_mode, friends, limits, followed)
                 .map_err(|e| Box::new(e) as _)
         })
         .map_err(|e| setup(&e))?
@@ -115,12 +118,12 @@ impl EventLoop {
     pub(crate) fn new(
         keypair: libp2p::identity::Keypair,
         config: &Config,
-        friends: &RelayFriends,
+        sets: (&RelayFriends, &PeerSet),
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
     ) -> Result<Self, NetError> {
-        let mut swarm = build_swarm(keypair.clone(), config, friends)?;
+        let mut swarm = build_swarm(keypair.clone(), config, sets)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())

@@ -5,6 +5,7 @@
 //! a bounded channel, and the node's logic decides (including whether gossipsub may
 //! forward a message).
 
+mod admission;
 mod behaviour;
 mod event_loop;
 mod frame;
@@ -15,6 +16,7 @@ use libp2p::{gossipsub, identity::Keypair, request_response::ResponseChannel, Mu
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use admission::{admit_inbound, Admit, ConnLimits, InboundCounts, PeerSet};
 pub use behaviour::{
     RelayFriends, RelayMode, BLOB_PROTOCOL, DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES,
     MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
@@ -218,6 +220,10 @@ pub struct Stats {
     pub holepunch_ok: u64,
     /// Hole punches that failed.
     pub holepunch_failed: u64,
+    /// Connections refused by the connection limits since start.
+    pub connections_refused: u64,
+    /// Strangers' connections closed to make room for followed peers since start.
+    pub connections_evicted: u64,
 }
 
 /// How the network is set up.
@@ -229,6 +235,8 @@ pub struct Config {
     pub mdns: bool,
     /// Whether this node relays for others.
     pub relay: RelayMode,
+    /// Connection limits.
+    pub limits: ConnLimits,
 }
 
 pub(crate) enum Command {
@@ -309,6 +317,7 @@ pub struct Client {
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     local_peer: PeerId,
     relay_friends: RelayFriends,
+    followed: PeerSet,
 }
 
 impl Client {
@@ -329,6 +338,12 @@ impl Client {
     /// Sets the peers this node relays for when relaying is limited to friends.
     pub fn set_relay_friends(&self, peers: impl IntoIterator<Item = PeerId>) {
         self.relay_friends.set(peers);
+    }
+
+    /// Sets the peers this node's person follows: always let in, beyond every connection
+    /// limit.
+    pub fn set_followed(&self, peers: impl IntoIterator<Item = PeerId>) {
+        self.followed.set(peers);
     }
 
     /// Dials `addr` and waits (up to [`DIAL_TIMEOUT`]) until connected.
@@ -511,8 +526,10 @@ pub fn new(
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
     let (addr_tx, addr_rx) = watch::channel(Vec::new());
     let relay_friends = RelayFriends::default();
-    let event_loop =
-        EventLoop::new(keypair, config, &relay_friends, command_rx, event_tx, addr_tx)?;
-    let client = Client { commands: command_tx, listen_addrs: addr_rx, local_peer, relay_friends };
+    let followed = PeerSet::default();
+    let sets = (&relay_friends, &followed);
+    let event_loop = EventLoop::new(keypair, config, sets, command_rx, event_tx, addr_tx)?;
+    let client =
+        Client { commands: command_tx, listen_addrs: addr_rx, local_peer, relay_friends, followed };
     Ok((client, event_loop, event_rx))
 }

@@ -13,8 +13,9 @@ const BOOTSTRAP_RETRY_MIN: Duration = Duration::from_secs(1);
 const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(300);
 /// How often a connected bootstrap peer is checked again.
 const BOOTSTRAP_CHECK: Duration = Duration::from_secs(30);
-/// How often the set of peers this node relays for is brought up to date.
-const RELAY_FRIENDS_REFRESH: Duration = Duration::from_secs(2);
+/// How often the sets of followed peers (let in beyond the connection limits) and of
+/// mutual connections (relayed for) are brought up to date.
+const FRIENDS_REFRESH: Duration = Duration::from_secs(2);
 /// Providers of a hashtag dialled after a lookup.
 const PROVIDERS_TO_DIAL: usize = 3;
 
@@ -77,8 +78,13 @@ impl Node {
         false
     }
 
-    /// Announces interest in `tag` in the DHT and connects to a few others interested.
+    /// Announces interest in `tag` in the DHT and connects to a few others interested;
+    /// nothing when the configuration keeps tags out of the DHT (`dht_tags = false`: a
+    /// lookup would tell the peers asked, too).
     pub(super) async fn find_tag_peers(&self, tag: &Tag) {
+        if !self.inner.dht_tags {
+            return;
+        }
         let key = tag_key(tag);
         self.inner.net.provide(key.clone()).await;
         let me = self.inner.net.local_peer();
@@ -95,19 +101,29 @@ impl Node {
         }
     }
 
-    /// Keeps the relay's allowed set equal to this node's mutual connections (relaying
-    /// limited to friends).
-    pub(super) async fn run_relay_friends(self) {
+    /// Keeps the network's set of followed peers (always let in) equal to whom this
+    /// node's person follows, and with `relay_friends`, the relay's allowed set equal to
+    /// the mutual connections among them.
+    pub(super) async fn run_friends(self, relay_friends: bool) {
         loop {
-            let following = self.inner.store.following(&self.inner.me).unwrap_or_default();
-            let friends = following
-                .into_iter()
-                .filter(|other| self.is_mutual(other).unwrap_or(false))
-                .filter_map(|other| other.to_peer_id().ok());
-            self.inner.net.set_relay_friends(friends);
-            if !self.pause(RELAY_FRIENDS_REFRESH).await {
+            self.update_friends(relay_friends);
+            if !self.pause(FRIENDS_REFRESH).await {
                 return;
             }
+        }
+    }
+
+    /// See [`Node::run_friends`]; also called right after a follow or an unfollow.
+    pub(super) fn update_friends(&self, relay_friends: bool) {
+        let following = self.inner.store.following(&self.inner.me).unwrap_or_default();
+        let peers = |who: &[AuthorId]| -> Vec<libp2p::PeerId> {
+            who.iter().filter_map(|a| a.to_peer_id().ok()).collect()
+        };
+        self.inner.net.set_followed(peers(&following));
+        if relay_friends {
+            let mutual: Vec<AuthorId> =
+                following.into_iter().filter(|o| self.is_mutual(o).unwrap_or(false)).collect();
+            self.inner.net.set_relay_friends(peers(&mutual));
         }
     }
 }

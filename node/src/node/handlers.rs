@@ -188,6 +188,8 @@ impl Node {
             addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             uptime_s: self.inner.started.elapsed().as_secs(),
             record_counters,
+            connections_refused: stats.connections_refused,
+            connections_evicted: stats.connections_evicted,
             sync: self.inner.sync.snapshot(),
             blobs: {
                 let c = self.inner.blobs.counts();
@@ -399,6 +401,8 @@ impl Node {
             if follow {
                 self.own_follow_made_mutual(target);
             }
+            // Followed peers get in beyond the connection limits from now on.
+            self.update_friends(false);
         }
         let topic = Topic::Author(target).to_string();
         if follow {

@@ -170,8 +170,10 @@ impl Node {
             // An address that names another peer at its end is dropped.
             .filter_map(|a| a.with_p2p(peer).ok())
             .collect();
+        // Signed by the person the link is from, so kept to redial, but as never
+        // contacted: a dial that works remembers the address again with its time.
         for addr in &addrs {
-            if let Err(error) = store.remember_peer(&peer.to_string(), &addr.to_string()) {
+            if let Err(error) = store.remember_peer(&peer.to_string(), &addr.to_string(), 0) {
                 tracing::warn!(%error, "cannot remember an invite's address");
             }
         }

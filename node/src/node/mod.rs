@@ -148,6 +148,8 @@ struct Inner {
     request_limit: RateLimiter<libp2p::PeerId>,
     /// Who this node is and what it keeps.
     admission: ingest::Admission,
+    /// Whether subscribed hashtags are announced and looked up in the DHT.
+    dht_tags: bool,
 }
 
 /// A running node. Cheap to clone.
@@ -202,8 +204,12 @@ impl Node {
         };
         let blobs = Blobs::open(&store, &home.blobs_path(), limits)?;
         let libp2p_key = keypair.to_libp2p().map_err(|e| NodeError::Identity(e.to_string()))?;
-        let net_config =
-            net::Config { listen: config.listen.clone(), mdns: config.mdns, relay: config.relay };
+        let net_config = net::Config {
+            listen: config.listen.clone(),
+            mdns: config.mdns,
+            relay: config.relay,
+            limits: config.limits,
+        };
         let (client, event_loop, events) = net::new(libp2p_key, &net_config)?;
         let net_task = tokio::spawn(event_loop.run());
         let (live, _) = broadcast::channel(LIVE_QUEUE);
@@ -212,6 +218,7 @@ impl Node {
             inner: Arc::new(Inner {
                 me: keypair.id(),
                 admission: ingest::Admission::new(keypair.id()),
+                dht_tags: config.dht_tags,
                 keypair,
                 store,
                 blobs,
@@ -239,9 +246,9 @@ impl Node {
         let outbox_task = tokio::spawn(node.clone().run_outbox());
         let sync_task = tokio::spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
-        if config.relay == net::RelayMode::Friends {
-            tokio::spawn(node.clone().run_relay_friends());
-        }
+        let relay_friends = config.relay == net::RelayMode::Friends;
+        node.update_friends(relay_friends);
+        tokio::spawn(node.clone().run_friends(relay_friends));
         let expiry = tokio::spawn(node.clone().run_expiry());
         let blob_collect = tokio::spawn(node.clone().run_blob_collect());
         let thumbnails = tokio::spawn(node.clone().run_thumbnails(thumb_jobs));
@@ -358,9 +365,9 @@ impl Node {
             }
         });
         let mut addrs: Vec<Multiaddr> = Vec::new();
-        match self.inner.store.known_peers(REDIAL_PEERS) {
+        match self.inner.store.known_peers(crate::store::MAX_KNOWN_PEERS) {
             Ok(peers) => {
-                for (_, known) in peers {
+                for (_, known) in self.redial_order(peers).into_iter().take(REDIAL_PEERS) {
                     addrs.extend(known.iter().filter_map(|a| a.parse().ok()).take(2));
                 }
             }
@@ -429,7 +436,8 @@ impl Node {
                 let node = self.clone();
                 tokio::spawn(async move { node.handle_blob_request(peer, bytes, channel).await });
             }
-            Event::Identified { peer, addrs } => self.handle_identified(peer, addrs),
+            // The addresses a peer claims are not remembered (see `remember`).
+            Event::Identified { .. } => {}
             Event::Subscribed { peer, topic } => self.peer_subscribed(peer, &topic),
         }
     }
@@ -546,15 +554,25 @@ impl Node {
         tokio::spawn(async move { node.sync_with(peer).await });
     }
 
-    fn handle_identified(&self, peer: libp2p::PeerId, addrs: Vec<Multiaddr>) {
-        for addr in addrs.iter().take(4) {
-            self.remember(peer, addr);
-        }
+    /// Known peers in the order a restart redials them: people this node's person
+    /// follows first, then by most recent contact (`known` comes in that order). A peer
+    /// id counts for nothing by itself: ids that sort first cannot push a friend out.
+    fn redial_order(&self, known: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)> {
+        let following = self.inner.store.following(&self.inner.me).unwrap_or_default();
+        let followed: std::collections::HashSet<String> =
+            following.iter().filter_map(|a| a.to_peer_id().ok()).map(|p| p.to_string()).collect();
+        let (mut friends, others): (Vec<_>, Vec<_>) =
+            known.into_iter().partition(|(peer, _)| followed.contains(peer));
+        friends.extend(others);
+        friends
     }
 
+    /// Remembers an address this node dialled `peer` at (never an address a peer only
+    /// claims: identify's listen addresses are not kept).
     fn remember(&self, peer: libp2p::PeerId, addr: &Multiaddr) {
         let addr = addr.clone().with_p2p(peer).unwrap_or_else(|a| a);
-        if let Err(error) = self.inner.store.remember_peer(&peer.to_string(), &addr.to_string()) {
+        let (peer, addr) = (peer.to_string(), addr.to_string());
+        if let Err(error) = self.inner.store.remember_peer(&peer, &addr, now_ms()) {
             tracing::warn!(%error, "cannot remember peer");
         }
     }

@@ -22,6 +22,7 @@ mod sync;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use moderation::Moderation;
+pub use people::MAX_KNOWN_PEERS;
 pub use social::{Notification, MAX_NOTIFICATIONS};
 
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! addresses.
 
 use kith_protocol::{AuthorId, Tag};
+use serde::{Deserialize, Serialize};
 use sled::Tree;
 
 use super::{
@@ -114,18 +115,26 @@ impl Store {
         Ok(self.flagged.contains_key(author.as_bytes())?)
     }
 
-    /// Remembers an address of a peer (by peer id text); keeps a few most recent.
+    /// Remembers an address this node dialled a peer at (by peer id text), and when:
+    /// keeps a few most recent addresses per peer, and the [`MAX_KNOWN_PEERS`] peers
+    /// contacted last.
     ///
     /// # Errors
     /// Disk errors.
-    pub fn remember_peer(&self, peer: &str, addr: &str) -> Result<(), StoreError> {
+    pub fn remember_peer(&self, peer: &str, addr: &str, now_ms: u64) -> Result<(), StoreError> {
         const MAX_ADDRS: usize = 8;
-        let mut addrs = self.peer_addrs(peer)?;
-        addrs.retain(|a| a != addr);
-        addrs.insert(0, addr.to_owned());
-        addrs.truncate(MAX_ADDRS);
-        let value = serde_json::to_vec(&addrs).map_err(|e| corrupt(&e.to_string()))?;
-        self.peers.insert(peer.as_bytes(), value)?;
+        let mut known = self.peer_record(peer)?.unwrap_or_default();
+        known.addrs.retain(|a| a != addr);
+        known.addrs.insert(0, addr.to_owned());
+        known.addrs.truncate(MAX_ADDRS);
+        known.last = now_ms;
+        let value = serde_json::to_vec(&known).map_err(|e| corrupt(&e.to_string()))?;
+        let new = self.peers.insert(peer.as_bytes(), value)?.is_none();
+        if new && self.peers.len() > MAX_KNOWN_PEERS {
+            if let Some((oldest, _)) = self.all_known_peers()?.last() {
+                self.peers.remove(oldest.as_bytes())?;
+            }
+        }
         Ok(())
     }
 
@@ -134,28 +143,54 @@ impl Store {
     /// # Errors
     /// Disk errors.
     pub fn known_peers_of(&self, peer: &str) -> Result<Vec<String>, StoreError> {
-        self.peer_addrs(peer)
+        Ok(self.peer_record(peer)?.map(|k| k.addrs).unwrap_or_default())
     }
 
-    fn peer_addrs(&self, peer: &str) -> Result<Vec<String>, StoreError> {
-        Ok(match self.peers.get(peer.as_bytes())? {
-            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
-            None => Vec::new(),
-        })
+    fn peer_record(&self, peer: &str) -> Result<Option<KnownPeer>, StoreError> {
+        Ok(self.peers.get(peer.as_bytes())?.and_then(|v| parse_known(&v)))
     }
 
-    /// Known peers and their remembered addresses, at most `limit` peers.
+    /// Known peers and their remembered addresses, the most recently contacted first, at
+    /// most `limit` peers.
     ///
     /// # Errors
     /// Disk errors.
     pub fn known_peers(&self, limit: usize) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let mut all = self.all_known_peers()?;
+        all.truncate(limit);
+        Ok(all.into_iter().map(|(peer, k)| (peer, k.addrs)).collect())
+    }
+
+    /// Every known peer, the most recently contacted first.
+    fn all_known_peers(&self) -> Result<Vec<(String, KnownPeer)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.peers.iter().take(limit) {
+        for item in self.peers.iter() {
             let (key, value) = item?;
             let Ok(peer) = String::from_utf8(key.to_vec()) else { continue };
-            let addrs: Vec<String> = serde_json::from_slice(&value).unwrap_or_default();
-            out.push((peer, addrs));
+            if let Some(known) = parse_known(&value) {
+                out.push((peer, known));
+            }
         }
+        out.sort_by_key(|(_, k)| std::cmp::Reverse(k.last));
         Ok(out)
     }
+}
+
+/// Most peers remembered; the one contacted longest ago is forgotten first.
+pub const MAX_KNOWN_PEERS: usize = 1024;
+
+/// A remembered peer: addresses it was dialled at, most recent first, and when it last was.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KnownPeer {
+    addrs: Vec<String>,
+    /// ms since the epoch (0 for peers remembered before this was kept).
+    #[serde(default)]
+    last: u64,
+}
+
+/// A `peers` value: the current form, or the first (a bare list of addresses).
+fn parse_known(value: &[u8]) -> Option<KnownPeer> {
+    serde_json::from_slice::<KnownPeer>(value).ok().or_else(|| {
+        serde_json::from_slice::<Vec<String>>(value).ok().map(|addrs| KnownPeer { addrs, last: 0 })
+    })
 }

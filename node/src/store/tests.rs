@@ -49,7 +49,7 @@ fn reopen_keeps_everything() {
             assert_eq!(store.insert(r).unwrap(), Inserted::New);
         }
         store.subscribe(&Tag::parse("a").unwrap()).unwrap();
-        store.remember_peer("peer", "/ip4/127.0.0.1/tcp/1").unwrap();
+        store.remember_peer("peer", "/ip4/127.0.0.1/tcp/1", 1).unwrap();
         store.flush_blocking().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();

@@ -52,6 +52,8 @@ async fn main() {
         store_cache_mb: DEFAULT_STORE_CACHE_MB,
         web: WebSetting::At("127.0.0.1:0".parse().unwrap()),
         blobs: kith_node::config::BlobConfig::default(),
+        dht_tags: true,
+        limits: kith_node::net::ConnLimits::default(),
     };
     let (node, tasks) = Node::start(&home, me, &config).await.unwrap();
     let listener = web::bind(config.web).await.unwrap().unwrap();

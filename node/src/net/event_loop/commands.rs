@@ -206,6 +206,8 @@ impl EventLoop {
             relay_refused: self.relay_refused_count,
             holepunch_ok: self.holepunch_ok,
             holepunch_failed: self.holepunch_failed,
+            connections_refused: self.swarm.behaviour().gate.refused,
+            connections_evicted: self.swarm.behaviour().gate.evicted,
         }
     }
 }

@@ -174,7 +174,9 @@ impl EventLoop {
             .filter(|(peer, _)| self.swarm.is_connected(peer))
             .map(|(p, a)| (*p, a.clone()))
             .collect();
-        candidates.sort_by_key(|(p, _)| p.to_string());
+        // In an order nobody can choose by grinding peer ids: random per process.
+        let order = std::collections::hash_map::RandomState::new();
+        candidates.sort_by_cached_key(|(p, _)| std::hash::BuildHasher::hash_one(&order, p));
         for (relay, addr) in
             candidates.into_iter().take(WANTED_RESERVATIONS.saturating_sub(used.len()))
         {
