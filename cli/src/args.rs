@@ -57,7 +57,16 @@ pub(crate) enum Command {
         #[arg(long)]
         open: bool,
     },
-    /// Show own id and listen addresses.
+    /// Ask the running daemon to shut down cleanly (waits until it has).
+    Stop,
+    /// Print a shell completion script: kith completions bash > ~/.local/share/bash-completion/completions/kith
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): kith man > ~/.local/share/man/man1/kith.1
+    Man,
+    /// Show own id and listen addresses (the id also without a daemon).
     Id,
     /// Show peers, topics and counts.
     Status,
@@ -86,9 +95,9 @@ pub(crate) enum Command {
         #[arg(long = "as", value_name = "PETNAME")]
         petname: Option<String>,
     },
-    /// Sign and publish a post; hashtags come from the text.
+    /// Sign and publish a post; hashtags come from the text, @petname or @id mentions.
     Post {
-        /// The text.
+        /// The text; `-` reads it from standard input.
         text: String,
         /// Record id of the post this replies to.
         #[arg(long, value_name = "RECORD_ID")]
@@ -167,6 +176,10 @@ pub(crate) enum Command {
         /// At most this many posts (default 20).
         #[arg(short = 'n', long, value_name = "N")]
         limit: Option<usize>,
+        /// Only posts older than this one (the id, or its first 8+ hex digits, of the last
+        /// post of the page before): the next page.
+        #[arg(long, value_name = "CURSOR", conflicts_with = "live")]
+        before: Option<String>,
         /// Keep running and print new posts as they arrive.
         #[arg(long)]
         live: bool,
@@ -246,9 +259,9 @@ pub(crate) enum BlobCommand {
 pub(crate) enum MsgCommand {
     /// Encrypt and send (queued while the peer is offline); only to mutual connections.
     Send {
-        /// The recipient's id.
+        /// The recipient: id, petname, name or id tail.
         id: String,
-        /// The text.
+        /// The text; `-` reads it from standard input.
         text: String,
         /// Attach a picture or file (repeatable, up to 4), encrypted for the recipient.
         #[arg(long, value_name = "FILE")]

@@ -56,19 +56,24 @@ pub(crate) async fn run(home: Home, overrides: Overrides) -> Result<()> {
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let asked = node.clone();
     let stop = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            () = asked.stop_requested() => {}
         }
         stopping.send_replace(true);
     };
-    control::serve(listener, socket, node.clone(), web, stop).await;
+    control::serve(listener, socket.clone(), node.clone(), web, stop).await;
     if let Some(task) = web_task {
         let _ = task.await;
     }
-    node.shutdown().await.context("flushing the store")?;
+    let flushed = node.shutdown().await.context("flushing the store");
     tasks.join().await;
+    // Last: `kith stop` waits for the socket to go, and then the store is free.
+    let _ = std::fs::remove_file(&socket);
+    flushed?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod args;
 mod daemon;
 mod output;
+mod time;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -75,6 +76,7 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Invite { expires } => (Request::Invite { expires_in_ms: expires }, ""),
         Command::Add { link, petname } => (Request::Add { link, petname }, ""),
         Command::Post { text, reply_to, expires, attach } => {
+            let text = text_or_stdin(text)?;
             let attach = absolute_all(&attach)?;
             (Request::Post { text, reply_to, expires_in_ms: expires, attach }, "posted")
         }
@@ -89,8 +91,8 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Mute { id } => (Request::Mute { id }, "muted"),
         Command::Unmute { id } => (Request::Unmute { id }, "unmuted"),
         Command::Blocked => (Request::Blocked, ""),
-        Command::Feed { tag, author, limit, live } => {
-            (Request::Feed { tag, author, limit, live }, "")
+        Command::Feed { tag, author, limit, live, before } => {
+            (Request::Feed { tag, author, limit, live, before }, "")
         }
         Command::Follow { id } => (Request::Follow { id }, "following"),
         Command::Unfollow { id } => (Request::Unfollow { id }, "unfollowed"),
@@ -106,6 +108,7 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
             (Request::ProfileShow { id }, "")
         }
         Command::Msg { command: MsgCommand::Send { id, text, attach } } => {
+            let text = text_or_stdin(text)?;
             (Request::MsgSend { to: id, text, attach: absolute_all(&attach)? }, "message")
         }
         Command::Blob { command: BlobCommand::Get { hash, out } } => {
@@ -120,8 +123,54 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
             (Request::MsgThread { peer: id, limit }, "")
         }
         Command::Web { .. } => (Request::Web, ""),
-        Command::Init { .. } | Command::Daemon { .. } => bail!("not a client command"),
+        Command::Stop => (Request::Stop, "stopped"),
+        Command::Init { .. }
+        | Command::Daemon { .. }
+        | Command::Completions { .. }
+        | Command::Man => bail!("not a client command"),
     })
+}
+
+/// `text`, or standard input when it is `-` (at most 1 MiB; one final newline dropped).
+fn text_or_stdin(text: String) -> Result<String> {
+    if text != "-" {
+        return Ok(text);
+    }
+    use std::io::Read;
+    let mut buf = String::new();
+    std::io::stdin()
+        .take(kith_node::control::MAX_REQUEST_BYTES as u64)
+        .read_to_string(&mut buf)
+        .context("reading the text from standard input")?;
+    if buf.ends_with('\n') {
+        buf.pop();
+        if buf.ends_with('\r') {
+            buf.pop();
+        }
+    }
+    Ok(buf)
+}
+
+/// `kith stop`: asks the daemon to stop, then waits (up to 60 s) until it has flushed
+/// its store and gone, so that a new daemon can start on the home at once.
+async fn stop(home: &Home, explicit_home: bool, json: bool) -> Result<()> {
+    let mut conn = connect(home, explicit_home).await?;
+    // The daemon may close the connection as it stops, before or after its answer.
+    match conn.call(&Request::Stop).await {
+        Ok(Response::Error { message }) => bail!(message),
+        Ok(_) | Err(control::ControlError::Io(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let socket = home.socket_path();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while socket.exists() {
+        if std::time::Instant::now() > deadline {
+            bail!("the daemon was asked to stop but is still running after 60 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    output::response(&Response::Ok, json, "stopped");
+    Ok(())
 }
 
 /// The home's daemon, or an error that says how to start one for this very home.
@@ -321,6 +370,22 @@ async fn run(cli: Cli) -> Result<()> {
             daemon::run(home, Overrides { listen, bootstrap, no_mdns, relay, web, no_web }).await
         }
         Command::Web { open } => web(&home, explicit_home, open, cli.json).await,
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "kith", &mut script);
+            output::raw(&script);
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            output::raw(&page);
+            Ok(())
+        }
+        Command::Stop => stop(&home, explicit_home, cli.json).await,
         command => client(&home, explicit_home, command, cli.json).await,
     }
 }

@@ -17,12 +17,28 @@ use kith_node::{
 use serde::Serialize;
 use serde_json::json;
 
+use crate::time;
+
 /// Writes one line to stdout. A closed pipe (`kith feed | head`) ends the program
 /// quietly instead of panicking; any other write error ends it with a message.
 pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("kith: cannot write output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes bytes to stdout as they are (a script, a man page); a closed pipe ends the
+/// program quietly, as in [`emit`].
+pub(crate) fn raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -93,24 +109,6 @@ fn line(value: &serde_json::Value) {
 /// Multi-line network text for people, each line after the first indented by `pad`.
 fn indented(body: &str, pad: &str) -> String {
     text::body(body).replace('\n', &format!("\n{pad}"))
-}
-
-/// `2026-11-25 17:30` (UTC) from ms since the epoch.
-pub(crate) fn human_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
 }
 
 fn who(id: &str, name: Option<&str>) -> String {
@@ -206,7 +204,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
         let reply = if item.reply_to.is_some() { " ↩" } else { "" };
         out!(
             "{}  {}{reply}\n    {}{}{}\n    id {}",
-            human_time(item.timestamp),
+            time::ago(item.timestamp),
             who(&item.author, item.author_name.as_deref()),
             indented(&item.text, "    "),
             attachments_text(&item.attachments, "    "),
@@ -354,7 +352,7 @@ fn inbox(list: &[InboxEntry], json: bool) {
                 if c.unread > 0 { format!("  [{} unread]", c.unread) } else { String::new() };
             out!(
                 "{}  {}{unread}\n    {}",
-                human_time(c.timestamp),
+                time::ago(c.timestamp),
                 who(&c.peer, c.name.as_deref()),
                 indented(&c.last_text, "    ")
             );
@@ -378,7 +376,7 @@ fn thread(list: &[MessageEntry], json: bool) {
                 m.reason.as_deref().map(|r| format!(": {}", text::line(r))).unwrap_or_default();
             out!(
                 "{}  {} [{}{reason}]\n    {}{}",
-                human_time(m.timestamp),
+                time::ago(m.timestamp),
                 who(&m.from, m.from_name.as_deref()),
                 m.status,
                 indented(&m.text, "    "),
@@ -388,7 +386,10 @@ fn thread(list: &[MessageEntry], json: bool) {
     }
 }
 
-fn conversation(list: &[ThreadEntry], json: bool) {
+fn conversation(list: &[ThreadEntry], hidden: u64, json: bool) {
+    if !json && hidden > 0 {
+        out!("({hidden} replies from muted people hidden)");
+    }
     for e in list {
         if json {
             line(&json!({
@@ -399,7 +400,7 @@ fn conversation(list: &[ThreadEntry], json: bool) {
             let pad = "  ".repeat(e.depth.min(20));
             out!(
                 "{pad}{}  {}\n{pad}  {}{}{}\n{pad}  id {}",
-                human_time(e.timestamp),
+                time::ago(e.timestamp),
                 who(&e.author, e.author_name.as_deref()),
                 indented(&e.text, &format!("{pad}  ")),
                 attachments_text(&e.attachments, &format!("{pad}  ")),
@@ -447,7 +448,7 @@ fn notifications(list: &[NotificationEntry], json: bool) {
                 "message" => "sent you a message",
                 other => &text::line(other),
             };
-            out!("{new}{}  {} {what}", human_time(n.timestamp), who(&n.from, n.name.as_deref()));
+            out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref()));
         }
     }
 }
@@ -470,7 +471,7 @@ fn invite(link: &str, expires: u64, addrs: &[String], json: bool) {
         1 => "1 address".to_owned(),
         n => format!("{n} addresses"),
     };
-    out!("expires {} ({reach})", human_time(expires));
+    out!("expires {} ({reach})", time::local(expires));
 }
 
 /// A QR code of `text` in block characters (two rows of modules per line), light modules
@@ -533,12 +534,15 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
                 out!("{what}: {id}");
             }
         }
-        Response::Feed { items } => {
-            if !json && items.is_empty() {
+        Response::Feed { items, hidden } => {
+            if !json && items.is_empty() && *hidden == 0 {
                 out!("no posts yet");
             }
             for item in items {
                 feed_item(item, json);
+            }
+            if !json && *hidden > 0 {
+                out!("({hidden} posts by muted people hidden; kith unmute shows them again)");
             }
         }
         Response::FeedItem(item) => feed_item(item, json),
@@ -564,7 +568,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         Response::Inbox { conversations } => inbox(conversations, json),
-        Response::Conversation { entries } => conversation(entries, json),
+        Response::Conversation { entries, hidden } => conversation(entries, *hidden, json),
         Response::Moderation { entries } => {
             if !json && entries.is_empty() {
                 out!("nobody is blocked or muted");
@@ -618,7 +622,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{human_time, indented, json_line};
+    use super::{indented, json_line};
     use serde_json::json;
 
     #[test]
@@ -633,12 +637,5 @@ mod tests {
     #[test]
     fn bodies_are_cleaned_and_indented() {
         assert_eq!(indented("a\x1b[1A\rb\nc", "  "), "a\n  b\n  c");
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(human_time(0), "1970-01-01 00:00");
-        assert_eq!(human_time(1_700_000_000_000), "2023-11-14 22:13");
-        assert_eq!(human_time(951_782_400_000), "2000-02-29 00:00");
     }
 }

@@ -200,6 +200,7 @@ fn control_seed_requests(me: &Keypair, post: &RecordId) -> Vec<Request> {
             author: Some(id.clone()),
             limit: Some(10),
             live: false,
+            before: None,
         },
         Request::ProfileSet { name: Some("n".into()), bio: None },
         Request::MsgSend { to: id.clone(), text: "hello".into(), attach: vec![] },

@@ -153,7 +153,7 @@ fn timeline_benches(c: &mut Criterion) {
                 store.following(&me_id).unwrap().into_iter().collect();
             let subs: HashSet<Tag> = store.subscriptions().unwrap().into_iter().collect();
             let page = store
-                .posts_where(PAGE, |r| {
+                .posts_where(PAGE, None, |r| {
                     let author = &r.record.author;
                     (*author == me_id
                         || following.contains(author)
@@ -166,10 +166,10 @@ fn timeline_benches(c: &mut Criterion) {
         })
     });
     g.bench_function(format!("tag {PAGE}"), |b| {
-        b.iter(|| store.posts_by_tag(black_box(&rust), PAGE, |_| true).unwrap())
+        b.iter(|| store.posts_by_tag(black_box(&rust), PAGE, None, |_| true).unwrap())
     });
     g.bench_function(format!("author {PAGE}"), |b| {
-        b.iter(|| store.posts_by_author(black_box(&one_author), PAGE).unwrap())
+        b.iter(|| store.posts_by_author(black_box(&one_author), PAGE, None, |_| true).unwrap())
     });
     g.finish();
 }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// Own id and listen addresses.
     Id,
+    /// Shut the daemon down cleanly (answers first).
+    Stop,
     /// Counters and state.
     Status,
     /// Connected peers.
@@ -112,6 +114,9 @@ pub enum Request {
         /// Stream new posts until the client goes away.
         #[serde(default)]
         live: bool,
+        /// Only posts older than this one (a record id or prefix): the next page.
+        #[serde(default)]
+        before: Option<String>,
     },
     /// Follow a person.
     Follow {
@@ -386,6 +391,10 @@ pub struct PeerEntry {
     pub connection: String,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn direct() -> String {
     "direct".into()
 }
@@ -558,6 +567,9 @@ pub enum Response {
     Feed {
         /// Newest first.
         items: Vec<FeedItem>,
+        /// Posts left out because their author is muted.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        hidden: u64,
     },
     /// One new post in a live feed.
     FeedItem(FeedItem),
@@ -624,6 +636,9 @@ pub enum Response {
     Conversation {
         /// Root first, then replies depth-first.
         entries: Vec<ThreadEntry>,
+        /// Replies left out because their author is muted (with the replies to them).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        hidden: u64,
     },
     /// Notifications (or one, when live).
     Notifications {

@@ -130,7 +130,9 @@ pub async fn serve(
             },
         }
     }
-    let _ = fs::remove_file(&socket);
+    // The socket file stays until the caller has stopped the node and removes it: its
+    // going away tells `kith stop` that the store is free.
+    drop(socket);
 }
 
 fn error(message: impl Into<String>) -> Response {
@@ -191,7 +193,7 @@ async fn serve_connection(
         if let Request::Notifications { live: true } = &request {
             return stream_notifications(stream, &node).await;
         }
-        if let Request::Feed { tag, author, live: true, limit } = &request {
+        if let Request::Feed { tag, author, live: true, limit, .. } = &request {
             return stream_live(stream, &node, tag.as_deref(), author.as_deref(), *limit).await;
         }
         let response = node.handle(request).await;
@@ -278,8 +280,9 @@ async fn stream_live(
             author: author.map(str::to_owned),
             limit,
             live: false,
+            before: None,
         };
-        if let Response::Feed { items } = node.handle(backlog).await {
+        if let Response::Feed { items, .. } = node.handle(backlog).await {
             for item in items.into_iter().rev() {
                 write_frame(&mut stream, &Response::FeedItem(item)).await?;
             }

@@ -368,9 +368,10 @@ impl TestNode {
             author: author.map(|a| a.to_string()),
             limit: Some(1000),
             live: false,
+            before: None,
         };
         match self.ok(request).await {
-            Response::Feed { items } => items,
+            Response::Feed { items, .. } => items,
             r => panic!("unexpected reply {r:?}"),
         }
     }
@@ -382,9 +383,10 @@ impl TestNode {
             author: author.map(|a| a.to_string()),
             limit: Some(MAX_FEED_LIMIT),
             live: false,
+            before: None,
         };
         match self.ok(request).await {
-            Response::Feed { items } => items,
+            Response::Feed { items, .. } => items,
             r => panic!("unexpected reply {r:?}"),
         }
     }

@@ -174,3 +174,56 @@ fn invite_add_and_dial_by_id() {
     let err = json_error(&b, &["dial", &r.id()]);
     assert!(err.contains("cannot reach"), "{err}");
 }
+
+#[test]
+fn conventions_paging_stop_and_completions() {
+    let mut a = Daemon::start("alice");
+    // `post -` reads standard input.
+    let mut child = std::process::Command::new(kith_tests::cli::kith_bin())
+        .arg("--home")
+        .arg(a.home())
+        .args(["--json", "post", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"from stdin #piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<String> = (1..=5)
+        .map(|i| a.json(&["post", &format!("post {i}")])["id"].as_str().unwrap().to_owned())
+        .collect();
+    // Pages of exactly N, each after the cursor of the one before; -n is --limit.
+    let page = |a: &Daemon, args: &[&str]| -> Vec<String> {
+        let mut full = vec!["feed"];
+        full.extend_from_slice(args);
+        a.lines(&full).iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let one = page(&a, &["-n", "2"]);
+    assert_eq!(one, [ids[4].clone(), ids[3].clone()]);
+    let two = page(&a, &["-n", "2", "--before", &one[1][..8]]);
+    assert_eq!(two, [ids[2].clone(), ids[1].clone()]);
+    let three = page(&a, &["-n", "2", "--before", &two[1]]);
+    assert_eq!(three, [ids[0].clone(), first["id"].as_str().unwrap().to_owned()]);
+    let stdin_post = a.lines(&["feed", "-n", "1", "--before", &three[0]]);
+    assert_eq!(stdin_post[0]["text"], "from stdin #piped");
+
+    // Completions for three shells, and a man page.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = a.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("invite") && script.contains("kith"), "{shell}: {script}");
+    }
+    let man = a.run(&["man"]);
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH kith 1"));
+
+    // `kith stop`: the daemon flushes and exits; it starts again on the same home.
+    assert_eq!(a.json(&["stop"]), json!({"ok": true}));
+    let err = json_error(&a, &["status"]);
+    assert!(err.contains("no kith daemon"), "{err}");
+    a.restart();
+    assert_eq!(page(&a, &["-n", "1"]), [ids[4].clone()]);
+}

@@ -52,10 +52,16 @@ async fn people_and_tags_found_through_the_dht_via_one_bootstrap_node() {
     let id = a.post("over the DHT #p2p").await;
     c.wait_record(&id).await;
     match c
-        .ok(Request::Feed { tag: Some("p2p".into()), author: None, limit: None, live: false })
+        .ok(Request::Feed {
+            tag: Some("p2p".into()),
+            author: None,
+            limit: None,
+            live: false,
+            before: None,
+        })
         .await
     {
-        Response::Feed { items } => assert!(items.iter().any(|i| i.id == id)),
+        Response::Feed { items, .. } => assert!(items.iter().any(|i| i.id == id)),
         r => panic!("unexpected {r:?}"),
     }
     for n in [a, b, c, r] {

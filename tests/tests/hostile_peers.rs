@@ -64,7 +64,14 @@ async fn a_chain_of_reposts_does_not_crash_a_node_with_a_live_feed() {
     assert_eq!(item.id, first.id().to_string());
     let c = node.status().await.record_counters;
     assert!(c.unwanted > 0, "reposts of reposts were refused: {c:?}");
-    node.ok(Request::Feed { tag: None, author: None, limit: Some(10_000), live: false }).await;
+    node.ok(Request::Feed {
+        tag: None,
+        author: None,
+        limit: Some(10_000),
+        live: false,
+        before: None,
+    })
+    .await;
     node.stop().await;
 }
 

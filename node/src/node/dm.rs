@@ -363,11 +363,8 @@ impl Node {
     pub(super) async fn msg_thread(&self, with: &str, limit: Option<usize>) -> Reply {
         let peer = self.person(with)?;
         let limit = limit.unwrap_or(super::handlers::DEFAULT_THREAD_LIMIT);
-        if limit == 0 || limit > super::handlers::MAX_FEED_LIMIT {
-            return Err(format!(
-                "--limit must be between 1 and {}",
-                super::handlers::MAX_FEED_LIMIT
-            ));
+        if limit == 0 || limit > super::MAX_FEED_LIMIT {
+            return Err(format!("--limit must be between 1 and {}", super::MAX_FEED_LIMIT));
         }
         let store = &self.inner.store;
         let messages = store.dm_thread(&peer, limit).map_err(store_err)?;

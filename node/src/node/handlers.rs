@@ -10,21 +10,14 @@ use libp2p::Multiaddr;
 use tokio::sync::broadcast;
 
 use super::{now_ms, view, LivePost, Node};
-use crate::{
-    api::{FeedItem, NatStatus, PeerEntry, Request, Response, Status},
-    store::StoredRecord,
-};
+use crate::api::{FeedItem, NatStatus, PeerEntry, Request, Response, Status};
 
-/// Feed length when none is asked for.
-pub const DEFAULT_FEED_LIMIT: usize = 20;
 /// Thread length when none is asked for.
 pub const DEFAULT_THREAD_LIMIT: usize = 50;
-/// Longest feed one request may ask for.
-pub const MAX_FEED_LIMIT: usize = 10_000;
 
 type Reply = Result<Response, String>;
 
-fn parse_tag(text: &str) -> Result<Tag, String> {
+pub(super) fn parse_tag(text: &str) -> Result<Tag, String> {
     Tag::parse(text.trim()).map_err(|e| format!("invalid hashtag {text:?}: {e}"))
 }
 
@@ -68,6 +61,11 @@ impl Node {
     pub(super) async fn dispatch(&self, request: Request) -> Reply {
         match request {
             Request::Id => Ok(self.id_reply()),
+            Request::Stop => {
+                tracing::info!("kith stop: shutting down");
+                self.inner.stop.send_replace(true);
+                Ok(Response::Ok)
+            }
             Request::Status => self.status().await,
             Request::Peers => self.peers().await,
             Request::Dial { addr } if !addr.trim_start().starts_with('/') => {
@@ -90,8 +88,8 @@ impl Node {
             Request::Mute { id } => self.moderate(&id, None, Some(true)).await,
             Request::Unmute { id } => self.moderate(&id, None, Some(false)).await,
             Request::Blocked => self.blocked(),
-            Request::Feed { tag, author, limit, live: _ } => {
-                self.feed(tag.as_deref(), author.as_deref(), limit)
+            Request::Feed { tag, author, limit, live: _, before } => {
+                self.feed(tag.as_deref(), author.as_deref(), limit, before.as_deref())
             }
             Request::Follow { id } => self.follow(&id, true).await,
             Request::Unfollow { id } => self.follow(&id, false).await,
@@ -340,48 +338,6 @@ impl Node {
             self.provide_attachments(&post.attachments).await;
         }
         Ok(Response::Record { id: signed.id().to_string() })
-    }
-
-    fn feed(&self, tag: Option<&str>, author: Option<&str>, limit: Option<usize>) -> Reply {
-        let limit = limit.unwrap_or(DEFAULT_FEED_LIMIT);
-        if limit == 0 || limit > MAX_FEED_LIMIT {
-            return Err(format!("--limit must be between 1 and {MAX_FEED_LIMIT}"));
-        }
-        let tag = tag.map(parse_tag).transpose()?;
-        let author = author.map(|a| self.person(a)).transpose()?;
-        let store = &self.inner.store;
-        let records: Vec<StoredRecord> = match (&tag, &author) {
-            (Some(tag), None) => {
-                store.posts_by_tag(tag, limit, |r| !store.is_hidden(&r.record.author))
-            }
-            (None, Some(author)) => store.posts_by_author(author, limit),
-            (Some(tag), Some(author)) => store.posts_where(limit, |r| {
-                r.record.author == *author && r.record.tags().contains(tag)
-            }),
-            (None, None) => {
-                let me = self.inner.me;
-                let following: HashSet<AuthorId> =
-                    store.following(&me).map_err(store_err)?.into_iter().collect();
-                let subs: HashSet<Tag> =
-                    store.subscriptions().map_err(store_err)?.into_iter().collect();
-                store.posts_where(limit, |r| {
-                    let author = &r.record.author;
-                    (*author == me
-                        || following.contains(author)
-                        || r.record.tags().iter().any(|t| subs.contains(t)))
-                        && (*author == me || !store.is_hidden(author))
-                })
-            }
-        }
-        .map_err(store_err)?;
-        // A post and its reposts show once, as the newest of them.
-        let mut seen = HashSet::new();
-        let items = records
-            .iter()
-            .filter_map(|r| view::feed_item_of(store, r.id, &r.record))
-            .filter(|item| seen.insert(item.id.clone()))
-            .collect();
-        Ok(Response::Feed { items })
     }
 
     pub(super) async fn follow(&self, id: &str, follow: bool) -> Reply {

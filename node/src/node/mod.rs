@@ -6,6 +6,7 @@ mod attach;
 mod blobs;
 mod discovery;
 mod dm;
+mod feed;
 mod handlers;
 mod invite;
 mod outbox;
@@ -13,7 +14,8 @@ mod people;
 mod social;
 mod sync;
 
-pub use handlers::{LiveFeed, DEFAULT_FEED_LIMIT, DEFAULT_THREAD_LIMIT, MAX_FEED_LIMIT};
+pub use feed::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT};
+pub use handlers::{LiveFeed, DEFAULT_THREAD_LIMIT};
 pub use invite::{DEFAULT_INVITE_MS, MAX_INVITE_MS};
 pub use social::LiveNotifications;
 mod view;
@@ -144,6 +146,8 @@ struct Inner {
     notes: broadcast::Sender<crate::api::NotificationEntry>,
     /// Set when the node shuts down; background tasks that wait stop early.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Set by a `stop` request: the daemon should shut down.
+    stop: tokio::sync::watch::Sender<bool>,
     /// Per-peer limit on DM and sync requests (gossip is limited in the network task).
     request_limit: RateLimiter<libp2p::PeerId>,
     /// Who this node is and what it keeps.
@@ -233,6 +237,7 @@ impl Node {
                 sync: sync::SyncState::default(),
                 notes: broadcast::channel(LIVE_QUEUE).0,
                 closing: tokio::sync::watch::channel(false).0,
+                stop: tokio::sync::watch::channel(false).0,
                 request_limit: RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
             }),
         };
@@ -295,6 +300,12 @@ impl Node {
             Ok(response) => response,
             Err(message) => Response::Error { message },
         }
+    }
+
+    /// Resolves when a control request asked the daemon to stop (`kith stop`).
+    pub async fn stop_requested(&self) {
+        let mut rx = self.inner.stop.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// Stops the network and flushes the store.

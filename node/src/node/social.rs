@@ -60,41 +60,52 @@ impl Node {
                 None => break,
             }
         }
+        // Replies by muted (or blocked) people are left out, with the replies to them,
+        // and counted; the root shows whoever wrote it (it was asked for).
+        let me = self.inner.me;
+        let mut hidden = 0u64;
         let mut entries = Vec::new();
-        let mut stack = vec![(root, 0usize)];
-        while let Some((rec, depth)) = stack.pop() {
-            if entries.len() >= MAX_THREAD {
+        let mut stack = vec![(root, 0usize, false)];
+        while let Some((rec, depth, under_hidden)) = stack.pop() {
+            if entries.len() as u64 + hidden >= MAX_THREAD as u64 {
                 break;
             }
             let RecordKind::Post(post) = &rec.record.kind else { continue };
-            entries.push(ThreadEntry {
-                id: rec.id.to_string(),
-                author: rec.record.author.to_string(),
-                text: post.text.clone(),
-                parent: if depth == 0 { None } else { post.reply_to.map(|p| p.to_string()) },
-                timestamp: rec.record.timestamp,
-                depth,
-                reactions: store.reactions(&rec.id).map_err(store_err)?,
-                author_name: view::name_of(store, &rec.record.author),
-                attachments: post
-                    .attachments
-                    .iter()
-                    .map(|a| super::attach::entry_of(store, a))
-                    .collect(),
-            });
+            let by = rec.record.author;
+            let hide = under_hidden || (depth > 0 && by != me && store.is_hidden(&by));
+            if hide {
+                hidden += 1;
+            } else {
+                entries.push(ThreadEntry {
+                    id: rec.id.to_string(),
+                    author: by.to_string(),
+                    text: post.text.clone(),
+                    parent: if depth == 0 { None } else { post.reply_to.map(|p| p.to_string()) },
+                    timestamp: rec.record.timestamp,
+                    depth,
+                    reactions: store.reactions(&rec.id).map_err(store_err)?,
+                    author_name: view::name_of(store, &by),
+                    attachments: post
+                        .attachments
+                        .iter()
+                        .map(|a| super::attach::entry_of(store, a))
+                        .collect(),
+                });
+            }
             // Bounded in depth and in what waits on the stack: never more than the
             // entries still to show.
-            if depth < MAX_DEPTH && entries.len() + stack.len() < MAX_THREAD {
+            let seen = entries.len() + hidden as usize;
+            if depth < MAX_DEPTH && seen + stack.len() < MAX_THREAD {
                 let mut children = store.replies_to(&rec.id).map_err(store_err)?;
-                children.truncate(MAX_THREAD - entries.len() - stack.len());
+                children.truncate(MAX_THREAD - seen - stack.len());
                 for child in children.iter().rev() {
                     if let Some(c) = store.get(child).map_err(store_err)? {
-                        stack.push((c, depth + 1));
+                        stack.push((c, depth + 1, hide));
                     }
                 }
             }
         }
-        Ok(Response::Conversation { entries })
+        Ok(Response::Conversation { entries, hidden })
     }
 
     pub(super) async fn react(&self, id: &str, emoji: String) -> Reply {

@@ -447,7 +447,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Posts of `author`, newest (highest seq) first, at most `limit`.
+    /// Posts of `author` that `keep` accepts, newest (highest seq) first, at most `limit`;
+    /// with `before_seq`, only those with a lower seq (the next page).
     ///
     /// # Errors
     /// Disk errors or damage.
@@ -455,16 +456,22 @@ impl Store {
         &self,
         author: &AuthorId,
         limit: usize,
+        before_seq: Option<u64>,
+        mut keep: impl FnMut(&StoredRecord) -> bool,
     ) -> Result<Vec<StoredRecord>, StoreError> {
+        let entries = match before_seq {
+            Some(seq) => self.log.range(log_key(author, 0)..log_key(author, seq)),
+            None => self.log.scan_prefix(author.as_bytes()),
+        };
         let mut out = Vec::new();
-        for item in self.log.scan_prefix(author.as_bytes()).rev() {
+        for item in entries.rev() {
             if out.len() >= limit {
                 break;
             }
             let (_, value) = item?;
             let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
             if let Some(rec) = self.get(&id)? {
-                if matches!(rec.record.kind, RecordKind::Post(_)) {
+                if matches!(rec.record.kind, RecordKind::Post(_)) && keep(&rec) {
                     out.push(rec);
                 }
             }
@@ -472,7 +479,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Posts carrying `tag` that `keep` accepts, newest first, at most `limit`.
+    /// Posts carrying `tag` that `keep` accepts, newest first, at most `limit`; with
+    /// `before` (a timestamp and record id), only older ones (the next page).
     ///
     /// # Errors
     /// Disk errors or damage.
@@ -480,10 +488,15 @@ impl Store {
         &self,
         tag: &Tag,
         limit: usize,
+        before: Option<(u64, RecordId)>,
         mut keep: impl FnMut(&StoredRecord) -> bool,
     ) -> Result<Vec<StoredRecord>, StoreError> {
+        let entries = match before {
+            Some((ts, id)) => self.by_tag.range(tag_prefix(tag)..tag_key(tag, ts, &id)),
+            None => self.by_tag.scan_prefix(tag_prefix(tag)),
+        };
         let mut out = Vec::new();
-        for item in self.by_tag.scan_prefix(tag_prefix(tag)).rev() {
+        for item in entries.rev() {
             if out.len() >= limit {
                 break;
             }
@@ -498,18 +511,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Posts newest first that `keep` accepts, at most `limit`. `keep` sees the author and
-    /// the record.
+    /// Posts (and reposts) newest first that `keep` accepts, at most `limit`; with
+    /// `before` (a timestamp and record id), only older ones (the next page).
     ///
     /// # Errors
     /// Disk errors or damage.
     pub fn posts_where(
         &self,
         limit: usize,
+        before: Option<(u64, RecordId)>,
         mut keep: impl FnMut(&StoredRecord) -> bool,
     ) -> Result<Vec<StoredRecord>, StoreError> {
+        let entries = match before {
+            Some((ts, id)) => self.by_time.range(..time_key(ts, &id)),
+            None => self.by_time.iter(),
+        };
         let mut out = Vec::new();
-        for item in self.by_time.iter().rev() {
+        for item in entries.rev() {
             if out.len() >= limit {
                 break;
             }

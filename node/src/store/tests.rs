@@ -101,14 +101,34 @@ fn per_author_and_per_tag_order() {
             })
             .collect()
     };
-    assert_eq!(texts(store.posts_by_author(&a.id(), 10).unwrap()), ["a3 #Rust", "a2", "a1 #rust"]);
-    assert_eq!(texts(store.posts_by_author(&a.id(), 2).unwrap()), ["a3 #Rust", "a2"]);
+    assert_eq!(
+        texts(store.posts_by_author(&a.id(), 10, None, |_| true).unwrap()),
+        ["a3 #Rust", "a2", "a1 #rust"]
+    );
+    assert_eq!(
+        texts(store.posts_by_author(&a.id(), 2, None, |_| true).unwrap()),
+        ["a3 #Rust", "a2"]
+    );
+    // The next page: below a seq.
+    let older = store.posts_by_author(&a.id(), 10, Some(3), |_| true).unwrap();
+    assert_eq!(texts(older), ["a2", "a1 #rust"]);
     // ts: a1=1000, a3=1002, b1=1000 -> newest first; ties broken by id.
-    let rust = texts(store.posts_by_tag(&Tag::parse("rust").unwrap(), 10, |_| true).unwrap());
+    let rust_tag = Tag::parse("rust").unwrap();
+    let page = store.posts_by_tag(&rust_tag, 10, None, |_| true).unwrap();
+    let rust = texts(page.clone());
     assert_eq!(rust.len(), 3);
     assert_eq!(rust[0], "a3 #Rust");
+    // Pages by (timestamp, id) continue exactly after the last record of the one before.
+    let cursor = |r: &super::StoredRecord| Some((r.record.timestamp, r.id));
+    let first = store.posts_by_tag(&rust_tag, 1, None, |_| true).unwrap();
+    let rest = store.posts_by_tag(&rust_tag, 10, cursor(&first[0]), |_| true).unwrap();
+    assert_eq!(texts(rest), rust[1..]);
+    let all = texts(store.posts_where(100, None, |_| true).unwrap());
+    let first = store.posts_where(2, None, |_| true).unwrap();
+    let rest = texts(store.posts_where(100, cursor(&first[1]), |_| true).unwrap());
+    assert_eq!(rest, all[2..]);
     assert_eq!(
-        texts(store.posts_by_tag(&Tag::parse("go").unwrap(), 10, |_| true).unwrap()),
+        texts(store.posts_by_tag(&Tag::parse("go").unwrap(), 10, None, |_| true).unwrap()),
         ["b2 #go"]
     );
     let log: Vec<u64> =

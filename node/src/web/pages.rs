@@ -120,7 +120,7 @@ pub(super) async fn not_found(State(state): St, session: Option<Extension<Sessio
 /// Feed items as cards.
 pub(super) async fn cards(state: &Shared, request: Request) -> Result<Vec<PostView>, String> {
     let items = match state.node.handle(request).await {
-        Reply::Feed { items } => items,
+        Reply::Feed { items, .. } => items,
         Reply::Error { message } => return Err(message),
         other => return Err(format!("unexpected reply {other:?}")),
     };
@@ -135,7 +135,7 @@ pub(super) async fn cards(state: &Shared, request: Request) -> Result<Vec<PostVi
 }
 
 fn feed(tag: Option<String>, author: Option<String>) -> Request {
-    Request::Feed { tag, author, limit: Some(PAGE_POSTS), live: false }
+    Request::Feed { tag, author, limit: Some(PAGE_POSTS), live: false, before: None }
 }
 
 #[derive(Template)]
@@ -299,7 +299,7 @@ struct ThreadPage {
 /// The cards of the conversation `id` belongs to, root first.
 pub(super) async fn thread_cards(state: &Shared, id: &str) -> Result<Vec<PostView>, String> {
     let entries = match state.node.handle(Request::Thread { id: id.to_owned() }).await {
-        Reply::Conversation { entries } => entries,
+        Reply::Conversation { entries, .. } => entries,
         Reply::Error { message } => return Err(message),
         other => return Err(format!("unexpected reply {other:?}")),
     };

@@ -1,0 +1,151 @@
+//! Feeds (`kith feed`): the timeline, a hashtag's posts, a person's posts; page by page.
+//!
+//! A page holds exactly `limit` items when that many are stored: a post and its reposts
+//! count once (the newest of them shows, "reposted by"), and what cannot be shown (a
+//! repost of a post this node lacks, posts of muted people) is skipped while the page is
+//! read, not after. Each page after the first starts strictly after the item a cursor
+//! names (`--before ID`).
+
+use std::collections::HashSet;
+
+use kith_protocol::{AuthorId, RecordId, RecordKind, Tag};
+
+use super::{view, Node};
+use crate::{
+    api::Response,
+    store::{Store, StoredRecord},
+};
+
+type Reply = Result<Response, String>;
+
+/// Feed length when none is asked for.
+pub const DEFAULT_FEED_LIMIT: usize = 20;
+/// Longest feed one request may ask for.
+pub const MAX_FEED_LIMIT: usize = 10_000;
+
+fn store_err(e: impl std::fmt::Display) -> String {
+    format!("store: {e}")
+}
+
+/// Which posts a page of a feed may show, and which it has shown: each post once.
+struct Page<'a> {
+    store: &'a Store,
+    shown: HashSet<RecordId>,
+    /// Posts of hidden (muted or blocked) people skipped.
+    hidden: u64,
+}
+
+impl<'a> Page<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self { store, shown: HashSet::new(), hidden: 0 }
+    }
+
+    /// Whether `r` (a post or a repost) adds a post this page has not shown; the post's
+    /// author must not be hidden unless `show_hidden`.
+    fn takes(&mut self, r: &StoredRecord, show_hidden: bool) -> bool {
+        let (post, author) = match &r.record.kind {
+            RecordKind::Post(_) => (r.id, r.record.author),
+            RecordKind::Repost { target } => match self.store.get(target) {
+                Ok(Some(t)) if matches!(t.record.kind, RecordKind::Post(_)) => {
+                    (t.id, t.record.author)
+                }
+                _ => return false,
+            },
+            _ => return false,
+        };
+        if !show_hidden && self.store.is_hidden(&author) {
+            self.hidden += 1;
+            return false;
+        }
+        self.shown.insert(post)
+    }
+}
+
+impl Node {
+    /// One page of a feed: the timeline, or posts with `tag` and/or by `author`.
+    pub(super) fn feed(
+        &self,
+        tag: Option<&str>,
+        author: Option<&str>,
+        limit: Option<usize>,
+        before: Option<&str>,
+    ) -> Reply {
+        let limit = limit.unwrap_or(DEFAULT_FEED_LIMIT);
+        if limit == 0 || limit > MAX_FEED_LIMIT {
+            return Err(format!("--limit must be between 1 and {MAX_FEED_LIMIT}"));
+        }
+        let tag = tag.map(super::handlers::parse_tag).transpose()?;
+        let author = author.map(|a| self.person(a)).transpose()?;
+        let store = &self.inner.store;
+        let cursor = match before {
+            Some(text) => {
+                let id = self.record_ref(text)?;
+                let r = store.get(&id).map_err(store_err)?.ok_or_else(|| {
+                    format!("unknown record {id}: --before takes the id of a post shown")
+                })?;
+                Some(r)
+            }
+            None => None,
+        };
+        let at = cursor.as_ref().map(|c| (c.record.timestamp, c.id));
+        let mut page = Page::new(store);
+        let me = self.inner.me;
+        let records: Vec<StoredRecord> = match (&tag, author) {
+            (Some(tag), None) => store.posts_by_tag(tag, limit, at, |r| page.takes(r, false)),
+            (None, Some(author)) => {
+                // A person's own posts: paged by their log; what is asked for by name is
+                // shown even when muted, but a muted person's posts say so by a count.
+                let before_seq = match &cursor {
+                    Some(c) if c.record.author == author => Some(c.record.seq),
+                    Some(c) => return self.feed_older_than(author, c, limit),
+                    None => None,
+                };
+                let muted = author != me && store.is_hidden(&author);
+                store.posts_by_author(&author, limit, before_seq, |r| {
+                    if muted {
+                        page.hidden += 1;
+                        false
+                    } else {
+                        page.takes(r, true)
+                    }
+                })
+            }
+            (Some(tag), Some(author)) => store.posts_where(limit, at, |r| {
+                r.record.author == author
+                    && r.record.tags().contains(tag)
+                    && page.takes(r, author == me)
+            }),
+            (None, None) => {
+                let following: HashSet<AuthorId> =
+                    store.following(&me).map_err(store_err)?.into_iter().collect();
+                let subs: HashSet<Tag> =
+                    store.subscriptions().map_err(store_err)?.into_iter().collect();
+                store.posts_where(limit, at, |r| {
+                    let by = &r.record.author;
+                    let wanted = *by == me
+                        || following.contains(by)
+                        || r.record.tags().iter().any(|t| subs.contains(t));
+                    wanted && (*by == me || !store.is_hidden(by)) && page.takes(r, *by == me)
+                })
+            }
+        }
+        .map_err(store_err)?;
+        let hidden = page.hidden;
+        let items =
+            records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
+        Ok(Response::Feed { items, hidden })
+    }
+
+    /// A person's posts older than a cursor from someone else's feed (by time).
+    fn feed_older_than(&self, author: AuthorId, cursor: &StoredRecord, limit: usize) -> Reply {
+        let store = &self.inner.store;
+        let at = (cursor.record.timestamp, cursor.id);
+        let mut page = Page::new(store);
+        let records = store
+            .posts_where(limit, Some(at), |r| r.record.author == author && page.takes(r, true))
+            .map_err(store_err)?;
+        let items =
+            records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
+        Ok(Response::Feed { items, hidden: 0 })
+    }
+}
