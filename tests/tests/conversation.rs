@@ -222,6 +222,14 @@ async fn replies_reactions_reposts_and_mentions_reach_everyone_and_notify_once()
         assert_eq!(shown[0].reactions, counts(&[("👍", 1)]));
     }
 
+    // Asked by a reaction or a repost: the conversation of the post it is about.
+    for asked in [&x5, &y] {
+        let entries = thread(&a, asked).await.unwrap();
+        let got: BTreeSet<_> =
+            entries.iter().map(|e| (e.id.clone(), e.parent.clone(), e.depth)).collect();
+        assert_eq!(got, want, "the thread of {asked}");
+    }
+
     // C mentions A (the post reaches A through B).
     let m = c.post(&format!("have you met @{}?", a.id())).await;
     wait_everywhere(&all, &m).await;

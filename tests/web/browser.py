@@ -275,6 +275,21 @@ def main():
         d.get(f"{origin}/messages")
         p.wait_text("Bring a torch!")
 
+        step("notifications: a count in the navigation, the list, a new one live")
+        p.wait("a count of new notifications",
+               lambda: d.find_element(By.ID, "badge-notes").text.strip().isdigit())
+        d.find_element(By.CSS_SELECTOR, "a[href='/notifications']").click()
+        p.wait("the notifications page", lambda: d.title.startswith("Notifications"))
+        p.wait_text("sent you a message")
+        p.wait("the count gone once listed", lambda: d.find_element(By.ID, "badge-notes").text == "")
+        d.execute_script("window.kithNoReload = 'notifications'")
+        kith("carol", "follow", ids["alice"])
+        p.wait("carol's follow, live", lambda: any(
+            "Carol" in n.text and "follows you" in n.text
+            for n in d.find_elements(By.CSS_SELECTOR, "#notes .note")))
+        assert d.execute_script("return window.kithNoReload") == "notifications", "reloaded"
+        p.shot("notifications")
+
         step("a hashtag page")
         d.get(f"{origin}/tag/kith")
         p.card(live)

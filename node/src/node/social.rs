@@ -52,6 +52,12 @@ impl Node {
     pub(super) fn thread(&self, id: &str) -> Reply {
         let store = &self.inner.store;
         let mut root = self.known(&self.record_ref(id)?)?;
+        // A reaction or repost belongs to the conversation of the post it is about.
+        if let RecordKind::Reaction { target, .. } | RecordKind::Repost { target } =
+            root.record.kind
+        {
+            root = self.known(&target)?;
+        }
         for _ in 0..MAX_DEPTH {
             let RecordKind::Post(post) = &root.record.kind else { break };
             let Some(parent) = post.reply_to else { break };

@@ -2,7 +2,7 @@
 //! rendered HTML that htmx puts in place. Streams end when the browser leaves, when the
 //! web interface stops, or when the node does.
 
-use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
+use std::{collections::HashMap, convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Query, State},
@@ -20,6 +20,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use super::{
     auth::Session,
     messages::{chat_messages, Bubbles},
+    notes::{NoteFrag, NoteView},
     pages::{Card, Chrome},
     view::{Names, PostView},
     State as Shared,
@@ -35,41 +36,62 @@ pub(super) struct LiveQuery {
     feed: Option<String>,
     /// A conversation: the other person's id.
     chat: Option<String>,
+    /// Present: new notifications.
+    notes: Option<String>,
     tag: Option<String>,
     author: Option<String>,
 }
 
-/// What one stream holds while it runs.
-struct Live {
+/// What every stream holds while it runs: one of the limited slots, and the signal
+/// that the web interface stops.
+struct Base {
     state: Arc<Shared>,
-    csrf: String,
-    feed: LiveFeed,
     stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 }
 
-/// `GET /events?feed=home|tag&tag=T|author&author=ID`: new posts of that feed, each as a
-/// rendered card.
+impl Base {
+    /// A free slot, or `None` when every one is taken.
+    fn take(state: Arc<Shared>) -> Option<Self> {
+        let slot = state.live_slots.clone().try_acquire_owned().ok()?;
+        Some(Self { stop: state.stop.subscribe(), state, _slot: slot })
+    }
+
+    /// What `next` gives, or `None` once the web interface stops.
+    async fn until_stop<T>(&mut self, next: impl Future<Output = Option<T>>) -> Option<T> {
+        if *self.stop.borrow() {
+            return None;
+        }
+        tokio::select! {
+            item = next => item,
+            _ = self.stop.changed() => None,
+        }
+    }
+}
+
+/// A stream of rendered HTML as server-sent events, kept alive while idle.
+fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+}
+
+/// `GET /events?...`: `feed=home`, `feed=tag&tag=T`, `feed=author&author=ID` (new posts,
+/// each as a rendered card); `chat=ID` (a conversation's new messages and changed delivery
+/// states, as bubbles); `notes=1` (new notifications, as lines of the list).
 pub(super) async fn events(
     State(state): State<Arc<Shared>>,
     Extension(session): Extension<Session>,
     Query(query): Query<LiveQuery>,
 ) -> Response {
+    let Some(base) = Base::take(state) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many live pages open").into_response();
+    };
     if let Some(peer) = query.chat {
-        let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
-            return (StatusCode::SERVICE_UNAVAILABLE, "too many live pages open").into_response();
-        };
-        let chat = Chat {
-            notes: state.node.live_notifications(),
-            stop: state.stop.subscribe(),
-            shown: HashMap::new(),
-            state,
-            peer,
-            _slot: slot,
-        };
-        return Sse::new(chat_updates(chat))
-            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-            .into_response();
+        let notes = base.state.node.live_notifications();
+        return sse(chat_updates(Chat { base, peer, notes, shown: HashMap::new() }));
+    }
+    if query.notes.is_some() {
+        let notes = base.state.node.live_notifications();
+        return sse(new_notes(Notes { base, notes }));
     }
     let (tag, author) = match query.feed.as_deref() {
         Some("home") => (None, None),
@@ -77,32 +99,27 @@ pub(super) async fn events(
         Some("author") if query.author.is_some() => (None, query.author.as_deref()),
         _ => return (StatusCode::BAD_REQUEST, "unknown live stream").into_response(),
     };
-    let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many live pages open").into_response();
-    };
-    let feed = match state.node.live_feed(tag, author) {
-        Ok(feed) => feed,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
-    };
-    let live =
-        Live { stop: state.stop.subscribe(), csrf: session.csrf(), state, feed, _slot: slot };
-    Sse::new(posts(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+    match base.state.node.live_feed(tag, author) {
+        Ok(feed) => sse(posts(Live { base, csrf: session.csrf(), feed })),
+        Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+    }
+}
+
+/// What a feed's stream holds while it runs.
+struct Live {
+    base: Base,
+    csrf: String,
+    feed: LiveFeed,
 }
 
 fn posts(live: Live) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(live, |mut live| async move {
-        if *live.stop.borrow() {
-            return None;
-        }
-        let item = tokio::select! {
-            item = live.feed.next() => item?,
-            _ = live.stop.changed() => return None,
-        };
-        let me = live.state.node.id().to_string();
-        let mut names = Names::new(&live.state.node);
+        let item = live.base.until_stop(live.feed.next()).await?;
+        let node = &live.base.state.node;
+        let me = node.id().to_string();
+        let mut names = Names::new(node);
         let p = PostView::of_feed(&item, &me, now_ms(), &mut names).await;
-        let chrome =
-            Chrome { csrf: live.csrf.clone(), me, active: "", live: None, live_into: "feed" };
+        let chrome = Chrome { csrf: live.csrf.clone(), me, active: "", live: None };
         let event = match askama::Template::render(&Card { chrome, p }) {
             Ok(html) => Event::default().data(html),
             Err(error) => {
@@ -120,28 +137,26 @@ const CHAT_CHECK: Duration = Duration::from_secs(1);
 
 /// What a conversation's stream holds while it runs.
 struct Chat {
-    state: Arc<Shared>,
+    base: Base,
     peer: String,
     notes: LiveNotifications,
-    stop: watch::Receiver<bool>,
     /// Status of each message the page was sent, to send only what changed.
     shown: HashMap<String, String>,
-    _slot: OwnedSemaphorePermit,
 }
 
 /// New messages and changed delivery states of one conversation, as bubbles.
 fn chat_updates(chat: Chat) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(chat, |mut chat| async move {
         loop {
-            if *chat.stop.borrow() {
-                return None;
-            }
-            tokio::select! {
-                note = chat.notes.next() => { note?; }
-                _ = tokio::time::sleep(CHAT_CHECK) => {}
-                _ = chat.stop.changed() => return None,
-            }
-            let Ok(all) = chat_messages(&chat.state, &chat.peer).await else { continue };
+            // A notification (a message arrived) or the next check, whichever comes first.
+            let tick = async {
+                tokio::select! {
+                    note = chat.notes.next() => note.map(drop),
+                    () = tokio::time::sleep(CHAT_CHECK) => Some(()),
+                }
+            };
+            chat.base.until_stop(tick).await?;
+            let Ok(all) = chat_messages(&chat.base.state, &chat.peer).await else { continue };
             let changed: Vec<_> =
                 all.into_iter().filter(|m| chat.shown.get(&m.id) != Some(&m.status)).collect();
             if changed.is_empty() {
@@ -150,15 +165,31 @@ fn chat_updates(chat: Chat) -> impl Stream<Item = Result<Event, Infallible>> {
             for m in &changed {
                 chat.shown.insert(m.id.clone(), m.status.clone());
             }
-            let event = match askama::Template::render(&Bubbles { messages: changed, error: None })
-            {
-                Ok(html) => Event::default().data(html),
-                Err(error) => {
-                    tracing::error!(%error, "cannot render live messages");
-                    continue;
-                }
-            };
-            return Some((Ok(event), chat));
+            match askama::Template::render(&Bubbles { messages: changed, error: None }) {
+                Ok(html) => return Some((Ok(Event::default().data(html)), chat)),
+                Err(error) => tracing::error!(%error, "cannot render live messages"),
+            }
+        }
+    })
+}
+
+/// What a notifications page's stream holds while it runs.
+struct Notes {
+    base: Base,
+    notes: LiveNotifications,
+}
+
+/// New notifications, each as a line of the list.
+fn new_notes(notes: Notes) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(notes, |mut notes| async move {
+        loop {
+            let note = notes.base.until_stop(notes.notes.next()).await?;
+            let mut names = Names::new(&notes.base.state.node);
+            let n = NoteView::of(&note, now_ms(), &mut names).await;
+            match askama::Template::render(&NoteFrag { n }) {
+                Ok(html) => return Some((Ok(Event::default().data(html)), notes)),
+                Err(error) => tracing::error!(%error, "cannot render a notification"),
+            }
         }
     })
 }

@@ -29,6 +29,7 @@ mod assets;
 mod auth;
 mod live;
 mod messages;
+mod notes;
 mod pages;
 mod view;
 
@@ -200,6 +201,8 @@ fn router(state: Arc<State>) -> Router {
         .route("/post/{id}", get(pages::thread))
         .route("/messages", get(messages::inbox))
         .route("/messages/{id}", get(messages::conversation).post(messages::send))
+        .route("/notifications", get(notes::list))
+        .route("/badges", get(notes::badges))
         .route("/events", get(live::events))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))

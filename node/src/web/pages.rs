@@ -32,33 +32,39 @@ pub(super) struct Chrome {
     pub(super) me: String,
     /// Which part of the navigation is current.
     pub(super) active: &'static str,
-    /// The live stream this page listens to (`/events?...`), if any.
-    pub(super) live: Option<String>,
-    /// Where its updates go: newest first into `#feed`, or oldest first into `#chat`.
-    pub(super) live_into: &'static str,
+    /// The live stream this page listens to, if any.
+    pub(super) live: Option<LiveSpec>,
+}
+
+/// A page's live stream: where its updates go and in which order.
+pub(super) struct LiveSpec {
+    /// `/events?...`.
+    pub(super) url: String,
+    /// The id of the element updates go into.
+    pub(super) into: &'static str,
+    /// `desc` (newest first) or `asc` (oldest first), by the items' `data-key`.
+    pub(super) sort: &'static str,
 }
 
 impl Chrome {
     pub(super) fn new(state: &Shared, session: &Session, active: &'static str) -> Self {
-        Self {
-            csrf: session.csrf(),
-            me: state.node.id().to_string(),
-            active,
-            live: None,
-            live_into: "feed",
-        }
+        Self { csrf: session.csrf(), me: state.node.id().to_string(), active, live: None }
     }
 
-    /// Listens to the posts of `url`.
-    pub(super) fn live(mut self, url: String) -> Self {
-        self.live = Some(url);
+    /// Listens to the posts of `url`, newest first into `#feed`.
+    pub(super) fn live(self, url: String) -> Self {
+        self.live_into(url, "feed")
+    }
+
+    /// Listens to `url`, newest first into the element `into`.
+    pub(super) fn live_into(mut self, url: impl Into<String>, into: &'static str) -> Self {
+        self.live = Some(LiveSpec { url: url.into(), into, sort: "desc" });
         self
     }
 
-    /// Listens to the messages of `url`.
+    /// Listens to the messages of `url`, oldest first into `#chat`.
     pub(super) fn live_chat(mut self, url: String) -> Self {
-        self.live = Some(url);
-        self.live_into = "chat";
+        self.live = Some(LiveSpec { url, into: "chat", sort: "asc" });
         self
     }
 }
