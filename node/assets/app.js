@@ -37,11 +37,43 @@
     }
   });
 
+  // Files: the compose box can attach them when this script runs (they go as a
+  // multipart form, with the CSRF token in a header); a post may then have no text.
+  function filesChosen() {
+    var form = document.getElementById("compose");
+    var input = document.getElementById("compose-files");
+    if (!form || !input) return;
+    var text = document.getElementById("compose-text");
+    var any = input.files && input.files.length > 0;
+    if (any) {
+      form.setAttribute("hx-encoding", "multipart/form-data");
+      form.setAttribute("enctype", "multipart/form-data");
+    } else {
+      form.removeAttribute("hx-encoding");
+      form.removeAttribute("enctype");
+    }
+    if (text) text.required = !any;
+    var msg = document.getElementById("compose-msg");
+    if (msg) {
+      var names = [];
+      for (var i = 0; any && i < input.files.length; i++) names.push(input.files[i].name);
+      msg.textContent = names.length ? "Attached: " + names.join(", ") : "";
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var attach = document.getElementById("compose-attach");
+    if (attach) attach.hidden = false;
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target && e.target.id === "compose-files") filesChosen();
+  });
+
   // After a post is published the compose box empties; the server says so.
   document.addEventListener("kith:posted", function () {
     var form = document.getElementById("compose");
     if (form) {
       form.reset();
+      filesChosen();
       hint(document.getElementById("compose-text"));
     }
     var chat = document.getElementById("chat-form");

@@ -126,6 +126,26 @@ class Page:
             self.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+def write_png(path, width, height):
+    """A `width` x `height` RGB gradient as a PNG file (no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width)
+                        for v in (x * 255 // width, y * 255 // height, 160))
+        for y in range(height))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        f.write(chunk(b"IDAT", zlib.compress(rows)))
+        f.write(chunk(b"IEND", b""))
+
+
 def feed_texts(who):
     return [item["text"] for item in kith(who, "feed", "--limit", "100")]
 
@@ -199,6 +219,32 @@ def main():
         p.card(text)
         p.wait("the compose box to empty", lambda: box.get_attribute("value") == "")
         eventually("the post in alice's kith feed", lambda: text in feed_texts("alice"))
+
+        step("attach a picture; its thumbnail shows, and opens the whole picture")
+        picture = os.path.join(tempfile.mkdtemp(prefix="kith-picture-"), "hill.png")
+        write_png(picture, 640, 480)
+        d.find_element(By.ID, "compose-files").send_keys(picture)
+        p.wait("the chosen file named", lambda: "hill.png" in d.find_element(By.ID, "compose-msg").text)
+        d.find_element(By.ID, "compose-text").send_keys("The hill at dawn")
+        d.find_element(By.CSS_SELECTOR, "#compose button[type=submit]").click()
+
+        def thumbnail():
+            imgs = p.card("The hill at dawn").find_elements(By.CSS_SELECTOR, ".attachments img")
+            loaded = imgs and d.execute_script("return arguments[0].naturalWidth", imgs[0]) > 0
+            return imgs[0] if loaded else None
+        img = p.wait("the thumbnail loaded", thumbnail)
+        assert d.execute_script("return arguments[0].naturalWidth", img) == 320
+        full = img.find_element(By.XPATH, "..").get_attribute("href")
+        assert "/blob/" in full, full
+        item = eventually("the picture in alice's kith feed",
+                          lambda: [i for i in kith("alice", "feed") if i["text"] == "The hill at dawn"])
+        assert item[0]["attachments"][0]["width"] == 640, item
+        p.shot("picture")
+        d.get(full)
+        p.wait("the whole picture", lambda: d.execute_script(
+            "var i = document.images[0]; return i && i.naturalWidth === 640 && i.naturalHeight === 480"))
+        d.get(origin + "/")
+        p.wait("the home page", lambda: d.title.startswith("Home"))
 
         step("a post made on another node appears without reload")
         d.execute_script("window.kithNoReload = 'still here'")

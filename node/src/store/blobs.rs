@@ -277,6 +277,12 @@ impl Blobs {
         self.limits
     }
 
+    /// A folder for files on their way in (uploads, imports); emptied when the store
+    /// opens.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
     /// Where a complete blob's file is.
     pub fn path(&self, hash: &BlobHash) -> PathBuf {
         self.dir.join(hash.to_string())

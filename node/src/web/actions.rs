@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::{
-    extract::State,
+    extract::{FromRequest, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Redirect, Response},
     Extension, Form,
@@ -46,11 +46,11 @@ async fn ask(state: &Shared, request: Request) -> Result<Reply, String> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct PostForm {
-    text: String,
-    reply_to: Option<String>,
-    back: Option<String>,
+    pub(super) text: String,
+    pub(super) reply_to: Option<String>,
+    pub(super) back: Option<String>,
 }
 
 /// The new post card and a note, as htmx partials for the home page.
@@ -62,20 +62,44 @@ struct Posted {
     error: Option<String>,
 }
 
-/// `POST /post`: publishes a post or a reply.
+/// `POST /post`: publishes a post or a reply; a form with files (multipart, from the
+/// compose box's script) attaches them.
 pub(super) async fn post(
     State(state): St,
     Extension(session): Extension<Session>,
     headers: HeaderMap,
-    Form(form): Form<PostForm>,
+    request: axum::extract::Request,
+) -> Response {
+    if !super::files::is_multipart(&headers) {
+        return match Form::<PostForm>::from_request(request, &()).await {
+            Ok(Form(form)) => publish(state, session, headers, form, Vec::new()).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    match super::files::read_post(&state, request).await {
+        // The uploaded copies go when `upload` is dropped, after the post took them in.
+        Ok((form, upload)) => publish(state, session, headers, form, upload.paths()).await,
+        Err(message) => {
+            let chrome = Chrome::new(&state, &session, "");
+            if is_htmx(&headers) {
+                html(StatusCode::OK, &Posted { chrome, card: None, error: Some(message) })
+            } else {
+                pages::problem(chrome, StatusCode::UNPROCESSABLE_ENTITY, "Not posted", &message)
+            }
+        }
+    }
+}
+
+async fn publish(
+    state: Arc<Shared>,
+    session: Session,
+    headers: HeaderMap,
+    form: PostForm,
+    attach: Vec<String>,
 ) -> Response {
     let reply_to = form.reply_to.filter(|r| !r.trim().is_empty());
-    let request = Request::Post {
-        text: form.text,
-        reply_to: reply_to.clone(),
-        expires_in_ms: None,
-        attach: vec![],
-    };
+    let request =
+        Request::Post { text: form.text, reply_to: reply_to.clone(), expires_in_ms: None, attach };
     let result = ask(&state, request).await;
     let chrome = Chrome::new(&state, &session, "");
     if !is_htmx(&headers) {

@@ -217,6 +217,19 @@ pub(super) async fn guard(State(state): State<Shared>, request: Request, next: N
                 "Refused: this request did not come from this page.",
             );
         }
+        if super::files::is_multipart(request.headers()) {
+            // A file upload: its body is not buffered here, so the token must come in the
+            // header (the compose form's script sends it).
+            let token = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if !token.is_some_and(|t| session.csrf.matches(t)) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "Refused: the form is stale. Reload the page and try again.",
+                );
+            }
+            request.extensions_mut().insert(session);
+            return next.run(request).await;
+        }
         let (parts, body) = request.into_parts();
         let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, "Refused: the request is too large.");

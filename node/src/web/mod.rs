@@ -27,6 +27,7 @@
 mod actions;
 mod assets;
 mod auth;
+mod files;
 mod live;
 mod messages;
 mod notes;
@@ -48,12 +49,15 @@ use tokio::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use kith_protocol::limits::MAX_ATTACHMENTS;
+
 use crate::{
     config::{WebSetting, DEFAULT_WEB_PORT},
     node::Node,
 };
 
-/// Largest request body accepted (bytes): a post or message is at most 4 KiB of text.
+/// Largest request body accepted (bytes): a post or message is at most 4 KiB of text. A
+/// post with files (multipart) may be as large as its files allow.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Live streams (server-sent events) open at once; one per open page.
 const MAX_LIVE_STREAMS: usize = 32;
@@ -182,6 +186,13 @@ impl Web {
     }
 }
 
+/// The largest post a browser may send: its text, and [`MAX_ATTACHMENTS`] files of the
+/// node's largest blob size.
+fn upload_limit(state: &State) -> usize {
+    let files = state.node.blobs().limits().max_blob.saturating_mul(MAX_ATTACHMENTS as u64);
+    usize::try_from(files).unwrap_or(usize::MAX).saturating_add(MAX_BODY_BYTES)
+}
+
 fn router(state: Arc<State>) -> Router {
     let headers: [(header::HeaderName, &'static str); 7] = [
         (header::CONTENT_SECURITY_POLICY, CSP),
@@ -206,7 +217,8 @@ fn router(state: Arc<State>) -> Router {
         .route("/events", get(live::events))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))
-        .route("/post", post(actions::post))
+        .route("/post", post(actions::post).layer(DefaultBodyLimit::max(upload_limit(&state))))
+        .route("/blob/{hash}", get(files::blob))
         .route("/react", post(actions::react))
         .route("/repost", post(actions::repost))
         .route("/delete", post(actions::delete))
@@ -218,7 +230,8 @@ fn router(state: Arc<State>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     for (name, value) in headers {
-        let layer = if name == header::CACHE_CONTROL {
+        // A page may set a stricter cache rule, and a picture its own (sandboxed) policy.
+        let layer = if name == header::CACHE_CONTROL || name == header::CONTENT_SECURITY_POLICY {
             SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
         } else {
             SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use kith_protocol::{AuthorId, Tag};
 
 use crate::{
-    api::{FeedItem, Request, Response, ThreadEntry},
+    api::{AttachmentEntry, FeedItem, Request, Response, ThreadEntry},
     node::Node,
     text,
 };
@@ -199,6 +199,48 @@ pub(super) async fn body(text: &str, names: &mut Names<'_>) -> Vec<Seg> {
     out
 }
 
+/// Longest side of a thumbnail as shown, pixels.
+const THUMB_SIDE: u32 = 320;
+
+/// A file of a post as a card shows it: a thumbnail that opens the picture, or a link
+/// that downloads the file.
+#[derive(Debug, Clone)]
+pub(super) struct AttachmentView {
+    pub(super) hash: String,
+    /// The file's name, cleaned.
+    pub(super) name: String,
+    pub(super) mime: String,
+    /// Its size for people (`412.7 KiB`).
+    pub(super) size: String,
+    /// The thumbnail's hash, for a picture that has one.
+    pub(super) thumb: Option<String>,
+    /// The thumbnail's width and height as shown.
+    pub(super) width: u32,
+    pub(super) height: u32,
+}
+
+impl AttachmentView {
+    fn of(a: &AttachmentEntry) -> Self {
+        let (w, h) = a.dimensions.unwrap_or((THUMB_SIDE, THUMB_SIDE));
+        let scale = f64::from(THUMB_SIDE) / f64::from(w.max(h).max(1));
+        let fit =
+            |n: u32| if scale < 1.0 { (f64::from(n) * scale).round().max(1.0) as u32 } else { n };
+        Self {
+            hash: a.hash.clone(),
+            name: text::line(&a.name).into_owned(),
+            mime: text::line(&a.mime).into_owned(),
+            size: crate::node::human_size(a.size),
+            thumb: a.thumbnail.clone(),
+            width: fit(w),
+            height: fit(h),
+        }
+    }
+}
+
+fn attachment_views(list: &[AttachmentEntry]) -> Vec<AttachmentView> {
+    list.iter().map(AttachmentView::of).collect()
+}
+
 /// A post as a card: in feeds, on a person's page, in a thread.
 #[derive(Debug, Clone)]
 pub(super) struct PostView {
@@ -210,6 +252,7 @@ pub(super) struct PostView {
     pub(super) key: String,
     pub(super) body: Vec<Seg>,
     pub(super) reply_to: Option<String>,
+    pub(super) attachments: Vec<AttachmentView>,
     pub(super) reactions: Vec<(String, u64)>,
     pub(super) mine: bool,
     /// Depth in a thread (0 elsewhere), at most [`MAX_INDENT`].
@@ -241,6 +284,7 @@ impl PostView {
             key: format!("{:016}", item.timestamp),
             body: body(&item.text, names).await,
             reply_to: item.reply_to.clone(),
+            attachments: attachment_views(&item.attachments),
             reactions: clean_reactions(&item.reactions),
             mine: item.author == me,
             depth: 0,
@@ -263,6 +307,7 @@ impl PostView {
             key: format!("{:016}", entry.timestamp),
             body: body(&entry.text, names).await,
             reply_to: entry.parent.clone(),
+            attachments: attachment_views(&entry.attachments),
             reactions: clean_reactions(&entry.reactions),
             mine: entry.author == me,
             depth: entry.depth.min(MAX_INDENT),
