@@ -37,13 +37,17 @@
     }
   });
 
-  // Files: the compose box can attach them when this script runs (they go as a
-  // multipart form, with the CSRF token in a header); a post may then have no text.
-  function filesChosen() {
-    var form = document.getElementById("compose");
-    var input = document.getElementById("compose-files");
+  // Files: the compose and chat boxes attach them when this script runs (they go as a
+  // multipart form, with the CSRF token in a header); a post or message may then have
+  // no text.
+  var BOXES = [
+    { form: "compose", files: "compose-files", text: "compose-text", msg: "compose-msg", attach: "compose-attach" },
+    { form: "chat-form", files: "chat-files", text: "chat-text", msg: "chat-msg", attach: "chat-attach" }
+  ];
+  function filesChosen(box) {
+    var form = document.getElementById(box.form);
+    var input = document.getElementById(box.files);
     if (!form || !input) return;
-    var text = document.getElementById("compose-text");
     var any = input.files && input.files.length > 0;
     if (any) {
       form.setAttribute("hx-encoding", "multipart/form-data");
@@ -52,8 +56,9 @@
       form.removeAttribute("hx-encoding");
       form.removeAttribute("enctype");
     }
+    var text = document.getElementById(box.text);
     if (text) text.required = !any;
-    var msg = document.getElementById("compose-msg");
+    var msg = document.getElementById(box.msg);
     if (msg) {
       var names = [];
       for (var i = 0; any && i < input.files.length; i++) names.push(input.files[i].name);
@@ -61,23 +66,27 @@
     }
   }
   document.addEventListener("DOMContentLoaded", function () {
-    var attach = document.getElementById("compose-attach");
-    if (attach) attach.hidden = false;
+    BOXES.forEach(function (box) {
+      var attach = document.getElementById(box.attach);
+      if (attach) attach.hidden = false;
+    });
   });
   document.addEventListener("change", function (e) {
-    if (e.target && e.target.id === "compose-files") filesChosen();
+    BOXES.forEach(function (box) {
+      if (e.target && e.target.id === box.files) filesChosen(box);
+    });
   });
 
-  // After a post is published the compose box empties; the server says so.
+  // After a post or message is sent its box empties; the server says so.
   document.addEventListener("kith:posted", function () {
     var form = document.getElementById("compose");
     if (form) {
       form.reset();
-      filesChosen();
       hint(document.getElementById("compose-text"));
     }
     var chat = document.getElementById("chat-form");
     if (chat) chat.reset();
+    BOXES.forEach(filesChosen);
   });
 
   // Times get a full local date and time on hover.

@@ -180,6 +180,7 @@ def main():
     origin = url.split("/login")[0]
     port = origin.rsplit(":", 1)[1]
     profile = tempfile.mkdtemp(prefix="kith-chromium-")
+    files = tempfile.mkdtemp(prefix="kith-files-")
     d = browser(profile)
     p = Page(d)
     try:
@@ -221,7 +222,7 @@ def main():
         eventually("the post in alice's kith feed", lambda: text in feed_texts("alice"))
 
         step("attach a picture; its thumbnail shows, and opens the whole picture")
-        picture = os.path.join(tempfile.mkdtemp(prefix="kith-picture-"), "hill.png")
+        picture = os.path.join(files, "hill.png")
         write_png(picture, 640, 480)
         d.find_element(By.ID, "compose-files").send_keys(picture)
         p.wait("the chosen file named", lambda: "hill.png" in d.find_element(By.ID, "compose-msg").text)
@@ -313,9 +314,29 @@ def main():
         assert d.find_element(By.ID, "chat-text").get_attribute("value") == ""
         eventually("the message in bob's kith msg thread", lambda: any(
             m["text"] == dm for m in kith("bob", "msg", "thread", ids["alice"])))
-        step("a reply from bob appears in the conversation without reload")
-        kith("bob", "msg", "send", ids["alice"], "Eight works. Bring a torch!")
+        step("send a picture in a message; bob's node fetches and opens it")
+        d.find_element(By.ID, "chat-files").send_keys(picture)
+        p.wait("the chosen file named", lambda: "hill.png" in d.find_element(By.ID, "chat-msg").text)
+        d.find_element(By.CSS_SELECTOR, "#chat-form button[type=submit]").click()
+        p.wait("the picture in a bubble", lambda: any(
+            m.find_elements(By.CSS_SELECTOR, ".attachments img")
+            for m in d.find_elements(By.CSS_SELECTOR, "#chat .msg.mine")))
+        eventually("the picture opened on bob's node", lambda: any(
+            a["name"] == "hill.png" and a["local"]
+            for m in kith("bob", "msg", "thread", ids["alice"]) for a in m["attachments"]))
+        step("a reply from bob, with a file, appears in the conversation without reload")
+        route = os.path.join(files, "route.txt")
+        with open(route, "w") as f:
+            f.write("Past the mill, left at the bridge.\n")
+        kith("bob", "msg", "send", ids["alice"], "Eight works. Bring a torch!", "--attach", route)
         p.wait_text("Bring a torch!")
+        link = p.wait("the file in bob's bubble", lambda: [
+            a for m in d.find_elements(By.CSS_SELECTOR, "#chat .msg:not(.mine)")
+            for a in m.find_elements(By.CSS_SELECTOR, ".attachments a.file")])[0]
+        assert "route.txt" in link.text and link.get_attribute("download") == "route.txt", link.text
+        eventually("bob's file opened on alice's node", lambda: any(
+            a["name"] == "route.txt" and a["local"]
+            for m in kith("alice", "msg", "thread", ids["bob"]) for a in m["attachments"]))
         assert "No messages yet" not in p.text(), "the empty note stays beside messages"
         p.shot("messages")
         d.get(f"{origin}/messages")
@@ -363,6 +384,7 @@ def main():
     finally:
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(files, ignore_errors=True)
 
 
 if __name__ == "__main__":

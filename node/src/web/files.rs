@@ -8,7 +8,7 @@
 //! (known by their bytes) are shown, anything else is downloaded, never shown, so that a
 //! file from the network cannot become a page of this origin.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use axum::{
     extract::{FromRequest, Multipart, Path, State},
@@ -57,8 +57,7 @@ impl Drop for Upload {
     }
 }
 
-/// Reads a multipart post: its fields and files (each written to disk as it streams in,
-/// refused past the node's largest blob size; at most [`MAX_ATTACHMENTS`]).
+/// Reads a multipart post: its fields and files (see [`read_form`]).
 ///
 /// # Errors
 /// Why the form could not be taken, for the person.
@@ -66,15 +65,38 @@ pub(super) async fn read_post(
     state: &Shared,
     request: axum::extract::Request,
 ) -> Result<(PostForm, Upload), String> {
+    let (mut fields, upload) = read_form(state, request, &["text", "reply_to", "back"]).await?;
+    let form = PostForm {
+        text: fields.remove("text").unwrap_or_default(),
+        reply_to: fields.remove("reply_to"),
+        back: fields.remove("back"),
+    };
+    Ok((form, upload))
+}
+
+/// Reads a multipart form: the text fields named in `names` (others, like the CSRF
+/// token checked already, are dropped) and the files of its `attach` fields, each written
+/// to disk as it streams in, refused past the node's largest blob size; at most
+/// [`MAX_ATTACHMENTS`].
+///
+/// # Errors
+/// Why the form could not be taken, for the person.
+pub(super) async fn read_form(
+    state: &Shared,
+    request: axum::extract::Request,
+    names: &[&str],
+) -> Result<(HashMap<String, String>, Upload), String> {
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| e.body_text())?;
     let max = state.node.blobs().limits().max_blob;
-    let mut form = PostForm::default();
+    let mut fields = HashMap::new();
     let mut upload = Upload::default();
     while let Some(mut field) = multipart.next_field().await.map_err(|e| e.body_text())? {
-        match field.name().unwrap_or_default() {
-            "text" => form.text = field.text().await.map_err(|e| e.body_text())?,
-            "reply_to" => form.reply_to = Some(field.text().await.map_err(|e| e.body_text())?),
-            "back" => form.back = Some(field.text().await.map_err(|e| e.body_text())?),
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            text if names.contains(&text) => {
+                let value = field.text().await.map_err(|e| e.body_text())?;
+                fields.insert(name, value);
+            }
             "attach" => {
                 // A file input with nothing chosen sends an empty, nameless part.
                 let Some(given) = field.file_name().filter(|n| !n.is_empty()) else { continue };
@@ -116,7 +138,7 @@ pub(super) async fn read_post(
             _ => while field.chunk().await.map_err(|e| e.body_text())?.is_some() {},
         }
     }
-    Ok((form, upload))
+    Ok((fields, upload))
 }
 
 /// `GET /blob/{hash}`: the picture or file, fetched first if this node does not hold it.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::{
-    extract::{Path, State},
+    extract::{FromRequest, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Redirect, Response},
     Extension, Form,
@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{
     auth::Session,
+    files::{self, Upload},
     pages::{html, problem, Chrome},
     view::{clean, When, Who},
     State as Shared,
@@ -37,6 +38,7 @@ pub(super) struct MsgView {
     /// `queued`, `delivered`, `refused`, `received`.
     pub(super) status: String,
     pub(super) reason: Option<String>,
+    pub(super) attachments: Vec<super::view::AttachmentView>,
 }
 
 impl MsgView {
@@ -49,6 +51,7 @@ impl MsgView {
             key: format!("{:016}", m.timestamp),
             status: m.status.clone(),
             reason: m.reason.as_deref().map(clean),
+            attachments: super::view::attachment_views(&m.attachments),
         }
     }
 }
@@ -105,7 +108,12 @@ pub(super) async fn inbox(
         .iter()
         .map(|c| InboxRow {
             who: Who::new(&c.peer, c.name.as_deref()),
-            last: clean(&c.last_text),
+            // A message of files only has no text to show.
+            last: if c.last_text.trim().is_empty() {
+                "📎 files".to_owned()
+            } else {
+                clean(&c.last_text)
+            },
             when: When::at(c.timestamp, now),
             unread: c.unread,
         })
@@ -171,20 +179,41 @@ pub(super) struct SendForm {
     text: String,
 }
 
-/// `POST /messages/{id}`: encrypts and sends (or queues) a message.
+/// The text and files of a message from the chat box: an urlencoded form, or (from the
+/// box's script, when files are chosen) a multipart one.
+async fn read_send(
+    state: &Shared,
+    headers: &HeaderMap,
+    request: axum::extract::Request,
+) -> Result<(String, Upload), String> {
+    if !files::is_multipart(headers) {
+        let Form(form) = Form::<SendForm>::from_request(request, &())
+            .await
+            .map_err(|rejection| rejection.body_text())?;
+        return Ok((form.text, Upload::default()));
+    }
+    let (mut fields, upload) = files::read_form(state, request, &["text"]).await?;
+    Ok((fields.remove("text").unwrap_or_default(), upload))
+}
+
+/// `POST /messages/{id}`: encrypts and sends (or queues) a message, with the files
+/// chosen in the chat box.
 pub(super) async fn send(
     State(state): State<Arc<Shared>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<SendForm>,
+    request: axum::extract::Request,
 ) -> Response {
-    let text = form.text.clone();
-    let reply = state
-        .node
-        .handle(Request::MsgSend { to: id.clone(), text: form.text, attach: Vec::new() })
-        .await;
     let htmx = headers.get("hx-request").is_some_and(|v| v.as_bytes() == b"true");
+    // The uploaded copies go when `upload` is dropped, after the message took them in.
+    let reply = match read_send(&state, &headers, request).await {
+        Ok((text, upload)) => {
+            let request = Request::MsgSend { to: id.clone(), text, attach: upload.paths() };
+            state.node.handle(request).await
+        }
+        Err(message) => Reply::Error { message },
+    };
     if !htmx {
         return match reply {
             Reply::Error { message } => {
@@ -195,22 +224,11 @@ pub(super) async fn send(
         };
     }
     match reply {
-        Reply::MsgSent { id, status } => {
-            let now = now_ms();
-            let me = state.node.id().to_string();
-            let entry = MessageEntry {
-                id,
-                from: me.clone(),
-                to: String::new(),
-                text,
-                timestamp: now,
-                status,
-                from_name: None,
-                reason: None,
-                attachments: Vec::new(),
-            };
-            let bubbles = Bubbles { messages: vec![MsgView::of(&entry, &me, now)], error: None };
-            let mut response = html(StatusCode::OK, &bubbles);
+        Reply::MsgSent { id: sent, .. } => {
+            // The bubble shows the message as stored, its files included.
+            let messages = chat_messages(&state, &id).await.unwrap_or_default();
+            let messages: Vec<MsgView> = messages.into_iter().filter(|m| m.id == sent).collect();
+            let mut response = html(StatusCode::OK, &Bubbles { messages, error: None });
             response.headers_mut().insert("hx-trigger", HeaderValue::from_static("kith:posted"));
             response
         }

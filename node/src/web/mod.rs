@@ -211,7 +211,12 @@ fn router(state: Arc<State>) -> Router {
         .route("/person/{id}", get(pages::person))
         .route("/post/{id}", get(pages::thread))
         .route("/messages", get(messages::inbox))
-        .route("/messages/{id}", get(messages::conversation).post(messages::send))
+        .route(
+            "/messages/{id}",
+            get(messages::conversation)
+                .post(messages::send)
+                .layer(DefaultBodyLimit::max(upload_limit(&state))),
+        )
         .route("/notifications", get(notes::list))
         .route("/badges", get(notes::badges))
         .route("/events", get(live::events))

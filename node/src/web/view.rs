@@ -237,7 +237,7 @@ impl AttachmentView {
     }
 }
 
-fn attachment_views(list: &[AttachmentEntry]) -> Vec<AttachmentView> {
+pub(super) fn attachment_views(list: &[AttachmentEntry]) -> Vec<AttachmentView> {
     list.iter().map(AttachmentView::of).collect()
 }
 
