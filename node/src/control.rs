@@ -8,12 +8,15 @@ use std::{
     fs, io,
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
 
 use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{UnixListener, UnixStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 
 use crate::{
@@ -26,6 +29,21 @@ use crate::{
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Largest response frame the client reads (bytes).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Most control connections served at once; a connection over this is refused with a
+/// reason and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long the daemon waits for a client's next request (or the rest of one) before it
+/// closes the connection.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most refusals in flight at once (each waits up to [`REFUSAL_LINGER`] so the client can
+/// read the reason); beyond this, connections over the cap are closed without a word.
+const MAX_REFUSALS: usize = 256;
+/// How long a refused connection stays open for the client to read why.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// First and longest pause after a failed accept (out of file descriptors, say).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// Accept failures are logged at most once in this long (with one line when they stop).
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Control socket errors.
 #[derive(Debug, Error)]
@@ -104,6 +122,10 @@ fn home_of(socket: &Path) -> String {
 }
 
 /// Serves control connections until `shutdown` resolves; `web` answers `kith web`.
+///
+/// At most [`MAX_CONNECTIONS`] are served at once (more are told so and closed), each
+/// waits at most [`READ_TIMEOUT`] for a request, and failing accepts (no file descriptors
+/// left) are retried with a growing pause and logged once, not once per attempt.
 pub async fn serve(
     listener: UnixListener,
     socket: PathBuf,
@@ -112,27 +134,83 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let owner = fs::metadata(&socket).map(|m| m.uid()).ok();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    // While accepting fails: the pause after the last failure, and whether this spell of
+    // failures was logged (one spell a minute is; flapping at the limit is not).
+    let mut backoff: Option<(Duration, bool)> = None;
+    let mut last_logged: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    if let Some((_, true)) = backoff.take() {
+                        tracing::info!("control socket accepts connections again");
+                    }
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        refuse(stream, &refusals);
+                        continue;
+                    };
                     let node = node.clone();
                     let web = web.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(error) = serve_connection(stream, node, web, owner).await {
                             tracing::debug!(%error, "control connection ended");
                         }
                     });
                 }
-                Err(error) => tracing::warn!(%error, "control accept failed"),
+                Err(error) => {
+                    let (pause, logged) = match backoff {
+                        None => {
+                            let log = last_logged.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY);
+                            if log {
+                                tracing::warn!(%error, "control socket cannot accept connections; retrying quietly until it can");
+                                last_logged = Some(std::time::Instant::now());
+                            }
+                            (ACCEPT_BACKOFF.0, log)
+                        }
+                        Some((last, logged)) => ((last * 2).min(ACCEPT_BACKOFF.1), logged),
+                    };
+                    backoff = Some((pause, logged));
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
             },
         }
     }
     // The socket file stays until the caller has stopped the node and removes it: its
     // going away tells `kith stop` that the store is free.
     drop(socket);
+}
+
+/// Tells a connection over [`MAX_CONNECTIONS`] why it is refused, then closes it (after
+/// the client had a moment to send its request and read the reply).
+fn refuse(mut stream: UnixStream, refusals: &Arc<Semaphore>) {
+    tracing::debug!("refused a control connection: too many at once");
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit: OwnedSemaphorePermit = permit;
+        let reason = format!(
+            "too many control connections at once (the limit is {MAX_CONNECTIONS}); try again"
+        );
+        if write_frame(&mut stream, &error(reason)).await.is_err() {
+            return;
+        }
+        // Closing with the request unread could reset the connection before the client
+        // reads the reason: take what it sends until it leaves, briefly.
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
+    });
 }
 
 fn error(message: impl Into<String>) -> Response {
@@ -151,12 +229,18 @@ async fn serve_connection(
         // Take the request off the wire first (bounded, briefly), so the client can read
         // the reason instead of failing on a closed socket while it writes.
         let read = read_frame(&mut stream, MAX_REQUEST_BYTES);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+        let _ = tokio::time::timeout(REFUSAL_LINGER, read).await;
         write_frame(&mut stream, &error("permission denied: not the daemon's user")).await?;
         return Ok(());
     }
     loop {
-        let frame = match read_frame(&mut stream, MAX_REQUEST_BYTES).await {
+        let Ok(read) =
+            tokio::time::timeout(READ_TIMEOUT, read_frame(&mut stream, MAX_REQUEST_BYTES)).await
+        else {
+            tracing::debug!("closed an idle control connection");
+            return Ok(());
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(()),
             Err(ControlError::TooLarge(n)) => {
@@ -359,7 +443,14 @@ impl Client {
     /// # Errors
     /// As [`Client::send`] and [`Client::recv`]; a closed connection is an I/O error.
     pub async fn call(&mut self, request: &Request) -> Result<Response, ControlError> {
-        self.send(request).await?;
+        if let Err(sent) = self.send(request).await {
+            // A daemon that refuses the connection may have closed it after its reason:
+            // that reason is the better error.
+            return match self.recv().await {
+                Ok(Some(response)) => Ok(response),
+                _ => Err(sent),
+            };
+        }
         self.recv().await?.ok_or_else(|| {
             ControlError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
