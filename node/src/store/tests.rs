@@ -255,3 +255,5 @@ fn first_format_tombstones_are_upgraded() {
     assert_eq!(store.insert(&x).unwrap(), Inserted::Deleted);
     assert_eq!(store.tombstone_of(&x.id()).unwrap(), Some(delete.id()));
 }
+
+mod fixture;
