@@ -11,13 +11,44 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use kith_node::{
-    api::{Request, Response},
+    api::{ErrorKind, Request, Response},
     config::{Config, Overrides},
     control,
     home::Home,
 };
 
 use args::{BlobCommand, Cli, Command, MsgCommand, ProfileCommand};
+
+/// A request the daemon answered with [`Response::Error`].
+#[derive(Debug)]
+struct Refusal {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The exit status of a request the daemon answered with an error of `kind`: 1 when the
+/// request was refused, whatever the reason (the status scripts have always seen; the
+/// kind, printed with `--json`, says which), 70 when the node itself failed (its store or
+/// disk: `EX_SOFTWARE` of sysexits.h). Usage errors exit 2 before any request is made.
+fn exit_status(kind: ErrorKind) -> ExitCode {
+    match kind {
+        ErrorKind::Invalid
+        | ErrorKind::NotFound
+        | ErrorKind::Ambiguous
+        | ErrorKind::Refused
+        | ErrorKind::NotMutual
+        | ErrorKind::Unavailable => ExitCode::FAILURE,
+        ErrorKind::Internal => ExitCode::from(70),
+    }
+}
 
 fn default_home() -> Result<PathBuf> {
     dirs::data_dir()
@@ -157,7 +188,7 @@ async fn stop(home: &Home, explicit_home: bool, json: bool) -> Result<()> {
     let mut conn = connect(home, explicit_home).await?;
     // The daemon may close the connection as it stops, before or after its answer.
     match conn.call(&Request::Stop).await {
-        Ok(Response::Error { message }) => bail!(message),
+        Ok(Response::Error { message, kind }) => return Err(Refusal { kind, message }.into()),
         Ok(_) | Err(control::ControlError::Io(_)) => {}
         Err(e) => return Err(e.into()),
     }
@@ -245,15 +276,15 @@ async fn client(home: &Home, explicit_home: bool, command: Command, json: bool) 
     if matches!(request, Request::Feed { live: true, .. } | Request::Notifications { live: true }) {
         conn.send(&request).await?;
         while let Some(response) = conn.recv().await? {
-            if let Response::Error { message } = response {
-                bail!(message);
+            if let Response::Error { message, kind } = response {
+                return Err(Refusal { kind, message }.into());
             }
             output::response(&response, json, what);
         }
         bail!("the daemon stopped");
     }
     match conn.call(&request).await? {
-        Response::Error { message } => bail!(message),
+        Response::Error { message, kind } => return Err(Refusal { kind, message }.into()),
         response => output::response(&response, json, what),
     }
     Ok(())
@@ -264,7 +295,7 @@ async fn web(home: &Home, explicit_home: bool, open: bool, json: bool) -> Result
     let mut conn = connect(home, explicit_home).await?;
     let url = match conn.call(&Request::Web).await? {
         Response::WebUrl { url } => url,
-        Response::Error { message } => bail!(message),
+        Response::Error { message, kind } => return Err(Refusal { kind, message }.into()),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };
     if json {
@@ -307,7 +338,7 @@ async fn sync(conn: &mut control::Client, json: bool) -> Result<()> {
                     bar.set_message(format!("{fetched} records fetched"));
                 }
             }
-            Response::Error { message } => bail!(message),
+            Response::Error { message, kind } => return Err(Refusal { kind, message }.into()),
             done => {
                 if let Some(bar) = &bar {
                     bar.finish_and_clear();
@@ -339,11 +370,11 @@ async fn blob_get(conn: &mut control::Client, request: &Request, json: bool) -> 
                     bar.set_position(u64::from(done));
                 }
             }
-            Response::Error { message } => {
+            Response::Error { message, kind } => {
                 if let Some(bar) = &bar {
                     bar.finish_and_clear();
                 }
-                bail!(message)
+                return Err(Refusal { kind, message }.into());
             }
             done => {
                 if let Some(bar) = &bar {
@@ -409,7 +440,7 @@ fn parse_args() -> Result<Cli, ExitCode> {
                 let first: Vec<&str> =
                     rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
                 let first = first.join(" ");
-                output::failure(true, first.strip_prefix("error: ").unwrap_or(&first));
+                output::failure(true, first.strip_prefix("error: ").unwrap_or(&first), None);
                 return Err(ExitCode::from(2));
             }
             let _ = e.print();
@@ -427,7 +458,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            output::failure(json, &format!("cannot start the async runtime: {e}"));
+            output::failure(json, &format!("cannot start the async runtime: {e}"), None);
             return ExitCode::FAILURE;
         }
     };
@@ -436,8 +467,9 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the error and its causes.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            output::failure(json, &chain.join(": "));
-            ExitCode::FAILURE
+            let kind = e.downcast_ref::<Refusal>().map(|r| r.kind);
+            output::failure(json, &chain.join(": "), kind);
+            kind.map_or(ExitCode::FAILURE, exit_status)
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use kith_node::{
     api::{
-        AttachmentEntry, FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry,
+        AttachmentEntry, ErrorKind, FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry,
         NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
     },
     text,
@@ -93,9 +93,13 @@ pub(crate) fn json_line(value: &impl Serialize) -> String {
 /// Reports a failure on stderr: `kith: MESSAGE` for people, or with `--json` one object
 /// `{"error": MESSAGE}` (the control API's error kinds join it as further fields). Either
 /// is one line, safe on a terminal (daemon errors can quote a peer's refusal reason).
-pub(crate) fn failure(json: bool, message: &str) {
+pub(crate) fn failure(json: bool, message: &str, kind: Option<ErrorKind>) {
     if json {
-        eprintln!("{}", json_line(&json!({ "error": message })));
+        let value = match kind {
+            Some(kind) => json!({ "error": message, "kind": kind.as_str() }),
+            None => json!({ "error": message }),
+        };
+        eprintln!("{}", json_line(&value));
     } else {
         eprintln!("kith: {}", text::line(message));
     }
@@ -616,7 +620,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         // Errors are handled by the caller.
-        Response::Error { message } => eprintln!("kith: {}", text::line(message)),
+        Response::Error { message, .. } => eprintln!("kith: {}", text::line(message)),
     }
 }
 

@@ -1,5 +1,11 @@
 //! The control API: one request enum and one response enum, used in-process by tests and
-//! over the control socket by the CLI. Ids travel as strings and are validated by the node.
+//! over the control socket by the CLI. Ids travel as strings and are resolved by the node
+//! (full ids, petnames, names, id tails, record prefixes: [`crate::resolve`]). A failed
+//! request answers [`Response::Error`] with an [`ErrorKind`].
+
+mod error;
+
+pub use error::{ApiError, ErrorKind};
 
 use serde::{Deserialize, Serialize};
 
@@ -686,5 +692,8 @@ pub enum Response {
     Error {
         /// One line saying why.
         message: String,
+        /// What kind of failure (older daemons sent none: `refused`).
+        #[serde(default)]
+        kind: ErrorKind,
     },
 }

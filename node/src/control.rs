@@ -20,7 +20,7 @@ use tokio::{
 };
 
 use crate::{
-    api::{Request, Response},
+    api::{ApiError, ErrorKind, Request, Response},
     node::Node,
     web::Web,
 };
@@ -200,7 +200,7 @@ fn refuse(mut stream: UnixStream, refusals: &Arc<Semaphore>) {
         let reason = format!(
             "too many control connections at once (the limit is {MAX_CONNECTIONS}); try again"
         );
-        if write_frame(&mut stream, &error(reason)).await.is_err() {
+        if write_frame(&mut stream, &error(ErrorKind::Unavailable, reason)).await.is_err() {
             return;
         }
         // Closing with the request unread could reset the connection before the client
@@ -213,8 +213,8 @@ fn refuse(mut stream: UnixStream, refusals: &Arc<Semaphore>) {
     });
 }
 
-fn error(message: impl Into<String>) -> Response {
-    Response::Error { message: message.into() }
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    ApiError::new(kind, message).into()
 }
 
 async fn serve_connection(
@@ -230,7 +230,8 @@ async fn serve_connection(
         // the reason instead of failing on a closed socket while it writes.
         let read = read_frame(&mut stream, MAX_REQUEST_BYTES);
         let _ = tokio::time::timeout(REFUSAL_LINGER, read).await;
-        write_frame(&mut stream, &error("permission denied: not the daemon's user")).await?;
+        let refusal = error(ErrorKind::Refused, "permission denied: not the daemon's user");
+        write_frame(&mut stream, &refusal).await?;
         return Ok(());
     }
     loop {
@@ -245,8 +246,9 @@ async fn serve_connection(
             Ok(None) => return Ok(()),
             Err(ControlError::TooLarge(n)) => {
                 // The rest of the frame is not read: reply, then close.
-                write_frame(&mut stream, &error(format!("request of {n} bytes is too large")))
-                    .await?;
+                let refusal =
+                    error(ErrorKind::Invalid, format!("request of {n} bytes is too large"));
+                write_frame(&mut stream, &refusal).await?;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -254,14 +256,15 @@ async fn serve_connection(
         let request: Request = match serde_json::from_slice(&frame) {
             Ok(r) => r,
             Err(e) => {
-                write_frame(&mut stream, &error(format!("malformed request: {e}"))).await?;
+                let refusal = error(ErrorKind::Invalid, format!("malformed request: {e}"));
+                write_frame(&mut stream, &refusal).await?;
                 continue;
             }
         };
         if let (Request::Web, Some(web)) = (&request, &web) {
             let response = match web.login_url() {
                 Ok(url) => Response::WebUrl { url },
-                Err(e) => error(format!("cannot make a sign-in token: {e}")),
+                Err(e) => error(ErrorKind::Internal, format!("cannot make a sign-in token: {e}")),
             };
             write_frame(&mut stream, &response).await?;
             continue;
@@ -294,7 +297,7 @@ async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), Control
     }
     let response = match round.await {
         Ok((fetched, peers)) => Response::Synced { fetched, peers },
-        Err(e) => error(format!("sync failed: {e}")),
+        Err(e) => error(ErrorKind::Internal, format!("sync failed: {e}")),
     };
     write_frame(stream, &response).await
 }
@@ -313,8 +316,8 @@ async fn stream_blob_get(
             done = &mut fetch => {
                 let response = match done {
                     Ok(Ok(response)) => response,
-                    Ok(Err(message)) => error(message),
-                    Err(e) => error(format!("blob get failed: {e}")),
+                    Ok(Err(e)) => e.into(),
+                    Err(e) => error(ErrorKind::Internal, format!("blob get failed: {e}")),
                 };
                 return write_frame(stream, &response).await;
             }
@@ -355,7 +358,7 @@ async fn stream_live(
 ) -> Result<(), ControlError> {
     let mut feed = match node.live_feed(tag, author) {
         Ok(feed) => feed,
-        Err(message) => return write_frame(&mut stream, &error(message)).await,
+        Err(e) => return write_frame(&mut stream, &Response::from(e)).await,
     };
     // With an explicit limit, first the most recent posts (oldest first), then new ones.
     if limit.is_some() {

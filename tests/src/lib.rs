@@ -263,7 +263,9 @@ impl TestNode {
     /// Sends a control request; panics on an error reply.
     pub async fn ok(&self, request: Request) -> Response {
         match self.node.handle(request.clone()).await {
-            Response::Error { message } => panic!("{}: {request:?} failed: {message}", self.name),
+            Response::Error { message, .. } => {
+                panic!("{}: {request:?} failed: {message}", self.name)
+            }
             r => r,
         }
     }

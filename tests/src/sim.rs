@@ -145,7 +145,7 @@ async fn wait_quiet(deadline: Duration) -> f64 {
 
 async fn request(node: &TestNode, request: Request) -> Result<Response, String> {
     match node.call(request.clone()).await {
-        Response::Error { message } => Err(format!("{}: {request:?}: {message}", node.name)),
+        Response::Error { message, .. } => Err(format!("{}: {request:?}: {message}", node.name)),
         r => Ok(r),
     }
 }
@@ -216,7 +216,7 @@ fn watch_feed(
     cap: usize,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<Vec<(String, Instant)>>, String> {
-    let mut feed = node.live_feed(None, None)?;
+    let mut feed = node.live_feed(None, None).map_err(|e| e.to_string())?;
     Ok(tokio::spawn(async move {
         let mut seen = Vec::new();
         loop {

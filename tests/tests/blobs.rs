@@ -35,7 +35,7 @@ async fn post_with(node: &TestNode, text: &str, files: Vec<String>) -> Result<St
         Request::Post { text: text.into(), reply_to: None, expires_in_ms: None, attach: files };
     match node.call(request).await {
         Response::Record { id } => Ok(id),
-        Response::Error { message } => Err(message),
+        Response::Error { message, .. } => Err(message),
         other => panic!("unexpected reply {other:?}"),
     }
 }
@@ -44,7 +44,7 @@ async fn blob_get(node: &TestNode, hash: &str, out: &Path) -> Result<Vec<u8>, St
     let request = Request::BlobGet { hash: hash.into(), out: Some(out.display().to_string()) };
     match node.call(request).await {
         Response::Blob { path, .. } => Ok(std::fs::read(path).unwrap()),
-        Response::Error { message } => Err(message),
+        Response::Error { message, .. } => Err(message),
         other => panic!("unexpected reply {other:?}"),
     }
 }

@@ -168,6 +168,7 @@ fn messages_need_a_mutual_connection() {
     let reason: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
     assert!(reason["error"].is_string(), "stderr: {stderr}");
     assert!(stderr.contains("not a mutual connection"), "stderr: {stderr}");
+    assert_eq!(reason["kind"], "not_mutual", "stderr: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
 
     assert!(a.lines(&["msg", "inbox"]).is_empty());

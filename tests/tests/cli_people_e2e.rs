@@ -103,6 +103,22 @@ fn tails_petnames_names_prefixes_and_ambiguity() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("kith: ") && stderr.trim().lines().count() == 1, "{stderr}");
+
+    // Each failure the daemon answers carries its kind next to the message.
+    let a_id = a.id();
+    for (args, kind) in [
+        (vec!["profile", "show", "bob"], "ambiguous"),
+        (vec!["follow", "nobody"], "not_found"),
+        (vec!["thread", "0000000000"], "not_found"),
+        (vec!["react", &p[..7], "👍"], "invalid"),
+        (vec!["name", &c_id, "BOBBY"], "refused"),
+        (vec!["follow", &a_id], "refused"),
+    ] {
+        let stderr = a.fail(&args);
+        let v: Value = serde_json::from_str(stderr.trim()).unwrap();
+        assert_eq!(v["kind"], kind, "kith {args:?}: {stderr}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{stderr}");
+    }
 }
 
 /// `link` with one base58 character in the middle changed.

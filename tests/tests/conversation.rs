@@ -82,7 +82,7 @@ async fn react(node: &TestNode, id: &str, emoji: &str) -> String {
 async fn thread(node: &TestNode, id: &str) -> Result<Vec<ThreadEntry>, String> {
     match node.call(Request::Thread { id: id.into() }).await {
         Response::Conversation { entries, .. } => Ok(entries),
-        Response::Error { message } => Err(message),
+        Response::Error { message, .. } => Err(message),
         r => panic!("unexpected reply {r:?}"),
     }
 }

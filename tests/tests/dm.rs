@@ -53,7 +53,7 @@ async fn non_mutual_is_refused_by_sender_and_receiver() {
         .call(Request::MsgSend { to: a.id().to_string(), text: "hi".into(), attach: vec![] })
         .await
     {
-        Response::Error { message } => {
+        Response::Error { message, .. } => {
             assert!(message.contains("not a mutual connection"), "{message}")
         }
         r => panic!("should be refused, got {r:?}"),
@@ -82,7 +82,7 @@ async fn receiver_refuses_when_it_does_not_follow_back() {
         })
         .await;
     match reply {
-        Response::Error { message } => {
+        Response::Error { message, .. } => {
             assert!(message.contains("not a mutual connection"), "{message}")
         }
         r => panic!("should be refused, got {r:?}"),

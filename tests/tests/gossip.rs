@@ -158,7 +158,7 @@ async fn bad_requests_get_errors_not_panics() {
     ];
     for request in bad {
         match a.node.handle(request.clone()).await {
-            Response::Error { message } => assert!(!message.is_empty()),
+            Response::Error { message, .. } => assert!(!message.is_empty()),
             r => panic!("{request:?} should fail, got {r:?}"),
         }
     }

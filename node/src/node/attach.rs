@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::{blobs::FetchHint, Node};
 use crate::{
-    api::{AttachmentEntry, Response},
+    api::{ApiError, AttachmentEntry, Response},
     media,
     store::{BlobOrigin, BlobOwner, Blobs, DmRecord, Store},
 };
@@ -501,24 +501,29 @@ impl Node {
         hash: &str,
         out: Option<String>,
         progress: Option<watch::Sender<(u32, u32)>>,
-    ) -> Result<Response, String> {
-        let hash: BlobHash =
-            hash.parse().map_err(|e: kith_protocol::blob::BlobHashError| e.to_string())?;
+    ) -> Result<Response, ApiError> {
+        let hash: BlobHash = hash
+            .parse()
+            .map_err(|e: kith_protocol::blob::BlobHashError| ApiError::invalid(e.to_string()))?;
         if let Some(out) = &out {
             if !Path::new(out).is_absolute() {
-                return Err(format!("{out}: not an absolute path"));
+                return Err(ApiError::invalid(format!("{out}: not an absolute path")));
             }
         }
-        if !self.inner.blobs.has(&hash).map_err(|e| e.to_string())? {
+        if !self.inner.blobs.has(&hash).map_err(|e| ApiError::internal(e.to_string()))? {
             match self.message_attachment(&hash) {
-                Some((peer, a)) => self.open_attachment(peer, &a, progress).await?,
+                Some((peer, a)) => {
+                    self.open_attachment(peer, &a, progress).await.map_err(ApiError::unavailable)?
+                }
                 None => {
                     let hint = FetchHint {
                         size: self.public_size(&hash),
                         sources: Vec::new(),
                         auto: false,
                     };
-                    self.fetch_blob(hash, hint, progress).await.map_err(|e| e.to_string())?;
+                    self.fetch_blob(hash, hint, progress)
+                        .await
+                        .map_err(|e| ApiError::unavailable(e.to_string()))?;
                 }
             }
         }
@@ -537,7 +542,8 @@ impl Node {
                 })?;
                 Ok((meta.size, out))
             })
-            .await?;
+            .await
+            .map_err(ApiError::internal)?;
         Ok(Response::Blob { hash: hash.to_string(), size, path: path.display().to_string() })
     }
 }

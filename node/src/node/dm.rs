@@ -14,9 +14,9 @@ use kith_protocol::{
 };
 use libp2p::PeerId;
 
-use super::{now_ms, Node};
+use super::{errors::Reply, now_ms, Node};
 use crate::{
-    api::{InboxEntry, MessageEntry, Response},
+    api::{ApiError, InboxEntry, MessageEntry, Response},
     ingest,
     net::Responder,
     store::{DmRecord, DmStatus, OutboxEntry, StoreError},
@@ -79,12 +79,6 @@ impl PairKeyCache {
     }
 }
 
-type Reply = Result<Response, String>;
-
-fn store_err(e: StoreError) -> String {
-    format!("store: {e}")
-}
-
 impl Node {
     pub(super) fn is_mutual(&self, other: &AuthorId) -> Result<bool, StoreError> {
         let store = &self.inner.store;
@@ -126,34 +120,39 @@ impl Node {
         let peer = self.person(to)?;
         let me = self.inner.me;
         if peer == me {
-            return Err("you cannot send a message to yourself".into());
+            return Err(ApiError::refused("you cannot send a message to yourself"));
         }
         if text.trim().is_empty() && attach.is_empty() {
-            return Err("message text is empty".into());
+            return Err(ApiError::invalid("message text is empty"));
         }
         if text.len() > MAX_DM_TEXT_BYTES {
-            return Err(format!(
+            return Err(ApiError::invalid(format!(
                 "message is {} bytes; the limit is {MAX_DM_TEXT_BYTES}",
                 text.len()
-            ));
+            )));
         }
-        if self.inner.store.moderation(&peer).map_err(store_err)?.blocked {
-            return Err(format!("you blocked {peer}; unblock them first"));
+        if self.inner.store.moderation(&peer)?.blocked {
+            return Err(ApiError::refused(format!("you blocked {peer}; unblock them first")));
         }
-        if !self.is_mutual(&peer).map_err(store_err)? {
-            return Err(format!("not a mutual connection: you and {peer} must follow each other"));
+        if !self.is_mutual(&peer)? {
+            return Err(ApiError::not_mutual(format!(
+                "not a mutual connection: you and {peer} must follow each other"
+            )));
         }
-        let id = MessageId::generate().map_err(|e| format!("random: {e}"))?;
-        let prepared = self.prepare_attachments(attach).await?;
-        let attachments = self.seal_attachments(peer, *id.as_bytes(), prepared).await?;
+        let id = MessageId::generate().map_err(|e| ApiError::internal(format!("random: {e}")))?;
+        let prepared = self.prepare_attachments(attach).await.map_err(ApiError::invalid)?;
+        let attachments = self
+            .seal_attachments(peer, *id.as_bytes(), prepared)
+            .await
+            .map_err(ApiError::internal)?;
         let plain = Plain { id, timestamp: now_ms(), text, attachments };
         let sealed = self
             .with_pair_keys(&peer, |keys| Sealed::seal_with(&self.inner.keypair, keys, &plain))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let request = DmRequest { sealed, follow_proof: self.follow_proof(&peer) }
             .to_bytes()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let entry = OutboxEntry {
             id: *id.as_bytes(),
             peer: *peer.as_bytes(),
@@ -174,9 +173,9 @@ impl Node {
             attachments: Vec::new(),
         };
         let mut record = record;
-        record.set_attachments(&plain.attachments).map_err(store_err)?;
+        record.set_attachments(&plain.attachments)?;
         let store = &self.inner.store;
-        store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry)).map_err(store_err)?;
+        store.dm_insert(&peer, &me, id.as_bytes(), &record, Some(&entry))?;
         // Delivery starts before the message is flushed: until this call answers, no one
         // was told it was sent, and the one flush below, before the answer, covers the
         // message, its outbox entry and the receipt's status alike. Messages to this peer
@@ -187,7 +186,7 @@ impl Node {
             Ok(Ok(statuses)) => statuses.get(&entry.id).copied().unwrap_or(DmStatus::Queued),
             _ => DmStatus::Queued,
         };
-        store.flush().await.map_err(store_err)?;
+        store.flush().await?;
         if status == DmStatus::Refused {
             let reason = self
                 .inner
@@ -197,7 +196,7 @@ impl Node {
                 .and_then(|t| t.into_iter().find(|m| m.id == record.id))
                 .and_then(|m| m.reason)
                 .unwrap_or_default();
-            return Err(format!("refused by the recipient: {reason}"));
+            return Err(ApiError::refused(format!("refused by the recipient: {reason}")));
         }
         Ok(Response::MsgSent { id: id.to_string(), status: status.as_str().to_owned() })
     }
@@ -345,7 +344,7 @@ impl Node {
 
     pub(super) fn msg_inbox(&self) -> Reply {
         let store = &self.inner.store;
-        let convs = store.dm_conversations().map_err(store_err)?;
+        let convs = store.dm_conversations()?;
         Ok(Response::Inbox {
             conversations: convs
                 .into_iter()
@@ -364,12 +363,15 @@ impl Node {
         let peer = self.person(with)?;
         let limit = limit.unwrap_or(super::handlers::DEFAULT_THREAD_LIMIT);
         if limit == 0 || limit > super::MAX_FEED_LIMIT {
-            return Err(format!("--limit must be between 1 and {}", super::MAX_FEED_LIMIT));
+            return Err(ApiError::invalid(format!(
+                "--limit must be between 1 and {}",
+                super::MAX_FEED_LIMIT
+            )));
         }
         let store = &self.inner.store;
-        let messages = store.dm_thread(&peer, limit).map_err(store_err)?;
-        store.dm_mark_read(&peer).map_err(store_err)?;
-        store.flush().await.map_err(store_err)?;
+        let messages = store.dm_thread(&peer, limit)?;
+        store.dm_mark_read(&peer)?;
+        store.flush().await?;
         let entry = |m: DmRecord| {
             let attachments = m
                 .sealed_attachments()

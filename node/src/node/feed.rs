@@ -10,22 +10,16 @@ use std::collections::HashSet;
 
 use kith_protocol::{AuthorId, RecordId, RecordKind, Tag};
 
-use super::{view, Node};
+use super::{errors::Reply, view, Node};
 use crate::{
-    api::Response,
+    api::{ApiError, Response},
     store::{Store, StoredRecord},
 };
-
-type Reply = Result<Response, String>;
 
 /// Feed length when none is asked for.
 pub const DEFAULT_FEED_LIMIT: usize = 20;
 /// Longest feed one request may ask for.
 pub const MAX_FEED_LIMIT: usize = 10_000;
-
-fn store_err(e: impl std::fmt::Display) -> String {
-    format!("store: {e}")
-}
 
 /// Which posts a page of a feed may show, and which it has shown: each post once.
 struct Page<'a> {
@@ -72,7 +66,9 @@ impl Node {
     ) -> Reply {
         let limit = limit.unwrap_or(DEFAULT_FEED_LIMIT);
         if limit == 0 || limit > MAX_FEED_LIMIT {
-            return Err(format!("--limit must be between 1 and {MAX_FEED_LIMIT}"));
+            return Err(ApiError::invalid(format!(
+                "--limit must be between 1 and {MAX_FEED_LIMIT}"
+            )));
         }
         let tag = tag.map(super::handlers::parse_tag).transpose()?;
         let author = author.map(|a| self.person(a)).transpose()?;
@@ -80,8 +76,10 @@ impl Node {
         let cursor = match before {
             Some(text) => {
                 let id = self.record_ref(text)?;
-                let r = store.get(&id).map_err(store_err)?.ok_or_else(|| {
-                    format!("unknown record {id}: --before takes the id of a post shown")
+                let r = store.get(&id)?.ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "unknown record {id}: --before takes the id of a post shown"
+                    ))
                 })?;
                 Some(r)
             }
@@ -116,10 +114,8 @@ impl Node {
                     && page.takes(r, author == me)
             }),
             (None, None) => {
-                let following: HashSet<AuthorId> =
-                    store.following(&me).map_err(store_err)?.into_iter().collect();
-                let subs: HashSet<Tag> =
-                    store.subscriptions().map_err(store_err)?.into_iter().collect();
+                let following: HashSet<AuthorId> = store.following(&me)?.into_iter().collect();
+                let subs: HashSet<Tag> = store.subscriptions()?.into_iter().collect();
                 store.posts_where(limit, at, |r| {
                     let by = &r.record.author;
                     let wanted = *by == me
@@ -128,8 +124,7 @@ impl Node {
                     wanted && (*by == me || !store.is_hidden(by)) && page.takes(r, *by == me)
                 })
             }
-        }
-        .map_err(store_err)?;
+        }?;
         let hidden = page.hidden;
         let items =
             records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
@@ -142,8 +137,7 @@ impl Node {
         let at = (cursor.record.timestamp, cursor.id);
         let mut page = Page::new(store);
         let records = store
-            .posts_where(limit, Some(at), |r| r.record.author == author && page.takes(r, true))
-            .map_err(store_err)?;
+            .posts_where(limit, Some(at), |r| r.record.author == author && page.takes(r, true))?;
         let items =
             records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
         Ok(Response::Feed { items, hidden: 0 })

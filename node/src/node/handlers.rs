@@ -9,20 +9,14 @@ use kith_protocol::{
 use libp2p::Multiaddr;
 use tokio::sync::broadcast;
 
-use super::{now_ms, view, LivePost, Node};
-use crate::api::{FeedItem, NatStatus, PeerEntry, Request, Response, Status};
+use super::{errors::Reply, now_ms, view, LivePost, Node};
+use crate::api::{ApiError, FeedItem, NatStatus, PeerEntry, Request, Response, Status};
 
 /// Thread length when none is asked for.
 pub const DEFAULT_THREAD_LIMIT: usize = 50;
 
-type Reply = Result<Response, String>;
-
-pub(super) fn parse_tag(text: &str) -> Result<Tag, String> {
-    Tag::parse(text.trim()).map_err(|e| format!("invalid hashtag {text:?}: {e}"))
-}
-
-fn store_err(e: impl std::fmt::Display) -> String {
-    format!("store: {e}")
+pub(super) fn parse_tag(text: &str) -> Result<Tag, ApiError> {
+    Tag::parse(text.trim()).map_err(|e| ApiError::invalid(format!("invalid hashtag {text:?}: {e}")))
 }
 
 /// What a live feed passes through.
@@ -111,17 +105,18 @@ impl Node {
             Request::Name { id, petname } => self.name(&id, petname.as_deref()).await,
             Request::Names => self.names(),
             // The daemon's control socket answers this when its web interface runs.
-            Request::Web => Err("the web interface is off (the daemon runs with --no-web, \
-                                 or web = \"off\" in config.toml)"
-                .into()),
+            Request::Web => Err(ApiError::unavailable(
+                "the web interface is off (the daemon runs with --no-web, or web = \"off\" \
+                 in config.toml)",
+            )),
         }
     }
 
     /// Starts a live feed of new posts matching the filters (the timeline when none).
     ///
     /// # Errors
-    /// A bad tag or id, as one line.
-    pub fn live_feed(&self, tag: Option<&str>, author: Option<&str>) -> Result<LiveFeed, String> {
+    /// A bad tag or id.
+    pub fn live_feed(&self, tag: Option<&str>, author: Option<&str>) -> Result<LiveFeed, ApiError> {
         let filter = LiveFilter {
             tag: tag.map(parse_tag).transpose()?,
             author: author.map(|a| self.person(a)).transpose()?,
@@ -160,7 +155,7 @@ impl Node {
     }
 
     async fn status(&self) -> Reply {
-        let stats = self.inner.net.stats().await.map_err(|e| e.to_string())?;
+        let stats = self.inner.net.stats().await?;
         let store = &self.inner.store;
         let me = &self.inner.me;
         let counts = store.counts();
@@ -180,9 +175,9 @@ impl Node {
             posts: counts.posts,
             messages: counts_dm,
             outbox: store.dm_outbox_len(),
-            unread_notifications: store.unread_notifications().map_err(store_err)?,
-            following: store.following(me).map_err(store_err)?.len(),
-            followers: store.followers(me).map_err(store_err)?.len(),
+            unread_notifications: store.unread_notifications()?,
+            following: store.following(me)?.len(),
+            followers: store.followers(me)?.len(),
             addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             uptime_s: self.inner.started.elapsed().as_secs(),
             record_counters,
@@ -213,7 +208,7 @@ impl Node {
     }
 
     async fn peers(&self) -> Reply {
-        let peers = self.inner.net.peers().await.map_err(|e| e.to_string())?;
+        let peers = self.inner.net.peers().await?;
         Ok(Response::Peers {
             peers: peers
                 .into_iter()
@@ -228,18 +223,20 @@ impl Node {
     }
 
     async fn dial(&self, addr: &str) -> Reply {
-        let parsed: Multiaddr =
-            addr.trim().parse().map_err(|e| format!("invalid multiaddr {addr:?}: {e}"))?;
-        self.inner.net.dial(parsed).await.map_err(|e| e.to_string())?;
+        let parsed: Multiaddr = addr
+            .trim()
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("invalid multiaddr {addr:?}: {e}")))?;
+        self.inner.net.dial(parsed).await?;
         Ok(Response::Ok)
     }
 
     /// Appends a record to our own log: next seq, prev hash, sign, store, flush, publish.
-    pub(crate) async fn publish_own(&self, kind: RecordKind) -> Result<VerifiedRecord, String> {
+    pub(crate) async fn publish_own(&self, kind: RecordKind) -> Result<VerifiedRecord, ApiError> {
         let inner = &self.inner;
         let (signed, topics) = {
             let _guard = inner.own_log.lock().await;
-            let latest = inner.store.latest(&inner.me).map_err(store_err)?;
+            let latest = inner.store.latest(&inner.me)?;
             let record = Record {
                 author: inner.me,
                 seq: latest.map_or(1, |(seq, _)| seq + 1),
@@ -249,9 +246,10 @@ impl Node {
             };
             // Before storing: a delete erases its target, whose topics it must reach.
             let topics = self.topics_for(&record);
-            let signed = record.sign(&inner.keypair).map_err(|e| e.to_string())?;
-            inner.store.insert(&signed).map_err(store_err)?;
-            inner.store.flush().await.map_err(store_err)?;
+            let signed =
+                record.sign(&inner.keypair).map_err(|e| ApiError::invalid(e.to_string()))?;
+            inner.store.insert(&signed)?;
+            inner.store.flush().await?;
             (signed, topics)
         };
         for topic in topics {
@@ -316,22 +314,22 @@ impl Node {
         attach: Vec<String>,
     ) -> Reply {
         if text.trim().is_empty() && attach.is_empty() {
-            return Err("post text is empty".into());
+            return Err(ApiError::invalid("post text is empty"));
         }
         if text.len() > MAX_TEXT_BYTES {
-            return Err(format!(
+            return Err(ApiError::invalid(format!(
                 "post text is {} bytes; the limit is {MAX_TEXT_BYTES}",
                 text.len()
-            ));
+            )));
         }
         let reply_to = reply_to.map(|r| self.record_ref(r)).transpose()?;
         let mentions = extract_mentions(&text);
         let expires_at = match expires_in {
-            Some(0) => return Err("--expires must be more than 0".into()),
+            Some(0) => return Err(ApiError::invalid("--expires must be more than 0")),
             Some(ms) => Some(now_ms().saturating_add(ms)),
             None => None,
         };
-        let attachments = self.prepare_attachments(attach).await?;
+        let attachments = self.prepare_attachments(attach).await.map_err(ApiError::invalid)?;
         let post = Post { text, reply_to, mentions, expires_at, attachments };
         let signed = self.publish_own(RecordKind::Post(post)).await?;
         if let RecordKind::Post(post) = &signed.record().kind {
@@ -344,9 +342,9 @@ impl Node {
         let target = self.person(id)?;
         let me = self.inner.me;
         if target == me {
-            return Err("you cannot follow or unfollow yourself".into());
+            return Err(ApiError::refused("you cannot follow or unfollow yourself"));
         }
-        let following = self.inner.store.is_following(&me, &target).map_err(store_err)?;
+        let following = self.inner.store.is_following(&me, &target)?;
         if following != follow {
             let kind = if follow {
                 RecordKind::Follow { target }
@@ -362,7 +360,7 @@ impl Node {
         }
         let topic = Topic::Author(target).to_string();
         if follow {
-            self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
+            self.inner.net.subscribe(topic).await?;
             // Reach the author (through the DHT if need be), then backfill their earlier
             // records from whoever has them.
             let node = self.clone();
@@ -374,7 +372,7 @@ impl Node {
                 node.reach(target).await;
             });
         } else {
-            self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
+            self.inner.net.unsubscribe(topic).await?;
         }
         Ok(Response::Ok)
     }
@@ -383,8 +381,8 @@ impl Node {
         let store = &self.inner.store;
         let me = self.inner.me;
         let mut entries = Vec::new();
-        for who in store.following(&me).map_err(store_err)? {
-            let mutual = store.is_following(&who, &me).map_err(store_err)?;
+        for who in store.following(&me)? {
+            let mutual = store.is_following(&who, &me)?;
             entries.push(view::follow_entry(store, &who, mutual));
         }
         Ok(Response::Follows { entries })
@@ -394,8 +392,8 @@ impl Node {
         let store = &self.inner.store;
         let me = self.inner.me;
         let mut entries = Vec::new();
-        for who in store.followers(&me).map_err(store_err)? {
-            let mutual = store.is_following(&me, &who).map_err(store_err)?;
+        for who in store.followers(&me)? {
+            let mutual = store.is_following(&me, &who)?;
             entries.push(view::follow_entry(store, &who, mutual));
         }
         Ok(Response::Follows { entries })
@@ -405,14 +403,14 @@ impl Node {
         let tag = parse_tag(tag)?;
         let store = &self.inner.store;
         if on {
-            store.subscribe(&tag).map_err(store_err)?;
+            store.subscribe(&tag)?;
         } else {
-            store.unsubscribe(&tag).map_err(store_err)?;
+            store.unsubscribe(&tag)?;
         }
-        store.flush().await.map_err(store_err)?;
+        store.flush().await?;
         let topic = Topic::Tag(tag.clone()).to_string();
         if on {
-            self.inner.net.subscribe(topic).await.map_err(|e| e.to_string())?;
+            self.inner.net.subscribe(topic).await?;
             let node = self.clone();
             tokio::spawn(async move {
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
@@ -421,21 +419,21 @@ impl Node {
                 node.find_tag_peers(&tag).await;
             });
         } else {
-            self.inner.net.unsubscribe(topic).await.map_err(|e| e.to_string())?;
+            self.inner.net.unsubscribe(topic).await?;
         }
         Ok(Response::Ok)
     }
 
     fn tags(&self) -> Reply {
-        let tags = self.inner.store.subscriptions().map_err(store_err)?;
+        let tags = self.inner.store.subscriptions()?;
         Ok(Response::Tags { tags: tags.iter().map(|t| t.to_string()).collect() })
     }
 
     async fn profile_set(&self, name: Option<String>, bio: Option<String>) -> Reply {
         if name.is_none() && bio.is_none() {
-            return Err("nothing to set: give --name and/or --bio".into());
+            return Err(ApiError::invalid("nothing to set: give --name and/or --bio"));
         }
-        let current = view::profile_of(&self.inner.store, &self.inner.me).map_err(store_err)?;
+        let current = view::profile_of(&self.inner.store, &self.inner.me)?;
         let kind = RecordKind::Profile {
             name: name.or(current.name).unwrap_or_default(),
             bio: bio.or(current.bio).unwrap_or_default(),
@@ -449,7 +447,7 @@ impl Node {
             Some(id) => self.person(id)?,
             None => self.inner.me,
         };
-        Ok(Response::Profile(view::profile_of(&self.inner.store, &who).map_err(store_err)?))
+        Ok(Response::Profile(view::profile_of(&self.inner.store, &who)?))
     }
 
     /// Publishes the name from `kith init --name` when no profile of ours exists yet.

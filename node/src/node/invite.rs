@@ -10,13 +10,11 @@ use kith_protocol::{
 };
 use libp2p::{multiaddr::Protocol, Multiaddr};
 
-use super::{now_ms, view, Node};
+use super::{errors::Reply, now_ms, view, Node};
 use crate::{
-    api::Response,
+    api::{ApiError, Response},
     names::{check_petname, same_petname},
 };
-
-type Reply = Result<Response, String>;
 
 /// How long an invite is valid when no expiry is asked for (7 days).
 pub const DEFAULT_INVITE_MS: u64 = 7 * 24 * 3_600_000;
@@ -28,10 +26,6 @@ const INVITE_ADDRS: usize = 6;
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// Addresses dialled at once when connecting to a person.
 const DIAL_AT_ONCE: usize = 8;
-
-fn store_err(e: impl std::fmt::Display) -> String {
-    format!("store: {e}")
-}
 
 /// "3 minutes", "2 hours", "5 days": how long `ms` is, for people.
 pub(crate) fn span(ms: u64) -> String {
@@ -91,14 +85,14 @@ fn without_peer(addr: &Multiaddr) -> Multiaddr {
     a
 }
 
-/// The message for an invite that cannot be used.
-fn invite_error(e: InviteError) -> String {
+/// Why an invite cannot be used.
+fn invite_error(e: InviteError) -> ApiError {
     match e {
-        InviteError::Expired { expires } => format!(
+        InviteError::Expired { expires } => ApiError::refused(format!(
             "the invite expired {} ago; ask them for a new one",
             span(now_ms().saturating_sub(expires))
-        ),
-        other => other.to_string(),
+        )),
+        other => ApiError::invalid(other.to_string()),
     }
 }
 
@@ -129,17 +123,18 @@ impl Node {
     pub(super) async fn invite(&self, expires_in_ms: Option<u64>) -> Reply {
         let valid = expires_in_ms.unwrap_or(DEFAULT_INVITE_MS);
         if valid == 0 || valid > MAX_INVITE_MS {
-            return Err(format!(
+            return Err(ApiError::invalid(format!(
                 "an invite is valid for more than 0 and at most {}",
                 span(MAX_INVITE_MS)
-            ));
+            )));
         }
         let addrs = self.invite_addrs().await;
         let name = view::name_of(&self.inner.store, &self.inner.me).unwrap_or_default();
         let expires = now_ms().saturating_add(valid);
         let invite =
             Invite::new(self.inner.me, &name, addrs.iter().map(|a| a.to_vec()).collect(), expires);
-        let link = invite.to_link(&self.inner.keypair).map_err(|e| e.to_string())?;
+        let link =
+            invite.to_link(&self.inner.keypair).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Response::Invite { link, expires, addrs: addrs.iter().map(|a| a.to_string()).collect() })
     }
 
@@ -151,18 +146,19 @@ impl Node {
         let who = invite.id;
         let store = &self.inner.store;
         if who == self.inner.me {
-            return Err("this is your own invite link: send it to someone else, who adds you \
-                        with kith add"
-                .into());
+            return Err(ApiError::refused(
+                "this is your own invite link: send it to someone else, who adds you with \
+                 kith add",
+            ));
         }
-        if store.moderation(&who).map_err(store_err)?.blocked {
-            return Err(format!("you blocked {who}; unblock them first"));
+        if store.moderation(&who)?.blocked {
+            return Err(ApiError::refused(format!("you blocked {who}; unblock them first")));
         }
         let petname = match petname {
             Some(p) => Some(self.free_petname(&who, p)?),
             None => self.suggested_petname(&who, &invite.name),
         };
-        let peer = who.to_peer_id().map_err(|e| e.to_string())?;
+        let peer = who.to_peer_id().map_err(|e| ApiError::invalid(e.to_string()))?;
         let addrs: Vec<Multiaddr> = invite
             .addrs
             .iter()
@@ -180,20 +176,20 @@ impl Node {
         let connected = self.connect_to(who, addrs).await;
         self.follow(&who.to_string(), true).await?;
         if let Some(p) = &petname {
-            store.set_petname(&who, Some(p)).map_err(store_err)?;
+            store.set_petname(&who, Some(p))?;
         }
-        store.flush().await.map_err(store_err)?;
+        store.flush().await?;
         tracing::info!(peer = %who, connected, "added from an invite");
         Ok(Response::Added { id: who.to_string(), name: invite.name, connected, petname })
     }
 
     /// `text` as a petname for `who`: valid, and not another person's.
-    fn free_petname(&self, who: &AuthorId, text: &str) -> Result<String, String> {
-        let p = check_petname(text).map_err(|e| e.to_string())?;
-        match self.inner.store.petname_owner(p).map_err(store_err)? {
-            Some(owner) if owner != *who => {
-                Err(format!("{p:?} is already your petname for {owner}; choose another"))
-            }
+    fn free_petname(&self, who: &AuthorId, text: &str) -> Result<String, ApiError> {
+        let p = check_petname(text).map_err(|e| ApiError::invalid(e.to_string()))?;
+        match self.inner.store.petname_owner(p)? {
+            Some(owner) if owner != *who => Err(ApiError::refused(format!(
+                "{p:?} is already your petname for {owner}; choose another"
+            ))),
             _ => Ok(p.to_owned()),
         }
     }
@@ -239,15 +235,15 @@ impl Node {
     pub(super) async fn dial_person(&self, text: &str) -> Reply {
         let who = self.person(text)?;
         if who == self.inner.me {
-            return Err("that is you".into());
+            return Err(ApiError::refused("that is you"));
         }
         if self.connect_to(who, Vec::new()).await {
             Ok(Response::Ok)
         } else {
-            Err(format!(
+            Err(ApiError::unavailable(format!(
                 "cannot reach {who}: no remembered address answered and the DHT found none \
                  (are you connected to anyone?)"
-            ))
+            )))
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) use attach::human_size;
 mod blobs;
 mod discovery;
 mod dm;
+mod errors;
 mod feed;
 mod handlers;
 mod invite;
@@ -299,7 +300,7 @@ impl Node {
     pub async fn handle(&self, request: Request) -> Response {
         match self.dispatch(request).await {
             Ok(response) => response,
-            Err(message) => Response::Error { message },
+            Err(error) => error.into(),
         }
     }
 

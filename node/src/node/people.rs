@@ -3,28 +3,22 @@
 
 use kith_protocol::{AuthorId, RecordId};
 
-use super::{view, Node};
+use super::{errors::Reply, view, Node};
 use crate::{
-    api::{NameEntry, Response},
+    api::{ApiError, NameEntry, Response},
     names::check_petname,
     resolve::Resolver,
 };
 
-type Reply = Result<Response, String>;
-
-fn store_err(e: impl std::fmt::Display) -> String {
-    format!("store: {e}")
-}
-
 impl Node {
     /// The person `text` names (id, petname, unique profile name, unique id tail).
-    pub(super) fn person(&self, text: &str) -> Result<AuthorId, String> {
-        Resolver::new(&self.inner.store).person(text).map_err(|e| e.to_string())
+    pub(super) fn person(&self, text: &str) -> Result<AuthorId, ApiError> {
+        Ok(Resolver::new(&self.inner.store).person(text)?)
     }
 
     /// The record `text` names (id, or unique prefix of at least 8 hex digits).
-    pub(super) fn record_ref(&self, text: &str) -> Result<RecordId, String> {
-        Resolver::new(&self.inner.store).record(text).map_err(|e| e.to_string())
+    pub(super) fn record_ref(&self, text: &str) -> Result<RecordId, ApiError> {
+        Ok(Resolver::new(&self.inner.store).record(text)?)
     }
 
     /// Gives `id` the petname `petname`, or with `None` takes theirs away.
@@ -33,26 +27,26 @@ impl Node {
         let store = &self.inner.store;
         let petname = match petname {
             Some(text) => {
-                let p = check_petname(text).map_err(|e| e.to_string())?;
-                if let Some(owner) = store.petname_owner(p).map_err(store_err)? {
+                let p = check_petname(text).map_err(|e| ApiError::invalid(e.to_string()))?;
+                if let Some(owner) = store.petname_owner(p)? {
                     if owner != who {
-                        return Err(format!(
+                        return Err(ApiError::refused(format!(
                             "{p:?} is already your petname for {owner}; give them another \
                              first (or remove it: kith name {owner} --remove)"
-                        ));
+                        )));
                     }
                 }
                 Some(p)
             }
             None => {
-                if store.petname(&who).map_err(store_err)?.is_none() {
-                    return Err(format!("{who} has no petname"));
+                if store.petname(&who)?.is_none() {
+                    return Err(ApiError::not_found(format!("{who} has no petname")));
                 }
                 None
             }
         };
-        store.set_petname(&who, petname).map_err(store_err)?;
-        store.flush().await.map_err(store_err)?;
+        store.set_petname(&who, petname)?;
+        store.flush().await?;
         Ok(Response::Ok)
     }
 
@@ -60,8 +54,7 @@ impl Node {
     pub(super) fn names(&self) -> Reply {
         let store = &self.inner.store;
         let mut entries: Vec<NameEntry> = store
-            .petnames()
-            .map_err(store_err)?
+            .petnames()?
             .into_iter()
             .map(|(who, petname)| NameEntry {
                 id: who.to_string(),

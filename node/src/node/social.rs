@@ -3,13 +3,11 @@
 use kith_protocol::{limits::MAX_REACTION_BYTES, RecordId, RecordKind, VerifiedRecord};
 use tokio::sync::broadcast;
 
-use super::{now_ms, view, Node};
+use super::{errors::Reply, now_ms, view, Node};
 use crate::{
-    api::{NotificationEntry, Response, ThreadEntry},
-    store::{Notification, StoreError, StoredRecord},
+    api::{ApiError, NotificationEntry, Response, ThreadEntry},
+    store::{Notification, StoredRecord},
 };
-
-type Reply = Result<Response, String>;
 
 /// Deepest reply chain followed up to the root, and deepest tree shown.
 const MAX_DEPTH: usize = 64;
@@ -17,10 +15,6 @@ const MAX_DEPTH: usize = 64;
 const MAX_THREAD: usize = 2000;
 /// Notifications listed at once.
 const NOTIFICATION_LIMIT: usize = 200;
-
-fn store_err(e: StoreError) -> String {
-    format!("store: {e}")
-}
 
 /// A stream of new notifications for `kith notifications --live`.
 pub struct LiveNotifications {
@@ -41,12 +35,11 @@ impl LiveNotifications {
 }
 
 impl Node {
-    fn known(&self, id: &RecordId) -> Result<StoredRecord, String> {
+    fn known(&self, id: &RecordId) -> Result<StoredRecord, ApiError> {
         self.inner
             .store
-            .get(id)
-            .map_err(store_err)?
-            .ok_or_else(|| format!("unknown record {id} (not on this node)"))
+            .get(id)?
+            .ok_or_else(|| ApiError::not_found(format!("unknown record {id} (not on this node)")))
     }
 
     pub(super) fn thread(&self, id: &str) -> Reply {
@@ -61,7 +54,7 @@ impl Node {
         for _ in 0..MAX_DEPTH {
             let RecordKind::Post(post) = &root.record.kind else { break };
             let Some(parent) = post.reply_to else { break };
-            match store.get(&parent).map_err(store_err)? {
+            match store.get(&parent)? {
                 Some(p) => root = p,
                 None => break,
             }
@@ -89,7 +82,7 @@ impl Node {
                     parent: if depth == 0 { None } else { post.reply_to.map(|p| p.to_string()) },
                     timestamp: rec.record.timestamp,
                     depth,
-                    reactions: store.reactions(&rec.id).map_err(store_err)?,
+                    reactions: store.reactions(&rec.id)?,
                     author_name: view::name_of(store, &by),
                     attachments: post
                         .attachments
@@ -102,10 +95,10 @@ impl Node {
             // entries still to show.
             let seen = entries.len() + hidden as usize;
             if depth < MAX_DEPTH && seen + stack.len() < MAX_THREAD {
-                let mut children = store.replies_to(&rec.id).map_err(store_err)?;
+                let mut children = store.replies_to(&rec.id)?;
                 children.truncate(MAX_THREAD - seen - stack.len());
                 for child in children.iter().rev() {
-                    if let Some(c) = store.get(child).map_err(store_err)? {
+                    if let Some(c) = store.get(child)? {
                         stack.push((c, depth + 1, hide));
                     }
                 }
@@ -118,14 +111,14 @@ impl Node {
         let target = self.record_ref(id)?;
         let emoji = emoji.trim().to_owned();
         if emoji.len() > MAX_REACTION_BYTES || emoji.chars().any(char::is_whitespace) {
-            return Err(format!(
+            return Err(ApiError::invalid(format!(
                 "a reaction is one emoji or word of at most {MAX_REACTION_BYTES} bytes"
-            ));
+            )));
         }
         self.known(&target)?;
-        let current = self.inner.store.reaction_of(&target, &self.inner.me).map_err(store_err)?;
+        let current = self.inner.store.reaction_of(&target, &self.inner.me)?;
         if emoji.is_empty() && current.as_deref().is_none_or(str::is_empty) {
-            return Err("you have not reacted to that record".into());
+            return Err(ApiError::refused("you have not reacted to that record"));
         }
         let signed = self.publish_own(RecordKind::Reaction { target, emoji }).await?;
         Ok(Response::Record { id: signed.id().to_string() })
@@ -135,7 +128,7 @@ impl Node {
         let target = self.record_ref(id)?;
         let original = self.known(&target)?;
         if !matches!(original.record.kind, RecordKind::Post(_)) {
-            return Err("only posts can be reposted".into());
+            return Err(ApiError::refused("only posts can be reposted"));
         }
         let signed = self.publish_own(RecordKind::Repost { target }).await?;
         // Followers who never saw the original get it with the repost, on our topic.
@@ -150,7 +143,7 @@ impl Node {
         let target = self.record_ref(id)?;
         let original = self.known(&target)?;
         if original.record.author != self.inner.me {
-            return Err("you can only delete your own records".into());
+            return Err(ApiError::refused("you can only delete your own records"));
         }
         self.publish_own(RecordKind::Delete { target }).await?;
         Ok(Response::Ok)
@@ -164,21 +157,21 @@ impl Node {
     ) -> Reply {
         let who = self.person(id)?;
         if who == self.inner.me {
-            return Err("you cannot block or mute yourself".into());
+            return Err(ApiError::refused("you cannot block or mute yourself"));
         }
         let store = &self.inner.store;
-        let mut m = store.moderation(&who).map_err(store_err)?;
+        let mut m = store.moderation(&who)?;
         if let Some(b) = block {
             m.blocked = b;
         }
         if let Some(x) = mute {
             m.muted = x;
         }
-        store.set_moderation(&who, m).map_err(store_err)?;
+        store.set_moderation(&who, m)?;
         if let Some(b) = block {
-            store.mark_block_period(&who, b, now_ms()).map_err(store_err)?;
+            store.mark_block_period(&who, b, now_ms())?;
         }
-        store.flush().await.map_err(store_err)?;
+        store.flush().await?;
         if let (Some(b), Ok(peer)) = (block, who.to_peer_id()) {
             self.inner.net.set_blocked(peer, b).await;
         }
@@ -186,7 +179,7 @@ impl Node {
     }
 
     pub(super) fn blocked(&self) -> Reply {
-        let list = self.inner.store.moderated().map_err(store_err)?;
+        let list = self.inner.store.moderated()?;
         Ok(Response::Moderation {
             entries: list
                 .into_iter()
@@ -201,7 +194,7 @@ impl Node {
 
     pub(super) fn notifications(&self) -> Reply {
         let store = &self.inner.store;
-        let list = store.notifications(NOTIFICATION_LIMIT, true).map_err(store_err)?;
+        let list = store.notifications(NOTIFICATION_LIMIT, true)?;
         Ok(Response::Notifications {
             entries: list.into_iter().map(|n| self.notification_entry(n)).collect(),
         })

@@ -41,7 +41,7 @@ fn back(to: Option<&str>) -> Redirect {
 /// Asks the node; `Err` carries the one-line reason of an error reply.
 async fn ask(state: &Shared, request: Request) -> Result<Reply, String> {
     match state.node.handle(request).await {
-        Reply::Error { message } => Err(message),
+        Reply::Error { message, .. } => Err(message),
         reply => Ok(reply),
     }
 }

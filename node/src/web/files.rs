@@ -148,7 +148,7 @@ pub(super) async fn blob(State(state): State<Arc<Shared>>, Path(hash): Path<Stri
         return not_found("not a file address".into());
     };
     if !state.node.store().has_blob(&parsed) {
-        if let Reply::Error { message } =
+        if let Reply::Error { message, .. } =
             state.node.handle(Request::BlobGet { hash: hash.clone(), out: None }).await
         {
             return not_found(crate::text::line(&message).into_owned());

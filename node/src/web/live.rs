@@ -101,7 +101,7 @@ pub(super) async fn events(
     };
     match base.state.node.live_feed(tag, author) {
         Ok(feed) => sse(posts(Live { base, csrf: session.csrf(), feed })),
-        Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, error.message).into_response(),
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
     State as Shared,
 };
 use crate::{
-    api::{MessageEntry, Request, Response as Reply},
+    api::{ErrorKind, MessageEntry, Request, Response as Reply},
     node::now_ms,
 };
 
@@ -61,7 +61,7 @@ pub(super) async fn chat_messages(state: &Shared, peer: &str) -> Result<Vec<MsgV
     let request = Request::MsgThread { peer: peer.to_owned(), limit: Some(CHAT_MESSAGES) };
     let messages = match state.node.handle(request).await {
         Reply::Thread { messages } => messages,
-        Reply::Error { message } => return Err(message),
+        Reply::Error { message, .. } => return Err(message),
         other => return Err(format!("unexpected reply {other:?}")),
     };
     let me = state.node.id().to_string();
@@ -93,7 +93,7 @@ pub(super) async fn inbox(
     let chrome = Chrome::new(&state, &session, "messages");
     let conversations = match state.node.handle(Request::MsgInbox).await {
         Reply::Inbox { conversations } => conversations,
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             return problem(
                 chrome,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -147,7 +147,7 @@ pub(super) async fn conversation(
     let chrome = Chrome::new(&state, &session, "messages");
     let profile = match state.node.handle(Request::ProfileShow { id: Some(id.clone()) }).await {
         Reply::Profile(p) => p,
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             return problem(chrome, StatusCode::NOT_FOUND, "No such person", &message)
         }
         _ => return problem(chrome, StatusCode::NOT_FOUND, "No such person", ""),
@@ -212,11 +212,11 @@ pub(super) async fn send(
             let request = Request::MsgSend { to: id.clone(), text, attach: upload.paths() };
             state.node.handle(request).await
         }
-        Err(message) => Reply::Error { message },
+        Err(message) => Reply::Error { message, kind: ErrorKind::Invalid },
     };
     if !htmx {
         return match reply {
-            Reply::Error { message } => {
+            Reply::Error { message, .. } => {
                 let chrome = Chrome::new(&state, &session, "messages");
                 problem(chrome, StatusCode::UNPROCESSABLE_ENTITY, "Not sent", &message)
             }
@@ -232,7 +232,7 @@ pub(super) async fn send(
             response.headers_mut().insert("hx-trigger", HeaderValue::from_static("kith:posted"));
             response
         }
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             html(StatusCode::OK, &Bubbles { messages: Vec::new(), error: Some(clean(&message)) })
         }
         other => (StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected reply {other:?}"))

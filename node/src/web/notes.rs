@@ -98,7 +98,7 @@ pub(super) async fn list(
         Chrome::new(&state, &session, "notifications").live_into("/events?notes=1", "notes");
     let entries = match state.node.handle(Request::Notifications { live: false }).await {
         Reply::Notifications { entries, .. } => entries,
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             let status = StatusCode::INTERNAL_SERVER_ERROR;
             return problem(chrome, status, "Cannot read notifications", &message);
         }

@@ -127,7 +127,7 @@ pub(super) async fn not_found(State(state): St, session: Option<Extension<Sessio
 pub(super) async fn cards(state: &Shared, request: Request) -> Result<Vec<PostView>, String> {
     let items = match state.node.handle(request).await {
         Reply::Feed { items, .. } => items,
-        Reply::Error { message } => return Err(message),
+        Reply::Error { message, .. } => return Err(message),
         other => return Err(format!("unexpected reply {other:?}")),
     };
     let me = state.node.id().to_string();
@@ -233,7 +233,7 @@ impl PersonHead {
         let profile =
             match state.node.handle(Request::ProfileShow { id: Some(id.to_owned()) }).await {
                 Reply::Profile(p) => p,
-                Reply::Error { message } => return Err(message),
+                Reply::Error { message, .. } => return Err(message),
                 other => return Err(format!("unexpected reply {other:?}")),
             };
         let listed = |r: Reply| match r {
@@ -306,7 +306,7 @@ struct ThreadPage {
 pub(super) async fn thread_cards(state: &Shared, id: &str) -> Result<Vec<PostView>, String> {
     let entries = match state.node.handle(Request::Thread { id: id.to_owned() }).await {
         Reply::Conversation { entries, .. } => entries,
-        Reply::Error { message } => return Err(message),
+        Reply::Error { message, .. } => return Err(message),
         other => return Err(format!("unexpected reply {other:?}")),
     };
     let me = state.node.id().to_string();
