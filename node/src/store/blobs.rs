@@ -26,16 +26,19 @@ use std::{
     },
 };
 
+use bincode::{Decode, Encode};
 use kith_protocol::{
     blob::{BlobHash, Manifest, ManifestBuilder, VerifiedManifest},
     codec,
     limits::{BLOB_CHUNK_BYTES, MAX_BLOB_REPLY_BYTES},
     AuthorId, RecordId,
 };
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{corrupt, Store, StoreError};
+use super::{
+    codec::{self as values, Value},
+    corrupt, Store, StoreError,
+};
 
 /// Why a blob operation failed.
 #[derive(Debug, Error)]
@@ -144,8 +147,7 @@ impl BlobOwner {
 }
 
 /// Where a stored blob came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub enum BlobOrigin {
     /// Made on this node (an attachment of ours, its thumbnail, a file we opened): never
     /// evicted, only collected when nothing refers to it.
@@ -155,7 +157,7 @@ pub enum BlobOrigin {
 }
 
 /// What the store knows of a complete blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub struct BlobMeta {
     /// Its size in bytes.
     pub size: u64,
@@ -167,8 +169,11 @@ pub struct BlobMeta {
     pub used_ms: u64,
     /// Fetched on the node's own initiative (a followed author's thumbnail): counts
     /// against the thumbnail budget.
-    #[serde(default)]
     pub auto: bool,
+}
+
+impl Value for BlobMeta {
+    const WHAT: &'static str = "blob metadata";
 }
 
 /// How much the blob store may hold.
@@ -223,7 +228,7 @@ fn lru_key(used_ms: u64, hash: &BlobHash) -> Vec<u8> {
 }
 
 fn encode_meta(meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(meta).map_err(|e| corrupt(&e.to_string()))
+    values::encode(meta)
 }
 
 fn encode_manifest(manifest: &VerifiedManifest) -> Result<Vec<u8>, StoreError> {
@@ -231,7 +236,7 @@ fn encode_manifest(manifest: &VerifiedManifest) -> Result<Vec<u8>, StoreError> {
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<BlobMeta, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(&format!("blob metadata: {e}")))
+    values::decode(bytes)
 }
 
 fn make_dir(path: &Path) -> Result<(), BlobStoreError> {

@@ -5,16 +5,20 @@
 //! `dm_msgs` key) and `outbox` (id -> peer and sealed bytes). Changes that touch several
 //! trees hold the store's writer lock and write their commit point last.
 
+use bincode::{Decode, Encode};
 use kith_protocol::{attachment::SealedAttachment, codec, AuthorId};
 use serde::{Deserialize, Serialize};
 
-use super::{corrupt, Store, StoreError};
+use super::{
+    codec::{self as values, Value},
+    corrupt, Store, StoreError,
+};
 
 /// Length of a direct message id.
 pub const DM_ID_LEN: usize = 16;
 
 /// Where a message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(rename_all = "snake_case")]
 pub enum DmStatus {
     /// Sent by us, waiting in the outbox.
@@ -40,7 +44,7 @@ impl DmStatus {
 }
 
 /// A direct message as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct DmRecord {
     /// Message id (hex).
     pub id: String,
@@ -54,20 +58,20 @@ pub struct DmRecord {
     /// order.
     pub timestamp: u64,
     /// The sender's own timestamp of a received message, ms (their clock, unchecked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<u64>,
     /// Status.
     pub status: DmStatus,
     /// Why it was refused.
-    #[serde(default)]
     pub reason: Option<String>,
     /// Whether the person has seen it (received messages).
-    #[serde(default)]
     pub read: bool,
     /// Attached files: each the hex of a canonically encoded [`SealedAttachment`] (the
     /// file's description, its key and its sealed blobs), as the message carried it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
+}
+
+impl Value for DmRecord {
+    const WHAT: &'static str = "message";
 }
 
 /// Largest stored attachment encoding read back.
@@ -109,7 +113,7 @@ pub struct Conversation {
 }
 
 /// A message waiting for delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct OutboxEntry {
     /// Message id.
     pub id: [u8; DM_ID_LEN],
@@ -121,8 +125,11 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// Where it stands in the outbox: messages to one peer are delivered in this order
     /// (set by [`Store::dm_insert`]).
-    #[serde(default)]
     pub order: u64,
+}
+
+impl Value for OutboxEntry {
+    const WHAT: &'static str = "outbox entry";
 }
 
 fn conv_key(peer: &AuthorId, timestamp: u64, id: &[u8; DM_ID_LEN]) -> Vec<u8> {
@@ -138,14 +145,6 @@ fn index_key(sender: &AuthorId, id: &[u8; DM_ID_LEN]) -> Vec<u8> {
     key
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|e| corrupt(&e.to_string()))
-}
-
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(&format!("{what}: {e}")))
-}
-
 impl Store {
     /// The message `id` sent by `sender`, if stored.
     ///
@@ -157,7 +156,7 @@ impl Store {
         id: &[u8; DM_ID_LEN],
     ) -> Result<Option<DmRecord>, StoreError> {
         let Some(ckey) = self.dm_index.get(index_key(sender, id))? else { return Ok(None) };
-        self.dm_msgs.get(ckey)?.map(|v| decode(&v, "message")).transpose()
+        self.dm_msgs.get(ckey)?.map(|v| values::decode(&v)).transpose()
     }
 
     /// Whether a message `id` from `sender` is already stored (a replay or a retry).
@@ -184,11 +183,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ckey = conv_key(peer, message.timestamp, id);
         let ikey = index_key(sender, id);
-        let value = encode(message)?;
+        let value = values::encode(message)?;
         let queued = match outbox {
-            Some(entry) => {
-                Some(encode(&OutboxEntry { order: self.db.generate_id()?, ..entry.clone() })?)
-            }
+            Some(entry) => Some(values::encode(&OutboxEntry {
+                order: self.db.generate_id()?,
+                ..entry.clone()
+            })?),
             None => None,
         };
         // The index entry is the commit point (it is what marks the message as seen).
@@ -221,10 +221,10 @@ impl Store {
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         let Some(ckey) = self.dm_index.get(&ikey)? else { return Ok(None) };
         let Some(old) = self.dm_msgs.get(&ckey)? else { return Ok(None) };
-        let mut record: DmRecord = decode(&old, "message")?;
+        let mut record: DmRecord = values::decode(&old)?;
         record.status = status;
         record.reason = reason;
-        self.dm_msgs.insert(ckey, encode(&record)?)?;
+        values::put(&self.dm_msgs, ckey, &record)?;
         // A crash before this line only means one more (deduplicated) delivery attempt.
         if status != DmStatus::Queued {
             self.outbox.remove(&id[..])?;
@@ -240,9 +240,9 @@ impl Store {
     pub fn dm_outbox_attempted(&self, id: &[u8; DM_ID_LEN]) -> Result<(), StoreError> {
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         if let Some(v) = self.outbox.get(id)? {
-            let mut entry: OutboxEntry = decode(&v, "outbox entry")?;
+            let mut entry: OutboxEntry = values::decode(&v)?;
             entry.attempts = entry.attempts.saturating_add(1);
-            self.outbox.insert(id, encode(&entry)?)?;
+            values::put(&self.outbox, id, &entry)?;
         }
         Ok(())
     }
@@ -252,11 +252,8 @@ impl Store {
     /// # Errors
     /// Disk errors or damage.
     pub fn dm_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut all: Vec<OutboxEntry> = self
-            .outbox
-            .iter()
-            .map(|item| decode(&item?.1, "outbox entry"))
-            .collect::<Result<_, _>>()?;
+        let mut all: Vec<OutboxEntry> =
+            self.outbox.iter().map(|item| values::decode(&item?.1)).collect::<Result<_, _>>()?;
         all.sort_by_key(|e| e.order);
         Ok(all)
     }
@@ -273,7 +270,7 @@ impl Store {
     pub fn dm_thread(&self, peer: &AuthorId, limit: usize) -> Result<Vec<DmRecord>, StoreError> {
         let mut out: Vec<DmRecord> = Vec::new();
         for item in self.dm_msgs.scan_prefix(peer.as_bytes()).rev().take(limit) {
-            out.push(decode(&item?.1, "message")?);
+            out.push(values::decode(&item?.1)?);
         }
         out.reverse();
         Ok(out)
@@ -287,10 +284,10 @@ impl Store {
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         for item in self.dm_msgs.scan_prefix(peer.as_bytes()) {
             let (key, value) = item?;
-            let mut record: DmRecord = decode(&value, "message")?;
+            let mut record: DmRecord = values::decode(&value)?;
             if record.status == DmStatus::Received && !record.read {
                 record.read = true;
-                self.dm_msgs.insert(key, encode(&record)?)?;
+                values::put(&self.dm_msgs, key, &record)?;
             }
         }
         Ok(())
@@ -307,7 +304,7 @@ impl Store {
             let peer_bytes: [u8; 32] =
                 key.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("dm key"))?;
             let peer = AuthorId::from_bytes(peer_bytes).map_err(|_| corrupt("dm key"))?;
-            let record: DmRecord = decode(&value, "message")?;
+            let record: DmRecord = values::decode(&value)?;
             let unread = u64::from(record.status == DmStatus::Received && !record.read);
             match out.last_mut() {
                 Some(conv) if conv.peer == peer => {

@@ -8,10 +8,17 @@
 //! [`Blobs`]. Writes that touch several trees hold the store's writer lock and write the
 //! commit point last (see [`Store::insert`]). Callers that report success to a person
 //! call [`Store::flush`] first.
+//!
+//! Every value is a typed struct in one encoding (`codec.rs`); the record indexes are
+//! described once (`index.rs`); the layout is versioned and an older home is migrated
+//! when it is opened (`migrate.rs`).
 
 mod blobs;
+mod codec;
 mod dm;
+mod index;
 mod keys;
+mod migrate;
 mod moderation;
 mod names;
 mod people;
@@ -28,8 +35,8 @@ pub use social::{Notification, MAX_NOTIFICATIONS};
 use std::path::Path;
 
 use kith_protocol::{
-    codec, limits::MAX_RECORD_BYTES, record::SignedRecord, AuthorId, Record, RecordId, RecordKind,
-    Tag, VerifiedRecord,
+    limits::MAX_RECORD_BYTES, record::SignedRecord, AuthorId, Record, RecordId, RecordKind, Tag,
+    VerifiedRecord,
 };
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -39,7 +46,7 @@ use std::sync::{
 use sled::Tree;
 use thiserror::Error;
 
-use keys::{fork_key, id_suffix, log_key, pair_key, tag_key, tag_prefix, time_key, u64_at};
+use keys::{fork_key, id_suffix, log_key, tag_key, tag_prefix, time_key, u64_at};
 
 /// What went wrong in the store.
 #[derive(Debug, Error)]
@@ -56,6 +63,17 @@ pub enum StoreError {
     /// Bytes on disk that do not decode: the store is damaged.
     #[error("store is damaged: {0}")]
     Corrupt(String),
+    /// The store was written by a newer kith, in a layout this one does not know.
+    #[error(
+        "the store has layout {found}, written by a newer kith (this one knows layouts up \
+         to {known})"
+    )]
+    NewerSchema {
+        /// The store's layout.
+        found: u32,
+        /// The newest layout this kith knows.
+        known: u32,
+    },
 }
 
 /// The result of [`Store::insert`].
@@ -156,17 +174,6 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-fn follow_value(state: FollowState) -> [u8; 9] {
-    let mut v = [0u8; 9];
-    v[..8].copy_from_slice(&state.seq.to_be_bytes());
-    v[8] = u8::from(state.active);
-    v
-}
-
-fn parse_follow(v: &[u8]) -> Option<FollowState> {
-    Some(FollowState { seq: u64_at(v, 0)?, active: *v.get(8)? == 1 })
-}
-
 /// The store's default in-memory cache. sled's own default (1 GiB) would let a node's
 /// memory grow with everything it ever stored; records read often (the recent feed) fit
 /// many times over in this.
@@ -213,6 +220,7 @@ impl Store {
                 _ => StoreError::Sled(e),
             },
         )?;
+        migrate::run(&db)?;
         let tree = |name: &str| db.open_tree(name);
         let store = Self {
             records: tree("records")?,
@@ -349,43 +357,7 @@ impl Store {
             return Ok(Inserted::Fork { existing });
         }
         self.log.insert(&lkey[..], id.as_bytes())?;
-        match &r.kind {
-            RecordKind::Post(_) => {
-                self.by_time.insert(&time_key(r.timestamp, &id)[..], r.author.as_bytes())?;
-                for tag in r.tags() {
-                    self.by_tag.insert(tag_key(&tag, r.timestamp, &id), &[])?;
-                }
-            }
-            RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
-                let state =
-                    FollowState { seq: r.seq, active: matches!(r.kind, RecordKind::Follow { .. }) };
-                let key = pair_key(&r.author, target);
-                let newer = match self.follows.get(key)? {
-                    Some(old) => parse_follow(&old).is_none_or(|o| o.seq < r.seq),
-                    None => true,
-                };
-                if newer {
-                    self.follows.insert(&key[..], &follow_value(state)[..])?;
-                    self.followers
-                        .insert(&pair_key(target, &r.author)[..], &follow_value(state)[..])?;
-                }
-            }
-            RecordKind::Profile { .. } => {
-                let newer = match self.profiles.get(r.author.as_bytes())? {
-                    Some(old) => u64_at(&old, 0).is_none_or(|s| s < r.seq),
-                    None => true,
-                };
-                if newer {
-                    self.index_profile_name(r)?;
-                    let mut v = r.seq.to_be_bytes().to_vec();
-                    v.extend_from_slice(id.as_bytes());
-                    self.profiles.insert(r.author.as_bytes(), v)?;
-                }
-            }
-            RecordKind::Reaction { .. } | RecordKind::Repost { .. } | RecordKind::Delete { .. } => {
-            }
-        }
-        self.index_social(&id, r)?;
+        self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
         self.records.insert(id.as_bytes(), rec.bytes())?;
         Ok(Inserted::New)
@@ -553,7 +525,7 @@ impl Store {
 }
 
 fn decode_stored(id: RecordId, bytes: &[u8]) -> Result<StoredRecord, StoreError> {
-    let signed: SignedRecord = codec::decode::<_, MAX_RECORD_BYTES>(bytes)
+    let signed: SignedRecord = kith_protocol::codec::decode::<_, MAX_RECORD_BYTES>(bytes)
         .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
     Ok(StoredRecord { id, record: signed.record })
 }

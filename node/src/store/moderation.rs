@@ -4,7 +4,10 @@ use std::sync::atomic::Ordering;
 
 use kith_protocol::AuthorId;
 
-use super::{corrupt, Store, StoreError};
+use super::{
+    codec::{self, BlockPeriod},
+    corrupt, Store, StoreError,
+};
 
 const BLOCKED: u8 = 1;
 const MUTED: u8 = 2;
@@ -81,17 +84,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (start, _) = self.block_period(who)?.unwrap_or((now_ms, u64::MAX));
         let (start, end) = if blocked { (now_ms, u64::MAX) } else { (start, now_ms) };
-        let mut v = start.to_be_bytes().to_vec();
-        v.extend_from_slice(&end.to_be_bytes());
-        self.block_periods.insert(who.as_bytes(), v)?;
-        Ok(())
+        codec::put(&self.block_periods, who.as_bytes(), &BlockPeriod { start, end })
     }
 
     fn block_period(&self, who: &AuthorId) -> Result<Option<(u64, u64)>, StoreError> {
-        Ok(self
-            .block_periods
-            .get(who.as_bytes())?
-            .and_then(|v| Some((super::keys::u64_at(&v, 0)?, super::keys::u64_at(&v, 8)?))))
+        let period = codec::get::<BlockPeriod>(&self.block_periods, who.as_bytes())?;
+        Ok(period.map(|p| (p.start, p.end)))
     }
 
     /// Whether `who` was blocked at time `ms` (during the last block period).

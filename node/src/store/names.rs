@@ -10,7 +10,12 @@ use std::collections::BTreeSet;
 
 use kith_protocol::{AuthorId, Record, RecordId, RecordKind};
 
-use super::{corrupt, keys::u64_at, Store, StoreError};
+use super::{
+    codec::{self, Petname},
+    corrupt,
+    keys::u64_at,
+    Store, StoreError,
+};
 use crate::names::{fold, same_petname};
 
 /// Separates the folded name from the author in a `names` key; never appears in UTF-8.
@@ -124,18 +129,20 @@ impl Store {
     /// Disk errors.
     pub fn set_petname(&self, author: &AuthorId, petname: Option<&str>) -> Result<(), StoreError> {
         match petname {
-            Some(p) => self.petnames.insert(author.as_bytes(), p.as_bytes())?,
-            None => self.petnames.remove(author.as_bytes())?,
-        };
+            Some(p) => codec::put(&self.petnames, author.as_bytes(), &Petname(p.to_owned()))?,
+            None => {
+                self.petnames.remove(author.as_bytes())?;
+            }
+        }
         Ok(())
     }
 
     /// The petname of `author`, if given.
     ///
     /// # Errors
-    /// Disk errors.
+    /// Disk errors or damage.
     pub fn petname(&self, author: &AuthorId) -> Result<Option<String>, StoreError> {
-        Ok(self.petnames.get(author.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(codec::get::<Petname>(&self.petnames, author.as_bytes())?.map(|p| p.0))
     }
 
     /// Every petname, by author.
@@ -148,7 +155,7 @@ impl Store {
             let (key, value) = item?;
             let bytes: [u8; 32] = key.as_ref().try_into().map_err(|_| corrupt("petname key"))?;
             let author = AuthorId::from_bytes(bytes).map_err(|_| corrupt("petname key"))?;
-            out.push((author, String::from_utf8_lossy(&value).into_owned()));
+            out.push((author, codec::decode::<Petname>(&value)?.0));
         }
         Ok(out)
     }

@@ -1,33 +1,35 @@
 //! Who follows whom, tag subscriptions, profiles, flagged authors and remembered peer
 //! addresses.
 
-use kith_protocol::{AuthorId, Tag};
-use serde::{Deserialize, Serialize};
+use bincode::{Decode, Encode};
+use kith_protocol::{AuthorId, RecordId, Tag};
 use sled::Tree;
 
 use super::{
+    codec::{self, FollowValue, ProfileValue, Value},
     corrupt,
-    keys::{id_suffix, pair_key, pair_second},
-    parse_follow, FollowState, Store, StoreError, StoredRecord,
+    keys::{pair_key, pair_second},
+    FollowState, Store, StoreError, StoredRecord,
 };
 
 impl Store {
     /// The latest follow state of `follower` towards `target`, if any record set it.
     ///
     /// # Errors
-    /// Disk errors.
+    /// Disk errors or damage.
     pub fn follow_state(
         &self,
         follower: &AuthorId,
         target: &AuthorId,
     ) -> Result<Option<FollowState>, StoreError> {
-        Ok(self.follows.get(pair_key(follower, target))?.and_then(|v| parse_follow(&v)))
+        let value = codec::get::<FollowValue>(&self.follows, pair_key(follower, target))?;
+        Ok(value.map(|FollowValue { seq, active }| FollowState { seq, active }))
     }
 
     /// Whether `follower` currently follows `target`.
     ///
     /// # Errors
-    /// Disk errors.
+    /// Disk errors or damage.
     pub fn is_following(&self, follower: &AuthorId, target: &AuthorId) -> Result<bool, StoreError> {
         Ok(self.follow_state(follower, target)?.is_some_and(|s| s.active))
     }
@@ -36,7 +38,7 @@ impl Store {
         let mut out = Vec::new();
         for item in tree.scan_prefix(first.as_bytes()) {
             let (key, value) = item?;
-            if parse_follow(&value).is_some_and(|s| s.active) {
+            if codec::decode::<FollowValue>(&value)?.active {
                 out.push(pair_second(&key).ok_or_else(|| corrupt("follow key"))?);
             }
         }
@@ -102,9 +104,10 @@ impl Store {
     /// # Errors
     /// Disk errors or damage.
     pub fn profile(&self, author: &AuthorId) -> Result<Option<StoredRecord>, StoreError> {
-        let Some(value) = self.profiles.get(author.as_bytes())? else { return Ok(None) };
-        let id = id_suffix(&value).ok_or_else(|| corrupt("profile value"))?;
-        self.get(&id)
+        let Some(value) = codec::get::<ProfileValue>(&self.profiles, author.as_bytes())? else {
+            return Ok(None);
+        };
+        self.get(&RecordId::from_bytes(value.id))
     }
 
     /// Whether `author` has been seen forking their log.
@@ -128,8 +131,7 @@ impl Store {
         known.addrs.insert(0, addr.to_owned());
         known.addrs.truncate(MAX_ADDRS);
         known.last = now_ms;
-        let value = serde_json::to_vec(&known).map_err(|e| corrupt(&e.to_string()))?;
-        let new = self.peers.insert(peer.as_bytes(), value)?.is_none();
+        let new = self.peers.insert(peer.as_bytes(), codec::encode(&known)?)?.is_none();
         if new && self.peers.len() > MAX_KNOWN_PEERS {
             if let Some((oldest, _)) = self.all_known_peers()?.last() {
                 self.peers.remove(oldest.as_bytes())?;
@@ -179,18 +181,21 @@ impl Store {
 /// Most peers remembered; the one contacted longest ago is forgotten first.
 pub const MAX_KNOWN_PEERS: usize = 1024;
 
-/// A remembered peer: addresses it was dialled at, most recent first, and when it last was.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct KnownPeer {
-    addrs: Vec<String>,
+/// A remembered peer (`peers`: peer id text): addresses it was dialled at, most recent
+/// first, and when it last was.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct KnownPeer {
+    pub addrs: Vec<String>,
     /// ms since the epoch (0 for peers remembered before this was kept).
-    #[serde(default)]
-    last: u64,
+    pub last: u64,
 }
 
-/// A `peers` value: the current form, or the first (a bare list of addresses).
+impl Value for KnownPeer {
+    const WHAT: &'static str = "known peer";
+}
+
+/// A `peers` value; a damaged one is forgotten rather than refused (the peer is
+/// remembered again on the next contact).
 fn parse_known(value: &[u8]) -> Option<KnownPeer> {
-    serde_json::from_slice::<KnownPeer>(value).ok().or_else(|| {
-        serde_json::from_slice::<Vec<String>>(value).ok().map(|addrs| KnownPeer { addrs, last: 0 })
-    })
+    codec::decode(value).ok()
 }

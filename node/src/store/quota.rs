@@ -1,7 +1,7 @@
 //! What the store counts for the keep quotas ([`crate::keep`]): records per author,
 //! strangers' records and all records; and evicting strangers' records, oldest first.
 //!
-//! Trees: `author_counts` (author -> records of theirs stored, u64 BE), `strangers`
+//! Trees: `author_counts` (author -> records of theirs stored, an [`AuthorCount`]), `strangers`
 //! (arrival number, u64 BE -> record id: strangers' records in the order they came). The
 //! totals live in memory, counted once when the store opens. A stranger's record erased
 //! another way (deleted, expired) leaves its `strangers` entry behind until eviction
@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kith_protocol::{AuthorId, RecordId, RecordKind, VerifiedRecord};
 
 use super::{
+    codec::{self, AuthorCount, FollowValue, ProfileValue},
     corrupt,
-    keys::{id_suffix, log_key, pair_key, u64_at},
-    parse_follow, Inserted, Store, StoreError,
+    keys::{id_suffix, log_key, pair_key},
+    Inserted, Store, StoreError,
 };
 use crate::keep::{Keep, Quotas};
 
@@ -108,9 +109,9 @@ impl Store {
     /// Records stored of `author`.
     ///
     /// # Errors
-    /// Disk errors.
+    /// Disk errors or damage.
     pub fn author_count(&self, author: &AuthorId) -> Result<u64, StoreError> {
-        Ok(self.author_counts.get(author.as_bytes())?.and_then(|v| u64_at(&v, 0)).unwrap_or(0))
+        Ok(codec::get::<AuthorCount>(&self.author_counts, author.as_bytes())?.map_or(0, |c| c.0))
     }
 
     /// Strangers' records stored (see the module documentation).
@@ -131,7 +132,7 @@ impl Store {
         stranger: bool,
     ) -> Result<(), StoreError> {
         let n = self.author_count(author)?;
-        self.author_counts.insert(author.as_bytes(), &n.saturating_add(1).to_be_bytes())?;
+        codec::put(&self.author_counts, author.as_bytes(), &AuthorCount(n.saturating_add(1)))?;
         self.tally.total.fetch_add(1, Ordering::Relaxed);
         if stranger {
             let arrival = self.db.generate_id()?;
@@ -147,7 +148,7 @@ impl Store {
         if n <= 1 {
             self.author_counts.remove(author.as_bytes())?;
         } else {
-            self.author_counts.insert(author.as_bytes(), &(n - 1).to_be_bytes())?;
+            codec::put(&self.author_counts, author.as_bytes(), &AuthorCount(n - 1))?;
         }
         decrement(&self.tally.total);
         Ok(())
@@ -197,18 +198,16 @@ impl Store {
         match &r.kind {
             RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
                 let key = pair_key(&r.author, target);
-                let set_by_it =
-                    self.follows.get(key)?.and_then(|v| parse_follow(&v)).map(|s| s.seq);
-                if set_by_it == Some(r.seq) {
-                    self.follows.remove(key)?;
+                if codec::remove_if_set_by::<FollowValue>(&self.follows, key, r.seq)? {
                     self.followers.remove(pair_key(target, &r.author))?;
                 }
             }
             RecordKind::Profile { .. } => {
-                let set_by_it = self.profiles.get(r.author.as_bytes())?.and_then(|v| u64_at(&v, 0));
-                if set_by_it == Some(r.seq) {
-                    self.profiles.remove(r.author.as_bytes())?;
-                }
+                codec::remove_if_set_by::<ProfileValue>(
+                    &self.profiles,
+                    r.author.as_bytes(),
+                    r.seq,
+                )?;
             }
             _ => {}
         }

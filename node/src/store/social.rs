@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use kith_protocol::{blob::BlobHash, AuthorId, Post, Record, RecordId, RecordKind};
-use serde::{Deserialize, Serialize};
+use bincode::{Decode, Encode};
+use kith_protocol::{blob::BlobHash, AuthorId, Post, RecordId};
 
 use super::{
+    codec::{self, ReactionValue, Value},
     corrupt,
-    keys::{id_suffix, tag_key, time_key, u64_at},
-    BlobOwner, Store, StoreError, StoredRecord,
+    keys::{id_suffix, time_key},
+    Store, StoreError, StoredRecord,
 };
 
 /// One notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Notification {
     /// `reply`, `mention`, `reaction`, `repost`, `follow`, `mutual` or `message`.
     pub kind: String,
@@ -27,8 +28,11 @@ pub struct Notification {
     pub read: bool,
     /// From someone this node's person does not follow (capped while unread, see
     /// [`crate::keep::notify`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stranger: bool,
+}
+
+impl Value for Notification {
+    const WHAT: &'static str = "notification";
 }
 
 /// Most notifications kept; the oldest go first.
@@ -37,7 +41,7 @@ pub const MAX_NOTIFICATIONS: u64 = 10_000;
 /// How many of the latest notifications a new one is compared with to drop a duplicate.
 const NOTIFY_DEDUP_WINDOW: usize = 256;
 
-fn pair(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
+pub(super) fn pair(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
     let mut k = a.to_vec();
     k.extend_from_slice(b);
     k
@@ -51,56 +55,6 @@ pub(crate) fn attachment_blobs(post: &Post) -> impl Iterator<Item = BlobHash> + 
 }
 
 impl Store {
-    /// Indexes the conversation side of a new record (called by `insert`).
-    pub(super) fn index_social(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
-        match &r.kind {
-            RecordKind::Post(post) => {
-                if let Some(parent) = post.reply_to {
-                    let mut key = parent.as_bytes().to_vec();
-                    key.extend_from_slice(&time_key(r.timestamp, id));
-                    self.replies.insert(key, &[])?;
-                }
-                if let Some(at) = post.expires_at {
-                    self.expiry.insert(&time_key(at, id)[..], &[])?;
-                }
-                for hash in attachment_blobs(post) {
-                    self.blob_refs.insert(BlobOwner::Record(*id).key(&hash), &[])?;
-                }
-            }
-            RecordKind::Reaction { target, emoji } => {
-                let key = pair(target.as_bytes(), r.author.as_bytes());
-                let newer = match self.reactions.get(&key)? {
-                    Some(old) => u64_at(&old, 0).is_none_or(|s| s < r.seq),
-                    None => true,
-                };
-                if newer {
-                    let mut v = r.seq.to_be_bytes().to_vec();
-                    v.extend_from_slice(emoji.as_bytes());
-                    self.reactions.insert(key, v)?;
-                }
-            }
-            RecordKind::Repost { target } => {
-                self.by_time.insert(&time_key(r.timestamp, id)[..], r.author.as_bytes())?;
-                self.reposts.insert(pair(target.as_bytes(), r.author.as_bytes()), id.as_bytes())?;
-            }
-            RecordKind::Delete { target } => {
-                // Keyed by target and deleter: a delete counts only against its own
-                // author's record, and nobody else's delete can replace it.
-                self.tombstones
-                    .insert(pair(target.as_bytes(), r.author.as_bytes()), id.as_bytes())?;
-                if let Some(old) = self.get(target)? {
-                    if old.record.author == r.author {
-                        self.erase(&old)?;
-                    }
-                }
-            }
-            RecordKind::Profile { .. }
-            | RecordKind::Follow { .. }
-            | RecordKind::Unfollow { .. } => {}
-        }
-        Ok(())
-    }
-
     /// Whether `id` by `author` was deleted by its author.
     pub(super) fn is_tombstoned(
         &self,
@@ -146,36 +100,7 @@ impl Store {
     pub(super) fn erase(&self, old: &StoredRecord) -> Result<(), StoreError> {
         let r = &old.record;
         let id = &old.id;
-        self.by_time.remove(&time_key(r.timestamp, id)[..])?;
-        for tag in r.tags() {
-            self.by_tag.remove(tag_key(&tag, r.timestamp, id))?;
-        }
-        if let RecordKind::Post(post) = &r.kind {
-            if let Some(parent) = post.reply_to {
-                let mut key = parent.as_bytes().to_vec();
-                key.extend_from_slice(&time_key(r.timestamp, id));
-                self.replies.remove(key)?;
-            }
-            if let Some(at) = post.expires_at {
-                self.expiry.remove(&time_key(at, id)[..])?;
-            }
-            for hash in attachment_blobs(post) {
-                self.blob_refs.remove(BlobOwner::Record(*id).key(&hash))?;
-            }
-        }
-        // A deleted reaction no longer counts (if it is still its author's latest).
-        if let RecordKind::Reaction { target, .. } = &r.kind {
-            let key = pair(target.as_bytes(), r.author.as_bytes());
-            if self.reactions.get(&key)?.is_some_and(|v| u64_at(&v, 0) == Some(r.seq)) {
-                self.reactions.remove(key)?;
-            }
-        }
-        if let RecordKind::Repost { target } = &r.kind {
-            let key = pair(target.as_bytes(), r.author.as_bytes());
-            if self.reposts.get(&key)?.is_some_and(|v| v.as_ref() == id.as_bytes()) {
-                self.reposts.remove(key)?;
-            }
-        }
+        self.unindex(id, r)?;
         if self.records.remove(id.as_bytes())?.is_some() {
             self.count_removed(&r.author)?;
         }
@@ -236,12 +161,11 @@ impl Store {
     /// Reaction counts per emoji on `target` (latest reaction of each person).
     ///
     /// # Errors
-    /// Disk errors.
+    /// Disk errors or damage.
     pub fn reactions(&self, target: &RecordId) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.reactions.scan_prefix(target.as_bytes()) {
-            let (_, v) = item?;
-            let emoji = String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned();
+            let ReactionValue { emoji, .. } = codec::decode(&item?.1)?;
             if !emoji.is_empty() {
                 *out.entry(emoji).or_insert(0) += 1;
             }
@@ -252,16 +176,14 @@ impl Store {
     /// The current reaction of `who` on `target` (empty when withdrawn), if any.
     ///
     /// # Errors
-    /// Disk errors.
+    /// Disk errors or damage.
     pub fn reaction_of(
         &self,
         target: &RecordId,
         who: &AuthorId,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .reactions
-            .get(pair(target.as_bytes(), who.as_bytes()))?
-            .map(|v| String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned()))
+        let key = pair(target.as_bytes(), who.as_bytes());
+        Ok(codec::get::<ReactionValue>(&self.reactions, key)?.map(|r| r.emoji))
     }
 
     /// Stores a notification, unless one of the latest [`NOTIFY_DEDUP_WINDOW`] has the
@@ -275,8 +197,7 @@ impl Store {
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         for item in self.notifications.iter().rev().take(NOTIFY_DEDUP_WINDOW) {
             let (_, value) = item?;
-            let old: Notification =
-                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            let old: Notification = codec::decode(&value)?;
             if old.kind == n.kind && old.from == n.from && old.record == n.record {
                 return Ok(false);
             }
@@ -284,13 +205,11 @@ impl Store {
         let seq = self.db.generate_id()?;
         let mut key = n.timestamp.to_be_bytes().to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
-        let value = serde_json::to_vec(n).map_err(|e| corrupt(&e.to_string()))?;
-        self.notifications.insert(key, value)?;
+        codec::put(&self.notifications, key, n)?;
         self.tally.noted(n.stranger && !n.read, 1);
         while self.tally.notifications() > MAX_NOTIFICATIONS {
             let Some((_, old)) = self.notifications.pop_min()? else { break };
-            let old: Notification =
-                serde_json::from_slice(&old).map_err(|e| corrupt(&e.to_string()))?;
+            let old: Notification = codec::decode(&old)?;
             self.tally.noted(old.stranger && !old.read, -1);
         }
         Ok(true)
@@ -308,13 +227,11 @@ impl Store {
         let mut out = Vec::new();
         for item in self.notifications.iter().rev().take(limit) {
             let (key, value) = item?;
-            let n: Notification =
-                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            let n: Notification = codec::decode(&value)?;
             if mark_read && !n.read {
                 let mut read = n.clone();
                 read.read = true;
-                let v = serde_json::to_vec(&read).map_err(|e| corrupt(&e.to_string()))?;
-                self.notifications.insert(key, v)?;
+                codec::put(&self.notifications, key, &read)?;
                 if n.stranger {
                     self.tally.stranger_read();
                 }
@@ -334,8 +251,7 @@ impl Store {
         let (mut all, mut strangers) = (0, 0);
         for item in self.notifications.iter() {
             let (_, value) = item?;
-            let n: Notification =
-                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            let n: Notification = codec::decode(&value)?;
             all += 1;
             strangers += u64::from(n.stranger && !n.read);
         }
@@ -351,8 +267,7 @@ impl Store {
         let mut n = 0;
         for item in self.notifications.iter() {
             let (_, value) = item?;
-            let note: Notification =
-                serde_json::from_slice(&value).map_err(|e| corrupt(&e.to_string()))?;
+            let note: Notification = codec::decode(&value)?;
             n += u64::from(!note.read);
         }
         Ok(n)

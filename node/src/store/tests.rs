@@ -257,3 +257,4 @@ fn first_format_tombstones_are_upgraded() {
 }
 
 mod fixture;
+mod migration;

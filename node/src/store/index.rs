@@ -1,0 +1,119 @@
+//! The record indexes, described once. [`Store::entries`] lists what a record puts in the
+//! plain indexes; [`Store::index`] writes those entries and sets what the record changes
+//! (follow state, profile, reaction, repost, tombstone), and [`Store::unindex`] removes
+//! the same entries and takes back what the record set, so insert and erase cannot drift.
+//! Both run under the store's writer lock.
+
+use kith_protocol::{Record, RecordId, RecordKind};
+use sled::Tree;
+
+use super::{
+    codec::{self, FollowValue, ProfileValue, ReactionValue},
+    keys::{pair_key, tag_key, time_key},
+    social::{attachment_blobs, pair},
+    BlobOwner, Store, StoreError,
+};
+
+/// One entry a record puts in a plain index.
+pub(super) struct Entry<'a> {
+    tree: &'a Tree,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Store {
+    /// Every plain index entry of a record: `by_time` (posts and reposts: time, id ->
+    /// author), `by_tag` (tag, time, id), `replies` (parent, time, id), `expiry` (expiry
+    /// time, id) and `blob_refs` (each attachment and thumbnail, owned by the record).
+    pub(super) fn entries(&self, id: &RecordId, r: &Record) -> Vec<Entry<'_>> {
+        let mut out = Vec::new();
+        let mut add = |tree, key: Vec<u8>, value: Vec<u8>| out.push(Entry { tree, key, value });
+        if matches!(r.kind, RecordKind::Post(_) | RecordKind::Repost { .. }) {
+            let key = time_key(r.timestamp, id).to_vec();
+            add(&self.by_time, key, r.author.as_bytes().to_vec());
+        }
+        for tag in r.tags() {
+            add(&self.by_tag, tag_key(&tag, r.timestamp, id), Vec::new());
+        }
+        if let RecordKind::Post(post) = &r.kind {
+            if let Some(parent) = post.reply_to {
+                let mut key = parent.as_bytes().to_vec();
+                key.extend_from_slice(&time_key(r.timestamp, id));
+                add(&self.replies, key, Vec::new());
+            }
+            if let Some(at) = post.expires_at {
+                add(&self.expiry, time_key(at, id).to_vec(), Vec::new());
+            }
+            for hash in attachment_blobs(post) {
+                add(&self.blob_refs, BlobOwner::Record(*id).key(&hash), Vec::new());
+            }
+        }
+        out
+    }
+
+    /// Indexes a new record (called by `insert`): its plain entries, and what it sets.
+    pub(super) fn index(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
+        for Entry { tree, key, value } in self.entries(id, r) {
+            tree.insert(key, value)?;
+        }
+        match &r.kind {
+            RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
+                let state =
+                    FollowValue { seq: r.seq, active: matches!(r.kind, RecordKind::Follow { .. }) };
+                codec::put_if_newer(&self.follows, pair_key(&r.author, target), &state, || {
+                    codec::put(&self.followers, pair_key(target, &r.author), &state)
+                })?;
+            }
+            RecordKind::Profile { .. } => {
+                let value = ProfileValue { seq: r.seq, id: *id.as_bytes() };
+                codec::put_if_newer(&self.profiles, r.author.as_bytes(), &value, || {
+                    self.index_profile_name(r)
+                })?;
+            }
+            RecordKind::Reaction { target, emoji } => {
+                let value = ReactionValue { seq: r.seq, emoji: emoji.clone() };
+                let key = pair(target.as_bytes(), r.author.as_bytes());
+                codec::put_if_newer(&self.reactions, key, &value, || Ok(()))?;
+            }
+            RecordKind::Repost { target } => {
+                self.reposts.insert(pair(target.as_bytes(), r.author.as_bytes()), id.as_bytes())?;
+            }
+            RecordKind::Delete { target } => {
+                // Keyed by target and deleter: a delete counts only against its own
+                // author's record, and nobody else's delete can replace it.
+                self.tombstones
+                    .insert(pair(target.as_bytes(), r.author.as_bytes()), id.as_bytes())?;
+                if let Some(old) = self.get(target)? {
+                    if old.record.author == r.author {
+                        self.erase(&old)?;
+                    }
+                }
+            }
+            RecordKind::Post(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Removes a record's plain entries and the reaction or repost it set, if it is
+    /// still its author's latest (called by `erase`). The follow state and profile a
+    /// record set stay (a later record replaces them; eviction removes them).
+    pub(super) fn unindex(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
+        for Entry { tree, key, .. } in self.entries(id, r) {
+            tree.remove(key)?;
+        }
+        match &r.kind {
+            RecordKind::Reaction { target, .. } => {
+                let key = pair(target.as_bytes(), r.author.as_bytes());
+                codec::remove_if_set_by::<ReactionValue>(&self.reactions, key, r.seq)?;
+            }
+            RecordKind::Repost { target } => {
+                let key = pair(target.as_bytes(), r.author.as_bytes());
+                if self.reposts.get(&key)?.is_some_and(|v| v.as_ref() == id.as_bytes()) {
+                    self.reposts.remove(key)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
