@@ -174,6 +174,53 @@ fn security_checks_over_http() {
         r.body
     );
 
+    // The other state changes refuse a wrong CSRF token as well, and change nothing.
+    let form = [
+        ("Host", host),
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let me = alice.id();
+    for (path, fields) in [
+        ("/profile", "name=evil&bio=evil".to_owned()),
+        ("/name", format!("id={me}&petname=evil")),
+        ("/add", "link=kith%3A%2F%2Finvite%2Fx".to_owned()),
+        ("/follow", format!("id={me}&action=follow")),
+    ] {
+        let body = format!("csrf={}&{fields}", "0".repeat(64));
+        assert_eq!(http(&addr, "POST", path, &form, body.as_bytes()).status, 403, "{path}");
+    }
+    assert_eq!(alice.json(&["profile", "show"])["name"], "alice");
+    assert!(alice.lines(&["names"]).is_empty());
+
+    // The people, node and settings pages; the invite's QR code as SVG and PNG, bounded.
+    let r = http(&addr, "GET", "/people", &signed_in, b"");
+    assert_eq!(r.status, 200);
+    let textarea = r.body.split("id=\"invite-link\"").nth(1).unwrap();
+    let link = textarea.split(">kith://invite/").nth(1).unwrap().split('<').next().unwrap();
+    assert!(link.len() > 40, "{link}");
+    let qr = format!("/qr.svg?text=kith%3A%2F%2Finvite%2F{link}");
+    assert!(r.body.contains(&qr.replace('&', "&#38;")), "no QR code of the link");
+    let r = http(&addr, "GET", &qr, &signed_in, b"");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/svg+xml")));
+    assert!(r.body.contains("<svg") && !r.body.contains("<script"), "{}", r.body);
+    let r = http(&addr, "GET", &qr.replace(".svg", ".png"), &signed_in, b"");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/png")));
+    let r = http(&addr, "GET", &format!("/qr.svg?text={}", "a".repeat(2000)), &signed_in, b"");
+    assert_eq!(r.status, 400);
+    assert_eq!(http(&addr, "GET", &qr, &[("Host", host)], b"").status, 401);
+    let r = http(&addr, "GET", "/node", &signed_in, b"");
+    assert!(r.status == 200 && r.body.contains("on disk"), "{}", r.body);
+    let r = http(&addr, "GET", "/settings", &signed_in, b"");
+    assert!(r.status == 200 && r.body.contains("value=\"alice\""), "{}", r.body);
+    let body = format!("csrf={csrf}&name=alice&bio=%3Cscript%3Ebio%3C%2Fscript%3E");
+    let r = http(&addr, "POST", "/profile", &form, body.as_bytes());
+    assert_eq!((r.status, r.header("location")), (303, Some("/settings?saved=1")));
+    assert_eq!(alice.json(&["profile", "show"])["bio"], "<script>bio</script>");
+    let r = http(&addr, "GET", &format!("/person/{me}"), &signed_in, b"");
+    assert!(r.body.contains("&#60;script&#62;bio"), "{}", r.body);
+
     // Signing out ends the session.
     let out = [
         ("Host", host),
@@ -298,6 +345,7 @@ fn in_a_real_browser() {
     let alice = daemon("Alice");
     let bob = daemon("Bob");
     let carol = daemon("Carol");
+    let dave = daemon("Dave");
     befriend(&alice, &bob, DEADLINE);
     assert_eq!(carol.json(&["dial", &alice.addr()])["ok"], true);
     bob.json(&["profile", "set", "--bio", "Walks, bikes and #p2p. Usually up early."]);
@@ -321,8 +369,10 @@ fn in_a_real_browser() {
     }
     let config = serde_json::json!({
         "kith": kith_tests::cli::kith_bin(),
-        "homes": { "alice": alice.home(), "bob": bob.home(), "carol": carol.home() },
-        "ids": { "alice": alice.id(), "bob": bob.id(), "carol": carol.id() },
+        "homes": {
+            "alice": alice.home(), "bob": bob.home(), "carol": carol.home(), "dave": dave.home()
+        },
+        "ids": { "alice": alice.id(), "bob": bob.id(), "carol": carol.id(), "dave": dave.id() },
         "screenshots": screenshots,
     });
     let out = Command::new("/usr/bin/python3")

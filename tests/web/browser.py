@@ -357,6 +357,66 @@ def main():
         assert d.execute_script("return window.kithNoReload") == "notifications", "reloaded"
         p.shot("notifications")
 
+        step("add someone by their invite link, with a petname")
+        link = kith("dave", "invite")[0]["link"]
+        d.get(f"{origin}/people")
+        p.wait("your own invite link", lambda: d.find_element(By.ID, "invite-link")
+               .get_attribute("value").startswith("kith://invite/"))
+        p.wait("its QR code", lambda: d.execute_script(
+            "var i = document.getElementById('invite-qr'); return i.complete && i.naturalWidth"))
+        d.find_element(By.ID, "add-link").send_keys(link)
+        d.find_element(By.ID, "add-petname").send_keys("davy")
+        d.find_element(By.CSS_SELECTOR, "#add-form button[type=submit]").click()
+        p.wait("dave's page under the petname", lambda: d.title.startswith("davy"))
+        # Dave's profile arrives with the first sync after connecting: look again until then.
+        eventually("dave's own name beside the petname",
+                   lambda: d.refresh() or "they call themselves Dave" in p.text())
+        assert any(f["id"] == ids["dave"] for f in kith("alice", "following"))
+        assert any(n["petname"] == "davy" and n["id"] == ids["dave"] for n in kith("alice", "names"))
+        d.get(f"{origin}/people")
+        following = d.find_element(By.ID, "following").text
+        assert "davy" in following and "Bob" in following and "mutual" in following, following
+        assert "Carol" in d.find_element(By.ID, "followers").text
+        p.shot("people")
+        step("a refused invite link says why")
+        d.find_element(By.ID, "add-link").send_keys(link[:-8])
+        d.find_element(By.CSS_SELECTOR, "#add-form button[type=submit]").click()
+        p.wait("the reason", lambda: d.find_elements(By.CSS_SELECTOR, "#add-form ~ .error"))
+
+        step("a petname given on a person's page is shown wherever the name was")
+        d.get(f"{origin}/person/{ids['bob']}")
+        d.find_element(By.CSS_SELECTOR, "details.petname summary").click()
+        d.find_element(By.ID, "petname-input").send_keys("bobby")
+        d.find_element(By.CSS_SELECTOR, "#petname-form button[type=submit]").click()
+        p.wait_text("they call themselves Bob")
+        assert d.title.startswith("bobby"), d.title
+        d.get(f"{origin}/")
+        p.wait("bob's post under the petname",
+               lambda: "bobby" in p.card("Morning! Anyone up for a walk").text)
+        d.get(f"{origin}/messages")
+        p.wait_text("bobby")
+
+        step("the node page: peers, reachability, store")
+        d.get(f"{origin}/node")
+        p.wait("connected peers drawn", lambda: d.find_elements(By.CSS_SELECTOR, "svg circle.peer"))
+        assert "bobby" in d.find_element(By.ID, "peers").text
+        assert "on disk" in d.find_element(By.ID, "store-size").text
+        p.shot("node")
+        p.shot("node-phone-dark", dark=True, phone=True)
+
+        step("settings: the profile, published")
+        d.get(f"{origin}/settings")
+        bio = d.find_element(By.ID, "profile-bio")
+        bio.clear()
+        bio.send_keys("Trying kith in a browser")
+        d.find_element(By.CSS_SELECTOR, "#profile-form button[type=submit]").click()
+        p.wait("saved", lambda: d.find_elements(By.ID, "profile-saved"))
+        assert kith("alice", "profile", "show")[0]["bio"] == "Trying kith in a browser"
+        eventually("the new bio at bob", lambda: kith("bob", "profile", "show", ids["alice"])[0]
+                   .get("bio") == "Trying kith in a browser")
+        assert "bobby" in d.find_element(By.ID, "petnames").text
+        p.shot("settings")
+
         step("a hashtag page")
         d.get(f"{origin}/tag/kith")
         p.card(live)

@@ -514,6 +514,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Bytes the store takes on disk (sled's own estimate).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// Record, post and flag counts.
     pub fn counts(&self) -> Counts {
         Counts {

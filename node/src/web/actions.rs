@@ -29,7 +29,7 @@ fn is_htmx(headers: &HeaderMap) -> bool {
 }
 
 /// Where a plain form post goes back to: a path on this server, else the home page.
-fn back(to: Option<&str>) -> Redirect {
+pub(super) fn back(to: Option<&str>) -> Redirect {
     match to {
         Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
             Redirect::to(path)

@@ -16,7 +16,7 @@ use super::{
     auth::Session,
     files::{self, Upload},
     pages::{html, problem, Chrome},
-    view::{clean, When, Who},
+    view::{clean, Names, When, Who},
     State as Shared,
 };
 use crate::{
@@ -104,10 +104,11 @@ pub(super) async fn inbox(
         _ => Vec::new(),
     };
     let now = now_ms();
-    let rows: Vec<InboxRow> = conversations
-        .iter()
-        .map(|c| InboxRow {
-            who: Who::new(&c.peer, c.name.as_deref()),
+    let mut names = Names::new(&state.node);
+    let mut rows = Vec::with_capacity(conversations.len());
+    for c in &conversations {
+        rows.push(InboxRow {
+            who: names.named(&c.peer, c.name.as_deref()).await,
             // A message of files only has no text to show.
             last: if c.last_text.trim().is_empty() {
                 "📎 files".to_owned()
@@ -116,16 +117,14 @@ pub(super) async fn inbox(
             },
             when: When::at(c.timestamp, now),
             unread: c.unread,
-        })
-        .collect();
-    let others = match state.node.handle(Request::Following).await {
-        Reply::Follows { entries } => entries
-            .iter()
-            .filter(|e| e.mutual && !rows.iter().any(|r| r.who.id == e.id))
-            .map(|e| Who::new(&e.id, e.name.as_deref()))
-            .collect(),
-        _ => Vec::new(),
-    };
+        });
+    }
+    let mut others = Vec::new();
+    if let Reply::Follows { entries } = state.node.handle(Request::Following).await {
+        for e in entries.iter().filter(|e| e.mutual && !rows.iter().any(|r| r.who.id == e.id)) {
+            others.push(names.named(&e.id, e.name.as_deref()).await);
+        }
+    }
     html(StatusCode::OK, &Inbox { chrome, rows, others })
 }
 
@@ -159,7 +158,7 @@ pub(super) async fn conversation(
     let chrome = chrome.live_chat(format!("/events?chat={}", profile.id));
     match chat_messages(&state, &profile.id).await {
         Ok(messages) => {
-            let who = Who::new(&profile.id, profile.name.as_deref());
+            let who = Names::new(&state.node).named(&profile.id, profile.name.as_deref()).await;
             html(StatusCode::OK, &Chat { chrome, who, messages, mutual })
         }
         Err(e) => problem(chrome, StatusCode::NOT_FOUND, "Cannot open this conversation", &e),

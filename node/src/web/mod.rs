@@ -30,8 +30,11 @@ mod auth;
 mod files;
 mod live;
 mod messages;
+mod node_page;
 mod notes;
 mod pages;
+mod people;
+mod settings;
 mod view;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc};
@@ -219,6 +222,14 @@ fn router(state: Arc<State>) -> Router {
         )
         .route("/notifications", get(notes::list))
         .route("/badges", get(notes::badges))
+        .route("/people", get(people::list))
+        .route("/add", post(people::add))
+        .route("/qr.svg", get(people::qr_svg))
+        .route("/qr.png", get(people::qr_png))
+        .route("/node", get(node_page::show))
+        .route("/settings", get(settings::show))
+        .route("/profile", post(settings::profile))
+        .route("/name", post(settings::name))
         .route("/events", get(live::events))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))

@@ -244,7 +244,7 @@ impl PersonHead {
         let follows_me = listed(state.node.handle(Request::Followers).await).is_some();
         Ok(Self {
             me: profile.id == state.node.id().to_string(),
-            who: Who::new(&profile.id, profile.name.as_deref()),
+            who: Names::new(&state.node).named(&profile.id, profile.name.as_deref()).await,
             bio: view::clean(profile.bio.as_deref().unwrap_or_default()),
             following: following.is_some(),
             follows_me,

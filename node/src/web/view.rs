@@ -26,19 +26,39 @@ pub(super) fn id_tail(id: &str) -> &str {
     id.get(id.len().saturating_sub(ID_TAIL)..).unwrap_or(id)
 }
 
-/// A person as pages show them: a name when one is known, and always the id's tail.
+/// A person as pages show them: your petname for them, else the name they gave
+/// themselves, when one is known; and always the id's tail.
 #[derive(Debug, Clone)]
 pub(super) struct Who {
     pub(super) id: String,
-    /// The name to show (cleaned), or `None`.
+    /// The name to show (cleaned): the petname when there is one; or `None`.
     pub(super) name: Option<String>,
+    /// Whether `name` is your petname for them.
+    pub(super) petname: bool,
+    /// The name they gave themselves, when a petname is shown instead (cleaned).
+    pub(super) calls: Option<String>,
     pub(super) tail: String,
+}
+
+/// A name from the network or the store as it may be shown, or `None` when nothing is
+/// left of it.
+fn shown_name(name: &str) -> Option<String> {
+    Some(text::name(name).trim().to_owned()).filter(|n| !n.is_empty())
 }
 
 impl Who {
     pub(super) fn new(id: &str, name: Option<&str>) -> Self {
-        let name = name.map(|n| text::name(n).trim().to_owned()).filter(|n| !n.is_empty());
-        Self { id: id.to_owned(), tail: id_tail(id).to_owned(), name }
+        let name = name.and_then(shown_name);
+        Self { id: id.to_owned(), tail: id_tail(id).to_owned(), name, petname: false, calls: None }
+    }
+
+    /// `id` with their profile `name` and your `petname` for them (shown first).
+    pub(super) fn named(id: &str, name: Option<&str>, petname: Option<&str>) -> Self {
+        let who = Self::new(id, name);
+        match petname.and_then(shown_name) {
+            Some(petname) => Self { calls: who.name, name: Some(petname), petname: true, ..who },
+            None => who,
+        }
     }
 
     /// The name, or `…tail` when none is known (for titles and labels).
@@ -48,17 +68,35 @@ impl Who {
             None => format!("…{}", self.tail),
         }
     }
+
+    /// A hover text: what they call themselves when a petname is shown, and their id.
+    pub(super) fn hover(&self) -> String {
+        match (&self.calls, self.petname) {
+            (Some(calls), true) => format!("your petname; calls themselves {calls} · {}", self.id),
+            (None, true) => format!("your petname · {}", self.id),
+            _ => self.id.clone(),
+        }
+    }
 }
 
-/// Names of people, asked of the node once per page.
+/// Every petname, asked of the node: id to petname.
+pub(super) async fn petnames(node: &Node) -> HashMap<String, String> {
+    match node.handle(Request::Names).await {
+        Response::Names { entries } => entries.into_iter().map(|e| (e.id, e.petname)).collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// Names of people (petnames and profile names), asked of the node once per page.
 pub(super) struct Names<'n> {
     node: &'n Node,
     known: HashMap<String, Option<String>>,
+    petnames: Option<HashMap<String, String>>,
 }
 
 impl<'n> Names<'n> {
     pub(super) fn new(node: &'n Node) -> Self {
-        Self { node, known: HashMap::new() }
+        Self { node, known: HashMap::new(), petnames: None }
     }
 
     /// Remembers a name the API already gave.
@@ -68,16 +106,34 @@ impl<'n> Names<'n> {
         }
     }
 
-    pub(super) async fn who(&mut self, id: &str) -> Who {
-        if let Some(name) = self.known.get(id) {
-            return Who::new(id, name.as_deref());
+    /// `id` with the profile name the API gave (`name`) and its petname.
+    pub(super) async fn named(&mut self, id: &str, name: Option<&str>) -> Who {
+        self.note(id, name);
+        self.who(id).await
+    }
+
+    async fn petname(&mut self, id: &str) -> Option<String> {
+        if self.petnames.is_none() {
+            self.petnames = Some(petnames(self.node).await);
         }
-        let name = match self.node.handle(Request::ProfileShow { id: Some(id.to_owned()) }).await {
-            Response::Profile(p) => p.name,
-            _ => None,
+        self.petnames.as_ref().and_then(|p| p.get(id)).cloned()
+    }
+
+    pub(super) async fn who(&mut self, id: &str) -> Who {
+        let petname = self.petname(id).await;
+        let name = match self.known.get(id) {
+            Some(name) => name.clone(),
+            None => {
+                let request = Request::ProfileShow { id: Some(id.to_owned()) };
+                let name = match self.node.handle(request).await {
+                    Response::Profile(p) => p.name,
+                    _ => None,
+                };
+                self.known.insert(id.to_owned(), name.clone());
+                name
+            }
         };
-        self.known.insert(id.to_owned(), name.clone());
-        Who::new(id, name.as_deref())
+        Who::named(id, name.as_deref(), petname.as_deref())
     }
 }
 
@@ -340,6 +396,11 @@ mod tests {
         assert_eq!(who.name.as_deref(), Some("ali<U+200B>ce"));
         assert_eq!(who.tail, "abcdef");
         assert_eq!(Who::new("x", Some("\u{1b}[2J")).label(), "…x");
+        let named = Who::named("12D3KooWabcdef", Some("Alice"), Some("ally"));
+        assert_eq!((named.label(), named.calls.as_deref()), ("ally".into(), Some("Alice")));
+        assert!(named.hover().contains("calls themselves Alice"));
+        let blank = Who::named("12D3KooWabcdef", Some("Alice"), Some(" "));
+        assert_eq!((blank.label(), blank.petname), ("Alice".into(), false));
     }
 
     #[test]
