@@ -123,7 +123,7 @@ pub(super) async fn show(
     let chrome = Chrome::new(&state, &session, "node");
     let s = match state.node.handle(Request::Status).await {
         Reply::Status(s) => *s,
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             let status = StatusCode::INTERNAL_SERVER_ERROR;
             return problem(chrome, status, "Cannot read the node's state", &message);
         }

@@ -84,7 +84,7 @@ async fn invite(state: &Shared) -> Result<InviteView, String> {
                 link,
             })
         }
-        Reply::Error { message } => Err(clean(&message)),
+        Reply::Error { message, .. } => Err(clean(&message)),
         other => Err(format!("unexpected reply {other:?}")),
     }
 }
@@ -129,7 +129,7 @@ pub(super) async fn add(
     let request = Request::Add { link, petname: petname.map(str::to_owned) };
     match state.node.handle(request).await {
         Reply::Added { id, .. } => Redirect::to(&format!("/person/{id}")).into_response(),
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             let page = page(&state, &session, form, Some(message)).await;
             html(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }

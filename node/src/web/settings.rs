@@ -116,7 +116,7 @@ pub(super) async fn profile(
         return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     match state.node.handle(Request::ProfileSet { name: Some(name), bio: Some(bio) }).await {
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             let page = page(&state, &session, false, Some(message)).await;
             html(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
@@ -141,7 +141,7 @@ pub(super) async fn name(
     let petname = form.petname.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let request = Request::Name { id: form.id.clone(), petname: petname.map(str::to_owned) };
     match state.node.handle(request).await {
-        Reply::Error { message } => {
+        Reply::Error { message, .. } => {
             let chrome = Chrome::new(&state, &session, "");
             problem(chrome, StatusCode::UNPROCESSABLE_ENTITY, "Petname not changed", &message)
         }
