@@ -121,6 +121,7 @@ pub fn import(store: &Store, bytes: &[u8], now_ms: u64) -> Result<Outcome, Store
 pub fn check(bytes: &[u8], topic: Option<&str>, now_ms: u64) -> Result<VerifiedRecord, String> {
     let record = VerifiedRecord::from_bytes(bytes).map_err(|e| e.to_string())?;
     record.record().check_time(now_ms).map_err(|e| e.to_string())?;
+    record.record().check_mentions().map_err(|e| e.to_string())?;
     if let Some(name) = topic {
         match Topic::parse(name) {
             Some(Topic::Tag(tag)) => {
@@ -220,8 +221,27 @@ fn facts<'a>(
     Ok(facts)
 }
 
+/// Why a record does not fit the author's log as stored: its `prev` is not the id of
+/// the stored record before it, or it is dated before that record.
+fn out_of_chain(store: &Store, record: &VerifiedRecord) -> Result<Option<String>, StoreError> {
+    let r = record.record();
+    let (Some(prev), Some(before)) = (r.prev, r.seq.checked_sub(1)) else { return Ok(None) };
+    let Some(stored) = store.log_at(&r.author, before)? else { return Ok(None) };
+    if stored != prev {
+        return Ok(Some(format!("prev is not the stored record at seq {before}")));
+    }
+    match store.get(&stored)? {
+        Some(p) if r.timestamp < p.record.timestamp => Ok(Some(format!(
+            "dated {} ms before the author's record at seq {before}",
+            p.record.timestamp - r.timestamp
+        ))),
+        _ => Ok(None),
+    }
+}
+
 /// Why a valid record is not stored whatever the keep decision says: a blocked author,
-/// an expired post, a repost of something that is not a post.
+/// a record that does not fit the author's stored log, an expired post, a repost of
+/// something that is not a post.
 fn refused(
     store: &Store,
     record: &VerifiedRecord,
@@ -229,6 +249,9 @@ fn refused(
 ) -> Result<Option<Outcome>, StoreError> {
     if store.moderation(&record.record().author)?.blocked {
         return Ok(Some(Outcome::Gone));
+    }
+    if let Some(reason) = out_of_chain(store, record)? {
+        return Ok(Some(Outcome::Invalid(reason)));
     }
     match &record.record().kind {
         RecordKind::Post(post) if post.expires_at.is_some_and(|at| at <= now_ms) => {

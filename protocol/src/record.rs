@@ -200,6 +200,9 @@ pub enum FieldError {
     /// More mentions than allowed.
     #[error("too many mentions")]
     TooManyMentions,
+    /// A mention that is not an `@<peer-id>` word of the text.
+    #[error("mentions {0}, who is not @mentioned in the text")]
+    MentionNotInText(AuthorId),
     /// Following or unfollowing oneself.
     #[error("cannot follow or unfollow oneself")]
     SelfFollow,
@@ -290,6 +293,24 @@ impl Record {
             return Err(FieldError::FromTheFuture { timestamp: self.timestamp, now: now_ms });
         }
         Ok(())
+    }
+
+    /// Checks that every person a post mentions is an `@<peer-id>` word of its text
+    /// ([`crate::mentions::extract_mentions`]): a mention the reader cannot see would
+    /// still notify the person and make their node keep the post.
+    ///
+    /// # Errors
+    /// [`FieldError::MentionNotInText`] with the first hidden mention.
+    pub fn check_mentions(&self) -> Result<(), FieldError> {
+        let RecordKind::Post(post) = &self.kind else { return Ok(()) };
+        if post.mentions.is_empty() {
+            return Ok(());
+        }
+        let written = crate::mentions::extract_mentions(&post.text);
+        match post.mentions.iter().find(|m| !written.contains(m)) {
+            Some(hidden) => Err(FieldError::MentionNotInText(*hidden)),
+            None => Ok(()),
+        }
     }
 
     /// The hashtags of a post (empty for other kinds).

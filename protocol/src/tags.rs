@@ -2,11 +2,15 @@
 //!
 //! A hashtag is `#` followed by Unicode letters, digits and `_`, starting where a word may
 //! start (not right after a letter, digit, `_` or `#`), with at least one character that is
-//! not a digit, and at most [`MAX_TAG_CHARS`] characters. Tags are compared in lower case,
-//! so `#Rust` and `#rust` are one tag. A post yields at most [`MAX_TAGS_PER_POST`] distinct
-//! tags, in order of first appearance.
+//! not a digit, and at most [`MAX_TAG_CHARS`] characters. Text is NFKC-normalised before
+//! tags are read, and tags are compared in lower case (then NFKC again), so `#Rust`,
+//! `#rust` and `#ｒｕｓｔ` (full-width letters) are one tag, and so are `#café` written with
+//! one character or with `e` and a combining accent. A post yields at most
+//! [`MAX_TAGS_PER_POST`] distinct tags, in order of first appearance.
 
-use std::{fmt, str::FromStr};
+use std::{borrow::Cow, fmt, str::FromStr};
+
+use icu_normalizer::ComposingNormalizerBorrowed;
 
 use thiserror::Error;
 
@@ -33,6 +37,11 @@ pub enum TagError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(String);
 
+/// `text` in Normalization Form KC, with the tables of the pinned `icu_normalizer`.
+fn nfkc(text: &str) -> Cow<'_, str> {
+    ComposingNormalizerBorrowed::new_nfkc().normalize(text)
+}
+
 fn is_tag_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -43,7 +52,8 @@ impl Tag {
     /// # Errors
     /// See [`TagError`].
     pub fn parse(text: &str) -> Result<Self, TagError> {
-        let body = text.strip_prefix('#').unwrap_or(text);
+        let text = nfkc(text);
+        let body = text.strip_prefix('#').unwrap_or(&text);
         if body.is_empty() {
             return Err(TagError::Empty);
         }
@@ -61,7 +71,7 @@ impl Tag {
         if word.chars().all(|c| c.is_numeric()) {
             return Err(TagError::OnlyDigits);
         }
-        let lower = word.to_lowercase();
+        let lower = nfkc(&word.to_lowercase()).into_owned();
         // Lower-casing can lengthen a few characters (`İ` becomes `i` + a combining dot);
         // the normalised form must still be a tag by the same rules.
         if lower.chars().count() > MAX_TAG_CHARS {
@@ -102,6 +112,8 @@ impl FromStr for Tag {
 /// The distinct hashtags of a post's text, in order of first appearance, at most
 /// [`MAX_TAGS_PER_POST`]. Words that are not valid tags are skipped.
 pub fn extract_tags(text: &str) -> Vec<Tag> {
+    let text = nfkc(text);
+    let text = text.as_ref();
     let mut tags: Vec<Tag> = Vec::new();
     let mut prev: Option<char> = None;
     let mut chars = text.char_indices().peekable();
@@ -154,6 +166,20 @@ mod tests {
     #[test]
     fn unicode_letters() {
         assert_eq!(strs("#Ünïcode #日本語 #café_2"), ["ünïcode", "日本語", "café_2"]);
+    }
+
+    /// Issue #13 item 12: one tag however its letters are encoded. Before NFKC, `#ｒｕｓｔ`
+    /// was a tag of its own and `#cafe` + U+0301 stopped at the accent (`#cafe`).
+    #[test]
+    fn compatibility_and_decomposed_forms_are_one_tag() {
+        assert_eq!(strs("#ｒｕｓｔ #Ｒｕｓｔ"), ["rust"]);
+        assert_eq!(strs("#cafe\u{301} #caf\u{e9}"), ["caf\u{e9}"]);
+        assert_eq!(Tag::parse("#cafe\u{301}"), Tag::parse("café"));
+        assert_eq!(Tag::parse("ｒｕｓｔ"), Tag::parse("rust"));
+        // Ligatures and circled letters are compatibility forms too.
+        assert_eq!(strs("#ﬁsh"), ["fish"]);
+        // A full-width number sign starts a tag like `#`.
+        assert_eq!(strs("\u{ff03}kith"), ["kith"]);
     }
 
     #[test]

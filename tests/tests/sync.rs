@@ -222,18 +222,15 @@ fn count(log: &ServedLog, kind: Served) -> u64 {
     log.lock().unwrap().iter().filter(|s| **s == kind).count() as u64
 }
 
-/// A libp2p peer that speaks only `/kith/sync/1` and answers queries with what `answer`
-/// returns (raw frame bytes, not necessarily a valid response). Returns its address and
-/// the log of its answers.
-async fn hostile_peer(
-    mut answer: impl FnMut(Query) -> (Served, Vec<u8>) + Send + 'static,
-) -> (Multiaddr, ServedLog, tokio::task::JoinHandle<()>) {
-    // It may write frames far over the honest limit; the honest reader must refuse them.
-    let codec = FrameCodec::new(MAX_SYNC_REQUEST_BYTES, 4 * MAX_SYNC_RESPONSE_BYTES);
+/// A bare libp2p swarm serving `/kith/sync/1` on a loopback port, and its address.
+async fn sync_server(
+    codec: FrameCodec,
+    config: request_response::Config,
+) -> (libp2p::Swarm<request_response::Behaviour<FrameCodec>>, Multiaddr) {
     let behaviour = request_response::Behaviour::with_codec(
         codec,
         [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],
-        request_response::Config::default(),
+        config,
     );
     let mut swarm = SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -241,7 +238,7 @@ async fn hostile_peer(
         .unwrap()
         .with_behaviour(|_| behaviour)
         .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
         .build();
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
     let addr = tokio::time::timeout(DEADLINE, async {
@@ -252,8 +249,20 @@ async fn hostile_peer(
         }
     })
     .await
-    .expect("hostile peer listening");
+    .expect("a sync server listening");
     let addr = addr.with_p2p(*swarm.local_peer_id()).unwrap();
+    (swarm, addr)
+}
+
+/// A libp2p peer that speaks only `/kith/sync/1` and answers queries with what `answer`
+/// returns (raw frame bytes, not necessarily a valid response). Returns its address and
+/// the log of its answers.
+async fn hostile_peer(
+    mut answer: impl FnMut(Query) -> (Served, Vec<u8>) + Send + 'static,
+) -> (Multiaddr, ServedLog, tokio::task::JoinHandle<()>) {
+    // It may write frames far over the honest limit; the honest reader must refuse them.
+    let codec = FrameCodec::new(MAX_SYNC_REQUEST_BYTES, 4 * MAX_SYNC_RESPONSE_BYTES);
+    let (mut swarm, addr) = sync_server(codec, request_response::Config::default()).await;
     let log = ServedLog::default();
     let served = log.clone();
     let task = tokio::spawn(async move {
@@ -537,5 +546,197 @@ async fn sync_request_reports_fetched_and_peers() {
     assert!(status.sync.rounds >= 3);
     for n in [a, b, c] {
         n.stop().await;
+    }
+}
+
+/// A libp2p client of `/kith/sync/1` with the identity `key`: sends queries, collects
+/// the answers.
+struct SyncClient {
+    swarm: libp2p::Swarm<request_response::Behaviour<FrameCodec>>,
+}
+
+/// What a burst of queries got.
+#[derive(Debug, Default)]
+struct Answers {
+    /// Sizes of the answers (frame bytes) and their record counts.
+    answered: Vec<(usize, usize)>,
+    /// Queries that failed (refused or unanswered).
+    failed: usize,
+    /// From the first query sent to the last answer or failure.
+    elapsed: Duration,
+}
+
+impl SyncClient {
+    async fn connect(key: libp2p::identity::Keypair, to: &Multiaddr) -> Self {
+        let codec = FrameCodec::new(MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES);
+        let behaviour = request_response::Behaviour::with_codec(
+            codec,
+            [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Outbound)],
+            request_response::Config::default().with_max_concurrent_streams(1024),
+        );
+        let mut swarm = SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| behaviour)
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        swarm.dial(to.clone()).unwrap();
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the sync client connects");
+        Self { swarm }
+    }
+
+    /// Sends `n` copies of `query` at once to `peer` and waits for every answer.
+    async fn ask(&mut self, peer: libp2p::PeerId, query: Query, n: usize) -> Answers {
+        let bytes = SyncRequest { query }.to_bytes().unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            self.swarm.behaviour_mut().send_request(&peer, bytes.clone());
+        }
+        let mut out = Answers::default();
+        tokio::time::timeout(DEADLINE * 3, async {
+            while out.answered.len() + out.failed < n {
+                match self.swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    }) => {
+                        let records = SyncResponse::from_bytes(&response).unwrap().records.len();
+                        out.answered.push((response.len(), records));
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                        out.failed += 1;
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("every query answered or failed");
+        out.elapsed = start.elapsed();
+        out
+    }
+}
+
+/// Issue #13 item 6. A stranger's flood of 44-byte author queries: each answer is a
+/// stranger's small page, and all answers together stay within the node's serving
+/// budget; a friend asking meanwhile still gets a full page. Before the fix every query
+/// got up to 1 MiB (179 MiB in 1.2 s from one peer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_flood_from_a_stranger_is_served_within_the_budget() {
+    use kith_node::node::{
+        SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
+    };
+    let h = TestNode::start("served").await;
+    // 300 posts of ~3 KB by X: a friend's page is 256 records or 1 MiB.
+    let x = Keypair::from_secret_bytes(&[0x61; 32]);
+    let filler = "x".repeat(3000);
+    for record in signed_log(&x, 300, |seq| format!("{seq} {filler}")) {
+        assert!(matches!(h.ingest(record.bytes()), Outcome::New(_)));
+    }
+    let friend_key = libp2p::identity::Keypair::generate_ed25519();
+    let friend_id = AuthorId::from_peer_id(&friend_key.public().to_peer_id()).unwrap();
+    h.follow_id(&friend_id).await;
+    let h_peer = h.id().to_peer_id().unwrap();
+    let query = Query::Author { author: x.id(), after: 0 };
+    assert!(SyncRequest { query: query.clone() }.to_bytes().unwrap().len() < 64);
+
+    let mut stranger =
+        SyncClient::connect(libp2p::identity::Keypair::generate_ed25519(), &h.addr()).await;
+    let mut friend = SyncClient::connect(friend_key, &h.addr()).await;
+    let flood = tokio::spawn(async move { stranger.ask(h_peer, query, 400).await });
+    let query = Query::Author { author: x.id(), after: 0 };
+    let friends = friend.ask(h_peer, query, 1).await;
+    let flood = flood.await.unwrap();
+
+    let served: usize = flood.answered.iter().map(|a| a.0).sum();
+    let budget = SERVE_BURST_BYTES + SERVE_BYTES_PER_SEC * flood.elapsed.as_secs_f64();
+    println!(
+        "400 queries from a stranger: {} answered, {} refused, {served} bytes in {:?} \
+         ({:.0} bytes/s; budget {budget:.0} bytes); the friend's page: {:?}",
+        flood.answered.len(),
+        flood.failed,
+        flood.elapsed,
+        served as f64 / flood.elapsed.as_secs_f64(),
+        friends.answered,
+    );
+    assert!(!flood.answered.is_empty(), "a stranger is still served a little");
+    for (bytes, records) in &flood.answered {
+        assert!(*bytes <= STRANGER_PAGE_BYTES && *records <= STRANGER_PAGE_RECORDS);
+    }
+    assert!(served as f64 <= budget, "{served} bytes served, over the budget");
+    let [(_, records)] = friends.answered[..] else { panic!("the friend's query failed") };
+    assert!(records > STRANGER_PAGE_RECORDS, "a friend gets a full page: {records} records");
+}
+
+/// A libp2p peer that speaks `/kith/sync/1` and never answers (it keeps every request
+/// open). Returns its address and how many requests it holds.
+async fn silent_peer() -> (Multiaddr, Arc<Mutex<usize>>, tokio::task::JoinHandle<()>) {
+    let codec = FrameCodec::new(MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES);
+    let config = request_response::Config::default().with_request_timeout(Duration::from_secs(600));
+    let (mut swarm, addr) = sync_server(codec, config).await;
+    let held = Arc::new(Mutex::new(0));
+    let count = held.clone();
+    let task = tokio::spawn(async move {
+        let mut channels = Vec::new();
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = swarm.select_next_some().await
+            {
+                channels.push(channel);
+                *count.lock().unwrap() += 1;
+            }
+        }
+    });
+    (addr, held, task)
+}
+
+/// Issue #13 item 6. Four connected peers that never answer a sync question do not hold
+/// up the sync of a friend's post: strangers get no place a friend waits for, and a
+/// peer that leaves a question unanswered is asked nothing more. Before the fix the four
+/// held every sync place, one 10 s request timeout per followed author each (0.1 s
+/// became 39 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_do_not_stall_a_friends_sync() {
+    let h = TestNode::start("stalled").await;
+    let f = TestNode::start("friend").await;
+    h.follow(&f).await;
+    // More followed authors: more questions a silent peer leaves unanswered.
+    for i in 0..3u8 {
+        h.follow_id(&Keypair::from_secret_bytes(&[0x70 + i; 32]).id()).await;
+    }
+    let post = f.post("written while H was away").await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        let (addr, held, task) = silent_peer().await;
+        h.dial_addr(&addr).await;
+        silent.push((held, task));
+    }
+    eventually(DEADLINE, "H to ask the silent peers", || async {
+        let asked = silent.iter().filter(|(held, _)| *held.lock().unwrap() > 0).count();
+        (asked >= 2).then_some(())
+    })
+    .await;
+    let start = std::time::Instant::now();
+    h.dial(&f).await;
+    h.wait_record(&post).await;
+    println!("H synced F's post in {:?} with four silent peers connected", start.elapsed());
+    for (_, task) in silent {
+        task.abort();
     }
 }

@@ -1,6 +1,6 @@
 //! Ingest: outcomes, batches, and what reaches the keep decision.
 
-use kith_protocol::{limits::MAX_FUTURE_SKEW_MS, Keypair, Tag, Topic};
+use kith_protocol::{limits::MAX_FUTURE_SKEW_MS, Keypair, Post, RecordId, Tag, Topic};
 
 use crate::keep::Came;
 
@@ -187,4 +187,56 @@ fn decisions() {
     let fork = post(&kp, now, "other #rust");
     assert_eq!(ingest(&store, &admission, fork.bytes(), None, now).unwrap(), Outcome::Fork);
     assert!(store.is_flagged(&kp.id()).unwrap());
+}
+
+/// Issue #13 item 12. A record must fit its author's log as stored: `prev` names the
+/// stored record before it, and it is not dated before that record. Before the fix both
+/// were stored (a second history hung off any seq, backdated under older posts).
+#[test]
+fn a_record_that_does_not_fit_the_stored_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kp = Keypair::from_secret_bytes(&[0x31; 32]);
+    let admission = following(&store, &[&kp]);
+    let take = |r: &VerifiedRecord| ingest(&store, &admission, r.bytes(), None, 1_000).unwrap();
+    let first = crate::store::tests::post(&kp, 1, None, 500, "one");
+    assert!(matches!(take(&first), Outcome::New(_)));
+    let elsewhere = RecordId::from_bytes([9; 32]);
+    let wrong_prev = crate::store::tests::post(&kp, 2, Some(elsewhere), 600, "two");
+    assert!(matches!(take(&wrong_prev), Outcome::Invalid(r) if r.contains("prev")));
+    let backdated = crate::store::tests::post(&kp, 2, Some(first.id()), 499, "two");
+    assert!(matches!(take(&backdated), Outcome::Invalid(r) if r.contains("before")));
+    let same_time = crate::store::tests::post(&kp, 2, Some(first.id()), 500, "two");
+    assert!(matches!(take(&same_time), Outcome::New(_)));
+    // Without the record before it stored, a record is taken (a gap sync fills later).
+    let after_gap = crate::store::tests::post(&kp, 5, Some(elsewhere), 10, "five");
+    assert!(matches!(take(&after_gap), Outcome::New(_)));
+    assert!(!store.has(&wrong_prev.id()).unwrap() && !store.has(&backdated.id()).unwrap());
+}
+
+/// Issue #13 item 12. A post may mention only people its text `@`-mentions: a hidden
+/// mention still notified its target and made their node keep the post.
+#[test]
+fn hidden_mentions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kp = Keypair::from_secret_bytes(&[0x32; 32]);
+    let them = Keypair::from_secret_bytes(&[0x33; 32]).id();
+    let admission = following(&store, &[&kp]);
+    let with = |seq: u64, prev: Option<RecordId>, text: String| {
+        let post = Post {
+            text,
+            reply_to: None,
+            mentions: vec![them],
+            expires_at: None,
+            attachments: vec![],
+        };
+        crate::store::tests::signed(&kp, seq, prev, 100, RecordKind::Post(post))
+    };
+    let hidden = with(1, None, "nothing to see".into());
+    let out = ingest(&store, &admission, hidden.bytes(), None, 1_000).unwrap();
+    assert!(matches!(out, Outcome::Invalid(r) if r.contains("mentioned")));
+    let shown = with(1, None, format!("hello @{them}"));
+    let out = ingest(&store, &admission, shown.bytes(), None, 1_000).unwrap();
+    assert!(matches!(out, Outcome::New(_)));
 }

@@ -237,11 +237,17 @@ impl Node {
         let (signed, topics) = {
             let _guard = inner.own_log.lock().await;
             let latest = inner.store.latest(&inner.me)?;
+            // Never dated before the previous record (peers refuse that), even when the
+            // clock was set back.
+            let previous = match latest {
+                Some((_, id)) => inner.store.get(&id)?,
+                None => None,
+            };
             let record = Record {
                 author: inner.me,
                 seq: latest.map_or(1, |(seq, _)| seq + 1),
                 prev: latest.map(|(_, id)| id),
-                timestamp: now_ms(),
+                timestamp: now_ms().max(previous.map_or(0, |p| p.record.timestamp)),
                 kind,
             };
             // Before storing: a delete erases its target, whose topics it must reach.

@@ -16,6 +16,11 @@ mod people;
 mod social;
 mod sync;
 
+/// What serving sync requests may cost (issue #13 item 6), for tests and benchmarks.
+pub use sync::{
+    SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
+};
+
 pub use feed::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT};
 pub use handlers::{LiveFeed, DEFAULT_THREAD_LIMIT};
 pub use invite::{DEFAULT_INVITE_MS, MAX_INVITE_MS};

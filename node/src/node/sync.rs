@@ -2,8 +2,10 @@
 //! position, subscribed tags by time buckets), serving their questions, and offering
 //! our own recent records to a peer that just subscribed to a topic they went to.
 
+mod serve;
+
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
@@ -12,10 +14,7 @@ use kith_protocol::{
     codec,
     limits::MAX_RECORD_BYTES,
     record::SignedRecord,
-    sync::{
-        Bucket, Query, SyncRequest, SyncResponse, TagCursor, MAX_OFFER_RECORDS, MAX_SYNC_RECORDS,
-        MAX_SYNC_RESPONSE_BYTES,
-    },
+    sync::{Query, SyncRequest, SyncResponse, MAX_OFFER_RECORDS},
     AuthorId, Tag, Topic, VerifiedRecord,
 };
 use libp2p::PeerId;
@@ -27,15 +26,27 @@ use crate::{
     ingest::{self, Outcome},
     keep::Came,
     limits::RateLimiter,
-    net::{Proto, Responder},
+    net::Proto,
+};
+
+pub use serve::{
+    SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
 };
 
 /// How often the node syncs with (some of) its peers.
 pub(super) const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// Peers synced with on each periodic round.
 const PEERS_PER_ROUND: usize = 8;
-/// Peers synced with at once.
-const MAX_CONCURRENT_SYNCS: usize = 4;
+/// Friends (followed, or following this node's person) synced with at once; more wait.
+const MAX_FRIEND_SYNCS: usize = 4;
+/// Strangers synced with at once; more are skipped until the next round, so strangers
+/// (a silent one, say) never hold up a friend's sync.
+const MAX_STRANGER_SYNCS: usize = 2;
+/// How long one sync question may go unanswered: a peer that does not answer in time is
+/// left for this sync (its other questions are not asked).
+const QUERY_DEADLINE: Duration = Duration::from_secs(5);
+/// Most time one sync with one peer may take.
+const PEER_SYNC_DEADLINE: Duration = Duration::from_secs(120);
 /// Pages fetched per author or tag in one sync with one peer.
 const MAX_PAGES: usize = 200;
 /// How far back tag sync looks, ms (30 days).
@@ -57,7 +68,10 @@ pub(super) struct SyncState {
     rejected: AtomicU64,
     rounds: AtomicU64,
     last_round_ms: AtomicU64,
-    limit: Semaphore,
+    friends: Semaphore,
+    strangers: Semaphore,
+    /// What serving others' sync requests may cost.
+    serving: serve::ServeBudget,
     /// Authors with a gap being filled (so one gap causes one fetch).
     gaps: Mutex<HashSet<AuthorId>>,
     /// Per-peer limit on sync requests, inside the node's limit on all requests: a sync
@@ -74,7 +88,9 @@ impl Default for SyncState {
             rejected: AtomicU64::new(0),
             rounds: AtomicU64::new(0),
             last_round_ms: AtomicU64::new(0),
-            limit: Semaphore::new(MAX_CONCURRENT_SYNCS),
+            friends: Semaphore::new(MAX_FRIEND_SYNCS),
+            strangers: Semaphore::new(MAX_STRANGER_SYNCS),
+            serving: serve::ServeBudget::default(),
             gaps: Mutex::new(HashSet::new()),
             requests: RateLimiter::new(SYNC_REQUEST_RATE, SYNC_REQUEST_BURST),
         }
@@ -128,19 +144,51 @@ impl Asked {
     }
 }
 
+/// What one author's or tag's sync with a peer got.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pulled {
+    /// New records stored.
+    pub(super) fetched: u64,
+    /// Whether the peer left a question unanswered past [`QUERY_DEADLINE`] (then nothing
+    /// more is asked of it this time).
+    pub(super) failed: bool,
+}
+
+/// Why a sync question got no usable answer.
+#[derive(Debug)]
+struct QueryFailed {
+    reason: String,
+    /// No answer within [`QUERY_DEADLINE`] (rather than a refusal or a bad answer).
+    silent: bool,
+}
+
+impl std::fmt::Display for QueryFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl QueryFailed {
+    fn new(reason: impl ToString) -> Self {
+        Self { reason: reason.to_string(), silent: false }
+    }
+}
+
 /// Progress of a sync round: (peers done, peers in all, records fetched so far).
 pub(crate) type Progress = mpsc::Sender<(usize, usize, u64)>;
 
 impl Node {
-    async fn query(&self, peer: PeerId, query: Query) -> Result<SyncResponse, String> {
-        let bytes = SyncRequest { query }.to_bytes().map_err(|e| e.to_string())?;
-        let reply = self
-            .inner
-            .net
-            .request(Proto::Sync, peer, Vec::new(), bytes)
+    async fn query(&self, peer: PeerId, query: Query) -> Result<SyncResponse, QueryFailed> {
+        let bytes = SyncRequest { query }.to_bytes().map_err(QueryFailed::new)?;
+        let request = self.inner.net.request(Proto::Sync, peer, Vec::new(), bytes);
+        let reply = tokio::time::timeout(QUERY_DEADLINE, request)
             .await
-            .map_err(|e| e.to_string())?;
-        SyncResponse::from_bytes(&reply).map_err(|e| e.to_string())
+            .map_err(|_| QueryFailed {
+                reason: format!("no answer in {QUERY_DEADLINE:?}"),
+                silent: true,
+            })?
+            .map_err(QueryFailed::new)?;
+        SyncResponse::from_bytes(&reply).map_err(QueryFailed::new)
     }
 
     /// Verifies and stores records from sync through the one ingest path; returns how
@@ -186,15 +234,17 @@ impl Node {
     /// contiguous prefix on, page by page. A seq no peer can serve (a deleted or expired
     /// record) does not stop later records: the next page starts after the last record
     /// received.
-    pub(super) async fn sync_author(&self, peer: PeerId, author: AuthorId) -> u64 {
+    pub(super) async fn sync_author(&self, peer: PeerId, author: AuthorId) -> Pulled {
         let mut fetched = 0;
-        let Ok(mut after) = self.inner.store.contiguous_seq(&author) else { return 0 };
+        let Ok(mut after) = self.inner.store.contiguous_seq(&author) else {
+            return Pulled { fetched, failed: false };
+        };
         for _ in 0..MAX_PAGES {
             let response = match self.query(peer, Query::Author { author, after }).await {
                 Ok(r) => r,
                 Err(error) => {
                     tracing::debug!(%peer, %error, "author sync failed");
-                    break;
+                    return Pulled { fetched, failed: error.silent };
                 }
             };
             let last = response.records.last().and_then(|b| seq_of(b, &author));
@@ -210,11 +260,11 @@ impl Node {
             }
             after = next;
         }
-        fetched
+        Pulled { fetched, failed: false }
     }
 
     /// Fetches posts with `tag` that this node misses from `peer`.
-    pub(super) async fn sync_tag(&self, peer: PeerId, tag: &Tag) -> u64 {
+    pub(super) async fn sync_tag(&self, peer: PeerId, tag: &Tag) -> Pulled {
         let since = now_ms().saturating_sub(TAG_HORIZON_MS);
         let mut after = None;
         let mut fetched = 0;
@@ -225,7 +275,7 @@ impl Node {
                 Ok(r) => r,
                 Err(error) => {
                     tracing::debug!(%peer, %error, "tag sync failed");
-                    break;
+                    return Pulled { fetched, failed: error.silent };
                 }
             };
             fetched += self.ingest_synced(response.records, Asked::Tag(tag.clone())).await;
@@ -234,22 +284,44 @@ impl Node {
                 _ => break,
             }
         }
-        fetched
+        Pulled { fetched, failed: false }
     }
 
-    /// One sync with `peer`: every followed author and every subscribed tag.
+    /// One sync with `peer`: every followed author and every subscribed tag, until the
+    /// peer fails to answer one question or [`PEER_SYNC_DEADLINE`] passes. A friend waits
+    /// for a place; a stranger gets one only if one is free now.
     pub(super) async fn sync_with(&self, peer: PeerId) -> u64 {
-        let Ok(_permit) = self.inner.sync.limit.acquire().await else { return 0 };
         let state = &self.inner.sync;
+        let _permit = if self.is_friend(&peer) {
+            let Ok(permit) = state.friends.acquire().await else { return 0 };
+            permit
+        } else {
+            let Ok(permit) = state.strangers.try_acquire() else { return 0 };
+            permit
+        };
         state.syncing.fetch_add(1, Ordering::Relaxed);
         let store = &self.inner.store;
-        let mut fetched = 0;
-        for author in store.following(&self.inner.me).unwrap_or_default() {
-            fetched += self.sync_author(peer, author).await;
+        let fetched = std::sync::atomic::AtomicU64::new(0);
+        let questions = async {
+            for author in store.following(&self.inner.me).unwrap_or_default() {
+                let pulled = self.sync_author(peer, author).await;
+                fetched.fetch_add(pulled.fetched, Ordering::Relaxed);
+                if pulled.failed {
+                    return;
+                }
+            }
+            for tag in store.subscriptions().unwrap_or_default() {
+                let pulled = self.sync_tag(peer, &tag).await;
+                fetched.fetch_add(pulled.fetched, Ordering::Relaxed);
+                if pulled.failed {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(PEER_SYNC_DEADLINE, questions).await.is_err() {
+            tracing::debug!(%peer, "sync took too long; left for the next round");
         }
-        for tag in store.subscriptions().unwrap_or_default() {
-            fetched += self.sync_tag(peer, &tag).await;
-        }
+        let fetched = fetched.into_inner();
         state.syncing.fetch_sub(1, Ordering::Relaxed);
         if fetched > 0 {
             tracing::info!(%peer, fetched, "synced");
@@ -275,6 +347,8 @@ impl Node {
             peers.rotate_left(start);
         }
         peers.truncate(max_peers);
+        // Friends first: a round that meets silent strangers has synced the friends by then.
+        peers.sort_by_key(|p| !self.is_friend(p));
         let total = peers.len();
         let mut fetched = 0;
         if let Some(tx) = &progress {
@@ -362,132 +436,10 @@ impl Node {
         }
         out
     }
-
-    /// Answers a sync request from `peer`.
-    pub(super) async fn handle_sync_request(
-        &self,
-        peer: PeerId,
-        bytes: Vec<u8>,
-        channel: Responder,
-    ) {
-        if !self.inner.sync.requests.allow(peer) {
-            // Dropping the channel fails the request; the peer may retry later.
-            self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let response = match SyncRequest::from_bytes(&bytes) {
-            Ok(request) => self.serve(peer, request.query).await,
-            Err(error) => {
-                tracing::info!(%peer, %error, "malformed sync request");
-                SyncResponse { records: Vec::new(), more: false, next: None }
-            }
-        };
-        match response.to_bytes() {
-            Ok(bytes) => self.inner.net.respond(channel, bytes).await,
-            Err(error) => tracing::error!(%error, "cannot encode a sync response"),
-        }
-    }
-
-    async fn serve(&self, peer: PeerId, query: Query) -> SyncResponse {
-        let empty = SyncResponse { records: Vec::new(), more: false, next: None };
-        let store = self.inner.store.clone();
-        match query {
-            Query::Offer { records } => {
-                // A peer offers its own recent records only: anything else is refused,
-                // so an offer cannot plant other authors' records.
-                if let Ok(offerer) = AuthorId::from_peer_id(&peer) {
-                    self.ingest_synced(records, Asked::Author(offerer)).await;
-                }
-                empty
-            }
-            Query::Author { author, after } => tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                let mut size = 0;
-                let log = store.author_log(&author, after, MAX_SYNC_RECORDS).unwrap_or_default();
-                let full = log.len() == MAX_SYNC_RECORDS;
-                for rec in log {
-                    let Ok(Some(bytes)) = store.get_bytes(&rec.id) else { break };
-                    if size + bytes.len() + 8 > MAX_SYNC_RESPONSE_BYTES - RESPONSE_SLACK {
-                        return SyncResponse { records: out, more: true, next: None };
-                    }
-                    size += bytes.len() + 8;
-                    out.push(bytes);
-                }
-                SyncResponse { records: out, more: full, next: None }
-            })
-            .await
-            .unwrap_or(empty),
-            Query::Tag { tag, since, buckets, after } => {
-                let Ok(tag) = Tag::parse(&tag) else { return empty };
-                tokio::task::spawn_blocking(move || serve_tag(&store, &tag, since, &buckets, after))
-                    .await
-                    .unwrap_or(empty)
-            }
-        }
-    }
 }
 
 /// The seq of an encoded record of `author` (not verified: only used as a cursor).
 fn seq_of(bytes: &[u8], author: &AuthorId) -> Option<u64> {
     let signed: SignedRecord = codec::decode::<_, MAX_RECORD_BYTES>(bytes).ok()?;
     (signed.record.author == *author).then_some(signed.record.seq)
-}
-
-/// Records with `tag` from every time bucket whose summary differs from the asker's,
-/// after the cursor, bounded in count and bytes.
-fn serve_tag(
-    store: &crate::store::Store,
-    tag: &Tag,
-    since: u64,
-    theirs: &[Bucket],
-    after: Option<TagCursor>,
-) -> SyncResponse {
-    let theirs: HashMap<u64, (u32, [u8; 16])> =
-        theirs.iter().map(|b| (b.start, (b.count, b.fingerprint))).collect();
-    let from = after.map_or(since, |c| c.timestamp.max(since));
-    let mut out = Vec::new();
-    let mut size = 0;
-    let mut last = None;
-    let mut bucket: Option<Bucket> = None;
-    let mut pending: Vec<(u64, kith_protocol::RecordId)> = Vec::new();
-    let mut entries = store.tag_entries(tag, Bucket::start_of(from)).peekable();
-    loop {
-        let next = match entries.next() {
-            Some(Ok(e)) => Some(e),
-            Some(Err(_)) => break,
-            None => None,
-        };
-        let boundary = match (&bucket, &next) {
-            (Some(b), Some((ts, _))) => Bucket::start_of(*ts) != b.start,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if boundary {
-            if let Some(b) = bucket.take() {
-                let differs = theirs.get(&b.start) != Some(&(b.count, b.fingerprint));
-                if differs {
-                    for (ts, id) in pending.drain(..) {
-                        if after.is_some_and(|c| (ts, id) <= (c.timestamp, c.id)) {
-                            continue;
-                        }
-                        let Ok(Some(bytes)) = store.get_bytes(&id) else { continue };
-                        if out.len() == MAX_SYNC_RECORDS
-                            || size + bytes.len() + 8 > MAX_SYNC_RESPONSE_BYTES - RESPONSE_SLACK
-                        {
-                            return SyncResponse { records: out, more: true, next: last };
-                        }
-                        size += bytes.len() + 8;
-                        out.push(bytes);
-                        last = Some(TagCursor { timestamp: ts, id });
-                    }
-                }
-                pending.clear();
-            }
-        }
-        let Some((ts, id)) = next else { break };
-        let start = Bucket::start_of(ts);
-        bucket.get_or_insert_with(|| Bucket::empty(start)).add(&id);
-        pending.push((ts, id));
-    }
-    SyncResponse { records: out, more: false, next: None }
 }

@@ -382,6 +382,17 @@ impl Store {
         Ok(self.records.get(id.as_bytes())?.map(|b| b.to_vec()))
     }
 
+    /// The id of `author`'s record at `seq` in its log, if stored.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn log_at(&self, author: &AuthorId, seq: u64) -> Result<Option<RecordId>, StoreError> {
+        match self.log.get(log_key(author, seq))? {
+            Some(value) => Ok(Some(id_suffix(&value).ok_or_else(|| corrupt("log value"))?)),
+            None => Ok(None),
+        }
+    }
+
     /// The highest seq stored for `author` and its record id.
     ///
     /// # Errors
