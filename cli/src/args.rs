@@ -161,9 +161,15 @@ pub(crate) enum Command {
     Blocked,
     /// Replies, mentions, reactions, reposts, follows and messages for you.
     Notifications {
-        /// Keep running and print new notifications as they come.
+        /// Keep running and print new notifications as they come (each marked read).
         #[arg(long)]
         live: bool,
+        /// Only notifications not listed before.
+        #[arg(long, conflicts_with = "live")]
+        unread: bool,
+        /// At most this many (default and most 200).
+        #[arg(short = 'n', long, value_name = "N", conflicts_with = "live")]
+        limit: Option<usize>,
     },
     /// Show posts, newest first (your timeline unless filtered).
     Feed {

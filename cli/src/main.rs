@@ -116,7 +116,9 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Unreact { id } => (Request::Unreact { id }, "reaction withdrawn"),
         Command::Repost { id } => (Request::Repost { id }, "reposted"),
         Command::Delete { id } => (Request::Delete { id }, "deleted"),
-        Command::Notifications { live } => (Request::Notifications { live }, ""),
+        Command::Notifications { live, unread, limit } => {
+            (Request::Notifications { live, unread, limit }, "")
+        }
         Command::Block { id } => (Request::Block { id }, "blocked"),
         Command::Unblock { id } => (Request::Unblock { id }, "unblocked"),
         Command::Mute { id } => (Request::Mute { id }, "muted"),
@@ -273,7 +275,10 @@ async fn client(home: &Home, explicit_home: bool, command: Command, json: bool) 
     if let Request::BlobGet { .. } = request {
         return blob_get(&mut conn, &request, json).await;
     }
-    if matches!(request, Request::Feed { live: true, .. } | Request::Notifications { live: true }) {
+    if matches!(
+        request,
+        Request::Feed { live: true, .. } | Request::Notifications { live: true, .. }
+    ) {
         conn.send(&request).await?;
         while let Some(response) = conn.recv().await? {
             if let Response::Error { message, kind } = response {

@@ -437,23 +437,47 @@ fn notifications(list: &[NotificationEntry], json: bool) {
     for n in list {
         if json {
             line(&json!({
-                "kind": n.kind, "from": n.from, "record": n.record, "timestamp": n.timestamp,
-                "read": n.read,
+                "kind": n.kind, "from": n.from, "name": n.name, "record": n.record,
+                "target": n.target, "text": n.text, "emoji": n.emoji,
+                "timestamp": n.timestamp, "read": n.read,
             }));
         } else {
-            let new = if n.read { "" } else { "• " };
-            let what = match n.kind.as_str() {
-                "reply" => "replied to you",
-                "mention" => "mentioned you",
-                "reaction" => "reacted to your post",
-                "repost" => "reposted your post",
-                "follow" => "follows you",
-                "mutual" => "is now a mutual connection",
-                "message" => "sent you a message",
-                other => &text::line(other),
-            };
-            out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref()));
+            notification_text(n);
         }
+    }
+}
+
+/// One notification for people: who did what, the snippet it is about, and the ids to
+/// act on (reply to the reply, open the post reacted to).
+fn notification_text(n: &NotificationEntry) {
+    let new = if n.read { "" } else { "• " };
+    let emoji = n.emoji.as_deref().map(text::line).unwrap_or_default();
+    let what = match n.kind.as_str() {
+        "reply" => "replied to your post".to_owned(),
+        "mention" => "mentioned you".to_owned(),
+        "reaction" => format!("reacted {emoji} to your post"),
+        "repost" => "reposted your post".to_owned(),
+        "follow" => "follows you".to_owned(),
+        "mutual" => "is now a mutual connection".to_owned(),
+        "message" => "sent you a message".to_owned(),
+        other => text::line(other).into_owned(),
+    };
+    out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref()));
+    if let Some(t) = &n.text {
+        out!("    “{}”", text::line(t));
+    }
+    // Twelve hex digits: a record id prefix every command takes, unique in practice.
+    let short = |id: &str| id.get(..12).unwrap_or(id).to_owned();
+    let ids = match (n.kind.as_str(), &n.target) {
+        ("follow" | "mutual", _) => None,
+        ("message", _) => Some(format!("message {}", n.record)),
+        (_, Some(target)) => {
+            Some(format!("id {}  on your post {}", short(&n.record), short(target)))
+        }
+        (_, None) => Some(format!("id {}", short(&n.record))),
+    };
+    if let Some(ids) = ids {
+        out!("    {ids}");
     }
 }
 

@@ -194,7 +194,7 @@ fn control_seed_requests(me: &Keypair, post: &RecordId) -> Vec<Request> {
         Request::React { id: post.clone(), emoji: "🦀".into() },
         Request::Delete { id: post },
         Request::Block { id: id.clone() },
-        Request::Notifications { live: false },
+        Request::Notifications { live: false, unread: false, limit: None },
         Request::Feed {
             tag: Some("kith".into()),
             author: Some(id.clone()),

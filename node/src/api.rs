@@ -105,9 +105,15 @@ pub enum Request {
     Blocked,
     /// Replies, mentions, reactions, reposts, follows and messages for us.
     Notifications {
-        /// Stream new ones instead.
+        /// Stream new ones instead (each marked read once sent).
         #[serde(default)]
         live: bool,
+        /// Only those not listed before.
+        #[serde(default)]
+        unread: bool,
+        /// At most this many (default and cap 200).
+        #[serde(default)]
+        limit: Option<usize>,
     },
     /// Posts, newest first; with `live`, a stream of new posts instead.
     Feed {
@@ -380,6 +386,17 @@ pub struct NotificationEntry {
     /// The display name of `from`, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
+    /// The record it is about, when that is not `record` itself: the post replied to,
+    /// reacted to or reposted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    /// A snippet: the reply or mentioning post, the post reacted to or reposted, or the
+    /// message (when still stored).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub text: Option<String>,
+    /// The emoji of a reaction.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub emoji: Option<String>,
 }
 
 /// A connected peer.

@@ -277,7 +277,7 @@ async fn serve_connection(
             stream_blob_get(&mut stream, &node, hash.clone(), out.clone()).await?;
             continue;
         }
-        if let Request::Notifications { live: true } = &request {
+        if let Request::Notifications { live: true, .. } = &request {
             return stream_notifications(stream, &node).await;
         }
         if let Request::Feed { tag, author, live: true, limit, .. } = &request {
@@ -338,8 +338,9 @@ async fn stream_notifications(mut stream: UnixStream, node: &Node) -> Result<(),
         tokio::select! {
             note = live.next() => match note {
                 Some(n) => {
-                    let response = Response::Notifications { entries: vec![n] };
+                    let response = Response::Notifications { entries: vec![n.clone()] };
                     write_frame(&mut stream, &response).await?;
+                    node.notification_shown(&n);
                 }
                 None => return Ok(()),
             },

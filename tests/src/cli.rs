@@ -218,6 +218,61 @@ impl Daemon {
     pub fn home(&self) -> &Path {
         &self.home
     }
+
+    /// Starts `kith --home H --json ARGS...` that keeps printing JSON lines (`--live`).
+    pub fn stream(&self, args: &[&str]) -> Stream {
+        let mut child = Command::new(kith_bin())
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--json")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Stream { child, rx }
+    }
+}
+
+/// A running `kith ... --live`, killed on drop.
+pub struct Stream {
+    child: Child,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Stream {
+    /// The next JSON line, waiting at most `deadline` (panics then, with `what`).
+    pub fn next(&self, deadline: Duration, what: &str) -> Value {
+        let line = self
+            .rx
+            .recv_timeout(deadline)
+            .unwrap_or_else(|e| panic!("no line for {what} within {deadline:?}: {e}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {line}"))
+    }
+
+    /// The next JSON line if one comes within `wait`.
+    pub fn try_next(&self, wait: Duration) -> Option<Value> {
+        let line = self.rx.recv_timeout(wait).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Daemon {

@@ -137,7 +137,8 @@ fn conversation_between_two_daemons() {
     });
     assert_eq!(about(&list), want.iter().cloned().collect::<Vec<_>>());
     for n in &list {
-        assert_eq!(keys(n), ["from", "kind", "read", "record", "timestamp"], "{n}");
+        let expected = ["emoji", "from", "kind", "name", "read", "record", "target", "text"];
+        assert_eq!(keys(n), [&expected[..], &["timestamp"]].concat(), "{n}");
         assert!(n["timestamp"].as_u64().unwrap() > 0);
         assert!(n["read"].is_boolean());
     }

@@ -243,3 +243,88 @@ fn conventions_paging_stop_and_completions() {
     a.restart();
     assert_eq!(page(&a, &["-n", "1"]), [ids[4].clone()]);
 }
+
+#[test]
+fn notifications_with_targets_unread_limit_and_live() {
+    let a = Daemon::start("alice");
+    let b = Daemon::start("bob");
+    kith_tests::cli::befriend(&a, &b, DEADLINE);
+    let (a_id, b_id) = (a.id(), b.id());
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let p = id(a.json(&["post", "who is coming on saturday?"]));
+    eventually(DEADLINE, "bob to have alice's post", || {
+        b.lines(&["feed", "--author", &a_id]).iter().any(|i| i["id"] == p.as_str()).then_some(())
+    });
+    let reply = id(b.json(&["post", "me!", "--reply-to", &p]));
+    let reaction = id(b.json(&["react", &p, "🎉"]));
+    let repost = id(b.json(&["repost", &p]));
+    let mention = id(b.json(&["post", &format!("ask @{a_id} about it")]));
+    let message = id(b.json(&["msg", "send", &a_id, "see you at 8"]));
+    // Waiting without listing (listing marks read): the unread count in status.
+    eventually(DEADLINE, "alice to be notified of all five", || {
+        let unread = a.json(&["status"])["unread_notifications"].as_u64().unwrap();
+        (unread >= 7).then_some(())
+    });
+
+    // --unread -n 2: the two newest unread, which become read; the rest stay unread.
+    let first = a.lines(&["notifications", "--unread", "-n", "2"]);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|n| n["read"] == false));
+    let rest = a.lines(&["notifications", "--unread"]);
+    assert!(rest.iter().all(|n| n["read"] == false && !first.contains(n)), "{rest:?}");
+    assert!(a.lines(&["notifications", "--unread"]).is_empty());
+    let all = a.lines(&["notifications", "-n", "200"]);
+    assert!(all.iter().all(|n| n["read"] == true));
+    assert_eq!(all.len(), first.len() + rest.len());
+    assert_eq!(a.lines(&["notifications", "-n", "3"]).len(), 3);
+
+    // Each carries what it is about and an id to act on.
+    let about = |record: &str| all.iter().find(|n| n["record"] == record).unwrap().clone();
+    let n = about(&reply);
+    assert_eq!(
+        (&n["kind"], &n["from"], &n["name"]),
+        (&json!("reply"), &json!(b_id), &json!("bob"))
+    );
+    assert_eq!((&n["target"], &n["text"]), (&json!(p), &json!("me!")));
+    let n = about(&reaction);
+    assert_eq!(
+        (&n["kind"], &n["emoji"], &n["target"]),
+        (&json!("reaction"), &json!("🎉"), &json!(p))
+    );
+    assert_eq!(n["text"], "who is coming on saturday?");
+    let n = about(&repost);
+    assert_eq!((&n["kind"], &n["target"]), (&json!("repost"), &json!(p)));
+    assert_eq!(n["text"], "who is coming on saturday?");
+    let n = about(&mention);
+    assert_eq!((&n["kind"], &n["target"]), (&json!("mention"), &Value::Null));
+    assert_eq!(n["text"], format!("ask @{a_id} about it"));
+    let n = about(&message);
+    assert_eq!((&n["kind"], &n["text"]), (&json!("message"), &json!("see you at 8")));
+    // The reply's id is enough to answer it.
+    assert!(a.json(&["post", "great", "--reply-to", &reply[..8]])["id"].is_string());
+    // People read the same, with the emoji and the snippet.
+    let human =
+        String::from_utf8_lossy(&a.run(&["notifications", "-n", "200"]).stdout).into_owned();
+    assert!(human.contains("reacted 🎉 to your post") && human.contains("“me!”"), "{human}");
+    let ids = format!("id {}  on your post {}", &reaction[..12], &p[..12]);
+    assert!(human.contains(&ids), "{human}");
+
+    // --live prints new ones as they come and marks them read. The stream may start after
+    // a reply arrives; each try is a new reply, until one comes through the stream.
+    let live = a.stream(&["notifications", "--live"]);
+    let got = eventually(DEADLINE, "a live notification", || {
+        let r = id(b.json(&["post", "live one", "--reply-to", &p]));
+        live.try_next(Duration::from_secs(3)).map(|n| (r, n))
+    });
+    let (_, n) = got;
+    assert_eq!(
+        (&n["kind"], &n["read"], &n["text"]),
+        (&json!("reply"), &json!(false), &json!("live one"))
+    );
+    let record = n["record"].as_str().unwrap().to_owned();
+    eventually(DEADLINE, "the live one to be marked read", || {
+        let list = a.lines(&["notifications", "--unread"]);
+        (!list.iter().any(|n| n["record"] == record.as_str())).then_some(())
+    });
+    assert!(a.lines(&["notifications"]).iter().any(|n| n["record"] == record.as_str()));
+}

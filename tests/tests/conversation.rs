@@ -89,7 +89,7 @@ async fn thread(node: &TestNode, id: &str) -> Result<Vec<ThreadEntry>, String> {
 
 /// The notifications (marks them read).
 async fn notes(node: &TestNode) -> Vec<NotificationEntry> {
-    match node.ok(Request::Notifications { live: false }).await {
+    match node.ok(Request::Notifications { live: false, unread: false, limit: None }).await {
         Response::Notifications { entries } => entries,
         r => panic!("unexpected reply {r:?}"),
     }

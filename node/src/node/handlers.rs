@@ -76,7 +76,7 @@ impl Node {
             Request::Unreact { id } => self.react(&id, String::new()).await,
             Request::Repost { id } => self.repost(&id).await,
             Request::Delete { id } => self.delete(&id).await,
-            Request::Notifications { live: _ } => self.notifications(),
+            Request::Notifications { unread, limit, .. } => self.notifications(unread, limit),
             Request::Block { id } => self.moderate(&id, Some(true), None).await,
             Request::Unblock { id } => self.moderate(&id, Some(false), None).await,
             Request::Mute { id } => self.moderate(&id, None, Some(true)).await,

@@ -15,6 +15,8 @@ const MAX_DEPTH: usize = 64;
 const MAX_THREAD: usize = 2000;
 /// Notifications listed at once.
 const NOTIFICATION_LIMIT: usize = 200;
+/// Characters of a post or message a notification shows.
+const SNIPPET_CHARS: usize = 140;
 
 /// A stream of new notifications for `kith notifications --live`.
 pub struct LiveNotifications {
@@ -192,16 +194,36 @@ impl Node {
         })
     }
 
-    pub(super) fn notifications(&self) -> Reply {
+    /// Notifications, newest first: at most `limit` (default and cap
+    /// [`NOTIFICATION_LIMIT`]), only unread ones with `unread`; those listed become read.
+    pub(super) fn notifications(&self, unread: bool, limit: Option<usize>) -> Reply {
+        let limit = limit.unwrap_or(NOTIFICATION_LIMIT).min(NOTIFICATION_LIMIT);
         let store = &self.inner.store;
-        let list = store.notifications(NOTIFICATION_LIMIT, true)?;
+        let list = store.notifications(limit, unread, true)?;
         Ok(Response::Notifications {
             entries: list.into_iter().map(|n| self.notification_entry(n)).collect(),
         })
     }
 
+    /// Marks a notification sent to a live stream read.
+    pub fn notification_shown(&self, entry: &NotificationEntry) {
+        let n = Notification {
+            kind: entry.kind.clone(),
+            from: entry.from.clone(),
+            record: entry.record.clone(),
+            timestamp: entry.timestamp,
+            read: true,
+            stranger: false,
+        };
+        if let Err(error) = self.inner.store.mark_notification_read(&n) {
+            tracing::warn!(%error, "cannot mark a notification read");
+        }
+    }
+
     fn notification_entry(&self, n: Notification) -> NotificationEntry {
-        let name = n.from.parse().ok().and_then(|a| view::name_of(&self.inner.store, &a));
+        let store = &self.inner.store;
+        let name = n.from.parse().ok().and_then(|a| view::name_of(store, &a));
+        let about = About::of(store, &n);
         NotificationEntry {
             kind: n.kind,
             from: n.from,
@@ -209,6 +231,9 @@ impl Node {
             timestamp: n.timestamp,
             read: n.read,
             name,
+            target: about.target,
+            text: about.text.map(|t| snippet(&t)),
+            emoji: about.emoji,
         }
     }
 
@@ -306,5 +331,60 @@ impl Node {
             .map(|r| r.id.to_string())
             .unwrap_or_default();
         self.notify("mutual", t.to_string(), theirs);
+    }
+}
+
+/// What a notification is about, looked up when it is listed (a deleted post or message
+/// leaves nothing to show).
+#[derive(Default)]
+struct About {
+    target: Option<String>,
+    text: Option<String>,
+    emoji: Option<String>,
+}
+
+impl About {
+    fn of(store: &crate::store::Store, n: &Notification) -> Self {
+        if n.kind == "message" {
+            return Self { text: message_text(store, n), ..Self::default() };
+        }
+        let Some(rec) = n.record.parse().ok().and_then(|id| store.get(&id).ok().flatten()) else {
+            return Self::default();
+        };
+        let post_text = |id: &RecordId| match store.get(id).ok().flatten()?.record.kind {
+            RecordKind::Post(post) => Some(post.text),
+            _ => None,
+        };
+        match (n.kind.as_str(), rec.record.kind) {
+            ("reply" | "mention", RecordKind::Post(post)) => Self {
+                target: post.reply_to.filter(|_| n.kind == "reply").map(|t| t.to_string()),
+                text: Some(post.text),
+                emoji: None,
+            },
+            ("reaction", RecordKind::Reaction { target, emoji }) => Self {
+                text: post_text(&target),
+                target: Some(target.to_string()),
+                emoji: Some(emoji),
+            },
+            ("repost", RecordKind::Repost { target }) => {
+                Self { text: post_text(&target), target: Some(target.to_string()), emoji: None }
+            }
+            _ => Self::default(),
+        }
+    }
+}
+
+/// The text of the message a `message` notification is about, if still stored.
+fn message_text(store: &crate::store::Store, n: &Notification) -> Option<String> {
+    let from: kith_protocol::AuthorId = n.from.parse().ok()?;
+    let id: kith_protocol::dm::MessageId = n.record.parse().ok()?;
+    Some(store.dm_get(&from, id.as_bytes()).ok()??.text)
+}
+
+/// The first [`SNIPPET_CHARS`] characters of `text`, with `…` when cut.
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(SNIPPET_CHARS) {
+        Some((i, _)) => format!("{}…", text.get(..i).unwrap_or(text).trim_end()),
+        None => text.to_owned(),
     }
 }

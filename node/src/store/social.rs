@@ -215,30 +215,64 @@ impl Store {
         Ok(true)
     }
 
-    /// Notifications, newest first, at most `limit`; with `mark_read`, they become read.
+    /// Notifications, newest first, at most `limit` (only unread ones with
+    /// `unread_only`); with `mark_read`, those returned become read.
     ///
     /// # Errors
     /// Disk errors or damage.
     pub fn notifications(
         &self,
         limit: usize,
+        unread_only: bool,
         mark_read: bool,
     ) -> Result<Vec<Notification>, StoreError> {
         let mut out = Vec::new();
-        for item in self.notifications.iter().rev().take(limit) {
+        for item in self.notifications.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
             let (key, value) = item?;
             let n: Notification = codec::decode(&value)?;
+            if unread_only && n.read {
+                continue;
+            }
             if mark_read && !n.read {
-                let mut read = n.clone();
-                read.read = true;
-                codec::put(&self.notifications, key, &read)?;
-                if n.stranger {
-                    self.tally.stranger_read();
-                }
+                self.mark_read_at(&key, &value, &n)?;
             }
             out.push(n);
         }
         Ok(out)
+    }
+
+    /// Marks one notification read (one sent to `kith notifications --live`): the
+    /// stored one with the same kind, sender and record among the latest ones.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn mark_notification_read(&self, n: &Notification) -> Result<(), StoreError> {
+        for item in self.notifications.iter().rev().take(NOTIFY_DEDUP_WINDOW) {
+            let (key, value) = item?;
+            let old: Notification = codec::decode(&value)?;
+            if old.kind == n.kind && old.from == n.from && old.record == n.record {
+                if !old.read {
+                    self.mark_read_at(&key, &value, &old)?;
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `n` (read from `key` as `value`) as read, unless a concurrent listing did
+    /// so first (then the tally of unread ones from strangers is not lowered twice).
+    fn mark_read_at(&self, key: &[u8], value: &[u8], n: &Notification) -> Result<(), StoreError> {
+        let read = Notification { read: true, ..n.clone() };
+        let v = codec::encode(&read)?;
+        let swapped = self.notifications.compare_and_swap(key, Some(value), Some(v))?;
+        if swapped.is_ok() && n.stranger {
+            self.tally.stranger_read();
+        }
+        Ok(())
     }
 
     /// Unread notifications from strangers.
