@@ -96,7 +96,11 @@ pub(super) async fn list(
 ) -> Response {
     let chrome =
         Chrome::new(&state, &session, "notifications").live_into("/events?notes=1", "notes");
-    let entries = match state.node.handle(Request::Notifications { live: false }).await {
+    let entries = match state
+        .node
+        .handle(Request::Notifications { live: false, unread: false, limit: None })
+        .await
+    {
         Reply::Notifications { entries, .. } => entries,
         Reply::Error { message, .. } => {
             let status = StatusCode::INTERNAL_SERVER_ERROR;
