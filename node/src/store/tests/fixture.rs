@@ -97,7 +97,7 @@ pub(crate) fn assert_fixture_contents(store: &Store, ann: &AuthorId) {
 
     // Notifications.
     let kinds: BTreeSet<String> =
-        store.notifications(100, false).unwrap().into_iter().map(|n| n.kind).collect();
+        store.notifications(100, false, false).unwrap().into_iter().map(|n| n.kind).collect();
     for kind in ["reaction", "repost", "message"] {
         assert!(kinds.contains(kind), "{kind} in {kinds:?}");
     }
