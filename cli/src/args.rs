@@ -132,6 +132,11 @@ pub(crate) enum Command {
         /// The post.
         id: String,
     },
+    /// Withdraw your repost of a post.
+    Unrepost {
+        /// The post (or your repost of it).
+        id: String,
+    },
     /// Publish a signed tombstone for one of your records; every node drops it.
     Delete {
         /// The record.

@@ -115,6 +115,7 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::React { id, emoji } => (Request::React { id, emoji }, "reacted"),
         Command::Unreact { id } => (Request::Unreact { id }, "reaction withdrawn"),
         Command::Repost { id } => (Request::Repost { id }, "reposted"),
+        Command::Unrepost { id } => (Request::Unrepost { id }, "repost withdrawn"),
         Command::Delete { id } => (Request::Delete { id }, "deleted"),
         Command::Notifications { live, unread, limit } => {
             (Request::Notifications { live, unread, limit }, "")

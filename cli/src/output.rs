@@ -391,8 +391,11 @@ fn thread(list: &[MessageEntry], json: bool) {
 }
 
 fn conversation(list: &[ThreadEntry], hidden: u64, json: bool) {
-    if !json && hidden > 0 {
-        out!("({hidden} replies from muted people hidden)");
+    match hidden {
+        _ if json => {}
+        0 => {}
+        1 => out!("(1 reply from a muted person hidden)"),
+        n => out!("({n} replies from muted people hidden)"),
     }
     for e in list {
         if json {
@@ -569,8 +572,11 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             for item in items {
                 feed_item(item, json);
             }
-            if !json && *hidden > 0 {
-                out!("({hidden} posts by muted people hidden; kith unmute shows them again)");
+            match hidden {
+                _ if json => {}
+                0 => {}
+                1 => out!("(1 post by a muted person hidden; kith unmute shows it again)"),
+                n => out!("({n} posts by muted people hidden; kith unmute shows them again)"),
             }
         }
         Response::FeedItem(item) => feed_item(item, json),

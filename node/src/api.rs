@@ -76,6 +76,11 @@ pub enum Request {
         /// The post.
         id: String,
     },
+    /// Withdraw our repost of a post.
+    Unrepost {
+        /// The post (or our repost of it).
+        id: String,
+    },
     /// Publish a signed tombstone for one of our records.
     Delete {
         /// The record.

@@ -328,3 +328,62 @@ fn notifications_with_targets_unread_limit_and_live() {
     });
     assert!(a.lines(&["notifications"]).iter().any(|n| n["record"] == record.as_str()));
 }
+
+#[test]
+fn one_repost_per_person_unrepost_and_muted_replies() {
+    let a = Daemon::start("alice");
+    let b = Daemon::start("bob");
+    kith_tests::cli::befriend(&a, &b, DEADLINE);
+    let (a_id, b_id) = (a.id(), b.id());
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let p = id(a.json(&["post", "share this"]));
+    eventually(DEADLINE, "bob to have alice's post", || {
+        b.lines(&["feed", "--author", &a_id]).iter().any(|i| i["id"] == p.as_str()).then_some(())
+    });
+    // One repost per person per post; a second is refused and makes nothing.
+    let repost = id(b.json(&["repost", &p[..8]]));
+    let err = json_error(&b, &["repost", &p]);
+    assert!(err.contains("already reposted"), "{err}");
+    let reposted_by = |d: &Daemon| {
+        d.lines(&["feed", "-n", "50"])
+            .into_iter()
+            .find(|i| i["id"] == p.as_str())
+            .map(|i| i["reposted_by"].clone())
+    };
+    eventually(DEADLINE, "alice to see bob's repost", || {
+        (reposted_by(&a)? == json!(b_id)).then_some(())
+    });
+    // -n N gives N, the post and its repost counted once.
+    let two = b.lines(&["feed", "-n", "2"]);
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert_ne!(two[0]["id"], two[1]["id"]);
+
+    // Unrepost: a tombstone for the repost; the post stays, shown without the repost.
+    assert_eq!(b.json(&["unrepost", &p]), json!({"ok": true}));
+    let err = json_error(&b, &["unrepost", &p]);
+    assert!(err.contains("not reposted"), "{err}");
+    eventually(DEADLINE, "alice to see the repost withdrawn", || {
+        (reposted_by(&a)? == Value::Null).then_some(())
+    });
+    assert!(json_error(&b, &["thread", &repost]).contains("unknown record"));
+    // Reposting again is allowed, once.
+    assert_ne!(id(b.json(&["repost", &p])), repost);
+    assert!(json_error(&b, &["repost", &p]).contains("already reposted"));
+
+    // A muted person's replies leave threads (with a count for people) and their posts
+    // leave their author feed.
+    let r = id(b.json(&["post", "a reply from bob", "--reply-to", &p]));
+    eventually(DEADLINE, "alice to have bob's reply", || {
+        a.lines(&["thread", &p]).iter().any(|e| e["id"] == r.as_str()).then_some(())
+    });
+    assert_eq!(a.json(&["mute", &b_id]), json!({"ok": true}));
+    let thread = a.lines(&["thread", &p]);
+    assert_eq!(thread.len(), 1, "{thread:?}");
+    assert_eq!(thread[0]["id"], p.as_str());
+    let human = String::from_utf8_lossy(&a.run(&["thread", &p]).stdout).into_owned();
+    assert!(human.contains("1 reply from a muted person hidden"), "{human}");
+    assert!(!human.contains("a reply from bob"), "{human}");
+    assert!(a.lines(&["feed", "--author", &b_id]).is_empty());
+    assert_eq!(a.json(&["unmute", &b_id]), json!({"ok": true}));
+    assert_eq!(a.lines(&["thread", &p]).len(), 2);
+}

@@ -75,6 +75,7 @@ impl Node {
             Request::React { id, emoji } => self.react(&id, emoji).await,
             Request::Unreact { id } => self.react(&id, String::new()).await,
             Request::Repost { id } => self.repost(&id).await,
+            Request::Unrepost { id } => self.unrepost(&id).await,
             Request::Delete { id } => self.delete(&id).await,
             Request::Notifications { unread, limit, .. } => self.notifications(unread, limit),
             Request::Block { id } => self.moderate(&id, Some(true), None).await,

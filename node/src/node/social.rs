@@ -132,6 +132,11 @@ impl Node {
         if !matches!(original.record.kind, RecordKind::Post(_)) {
             return Err(ApiError::refused("only posts can be reposted"));
         }
+        if self.inner.store.repost_of(&target, &self.inner.me)?.is_some() {
+            return Err(ApiError::refused(
+                "you have already reposted this post (kith unrepost undoes it)",
+            ));
+        }
         let signed = self.publish_own(RecordKind::Repost { target }).await?;
         // Followers who never saw the original get it with the repost, on our topic.
         if let Ok(Some(bytes)) = self.inner.store.get_bytes(&target) {
@@ -139,6 +144,21 @@ impl Node {
             let _ = self.inner.net.publish(topic, bytes).await;
         }
         Ok(Response::Record { id: signed.id().to_string() })
+    }
+
+    /// Withdraws our repost of a post (`id` names the post or our repost of it): a signed
+    /// tombstone for the repost.
+    pub(super) async fn unrepost(&self, id: &str) -> Reply {
+        let (store, me) = (&self.inner.store, self.inner.me);
+        let named = self.known(&self.record_ref(id)?)?;
+        let repost = match named.record.kind {
+            RecordKind::Repost { .. } if named.record.author == me => named.id,
+            _ => store
+                .repost_of(&named.id, &me)?
+                .ok_or_else(|| ApiError::refused("you have not reposted this post"))?,
+        };
+        self.publish_own(RecordKind::Delete { target: repost }).await?;
+        Ok(Response::Ok)
     }
 
     pub(super) async fn delete(&self, id: &str) -> Reply {

@@ -127,6 +127,21 @@ impl Store {
         Ok(dropped)
     }
 
+    /// `author`'s repost of `target`, if this store holds one.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn repost_of(
+        &self,
+        target: &RecordId,
+        author: &AuthorId,
+    ) -> Result<Option<RecordId>, StoreError> {
+        Ok(self
+            .reposts
+            .get(pair(target.as_bytes(), author.as_bytes()))?
+            .and_then(|v| id_suffix(&v)))
+    }
+
     /// Who reposted `target` (as far as this store holds their reposts).
     ///
     /// # Errors
