@@ -113,11 +113,12 @@ impl BlobState {
     fn slot(&self, peer: PeerId) -> Option<Slot<'_>> {
         let mut serving = self.serving.lock().ok()?;
         let total: usize = serving.values().sum();
-        let mine = serving.entry(peer).or_insert(0);
-        if *mine >= MAX_SERVE_PER_PEER || total >= MAX_SERVE_TOTAL {
+        let mine = serving.get(&peer).copied().unwrap_or(0);
+        // Checked before the peer is entered: a refused peer leaves nothing behind.
+        if mine >= MAX_SERVE_PER_PEER || total >= MAX_SERVE_TOTAL {
             return None;
         }
-        *mine += 1;
+        serving.insert(peer, mine + 1);
         Some(Slot { state: self, peer })
     }
 
@@ -263,5 +264,48 @@ impl Node {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn served(state: &BlobState) -> HashMap<PeerId, usize> {
+        state.serving.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn one_peer_cannot_take_every_serving_slot() {
+        let state = BlobState::new(0);
+        let greedy = PeerId::random();
+        let held: Vec<Slot<'_>> =
+            std::iter::from_fn(|| state.slot(greedy)).take(MAX_SERVE_PER_PEER + 1).collect();
+        assert_eq!(held.len(), MAX_SERVE_PER_PEER, "a peer's requests beyond its share are busy");
+        // Others are still answered while the greedy peer waits.
+        let other = PeerId::random();
+        let answered = state.slot(other).unwrap();
+        drop(answered);
+        assert_eq!(served(&state), HashMap::from([(greedy, MAX_SERVE_PER_PEER)]));
+        drop(held);
+        assert!(served(&state).is_empty(), "slots are given back");
+        assert!(state.slot(greedy).is_some());
+    }
+
+    #[test]
+    fn the_node_serves_a_bounded_number_at_once() {
+        let state = BlobState::new(0);
+        let peers: Vec<PeerId> = (0..MAX_SERVE_TOTAL).map(|_| PeerId::random()).collect();
+        let held: Vec<Slot<'_>> = peers.iter().filter_map(|p| state.slot(*p)).collect();
+        assert_eq!(held.len(), MAX_SERVE_TOTAL);
+        // Refused askers are not remembered: a crowd of peers cannot grow the table.
+        for _ in 0..100 {
+            assert!(state.slot(PeerId::random()).is_none());
+        }
+        assert_eq!(served(&state).len(), MAX_SERVE_TOTAL);
+        drop(held);
+        assert!(served(&state).is_empty());
     }
 }
