@@ -27,10 +27,25 @@ fn all_decode<V: Value>(db: &sled::Db, tree: &str) -> usize {
     tree.len()
 }
 
+/// Opens the database at `path` that a [`Store`] dropped just before: sled lets go of its
+/// file lock only when its flusher thread has stopped, a moment after the last handle.
+fn reopen(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// The store at `path` is in the current layout: every changed tree holds only values in
 /// the store's encoding, and no staging tree is left.
 fn assert_current_layout(path: &std::path::Path) {
-    let db = sled::open(path).unwrap();
+    let db = reopen(path);
     assert_eq!(migrate::version(&db).unwrap(), migrate::CURRENT);
     assert!(all_decode::<DmRecord>(&db, "dm_msgs") >= 3);
     assert_eq!(all_decode::<OutboxEntry>(&db, "outbox"), 1);
@@ -118,7 +133,7 @@ fn a_store_of_a_newer_layout_is_left_alone() {
     {
         let store = Store::open(dir.path()).unwrap();
         drop(store);
-        let db = sled::open(dir.path()).unwrap();
+        let db = reopen(dir.path());
         assert_eq!(migrate::version(&db).unwrap(), migrate::CURRENT);
         db.insert(b"schema", codec::encode(&Schema(migrate::CURRENT + 1)).unwrap()).unwrap();
         db.flush().unwrap();
