@@ -19,7 +19,11 @@ pub mod hostile_blob;
 pub mod pictures;
 pub mod sim;
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use kith_node::{
     api::{FeedItem, Request, Response, Status},
@@ -137,6 +141,13 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// The first file under this node's home whose bytes contain `needle`, after a flush
+    /// of its store: for tests that private content never lands on a node it is not for.
+    pub async fn home_file_containing(&self, needle: &[u8]) -> Option<PathBuf> {
+        self.node.store().flush().await.unwrap();
+        file_containing(self.home.dir(), needle)
+    }
+
     /// Starts a node with a fresh identity.
     pub async fn start(name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -455,4 +466,22 @@ impl TestNode {
         })
         .await;
     }
+}
+
+/// The first file under `dir` (recursively) whose bytes contain `needle`.
+pub fn file_containing(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = file_containing(&path, needle) {
+                return Some(found);
+            }
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
+        {
+            return Some(path);
+        }
+    }
+    None
 }

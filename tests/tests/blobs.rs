@@ -166,6 +166,13 @@ async fn a_message_attachment_reaches_only_its_recipient() {
     assert!(blob_get(&c, &hash.to_string(), &dir.path().join("c.pdf")).await.is_err());
     // The recipient keeps the file, not the sealed copy.
     assert!(!b.node.store().has_blob(&sealed));
+    // Nothing of the file or the message text is anywhere in the third node's home.
+    for needle in [&file[150_000..150_064], b"the report".as_slice()] {
+        assert_eq!(c.home_file_containing(needle).await, None);
+    }
+    // The check can fail: the recipient's home holds both.
+    assert!(b.home_file_containing(&file[150_000..150_064]).await.is_some());
+    assert!(b.home_file_containing(b"the report").await.is_some());
 }
 
 /// The hash of the sealed blob of `a`'s message attachment `file`.
