@@ -291,7 +291,9 @@ async fn serve_connection(
 async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), ControlError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let worker = node.clone();
-    let round = tokio::spawn(async move { worker.sync_round(usize::MAX, Some(tx)).await });
+    let round = tokio::spawn(async move {
+        worker.sync_round(usize::MAX, Some(tx), crate::node::Stranger::Wait).await
+    });
     while let Some((peers_done, peers_total, fetched)) = rx.recv().await {
         write_frame(stream, &Response::SyncProgress { peers_done, peers_total, fetched }).await?;
     }

@@ -99,7 +99,8 @@ impl Node {
             Request::BlobGet { hash, out } => self.blob_get(&hash, out, None).await,
             Request::MsgInbox => self.msg_inbox(),
             Request::Sync => {
-                let (fetched, peers) = self.sync_round(usize::MAX, None).await;
+                let (fetched, peers) =
+                    self.sync_round(usize::MAX, None, super::Stranger::Wait).await;
                 Ok(Response::Synced { fetched, peers })
             }
             Request::MsgThread { peer, limit } => self.msg_thread(&peer, limit).await,

@@ -15,6 +15,7 @@ mod outbox;
 mod people;
 mod social;
 mod sync;
+pub(crate) use sync::Stranger;
 
 /// What serving sync requests may cost (issue #13 item 6), for tests and benchmarks.
 pub use sync::{
@@ -569,7 +570,7 @@ impl Node {
             tokio::spawn(async move { node.resume_attachments(author).await });
         }
         let node = self.clone();
-        tokio::spawn(async move { node.sync_with(peer).await });
+        tokio::spawn(async move { node.sync_with(peer, Stranger::IfFree).await });
     }
 
     /// Known peers in the order a restart redials them: people this node's person

@@ -42,6 +42,15 @@ const MAX_FRIEND_SYNCS: usize = 4;
 /// Strangers synced with at once; more are skipped until the next round, so strangers
 /// (a silent one, say) never hold up a friend's sync.
 const MAX_STRANGER_SYNCS: usize = 2;
+/// Whether a sync with a stranger waits for one of the [`MAX_STRANGER_SYNCS`] places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stranger {
+    /// Wait: the person asked for this sync (`kith sync`) and expects every peer asked.
+    Wait,
+    /// Skip the stranger until the next round if no place is free (the node's own rounds
+    /// and the sync with a new connection).
+    IfFree,
+}
 /// How long one sync question may go unanswered: a peer that does not answer in time is
 /// left for this sync (its other questions are not asked).
 const QUERY_DEADLINE: Duration = Duration::from_secs(5);
@@ -289,16 +298,19 @@ impl Node {
 
     /// One sync with `peer`: every followed author and every subscribed tag, until the
     /// peer fails to answer one question or [`PEER_SYNC_DEADLINE`] passes. A friend waits
-    /// for a place; a stranger gets one only if one is free now.
-    pub(super) async fn sync_with(&self, peer: PeerId) -> u64 {
+    /// for a place; a stranger too when the person asked for this sync
+    /// ([`Stranger::Wait`]), else it gets one only if one is free now.
+    pub(super) async fn sync_with(&self, peer: PeerId, stranger: Stranger) -> u64 {
         let state = &self.inner.sync;
-        let _permit = if self.is_friend(&peer) {
-            let Ok(permit) = state.friends.acquire().await else { return 0 };
-            permit
+        let permit = if self.is_friend(&peer) {
+            state.friends.acquire().await.ok()
         } else {
-            let Ok(permit) = state.strangers.try_acquire() else { return 0 };
-            permit
+            match stranger {
+                Stranger::Wait => state.strangers.acquire().await.ok(),
+                Stranger::IfFree => state.strangers.try_acquire().ok(),
+            }
         };
+        let Some(_permit) = permit else { return 0 };
         state.syncing.fetch_add(1, Ordering::Relaxed);
         let store = &self.inner.store;
         let fetched = std::sync::atomic::AtomicU64::new(0);
@@ -334,6 +346,7 @@ impl Node {
         &self,
         max_peers: usize,
         progress: Option<Progress>,
+        stranger: Stranger,
     ) -> (u64, usize) {
         let mut peers: Vec<PeerId> = match self.inner.net.peers().await {
             Ok(p) => p.into_iter().map(|p| p.peer).collect(),
@@ -355,7 +368,7 @@ impl Node {
             let _ = tx.send((0, total, 0)).await;
         }
         for (done, peer) in peers.into_iter().enumerate() {
-            fetched += self.sync_with(peer).await;
+            fetched += self.sync_with(peer, stranger).await;
             if let Some(tx) = &progress {
                 let _ = tx.send((done + 1, total, fetched)).await;
             }
@@ -372,7 +385,7 @@ impl Node {
         tick.tick().await;
         loop {
             tick.tick().await;
-            self.sync_round(PEERS_PER_ROUND, None).await;
+            self.sync_round(PEERS_PER_ROUND, None, Stranger::IfFree).await;
         }
     }
 
