@@ -297,6 +297,16 @@ impl TestNode {
         self.node.listen_addrs().into_iter().next().expect("listening")
     }
 
+    /// `peer`'s gossipsub score in this node's view (`None`: not connected or not scored).
+    pub async fn score_of(&self, peer: &PeerId) -> Option<f64> {
+        match self.ok(Request::Peers).await {
+            Response::Peers { peers } => {
+                peers.iter().find(|p| p.id == peer.to_string()).and_then(|p| p.score)
+            }
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
     /// Connects this node to `other`.
     pub async fn dial(&self, other: &TestNode) {
         self.ok(Request::Dial { addr: other.addr().to_string() }).await;

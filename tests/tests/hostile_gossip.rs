@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use kith_node::{
-    api::{RecordCounters, Request, Response},
+    api::RecordCounters,
     net::{GOSSIP_BURST, GOSSIP_RATE},
 };
 use kith_protocol::{
@@ -64,21 +64,11 @@ async fn counters(node: &TestNode) -> RecordCounters {
     node.status().await.record_counters
 }
 
-/// `peer`'s gossipsub score in `node`'s view.
-async fn score(node: &TestNode, peer: &PeerId) -> Option<f64> {
-    match node.ok(Request::Peers).await {
-        Response::Peers { peers } => {
-            peers.iter().find(|p| p.id == peer.to_string()).and_then(|p| p.score)
-        }
-        r => panic!("unexpected {r:?}"),
-    }
-}
-
 /// Waits until `node` scores `peer` below the graylist threshold and says so in its status.
 async fn wait_graylisted(node: &TestNode, peer: &PeerId) {
     let what = format!("{} to graylist {peer}", node.name);
     eventually(DEADLINE, &what, || async {
-        let s = score(node, peer).await?;
+        let s = node.score_of(peer).await?;
         (s < GRAYLIST && node.status().await.peers_graylisted >= 1).then_some(())
     })
     .await;
@@ -159,7 +149,7 @@ impl Net {
             eventually(DEADLINE, &what, || async {
                 let rejected = counters(node).await.rejected - before.rejected;
                 assert!(rejected <= n, "{}: {rejected} rejected, expected {n}", node.name);
-                let s = score(node, hostile).await?;
+                let s = node.score_of(hostile).await?;
                 (rejected == n && s < 0.0).then_some(())
             })
             .await;
@@ -444,7 +434,7 @@ async fn junk_flood(net: &Net) {
              rejected), the rest dropped by gossipsub as graylisted; score now {:?}",
             n.name,
             sent.elapsed,
-            score(n, &hostile).await,
+            n.score_of(&hostile).await,
         );
         assert!(rejected >= 1 && rejected < FLOOD as u64 / 2, "{}: {rejected}", n.name);
         assert_eq!(after.accepted, before.accepted + 2, "{}: only the honest posts", n.name);

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kith_node::{api::Request, keep::MAX_STRANGER_NOTIFICATIONS};
-use kith_protocol::{AuthorId, Keypair, Post, Record, RecordKind, Topic, VerifiedRecord};
+use kith_protocol::{
+    AuthorId, Keypair, Post, Record, RecordId, RecordKind, Tag, Topic, VerifiedRecord,
+};
 use kith_tests::{eventually, hostile::HostilePeer, now_ms, signed_log, TestNode, DEADLINE};
 
 /// `n` reposts by `author`, each of the record before it, after `first` (seq 1).
@@ -77,21 +79,24 @@ async fn a_chain_of_reposts_does_not_crash_a_node_with_a_live_feed() {
 
 /// `n` posts by fresh keys, each mentioning `who` when `mention` says so.
 fn stranger_posts(n: usize, who: &AuthorId, mention: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+    fresh_key_posts(n, 0x5a, |i| {
+        let text = if mention(i) { format!("hey @{who} #{i}") } else { format!("spam {i}") };
+        let mentions = if mention(i) { vec![*who] } else { vec![] };
+        Post { text, reply_to: None, mentions, expires_at: None, attachments: vec![] }
+    })
+}
+
+/// `n` posts (`post(i)`), each by its own fresh key (derived from `seed` and `i`).
+fn fresh_key_posts(n: usize, seed: u8, post: impl Fn(usize) -> Post) -> Vec<Vec<u8>> {
     let now = now_ms();
     (0..n)
         .map(|i| {
             let key = Keypair::from_secret_bytes(&{
-                let mut secret = [0x5a; 32];
+                let mut secret = [seed; 32];
                 secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
                 secret
             });
-            let (text, mentions) = if mention(i) {
-                (format!("hey @{who} #{i}"), vec![*who])
-            } else {
-                (format!("spam {i}"), vec![])
-            };
-            let post =
-                Post { text, reply_to: None, mentions, expires_at: None, attachments: vec![] };
+            let post = post(i);
             Record {
                 author: key.id(),
                 seq: 1,
@@ -278,5 +283,72 @@ async fn ground_peer_ids_do_not_push_a_friend_out_of_the_redial_list() {
     let node = node.restart().await;
     node.wait_connected(&friend).await;
     node.stop().await;
+    friend.stop().await;
+}
+
+/// Finding 13: valid spam earned gossip score. Gossipsub credited any valid message a
+/// peer brought first, so a peer flooding valid records of fresh keys earned its topics'
+/// whole first-delivery credit (50 points each), more than an honest peer bringing a
+/// friend's posts, and enough to absorb the penalty of invalid records between them. Now
+/// only new records of the node's person or of authors it follows earn credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_stranger_spam_earns_no_gossip_credit() {
+    let victim = TestNode::start("victim").await;
+    let friend = TestNode::start("friend").await;
+    victim.subscribe("rust").await;
+    victim.follow(&friend).await;
+    friend.dial(&victim).await;
+    let friend_topic = Topic::Author(friend.id());
+    friend.wait_subscriber(&victim, &friend_topic).await;
+    let mut first = None;
+    for i in 0..20 {
+        let id = friend.post(&format!("friend post {i}")).await;
+        victim.wait_record(&id).await;
+        first.get_or_insert(id);
+    }
+    let first: RecordId = first.unwrap().parse().unwrap();
+
+    // The attacker floods valid posts of fresh keys: on #rust (kept: the victim
+    // subscribes to it) and as replies to the friend on the friend's topic (forwarded for
+    // the friend's followers, not kept). Under the per-peer burst: every one is checked.
+    let attacker = HostilePeer::start(libp2p::identity::Keypair::generate_ed25519());
+    attacker.dial(&victim.addr()).await;
+    let peer = victim.id().to_peer_id().unwrap();
+    let rust = Topic::Tag(Tag::parse("rust").unwrap()).to_string();
+    for topic in [&rust, &friend_topic.to_string()] {
+        eventually(DEADLINE, "the attacker to see the victim's topics", || async {
+            attacker.sees_subscribed(peer, topic).await.then_some(())
+        })
+        .await;
+    }
+    let post = |text: String, reply_to| Post {
+        text,
+        reply_to,
+        mentions: vec![],
+        expires_at: None,
+        attachments: vec![],
+    };
+    let tagged = fresh_key_posts(450, 0x6b, |i| post(format!("spam {i} #rust"), None));
+    let replies = fresh_key_posts(450, 0x6c, |i| post(format!("re {i}"), Some(first)));
+    let before = victim.status().await.record_counters;
+    assert_eq!(attacker.publish(&rust, tagged).await.sent, 450);
+    assert_eq!(attacker.publish(&friend_topic.to_string(), replies).await.sent, 450);
+    let c = eventually(DEADLINE, "the victim to check the flood", || async {
+        let c = victim.status().await.record_counters;
+        (c.accepted + c.unwanted >= before.accepted + before.unwanted + 900).then_some(c)
+    })
+    .await;
+    assert_eq!(c.accepted - before.accepted, 450, "the #rust posts are kept: {c:?}");
+    assert_eq!(c.unwanted - before.unwanted, 450, "the replies are forwarded only: {c:?}");
+
+    let spammer = victim.score_of(&attacker.peer_id()).await.unwrap();
+    let honest = victim.score_of(&friend.id().to_peer_id().unwrap()).await.unwrap();
+    println!(
+        "900 valid stranger records: the attacker's score {spammer:.2}; the friend's, for 20 \
+         posts, {honest:.2}"
+    );
+    assert!(spammer <= 0.0, "valid spam earned {spammer}");
+    assert!(honest > spammer, "the honest peer {honest} is below the spammer {spammer}");
+    victim.stop().await;
     friend.stop().await;
 }

@@ -195,9 +195,10 @@ pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
         time_in_mesh_weight: 0.01,
         time_in_mesh_quantum: Duration::from_secs(1),
         time_in_mesh_cap: 3600.0,
-        first_message_deliveries_weight: 1.0,
-        first_message_deliveries_decay: 0.5,
-        first_message_deliveries_cap: 100.0,
+        // No credit for any valid message brought first: a peer flooding strangers'
+        // valid records earned it all. Kith gives that credit itself, only for records
+        // of authors the node knows (`credit.rs`, the application-specific score).
+        first_message_deliveries_weight: 0.0,
         // Quiet topics are normal (a person posts a few times a day): no penalty for a
         // mesh peer that delivers little.
         mesh_message_deliveries_weight: 0.0,
@@ -214,7 +215,13 @@ fn peer_score_params() -> gossipsub::PeerScoreParams {
     // addresses keep the default penalty.
     let whitelist: HashSet<IpAddr> =
         [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)].into_iter().collect();
-    gossipsub::PeerScoreParams { ip_colocation_factor_whitelist: whitelist, ..Default::default() }
+    gossipsub::PeerScoreParams {
+        ip_colocation_factor_whitelist: whitelist,
+        // The application-specific score is the first-delivery credit of `credit.rs`,
+        // counted in points (at most `CREDIT_CAP`).
+        app_specific_weight: 1.0,
+        ..Default::default()
+    }
 }
 
 fn gossipsub() -> Result<Gossipsub, NetError> {

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{
     admission::PeerSet,
     behaviour::{Behaviour, BehaviourEvent, RelayFriends, RelayMode},
+    credit::Credit,
     Command, Config, Event, NetError, Proto, Reachability, Responder, Verdict, GOSSIP_BURST,
     GOSSIP_RATE,
 };
@@ -67,6 +68,8 @@ pub struct EventLoop {
     next_find: usize,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     gossip_limit: RateLimiter<PeerId>,
+    /// First-delivery credit, handed to gossipsub as each peer's application score.
+    credit: Credit<PeerId>,
     gossip_rate_limited: u64,
     gossip_overflow: u64,
     keypair: libp2p::identity::Keypair,
@@ -142,6 +145,7 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             remote_addrs: HashMap::new(),
             gossip_limit: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
+            credit: Credit::new(),
             gossip_rate_limited: 0,
             gossip_overflow: 0,
             keypair,
@@ -235,6 +239,7 @@ impl EventLoop {
                     open.remove(&connection_id);
                 }
                 if num_established == 0 {
+                    self.credit.forget(&peer_id);
                     self.remote_addrs.remove(&peer_id);
                     self.connections.remove(&peer_id);
                     self.dialled.remove(&peer_id);

@@ -7,6 +7,7 @@
 
 mod admission;
 mod behaviour;
+mod credit;
 mod event_loop;
 mod frame;
 
@@ -21,6 +22,7 @@ pub use behaviour::{
     RelayFriends, RelayMode, BLOB_PROTOCOL, DM_PROTOCOL, KAD_PROTOCOL, MAX_DM_REQUEST_BYTES,
     MAX_DM_RESPONSE_BYTES, MAX_GOSSIP_BYTES, SYNC_PROTOCOL,
 };
+pub use credit::{CREDIT_CAP, CREDIT_HALF_LIFE};
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
 
@@ -145,6 +147,10 @@ impl std::fmt::Debug for Responder {
 pub enum Verdict {
     /// Valid: forward it.
     Accept,
+    /// Valid, new, and by this node's person or an author it follows: forward it, and
+    /// credit the peer that brought it first (the only first-delivery credit a peer
+    /// earns; see `credit.rs`).
+    Credit,
     /// Invalid: drop it and penalise the peer.
     Reject,
     /// Drop without penalty (e.g. we are overloaded).

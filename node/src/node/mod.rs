@@ -506,23 +506,28 @@ impl Node {
     }
 
     /// Counts an ingested gossip record, tells the live feed of a new one and fetches a
-    /// gap in the log of an author this node follows.
+    /// gap in the log of an author this node follows. A new record of this node's person
+    /// or of a followed author earns the peer that brought it first-delivery credit;
+    /// strangers' records earn none (a flood of them is no reason to trust its sender).
     fn after_ingest(&self, source: libp2p::PeerId, topic: &str, outcome: Outcome) -> net::Verdict {
         let c = &self.inner.counters;
         match &outcome {
             Outcome::New(record) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
                 self.announce(record);
+                let r = record.record();
+                let store = &self.inner.store;
+                let known = r.author == self.inner.me
+                    || store.is_following(&self.inner.me, &r.author).unwrap_or(false);
                 // A gap in the log of someone we follow is fetched; a tag subscriber
                 // does not need the rest of a stranger's log.
-                let r = record.record();
                 if let Some(prev) = r.prev {
-                    let store = &self.inner.store;
-                    if !store.has(&prev).unwrap_or(true)
-                        && store.is_following(&self.inner.me, &r.author).unwrap_or(false)
-                    {
+                    if known && !store.has(&prev).unwrap_or(true) {
                         self.fill_gap(source, r.author);
                     }
+                }
+                if known {
+                    return net::Verdict::Credit;
                 }
             }
             Outcome::Duplicate => {

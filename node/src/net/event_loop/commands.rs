@@ -152,14 +152,25 @@ impl EventLoop {
         verdict: Verdict,
     ) {
         let acceptance = match verdict {
-            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+            Verdict::Accept | Verdict::Credit => gossipsub::MessageAcceptance::Accept,
             Verdict::Reject => gossipsub::MessageAcceptance::Reject,
             Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
         };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(id, source, acceptance);
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        // Credited only if still in gossipsub's cache, as its own P2 credit would be.
+        if gs.report_message_validation_result(id, source, acceptance) && verdict == Verdict::Credit
+        {
+            let credit = self.credit.add(*source, std::time::Instant::now());
+            gs.set_application_score(source, credit);
+        }
+    }
+
+    /// Hands gossipsub every peer's first-delivery credit, decayed to now.
+    pub(super) fn decay_credit(&mut self) {
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        for (peer, credit) in self.credit.decayed(std::time::Instant::now()) {
+            gs.set_application_score(&peer, credit);
+        }
     }
 
     fn peers(&self) -> Vec<PeerInfo> {

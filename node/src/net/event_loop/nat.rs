@@ -153,6 +153,7 @@ impl EventLoop {
     /// signed address record.
     pub(super) fn maintain(&mut self) {
         self.close_spare_connections();
+        self.decay_credit();
         if self.reachability() == Reachability::Private {
             self.maintain_relays();
         }
