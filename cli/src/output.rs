@@ -650,6 +650,8 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         // Errors are handled by the caller.
+        // No command asks for the settings yet (the web interface shows them); as JSON.
+        Response::Settings(s) => line(&serde_json::to_value(s).unwrap_or_default()),
         Response::Error { message, .. } => eprintln!("kith: {}", text::line(message)),
     }
 }

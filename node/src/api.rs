@@ -4,8 +4,10 @@
 //! request answers [`Response::Error`] with an [`ErrorKind`].
 
 mod error;
+mod settings;
 
 pub use error::{ApiError, ErrorKind};
+pub use settings::{FixedSetting, LiveSettings, NodeSettings};
 
 use serde::{Deserialize, Serialize};
 
@@ -214,6 +216,14 @@ pub enum Request {
     },
     /// A fresh one-time sign-in address of the daemon's local web interface.
     Web,
+    /// The node's configuration: the values it changes at once, and the others.
+    Settings,
+    /// Change config values of the running node: applied at once and saved to
+    /// `config.toml` (its comments and other lines kept). Answers the new settings.
+    SettingsSet {
+        /// The values to change.
+        set: LiveSettings,
+    },
 }
 
 /// A file attached to a post or message.
@@ -710,6 +720,8 @@ pub enum Response {
         /// `http://127.0.0.1:PORT/login?token=...`, good once, for an hour.
         url: String,
     },
+    /// The node's configuration.
+    Settings(Box<NodeSettings>),
     /// The request failed.
     Error {
         /// One line saying why.

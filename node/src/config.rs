@@ -9,12 +9,22 @@ use crate::net::{ConnLimits, RelayMode};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod live;
+
 /// Errors in the configuration.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The config file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The config file cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
         /// The file.
         path: String,
         /// The cause.
@@ -36,6 +46,15 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// The text of the config file at `path`; empty when there is none.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
+    }
 }
 
 /// The file form: every field optional.
@@ -158,10 +177,10 @@ pub const DEFAULT_MAX_BLOB_MB: u64 = 25;
 pub const DEFAULT_BLOB_QUOTA_MB: u64 = 1024;
 
 /// Largest `max_blob_mb`: the protocol's limit.
-const MAX_MAX_BLOB_MB: u64 = kith_protocol::limits::MAX_BLOB_BYTES / (1024 * 1024);
+pub const MAX_MAX_BLOB_MB: u64 = kith_protocol::limits::MAX_BLOB_BYTES / (1024 * 1024);
 
 /// Largest `blob_quota_mb` (16 TiB).
-const MAX_BLOB_QUOTA_MB: u64 = 16 * 1024 * 1024;
+pub const MAX_BLOB_QUOTA_MB: u64 = 16 * 1024 * 1024;
 
 /// A MiB value of the file, checked against its range.
 fn mib(
@@ -184,7 +203,7 @@ fn mib(
 pub const DEFAULT_STORE_CACHE_MB: u64 = crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024);
 
 /// Largest connection limit accepted.
-const MAX_CONNECTION_LIMIT: usize = 100_000;
+pub const MAX_CONNECTION_LIMIT: usize = 100_000;
 
 fn too_many(field: &'static str, n: usize) -> ConfigError {
     ConfigError::Invalid { field, message: format!("{n}: at most {MAX_CONNECTION_LIMIT}") }
@@ -251,16 +270,19 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the file or field.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let file = match fs::read_to_string(path) {
-            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => FileConfig::default(),
-            Err(source) => {
-                return Err(ConfigError::Read { path: path.display().to_string(), source })
-            }
-        };
+        Self::from_text(path, &read_file(path)?, overrides)
+    }
+
+    /// Builds the configuration from defaults, `text` (the file at `path`, named in
+    /// errors) and `overrides`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or field.
+    pub fn from_text(path: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         let listen = if !overrides.listen.is_empty() {
             parse_addrs("--listen", &overrides.listen)?
         } else if let Some(listen) = &file.listen {

@@ -141,6 +141,12 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// The node's `config.toml` (absent until a setting is saved: test nodes are
+    /// configured in code).
+    pub fn config_path(&self) -> PathBuf {
+        self.home.config_path()
+    }
+
     /// The first file under this node's home whose bytes contain `needle`, after a flush
     /// of its store: for tests that private content never lands on a node it is not for.
     pub async fn home_file_containing(&self, needle: &[u8]) -> Option<PathBuf> {

@@ -247,6 +247,54 @@ async fn a_connection_flood_does_not_cut_off_a_friend() {
     }
 }
 
+/// A person under a flood tightens the caps on the settings page: the running node applies
+/// them to connections from then on, refuses values out of range, and saves them to its
+/// config.toml for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_caps_change_while_the_node_runs() {
+    use kith_node::{
+        api::{ErrorKind, LiveSettings, Response},
+        config::{Config, Overrides},
+    };
+
+    let node = TestNode::start("node").await;
+    let stranger = TestNode::start("stranger").await;
+    let set = |set: LiveSettings| Request::SettingsSet { set };
+    let closed =
+        LiveSettings { max_inbound: Some(0), blob_quota_mb: Some(3), ..Default::default() };
+    let Response::Settings(now) = node.ok(set(closed)).await else { panic!("no settings") };
+    assert_eq!((now.live.max_inbound, now.live.blob_quota_mb), (Some(0), Some(3)));
+    assert_eq!(node.status().await.blobs.quota, 3 << 20);
+    let refused = node.status().await.connections_refused;
+    let _ = stranger.call(Request::Dial { addr: node.addr().to_string() }).await;
+    eventually(DEADLINE, "the stranger refused", || async {
+        (node.status().await.connections_refused > refused).then_some(())
+    })
+    .await;
+    assert!(!node.is_connected(&stranger.id().to_peer_id().unwrap()).await);
+
+    let too_many = LiveSettings { max_inbound: Some(1_000_000), ..Default::default() };
+    match node.call(set(too_many)).await {
+        Response::Error { kind: ErrorKind::Invalid, message } => {
+            assert!(message.starts_with("max_inbound: "), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let open = LiveSettings { max_inbound: Some(8), ..Default::default() };
+    let Response::Settings(now) = node.ok(set(open)).await else { panic!("no settings") };
+    assert_eq!((now.live.max_inbound, now.live.blob_quota_mb), (Some(8), Some(3)));
+    stranger.dial(&node).await;
+    node.wait_connected(&stranger).await;
+
+    let Response::Settings(shown) = node.ok(Request::Settings).await else { panic!() };
+    let saved = Config::load(&node.config_path(), &Overrides::default()).unwrap();
+    assert_eq!(saved.live(), shown.live);
+    assert!(shown.restart.iter().any(|f| f.key == "listen" && f.value.contains("127.0.0.1")));
+    for n in [node, stranger] {
+        n.stop().await;
+    }
+}
+
 /// Finding 8: a restart redialled the first 32 remembered peers in id order, with
 /// addresses the peers claimed themselves: 32 ground ids pushed a real friend out. Now
 /// only addresses actually dialled are remembered, and a restart redials followed peers

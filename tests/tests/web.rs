@@ -232,6 +232,90 @@ fn security_checks_over_http() {
     assert_eq!(http(&addr, "GET", "/", &signed_in, b"").status, 401);
 }
 
+/// A signed-in browser session over raw HTTP: the address, the cookie and the CSRF token.
+struct Signed {
+    addr: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Signed {
+    fn new(d: &Daemon) -> Self {
+        let (addr, login) = sign_in_url(d);
+        let r = http(&addr, "GET", &login, &[("Host", &addr)], b"");
+        let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+        let r = http(&addr, "GET", "/settings", &[("Host", &addr), ("Cookie", &cookie)], b"");
+        let csrf = r.body.split("name=\"csrf\" value=\"").nth(1).unwrap()[..64].to_owned();
+        Self { addr, cookie, csrf }
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        http(&self.addr, "GET", path, &[("Host", &self.addr), ("Cookie", &self.cookie)], b"")
+    }
+
+    /// Posts a form (the CSRF token added).
+    fn post(&self, path: &str, fields: &str) -> Reply {
+        let origin = format!("http://{}", self.addr);
+        let headers = [
+            ("Host", self.addr.as_str()),
+            ("Cookie", self.cookie.as_str()),
+            ("Origin", origin.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        let body = format!("csrf={}&{fields}", self.csrf);
+        http(&self.addr, "POST", path, &headers, body.as_bytes())
+    }
+}
+
+/// The node's settings on the settings page: a change applies to the running daemon at
+/// once, is saved to config.toml with the person's own lines kept, and is there after a
+/// restart; bad values are refused on the page, naming the value, and change nothing.
+#[test]
+fn node_settings_change_live_and_survive_a_restart() {
+    let mut alice = daemon("alice");
+    let config = alice.home().join("config.toml");
+    std::fs::write(&config, "# alice's node: keep this line\nmdns = false # quiet LAN\n").unwrap();
+    let quota = |d: &Daemon| d.json(&["status"])["blobs"]["quota"].as_u64().unwrap();
+    assert_eq!(quota(&alice), 1024 << 20);
+    let web = Signed::new(&alice);
+    let page = web.get("/settings");
+    assert!(
+        page.body.contains("id=\"set-blob_quota_mb\" name=\"blob_quota_mb\" value=\"1024\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<code>listen</code>"), "restart-only values shown");
+    let form = |quota: &str| {
+        format!(
+            "max_blob_mb=25&blob_quota_mb={quota}&thumbnail_budget_mb=64&blob_upload_kib_s=0\
+             &max_inbound=160&max_outbound=96&max_conns_per_ip=16&max_conns_per_subnet=48"
+        )
+    };
+    for (bad, says) in [("0", "out of range"), ("lots", "not a whole number"), ("", "a number")] {
+        let r = web.post("/settings/node", &form(bad));
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        let error = r.body.split("id=\"node-error\">").nth(1).unwrap();
+        assert!(error.starts_with("Disk space for pictures and files: ") && error.contains(says));
+    }
+    assert_eq!(quota(&alice), 1024 << 20);
+    let r = web.post("/settings/node", &form("300"));
+    assert_eq!((r.status, r.header("location")), (303, Some("/settings?node_saved=1#node-title")));
+    assert_eq!(quota(&alice), 300 << 20, "applied at once");
+    assert!(web.get("/settings?node_saved=1").body.contains("value=\"300\""));
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.starts_with("# alice's node: keep this line\nmdns = false # quiet LAN\n"),
+        "{saved}"
+    );
+    assert!(saved.contains("blob_quota_mb = 300\n") && saved.contains("dht_tags = false\n"));
+
+    alice.restart();
+    assert_eq!(quota(&alice), 300 << 20, "kept after a restart");
+    let page = Signed::new(&alice).get("/settings");
+    assert!(page.body.contains("name=\"blob_quota_mb\" value=\"300\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"set-dht_tags\" name=\"dht_tags\" checked"));
+}
+
 /// A multipart form body with `fields` and one file field `attach`, and its content type.
 fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (Vec<u8>, String) {
     let boundary = "kith-test-boundary-7d1f";

@@ -417,6 +417,21 @@ def main():
         assert "bobby" in d.find_element(By.ID, "petnames").text
         p.shot("settings")
 
+        step("settings: a node value changed while it runs, by keyboard")
+        quota = d.find_element(By.ID, "set-blob_quota_mb")
+        quota.clear()
+        quota.send_keys("0", Keys.ENTER)
+        p.wait("the refusal", lambda: d.find_elements(By.ID, "node-error"))
+        assert "out of range" in d.find_element(By.ID, "node-error").text
+        quota = d.find_element(By.ID, "set-blob_quota_mb")
+        quota.clear()
+        quota.send_keys("512", Keys.ENTER)
+        p.wait("saved", lambda: d.find_elements(By.ID, "node-saved"))
+        assert d.find_element(By.ID, "set-blob_quota_mb").get_attribute("value") == "512"
+        assert kith("alice", "status")[0]["blobs"]["quota"] == 512 << 20
+        assert "listen" in d.find_element(By.ID, "fixed-settings").text
+        p.shot("settings-node")
+
         step("a hashtag page")
         d.get(f"{origin}/tag/kith")
         p.card(live)

@@ -170,6 +170,11 @@ impl Gate {
         }
     }
 
+    /// New limits, for connections from now on.
+    pub(crate) fn set_limits(&mut self, limits: ConnLimits) {
+        self.limits = limits;
+    }
+
     fn counts(&self, address: Option<(IpAddr, IpAddr)>) -> InboundCounts {
         let mut counts = InboundCounts::default();
         for c in self.conns.values().filter(|c| c.inbound && c.stranger) {

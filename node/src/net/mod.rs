@@ -253,6 +253,12 @@ pub(crate) enum Command {
     Provide {
         key: Vec<u8>,
     },
+    StopProviding {
+        key: Vec<u8>,
+    },
+    SetLimits {
+        limits: ConnLimits,
+    },
     FindProviders {
         key: Vec<u8>,
         reply: oneshot::Sender<Vec<PeerId>>,
@@ -443,6 +449,17 @@ impl Client {
     /// Announces in the DHT that this node provides `key` (a hashtag's key).
     pub async fn provide(&self, key: Vec<u8>) {
         let _ = self.commands.send(Command::Provide { key }).await;
+    }
+
+    /// Stops announcing `key` in the DHT (the announcement is no longer renewed; peers
+    /// drop it when it expires).
+    pub async fn stop_providing(&self, key: Vec<u8>) {
+        let _ = self.commands.send(Command::StopProviding { key }).await;
+    }
+
+    /// Applies new connection limits to connections from now on (those up stay).
+    pub async fn set_limits(&self, limits: ConnLimits) {
+        let _ = self.commands.send(Command::SetLimits { limits }).await;
     }
 
     /// Peers that announced `key` in the DHT, found within [`DHT_TIMEOUT`].

@@ -82,7 +82,7 @@ impl Node {
     /// nothing when the configuration keeps tags out of the DHT (`dht_tags = false`: a
     /// lookup would tell the peers asked, too).
     pub(super) async fn find_tag_peers(&self, tag: &Tag) {
-        if !self.inner.dht_tags {
+        if !self.inner.dht_tags.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let key = tag_key(tag);

@@ -106,6 +106,8 @@ impl Node {
             Request::MsgThread { peer, limit } => self.msg_thread(&peer, limit).await,
             Request::Name { id, petname } => self.name(&id, petname.as_deref()).await,
             Request::Names => self.names(),
+            Request::Settings => self.settings(),
+            Request::SettingsSet { set } => self.settings_set(set).await,
             // The daemon's control socket answers this when its web interface runs.
             Request::Web => Err(ApiError::unavailable(
                 "the web interface is off (the daemon runs with --no-web, or web = \"off\" \

@@ -13,6 +13,7 @@ mod handlers;
 mod invite;
 mod outbox;
 mod people;
+mod settings;
 mod social;
 mod sync;
 pub(crate) use sync::Stranger;
@@ -161,7 +162,13 @@ struct Inner {
     /// Who this node is and what it keeps.
     admission: ingest::Admission,
     /// Whether subscribed hashtags are announced and looked up in the DHT.
-    dht_tags: bool,
+    dht_tags: std::sync::atomic::AtomicBool,
+    /// The configuration the node runs with (its live values as changed since start).
+    config: std::sync::Mutex<Config>,
+    /// Where changed settings are saved.
+    config_path: std::path::PathBuf,
+    /// One settings change at a time.
+    settings_lock: tokio::sync::Mutex<()>,
 }
 
 /// A running node. Cheap to clone.
@@ -230,7 +237,10 @@ impl Node {
             inner: Arc::new(Inner {
                 me: keypair.id(),
                 admission: ingest::Admission::new(keypair.id()),
-                dht_tags: config.dht_tags,
+                dht_tags: config.dht_tags.into(),
+                config: std::sync::Mutex::new(config.clone()),
+                config_path: home.config_path(),
+                settings_lock: tokio::sync::Mutex::new(()),
                 keypair,
                 store,
                 blobs,

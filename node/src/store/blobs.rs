@@ -210,7 +210,8 @@ const TOUCH_EVERY_MS: u64 = 60_000;
 pub struct Blobs {
     store: Store,
     dir: PathBuf,
-    limits: BlobLimits,
+    /// Changed while the node runs by [`Blobs::set_limits`].
+    limits: Arc<Mutex<BlobLimits>>,
     /// Bytes of complete blobs.
     used: Arc<AtomicU64>,
     /// Bytes of complete blobs fetched on the node's own initiative.
@@ -269,7 +270,7 @@ impl Blobs {
         Ok(Self {
             store: store.clone(),
             dir: dir.to_owned(),
-            limits,
+            limits: Arc::new(Mutex::new(limits)),
             used: Arc::new(AtomicU64::new(used)),
             auto_used: Arc::new(AtomicU64::new(auto_used)),
             writer: Arc::new(Mutex::new(())),
@@ -279,7 +280,23 @@ impl Blobs {
 
     /// The limits this store applies.
     pub fn limits(&self) -> BlobLimits {
-        self.limits
+        *self.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies new limits now: blobs fetched from others are evicted, least recently used
+    /// first, until the store fits the new quota and thumbnails their new budget (blobs
+    /// this node made are never evicted, so they may stay over a smaller quota).
+    ///
+    /// # Errors
+    /// Disk errors while evicting.
+    pub fn set_limits(&self, limits: BlobLimits) -> Result<(), BlobStoreError> {
+        let _writer = self.lock()?;
+        *self.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+        self.make_room_auto(0)?;
+        match self.make_room(0) {
+            Err(BlobStoreError::Full { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// A folder for files on their way in (uploads, imports); emptied when the store
@@ -333,8 +350,9 @@ impl Blobs {
     /// # Errors
     /// [`BlobStoreError::TooLarge`].
     pub fn check_size(&self, size: u64) -> Result<(), BlobStoreError> {
-        if size > self.limits.max_blob {
-            return Err(BlobStoreError::TooLarge { size, max: self.limits.max_blob });
+        let max = self.limits().max_blob;
+        if size > max {
+            return Err(BlobStoreError::TooLarge { size, max });
         }
         Ok(())
     }
@@ -446,7 +464,7 @@ impl Blobs {
     /// Evicts blobs fetched on the node's own initiative, least recently used first, until
     /// `size` more bytes of them fit the budget. Called with the writer lock held.
     fn make_room_auto(&self, size: u64) -> Result<(), BlobStoreError> {
-        let budget = self.limits.auto_budget;
+        let budget = self.limits().auto_budget;
         if size > budget {
             return Err(BlobStoreError::Full {
                 used: self.auto_used.load(Ordering::SeqCst),
@@ -471,7 +489,7 @@ impl Blobs {
     /// Evicts fetched blobs, least recently used first, until `size` more bytes fit the
     /// quota. Called with the writer lock held.
     fn make_room(&self, size: u64) -> Result<(), BlobStoreError> {
-        let quota = self.limits.quota;
+        let quota = self.limits().quota;
         while self.used.load(Ordering::SeqCst).saturating_add(size) > quota {
             let Some(item) = self.store.blob_lru.iter().next() else {
                 return Err(BlobStoreError::Full { used: self.used.load(Ordering::SeqCst), quota });

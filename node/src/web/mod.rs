@@ -31,6 +31,7 @@ mod files;
 mod live;
 mod messages;
 mod node_page;
+mod node_settings;
 mod notes;
 mod pages;
 mod people;
@@ -190,9 +191,11 @@ impl Web {
 }
 
 /// The largest post a browser may send: its text, and [`MAX_ATTACHMENTS`] files of the
-/// node's largest blob size.
-fn upload_limit(state: &State) -> usize {
-    let files = state.node.blobs().limits().max_blob.saturating_mul(MAX_ATTACHMENTS as u64);
+/// protocol's largest blob size (`max_blob_mb` can change while the node runs: each file
+/// is held to the node's own limit as it arrives, see `files::read_form`).
+fn upload_limit() -> usize {
+    let max = kith_protocol::limits::MAX_BLOB_BYTES;
+    let files = max.saturating_mul(MAX_ATTACHMENTS as u64);
     usize::try_from(files).unwrap_or(usize::MAX).saturating_add(MAX_BODY_BYTES)
 }
 
@@ -218,7 +221,7 @@ fn router(state: Arc<State>) -> Router {
             "/messages/{id}",
             get(messages::conversation)
                 .post(messages::send)
-                .layer(DefaultBodyLimit::max(upload_limit(&state))),
+                .layer(DefaultBodyLimit::max(upload_limit())),
         )
         .route("/notifications", get(notes::list))
         .route("/badges", get(notes::badges))
@@ -230,10 +233,11 @@ fn router(state: Arc<State>) -> Router {
         .route("/settings", get(settings::show))
         .route("/profile", post(settings::profile))
         .route("/name", post(settings::name))
+        .route("/settings/node", post(node_settings::save))
         .route("/events", get(live::events))
         .route("/login", get(auth::login))
         .route("/logout", post(auth::logout))
-        .route("/post", post(actions::post).layer(DefaultBodyLimit::max(upload_limit(&state))))
+        .route("/post", post(actions::post).layer(DefaultBodyLimit::max(upload_limit())))
         .route("/blob/{hash}", get(files::blob))
         .route("/react", post(actions::react))
         .route("/repost", post(actions::repost))

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::{
     actions::back,
     auth::Session,
+    node_settings::{self, NodeSection},
     pages::{html, problem, Chrome},
     view::{clean, Names, Who},
     State as Shared,
@@ -31,23 +32,38 @@ pub(super) struct PetnameRow {
 
 #[derive(Template)]
 #[template(path = "settings.html")]
-struct Settings {
+pub(super) struct Settings {
     chrome: Chrome,
     name: String,
     bio: String,
-    saved: bool,
-    error: Option<String>,
+    notes: PageNotes,
     petnames: Vec<PetnameRow>,
     max_name: usize,
     max_bio: usize,
+    /// The node's settings (`None`: the node did not answer).
+    pub(super) node: Option<NodeSection>,
+}
+
+/// What the page says about the last change.
+#[derive(Default)]
+pub(super) struct PageNotes {
+    /// The profile was saved.
+    pub(super) saved: bool,
+    /// Why the profile was not saved.
+    pub(super) error: Option<String>,
+    /// The node's settings were saved.
+    pub(super) node_saved: bool,
+    /// Why the node's settings were not changed.
+    pub(super) node_error: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct SettingsQuery {
     saved: Option<String>,
+    node_saved: Option<String>,
 }
 
-async fn page(state: &Shared, session: &Session, saved: bool, error: Option<String>) -> Settings {
+pub(super) async fn page(state: &Shared, session: &Session, notes: PageNotes) -> Settings {
     let (name, bio) = match state.node.handle(Request::ProfileShow { id: None }).await {
         Reply::Profile(p) => (p.name.unwrap_or_default(), p.bio.unwrap_or_default()),
         _ => Default::default(),
@@ -66,11 +82,11 @@ async fn page(state: &Shared, session: &Session, saved: bool, error: Option<Stri
         chrome: Chrome::new(state, session, "settings"),
         name,
         bio,
-        saved,
-        error: error.as_deref().map(clean),
+        notes: PageNotes { error: notes.error.as_deref().map(clean), ..notes },
         petnames,
         max_name: MAX_NAME_BYTES,
         max_bio: MAX_BIO_BYTES,
+        node: node_settings::section(state).await,
     }
 }
 
@@ -80,7 +96,12 @@ pub(super) async fn show(
     Extension(session): Extension<Session>,
     Query(q): Query<SettingsQuery>,
 ) -> Response {
-    html(StatusCode::OK, &page(&state, &session, q.saved.is_some(), None).await)
+    let notes = PageNotes {
+        saved: q.saved.is_some(),
+        node_saved: q.node_saved.is_some(),
+        ..PageNotes::default()
+    };
+    html(StatusCode::OK, &page(&state, &session, notes).await)
 }
 
 #[derive(Deserialize)]
@@ -111,13 +132,15 @@ pub(super) async fn profile(
         None
     };
     if let Some(error) = too_long {
-        let mut page = page(&state, &session, false, Some(error)).await;
+        let notes = PageNotes { error: Some(error), ..PageNotes::default() };
+        let mut page = page(&state, &session, notes).await;
         (page.name, page.bio) = (name, bio);
         return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     match state.node.handle(Request::ProfileSet { name: Some(name), bio: Some(bio) }).await {
         Reply::Error { message, .. } => {
-            let page = page(&state, &session, false, Some(message)).await;
+            let notes = PageNotes { error: Some(message), ..PageNotes::default() };
+            let page = page(&state, &session, notes).await;
             html(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         _ => Redirect::to("/settings?saved=1").into_response(),

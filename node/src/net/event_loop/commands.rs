@@ -42,6 +42,10 @@ impl EventLoop {
                     tracing::debug!(%error, "cannot provide in the DHT");
                 }
             }
+            Command::StopProviding { key } => {
+                self.swarm.behaviour_mut().kad.stop_providing(&key.into());
+            }
+            Command::SetLimits { limits } => self.swarm.behaviour_mut().gate.set_limits(limits),
             Command::FindProviders { key, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key.into());
                 self.pending_providers.insert(id, (Vec::new(), reply));

@@ -40,26 +40,45 @@ const COLLECT_EVERY: Duration = Duration::from_secs(600);
 pub(crate) const COLLECT_GRACE_MS: u64 = 24 * 3_600_000;
 
 /// The node's upload budget for blob chunks (`blob_upload_kib_s`): a token bucket of
-/// bytes, refilled at `rate` per second, holding at most a second's worth. A chunk is sent
-/// once its bytes are paid for, so chunks wait rather than being refused.
+/// bytes, refilled at `rate` per second (0: no limit), holding at most a second's worth.
+/// A chunk is sent once its bytes are paid for, so chunks wait rather than being refused.
+/// The rate can change while the node runs.
+#[derive(Default)]
 struct Upload {
-    rate: f64,
-    bucket: Mutex<(f64, Instant)>,
+    /// Rate (bytes a second), tokens, last refill.
+    bucket: Mutex<(f64, f64, Option<Instant>)>,
 }
 
 impl Upload {
+    fn new(rate: u64) -> Self {
+        let rate = rate as f64;
+        Self { bucket: Mutex::new((rate, rate, None)) }
+    }
+
+    fn set_rate(&self, rate: u64) {
+        let rate = rate as f64;
+        if let Ok(mut bucket) = self.bucket.lock() {
+            // A bucket that had no limit starts full.
+            bucket.1 = if bucket.0 <= 0.0 { rate } else { bucket.1.min(rate) };
+            bucket.0 = rate;
+        }
+    }
+
     /// How long to wait before sending `bytes` more.
     fn reserve(&self, bytes: usize) -> Duration {
         let Ok(mut bucket) = self.bucket.lock() else { return Duration::ZERO };
+        let (rate, tokens, last) = *bucket;
+        if rate <= 0.0 {
+            return Duration::ZERO;
+        }
         let now = Instant::now();
-        let (tokens, last) = *bucket;
-        let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
-        let left = refilled - bytes as f64;
-        *bucket = (left, now);
+        let elapsed = last.map_or(0.0, |last| now.duration_since(last).as_secs_f64());
+        let left = (tokens + elapsed * rate).min(rate) - bytes as f64;
+        *bucket = (rate, left, Some(now));
         if left >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-left / self.rate)
+            Duration::from_secs_f64(-left / rate)
         }
     }
 }
@@ -67,8 +86,8 @@ impl Upload {
 /// The blob side of the node's state.
 #[derive(Default)]
 pub(crate) struct BlobState {
-    /// The upload budget, when limited.
-    upload: Option<Upload>,
+    /// The upload budget.
+    upload: Upload,
     /// Requests being answered, per peer.
     serving: Mutex<HashMap<PeerId, usize>>,
     /// Peers that sent wrong bytes, and when.
@@ -102,11 +121,12 @@ impl BlobState {
     /// The state for a node that sends at most `upload_bytes_per_s` of chunks a second (0:
     /// no limit).
     pub(crate) fn new(upload_bytes_per_s: u64) -> Self {
-        let upload = (upload_bytes_per_s > 0).then(|| {
-            let rate = upload_bytes_per_s as f64;
-            Upload { rate, bucket: Mutex::new((rate, Instant::now())) }
-        });
-        Self { upload, ..Self::default() }
+        Self { upload: Upload::new(upload_bytes_per_s), ..Self::default() }
+    }
+
+    /// A new upload limit, bytes a second (0: no limit), from now on.
+    pub(crate) fn set_upload_rate(&self, upload_bytes_per_s: u64) {
+        self.upload.set_rate(upload_bytes_per_s);
     }
 
     /// A serving slot for `peer`, unless it or the node is at its limit.
@@ -192,8 +212,11 @@ impl Node {
         .await;
         match answer {
             Ok(Ok(reply)) => {
-                if let (BlobReply::Chunk(bytes), Some(upload)) = (&reply, &self.inner.blob.upload) {
-                    tokio::time::sleep(upload.reserve(bytes.len())).await;
+                if let BlobReply::Chunk(bytes) = &reply {
+                    let wait = self.inner.blob.upload.reserve(bytes.len());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 reply
             }
