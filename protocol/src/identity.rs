@@ -22,6 +22,10 @@ pub const SECRET_KEY_LEN: usize = 32;
 pub const SIGNATURE_LEN: usize = 64;
 /// Length of an X25519 public or secret key (the Diffie-Hellman form of an identity key).
 pub const X25519_KEY_LEN: usize = 32;
+/// What comes before the key in the 38 bytes of a canonical peer id: the identity
+/// multihash (code 0, length 36) of the protobuf `PublicKey` (field 1 = 1, Ed25519; field 2,
+/// 32 bytes).
+pub const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 
 /// Why an id or key was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -32,6 +36,10 @@ pub enum IdError {
     /// The peer id is not derived from an ed25519 key (kith uses only ed25519).
     #[error("peer id does not carry an ed25519 public key")]
     NotEd25519,
+    /// The peer id carries an ed25519 key, but not in the one form kith accepts: the 38
+    /// bytes `00 24 08 01 12 20 || key` (another protobuf encoding of the same key).
+    #[error("peer id is not in its canonical form")]
+    NotCanonical,
     /// The 32 bytes are not a valid ed25519 public key.
     #[error("invalid ed25519 public key")]
     BadKey,
@@ -78,10 +86,15 @@ impl AuthorId {
         Ok(libp2p_identity::PublicKey::from(key).to_peer_id())
     }
 
-    /// The identity behind a libp2p peer id, if it carries an ed25519 key.
+    /// The identity behind a libp2p peer id, if it carries an ed25519 key in the canonical
+    /// form: exactly the 38 bytes `00 24 08 01 12 20 || key` (identity multihash of the
+    /// protobuf `PublicKey { Type = Ed25519, Data = key }`, fields in order, nothing else),
+    /// so that one id has one text.
     ///
     /// # Errors
-    /// [`IdError::NotEd25519`] for peer ids of other key types or hashed keys.
+    /// [`IdError::NotEd25519`] for peer ids of other key types or hashed keys,
+    /// [`IdError::NotCanonical`] for another encoding of an ed25519 key,
+    /// [`IdError::BadKey`] for bytes that are not a curve point.
     pub fn from_peer_id(peer: &libp2p_identity::PeerId) -> Result<Self, IdError> {
         let multihash = peer.as_ref();
         // Code 0 is the identity multihash: the digest is the protobuf-encoded public key.
@@ -92,7 +105,11 @@ impl AuthorId {
             .map_err(|_| IdError::NotEd25519)?
             .try_into_ed25519()
             .map_err(|_| IdError::NotEd25519)?;
-        Self::from_bytes(key.to_bytes())
+        let id = Self::from_bytes(key.to_bytes())?;
+        if peer.to_bytes() != [PEER_ID_PREFIX.as_slice(), id.0.as_slice()].concat() {
+            return Err(IdError::NotCanonical);
+        }
+        Ok(id)
     }
 
     /// Verifies `signature` over `domain || message` with this key, strictly: non-canonical
@@ -243,6 +260,69 @@ mod tests {
         // A sha256-hashed peer id (RSA-style) carries no ed25519 key.
         let hashed = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
         assert_eq!(hashed.parse::<AuthorId>(), Err(IdError::NotEd25519));
+    }
+
+    /// Text of the peer id whose bytes are `bytes`.
+    fn peer_text(bytes: &[u8]) -> String {
+        bs58::encode(bytes).into_string()
+    }
+
+    #[test]
+    fn only_the_canonical_peer_id_form_is_accepted() {
+        let id = Keypair::from_secret_bytes(&[7; 32]).id();
+        let key = id.as_bytes();
+        let canonical = [PEER_ID_PREFIX.as_slice(), key].concat();
+        assert_eq!(peer_text(&canonical).parse::<AuthorId>(), Ok(id));
+        // The same key, its protobuf fields in the other order: libp2p takes it as the
+        // same key; kith refuses it.
+        let reordered = [&[0x00, 0x24, 0x12, 0x20][..], key, &[0x08, 0x01]].concat();
+        let peer = libp2p_identity::PeerId::from_bytes(&reordered).unwrap();
+        assert_eq!(AuthorId::from_peer_id(&peer), Err(IdError::NotCanonical));
+        assert_eq!(peer_text(&reordered).parse::<AuthorId>(), Err(IdError::NotCanonical));
+        // An unknown protobuf field after the key: refused too.
+        let longer = [&[0x00, 0x26, 0x08, 0x01, 0x12, 0x20][..], key, &[0x18, 0x00]].concat();
+        assert_eq!(peer_text(&longer).parse::<AuthorId>(), Err(IdError::NotCanonical));
+        // Trailing bytes after the multihash are no peer id at all.
+        let trailing = [canonical.as_slice(), &[0]].concat();
+        assert!(matches!(peer_text(&trailing).parse::<AuthorId>(), Err(IdError::NotPeerId(_))));
+    }
+
+    /// The 32 bytes of `p + k` (little-endian, `p = 2^255 - 19`) with the sign bit `sign`.
+    fn non_canonical_y(k: u8, sign: bool) -> [u8; 32] {
+        let mut bytes = [0xff; 32];
+        bytes[0] = 0xed + k;
+        bytes[31] = if sign { 0xff } else { 0x7f };
+        bytes
+    }
+
+    #[test]
+    fn non_canonical_point_encodings_are_read_modulo_p() {
+        let mut accepted = Vec::new();
+        for k in 0..19u8 {
+            for sign in [false, true] {
+                let bytes = non_canonical_y(k, sign);
+                let Ok(id) = AuthorId::from_bytes(bytes) else { continue };
+                // Read as y = k: the same point as the canonical encoding of k, but
+                // another id (ids compare by bytes).
+                let mut canonical = [0u8; 32];
+                canonical[0] = k;
+                canonical[31] = if sign { 0x80 } else { 0 };
+                let point = VerifyingKey::from_bytes(&bytes).unwrap();
+                let same = VerifyingKey::from_bytes(&canonical).unwrap();
+                assert!(point.to_edwards() == same.to_edwards(), "k = {k}");
+                assert_ne!(id, AuthorId::from_bytes(canonical).unwrap());
+                // Small-order points (y = 0, y = 1) sign nothing.
+                let weak = point.is_weak();
+                assert_eq!(weak, k <= 1, "k = {k}");
+                assert_eq!(id.to_x25519().is_err(), weak);
+                accepted.push((k, sign));
+            }
+        }
+        // y - p in {0, 1, 3, 4, 5, 6, 9, 10, 14, 15, 16, 18} is on the curve, with either
+        // sign bit (x = 0 with the sign bit set, y = 1, included).
+        let ks: Vec<u8> = accepted.iter().filter(|(_, sign)| *sign).map(|(k, _)| *k).collect();
+        assert_eq!(ks, [0, 1, 3, 4, 5, 6, 9, 10, 14, 15, 16, 18]);
+        assert_eq!(accepted.len(), 24);
     }
 
     #[test]

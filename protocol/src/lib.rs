@@ -10,6 +10,7 @@
 //! - [`invite`]: signed, expiring invite links (id, addresses, name);
 //! - [`dm`]: end-to-end encrypted ("sealed") direct messages and the `/kith/dm/1` reply;
 //! - [`codec`]: the one canonical, size-limited encoding;
+//! - [`unicode`]: the pinned Unicode character data validation depends on;
 //! - [`limits`]: every size and count limit.
 //!
 //! ```
@@ -48,6 +49,7 @@ pub mod record;
 pub mod sync;
 pub mod tags;
 pub mod topic;
+pub mod unicode;
 
 pub use identity::{AuthorId, Keypair};
 pub use record::{Post, Record, RecordId, RecordKind, VerifiedRecord};

@@ -255,7 +255,9 @@ impl Record {
         }
         match &self.kind {
             RecordKind::Post(post) => {
-                if post.text.trim().is_empty() && post.attachments.is_empty() {
+                // White space by the pinned tables (`str::trim` follows the compiler's).
+                let blank = post.text.chars().all(crate::unicode::is_white_space);
+                if blank && post.attachments.is_empty() {
                     return Err(FieldError::EmptyText);
                 }
                 check_len("text", &post.text, MAX_TEXT_BYTES)?;

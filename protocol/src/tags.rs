@@ -1,6 +1,7 @@
 //! Hashtags: parsing from post text and normalisation.
 //!
-//! A hashtag is `#` followed by Unicode letters, digits and `_`, starting where a word may
+//! A hashtag is `#` followed by letters, digits and `_` (Unicode `Alphabetic`, general
+//! category `N*`, by the pinned tables of [`crate::unicode`]), starting where a word may
 //! start (not right after a letter, digit, `_` or `#`), with at least one character that is
 //! not a digit, and at most [`MAX_TAG_CHARS`] characters. Text is NFKC-normalised before
 //! tags are read, and tags are compared in lower case (then NFKC again), so `#Rust`,
@@ -8,13 +9,14 @@
 //! one character or with `e` and a combining accent. A post yields at most
 //! [`MAX_TAGS_PER_POST`] distinct tags, in order of first appearance.
 
-use std::{borrow::Cow, fmt, str::FromStr};
-
-use icu_normalizer::ComposingNormalizerBorrowed;
+use std::{fmt, str::FromStr};
 
 use thiserror::Error;
 
-use crate::limits::{MAX_TAGS_PER_POST, MAX_TAG_CHARS};
+use crate::{
+    limits::{MAX_TAGS_PER_POST, MAX_TAG_CHARS},
+    unicode::{self, nfkc},
+};
 
 /// Why a tag was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -37,13 +39,10 @@ pub enum TagError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(String);
 
-/// `text` in Normalization Form KC, with the tables of the pinned `icu_normalizer`.
-fn nfkc(text: &str) -> Cow<'_, str> {
-    ComposingNormalizerBorrowed::new_nfkc().normalize(text)
-}
-
+/// A letter, digit or `_`: Unicode `Alphabetic` or general category `N*`, or `_` (the
+/// pinned tables of [`unicode`], not the compiler's).
 fn is_tag_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    unicode::is_alphabetic(c) || unicode::is_numeric(c) || c == '_'
 }
 
 impl Tag {
@@ -68,10 +67,10 @@ impl Tag {
         if word.chars().count() > MAX_TAG_CHARS {
             return Err(TagError::TooLong);
         }
-        if word.chars().all(|c| c.is_numeric()) {
+        if word.chars().all(unicode::is_numeric) {
             return Err(TagError::OnlyDigits);
         }
-        let lower = nfkc(&word.to_lowercase()).into_owned();
+        let lower = nfkc(&unicode::lowercase(word)).into_owned();
         // Lower-casing can lengthen a few characters (`İ` becomes `i` + a combining dot);
         // the normalised form must still be a tag by the same rules.
         if lower.chars().count() > MAX_TAG_CHARS {

@@ -280,6 +280,14 @@ fn documented_examples_hold() {
     assert_eq!(tags("hello #Rust and #rust, #P2P!"), ["rust", "p2p"]);
     assert!(tags("a#b ##x #123").is_empty());
     assert_eq!(tags("#a#b #1st"), ["a", "1st"]);
+    // Section 6: marks, numbers and case by the pinned Unicode 18 tables.
+    assert_eq!(tags("#cafe\u{301} #café"), ["café"]);
+    assert_eq!(tags("#x\u{301}y"), ["x"]);
+    assert_eq!(tags("#नमस्ते"), ["नमस"]);
+    assert!(tags("#½ #٣٣").is_empty());
+    assert_eq!(tags("#ΟΔΟΣ #İ"), ["οδος"]);
+    // New in Unicode 18: U+0558 is a letter (lower case U+0567), U+A7DD lower-cases to ɷ.
+    assert_eq!(tags("#a\u{558}b #\u{a7dd}"), ["a\u{567}b", "\u{277}"]);
     // Section 9: topic names.
     let author = doc_key().id();
     assert_eq!(Topic::Author(author).to_string(), format!("kith/1/author/{author}"));
@@ -385,4 +393,58 @@ fn invite_vector() {
     let link = doc_value_in(BLOCK, "link");
     assert_eq!(invite.to_link(&key).unwrap(), link);
     assert_eq!(Invite::from_link(&link, 1_700_000_000_000).unwrap(), invite);
+}
+
+/// Section 10.1: more records of the document's key, after the post of section 10: a
+/// reply with a mention (seq 2), a follow (seq 3) and a delete of the reply (seq 4), each
+/// dated one second after the one before.
+fn more_records() -> Vec<(&'static str, Record)> {
+    let key = doc_key();
+    let other = Keypair::from_secret_bytes(&[2; 32]).id();
+    let mut prev = doc_record().sign(&key).unwrap().id();
+    let post = prev;
+    let mut out = Vec::new();
+    let mut next = |name, kind| {
+        let seq = out.len() as u64 + 2;
+        let timestamp = 1_700_000_000_000 + 1_000 * (seq - 1);
+        let record = Record { author: key.id(), seq, prev: Some(prev), timestamp, kind };
+        prev = record.clone().sign(&key).unwrap().id();
+        out.push((name, record));
+        prev
+    };
+    let reply = next(
+        "reply",
+        RecordKind::Post(Post {
+            text: format!("@{other} welcome to #kith"),
+            reply_to: Some(post),
+            mentions: vec![other],
+            expires_at: None,
+            attachments: vec![],
+        }),
+    );
+    next("follow", RecordKind::Follow { target: other });
+    next("delete", RecordKind::Delete { target: reply });
+    out
+}
+
+#[test]
+fn more_record_vectors_match() {
+    const BLOCK: Block = ("<!-- record-vectors:begin -->", "<!-- record-vectors:end -->");
+    for (name, record) in more_records() {
+        let body = codec::encode(&record).unwrap();
+        let signed = record.clone().sign(&doc_key()).unwrap();
+        let label = format!("{name} record bytes ({} bytes)", body.len());
+        assert_eq!(hex::encode(&body), hex::encode(doc_hex_in(BLOCK, &label)), "{name}");
+        assert_eq!(
+            hex::encode(signed.signature()),
+            doc_value_in(BLOCK, &format!("{name} signature"))
+        );
+        assert_eq!(signed.id().to_string(), doc_value_in(BLOCK, &format!("{name} id")));
+        // The documented bytes are a valid record as they stand.
+        let mut whole = doc_hex_in(BLOCK, &label);
+        whole.extend(doc_hex_in(BLOCK, &format!("{name} signature")));
+        let received = VerifiedRecord::from_bytes(&whole).unwrap();
+        assert_eq!(received.record(), &record, "{name}");
+        received.record().check_mentions().unwrap();
+    }
 }

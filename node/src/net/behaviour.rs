@@ -312,3 +312,21 @@ impl Behaviour {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Section 9.1 of `docs/protocol.md`: the gossip message id of the section 10 record
+    /// on its tag topic, as documented.
+    #[test]
+    fn message_id_matches_the_documented_vector() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let value = |label: &str| -> String {
+            let mut lines = doc.lines().skip_while(|l| *l != label);
+            assert_eq!(lines.next(), Some(label), "{label} not in docs/protocol.md");
+            lines.take_while(|l| l.starts_with("    ")).map(str::trim).collect()
+        };
+        let signed = hex::decode(value("signed bytes (146 bytes)")).unwrap();
+        let id = super::message_id("kith/1/tag/kith", &signed);
+        assert_eq!(hex::encode(&id.0), value("message id on kith/1/tag/kith"));
+    }
+}
