@@ -115,6 +115,7 @@ struct Setup {
     bootstrap: Vec<libp2p::Multiaddr>,
     store_cache_mb: u64,
     limits: ConnLimits,
+    dht_tags: bool,
 }
 
 impl Default for Setup {
@@ -125,6 +126,7 @@ impl Default for Setup {
             store_cache_mb: DEFAULT_STORE_CACHE_MB,
             // Every test node is on 127.0.0.1: no per-address caps.
             limits: ConnLimits::lifted(),
+            dht_tags: true,
         }
     }
 }
@@ -198,6 +200,17 @@ impl TestNode {
         Self::start_full(name, dir, home, keypair, Setup { bootstrap, ..Setup::default() }).await
     }
 
+    /// As [`TestNode::start_with_bootstrap`], with hashtags kept out of the DHT
+    /// (`dht_tags = false`).
+    pub async fn start_without_dht_tags(name: &str, bootstrap: Vec<libp2p::Multiaddr>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join(name));
+        home.ensure_dir().unwrap();
+        let keypair = home.create_identity().unwrap();
+        let setup = Setup { bootstrap, dht_tags: false, ..Setup::default() };
+        Self::start_full(name, dir, home, keypair, setup).await
+    }
+
     async fn start_full(
         name: &str,
         dir: TempDir,
@@ -214,7 +227,7 @@ impl TestNode {
             store_cache_mb: setup.store_cache_mb,
             web: kith_node::config::WebSetting::Off,
             blobs: kith_node::config::BlobConfig::default(),
-            dht_tags: true,
+            dht_tags: setup.dht_tags,
             limits: setup.limits,
         };
         // After a stop, background tasks of the old node may hold the store for a moment

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kith_node::api::{Request, Response};
+use kith_protocol::{Tag, Topic};
 use kith_tests::{eventually, TestNode, DEADLINE};
 
 async fn connected(a: &TestNode, b: &TestNode) -> bool {
@@ -65,6 +66,37 @@ async fn people_and_tags_found_through_the_dht_via_one_bootstrap_node() {
         r => panic!("unexpected {r:?}"),
     }
     for n in [a, b, c, r] {
+        n.stop().await;
+    }
+}
+
+/// Issue #13, item 7: a node with `dht_tags = false` does not announce its hashtags to the
+/// DHT. D (tags kept out) subscribes to #quiet first, then E (the default) does: the DHT
+/// comes to list E as a provider of #quiet, and never D. Before the setting, every node
+/// announced every subscribed tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_dht_tags_off_is_not_listed_as_a_tag_provider() {
+    let r = TestNode::start("r").await;
+    let d = TestNode::start_without_dht_tags("d", vec![r.addr()]).await;
+    let e = TestNode::start_with_bootstrap("e", vec![r.addr()]).await;
+    for n in [&d, &e] {
+        eventually(DEADLINE, "bootstrap connection", || async {
+            connected(n, &r).await.then_some(())
+        })
+        .await;
+    }
+    d.subscribe("quiet").await;
+    e.subscribe("quiet").await;
+    // The DHT key of a tag is its topic name (`tag_key` in node/src/node/discovery.rs).
+    let key = Topic::Tag(Tag::parse("quiet").unwrap()).to_string().into_bytes();
+    let (d_peer, e_peer) = (d.id().to_peer_id().unwrap(), e.id().to_peer_id().unwrap());
+    let providers = eventually(DEADLINE, "the DHT to list E for #quiet", || async {
+        let found = r.node.net().find_providers(key.clone()).await;
+        found.contains(&e_peer).then_some(found)
+    })
+    .await;
+    assert!(!providers.contains(&d_peer), "D announced #quiet: {providers:?}");
+    for n in [d, e, r] {
         n.stop().await;
     }
 }
