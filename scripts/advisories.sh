@@ -21,4 +21,7 @@ trap 'rm -rf "$work"' EXIT
 ln -s "$db" "$work/advisory-db-3157b0e258782691"
 sed "s|^\[advisories\]|[advisories]\ndb-path = \"$work\"|" deny.toml > "$work/deny.toml"
 echo "advisory database: $db ($(git -C "$db" log -1 --format=%cs 2>/dev/null || echo 'date unknown'))"
+# Offline, so that the local copy is used as it is; every crate's manifest must then be
+# on disk (cargo fetch takes those of all platforms).
+cargo fetch --quiet
 "$deny" --offline --config "$work/deny.toml" check advisories
