@@ -354,6 +354,26 @@ def main():
         p.wait("carol's follow, live", lambda: any(
             "Carol" in n.text and "follows you" in n.text
             for n in d.find_elements(By.CSS_SELECTOR, "#notes .note")))
+        step("notifications say what they are about: the emoji, the post, the reply")
+        hello = next(i["id"] for i in kith("alice", "feed", "--limit", "100")
+                     if i["text"] == "Hello from the browser #kith")
+        eventually("alice's post at bob", lambda: any(
+            i["id"] == hello for i in kith("bob", "feed", "--limit", "100")))
+        kith("bob", "react", hello, "\U0001F389")
+        kith("bob", "post", "--reply-to", hello, "Nice <b onmouseover=alert(1)>one</b>")
+
+        def note(what, about):
+            for n in d.find_elements(By.CSS_SELECTOR, "#notes .note"):
+                if what in n.text and about in n.text:
+                    return n
+            return None
+        reaction = p.wait("bob's reaction, live, with its emoji and post", lambda: note(
+            "reacted \U0001F389 to your post", "Hello from the browser #kith"))
+        assert "Bob" in reaction.text, reaction.text
+        href = reaction.find_element(By.TAG_NAME, "a").get_attribute("href")
+        assert href.endswith(f"/post/{hello}#p-{hello}"), href
+        p.wait("bob's reply, live, its markup as text", lambda: note(
+            "replied to your post", "Nice <b onmouseover=alert(1)>one</b>"))
         assert d.execute_script("return window.kithNoReload") == "notifications", "reloaded"
         p.shot("notifications")
 

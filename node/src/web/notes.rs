@@ -15,6 +15,7 @@ use super::{
 use crate::{
     api::{NotificationEntry, Request, Response as Reply},
     node::now_ms,
+    text,
 };
 
 /// One notification as a line of the list.
@@ -29,6 +30,9 @@ pub(super) struct NoteView {
     pub(super) what: String,
     /// Where it is.
     pub(super) href: String,
+    /// What it is about: the reply or mentioning post, the post reacted to or reposted,
+    /// the message (sanitised, on one line).
+    pub(super) snippet: Option<String>,
     pub(super) when: When,
     /// New since the list was last seen.
     pub(super) unread: bool,
@@ -39,22 +43,35 @@ impl NoteView {
         names.note(&n.from, n.name.as_deref());
         let who = names.who(&n.from).await;
         let post = format!("/post/{}#p-{}", n.record, n.record);
+        // A reaction or repost opens the conversation of the post it is about.
+        let target = match &n.target {
+            Some(t) => format!("/post/{t}#p-{t}"),
+            None => format!("/post/{}", n.record),
+        };
         let (what, href) = match n.kind.as_str() {
-            "reply" => ("replied to your post", post),
-            "mention" => ("mentioned you", post),
-            "reaction" => ("reacted to your post", format!("/post/{}", n.record)),
-            "repost" => ("reposted your post", format!("/post/{}", n.record)),
-            "follow" => ("follows you", format!("/person/{}", n.from)),
-            "mutual" => ("and you follow each other now", format!("/person/{}", n.from)),
-            "message" => ("sent you a message", format!("/messages/{}", n.from)),
+            "reply" => ("replied to your post".to_owned(), post),
+            "mention" => ("mentioned you".to_owned(), post),
+            "reaction" => match n.emoji.as_deref().map(emoji).filter(|e| !e.is_empty()) {
+                Some(e) => (format!("reacted {e} to your post"), target),
+                None => ("reacted to your post".to_owned(), target),
+            },
+            "repost" => ("reposted your post".to_owned(), target),
+            "follow" => ("follows you".to_owned(), format!("/person/{}", n.from)),
+            "mutual" => ("and you follow each other now".to_owned(), format!("/person/{}", n.from)),
+            "message" => ("sent you a message".to_owned(), format!("/messages/{}", n.from)),
             other => return Self::other(n, who, other, now),
         };
         Self {
             dom: format!("n-{}-{}", n.kind, n.record),
             key: format!("{:016}", n.timestamp),
             who,
-            what: what.to_owned(),
+            what,
             href,
+            snippet: n
+                .text
+                .as_deref()
+                .map(|t| text::line(t).into_owned())
+                .filter(|t| !t.is_empty()),
             when: When::at(n.timestamp, now),
             unread: !n.read,
         }
@@ -69,10 +86,17 @@ impl NoteView {
             href: format!("/person/{}", who.id),
             who,
             what: format!("({kind})"),
+            snippet: None,
             when: When::at(n.timestamp, now),
             unread: !n.read,
         }
     }
+}
+
+/// A reaction's emoji as shown: one line, at most 8 characters (the protocol bounds it;
+/// this keeps a hostile one from filling the line).
+fn emoji(e: &str) -> String {
+    text::line(e).chars().take(8).collect()
 }
 
 #[derive(Template)]
