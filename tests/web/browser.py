@@ -270,6 +270,8 @@ def main():
         p.wait("the reaction on the card",
                lambda: "👍 1" in p.card("Morning! Anyone up for a walk").text)
 
+        # Clicking scrolled the card into view: the pictures start at the compose box.
+        d.execute_script("window.scrollTo(0, 0)")
         p.shot("home")
         p.shot("home-dark", dark=True)
         p.shot("home-phone", phone=True)

@@ -57,7 +57,7 @@ impl NoteView {
             },
             "repost" => ("reposted your post".to_owned(), target),
             "follow" => ("follows you".to_owned(), format!("/person/{}", n.from)),
-            "mutual" => ("and you follow each other now".to_owned(), format!("/person/{}", n.from)),
+            "mutual" => ("and you now follow each other".to_owned(), format!("/person/{}", n.from)),
             "message" => ("sent you a message".to_owned(), format!("/messages/{}", n.from)),
             other => return Self::other(n, who, other, now),
         };
