@@ -301,6 +301,19 @@ mod tests {
     }
 
     #[test]
+    fn the_upload_limit_changes_while_running() {
+        let upload = Upload::new(0);
+        assert_eq!(upload.reserve(1 << 20), Duration::ZERO, "no limit");
+        upload.set_rate(1000);
+        // A bucket that had no limit starts full: a second's worth goes at once.
+        assert_eq!(upload.reserve(1000), Duration::ZERO);
+        let wait = upload.reserve(2000);
+        assert!(wait > Duration::from_secs(1), "2000 bytes at 1000 a second: {wait:?}");
+        upload.set_rate(0);
+        assert_eq!(upload.reserve(1 << 20), Duration::ZERO, "lifted");
+    }
+
+    #[test]
     fn one_peer_cannot_take_every_serving_slot() {
         let state = BlobState::new(0);
         let greedy = PeerId::random();

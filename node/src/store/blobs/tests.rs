@@ -92,6 +92,27 @@ fn fetched_blobs_are_evicted_least_recently_used_first() {
 }
 
 #[test]
+fn smaller_limits_apply_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, blobs) = open(dir.path(), 8 * MIB);
+    let own = blobs.put_own(&bytes(MIB as usize, 1)).unwrap().hash();
+    let old = fetch(&blobs, &bytes(MIB as usize, 2));
+    let new = fetch(&blobs, &bytes(MIB as usize, 3));
+    let limits = BlobLimits { max_blob: MIB, quota: 2 * MIB, auto_budget: MIB };
+    blobs.set_limits(limits).unwrap();
+    assert_eq!(blobs.limits(), limits);
+    // The least recently used fetched blob goes; our own stays.
+    assert!(blobs.has(&own).unwrap() && blobs.has(&new).unwrap() && !blobs.has(&old).unwrap());
+    assert_eq!(blobs.counts().bytes, 2 * MIB);
+    // Below what our own blobs take: every fetched one goes, ours stay, no error.
+    blobs.set_limits(BlobLimits { quota: MIB / 2, ..limits }).unwrap();
+    assert!(blobs.has(&own).unwrap() && !blobs.has(&new).unwrap());
+    // The new largest size holds for what comes next.
+    let big = bytes(MIB as usize + 1, 4);
+    assert!(matches!(blobs.put_own(&big), Err(BlobStoreError::TooLarge { .. })));
+}
+
+#[test]
 fn downloads_resume_from_the_chunks_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let data = bytes(3 * 256 * 1024 + 10, 7);
