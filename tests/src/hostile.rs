@@ -90,18 +90,7 @@ impl HostilePeer {
             .build()
             .unwrap();
         let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).unwrap();
-        let swarm = SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| gossipsub)
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build();
+        let swarm = tcp_swarm(key, gossipsub, Duration::from_secs(300));
         let (commands, rx) = mpsc::channel(16);
         let task = tokio::spawn(
             EventLoop {
@@ -348,4 +337,103 @@ async fn hold_connection(
             _ => {}
         }
     }
+}
+
+/// What a [`RequestFlood`] got back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Replies {
+    /// Requests answered (any answer).
+    pub answered: usize,
+    /// Requests that failed (refused, dropped, timed out, stream limits).
+    pub failed: usize,
+    /// From the first request sent to the last answer or failure.
+    pub elapsed: Duration,
+}
+
+/// A bare request-response peer (TCP, Noise, Yamux, kith's length-prefixed frames) that
+/// sends a node as many requests on one protocol as it is told, all at once.
+pub struct RequestFlood {
+    swarm: Swarm<libp2p::request_response::Behaviour<kith_node::net::FrameCodec>>,
+    target: PeerId,
+}
+
+impl RequestFlood {
+    /// Connects to `addr` (ending in `/p2p/<id>`) with a fresh identity, to speak
+    /// `protocol`.
+    pub async fn connect(addr: &Multiaddr, protocol: &'static str) -> Self {
+        use libp2p::request_response::{Behaviour, Config, ProtocolSupport};
+        let codec = kith_node::net::FrameCodec::new(64 * 1024, 64 * 1024);
+        let behaviour = Behaviour::with_codec(
+            codec,
+            [(libp2p::StreamProtocol::new(protocol), ProtocolSupport::Outbound)],
+            Config::default().with_max_concurrent_streams(4096),
+        );
+        let key = Keypair::generate_ed25519();
+        let mut swarm = tcp_swarm(key, behaviour, Duration::from_secs(120));
+        let target = dial_and_wait(&mut swarm, addr).await;
+        Self { swarm, target }
+    }
+
+    /// Sends `n` copies of `bytes` at once and waits (bounded) until each is answered or
+    /// has failed.
+    pub async fn send(&mut self, bytes: &[u8], n: usize) -> Replies {
+        use libp2p::request_response::{Event, Message};
+        let started = Instant::now();
+        for _ in 0..n {
+            self.swarm.behaviour_mut().send_request(&self.target, bytes.to_vec());
+        }
+        let mut out = Replies::default();
+        tokio::time::timeout(DEADLINE * 3, async {
+            while out.answered + out.failed < n {
+                match self.swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(Event::Message {
+                        message: Message::Response { .. },
+                        ..
+                    }) => out.answered += 1,
+                    SwarmEvent::Behaviour(Event::OutboundFailure { .. }) => out.failed += 1,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("every request answered or failed");
+        out.elapsed = started.elapsed();
+        out
+    }
+}
+
+/// A swarm of `key` over TCP with Noise and Yamux, running `behaviour`, keeping idle
+/// connections for `idle`.
+pub fn tcp_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    key: Keypair,
+    behaviour: B,
+    idle: Duration,
+) -> Swarm<B> {
+    SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
+/// Dials `addr` from `swarm` and waits (bounded) for the connection; the peer's id.
+pub async fn dial_and_wait<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    addr: &Multiaddr,
+) -> PeerId {
+    swarm.dial(addr.clone()).unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                swarm.select_next_some().await
+            {
+                return peer_id;
+            }
+        }
+    })
+    .await
+    .expect("the connection comes up")
 }

@@ -400,3 +400,41 @@ async fn valid_stranger_spam_earns_no_gossip_credit() {
     victim.stop().await;
     friend.stop().await;
 }
+
+/// "A flood of DM requests" (docs/reliability.md, not covered before): one stranger sends
+/// 5,000 undecodable `/kith/dm/1` requests at once. The node takes at most 64 at a time
+/// from one connection, answers or refuses each, and its gossip is not crowded out: a
+/// friend's post during the flood is stored, and no gossip message is dropped for a full
+/// queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_dm_requests_does_not_crowd_out_gossip() {
+    use kith_tests::hostile::RequestFlood;
+    let victim = TestNode::start("victim").await;
+    let friend = TestNode::start("friend").await;
+    victim.follow(&friend).await;
+    friend.dial(&victim).await;
+    friend.wait_subscriber(&victim, &Topic::Author(friend.id())).await;
+    let before = victim.status().await.record_counters;
+
+    let mut flood = RequestFlood::connect(&victim.addr(), kith_node::net::DM_PROTOCOL).await;
+    let junk = vec![0xa5u8; 200];
+    let flooding = tokio::spawn(async move { flood.send(&junk, 5_000).await });
+    let id = friend.post("during the request flood").await;
+    victim.wait_record(&id).await;
+    let replies = flooding.await.unwrap();
+    let after = victim.status().await.record_counters;
+    println!(
+        "5,000 DM requests from one stranger: {} answered, {} failed, in {:.1} s; the \
+         friend's post was stored meanwhile; node counters {after:?}",
+        replies.answered,
+        replies.failed,
+        replies.elapsed.as_secs_f64()
+    );
+    assert_eq!(replies.answered + replies.failed, 5_000);
+    assert_eq!(after.ignored, before.ignored, "gossip dropped during the flood");
+    assert_eq!(after.accepted, before.accepted + 1, "the friend's post");
+    // The node still answers its person.
+    victim.ok(Request::Peers).await;
+    victim.stop().await;
+    friend.stop().await;
+}

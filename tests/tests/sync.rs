@@ -574,28 +574,8 @@ impl SyncClient {
             [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Outbound)],
             request_response::Config::default().with_max_concurrent_streams(1024),
         );
-        let mut swarm = SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| behaviour)
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
-        swarm.dial(to.clone()).unwrap();
-        tokio::time::timeout(DEADLINE, async {
-            loop {
-                if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-                    return;
-                }
-            }
-        })
-        .await
-        .expect("the sync client connects");
+        let mut swarm = kith_tests::hostile::tcp_swarm(key, behaviour, Duration::from_secs(120));
+        kith_tests::hostile::dial_and_wait(&mut swarm, to).await;
         Self { swarm }
     }
 
