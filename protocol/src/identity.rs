@@ -323,6 +323,12 @@ mod tests {
         let ks: Vec<u8> = accepted.iter().filter(|(_, sign)| *sign).map(|(k, _)| *k).collect();
         assert_eq!(ks, [0, 1, 3, 4, 5, 6, 9, 10, 14, 15, 16, 18]);
         assert_eq!(accepted.len(), 24);
+        // x = 0 with the sign bit set, canonical y = p - 1 (the point of order 2): refused
+        // by RFC 8032, decoded here.
+        let mut minus_one = [0xff; 32];
+        minus_one[0] = 0xec;
+        assert!(AuthorId::from_bytes(minus_one).is_ok());
+        assert!(VerifyingKey::from_bytes(&minus_one).unwrap().is_weak());
     }
 
     #[test]
