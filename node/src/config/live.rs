@@ -133,6 +133,13 @@ pub fn save(path: &Path, set: &LiveSettings) -> Result<Config, ConfigError> {
 }
 
 fn write_replacing(path: &Path, text: &str) -> io::Result<()> {
+    // A config file that is a link to the person's own file (kept with their dotfiles)
+    // stays a link: the file it points to is replaced.
+    let path = &match fs::canonicalize(path) {
+        Ok(real) => real,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_owned(),
+        Err(e) => return Err(e),
+    };
     let mode = match fs::metadata(path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(e) if e.kind() == io::ErrorKind::NotFound => NEW_FILE_MODE,
@@ -207,6 +214,14 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "blob_upload_kib_s = 64\n");
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, NEW_FILE_MODE);
+        // A link stays a link; the file it points to changes.
+        let real = dir.path().join("dotfiles.toml");
+        fs::rename(&path, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        save(&path, &LiveSettings { dht_tags: Some(false), ..LiveSettings::default() }).unwrap();
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(fs::read_to_string(&real).unwrap().contains("dht_tags = false"));
+        fs::remove_file(&path).unwrap();
         fs::write(&path, "listen = [\n").unwrap();
         let e = save(&path, &LiveSettings::default()).unwrap_err().to_string();
         assert!(e.contains("config.toml"), "{e}");
