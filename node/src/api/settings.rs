@@ -57,3 +57,32 @@ pub struct NodeSettings {
     /// The config file changes are saved to.
     pub path: String,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::api::{Request, Response};
+
+    #[test]
+    fn settings_travel_over_the_control_socket_as_documented() {
+        let set: Request =
+            serde_json::from_str(r#"{"cmd":"settings_set","set":{"blob_quota_mb":300}}"#).unwrap();
+        let want = LiveSettings { blob_quota_mb: Some(300), ..LiveSettings::default() };
+        assert_eq!(set, Request::SettingsSet { set: want });
+        let shown: Request = serde_json::from_str(r#"{"cmd":"settings"}"#).unwrap();
+        assert_eq!(shown, Request::Settings);
+        let reply = Response::Settings(Box::new(NodeSettings {
+            live: want,
+            restart: vec![FixedSetting { key: "mdns".into(), value: "false".into() }],
+            path: "/home/a/config.toml".into(),
+        }));
+        let json = serde_json::to_string(&reply).unwrap();
+        assert_eq!(
+            json,
+            r#"{"reply":"settings","live":{"blob_quota_mb":300},"restart":[{"key":"mdns","value":"false"}],"path":"/home/a/config.toml"}"#
+        );
+        assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), reply);
+    }
+}
