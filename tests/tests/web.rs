@@ -285,6 +285,8 @@ fn node_settings_change_live_and_survive_a_restart() {
         page.body
     );
     assert!(page.body.contains("<code>listen</code>"), "restart-only values shown");
+    let now = format!("&#34;127.0.0.1:0&#34;, now &#34;{}&#34;", web.addr);
+    assert!(page.body.contains(&now), "the web interface's address now: {}", page.body);
     let form = |quota: &str| {
         format!(
             "max_blob_mb=25&blob_quota_mb={quota}&thumbnail_budget_mb=64&blob_upload_kib_s=0\

@@ -153,13 +153,20 @@ pub(super) async fn section(state: &Shared) -> Option<NodeSection> {
         files,
         connections,
         dht_tags: settings.live.dht_tags.unwrap_or(true),
-        fixed: settings
-            .restart
-            .iter()
-            .map(|f| FixedSetting { key: f.key.clone(), value: clean(&f.value) })
-            .collect(),
+        fixed: settings.restart.iter().map(|f| fixed(state, f)).collect(),
         path: clean(&settings.path),
     })
+}
+
+/// A restart-only value as shown; the web interface's own with the address it has now,
+/// when that is not the configured one (a free port instead of a taken one, or port 0).
+fn fixed(state: &Shared, f: &FixedSetting) -> FixedSetting {
+    let mut value = clean(&f.value);
+    let now = state.origin.trim_start_matches("http://");
+    if f.key == "web" && !value.contains(&format!("\"{now}\"")) {
+        value = format!("{value}, now \"{now}\"");
+    }
+    FixedSetting { key: f.key.clone(), value }
 }
 
 /// The form as sent: every number as typed, the checkbox present when ticked.
