@@ -10,7 +10,7 @@
 use kith_node::{
     api::{
         AttachmentEntry, ErrorKind, FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry,
-        NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
+        Naming, NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
     },
     text,
 };
@@ -115,10 +115,37 @@ fn indented(body: &str, pad: &str) -> String {
     text::body(body).replace('\n', &format!("\n{pad}"))
 }
 
-fn who(id: &str, name: Option<&str>) -> String {
+/// A name as a person sees it: invisible characters shown (see [`text::name`]), and
+/// quoted when it holds what could pass for the id tail printed after it.
+fn shown_name(name: &str) -> Option<String> {
+    let n = text::name(name).trim().to_owned();
+    match n.as_str() {
+        "" => None,
+        _ if n.contains(['(', ')', '…', '[', ']', '"', '“', '”']) => Some(format!("“{n}”")),
+        _ => Some(n),
+    }
+}
+
+/// What follows a name that looks like another known person's (or like a petname you
+/// gave someone else).
+const LOOKALIKE: &str = "[look-alike name]";
+
+/// Your petname for a person, else their profile name (marked when it looks like
+/// another's); `None` when neither is known.
+fn label(name: Option<&str>, naming: &Naming) -> Option<String> {
+    if let Some(p) = naming.petname.as_deref().and_then(shown_name) {
+        return Some(p);
+    }
+    let n = name.and_then(shown_name)?;
+    Some(if naming.lookalike { format!("{n} {LOOKALIKE}") } else { n })
+}
+
+/// A person for people: [`label`], then always the tail of their id
+/// (`bob (…4unnRJCp)`, `Alice [look-alike name] (…9xQ2mZ7a)`).
+fn who(id: &str, name: Option<&str>, naming: &Naming) -> String {
     let short = id.get(id.len().saturating_sub(8)..).unwrap_or(id);
-    match name {
-        Some(n) => format!("{} (…{short})", text::name(n)),
+    match label(name, naming) {
+        Some(l) => format!("{l} (…{short})"),
         None => format!("…{short}"),
     }
 }
@@ -203,13 +230,13 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
         line(&v);
     } else {
         if let Some(by) = &item.reposted_by {
-            out!("↻ reposted by {}", who(by, None));
+            out!("↻ reposted by {}", who(by, None, &Naming::default()));
         }
         let reply = if item.reply_to.is_some() { " ↩" } else { "" };
         out!(
             "{}  {}{reply}\n    {}{}{}\n    id {}",
             time::ago(item.timestamp),
-            who(&item.author, item.author_name.as_deref()),
+            who(&item.author, item.author_name.as_deref(), &item.naming),
             indented(&item.text, "    "),
             attachments_text(&item.attachments, "    "),
             reactions_text(&item.reactions),
@@ -316,7 +343,7 @@ fn follows(list: &[FollowEntry], json: bool) {
             line(&json!({"id": f.id, "mutual": f.mutual}));
         } else {
             let name =
-                f.name.as_deref().map(|n| format!("  {}", text::name(n))).unwrap_or_default();
+                label(f.name.as_deref(), &f.naming).map(|l| format!("  {l}")).unwrap_or_default();
             let mutual = if f.mutual { "  (mutual)" } else { "" };
             out!("{}{name}{mutual}", f.id);
         }
@@ -329,9 +356,19 @@ fn profile(p: &Profile, json: bool) {
         return;
     }
     out!("id    {}", p.id);
+    let plain = Naming { petname: None, ..p.naming.clone() };
     match p.name.as_deref() {
-        Some(name) => out!("name  {}", text::name(name)),
+        Some(name) => match label(Some(name), &plain) {
+            Some(l) => out!("name  {l}"),
+            None => out!("name  (empty: {})", text::name(name)),
+        },
         None => out!("name  (no profile known)"),
+    }
+    if p.naming.lookalike {
+        out!("      another person you know has a name that looks like this one: tell them apart by id");
+    }
+    if let Some(petname) = p.naming.petname.as_deref() {
+        out!("you call them  {}", text::name(petname));
     }
     if let Some(bio) = p.bio.as_deref().filter(|b| !b.is_empty()) {
         out!("bio   {}", indented(bio, "      "));
@@ -357,7 +394,7 @@ fn inbox(list: &[InboxEntry], json: bool) {
             out!(
                 "{}  {}{unread}\n    {}",
                 time::ago(c.timestamp),
-                who(&c.peer, c.name.as_deref()),
+                who(&c.peer, c.name.as_deref(), &c.naming),
                 indented(&c.last_text, "    ")
             );
         }
@@ -381,7 +418,7 @@ fn thread(list: &[MessageEntry], json: bool) {
             out!(
                 "{}  {} [{}{reason}]\n    {}{}",
                 time::ago(m.timestamp),
-                who(&m.from, m.from_name.as_deref()),
+                who(&m.from, m.from_name.as_deref(), &m.naming),
                 m.status,
                 indented(&m.text, "    "),
                 attachments_text(&m.attachments, "    ")
@@ -408,7 +445,7 @@ fn conversation(list: &[ThreadEntry], hidden: u64, json: bool) {
             out!(
                 "{pad}{}  {}\n{pad}  {}{}{}\n{pad}  id {}",
                 time::ago(e.timestamp),
-                who(&e.author, e.author_name.as_deref()),
+                who(&e.author, e.author_name.as_deref(), &e.naming),
                 indented(&e.text, &format!("{pad}  ")),
                 attachments_text(&e.attachments, &format!("{pad}  ")),
                 reactions_text(&e.reactions).replace("\n    ", &format!("\n{pad}  ")),
@@ -426,8 +463,10 @@ fn names(list: &[NameEntry], json: bool) {
         if json {
             line(&json!({"id": e.id, "petname": e.petname, "name": e.name}));
         } else {
-            let name =
-                e.name.as_deref().map(|n| format!("  (calls themselves {n})")).unwrap_or_default();
+            let plain = Naming { petname: None, ..e.naming.clone() };
+            let name = label(e.name.as_deref(), &plain)
+                .map(|l| format!("  (calls themselves {l})"))
+                .unwrap_or_default();
             out!("{}  {}{name}", e.petname, e.id);
         }
     }
@@ -465,7 +504,7 @@ fn notification_text(n: &NotificationEntry) {
         "message" => "sent you a message".to_owned(),
         other => text::line(other).into_owned(),
     };
-    out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref()));
+    out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref(), &n.naming));
     if let Some(t) = &n.text {
         out!("    “{}”", text::line(t));
     }
@@ -526,7 +565,8 @@ fn added(id: &str, name: &str, connected: bool, petname: Option<&str>, json: boo
         return;
     }
     let name = (!name.is_empty()).then_some(name);
-    let shown = who(id, petname.or(name));
+    let naming = Naming { petname: petname.map(str::to_owned), lookalike: false };
+    let shown = who(id, name, &naming);
     let named = petname.map(|p| format!(" as {}", text::name(p))).unwrap_or_default();
     out!("added {shown}{named}: you follow them now");
     if connected {
@@ -658,8 +698,25 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{indented, json_line};
+    use super::{indented, json_line, who};
+    use kith_node::api::Naming;
     use serde_json::json;
+
+    #[test]
+    fn names_show_what_they_hide_and_cannot_fake_a_tail() {
+        let id = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
+        let plain = Naming::default();
+        assert_eq!(who(id, Some("Alice"), &plain), "Alice (…kSCVe2Xo)");
+        assert_eq!(who(id, Some("Al\u{200B}ice"), &plain), "Al<U+200B>ice (…kSCVe2Xo)");
+        // A name carrying someone else's tail is quoted.
+        assert_eq!(who(id, Some("Bob (…abcdefgh)"), &plain), "“Bob (…abcdefgh)” (…kSCVe2Xo)");
+        let lookalike = Naming { petname: None, lookalike: true };
+        assert_eq!(who(id, Some("Alice"), &lookalike), "Alice [look-alike name] (…kSCVe2Xo)");
+        let petname = Naming { petname: Some("al".into()), lookalike: true };
+        assert_eq!(who(id, Some("Alice"), &petname), "al (…kSCVe2Xo)");
+        assert_eq!(who(id, Some(" \u{1b}[2J "), &plain), "…kSCVe2Xo");
+        assert_eq!(who(id, None, &plain), "…kSCVe2Xo");
+    }
 
     #[test]
     fn json_escapes_what_terminals_act_on() {

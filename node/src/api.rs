@@ -264,6 +264,26 @@ pub struct BlobStatus {
     pub chunks_fetched: u64,
 }
 
+/// How human output names a person besides their id and profile name: your petname for
+/// them, and whether their name looks like another's (see [`crate::names`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Naming {
+    /// Your petname for them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub petname: Option<String>,
+    /// Their profile name looks like another known person's name, or like a petname
+    /// you gave someone else (after folding case, invisible characters and confusable
+    /// letters): show their id next to it.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub lookalike: bool,
+}
+
+impl Naming {
+    fn is_plain(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
 /// One conversation in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxEntry {
@@ -278,6 +298,9 @@ pub struct InboxEntry {
     /// The other person's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
+    /// Petname and look-alike mark of the other person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
 }
 
 /// One direct message.
@@ -298,6 +321,9 @@ pub struct MessageEntry {
     /// The sender's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub from_name: Option<String>,
+    /// Petname and look-alike mark of the sender.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
@@ -326,6 +352,9 @@ pub struct FeedItem {
     /// The author's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author_name: Option<String>,
+    /// Petname and look-alike mark of the author.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
     /// Who reposted it into this feed, when it came as a repost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reposted_by: Option<String>,
@@ -358,6 +387,9 @@ pub struct ThreadEntry {
     /// The author's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author_name: Option<String>,
+    /// Petname and look-alike mark of the author.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
     /// Attached files.
     #[serde(default)]
     pub attachments: Vec<AttachmentEntry>,
@@ -372,6 +404,9 @@ pub struct NameEntry {
     pub petname: String,
     /// Their profile name, when known.
     pub name: Option<String>,
+    /// Petname and look-alike mark of the person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
 }
 
 /// A blocked or muted person.
@@ -401,6 +436,9 @@ pub struct NotificationEntry {
     /// The display name of `from`, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
+    /// Petname and look-alike mark of `from`.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
     /// The record it is about, when that is not `record` itself: the post replied to,
     /// reacted to or reposted.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -469,6 +507,9 @@ pub struct FollowEntry {
     /// Their display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
+    /// Petname and look-alike mark of the person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
 }
 
 /// A profile.
@@ -482,6 +523,9 @@ pub struct Profile {
     pub bio: Option<String>,
     /// Whether this author was seen publishing two records with one seq.
     pub forked: bool,
+    /// Petname and look-alike mark of the person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
 }
 
 /// Ingest counters.

@@ -1,6 +1,12 @@
 //! What people are called: the rules for petnames (the names a person gives others on
 //! their own node) and the folded form of display names used to find a person by name
 //! and to notice two people who would look alike.
+//!
+//! Look-alikes: two names look alike when their [`lookalike_key`]s are equal: folded,
+//! then reduced to the Unicode confusable skeleton (UTS #39: Cyrillic `а` and Latin `a`,
+//! `1` and `l`, `0` and `O`, `rn` and `m` all become one). Human output marks a person
+//! whose name looks like another known person's name, or like a petname given to someone
+//! else, and always shows the id tail next to a name.
 
 pub(crate) use crate::text::is_invisible;
 
@@ -14,6 +20,12 @@ pub const MAX_PETNAME_CHARS: usize = 32;
 pub fn fold(name: &str) -> String {
     let visible: String = name.chars().filter(|c| !is_invisible(*c) && !c.is_control()).collect();
     visible.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// The key under which names that look alike on a screen meet: the [`fold`]ed name
+/// reduced to its confusable skeleton (UTS #39), in lower case.
+pub fn lookalike_key(name: &str) -> String {
+    unicode_security::skeleton(&fold(name)).collect::<String>().to_lowercase()
 }
 
 /// Why a petname was refused.
@@ -74,6 +86,19 @@ mod tests {
         assert_eq!(fold("Ali\u{200B}ce"), "alice");
         assert_eq!(fold("\u{202E}ecilA"), "ecila");
         assert_eq!(fold("A\u{1b}[31mlice"), "a[31mlice");
+    }
+
+    #[test]
+    fn lookalikes_meet_under_one_key() {
+        let alice = lookalike_key("Alice");
+        // Cyrillic а, a digit one for l, a zero-width space, upper case, extra spaces.
+        for other in ["\u{430}lice", "A1ice", "Ali\u{200B}ce", "ALICE", " alice "] {
+            assert_eq!(lookalike_key(other), alice, "{other:?}");
+        }
+        assert_eq!(lookalike_key("rnary"), lookalike_key("mary"));
+        assert_eq!(lookalike_key("B0B"), lookalike_key("bob"));
+        assert_ne!(lookalike_key("Alicia"), alice);
+        assert_ne!(lookalike_key("Bob"), alice);
     }
 
     #[test]

@@ -88,10 +88,11 @@ impl<'a> Resolver<'a> {
         }
         let mut found: Vec<AuthorId> = Vec::new();
         // A typed name matches a profile name that folds alike and draws exactly what it
-        // shows: a name with invisible characters is never found by typing.
+        // shows: a name with invisible characters, or one that only looks like the typed
+        // one (Cyrillic `а` for Latin `a`), is never found by typing.
         let typed = fold(t);
-        for (who, name) in self.store.people_named(&typed, MAX_CANDIDATES * 4)? {
-            if !name.chars().any(is_invisible) && !found.contains(&who) {
+        for (who, name) in self.store.people_looking_like(t, MAX_CANDIDATES * 4)? {
+            if fold(&name) == typed && !name.chars().any(is_invisible) && !found.contains(&who) {
                 found.push(who);
             }
         }
@@ -252,6 +253,9 @@ mod tests {
         store.insert(&profile(&bob, 1, "Bob")).unwrap();
         // A look-alike of Ann's name with a zero-width space: never found by typing.
         store.insert(&profile(&eve, 1, "A\u{200B}nn")).unwrap();
+        // Nor one with a Cyrillic а.
+        let mallory = Keypair::from_secret_bytes(&[7; 32]);
+        store.insert(&profile(&mallory, 1, "\u{430}nn")).unwrap();
         let r = Resolver::new(&store);
         assert_eq!(r.person(&ann.id().to_string()).unwrap(), ann.id());
         assert_eq!(r.person(" ann ").unwrap(), ann.id());
@@ -277,6 +281,32 @@ mod tests {
         }
         store.set_petname(&ann2.id(), Some("ann")).unwrap();
         assert_eq!(r.person("ann").unwrap(), ann2.id());
+    }
+
+    #[test]
+    fn lookalike_names_are_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let [ann, eve, bob, zed] = [11u8, 12, 13, 14].map(|s| Keypair::from_secret_bytes(&[s; 32]));
+        store.insert(&profile(&ann, 1, "Ann")).unwrap();
+        store.insert(&profile(&bob, 1, "Bob")).unwrap();
+        assert!(!store.looks_like_another(&ann.id()).unwrap());
+        assert!(!store.looks_like_another(&zed.id()).unwrap(), "no profile, no look-alike");
+        // Eve's name draws like Ann's (Cyrillic А): both are marked.
+        store.insert(&profile(&eve, 1, "\u{410}NN")).unwrap();
+        assert!(store.looks_like_another(&ann.id()).unwrap());
+        assert!(store.looks_like_another(&eve.id()).unwrap());
+        assert!(!store.looks_like_another(&bob.id()).unwrap());
+        // Eve renames: the old name no longer counts.
+        store.insert(&profile(&eve, 2, "Eve")).unwrap();
+        assert!(!store.looks_like_another(&ann.id()).unwrap());
+        // A name like a petname given to someone else is marked; one's own petname not.
+        store.set_petname(&bob.id(), Some("zed")).unwrap();
+        store.insert(&profile(&zed, 1, "Z\u{200B}ed")).unwrap();
+        assert!(store.looks_like_another(&zed.id()).unwrap());
+        store.set_petname(&bob.id(), None).unwrap();
+        store.set_petname(&zed.id(), Some("zed")).unwrap();
+        assert!(!store.looks_like_another(&zed.id()).unwrap());
     }
 
     #[test]

@@ -389,3 +389,68 @@ fn one_repost_per_person_unrepost_and_muted_replies() {
     assert_eq!(a.json(&["unmute", &b_id]), json!({"ok": true}));
     assert_eq!(a.lines(&["thread", &p]).len(), 2);
 }
+
+#[test]
+fn lookalike_names_are_marked_and_told_apart() {
+    let c = Daemon::start("carol");
+    // The real Alice; one with a Cyrillic А; one with a zero-width space and a bidi
+    // override (the name reads "Alice" on many screens).
+    let x = Daemon::start("Alice");
+    let y = Daemon::start("\u{410}lice");
+    let z = Daemon::start("Ali\u{200B}ce\u{202E}");
+    let ids: Vec<String> = [&x, &y, &z].iter().map(|d| d.id()).collect();
+    for d in [&x, &y, &z] {
+        assert_eq!(c.json(&["dial", &d.addr()])["ok"], true);
+        assert_eq!(c.json(&["follow", &d.id()]), json!({"ok": true}));
+    }
+    let posts: Vec<String> = [&x, &y, &z]
+        .iter()
+        .map(|d| d.json(&["post", "hi, it's alice"])["id"].as_str().unwrap().to_owned())
+        .collect();
+    eventually(DEADLINE, "carol to have three posts and three profiles", || {
+        let feed = c.lines(&["feed", "-n", "50"]);
+        let named = ids.iter().all(|id| c.json(&["profile", "show", id])["name"].is_string());
+        (named && posts.iter().all(|p| feed.iter().any(|i| i["id"] == p.as_str()))).then_some(())
+    });
+
+    // Every one of them is marked, with their own id tail; invisible characters show.
+    let feed = String::from_utf8_lossy(&c.run(&["feed", "-n", "50"]).stdout).into_owned();
+    let shown = [
+        "Alice [look-alike name]".to_owned(),
+        "\u{410}lice [look-alike name]".to_owned(),
+        "Ali<U+200B>ce<U+202E> [look-alike name]".to_owned(),
+    ];
+    for (name, id) in shown.iter().zip(&ids) {
+        assert!(feed.contains(&format!("{name} (…{})", tail(id, 8))), "{name}: {feed}");
+    }
+    assert!(!feed.contains(['\u{200B}', '\u{202E}']), "{feed:?}");
+    let following = String::from_utf8_lossy(&c.run(&["following"]).stdout).into_owned();
+    for (name, id) in shown.iter().zip(&ids) {
+        assert!(following.contains(&format!("{id}  {name}")), "{following}");
+    }
+    let profile =
+        String::from_utf8_lossy(&c.run(&["profile", "show", &ids[1]]).stdout).into_owned();
+    assert!(profile.contains("looks like this one"), "{profile}");
+    // In a thread too: the look-alike replies to the real one.
+    let r = y.json(&["post", "me too", "--reply-to", &posts[0]])["id"].as_str().unwrap().to_owned();
+    eventually(DEADLINE, "carol to have the reply", || {
+        c.lines(&["thread", &posts[0]]).iter().any(|e| e["id"] == r.as_str()).then_some(())
+    });
+    let thread = String::from_utf8_lossy(&c.run(&["thread", &posts[0]]).stdout).into_owned();
+    assert!(thread.contains(&format!("{} (…{})", shown[0], tail(&ids[0], 8))), "{thread}");
+    assert!(thread.contains(&format!("{} (…{})", shown[1], tail(&ids[1], 8))), "{thread}");
+
+    // Typing the name finds only the one whose name is exactly that.
+    assert_eq!(c.json(&["profile", "show", "alice"])["id"], ids[0].as_str());
+    // A petname replaces the name, unmarked; the others stay marked (they look like it).
+    assert_eq!(c.json(&["name", &ids[0], "alice-real"]), json!({"ok": true}));
+    let feed = String::from_utf8_lossy(&c.run(&["feed", "-n", "50"]).stdout).into_owned();
+    assert!(feed.contains(&format!("alice-real (…{})", tail(&ids[0], 8))), "{feed}");
+    assert!(feed.contains(&format!("{} (…{})", shown[1], tail(&ids[1], 8))), "{feed}");
+    // JSON keeps the contract's fields and the names as sent.
+    let names = c.lines(&["names"]);
+    assert_eq!(names, vec![json!({"id": ids[0], "petname": "alice-real", "name": "Alice"})]);
+    let item = c.lines(&["feed", "--author", &ids[2]]).remove(0);
+    assert!(item.get("naming").is_none(), "{item}");
+    assert_eq!(c.json(&["profile", "show", &ids[2]])["name"], "Ali\u{200B}ce\u{202E}");
+}

@@ -354,6 +354,7 @@ impl Node {
                     timestamp: c.last.timestamp,
                     unread: c.unread,
                     name: super::view::name_of(store, &c.peer),
+                    naming: super::view::naming_of(store, &c.peer),
                 })
                 .collect(),
         })
@@ -380,6 +381,7 @@ impl Node {
                 .collect();
             MessageEntry {
                 from_name: m.from.parse().ok().and_then(|a| super::view::name_of(store, &a)),
+                naming: super::view::naming_of_text(store, &m.from),
                 id: m.id,
                 from: m.from,
                 to: m.to,

@@ -60,6 +60,7 @@ impl Node {
                 id: who.to_string(),
                 petname,
                 name: view::name_of(store, &who),
+                naming: view::naming_of(store, &who),
             })
             .collect();
         entries.sort_by_key(|e| e.petname.to_lowercase());

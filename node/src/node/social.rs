@@ -86,6 +86,7 @@ impl Node {
                     depth,
                     reactions: store.reactions(&rec.id)?,
                     author_name: view::name_of(store, &by),
+                    naming: view::naming_of(store, &by),
                     attachments: post
                         .attachments
                         .iter()
@@ -243,6 +244,7 @@ impl Node {
     fn notification_entry(&self, n: Notification) -> NotificationEntry {
         let store = &self.inner.store;
         let name = n.from.parse().ok().and_then(|a| view::name_of(store, &a));
+        let naming = view::naming_of_text(store, &n.from);
         let about = About::of(store, &n);
         NotificationEntry {
             kind: n.kind,
@@ -251,6 +253,7 @@ impl Node {
             timestamp: n.timestamp,
             read: n.read,
             name,
+            naming,
             target: about.target,
             text: about.text.map(|t| snippet(&t)),
             emoji: about.emoji,

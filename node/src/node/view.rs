@@ -3,7 +3,7 @@
 use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 
 use crate::{
-    api::{FeedItem, FollowEntry, Profile},
+    api::{FeedItem, FollowEntry, Naming, Profile},
     store::{Store, StoreError},
 };
 
@@ -16,6 +16,19 @@ pub(crate) fn name_of(store: &Store, author: &AuthorId) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Your petname for `author` and whether their name looks like another's.
+pub(crate) fn naming_of(store: &Store, author: &AuthorId) -> Naming {
+    Naming {
+        petname: store.petname(author).ok().flatten(),
+        lookalike: store.looks_like_another(author).unwrap_or(false),
+    }
+}
+
+/// [`naming_of`] for an id that came as text (plain when it is not an id).
+pub(crate) fn naming_of_text(store: &Store, author: &str) -> Naming {
+    author.parse().map(|a| naming_of(store, &a)).unwrap_or_default()
 }
 
 /// A post (or the post a repost shares) as a feed item; `None` for other kinds, and for
@@ -43,6 +56,7 @@ fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedI
         tags: record.tags().iter().map(|t| t.to_string()).collect(),
         reply_to: post.reply_to.map(|r| r.to_string()),
         author_name: name_of(store, &record.author),
+        naming: naming_of(store, &record.author),
         reposted_by: None,
         reactions: store.reactions(&id).unwrap_or_default(),
         attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
@@ -58,12 +72,23 @@ pub(crate) fn profile_of(store: &Store, author: &AuthorId) -> Result<Profile, St
         },
         None => (None, None),
     };
-    Ok(Profile { id: author.to_string(), name, bio, forked: store.is_flagged(author)? })
+    Ok(Profile {
+        id: author.to_string(),
+        name,
+        bio,
+        forked: store.is_flagged(author)?,
+        naming: naming_of(store, author),
+    })
 }
 
 /// A following/followers list entry; `mutual` when the follow goes both ways.
 pub(crate) fn follow_entry(store: &Store, who: &AuthorId, mutual: bool) -> FollowEntry {
-    FollowEntry { id: who.to_string(), mutual, name: name_of(store, who) }
+    FollowEntry {
+        id: who.to_string(),
+        mutual,
+        name: name_of(store, who),
+        naming: naming_of(store, who),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
 //! profile record), `forks` (evidence of two records at one author/seq), `peers` (known
-//! peer addresses), `petnames` and `names` (see `names.rs`), and the blob trees of
+//! peer addresses), `petnames` and `name_skeletons` (see `names.rs`), and the blob trees of
 //! [`Blobs`]. Writes that touch several trees hold the store's writer lock and write the
 //! commit point last (see [`Store::insert`]). Callers that report success to a person
 //! call [`Store::flush`] first.
@@ -221,6 +221,9 @@ impl Store {
             },
         )?;
         migrate::run(&db)?;
+        // The name index of an older store, keyed by folded names; `name_skeletons`
+        // replaces it (rebuilt by `backfill_names`).
+        db.drop_tree("names")?;
         let tree = |name: &str| db.open_tree(name);
         let store = Self {
             records: tree("records")?,
@@ -252,7 +255,7 @@ impl Store {
             blob_lru: tree("blob_lru")?,
             blob_manifests: tree("blob_manifests")?,
             petnames: tree("petnames")?,
-            names: tree("names")?,
+            names: tree("name_skeletons")?,
             writer: Arc::new(Mutex::new(())),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             flush_requests: Arc::new(AtomicU64::new(0)),

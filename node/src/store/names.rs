@@ -1,10 +1,12 @@
 //! Names of people: petnames (local names this node's person gave others), the index of
 //! profile names by folded form, and the set of people this node knows of.
 //!
-//! Trees: `petnames` (author -> petname as given), `names` (folded profile name, 0xFF,
-//! author -> nothing). The name index is written with each newer profile record (under
-//! the writer lock, in [`Store::insert`]); readers confirm a hit against the author's
-//! current profile, so an entry left behind by a deleted profile finds nothing.
+//! Trees: `petnames` (author -> petname as given), `name_skeletons` (the profile name's
+//! [`lookalike_key`], 0xFF, author -> nothing). The name index is written with each newer
+//! profile record (under the writer lock, in [`Store::insert`]); readers confirm a hit
+//! against the author's current profile, so an entry left behind by a deleted profile
+//! finds nothing. The index is derived data: a store without it (or with the older
+//! `names` tree, keyed by the folded name only) gets it rebuilt when it is opened.
 
 use std::collections::BTreeSet;
 
@@ -16,7 +18,7 @@ use super::{
     keys::u64_at,
     Store, StoreError,
 };
-use crate::names::{fold, same_petname};
+use crate::names::{lookalike_key, same_petname};
 
 /// Separates the folded name from the author in a `names` key; never appears in UTF-8.
 const NAME_END: u8 = 0xFF;
@@ -46,12 +48,12 @@ impl Store {
         let RecordKind::Profile { name, .. } = &r.kind else { return Ok(()) };
         if let Some(old) = self.profile(&r.author)? {
             if let RecordKind::Profile { name: old_name, .. } = &old.record.kind {
-                self.names.remove(name_key(&fold(old_name), &r.author))?;
+                self.names.remove(name_key(&lookalike_key(old_name), &r.author))?;
             }
         }
-        let folded = fold(name);
-        if !folded.is_empty() {
-            self.names.insert(name_key(&folded, &r.author), &[])?;
+        let key = lookalike_key(name);
+        if !key.is_empty() {
+            self.names.insert(name_key(&key, &r.author), &[])?;
         }
         Ok(())
     }
@@ -67,9 +69,9 @@ impl Store {
             let Some(author) = author_at_end(&key) else { continue };
             if let Some(p) = self.profile(&author)? {
                 if let RecordKind::Profile { name, .. } = &p.record.kind {
-                    let folded = fold(name);
-                    if !folded.is_empty() {
-                        self.names.insert(name_key(&folded, &author), &[])?;
+                    let key = lookalike_key(name);
+                    if !key.is_empty() {
+                        self.names.insert(name_key(&key, &author), &[])?;
                     }
                 }
             }
@@ -94,33 +96,49 @@ impl Store {
         }))
     }
 
-    /// People whose current profile name folds to `folded` (see [`crate::names::fold`]),
-    /// at most `limit`.
+    /// People whose current profile name looks like `name` (equal
+    /// [`lookalike_key`]s), with that name; at most `limit`.
     ///
     /// # Errors
     /// Disk errors or damage.
-    pub fn people_named(
+    pub fn people_looking_like(
         &self,
-        folded: &str,
+        name: &str,
         limit: usize,
     ) -> Result<Vec<(AuthorId, String)>, StoreError> {
         let mut out = Vec::new();
-        if folded.is_empty() {
+        let key = lookalike_key(name);
+        if key.is_empty() {
             return Ok(out);
         }
-        for item in self.names.scan_prefix(name_prefix(folded)) {
+        for item in self.names.scan_prefix(name_prefix(&key)) {
             if out.len() >= limit {
                 break;
             }
-            let (key, _) = item?;
-            let author = author_at_end(&key).ok_or_else(|| corrupt("name key"))?;
-            if let Some(name) = self.display_name(&author)? {
-                if fold(&name) == folded {
-                    out.push((author, name));
+            let (k, _) = item?;
+            let author = author_at_end(&k).ok_or_else(|| corrupt("name key"))?;
+            if let Some(current) = self.display_name(&author)? {
+                if lookalike_key(&current) == key {
+                    out.push((author, current));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Whether the display name of `author` looks like the name of another known person
+    /// or like a petname given to someone else (see [`lookalike_key`]). `false` without
+    /// a display name.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn looks_like_another(&self, author: &AuthorId) -> Result<bool, StoreError> {
+        let Some(name) = self.display_name(author)? else { return Ok(false) };
+        if self.people_looking_like(&name, 2)?.iter().any(|(who, _)| who != author) {
+            return Ok(true);
+        }
+        let key = lookalike_key(&name);
+        Ok(self.petnames()?.iter().any(|(who, p)| who != author && lookalike_key(p) == key))
     }
 
     /// Sets (or with `None` removes) the petname of `author`.
