@@ -9,8 +9,8 @@
 
 use kith_node::{
     api::{
-        AttachmentEntry, ErrorKind, FeedItem, FollowEntry, InboxEntry, MessageEntry, NameEntry,
-        Naming, NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
+        AttachmentEntry, ErrorKind, FeedItem, FollowEntry, InboxEntry, Mention, MessageEntry,
+        NameEntry, Naming, NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
     },
     text,
 };
@@ -150,6 +150,40 @@ fn who(id: &str, name: Option<&str>, naming: &Naming) -> String {
     }
 }
 
+/// Network text with each mention `@<id>` shown as `@Name` (your petname, else their
+/// name, with the id tail when it looks like another's; `@…tail` when no name is known).
+fn mentioned(body: &str, mentions: &[Mention]) -> String {
+    let mut out = text::body(body).into_owned();
+    for m in mentions {
+        let short = m.id.get(m.id.len().saturating_sub(8)..).unwrap_or(&m.id);
+        let shown = match label(m.name.as_deref(), &m.naming) {
+            Some(l) if m.naming.lookalike && m.naming.petname.is_none() => {
+                format!("{l} (…{short})")
+            }
+            Some(l) => l,
+            None => format!("…{short}"),
+        };
+        let at = format!("@{}", m.id);
+        let mut rebuilt = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(&at) {
+            let after = rest.get(i + at.len()..).unwrap_or_default();
+            rebuilt.push_str(rest.get(..i).unwrap_or_default());
+            // A longer word is not this mention (ids end where the word ends).
+            if after.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                rebuilt.push_str(&at);
+            } else {
+                rebuilt.push('@');
+                rebuilt.push_str(&shown);
+            }
+            rest = after;
+        }
+        rebuilt.push_str(rest);
+        out = rebuilt;
+    }
+    out
+}
+
 /// Attachments as JSON: the contract's hash, name, mime and size, then what else is known.
 fn attachments_json(list: &[AttachmentEntry]) -> serde_json::Value {
     let items: Vec<serde_json::Value> = list
@@ -237,7 +271,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
             "{}  {}{reply}\n    {}{}{}\n    id {}",
             time::ago(item.timestamp),
             who(&item.author, item.author_name.as_deref(), &item.naming),
-            indented(&item.text, "    "),
+            indented(&mentioned(&item.text, &item.mentions), "    "),
             attachments_text(&item.attachments, "    "),
             reactions_text(&item.reactions),
             item.id
@@ -446,7 +480,7 @@ fn conversation(list: &[ThreadEntry], hidden: u64, json: bool) {
                 "{pad}{}  {}\n{pad}  {}{}{}\n{pad}  id {}",
                 time::ago(e.timestamp),
                 who(&e.author, e.author_name.as_deref(), &e.naming),
-                indented(&e.text, &format!("{pad}  ")),
+                indented(&mentioned(&e.text, &e.mentions), &format!("{pad}  ")),
                 attachments_text(&e.attachments, &format!("{pad}  ")),
                 reactions_text(&e.reactions).replace("\n    ", &format!("\n{pad}  ")),
                 e.id
@@ -506,7 +540,7 @@ fn notification_text(n: &NotificationEntry) {
     };
     out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref(), &n.naming));
     if let Some(t) = &n.text {
-        out!("    “{}”", text::line(t));
+        out!("    “{}”", text::line(&mentioned(t, &n.mentions)));
     }
     // Twelve hex digits: a record id prefix every command takes, unique in practice.
     let short = |id: &str| id.get(..12).unwrap_or(id).to_owned();
@@ -698,9 +732,30 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{indented, json_line, who};
+    use super::{indented, json_line, mentioned, who};
     use kith_node::api::Naming;
     use serde_json::json;
+
+    #[test]
+    fn mentions_show_names() {
+        use kith_node::api::Mention;
+        let bob = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
+        let eve = "12D3KooWJ1vQ8mGXYJ5xDWKGs9TxtvEvCjm4fGfmTrN7gDVw1Wbf";
+        let mentions = [
+            Mention { id: bob.into(), name: Some("Bob".into()), naming: Naming::default() },
+            Mention {
+                id: eve.into(),
+                name: Some("B\u{1b}[1mob".into()),
+                naming: Naming { petname: None, lookalike: true },
+            },
+        ];
+        let text = format!("hi @{bob}, @{eve}! @{bob}x \u{1b}[2J");
+        assert_eq!(
+            mentioned(&text, &mentions),
+            format!("hi @Bob, @Bob [look-alike name] (…gDVw1Wbf)! @{bob}x ")
+        );
+        assert_eq!(mentioned(&format!("@{bob}"), &mentions[..0]), format!("@{bob}"));
+    }
 
     #[test]
     fn names_show_what_they_hide_and_cannot_fake_a_tail() {

@@ -284,6 +284,20 @@ impl Naming {
     }
 }
 
+/// A person a post mentions (`@<id>` in its text), so that human output can show the
+/// mention as `@Name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mention {
+    /// Their id, as written after `@`.
+    pub id: String,
+    /// Their display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// Your petname for them, and whether their name looks like another's.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
+}
+
 /// One conversation in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxEntry {
@@ -355,6 +369,9 @@ pub struct FeedItem {
     /// Petname and look-alike mark of the author.
     #[serde(skip_serializing_if = "Naming::is_plain", default)]
     pub naming: Naming,
+    /// The people the text mentions.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions: Vec<Mention>,
     /// Who reposted it into this feed, when it came as a repost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reposted_by: Option<String>,
@@ -390,6 +407,9 @@ pub struct ThreadEntry {
     /// Petname and look-alike mark of the author.
     #[serde(skip_serializing_if = "Naming::is_plain", default)]
     pub naming: Naming,
+    /// The people the text mentions.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions: Vec<Mention>,
     /// Attached files.
     #[serde(default)]
     pub attachments: Vec<AttachmentEntry>,
@@ -439,6 +459,9 @@ pub struct NotificationEntry {
     /// Petname and look-alike mark of `from`.
     #[serde(skip_serializing_if = "Naming::is_plain", default)]
     pub naming: Naming,
+    /// The people the text mentions.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions: Vec<Mention>,
     /// The record it is about, when that is not `record` itself: the post replied to,
     /// reacted to or reposted.
     #[serde(skip_serializing_if = "Option::is_none", default)]

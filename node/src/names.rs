@@ -28,6 +28,54 @@ pub fn lookalike_key(name: &str) -> String {
     unicode_security::skeleton(&fold(name)).collect::<String>().to_lowercase()
 }
 
+/// Whether `c` can be part of a petname (and so of an `@name` mention word).
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// `text` with every `@word` that `resolve` finds a person for written as `@<full id>`:
+/// `@bob` becomes a mention of the person you call bob. A word starts after an `@` that
+/// begins the text or follows a character that is not part of a name (so `mail@host`
+/// stays), and ends at the first character that cannot be in a petname; dots and dashes
+/// at its end are punctuation (`@bob.`). Words that are already ids, and words `resolve`
+/// finds nobody for (`None`), stay as typed.
+pub fn expand_mentions(
+    text: &str,
+    mut resolve: impl FnMut(&str) -> Option<kith_protocol::AuthorId>,
+) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find('@') {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        let prev = head.chars().next_back().or(before);
+        let after = tail.get(1..).unwrap_or_default();
+        let len = after.find(|c: char| !is_name_char(c)).unwrap_or(after.len());
+        let word = after.get(..len).unwrap_or_default().trim_end_matches(['.', '-']);
+        let starts_word = !prev.is_some_and(is_name_char);
+        let found =
+            (starts_word && !word.is_empty() && word.parse::<kith_protocol::AuthorId>().is_err())
+                .then(|| resolve(word))
+                .flatten();
+        match found {
+            Some(id) => {
+                out.push('@');
+                out.push_str(&id.to_string());
+                rest = after.get(word.len()..).unwrap_or_default();
+                before = word.chars().next_back();
+            }
+            None => {
+                out.push('@');
+                rest = after;
+                before = Some('@');
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Why a petname was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PetnameError {
@@ -99,6 +147,23 @@ mod tests {
         assert_eq!(lookalike_key("B0B"), lookalike_key("bob"));
         assert_ne!(lookalike_key("Alicia"), alice);
         assert_ne!(lookalike_key("Bob"), alice);
+    }
+
+    #[test]
+    fn mentions_by_name_become_ids() {
+        let bob = kith_protocol::Keypair::from_secret_bytes(&[2; 32]).id();
+        let resolve = |w: &str| (w.to_lowercase() == "bob").then_some(bob);
+        let expand = |t: &str| expand_mentions(t, resolve);
+        assert_eq!(expand("hi @bob."), format!("hi @{bob}."));
+        assert_eq!(expand("@Bob, @bob-- and @bob"), format!("@{bob}, @{bob}-- and @{bob}"));
+        // Not a word start, nobody, already an id, a lone @: as typed.
+        for same in ["mail@bob", "@carol and @@", "@ bob", "x@bob@bob"] {
+            assert_eq!(expand(same), same);
+        }
+        let id = format!("@{bob} hi");
+        assert_eq!(expand(&id), id);
+        assert_eq!(expand("(@bob)"), format!("(@{bob})"));
+        assert_eq!(expand("é@bob ü"), "é@bob ü");
     }
 
     #[test]

@@ -119,6 +119,21 @@ fn tails_petnames_names_prefixes_and_ambiguity() {
         assert_eq!(v["kind"], kind, "kith {args:?}: {stderr}");
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{stderr}");
     }
+
+    // `@petname` and `@<id tail>` in a post become mentions: the record carries the ids,
+    // people see names (the look-alike with its tail); unknown words stay as typed.
+    let text = format!("thanks @bobby, @{} and @nobody. mail@bobby", tail(&c_id, 8));
+    let m = a.json(&["post", &text])["id"].as_str().unwrap().to_owned();
+    let item = a.lines(&["feed", "-n", "1"]).remove(0);
+    assert_eq!(item["id"], m.as_str());
+    assert_eq!(item["text"], format!("thanks @{b_id}, @{c_id} and @nobody. mail@bobby"));
+    let human = String::from_utf8_lossy(&a.run(&["feed", "-n", "1"]).stdout).into_owned();
+    let shown = format!("thanks @bobby, @Bob [look-alike name] (…{}) and @nobody.", tail(&c_id, 8));
+    assert!(human.contains(&shown), "{human}");
+    eventually(DEADLINE, "bob to be notified of the mention", || {
+        let notes = b.lines(&["notifications"]);
+        notes.iter().any(|n| n["kind"] == "mention" && n["record"] == m.as_str()).then_some(())
+    });
 }
 
 /// `link` with one base58 character in the middle changed.

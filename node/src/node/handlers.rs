@@ -326,9 +326,12 @@ impl Node {
         if text.trim().is_empty() && attach.is_empty() {
             return Err(ApiError::invalid("post text is empty"));
         }
+        // `@bob` mentions the person called bob here: the record carries their id.
+        let text = self.expand_mentions(&text);
         if text.len() > MAX_TEXT_BYTES {
             return Err(ApiError::invalid(format!(
-                "post text is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                "post text is {} bytes (with @mentions written as ids); the limit is \
+                 {MAX_TEXT_BYTES}",
                 text.len()
             )));
         }

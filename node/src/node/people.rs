@@ -21,6 +21,13 @@ impl Node {
         Ok(Resolver::new(&self.inner.store).record(text)?)
     }
 
+    /// `text` with each `@word` that names one person (petname, unique profile name, id
+    /// tail) written as `@<their id>`, so that the post mentions them.
+    pub(super) fn expand_mentions(&self, text: &str) -> String {
+        let resolver = Resolver::new(&self.inner.store);
+        crate::names::expand_mentions(text, |word| resolver.person(word).ok())
+    }
+
     /// Gives `id` the petname `petname`, or with `None` takes theirs away.
     pub(super) async fn name(&self, id: &str, petname: Option<&str>) -> Reply {
         let who = self.person(id)?;

@@ -87,6 +87,7 @@ impl Node {
                     reactions: store.reactions(&rec.id)?,
                     author_name: view::name_of(store, &by),
                     naming: view::naming_of(store, &by),
+                    mentions: view::mentions_of(store, post),
                     attachments: post
                         .attachments
                         .iter()
@@ -254,6 +255,7 @@ impl Node {
             read: n.read,
             name,
             naming,
+            mentions: about.mentions,
             target: about.target,
             text: about.text.map(|t| snippet(&t)),
             emoji: about.emoji,
@@ -364,6 +366,7 @@ struct About {
     target: Option<String>,
     text: Option<String>,
     emoji: Option<String>,
+    mentions: Vec<crate::api::Mention>,
 }
 
 impl About {
@@ -374,25 +377,26 @@ impl About {
         let Some(rec) = n.record.parse().ok().and_then(|id| store.get(&id).ok().flatten()) else {
             return Self::default();
         };
-        let post_text = |id: &RecordId| match store.get(id).ok().flatten()?.record.kind {
-            RecordKind::Post(post) => Some(post.text),
+        let post_at = |id: &RecordId| match store.get(id).ok().flatten()?.record.kind {
+            RecordKind::Post(post) => Some(post),
             _ => None,
         };
-        match (n.kind.as_str(), rec.record.kind) {
-            ("reply" | "mention", RecordKind::Post(post)) => Self {
-                target: post.reply_to.filter(|_| n.kind == "reply").map(|t| t.to_string()),
-                text: Some(post.text),
-                emoji: None,
-            },
-            ("reaction", RecordKind::Reaction { target, emoji }) => Self {
-                text: post_text(&target),
-                target: Some(target.to_string()),
-                emoji: Some(emoji),
-            },
-            ("repost", RecordKind::Repost { target }) => {
-                Self { text: post_text(&target), target: Some(target.to_string()), emoji: None }
+        let (post, target, emoji) = match (n.kind.as_str(), rec.record.kind) {
+            ("reply" | "mention", RecordKind::Post(post)) => {
+                let target = post.reply_to.filter(|_| n.kind == "reply");
+                (Some(post), target, None)
             }
-            _ => Self::default(),
+            ("reaction", RecordKind::Reaction { target, emoji }) => {
+                (post_at(&target), Some(target), Some(emoji))
+            }
+            ("repost", RecordKind::Repost { target }) => (post_at(&target), Some(target), None),
+            _ => return Self::default(),
+        };
+        Self {
+            target: target.map(|t| t.to_string()),
+            mentions: post.as_ref().map(|p| view::mentions_of(store, p)).unwrap_or_default(),
+            text: post.map(|p| p.text),
+            emoji,
         }
     }
 }

@@ -3,7 +3,7 @@
 use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 
 use crate::{
-    api::{FeedItem, FollowEntry, Naming, Profile},
+    api::{FeedItem, FollowEntry, Mention, Naming, Profile},
     store::{Store, StoreError},
 };
 
@@ -29,6 +29,18 @@ pub(crate) fn naming_of(store: &Store, author: &AuthorId) -> Naming {
 /// [`naming_of`] for an id that came as text (plain when it is not an id).
 pub(crate) fn naming_of_text(store: &Store, author: &str) -> Naming {
     author.parse().map(|a| naming_of(store, &a)).unwrap_or_default()
+}
+
+/// The people `post` mentions, with their names.
+pub(crate) fn mentions_of(store: &Store, post: &Post) -> Vec<Mention> {
+    post.mentions
+        .iter()
+        .map(|who| Mention {
+            id: who.to_string(),
+            name: name_of(store, who),
+            naming: naming_of(store, who),
+        })
+        .collect()
 }
 
 /// A post (or the post a repost shares) as a feed item; `None` for other kinds, and for
@@ -57,6 +69,7 @@ fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedI
         reply_to: post.reply_to.map(|r| r.to_string()),
         author_name: name_of(store, &record.author),
         naming: naming_of(store, &record.author),
+        mentions: mentions_of(store, post),
         reposted_by: None,
         reactions: store.reactions(&id).unwrap_or_default(),
         attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
