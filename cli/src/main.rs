@@ -57,12 +57,15 @@ fn default_home() -> Result<PathBuf> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    // Kademlia warns at every start, and every 5 minutes after, that it has no peers to
+    // bootstrap from: the node says itself when a bootstrap peer cannot be reached.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,libp2p=warn,libp2p_kad::behaviour=error")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(output::colour_for(&std::io::stderr()))
         .try_init();
 }
 
@@ -289,11 +292,38 @@ async fn client(home: &Home, explicit_home: bool, command: Command, json: bool) 
         }
         bail!("the daemon stopped");
     }
+    let alone = alone_warning(&request);
     match conn.call(&request).await? {
         Response::Error { message, kind } => return Err(Refusal { kind, message }.into()),
         response => output::response(&response, json, what),
     }
+    if let Some(message) = alone {
+        if let Ok(Response::Peers { peers }) = conn.call(&Request::Peers).await {
+            if peers.is_empty() {
+                output::warning(json, message);
+            }
+        }
+    }
     Ok(())
+}
+
+/// What to tell a person whose node, connected to no one, did `request`: a follow, a post
+/// or a feed that reaches nobody.
+fn alone_warning(request: &Request) -> Option<&'static str> {
+    match request {
+        Request::Follow { .. } => Some(
+            "no peer is connected: their posts arrive once this node reaches them or someone \
+             who has them (kith add LINK, kith dial ADDRESS)",
+        ),
+        Request::Post { .. } => Some(
+            "no peer is connected: the post is kept here, and followers get it when they \
+             connect",
+        ),
+        Request::Feed { .. } => {
+            Some("no peer is connected: this is only what this node already has")
+        }
+        _ => None,
+    }
 }
 
 /// `kith web [--open]`: a fresh sign-in address; with `--open`, in the default browser.

@@ -105,6 +105,43 @@ pub(crate) fn failure(json: bool, message: &str, kind: Option<ErrorKind>) {
     }
 }
 
+/// Whether to colour what goes to `stream`: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+pub(crate) fn colour_for(stream: &impl std::io::IsTerminal) -> bool {
+    wants_colour(stream.is_terminal(), std::env::var_os("NO_COLOR"))
+}
+
+fn wants_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// `text` in yellow when stdout (`stderr`: stderr) takes colour; as is otherwise (and in
+/// unit tests, whatever runs them).
+fn yellow(text: &str, stderr: bool) -> String {
+    static STDOUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static STDERR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let colour = if stderr {
+        *STDERR.get_or_init(|| colour_for(&std::io::stderr()))
+    } else {
+        *STDOUT.get_or_init(|| colour_for(&std::io::stdout()))
+    };
+    if colour && !cfg!(test) {
+        format!("\x1b[33m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A warning on stderr that leaves stdout alone: `kith: warning: MESSAGE`, or with
+/// `--json` one object `{"warning": MESSAGE}`.
+pub(crate) fn warning(json: bool, message: &str) {
+    if json {
+        eprintln!("{}", json_line(&json!({ "warning": message })));
+    } else {
+        eprintln!("kith: {}: {}", yellow("warning", true), text::line(message));
+    }
+}
+
 /// Prints one JSON value on one line.
 fn line(value: &serde_json::Value) {
     out!("{}", json_line(value));
@@ -137,7 +174,7 @@ fn label(name: Option<&str>, naming: &Naming) -> Option<String> {
         return Some(p);
     }
     let n = name.and_then(shown_name)?;
-    Some(if naming.lookalike { format!("{n} {LOOKALIKE}") } else { n })
+    Some(if naming.lookalike { format!("{n} {}", yellow(LOOKALIKE, false)) } else { n })
 }
 
 /// A person for people: [`label`], then always the tail of their id
@@ -735,6 +772,15 @@ mod tests {
     use super::{indented, json_line, mentioned, who};
     use kith_node::api::Naming;
     use serde_json::json;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use super::wants_colour;
+        assert!(wants_colour(true, None));
+        assert!(wants_colour(true, Some("".into())));
+        assert!(!wants_colour(true, Some("1".into())));
+        assert!(!wants_colour(false, None));
+    }
 
     #[test]
     fn mentions_show_names() {

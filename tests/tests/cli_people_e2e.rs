@@ -469,3 +469,69 @@ fn lookalike_names_are_marked_and_told_apart() {
     assert!(item.get("naming").is_none(), "{item}");
     assert_eq!(c.json(&["profile", "show", &ids[2]])["name"], "Ali\u{200B}ce\u{202E}");
 }
+
+#[test]
+fn warnings_when_alone_and_a_daemon_log_for_people() {
+    let a = Daemon::start("alice");
+    let stranger = kith_protocol::Keypair::from_secret_bytes(&[42; 32]).id().to_string();
+    // Connected to no one: follow, post and feed succeed (stdout as ever) and warn on
+    // stderr: one JSON object with --json, a plain line without, no colour off a terminal.
+    for args in [vec!["follow", stranger.as_str()], vec!["post", "anyone?"], vec!["feed"]] {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(&args);
+        let out = a.run(&full);
+        assert!(out.status.success(), "{args:?}");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        let v: Value = serde_json::from_str(lines[0]).unwrap();
+        assert!(v["warning"].as_str().unwrap().contains("no peer is connected"), "{v}");
+        let out = a.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.starts_with("kith: warning: no peer is connected"), "{args:?}: {stderr}");
+        assert!(!stderr.contains('\u{1b}') && stderr.lines().count() == 1, "{stderr:?}");
+    }
+    // A failure stays one line: no warning after it.
+    assert!(json_error(&a, &["follow", "nobody"]).contains("no known person"));
+
+    // Connected: no warning. The log names who came and went, and that a message came
+    // (never what it said).
+    let mut b = Daemon::start("bob");
+    kith_tests::cli::befriend(&a, &b, DEADLINE);
+    let out = a.run(&["--json", "post", "now with bob"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let b_id = b.id();
+    b.json(&["msg", "send", &a.id(), "the secret word is swordfish"]);
+    eventually(DEADLINE, "alice's log to tell of the message", || {
+        a.log().contains("direct message received").then_some(())
+    });
+    b.terminate();
+    eventually(DEADLINE, "alice's log to tell bob left", || {
+        a.log().contains("peer left").then_some(())
+    });
+    // Known by now: bob's name comes with his id when he comes back.
+    b.restart();
+    let named = format!("bob ({b_id})");
+    eventually(DEADLINE, "alice's log to tell bob is back", || {
+        a.log().lines().any(|l| l.contains("peer connected") && l.contains(&named)).then_some(())
+    });
+    let log = a.log();
+    let left = log.lines().find(|l| l.contains("peer left")).unwrap_or_default();
+    assert!(left.contains(&named), "{log}");
+    let dm = log.lines().find(|l| l.contains("direct message received")).unwrap();
+    assert!(dm.contains(&b_id), "{dm}");
+    assert!(!log.contains("swordfish"), "{log}");
+    // Not the noise: Kademlia's "no known peers" at start.
+    assert!(!log.contains("Failed to trigger bootstrap"), "{log}");
+
+    // A bootstrap peer that cannot be reached is a warning.
+    let dead = format!("/ip4/127.0.0.1/tcp/9/p2p/{stranger}");
+    let args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--bootstrap", dead.as_str()];
+    let c = Daemon::start_with("carol", &[], &args);
+    eventually(DEADLINE, "carol's log to tell the bootstrap failed", || {
+        c.log().contains("cannot reach bootstrap peer").then_some(())
+    });
+}

@@ -90,6 +90,9 @@ pub struct EventLoop {
     /// Whether the signed address record needs publishing, and when it last was.
     address_record_dirty: bool,
     address_record_at: Option<Instant>,
+    /// External addresses confirmed so far: AutoNAT confirms them again every few
+    /// seconds, and only a new one is worth a log line.
+    confirmed_addrs: std::collections::HashSet<Multiaddr>,
 }
 
 fn build_swarm(
@@ -161,6 +164,7 @@ impl EventLoop {
             holepunch_failed: 0,
             address_record_dirty: true,
             address_record_at: None,
+            confirmed_addrs: std::collections::HashSet::new(),
         })
     }
 
@@ -199,10 +203,15 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.handle_relay_server(e),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.handle_dcutr(e),
             SwarmEvent::ExternalAddrConfirmed { address } => {
-                tracing::info!(%address, "external address confirmed");
+                if self.confirmed_addrs.insert(address.clone()) {
+                    tracing::info!(%address, "reachable from outside at this address");
+                }
                 self.address_record_dirty = true;
             }
-            SwarmEvent::ExternalAddrExpired { .. } => self.address_record_dirty = true,
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.confirmed_addrs.remove(&address);
+                self.address_record_dirty = true;
+            }
             SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
                 if let Some(reservation) = self.reservations.remove(&listener_id) {
                     tracing::info!(relay = %reservation.relay, ?reason, "relay reservation ended");
@@ -239,6 +248,7 @@ impl EventLoop {
                     open.remove(&connection_id);
                 }
                 if num_established == 0 {
+                    self.emit(Event::Disconnected { peer: peer_id });
                     self.credit.forget(&peer_id);
                     self.remote_addrs.remove(&peer_id);
                     self.connections.remove(&peer_id);
@@ -491,6 +501,7 @@ impl EventLoop {
             let _ = reply.send(Ok(peer));
         }
         tracing::debug!(%peer, "connected");
-        self.emit(Event::Connected { peer, addr: dialled });
+        let first = self.connections.get(&peer).is_some_and(|open| open.len() == 1);
+        self.emit(Event::Connected { peer, addr: dialled, first });
     }
 }

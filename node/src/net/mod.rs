@@ -82,6 +82,13 @@ pub enum Event {
         peer: PeerId,
         /// The address we reached it at, if we dialled.
         addr: Option<Multiaddr>,
+        /// Whether it is the only connection to `peer` (it was not connected before).
+        first: bool,
+    },
+    /// The last connection to `peer` closed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
     },
     /// The peer told us (identify) where it listens.
     Identified {

@@ -29,6 +29,8 @@ impl Node {
     /// whenever it is not connected.
     pub(super) async fn keep_bootstrap(self, addr: Multiaddr) {
         let mut wait = BOOTSTRAP_RETRY_MIN;
+        // Only the first failure in a row is a warning; the retries after it are not news.
+        let mut failing = false;
         loop {
             let connected = match crate::net::peer_of(&addr) {
                 Some(peer) => self.inner.net.is_connected(peer).await,
@@ -44,6 +46,7 @@ impl Node {
             match self.inner.net.dial(addr.clone()).await {
                 Ok(peer) => {
                     tracing::info!(%peer, %addr, "connected to bootstrap peer");
+                    failing = false;
                     wait = BOOTSTRAP_RETRY_MIN;
                     // Without a /p2p part we cannot tell later whether we are still
                     // connected; check again after the usual interval.
@@ -52,7 +55,12 @@ impl Node {
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(%addr, %error, retry_in = ?wait, "bootstrap peer unreachable");
+                    if failing {
+                        tracing::debug!(%addr, %error, retry_in = ?wait, "bootstrap peer unreachable");
+                    } else {
+                        tracing::warn!(%addr, %error, "cannot reach bootstrap peer; will keep trying");
+                    }
+                    failing = true;
                     if !self.pause(wait).await {
                         return;
                     }

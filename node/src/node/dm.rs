@@ -300,6 +300,10 @@ impl Node {
         }
         match stored {
             Ok(true) if !store.is_hidden(&sender) => {
+                // Who and which message, never what it says.
+                let from = sender.to_peer_id().map(|p| self.peer_label(&p));
+                let from = from.unwrap_or_else(|_| sender.to_string());
+                tracing::info!(%from, id = %plain.id, "direct message received");
                 self.notify("message", sender.to_string(), plain.id.to_string())
             }
             Ok(true) => {}

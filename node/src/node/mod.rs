@@ -448,7 +448,15 @@ impl Node {
             Event::Message { source, id, topic, data } => {
                 self.handle_gossip(vec![Gossip { source, id, topic, data }]).await;
             }
-            Event::Connected { peer, addr } => self.handle_connected(peer, addr).await,
+            Event::Connected { peer, addr, first } => {
+                if first {
+                    tracing::info!(peer = %self.peer_label(&peer), "peer connected");
+                }
+                self.handle_connected(peer, addr).await
+            }
+            Event::Disconnected { peer } => {
+                tracing::info!(peer = %self.peer_label(&peer), "peer left");
+            }
             Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
                 // Dropping the channel fails the request; the peer may retry later.
                 self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,19 @@ impl Node {
         Ok(Resolver::new(&self.inner.store).record(text)?)
     }
 
+    /// `peer` for the daemon's log: `Name (12D3KooW...)` with your petname or their name
+    /// when one is known (shown as [`crate::text::name`] shows names), else the id.
+    pub(super) fn peer_label(&self, peer: &libp2p::PeerId) -> String {
+        let store = &self.inner.store;
+        let name = AuthorId::from_peer_id(peer).ok().and_then(|who| {
+            store.petname(&who).ok().flatten().or_else(|| view::name_of(store, &who))
+        });
+        match name {
+            Some(n) => format!("{} ({peer})", crate::text::name(&n)),
+            None => peer.to_string(),
+        }
+    }
+
     /// `text` with each `@word` that names one person (petname, unique profile name, id
     /// tail) written as `@<their id>`, so that the post mentions them.
     pub(super) fn expand_mentions(&self, text: &str) -> String {
