@@ -11,7 +11,9 @@
 //!     records, a post that mentions them, a follow or unfollow of them, and a delete of
 //!     one of those by its author;
 //!   - the post a repost by its person or a followed author shares;
-//!   - posts carrying a subscribed hashtag, dated within [`Quotas::tag_window_ms`].
+//!   - posts carrying a subscribed hashtag, dated within [`Quotas::tag_window_ms`];
+//!   - the profile of an author some of whose records it keeps already (so that the
+//!     people it shows have names).
 //!
 //! Nothing else is stored. What is not kept may still be forwarded on the gossip topic it
 //! came on when that topic's owner needs it: on `kith/1/author/O`, records by O and records
@@ -174,6 +176,12 @@ fn concerns(record: &Record, who: &AuthorId, target_author: Option<AuthorId>) ->
     }
 }
 
+/// Whether `record` is the profile of an author some of whose records are kept already
+/// (`counts.author`): the name of someone this node shows.
+fn profile_of_someone_kept(record: &Record, counts: &Counts) -> bool {
+    matches!(record.kind, RecordKind::Profile { .. }) && counts.author > 0
+}
+
 /// The decision for one valid record. See the [module](self) documentation.
 pub fn decide(facts: &Facts<'_>, quotas: &Quotas) -> Decision {
     let record = facts.record;
@@ -204,7 +212,8 @@ pub fn decide(facts: &Facts<'_>, quotas: &Quotas) -> Decision {
     }
     let wanted = concerns(record, &facts.me, facts.target_author)
         || facts.shared_by_followed
-        || (facts.subscribed_tag && in_window);
+        || (facts.subscribed_tag && in_window)
+        || profile_of_someone_kept(record, counts);
     if !wanted || counts.author >= quotas.per_stranger || !room || quotas.strangers == 0 {
         return pass;
     }

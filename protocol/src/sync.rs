@@ -11,6 +11,10 @@
 //!   of record ids) per [`BUCKET_MS`] of time; the peer answers with its records from
 //!   every bucket whose summary differs, in (timestamp, id) order, from `after` on.
 //!
+//! - [`Query::Profile`]: "send me this author's current profile record": the answer
+//!   holds it, or nothing. So a node learns the name of someone it shows without fetching
+//!   their log.
+//!
 //! Every answer is bounded by [`MAX_SYNC_RECORDS`] and [`MAX_SYNC_RESPONSE_BYTES`] and
 //! carries a cursor to continue from when there is more.
 
@@ -114,6 +118,12 @@ pub enum Query {
         /// Signed records, each verified by the receiver.
         records: Vec<Vec<u8>>,
     },
+    /// The author's current profile record, if the peer holds one (the answer holds at
+    /// most that one record).
+    Profile {
+        /// Whose profile.
+        author: AuthorId,
+    },
 }
 
 /// A request on `/kith/sync/1`.
@@ -211,6 +221,12 @@ mod tests {
         let author = Keypair::from_secret_bytes(&[1; 32]).id();
         let r = SyncRequest { query: Query::Author { author, after: 5 } };
         assert_eq!(SyncRequest::from_bytes(&r.to_bytes().unwrap()).unwrap(), r);
+        // A profile question is the variant number (3) and the author.
+        let p = SyncRequest { query: Query::Profile { author } };
+        let bytes = p.to_bytes().unwrap();
+        assert_eq!(bytes[0], 3);
+        assert!(bytes.len() < 64, "{}", bytes.len());
+        assert_eq!(SyncRequest::from_bytes(&bytes).unwrap(), p);
         let mut b = Bucket::empty(Bucket::start_of(BUCKET_MS * 3 + 17));
         assert_eq!(b.start, BUCKET_MS * 3);
         b.add(&RecordId::from_bytes([1; 32]));

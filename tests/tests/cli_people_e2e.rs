@@ -535,3 +535,28 @@ fn warnings_when_alone_and_a_daemon_log_for_people() {
         c.log().contains("cannot reach bootstrap peer").then_some(())
     });
 }
+
+#[test]
+fn names_of_people_not_followed_are_fetched() {
+    let a = Daemon::start("alice");
+    let c = Daemon::start("carol");
+    let c_id = c.id();
+    // Carol posts with a hashtag alice subscribes to; alice follows nobody.
+    let p = c.json(&["post", "hello #kithnames"])["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.json(&["subscribe", "kithnames"]), json!({"ok": true}));
+    assert_eq!(a.json(&["dial", &c.addr()])["ok"], true);
+    eventually(DEADLINE, "alice to get carol's tag post", || {
+        let feed = a.lines(&["feed", "--tag", "kithnames"]);
+        feed.iter().any(|i| i["id"] == p.as_str()).then_some(())
+    });
+    // Showing the post fetched carol's profile: her name shows, with her id tail.
+    let shown = format!("carol (…{})", tail(&c_id, 8));
+    let human = eventually(DEADLINE, "carol's name in alice's feed", || {
+        let out = a.run(&["feed", "--tag", "kithnames"]);
+        let human = String::from_utf8_lossy(&out.stdout).into_owned();
+        human.contains(&shown).then_some(human)
+    });
+    assert!(human.contains("hello #kithnames"), "{human}");
+    assert_eq!(a.json(&["profile", "show", &c_id])["name"], "carol");
+    assert!(a.lines(&["following"]).is_empty());
+}

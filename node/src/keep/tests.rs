@@ -183,3 +183,22 @@ fn notifications_from_strangers_are_capped() {
     assert!(notify(true, MAX_STRANGER_NOTIFICATIONS - 1));
     assert!(!notify(true, MAX_STRANGER_NOTIFICATIONS));
 }
+
+#[test]
+fn a_strangers_profile_is_kept_when_their_records_are() {
+    let p = people();
+    let profile =
+        record(p.stranger, RecordKind::Profile { name: "Sam".into(), bio: String::new() });
+    // Nothing of theirs kept: their profile is not wanted either.
+    assert_eq!(decide_with(Facts::new(p.me, &profile, NOW)), Decision::Drop);
+    // A post of theirs is kept (a tag post, a reply to me...): so is their name.
+    let one = Counts { author: 1, strangers: 1, total: 1 };
+    let facts = Facts { counts: one, ..Facts::new(p.me, &profile, NOW) };
+    assert_eq!(decide_with(facts), Decision::Keep(Keep::Stranger));
+    // Within the stranger's quota, like any of their records.
+    let full = Counts { author: Quotas::default().per_stranger, ..one };
+    assert_eq!(decide_with(Facts { counts: full, ..facts }), Decision::Drop);
+    // Another record kind of theirs is not kept for that reason.
+    let other = post(p.stranger, vec![], false);
+    assert_eq!(decide_with(Facts { counts: one, ..Facts::new(p.me, &other, NOW) }), Decision::Drop);
+}

@@ -315,7 +315,10 @@ impl Node {
     /// Answers one control request.
     pub async fn handle(&self, request: Request) -> Response {
         match self.dispatch(request).await {
-            Ok(response) => response,
+            Ok(response) => {
+                self.name_the_shown(&response);
+                response
+            }
             Err(error) => error.into(),
         }
     }

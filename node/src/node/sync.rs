@@ -2,6 +2,7 @@
 //! position, subscribed tags by time buckets), serving their questions, and offering
 //! our own recent records to a peer that just subscribed to a topic they went to.
 
+mod profiles;
 mod serve;
 
 use std::{
@@ -15,7 +16,7 @@ use kith_protocol::{
     limits::MAX_RECORD_BYTES,
     record::SignedRecord,
     sync::{Query, SyncRequest, SyncResponse, MAX_OFFER_RECORDS},
-    AuthorId, Tag, Topic, VerifiedRecord,
+    AuthorId, RecordKind, Tag, Topic, VerifiedRecord,
 };
 use libp2p::PeerId;
 use tokio::sync::{mpsc, Mutex, Semaphore};
@@ -83,6 +84,8 @@ pub(super) struct SyncState {
     serving: serve::ServeBudget,
     /// Authors with a gap being filled (so one gap causes one fetch).
     gaps: Mutex<HashSet<AuthorId>>,
+    /// Profiles being fetched for people shown without a name.
+    profiles: profiles::ProfileFetches,
     /// Per-peer limit on sync requests, inside the node's limit on all requests: a sync
     /// answer reads up to a page of records, so a peer gets fewer of them than of
     /// direct messages.
@@ -101,6 +104,7 @@ impl Default for SyncState {
             strangers: Semaphore::new(MAX_STRANGER_SYNCS),
             serving: serve::ServeBudget::default(),
             gaps: Mutex::new(HashSet::new()),
+            profiles: profiles::ProfileFetches::default(),
             requests: RateLimiter::new(SYNC_REQUEST_RATE, SYNC_REQUEST_BURST),
         }
     }
@@ -126,6 +130,8 @@ enum Asked {
     Author(AuthorId),
     /// Posts carrying this tag (a tag query).
     Tag(Tag),
+    /// This author's profile (a profile query).
+    Profile(AuthorId),
 }
 
 impl Asked {
@@ -133,7 +139,7 @@ impl Asked {
     /// record outside what was asked.
     fn check(&self, bytes: &[u8], now: u64) -> Result<VerifiedRecord, String> {
         match self {
-            Self::Author(author) => {
+            Self::Author(author) | Self::Profile(author) => {
                 // Look at the author before the full check; a record that does not decode
                 // is left for `check` to refuse with its own reason.
                 let decoded = codec::decode::<SignedRecord, MAX_RECORD_BYTES>(bytes);
@@ -141,6 +147,10 @@ impl Asked {
                     if signed.record.author != *author {
                         let found = signed.record.author;
                         return Err(format!("a record of {found} in an answer about {author}"));
+                    }
+                    let profile = matches!(signed.record.kind, RecordKind::Profile { .. });
+                    if matches!(self, Self::Profile(_)) && !profile {
+                        return Err(format!("a record other than a profile for {author}"));
                     }
                 }
                 ingest::check(bytes, None, now)

@@ -212,6 +212,13 @@ impl Node {
             })
             .await
             .unwrap_or(empty),
+            Query::Profile { author } => tokio::task::spawn_blocking(move || {
+                let current = store.profile(&author).ok().flatten();
+                let bytes = current.and_then(|p| store.get_bytes(&p.id).ok().flatten());
+                SyncResponse { records: bytes.into_iter().collect(), more: false, next: None }
+            })
+            .await
+            .unwrap_or(empty),
             Query::Tag { tag, since, buckets, after } => {
                 let Ok(tag) = Tag::parse(&tag) else { return empty };
                 tokio::task::spawn_blocking(move || {
