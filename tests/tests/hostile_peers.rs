@@ -438,3 +438,44 @@ async fn a_flood_of_dm_requests_does_not_crowd_out_gossip() {
     victim.stop().await;
     friend.stop().await;
 }
+
+/// "Request handler concurrency" (docs/reliability.md): four strangers flood `/kith/dm/1`
+/// with 1,500 requests each at once, against a node whose global bound on requests
+/// handled at once is lowered to 8 (2 kept for friends). Requests over the bound are
+/// dropped and counted; at no moment are more than 8 handled; a friend's direct message
+/// sent during the flood is delivered, not queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_from_many_peers_stays_within_the_global_bound() {
+    use kith_tests::hostile::RequestFlood;
+    let victim = TestNode::start("victim").await;
+    let friend = TestNode::start("friend").await;
+    friend.dial(&victim).await;
+    victim.befriend(&friend).await;
+    victim.node.narrow_inbound(8, 2);
+
+    let junk = vec![0xa5u8; 200];
+    let mut floods = Vec::new();
+    for _ in 0..4 {
+        let mut flood = RequestFlood::connect(&victim.addr(), kith_node::net::DM_PROTOCOL).await;
+        let junk = junk.clone();
+        floods.push(tokio::spawn(async move { flood.send(&junk, 1_500).await }));
+    }
+    let (_, status) = friend.msg(&victim, "through the flood").await;
+    let mut replies = Vec::new();
+    for flood in floods {
+        replies.push(flood.await.unwrap());
+    }
+    let stats = eventually(DEADLINE, "the handlers to finish", || async {
+        let stats = victim.node.inbound();
+        (stats.in_flight == 0).then_some(stats)
+    })
+    .await;
+    println!("6,000 DM requests from 4 strangers with a bound of 8: {stats:?}; {replies:?}");
+    assert_eq!(status, "delivered", "the friend's message during the flood");
+    assert_eq!(stats.limit, 8);
+    assert!(stats.peak <= 8, "more handled at once than the bound: {stats:?}");
+    assert!(replies.iter().all(|r| r.answered + r.failed == 1_500));
+    victim.ok(Request::Peers).await;
+    victim.stop().await;
+    friend.stop().await;
+}

@@ -10,6 +10,8 @@ mod dm;
 mod errors;
 mod feed;
 mod handlers;
+mod inbound;
+pub use inbound::{InboundStats, FRIENDS_RESERVED, MAX_INBOUND_REQUESTS};
 mod invite;
 mod outbox;
 mod people;
@@ -159,6 +161,8 @@ struct Inner {
     stop: tokio::sync::watch::Sender<bool>,
     /// Per-peer limit on DM and sync requests (gossip is limited in the network task).
     request_limit: RateLimiter<libp2p::PeerId>,
+    /// One bound on inbound requests handled at once, across all peers.
+    inbound: inbound::Inbound,
     /// Who this node is and what it keeps.
     admission: ingest::Admission,
     /// Whether subscribed hashtags are announced and looked up in the DHT.
@@ -257,6 +261,7 @@ impl Node {
                 closing: tokio::sync::watch::channel(false).0,
                 stop: tokio::sync::watch::channel(false).0,
                 request_limit: RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
+                inbound: inbound::Inbound::default(),
             }),
         };
         node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
@@ -310,6 +315,19 @@ impl Node {
     /// Listen addresses, each ending in `/p2p/<id>`.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.inner.net.listen_addrs()
+    }
+
+    /// How busy the inbound request handlers are: the global bound, requests in flight,
+    /// the peak and how many were refused.
+    pub fn inbound(&self) -> InboundStats {
+        self.inner.inbound.stats()
+    }
+
+    /// Lowers the bound on inbound requests handled at once to `limit`, `reserved` of
+    /// them for friends (for tests: a few peers can then reach it).
+    #[doc(hidden)]
+    pub fn narrow_inbound(&self, limit: usize, reserved: usize) {
+        self.inner.inbound.narrow(limit, reserved);
     }
 
     /// Answers one control request.
@@ -464,17 +482,20 @@ impl Node {
                 // Dropping the channel fails the request; the peer may retry later.
                 self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
-            Event::Request { proto: net::Proto::Dm, peer, bytes, channel } => {
+            Event::Request { proto, peer, bytes, channel } => {
+                // Over the global bound the request is dropped like a rate-limited one.
+                let Some(slot) = self.inner.inbound.take(|| self.is_friend(&peer)) else {
+                    return;
+                };
                 let node = self.clone();
-                tokio::spawn(async move { node.handle_dm_request(peer, bytes, channel).await });
-            }
-            Event::Request { proto: net::Proto::Sync, peer, bytes, channel } => {
-                let node = self.clone();
-                tokio::spawn(async move { node.handle_sync_request(peer, bytes, channel).await });
-            }
-            Event::Request { proto: net::Proto::Blob, peer, bytes, channel } => {
-                let node = self.clone();
-                tokio::spawn(async move { node.handle_blob_request(peer, bytes, channel).await });
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match proto {
+                        net::Proto::Dm => node.handle_dm_request(peer, bytes, channel).await,
+                        net::Proto::Sync => node.handle_sync_request(peer, bytes, channel).await,
+                        net::Proto::Blob => node.handle_blob_request(peer, bytes, channel).await,
+                    }
+                });
             }
             // The addresses a peer claims are not remembered (see `remember`).
             Event::Identified { .. } => {}

@@ -123,7 +123,7 @@ impl ServeBudget {
 impl Node {
     /// Whether `peer` is the node of someone this node's person follows or is followed
     /// by.
-    pub(super) fn is_friend(&self, peer: &PeerId) -> bool {
+    pub(in crate::node) fn is_friend(&self, peer: &PeerId) -> bool {
         let Ok(them) = AuthorId::from_peer_id(peer) else { return false };
         let store = &self.inner.store;
         let me = &self.inner.me;
