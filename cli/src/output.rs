@@ -301,7 +301,11 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
         line(&v);
     } else {
         if let Some(by) = &item.reposted_by {
-            out!("↻ reposted by {}", who(by, None, &Naming::default()));
+            let (name, naming) = match &item.reposter {
+                Some(r) => (r.name.as_deref(), r.naming.clone()),
+                None => (None, Naming::default()),
+            };
+            out!("↻ reposted by {}", who(by, name, &naming));
         }
         let reply = if item.reply_to.is_some() { " ↩" } else { "" };
         out!(
@@ -400,7 +404,8 @@ fn peers(list: &[PeerEntry], json: bool) {
         if json {
             line(&json!({"id": p.id, "addr": p.addr, "connection": p.connection}));
         } else {
-            out!("{}  {}  {}", p.id, p.connection, text::line(&p.addr));
+            let name = label(p.name.as_deref(), &p.naming).map(|l| format!("  {l}"));
+            out!("{}  {}  {}{}", p.id, p.connection, text::line(&p.addr), name.unwrap_or_default());
         }
     }
 }

@@ -375,6 +375,9 @@ pub struct FeedItem {
     /// Who reposted it into this feed, when it came as a repost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reposted_by: Option<String>,
+    /// The reposter's name, petname and look-alike mark, when it came as a repost.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reposter: Option<Box<Mention>>,
     /// Reaction counts per emoji.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub reactions: std::collections::BTreeMap<String, u64>,
@@ -488,6 +491,12 @@ pub struct PeerEntry {
     /// How it is connected: `direct`, or `relayed` (through a relay only).
     #[serde(default = "direct")]
     pub connection: String,
+    /// The display name of the person whose node it is, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// Petname and look-alike mark of that person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -370,6 +370,8 @@ fn one_repost_per_person_unrepost_and_muted_replies() {
     eventually(DEADLINE, "alice to see bob's repost", || {
         (reposted_by(&a)? == json!(b_id)).then_some(())
     });
+    let human = String::from_utf8_lossy(&a.run(&["feed", "-n", "50"]).stdout).into_owned();
+    assert!(human.contains(&format!("↻ reposted by bob (…{})", tail(&b_id, 8))), "{human}");
     // -n N gives N, the post and its repost counted once.
     let two = b.lines(&["feed", "-n", "2"]);
     let ids: Vec<&Value> = two.iter().map(|i| &i["id"]).collect();
@@ -504,6 +506,9 @@ fn warnings_when_alone_and_a_daemon_log_for_people() {
     let out = a.run(&["--json", "post", "now with bob"]);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     let b_id = b.id();
+    let peers = String::from_utf8_lossy(&a.run(&["peers"]).stdout).into_owned();
+    let line = peers.lines().find(|l| l.starts_with(&b_id)).unwrap_or_default();
+    assert!(line.ends_with("  bob"), "{peers}");
     b.json(&["msg", "send", &a.id(), "the secret word is swordfish"]);
     eventually(DEADLINE, "alice's log to tell of the message", || {
         a.log().contains("direct message received").then_some(())

@@ -216,11 +216,17 @@ impl Node {
         Ok(Response::Peers {
             peers: peers
                 .into_iter()
-                .map(|p| PeerEntry {
-                    id: p.peer.to_string(),
-                    addr: p.addr.to_string(),
-                    score: p.score,
-                    connection: if p.relayed { "relayed" } else { "direct" }.into(),
+                .map(|p| {
+                    let person = AuthorId::from_peer_id(&p.peer).ok();
+                    let store = &self.inner.store;
+                    PeerEntry {
+                        id: p.peer.to_string(),
+                        addr: p.addr.to_string(),
+                        score: p.score,
+                        connection: if p.relayed { "relayed" } else { "direct" }.into(),
+                        name: person.and_then(|a| view::name_of(store, &a)),
+                        naming: person.map(|a| view::naming_of(store, &a)).unwrap_or_default(),
+                    }
                 })
                 .collect(),
         })

@@ -52,6 +52,11 @@ pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Opti
         let RecordKind::Post(post) = &original.record.kind else { return None };
         let mut item = post_item(store, original.id, &original.record, post);
         item.reposted_by = Some(record.author.to_string());
+        item.reposter = Some(Box::new(Mention {
+            id: record.author.to_string(),
+            name: name_of(store, &record.author),
+            naming: naming_of(store, &record.author),
+        }));
         return Some(item);
     }
     let RecordKind::Post(post) = &record.kind else { return None };
@@ -71,6 +76,7 @@ fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedI
         naming: naming_of(store, &record.author),
         mentions: mentions_of(store, post),
         reposted_by: None,
+        reposter: None,
         reactions: store.reactions(&id).unwrap_or_default(),
         attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
     }
