@@ -188,15 +188,16 @@ fn who(id: &str, name: Option<&str>, naming: &Naming) -> String {
 }
 
 /// Network text with each mention `@<id>` shown as `@Name` (your petname, else their
-/// name, with the id tail when it looks like another's; `@…tail` when no name is known).
+/// name; with the id tail when the name looks like another's or cannot be shown as it
+/// was sent: invisible characters, quoted; `@…tail` when no name is known).
 fn mentioned(body: &str, mentions: &[Mention]) -> String {
     let mut out = text::body(body).into_owned();
     for m in mentions {
         let short = m.id.get(m.id.len().saturating_sub(8)..).unwrap_or(&m.id);
+        let altered = m.name.as_deref().is_some_and(|n| shown_name(n).as_deref() != Some(n));
+        let own = m.naming.petname.is_some();
         let shown = match label(m.name.as_deref(), &m.naming) {
-            Some(l) if m.naming.lookalike && m.naming.petname.is_none() => {
-                format!("{l} (…{short})")
-            }
+            Some(l) if !own && (m.naming.lookalike || altered) => format!("{l} (…{short})"),
             Some(l) => l,
             None => format!("…{short}"),
         };
@@ -806,6 +807,16 @@ mod tests {
             format!("hi @Bob, @Bob [look-alike name] (…gDVw1Wbf)! @{bob}x ")
         );
         assert_eq!(mentioned(&format!("@{bob}"), &mentions[..0]), format!("@{bob}"));
+        // A name that cannot be shown as sent brings the id tail along.
+        let fake = [Mention {
+            id: eve.into(),
+            name: Some("Al\u{200B}ice (…kSCVe2Xo)".into()),
+            naming: Naming::default(),
+        }];
+        assert_eq!(
+            mentioned(&format!("hi @{eve}"), &fake),
+            "hi @“Al<U+200B>ice (…kSCVe2Xo)” (…gDVw1Wbf)"
+        );
     }
 
     #[test]
