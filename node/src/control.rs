@@ -153,11 +153,12 @@ pub async fn serve(
                         refuse(stream, &refusals);
                         continue;
                     };
-                    let node = node.clone();
                     let web = web.clone();
-                    tokio::spawn(async move {
+                    let served = node.clone();
+                    // One of the node's tasks: its shutdown waits for the connection.
+                    node.spawn(async move {
                         let _slot = slot;
-                        if let Err(error) = serve_connection(stream, node, web, owner).await {
+                        if let Err(error) = serve_connection(stream, served, web, owner).await {
                             tracing::debug!(%error, "control connection ended");
                         }
                     });
@@ -235,9 +236,14 @@ async fn serve_connection(
         return Ok(());
     }
     loop {
-        let Ok(read) =
-            tokio::time::timeout(READ_TIMEOUT, read_frame(&mut stream, MAX_REQUEST_BYTES)).await
-        else {
+        // Between requests a connection ends when the node shuts down (the client of
+        // `kith stop` keeps its connection while it waits for the daemon to go).
+        let next = tokio::time::timeout(READ_TIMEOUT, read_frame(&mut stream, MAX_REQUEST_BYTES));
+        let read = tokio::select! {
+            read = next => read,
+            () = node.closed() => return Ok(()),
+        };
+        let Ok(read) = read else {
             tracing::debug!("closed an idle control connection");
             return Ok(());
         };
@@ -291,15 +297,18 @@ async fn serve_connection(
 async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), ControlError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let worker = node.clone();
-    let round = tokio::spawn(async move {
-        worker.sync_round(usize::MAX, Some(tx), crate::node::Stranger::Wait).await
+    // One of the node's tasks: it goes on if the client leaves, and shutdown waits for it.
+    let (done, round) = tokio::sync::oneshot::channel();
+    node.spawn(async move {
+        let _ =
+            done.send(worker.sync_round(usize::MAX, Some(tx), crate::node::Stranger::Wait).await);
     });
     while let Some((peers_done, peers_total, fetched)) = rx.recv().await {
         write_frame(stream, &Response::SyncProgress { peers_done, peers_total, fetched }).await?;
     }
     let response = match round.await {
         Ok((fetched, peers)) => Response::Synced { fetched, peers },
-        Err(e) => error(ErrorKind::Internal, format!("sync failed: {e}")),
+        Err(_) => error(ErrorKind::Unavailable, "the daemon is stopping"),
     };
     write_frame(stream, &response).await
 }
@@ -312,14 +321,18 @@ async fn stream_blob_get(
 ) -> Result<(), ControlError> {
     let (tx, mut rx) = tokio::sync::watch::channel((0, 0));
     let worker = node.clone();
-    let mut fetch = tokio::spawn(async move { worker.blob_get(&hash, out, Some(tx)).await });
+    // One of the node's tasks: it goes on if the client leaves, and shutdown waits for it.
+    let (done, mut fetch) = tokio::sync::oneshot::channel();
+    node.spawn(async move {
+        let _ = done.send(worker.blob_get(&hash, out, Some(tx)).await);
+    });
     loop {
         tokio::select! {
             done = &mut fetch => {
                 let response = match done {
                     Ok(Ok(response)) => response,
                     Ok(Err(e)) => e.into(),
-                    Err(e) => error(ErrorKind::Internal, format!("blob get failed: {e}")),
+                    Err(_) => error(ErrorKind::Unavailable, "the daemon is stopping"),
                 };
                 return write_frame(stream, &response).await;
             }
@@ -348,6 +361,8 @@ async fn stream_notifications(mut stream: UnixStream, node: &Node) -> Result<(),
             },
             // The client sends nothing more; EOF means it left.
             _ = stream.read(&mut probe) => return Ok(()),
+            // The daemon stops: the stream ends (the client sees the socket close).
+            () = node.closed() => return Ok(()),
         }
     }
 }
@@ -394,6 +409,7 @@ async fn stream_live(
             },
             // The client never sends more on a live stream; EOF or anything means it left.
             _ = reader.read(&mut probe) => return Ok(()),
+            () = node.closed() => return Ok(()),
         }
     }
 }

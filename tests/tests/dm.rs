@@ -157,3 +157,77 @@ async fn replayed_sealed_message_is_dropped() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Shutdown with work in flight (issue #16, the driver): a hundred posts and direct messages
+/// are being made while the node stops, with deliveries, syncs and request handlers
+/// running as its tasks. Shutdown returns, leaves none of the node's tasks running, and
+/// after a restart the store holds every post and message the node acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_work_in_flight_keeps_every_acknowledged_write() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    assert!(a.node.running_tasks() > 0, "the node's loops run as its tasks");
+    let mut work = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let node = a.node.clone();
+        let to = b.id().to_string();
+        work.spawn(async move {
+            let request = if i % 2 == 0 {
+                Request::Post {
+                    text: format!("post {i}"),
+                    reply_to: None,
+                    expires_in_ms: None,
+                    attach: vec![],
+                }
+            } else {
+                Request::MsgSend { to, text: format!("message {i}"), attach: vec![] }
+            };
+            node.handle(request).await
+        });
+    }
+    let mut answers = Vec::new();
+    // Stop while they are being answered.
+    tokio::time::timeout(DEADLINE, a.node.shutdown())
+        .await
+        .expect("shutdown returns within the deadline")
+        .unwrap();
+    assert_eq!(a.node.running_tasks(), 0, "shutdown waited for every task");
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(answer) = work.join_next().await {
+            answers.push(answer.unwrap());
+        }
+    })
+    .await
+    .expect("the requests in flight end");
+    let (mut posts, mut messages) = (Vec::new(), Vec::new());
+    for answer in answers {
+        match answer {
+            Response::Record { id } => posts.push(id),
+            Response::MsgSent { id, .. } => messages.push(id),
+            _ => {}
+        }
+    }
+    println!(
+        "of 100 requests made while the node stopped: {} posts and {} messages acknowledged",
+        posts.len(),
+        messages.len()
+    );
+    assert!(!posts.is_empty() || !messages.is_empty(), "something was acknowledged");
+    let b_id = b.id().to_string();
+    b.stop().await;
+    let a = a.pause().await.resume().await;
+    for id in &posts {
+        let record: kith_protocol::RecordId = id.parse().unwrap();
+        assert!(a.node.store().has(&record).unwrap(), "acknowledged post {id} lost");
+    }
+    let thread = match a.ok(Request::MsgThread { peer: b_id, limit: Some(100) }).await {
+        Response::Thread { messages } => messages,
+        r => panic!("unexpected reply {r:?}"),
+    };
+    for id in &messages {
+        assert!(thread.iter().any(|m| &m.id == id), "acknowledged message {id} lost");
+    }
+    a.stop().await;
+}

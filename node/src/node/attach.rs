@@ -402,7 +402,7 @@ impl Node {
             }
         }
         let node = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             for a in list {
                 if let Err(error) = node.open_attachment(sender, &a, None).await {
                     tracing::info!(%sender, %error, "attachment not fetched yet");

@@ -181,7 +181,10 @@ impl Node {
         // message, its outbox entry and the receipt's status alike. Messages to this peer
         // still queued go first, in order.
         let node = self.clone();
-        let attempt = tokio::spawn(async move { node.deliver_queue(entry.peer).await });
+        let (done, attempt) = tokio::sync::oneshot::channel();
+        self.spawn(async move {
+            let _ = done.send(node.deliver_queue(entry.peer).await);
+        });
         let status = match tokio::time::timeout(SEND_WAIT, attempt).await {
             Ok(Ok(statuses)) => statuses.get(&entry.id).copied().unwrap_or(DmStatus::Queued),
             _ => DmStatus::Queued,

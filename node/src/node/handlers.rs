@@ -383,7 +383,7 @@ impl Node {
             // Reach the author (through the DHT if need be), then backfill their earlier
             // records from whoever has them.
             let node = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_author(peer.peer, target).await;
                 }
@@ -431,7 +431,7 @@ impl Node {
         if on {
             self.inner.net.subscribe(topic).await?;
             let node = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_tag(peer.peer, &tag).await;
                 }

@@ -44,8 +44,9 @@ use libp2p::Multiaddr;
 use thiserror::Error;
 use tokio::{
     sync::{broadcast, mpsc, Mutex},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{FeedItem, RecordCounters, Request, Response},
@@ -78,6 +79,10 @@ const REDIAL_PEERS: usize = 32;
 /// limit inside this one (`sync.rs`).
 const REQUEST_RATE: f64 = 1000.0;
 const REQUEST_BURST: f64 = 2000.0;
+/// How long shutdown waits for the node's tasks to end after telling them to stop; the
+/// ones still running then are aborted (none of them was acknowledged to anyone: every
+/// answer that claims a write flushes it first), and the store is flushed last.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Capacity of the live feed broadcast (slow live readers skip ahead).
 const LIVE_QUEUE: usize = 1024;
 
@@ -96,6 +101,13 @@ pub enum NodeError {
     /// The blob folder cannot be used.
     #[error(transparent)]
     Blobs(#[from] BlobStoreError),
+}
+
+/// The last eight characters of a peer id (they all begin `12D3KooW`), to name a node
+/// or a peer in the log's spans.
+pub(crate) fn short_peer(peer: &libp2p::PeerId) -> String {
+    let id = peer.to_string();
+    id.get(id.len().saturating_sub(8)..).unwrap_or(&id).to_owned()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -155,8 +167,14 @@ struct Inner {
     retries: Mutex<dm::Retries>,
     sync: sync::SyncState,
     notes: broadcast::Sender<crate::api::NotificationEntry>,
-    /// Set when the node shuts down; background tasks that wait stop early.
-    closing: tokio::sync::watch::Sender<bool>,
+    /// Cancelled when the node shuts down: no task starts after it, and every task
+    /// that waits (timers, queues, idle control connections) stops.
+    closing: CancellationToken,
+    /// Every task the node starts (see [`Node::spawn`]); shutdown waits for them.
+    /// The span every task and control request of this node runs in: `node{id}`, with
+    /// `peer{id}` and `request{proto, peer}` or `control` inside it.
+    span: tracing::Span,
+    tasks: std::sync::Mutex<JoinSet<()>>,
     /// Set by a `stop` request: the daemon should shut down.
     stop: tokio::sync::watch::Sender<bool>,
     /// Per-peer limit on DM and sync requests (gossip is limited in the network task).
@@ -181,27 +199,16 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
-/// The tasks of a running node, to await after [`Node::shutdown`].
+/// The network task of a running node, to await after [`Node::shutdown`] (which waits
+/// for every other task itself).
 pub struct NodeTasks {
     net: JoinHandle<()>,
-    events: JoinHandle<()>,
-    outbox: JoinHandle<()>,
-    sync: JoinHandle<()>,
-    expiry: JoinHandle<()>,
-    blob_collect: JoinHandle<()>,
-    thumbnails: JoinHandle<()>,
 }
 
 impl NodeTasks {
-    /// Waits for the node's tasks to end.
+    /// Waits for the network task to end.
     pub async fn join(self) {
         let _ = self.net.await;
-        let tasks =
-            [self.events, self.outbox, self.sync, self.expiry, self.blob_collect, self.thumbnails];
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
     }
 }
 
@@ -233,8 +240,10 @@ impl Node {
             relay: config.relay,
             limits: config.limits,
         };
+        let span = tracing::info_span!("node", id = %short_peer(&libp2p_key.public().to_peer_id()));
         let (client, event_loop, events) = net::new(libp2p_key, &net_config)?;
-        let net_task = tokio::spawn(event_loop.run());
+        let net_task =
+            tokio::spawn(tracing::Instrument::instrument(event_loop.run(), span.clone()));
         let (live, _) = broadcast::channel(LIVE_QUEUE);
         let (thumbs, thumb_jobs) = mpsc::channel(blobs::THUMB_QUEUE);
         let node = Self {
@@ -258,7 +267,9 @@ impl Node {
                 retries: Mutex::new(dm::Retries::default()),
                 sync: sync::SyncState::default(),
                 notes: broadcast::channel(LIVE_QUEUE).0,
-                closing: tokio::sync::watch::channel(false).0,
+                closing: CancellationToken::new(),
+                tasks: std::sync::Mutex::new(JoinSet::new()),
+                span,
                 stop: tokio::sync::watch::channel(false).0,
                 request_limit: RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
                 inbound: inbound::Inbound::default(),
@@ -270,25 +281,17 @@ impl Node {
         if let Some(name) = &config.name {
             node.publish_initial_profile(name).await;
         }
-        let events_task = tokio::spawn(node.clone().run_events(events));
-        let outbox_task = tokio::spawn(node.clone().run_outbox());
-        let sync_task = tokio::spawn(node.clone().run_sync_timer());
+        node.spawn(node.clone().run_events(events));
+        node.spawn(node.clone().run_outbox());
+        node.spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
         let relay_friends = config.relay == net::RelayMode::Friends;
         node.update_friends(relay_friends);
-        tokio::spawn(node.clone().run_friends(relay_friends));
-        let expiry = tokio::spawn(node.clone().run_expiry());
-        let blob_collect = tokio::spawn(node.clone().run_blob_collect());
-        let thumbnails = tokio::spawn(node.clone().run_thumbnails(thumb_jobs));
-        let tasks = NodeTasks {
-            net: net_task,
-            events: events_task,
-            outbox: outbox_task,
-            sync: sync_task,
-            expiry,
-            blob_collect,
-            thumbnails,
-        };
+        node.spawn(node.clone().run_friends(relay_friends));
+        node.spawn(node.clone().run_expiry());
+        node.spawn(node.clone().run_blob_collect());
+        node.spawn(node.clone().run_thumbnails(thumb_jobs));
+        let tasks = NodeTasks { net: net_task };
         Ok((node, tasks))
     }
 
@@ -332,7 +335,10 @@ impl Node {
 
     /// Answers one control request.
     pub async fn handle(&self, request: Request) -> Response {
-        match self.dispatch(request).await {
+        use tracing::Instrument;
+        // The request itself is not in the span: it may hold a message's text.
+        let span = tracing::info_span!(parent: &self.inner.span, "control");
+        match self.dispatch(request).instrument(span).await {
             Ok(response) => {
                 self.name_the_shown(&response);
                 response
@@ -347,14 +353,73 @@ impl Node {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
-    /// Stops the network and flushes the store.
+    /// Stops the node: tells every task to stop and starts no new one, stops the
+    /// network, waits for the tasks (at most [`SHUTDOWN_GRACE`], then aborts the rest),
+    /// and flushes the store last. Calling it again only flushes again.
     ///
     /// # Errors
     /// The store's flush error.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        self.inner.closing.send_replace(true);
+        self.inner.closing.cancel();
         self.inner.net.shutdown().await;
+        let mut tasks = std::mem::take(&mut *self.tasks());
+        let waited = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(
+                tasks = tasks.len(),
+                "tasks still running after the grace period: aborted"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
         self.inner.store.flush().await
+    }
+
+    /// Starts `task` as one of the node's tasks: shutdown waits for it (and aborts it
+    /// after [`SHUTDOWN_GRACE`]). Once shutdown has begun nothing starts. The task runs
+    /// in the span it was started from (a peer's, a request's, a control request's), or
+    /// else in the node's.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        use tracing::Instrument;
+        if self.inner.closing.is_cancelled() {
+            return;
+        }
+        let current = tracing::Span::current();
+        let span = if current.is_none() { self.inner.span.clone() } else { current };
+        let mut tasks = self.tasks();
+        // Finished tasks are collected here, so the set holds only running ones.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task.instrument(span));
+    }
+
+    /// Tasks of the node running now (for tests: none after shutdown).
+    pub fn running_tasks(&self) -> usize {
+        let mut tasks = self.tasks();
+        while tasks.try_join_next().is_some() {}
+        tasks.len()
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        match self.inner.tasks.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Resolves when the node begins to shut down.
+    pub(crate) async fn closed(&self) {
+        self.inner.closing.cancelled().await;
+    }
+
+    /// The next tick of `interval`, or `false` when the node shuts down first.
+    pub(crate) async fn tick(&self, interval: &mut tokio::time::Interval) -> bool {
+        tokio::select! {
+            _ = interval.tick() => true,
+            () = self.closed() => false,
+        }
     }
 
     /// Subscribes to the gossip topics this node's state asks for: own author topic,
@@ -376,13 +441,9 @@ impl Node {
     /// Waits `d`, or less if the node shuts down meanwhile; `false` means it is shutting
     /// down and the caller should stop.
     pub(crate) async fn pause(&self, d: Duration) -> bool {
-        let mut closing = self.inner.closing.subscribe();
-        if *closing.borrow() {
-            return false;
-        }
         tokio::select! {
-            _ = tokio::time::sleep(d) => !*closing.borrow(),
-            _ = closing.changed() => false,
+            _ = tokio::time::sleep(d) => !self.inner.closing.is_cancelled(),
+            () = self.closed() => false,
         }
     }
 
@@ -399,10 +460,10 @@ impl Node {
     /// up subscribed hashtags in the DHT, in the background.
     fn redial(&self, bootstrap: &[Multiaddr]) {
         for addr in bootstrap {
-            tokio::spawn(self.clone().keep_bootstrap(addr.clone()));
+            self.spawn(self.clone().keep_bootstrap(addr.clone()));
         }
         let node = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             // Give the first connections a moment; lookups need someone to ask.
             if !node.pause(Duration::from_secs(1)).await {
                 return;
@@ -425,7 +486,7 @@ impl Node {
         }
         for addr in addrs {
             let net = self.inner.net.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 if let Err(error) = net.dial(addr.clone()).await {
                     tracing::debug!(%addr, %error, "redial failed");
                 }
@@ -488,7 +549,9 @@ impl Node {
                     return;
                 };
                 let node = self.clone();
-                tokio::spawn(async move {
+                let span = tracing::info_span!(parent: &self.inner.span, "request", ?proto, peer = %short_peer(&peer));
+                let _in = span.enter();
+                self.spawn(async move {
                     let _slot = slot;
                     match proto {
                         net::Proto::Dm => node.handle_dm_request(peer, bytes, channel).await,
@@ -610,14 +673,20 @@ impl Node {
         if let Some(addr) = addr {
             self.remember(peer, &addr);
         }
-        // Queued messages for this peer go now rather than at their next retry time.
-        if let Ok(author) = AuthorId::from_peer_id(&peer) {
-            self.retry_due(Some(&author)).await;
+        let span = tracing::info_span!(parent: &self.inner.span, "peer", id = %short_peer(&peer));
+        let work = async {
+            // Queued messages for this peer go now rather than at their next retry time.
+            if let Ok(author) = AuthorId::from_peer_id(&peer) {
+                self.retry_due(Some(&author)).await;
+                let node = self.clone();
+                self.spawn(async move { node.resume_attachments(author).await });
+            }
             let node = self.clone();
-            tokio::spawn(async move { node.resume_attachments(author).await });
-        }
-        let node = self.clone();
-        tokio::spawn(async move { node.sync_with(peer, Stranger::IfFree).await });
+            self.spawn(async move {
+                node.sync_with(peer, Stranger::IfFree).await;
+            });
+        };
+        tracing::Instrument::instrument(work, span).await;
     }
 
     /// Known peers in the order a restart redials them: people this node's person

@@ -126,8 +126,7 @@ impl Node {
     /// Tries queued messages whose retry time has come.
     pub(super) async fn run_outbox(self) {
         let mut tick = tokio::time::interval(OUTBOX_TICK);
-        loop {
-            tick.tick().await;
+        while self.tick(&mut tick).await {
             self.retry_due(None).await;
         }
     }
@@ -160,7 +159,9 @@ impl Node {
         }
         for peer in due {
             let node = self.clone();
-            tokio::spawn(async move { node.deliver_queue(peer).await });
+            self.spawn(async move {
+                node.deliver_queue(peer).await;
+            });
         }
     }
 }

@@ -70,7 +70,7 @@ impl Node {
         let tags = self.inner.store.subscriptions().unwrap_or_default();
         if on {
             let node = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 for tag in tags {
                     node.find_tag_peers(&tag).await;
                 }

@@ -326,8 +326,7 @@ impl Node {
     /// Drops expired posts, periodically.
     pub(super) async fn run_expiry(self) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-        loop {
-            tick.tick().await;
+        while self.tick(&mut tick).await {
             match self.inner.store.expire(now_ms()) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(dropped = n, "expired posts dropped"),

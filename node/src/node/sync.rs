@@ -393,8 +393,7 @@ impl Node {
     pub(super) async fn run_sync_timer(self) {
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.tick().await;
-        loop {
-            tick.tick().await;
+        while self.tick(&mut tick).await {
             self.sync_round(PEERS_PER_ROUND, None, Stranger::IfFree).await;
         }
     }
@@ -403,7 +402,7 @@ impl Node {
     /// sent it (once per author at a time).
     pub(super) fn fill_gap(&self, peer: PeerId, author: AuthorId) {
         let node = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             if !node.inner.sync.gaps.lock().await.insert(author) {
                 return;
             }
@@ -420,7 +419,7 @@ impl Node {
         let Some(parsed) = Topic::parse(topic) else { return };
         let node = self.clone();
         let topic = topic.to_owned();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut offer = node.recent_for_topic(&topic);
             let owner = AuthorId::from_peer_id(&peer).ok().filter(|a| parsed == Topic::Author(*a));
             if let Some(proof) = owner.and_then(|owner| node.follow_proof(&owner)) {

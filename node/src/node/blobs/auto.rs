@@ -44,7 +44,12 @@ impl Node {
 
     /// Fetches queued thumbnails one at a time until the node stops.
     pub(in crate::node) async fn run_thumbnails(self, mut jobs: mpsc::Receiver<ThumbJob>) {
-        while let Some(job) = jobs.recv().await {
+        loop {
+            let job = tokio::select! {
+                job = jobs.recv() => job,
+                () = self.closed() => None,
+            };
+            let Some(job) = job else { return };
             let sources = job.author.to_peer_id().ok().into_iter().collect();
             let hint = FetchHint { size: Some(job.size), sources, auto: true };
             if let Err(error) = self.fetch_blob(job.hash, hint, None).await {

@@ -79,7 +79,7 @@ impl Node {
             authors.into_iter().filter(|a| *a != me && matches!(store.profile(a), Ok(None)));
         for author in self.inner.sync.profiles.take(unnamed, Instant::now()) {
             let node = self.clone();
-            tokio::spawn(async move { node.fetch_profile(author).await });
+            self.spawn(async move { node.fetch_profile(author).await });
         }
     }
 
