@@ -261,6 +261,20 @@ impl Stream {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {line}"))
     }
 
+    /// Whether the command's output ends (it exits or closes it) within `deadline`,
+    /// skipping any lines still to come.
+    pub fn ends_within(&self, deadline: Duration) -> bool {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
     /// The next JSON line if one comes within `wait`.
     pub fn try_next(&self, wait: Duration) -> Option<Value> {
         let line = self.rx.recv_timeout(wait).ok()?;

@@ -117,6 +117,30 @@ fn live_feed_streams_new_posts() {
     assert!(v["text"].as_str().unwrap().starts_with("live "));
 }
 
+/// `kith stop` while live streams are open (issue #16: every task of the node, control
+/// connections included, is tracked and told to stop): the stop answers, the daemon
+/// ends both streams, and a post acknowledged just before is there after a restart.
+#[test]
+fn stop_ends_live_streams_and_keeps_what_was_acknowledged() {
+    let mut a = Daemon::start("stopping");
+    let feed = a.stream(&["feed", "--live"]);
+    let notes = a.stream(&["notifications", "--live"]);
+    // The live request may reach the daemon after the first post; post until one shows.
+    let mut last = String::new();
+    for i in 0..20 {
+        last =
+            a.json(&["post", &format!("before the stop {i}")])["id"].as_str().unwrap().to_owned();
+        if feed.try_next(Duration::from_millis(500)).is_some() {
+            break;
+        }
+    }
+    assert_eq!(a.json(&["stop"]), serde_json::json!({"ok": true}));
+    assert!(feed.ends_within(Duration::from_secs(30)), "the live feed did not end");
+    assert!(notes.ends_within(Duration::from_secs(30)), "live notifications did not end");
+    a.restart();
+    assert!(feed_ids(&a, &[]).contains(&last), "the acknowledged post is gone");
+}
+
 #[test]
 fn second_daemon_on_one_home_is_refused_and_sigterm_is_clean() {
     let mut a = Daemon::start("solo");
