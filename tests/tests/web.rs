@@ -318,6 +318,36 @@ fn node_settings_change_live_and_survive_a_restart() {
     assert!(!page.body.contains("id=\"set-dht_tags\" name=\"dht_tags\" checked"));
 }
 
+/// Look-alike names on the pages, as in the CLI: a name like another known person's
+/// (a Cyrillic А, a zero-width space) is marked on the timeline and the person's page,
+/// always beside its own id tail, and invisible characters are shown, never sent raw.
+#[test]
+fn lookalike_names_are_marked_on_pages() {
+    let carol = daemon("carol");
+    let people =
+        [Daemon::start("Alice"), Daemon::start("\u{410}lice"), Daemon::start("Ali\u{200B}ce")];
+    let ids: Vec<String> = people.iter().map(Daemon::id).collect();
+    for d in &people {
+        assert_eq!(carol.json(&["dial", &d.addr()])["ok"], true);
+        assert_eq!(carol.json(&["follow", &d.id()])["ok"], true);
+        d.json(&["post", "hi, it's alice"]);
+    }
+    eventually(DEADLINE, "carol to have three posts and three profiles", || {
+        let named = ids.iter().all(|id| carol.json(&["profile", "show", id])["name"].is_string());
+        let posts = carol.lines(&["feed", "-n", "50"]).len() == 3;
+        (named && posts).then_some(())
+    });
+    let web = Signed::new(&carol);
+    let home = web.get("/").body;
+    assert_eq!(home.matches("look-alike name</span>").count(), 3, "{home}");
+    for id in &ids {
+        assert!(home.contains(&format!("…{}</span>", &id[id.len() - 6..])), "{id}: {home}");
+    }
+    assert!(home.contains("U+200B") && !home.contains('\u{200B}'), "{home}");
+    let page = web.get(&format!("/person/{}", ids[1])).body;
+    assert!(page.contains("look-alike name</span>"), "{page}");
+}
+
 /// A multipart form body with `fields` and one file field `attach`, and its content type.
 fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (Vec<u8>, String) {
     let boundary = "kith-test-boundary-7d1f";

@@ -439,6 +439,8 @@ impl Node {
             });
         } else {
             self.inner.net.unsubscribe(topic).await?;
+            // No longer renewed in the DHT: records peers already hold expire on their own.
+            self.inner.net.stop_providing(super::discovery::tag_key(&tag)).await;
         }
         Ok(Response::Ok)
     }

@@ -407,10 +407,39 @@ fn message_text(store: &crate::store::Store, n: &Notification) -> Option<String>
     Some(store.dm_get(&from, id.as_bytes()).ok()??.text)
 }
 
-/// The first [`SNIPPET_CHARS`] characters of `text`, with `…` when cut.
+/// The first [`SNIPPET_CHARS`] characters of `text`, with `…` when cut. A cut never
+/// splits a word (so a mention's `@<id>` is kept whole or left out and can be shown as a
+/// name), unless the text's first word alone is longer than the snippet.
 fn snippet(text: &str) -> String {
-    match text.char_indices().nth(SNIPPET_CHARS) {
-        Some((i, _)) => format!("{}…", text.get(..i).unwrap_or(text).trim_end()),
-        None => text.to_owned(),
+    let Some((cut, _)) = text.char_indices().nth(SNIPPET_CHARS) else {
+        return text.to_owned();
+    };
+    let head = text.get(..cut).unwrap_or(text);
+    let mid_word = !text.get(cut..).unwrap_or("").starts_with(char::is_whitespace);
+    let kept = match head.rfind(char::is_whitespace) {
+        Some(space) if mid_word => head.get(..space).unwrap_or(head),
+        _ => head,
+    };
+    format!("{}…", kept.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{snippet, SNIPPET_CHARS};
+
+    #[test]
+    fn a_snippet_never_splits_a_mention() {
+        let id = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
+        let short = format!("hi @{id}");
+        assert_eq!(snippet(&short), short);
+        let lead = "x".repeat(SNIPPET_CHARS - 20);
+        let long = format!("{lead} @{id} and more");
+        assert_eq!(snippet(&long), format!("{lead}…"));
+        let exact = format!("{} tail", "y".repeat(SNIPPET_CHARS));
+        assert_eq!(snippet(&exact), format!("{}…", "y".repeat(SNIPPET_CHARS)));
+        let one_word = "z".repeat(SNIPPET_CHARS + 10);
+        assert_eq!(snippet(&one_word), format!("{}…", "z".repeat(SNIPPET_CHARS)));
+        let words = format!("{} end", "ab ".repeat(SNIPPET_CHARS / 3 + 5));
+        assert!(snippet(&words).ends_with("ab…"), "{}", snippet(&words));
     }
 }

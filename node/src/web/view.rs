@@ -38,6 +38,9 @@ pub(super) struct Who {
     /// The name they gave themselves, when a petname is shown instead (cleaned).
     pub(super) calls: Option<String>,
     pub(super) tail: String,
+    /// Their name looks like another known person's, or like a petname given to someone
+    /// else (the node's judgement, [`crate::api::Naming`]): pages mark it.
+    pub(super) lookalike: bool,
 }
 
 /// A name from the network or the store as it may be shown, or `None` when nothing is
@@ -49,7 +52,8 @@ fn shown_name(name: &str) -> Option<String> {
 impl Who {
     pub(super) fn new(id: &str, name: Option<&str>) -> Self {
         let name = name.and_then(shown_name);
-        Self { id: id.to_owned(), tail: id_tail(id).to_owned(), name, petname: false, calls: None }
+        let tail = id_tail(id).to_owned();
+        Self { id: id.to_owned(), tail, name, petname: false, calls: None, lookalike: false }
     }
 
     /// `id` with their profile `name` and your `petname` for them (shown first).
@@ -91,12 +95,14 @@ pub(super) async fn petnames(node: &Node) -> HashMap<String, String> {
 pub(super) struct Names<'n> {
     node: &'n Node,
     known: HashMap<String, Option<String>>,
+    /// Whether a person's name looks like another's, asked of the node once per person.
+    lookalikes: HashMap<String, bool>,
     petnames: Option<HashMap<String, String>>,
 }
 
 impl<'n> Names<'n> {
     pub(super) fn new(node: &'n Node) -> Self {
-        Self { node, known: HashMap::new(), petnames: None }
+        Self { node, known: HashMap::new(), lookalikes: HashMap::new(), petnames: None }
     }
 
     /// Remembers a name the API already gave.
@@ -121,19 +127,18 @@ impl<'n> Names<'n> {
 
     pub(super) async fn who(&mut self, id: &str) -> Who {
         let petname = self.petname(id).await;
-        let name = match self.known.get(id) {
-            Some(name) => name.clone(),
-            None => {
-                let request = Request::ProfileShow { id: Some(id.to_owned()) };
-                let name = match self.node.handle(request).await {
-                    Response::Profile(p) => p.name,
-                    _ => None,
-                };
-                self.known.insert(id.to_owned(), name.clone());
-                name
-            }
-        };
-        Who::named(id, name.as_deref(), petname.as_deref())
+        if !self.lookalikes.contains_key(id) {
+            let request = Request::ProfileShow { id: Some(id.to_owned()) };
+            let (name, lookalike) = match self.node.handle(request).await {
+                Response::Profile(p) => (p.name, p.naming.lookalike),
+                _ => (None, false),
+            };
+            self.lookalikes.insert(id.to_owned(), lookalike);
+            self.known.entry(id.to_owned()).or_insert(name);
+        }
+        let name = self.known.get(id).cloned().flatten();
+        let lookalike = self.lookalikes.get(id).copied().unwrap_or(false);
+        Who { lookalike, ..Who::named(id, name.as_deref(), petname.as_deref()) }
     }
 }
 
