@@ -336,8 +336,11 @@ impl Node {
     /// Answers one control request.
     pub async fn handle(&self, request: Request) -> Response {
         use tracing::Instrument;
-        // The request itself is not in the span: it may hold a message's text.
-        let span = tracing::info_span!(parent: &self.inner.span, "control");
+        // Only the command's name is in the span: the request may hold a message's text.
+        let cmd = serde_json::to_value(&request)
+            .ok()
+            .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_owned));
+        let span = tracing::info_span!(parent: &self.inner.span, "control", cmd = cmd.as_deref().unwrap_or("?"));
         match self.dispatch(request).instrument(span).await {
             Ok(response) => {
                 self.name_the_shown(&response);
