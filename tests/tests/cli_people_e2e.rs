@@ -472,6 +472,30 @@ fn lookalike_names_are_marked_and_told_apart() {
     assert_eq!(c.json(&["profile", "show", &ids[2]])["name"], "Ali\u{200B}ce\u{202E}");
 }
 
+/// An invite's name becomes a petname only when it looks like no one else's: a petname is
+/// shown unmarked, so a link from someone calling themselves "Аlice" (Cyrillic А) must
+/// not become the petname "аlice" beside a friend's "alice".
+#[test]
+fn an_invite_name_like_a_friends_is_not_made_a_petname() {
+    let c = Daemon::start("carol");
+    let x = Daemon::start("Alice");
+    let y = Daemon::start("\u{410}lice");
+    let link = |d: &Daemon| d.json(&["invite"])["link"].as_str().unwrap().to_owned();
+    assert_eq!(c.json(&["add", &link(&x)])["connected"], true);
+    let names = vec![json!({"id": x.id(), "petname": "alice", "name": "Alice"})];
+    assert_eq!(c.lines(&["names"]), names);
+    assert_eq!(c.json(&["add", &link(&y)])["connected"], true);
+    assert_eq!(c.lines(&["names"]), names, "the look-alike got no petname");
+    // The look-alike is followed and shown with its own name, marked.
+    let p = y.json(&["post", "it's me, alice"])["id"].as_str().unwrap().to_owned();
+    eventually(DEADLINE, "carol to get the look-alike's post", || {
+        c.lines(&["feed"]).iter().any(|i| i["id"] == p.as_str()).then_some(())
+    });
+    let feed = String::from_utf8_lossy(&c.run(&["feed"]).stdout).into_owned();
+    let shown = format!("\u{410}lice [look-alike name] (…{})", tail(&y.id(), 8));
+    assert!(feed.contains(&shown), "{feed}");
+}
+
 #[test]
 fn warnings_when_alone_and_a_daemon_log_for_people() {
     let a = Daemon::start("alice");

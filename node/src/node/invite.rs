@@ -13,7 +13,7 @@ use libp2p::{multiaddr::Protocol, Multiaddr};
 use super::{errors::Reply, now_ms, view, Node};
 use crate::{
     api::{ApiError, Response},
-    names::{check_petname, same_petname},
+    names::{check_petname, lookalike_key, same_petname},
 };
 
 /// How long an invite is valid when no expiry is asked for (7 days).
@@ -195,15 +195,24 @@ impl Node {
     }
 
     /// The name from an invite as a petname, when `who` has none and it is a free,
-    /// valid one (lower case).
+    /// valid one (lower case) that looks like no one else's: a petname is shown unmarked,
+    /// so a link whose name imitates a friend's (a Cyrillic `а` for `a`, an invisible
+    /// character) must not become one without the person choosing it (`--as`).
     fn suggested_petname(&self, who: &AuthorId, name: &str) -> Option<String> {
         let store = &self.inner.store;
-        if store.petname(who).ok()?.is_some() {
+        if store.petname(who).ok()?.is_some() || name.chars().any(crate::names::is_invisible) {
             return None;
         }
         let p = check_petname(&name.to_lowercase()).ok()?.to_owned();
-        let taken = store.petnames().ok()?.iter().any(|(_, q)| same_petname(q, &p));
-        (!taken).then_some(p)
+        let key = lookalike_key(&p);
+        let taken = store
+            .petnames()
+            .ok()?
+            .iter()
+            .any(|(other, q)| other != who && (same_petname(q, &p) || lookalike_key(q) == key));
+        let like_another =
+            store.people_looking_like(&p, 8).ok()?.iter().any(|(other, _)| other != who);
+        (!taken && !like_another).then_some(p)
     }
 
     /// Connects to `who` unless connected: dials `addrs` and the addresses remembered for
