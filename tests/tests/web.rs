@@ -346,6 +346,11 @@ fn lookalike_names_are_marked_on_pages() {
     assert!(home.contains("U+200B") && !home.contains('\u{200B}'), "{home}");
     let page = web.get(&format!("/person/{}", ids[1])).body;
     assert!(page.contains("look-alike name</span>"), "{page}");
+    // A petname is never marked (it is yours); the others stay marked.
+    assert_eq!(carol.json(&["name", &ids[0], "alice-real"])["ok"], true);
+    let home = web.get("/").body;
+    assert_eq!(home.matches("look-alike name</span>").count(), 2, "{home}");
+    assert!(home.contains("<strong>alice-real</strong>"), "{home}");
 }
 
 /// A multipart form body with `fields` and one file field `attach`, and its content type.

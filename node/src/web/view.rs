@@ -137,8 +137,10 @@ impl<'n> Names<'n> {
             self.known.entry(id.to_owned()).or_insert(name);
         }
         let name = self.known.get(id).cloned().flatten();
-        let lookalike = self.lookalikes.get(id).copied().unwrap_or(false);
-        Who { lookalike, ..Who::named(id, name.as_deref(), petname.as_deref()) }
+        let who = Who::named(id, name.as_deref(), petname.as_deref());
+        // A petname is never marked: it is the person's own name for them.
+        let lookalike = !who.petname && self.lookalikes.get(id).copied().unwrap_or(false);
+        Who { lookalike, ..who }
     }
 }
 
