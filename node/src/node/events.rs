@@ -1,0 +1,270 @@
+//! What the node does with the network's events: gossip batches ingested and answered
+//! with a verdict, connections made and lost, and the redialling of known peers.
+
+use super::*;
+
+impl Node {
+    /// Keeps bootstrap peers connected, redials remembered peers, and announces and looks
+    /// up subscribed hashtags in the DHT, in the background.
+    pub(super) fn redial(&self, bootstrap: &[Multiaddr]) {
+        for addr in bootstrap {
+            self.spawn(self.clone().keep_bootstrap(addr.clone()));
+        }
+        let node = self.clone();
+        self.spawn(async move {
+            // Give the first connections a moment; lookups need someone to ask.
+            if !node.pause(Duration::from_secs(1)).await {
+                return;
+            }
+            for tag in node.inner.store.subscriptions().unwrap_or_default() {
+                node.find_tag_peers(&tag).await;
+            }
+            for author in node.inner.store.following(&node.inner.me).unwrap_or_default() {
+                node.reach(author).await;
+            }
+        });
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        match self.inner.store.known_peers(crate::store::MAX_KNOWN_PEERS) {
+            Ok(peers) => {
+                for (_, known) in self.redial_order(peers).into_iter().take(REDIAL_PEERS) {
+                    addrs.extend(known.iter().filter_map(|a| a.parse().ok()).take(2));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read known peers"),
+        }
+        for addr in addrs {
+            let net = self.inner.net.clone();
+            self.spawn(async move {
+                if let Err(error) = net.dial(addr.clone()).await {
+                    tracing::debug!(%addr, %error, "redial failed");
+                }
+            });
+        }
+    }
+
+    pub(super) async fn run_events(self, mut events: mpsc::Receiver<Event>) {
+        let mut next = events.recv().await;
+        while let Some(event) = next.take() {
+            let Event::Message { source, id, topic, data } = event else {
+                self.handle_event(event).await;
+                next = events.recv().await;
+                continue;
+            };
+            // Gossip that is already waiting is taken together: one hop to a blocking
+            // thread for the lot instead of one per message. Order is kept; the first
+            // other event ends the batch and is handled right after it.
+            let mut batch = vec![Gossip { source, id, topic, data }];
+            while batch.len() < GOSSIP_BATCH {
+                match events.try_recv() {
+                    Ok(Event::Message { source, id, topic, data }) => {
+                        batch.push(Gossip { source, id, topic, data });
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.handle_gossip(batch).await;
+            if next.is_none() {
+                next = events.recv().await;
+            }
+        }
+    }
+
+    pub(super) async fn handle_event(&self, event: Event) {
+        match event {
+            Event::Message { source, id, topic, data } => {
+                self.handle_gossip(vec![Gossip { source, id, topic, data }]).await;
+            }
+            Event::Connected { peer, addr, first } => {
+                if first {
+                    tracing::info!(peer = %self.peer_label(&peer), "peer connected");
+                }
+                self.handle_connected(peer, addr).await
+            }
+            Event::Disconnected { peer } => {
+                tracing::info!(peer = %self.peer_label(&peer), "peer left");
+            }
+            Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
+                // Dropping the channel fails the request; the peer may retry later.
+                self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Request { proto, peer, bytes, channel } => {
+                // Over the global bound the request is dropped like a rate-limited one.
+                let Some(slot) = self.inner.inbound.take(|| self.is_friend(&peer)) else {
+                    return;
+                };
+                let node = self.clone();
+                let span = tracing::info_span!(parent: &self.inner.span, "request", ?proto, peer = %short_peer(&peer));
+                let _in = span.enter();
+                self.spawn(async move {
+                    let _slot = slot;
+                    match proto {
+                        net::Proto::Dm => node.handle_dm_request(peer, bytes, channel).await,
+                        net::Proto::Sync => node.handle_sync_request(peer, bytes, channel).await,
+                        net::Proto::Blob => node.handle_blob_request(peer, bytes, channel).await,
+                    }
+                });
+            }
+            // The addresses a peer claims are not remembered (see `remember`).
+            Event::Identified { .. } => {}
+            Event::Subscribed { peer, topic } => self.peer_subscribed(peer, &topic),
+        }
+    }
+
+    /// Ingests gossip messages in order (checks, signature, store) and reports each
+    /// verdict to the network.
+    pub(super) async fn handle_gossip(&self, batch: Vec<Gossip>) {
+        let c = &self.inner.counters;
+        c.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let store = self.inner.store.clone();
+        let admission = self.inner.admission;
+        // Who gets each verdict stays here; topics and payloads go to the blocking thread
+        // and come back with the outcomes.
+        let (senders, inputs): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|m| ((m.id, m.source), (m.topic, m.data))).unzip();
+        let ingested = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let results: Vec<_> = inputs
+                .iter()
+                .map(|(topic, data)| ingest::ingest(&store, &admission, data, Some(topic), now))
+                .collect();
+            (inputs, results)
+        })
+        .await;
+        let (inputs, results) = match ingested {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "ingest task failed");
+                c.ignored.fetch_add(senders.len() as u64, Ordering::Relaxed);
+                for (id, source) in senders {
+                    self.inner.net.report(id, source, net::Verdict::Ignore);
+                }
+                return;
+            }
+        };
+        for (((id, source), (topic, _)), result) in senders.into_iter().zip(inputs).zip(results) {
+            let verdict = match result {
+                Ok(outcome) => self.after_ingest(source, &topic, outcome),
+                Err(error) => {
+                    tracing::error!(%error, "store failed during ingest");
+                    c.ignored.fetch_add(1, Ordering::Relaxed);
+                    net::Verdict::Ignore
+                }
+            };
+            self.inner.net.report(id, source, verdict);
+        }
+    }
+
+    /// Counts an ingested gossip record, tells the live feed of a new one and fetches a
+    /// gap in the log of an author this node follows. A new record of this node's person
+    /// or of a followed author earns the peer that brought it first-delivery credit;
+    /// strangers' records earn none (a flood of them is no reason to trust its sender).
+    pub(super) fn after_ingest(
+        &self,
+        source: libp2p::PeerId,
+        topic: &str,
+        outcome: Outcome,
+    ) -> net::Verdict {
+        let c = &self.inner.counters;
+        match &outcome {
+            Outcome::New(record) => {
+                c.accepted.fetch_add(1, Ordering::Relaxed);
+                self.announce(record);
+                let r = record.record();
+                let store = &self.inner.store;
+                let known = r.author == self.inner.me
+                    || store.is_following(&self.inner.me, &r.author).unwrap_or(false);
+                // A gap in the log of someone we follow is fetched; a tag subscriber
+                // does not need the rest of a stranger's log.
+                if let Some(prev) = r.prev {
+                    if known && !store.has(&prev).unwrap_or(true) {
+                        self.fill_gap(source, r.author);
+                    }
+                }
+                if known {
+                    return net::Verdict::Credit;
+                }
+            }
+            Outcome::Duplicate => {
+                c.duplicate.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Fork => {
+                c.forks.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Gone => {
+                c.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Unwanted { .. } => {
+                c.unwanted.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Invalid(reason) => {
+                c.rejected.fetch_add(1, Ordering::Relaxed);
+                // Topic names come from peers: no controls in the log.
+                let (topic, reason) = (crate::text::line(topic), crate::text::line(reason));
+                tracing::info!(%topic, %reason, "rejected gossip record");
+            }
+        }
+        outcome.verdict()
+    }
+
+    /// Tells live feeds and notifications about a newly stored record.
+    pub(super) fn announce(&self, record: &kith_protocol::VerifiedRecord) {
+        self.notify_for(record);
+        self.queue_thumbnails(record);
+        if self.inner.live.receiver_count() == 0 {
+            return;
+        }
+        if let Some(item) = view::feed_item_of(&self.inner.store, record.id(), record.record()) {
+            let _ = self.inner.live.send(LivePost { item, author: record.record().author });
+        }
+    }
+
+    pub(super) async fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
+        if let Some(addr) = addr {
+            self.remember(peer, &addr);
+        }
+        let span = tracing::info_span!(parent: &self.inner.span, "peer", id = %short_peer(&peer));
+        let work = async {
+            // Queued messages for this peer go now rather than at their next retry time.
+            if let Ok(author) = AuthorId::from_peer_id(&peer) {
+                self.retry_due(Some(&author)).await;
+                let node = self.clone();
+                self.spawn(async move { node.resume_attachments(author).await });
+            }
+            let node = self.clone();
+            self.spawn(async move {
+                node.sync_with(peer, Stranger::IfFree).await;
+            });
+        };
+        tracing::Instrument::instrument(work, span).await;
+    }
+
+    /// Known peers in the order a restart redials them: people this node's person
+    /// follows first, then by most recent contact (`known` comes in that order). A peer
+    /// id counts for nothing by itself: ids that sort first cannot push a friend out.
+    pub(super) fn redial_order(
+        &self,
+        known: Vec<(String, Vec<String>)>,
+    ) -> Vec<(String, Vec<String>)> {
+        let following = self.inner.store.following(&self.inner.me).unwrap_or_default();
+        let followed: std::collections::HashSet<String> =
+            following.iter().filter_map(|a| a.to_peer_id().ok()).map(|p| p.to_string()).collect();
+        let (mut friends, others): (Vec<_>, Vec<_>) =
+            known.into_iter().partition(|(peer, _)| followed.contains(peer));
+        friends.extend(others);
+        friends
+    }
+
+    /// Remembers an address this node dialled `peer` at (never an address a peer only
+    /// claims: identify's listen addresses are not kept).
+    pub(super) fn remember(&self, peer: libp2p::PeerId, addr: &Multiaddr) {
+        let addr = addr.clone().with_p2p(peer).unwrap_or_else(|a| a);
+        let (peer, addr) = (peer.to_string(), addr.to_string());
+        if let Err(error) = self.inner.store.remember_peer(&peer, &addr, now_ms()) {
+            tracing::warn!(%error, "cannot remember peer");
+        }
+    }
+}
