@@ -213,6 +213,7 @@ impl Node {
     /// Tells live feeds and notifications about a newly stored record.
     pub(super) fn announce(&self, record: &kith_protocol::VerifiedRecord) {
         self.notify_for(record);
+        self.flush_if_follow_of_me(record);
         self.queue_thumbnails(record);
         if self.inner.live.receiver_count() == 0 {
             return;
@@ -220,6 +221,25 @@ impl Node {
         if let Some(item) = view::feed_item_of(&self.inner.store, record.id(), record.record()) {
             let _ = self.inner.live.send(LivePost { item, author: record.record().author });
         }
+    }
+
+    /// Someone following or leaving the person changes who may message them: made
+    /// durable at once, not at the store's next periodic flush, so that a crash right
+    /// after does not forget a mutual connection no peer may be able to tell the node
+    /// again soon (a restarted node listens on a new port unless its config fixes one).
+    fn flush_if_follow_of_me(&self, record: &kith_protocol::VerifiedRecord) {
+        use kith_protocol::RecordKind::{Follow, Unfollow};
+        let me = self.inner.me;
+        if !matches!(record.record().kind, Follow { target } | Unfollow { target } if target == me)
+        {
+            return;
+        }
+        let store = self.inner.store.clone();
+        self.spawn(async move {
+            if let Err(error) = store.flush().await {
+                tracing::warn!(%error, "cannot flush a follow of this node's person");
+            }
+        });
     }
 
     pub(super) async fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
