@@ -2,6 +2,7 @@
 //! conversations, direct messages, notifications and the node's status.
 
 use super::*;
+pub(crate) use kith_node::node::human_size;
 
 /// Attachments as JSON: the contract's hash, name, mime and size, then what else is known.
 pub(super) fn attachments_json(list: &[AttachmentEntry]) -> serde_json::Value {
@@ -40,21 +41,6 @@ pub(super) fn attachments_text(list: &[AttachmentEntry], pad: &str) -> String {
             )
         })
         .collect()
-}
-
-/// `512 B`, `12.5 KiB`, `3.2 MiB`.
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match UNITS.get(unit) {
-        Some(u) if unit > 0 => format!("{value:.1} {u}"),
-        _ => format!("{bytes} B"),
-    }
 }
 
 pub(super) fn reactions_text(r: &std::collections::BTreeMap<String, u64>) -> String {

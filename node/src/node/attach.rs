@@ -29,8 +29,9 @@ use crate::{
 /// person connects.
 const RESUME_MESSAGES: usize = 50;
 
-/// How a file or blob size reads for people: `512 B`, `12.5 KiB`, `3.2 MiB`.
-pub(crate) fn human_size(bytes: u64) -> String {
+/// How a file or blob size reads for people: `512 B`, `12.5 KiB`, `3.2 MiB` (the CLI
+/// shows sizes with it too).
+pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -3,7 +3,7 @@
 //! module decides.
 
 mod attach;
-pub(crate) use attach::human_size;
+pub use attach::human_size;
 mod blobs;
 mod discovery;
 mod dm;
