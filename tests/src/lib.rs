@@ -259,6 +259,16 @@ impl TestNode {
         Self::start_in(&name, dir, home, keypair, port).await
     }
 
+    /// Stops the node and starts it again on the same home on a port the OS chooses, as
+    /// a daemon whose config does not fix its port would.
+    pub async fn restart_on_new_port(mut self) -> Self {
+        self.stop_in_place().await;
+        let TestNode { name, node, home, _dir: dir, .. } = self;
+        drop(node);
+        let keypair = home.load_identity().unwrap();
+        Self::start_in(&name, dir, home, keypair, 0).await
+    }
+
     async fn stop_in_place(&mut self) {
         self.node.shutdown().await.unwrap();
         if let Some(tasks) = self.tasks.take() {

@@ -100,3 +100,29 @@ async fn a_node_with_dht_tags_off_is_not_listed_as_a_tag_provider() {
         n.stop().await;
     }
 }
+
+/// A restarted node listens on a new port, so a friend who had dialled it cannot find it
+/// again; the restarted node must dial the friend. It can: following someone makes the
+/// node reach them, and the address it dialled them at is remembered.
+#[tokio::test]
+async fn a_restarted_node_redials_a_followed_peer_that_had_dialled_it() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.follow(&b).await;
+    let b_peer = b.id().to_peer_id().unwrap();
+    let b_port = format!("/tcp/{}/", b.port());
+    eventually(DEADLINE, "A to remember where B listens", || async {
+        let known = a.node.store().known_peers_of(&b_peer.to_string()).ok()?;
+        known.iter().any(|addr| addr.contains(&b_port)).then_some(())
+    })
+    .await;
+    let a = a.restart_on_new_port().await;
+    eventually(DEADLINE, "A to reconnect to B", || async {
+        let peers = a.node.net().peers().await.ok()?;
+        peers.iter().any(|p| p.peer == b_peer).then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
