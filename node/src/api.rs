@@ -263,7 +263,7 @@ pub enum Response {
         hidden: u64,
     },
     /// One new post in a live feed.
-    FeedItem(FeedItem),
+    FeedItem(Box<FeedItem>),
     /// A following or followers list.
     Follows {
         /// The people.

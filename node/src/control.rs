@@ -389,7 +389,7 @@ async fn stream_live(
         };
         if let Response::Feed { items, .. } = node.handle(backlog).await {
             for item in items.into_iter().rev() {
-                write_frame(&mut stream, &Response::FeedItem(item)).await?;
+                write_frame(&mut stream, &Response::FeedItem(Box::new(item))).await?;
             }
         }
     }
@@ -399,7 +399,7 @@ async fn stream_live(
         tokio::select! {
             item = feed.next() => match item {
                 Some(item) => {
-                    let body = serde_json::to_vec(&Response::FeedItem(item))
+                    let body = serde_json::to_vec(&Response::FeedItem(Box::new(item)))
                         .map_err(|e| ControlError::Malformed(e.to_string()))?;
                     let len = u32::try_from(body.len()).map_err(|_| ControlError::TooLarge(body.len()))?;
                     writer.write_all(&len.to_be_bytes()).await?;

@@ -353,6 +353,33 @@ fn lookalike_names_are_marked_on_pages() {
     assert!(home.contains("<strong>alice-real</strong>"), "{home}");
 }
 
+/// The person's own reaction: in the JSON of the feed and the thread, shown pressed on
+/// the page, and only then offered for withdrawal.
+#[test]
+fn your_reaction_is_shown_and_only_it_can_be_withdrawn() {
+    let alice = daemon("alice");
+    let id = alice.json(&["post", "a walk later?"])["id"].as_str().unwrap().to_owned();
+    let web = Signed::new(&alice);
+    let home = web.get("/").body;
+    assert!(!home.contains("Withdraw your reaction"), "{home}");
+    assert!(!home.contains(r#"aria-pressed="true""#), "{home}");
+    assert!(alice.lines(&["feed"])[0].get("my_reaction").is_none());
+
+    let heart = "\u{2764}\u{fe0f}";
+    assert!(alice.json(&["react", &id, heart])["id"].is_string());
+    assert_eq!(alice.lines(&["feed"])[0]["my_reaction"], heart);
+    assert_eq!(alice.lines(&["thread", &id])[0]["my_reaction"], heart);
+    let home = web.get("/").body;
+    assert!(home.contains(&format!("Withdraw your reaction ({heart})")), "{home}");
+    assert_eq!(home.matches(r#"aria-pressed="true""#).count(), 1, "{home}");
+    assert!(home.contains(&format!(r#"aria-pressed="true">{heart}</button>"#)), "{home}");
+
+    assert!(alice.json(&["unreact", &id])["id"].is_string());
+    assert!(alice.lines(&["feed"])[0].get("my_reaction").is_none());
+    let home = web.get("/").body;
+    assert!(!home.contains("Withdraw your reaction"), "{home}");
+}
+
 /// A multipart form body with `fields` and one file field `attach`, and its content type.
 fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (Vec<u8>, String) {
     let boundary = "kith-test-boundary-7d1f";

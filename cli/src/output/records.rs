@@ -43,12 +43,31 @@ pub(super) fn attachments_text(list: &[AttachmentEntry], pad: &str) -> String {
         .collect()
 }
 
-pub(super) fn reactions_text(r: &std::collections::BTreeMap<String, u64>) -> String {
+/// Reaction counts, and which one is the person's own.
+pub(super) fn reactions_text(
+    r: &std::collections::BTreeMap<String, u64>,
+    mine: Option<&str>,
+) -> String {
     if r.is_empty() {
         return String::new();
     }
     let parts: Vec<String> = r.iter().map(|(e, n)| format!("{} {n}", text::line(e))).collect();
-    format!("\n    {}", parts.join("  "))
+    let yours = mine.map(|e| format!("  (yours: {})", text::line(e))).unwrap_or_default();
+    format!("\n    {}{yours}", parts.join("  "))
+}
+
+/// The reaction fields of a feed or thread line in JSON, when there are any.
+fn reactions_json(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    reactions: &std::collections::BTreeMap<String, u64>,
+    mine: Option<&String>,
+) {
+    if !reactions.is_empty() {
+        map.insert("reactions".into(), json!(reactions));
+    }
+    if let Some(mine) = mine {
+        map.insert("my_reaction".into(), json!(mine));
+    }
 }
 
 pub(crate) fn feed_item(item: &FeedItem, json: bool) {
@@ -61,9 +80,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
             if let Some(by) = &item.reposted_by {
                 map.insert("reposted_by".into(), json!(by));
             }
-            if !item.reactions.is_empty() {
-                map.insert("reactions".into(), json!(item.reactions));
-            }
+            reactions_json(map, &item.reactions, item.my_reaction.as_ref());
             map.insert("attachments".into(), attachments_json(&item.attachments));
         }
         line(&v);
@@ -82,7 +99,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
             who(&item.author, item.author_name.as_deref(), &item.naming),
             indented(&mentioned(&item.text, &item.mentions), "    "),
             attachments_text(&item.attachments, "    "),
-            reactions_text(&item.reactions),
+            reactions_text(&item.reactions, item.my_reaction.as_deref()),
             item.id
         );
     }
@@ -222,10 +239,14 @@ pub(super) fn conversation(list: &[ThreadEntry], hidden: u64, json: bool) {
     }
     for e in list {
         if json {
-            line(&json!({
+            let mut v = json!({
                 "id": e.id, "author": e.author, "text": e.text, "parent": e.parent,
                 "timestamp": e.timestamp, "attachments": attachments_json(&e.attachments),
-            }));
+            });
+            if let Some(map) = v.as_object_mut() {
+                reactions_json(map, &e.reactions, e.my_reaction.as_ref());
+            }
+            line(&v);
         } else {
             let pad = "  ".repeat(e.depth.min(20));
             out!(
@@ -234,7 +255,8 @@ pub(super) fn conversation(list: &[ThreadEntry], hidden: u64, json: bool) {
                 who(&e.author, e.author_name.as_deref(), &e.naming),
                 indented(&mentioned(&e.text, &e.mentions), &format!("{pad}  ")),
                 attachments_text(&e.attachments, &format!("{pad}  ")),
-                reactions_text(&e.reactions).replace("\n    ", &format!("\n{pad}  ")),
+                reactions_text(&e.reactions, e.my_reaction.as_deref())
+                    .replace("\n    ", &format!("\n{pad}  ")),
                 e.id
             );
         }

@@ -158,6 +158,9 @@ pub struct FeedItem {
     /// Reaction counts per emoji.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub reactions: std::collections::BTreeMap<String, u64>,
+    /// The person's own reaction, when they have reacted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub my_reaction: Option<String>,
     /// Attached files.
     #[serde(default)]
     pub attachments: Vec<AttachmentEntry>,
@@ -181,6 +184,9 @@ pub struct ThreadEntry {
     /// Reaction counts per emoji.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub reactions: std::collections::BTreeMap<String, u64>,
+    /// The person's own reaction, when they have reacted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub my_reaction: Option<String>,
     /// The author's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author_name: Option<String>,

@@ -218,7 +218,9 @@ impl Node {
         if self.inner.live.receiver_count() == 0 {
             return;
         }
-        if let Some(item) = view::feed_item_of(&self.inner.store, record.id(), record.record()) {
+        if let Some(item) =
+            view::feed_item_of(&self.inner.store, &self.inner.me, record.id(), record.record())
+        {
             let _ = self.inner.live.send(LivePost { item, author: record.record().author });
         }
     }

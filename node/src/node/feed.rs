@@ -126,8 +126,10 @@ impl Node {
             }
         }?;
         let hidden = page.hidden;
-        let items =
-            records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
+        let items = records
+            .iter()
+            .filter_map(|r| view::feed_item_of(store, &self.inner.me, r.id, &r.record))
+            .collect();
         Ok(Response::Feed { items, hidden })
     }
 
@@ -138,8 +140,10 @@ impl Node {
         let mut page = Page::new(store);
         let records = store
             .posts_where(limit, Some(at), |r| r.record.author == author && page.takes(r, true))?;
-        let items =
-            records.iter().filter_map(|r| view::feed_item_of(store, r.id, &r.record)).collect();
+        let items = records
+            .iter()
+            .filter_map(|r| view::feed_item_of(store, &self.inner.me, r.id, &r.record))
+            .collect();
         Ok(Response::Feed { items, hidden: 0 })
     }
 }

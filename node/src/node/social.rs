@@ -85,6 +85,7 @@ impl Node {
                     timestamp: rec.record.timestamp,
                     depth,
                     reactions: store.reactions(&rec.id)?,
+                    my_reaction: view::my_reaction(store, &me, &rec.id),
                     author_name: view::name_of(store, &by),
                     naming: view::naming_of(store, &by),
                     mentions: view::mentions_of(store, post),

@@ -46,11 +46,16 @@ pub(crate) fn mentions_of(store: &Store, post: &Post) -> Vec<Mention> {
 /// A post (or the post a repost shares) as a feed item; `None` for other kinds, and for
 /// a repost whose target is unknown or not a post. A repost is resolved one level only:
 /// peers choose what a repost points at, and a chain of them must cost no more than one.
-pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Option<FeedItem> {
+pub(crate) fn feed_item_of(
+    store: &Store,
+    me: &AuthorId,
+    id: RecordId,
+    record: &Record,
+) -> Option<FeedItem> {
     if let RecordKind::Repost { target } = &record.kind {
         let original = store.get(target).ok()??;
         let RecordKind::Post(post) = &original.record.kind else { return None };
-        let mut item = post_item(store, original.id, &original.record, post);
+        let mut item = post_item(store, me, original.id, &original.record, post);
         item.reposted_by = Some(record.author.to_string());
         item.reposter = Some(Box::new(Mention {
             id: record.author.to_string(),
@@ -60,10 +65,10 @@ pub(crate) fn feed_item_of(store: &Store, id: RecordId, record: &Record) -> Opti
         return Some(item);
     }
     let RecordKind::Post(post) = &record.kind else { return None };
-    Some(post_item(store, id, record, post))
+    Some(post_item(store, me, id, record, post))
 }
 
-fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedItem {
+fn post_item(store: &Store, me: &AuthorId, id: RecordId, record: &Record, post: &Post) -> FeedItem {
     FeedItem {
         id: id.to_string(),
         author: record.author.to_string(),
@@ -78,8 +83,14 @@ fn post_item(store: &Store, id: RecordId, record: &Record, post: &Post) -> FeedI
         reposted_by: None,
         reposter: None,
         reactions: store.reactions(&id).unwrap_or_default(),
+        my_reaction: my_reaction(store, me, &id),
         attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
     }
+}
+
+/// The person's own reaction to a record, if they have one.
+pub(crate) fn my_reaction(store: &Store, me: &AuthorId, id: &RecordId) -> Option<String> {
+    store.reaction_of(id, me).ok().flatten().filter(|emoji| !emoji.is_empty())
 }
 
 /// A profile as shown, for `author`.
@@ -138,9 +149,9 @@ mod tests {
             store.insert(&repost).unwrap();
             last = repost;
         }
-        assert_eq!(feed_item_of(&store, last.id(), last.record()), None);
+        assert_eq!(feed_item_of(&store, &last.record().author, last.id(), last.record()), None);
         let first = store.author_log(&kp.id(), 1, 1).unwrap().remove(0);
-        let item = feed_item_of(&store, first.id, &first.record).unwrap();
+        let item = feed_item_of(&store, &first.record.author, first.id, &first.record).unwrap();
         assert_eq!(item.id, original.id().to_string());
         assert_eq!(item.reposted_by, Some(kp.id().to_string()));
     }

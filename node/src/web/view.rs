@@ -317,6 +317,9 @@ pub(super) struct PostView {
     pub(super) reply_to: Option<String>,
     pub(super) attachments: Vec<AttachmentView>,
     pub(super) reactions: Vec<(String, u64)>,
+    /// The person's own reaction (empty when none): its button is shown pressed, and
+    /// the withdraw button only appears when there is one.
+    pub(super) my_reaction: String,
     pub(super) mine: bool,
     /// Depth in a thread (0 elsewhere), at most [`MAX_INDENT`].
     pub(super) depth: usize,
@@ -349,6 +352,7 @@ impl PostView {
             reply_to: item.reply_to.clone(),
             attachments: attachment_views(&item.attachments),
             reactions: clean_reactions(&item.reactions),
+            my_reaction: item.my_reaction.clone().unwrap_or_default(),
             mine: item.author == me,
             depth: 0,
             error: None,
@@ -372,6 +376,7 @@ impl PostView {
             reply_to: entry.parent.clone(),
             attachments: attachment_views(&entry.attachments),
             reactions: clean_reactions(&entry.reactions),
+            my_reaction: entry.my_reaction.clone().unwrap_or_default(),
             mine: entry.author == me,
             depth: entry.depth.min(MAX_INDENT),
             error: None,
