@@ -4,7 +4,10 @@
 //! lists them with the figures they print.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kith_node::{api::Request, keep::MAX_STRANGER_NOTIFICATIONS};
+use kith_node::{
+    api::{Request, Response},
+    keep::MAX_STRANGER_NOTIFICATIONS,
+};
 use kith_protocol::{
     AuthorId, Keypair, Post, Record, RecordId, RecordKind, Tag, Topic, VerifiedRecord,
 };
@@ -475,6 +478,14 @@ async fn a_request_flood_from_many_peers_stays_within_the_global_bound() {
     assert_eq!(stats.limit, 8);
     assert!(stats.peak <= 8, "more handled at once than the bound: {stats:?}");
     assert!(replies.iter().all(|r| r.answered + r.failed == 1_500));
+    // What was refused for being over the bound shows in `kith status`.
+    match victim.ok(Request::Status).await {
+        Response::Status(s) => {
+            assert!(stats.refused > 0, "6,000 requests against a bound of 8: {stats:?}");
+            assert_eq!(s.requests_refused, stats.refused);
+        }
+        r => panic!("unexpected {r:?}"),
+    }
     victim.ok(Request::Peers).await;
     victim.stop().await;
     friend.stop().await;

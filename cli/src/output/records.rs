@@ -171,6 +171,13 @@ pub(super) fn status(s: &Status, json: bool) {
         c.ignored,
         c.forks
     );
+    out!(
+        "limits     {} connections refused, {} evicted; {} requests refused, {} rate-limited",
+        s.connections_refused,
+        s.connections_evicted,
+        s.requests_refused,
+        c.rate_limited
+    );
     out!("topics:");
     for t in &s.topics {
         out!("  {}", text::line(t));

@@ -425,6 +425,10 @@ pub struct Status {
     /// Strangers' connections closed to make room for followed peers since start.
     #[serde(default)]
     pub connections_evicted: u64,
+    /// Inbound requests (messages, sync, files) refused since start because the node was
+    /// already handling as many as it handles at once.
+    #[serde(default)]
+    pub requests_refused: u64,
     /// History sync.
     pub sync: SyncCounters,
     /// Reachability, relay reservations and hole punching.

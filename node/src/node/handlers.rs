@@ -187,6 +187,7 @@ impl Node {
             record_counters,
             connections_refused: stats.connections_refused,
             connections_evicted: stats.connections_evicted,
+            requests_refused: self.inner.inbound.stats().refused,
             sync: self.inner.sync.snapshot(),
             blobs: {
                 let c = self.inner.blobs.counts();
