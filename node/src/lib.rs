@@ -4,7 +4,9 @@
 //! - [`net`]: the libp2p swarm in its own task, driven through a cloneable client;
 //! - [`ingest`]: the one path by which outside records enter the store, and [`keep`]:
 //!   what a node keeps of them;
-//! - [`node`]: the logic that takes events from both and answers control requests;
+//! - [`core`]: the node's decisions as synchronous code: inputs in, effects out;
+//! - [`node`]: the driver of the core, and the logic not yet in it: takes events from
+//!   both and answers control requests;
 //! - [`api`] and [`control`]: the control API and its Unix socket;
 //! - [`media`]: pictures: metadata removed, orientation applied, thumbnails;
 //! - [`home`] and [`config`]: the home folder and layered configuration;
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod core;
 pub mod home;
 pub mod ingest;
 pub mod keep;

@@ -2,6 +2,7 @@
 //! with a verdict, connections made and lost, and the redialling of known peers.
 
 use super::*;
+use crate::core::GossipMessage;
 
 impl Node {
     /// Keeps bootstrap peers connected, redials remembered peers, and announces and looks
@@ -53,11 +54,11 @@ impl Node {
             // Gossip that is already waiting is taken together: one hop to a blocking
             // thread for the lot instead of one per message. Order is kept; the first
             // other event ends the batch and is handled right after it.
-            let mut batch = vec![Gossip { source, id, topic, data }];
+            let mut batch = vec![GossipMessage { from: source, id, topic, bytes: data }];
             while batch.len() < GOSSIP_BATCH {
                 match events.try_recv() {
                     Ok(Event::Message { source, id, topic, data }) => {
-                        batch.push(Gossip { source, id, topic, data });
+                        batch.push(GossipMessage { from: source, id, topic, bytes: data });
                     }
                     Ok(other) => {
                         next = Some(other);
@@ -76,7 +77,8 @@ impl Node {
     pub(super) async fn handle_event(&self, event: Event) {
         match event {
             Event::Message { source, id, topic, data } => {
-                self.handle_gossip(vec![Gossip { source, id, topic, data }]).await;
+                self.handle_gossip(vec![GossipMessage { from: source, id, topic, bytes: data }])
+                    .await;
             }
             Event::Connected { peer, addr, first } => {
                 if first {
@@ -89,7 +91,7 @@ impl Node {
             }
             Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
                 // Dropping the channel fails the request; the peer may retry later.
-                self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
             Event::Request { proto, peer, bytes, channel } => {
                 // Over the global bound the request is dropped like a rate-limited one.
@@ -114,115 +116,12 @@ impl Node {
         }
     }
 
-    /// Ingests gossip messages in order (checks, signature, store) and reports each
-    /// verdict to the network.
-    pub(super) async fn handle_gossip(&self, batch: Vec<Gossip>) {
-        let c = &self.inner.counters;
-        c.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let store = self.inner.store.clone();
-        let admission = self.inner.admission;
-        // Who gets each verdict stays here; topics and payloads go to the blocking thread
-        // and come back with the outcomes.
-        let (senders, inputs): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|m| ((m.id, m.source), (m.topic, m.data))).unzip();
-        let ingested = tokio::task::spawn_blocking(move || {
-            let now = now_ms();
-            let results: Vec<_> = inputs
-                .iter()
-                .map(|(topic, data)| ingest::ingest(&store, &admission, data, Some(topic), now))
-                .collect();
-            (inputs, results)
-        })
-        .await;
-        let (inputs, results) = match ingested {
-            Ok(done) => done,
-            Err(error) => {
-                tracing::error!(%error, "ingest task failed");
-                c.ignored.fetch_add(senders.len() as u64, Ordering::Relaxed);
-                for (id, source) in senders {
-                    self.inner.net.report(id, source, net::Verdict::Ignore);
-                }
-                return;
-            }
-        };
-        for (((id, source), (topic, _)), result) in senders.into_iter().zip(inputs).zip(results) {
-            let verdict = match result {
-                Ok(outcome) => self.after_ingest(source, &topic, outcome),
-                Err(error) => {
-                    tracing::error!(%error, "store failed during ingest");
-                    c.ignored.fetch_add(1, Ordering::Relaxed);
-                    net::Verdict::Ignore
-                }
-            };
-            self.inner.net.report(id, source, verdict);
-        }
-    }
-
-    /// Counts an ingested gossip record, tells the live feed of a new one and fetches a
-    /// gap in the log of an author this node follows. A new record of this node's person
-    /// or of a followed author earns the peer that brought it first-delivery credit;
-    /// strangers' records earn none (a flood of them is no reason to trust its sender).
-    pub(super) fn after_ingest(
-        &self,
-        source: libp2p::PeerId,
-        topic: &str,
-        outcome: Outcome,
-    ) -> net::Verdict {
-        let c = &self.inner.counters;
-        match &outcome {
-            Outcome::New(record) => {
-                c.accepted.fetch_add(1, Ordering::Relaxed);
-                self.announce(record);
-                let r = record.record();
-                let store = &self.inner.store;
-                let known = r.author == self.inner.me
-                    || store.is_following(&self.inner.me, &r.author).unwrap_or(false);
-                // A gap in the log of someone we follow is fetched; a tag subscriber
-                // does not need the rest of a stranger's log.
-                if let Some(prev) = r.prev {
-                    if known && !store.has(&prev).unwrap_or(true) {
-                        self.fill_gap(source, r.author);
-                    }
-                }
-                if known {
-                    return net::Verdict::Credit;
-                }
-            }
-            Outcome::Duplicate => {
-                c.duplicate.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Fork => {
-                c.forks.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Gone => {
-                c.ignored.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Unwanted { .. } => {
-                c.unwanted.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Invalid(reason) => {
-                c.rejected.fetch_add(1, Ordering::Relaxed);
-                // Topic names come from peers: no controls in the log.
-                let (topic, reason) = (crate::text::line(topic), crate::text::line(reason));
-                tracing::info!(%topic, %reason, "rejected gossip record");
-            }
-        }
-        outcome.verdict()
-    }
-
     /// Tells live feeds and notifications about a newly stored record.
     pub(super) fn announce(&self, record: &kith_protocol::VerifiedRecord) {
         self.notify_for(record);
         self.flush_if_follow_of_me(record);
         self.queue_thumbnails(record);
-        if self.inner.live.receiver_count() == 0 {
-            return;
-        }
-        if let Some(item) =
-            view::feed_item_of(&self.inner.store, &self.inner.me, record.id(), record.record())
-        {
-            let _ = self.inner.live.send(LivePost { item, author: record.record().author });
-        }
+        self.send_live(record);
     }
 
     /// Someone following or leaving the person changes who may message them: made
@@ -230,10 +129,7 @@ impl Node {
     /// after does not forget a mutual connection no peer may be able to tell the node
     /// again soon (a restarted node listens on a new port unless its config fixes one).
     fn flush_if_follow_of_me(&self, record: &kith_protocol::VerifiedRecord) {
-        use kith_protocol::RecordKind::{Follow, Unfollow};
-        let me = self.inner.me;
-        if !matches!(record.record().kind, Follow { target } | Unfollow { target } if target == me)
-        {
+        if !crate::core::feeds::is_follow_of(record, &self.inner.me) {
             return;
         }
         let store = self.inner.store.clone();

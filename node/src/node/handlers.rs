@@ -1,10 +1,10 @@
 //! Control requests: validate the input, act, answer. Errors are one line for a person.
 
-use std::{collections::HashSet, sync::atomic::Ordering};
+use std::sync::atomic::Ordering;
 
 use kith_protocol::{
     limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, Record, RecordKind, Tag,
-    Topic, VerifiedRecord,
+    Topic,
 };
 use libp2p::Multiaddr;
 use tokio::sync::broadcast;
@@ -164,7 +164,7 @@ impl Node {
         let me = &self.inner.me;
         let counts = store.counts();
         let counts_dm = store.dm_count();
-        let mut record_counters = self.inner.counters.snapshot();
+        let mut record_counters = self.core_counters();
         // Gossip the network task dropped before the node saw it.
         record_counters.rate_limited += stats.gossip_rate_limited;
         record_counters.ignored += stats.gossip_overflow;
@@ -242,85 +242,9 @@ impl Node {
         Ok(Response::Ok)
     }
 
-    /// Appends a record to our own log: next seq, prev hash, sign, store, flush, publish.
-    pub(crate) async fn publish_own(&self, kind: RecordKind) -> Result<VerifiedRecord, ApiError> {
-        let inner = &self.inner;
-        let (signed, topics) = {
-            let _guard = inner.own_log.lock().await;
-            let latest = inner.store.latest(&inner.me)?;
-            // Never dated before the previous record (peers refuse that), even when the
-            // clock was set back.
-            let previous = match latest {
-                Some((_, id)) => inner.store.get(&id)?,
-                None => None,
-            };
-            let record = Record {
-                author: inner.me,
-                seq: latest.map_or(1, |(seq, _)| seq + 1),
-                prev: latest.map(|(_, id)| id),
-                timestamp: now_ms().max(previous.map_or(0, |p| p.record.timestamp)),
-                kind,
-            };
-            // Before storing: a delete erases its target, whose topics it must reach.
-            let topics = self.topics_for(&record);
-            let signed =
-                record.sign(&inner.keypair).map_err(|e| ApiError::invalid(e.to_string()))?;
-            inner.store.insert(&signed)?;
-            inner.store.flush().await?;
-            (signed, topics)
-        };
-        for topic in topics {
-            match inner.net.publish(topic.clone(), signed.bytes().to_vec()).await {
-                Ok(0) => tracing::debug!(%topic, "no peer on topic yet"),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%topic, %error, "publish failed"),
-            }
-        }
-        self.announce(&signed);
-        Ok(signed)
-    }
-
     /// The gossip topics a record of ours goes to.
     pub(super) fn topics_for(&self, record: &Record) -> Vec<String> {
-        let mut seen = HashSet::new();
-        self.topics_of(record, true)
-            .into_iter()
-            .map(|t| t.to_string())
-            .filter(|t| seen.insert(t.clone()))
-            .collect()
-    }
-
-    /// [`Node::topics_for`] as topics (with repeats). A delete also goes where its target
-    /// went, looked up one level only (`follow_delete`): a delete of a delete goes where
-    /// that delete went, not further down the chain.
-    fn topics_of(&self, record: &Record, follow_delete: bool) -> Vec<Topic> {
-        let mut topics = vec![Topic::Author(record.author)];
-        match &record.kind {
-            RecordKind::Post(post) => {
-                topics.extend(record.tags().into_iter().map(Topic::Tag));
-                if let Some(parent) = post.reply_to {
-                    if let Ok(Some(p)) = self.inner.store.get(&parent) {
-                        topics.push(Topic::Author(p.record.author));
-                    }
-                }
-                topics.extend(post.mentions.iter().map(|m| Topic::Author(*m)));
-            }
-            RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
-                topics.push(Topic::Author(*target));
-            }
-            RecordKind::Reaction { target, .. } | RecordKind::Repost { target } => {
-                if let Ok(Some(t)) = self.inner.store.get(target) {
-                    topics.push(Topic::Author(t.record.author));
-                }
-            }
-            RecordKind::Delete { target } if follow_delete => {
-                if let Ok(Some(t)) = self.inner.store.get(target) {
-                    topics.append(&mut self.topics_of(&t.record, false));
-                }
-            }
-            RecordKind::Delete { .. } | RecordKind::Profile { .. } => {}
-        }
-        topics
+        crate::core::feeds::topics_for(&self.inner.store, record)
     }
 
     async fn post(

@@ -7,6 +7,7 @@ pub use attach::human_size;
 mod blobs;
 mod discovery;
 mod dm;
+mod drive;
 mod errors;
 mod events;
 mod feed;
@@ -50,10 +51,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{FeedItem, RecordCounters, Request, Response},
+    api::{FeedItem, Request, Response},
     config::Config,
     home::Home,
-    ingest::{self, Outcome},
+    ingest,
     limits::RateLimiter,
     net::{self, Event},
     store::{BlobLimits, BlobStoreError, Blobs, Store, StoreError},
@@ -61,14 +62,6 @@ use crate::{
 
 /// Gossip messages ingested in one hop to a blocking thread, at most.
 const GOSSIP_BATCH: usize = 64;
-
-/// A gossip message waiting for its verdict.
-struct Gossip {
-    source: libp2p::PeerId,
-    id: libp2p::gossipsub::MessageId,
-    topic: String,
-    data: Vec<u8>,
-}
 
 /// How long start-up waits for a listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,34 +109,6 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-#[derive(Default)]
-struct Counters {
-    received: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    ignored: AtomicU64,
-    duplicate: AtomicU64,
-    forks: AtomicU64,
-    rate_limited: AtomicU64,
-    unwanted: AtomicU64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> RecordCounters {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RecordCounters {
-            received: get(&self.received),
-            accepted: get(&self.accepted),
-            rejected: get(&self.rejected),
-            ignored: get(&self.ignored),
-            duplicate: get(&self.duplicate),
-            forks: get(&self.forks),
-            rate_limited: get(&self.rate_limited),
-            unwanted: get(&self.unwanted),
-        }
-    }
-}
-
 /// A new post for live feeds.
 #[derive(Debug, Clone)]
 pub(crate) struct LivePost {
@@ -161,9 +126,13 @@ struct Inner {
     thumbs: mpsc::Sender<blobs::ThumbJob>,
     net: net::Client,
     live: broadcast::Sender<LivePost>,
-    /// Serialises appends to our own log (seq assignment).
-    own_log: Mutex<()>,
-    counters: Counters,
+    /// The node's decisions (see [`crate::core`]): locked only while it handles an
+    /// input, never across an await.
+    core: std::sync::Mutex<drive::Engine>,
+    /// Names the next control request waiting for the core's answer.
+    next_answer: AtomicU64,
+    /// Requests refused by the per-peer rate limit (the core counts the rest).
+    rate_limited: AtomicU64,
     started: Instant,
     retries: Mutex<dm::Retries>,
     sync: sync::SyncState,
@@ -247,6 +216,7 @@ impl Node {
             tokio::spawn(tracing::Instrument::instrument(event_loop.run(), span.clone()));
         let (live, _) = broadcast::channel(LIVE_QUEUE);
         let (thumbs, thumb_jobs) = mpsc::channel(blobs::THUMB_QUEUE);
+        let engine = drive::Engine::new(keypair.clone(), store.clone());
         let node = Self {
             inner: Arc::new(Inner {
                 me: keypair.id(),
@@ -262,8 +232,9 @@ impl Node {
                 thumbs,
                 net: client,
                 live,
-                own_log: Mutex::new(()),
-                counters: Counters::default(),
+                core: std::sync::Mutex::new(engine),
+                next_answer: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
                 started: Instant::now(),
                 retries: Mutex::new(dm::Retries::default()),
                 sync: sync::SyncState::default(),

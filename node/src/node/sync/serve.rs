@@ -141,7 +141,7 @@ impl Node {
     ) {
         if !self.inner.sync.requests.allow(peer) {
             // Dropping the channel fails the request; the peer may retry later.
-            self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let query = match SyncRequest::from_bytes(&bytes) {
@@ -174,7 +174,7 @@ impl Node {
             (budget.stranger(), Page::STRANGER, STRANGER_PAGE_BYTES)
         };
         let Some(_permit) = permit else {
-            self.inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let response = self.serve(query, page).await;
