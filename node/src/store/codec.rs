@@ -8,9 +8,9 @@
 //! reaction) are [`Versioned`]: written by [`put_if_newer`] only, removed by
 //! [`remove_if_set_by`].
 
+use super::backend::Tree;
 use bincode::{Decode, Encode};
 use kith_protocol::codec;
-use sled::Tree;
 
 use super::StoreError;
 
@@ -226,36 +226,39 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::store::backend::Db;
 
     #[test]
     fn the_newer_record_wins_and_takes_back_only_its_own() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let v = |seq, active| FollowValue { seq, active };
-        let mut ran = 0;
-        assert!(put_if_newer(&tree, b"k", &v(5, true), || {
-            ran += 1;
-            Ok(())
-        })
-        .unwrap());
-        // Older and equal seqs do not replace it, and do not run `before`.
-        for seq in [4, 5] {
-            assert!(!put_if_newer(&tree, b"k", &v(seq, false), || {
+        let disk = sled::Config::new().temporary(true).open().unwrap();
+        for db in [Db::from(disk), Db::memory()] {
+            let tree = db.open_tree("t").unwrap();
+            let v = |seq, active| FollowValue { seq, active };
+            let mut ran = 0;
+            assert!(put_if_newer(&tree, b"k", &v(5, true), || {
                 ran += 1;
                 Ok(())
             })
             .unwrap());
+            // Older and equal seqs do not replace it, and do not run `before`.
+            for seq in [4, 5] {
+                assert!(!put_if_newer(&tree, b"k", &v(seq, false), || {
+                    ran += 1;
+                    Ok(())
+                })
+                .unwrap());
+            }
+            assert_eq!(ran, 1);
+            assert_eq!(get::<FollowValue>(&tree, b"k").unwrap(), Some(v(5, true)));
+            assert!(put_if_newer(&tree, b"k", &v(6, false), || Ok(())).unwrap());
+            // Only the record that set it takes it back.
+            assert!(!remove_if_set_by::<FollowValue>(&tree, b"k", 5).unwrap());
+            assert!(remove_if_set_by::<FollowValue>(&tree, b"k", 6).unwrap());
+            assert_eq!(get::<FollowValue>(&tree, b"k").unwrap(), None);
+            // A damaged value is replaced by any record, and reads as damage.
+            tree.insert(b"k", &[1u8][..]).unwrap();
+            assert!(matches!(get::<FollowValue>(&tree, b"k"), Err(StoreError::Corrupt(_))));
+            assert!(put_if_newer(&tree, b"k", &v(1, true), || Ok(())).unwrap());
         }
-        assert_eq!(ran, 1);
-        assert_eq!(get::<FollowValue>(&tree, b"k").unwrap(), Some(v(5, true)));
-        assert!(put_if_newer(&tree, b"k", &v(6, false), || Ok(())).unwrap());
-        // Only the record that set it takes it back.
-        assert!(!remove_if_set_by::<FollowValue>(&tree, b"k", 5).unwrap());
-        assert!(remove_if_set_by::<FollowValue>(&tree, b"k", 6).unwrap());
-        assert_eq!(get::<FollowValue>(&tree, b"k").unwrap(), None);
-        // A damaged value is replaced by any record, and reads as damage.
-        tree.insert(b"k", &[1u8][..]).unwrap();
-        assert!(matches!(get::<FollowValue>(&tree, b"k"), Err(StoreError::Corrupt(_))));
-        assert!(put_if_newer(&tree, b"k", &v(1, true), || Ok(())).unwrap());
     }
 }

@@ -4,8 +4,8 @@
 //! the same entries and takes back what the record set, so insert and erase cannot drift.
 //! Both run under the store's writer lock.
 
+use super::backend::Tree;
 use kith_protocol::{Record, RecordId, RecordKind};
-use sled::Tree;
 
 use super::{
     codec::{self, FollowValue, ProfileValue, ReactionValue},

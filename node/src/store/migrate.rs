@@ -18,6 +18,7 @@
 use serde::Deserialize;
 
 use super::{
+    backend::Db,
     blobs::{BlobMeta, BlobOrigin},
     codec::{
         self, AuthorCount, BlockPeriod, FollowValue, Petname, ProfileValue, ReactionValue, Schema,
@@ -64,7 +65,7 @@ const TO_V1: &[(&str, Convert)] = &[
 ///
 /// # Errors
 /// Disk errors, or a version that does not decode.
-pub(crate) fn version(db: &sled::Db) -> Result<u32, StoreError> {
+pub(crate) fn version(db: &Db) -> Result<u32, StoreError> {
     Ok(codec::get::<Schema>(db, SCHEMA_KEY)?.map_or(0, |s| s.0))
 }
 
@@ -74,7 +75,7 @@ pub(crate) fn version(db: &sled::Db) -> Result<u32, StoreError> {
 /// # Errors
 /// [`StoreError::NewerSchema`] for a store written by a newer kith (it is left as it
 /// is); disk errors.
-pub(crate) fn run(db: &sled::Db) -> Result<(), StoreError> {
+pub(crate) fn run(db: &Db) -> Result<(), StoreError> {
     let found = version(db)?;
     if found > CURRENT {
         return Err(StoreError::NewerSchema { found, known: CURRENT });
@@ -100,7 +101,7 @@ fn staging_name(tree: &str) -> String {
 }
 
 /// Writes the converted copy of every changed tree, unless a finished one is there.
-pub(crate) fn stage(db: &sled::Db) -> Result<(), StoreError> {
+pub(crate) fn stage(db: &Db) -> Result<(), StoreError> {
     if db.contains_key(STAGED_KEY)? {
         return Ok(());
     }
@@ -128,7 +129,7 @@ pub(crate) fn stage(db: &sled::Db) -> Result<(), StoreError> {
 }
 
 /// Replaces every changed tree by its staging copy, then writes the version.
-fn replace(db: &sled::Db) -> Result<(), StoreError> {
+fn replace(db: &Db) -> Result<(), StoreError> {
     for (name, _) in TO_V1 {
         let (to, staging) = (db.open_tree(name)?, db.open_tree(staging_name(name))?);
         to.clear()?;

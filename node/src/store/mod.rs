@@ -13,6 +13,7 @@
 //! described once (`index.rs`); the layout is versioned and an older home is migrated
 //! when it is opened (`migrate.rs`).
 
+mod backend;
 mod blobs;
 mod codec;
 mod dm;
@@ -26,6 +27,7 @@ mod quota;
 mod social;
 mod sync;
 
+pub use backend::MemoryImage;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use moderation::Moderation;
@@ -43,7 +45,7 @@ use std::sync::{
     Arc, Mutex,
 };
 
-use sled::Tree;
+use backend::{Db, Tree};
 use thiserror::Error;
 
 use keys::{fork_key, id_suffix, log_key, tag_key, tag_prefix, time_key, u64_at};
@@ -125,7 +127,7 @@ pub struct Counts {
 /// The typed store.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: Db,
     records: Tree,
     log: Tree,
     by_time: Tree,
@@ -220,6 +222,35 @@ impl Store {
                 _ => StoreError::Sled(e),
             },
         )?;
+        Self::over(Db::from(db))
+    }
+
+    /// A new, empty store in memory (see [`Store::memory_image`]).
+    ///
+    /// # Errors
+    /// None in practice (the memory backend does not fail); the type is the store's.
+    pub fn open_memory() -> Result<Self, StoreError> {
+        Self::over(Db::memory())
+    }
+
+    /// What a crash of this store now would leave, for [`Store::open_memory_image`]: the
+    /// writes flushed so far, nothing written after the last flush. `None` for a store on
+    /// disk (its image is its files).
+    pub fn memory_image(&self) -> Option<MemoryImage> {
+        self.db.image()
+    }
+
+    /// Opens a store in memory from `image` (a restart after a crash: only what was
+    /// flushed is there), migrating and checking it as [`Store::open`] does.
+    ///
+    /// # Errors
+    /// As [`Store::open`], except that nothing is locked.
+    pub fn open_memory_image(image: MemoryImage) -> Result<Self, StoreError> {
+        Self::over(Db::from_image(image))
+    }
+
+    /// The typed store over `db`, once `db` is at the current layout.
+    fn over(db: Db) -> Result<Self, StoreError> {
         migrate::run(&db)?;
         // The name index of an older store, keyed by folded names; `name_skeletons`
         // replaces it (rebuilt by `backfill_names`).
@@ -294,6 +325,12 @@ impl Store {
         }
         let upto = self.flush_requests.load(Ordering::SeqCst);
         let db = self.db.clone();
+        if db.in_memory() {
+            // In memory: nothing to wait for.
+            db.flush()?;
+            self.flushed_upto.fetch_max(upto, Ordering::SeqCst);
+            return Ok(());
+        }
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| corrupt(&format!("flush task failed: {e}")))??;

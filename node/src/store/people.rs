@@ -1,9 +1,9 @@
 //! Who follows whom, tag subscriptions, profiles, flagged authors and remembered peer
 //! addresses.
 
+use super::backend::Tree;
 use bincode::{Decode, Encode};
 use kith_protocol::{AuthorId, RecordId, Tag};
-use sled::Tree;
 
 use super::{
     codec::{self, FollowValue, ProfileValue, Value},

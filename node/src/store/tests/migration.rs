@@ -46,7 +46,7 @@ fn reopen(path: &std::path::Path) -> sled::Db {
 /// the store's encoding, and no staging tree is left.
 fn assert_current_layout(path: &std::path::Path) {
     let db = reopen(path);
-    assert_eq!(migrate::version(&db).unwrap(), migrate::CURRENT);
+    assert_eq!(migrate::version(&db.clone().into()).unwrap(), migrate::CURRENT);
     assert!(all_decode::<DmRecord>(&db, "dm_msgs") >= 3);
     assert_eq!(all_decode::<OutboxEntry>(&db, "outbox"), 1);
     assert!(all_decode::<Notification>(&db, "notifications") >= 3);
@@ -73,7 +73,7 @@ fn the_fixture_is_migrated_to_the_current_layout() {
         // Before: no version, and the values of layout 0 (JSON messages, a big-endian
         // follow state).
         let db = sled::open(&path).unwrap();
-        assert_eq!(migrate::version(&db).unwrap(), 0);
+        assert_eq!(migrate::version(&db.clone().into()).unwrap(), 0);
         let (_, message) = db.open_tree("dm_msgs").unwrap().first().unwrap().unwrap();
         assert_eq!(message.first(), Some(&b'{'));
         let (_, follow) = db.open_tree("follows").unwrap().first().unwrap().unwrap();
@@ -94,7 +94,7 @@ fn a_migration_interrupted_after_staging_is_finished() {
         // The conversion finished and a crash came while trees were being replaced:
         // one already emptied, one half copied.
         let db = sled::open(&path).unwrap();
-        migrate::stage(&db).unwrap();
+        migrate::stage(&db.clone().into()).unwrap();
         db.open_tree("dm_msgs").unwrap().clear().unwrap();
         let follows = db.open_tree("followers").unwrap();
         let first = follows.first().unwrap().unwrap().0;
@@ -134,7 +134,7 @@ fn a_store_of_a_newer_layout_is_left_alone() {
         let store = Store::open(dir.path()).unwrap();
         drop(store);
         let db = reopen(dir.path());
-        assert_eq!(migrate::version(&db).unwrap(), migrate::CURRENT);
+        assert_eq!(migrate::version(&db.clone().into()).unwrap(), migrate::CURRENT);
         db.insert(b"schema", codec::encode(&Schema(migrate::CURRENT + 1)).unwrap()).unwrap();
         db.flush().unwrap();
     }
