@@ -192,9 +192,10 @@ fn facts<'a>(
         RecordKind::Reaction { target, .. }
         | RecordKind::Repost { target }
         | RecordKind::Delete { target } => Some(*target),
-        RecordKind::Profile { .. } | RecordKind::Follow { .. } | RecordKind::Unfollow { .. } => {
-            None
-        }
+        RecordKind::Profile { .. }
+        | RecordKind::Follow { .. }
+        | RecordKind::Unfollow { .. }
+        | RecordKind::Devices(_) => None,
     };
     if let Some(target) = target {
         facts.target_author = store.get(&target)?.map(|t| t.record.author);

@@ -102,7 +102,7 @@ pub const fn padded_len(text_bytes: usize) -> usize {
 
 /// The largest padded plaintext: that of a [`MAX_DM_TEXT_BYTES`] text with
 /// [`MAX_ATTACHMENTS`] of the largest attachments (the list's length, then each).
-const MAX_PADDED_BYTES: usize =
+pub(crate) const MAX_PADDED_BYTES: usize =
     padded_len(MAX_DM_TEXT_BYTES + 8 + MAX_ATTACHMENTS * MAX_SEALED_ATTACHMENT_BYTES);
 
 // Every message kith can seal fits the wire limit.
@@ -253,7 +253,7 @@ struct PlainHead {
 
 impl Plain {
     /// Checks the limits: text length, attachment count, each attachment.
-    fn check(&self) -> Result<(), DmError> {
+    pub(crate) fn check(&self) -> Result<(), DmError> {
         let len = self.text.len();
         if len > MAX_DM_TEXT_BYTES {
             return Err(DmError::TextTooLong { len, max: MAX_DM_TEXT_BYTES });
@@ -268,7 +268,7 @@ impl Plain {
     }
 
     /// Decodes a plaintext body: the head, then an attachment list if bytes remain.
-    fn decode_body(body: &[u8]) -> Result<Self, DmError> {
+    pub(crate) fn decode_body(body: &[u8]) -> Result<Self, DmError> {
         let (head, used) = codec::decode_prefix::<PlainHead, MAX_PADDED_BYTES>(body)?;
         let rest = body.get(used..).unwrap_or_default();
         let attachments: Vec<SealedAttachment> =
@@ -527,52 +527,6 @@ fn message_key(
     Ok(key)
 }
 
-/// `u32` LE length of the encoded [`Plain`], the encoding, then zeros up to
-/// [`padded_len`].
-fn pad(plain: &Plain) -> Result<Zeroizing<Vec<u8>>, DmError> {
-    plain.check()?;
-    let body = Zeroizing::new(codec::encode(plain)?);
-    let too_long = || DmError::TooLarge { len: body.len(), max: MAX_PADDED_BYTES };
-    let body_len = u32::try_from(body.len()).map_err(|_| too_long())?;
-    // The id, timestamp and text's length prefix are in the body: pad the rest.
-    let total = padded_len(body.len().saturating_sub(PLAIN_OVERHEAD - 4));
-    if total > MAX_PADDED_BYTES {
-        return Err(too_long());
-    }
-    let mut padded = Zeroizing::new(Vec::with_capacity(total));
-    padded.extend_from_slice(&codec::encode(&body_len)?);
-    padded.extend_from_slice(&body);
-    padded.resize(total, 0);
-    Ok(padded)
-}
-
-/// Reverses [`pad`], refusing anything [`pad`] would not have produced.
-fn unpad(padded: &[u8]) -> Result<Plain, DmError> {
-    let (prefix, rest) = padded
-        .split_at_checked(4)
-        .ok_or_else(|| DmError::Malformed("plaintext shorter than its length prefix".into()))?;
-    let body_len = codec::decode::<u32, 4>(prefix)? as usize;
-    let expected = body_len
-        .checked_add(4)
-        .and_then(|n| n.checked_next_multiple_of(DM_PAD_BLOCK))
-        .ok_or_else(|| DmError::Malformed("plaintext length out of range".into()))?;
-    if expected != padded.len() {
-        return Err(DmError::Malformed(format!(
-            "plaintext length {body_len} does not fit {} padded bytes",
-            padded.len()
-        )));
-    }
-    let (body, padding) = rest
-        .split_at_checked(body_len)
-        .ok_or_else(|| DmError::Malformed("plaintext length out of range".into()))?;
-    if padding.iter().any(|&b| b != 0) {
-        return Err(DmError::Malformed("non-zero padding".into()));
-    }
-    let plain = Plain::decode_body(body)?;
-    plain.check()?;
-    Ok(plain)
-}
-
 /// X25519 (RFC 7748) of a secret scalar (clamped here) and a public `u` coordinate (its top
 /// bit ignored), refusing a non-contributory (all-zero) result, which a low-order public key
 /// gives.
@@ -635,6 +589,7 @@ pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Resu
         .map_err(|_| DmError::TooLarge { len: out.len(), max: MAX_HKDF_SHA256_BYTES })
 }
 
+mod pad;
 mod wire;
 
 /// Encodes `value`, refusing an encoding longer than `max` bytes.
@@ -655,6 +610,9 @@ fn decode_within<T: Decode<()> + Encode, const MAX: usize>(bytes: &[u8]) -> Resu
     Ok(codec::decode::<_, MAX>(bytes)?)
 }
 
+use pad::{pad, unpad};
+pub(crate) use pad::{pad_body, unpad_body};
+pub(crate) use wire::check_follow_proof;
 pub use wire::{DmReply, DmRequest};
 
 #[cfg(test)]

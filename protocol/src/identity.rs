@@ -123,7 +123,7 @@ impl AuthorId {
         message: &[u8],
         signature: &[u8; SIGNATURE_LEN],
     ) -> Result<(), SignatureError> {
-        keys::verify_strict(&self.0, &[domain, message].concat(), signature)
+        verify_key(&self.0, domain, message, signature)
     }
 
     /// The X25519 public key of this identity: the Montgomery form (`u` coordinate) of the
@@ -140,6 +140,20 @@ impl AuthorId {
         }
         Ok(key.to_montgomery().to_bytes())
     }
+}
+
+/// Verifies `signature` over `domain || message` with any ed25519 public key (a person's,
+/// or a device's: [`crate::olm::device`]), as strictly as [`AuthorId::verify`].
+///
+/// # Errors
+/// [`SignatureError::BadKey`] or [`SignatureError::BadSignature`].
+pub(crate) fn verify_key(
+    key: &[u8; PUBLIC_KEY_LEN],
+    domain: &[u8],
+    message: &[u8],
+    signature: &[u8; SIGNATURE_LEN],
+) -> Result<(), SignatureError> {
+    keys::verify_strict(key, &[domain, message].concat(), signature)
 }
 
 impl fmt::Display for AuthorId {

@@ -89,3 +89,20 @@ pub const MAX_BLOB_REPLY_BYTES: usize = BLOB_CHUNK_BYTES + 64;
 /// Plaintext bytes per sealed segment of a private blob (64 KiB); each segment carries
 /// its own 16-byte tag.
 pub const BLOB_SEGMENT_BYTES: usize = 64 * 1024;
+
+/// Largest encoded device certificate accepted (bytes); a certificate is 248.
+pub const MAX_DEVICE_CERT_BYTES: usize = 256;
+
+/// Most devices one person's device announcement lists.
+pub const MAX_DEVICES: usize = 4;
+
+/// Largest encoded device announcement (bytes): [`MAX_DEVICES`] certificates with their
+/// fallback keys (372 bytes each) and the list's length, with room to spare.
+pub const MAX_DEVICE_ANNOUNCEMENT_BYTES: usize = 2048;
+
+/// Largest encoded `/kith/dm/2` envelope accepted (bytes). Checked on the raw bytes before
+/// decoding, and given to the decoder as its allocation limit.
+pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024;
+
+/// Largest encrypted account or session pickle (bytes) a node reads back.
+pub const MAX_PICKLE_BYTES: usize = 1024 * 1024;

@@ -17,9 +17,11 @@ use crate::{
     codec::{self, CodecError},
     identity::{AuthorId, Keypair, SignatureError, SIGNATURE_LEN},
     limits::{
-        MAX_ATTACHMENTS, MAX_BIO_BYTES, MAX_FUTURE_SKEW_MS, MAX_MENTIONS_PER_POST, MAX_NAME_BYTES,
-        MAX_REACTION_BYTES, MAX_RECORD_BYTES, MAX_TEXT_BYTES,
+        MAX_ATTACHMENTS, MAX_BIO_BYTES, MAX_DEVICE_ANNOUNCEMENT_BYTES, MAX_FUTURE_SKEW_MS,
+        MAX_MENTIONS_PER_POST, MAX_NAME_BYTES, MAX_REACTION_BYTES, MAX_RECORD_BYTES,
+        MAX_TEXT_BYTES,
     },
+    olm::prekey::Announcement,
     tags::{extract_tags, Tag},
 };
 
@@ -137,6 +139,10 @@ pub enum RecordKind {
         /// The record deleted.
         target: RecordId,
     },
+    /// The author's devices: their certificates and fallback keys, for `/kith/dm/2`
+    /// ([`crate::olm`]); the latest (highest seq) one counts. Being introduced: the node
+    /// does not publish these yet.
+    Devices(Announcement),
 }
 
 impl RecordKind {
@@ -150,6 +156,7 @@ impl RecordKind {
             Self::Reaction { .. } => "reaction",
             Self::Repost { .. } => "repost",
             Self::Delete { .. } => "delete",
+            Self::Devices(_) => "devices",
         }
     }
 }
@@ -206,6 +213,10 @@ pub enum FieldError {
     /// Following or unfollowing oneself.
     #[error("cannot follow or unfollow oneself")]
     SelfFollow,
+    /// A device announcement that is not well formed or does not verify (certificates of
+    /// another person, bad signatures, a device twice...).
+    #[error("devices: {0}")]
+    Devices(String),
     /// The timestamp is too far in the future.
     #[error("timestamp {timestamp} is more than {MAX_FUTURE_SKEW_MS} ms ahead of now ({now})")]
     FromTheFuture {
@@ -282,6 +293,12 @@ impl Record {
             }
             RecordKind::Reaction { emoji, .. } => check_len("emoji", emoji, MAX_REACTION_BYTES)?,
             RecordKind::Repost { .. } | RecordKind::Delete { .. } => {}
+            RecordKind::Devices(announcement) => {
+                // Certificates of the author only, every signature checked.
+                announcement
+                    .verify(&self.author)
+                    .map_err(|e| FieldError::Devices(e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -361,6 +378,11 @@ const _: () = assert!(
         + (8 + MAX_ATTACHMENTS * crate::attachment::MAX_ATTACHMENT_BYTES)
         + SIGNATURE_LEN
         <= MAX_RECORD_BYTES
+);
+
+// The largest device announcement fits a record: header, announcement, signature.
+const _: () = assert!(
+    32 + 8 + 33 + 8 + 4 + MAX_DEVICE_ANNOUNCEMENT_BYTES + SIGNATURE_LEN <= MAX_RECORD_BYTES
 );
 
 /// A record with its author's signature, as it travels.

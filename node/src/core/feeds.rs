@@ -252,7 +252,7 @@ fn topics_of(store: &Store, record: &Record, follow_delete: bool) -> Vec<Topic> 
                 topics.append(&mut topics_of(store, &t, false));
             }
         }
-        RecordKind::Delete { .. } | RecordKind::Profile { .. } => {}
+        RecordKind::Delete { .. } | RecordKind::Profile { .. } | RecordKind::Devices(_) => {}
     }
     topics
 }

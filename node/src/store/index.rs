@@ -89,7 +89,8 @@ impl Store {
                     }
                 }
             }
-            RecordKind::Post(_) => {}
+            // Device announcements are stored as records; nothing indexes them yet.
+            RecordKind::Post(_) | RecordKind::Devices(_) => {}
         }
         Ok(())
     }

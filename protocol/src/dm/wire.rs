@@ -41,15 +41,19 @@ impl DmRequest {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
         let request: Self = decode_within::<_, MAX_DM_REQUEST_BYTES>(bytes)?;
         request.sealed.check_shape()?;
-        if let Some(proof) = &request.follow_proof {
-            if proof.len() > MAX_RECORD_BYTES {
-                return Err(DmError::Malformed(format!(
-                    "follow record of {} bytes exceeds {MAX_RECORD_BYTES}",
-                    proof.len()
-                )));
-            }
-        }
+        check_follow_proof(request.follow_proof.as_deref())?;
         Ok(request)
+    }
+}
+
+/// Refuses a follow record over [`MAX_RECORD_BYTES`] carried beside a message.
+pub(crate) fn check_follow_proof(proof: Option<&[u8]>) -> Result<(), DmError> {
+    match proof {
+        Some(proof) if proof.len() > MAX_RECORD_BYTES => Err(DmError::Malformed(format!(
+            "follow record of {} bytes exceeds {MAX_RECORD_BYTES}",
+            proof.len()
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -83,12 +87,30 @@ impl DmReply {
     /// # Errors
     /// Only if the codec fails (it does not for this type).
     pub fn to_bytes(&self) -> Result<Vec<u8>, DmError> {
+        Ok(codec::encode(&self.truncated())?)
+    }
+
+    /// This reply with a reason over [`MAX_DM_REASON_BYTES`] truncated (a copy).
+    pub(crate) fn truncated(&self) -> Self {
         match self {
             Self::Refused { id, reason } if reason.len() > MAX_DM_REASON_BYTES => {
-                Ok(codec::encode(&Self::refused(*id, reason.as_str()))?)
+                Self::refused(*id, reason.as_str())
             }
-            _ => Ok(codec::encode(self)?),
+            _ => self.clone(),
         }
+    }
+
+    /// Refuses a reason over [`MAX_DM_REASON_BYTES`] (in a decoded reply).
+    pub(crate) fn check_reason(&self) -> Result<(), DmError> {
+        if let Self::Refused { reason, .. } = self {
+            if reason.len() > MAX_DM_REASON_BYTES {
+                return Err(DmError::Malformed(format!(
+                    "refusal reason of {} bytes exceeds {MAX_DM_REASON_BYTES}",
+                    reason.len()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Decodes a reply: size first, then canonical decoding, then the reason's length.
@@ -98,14 +120,7 @@ impl DmReply {
     /// [`DmError::Malformed`] for a reason over [`MAX_DM_REASON_BYTES`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DmError> {
         let reply: Self = decode_within::<_, MAX_DM_REPLY_BYTES>(bytes)?;
-        if let Self::Refused { reason, .. } = &reply {
-            if reason.len() > MAX_DM_REASON_BYTES {
-                return Err(DmError::Malformed(format!(
-                    "refusal reason of {} bytes exceeds {MAX_DM_REASON_BYTES}",
-                    reason.len()
-                )));
-            }
-        }
+        reply.check_reason()?;
         Ok(reply)
     }
 }

@@ -1,6 +1,7 @@
 //! The wire form of [`RecordKind`]: what bincode's derive would write for the original
 //! seven kinds (a `u32` variant number, then the fields in order), plus variant
-//! [`ATTACHED_POST`] for a post with attachments. Written out by hand so that a post
+//! [`ATTACHED_POST`] for a post with attachments and [`DEVICES`] for a device
+//! announcement. Written out by hand so that a post
 //! without attachments keeps the exact bytes it had before attachments existed.
 
 use bincode::{
@@ -22,6 +23,8 @@ const REPOST: u32 = 5;
 const DELETE: u32 = 6;
 /// A post with at least one attachment: the post's fields, then the attachment list.
 pub(super) const ATTACHED_POST: u32 = 7;
+/// The author's devices: a [`crate::olm::prekey::Announcement`].
+const DEVICES: u32 = 8;
 
 fn encode_post<E: Encoder>(post: &Post, encoder: &mut E) -> Result<(), EncodeError> {
     post.text.encode(encoder)?;
@@ -78,6 +81,10 @@ impl Encode for RecordKind {
                 DELETE.encode(encoder)?;
                 target.encode(encoder)
             }
+            Self::Devices(announcement) => {
+                DEVICES.encode(encoder)?;
+                announcement.encode(encoder)
+            }
         }
     }
 }
@@ -108,10 +115,11 @@ impl<C> Decode<C> for RecordKind {
                 }
                 Self::Post(post)
             }
+            DEVICES => Self::Devices(Decode::decode(decoder)?),
             found => {
                 return Err(DecodeError::UnexpectedVariant {
                     type_name: "RecordKind",
-                    allowed: &AllowedEnumVariants::Range { min: POST, max: ATTACHED_POST },
+                    allowed: &AllowedEnumVariants::Range { min: POST, max: DEVICES },
                     found,
                 })
             }
