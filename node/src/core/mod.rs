@@ -26,7 +26,9 @@
 //! # }
 //! ```
 
+pub mod dm;
 pub mod feeds;
+pub mod outbox;
 
 use kith_protocol::{AuthorId, Keypair, RecordKind, VerifiedRecord};
 use libp2p::{gossipsub::MessageId, PeerId};
@@ -36,7 +38,7 @@ use crate::{
     api::{ApiError, RecordCounters},
     ingest::Admission,
     net::Verdict,
-    store::{Store, StoreError},
+    store::{DmRecord, DmStatus, Store, StoreError},
 };
 
 /// Names a control request waiting for its answer (chosen by the driver).
@@ -46,6 +48,20 @@ pub struct AnswerId(pub u64);
 /// Names a flush the core asked for (chosen by the core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlushId(pub u64);
+
+/// Names an inbound request waiting for its response (chosen by the driver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplyId(pub u64);
+
+/// What a timer the core scheduled is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// Look at the outbox: start the lanes whose retry time has come. The driver also
+    /// gives this once at start (after a restart every queue is tried at once).
+    Outbox,
+    /// `msg send` has waited long enough for its first delivery attempt.
+    SendWait(AnswerId),
+}
 
 /// One gossip message as it came from the network.
 #[derive(Debug, Clone)]
@@ -73,6 +89,38 @@ pub enum Input {
         /// Who waits for the answer.
         answer: AnswerId,
     },
+    /// `msg send`: queue a message and try it (admission again, seal, store).
+    MsgSend {
+        /// The message.
+        message: dm::Outgoing,
+        /// Who waits for the answer.
+        answer: AnswerId,
+    },
+    /// An inbound direct message request.
+    DmRequest {
+        /// The peer it came from.
+        from: PeerId,
+        /// The request.
+        bytes: Vec<u8>,
+        /// Where the response goes.
+        reply: ReplyId,
+    },
+    /// How an [`Effect::Deliver`] went: the peer's reply, or why there was none.
+    DmDelivered {
+        /// The recipient.
+        peer: AuthorId,
+        /// The message.
+        message: [u8; 16],
+        /// The reply's bytes, or the failure.
+        result: Result<Vec<u8>, String>,
+    },
+    /// A connection to `peer` was made.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A timer the core scheduled is due.
+    Timer(Timer),
     /// A flush the core asked for is done (or failed).
     Flushed {
         /// Which one.
@@ -87,6 +135,13 @@ pub enum Input {
 pub enum Answer {
     /// The record was appended to this node's log, flushed and published.
     Published(Box<VerifiedRecord>),
+    /// The message was stored and delivered, or is queued; flushed either way.
+    MsgSent {
+        /// Its id.
+        id: kith_protocol::dm::MessageId,
+        /// Delivered or queued.
+        status: DmStatus,
+    },
 }
 
 /// What the driver does for the core, in the order given.
@@ -121,6 +176,45 @@ pub enum Effect {
         peer: PeerId,
         /// Whose log.
         author: AuthorId,
+    },
+    /// Send direct message request `bytes` (message `message`) to `peer`, then report
+    /// [`Input::DmDelivered`]. `lookup`: the remembered addresses failed before, so ask
+    /// the DHT when not connected.
+    Deliver {
+        /// The recipient.
+        peer: AuthorId,
+        /// The message.
+        message: [u8; 16],
+        /// The sealed request.
+        bytes: Vec<u8>,
+        /// Whether to look the peer up.
+        lookup: bool,
+    },
+    /// Answer inbound request `reply` with `bytes`.
+    Respond {
+        /// Which request.
+        reply: ReplyId,
+        /// The response.
+        bytes: Vec<u8>,
+    },
+    /// A direct message was received and stored: its attachments are to be fetched, and
+    /// unless its sender is `hidden` (muted or blocked) the person is notified.
+    Received {
+        /// Who sent it.
+        sender: AuthorId,
+        /// The stored message.
+        record: Box<DmRecord>,
+        /// Its id.
+        message: [u8; 16],
+        /// Whether its sender is muted or blocked.
+        hidden: bool,
+    },
+    /// Report [`Input::Timer`] with `timer` at `at` (ms since the Unix epoch).
+    Schedule {
+        /// When.
+        at: u64,
+        /// Which.
+        timer: Timer,
     },
     /// Flush the store, then report [`Input::Flushed`] with this id.
     Flush(FlushId),
@@ -158,6 +252,7 @@ impl Context {
 pub struct Core {
     cx: Context,
     feeds: feeds::Feeds,
+    dm: dm::Dm,
 }
 
 impl Core {
@@ -165,20 +260,45 @@ impl Core {
     pub fn new(keys: Keypair, store: Store) -> Self {
         let me = keys.id();
         let cx = Context { me, keys, admission: Admission::new(me), store, next_flush: 0 };
-        Self { cx, feeds: feeds::Feeds::default() }
+        Self { cx, feeds: feeds::Feeds::default(), dm: dm::Dm::default() }
     }
 
     /// Handles one input at time `now` (ms since the Unix epoch), drawing randomness
     /// from `rng`, and returns what the driver should do, in order.
     pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
         let _ = rng;
+        let cx = &mut self.cx;
         match input {
-            Input::Gossip(batch) => self.feeds.handle_gossip(&mut self.cx, batch, now),
-            Input::Publish { kind, answer } => {
-                self.feeds.handle_publish(&mut self.cx, kind, answer, now)
+            Input::Gossip(batch) => self.feeds.handle_gossip(cx, batch, now),
+            Input::Publish { kind, answer } => self.feeds.handle_publish(cx, kind, answer, now),
+            Input::MsgSend { message, answer } => self.dm.handle_send(cx, message, answer, now),
+            Input::DmRequest { from, bytes, reply } => {
+                self.dm.handle_request(cx, from, &bytes, reply, now)
             }
-            Input::Flushed { flush, result } => self.feeds.handle_flushed(flush, result),
+            Input::DmDelivered { peer, message, result } => {
+                self.dm.handle_reply(cx, &peer, message, result, now)
+            }
+            Input::Connected { peer } => match AuthorId::from_peer_id(&peer) {
+                Ok(author) => self.dm.handle_due(cx, Some(&author), now),
+                Err(_) => self.dm.handle_due(cx, None, now),
+            },
+            Input::Timer(Timer::Outbox) => self.dm.handle_due(cx, None, now),
+            Input::Timer(Timer::SendWait(answer)) => self.dm.handle_send_wait(cx, answer),
+            Input::Flushed { flush, result } => {
+                let mut effects = self.dm.handle_flushed(flush, &result);
+                effects.extend(self.feeds.handle_flushed(flush, result));
+                effects
+            }
         }
+    }
+
+    /// Whether this node's person may send `peer` a message (see [`dm::check_send`]):
+    /// asked before the driver prepares attachments.
+    ///
+    /// # Errors
+    /// The refusal.
+    pub fn check_send(&self, peer: &AuthorId, text: &str, attaching: bool) -> Result<(), ApiError> {
+        dm::check_send(&self.cx, peer, text, attaching)
     }
 
     /// This node's person.

@@ -6,6 +6,7 @@ use kith_protocol::{Post, RecordId, Topic};
 use super::*;
 use crate::store::tests::{post, signed};
 
+mod dm;
 mod feeds;
 
 /// A core over a fresh store in a temporary folder (kept alive with it).

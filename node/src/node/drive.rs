@@ -3,16 +3,24 @@
 //! effects it returns, in order. A flush the core asks for is done here and reported
 //! back, so answers that claim durability come only after it.
 
-use std::collections::VecDeque;
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
-use kith_protocol::{Keypair, RecordKind, VerifiedRecord};
+use kith_protocol::{AuthorId, Keypair, RecordKind, VerifiedRecord};
+use libp2p::Multiaddr;
 use rand_core::SeedableRng;
+use tokio::sync::oneshot;
 
 use super::{now_ms, view, LivePost, Node};
 use crate::{
     api::{ApiError, RecordCounters},
-    core::{Answer, AnswerId, Core, Effect, GossipMessage, Input},
-    net,
+    core::{Answer, AnswerId, Core, Effect, GossipMessage, Input, ReplyId},
+    net::{self, Responder},
     store::Store,
 };
 
@@ -30,15 +38,27 @@ impl Engine {
     }
 }
 
-/// What the core answered, by request.
-type Answers = Vec<(AnswerId, Result<Answer, ApiError>)>;
+/// Who waits for the core: control requests for answers, inbound requests for
+/// responses.
+#[derive(Default)]
+pub(super) struct Pending {
+    next: AtomicU64,
+    answers: std::sync::Mutex<HashMap<AnswerId, oneshot::Sender<Result<Answer, ApiError>>>>,
+    replies: std::sync::Mutex<HashMap<ReplyId, Responder>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Node {
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
-        match self.inner.core.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.inner.core)
     }
 
     /// Runs `input` through the core now.
@@ -51,21 +71,88 @@ impl Node {
     /// Ingest counters: the core's, and the requests the driver refused.
     pub(super) fn core_counters(&self) -> RecordCounters {
         let mut counters = self.engine().core.counters();
-        counters.rate_limited += self.inner.rate_limited.load(std::sync::atomic::Ordering::Relaxed);
+        counters.rate_limited += self.inner.rate_limited.load(Ordering::Relaxed);
         counters
     }
 
-    /// Runs `input` through the core and carries out what follows; returns the answers.
-    async fn drive(&self, input: Input) -> Answers {
+    /// Whether the person may send `peer` a message (the core's admission), asked
+    /// before attachments are prepared.
+    pub(super) fn check_send(
+        &self,
+        peer: &AuthorId,
+        text: &str,
+        attaching: bool,
+    ) -> Result<(), ApiError> {
+        self.engine().core.check_send(peer, text, attaching)
+    }
+
+    /// Runs `input` through the core and carries out what follows. (Boxed: carrying
+    /// out a delivery drives the core again.)
+    pub(super) fn drive(&self, input: Input) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let effects = self.step(input);
-        self.carry_out(effects).await
+        Box::pin(self.carry_out(effects))
+    }
+
+    /// [`Node::drive`] as a task of the node.
+    fn drive_later(&self, input: Input, delay: Duration) {
+        let node = self.clone();
+        let task: Task = Box::pin(async move {
+            if delay.is_zero() || node.pause(delay).await {
+                node.drive(input).await;
+            }
+        });
+        self.spawn(task);
+    }
+
+    /// Starts the outbox: every queue with messages is tried now.
+    pub(super) fn drive_outbox(&self) {
+        self.drive_later(Input::Timer(crate::core::Timer::Outbox), Duration::ZERO);
+    }
+
+    /// Asks the core: `input` made with a fresh answer id; waits for the answer.
+    pub(super) async fn ask(
+        &self,
+        input: impl FnOnce(AnswerId) -> Input,
+    ) -> Result<Answer, ApiError> {
+        let pending = &self.inner.pending;
+        let answer = AnswerId(pending.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        lock(&pending.answers).insert(answer, tx);
+        self.drive(input(answer)).await;
+        let mut rx = rx;
+        let result = tokio::select! {
+            biased;
+            result = &mut rx => result.ok(),
+            // Shutting down: the timers and deliveries an answer may wait for do not
+            // run any more. A message is answered now as it stands (queued), once
+            // flushed; anything else learns the node is stopping.
+            () = self.closed() => {
+                self.drive(Input::Timer(crate::core::Timer::SendWait(answer))).await;
+                rx.try_recv().ok()
+            }
+        };
+        lock(&pending.answers).remove(&answer);
+        result.unwrap_or_else(|| Err(ApiError::unavailable("the node is shutting down")))
+    }
+
+    /// Hands an inbound request to the core; its response goes to `channel`.
+    pub(super) async fn answer_request(
+        &self,
+        channel: Responder,
+        input: impl FnOnce(ReplyId) -> Input,
+    ) {
+        let pending = &self.inner.pending;
+        let reply = ReplyId(pending.next.fetch_add(1, Ordering::Relaxed));
+        lock(&pending.replies).insert(reply, channel);
+        self.drive(input(reply)).await;
+        // A request the core did not answer (it cannot happen) fails at the peer.
+        lock(&pending.replies).remove(&reply);
     }
 
     /// Carries out `effects` in order; the effects of a flush's report run before the
     /// ones after the flush.
-    async fn carry_out(&self, effects: Vec<Effect>) -> Answers {
+    async fn carry_out(&self, effects: Vec<Effect>) {
         let mut queue = VecDeque::from(effects);
-        let mut answers = Vec::new();
         while let Some(effect) = queue.pop_front() {
             match effect {
                 Effect::Publish { topic, bytes } => self.publish(topic, bytes).await,
@@ -83,10 +170,59 @@ impl Node {
                         queue.push_front(effect);
                     }
                 }
-                Effect::Answer { answer, result } => answers.push((answer, result)),
+                Effect::Answer { answer, result } => {
+                    if let Some(tx) = lock(&self.inner.pending.answers).remove(&answer) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::Respond { reply, bytes } => {
+                    let channel = lock(&self.inner.pending.replies).remove(&reply);
+                    if let Some(channel) = channel {
+                        self.inner.net.respond(channel, bytes).await;
+                    }
+                }
+                Effect::Deliver { peer, message, bytes, lookup } => {
+                    let node = self.clone();
+                    let task: Task = Box::pin(async move {
+                        let result = node.deliver(peer, bytes, lookup).await;
+                        node.drive(Input::DmDelivered { peer, message, result }).await;
+                    });
+                    self.spawn(task);
+                }
+                Effect::Received { sender, record, message, hidden } => {
+                    self.receive_attachments(sender, &record, message);
+                    if !hidden {
+                        // Who and which message, never what it says.
+                        let from = sender.to_peer_id().map(|p| self.peer_label(&p));
+                        let from = from.unwrap_or_else(|_| sender.to_string());
+                        tracing::info!(%from, id = %record.id, "direct message received");
+                        self.notify("message", sender.to_string(), record.id.clone());
+                    }
+                }
+                Effect::Schedule { at, timer } => {
+                    let delay = Duration::from_millis(at.saturating_sub(now_ms()));
+                    self.drive_later(Input::Timer(timer), delay);
+                }
             }
         }
-        answers
+    }
+
+    /// Sends a direct message request to `peer` at the addresses this node dialled it
+    /// at, and at the DHT's when `lookup` and not connected.
+    async fn deliver(
+        &self,
+        peer: AuthorId,
+        bytes: Vec<u8>,
+        lookup: bool,
+    ) -> Result<Vec<u8>, String> {
+        let peer_id = peer.to_peer_id().map_err(|e| e.to_string())?;
+        let known = self.inner.store.known_peers_of(&peer_id.to_string()).unwrap_or_default();
+        let mut addrs: Vec<Multiaddr> = known.iter().filter_map(|a| a.parse().ok()).collect();
+        if lookup && !self.inner.net.is_connected(peer_id).await {
+            // The remembered addresses did not work before: ask the DHT.
+            addrs.extend(self.inner.net.find_peer(peer_id).await);
+        }
+        self.inner.net.send_dm(peer_id, addrs, bytes).await.map_err(|e| e.to_string())
     }
 
     async fn publish(&self, topic: String, bytes: Vec<u8>) {
@@ -111,13 +247,9 @@ impl Node {
     /// Appends a record to our own log (next seq, prev, sign, store, flush) and publishes
     /// it: the core decides, this carries it out.
     pub(crate) async fn publish_own(&self, kind: RecordKind) -> Result<VerifiedRecord, ApiError> {
-        let answer =
-            AnswerId(self.inner.next_answer.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let answers = self.drive(Input::Publish { kind, answer }).await;
-        match answers.into_iter().find(|(id, _)| *id == answer) {
-            Some((_, Ok(Answer::Published(record)))) => Ok(*record),
-            Some((_, Err(error))) => Err(error),
-            None => Err(ApiError::internal("the node's core gave no answer")),
+        match self.ask(|answer| Input::Publish { kind, answer }).await? {
+            Answer::Published(record) => Ok(*record),
+            other => Err(ApiError::internal(format!("the core answered {other:?}"))),
         }
     }
 

@@ -148,7 +148,7 @@ impl Node {
         let work = async {
             // Queued messages for this peer go now rather than at their next retry time.
             if let Ok(author) = AuthorId::from_peer_id(&peer) {
-                self.retry_due(Some(&author)).await;
+                self.drive(crate::core::Input::Connected { peer }).await;
                 let node = self.clone();
                 self.spawn(async move { node.resume_attachments(author).await });
             }

@@ -15,7 +15,6 @@ mod handlers;
 mod inbound;
 pub use inbound::{InboundStats, FRIENDS_RESERVED, MAX_INBOUND_REQUESTS};
 mod invite;
-mod outbox;
 mod people;
 mod settings;
 mod social;
@@ -45,7 +44,7 @@ use kith_protocol::{AuthorId, Keypair, Topic};
 use libp2p::Multiaddr;
 use thiserror::Error;
 use tokio::{
-    sync::{broadcast, mpsc, Mutex},
+    sync::{broadcast, mpsc},
     task::{JoinHandle, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
@@ -129,12 +128,11 @@ struct Inner {
     /// The node's decisions (see [`crate::core`]): locked only while it handles an
     /// input, never across an await.
     core: std::sync::Mutex<drive::Engine>,
-    /// Names the next control request waiting for the core's answer.
-    next_answer: AtomicU64,
+    /// Control and inbound requests waiting for the core.
+    pending: drive::Pending,
     /// Requests refused by the per-peer rate limit (the core counts the rest).
     rate_limited: AtomicU64,
     started: Instant,
-    retries: Mutex<dm::Retries>,
     sync: sync::SyncState,
     notes: broadcast::Sender<crate::api::NotificationEntry>,
     /// Cancelled when the node shuts down: no task starts after it, and every task
@@ -233,10 +231,9 @@ impl Node {
                 net: client,
                 live,
                 core: std::sync::Mutex::new(engine),
-                next_answer: AtomicU64::new(0),
+                pending: drive::Pending::default(),
                 rate_limited: AtomicU64::new(0),
                 started: Instant::now(),
-                retries: Mutex::new(dm::Retries::default()),
                 sync: sync::SyncState::default(),
                 notes: broadcast::channel(LIVE_QUEUE).0,
                 closing: CancellationToken::new(),
@@ -254,7 +251,8 @@ impl Node {
             node.publish_initial_profile(name).await;
         }
         node.spawn(node.clone().run_events(events));
-        node.spawn(node.clone().run_outbox());
+        // After a restart every queue is tried at once, then backs off again.
+        node.drive_outbox();
         node.spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
         let relay_friends = config.relay == net::RelayMode::Friends;

@@ -1,0 +1,359 @@
+//! Direct messages: sending (admission: not to oneself, not to someone blocked, only
+//! between mutual connections; seal, store, queue), delivery through the outbox's
+//! per-peer lanes with a retry schedule ([`super::outbox`]), receipts, and receiving
+//! ([`receive`]: follow proof, replay drop, the refusal reasons).
+//!
+//! `msg send` is answered once its message was tried (delivered, refused) or its lane
+//! stopped before it (queued), or after [`SEND_WAIT_MS`] (queued), and in every case
+//! only after a flush: the message, its outbox entry and its status are durable when
+//! the person reads the answer.
+
+pub(crate) mod keys;
+mod receive;
+
+use std::collections::BTreeMap;
+
+use kith_protocol::{
+    attachment::SealedAttachment,
+    dm::{DmReply, DmRequest, MessageId, Plain},
+    limits::MAX_DM_TEXT_BYTES,
+    AuthorId, RecordKind,
+};
+
+use super::{outbox::Lanes, Answer, AnswerId, Context, Effect, FlushId, ReplyId, Timer};
+use crate::{
+    api::ApiError,
+    store::{DmRecord, DmStatus, OutboxEntry, Store, StoreError},
+};
+
+/// How long `msg send` waits for its message's first delivery attempt (ms) before
+/// answering "queued".
+pub const SEND_WAIT_MS: u64 = 3_000;
+/// Longest reason kept from a refusal.
+const MAX_REASON: usize = 200;
+
+/// A message to send, its attachments already sealed for it.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The recipient.
+    pub peer: AuthorId,
+    /// Its id (chosen by the driver: the attachments are sealed for it).
+    pub id: MessageId,
+    /// The text.
+    pub text: String,
+    /// Sealed attachments.
+    pub attachments: Vec<SealedAttachment>,
+}
+
+/// What waits for a flush.
+#[derive(Debug)]
+enum Held {
+    /// A `msg send` answer.
+    Sent { answer: AnswerId, id: MessageId, status: DmStatus, reason: Option<String> },
+    /// A receipt: sent once the message it promises is durable.
+    Receipt { reply: ReplyId, id: MessageId },
+}
+
+/// The dm concern's state.
+#[derive(Default)]
+pub(crate) struct Dm {
+    keys: keys::PairKeyCache,
+    lanes: Lanes,
+    /// `msg send` requests waiting for their message's status, by message.
+    waiting: BTreeMap<[u8; 16], (AnswerId, [u8; 32])>,
+    held: BTreeMap<FlushId, Held>,
+}
+
+/// Whether `me` and `other` follow each other.
+///
+/// # Errors
+/// The store's.
+pub fn is_mutual(store: &Store, me: &AuthorId, other: &AuthorId) -> Result<bool, StoreError> {
+    Ok(store.is_following(me, other)? && store.is_following(other, me)?)
+}
+
+/// The bytes of `me`'s latest follow record for `peer`, if any: sent along with a
+/// message so the recipient knows we follow them even if it missed the gossip.
+pub fn follow_proof(store: &Store, me: &AuthorId, peer: &AuthorId) -> Option<Vec<u8>> {
+    let state = store.follow_state(me, peer).ok()??;
+    let rec = store.author_log(me, state.seq - 1, 1).ok()?.into_iter().next()?;
+    if !matches!(rec.record.kind, RecordKind::Follow { target } if target == *peer) {
+        return None;
+    }
+    store.get_bytes(&rec.id).ok()?
+}
+
+/// Whether this node's person may send `peer` a message of `text` (with attachments
+/// when `attaching`): not to themselves, not empty, not too long, not to someone they
+/// blocked, only to a mutual connection. Checked before anything is prepared.
+///
+/// # Errors
+/// The refusal, with its kind.
+pub fn check_send(
+    cx: &Context,
+    peer: &AuthorId,
+    text: &str,
+    attaching: bool,
+) -> Result<(), ApiError> {
+    if *peer == cx.me {
+        return Err(ApiError::refused("you cannot send a message to yourself"));
+    }
+    if text.trim().is_empty() && !attaching {
+        return Err(ApiError::invalid("message text is empty"));
+    }
+    if text.len() > MAX_DM_TEXT_BYTES {
+        return Err(ApiError::invalid(format!(
+            "message is {} bytes; the limit is {MAX_DM_TEXT_BYTES}",
+            text.len()
+        )));
+    }
+    if cx.store.moderation(peer)?.blocked {
+        return Err(ApiError::refused(format!("you blocked {peer}; unblock them first")));
+    }
+    if !is_mutual(&cx.store, &cx.me, peer)? {
+        return Err(ApiError::not_mutual(format!(
+            "not a mutual connection: you and {peer} must follow each other"
+        )));
+    }
+    Ok(())
+}
+
+impl Dm {
+    /// `msg send`: admission, seal, store with its outbox entry, then its lane starts
+    /// (unless busy: it takes the message in its turn). Answered later.
+    pub(crate) fn handle_send(
+        &mut self,
+        cx: &mut Context,
+        out: Outgoing,
+        answer: AnswerId,
+        now: u64,
+    ) -> Vec<Effect> {
+        match self.queue(cx, out, now) {
+            Ok(entry) => {
+                self.waiting.insert(entry.id, (answer, entry.peer));
+                let at = now.saturating_add(SEND_WAIT_MS);
+                let mut effects = vec![Effect::Schedule { at, timer: Timer::SendWait(answer) }];
+                effects.extend(self.start_lane(cx, entry.peer, now));
+                effects
+            }
+            Err(error) => vec![Effect::Answer { answer, result: Err(error) }],
+        }
+    }
+
+    /// Seals and stores the message with its outbox entry.
+    fn queue(&mut self, cx: &Context, out: Outgoing, now: u64) -> Result<OutboxEntry, ApiError> {
+        check_send(cx, &out.peer, &out.text, !out.attachments.is_empty())?;
+        let Outgoing { peer, id, text, attachments } = out;
+        let plain = Plain { id, timestamp: now, text, attachments };
+        let sealed = self
+            .keys
+            .with(&cx.keys, &peer, |keys| {
+                kith_protocol::dm::Sealed::seal_with(&cx.keys, keys, &plain)
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let request = DmRequest { sealed, follow_proof: follow_proof(&cx.store, &cx.me, &peer) }
+            .to_bytes()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let entry = OutboxEntry {
+            id: *id.as_bytes(),
+            peer: *peer.as_bytes(),
+            request,
+            attempts: 0,
+            order: 0,
+        };
+        let mut record = DmRecord {
+            id: id.to_string(),
+            from: cx.me.to_string(),
+            to: peer.to_string(),
+            text: plain.text,
+            timestamp: plain.timestamp,
+            sent_at: None,
+            status: DmStatus::Queued,
+            reason: None,
+            read: true,
+            attachments: Vec::new(),
+        };
+        record.set_attachments(&plain.attachments)?;
+        cx.store.dm_insert(&peer, &cx.me, id.as_bytes(), &record, Some(&entry))?;
+        Ok(entry)
+    }
+
+    /// A look at the outbox (a timer, or `forced`'s peer connected): starts the lanes
+    /// whose time has come.
+    pub(crate) fn handle_due(
+        &mut self,
+        cx: &mut Context,
+        forced: Option<&AuthorId>,
+        now: u64,
+    ) -> Vec<Effect> {
+        let entries = match cx.store.dm_outbox() {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return Vec::new();
+            }
+        };
+        let forced = forced.map(|a| *a.as_bytes());
+        let due = self.lanes.due(entries.iter().map(|e| e.peer), now, forced.as_ref());
+        due.into_iter().flat_map(|peer| self.start_lane(cx, peer, now)).collect()
+    }
+
+    /// Starts `peer`'s lane at its oldest queued message, unless it is busy.
+    fn start_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        if self.lanes.busy(&peer) {
+            return Vec::new();
+        }
+        self.next_in_lane(cx, peer, now)
+    }
+
+    /// Delivers `peer`'s oldest queued message, or ends the lane when none is left.
+    fn next_in_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        let next = match cx.store.dm_outbox() {
+            Ok(all) => all.into_iter().find(|e| e.peer == peer),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return self.stop_lane(cx, peer, now);
+            }
+        };
+        let Some(entry) = next else {
+            self.lanes.finish(peer, true, now);
+            return Vec::new();
+        };
+        let Ok(to) = AuthorId::from_bytes(entry.peer) else { return self.stop_lane(cx, peer, now) };
+        self.lanes.claim(peer, entry.id);
+        let _ = cx.store.dm_outbox_attempted(&entry.id);
+        vec![Effect::Deliver {
+            peer: to,
+            message: entry.id,
+            bytes: entry.request,
+            lookup: entry.attempts > 0,
+        }]
+    }
+
+    /// `peer`'s lane stops at a message that could not be delivered now: its retry is
+    /// scheduled, and every `msg send` waiting on this peer learns "queued".
+    fn stop_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if let Some(at) = self.lanes.finish(peer, false, now) {
+            effects.push(Effect::Schedule { at, timer: Timer::Outbox });
+        }
+        let waiting: Vec<[u8; 16]> =
+            self.waiting.iter().filter(|(_, (_, p))| *p == peer).map(|(m, _)| *m).collect();
+        for message in waiting {
+            effects.extend(self.settle(cx, message, DmStatus::Queued, None));
+        }
+        effects
+    }
+
+    /// The outcome of delivering `message` to `peer`: the peer's reply, or why there was
+    /// none. A reply for a message the lane is not delivering is ignored.
+    pub(crate) fn handle_reply(
+        &mut self,
+        cx: &mut Context,
+        peer: &AuthorId,
+        message: [u8; 16],
+        result: Result<Vec<u8>, String>,
+        now: u64,
+    ) -> Vec<Effect> {
+        let key = *peer.as_bytes();
+        if self.lanes.current(&key) != Some(message) {
+            return Vec::new();
+        }
+        let (status, reason) = outcome(peer, &message, result);
+        if status == DmStatus::Queued {
+            return self.stop_lane(cx, key, now);
+        }
+        // Not flushed here: a `msg send` answer flushes first, and a status lost in a
+        // crash only sends the message again, which the recipient answers without
+        // storing it twice.
+        if let Err(error) = cx.store.dm_set_status(&cx.me, &message, status, reason.clone()) {
+            tracing::error!(%error, "cannot record delivery");
+            return self.stop_lane(cx, key, now);
+        }
+        let mut effects = self.settle(cx, message, status, reason);
+        effects.extend(self.next_in_lane(cx, key, now));
+        effects
+    }
+
+    /// `msg send`'s wait is over: "queued" unless its message was settled before.
+    pub(crate) fn handle_send_wait(&mut self, cx: &mut Context, answer: AnswerId) -> Vec<Effect> {
+        let message = self.waiting.iter().find(|(_, (a, _))| *a == answer).map(|(m, _)| *m);
+        message.map(|m| self.settle(cx, m, DmStatus::Queued, None)).unwrap_or_default()
+    }
+
+    /// The status of `message` is known: a `msg send` waiting for it is answered after
+    /// a flush.
+    fn settle(
+        &mut self,
+        cx: &mut Context,
+        message: [u8; 16],
+        status: DmStatus,
+        reason: Option<String>,
+    ) -> Vec<Effect> {
+        let Some((answer, _)) = self.waiting.remove(&message) else { return Vec::new() };
+        let flush = cx.flush_id();
+        let id = MessageId::from_bytes(message);
+        self.held.insert(flush, Held::Sent { answer, id, status, reason });
+        vec![Effect::Flush(flush)]
+    }
+
+    /// A flush is done: answers and receipts held for it go out.
+    pub(crate) fn handle_flushed(
+        &mut self,
+        flush: FlushId,
+        result: &Result<(), StoreError>,
+    ) -> Vec<Effect> {
+        let Some(held) = self.held.remove(&flush) else { return Vec::new() };
+        vec![match held {
+            Held::Sent { answer, id, status, reason } => {
+                let result = match (result, status) {
+                    (Err(error), _) => Err(ApiError::internal(format!("store: {error}"))),
+                    (Ok(()), DmStatus::Refused) => Err(ApiError::refused(format!(
+                        "refused by the recipient: {}",
+                        reason.unwrap_or_default()
+                    ))),
+                    (Ok(()), status) => Ok(Answer::MsgSent { id, status }),
+                };
+                Effect::Answer { answer, result }
+            }
+            Held::Receipt { reply, id } => {
+                let receipt = match result {
+                    Ok(()) => DmReply::Delivered { id },
+                    Err(_) => receive::refusal(Some(id), receive::STORE_FAILED),
+                };
+                receive::respond(reply, &receipt)
+            }
+        }]
+    }
+}
+
+/// What a delivery attempt's result means: delivered, refused (with the reason, cut to
+/// [`MAX_REASON`] bytes) or still queued.
+fn outcome(
+    peer: &AuthorId,
+    message: &[u8; 16],
+    result: Result<Vec<u8>, String>,
+) -> (DmStatus, Option<String>) {
+    let reply = match result {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "message not delivered yet");
+            return (DmStatus::Queued, None);
+        }
+    };
+    match DmReply::from_bytes(&reply) {
+        Ok(DmReply::Delivered { id }) if id.as_bytes() == message => (DmStatus::Delivered, None),
+        Ok(DmReply::Refused { mut reason, .. }) => {
+            let mut end = MAX_REASON.min(reason.len());
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            (DmStatus::Refused, Some(reason))
+        }
+        Ok(DmReply::Delivered { .. }) | Err(_) => {
+            tracing::info!(%peer, "unexpected reply to a direct message");
+            (DmStatus::Queued, None)
+        }
+    }
+}
