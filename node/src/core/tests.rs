@@ -9,35 +9,42 @@ use crate::store::tests::{post, signed};
 mod dm;
 mod feeds;
 
-/// A core over a fresh store in a temporary folder (kept alive with it).
+/// A core over a fresh memory store.
 pub(super) struct Fixture {
     pub(super) core: Core,
     pub(super) rng: rand_pcg::Pcg64Mcg,
     pub(super) next_answer: u64,
-    _dir: tempfile::TempDir,
 }
 
 impl Fixture {
     pub(super) fn new(secret: u8) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_memory().unwrap();
         let core = Core::new(Keypair::from_secret_bytes(&[secret; 32]), store);
-        Self { core, rng: rand_pcg::Pcg64Mcg::new(7), next_answer: 0, _dir: dir }
+        Self { core, rng: rand_pcg::Pcg64Mcg::new(7), next_answer: 0 }
+    }
+
+    /// The same node after a crash and restart: a new core over what was flushed.
+    pub(super) fn restart(&self, secret: u8) -> Self {
+        let image = self.core.store().memory_image().unwrap();
+        let store = Store::open_memory_image(image).unwrap();
+        let core = Core::new(Keypair::from_secret_bytes(&[secret; 32]), store);
+        Self { core, rng: rand_pcg::Pcg64Mcg::new(8), next_answer: 0 }
     }
 
     pub(super) fn handle(&mut self, input: Input, now: u64) -> Vec<Effect> {
         self.core.handle(input, now, &mut self.rng)
     }
 
-    /// Runs the flushes among `effects` (reported done), as a driver would: the
-    /// effects in order, a flush's consequences in its place.
+    /// Runs the flushes among `effects` (flushed, then reported done), as a driver
+    /// would: the effects in order, a flush's consequences in its place.
     pub(super) fn settle(&mut self, effects: Vec<Effect>, now: u64) -> Vec<Effect> {
         let mut out = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Flush(flush) => {
                     out.push(Effect::Flush(flush));
-                    let after = self.handle(Input::Flushed { flush, result: Ok(()) }, now);
+                    let result = self.core.store().flush_blocking();
+                    let after = self.handle(Input::Flushed { flush, result }, now);
                     out.extend(self.settle(after, now));
                 }
                 other => out.push(other),
