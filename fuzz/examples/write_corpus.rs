@@ -18,6 +18,7 @@ fn main() -> io::Result<()> {
     write("record", &s.records)?;
     let dm: Vec<Vec<u8>> = [&s.dm_requests[..], &s.sealed_bytes[..], &s.dm_replies[..]].concat();
     write("sealed", &dm)?;
+    write("envelope", &s.dm2)?;
     write("sync_request", &s.sync_requests)?;
     write("sync_response", &s.sync_responses)?;
     write("control_request", &s.control_requests)?;

@@ -5,8 +5,9 @@
 //!
 //! - nothing panics, whatever the bytes;
 //! - whatever is accepted re-encodes to exactly the bytes given (one encoding per value);
-//! - a signed record or a sealed message is accepted only if it is one of [`seeds`]: the
-//!   fuzzer holds no key, so anything else that verifies or opens is a forgery.
+//! - a signed record, a sealed message or a `/kith/dm/2` envelope is accepted only if it
+//!   is one of [`seeds`]: the fuzzer holds no key, so anything else that verifies or opens
+//!   is a forgery.
 //!
 //! The cargo-fuzz targets in `fuzz_targets/` call these functions. `node/tests/decoders.rs`
 //! includes this file as a module and runs the same bodies under proptest on stable Rust,
@@ -26,6 +27,12 @@ use kith_protocol::{
     codec,
     dm::{seal_with_ephemeral, DmReply, DmRequest, MessageId, Plain, Sealed},
     limits::MAX_DM_TEXT_BYTES,
+    olm::{
+        account::{Device, PeerSessions},
+        device::VerifiedDevice,
+        envelope::{Dm2Reply, Dm2Request, Envelope},
+        pickle::PickleKey,
+    },
     record::{RecordId, SignedRecord},
     sync::{Bucket, Query, SyncRequest, SyncResponse, TagCursor, BUCKET_MS},
     Keypair, Post, Record, RecordKind, VerifiedRecord,
@@ -63,12 +70,34 @@ pub struct Seeds {
     pub sync_responses: Vec<Vec<u8>>,
     /// Control requests as JSON.
     pub control_requests: Vec<Vec<u8>>,
+    /// `/kith/dm/2` requests, envelopes and replies, encoded.
+    pub dm2: Vec<Vec<u8>>,
+    /// What opens `/kith/dm/2` envelopes: see [`OlmSeeds`].
+    pub olm: OlmSeeds,
+}
+
+/// A `/kith/dm/2` conversation from [`author`]'s device to [`recipient`]'s. Olm keys come
+/// from the OS random source, so unlike the other seeds these differ from run to run
+/// (within one run they are made once).
+pub struct OlmSeeds {
+    /// The envelopes sealed for the recipient's device: a pre-key message, then a normal
+    /// one (after a reply).
+    pub envelopes: Vec<Envelope>,
+    /// The sender's device certificate.
+    pub sender: VerifiedDevice,
+    /// The recipient's state before anything arrived and after the first envelope was
+    /// opened: (device pickle, sessions pickle), sealed with [`recipient`]'s pickle key.
+    pub states: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The seeds, made once.
 pub fn seeds() -> &'static Seeds {
     static SEEDS: OnceLock<Seeds> = OnceLock::new();
-    SEEDS.get_or_init(make_seeds)
+    SEEDS.get_or_init(|| {
+        let mut seeds = make_seeds();
+        seeds.dm2 = dm2_seeds(&seeds.olm, &seeds.records[2]);
+        seeds
+    })
 }
 
 fn seed_records(me: &Keypair, other: &Keypair) -> Vec<VerifiedRecord> {
@@ -175,7 +204,56 @@ fn make_seeds() -> Seeds {
         sync_requests,
         sync_responses,
         control_requests,
+        dm2: Vec::new(),
+        olm: olm_seeds(&me, &you),
     }
+}
+
+fn olm_seeds(me: &Keypair, you: &Keypair) -> OlmSeeds {
+    let key = PickleKey::derive(you).expect("derives");
+    let (mut a, mut b) = (Device::new(), Device::new());
+    let a_cert = a.certify(me, SEED_TIME_MS).expect("certifies");
+    let b_cert = b.certify(you, SEED_TIME_MS).expect("certifies");
+    let prekey = b.fallback_prekey(SEED_TIME_MS).expect("fallback");
+    // Each side's sessions with the other's device (both directions).
+    let (mut with_b, mut with_a) = (PeerSessions::new(b_cert.id()), PeerSessions::new(a_cert.id()));
+    let plain = |n: u8, text: &str| Plain {
+        id: MessageId::from_bytes([n; 16]),
+        timestamp: SEED_TIME_MS,
+        text: text.into(),
+        attachments: vec![],
+    };
+    let snapshot = |b: &Device, with_a: &PeerSessions| {
+        (b.pickle(&key).expect("pickles"), with_a.pickle(&key).expect("pickles"))
+    };
+    let mut states = vec![snapshot(&b, &with_a)];
+    let first = a.seal(me, &mut with_b, &b_cert, Some(&prekey), &plain(1, "hi")).expect("seals");
+    b.open(&mut with_a, &a_cert, &first).expect("opens");
+    let reply = b.seal(you, &mut with_a, &a_cert, None, &plain(2, "hello")).expect("seals");
+    states.push(snapshot(&b, &with_a));
+    a.open(&mut with_b, &b_cert, &reply).expect("opens");
+    let long = "x".repeat(300);
+    let second = a.seal(me, &mut with_b, &b_cert, None, &plain(3, &long)).expect("seals");
+    OlmSeeds { envelopes: vec![first, second], sender: a_cert, states }
+}
+
+fn dm2_seeds(olm: &OlmSeeds, follow: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, envelope) in olm.envelopes.iter().enumerate() {
+        out.push(envelope.to_bytes().expect("encodes"));
+        let proof = (i == 0).then(|| follow.to_vec());
+        let request = Dm2Request::Deliver { envelope: envelope.clone(), follow_proof: proof };
+        out.push(request.to_bytes().expect("encodes"));
+    }
+    out.push(Dm2Request::Claim { device: olm.sender.id() }.to_bytes().expect("encodes"));
+    for reply in [
+        Dm2Reply::Receipt(DmReply::Delivered { id: MessageId::from_bytes([1; 16]) }),
+        Dm2Reply::NewSession,
+        Dm2Reply::Claimed(None),
+    ] {
+        out.push(reply.to_bytes().expect("encodes"));
+    }
+    out
 }
 
 fn control_seed_requests(me: &Keypair, post: &RecordId) -> Vec<Request> {
@@ -250,6 +328,52 @@ pub fn sealed(data: &[u8]) {
         check_sealed(&sealed);
     }
     if let Ok(reply) = DmReply::from_bytes(data) {
+        assert_eq!(reply.to_bytes().ok().as_deref(), Some(data), "not canonical");
+    }
+}
+
+/// Opens `envelope` with each recorded state of the recipient's device: it opens only if
+/// it is one of the seeds (the fuzzer holds no key), and then within the limits. Whether
+/// it opened with any state.
+pub fn check_envelope(envelope: &Envelope) -> bool {
+    let olm = &seeds().olm;
+    let key = PickleKey::derive(&recipient()).expect("derives");
+    let mut opened_any = false;
+    for (device, sessions) in &olm.states {
+        let mut device = Device::from_pickle(device, &key).expect("seed state restores");
+        let mut sessions = PeerSessions::from_pickle(sessions, &key, olm.sender.id())
+            .expect("seed state restores");
+        if let Ok(opened) = device.open(&mut sessions, &olm.sender, envelope) {
+            assert!(
+                olm.envelopes.contains(envelope),
+                "opened an envelope nobody sealed: {envelope:?}"
+            );
+            assert!(opened.plain.text.len() <= MAX_DM_TEXT_BYTES);
+            assert_eq!(opened.sender, author().id());
+            opened_any = true;
+        }
+    }
+    opened_any
+}
+
+/// `/kith/dm/2`: [`Dm2Request::from_bytes`] (its follow record verified, its envelope
+/// opened), [`Envelope::from_bytes`] and [`Dm2Reply::from_bytes`]. What decodes
+/// re-encodes to the same bytes.
+pub fn envelope(data: &[u8]) {
+    if let Ok(request) = Dm2Request::from_bytes(data) {
+        assert_eq!(request.to_bytes().ok().as_deref(), Some(data), "not canonical");
+        if let Dm2Request::Deliver { envelope, follow_proof } = &request {
+            check_envelope(envelope);
+            if let Some(proof) = follow_proof {
+                record(proof);
+            }
+        }
+    }
+    if let Ok(envelope) = Envelope::from_bytes(data) {
+        assert_eq!(envelope.to_bytes().ok().as_deref(), Some(data), "not canonical");
+        check_envelope(&envelope);
+    }
+    if let Ok(reply) = Dm2Reply::from_bytes(data) {
         assert_eq!(reply.to_bytes().ok().as_deref(), Some(data), "not canonical");
     }
 }

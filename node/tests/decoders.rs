@@ -21,6 +21,7 @@ use kith_node::{
 };
 use kith_protocol::{
     dm::{DmReply, DmRequest, Sealed},
+    olm::envelope::{Dm2Reply, Dm2Request, Envelope},
     sync::{SyncRequest, SyncResponse},
     Keypair, Post, Record, RecordKind, Topic, VerifiedRecord,
 };
@@ -143,8 +144,12 @@ proptest! {
         prop_assert!(SyncRequest::from_bytes(&bytes).is_err());
         prop_assert!(SyncResponse::from_bytes(&bytes).is_err());
         prop_assert!(serde_json::from_slice::<Request>(&bytes).is_err());
+        prop_assert!(Envelope::from_bytes(&bytes).is_err());
+        prop_assert!(Dm2Request::from_bytes(&bytes).is_err());
+        prop_assert!(Dm2Reply::from_bytes(&bytes).is_err());
         fuzz::record(&bytes);
         fuzz::sealed(&bytes);
+        fuzz::envelope(&bytes);
         fuzz::sync_request(&bytes);
         fuzz::sync_response(&bytes);
         fuzz::control_request(&bytes);
@@ -228,6 +233,7 @@ proptest! {
         for set in [&s.dm_requests, &s.sealed_bytes, &s.dm_replies] {
             fuzz::sealed(&mutated(seed.get::<Vec<u8>>(set), &mutations));
         }
+        fuzz::envelope(&mutated(seed.get::<Vec<u8>>(&s.dm2), &mutations));
         fuzz::sync_request(&mutated(seed.get::<Vec<u8>>(&s.sync_requests), &mutations));
         fuzz::sync_response(&mutated(seed.get::<Vec<u8>>(&s.sync_responses), &mutations));
         fuzz::control_request(&mutated(seed.get::<Vec<u8>>(&s.control_requests), &mutations));
@@ -251,6 +257,17 @@ fn seeds_are_accepted() {
     }
     for r in &s.dm_replies {
         assert!(DmReply::from_bytes(r).is_ok());
+    }
+    for r in &s.dm2 {
+        let decodes = Envelope::from_bytes(r).is_ok()
+            || Dm2Request::from_bytes(r).is_ok()
+            || Dm2Reply::from_bytes(r).is_ok();
+        assert!(decodes);
+        fuzz::envelope(r);
+    }
+    // The body reaches decryption: each seed envelope opens with a recorded state.
+    for envelope in &s.olm.envelopes {
+        assert!(fuzz::check_envelope(envelope));
     }
     for r in &s.sync_requests {
         assert!(SyncRequest::from_bytes(r).is_ok());
@@ -333,9 +350,10 @@ fn fuzz_bodies_for_a_bounded_time() {
     let s = fuzz::seeds();
     let dm: Vec<Vec<u8>> = [&s.dm_requests[..], &s.sealed_bytes[..], &s.dm_replies[..]].concat();
     let text = fuzz::text_seeds();
-    let targets: [Target; 6] = [
+    let targets: [Target; 7] = [
         ("record", fuzz::record, &s.records),
         ("sealed", fuzz::sealed, &dm),
+        ("envelope", fuzz::envelope, &s.dm2),
         ("sync_request", fuzz::sync_request, &s.sync_requests),
         ("sync_response", fuzz::sync_response, &s.sync_responses),
         ("control_request", fuzz::control_request, &s.control_requests),

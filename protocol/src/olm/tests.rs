@@ -154,13 +154,25 @@ fn a_conversation_opens_both_ways_and_turns_into_normal_messages() {
     assert_eq!((third.olm.len(), third.to_bytes().unwrap().len()), (320, 365));
     assert_eq!(receive(&mut b, &a.cert, &third), Ok(plain(4)));
     assert_eq!((a.sessions.as_ref().unwrap().len(), b.sessions.as_ref().unwrap().len()), (1, 1));
-    // The size tells only the padded block: a short text and one of 150 bytes match.
+    // The size tells only the padded block: a short text and one of 156 bytes match.
     let mut long = plain(5);
-    long.text = "x".repeat(150);
+    long.text = "x".repeat(156);
     let sessions = a.sessions.as_mut().unwrap();
     let long = a.device.seal(&a.person, sessions, &b.cert, None, &long).unwrap();
     let short = send(&mut a, &mut b, 6);
     assert_eq!(long.olm.len(), short.olm.len());
+    use super::envelope::{MAX_INNER_PADDED_BYTES, MAX_OLM_BYTES};
+    assert_eq!((MAX_INNER_PADDED_BYTES, MAX_OLM_BYTES), (6144, 6672));
+    // The longest text, as a first message to a new device: well within the limits.
+    let (mut c, mut d) = pair();
+    let prekey = d.device.fallback_prekey(T0).unwrap();
+    let mut longest = plain(7);
+    longest.text = "é".repeat(crate::limits::MAX_DM_TEXT_BYTES / 2);
+    let sessions = c.sessions.as_mut().unwrap();
+    let big = c.device.seal(&c.person, sessions, &d.cert, Some(&prekey), &longest).unwrap();
+    assert!(big.olm.len() <= MAX_OLM_BYTES - 1024, "{}", big.olm.len());
+    assert_eq!(Envelope::from_bytes(&big.to_bytes().unwrap()).as_ref(), Ok(&big));
+    assert_eq!(receive(&mut d, &c.cert, &big), Ok(longest));
 }
 
 /// Every secret both sides hold, through their pickles, restored into fresh values.
