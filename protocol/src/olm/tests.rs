@@ -246,6 +246,15 @@ fn replays_are_refused() {
     let normal = send(&mut a, &mut b, 3);
     assert!(receive(&mut b, &a.cert, &normal).is_ok());
     assert_eq!(receive(&mut b, &a.cert, &normal), Err(OlmError::Replay));
+    // A first message replayed to a receiver that dropped its session opens again while
+    // the fallback key it used is kept: the node's accepted ids (as on /kith/dm/1) catch
+    // it. Once the key is rotated and forgotten, it opens nowhere.
+    b.sessions = Some(PeerSessions::new(a.cert.id()));
+    assert_eq!(receive(&mut b, &a.cert, &first), Ok(plain(1)));
+    b.sessions = Some(PeerSessions::new(a.cert.id()));
+    assert!(b.device.maintain(T0).unwrap().is_some());
+    assert!(b.device.maintain(T0 + FALLBACK_GRACE_MS).unwrap().is_none());
+    assert_eq!(receive(&mut b, &a.cert, &first), Err(OlmError::NoSession));
     // The digest names the exact envelope, for answering a repeat without opening it.
     assert_eq!(normal.digest().unwrap(), normal.clone().digest().unwrap());
     assert_ne!(normal.digest().unwrap(), first.digest().unwrap());
