@@ -131,6 +131,62 @@ fn dm_benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// `/kith/dm/2` (not used by the node yet): a message on an established Olm session
+/// (seal and open: a sealed message must be opened, or the receiver falls behind), a
+/// first message (outbound and inbound session set-up from a fallback
+/// key), and the sessions' pickle the node stores after each message.
+fn olm_benches(c: &mut Criterion) {
+    use kith_protocol::olm::{
+        account::{Device, PeerSessions},
+        pickle::PickleKey,
+    };
+    const T: u64 = 1_800_000_000_000;
+    let (alice, bob) = (Keypair::from_secret_bytes(&[1; 32]), Keypair::from_secret_bytes(&[2; 32]));
+    let plain = Plain {
+        id: MessageId::from_bytes([9; 16]),
+        timestamp: T,
+        text: "see you at the station at six, bring the map".to_owned(),
+        attachments: vec![],
+    };
+    let (a, mut b) = (Device::new(), Device::new());
+    let (a_cert, b_cert) = (a.certify(&alice, T).unwrap(), b.certify(&bob, T).unwrap());
+    let prekey = b.fallback_prekey(T).unwrap();
+    let (mut with_b, mut with_a) = (PeerSessions::new(b_cert.id()), PeerSessions::new(a_cert.id()));
+    let first = a.seal(&alice, &mut with_b, &b_cert, Some(&prekey), &plain).unwrap();
+    b.open(&mut with_a, &a_cert, &first).unwrap();
+    // A reply, so that Alice's next messages are normal messages.
+    let reply = b.seal(&bob, &mut with_a, &a_cert, None, &plain).unwrap();
+    let mut a = a;
+    a.open(&mut with_b, &b_cert, &reply).unwrap();
+    let key = PickleKey::derive(&bob).unwrap();
+
+    let mut g = c.benchmark_group("olm");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("seal + open (session)", |bench| {
+        bench.iter(|| {
+            let envelope = a.seal(&alice, &mut with_b, &b_cert, None, &plain).unwrap();
+            b.open(&mut with_a, &a_cert, black_box(&envelope)).unwrap()
+        })
+    });
+    g.bench_function("first message: seal + open (new sessions)", |bench| {
+        bench.iter(|| {
+            let (mut to, mut from) =
+                (PeerSessions::new(b_cert.id()), PeerSessions::new(a_cert.id()));
+            let envelope = a.seal(&alice, &mut to, &b_cert, Some(&prekey), &plain).unwrap();
+            b.open(&mut from, &a_cert, black_box(&envelope)).unwrap()
+        })
+    });
+    let pickle = with_a.pickle(&key).unwrap();
+    g.bench_function("sessions pickle + unpickle", |bench| {
+        bench.iter(|| {
+            let bytes = with_a.pickle(&key).unwrap();
+            PeerSessions::from_pickle(black_box(&bytes), &key, a_cert.id()).unwrap()
+        })
+    });
+    g.finish();
+    eprintln!("olm: sessions pickle {} bytes", pickle.len());
+}
+
 /// Short runs: `cargo bench` should finish in a few minutes on two cores.
 fn config() -> Criterion {
     Criterion::default()
@@ -142,6 +198,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = codec_benches, signature_benches, dm_benches
+    targets = codec_benches, signature_benches, dm_benches, olm_benches
 }
 criterion_main!(benches);
