@@ -18,6 +18,7 @@ pub mod hostile;
 pub mod hostile_blob;
 pub mod pictures;
 pub mod sim;
+pub mod sim_core;
 
 use std::{
     future::Future,

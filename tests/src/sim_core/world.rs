@@ -1,0 +1,575 @@
+//! The simulated world: nodes (a core over a memory store each), the network, the clock
+//! (a queue of events) and the scenario.
+
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, BTreeSet, BinaryHeap},
+};
+
+use kith_node::{
+    core::{Answer, AnswerId, Core, Effect, FlushId, GossipMessage, Input},
+    store::{MemoryImage, Store},
+};
+use kith_protocol::{AuthorId, Keypair, Post, RecordId, RecordKind, Tag, Topic};
+use libp2p::{gossipsub::MessageId, PeerId};
+
+use super::{Config, SimRng};
+
+/// The simulated clock starts here (ms since the Unix epoch: 2026-01-01), so records
+/// carry plausible timestamps.
+pub(super) const EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// Hashtags people use.
+const TAGS: [&str; 8] = ["rust", "p2p", "cats", "news", "music", "art", "food", "kith"];
+
+/// One person's node.
+pub(super) struct SimNode {
+    pub(super) keys: Keypair,
+    pub(super) me: AuthorId,
+    peer: PeerId,
+    /// The running core; `None` while crashed.
+    core: Option<Core>,
+    /// What survives while crashed.
+    image: Option<MemoryImage>,
+    /// Reachable on the network.
+    online: bool,
+    /// Bumped by each crash: flushes asked for before it never complete.
+    epoch: u64,
+    /// Gossip topics subscribed to.
+    topics: BTreeSet<String>,
+    /// Own posts published (ground truth: targets for deletes).
+    posts: Vec<RecordId>,
+    next_answer: u64,
+}
+
+impl SimNode {
+    /// The node's store (`None` while crashed).
+    pub(super) fn store(&self) -> Option<&Store> {
+        self.core.as_ref().map(Core::store)
+    }
+}
+
+/// Something that happens at a time.
+#[derive(Debug)]
+enum Event {
+    /// A person does something.
+    Act(usize),
+    /// A gossip message arrives.
+    Deliver {
+        to: usize,
+        from: usize,
+        topic: String,
+        bytes: Vec<u8>,
+    },
+    /// A flush the core asked for completes.
+    Flush {
+        node: usize,
+        flush: FlushId,
+        epoch: u64,
+    },
+    /// `to` asks `from` for the log of `author` (a gap fill or a catch-up).
+    Sync {
+        to: usize,
+        from: usize,
+        author: AuthorId,
+    },
+    /// The records of a sync answer arrive.
+    SyncAnswer {
+        to: usize,
+        from: usize,
+        author: AuthorId,
+        records: Vec<Vec<u8>>,
+    },
+    Offline(usize),
+    Online(usize),
+    Crash(usize),
+    Restart(usize),
+    /// Splits the nodes in two sides that cannot reach each other.
+    Partition,
+    Heal,
+    /// The scenario is over: everyone comes back and catches up.
+    Settle,
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Earliest first from a max-heap.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Counts of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub events: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub crashes: u64,
+}
+
+/// Every node, the network and the clock.
+pub struct World {
+    pub(super) nodes: Vec<SimNode>,
+    by_peer: BTreeMap<PeerId, usize>,
+    subscribers: BTreeMap<String, BTreeSet<usize>>,
+    queue: BinaryHeap<Queued>,
+    seq: u64,
+    now: u64,
+    rng: SimRng,
+    config: Config,
+    /// The side of each node while a partition lasts.
+    sides: Option<Vec<bool>>,
+    /// Posts published by anyone (targets for replies and reactions).
+    posts: Vec<RecordId>,
+    settled: bool,
+    stats: Stats,
+}
+
+impl World {
+    /// The nodes of `config`, with their first actions and the network's troubles queued.
+    pub fn new(config: &Config) -> Self {
+        let rng = SimRng::new(config.seed);
+        let mut nodes = Vec::with_capacity(config.nodes);
+        let mut by_peer = BTreeMap::new();
+        for i in 0..config.nodes {
+            let mut secret = [0u8; 32];
+            secret[..8].copy_from_slice(&config.seed.to_le_bytes());
+            secret[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+            let keys = Keypair::from_secret_bytes(blake3::hash(&secret).as_bytes());
+            let me = keys.id();
+            let peer = me.to_peer_id().expect("an ed25519 id");
+            let store = Store::open_memory().expect("a memory store opens");
+            by_peer.insert(peer, i);
+            nodes.push(SimNode {
+                core: Some(Core::new(keys.clone(), store)),
+                keys,
+                me,
+                peer,
+                image: None,
+                online: true,
+                epoch: 0,
+                topics: BTreeSet::new(),
+                posts: Vec::new(),
+                next_answer: 0,
+            });
+        }
+        let mut world = Self {
+            nodes,
+            by_peer,
+            subscribers: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: EPOCH_MS,
+            rng,
+            config: config.clone(),
+            sides: None,
+            posts: Vec::new(),
+            settled: false,
+            stats: Stats::default(),
+        };
+        world.plan();
+        world
+    }
+
+    /// Queues everyone's first action and the network's troubles.
+    fn plan(&mut self) {
+        let (n, end) = (self.nodes.len(), self.config.seconds * 1000);
+        for i in 0..n {
+            let own = Topic::Author(self.nodes[i].me).to_string();
+            self.subscribe(i, own);
+            let first = self.rng.below(self.config.act_every_s * 1000);
+            self.at(first, Event::Act(i));
+            // About one person in five goes offline once, one in ten crashes once.
+            if self.rng.chance(200) {
+                let at = self.rng.below(end);
+                self.at(at, Event::Offline(i));
+            }
+            if self.rng.chance(100) {
+                let at = self.rng.below(end);
+                self.at(at, Event::Crash(i));
+            }
+        }
+        for _ in 0..2 {
+            let at = self.rng.below(end);
+            self.at(at, Event::Partition);
+        }
+        self.at(end, Event::Settle);
+    }
+
+    /// Queues `event` `after` ms from now.
+    fn at(&mut self, after: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Queued { at: self.now + after, seq: self.seq, event });
+    }
+
+    /// Runs until nothing is left to happen.
+    pub fn run(&mut self) {
+        while let Some(Queued { at, event, .. }) = self.queue.pop() {
+            self.now = at;
+            self.stats.events += 1;
+            self.handle(event);
+        }
+    }
+
+    /// The simulated time now, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Act(i) => self.act(i),
+            Event::Deliver { to, from, topic, bytes } => self.deliver(to, from, topic, bytes),
+            Event::Flush { node, flush, epoch } => self.flush(node, flush, epoch),
+            Event::Sync { to, from, author } => self.serve_sync(to, from, author),
+            Event::SyncAnswer { to, from, author, records } => {
+                let topic = Topic::Author(author).to_string();
+                let from = self.nodes[from].peer;
+                let batch = records
+                    .into_iter()
+                    .map(|bytes| GossipMessage {
+                        from,
+                        id: MessageId::new(blake3::hash(&bytes).as_bytes()),
+                        topic: topic.clone(),
+                        bytes,
+                    })
+                    .collect();
+                self.input(to, Input::Gossip(batch));
+            }
+            Event::Offline(i) => {
+                self.nodes[i].online = false;
+                let back = self.rng.exp(60_000);
+                self.at(back, Event::Online(i));
+            }
+            Event::Online(i) => self.come_back(i),
+            Event::Crash(i) => self.crash(i),
+            Event::Restart(i) => self.restart(i),
+            Event::Partition => {
+                let n = self.nodes.len();
+                self.sides = Some((0..n).map(|_| self.rng.chance(500)).collect());
+                let lasts = self.rng.exp(60_000);
+                self.at(lasts, Event::Heal);
+            }
+            Event::Heal => self.sides = None,
+            Event::Settle => self.settle(),
+        }
+    }
+
+    /// Whether a message from `a` can reach `b` now.
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.nodes[a], &self.nodes[b]);
+        x.online
+            && y.online
+            && x.core.is_some()
+            && y.core.is_some()
+            && self.sides.as_ref().is_none_or(|s| s[a] == s[b])
+    }
+
+    fn subscribe(&mut self, i: usize, topic: String) {
+        if self.nodes[i].topics.insert(topic.clone()) {
+            self.subscribers.entry(topic).or_default().insert(i);
+        }
+    }
+
+    /// Hands `input` to node `i`'s core and carries out what it asks for.
+    fn input(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        let Some(core) = self.nodes[i].core.as_mut() else { return };
+        let effects = core.handle(input, now, self.rng.pcg());
+        for effect in effects {
+            self.effect(i, effect);
+        }
+    }
+
+    fn effect(&mut self, i: usize, effect: Effect) {
+        match effect {
+            Effect::Publish { topic, bytes } => self.gossip(i, &topic, &bytes),
+            Effect::Flush(flush) => {
+                let (epoch, delay) = (self.nodes[i].epoch, 1 + self.rng.below(20));
+                self.at(delay, Event::Flush { node: i, flush, epoch });
+            }
+            Effect::FillGap { peer, author } => {
+                if let Some(&from) = self.by_peer.get(&peer) {
+                    let delay = self.rng.latency_ms();
+                    self.at(delay, Event::Sync { to: i, from, author });
+                }
+            }
+            Effect::Answer { result: Ok(Answer::Published(record)), .. } => {
+                self.stats.published += 1;
+                match &record.record().kind {
+                    RecordKind::Post(_) => {
+                        self.posts.push(record.id());
+                        self.nodes[i].posts.push(record.id());
+                    }
+                    RecordKind::Follow { target } => self.followed(i, *target),
+                    _ => {}
+                }
+            }
+            Effect::Answer { .. }
+            | Effect::Verdict { .. }
+            | Effect::Stored(_)
+            | Effect::LivePost(_) => {}
+        }
+    }
+
+    /// Node `i` now follows `target`: it subscribes to their topic and catches up on
+    /// their log (as the driver does on a follow).
+    fn followed(&mut self, i: usize, target: AuthorId) {
+        self.subscribe(i, Topic::Author(target).to_string());
+        if let Some(&from) = self.by_peer.get(&target.to_peer_id().expect("an ed25519 id")) {
+            let delay = self.rng.latency_ms();
+            self.at(delay, Event::Sync { to: i, from, author: target });
+        }
+    }
+
+    /// Sends a gossip message to every subscriber of `topic` that can be reached; each
+    /// copy is lost or delayed on its own.
+    fn gossip(&mut self, from: usize, topic: &str, bytes: &[u8]) {
+        let to: Vec<usize> = self.subscribers.get(topic).into_iter().flatten().copied().collect();
+        for to in to.into_iter().filter(|t| *t != from) {
+            if !self.reachable(from, to) || self.rng.chance(self.config.loss_per_mille) {
+                self.stats.lost += 1;
+                continue;
+            }
+            let delay = self.rng.latency_ms();
+            let event = Event::Deliver { to, from, topic: topic.to_owned(), bytes: bytes.to_vec() };
+            self.at(delay, event);
+        }
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, topic: String, bytes: Vec<u8>) {
+        // In flight when sent: it arrives if its recipient is up and online.
+        if !(self.nodes[to].online && self.nodes[to].core.is_some()) {
+            self.stats.lost += 1;
+            return;
+        }
+        self.stats.delivered += 1;
+        let id = MessageId::new(blake3::hash(&bytes).as_bytes());
+        let message = GossipMessage { from: self.nodes[from].peer, id, topic, bytes };
+        self.input(to, Input::Gossip(vec![message]));
+    }
+
+    fn flush(&mut self, i: usize, flush: FlushId, epoch: u64) {
+        let node = &self.nodes[i];
+        let Some(core) = node.core.as_ref().filter(|_| node.epoch == epoch) else { return };
+        let result = core.store().flush_blocking();
+        self.input(i, Input::Flushed { flush, result });
+    }
+
+    /// `from` answers `to`'s request for `author`'s log with what `to` lacks (request and
+    /// answer each take a latency; requests are not lost, a peer out of reach is).
+    fn serve_sync(&mut self, to: usize, from: usize, author: AuthorId) {
+        if !self.reachable(to, from) {
+            return;
+        }
+        let (Some(theirs), Some(mine)) = (self.nodes[from].store(), self.nodes[to].store()) else {
+            return;
+        };
+        let records: Vec<Vec<u8>> = theirs
+            .author_log(&author, 0, usize::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !mine.has(&r.id).unwrap_or(false))
+            .filter_map(|r| theirs.get_bytes(&r.id).ok().flatten())
+            .collect();
+        if !records.is_empty() {
+            let delay = self.rng.latency_ms();
+            self.at(delay, Event::SyncAnswer { to, from, author, records });
+        }
+    }
+
+    /// Node `i` is reachable again: it catches up with everyone it follows.
+    fn come_back(&mut self, i: usize) {
+        self.nodes[i].online = true;
+        self.catch_up(i);
+    }
+
+    fn catch_up(&mut self, i: usize) {
+        let Some(store) = self.nodes[i].store() else { return };
+        let me = self.nodes[i].me;
+        for author in store.following(&me).unwrap_or_default() {
+            if let Some(&from) = self.by_peer.get(&author.to_peer_id().expect("an ed25519 id")) {
+                let delay = self.rng.latency_ms();
+                self.at(delay, Event::Sync { to: i, from, author });
+            }
+        }
+    }
+
+    /// Node `i` stops at once: what it had not flushed is lost.
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.take() else { return };
+        node.image = core.store().memory_image();
+        node.epoch += 1;
+        self.stats.crashes += 1;
+        let down = self.rng.exp(30_000);
+        self.at(down, Event::Restart(i));
+    }
+
+    fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let Some(image) = node.image.take() else { return };
+        let store = Store::open_memory_image(image).expect("a memory store reopens");
+        let topics: Vec<String> = store
+            .following(&node.me)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| Topic::Author(a).to_string())
+            .chain(
+                store
+                    .subscriptions()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| Topic::Tag(t).to_string()),
+            )
+            .collect();
+        node.core = Some(Core::new(node.keys.clone(), store));
+        // Posts whose publication the crash cut off are no longer known to be ours.
+        let posts = std::mem::take(&mut node.posts);
+        let kept: Vec<RecordId> = posts
+            .into_iter()
+            .filter(|id| node.core.as_ref().is_some_and(|c| c.store().has(id).unwrap_or(false)))
+            .collect();
+        node.posts = kept;
+        for topic in topics {
+            self.subscribe(i, topic);
+        }
+        self.catch_up(i);
+    }
+
+    /// Crashes every node now and restarts it at once, without a flush (for tests: a
+    /// world that lost writes its nodes never flushed).
+    #[cfg(test)]
+    pub(super) fn crash_everyone_now(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.crash(i);
+            self.restart(i);
+        }
+        self.queue.clear();
+    }
+
+    /// The scenario is over: the network heals, everyone comes back and catches up.
+    fn settle(&mut self) {
+        self.settled = true;
+        self.sides = None;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].online = true;
+            if self.nodes[i].core.is_none() {
+                self.restart(i);
+            } else {
+                self.catch_up(i);
+            }
+        }
+    }
+
+    /// Person `i` does one thing, then plans the next.
+    fn act(&mut self, i: usize) {
+        if self.settled {
+            return;
+        }
+        let next = self.rng.exp(self.config.act_every_s * 1000);
+        self.at(next, Event::Act(i));
+        if self.nodes[i].core.is_none() {
+            return;
+        }
+        let roll = self.rng.below(100);
+        let kind = match roll {
+            0..=19 => {
+                let target = self.nodes[self.rng.index(self.nodes.len())].me;
+                if target == self.nodes[i].me {
+                    return;
+                }
+                RecordKind::Follow { target }
+            }
+            20..=29 => {
+                let tag = Tag::parse(TAGS[self.rng.index(TAGS.len())]).expect("a valid tag");
+                if let Some(store) = self.nodes[i].store() {
+                    let _ = store.subscribe(&tag);
+                }
+                self.subscribe(i, Topic::Tag(tag).to_string());
+                return;
+            }
+            30..=64 => self.post(None),
+            65..=79 if !self.posts.is_empty() => {
+                let parent = self.posts[self.rng.index(self.posts.len())];
+                self.post(Some(parent))
+            }
+            80..=94 if !self.posts.is_empty() => {
+                let target = self.posts[self.rng.index(self.posts.len())];
+                RecordKind::Reaction {
+                    target, emoji: ["👍", "❤", "🎉"][self.rng.index(3)].into()
+                }
+            }
+            _ if !self.nodes[i].posts.is_empty() => {
+                let own = &mut self.nodes[i].posts;
+                let target = own.swap_remove(self.rng.index(own.len()));
+                RecordKind::Delete { target }
+            }
+            _ => return,
+        };
+        let node = &mut self.nodes[i];
+        node.next_answer += 1;
+        let answer = AnswerId(node.next_answer);
+        self.input(i, Input::Publish { kind, answer });
+    }
+
+    fn post(&mut self, reply_to: Option<RecordId>) -> RecordKind {
+        let n = self.rng.below(1_000_000);
+        let text = if self.rng.chance(300) {
+            format!("post {n} #{}", TAGS[self.rng.index(TAGS.len())])
+        } else {
+            format!("post {n}")
+        };
+        RecordKind::Post(Post {
+            text,
+            reply_to,
+            mentions: vec![],
+            expires_at: None,
+            attachments: vec![],
+        })
+    }
+
+    /// BLAKE3 over every node's store (flushed first, as a clean shutdown does), in node,
+    /// tree and key order, with lengths so no two states hash alike by concatenation.
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            h.update(&(i as u64).to_le_bytes());
+            let Some(store) = node.store() else { continue };
+            let _ = store.flush_blocking();
+            let Some(image) = store.memory_image() else { continue };
+            for (name, tree) in image.trees() {
+                h.update(&(name.len() as u64).to_le_bytes()).update(name);
+                h.update(&(tree.len() as u64).to_le_bytes());
+                for (k, v) in tree {
+                    h.update(&(k.len() as u64).to_le_bytes()).update(k);
+                    h.update(&(v.len() as u64).to_le_bytes()).update(v);
+                }
+            }
+        }
+        h.finalize().to_hex().to_string()
+    }
+}
