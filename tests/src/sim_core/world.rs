@@ -328,7 +328,13 @@ impl World {
                     _ => {}
                 }
             }
-            Effect::Answer { .. }
+            // Direct messages and their timers: the simulation sends none yet (see
+            // invariants::PENDING).
+            Effect::Deliver { .. }
+            | Effect::Respond { .. }
+            | Effect::Received { .. }
+            | Effect::Schedule { .. }
+            | Effect::Answer { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
             | Effect::LivePost(_) => {}
