@@ -104,7 +104,7 @@ impl Feeds {
         for GossipMessage { from, id, topic, bytes } in batch {
             let verdict = match ingest::ingest(&cx.store, &cx.admission, &bytes, Some(&topic), now)
             {
-                Ok(outcome) => self.after_ingest(cx, from, &topic, outcome, &mut effects),
+                Ok(outcome) => self.after_ingest(cx, (from, &topic), outcome, now, &mut effects),
                 Err(error) => {
                     tracing::error!(%error, "store failed during ingest");
                     self.counters.ignored += 1;
@@ -123,15 +123,17 @@ impl Feeds {
     fn after_ingest(
         &mut self,
         cx: &mut Context,
-        from: libp2p::PeerId,
-        topic: &str,
+        (from, topic): (libp2p::PeerId, &str),
         outcome: Outcome,
+        now: u64,
         effects: &mut Vec<Effect>,
     ) -> Verdict {
         let c = &mut self.counters;
         match &outcome {
             Outcome::New(record) => {
                 c.accepted += 1;
+                let notes = super::notify::for_record(&cx.store, &cx.me, record, now);
+                effects.extend(notes.into_iter().map(Effect::Notified));
                 effects.extend(self.announce(record));
                 if record_is_follow_of(record, cx) {
                     let flush = cx.flush_id();
@@ -167,7 +169,7 @@ impl Feeds {
         outcome.verdict()
     }
 
-    /// What a newly stored record sets off: notifications and thumbnails, live feeds.
+    /// What a newly stored record sets off besides notifications: thumbnails, live feeds.
     fn announce(&self, record: &VerifiedRecord) -> [Effect; 2] {
         [Effect::Stored(Box::new(record.clone())), Effect::LivePost(Box::new(record.clone()))]
     }

@@ -28,6 +28,7 @@
 
 pub mod dm;
 pub mod feeds;
+pub mod notify;
 pub mod outbox;
 
 use kith_protocol::{AuthorId, Keypair, RecordKind, VerifiedRecord};
@@ -38,7 +39,7 @@ use crate::{
     api::{ApiError, RecordCounters},
     ingest::Admission,
     net::Verdict,
-    store::{DmRecord, DmStatus, Store, StoreError},
+    store::{DmRecord, DmStatus, Notification, Store, StoreError},
 };
 
 /// Names a control request waiting for its answer (chosen by the driver).
@@ -163,9 +164,10 @@ pub enum Effect {
         /// The verdict.
         verdict: Verdict,
     },
-    /// A record new to this node was stored: notifications and thumbnails (the driver's
-    /// for now; a notify concern later).
+    /// A record new to this node was stored: thumbnails of its pictures to fetch.
     Stored(Box<VerifiedRecord>),
+    /// A new notification was stored: to live notification streams.
+    Notified(Notification),
     /// A new record live feeds may show (the driver turns it into a feed item when
     /// someone watches).
     LivePost(Box<VerifiedRecord>),
@@ -197,8 +199,8 @@ pub enum Effect {
         /// The response.
         bytes: Vec<u8>,
     },
-    /// A direct message was received and stored: its attachments are to be fetched, and
-    /// unless its sender is `hidden` (muted or blocked) the person is notified.
+    /// A direct message was received and stored: its attachments are to be fetched (its
+    /// notification, unless its sender is `hidden`, is an [`Effect::Notified`]).
     Received {
         /// Who sent it.
         sender: AuthorId,

@@ -8,6 +8,7 @@ use crate::store::tests::{post, signed};
 
 mod dm;
 mod feeds;
+mod notify;
 
 /// A core over a fresh memory store.
 pub(super) struct Fixture {

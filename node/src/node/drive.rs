@@ -157,10 +157,8 @@ impl Node {
             match effect {
                 Effect::Publish { topic, bytes } => self.publish(topic, bytes).await,
                 Effect::Verdict { id, from, verdict } => self.inner.net.report(id, from, verdict),
-                Effect::Stored(record) => {
-                    self.notify_for(&record);
-                    self.queue_thumbnails(&record);
-                }
+                Effect::Stored(record) => self.queue_thumbnails(&record),
+                Effect::Notified(n) => self.announce_notification(n),
                 Effect::LivePost(record) => self.send_live(&record),
                 Effect::FillGap { peer, author } => self.fill_gap(peer, author),
                 Effect::Flush(flush) => {
@@ -196,7 +194,6 @@ impl Node {
                         let from = sender.to_peer_id().map(|p| self.peer_label(&p));
                         let from = from.unwrap_or_else(|_| sender.to_string());
                         tracing::info!(%from, id = %record.id, "direct message received");
-                        self.notify("message", sender.to_string(), record.id.clone());
                     }
                 }
                 Effect::Schedule { at, timer } => {

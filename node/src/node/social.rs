@@ -268,59 +268,17 @@ impl Node {
         LiveNotifications { rx: self.inner.notes.subscribe() }
     }
 
-    /// Records and announces one notification; from a stranger only while fewer than
-    /// [`crate::keep::MAX_STRANGER_NOTIFICATIONS`] of theirs are unread.
-    pub(super) fn notify(&self, kind: &str, from: String, record: String) {
-        let store = &self.inner.store;
-        let stranger = match from.parse::<kith_protocol::AuthorId>() {
-            Ok(who) => !store.is_following(&self.inner.me, &who).unwrap_or(false),
-            Err(_) => true,
-        };
-        if !crate::keep::notify(stranger, store.stranger_unread()) {
-            return;
-        }
-        let timestamp = now_ms();
-        let n = Notification { kind: kind.into(), from, record, timestamp, read: false, stranger };
-        match store.notify(&n) {
-            Ok(true) => {
-                let _ = self.inner.notes.send(self.notification_entry(n));
-            }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "cannot store a notification"),
-        }
+    /// Tells live notification streams of a new notification.
+    pub(super) fn announce_notification(&self, n: Notification) {
+        let _ = self.inner.notes.send(self.notification_entry(n));
     }
 
-    /// Notifications caused by a record new to this node (not our own).
+    /// Notifications caused by a record new to this node (decided by
+    /// [`crate::core::notify::for_record`]).
     pub(super) fn notify_for(&self, rec: &VerifiedRecord) {
-        let me = self.inner.me;
-        let r = rec.record();
-        if r.author == me || self.inner.store.is_hidden(&r.author) {
-            return;
-        }
-        let store = &self.inner.store;
-        let mine =
-            |id: &RecordId| store.get(id).ok().flatten().is_some_and(|t| t.record.author == me);
-        let (from, id) = (r.author.to_string(), rec.id().to_string());
-        match &r.kind {
-            RecordKind::Post(post) => {
-                if post.reply_to.as_ref().is_some_and(mine) {
-                    self.notify("reply", from.clone(), id.clone());
-                }
-                if post.mentions.contains(&me) {
-                    self.notify("mention", from, id);
-                }
-            }
-            RecordKind::Reaction { target, emoji } if !emoji.is_empty() && mine(target) => {
-                self.notify("reaction", from, id);
-            }
-            RecordKind::Repost { target } if mine(target) => self.notify("repost", from, id),
-            RecordKind::Follow { target } if *target == me => {
-                self.notify("follow", from.clone(), id.clone());
-                if store.is_following(&me, &r.author).unwrap_or(false) {
-                    self.notify("mutual", from, id);
-                }
-            }
-            _ => {}
+        let (store, me) = (&self.inner.store, &self.inner.me);
+        for n in crate::core::notify::for_record(store, me, rec, now_ms()) {
+            self.announce_notification(n);
         }
     }
 
@@ -336,26 +294,13 @@ impl Node {
         }
     }
 
-    /// The follow state change of `follow` made us mutual with its target: notify (for
-    /// our own follow of someone who already follows us). The notification names their
-    /// follow record, as the one made when their follow arrives does, so that when both
-    /// happen at once the store keeps one.
+    /// The person's own follow of `t` made them mutual: notify (see
+    /// [`crate::core::notify::own_follow_made_mutual`]).
     pub(super) fn own_follow_made_mutual(&self, t: kith_protocol::AuthorId) {
-        if !self.is_mutual(&t).unwrap_or(false) {
-            return;
+        let (store, me) = (&self.inner.store, &self.inner.me);
+        if let Some(n) = crate::core::notify::own_follow_made_mutual(store, me, &t, now_ms()) {
+            self.announce_notification(n);
         }
-        let (store, me) = (&self.inner.store, self.inner.me);
-        let follows_me = |r: &StoredRecord| r.record.kind == RecordKind::Follow { target: me };
-        let theirs = store
-            .follow_state(&t, &me)
-            .ok()
-            .flatten()
-            .and_then(|s| store.author_log(&t, s.seq.saturating_sub(1), 1).ok())
-            .and_then(|log| log.into_iter().next())
-            .filter(follows_me)
-            .map(|r| r.id.to_string())
-            .unwrap_or_default();
-        self.notify("mutual", t.to_string(), theirs);
     }
 }
 

@@ -123,6 +123,8 @@ impl Dm {
         if let Some(proof) = proof {
             match ingest::admit(store, &cx.admission, proof, crate::keep::Came::Direct, now) {
                 Ok(ingest::Outcome::New(rec)) => {
+                    let notes = crate::core::notify::for_record(store, &cx.me, &rec, now);
+                    effects.extend(notes.into_iter().map(Effect::Notified));
                     effects.push(Effect::Stored(rec.clone()));
                     effects.push(Effect::LivePost(rec));
                 }
@@ -157,6 +159,11 @@ impl Dm {
             Ok(true) => {
                 let hidden = store.is_hidden(&sender);
                 let message = *plain.id.as_bytes();
+                if !hidden {
+                    let (from, id) = (sender.to_string(), plain.id.to_string());
+                    let note = crate::core::notify::notify(store, &cx.me, "message", from, id, now);
+                    effects.extend(note.map(Effect::Notified));
+                }
                 effects.push(Effect::Received {
                     sender,
                     record: Box::new(record),
