@@ -337,6 +337,7 @@ impl World {
             | Effect::Answer { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
+            | Effect::Notified(_)
             | Effect::LivePost(_) => {}
         }
     }
