@@ -46,6 +46,7 @@ pub mod dm;
 pub mod identity;
 pub mod invite;
 pub mod limits;
+pub mod mailbox;
 pub mod mentions;
 pub mod olm;
 pub mod record;
