@@ -27,6 +27,7 @@ use kith_protocol::{
     codec,
     dm::{seal_with_ephemeral, DmReply, DmRequest, MessageId, Plain, Sealed},
     limits::MAX_DM_TEXT_BYTES,
+    mailbox::{MailboxReply, MailboxRequest},
     olm::{
         account::{Device, PeerSessions},
         device::VerifiedDevice,
@@ -392,6 +393,17 @@ pub fn sync_response(data: &[u8]) {
     let Ok(response) = SyncResponse::from_bytes(data) else { return };
     assert_eq!(response.to_bytes().ok().as_deref(), Some(data), "not canonical");
     response.records.iter().for_each(|r| record(r));
+}
+
+/// `/kith/mailbox/1` requests and replies: [`MailboxRequest::from_bytes`] and
+/// [`MailboxReply::from_bytes`]; what decodes is canonical.
+pub fn mailbox(data: &[u8]) {
+    if let Ok(request) = MailboxRequest::from_bytes(data) {
+        assert_eq!(request.to_bytes().ok().as_deref(), Some(data), "request not canonical");
+    }
+    if let Ok(reply) = MailboxReply::from_bytes(data) {
+        assert_eq!(reply.to_bytes().ok().as_deref(), Some(data), "reply not canonical");
+    }
 }
 
 /// The control socket: a frame's JSON as the daemon parses it. What parses round-trips.
