@@ -153,6 +153,7 @@ proptest! {
         fuzz::sync_request(&bytes);
         fuzz::sync_response(&bytes);
         fuzz::control_request(&bytes);
+        fuzz::mailbox(&bytes);
     }
 
     #[test]
