@@ -102,8 +102,16 @@ impl EventLoop {
                 self.relay_refused_count += 1;
                 tracing::debug!(peer = %src_peer_id, "relay reservation refused");
             }
-            relay::Event::ReservationClosed { src_peer_id }
-            | relay::Event::ReservationTimedOut { src_peer_id } => {
+            // libp2p-relay reports `ReservationClosed` when any connection of the peer
+            // closes, including ones that never held the reservation; while the peer is
+            // still connected its reservation may live on (and a lost one is renewed by
+            // the client), so only a peer that is gone stops counting.
+            relay::Event::ReservationClosed { src_peer_id } => {
+                if !self.swarm.is_connected(&src_peer_id) {
+                    self.relaying_for.remove(&src_peer_id);
+                }
+            }
+            relay::Event::ReservationTimedOut { src_peer_id } => {
                 self.relaying_for.remove(&src_peer_id);
             }
             _ => {}
