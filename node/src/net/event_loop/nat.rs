@@ -106,10 +106,10 @@ impl EventLoop {
             // closes, including ones that never held the reservation; while the peer is
             // still connected its reservation may live on (and a lost one is renewed by
             // the client), so only a peer that is gone stops counting.
-            relay::Event::ReservationClosed { src_peer_id } => {
-                if !self.swarm.is_connected(&src_peer_id) {
-                    self.relaying_for.remove(&src_peer_id);
-                }
+            relay::Event::ReservationClosed { src_peer_id }
+                if !self.swarm.is_connected(&src_peer_id) =>
+            {
+                self.relaying_for.remove(&src_peer_id);
             }
             relay::Event::ReservationTimedOut { src_peer_id } => {
                 self.relaying_for.remove(&src_peer_id);
