@@ -18,7 +18,8 @@ use crate::{
 /// A record of our own, stored, waiting for its flush before it is published.
 #[derive(Debug)]
 struct Unpublished {
-    answer: AnswerId,
+    /// Who waits for the answer (none: a record the node publishes by itself).
+    answer: Option<AnswerId>,
     record: VerifiedRecord,
     topics: Vec<String>,
 }
@@ -54,13 +55,40 @@ impl Feeds {
         answer: AnswerId,
         now: u64,
     ) -> Vec<Effect> {
+        self.publish(cx, kind, Some(answer), now)
+    }
+
+    /// As [`Feeds::handle_publish`] for a record the node publishes by itself (its
+    /// device announcement): nobody is answered; a failure is logged.
+    pub(crate) fn publish_unasked(
+        &mut self,
+        cx: &mut Context,
+        kind: RecordKind,
+        now: u64,
+    ) -> Vec<Effect> {
+        self.publish(cx, kind, None, now)
+    }
+
+    fn publish(
+        &mut self,
+        cx: &mut Context,
+        kind: RecordKind,
+        answer: Option<AnswerId>,
+        now: u64,
+    ) -> Vec<Effect> {
         match append(cx, kind, now) {
             Ok((record, topics)) => {
                 let flush = cx.flush_id();
                 self.unpublished.insert(flush, Unpublished { answer, record, topics });
                 vec![Effect::Flush(flush)]
             }
-            Err(error) => vec![Effect::Answer { answer, result: Err(error) }],
+            Err(error) => match answer {
+                Some(answer) => vec![Effect::Answer { answer, result: Err(error) }],
+                None => {
+                    tracing::warn!(%error, "cannot publish a record of this node");
+                    Vec::new()
+                }
+            },
         }
     }
 
@@ -81,14 +109,21 @@ impl Feeds {
             return Vec::new();
         };
         if let Err(error) = result {
-            return vec![Effect::Answer { answer, result: Err(error.into()) }];
+            tracing::warn!(%error, "cannot flush a record of this node");
+            return answer
+                .map(|answer| Effect::Answer { answer, result: Err(error.into()) })
+                .into_iter()
+                .collect();
         }
         let mut effects: Vec<Effect> = topics
             .into_iter()
             .map(|topic| Effect::Publish { topic, bytes: record.bytes().to_vec() })
             .collect();
         effects.extend(self.announce(&record));
-        effects.push(Effect::Answer { answer, result: Ok(Answer::Published(Box::new(record))) });
+        if let Some(answer) = answer {
+            let result = Ok(Answer::Published(Box::new(record)));
+            effects.push(Effect::Answer { answer, result });
+        }
         effects
     }
 

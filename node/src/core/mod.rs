@@ -62,6 +62,10 @@ pub enum Timer {
     Outbox,
     /// `msg send` has waited long enough for its first delivery attempt.
     SendWait(AnswerId),
+    /// Look at this node's device keys: rotate the fallback key when due and publish the
+    /// new announcement. The driver gives this once at start; the core asks for the next
+    /// one every hour.
+    Devices,
 }
 
 /// One gossip message as it came from the network.
@@ -270,7 +274,7 @@ impl Core {
     pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
         let _ = rng;
         let cx = &mut self.cx;
-        match input {
+        let mut effects = match input {
             Input::Gossip(batch) => self.feeds.handle_gossip(cx, batch, now),
             Input::Publish { kind, answer } => self.feeds.handle_publish(cx, kind, answer, now),
             Input::MsgSend { message, answer } => self.dm.handle_send(cx, message, answer, now),
@@ -286,12 +290,28 @@ impl Core {
             },
             Input::Timer(Timer::Outbox) => self.dm.handle_due(cx, None, now),
             Input::Timer(Timer::SendWait(answer)) => self.dm.handle_send_wait(cx, answer),
+            Input::Timer(Timer::Devices) => {
+                let at = now.saturating_add(dm::device::MAINTAIN_EVERY_MS);
+                let mut effects = vec![Effect::Schedule { at, timer: Timer::Devices }];
+                if let Some(kind) = self.dm.check_device(cx, false, true, now) {
+                    effects.extend(self.feeds.publish_unasked(cx, kind, now));
+                }
+                effects
+            }
             Input::Flushed { flush, result } => {
                 let mut effects = self.dm.handle_flushed(flush, &result);
                 effects.extend(self.feeds.handle_flushed(flush, result));
                 effects
             }
+        };
+        // The first message sent or accepted in this run: the device is made (once) and
+        // announced to mutual connections if its announcement is not the latest.
+        if self.dm.take_device_wanted() {
+            if let Some(kind) = self.dm.check_device(cx, true, false, now) {
+                effects.extend(self.feeds.publish_unasked(cx, kind, now));
+            }
         }
+        effects
     }
 
     /// Whether this node's person may send `peer` a message (see [`dm::check_send`]):

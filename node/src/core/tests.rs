@@ -9,6 +9,7 @@ use crate::store::tests::{post, signed};
 mod dm;
 mod feeds;
 mod notify;
+mod olm;
 
 /// A core over a fresh memory store.
 pub(super) struct Fixture {

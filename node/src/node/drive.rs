@@ -109,6 +109,12 @@ impl Node {
         self.drive_later(Input::Timer(crate::core::Timer::Outbox), Duration::ZERO);
     }
 
+    /// Starts looking after this node's device keys (rotation; the core schedules the
+    /// next look).
+    pub(super) fn drive_devices(&self) {
+        self.drive_later(Input::Timer(crate::core::Timer::Devices), Duration::ZERO);
+    }
+
     /// Asks the core: `input` made with a fresh answer id; waits for the answer.
     pub(super) async fn ask(
         &self,

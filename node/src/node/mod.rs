@@ -253,6 +253,7 @@ impl Node {
         node.spawn(node.clone().run_events(events));
         // After a restart every queue is tried at once, then backs off again.
         node.drive_outbox();
+        node.drive_devices();
         node.spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
         let relay_friends = config.relay == net::RelayMode::Friends;

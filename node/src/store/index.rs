@@ -89,8 +89,11 @@ impl Store {
                     }
                 }
             }
-            // Device announcements are stored as records; nothing indexes them yet.
-            RecordKind::Post(_) | RecordKind::Devices(_) => {}
+            RecordKind::Devices(_) => {
+                let value = ProfileValue { seq: r.seq, id: *id.as_bytes() };
+                codec::put_if_newer(&self.devices, r.author.as_bytes(), &value, || Ok(()))?;
+            }
+            RecordKind::Post(_) => {}
         }
         Ok(())
     }

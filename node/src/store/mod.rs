@@ -3,7 +3,7 @@
 //! Trees: `records` (id -> signed bytes), `log` (author, seq -> id), `by_time`
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
-//! profile record), `forks` (evidence of two records at one author/seq), `peers` (known
+//! profile record), `devices` and `olm` (see `olm.rs`), `forks` (evidence of two records at one author/seq), `peers` (known
 //! peer addresses), `petnames` and `name_skeletons` (see `names.rs`), and the blob trees of
 //! [`Blobs`]. Writes that touch several trees hold the store's writer lock and write the
 //! commit point last (see [`Store::insert`]). Callers that report success to a person
@@ -22,6 +22,7 @@ mod keys;
 mod migrate;
 mod moderation;
 mod names;
+mod olm;
 mod people;
 mod quota;
 mod social;
@@ -31,6 +32,7 @@ pub use backend::MemoryImage;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use moderation::Moderation;
+pub use olm::StoredDevice;
 pub use people::MAX_KNOWN_PEERS;
 pub use social::{Notification, MAX_NOTIFICATIONS};
 
@@ -136,6 +138,10 @@ pub struct Store {
     followers: Tree,
     subs: Tree,
     profiles: Tree,
+    /// The latest `Devices` record of each author (see `olm.rs`).
+    devices: Tree,
+    /// This node's device account and Olm sessions, as pickles (see `olm.rs`).
+    olm: Tree,
     forks: Tree,
     flagged: Tree,
     peers: Tree,
@@ -265,6 +271,8 @@ impl Store {
             followers: tree("followers")?,
             subs: tree("subs")?,
             profiles: tree("profiles")?,
+            devices: tree("devices")?,
+            olm: tree("olm")?,
             forks: tree("forks")?,
             flagged: tree("flagged")?,
             peers: tree("peers")?,

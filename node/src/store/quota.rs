@@ -209,6 +209,9 @@ impl Store {
                     r.seq,
                 )?;
             }
+            RecordKind::Devices(_) => {
+                codec::remove_if_set_by::<ProfileValue>(&self.devices, r.author.as_bytes(), r.seq)?;
+            }
             _ => {}
         }
         Ok(true)

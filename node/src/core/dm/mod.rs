@@ -8,6 +8,7 @@
 //! only after a flush: the message, its outbox entry and its status are durable when
 //! the person reads the answer.
 
+pub(crate) mod device;
 pub(crate) mod keys;
 mod receive;
 
@@ -62,6 +63,12 @@ pub(crate) struct Dm {
     /// `msg send` requests waiting for their message's status, by message.
     waiting: BTreeMap<[u8; 16], (AnswerId, [u8; 32])>,
     held: BTreeMap<FlushId, Held>,
+    /// This node's device, once loaded or made.
+    device: Option<device::Local>,
+    /// Whether the announcement of the device was checked in this run.
+    announced: bool,
+    /// A message was sent or accepted before it was: the device is needed.
+    device_wanted: bool,
 }
 
 /// Whether `me` and `other` follow each other.
@@ -119,6 +126,57 @@ pub fn check_send(
 }
 
 impl Dm {
+    /// Whether a message was sent or accepted while the device's announcement was not
+    /// checked yet in this run (asked once per input; see [`Dm::check_device`]).
+    pub(crate) fn take_device_wanted(&mut self) -> bool {
+        std::mem::take(&mut self.device_wanted)
+    }
+
+    /// Looks at this node's device: loads it (or, when `create`, makes it if there is
+    /// none), applies the rotation rules when `maintain`, and stores it. Returns the
+    /// announcement to publish when this node's latest one is not the device's current
+    /// one. Failures are logged: messages keep going as they can.
+    pub(crate) fn check_device(
+        &mut self,
+        cx: &Context,
+        create: bool,
+        maintain: bool,
+        now: u64,
+    ) -> Option<RecordKind> {
+        match self.try_check_device(cx, create, maintain, now) {
+            Ok(kind) => kind,
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep this node's device");
+                None
+            }
+        }
+    }
+
+    fn try_check_device(
+        &mut self,
+        cx: &Context,
+        create: bool,
+        maintain: bool,
+        now: u64,
+    ) -> Result<Option<RecordKind>, device::DeviceError> {
+        if self.device.is_none() {
+            self.device = device::Local::load(cx, create, now)?;
+        }
+        let Some(local) = self.device.as_mut() else { return Ok(None) };
+        if maintain {
+            if let Some(prekey) = local.device.maintain(now)? {
+                tracing::info!(created = prekey.prekey.created, "rotated the fallback key");
+            }
+        }
+        let wanted = local.announcement(now)?;
+        local.save(cx)?;
+        self.announced = true;
+        if device::published(cx, &cx.me, &wanted)? {
+            return Ok(None);
+        }
+        Ok(Some(RecordKind::Devices(wanted)))
+    }
+
     /// `msg send`: admission, seal, store with its outbox entry, then its lane starts
     /// (unless busy: it takes the message in its turn). Answered later.
     pub(crate) fn handle_send(
@@ -130,6 +188,7 @@ impl Dm {
     ) -> Vec<Effect> {
         match self.queue(cx, out, now) {
             Ok(entry) => {
+                self.device_wanted |= !self.announced;
                 self.waiting.insert(entry.id, (answer, entry.peer));
                 let at = now.saturating_add(SEND_WAIT_MS);
                 let mut effects = vec![Effect::Schedule { at, timer: Timer::SendWait(answer) }];

@@ -157,6 +157,7 @@ impl Dm {
         }
         match store.dm_insert(&sender, &sender, plain.id.as_bytes(), &record, None) {
             Ok(true) => {
+                self.device_wanted |= !self.announced;
                 let hidden = store.is_hidden(&sender);
                 let message = *plain.id.as_bytes();
                 if !hidden {

@@ -20,7 +20,7 @@ fn befriend(a: &mut Fixture, b: &mut Fixture) {
     a.core.store().insert(&ba).unwrap();
 }
 
-fn pair() -> (Fixture, Fixture) {
+pub(super) fn pair() -> (Fixture, Fixture) {
     let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
     befriend(&mut a, &mut b);
     (a, b)

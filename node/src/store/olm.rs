@@ -1,0 +1,85 @@
+//! Forward-secret messaging state (issue #17): this node's device and its Olm sessions,
+//! and the latest device announcement of each person.
+//!
+//! Trees: `olm` (`device` -> the device account's pickle, `cert` -> its certificate,
+//! `s` || device id -> the pickle of the sessions with that device) and `devices`
+//! (author -> the latest `Devices` record, like `profiles`). Pickles are sealed by
+//! `kith_protocol::olm::pickle` before they get here: the store only keeps bytes. The
+//! caller flushes before it lets anything depend on them (an envelope leaving, a receipt).
+
+use kith_protocol::{olm::device::DeviceId, AuthorId, RecordId};
+
+use super::{
+    codec::{self, ProfileValue},
+    Store, StoreError, StoredRecord,
+};
+
+const DEVICE: &[u8] = b"device";
+const CERT: &[u8] = b"cert";
+const SESSIONS: u8 = b's';
+
+/// The stored device: its pickle and its certificate's bytes.
+pub struct StoredDevice {
+    /// The device account's pickle (sealed).
+    pub pickle: Vec<u8>,
+    /// The certificate's bytes.
+    pub cert: Vec<u8>,
+}
+
+fn sessions_key(device: &DeviceId) -> Vec<u8> {
+    let mut key = vec![SESSIONS];
+    key.extend_from_slice(device.as_bytes());
+    key
+}
+
+impl Store {
+    /// The pickle of this node's device account and its certificate's bytes, if made.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn olm_device(&self) -> Result<Option<StoredDevice>, StoreError> {
+        let (Some(pickle), Some(cert)) = (self.olm.get(DEVICE)?, self.olm.get(CERT)?) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredDevice { pickle: pickle.to_vec(), cert: cert.to_vec() }))
+    }
+
+    /// Stores the pickle of this node's device account and its certificate's bytes (not
+    /// flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_olm_device(&self, pickle: &[u8], cert: &[u8]) -> Result<(), StoreError> {
+        self.olm.insert(CERT, cert)?;
+        self.olm.insert(DEVICE, pickle)?;
+        Ok(())
+    }
+
+    /// The pickle of the sessions with `device`, if any.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn olm_sessions(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.olm.get(sessions_key(device))?.map(|v| v.to_vec()))
+    }
+
+    /// Stores the pickle of the sessions with `device` (not flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_olm_sessions(&self, device: &DeviceId, pickle: &[u8]) -> Result<(), StoreError> {
+        self.olm.insert(sessions_key(device), pickle)?;
+        Ok(())
+    }
+
+    /// The latest `Devices` record of `author`, if known.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn devices(&self, author: &AuthorId) -> Result<Option<StoredRecord>, StoreError> {
+        let Some(value) = codec::get::<ProfileValue>(&self.devices, author.as_bytes())? else {
+            return Ok(None);
+        };
+        self.get(&RecordId::from_bytes(value.id))
+    }
+}
