@@ -26,6 +26,10 @@ use kith_node::api::Request;
 use kith_protocol::{
     codec,
     dm::{seal_with_ephemeral, DmReply, DmRequest, MessageId, Plain, Sealed},
+    group::{
+        membership::{SignedLeave, SignedMembership},
+        GroupMessage, SessionShare,
+    },
     limits::MAX_DM_TEXT_BYTES,
     mailbox::{MailboxReply, MailboxRequest},
     olm::{
@@ -404,6 +408,23 @@ pub fn mailbox(data: &[u8]) {
     if let Ok(reply) = MailboxReply::from_bytes(data) {
         assert_eq!(reply.to_bytes().ok().as_deref(), Some(data), "reply not canonical");
     }
+}
+
+/// Group structures (being introduced): [`GroupMessage::from_bytes`],
+/// [`SessionShare::from_bytes`], [`SignedMembership::from_bytes`] and
+/// [`SignedLeave::from_bytes`]; what decodes is canonical.
+pub fn group(data: &[u8]) {
+    if let Ok(message) = GroupMessage::from_bytes(data) {
+        assert_eq!(message.to_bytes().ok().as_deref(), Some(data), "group message not canonical");
+    }
+    if let Ok(share) = SessionShare::from_bytes(data) {
+        assert_eq!(share.to_bytes().ok().as_deref(), Some(data), "key share not canonical");
+    }
+    if let Ok(membership) = SignedMembership::from_bytes(data) {
+        let again = membership.signed().to_bytes().ok();
+        assert_eq!(again.as_deref(), Some(data), "membership not canonical");
+    }
+    let _ = SignedLeave::from_bytes(data);
 }
 
 /// The control socket: a frame's JSON as the daemon parses it. What parses round-trips.

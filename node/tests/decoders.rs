@@ -154,6 +154,7 @@ proptest! {
         fuzz::sync_response(&bytes);
         fuzz::control_request(&bytes);
         fuzz::mailbox(&bytes);
+        fuzz::group(&bytes);
     }
 
     #[test]

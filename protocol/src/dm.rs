@@ -32,7 +32,7 @@
 //! assert_eq!(received.open(&bob).unwrap(), plain);
 //! ```
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
 use bincode::{Decode, Encode};
 use chacha20poly1305::{
@@ -53,6 +53,7 @@ use crate::{
         DM_PAD_BLOCK, MAX_ATTACHMENTS, MAX_DM_REASON_BYTES, MAX_DM_REPLY_BYTES,
         MAX_DM_REQUEST_BYTES, MAX_DM_TEXT_BYTES, MAX_RECORD_BYTES, MAX_SEALED_BYTES,
     },
+    random_id::random_id,
 };
 
 /// The libp2p protocol name of the direct message exchange.
@@ -157,59 +158,14 @@ pub enum DmError {
     Random(getrandom::Error),
 }
 
-/// A direct message's id, chosen at random by the sender. Shown as 32 lower-case hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
-pub struct MessageId([u8; MESSAGE_ID_LEN]);
-
-impl MessageId {
-    /// A new random id from the operating system's random source.
-    ///
-    /// # Errors
-    /// Fails only if the OS random source fails.
-    pub fn generate() -> Result<Self, getrandom::Error> {
-        let mut bytes = [0u8; MESSAGE_ID_LEN];
-        getrandom::fill(&mut bytes)?;
-        Ok(Self(bytes))
-    }
-
-    /// Wraps raw id bytes.
-    pub fn from_bytes(bytes: [u8; MESSAGE_ID_LEN]) -> Self {
-        Self(bytes)
-    }
-
-    /// The raw id bytes.
-    pub fn as_bytes(&self) -> &[u8; MESSAGE_ID_LEN] {
-        &self.0
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MessageId({self})")
-    }
-}
-
-/// Why a message id string was refused.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("not a message id (32 hex digits): {0:?}")]
-pub struct MessageIdError(pub String);
-
-impl FromStr for MessageId {
-    type Err = MessageIdError;
-
-    /// Parses 32 hex digits of either case, ignoring surrounding white space.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; MESSAGE_ID_LEN];
-        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| MessageIdError(s.to_owned()))?;
-        Ok(Self(out))
-    }
-}
+random_id!(
+    /// A direct message's id, chosen at random by the sender. Shown as 32 lower-case hex
+    /// digits.
+    MessageId,
+    MessageIdError,
+    MESSAGE_ID_LEN,
+    "a message id"
+);
 
 /// The content of a direct message, as written and as read.
 ///
