@@ -195,7 +195,8 @@ fn facts<'a>(
         RecordKind::Profile { .. }
         | RecordKind::Follow { .. }
         | RecordKind::Unfollow { .. }
-        | RecordKind::Devices(_) => None,
+        | RecordKind::Devices(_)
+        | RecordKind::Mailboxes { .. } => None,
     };
     if let Some(target) = target {
         facts.target_author = store.get(&target)?.map(|t| t.record.author);

@@ -106,3 +106,6 @@ pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024;
 
 /// Largest encrypted account or session pickle (bytes) a node reads back.
 pub const MAX_PICKLE_BYTES: usize = 1024 * 1024;
+
+/// Most mailboxes a person names in their `Mailboxes` record.
+pub const MAX_MAILBOXES: usize = 8;

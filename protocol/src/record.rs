@@ -18,7 +18,7 @@ use crate::{
     identity::{AuthorId, Keypair, SignatureError, SIGNATURE_LEN},
     limits::{
         MAX_ATTACHMENTS, MAX_BIO_BYTES, MAX_DEVICE_ANNOUNCEMENT_BYTES, MAX_FUTURE_SKEW_MS,
-        MAX_MENTIONS_PER_POST, MAX_NAME_BYTES, MAX_REACTION_BYTES, MAX_RECORD_BYTES,
+        MAX_MAILBOXES, MAX_MENTIONS_PER_POST, MAX_NAME_BYTES, MAX_REACTION_BYTES, MAX_RECORD_BYTES,
         MAX_TEXT_BYTES,
     },
     olm::prekey::Announcement,
@@ -143,6 +143,14 @@ pub enum RecordKind {
     /// ([`crate::olm`]); the latest (highest seq) one counts. Being introduced: the node
     /// does not publish these yet.
     Devices(Announcement),
+    /// The nodes that hold sealed messages for the author while the author is offline
+    /// (their mailboxes, issue #18), in the author's order of preference; the latest
+    /// (highest seq) one counts, and an empty list names none. At most [`MAX_MAILBOXES`],
+    /// no repeats, never the author.
+    Mailboxes {
+        /// The holders.
+        holders: Vec<AuthorId>,
+    },
 }
 
 impl RecordKind {
@@ -157,6 +165,7 @@ impl RecordKind {
             Self::Repost { .. } => "repost",
             Self::Delete { .. } => "delete",
             Self::Devices(_) => "devices",
+            Self::Mailboxes { .. } => "mailboxes",
         }
     }
 }
@@ -217,6 +226,9 @@ pub enum FieldError {
     /// another person, bad signatures, a device twice...).
     #[error("devices: {0}")]
     Devices(String),
+    /// A mailbox list that is too long, repeats a holder or names the author.
+    #[error("mailboxes: {0}")]
+    Mailboxes(&'static str),
     /// The timestamp is too far in the future.
     #[error("timestamp {timestamp} is more than {MAX_FUTURE_SKEW_MS} ms ahead of now ({now})")]
     FromTheFuture {
@@ -298,6 +310,18 @@ impl Record {
                 announcement
                     .verify(&self.author)
                     .map_err(|e| FieldError::Devices(e.to_string()))?;
+            }
+            RecordKind::Mailboxes { holders } => {
+                if holders.len() > MAX_MAILBOXES {
+                    return Err(FieldError::Mailboxes("more holders than allowed"));
+                }
+                if holders.contains(&self.author) {
+                    return Err(FieldError::Mailboxes("the author holds for themselves"));
+                }
+                let distinct: std::collections::BTreeSet<&AuthorId> = holders.iter().collect();
+                if distinct.len() != holders.len() {
+                    return Err(FieldError::Mailboxes("a holder named twice"));
+                }
             }
         }
         Ok(())

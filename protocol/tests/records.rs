@@ -5,7 +5,7 @@ use kith_protocol::{
     codec::{self, CodecError},
     identity::{AuthorId, Keypair, SignatureError},
     limits::{
-        MAX_BIO_BYTES, MAX_FUTURE_SKEW_MS, MAX_MENTIONS_PER_POST, MAX_NAME_BYTES,
+        MAX_BIO_BYTES, MAX_FUTURE_SKEW_MS, MAX_MAILBOXES, MAX_MENTIONS_PER_POST, MAX_NAME_BYTES,
         MAX_REACTION_BYTES, MAX_RECORD_BYTES, MAX_TEXT_BYTES,
     },
     record::{
@@ -94,6 +94,8 @@ fn every_kind_round_trips() {
         RecordKind::Reaction { target, emoji: String::new() },
         RecordKind::Repost { target },
         RecordKind::Delete { target },
+        RecordKind::Mailboxes { holders: vec![bob().id()] },
+        RecordKind::Mailboxes { holders: vec![] },
     ];
     for kind in kinds {
         let signed = record(&me, 1, None, kind).sign(&me).unwrap();
@@ -492,4 +494,20 @@ fn bad_attachments_are_refused() {
         VerifiedRecord::from_bytes(&bytes),
         Err(RecordError::Codec(CodecError::Malformed(_)))
     ));
+}
+
+#[test]
+fn mailbox_lists_are_bounded_and_name_others_once() {
+    let me = alice();
+    let others: Vec<_> =
+        (1..=MAX_MAILBOXES as u8 + 1).map(|i| Keypair::from_secret_bytes(&[i; 32]).id()).collect();
+    let list = |holders: &[AuthorId]| RecordKind::Mailboxes { holders: holders.to_vec() };
+    assert!(record(&me, 1, None, list(&others[..MAX_MAILBOXES])).sign(&me).is_ok());
+    for (bad, why) in [
+        (list(&others), "more holders than allowed"),
+        (list(&[bob().id(), me.id()]), "the author holds for themselves"),
+        (list(&[bob().id(), bob().id()]), "a holder named twice"),
+    ] {
+        assert_eq!(field_error(record(&me, 1, None, bad).sign(&me)), FieldError::Mailboxes(why));
+    }
 }

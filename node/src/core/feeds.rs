@@ -289,7 +289,10 @@ fn topics_of(store: &Store, record: &Record, follow_delete: bool) -> Vec<Topic> 
                 topics.append(&mut topics_of(store, &t, false));
             }
         }
-        RecordKind::Delete { .. } | RecordKind::Profile { .. } | RecordKind::Devices(_) => {}
+        RecordKind::Delete { .. }
+        | RecordKind::Profile { .. }
+        | RecordKind::Devices(_)
+        | RecordKind::Mailboxes { .. } => {}
     }
     topics
 }

@@ -93,6 +93,10 @@ impl Store {
                 let value = ProfileValue { seq: r.seq, id: *id.as_bytes() };
                 codec::put_if_newer(&self.devices, r.author.as_bytes(), &value, || Ok(()))?;
             }
+            RecordKind::Mailboxes { .. } => {
+                let value = ProfileValue { seq: r.seq, id: *id.as_bytes() };
+                codec::put_if_newer(&self.mailboxes, r.author.as_bytes(), &value, || Ok(()))?;
+            }
             RecordKind::Post(_) => {}
         }
         Ok(())

@@ -3,7 +3,7 @@
 //! Trees: `records` (id -> signed bytes), `log` (author, seq -> id), `by_time`
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
-//! profile record), `devices` and `olm` (see `olm.rs`), `forks` (evidence of two records at one author/seq), `peers` (known
+//! profile record), `devices` and `olm` (see `olm.rs`), `mailboxes` (see `mailbox.rs`), `forks` (evidence of two records at one author/seq), `peers` (known
 //! peer addresses), `petnames` and `name_skeletons` (see `names.rs`), and the blob trees of
 //! [`Blobs`]. Writes that touch several trees hold the store's writer lock and write the
 //! commit point last (see [`Store::insert`]). Callers that report success to a person
@@ -19,6 +19,7 @@ mod codec;
 mod dm;
 mod index;
 mod keys;
+mod mailbox;
 mod migrate;
 mod moderation;
 mod names;
@@ -140,6 +141,8 @@ pub struct Store {
     profiles: Tree,
     /// The latest `Devices` record of each author (see `olm.rs`).
     devices: Tree,
+    /// The latest `Mailboxes` record of each author (see `mailbox.rs`).
+    mailboxes: Tree,
     /// This node's device account and Olm sessions, as pickles (see `olm.rs`).
     olm: Tree,
     forks: Tree,
@@ -272,6 +275,7 @@ impl Store {
             subs: tree("subs")?,
             profiles: tree("profiles")?,
             devices: tree("devices")?,
+            mailboxes: tree("mailboxes")?,
             olm: tree("olm")?,
             forks: tree("forks")?,
             flagged: tree("flagged")?,

@@ -212,6 +212,10 @@ impl Store {
             RecordKind::Devices(_) => {
                 codec::remove_if_set_by::<ProfileValue>(&self.devices, r.author.as_bytes(), r.seq)?;
             }
+            RecordKind::Mailboxes { .. } => {
+                let key = r.author.as_bytes();
+                codec::remove_if_set_by::<ProfileValue>(&self.mailboxes, key, r.seq)?;
+            }
             _ => {}
         }
         Ok(true)

@@ -337,3 +337,26 @@ fn a_thousand_memory_stores_open_in_one_process() {
 
 mod fixture;
 mod migration;
+
+#[test]
+fn the_latest_mailbox_list_counts_whatever_order_it_arrives_in() {
+    Home::on_both(|home| {
+        let store = home.open();
+        let [a, b, c] = [7u8, 8, 9].map(|s| Keypair::from_secret_bytes(&[s; 32]));
+        let list = |seq, prev, holders: Vec<_>| {
+            let kind = RecordKind::Mailboxes { holders };
+            Record { author: a.id(), seq, prev, timestamp: seq, kind }.sign(&a).unwrap()
+        };
+        let first = list(1, None, vec![b.id(), c.id()]);
+        let second = list(2, Some(first.id()), vec![c.id()]);
+        assert!(store.mailboxes_of(&a.id()).unwrap().is_empty());
+        store.insert(&second).unwrap();
+        store.insert(&first).unwrap();
+        assert_eq!(store.mailboxes_of(&a.id()).unwrap(), vec![c.id()]);
+        store.flush_blocking().unwrap();
+        home.close(store);
+        let store = home.open();
+        assert_eq!(store.mailboxes_of(&a.id()).unwrap(), vec![c.id()]);
+        assert!(store.mailboxes_of(&b.id()).unwrap().is_empty());
+    });
+}

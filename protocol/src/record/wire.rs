@@ -25,6 +25,7 @@ const DELETE: u32 = 6;
 pub(super) const ATTACHED_POST: u32 = 7;
 /// The author's devices: a [`crate::olm::prekey::Announcement`].
 const DEVICES: u32 = 8;
+const MAILBOXES: u32 = 9;
 
 fn encode_post<E: Encoder>(post: &Post, encoder: &mut E) -> Result<(), EncodeError> {
     post.text.encode(encoder)?;
@@ -85,6 +86,10 @@ impl Encode for RecordKind {
                 DEVICES.encode(encoder)?;
                 announcement.encode(encoder)
             }
+            Self::Mailboxes { holders } => {
+                MAILBOXES.encode(encoder)?;
+                holders.encode(encoder)
+            }
         }
     }
 }
@@ -116,10 +121,11 @@ impl<C> Decode<C> for RecordKind {
                 Self::Post(post)
             }
             DEVICES => Self::Devices(Decode::decode(decoder)?),
+            MAILBOXES => Self::Mailboxes { holders: Decode::decode(decoder)? },
             found => {
                 return Err(DecodeError::UnexpectedVariant {
                     type_name: "RecordKind",
-                    allowed: &AllowedEnumVariants::Range { min: POST, max: DEVICES },
+                    allowed: &AllowedEnumVariants::Range { min: POST, max: MAILBOXES },
                     found,
                 })
             }
