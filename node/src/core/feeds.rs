@@ -30,8 +30,6 @@ pub(crate) struct Feeds {
     counters: RecordCounters,
     /// Own records waiting for their flush, by the flush.
     unpublished: BTreeMap<FlushId, Unpublished>,
-    /// Flushes asked for with nobody waiting (a follow of this node's person).
-    durable: BTreeSet<FlushId>,
 }
 
 impl Feeds {
@@ -99,12 +97,6 @@ impl Feeds {
         flush: FlushId,
         result: Result<(), StoreError>,
     ) -> Vec<Effect> {
-        if self.durable.remove(&flush) {
-            if let Err(error) = result {
-                tracing::warn!(%error, "cannot flush a follow of this node's person");
-            }
-            return Vec::new();
-        }
         let Some(Unpublished { answer, record, topics }) = self.unpublished.remove(&flush) else {
             return Vec::new();
         };
@@ -119,7 +111,7 @@ impl Feeds {
             .into_iter()
             .map(|topic| Effect::Publish { topic, bytes: record.bytes().to_vec() })
             .collect();
-        effects.extend(self.announce(&record));
+        effects.extend(announce(&record));
         if let Some(answer) = answer {
             let result = Ok(Answer::Published(Box::new(record)));
             effects.push(Effect::Answer { answer, result });
@@ -167,14 +159,7 @@ impl Feeds {
         match &outcome {
             Outcome::New(record) => {
                 c.accepted += 1;
-                let notes = super::notify::for_record(&cx.store, &cx.me, record, now);
-                effects.extend(notes.into_iter().map(Effect::Notified));
-                effects.extend(self.announce(record));
-                if record_is_follow_of(record, cx) {
-                    let flush = cx.flush_id();
-                    self.durable.insert(flush);
-                    effects.push(Effect::Flush(flush));
-                }
+                effects.extend(new_record(cx, record, now));
                 let r = record.record();
                 let store = &cx.store;
                 let known =
@@ -203,20 +188,27 @@ impl Feeds {
         }
         outcome.verdict()
     }
-
-    /// What a newly stored record sets off besides notifications: thumbnails, live feeds.
-    fn announce(&self, record: &VerifiedRecord) -> [Effect; 2] {
-        [Effect::Stored(Box::new(record.clone())), Effect::LivePost(Box::new(record.clone()))]
-    }
 }
 
-/// Whether `record` follows or unfollows this node's person. That changes who may
-/// message them, so it is made durable at once, not at the store's next periodic flush:
-/// a crash right after must not forget a mutual connection that no peer may be able to
-/// tell the node again soon (a restarted node listens on a new port unless its config
-/// fixes one).
-fn record_is_follow_of(record: &VerifiedRecord, cx: &Context) -> bool {
-    is_follow_of(record, &cx.me)
+/// What a newly stored record sets off besides notifications: thumbnails, live feeds.
+fn announce(record: &VerifiedRecord) -> [Effect; 2] {
+    [Effect::Stored(Box::new(record.clone())), Effect::LivePost(Box::new(record.clone()))]
+}
+
+/// What a record new to this node (from gossip or sync) sets off: its notifications,
+/// thumbnails, live feeds, and a flush if it follows or unfollows this node's person.
+/// That changes who may message them, so it is made durable at once, not at the store's
+/// next periodic flush: a crash right after must not forget a mutual connection that no
+/// peer may be able to tell the node again soon (a restarted node listens on a new port
+/// unless its config fixes one).
+pub(crate) fn new_record(cx: &mut Context, record: &VerifiedRecord, now: u64) -> Vec<Effect> {
+    let notes = super::notify::for_record(&cx.store, &cx.me, record, now);
+    let mut effects: Vec<Effect> = notes.into_iter().map(Effect::Notified).collect();
+    effects.extend(announce(record));
+    if is_follow_of(record, &cx.me) {
+        effects.push(Effect::Flush(cx.durable_flush()));
+    }
+    effects
 }
 
 /// Whether `record` is a follow or unfollow of `me`.

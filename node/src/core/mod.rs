@@ -30,8 +30,11 @@ pub mod dm;
 pub mod feeds;
 pub mod notify;
 pub mod outbox;
+pub mod sync;
 
-use kith_protocol::{AuthorId, Keypair, RecordKind, VerifiedRecord};
+use std::collections::BTreeSet;
+
+use kith_protocol::{sync::Query, AuthorId, Keypair, RecordKind, VerifiedRecord};
 use libp2p::{gossipsub::MessageId, PeerId};
 use rand_core::Rng;
 
@@ -119,6 +122,44 @@ pub enum Input {
         /// The reply's bytes, or the failure.
         result: Result<Vec<u8>, String>,
     },
+    /// Pull `what` from `peer` (see [`sync`]); answered with [`Answer::Pulled`].
+    Pull {
+        /// The peer asked.
+        peer: PeerId,
+        /// What is asked for.
+        what: sync::Pull,
+        /// Who waits for the answer (also names the pull).
+        answer: AnswerId,
+    },
+    /// The answer to the question an [`Effect::Query`] of the pull `answer` asked, or
+    /// why there was none.
+    PullAnswer {
+        /// The pull.
+        answer: AnswerId,
+        /// The response's bytes, or the failure.
+        result: Result<Vec<u8>, sync::QueryFailure>,
+    },
+    /// The pull `answer` took too long: ask nothing more (it is not answered).
+    PullStop {
+        /// The pull.
+        answer: AnswerId,
+    },
+    /// An inbound sync request.
+    SyncRequest {
+        /// The peer it came from.
+        from: PeerId,
+        /// The request.
+        bytes: Vec<u8>,
+        /// Where the response goes.
+        reply: ReplyId,
+    },
+    /// `peer` subscribed to gossip `topic` (our recent records there are offered).
+    PeerSubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
     /// A connection to `peer` was made.
     Connected {
         /// The peer.
@@ -147,6 +188,8 @@ pub enum Answer {
         /// Delivered or queued.
         status: DmStatus,
     },
+    /// A pull ended.
+    Pulled(sync::Pulled),
 }
 
 /// What the driver does for the core, in the order given.
@@ -196,6 +239,30 @@ pub enum Effect {
         /// Whether to look the peer up.
         lookup: bool,
     },
+    /// Send sync request `bytes` to `peer`; with `pull`, report its answer (or the
+    /// failure, a silent one when it did not come in time) as [`Input::PullAnswer`];
+    /// without, the answer does not matter (an offer).
+    Query {
+        /// The peer asked.
+        peer: PeerId,
+        /// The encoded request.
+        bytes: Vec<u8>,
+        /// The pull it belongs to.
+        pull: Option<AnswerId>,
+    },
+    /// Answer sync request `reply` from `peer` with [`sync::serve`] on `query`, within
+    /// the serving budget: a `friend`'s with [`sync::Page::FRIEND`], a stranger's with
+    /// [`sync::Page::STRANGER`] (and dropped when the budget is spent).
+    Serve {
+        /// Which request.
+        reply: ReplyId,
+        /// Who asked.
+        peer: PeerId,
+        /// The question.
+        query: Box<Query>,
+        /// Whether the asker is followed by or follows this node's person.
+        friend: bool,
+    },
     /// Answer inbound request `reply` with `bytes`.
     Respond {
         /// Which request.
@@ -243,7 +310,11 @@ pub struct Context {
     pub admission: Admission,
     /// The store.
     pub store: Store,
+    /// Threads that may check a batch of records' signatures at once.
+    pub threads: usize,
     next_flush: u64,
+    /// Flushes asked for with nobody waiting (a follow of this node's person).
+    durable: BTreeSet<FlushId>,
 }
 
 impl Context {
@@ -252,6 +323,13 @@ impl Context {
         self.next_flush += 1;
         FlushId(self.next_flush)
     }
+
+    /// A new flush id for a flush nobody waits for.
+    fn durable_flush(&mut self) -> FlushId {
+        let flush = self.flush_id();
+        self.durable.insert(flush);
+        flush
+    }
 }
 
 /// The node's decisions: one per concern, composed.
@@ -259,14 +337,24 @@ pub struct Core {
     cx: Context,
     feeds: feeds::Feeds,
     dm: dm::Dm,
+    sync: sync::Sync,
 }
 
 impl Core {
     /// The core of the node of `keys`, over `store`.
     pub fn new(keys: Keypair, store: Store) -> Self {
         let me = keys.id();
-        let cx = Context { me, keys, admission: Admission::new(me), store, next_flush: 0 };
-        Self { cx, feeds: feeds::Feeds::default(), dm: dm::Dm::default() }
+        let admission = Admission::new(me);
+        let durable = BTreeSet::new();
+        let cx = Context { me, keys, admission, store, threads: 1, next_flush: 0, durable };
+        let (feeds, dm, sync) = Default::default();
+        Self { cx, feeds, dm, sync }
+    }
+
+    /// Lets the checks of a batch of records (a sync answer) run on `threads` threads
+    /// (1 at first). The outcome is the same; only the time differs.
+    pub fn set_check_threads(&mut self, threads: usize) {
+        self.cx.threads = threads.max(1);
     }
 
     /// Handles one input at time `now` (ms since the Unix epoch), drawing randomness
@@ -288,6 +376,19 @@ impl Core {
                 Ok(author) => self.dm.handle_due(cx, Some(&author), now),
                 Err(_) => self.dm.handle_due(cx, None, now),
             },
+            Input::Pull { peer, what, answer } => {
+                self.sync.handle_pull(cx, peer, what, answer, now)
+            }
+            Input::PullAnswer { answer, result } => {
+                self.sync.handle_answer(cx, answer, result, now)
+            }
+            Input::PullStop { answer } => self.sync.handle_stop(answer),
+            Input::SyncRequest { from, bytes, reply } => {
+                self.sync.handle_request(cx, from, &bytes, reply, now)
+            }
+            Input::PeerSubscribed { peer, topic } => {
+                self.sync.handle_subscribed(cx, peer, &topic, now)
+            }
             Input::Timer(Timer::Outbox) => self.dm.handle_due(cx, None, now),
             Input::Timer(Timer::SendWait(answer)) => self.dm.handle_send_wait(cx, answer),
             Input::Timer(Timer::Devices) => {
@@ -299,6 +400,12 @@ impl Core {
                 effects
             }
             Input::Flushed { flush, result } => {
+                if cx.durable.remove(&flush) {
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "cannot flush a follow of this node's person");
+                    }
+                    return Vec::new();
+                }
                 let mut effects = self.dm.handle_flushed(flush, &result);
                 effects.extend(self.feeds.handle_flushed(flush, result));
                 effects
@@ -336,6 +443,11 @@ impl Core {
     /// Ingest counters so far.
     pub fn counters(&self) -> RecordCounters {
         self.feeds.counters()
+    }
+
+    /// Sync counters so far: (records fetched, records rejected).
+    pub fn sync_counters(&self) -> (u64, u64) {
+        self.sync.counters()
     }
 
     /// Counts gossip messages the driver could not hand to the core (ignored).

@@ -10,6 +10,7 @@ mod dm;
 mod feeds;
 mod notify;
 mod olm;
+mod sync;
 
 /// A core over a fresh memory store.
 pub(super) struct Fixture {

@@ -17,11 +17,6 @@ impl Node {
         crate::core::dm::is_mutual(&self.inner.store, &self.inner.me, other)
     }
 
-    /// The bytes of our latest follow record for `peer`, if any.
-    pub(super) fn follow_proof(&self, peer: &AuthorId) -> Option<Vec<u8>> {
-        crate::core::dm::follow_proof(&self.inner.store, &self.inner.me, peer)
-    }
-
     /// `msg send`: the core admits the message; its attachments are prepared and sealed
     /// here (files, blobs); then the core seals, stores, queues and tries it, and answers
     /// delivered or queued once flushed.

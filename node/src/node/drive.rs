@@ -34,7 +34,9 @@ impl Engine {
     pub(super) fn new(keys: Keypair, store: Store) -> Self {
         // Not secret: the core's randomness schedules and picks, it does not make keys.
         let seed = getrandom::u64().unwrap_or_else(|_| now_ms());
-        Self { core: Core::new(keys, store), rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed) }
+        let mut core = Core::new(keys, store);
+        core.set_check_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Self { core, rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed) }
     }
 }
 
@@ -42,12 +44,13 @@ impl Engine {
 /// responses.
 #[derive(Default)]
 pub(super) struct Pending {
-    next: AtomicU64,
-    answers: std::sync::Mutex<HashMap<AnswerId, oneshot::Sender<Result<Answer, ApiError>>>>,
+    pub(super) next: AtomicU64,
+    pub(super) answers:
+        std::sync::Mutex<HashMap<AnswerId, oneshot::Sender<Result<Answer, ApiError>>>>,
     replies: std::sync::Mutex<HashMap<ReplyId, Responder>>,
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
@@ -73,6 +76,23 @@ impl Node {
         let mut counters = self.engine().core.counters();
         counters.rate_limited += self.inner.rate_limited.load(Ordering::Relaxed);
         counters
+    }
+
+    /// Sync counters: (records fetched, records rejected).
+    pub(super) fn core_sync_counters(&self) -> (u64, u64) {
+        self.engine().core.sync_counters()
+    }
+
+    /// [`Node::step`] on a blocking thread (for inputs that check signatures).
+    async fn step_blocking(&self, input: Input) -> Vec<Effect> {
+        let node = self.clone();
+        match tokio::task::spawn_blocking(move || node.step(input)).await {
+            Ok(effects) => effects,
+            Err(error) => {
+                tracing::error!(%error, "core task failed");
+                Vec::new()
+            }
+        }
     }
 
     /// Whether the person may send `peer` a message (the core's admission), asked
@@ -155,6 +175,25 @@ impl Node {
         lock(&pending.replies).remove(&reply);
     }
 
+    /// [`Node::answer_request`] with the core's work on a blocking thread.
+    pub(super) async fn answer_request_blocking(
+        &self,
+        channel: Responder,
+        input: impl FnOnce(ReplyId) -> Input,
+    ) {
+        let pending = &self.inner.pending;
+        let reply = ReplyId(pending.next.fetch_add(1, Ordering::Relaxed));
+        lock(&pending.replies).insert(reply, channel);
+        let effects = self.step_blocking(input(reply)).await;
+        self.carry_out(effects).await;
+        lock(&pending.replies).remove(&reply);
+    }
+
+    /// The responder of inbound request `reply`, taken from those waiting.
+    pub(super) fn take_responder(&self, reply: ReplyId) -> Option<Responder> {
+        lock(&self.inner.pending.replies).remove(&reply)
+    }
+
     /// Carries out `effects` in order; the effects of a flush's report run before the
     /// ones after the flush.
     async fn carry_out(&self, effects: Vec<Effect>) {
@@ -201,6 +240,27 @@ impl Node {
                         let from = from.unwrap_or_else(|_| sender.to_string());
                         tracing::info!(%from, id = %record.id, "direct message received");
                     }
+                }
+                Effect::Query { peer, bytes, pull: Some(answer) } => {
+                    // One question of a pull at a time: its answer's effects (the next
+                    // question among them) run in its place.
+                    let result = self.sync_query(peer, bytes).await;
+                    let after = self.step_blocking(Input::PullAnswer { answer, result }).await;
+                    for effect in after.into_iter().rev() {
+                        queue.push_front(effect);
+                    }
+                }
+                Effect::Query { peer, bytes, pull: None } => {
+                    let node = self.clone();
+                    let task: Task = Box::pin(async move {
+                        if let Err(failure) = node.sync_query(peer, bytes).await {
+                            tracing::debug!(%peer, error = %failure.reason, "offer failed");
+                        }
+                    });
+                    self.spawn(task);
+                }
+                Effect::Serve { reply, peer: _, query, friend } => {
+                    self.serve_sync(reply, *query, friend).await;
                 }
                 Effect::Schedule { at, timer } => {
                     let delay = Duration::from_millis(at.saturating_sub(now_ms()));

@@ -116,30 +116,6 @@ impl Node {
         }
     }
 
-    /// Tells live feeds and notifications about a newly stored record.
-    pub(super) fn announce(&self, record: &kith_protocol::VerifiedRecord) {
-        self.notify_for(record);
-        self.flush_if_follow_of_me(record);
-        self.queue_thumbnails(record);
-        self.send_live(record);
-    }
-
-    /// Someone following or leaving the person changes who may message them: made
-    /// durable at once, not at the store's next periodic flush, so that a crash right
-    /// after does not forget a mutual connection no peer may be able to tell the node
-    /// again soon (a restarted node listens on a new port unless its config fixes one).
-    fn flush_if_follow_of_me(&self, record: &kith_protocol::VerifiedRecord) {
-        if !crate::core::feeds::is_follow_of(record, &self.inner.me) {
-            return;
-        }
-        let store = self.inner.store.clone();
-        self.spawn(async move {
-            if let Err(error) = store.flush().await {
-                tracing::warn!(%error, "cannot flush a follow of this node's person");
-            }
-        });
-    }
-
     pub(super) async fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
         if let Some(addr) = addr {
             self.remember(peer, &addr);

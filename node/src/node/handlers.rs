@@ -3,8 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use kith_protocol::{
-    limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, Record, RecordKind, Tag,
-    Topic,
+    limits::MAX_TEXT_BYTES, mentions::extract_mentions, AuthorId, Post, RecordKind, Tag, Topic,
 };
 use libp2p::Multiaddr;
 use tokio::sync::broadcast;
@@ -188,7 +187,7 @@ impl Node {
             connections_refused: stats.connections_refused,
             connections_evicted: stats.connections_evicted,
             requests_refused: self.inner.inbound.stats().refused,
-            sync: self.inner.sync.snapshot(),
+            sync: self.sync_snapshot(),
             blobs: {
                 let c = self.inner.blobs.counts();
                 crate::api::BlobStatus {
@@ -240,11 +239,6 @@ impl Node {
             .map_err(|e| ApiError::invalid(format!("invalid multiaddr {addr:?}: {e}")))?;
         self.inner.net.dial(parsed).await?;
         Ok(Response::Ok)
-    }
-
-    /// The gossip topics a record of ours goes to.
-    pub(super) fn topics_for(&self, record: &Record) -> Vec<String> {
-        crate::core::feeds::topics_for(&self.inner.store, record)
     }
 
     async fn post(

@@ -53,7 +53,6 @@ use crate::{
     api::{FeedItem, Request, Response},
     config::Config,
     home::Home,
-    ingest,
     limits::RateLimiter,
     net::{self, Event},
     store::{BlobLimits, BlobStoreError, Blobs, Store, StoreError},
@@ -149,8 +148,6 @@ struct Inner {
     request_limit: RateLimiter<libp2p::PeerId>,
     /// One bound on inbound requests handled at once, across all peers.
     inbound: inbound::Inbound,
-    /// Who this node is and what it keeps.
-    admission: ingest::Admission,
     /// Whether subscribed hashtags are announced and looked up in the DHT.
     dht_tags: std::sync::atomic::AtomicBool,
     /// The configuration the node runs with (its live values as changed since start).
@@ -218,7 +215,6 @@ impl Node {
         let node = Self {
             inner: Arc::new(Inner {
                 me: keypair.id(),
-                admission: ingest::Admission::new(keypair.id()),
                 dht_tags: config.dht_tags.into(),
                 config: std::sync::Mutex::new(config.clone()),
                 config_path: home.config_path(),

@@ -1,6 +1,6 @@
 //! Conversation features: threads, reactions, reposts, deletion, notifications.
 
-use kith_protocol::{limits::MAX_REACTION_BYTES, RecordId, RecordKind, VerifiedRecord};
+use kith_protocol::{limits::MAX_REACTION_BYTES, RecordId, RecordKind};
 use tokio::sync::broadcast;
 
 use super::{errors::Reply, now_ms, view, Node};
@@ -271,15 +271,6 @@ impl Node {
     /// Tells live notification streams of a new notification.
     pub(super) fn announce_notification(&self, n: Notification) {
         let _ = self.inner.notes.send(self.notification_entry(n));
-    }
-
-    /// Notifications caused by a record new to this node (decided by
-    /// [`crate::core::notify::for_record`]).
-    pub(super) fn notify_for(&self, rec: &VerifiedRecord) {
-        let (store, me) = (&self.inner.store, &self.inner.me);
-        for n in crate::core::notify::for_record(store, me, rec, now_ms()) {
-            self.announce_notification(n);
-        }
     }
 
     /// Drops expired posts, periodically.

@@ -331,6 +331,8 @@ impl World {
             // Direct messages and their timers: the simulation sends none yet (see
             // invariants::PENDING).
             Effect::Deliver { .. }
+            | Effect::Query { .. }
+            | Effect::Serve { .. }
             | Effect::Respond { .. }
             | Effect::Received { .. }
             | Effect::Schedule { .. }

@@ -12,14 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kith_protocol::{sync::Query, AuthorId};
+use kith_protocol::AuthorId;
 
 use crate::api::{FeedItem, Response};
 use libp2p::PeerId;
 use tokio::sync::Semaphore;
 
-use super::Asked;
-use crate::node::Node;
+use crate::{core::sync::Pull, node::Node};
 
 /// An author asked about is not asked about again before this.
 const RETRY_AFTER: Duration = Duration::from_secs(600);
@@ -120,17 +119,8 @@ impl Node {
             }
         }
         for peer in peers.into_iter().take(PEERS_ASKED) {
-            let answer = match self.query(peer, Query::Profile { author }).await {
-                Ok(answer) => answer,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "profile query failed");
-                    continue;
-                }
-            };
-            if answer.records.is_empty() {
-                continue;
-            }
-            self.ingest_synced(answer.records, Asked::Profile(author)).await;
+            // A failed question or an empty answer: the next peer is asked.
+            self.pull(peer, Pull::Profile(author), None).await;
             if matches!(self.inner.store.profile(&author), Ok(Some(_))) {
                 return;
             }

@@ -4,20 +4,22 @@
 //! is followed by) get small pages, few places and only what the friends leave over.
 
 use std::{
-    collections::HashMap,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use kith_protocol::{
-    sync::{Bucket, Query, SyncRequest, SyncResponse, TagCursor, MAX_SYNC_RECORDS},
-    AuthorId, Tag,
-};
+use kith_protocol::sync::Query;
 use libp2p::PeerId;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::{Asked, RESPONSE_SLACK};
-use crate::{net::Responder, node::Node, store::Store};
+use crate::{
+    core::{
+        sync::{self, Page, STRANGER_PAGE_BYTES},
+        Input, ReplyId,
+    },
+    net::Responder,
+    node::Node,
+};
 
 /// Bytes of answers served per second to all peers together, and the most saved up.
 pub const SERVE_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
@@ -29,27 +31,6 @@ const FRIENDS_RESERVE_BYTES: f64 = 1024.0 * 1024.0;
 /// refused).
 const FRIEND_SERVES: usize = 4;
 const STRANGER_SERVES: usize = 2;
-/// A stranger's page: at most this many records and bytes.
-pub const STRANGER_PAGE_RECORDS: usize = 32;
-pub const STRANGER_PAGE_BYTES: usize = 64 * 1024;
-
-/// How much one answer may hold.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Page {
-    records: usize,
-    bytes: usize,
-}
-
-impl Page {
-    const FRIEND: Self =
-        Self { records: MAX_SYNC_RECORDS, bytes: kith_protocol::sync::MAX_SYNC_RESPONSE_BYTES };
-    const STRANGER: Self = Self { records: STRANGER_PAGE_RECORDS, bytes: STRANGER_PAGE_BYTES };
-
-    /// Whether `size` more bytes (one encoded record) still fit after `used`.
-    fn fits(self, used: usize, size: usize, count: usize) -> bool {
-        count < self.records && used + size + 8 <= self.bytes.saturating_sub(RESPONSE_SLACK)
-    }
-}
 
 /// The serving budget shared by every sync request.
 pub(super) struct ServeBudget {
@@ -124,15 +105,12 @@ impl Node {
     /// Whether `peer` is the node of someone this node's person follows or is followed
     /// by.
     pub(in crate::node) fn is_friend(&self, peer: &PeerId) -> bool {
-        let Ok(them) = AuthorId::from_peer_id(peer) else { return false };
-        let store = &self.inner.store;
-        let me = &self.inner.me;
-        store.is_following(me, &them).unwrap_or(false)
-            || store.is_following(&them, me).unwrap_or(false)
+        crate::core::sync::is_friend(&self.inner.store, &self.inner.me, peer)
     }
 
-    /// Answers a sync request from `peer`, within the serving budget: a request over it
-    /// is dropped (the peer sees a failed request and may ask again later).
+    /// A sync request from `peer`, within the per-peer limit (over it the request is
+    /// dropped: the peer sees a failed request and may ask again later), to the core
+    /// (off the async threads: an offer's signatures are checked there).
     pub(in crate::node) async fn handle_sync_request(
         &self,
         peer: PeerId,
@@ -144,31 +122,21 @@ impl Node {
             self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let query = match SyncRequest::from_bytes(&bytes) {
-            Ok(request) => request.query,
-            Err(error) => {
-                tracing::info!(%peer, %error, "malformed sync request");
-                let empty = SyncResponse { records: Vec::new(), more: false, next: None };
-                if let Ok(bytes) = empty.to_bytes() {
-                    self.inner.net.respond(channel, bytes).await;
-                }
-                return;
-            }
-        };
-        if let Query::Offer { records } = query {
-            // A peer offers its own recent records only: anything else is refused, so an
-            // offer cannot plant other authors' records.
-            if let Ok(offerer) = AuthorId::from_peer_id(&peer) {
-                self.ingest_synced(records, Asked::Author(offerer)).await;
-            }
-            let empty = SyncResponse { records: Vec::new(), more: false, next: None };
-            if let Ok(bytes) = empty.to_bytes() {
-                self.inner.net.respond(channel, bytes).await;
-            }
-            return;
-        }
+        self.answer_request_blocking(channel, |reply| Input::SyncRequest {
+            from: peer,
+            bytes,
+            reply,
+        })
+        .await;
+    }
+
+    /// Serves a question the core handed over ([`crate::core::Effect::Serve`]) within the
+    /// serving budget: a request over it is dropped (the peer sees a failed request and
+    /// may ask again later).
+    pub(in crate::node) async fn serve_sync(&self, reply: ReplyId, query: Query, friend: bool) {
+        let Some(channel) = self.take_responder(reply) else { return };
         let budget = &self.inner.sync.serving;
-        let (permit, page, prepaid) = if self.is_friend(&peer) {
+        let (permit, page, prepaid) = if friend {
             (budget.friend().await, Page::FRIEND, 0)
         } else {
             (budget.stranger(), Page::STRANGER, STRANGER_PAGE_BYTES)
@@ -177,7 +145,10 @@ impl Node {
             self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let response = self.serve(query, page).await;
+        let store = self.inner.store.clone();
+        let response = tokio::task::spawn_blocking(move || sync::serve(&store, query, page))
+            .await
+            .unwrap_or_else(|_| sync::empty());
         match response.to_bytes() {
             Ok(bytes) => {
                 budget.charge(bytes.len(), prepaid);
@@ -189,102 +160,4 @@ impl Node {
             }
         }
     }
-
-    async fn serve(&self, query: Query, page: Page) -> SyncResponse {
-        let empty = SyncResponse { records: Vec::new(), more: false, next: None };
-        let store = self.inner.store.clone();
-        match query {
-            Query::Offer { .. } => empty,
-            Query::Author { author, after } => tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                let mut size = 0;
-                let log = store.author_log(&author, after, page.records).unwrap_or_default();
-                let full = log.len() == page.records;
-                for rec in log {
-                    let Ok(Some(bytes)) = store.get_bytes(&rec.id) else { break };
-                    if !page.fits(size, bytes.len(), out.len()) {
-                        return SyncResponse { records: out, more: true, next: None };
-                    }
-                    size += bytes.len() + 8;
-                    out.push(bytes);
-                }
-                SyncResponse { records: out, more: full, next: None }
-            })
-            .await
-            .unwrap_or(empty),
-            Query::Profile { author } => tokio::task::spawn_blocking(move || {
-                let current = store.profile(&author).ok().flatten();
-                let bytes = current.and_then(|p| store.get_bytes(&p.id).ok().flatten());
-                SyncResponse { records: bytes.into_iter().collect(), more: false, next: None }
-            })
-            .await
-            .unwrap_or(empty),
-            Query::Tag { tag, since, buckets, after } => {
-                let Ok(tag) = Tag::parse(&tag) else { return empty };
-                tokio::task::spawn_blocking(move || {
-                    serve_tag(&store, &tag, since, &buckets, after, page)
-                })
-                .await
-                .unwrap_or(empty)
-            }
-        }
-    }
-}
-
-/// Records with `tag` from every time bucket whose summary differs from the asker's,
-/// after the cursor, within `page`.
-fn serve_tag(
-    store: &Store,
-    tag: &Tag,
-    since: u64,
-    theirs: &[Bucket],
-    after: Option<TagCursor>,
-    page: Page,
-) -> SyncResponse {
-    let theirs: HashMap<u64, (u32, [u8; 16])> =
-        theirs.iter().map(|b| (b.start, (b.count, b.fingerprint))).collect();
-    let from = after.map_or(since, |c| c.timestamp.max(since));
-    let mut out = Vec::new();
-    let mut size = 0;
-    let mut last = None;
-    let mut bucket: Option<Bucket> = None;
-    let mut pending: Vec<(u64, kith_protocol::RecordId)> = Vec::new();
-    let mut entries = store.tag_entries(tag, Bucket::start_of(from)).peekable();
-    loop {
-        let next = match entries.next() {
-            Some(Ok(e)) => Some(e),
-            Some(Err(_)) => break,
-            None => None,
-        };
-        let boundary = match (&bucket, &next) {
-            (Some(b), Some((ts, _))) => Bucket::start_of(*ts) != b.start,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if boundary {
-            if let Some(b) = bucket.take() {
-                let differs = theirs.get(&b.start) != Some(&(b.count, b.fingerprint));
-                if differs {
-                    for (ts, id) in pending.drain(..) {
-                        if after.is_some_and(|c| (ts, id) <= (c.timestamp, c.id)) {
-                            continue;
-                        }
-                        let Ok(Some(bytes)) = store.get_bytes(&id) else { continue };
-                        if !page.fits(size, bytes.len(), out.len()) {
-                            return SyncResponse { records: out, more: true, next: last };
-                        }
-                        size += bytes.len() + 8;
-                        out.push(bytes);
-                        last = Some(TagCursor { timestamp: ts, id });
-                    }
-                }
-                pending.clear();
-            }
-        }
-        let Some((ts, id)) = next else { break };
-        let start = Bucket::start_of(ts);
-        bucket.get_or_insert_with(|| Bucket::empty(start)).add(&id);
-        pending.push((ts, id));
-    }
-    SyncResponse { records: out, more: false, next: None }
 }

@@ -1,0 +1,436 @@
+//! Sync: asking a peer for what this node misses (followed authors' logs by position,
+//! subscribed tags by time buckets, a profile), page by page; filling a gap in a
+//! followed author's log once per author at a time; answering peers' questions; and
+//! offering our recent records to a peer that subscribed to a topic they went to.
+//!
+//! A pull is one session with one peer ([`Input::Pull`](super::Input::Pull)): the core
+//! asks one question at a time ([`Effect::Query`]), the driver sends it and reports the
+//! answer or the failure ([`Input::PullAnswer`](super::Input::PullAnswer)), the core
+//! stores what came and asks the next page or question, and answers
+//! [`Answer::Pulled`] at the end. A peer that leaves a question unanswered
+//! ([`QueryFailure::silent`]) is asked nothing more in that pull. Deadlines are the
+//! driver's: it times out a question, and stops a pull that took too long with
+//! [`Input::PullStop`](super::Input::PullStop).
+
+mod offer;
+mod serve;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use kith_protocol::{
+    codec,
+    limits::MAX_RECORD_BYTES,
+    record::SignedRecord,
+    sync::{Query, SyncRequest, SyncResponse, TagCursor},
+    AuthorId, RecordKind, Tag, Topic, VerifiedRecord,
+};
+use libp2p::PeerId;
+
+pub use offer::{is_friend, OFFER_WINDOW_MS};
+pub use serve::{empty, serve, Page, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS};
+
+use super::{Answer, AnswerId, Context, Effect};
+use crate::{
+    ingest::{self, Outcome},
+    keep::Came,
+};
+
+/// Pages asked per author or tag in one pull.
+pub const MAX_PAGES: usize = 200;
+/// How far back tag sync looks, ms (30 days).
+pub const TAG_HORIZON_MS: u64 = 30 * 24 * 3_600_000;
+
+/// What a pull asks a peer for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pull {
+    /// Every followed author's log, then every subscribed tag.
+    Everything,
+    /// One author's log, from the end of this node's contiguous prefix on.
+    Author(AuthorId),
+    /// As [`Pull::Author`], for a gap a record of a followed author showed: one such
+    /// pull per author at a time (another answers at once, with nothing fetched).
+    Gap(AuthorId),
+    /// Posts with a tag of the last [`TAG_HORIZON_MS`] this node misses.
+    Tag(Tag),
+    /// The author's current profile.
+    Profile(AuthorId),
+}
+
+/// Why a question got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryFailure {
+    /// What went wrong.
+    pub reason: String,
+    /// No answer in time (rather than a refusal or a bad answer): the peer is asked
+    /// nothing more in this pull.
+    pub silent: bool,
+}
+
+/// What a pull got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pulled {
+    /// New records stored.
+    pub fetched: u64,
+    /// Whether the peer left a question unanswered (then the pull ended early).
+    pub failed: bool,
+}
+
+/// What a sync answer was asked for. A record outside it is refused: a peer can make
+/// this node verify records, never store ones it did not ask for.
+#[derive(Debug, Clone)]
+enum Asked {
+    /// Records of this author (an author query, or an offer by its author).
+    Author(AuthorId),
+    /// Posts carrying this tag (a tag query).
+    Tag(Tag),
+    /// This author's profile (a profile query).
+    Profile(AuthorId),
+}
+
+impl Asked {
+    /// The checks for one record of an answer: [`ingest::check`], after refusing a
+    /// record outside what was asked.
+    fn check(&self, bytes: &[u8], now: u64) -> Result<VerifiedRecord, String> {
+        match self {
+            Self::Author(author) | Self::Profile(author) => {
+                // Look at the author before the full check; a record that does not decode
+                // is left for `check` to refuse with its own reason.
+                let decoded = codec::decode::<SignedRecord, MAX_RECORD_BYTES>(bytes);
+                if let Ok(signed) = decoded {
+                    if signed.record.author != *author {
+                        let found = signed.record.author;
+                        return Err(format!("a record of {found} in an answer about {author}"));
+                    }
+                    let profile = matches!(signed.record.kind, RecordKind::Profile { .. });
+                    if matches!(self, Self::Profile(_)) && !profile {
+                        return Err(format!("a record other than a profile for {author}"));
+                    }
+                }
+                ingest::check(bytes, None, now)
+            }
+            Self::Tag(tag) => {
+                // As on the tag's gossip topic: a record without the tag is refused.
+                ingest::check(bytes, Some(&Topic::Tag(tag.clone()).to_string()), now)
+            }
+        }
+    }
+}
+
+/// A question of a pull not asked yet.
+#[derive(Debug, Clone)]
+enum Question {
+    Author(AuthorId),
+    Tag(Tag),
+    Profile(AuthorId),
+}
+
+/// The question being asked, with its cursor and the pages asked so far.
+#[derive(Debug, Clone)]
+enum Asking {
+    Author { author: AuthorId, after: u64, pages: usize },
+    Tag { tag: Tag, since: u64, after: Option<TagCursor>, pages: usize },
+    Profile(AuthorId),
+}
+
+/// One pull with one peer.
+#[derive(Debug)]
+struct Session {
+    peer: PeerId,
+    questions: VecDeque<Question>,
+    asking: Option<Asking>,
+    fetched: u64,
+    /// The author whose gap this pull fills.
+    gap: Option<AuthorId>,
+}
+
+/// The sync concern's state.
+#[derive(Debug, Default)]
+pub(crate) struct Sync {
+    sessions: BTreeMap<AnswerId, Session>,
+    /// Authors with a gap being filled (so one gap causes one pull).
+    gaps: BTreeSet<AuthorId>,
+    /// Records stored from sync answers and offers.
+    fetched: u64,
+    /// Records in sync answers and offers refused as invalid.
+    rejected: u64,
+}
+
+impl Sync {
+    /// (records fetched, records rejected) so far.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (self.fetched, self.rejected)
+    }
+
+    /// Starts pulling `what` from `peer`; [`Answer::Pulled`] to `answer` at the end.
+    pub(crate) fn handle_pull(
+        &mut self,
+        cx: &mut Context,
+        peer: PeerId,
+        what: Pull,
+        answer: AnswerId,
+        now: u64,
+    ) -> Vec<Effect> {
+        let mut gap = None;
+        let questions: VecDeque<Question> = match what {
+            Pull::Everything => {
+                let authors = cx.store.following(&cx.me).unwrap_or_default();
+                let tags = cx.store.subscriptions().unwrap_or_default();
+                let authors = authors.into_iter().map(Question::Author);
+                authors.chain(tags.into_iter().map(Question::Tag)).collect()
+            }
+            Pull::Author(author) => VecDeque::from([Question::Author(author)]),
+            Pull::Gap(author) => {
+                if !self.gaps.insert(author) {
+                    return vec![pulled(answer, Pulled::default())];
+                }
+                gap = Some(author);
+                VecDeque::from([Question::Author(author)])
+            }
+            Pull::Tag(tag) => VecDeque::from([Question::Tag(tag)]),
+            Pull::Profile(author) => VecDeque::from([Question::Profile(author)]),
+        };
+        let session = Session { peer, questions, asking: None, fetched: 0, gap };
+        self.sessions.insert(answer, session);
+        let mut effects = Vec::new();
+        self.next_question(cx, answer, now, &mut effects);
+        effects
+    }
+
+    /// The driver gave up on the pull of `answer` (it took too long): nothing more is
+    /// asked, and nothing answered.
+    pub(crate) fn handle_stop(&mut self, answer: AnswerId) -> Vec<Effect> {
+        if let Some(session) = self.sessions.remove(&answer) {
+            if let Some(author) = session.gap {
+                self.gaps.remove(&author);
+            }
+        }
+        Vec::new()
+    }
+
+    /// The answer to the question of the pull of `answer`, or why there was none.
+    pub(crate) fn handle_answer(
+        &mut self,
+        cx: &mut Context,
+        answer: AnswerId,
+        result: Result<Vec<u8>, QueryFailure>,
+        now: u64,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let Some(session) = self.sessions.get_mut(&answer) else { return effects };
+        let (peer, asking) = (session.peer, session.asking.take());
+        let response = result.and_then(|bytes| {
+            SyncResponse::from_bytes(&bytes)
+                .map_err(|e| QueryFailure { reason: e.to_string(), silent: false })
+        });
+        let (response, asking) = match (response, asking) {
+            (Err(failure), _) => {
+                tracing::debug!(%peer, reason = %failure.reason, "sync question failed");
+                if failure.silent {
+                    self.finish(answer, true, &mut effects);
+                } else {
+                    self.next_question(cx, answer, now, &mut effects);
+                }
+                return effects;
+            }
+            (Ok(_), None) => return effects,
+            (Ok(response), Some(asking)) => (response, asking),
+        };
+        let next = match asking {
+            Asking::Author { author, after, pages } => {
+                let last = response.records.last().and_then(|b| seq_of(b, &author));
+                let more = response.more;
+                if response.records.is_empty() {
+                    None
+                } else {
+                    self.ingest(
+                        cx,
+                        answer,
+                        response.records,
+                        Asked::Author(author),
+                        now,
+                        &mut effects,
+                    );
+                    let contiguous = cx.store.contiguous_seq(&author).unwrap_or(after);
+                    let next = contiguous.max(last.unwrap_or(0));
+                    // Stop when the peer has no more, or serves nothing past where we were.
+                    (more && next > after && pages < MAX_PAGES).then_some(Asking::Author {
+                        author,
+                        after: next,
+                        pages: pages + 1,
+                    })
+                }
+            }
+            Asking::Tag { tag, since, after, pages } => {
+                let next = response.next;
+                self.ingest(
+                    cx,
+                    answer,
+                    response.records,
+                    Asked::Tag(tag.clone()),
+                    now,
+                    &mut effects,
+                );
+                match next {
+                    Some(next) if Some(next) != after && pages < MAX_PAGES => {
+                        Some(Asking::Tag { tag, since, after: Some(next), pages: pages + 1 })
+                    }
+                    _ => None,
+                }
+            }
+            Asking::Profile(author) => {
+                if !response.records.is_empty() {
+                    let asked = Asked::Profile(author);
+                    self.ingest(cx, answer, response.records, asked, now, &mut effects);
+                }
+                None
+            }
+        };
+        let asked = next.is_some_and(|asking| self.ask(cx, answer, asking, &mut effects));
+        if !asked {
+            self.next_question(cx, answer, now, &mut effects);
+        }
+        effects
+    }
+
+    /// Asks the next question of the pull of `answer`, or ends the pull.
+    fn next_question(
+        &mut self,
+        cx: &mut Context,
+        answer: AnswerId,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        loop {
+            let Some(session) = self.sessions.get_mut(&answer) else { return };
+            let Some(question) = session.questions.pop_front() else {
+                self.finish(answer, false, effects);
+                return;
+            };
+            let asking = match question {
+                Question::Author(author) => match cx.store.contiguous_seq(&author) {
+                    Ok(after) => Asking::Author { author, after, pages: 1 },
+                    Err(_) => continue,
+                },
+                Question::Tag(tag) => {
+                    let since = now.saturating_sub(TAG_HORIZON_MS);
+                    Asking::Tag { tag, since, after: None, pages: 1 }
+                }
+                Question::Profile(author) => Asking::Profile(author),
+            };
+            if self.ask(cx, answer, asking, effects) {
+                return;
+            }
+        }
+    }
+
+    /// Sends `asking`'s question; false (nothing sent) when it cannot be made (the
+    /// question ends there, as when the peer refused it).
+    fn ask(
+        &mut self,
+        cx: &Context,
+        answer: AnswerId,
+        asking: Asking,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let query = match &asking {
+            Asking::Author { author, after, .. } => {
+                Query::Author { author: *author, after: *after }
+            }
+            Asking::Tag { tag, since, after, .. } => match cx.store.tag_buckets(tag, *since) {
+                Ok(buckets) => {
+                    Query::Tag { tag: tag.to_string(), since: *since, buckets, after: *after }
+                }
+                Err(_) => return false,
+            },
+            Asking::Profile(author) => Query::Profile { author: *author },
+        };
+        let Some(session) = self.sessions.get_mut(&answer) else { return false };
+        match (SyncRequest { query }).to_bytes() {
+            Ok(bytes) => {
+                effects.push(Effect::Query { peer: session.peer, bytes, pull: Some(answer) });
+                session.asking = Some(asking);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot encode a sync question");
+                false
+            }
+        }
+    }
+
+    /// Ends the pull of `answer` and answers it.
+    fn finish(&mut self, answer: AnswerId, failed: bool, effects: &mut Vec<Effect>) {
+        let Some(session) = self.sessions.remove(&answer) else { return };
+        if let Some(author) = session.gap {
+            self.gaps.remove(&author);
+        }
+        effects.push(pulled(answer, Pulled { fetched: session.fetched, failed }));
+    }
+
+    /// Verifies and stores records from sync through the one ingest path, counting
+    /// them for the pull of `answer`. Records outside what was `asked` are refused like
+    /// invalid ones.
+    fn ingest(
+        &mut self,
+        cx: &mut Context,
+        answer: AnswerId,
+        records: Vec<Vec<u8>>,
+        asked: Asked,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let new = self.ingest_records(cx, &records, &asked, now, effects);
+        if let Some(session) = self.sessions.get_mut(&answer) {
+            session.fetched += new;
+        }
+    }
+
+    /// [`Sync::ingest`] for any caller; returns how many records were new.
+    fn ingest_records(
+        &mut self,
+        cx: &mut Context,
+        records: &[Vec<u8>],
+        asked: &Asked,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> u64 {
+        let (store, admission) = (&cx.store, &cx.admission);
+        let outcomes = ingest::ingest_batch_with(
+            store,
+            admission,
+            Came::Direct,
+            records,
+            now,
+            cx.threads,
+            |r| asked.check(r, now),
+        );
+        let mut new = 0;
+        for outcome in outcomes {
+            match outcome {
+                Ok(Outcome::New(record)) => {
+                    new += 1;
+                    effects.extend(super::feeds::new_record(cx, &record, now));
+                }
+                Ok(Outcome::Invalid(reason)) => {
+                    self.rejected += 1;
+                    let reason = crate::text::line(&reason);
+                    tracing::info!(%reason, "rejected a synced record");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "store failed during sync"),
+            }
+        }
+        self.fetched += new;
+        new
+    }
+}
+
+fn pulled(answer: AnswerId, pulled: Pulled) -> Effect {
+    Effect::Answer { answer, result: Ok(Answer::Pulled(pulled)) }
+}
+
+/// The seq of an encoded record of `author` (not verified: only used as a cursor).
+fn seq_of(bytes: &[u8], author: &AuthorId) -> Option<u64> {
+    let signed: SignedRecord = codec::decode::<_, MAX_RECORD_BYTES>(bytes).ok()?;
+    (signed.record.author == *author).then_some(signed.record.seq)
+}

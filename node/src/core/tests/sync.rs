@@ -1,0 +1,324 @@
+//! Sync: paging an author's log, gap filling once per author, failures, offers, and
+//! peers' requests, between cores with no network (a question is handed to the other
+//! core and served from its store).
+
+use kith_protocol::sync::{Query, SyncRequest, SyncResponse, TagCursor};
+
+use super::*;
+use crate::core::sync::{self, Page, Pull, Pulled, QueryFailure};
+
+/// `b` follows `a` (the follow stored on both sides).
+fn follow(b: &mut Fixture, a: &Fixture, now: u64) {
+    let (_, record) = b.publish(RecordKind::Follow { target: a.core.me() }, now);
+    a.core.store().insert(&record).unwrap();
+}
+
+/// `n` posts of `f`'s, one a millisecond from `from`.
+fn posts(f: &mut Fixture, n: u64, from: u64) -> Vec<VerifiedRecord> {
+    (0..n).map(|i| f.publish(text_post(&format!("post {i}"), None), from + i).1).collect()
+}
+
+fn peer_of(f: &Fixture) -> libp2p::PeerId {
+    f.core.me().to_peer_id().unwrap()
+}
+
+/// The questions asked: (peer, query, pull).
+fn queries(effects: &[Effect]) -> Vec<(libp2p::PeerId, Query, Option<AnswerId>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Query { peer, bytes, pull } => {
+                Some((*peer, SyncRequest::from_bytes(bytes).unwrap().query, *pull))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn pulled(effects: &[Effect], answer: AnswerId) -> Option<Pulled> {
+    effects.iter().find_map(|e| match e {
+        Effect::Answer { answer: a, result: Ok(Answer::Pulled(p)) } if *a == answer => Some(*p),
+        _ => None,
+    })
+}
+
+/// `server` answers `asker`'s request `bytes` as a driver would (within `page`).
+fn serve(server: &mut Fixture, asker: &Fixture, bytes: Vec<u8>, page: Page, now: u64) -> Vec<u8> {
+    let from = peer_of(asker);
+    let effects = server.handle(Input::SyncRequest { from, bytes, reply: ReplyId(1) }, now);
+    match effects.as_slice() {
+        [Effect::Serve { reply: ReplyId(1), peer, query, .. }] => {
+            assert_eq!(*peer, from);
+            sync::serve(server.core.store(), (**query).clone(), page).to_bytes().unwrap()
+        }
+        [Effect::Respond { reply: ReplyId(1), bytes }] => bytes.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Runs the pull `answer` of `asker` against `server` to its end: every question asked
+/// (in order) and the answer.
+fn run_pull(
+    asker: &mut Fixture,
+    server: &mut Fixture,
+    first: Vec<Effect>,
+    page: Page,
+    now: u64,
+) -> (Vec<Query>, Pulled) {
+    let mut asked = Vec::new();
+    let mut effects = asker.settle(first, now);
+    loop {
+        let found = effects.iter().find_map(|e| match e {
+            Effect::Query { bytes, pull: Some(answer), .. } => Some((bytes.clone(), *answer)),
+            _ => None,
+        });
+        let Some((bytes, answer)) = found else { break };
+        asked.push(SyncRequest::from_bytes(&bytes).unwrap().query);
+        let reply = serve(server, asker, bytes, page, now);
+        let next = asker.handle(Input::PullAnswer { answer, result: Ok(reply) }, now);
+        effects = asker.settle(next, now);
+    }
+    let done = pulled(&effects, AnswerId(50)).expect("the pull is answered");
+    (asked, done)
+}
+
+#[test]
+fn an_author_is_pulled_page_by_page_from_the_end_of_what_is_held() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let log = posts(&mut a, 100, 1_000);
+    follow(&mut b, &a, 2_000);
+    // b already holds the first 10 records.
+    for record in &log[..10] {
+        b.core.store().insert(record).unwrap();
+    }
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        3_000,
+    );
+    let (asked, done) = run_pull(&mut b, &mut a, first, Page::STRANGER, 3_000);
+    let afters: Vec<u64> = asked
+        .iter()
+        .map(|q| match q {
+            Query::Author { after, .. } => *after,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // Pages of 32: from seq 10 on; the last page is not full, so nothing more is asked.
+    assert_eq!(afters, vec![10, 42, 74]);
+    assert_eq!(done, Pulled { fetched: 90, failed: false });
+    assert_eq!(b.core.store().contiguous_seq(&a.core.me()).unwrap(), 100);
+    assert_eq!(b.core.sync_counters(), (90, 0));
+    // Everything held: one question, nothing fetched.
+    let again = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        3_001,
+    );
+    let (asked, done) = run_pull(&mut b, &mut a, again, Page::FRIEND, 3_001);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(done, Pulled { fetched: 0, failed: false });
+}
+
+#[test]
+fn a_gap_is_filled_once_per_author_at_a_time() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let log = posts(&mut a, 5, 1_000);
+    follow(&mut b, &a, 2_000);
+    b.core.store().insert(&log[0]).unwrap();
+    // Record 5 comes by gossip: its predecessor is missing.
+    let topic = Topic::Author(a.core.me());
+    let effects = b.handle(
+        Input::Gossip(vec![gossip(&Keypair::from_secret_bytes(&[1; 32]), &topic, &log[4])]),
+        3_000,
+    );
+    let gap: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::FillGap { peer, author } => Some((*peer, *author)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gap, vec![(peer_of(&a), a.core.me())]);
+    let (peer, author) = (peer_of(&a), a.core.me());
+    let pull = |answer| Input::Pull { peer, what: Pull::Gap(author), answer };
+    let first = b.handle(pull(AnswerId(50)), 3_000);
+    let asked = queries(&first);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].1, Query::Author { author: a.core.me(), after: 1 });
+    // The same gap again while it is being filled: answered at once, nothing asked.
+    let twice = b.handle(pull(AnswerId(51)), 3_000);
+    assert!(queries(&twice).is_empty());
+    assert_eq!(pulled(&twice, AnswerId(51)), Some(Pulled::default()));
+    let (_, done) = run_pull(&mut b, &mut a, first, Page::FRIEND, 3_000);
+    assert_eq!(done, Pulled { fetched: 3, failed: false });
+    assert_eq!(b.core.store().contiguous_seq(&a.core.me()).unwrap(), 5);
+    // Filled: the next gap pull asks again.
+    assert_eq!(queries(&b.handle(pull(AnswerId(52)), 3_001)).len(), 1);
+}
+
+#[test]
+fn a_silent_peer_ends_the_pull_and_a_refusal_moves_to_the_next_question() {
+    let (a, mut b, mut c) = (Fixture::new(1), Fixture::new(2), Fixture::new(3));
+    follow(&mut b, &a, 1_000);
+    follow(&mut b, &c, 1_001);
+    let _ = posts(&mut c, 1, 1_002);
+    let everything = |answer| Input::Pull { peer: peer_of(&a), what: Pull::Everything, answer };
+    let first = b.handle(everything(AnswerId(50)), 2_000);
+    let [(_, Query::Author { author, .. }, Some(AnswerId(50)))] = queries(&first)[..] else {
+        panic!("{first:?}")
+    };
+    let silent = QueryFailure { reason: "no answer".into(), silent: true };
+    let after = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Err(silent) }, 2_000);
+    assert!(queries(&after).is_empty());
+    assert_eq!(pulled(&after, AnswerId(50)), Some(Pulled { fetched: 0, failed: true }));
+    // A refusal: the other followed author is asked next.
+    let first = b.handle(everything(AnswerId(51)), 2_001);
+    let refused = QueryFailure { reason: "refused".into(), silent: false };
+    let after = b.handle(Input::PullAnswer { answer: AnswerId(51), result: Err(refused) }, 2_001);
+    let [(_, Query::Author { author: next, .. }, Some(AnswerId(51)))] = queries(&after)[..] else {
+        panic!("{after:?}")
+    };
+    assert_ne!(next, author);
+    assert!([a.core.me(), c.core.me()].contains(&next));
+    let _ = first;
+    // A pull stopped by the driver: a late answer does nothing.
+    assert!(b.handle(Input::PullStop { answer: AnswerId(51) }, 2_002).is_empty());
+    let late = b.handle(Input::PullAnswer { answer: AnswerId(51), result: Ok(vec![]) }, 2_002);
+    assert!(late.is_empty());
+}
+
+#[test]
+fn an_answer_with_records_not_asked_for_stores_none_of_them() {
+    let (a, mut b, mut c) = (Fixture::new(1), Fixture::new(2), Fixture::new(3));
+    follow(&mut b, &a, 1_000);
+    follow(&mut b, &c, 1_001);
+    let theirs = posts(&mut c, 3, 1_002);
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        2_000,
+    );
+    assert_eq!(queries(&first).len(), 1);
+    // a answers a question about a with c's records.
+    let records = theirs.iter().map(|r| r.bytes().to_vec()).collect();
+    let bytes = SyncResponse { records, more: false, next: None }.to_bytes().unwrap();
+    let after = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Ok(bytes) }, 2_000);
+    assert_eq!(pulled(&after, AnswerId(50)), Some(Pulled { fetched: 0, failed: false }));
+    assert!(!b.core.store().has(&theirs[0].id()).unwrap());
+    assert_eq!(b.core.sync_counters(), (0, 3));
+}
+
+#[test]
+fn tags_are_pulled_by_buckets_with_a_cursor() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let now = 40 * 24 * 3_600_000;
+    let tagged: Vec<_> = (0..40u64)
+        .map(|i| a.publish(text_post(&format!("#rust {i}"), None), now - 1_000 + i).1)
+        .collect();
+    let tag = kith_protocol::Tag::parse("rust").unwrap();
+    b.core.store().subscribe(&tag).unwrap();
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Tag(tag.clone()), answer: AnswerId(50) },
+        now,
+    );
+    let (asked, done) = run_pull(&mut b, &mut a, first, Page::STRANGER, now);
+    let cursors: Vec<Option<TagCursor>> = asked
+        .iter()
+        .map(|q| match q {
+            Query::Tag { since, after, .. } => {
+                assert_eq!(*since, now - sync::TAG_HORIZON_MS);
+                *after
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // A page of 32, then the rest after the 32nd record's cursor.
+    assert_eq!(cursors.len(), 2);
+    assert_eq!(cursors[0], None);
+    assert_eq!(cursors[1].map(|c| c.id), Some(tagged[31].id()));
+    assert_eq!(done.fetched, 40);
+    assert!(tagged.iter().all(|r| b.core.store().has(&r.id()).unwrap()));
+}
+
+#[test]
+fn a_subscriber_is_offered_recent_records_and_the_follow_of_them() {
+    let (mut a, b) = (Fixture::new(1), Fixture::new(2));
+    let minute = 60_000;
+    let (_, follow_of_b) = a.publish(RecordKind::Follow { target: b.core.me() }, 1_000);
+    let (_, old) = a.publish(text_post("old", None), 2_000);
+    let (_, recent) = a.publish(text_post("recent", None), 20 * minute);
+    let now = 25 * minute;
+    // b's node subscribes to b's own topic: a's recent post is not there, the follow is.
+    let own = Topic::Author(b.core.me()).to_string();
+    let effects = a.handle(Input::PeerSubscribed { peer: peer_of(&b), topic: own }, now);
+    let [(peer, Query::Offer { records }, None)] = &queries(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*peer, peer_of(&b));
+    assert_eq!(*records, vec![follow_of_b.bytes().to_vec()]);
+    // On a's topic: the records of the last ten minutes only, newest first.
+    let topic = Topic::Author(a.core.me()).to_string();
+    let effects = a.handle(Input::PeerSubscribed { peer: peer_of(&b), topic }, now);
+    let [(_, Query::Offer { records }, None)] = &queries(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*records, vec![recent.bytes().to_vec()]);
+    assert!(!records.contains(&old.bytes().to_vec()));
+    // Nothing to offer, nothing sent; a topic that is not one, nothing either.
+    let c = Fixture::new(3);
+    let theirs = Topic::Author(c.core.me()).to_string();
+    assert!(a.handle(Input::PeerSubscribed { peer: peer_of(&c), topic: theirs }, now).is_empty());
+    let junk = "not a topic".to_string();
+    assert!(a.handle(Input::PeerSubscribed { peer: peer_of(&c), topic: junk }, now).is_empty());
+}
+
+#[test]
+fn an_offer_stores_only_the_offerers_own_records() {
+    let (mut a, mut b, mut c) = (Fixture::new(1), Fixture::new(2), Fixture::new(3));
+    follow(&mut b, &a, 1_000);
+    follow(&mut b, &c, 1_001);
+    let (_, mine) = a.publish(text_post("mine", None), 2_000);
+    let (_, not_mine) = c.publish(text_post("c's", None), 2_000);
+    let records = vec![mine.bytes().to_vec(), not_mine.bytes().to_vec()];
+    let bytes = SyncRequest { query: Query::Offer { records } }.to_bytes().unwrap();
+    let first = b.handle(Input::SyncRequest { from: peer_of(&a), bytes, reply: ReplyId(3) }, 3_000);
+    let effects = b.settle(first, 3_000);
+    let respond = effects.iter().find_map(|e| match e {
+        Effect::Respond { reply: ReplyId(3), bytes } => Some(bytes.clone()),
+        _ => None,
+    });
+    let response = SyncResponse::from_bytes(&respond.unwrap()).unwrap();
+    assert!(response.records.is_empty());
+    assert!(b.core.store().has(&mine.id()).unwrap());
+    assert!(!b.core.store().has(&not_mine.id()).unwrap());
+    assert_eq!(b.core.sync_counters(), (1, 1));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Stored(r) if r.id() == mine.id())));
+}
+
+#[test]
+fn requests_are_served_by_page_for_friends_and_strangers() {
+    let (mut a, mut b, c) = (Fixture::new(1), Fixture::new(2), Fixture::new(3));
+    follow(&mut b, &a, 1_000);
+    let question =
+        |author| SyncRequest { query: Query::Author { author, after: 0 } }.to_bytes().unwrap();
+    for (asker, friend) in [(&b, true), (&c, false)] {
+        let bytes = question(a.core.me());
+        let effects =
+            a.handle(Input::SyncRequest { from: peer_of(asker), bytes, reply: ReplyId(4) }, 2_000);
+        let [Effect::Serve { friend: f, .. }] = effects.as_slice() else { panic!("{effects:?}") };
+        assert_eq!(*f, friend);
+    }
+    // A malformed request is answered with nothing.
+    let junk = vec![0xff; 7];
+    let effects =
+        a.handle(Input::SyncRequest { from: peer_of(&c), bytes: junk, reply: ReplyId(5) }, 2_000);
+    let [Effect::Respond { reply: ReplyId(5), bytes }] = effects.as_slice() else {
+        panic!("{effects:?}")
+    };
+    assert!(SyncResponse::from_bytes(bytes).unwrap().records.is_empty());
+    // A stranger's page is small; a friend's holds everything asked.
+    let _ = posts(&mut a, 40, 3_000);
+    let query = Query::Author { author: a.core.me(), after: 0 };
+    let small = sync::serve(a.core.store(), query.clone(), Page::STRANGER);
+    assert_eq!((small.records.len(), small.more), (sync::STRANGER_PAGE_RECORDS, true));
+    let full = sync::serve(a.core.store(), query, Page::FRIEND);
+    assert_eq!((full.records.len(), full.more), (40, false));
+}
