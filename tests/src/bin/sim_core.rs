@@ -42,21 +42,24 @@ fn main() {
     } else {
         println!(
             "{} nodes, seed {}: {} events, {:.0} simulated s in {:.1} s; {} records \
-             published, {} gossip messages delivered, {} lost, {} crashes\ndigest {}\n\
-             violations {}",
+             published, {} direct messages sent, {} gossip messages delivered, {} lost, \
+             {} crashes\ndigest {}\nviolations {}",
             report.nodes,
             report.seed,
             report.events,
             report.sim_seconds,
             report.wall_seconds,
             report.published,
+            report.messages,
             report.delivered,
             report.lost,
             report.crashes,
             report.digest,
             report.violations
         );
-        println!("not checked yet (their concern is not in the core): {}", PENDING.join("; "));
+        if !PENDING.is_empty() {
+            println!("not checked yet (their concern is not in the core): {}", PENDING.join("; "));
+        }
     }
     if let Some(first) = &report.first_violation {
         eprintln!("sim-core: seed {} violates {first}", report.seed);

@@ -11,8 +11,8 @@
 //! After the scenario the network heals, every node comes back and catches up with the
 //! authors it follows (what the driver's sync does on connect), the queue drains, and the
 //! invariants ([`invariants`]) are checked over every node's store. The digest is BLAKE3
-//! over every node's store in node, tree and key order: the same seed gives the same
-//! digest.
+//! over every node's state as its store's typed API shows it ([`digest`]): the same
+//! seed gives the same digest.
 //!
 //! What the core does not handle yet is done here as the driver does it (and goes when
 //! the core takes it): sync (a gap fill or a catch-up reads the serving node's log and
@@ -20,6 +20,7 @@
 //! subscriptions (followed authors, own author topic, subscribed tags) and tag
 //! subscriptions (written to the store as `kith sub` does).
 
+mod digest;
 pub mod invariants;
 mod rng;
 mod world;
@@ -79,6 +80,8 @@ pub struct Report {
     pub lost: u64,
     /// Crashes (restarts from what was flushed).
     pub crashes: u64,
+    /// Direct messages people asked to send (to a mutual connection).
+    pub messages: u64,
 }
 
 /// Runs one simulation.
@@ -101,6 +104,7 @@ pub fn run(config: &Config) -> Report {
         delivered: stats.delivered,
         lost: stats.lost,
         crashes: stats.crashes,
+        messages: stats.messages,
     }
 }
 

@@ -37,3 +37,24 @@ fn lost_writes_are_caught() {
     assert!(!found.is_empty(), "records lost in a crash are missing");
     assert!(found[0].to_string().starts_with("followers hold followed logs"), "{}", found[0]);
 }
+
+#[test]
+fn a_world_with_messages_holds_and_repeats() {
+    let first = run(&small(4));
+    assert_eq!(first.violations, 0, "{:?}", first.first_violation);
+    assert!(first.messages > 0);
+    assert_eq!(first.digest, run(&small(4)).digest);
+}
+
+#[test]
+fn broken_messages_are_caught() {
+    let mut world = World::new(&small(4));
+    world.run();
+    assert!(invariants::check(&world).is_empty());
+    assert!(world.stats().messages > 0);
+    world.break_messages();
+    let found: Vec<String> = invariants::check(&world).iter().map(ToString::to_string).collect();
+    let caught = |start: &str| found.iter().any(|v| v.starts_with(start));
+    assert!(caught("every direct message between mutuals is stored once"), "{found:?}");
+    assert!(caught("nobody stores a direct message they were not party to"), "{found:?}");
+}

@@ -7,13 +7,18 @@ use std::{
 };
 
 use kith_node::{
-    core::{Answer, AnswerId, Core, Effect, FlushId, GossipMessage, Input},
+    core::{Answer, Core, Effect, FlushId, GossipMessage, Input, Timer},
     store::{MemoryImage, Store},
 };
-use kith_protocol::{AuthorId, Keypair, Post, RecordId, RecordKind, Tag, Topic};
+use kith_protocol::{AuthorId, Keypair, RecordId, RecordKind, Topic};
 use libp2p::{gossipsub::MessageId, PeerId};
 
 use super::{Config, SimRng};
+
+mod dm;
+mod scenario;
+mod sync;
+pub(super) use dm::{parse_id, DmTruth};
 
 /// The simulated clock starts here (ms since the Unix epoch: 2026-01-01), so records
 /// carry plausible timestamps.
@@ -80,6 +85,28 @@ enum Event {
         author: AuthorId,
         records: Vec<Vec<u8>>,
     },
+    /// A direct message request arrives (sent by `from` in its run `epoch`).
+    DmArrive {
+        to: usize,
+        from: usize,
+        epoch: u64,
+        message: [u8; 16],
+        bytes: Vec<u8>,
+    },
+    /// The sender of a direct message learns how its delivery went.
+    DmReply {
+        to: usize,
+        epoch: u64,
+        peer: AuthorId,
+        message: [u8; 16],
+        result: Result<Vec<u8>, String>,
+    },
+    /// A timer a core scheduled (in its run `epoch`) is due.
+    Timer {
+        node: usize,
+        timer: Timer,
+        epoch: u64,
+    },
     Offline(usize),
     Online(usize),
     Crash(usize),
@@ -123,12 +150,14 @@ pub struct Stats {
     pub delivered: u64,
     pub lost: u64,
     pub crashes: u64,
+    pub messages: u64,
 }
 
 /// Every node, the network and the clock.
 pub struct World {
     pub(super) nodes: Vec<SimNode>,
     by_peer: BTreeMap<PeerId, usize>,
+    by_author: BTreeMap<AuthorId, usize>,
     subscribers: BTreeMap<String, BTreeSet<usize>>,
     queue: BinaryHeap<Queued>,
     seq: u64,
@@ -141,6 +170,8 @@ pub struct World {
     posts: Vec<RecordId>,
     settled: bool,
     stats: Stats,
+    /// Direct messages: the ground truth and what went wrong during the run.
+    pub(super) dms: DmTruth,
 }
 
 impl World {
@@ -149,6 +180,7 @@ impl World {
         let rng = SimRng::new(config.seed);
         let mut nodes = Vec::with_capacity(config.nodes);
         let mut by_peer = BTreeMap::new();
+        let mut by_author = BTreeMap::new();
         for i in 0..config.nodes {
             let mut secret = [0u8; 32];
             secret[..8].copy_from_slice(&config.seed.to_le_bytes());
@@ -158,6 +190,7 @@ impl World {
             let peer = me.to_peer_id().expect("an ed25519 id");
             let store = Store::open_memory().expect("a memory store opens");
             by_peer.insert(peer, i);
+            by_author.insert(me, i);
             nodes.push(SimNode {
                 core: Some(Core::new(keys.clone(), store)),
                 keys,
@@ -174,6 +207,7 @@ impl World {
         let mut world = Self {
             nodes,
             by_peer,
+            by_author,
             subscribers: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -184,6 +218,7 @@ impl World {
             posts: Vec::new(),
             settled: false,
             stats: Stats::default(),
+            dms: DmTruth::default(),
         };
         world.plan();
         world
@@ -259,6 +294,13 @@ impl World {
                     .collect();
                 self.input(to, Input::Gossip(batch));
             }
+            Event::DmArrive { to, from, epoch, message, bytes } => {
+                self.dm_arrive(to, from, epoch, message, bytes);
+            }
+            Event::DmReply { to, epoch, peer, message, result } => {
+                self.dm_reply(to, epoch, peer, message, result);
+            }
+            Event::Timer { node, timer, epoch } => self.dm_timer(node, timer, epoch),
             Event::Offline(i) => {
                 self.nodes[i].online = false;
                 let back = self.rng.exp(60_000);
@@ -328,29 +370,27 @@ impl World {
                     _ => {}
                 }
             }
-            // Direct messages and their timers: the simulation sends none yet (see
-            // invariants::PENDING).
-            Effect::Deliver { .. }
-            | Effect::Query { .. }
+            Effect::Answer { result: Ok(Answer::MsgSent { id, status }), .. } => {
+                self.dm_answered(*id.as_bytes(), status);
+            }
+            Effect::Deliver { peer, message, bytes, .. } => {
+                self.dm_deliver(i, peer, message, bytes);
+            }
+            Effect::Respond { reply, bytes } => self.dm_respond(i, reply, bytes),
+            Effect::Received { message, .. } => self.dm_received(i, message),
+            Effect::Notified(n) => self.notified(i, &n),
+            Effect::Schedule { at, timer } => {
+                let epoch = self.nodes[i].epoch;
+                self.at(at.saturating_sub(self.now), Event::Timer { node: i, timer, epoch });
+            }
+            // Sync is still done here as the driver did it (see the module's
+            // documentation): the core is never asked for a pull, an offer or an answer.
+            Effect::Query { .. }
             | Effect::Serve { .. }
-            | Effect::Respond { .. }
-            | Effect::Received { .. }
-            | Effect::Schedule { .. }
             | Effect::Answer { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
-            | Effect::Notified(_)
             | Effect::LivePost(_) => {}
-        }
-    }
-
-    /// Node `i` now follows `target`: it subscribes to their topic and catches up on
-    /// their log (as the driver does on a follow).
-    fn followed(&mut self, i: usize, target: AuthorId) {
-        self.subscribe(i, Topic::Author(target).to_string());
-        if let Some(&from) = self.by_peer.get(&target.to_peer_id().expect("an ed25519 id")) {
-            let delay = self.rng.latency_ms();
-            self.at(delay, Event::Sync { to: i, from, author: target });
         }
     }
 
@@ -388,45 +428,6 @@ impl World {
         self.input(i, Input::Flushed { flush, result });
     }
 
-    /// `from` answers `to`'s request for `author`'s log with what `to` lacks (request and
-    /// answer each take a latency; requests are not lost, a peer out of reach is).
-    fn serve_sync(&mut self, to: usize, from: usize, author: AuthorId) {
-        if !self.reachable(to, from) {
-            return;
-        }
-        let (Some(theirs), Some(mine)) = (self.nodes[from].store(), self.nodes[to].store()) else {
-            return;
-        };
-        let records: Vec<Vec<u8>> = theirs
-            .author_log(&author, 0, usize::MAX)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|r| !mine.has(&r.id).unwrap_or(false))
-            .filter_map(|r| theirs.get_bytes(&r.id).ok().flatten())
-            .collect();
-        if !records.is_empty() {
-            let delay = self.rng.latency_ms();
-            self.at(delay, Event::SyncAnswer { to, from, author, records });
-        }
-    }
-
-    /// Node `i` is reachable again: it catches up with everyone it follows.
-    fn come_back(&mut self, i: usize) {
-        self.nodes[i].online = true;
-        self.catch_up(i);
-    }
-
-    fn catch_up(&mut self, i: usize) {
-        let Some(store) = self.nodes[i].store() else { return };
-        let me = self.nodes[i].me;
-        for author in store.following(&me).unwrap_or_default() {
-            if let Some(&from) = self.by_peer.get(&author.to_peer_id().expect("an ed25519 id")) {
-                let delay = self.rng.latency_ms();
-                self.at(delay, Event::Sync { to: i, from, author });
-            }
-        }
-    }
-
     /// Node `i` stops at once: what it had not flushed is lost.
     fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
@@ -434,6 +435,7 @@ impl World {
         node.image = core.store().memory_image();
         node.epoch += 1;
         self.stats.crashes += 1;
+        self.dm_crashed(i);
         let down = self.rng.exp(30_000);
         self.at(down, Event::Restart(i));
     }
@@ -466,6 +468,7 @@ impl World {
         for topic in topics {
             self.subscribe(i, topic);
         }
+        self.dm_restarted(i);
         self.catch_up(i);
     }
 
@@ -494,91 +497,8 @@ impl World {
         }
     }
 
-    /// Person `i` does one thing, then plans the next.
-    fn act(&mut self, i: usize) {
-        if self.settled {
-            return;
-        }
-        let next = self.rng.exp(self.config.act_every_s * 1000);
-        self.at(next, Event::Act(i));
-        if self.nodes[i].core.is_none() {
-            return;
-        }
-        let roll = self.rng.below(100);
-        let kind = match roll {
-            0..=19 => {
-                let target = self.nodes[self.rng.index(self.nodes.len())].me;
-                if target == self.nodes[i].me {
-                    return;
-                }
-                RecordKind::Follow { target }
-            }
-            20..=29 => {
-                let tag = Tag::parse(TAGS[self.rng.index(TAGS.len())]).expect("a valid tag");
-                if let Some(store) = self.nodes[i].store() {
-                    let _ = store.subscribe(&tag);
-                }
-                self.subscribe(i, Topic::Tag(tag).to_string());
-                return;
-            }
-            30..=64 => self.post(None),
-            65..=79 if !self.posts.is_empty() => {
-                let parent = self.posts[self.rng.index(self.posts.len())];
-                self.post(Some(parent))
-            }
-            80..=94 if !self.posts.is_empty() => {
-                let target = self.posts[self.rng.index(self.posts.len())];
-                RecordKind::Reaction {
-                    target, emoji: ["👍", "❤", "🎉"][self.rng.index(3)].into()
-                }
-            }
-            _ if !self.nodes[i].posts.is_empty() => {
-                let own = &mut self.nodes[i].posts;
-                let target = own.swap_remove(self.rng.index(own.len()));
-                RecordKind::Delete { target }
-            }
-            _ => return,
-        };
-        let node = &mut self.nodes[i];
-        node.next_answer += 1;
-        let answer = AnswerId(node.next_answer);
-        self.input(i, Input::Publish { kind, answer });
-    }
-
-    fn post(&mut self, reply_to: Option<RecordId>) -> RecordKind {
-        let n = self.rng.below(1_000_000);
-        let text = if self.rng.chance(300) {
-            format!("post {n} #{}", TAGS[self.rng.index(TAGS.len())])
-        } else {
-            format!("post {n}")
-        };
-        RecordKind::Post(Post {
-            text,
-            reply_to,
-            mentions: vec![],
-            expires_at: None,
-            attachments: vec![],
-        })
-    }
-
-    /// BLAKE3 over every node's store (flushed first, as a clean shutdown does), in node,
-    /// tree and key order, with lengths so no two states hash alike by concatenation.
+    /// The digest of the world's final state (see [`super::digest`]).
     pub fn digest(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            h.update(&(i as u64).to_le_bytes());
-            let Some(store) = node.store() else { continue };
-            let _ = store.flush_blocking();
-            let Some(image) = store.memory_image() else { continue };
-            for (name, tree) in image.trees() {
-                h.update(&(name.len() as u64).to_le_bytes()).update(name);
-                h.update(&(tree.len() as u64).to_le_bytes());
-                for (k, v) in tree {
-                    h.update(&(k.len() as u64).to_le_bytes()).update(k);
-                    h.update(&(v.len() as u64).to_le_bytes()).update(v);
-                }
-            }
-        }
-        h.finalize().to_hex().to_string()
+        super::digest::of(self)
     }
 }
