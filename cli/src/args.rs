@@ -242,6 +242,12 @@ pub(crate) enum Command {
     },
     /// List your petnames.
     Names,
+    /// Who holds your messages while you are offline (your mailboxes: chosen among your
+    /// mutual connections, or by hand), and whom this node holds for.
+    Mailbox {
+        #[command(subcommand)]
+        command: Option<MailboxCommand>,
+    },
     /// End-to-end encrypted direct messages with mutual connections.
     Msg {
         #[command(subcommand)]
@@ -251,6 +257,21 @@ pub(crate) enum Command {
     Blob {
         #[command(subcommand)]
         command: BlobCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MailboxCommand {
+    /// Choose a mailbox by hand (a mutual connection, e.g. an always-on node of your
+    /// own); from then on your mailboxes are the ones you chose.
+    Add {
+        /// The holder: id, petname, name or id tail.
+        id: String,
+    },
+    /// Stop using someone as a mailbox.
+    Remove {
+        /// The holder: id, petname, name or id tail.
+        id: String,
     },
 }
 

@@ -17,7 +17,7 @@ use kith_node::{
     home::Home,
 };
 
-use args::{BlobCommand, Cli, Command, MsgCommand, ProfileCommand};
+use args::{BlobCommand, Cli, Command, MailboxCommand, MsgCommand, ProfileCommand};
 
 /// A request the daemon answered with [`Response::Error`].
 #[derive(Debug)]
@@ -156,6 +156,13 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Sync => (Request::Sync, ""),
         Command::Name { id, petname, remove: _ } => (Request::Name { id, petname }, "named"),
         Command::Names => (Request::Names, ""),
+        Command::Mailbox { command: None } => (Request::Mailbox, ""),
+        Command::Mailbox { command: Some(MailboxCommand::Add { id }) } => {
+            (Request::MailboxAdd { id }, "mailbox added")
+        }
+        Command::Mailbox { command: Some(MailboxCommand::Remove { id }) } => {
+            (Request::MailboxRemove { id }, "mailbox removed")
+        }
         Command::Msg { command: MsgCommand::Thread { id, limit } } => {
             (Request::MsgThread { peer: id, limit }, "")
         }

@@ -219,6 +219,20 @@ pub enum Request {
     },
     /// A fresh one-time sign-in address of the daemon's local web interface.
     Web,
+    /// Who holds messages for this node's person while they are offline, and for whom
+    /// this node holds.
+    Mailbox,
+    /// Choose a mailbox by hand (from then on the list is the hand-chosen one).
+    MailboxAdd {
+        /// The holder: a mutual connection.
+        id: String,
+    },
+    /// Stop using someone as a mailbox (a hand-chosen one is taken off the list; one
+    /// chosen automatically is never chosen again).
+    MailboxRemove {
+        /// The holder.
+        id: String,
+    },
     /// The node's configuration: the values it changes at once, and the others.
     Settings,
     /// Change config values of the running node: applied at once and saved to
@@ -368,6 +382,8 @@ pub enum Response {
         /// Peers synced with.
         peers: usize,
     },
+    /// Mailboxes (`kith mailbox`).
+    Mailbox(Box<MailboxStatus>),
     /// The web interface's sign-in address (`kith web`).
     WebUrl {
         /// `http://127.0.0.1:PORT/login?token=...`, good once, for an hour.

@@ -256,3 +256,61 @@ fn queued_message_to_someone_who_unfollowed_meanwhile_is_refused() {
     assert!(b.lines(&["msg", "inbox"]).is_empty());
     assert_eq!(b.json(&["status"])["messages"], 0);
 }
+
+/// The ids listed under `key` of `kith mailbox --json` on `d`.
+fn mailbox_ids(d: &Daemon, key: &str) -> Vec<String> {
+    let status = d.json(&["mailbox"]);
+    let list = status[key].as_array().unwrap();
+    let mut ids: Vec<String> = list.iter().map(|h| h["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn mailboxes_are_chosen_among_mutuals_automatically_or_by_hand_and_published() {
+    let (a, b, c, d) =
+        (Daemon::start("a"), Daemon::start("b"), Daemon::start("c"), Daemon::start("d"));
+    let (a_id, b_id, c_id, d_id) = (a.id(), b.id(), c.id(), d.id());
+    let alone = a.json(&["mailbox"]);
+    assert_eq!(
+        (alone["mode"].as_str(), alone["holders"].as_array().map(Vec::len)),
+        (Some("auto"), Some(0))
+    );
+
+    // Automatically: every mutual connection (up to three), published to them.
+    befriend(&a, &b, DEADLINE);
+    befriend(&a, &c, DEADLINE);
+    let mut both = vec![b_id.clone(), c_id.clone()];
+    both.sort();
+    eventually(DEADLINE, "A to choose and publish B and C", || {
+        (mailbox_ids(&a, "holders") == both && a.json(&["mailbox"])["published"] == true)
+            .then_some(())
+    });
+    for holder in [&b, &c] {
+        eventually(DEADLINE, "B and C to learn that they hold for A", || {
+            (mailbox_ids(holder, "holding") == [a_id.clone()]).then_some(())
+        });
+    }
+
+    // A non-mutual cannot be chosen; one chosen by hand replaces the automatic list.
+    let refused = a.fail(&["mailbox", "add", &d_id]);
+    assert!(refused.contains("not a mutual connection"), "{refused}");
+    assert_eq!(a.json(&["mailbox", "add", &c_id])["ok"], true);
+    let manual = a.json(&["mailbox"]);
+    assert_eq!(manual["mode"], "manual");
+    assert_eq!(mailbox_ids(&a, "holders"), vec![c_id.clone()]);
+    eventually(DEADLINE, "B to learn that it no longer holds for A", || {
+        mailbox_ids(&b, "holding").is_empty().then_some(())
+    });
+
+    // Removing the last one goes back to the automatic choice, without it.
+    assert_eq!(a.json(&["mailbox", "remove", &c_id])["ok"], true);
+    assert_eq!(a.json(&["mailbox"])["mode"], "auto");
+    assert_eq!(mailbox_ids(&a, "holders"), vec![b_id.clone()]);
+    let unknown = a.fail(&["mailbox", "remove", &d_id]);
+    assert!(unknown.contains("not one of your mailboxes"), "{unknown}");
+    eventually(DEADLINE, "C to learn that it no longer holds for A", || {
+        mailbox_ids(&c, "holding").is_empty().then_some(())
+    });
+    drop(d);
+}

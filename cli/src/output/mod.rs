@@ -9,8 +9,9 @@
 
 use kith_node::{
     api::{
-        AttachmentEntry, ErrorKind, FeedItem, FollowEntry, InboxEntry, Mention, MessageEntry,
-        NameEntry, Naming, NotificationEntry, PeerEntry, Profile, Response, Status, ThreadEntry,
+        AttachmentEntry, ErrorKind, FeedItem, FollowEntry, InboxEntry, MailboxStatus, Mention,
+        MessageEntry, NameEntry, Naming, NotificationEntry, PeerEntry, Profile, Response, Status,
+        ThreadEntry,
     },
     text,
 };
@@ -245,6 +246,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         }
         Response::Notifications { entries } => notifications(entries, json),
         Response::Names { entries } => names(entries, json),
+        Response::Mailbox(status) => mailbox(status, json),
         Response::Invite { link, expires, addrs } => invite(link, *expires, addrs, json),
         Response::Added { id, name, connected, petname } => {
             added(id, name, *connected, petname.as_deref(), json);

@@ -200,3 +200,65 @@ pub(super) fn added(id: &str, name: &str, connected: bool, petname: Option<&str>
         out!("not connected yet: their node did not answer; kith connects when it can");
     }
 }
+
+/// `kith mailbox`: who holds for the person, and whom this node holds for.
+pub(super) fn mailbox(status: &MailboxStatus, json: bool) {
+    if json {
+        let holders: Vec<_> = status
+            .holders
+            .iter()
+            .map(|h| json!({"id": h.id, "name": h.name, "online_s": h.online_s}))
+            .collect();
+        let holding: Vec<_> = status
+            .holding
+            .iter()
+            .map(|h| json!({"id": h.id, "name": h.name, "messages": h.messages, "bytes": h.bytes}))
+            .collect();
+        line(&json!({
+            "mode": status.mode,
+            "holders": holders,
+            "published": status.published,
+            "holding": holding,
+        }));
+        return;
+    }
+    let how = if status.mode == "manual" {
+        "chosen by you"
+    } else {
+        "chosen among your mutual connections, seen online the longest first"
+    };
+    if status.holders.is_empty() {
+        out!("Nobody holds messages for you yet ({how}; kith mailbox add ID chooses one).");
+    } else {
+        out!("Your mailboxes ({how}):");
+        for h in &status.holders {
+            let online = match h.online_s {
+                0 => String::new(),
+                s => format!("  (seen online {})", human_duration(s)),
+            };
+            out!("  {}{online}", who(&h.id, h.name.as_deref(), &h.naming));
+        }
+        if !status.published {
+            out!("  (not published yet: your mutual connections learn this list shortly)");
+        }
+    }
+    if status.holding.is_empty() {
+        out!("This node holds messages for nobody.");
+    } else {
+        out!("This node holds messages for:");
+        for h in &status.holding {
+            let what = format!("{} messages, {}", h.messages, human_size(h.bytes));
+            out!("  {}  {what}", who(&h.id, h.name.as_deref(), &h.naming));
+        }
+    }
+}
+
+/// Seconds as a short human duration: 45 s, 12 min, 3 h, 5 days.
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=172_799 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}

@@ -438,3 +438,49 @@ pub struct Status {
     #[serde(default)]
     pub blobs: BlobStatus,
 }
+
+/// Who holds messages for this node's person while they are offline, and for whom this
+/// node holds (`kith mailbox`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxStatus {
+    /// `auto` (chosen among mutual connections, seen online the longest first) or
+    /// `manual` (chosen by hand with `kith mailbox add`).
+    pub mode: String,
+    /// The holders now, in order of preference.
+    pub holders: Vec<MailboxHolder>,
+    /// Whether the published mailbox record names exactly these (it is published when
+    /// the list changes).
+    pub published: bool,
+    /// People whose mailbox record names this node, with what it holds for them.
+    pub holding: Vec<HeldFor>,
+}
+
+/// One of this node's mailboxes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxHolder {
+    /// Their id.
+    pub id: String,
+    /// Their profile name, when known.
+    pub name: Option<String>,
+    /// Petname and look-alike mark of the person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
+    /// How long this node has seen them online, seconds.
+    pub online_s: u64,
+}
+
+/// Someone whose mailbox record names this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldFor {
+    /// Their id.
+    pub id: String,
+    /// Their profile name, when known.
+    pub name: Option<String>,
+    /// Petname and look-alike mark of the person.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
+    /// Sealed messages held for them now.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}

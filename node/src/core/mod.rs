@@ -28,6 +28,7 @@
 
 pub mod dm;
 pub mod feeds;
+pub mod mailbox;
 pub mod notify;
 pub mod outbox;
 pub mod sync;
@@ -69,6 +70,10 @@ pub enum Timer {
     /// new announcement. The driver gives this once at start; the core asks for the next
     /// one every hour.
     Devices,
+    /// Count peers' time online and look at the choice of this node's mailboxes. The
+    /// driver gives this once at start; the core asks for the next one every
+    /// [`mailbox::LOOK_EVERY_MS`].
+    Mailboxes,
 }
 
 /// One gossip message as it came from the network.
@@ -165,6 +170,13 @@ pub enum Input {
         /// The peer.
         peer: PeerId,
     },
+    /// The last connection to `peer` closed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The person changed how this node's mailboxes are chosen: look at the choice now.
+    MailboxesChanged,
     /// A timer the core scheduled is due.
     Timer(Timer),
     /// A flush the core asked for is done (or failed).
@@ -338,6 +350,7 @@ pub struct Core {
     feeds: feeds::Feeds,
     dm: dm::Dm,
     sync: sync::Sync,
+    mailboxes: mailbox::Mailboxes,
 }
 
 impl Core {
@@ -347,8 +360,8 @@ impl Core {
         let admission = Admission::new(me);
         let durable = BTreeSet::new();
         let cx = Context { me, keys, admission, store, threads: 1, next_flush: 0, durable };
-        let (feeds, dm, sync) = Default::default();
-        Self { cx, feeds, dm, sync }
+        let (feeds, dm, sync, mailboxes) = Default::default();
+        Self { cx, feeds, dm, sync, mailboxes }
     }
 
     /// Lets the checks of a batch of records (a sync answer) run on `threads` threads
@@ -362,6 +375,10 @@ impl Core {
     pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
         let _ = rng;
         let cx = &mut self.cx;
+        let follow_by_me = matches!(
+            &input,
+            Input::Publish { kind: RecordKind::Follow { .. } | RecordKind::Unfollow { .. }, .. }
+        );
         let mut effects = match input {
             Input::Gossip(batch) => self.feeds.handle_gossip(cx, batch, now),
             Input::Publish { kind, answer } => self.feeds.handle_publish(cx, kind, answer, now),
@@ -373,7 +390,10 @@ impl Core {
                 self.dm.handle_reply(cx, &peer, message, result, now)
             }
             Input::Connected { peer } => match AuthorId::from_peer_id(&peer) {
-                Ok(author) => self.dm.handle_due(cx, Some(&author), now),
+                Ok(author) => {
+                    self.mailboxes.connected(author, now);
+                    self.dm.handle_due(cx, Some(&author), now)
+                }
                 Err(_) => self.dm.handle_due(cx, None, now),
             },
             Input::Pull { peer, what, answer } => {
@@ -388,6 +408,24 @@ impl Core {
             }
             Input::PeerSubscribed { peer, topic } => {
                 self.sync.handle_subscribed(cx, peer, &topic, now)
+            }
+            Input::Disconnected { peer } => {
+                if let Ok(author) = AuthorId::from_peer_id(&peer) {
+                    self.mailboxes.disconnected(cx, &author, now);
+                }
+                Vec::new()
+            }
+            Input::MailboxesChanged => match mailbox::changed(cx) {
+                Some(kind) => self.feeds.publish_unasked(cx, kind, now),
+                None => Vec::new(),
+            },
+            Input::Timer(Timer::Mailboxes) => {
+                let at = now.saturating_add(mailbox::LOOK_EVERY_MS);
+                let mut effects = vec![Effect::Schedule { at, timer: Timer::Mailboxes }];
+                if let Some(kind) = self.mailboxes.tick(cx, now) {
+                    effects.extend(self.feeds.publish_unasked(cx, kind, now));
+                }
+                effects
             }
             Input::Timer(Timer::Outbox) => self.dm.handle_due(cx, None, now),
             Input::Timer(Timer::SendWait(answer)) => self.dm.handle_send_wait(cx, answer),
@@ -411,6 +449,17 @@ impl Core {
                 effects
             }
         };
+        // A follow by or of this node's person changes who is mutual, and so who may hold
+        // its messages.
+        let me = cx.me;
+        let follow_of_me = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Stored(record) if feeds::is_follow_of(record, &me)));
+        if follow_by_me || follow_of_me {
+            if let Some(kind) = mailbox::changed(cx) {
+                effects.extend(self.feeds.publish_unasked(cx, kind, now));
+            }
+        }
         // The first message sent or accepted in this run: the device is made (once) and
         // announced to mutual connections if its announcement is not the latest.
         if self.dm.take_device_wanted() {

@@ -135,6 +135,12 @@ impl Node {
         self.drive_later(Input::Timer(crate::core::Timer::Devices), Duration::ZERO);
     }
 
+    /// Starts looking after this node's mailboxes (presence, the choice; the core
+    /// schedules the next look).
+    pub(super) fn drive_mailboxes(&self) {
+        self.drive_later(Input::Timer(crate::core::Timer::Mailboxes), Duration::ZERO);
+    }
+
     /// Asks the core: `input` made with a fresh answer id; waits for the answer.
     pub(super) async fn ask(
         &self,

@@ -88,6 +88,7 @@ impl Node {
             }
             Event::Disconnected { peer } => {
                 tracing::info!(peer = %self.peer_label(&peer), "peer left");
+                self.drive(crate::core::Input::Disconnected { peer }).await;
             }
             Event::Request { peer, .. } if !self.inner.request_limit.allow(peer) => {
                 // Dropping the channel fails the request; the peer may retry later.

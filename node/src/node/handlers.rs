@@ -105,6 +105,9 @@ impl Node {
             Request::MsgThread { peer, limit } => self.msg_thread(&peer, limit).await,
             Request::Name { id, petname } => self.name(&id, petname.as_deref()).await,
             Request::Names => self.names(),
+            Request::Mailbox => self.mailbox(),
+            Request::MailboxAdd { id } => self.mailbox_add(&id).await,
+            Request::MailboxRemove { id } => self.mailbox_remove(&id).await,
             Request::Settings => self.settings(),
             Request::SettingsSet { set } => self.settings_set(set).await,
             // The daemon's control socket answers this when its web interface runs.

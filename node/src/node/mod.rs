@@ -15,6 +15,7 @@ mod handlers;
 mod inbound;
 pub use inbound::{InboundStats, FRIENDS_RESERVED, MAX_INBOUND_REQUESTS};
 mod invite;
+mod mailbox;
 mod people;
 mod settings;
 mod social;
@@ -250,6 +251,7 @@ impl Node {
         // After a restart every queue is tried at once, then backs off again.
         node.drive_outbox();
         node.drive_devices();
+        node.drive_mailboxes();
         node.spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
         let relay_friends = config.relay == net::RelayMode::Friends;
