@@ -380,6 +380,30 @@ fn your_reaction_is_shown_and_only_it_can_be_withdrawn() {
     assert!(!home.contains("Withdraw your reaction"), "{home}");
 }
 
+/// The node page's mailboxes: whom this node's person relies on, and whom it holds for,
+/// by name (escaped).
+#[test]
+fn the_node_page_shows_mailboxes_both_ways() {
+    let (alice, bob) = (daemon("alice"), daemon("bob"));
+    assert!(bob.json(&["profile", "set", "--name", "<b>bob</b>"])["id"].is_string());
+    let web = Signed::new(&alice);
+    let page = web.get("/node").body;
+    assert!(page.contains("id=\"mailboxes-none\""), "{page}");
+    befriend(&alice, &bob, DEADLINE);
+    let page = eventually(DEADLINE, "Alice's node page to list Bob as her mailbox", || {
+        let page = web.get("/node").body;
+        let list = page.split("id=\"mailboxes\"").nth(1)?.split("</ul>").next()?.to_owned();
+        list.contains("&#60;b&#62;bob&#60;/b&#62;").then_some(page)
+    });
+    assert!(!page.contains("<b>bob</b>"), "{page}");
+    let bobs = Signed::new(&bob);
+    eventually(DEADLINE, "Bob's node page to list Alice as held for", || {
+        let page = bobs.get("/node").body;
+        let list = page.split("id=\"holding\"").nth(1)?.split("</ul>").next()?.to_owned();
+        (list.contains("alice") && list.contains("0 messages")).then_some(())
+    });
+}
+
 /// A multipart form body with `fields` and one file field `attach`, and its content type.
 fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (Vec<u8>, String) {
     let boundary = "kith-test-boundary-7d1f";

@@ -55,6 +55,19 @@ struct NodePage {
     dots: Vec<Dot>,
     /// Peers connected but not drawn.
     more: usize,
+    /// Who holds this person's messages while they are offline (`None`: unknown).
+    mailboxes: Option<Mailboxes>,
+}
+
+/// The node's mailboxes, as the page shows them.
+struct Mailboxes {
+    /// Chosen by hand rather than automatically.
+    manual: bool,
+    holders: Vec<Who>,
+    /// Whether the published list is this one.
+    published: bool,
+    /// People whose list names this node, with what it holds for them.
+    holding: Vec<(Who, String)>,
 }
 
 /// `1.4 MB`: a size for people (powers of 1000).
@@ -147,6 +160,26 @@ pub(super) async fn show(
         });
     }
     peers.sort_by_key(|p| (p.who.name.is_none(), p.who.label().to_lowercase()));
+    let mailboxes = match state.node.handle(Request::Mailbox).await {
+        Reply::Mailbox(m) => {
+            let mut holders = Vec::with_capacity(m.holders.len());
+            for h in &m.holders {
+                holders.push(names.who(&h.id).await);
+            }
+            let mut holding = Vec::with_capacity(m.holding.len());
+            for h in &m.holding {
+                let what = format!(
+                    "{} message{}, {}",
+                    h.messages,
+                    if h.messages == 1 { "" } else { "s" },
+                    bytes(h.bytes)
+                );
+                holding.push((names.who(&h.id).await, what));
+            }
+            Some(Mailboxes { manual: m.mode == "manual", holders, published: m.published, holding })
+        }
+        _ => None,
+    };
     let store = bytes(state.node.store().size_on_disk());
     let page = NodePage {
         dots: dots(&peers),
@@ -158,6 +191,7 @@ pub(super) async fn show(
         chrome,
         s,
         peers,
+        mailboxes,
     };
     html(StatusCode::OK, &page)
 }
