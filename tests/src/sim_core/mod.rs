@@ -14,11 +14,11 @@
 //! over every node's state as its store's typed API shows it ([`digest`]): the same
 //! seed gives the same digest.
 //!
-//! What the core does not handle yet is done here as the driver does it (and goes when
-//! the core takes it): sync (a gap fill or a catch-up reads the serving node's log and
-//! hands the records to the asking core as gossip of the author's topic), gossip topic
-//! subscriptions (followed authors, own author topic, subscribed tags) and tag
-//! subscriptions (written to the store as `kith sub` does).
+//! Sync goes through the core's sync concern as in the daemon (`world/sync.rs`: pulls,
+//! questions on the simulated network, answers served by the peer's core). What the
+//! core does not handle yet is done here as the driver does it (and goes when the core
+//! takes it): gossip topic subscriptions (followed authors, own author topic,
+//! subscribed tags) and tag subscriptions (written to the store as `kith sub` does).
 
 mod digest;
 pub mod invariants;

@@ -40,15 +40,15 @@ fn lost_writes_are_caught() {
 
 #[test]
 fn a_world_with_messages_holds_and_repeats() {
-    let first = run(&small(4));
+    let first = run(&small(6));
     assert_eq!(first.violations, 0, "{:?}", first.first_violation);
     assert!(first.messages > 0);
-    assert_eq!(first.digest, run(&small(4)).digest);
+    assert_eq!(first.digest, run(&small(6)).digest);
 }
 
 #[test]
 fn broken_messages_are_caught() {
-    let mut world = World::new(&small(4));
+    let mut world = World::new(&small(6));
     world.run();
     assert!(invariants::check(&world).is_empty());
     assert!(world.stats().messages > 0);

@@ -7,7 +7,10 @@ use std::{
 };
 
 use kith_node::{
-    core::{Answer, Core, Effect, FlushId, GossipMessage, Input, Timer},
+    core::{
+        sync::{Pull, QueryFailure},
+        Answer, AnswerId, Core, Effect, FlushId, GossipMessage, Input, Timer,
+    },
     store::{MemoryImage, Store},
 };
 use kith_protocol::{AuthorId, Keypair, RecordId, RecordKind, Topic};
@@ -72,18 +75,27 @@ enum Event {
         flush: FlushId,
         epoch: u64,
     },
-    /// `to` asks `from` for the log of `author` (a gap fill or a catch-up).
+    /// `to` starts pulling `what` from `from` (a follow, a gap, a catch-up).
     Sync {
         to: usize,
         from: usize,
-        author: AuthorId,
+        what: Pull,
     },
-    /// The records of a sync answer arrive.
-    SyncAnswer {
+    /// A sync request arrives (sent by `from` in its run `epoch`, for its pull `pull`;
+    /// none: an offer).
+    SyncAsk {
         to: usize,
         from: usize,
-        author: AuthorId,
-        records: Vec<Vec<u8>>,
+        epoch: u64,
+        bytes: Vec<u8>,
+        pull: Option<AnswerId>,
+    },
+    /// The asker of a sync question hears how it went.
+    SyncReply {
+        to: usize,
+        epoch: u64,
+        pull: AnswerId,
+        result: Result<Vec<u8>, QueryFailure>,
     },
     /// A direct message request arrives (sent by `from` in its run `epoch`).
     DmArrive {
@@ -151,6 +163,8 @@ pub struct Stats {
     pub lost: u64,
     pub crashes: u64,
     pub messages: u64,
+    /// Records published on gossip (also those nobody asked for).
+    pub publications: u64,
 }
 
 /// Every node, the network and the clock.
@@ -158,6 +172,7 @@ pub struct World {
     pub(super) nodes: Vec<SimNode>,
     by_peer: BTreeMap<PeerId, usize>,
     by_author: BTreeMap<AuthorId, usize>,
+    sync_waiting: sync::SyncWaiting,
     subscribers: BTreeMap<String, BTreeSet<usize>>,
     queue: BinaryHeap<Queued>,
     seq: u64,
@@ -208,6 +223,7 @@ impl World {
             nodes,
             by_peer,
             by_author,
+            sync_waiting: sync::SyncWaiting::new(),
             subscribers: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -256,11 +272,26 @@ impl World {
     }
 
     /// Runs until nothing is left to happen.
+    ///
+    /// After the scenario a node may still publish (its device announcement, when its
+    /// outbox drains) once its followers have caught up; a lost gossip copy of it is
+    /// fetched by the daemon's periodic sync rounds. So here: when the queue drains, every
+    /// node catches up once more, until a round sees nothing new published.
     pub fn run(&mut self) {
-        while let Some(Queued { at, event, .. }) = self.queue.pop() {
-            self.now = at;
-            self.stats.events += 1;
-            self.handle(event);
+        let mut round = None;
+        loop {
+            while let Some(Queued { at, event, .. }) = self.queue.pop() {
+                self.now = at;
+                self.stats.events += 1;
+                self.handle(event);
+            }
+            if !self.settled || round == Some(self.stats.publications) {
+                break;
+            }
+            round = Some(self.stats.publications);
+            for i in 0..self.nodes.len() {
+                self.catch_up(i);
+            }
         }
     }
 
@@ -279,20 +310,12 @@ impl World {
             Event::Act(i) => self.act(i),
             Event::Deliver { to, from, topic, bytes } => self.deliver(to, from, topic, bytes),
             Event::Flush { node, flush, epoch } => self.flush(node, flush, epoch),
-            Event::Sync { to, from, author } => self.serve_sync(to, from, author),
-            Event::SyncAnswer { to, from, author, records } => {
-                let topic = Topic::Author(author).to_string();
-                let from = self.nodes[from].peer;
-                let batch = records
-                    .into_iter()
-                    .map(|bytes| GossipMessage {
-                        from,
-                        id: MessageId::new(blake3::hash(&bytes).as_bytes()),
-                        topic: topic.clone(),
-                        bytes,
-                    })
-                    .collect();
-                self.input(to, Input::Gossip(batch));
+            Event::Sync { to, from, what } => self.start_pull(to, from, what),
+            Event::SyncAsk { to, from, epoch, bytes, pull } => {
+                self.sync_ask(to, from, epoch, bytes, pull);
+            }
+            Event::SyncReply { to, epoch, pull, result } => {
+                self.sync_reply(to, epoch, pull, result)
             }
             Event::DmArrive { to, from, epoch, message, bytes } => {
                 self.dm_arrive(to, from, epoch, message, bytes);
@@ -348,16 +371,23 @@ impl World {
 
     fn effect(&mut self, i: usize, effect: Effect) {
         match effect {
-            Effect::Publish { topic, bytes } => self.gossip(i, &topic, &bytes),
+            Effect::Publish { topic, bytes } => {
+                self.stats.publications += 1;
+                self.gossip(i, &topic, &bytes);
+            }
             Effect::Flush(flush) => {
                 let (epoch, delay) = (self.nodes[i].epoch, 1 + self.rng.below(20));
                 self.at(delay, Event::Flush { node: i, flush, epoch });
             }
             Effect::FillGap { peer, author } => {
                 if let Some(&from) = self.by_peer.get(&peer) {
-                    let delay = self.rng.latency_ms();
-                    self.at(delay, Event::Sync { to: i, from, author });
+                    self.start_pull(i, from, Pull::Gap(author));
                 }
+            }
+            Effect::Query { peer, bytes, pull } => self.sync_query(i, peer, bytes, pull),
+            Effect::Serve { reply, query, friend, .. } => self.sync_serve(i, reply, *query, friend),
+            Effect::Respond { reply, bytes } if self.is_sync_reply(i, reply) => {
+                self.sync_respond(i, reply, bytes);
             }
             Effect::Answer { result: Ok(Answer::Published(record)), .. } => {
                 self.stats.published += 1;
@@ -383,11 +413,7 @@ impl World {
                 let epoch = self.nodes[i].epoch;
                 self.at(at.saturating_sub(self.now), Event::Timer { node: i, timer, epoch });
             }
-            // Sync is still done here as the driver did it (see the module's
-            // documentation): the core is never asked for a pull, an offer or an answer.
-            Effect::Query { .. }
-            | Effect::Serve { .. }
-            | Effect::Answer { .. }
+            Effect::Answer { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
             | Effect::LivePost(_) => {}
@@ -436,6 +462,7 @@ impl World {
         node.epoch += 1;
         self.stats.crashes += 1;
         self.dm_crashed(i);
+        self.sync_crashed(i);
         let down = self.rng.exp(30_000);
         self.at(down, Event::Restart(i));
     }

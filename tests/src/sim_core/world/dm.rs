@@ -152,12 +152,17 @@ impl World {
         if !(self.nodes[to].online && self.nodes[to].core.is_some()) {
             return self.dm_fail(from, epoch, recipient, message);
         }
-        self.dms.next_reply += 1;
-        let reply = self.dms.next_reply;
+        let reply = self.reply_id();
         let waiting = Waiting { sender: from, epoch, recipient, message };
         self.dms.waiting.insert((to, reply), waiting);
         let peer = self.nodes[from].peer;
         self.input(to, Input::DmRequest { from: peer, bytes, reply: ReplyId(reply) });
+    }
+
+    /// A new id for an inbound request (direct message or sync).
+    pub(super) fn reply_id(&mut self) -> u64 {
+        self.dms.next_reply += 1;
+        self.dms.next_reply
     }
 
     /// Node `i` answers inbound request `reply`: the receipt goes back to the sender if
