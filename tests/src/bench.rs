@@ -81,7 +81,16 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// The process's resident memory (VmRSS), KiB; 0 where /proc is not readable.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_rss("/proc/self/status")
+}
+
+/// The resident memory (VmRSS) of process `pid`, KiB; 0 where /proc is not readable.
+pub fn rss_kib_of(pid: u32) -> u64 {
+    vm_rss(&format!("/proc/{pid}/status"))
+}
+
+fn vm_rss(status: &str) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()

@@ -19,6 +19,7 @@ pub mod hostile_blob;
 pub mod pictures;
 pub mod sim;
 pub mod sim_core;
+pub mod store_scale;
 
 use std::{
     future::Future,
@@ -91,6 +92,24 @@ pub fn signed_log(keypair: &Keypair, n: u64, text: impl Fn(u64) -> String) -> Ve
         out.push(record.sign(keypair).unwrap());
     }
     out
+}
+
+/// The configuration of a node in a test or benchmark: listening on 127.0.0.1 `port`
+/// (0: OS-chosen) only, no mDNS, relay or web interface, no bootstrap peers, a store
+/// cache of `store_cache_mb` MiB, connection caps lifted (everything is on 127.0.0.1).
+pub fn local_config(port: u16, store_cache_mb: u64) -> Config {
+    Config {
+        listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
+        bootstrap: Vec::new(),
+        mdns: false,
+        name: None,
+        relay: kith_node::net::RelayMode::Off,
+        store_cache_mb,
+        web: kith_node::config::WebSetting::Off,
+        blobs: kith_node::config::BlobConfig::default(),
+        dht_tags: true,
+        limits: ConnLimits::lifted(),
+    }
 }
 
 /// A stopped node whose home is kept.
@@ -220,16 +239,10 @@ impl TestNode {
         setup: Setup,
     ) -> Self {
         let config = Config {
-            listen: vec![format!("/ip4/127.0.0.1/tcp/{}", setup.port).parse().unwrap()],
             bootstrap: setup.bootstrap,
-            mdns: false,
-            name: None,
-            relay: kith_node::net::RelayMode::Off,
-            store_cache_mb: setup.store_cache_mb,
-            web: kith_node::config::WebSetting::Off,
-            blobs: kith_node::config::BlobConfig::default(),
             dht_tags: setup.dht_tags,
             limits: setup.limits,
+            ..local_config(setup.port, setup.store_cache_mb)
         };
         // After a stop, background tasks of the old node may hold the store for a moment
         // (a request in flight ends as soon as it sees the network is gone).

@@ -196,3 +196,50 @@ fn hostile_text_reaches_no_terminal_raw() {
     assert_eq!(items[0]["id"], id.as_str());
     assert_eq!(items[0]["text"], text);
 }
+
+/// `scripts/bench-store-scale` at a small N: the store is built through ingest, every
+/// query kind answers, the real daemon starts on the home, and the JSON has every figure
+/// the issue names with a sane value (no timing thresholds: correctness only).
+#[test]
+fn store_scale_benchmark_runs_and_reports_every_figure() {
+    use kith_tests::store_scale::{run, Options};
+    let opts = Options {
+        records: 2_000,
+        queries: 20,
+        starts: 1,
+        idle: Duration::from_millis(200),
+        kith: kith_tests::cli::kith_bin(),
+        seed: 3,
+        keep_home: None,
+    };
+    let report: serde_json::Value = serde_json::from_str(&run(&opts).to_json()).unwrap();
+    let num = |name: &str| {
+        report[name].as_f64().unwrap_or_else(|| panic!("no number {name} in {report}"))
+    };
+    let records = num("records");
+    assert!((2_000.0..2_500.0).contains(&records), "{report}");
+    assert!(num("offered") >= records, "{report}");
+    for name in [
+        "ingest_per_s",
+        "timeline_p99_ms",
+        "tag_p99_ms",
+        "author_p99_ms",
+        "thread_p99_ms",
+        "notifications_p99_ms",
+        "restart_ms",
+        "rss_mb",
+    ] {
+        let v = num(name);
+        assert!(v.is_finite() && v > 0.0, "{name} = {v}: {report}");
+    }
+    // Every kind of query found something (pages deep in a feed may hold fewer than
+    // 50 items; the latest notifications are a full page).
+    for name in ["timeline_items", "tag_items", "author_items", "thread_items"] {
+        assert!(num(name) >= 1.0, "{name}: {report}");
+    }
+    assert_eq!(num("notifications_items"), 50.0, "{report}");
+    // The store holds at least the signed bytes of its records.
+    let (disk, raw) = (num("disk_bytes_per_record"), num("raw_bytes_per_record"));
+    assert!(raw > 100.0 && raw < 1_000.0, "{report}");
+    assert!(disk >= raw, "{report}");
+}

@@ -586,6 +586,22 @@ impl Store {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Records stored and the sum of their signed bytes, by reading every record: for
+    /// tools that compare the store's size on disk with what it holds (slow on a big
+    /// store; nothing the node calls).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn record_bytes(&self) -> Result<(u64, u64), StoreError> {
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for item in self.records.iter() {
+            let (_, value) = item?;
+            count += 1;
+            bytes += value.len() as u64;
+        }
+        Ok((count, bytes))
+    }
+
     /// Record, post and flag counts.
     pub fn counts(&self) -> Counts {
         Counts {

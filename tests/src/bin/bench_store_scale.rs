@@ -1,0 +1,33 @@
+//! The store at scale: a home with N records of a realistic mix built through the real
+//! ingest path, then query latencies, restart time, disk and idle memory (see
+//! `kith_tests::store_scale`). Run with `scripts/bench-store-scale`.
+
+use std::{path::PathBuf, time::Duration};
+
+use kith_tests::{
+    bench::arg,
+    store_scale::{run, Options},
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let kith = arg("--kith", String::new());
+    let opts = Options {
+        records: arg("--records", 100_000),
+        queries: arg("--queries", 1_000),
+        starts: arg("--starts", 3),
+        idle: Duration::from_secs_f64(arg("--idle", 5.0)),
+        kith: if kith.is_empty() { kith_tests::cli::kith_bin() } else { PathBuf::from(kith) },
+        seed: arg("--seed", 1),
+        keep_home: Some(arg("--keep-home", String::new()))
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from),
+    };
+    let report = run(&opts);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+}

@@ -1,0 +1,214 @@
+//! The store at scale (`scripts/bench-store-scale`): a kith home whose store holds N
+//! records of a realistic mix ([`gen`]), built through the node's real ingest path; then
+//! the queries a person makes, timed through the node's request handler in this process
+//! ([`measure`]), and the real `kith daemon` started on that home: time until it answers
+//! `kith status`, and its resident memory once idle. The home's store on disk is compared
+//! with the signed bytes of the records it holds.
+
+pub mod gen;
+pub mod measure;
+
+use std::{path::PathBuf, time::Duration};
+
+use kith_node::{home::Home, ingest::Admission, store::Store};
+
+/// What to build and measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Records the store should hold.
+    pub records: u64,
+    /// Queries of each kind timed.
+    pub queries: usize,
+    /// Daemon starts timed.
+    pub starts: usize,
+    /// How long the daemon idles before its memory is read.
+    pub idle: Duration,
+    /// The `kith` binary.
+    pub kith: PathBuf,
+    /// The generator's seed.
+    pub seed: u64,
+    /// Where to build the home (kept); a temporary folder when `None`.
+    pub keep_home: Option<PathBuf>,
+}
+
+/// The p50 and p99 of one kind of query, ms.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Items returned on average.
+    pub mean_items: f64,
+}
+
+/// The figures.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Records the store holds.
+    pub records: u64,
+    /// Records offered to ingest (some are not kept).
+    pub offered: u64,
+    /// Records stored as new (some were deleted or evicted since).
+    pub stored_new: u64,
+    /// Records offered but not kept.
+    pub unwanted: u64,
+    /// Records offered per second of ingest (checks, keep decision, store, notifications,
+    /// a flush per chunk of 4,096).
+    pub ingest_per_s: f64,
+    /// Seconds of ingest.
+    pub ingest_s: f64,
+    /// Seconds signing (not part of ingest).
+    pub signing_s: f64,
+    /// Home timeline, 50 items, random pages.
+    pub timeline: Latency,
+    /// A hashtag's posts, 50 items, random pages.
+    pub tag: Latency,
+    /// An author's posts, 50 items, random pages.
+    pub author: Latency,
+    /// A conversation.
+    pub thread: Latency,
+    /// The latest 50 notifications.
+    pub notifications: Latency,
+    /// Median time from starting `kith daemon` until it answers `kith status`, ms.
+    pub restart_ms: f64,
+    /// The slowest start, ms.
+    pub restart_max_ms: f64,
+    /// The store's files, bytes allocated on disk.
+    pub disk_bytes: u64,
+    /// `disk_bytes` per stored record.
+    pub disk_bytes_per_record: f64,
+    /// Signed bytes of the stored records, per record.
+    pub raw_bytes_per_record: f64,
+    /// Resident memory of the idle daemon, MiB.
+    pub rss_mb: f64,
+    /// Threads ingest and signing ran on.
+    pub threads: usize,
+}
+
+impl Report {
+    /// One line of JSON, every figure under its name.
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::json!({
+            "records": self.records,
+            "offered": self.offered,
+            "stored_new": self.stored_new,
+            "unwanted": self.unwanted,
+            "ingest_per_s": round(self.ingest_per_s, 0),
+            "ingest_s": round(self.ingest_s, 3),
+            "signing_s": round(self.signing_s, 3),
+            "restart_ms": round(self.restart_ms, 1),
+            "restart_max_ms": round(self.restart_max_ms, 1),
+            "disk_bytes": self.disk_bytes,
+            "disk_bytes_per_record": round(self.disk_bytes_per_record, 1),
+            "raw_bytes_per_record": round(self.raw_bytes_per_record, 1),
+            "rss_mb": round(self.rss_mb, 1),
+            "threads": self.threads,
+        });
+        for (name, l) in self.latencies() {
+            v[format!("{name}_p99_ms")] = round(l.p99_ms, 3).into();
+            v[format!("{name}_p50_ms")] = round(l.p50_ms, 3).into();
+            v[format!("{name}_items")] = round(l.mean_items, 1).into();
+        }
+        v.to_string()
+    }
+
+    fn latencies(&self) -> [(&'static str, Latency); 5] {
+        [
+            ("timeline", self.timeline),
+            ("tag", self.tag),
+            ("author", self.author),
+            ("thread", self.thread),
+            ("notifications", self.notifications),
+        ]
+    }
+
+    /// The figures for a person to read.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "records            {} in the store ({} offered to ingest, {} new, {} not kept)\n\
+             ingest             {:.0} records/s ({:.1} s on {} threads; signing took {:.1} s more)\n",
+            self.records,
+            self.offered,
+            self.stored_new,
+            self.unwanted,
+            self.ingest_per_s,
+            self.ingest_s,
+            self.threads,
+            self.signing_s
+        );
+        for (name, l) in self.latencies() {
+            out.push_str(&format!(
+                "{:<18} p50 {:.2} ms, p99 {:.2} ms ({:.1} items on average)\n",
+                name, l.p50_ms, l.p99_ms, l.mean_items
+            ));
+        }
+        out.push_str(&format!(
+            "restart            {:.0} ms median, {:.0} ms slowest (kith daemon until kith status answers)\n\
+             disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x)\n\
+             idle daemon RSS    {:.1} MiB\n",
+            self.restart_ms,
+            self.restart_max_ms,
+            self.disk_bytes_per_record,
+            self.disk_bytes,
+            self.raw_bytes_per_record,
+            self.disk_bytes_per_record / self.raw_bytes_per_record.max(1.0),
+            self.rss_mb
+        ));
+        out
+    }
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+/// Builds the home and measures it; progress goes to stderr.
+///
+/// # Panics
+/// On any failure (a benchmark has no one to report an error to but its user).
+pub fn run(opts: &Options) -> Report {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = opts.keep_home.clone().unwrap_or_else(|| tmp.path().join("home"));
+    let home = Home::new(&dir);
+    home.ensure_dir().expect("the home folder");
+    let me = home.create_identity().expect("an identity");
+    let mut report = Report {
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ..Report::default()
+    };
+
+    let store = Store::open(&home.store_path()).expect("the store opens");
+    let admission = Admission::new(me.id());
+    // Dated up to a minute ago: the daemon started later must not find them in its future.
+    let end = crate::now_ms().saturating_sub(60_000);
+    let mut stream = gen::Stream::new(me.clone(), opts.seed, opts.records, end);
+    let mut tally = gen::Ingested::default();
+    stream.set_up(&store, &admission, &mut tally);
+    let every = (opts.records / 10).max(1);
+    let mut next = every;
+    stream.fill(&store, &admission, opts.records, &mut tally, |stored| {
+        if stored >= next {
+            eprintln!("bench-store-scale: {stored} records stored");
+            next = stored + every;
+        }
+    });
+    stream.forget_erased(&store);
+    let (records, raw) = store.record_bytes().expect("the records read back");
+    drop(store);
+    report.records = records;
+    report.offered = tally.offered;
+    report.stored_new = tally.new;
+    report.unwanted = tally.unwanted;
+    report.ingest_s = tally.seconds;
+    report.signing_s = tally.signing_seconds;
+    report.ingest_per_s = tally.offered as f64 / tally.seconds.max(1e-9);
+    report.raw_bytes_per_record = raw as f64 / records.max(1) as f64;
+
+    measure::queries(&home, &me, &stream, opts, &mut report);
+    report.disk_bytes = measure::disk_bytes(&home.store_path());
+    report.disk_bytes_per_record = report.disk_bytes as f64 / records.max(1) as f64;
+    measure::daemon(&home, opts, &mut report);
+    report
+}
