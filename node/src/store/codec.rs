@@ -213,6 +213,21 @@ impl Value for Petname {
     const WHAT: &'static str = "petname";
 }
 
+/// The store's totals as of its last flush (sled's default tree, key `counts`), present
+/// only while no record was added or erased since: a store opened with it need not count
+/// its records (see `quota.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct Totals {
+    /// Records stored.
+    pub records: u64,
+    /// Posts and reposts stored (entries of `by_time`).
+    pub posts: u64,
+}
+
+impl Value for Totals {
+    const WHAT: &'static str = "totals";
+}
+
 /// The layout version of a store (sled's default tree, key `schema`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub(crate) struct Schema(pub u32);

@@ -54,7 +54,9 @@ impl Store {
     /// Indexes a new record (called by `insert`): its plain entries, and what it sets.
     pub(super) fn index(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
         for Entry { tree, key, value } in self.entries(id, r) {
-            tree.insert(key, value)?;
+            if tree.insert(key, value)?.is_none() && std::ptr::eq(tree, &self.by_time) {
+                self.tally.posted(1);
+            }
         }
         match &r.kind {
             RecordKind::Follow { target } | RecordKind::Unfollow { target } => {
@@ -107,7 +109,9 @@ impl Store {
     /// record set stay (a later record replaces them; eviction removes them).
     pub(super) fn unindex(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
         for Entry { tree, key, .. } in self.entries(id, r) {
-            tree.remove(key)?;
+            if tree.remove(key)?.is_some() && std::ptr::eq(tree, &self.by_time) {
+                self.tally.posted(-1);
+            }
         }
         match &r.kind {
             RecordKind::Reaction { target, .. } => {

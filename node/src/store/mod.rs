@@ -308,10 +308,13 @@ impl Store {
             flush_requests: Arc::new(AtomicU64::new(0)),
             flushed_upto: Arc::new(AtomicU64::new(0)),
             reposts: tree("reposts")?,
-            tally: Arc::new(quota::Tally::new(
-                db.open_tree("records")?.len(),
-                db.open_tree("strangers")?.len(),
-            )),
+            tally: Arc::new(quota::open_tally(
+                &db,
+                &tree("records")?,
+                &tree("by_time")?,
+                &tree("author_counts")?,
+                &tree("strangers")?,
+            )?),
             author_counts: tree("author_counts")?,
             strangers: tree("strangers")?,
             db,
@@ -340,6 +343,7 @@ impl Store {
             return Ok(());
         }
         let upto = self.flush_requests.load(Ordering::SeqCst);
+        self.save_totals()?;
         let db = self.db.clone();
         if db.in_memory() {
             // In memory: nothing to wait for.
@@ -359,6 +363,7 @@ impl Store {
     /// # Errors
     /// The disk's error.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.save_totals()?;
         self.db.flush()?;
         Ok(())
     }
@@ -412,6 +417,7 @@ impl Store {
             self.flagged.insert(r.author.as_bytes(), &[1u8])?;
             return Ok(Inserted::Fork { existing });
         }
+        self.totals_change()?;
         self.log.insert(&lkey[..], id.as_bytes())?;
         self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
@@ -605,8 +611,8 @@ impl Store {
     /// Record, post and flag counts.
     pub fn counts(&self) -> Counts {
         Counts {
-            records: self.records.len() as u64,
-            posts: self.by_time.len() as u64,
+            records: self.total_count(),
+            posts: self.post_count(),
             forked_authors: self.flagged.len() as u64,
         }
     }

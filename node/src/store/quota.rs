@@ -1,19 +1,28 @@
-//! What the store counts for the keep quotas ([`crate::keep`]): records per author,
-//! strangers' records and all records; and evicting strangers' records, oldest first.
+//! What the store counts for the keep quotas ([`crate::keep`]) and `kith status`: records
+//! per author, strangers' records, all records and posts; and evicting strangers'
+//! records, oldest first.
 //!
 //! Trees: `author_counts` (author -> records of theirs stored, an [`AuthorCount`]), `strangers`
 //! (arrival number, u64 BE -> record id: strangers' records in the order they came). The
-//! totals live in memory, counted once when the store opens. A stranger's record erased
-//! another way (deleted, expired) leaves its `strangers` entry behind until eviction
-//! reaches it; such entries count as strangers' records until then, so the quota errs on
-//! the side of keeping less.
+//! totals live in memory. A stranger's record erased another way (deleted, expired)
+//! leaves its `strangers` entry behind until eviction reaches it; such entries count as
+//! strangers' records until then, so the quota errs on the side of keeping less.
+//!
+//! Counting a million records takes seconds, so the totals are not counted at every
+//! start: each flush writes them ([`Totals`], key `counts` of the default tree), and the
+//! first write after it that adds or erases a record removes them again before anything
+//! else. Sled keeps writes in order, so after a crash either no such write survived (the
+//! totals are right) or the removal did too (the store is counted, as it always was). A
+//! store written meanwhile by an older kith, which does not remove them, is caught by
+//! comparing the records total with the sum of `author_counts` (which every kith keeps).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kith_protocol::{AuthorId, RecordId, RecordKind, VerifiedRecord};
 
 use super::{
-    codec::{self, AuthorCount, FollowValue, ProfileValue},
+    backend::{Db, Tree},
+    codec::{self, AuthorCount, FollowValue, ProfileValue, Totals},
     corrupt,
     keys::{id_suffix, log_key, pair_key},
     Inserted, Store, StoreError,
@@ -25,6 +34,10 @@ use crate::keep::{Keep, Quotas};
 pub(super) struct Tally {
     /// Records stored.
     total: AtomicU64,
+    /// Posts and reposts stored (entries of `by_time`).
+    posts: AtomicU64,
+    /// Whether the default tree holds [`Totals`] that are still right.
+    saved: std::sync::atomic::AtomicBool,
     /// Entries of the `strangers` tree.
     strangers: AtomicU64,
     /// Notifications stored.
@@ -39,12 +52,29 @@ fn decrement(counter: &AtomicU64) {
 }
 
 impl Tally {
-    pub(super) fn new(total: usize, strangers: usize) -> Self {
+    /// The totals of `totals`, `strangers` strangers' records; `saved` when `totals` are
+    /// the ones the store holds.
+    pub(super) fn new(totals: Totals, strangers: usize, saved: bool) -> Self {
         Self {
-            total: AtomicU64::new(total as u64),
+            total: AtomicU64::new(totals.records),
+            posts: AtomicU64::new(totals.posts),
             strangers: AtomicU64::new(strangers as u64),
+            saved: saved.into(),
             ..Self::default()
         }
+    }
+
+    /// A post or repost indexed (`change` 1) or unindexed (-1).
+    pub(super) fn posted(&self, change: i8) {
+        if change > 0 {
+            self.posts.fetch_add(1, Ordering::Relaxed);
+        } else {
+            decrement(&self.posts);
+        }
+    }
+
+    pub(super) fn posts(&self) -> u64 {
+        self.posts.load(Ordering::Relaxed)
     }
 
     pub(super) fn set_notifications(&self, all: u64, stranger_unread: u64) {
@@ -81,6 +111,37 @@ impl Tally {
     }
 }
 
+/// Where the [`Totals`] are saved (sled's default tree).
+const TOTALS_KEY: &[u8] = b"counts";
+
+/// The tally of a store opening: its saved totals when they are right, else counted.
+///
+/// # Errors
+/// Disk errors or damage.
+pub(super) fn open_tally(
+    db: &Db,
+    records: &Tree,
+    by_time: &Tree,
+    author_counts: &Tree,
+    strangers: &Tree,
+) -> Result<Tally, StoreError> {
+    let saved = codec::get::<Totals>(db, TOTALS_KEY)?;
+    let strangers = strangers.len();
+    if let Some(totals) = saved {
+        let mut sum = 0u64;
+        for item in author_counts.iter() {
+            let AuthorCount(n) = codec::decode(&item?.1)?;
+            sum = sum.saturating_add(n);
+        }
+        if sum == totals.records {
+            return Ok(Tally::new(totals, strangers, true));
+        }
+        tracing::info!("the store's saved totals are out of date: counting its records");
+    }
+    let totals = Totals { records: records.len() as u64, posts: by_time.len() as u64 };
+    Ok(Tally::new(totals, strangers, false))
+}
+
 /// Most fork evidence records kept per author: the first is proof enough, a few more
 /// show it was no accident; an author forking without end cannot fill the disk.
 const MAX_FORK_EVIDENCE: usize = 4;
@@ -104,6 +165,37 @@ impl Store {
             self.evict_over(quotas, &rec.id())?;
         }
         Ok(inserted)
+    }
+
+    /// Saves the totals (before a flush): a store opened after the flush need not count
+    /// its records.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn save_totals(&self) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        let t = &self.tally;
+        let totals = Totals { records: t.total.load(Ordering::Relaxed), posts: t.posts() };
+        codec::put(&self.db, TOTALS_KEY, &totals)?;
+        t.saved.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes the saved totals before the first write that changes them (under the
+    /// writer lock).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn totals_change(&self) -> Result<(), StoreError> {
+        if self.tally.saved.swap(false, Ordering::Relaxed) {
+            self.db.remove(TOTALS_KEY)?;
+        }
+        Ok(())
+    }
+
+    /// Posts and reposts stored.
+    pub fn post_count(&self) -> u64 {
+        self.tally.posts()
     }
 
     /// Records stored of `author`.
@@ -269,6 +361,48 @@ mod tests {
         assert_eq!(store.total_count(), 2);
         assert!(store.has(&kept.id()).unwrap() && store.has(&more.id()).unwrap());
         assert_eq!(store.counts().records, 2);
+    }
+
+    #[test]
+    fn totals_are_saved_by_a_flush_and_counted_when_out_of_date() {
+        let store = Store::open_memory().unwrap();
+        let kp = Keypair::from_secret_bytes(&[6; 32]);
+        let first = post(&kp, 1, None, 1, "first");
+        store.insert(&first).unwrap();
+        let like = signed(
+            &kp,
+            2,
+            Some(first.id()),
+            2,
+            RecordKind::Reaction { target: first.id(), emoji: "+1".into() },
+        );
+        store.insert(&like).unwrap();
+        store.flush_blocking().unwrap();
+        // A crash right after the flush: the saved totals are used, not counted.
+        let reopened = Store::open_memory_image(store.memory_image().unwrap()).unwrap();
+        assert!(reopened.tally.saved.load(Ordering::Relaxed));
+        assert_eq!((reopened.counts().records, reopened.counts().posts), (2, 1));
+        // A write after the flush takes them back (before it writes anything else);
+        // a crash before the next flush finds what the last flush saved.
+        let second = post(&kp, 3, Some(like.id()), 3, "second");
+        reopened.insert(&second).unwrap();
+        assert!(!reopened.tally.saved.load(Ordering::Relaxed));
+        assert_eq!(reopened.db.get(TOTALS_KEY).unwrap(), None);
+        assert_eq!((reopened.counts().records, reopened.counts().posts), (3, 2));
+        let crashed = Store::open_memory_image(reopened.memory_image().unwrap()).unwrap();
+        assert_eq!((crashed.counts().records, crashed.counts().posts), (2, 1));
+        // Totals left behind by a kith that does not take them back (an older one) no
+        // longer match the authors' counts: the store is counted.
+        let stale = Totals { records: 2, posts: 1 };
+        codec::put(&reopened.db, TOTALS_KEY, &stale).unwrap();
+        reopened.db.flush().unwrap();
+        let counted = Store::open_memory_image(reopened.memory_image().unwrap()).unwrap();
+        assert!(!counted.tally.saved.load(Ordering::Relaxed));
+        assert_eq!((counted.counts().records, counted.counts().posts), (3, 2));
+        // Erasing counts down (a delete of the second post).
+        let gone = signed(&kp, 4, Some(second.id()), 4, RecordKind::Delete { target: second.id() });
+        counted.insert(&gone).unwrap();
+        assert_eq!((counted.counts().records, counted.counts().posts), (3, 1));
     }
 
     #[test]

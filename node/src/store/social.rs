@@ -100,6 +100,7 @@ impl Store {
     pub(super) fn erase(&self, old: &StoredRecord) -> Result<(), StoreError> {
         let r = &old.record;
         let id = &old.id;
+        self.totals_change()?;
         self.unindex(id, r)?;
         if self.records.remove(id.as_bytes())?.is_some() {
             self.count_removed(&r.author)?;
