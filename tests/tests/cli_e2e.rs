@@ -227,6 +227,7 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         "thread_p99_ms",
         "notifications_p99_ms",
         "restart_ms",
+        "restart_after_kill_ms",
         "rss_mb",
     ] {
         let v = num(name);

@@ -175,7 +175,8 @@ pub fn disk_bytes(dir: &Path) -> u64 {
 }
 
 /// Starts the real daemon on `home` `opts.starts` times, timing each start until
-/// `kith status` answers; after the last, reads its resident memory once idle.
+/// `kith status` answers; after the last, reads its resident memory once idle. Then
+/// kills it with SIGKILL once started and times the start after that.
 ///
 /// # Panics
 /// When the daemon does not answer within a minute.
@@ -192,6 +193,13 @@ pub fn daemon(home: &Home, opts: &Options, report: &mut Report) {
     }
     report.restart_max_ms = times.iter().copied().fold(0.0, f64::max);
     report.restart_ms = quantile(&mut times, 0.5);
+    // After kill -9: what a start costs when the store was not closed cleanly.
+    let (mut child, _) = start_daemon(home, opts);
+    let _ = child.kill();
+    let _ = child.wait();
+    let (mut child, took) = start_daemon(home, opts);
+    report.restart_after_kill_ms = took.as_secs_f64() * 1e3;
+    terminate(&mut child);
 }
 
 fn start_daemon(home: &Home, opts: &Options) -> (Child, Duration) {

@@ -74,6 +74,8 @@ pub struct Report {
     pub restart_ms: f64,
     /// The slowest start, ms.
     pub restart_max_ms: f64,
+    /// A start after the daemon was killed with SIGKILL, ms.
+    pub restart_after_kill_ms: f64,
     /// The store's files, bytes allocated on disk.
     pub disk_bytes: u64,
     /// `disk_bytes` per stored record.
@@ -99,6 +101,7 @@ impl Report {
             "signing_s": round(self.signing_s, 3),
             "restart_ms": round(self.restart_ms, 1),
             "restart_max_ms": round(self.restart_max_ms, 1),
+            "restart_after_kill_ms": round(self.restart_after_kill_ms, 1),
             "disk_bytes": self.disk_bytes,
             "disk_bytes_per_record": round(self.disk_bytes_per_record, 1),
             "raw_bytes_per_record": round(self.raw_bytes_per_record, 1),
@@ -144,11 +147,13 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "restart            {:.0} ms median, {:.0} ms slowest (kith daemon until kith status answers)\n\
+            "restart            {:.0} ms median, {:.0} ms slowest (kith daemon until kith status answers); \
+             {:.0} ms after kill -9\n\
              disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x)\n\
              idle daemon RSS    {:.1} MiB\n",
             self.restart_ms,
             self.restart_max_ms,
+            self.restart_after_kill_ms,
             self.disk_bytes_per_record,
             self.disk_bytes,
             self.raw_bytes_per_record,
