@@ -316,11 +316,9 @@ impl Stream {
             }
             (88, _) => RecordKind::Profile { name: format!("Author {a}"), bio: self.text("") },
             (89..=91, _) => {
-                let target = if self.rng.chance(100) {
-                    me
-                } else {
-                    self.authors[self.rng.index(AUTHORS)].id
-                };
+                // Anyone but themselves (the reader now and then).
+                let other = (a + 1 + self.rng.index(AUTHORS - 1)) % AUTHORS;
+                let target = if self.rng.chance(100) { me } else { self.authors[other].id };
                 RecordKind::Follow { target }
             }
             _ => {
