@@ -9,8 +9,7 @@
 //! - [`attachment`]: what a post or message says about the files it carries;
 //! - [`invite`]: signed, expiring invite links (id, addresses, name);
 //! - [`dm`]: end-to-end encrypted ("sealed") direct messages and the `/kith/dm/1` reply;
-//! - [`olm`]: forward-secret direct messages between certified devices (`/kith/dm/2`, being
-//!   introduced; not used by the node yet);
+//! - [`olm`]: forward-secret direct messages between certified devices (`/kith/dm/2`);
 //! - [`codec`]: the one canonical, size-limited encoding;
 //! - [`unicode`]: the pinned Unicode character data validation depends on;
 //! - [`limits`]: every size and count limit.

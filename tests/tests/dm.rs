@@ -231,3 +231,46 @@ async fn shutdown_with_work_in_flight_keeps_every_acknowledged_write() {
     }
     a.stop().await;
 }
+
+/// The device `of` announced, as `at`'s store knows it.
+fn announced_device(at: &TestNode, of: &TestNode) -> Option<kith_protocol::olm::device::DeviceId> {
+    let record = at.node.store().devices(&of.id()).unwrap()?;
+    match record.record.kind {
+        kith_protocol::RecordKind::Devices(a) => Some(a.devices[0].certificate.certificate.device),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_devices_are_announced_messages_go_on_olm_sessions_in_order() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    // The first messages make and announce each side's device (they go on /kith/dm/1).
+    let (_, s1) = a.msg(&b, "a→b first").await;
+    let (_, s2) = b.msg(&a, "b→a first").await;
+    assert_eq!((s1.as_str(), s2.as_str()), ("delivered", "delivered"));
+    eventually(DEADLINE, "each node to hold the other's device announcement", || async {
+        (announced_device(&a, &b).is_some() && announced_device(&b, &a).is_some()).then_some(())
+    })
+    .await;
+    let mut expected_a = vec!["a→b first".to_owned()];
+    let mut expected_b = vec!["b→a first".to_owned()];
+    for i in 0..30 {
+        let (ta, tb) = (format!("a→b {i}"), format!("b→a {i}"));
+        let (_, s1) = a.msg(&b, &ta).await;
+        let (_, s2) = b.msg(&a, &tb).await;
+        assert_eq!((s1.as_str(), s2.as_str()), ("delivered", "delivered"), "message {i}");
+        expected_a.push(ta);
+        expected_b.push(tb);
+    }
+    assert_eq!(texts(&b.thread(&a).await, &a), expected_a);
+    assert_eq!(texts(&a.thread(&b).await, &b), expected_b);
+    // Both sides hold Olm sessions with the other's device: the messages went on /kith/dm/2.
+    let (a_dev, b_dev) = (announced_device(&b, &a).unwrap(), announced_device(&a, &b).unwrap());
+    assert!(a.node.store().olm_sessions(&b_dev).unwrap().is_some());
+    assert!(b.node.store().olm_sessions(&a_dev).unwrap().is_some());
+    a.stop().await;
+    b.stop().await;
+}

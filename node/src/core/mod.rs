@@ -109,6 +109,15 @@ pub enum Input {
         /// Who waits for the answer.
         answer: AnswerId,
     },
+    /// An inbound `/kith/dm/2` request (a sealed message or a one-time key claim).
+    Dm2Request {
+        /// The peer it came from.
+        from: PeerId,
+        /// The request.
+        bytes: Vec<u8>,
+        /// Where the response goes.
+        reply: ReplyId,
+    },
     /// An inbound direct message request.
     DmRequest {
         /// The peer it came from.
@@ -204,6 +213,16 @@ pub enum Answer {
     Pulled(sync::Pulled),
 }
 
+/// Which direct message exchange a delivery uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmProto {
+    /// `/kith/dm/1`: sealed with keys derived from the identity keys (a peer that has
+    /// not announced a device).
+    V1,
+    /// `/kith/dm/2`: an Olm session between devices.
+    V2,
+}
+
 /// What the driver does for the core, in the order given.
 #[derive(Debug)]
 pub enum Effect {
@@ -250,6 +269,8 @@ pub enum Effect {
         bytes: Vec<u8>,
         /// Whether to look the peer up.
         lookup: bool,
+        /// Which exchange carries it.
+        proto: DmProto,
     },
     /// Send sync request `bytes` to `peer`; with `pull`, report its answer (or the
     /// failure, a silent one when it did not come in time) as [`Input::PullAnswer`];
@@ -386,6 +407,9 @@ impl Core {
             Input::DmRequest { from, bytes, reply } => {
                 self.dm.handle_request(cx, from, &bytes, reply, now)
             }
+            Input::Dm2Request { from, bytes, reply } => {
+                self.dm.handle_request2(cx, from, &bytes, reply, now)
+            }
             Input::DmDelivered { peer, message, result } => {
                 self.dm.handle_reply(cx, &peer, message, result, now)
             }
@@ -444,7 +468,7 @@ impl Core {
                     }
                     return Vec::new();
                 }
-                let mut effects = self.dm.handle_flushed(flush, &result);
+                let mut effects = self.dm.handle_flushed(cx, flush, &result, now);
                 effects.extend(self.feeds.handle_flushed(flush, result));
                 effects
             }

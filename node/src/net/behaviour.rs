@@ -71,6 +71,8 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) dm: request_response::Behaviour<FrameCodec>,
+    /// `/kith/dm/2`: forward-secret direct messages (same limits).
+    pub(crate) dm2: request_response::Behaviour<FrameCodec>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
     pub(crate) blob: request_response::Behaviour<FrameCodec>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -299,6 +301,11 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new()),
             mdns: Toggle::from(mdns),
             dm: request_response(DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES),
+            dm2: request_response(
+                kith_protocol::olm::DM2_PROTOCOL,
+                MAX_DM_REQUEST_BYTES,
+                MAX_DM_RESPONSE_BYTES,
+            ),
             sync: request_response(
                 SYNC_PROTOCOL,
                 kith_protocol::sync::MAX_SYNC_REQUEST_BYTES,

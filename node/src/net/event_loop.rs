@@ -222,6 +222,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Dm(e)) => {
                 self.handle_request_response(Proto::Dm, e)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Dm2(e)) => {
+                self.handle_request_response(Proto::Dm2, e)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
                 self.handle_request_response(Proto::Sync, e)
             }
@@ -305,6 +308,7 @@ impl EventLoop {
     fn rr(&mut self, proto: Proto) -> &mut request_response::Behaviour<super::frame::FrameCodec> {
         match proto {
             Proto::Dm => &mut self.swarm.behaviour_mut().dm,
+            Proto::Dm2 => &mut self.swarm.behaviour_mut().dm2,
             Proto::Sync => &mut self.swarm.behaviour_mut().sync,
             Proto::Blob => &mut self.swarm.behaviour_mut().blob,
         }

@@ -134,6 +134,8 @@ pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 pub enum Proto {
     /// `/kith/dm/1`: direct messages.
     Dm,
+    /// `/kith/dm/2`: forward-secret direct messages.
+    Dm2,
     /// `/kith/sync/1`: history sync.
     Sync,
     /// `/kith/blob/1`: blob manifests and chunks.

@@ -43,6 +43,15 @@ impl Node {
         self.answer_request(channel, |reply| Input::DmRequest { from: peer, bytes, reply }).await;
     }
 
+    pub(super) async fn handle_dm2_request(
+        &self,
+        peer: PeerId,
+        bytes: Vec<u8>,
+        channel: Responder,
+    ) {
+        self.answer_request(channel, |reply| Input::Dm2Request { from: peer, bytes, reply }).await;
+    }
+
     pub(super) fn msg_inbox(&self) -> Reply {
         let store = &self.inner.store;
         let convs = store.dm_conversations()?;

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::{now_ms, view, LivePost, Node};
 use crate::{
     api::{ApiError, RecordCounters},
-    core::{Answer, AnswerId, Core, Effect, GossipMessage, Input, ReplyId},
+    core::{Answer, AnswerId, Core, DmProto, Effect, GossipMessage, Input, ReplyId},
     net::{self, Responder},
     store::Store,
 };
@@ -230,10 +230,10 @@ impl Node {
                         self.inner.net.respond(channel, bytes).await;
                     }
                 }
-                Effect::Deliver { peer, message, bytes, lookup } => {
+                Effect::Deliver { peer, message, bytes, lookup, proto } => {
                     let node = self.clone();
                     let task: Task = Box::pin(async move {
-                        let result = node.deliver(peer, bytes, lookup).await;
+                        let result = node.deliver(peer, bytes, lookup, proto).await;
                         node.drive(Input::DmDelivered { peer, message, result }).await;
                     });
                     self.spawn(task);
@@ -283,6 +283,7 @@ impl Node {
         peer: AuthorId,
         bytes: Vec<u8>,
         lookup: bool,
+        proto: DmProto,
     ) -> Result<Vec<u8>, String> {
         let peer_id = peer.to_peer_id().map_err(|e| e.to_string())?;
         let known = self.inner.store.known_peers_of(&peer_id.to_string()).unwrap_or_default();
@@ -291,7 +292,11 @@ impl Node {
             // The remembered addresses did not work before: ask the DHT.
             addrs.extend(self.inner.net.find_peer(peer_id).await);
         }
-        self.inner.net.send_dm(peer_id, addrs, bytes).await.map_err(|e| e.to_string())
+        let proto = match proto {
+            DmProto::V1 => net::Proto::Dm,
+            DmProto::V2 => net::Proto::Dm2,
+        };
+        self.inner.net.request(proto, peer_id, addrs, bytes).await.map_err(|e| e.to_string())
     }
 
     async fn publish(&self, topic: String, bytes: Vec<u8>) {

@@ -106,6 +106,7 @@ impl Node {
                     let _slot = slot;
                     match proto {
                         net::Proto::Dm => node.handle_dm_request(peer, bytes, channel).await,
+                        net::Proto::Dm2 => node.handle_dm2_request(peer, bytes, channel).await,
                         net::Proto::Sync => node.handle_sync_request(peer, bytes, channel).await,
                         net::Proto::Blob => node.handle_blob_request(peer, bytes, channel).await,
                     }

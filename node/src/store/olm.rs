@@ -2,7 +2,9 @@
 //! and the latest device announcement of each person.
 //!
 //! Trees: `olm` (`device` -> the device account's pickle, `cert` -> its certificate,
-//! `s` || device id -> the pickle of the sessions with that device) and `devices`
+//! `s` || device id -> the pickle of the sessions with that device, `o` || message id ->
+//! the sealed `/kith/dm/2` request of an outgoing message, `r` || envelope digest -> the
+//! id of the received message it carried) and `devices`
 //! (author -> the latest `Devices` record, like `profiles`). Pickles are sealed by
 //! `kith_protocol::olm::pickle` before they get here: the store only keeps bytes. The
 //! caller flushes before it lets anything depend on them (an envelope leaving, a receipt).
@@ -11,12 +13,20 @@ use kith_protocol::{olm::device::DeviceId, AuthorId, RecordId};
 
 use super::{
     codec::{self, ProfileValue},
-    Store, StoreError, StoredRecord,
+    corrupt, Store, StoreError, StoredRecord, DM_ID_LEN,
 };
 
 const DEVICE: &[u8] = b"device";
 const CERT: &[u8] = b"cert";
 const SESSIONS: u8 = b's';
+const SEALED: u8 = b'o';
+const RECEIVED: u8 = b'r';
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(rest);
+    key
+}
 
 /// The stored device: its pickle and its certificate's bytes.
 pub struct StoredDevice {
@@ -27,9 +37,7 @@ pub struct StoredDevice {
 }
 
 fn sessions_key(device: &DeviceId) -> Vec<u8> {
-    let mut key = vec![SESSIONS];
-    key.extend_from_slice(device.as_bytes());
-    key
+    prefixed(SESSIONS, device.as_bytes())
 }
 
 impl Store {
@@ -69,6 +77,54 @@ impl Store {
     /// Disk errors.
     pub fn set_olm_sessions(&self, device: &DeviceId, pickle: &[u8]) -> Result<(), StoreError> {
         self.olm.insert(sessions_key(device), pickle)?;
+        Ok(())
+    }
+
+    /// The sealed `/kith/dm/2` request of outgoing message `id`, if it was sealed.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn olm_sealed(&self, id: &[u8; DM_ID_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.olm.get(prefixed(SEALED, id))?.map(|v| v.to_vec()))
+    }
+
+    /// Stores (`Some`) or forgets the sealed request of outgoing message `id` (not
+    /// flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_olm_sealed(
+        &self,
+        id: &[u8; DM_ID_LEN],
+        request: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match request {
+            Some(bytes) => self.olm.insert(prefixed(SEALED, id), bytes)?,
+            None => self.olm.remove(prefixed(SEALED, id))?,
+        };
+        Ok(())
+    }
+
+    /// The id of the message that the envelope of `digest` carried, if it was accepted.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn olm_received(&self, digest: &[u8; 32]) -> Result<Option<[u8; DM_ID_LEN]>, StoreError> {
+        let Some(value) = self.olm.get(prefixed(RECEIVED, digest))? else { return Ok(None) };
+        let id = <[u8; DM_ID_LEN]>::try_from(value.as_ref()).map_err(|_| corrupt("digest"))?;
+        Ok(Some(id))
+    }
+
+    /// Remembers that the envelope of `digest` carried message `id` (not flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_olm_received(
+        &self,
+        digest: &[u8; 32],
+        id: &[u8; DM_ID_LEN],
+    ) -> Result<(), StoreError> {
+        self.olm.insert(prefixed(RECEIVED, digest), id)?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Forward-secret direct messages (`/kith/dm/2`, being introduced; the node still speaks
-//! `/kith/dm/1`): Olm sessions between devices certified by their person.
+//! Forward-secret direct messages (`/kith/dm/2`; the node uses it once both sides
+//! announced a device, `/kith/dm/1` before): Olm sessions between devices certified by
+//! their person.
 //!
 //! - [`device`]: a device's keys and the certificate its person's identity key signs and
 //!   the device counter-signs;

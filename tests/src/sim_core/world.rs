@@ -104,6 +104,8 @@ enum Event {
         epoch: u64,
         message: [u8; 16],
         bytes: Vec<u8>,
+        /// The exchange it goes on.
+        proto: kith_node::core::DmProto,
     },
     /// The sender of a direct message learns how its delivery went.
     DmReply {
@@ -317,8 +319,8 @@ impl World {
             Event::SyncReply { to, epoch, pull, result } => {
                 self.sync_reply(to, epoch, pull, result)
             }
-            Event::DmArrive { to, from, epoch, message, bytes } => {
-                self.dm_arrive(to, from, epoch, message, bytes);
+            Event::DmArrive { to, from, epoch, message, bytes, proto } => {
+                self.dm_arrive(to, from, epoch, message, bytes, proto);
             }
             Event::DmReply { to, epoch, peer, message, result } => {
                 self.dm_reply(to, epoch, peer, message, result);
@@ -403,8 +405,8 @@ impl World {
             Effect::Answer { result: Ok(Answer::MsgSent { id, status }), .. } => {
                 self.dm_answered(*id.as_bytes(), status);
             }
-            Effect::Deliver { peer, message, bytes, .. } => {
-                self.dm_deliver(i, peer, message, bytes);
+            Effect::Deliver { peer, message, bytes, proto, .. } => {
+                self.dm_deliver(i, peer, message, bytes, proto);
             }
             Effect::Respond { reply, bytes } => self.dm_respond(i, reply, bytes),
             Effect::Received { message, .. } => self.dm_received(i, message),

@@ -11,6 +11,8 @@
 pub(crate) mod device;
 pub(crate) mod keys;
 mod receive;
+mod receive2;
+mod send2;
 
 use std::collections::BTreeMap;
 
@@ -51,8 +53,14 @@ pub struct Outgoing {
 enum Held {
     /// A `msg send` answer.
     Sent { answer: AnswerId, id: MessageId, status: DmStatus, reason: Option<String> },
-    /// A receipt: sent once the message it promises is durable.
-    Receipt { reply: ReplyId, id: MessageId },
+    /// A receipt: sent once the message it promises is durable (`v2`: on
+    /// `/kith/dm/2`, wrapped in its reply).
+    Receipt { reply: ReplyId, id: MessageId, v2: bool },
+    /// A `/kith/dm/2` message sealed on a session whose new state must be durable
+    /// before it leaves.
+    Deliver { peer: AuthorId, message: [u8; 16], bytes: Vec<u8>, lookup: bool },
+    /// A claimed one-time key, given once the device that holds its secret is durable.
+    Claimed { reply: ReplyId, prekey: Option<kith_protocol::olm::prekey::SignedPrekey> },
 }
 
 /// The dm concern's state.
@@ -69,6 +77,18 @@ pub(crate) struct Dm {
     announced: bool,
     /// A message was sent or accepted before it was: the device is needed.
     device_wanted: bool,
+    /// What each busy lane has in flight (by peer).
+    flights: BTreeMap<[u8; 32], send2::Flight>,
+    /// Session renewals in a row, by peer.
+    renewals: BTreeMap<[u8; 32], u32>,
+    /// Devices whose sessions were dropped: a one-time key is claimed before the next
+    /// seal.
+    renewing: std::collections::BTreeSet<kith_protocol::olm::device::DeviceId>,
+    /// One-time keys claimed and not used yet, by device.
+    claimed:
+        BTreeMap<kith_protocol::olm::device::DeviceId, kith_protocol::olm::prekey::SignedPrekey>,
+    /// One-time keys handed out, by peer: (hour, count) for the limit.
+    claims: BTreeMap<AuthorId, (u64, u32)>,
 }
 
 /// Whether `me` and `other` follow each other.
@@ -281,18 +301,14 @@ impl Dm {
         let Ok(to) = AuthorId::from_bytes(entry.peer) else { return self.stop_lane(cx, peer, now) };
         self.lanes.claim(peer, entry.id);
         let _ = cx.store.dm_outbox_attempted(&entry.id);
-        vec![Effect::Deliver {
-            peer: to,
-            message: entry.id,
-            bytes: entry.request,
-            lookup: entry.attempts > 0,
-        }]
+        self.deliver(cx, &to, entry, now)
     }
 
     /// `peer`'s lane stops at a message that could not be delivered now: its retry is
     /// scheduled, and every `msg send` waiting on this peer learns "queued".
     fn stop_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
+        self.flights.remove(&peer);
         if let Some(at) = self.lanes.finish(peer, false, now) {
             effects.push(Effect::Schedule { at, timer: Timer::Outbox });
         }
@@ -318,6 +334,16 @@ impl Dm {
         if self.lanes.current(&key) != Some(message) {
             return Vec::new();
         }
+        let result = match self.flights.remove(&key) {
+            None | Some(send2::Flight::V1) => result,
+            Some(flight) => {
+                let mut effects = Vec::new();
+                match self.reply2(cx, peer, (message, flight), result, now, &mut effects) {
+                    Some(result) => result,
+                    None => return effects,
+                }
+            }
+        };
         let (status, reason) = outcome(peer, &message, result);
         if status == DmStatus::Queued {
             return self.stop_lane(cx, key, now);
@@ -359,11 +385,24 @@ impl Dm {
     /// A flush is done: answers and receipts held for it go out.
     pub(crate) fn handle_flushed(
         &mut self,
+        cx: &mut Context,
         flush: FlushId,
         result: &Result<(), StoreError>,
+        now: u64,
     ) -> Vec<Effect> {
         let Some(held) = self.held.remove(&flush) else { return Vec::new() };
         vec![match held {
+            Held::Deliver { peer, message, bytes, lookup } => {
+                if let Err(error) = result {
+                    tracing::error!(%error, "cannot flush a session: the message waits");
+                    return self.stop_lane(cx, *peer.as_bytes(), now);
+                }
+                Effect::Deliver { peer, message, bytes, lookup, proto: super::DmProto::V2 }
+            }
+            Held::Claimed { reply, prekey } => {
+                let prekey = if result.is_ok() { prekey } else { None };
+                receive2::respond2(reply, &kith_protocol::olm::envelope::Dm2Reply::Claimed(prekey))
+            }
             Held::Sent { answer, id, status, reason } => {
                 let result = match (result, status) {
                     (Err(error), _) => Err(ApiError::internal(format!("store: {error}"))),
@@ -375,12 +414,19 @@ impl Dm {
                 };
                 Effect::Answer { answer, result }
             }
-            Held::Receipt { reply, id } => {
+            Held::Receipt { reply, id, v2 } => {
                 let receipt = match result {
                     Ok(()) => DmReply::Delivered { id },
                     Err(_) => receive::refusal(Some(id), receive::STORE_FAILED),
                 };
-                receive::respond(reply, &receipt)
+                if v2 {
+                    receive2::respond2(
+                        reply,
+                        &kith_protocol::olm::envelope::Dm2Reply::Receipt(receipt),
+                    )
+                } else {
+                    receive::respond(reply, &receipt)
+                }
             }
         }]
     }

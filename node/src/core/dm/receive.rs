@@ -2,8 +2,9 @@
 //! follow proof, replay drop, store, and a receipt only once the message is durable.
 
 use kith_protocol::{
-    dm::{DmReply, DmRequest, MessageId},
+    dm::{DmReply, DmRequest, MessageId, Plain},
     limits::MAX_FUTURE_SKEW_MS,
+    olm::envelope::Dm2Reply,
     AuthorId, VerifiedRecord,
 };
 use libp2p::PeerId;
@@ -39,7 +40,7 @@ pub(crate) fn respond(reply: ReplyId, answer: &DmReply) -> Effect {
 }
 
 /// What becomes of a received message.
-enum Received {
+pub(super) enum Received {
     /// Refused now.
     Refused(DmReply),
     /// Kept (now or before): the receipt waits for a flush.
@@ -47,7 +48,7 @@ enum Received {
 }
 
 impl Dm {
-    /// An inbound `/kith/dm` request from `from`.
+    /// An inbound `/kith/dm/1` request from `from`.
     pub(crate) fn handle_request(
         &mut self,
         cx: &mut Context,
@@ -57,20 +58,39 @@ impl Dm {
         now: u64,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
-        match self.receive(cx, from, bytes, now, &mut effects) {
+        let received = self.receive(cx, from, bytes, now, &mut effects);
+        self.answer(cx, from, received, reply, false, &mut effects);
+        effects
+    }
+
+    /// Answers request `reply` about a received message: a refusal now, or a receipt
+    /// once the message is durable (`v2`: wrapped in a `/kith/dm/2` reply).
+    pub(super) fn answer(
+        &mut self,
+        cx: &mut Context,
+        from: PeerId,
+        received: Received,
+        reply: ReplyId,
+        v2: bool,
+        effects: &mut Vec<Effect>,
+    ) {
+        match received {
             Received::Refused(answer) => {
                 if let DmReply::Refused { reason, .. } = &answer {
                     tracing::info!(peer = %from, %reason, "refused a direct message");
                 }
-                effects.push(respond(reply, &answer));
+                effects.push(if v2 {
+                    super::receive2::respond2(reply, &Dm2Reply::Receipt(answer))
+                } else {
+                    respond(reply, &answer)
+                });
             }
             Received::Kept(id) => {
                 let flush = cx.flush_id();
-                self.held.insert(flush, Held::Receipt { reply, id });
+                self.held.insert(flush, Held::Receipt { reply, id, v2 });
                 effects.push(Effect::Flush(flush));
             }
         }
-        effects
     }
 
     fn receive(
@@ -98,19 +118,32 @@ impl Dm {
         }
         // Admission before anything else: nothing is opened, cached or stored for someone
         // who is not a mutual connection, and every such refusal reads the same.
-        let proof = match admit_sender(cx, &sender, request.follow_proof.as_deref(), now) {
+        let proof = match admit(cx, &sender, request.follow_proof.as_deref(), now) {
             Ok(proof) => proof,
-            Err(Some(error)) => {
-                tracing::warn!(%error, "cannot check a message's sender");
-                return refuse(None, STORE_FAILED);
-            }
-            Err(None) => return refuse(None, NOT_ACCEPTED),
+            Err(refused) => return refused,
         };
         let opened = self.keys.with(&cx.keys, &sender, |keys| sealed.open_with(&cx.keys, keys));
         let plain = match opened {
             Ok(p) => p,
             Err(e) => return refuse(None, &format!("cannot open the message: {e}")),
         };
+        self.accept(cx, &sender, plain, proof, now, effects)
+    }
+
+    /// A message opened from `sender` (on either exchange): refused if dated in the
+    /// future or written while blocked; otherwise the follow proof that admitted it is
+    /// stored, and the message unless it was stored before (a replay or a retry).
+    pub(super) fn accept(
+        &mut self,
+        cx: &mut Context,
+        sender: &AuthorId,
+        plain: Plain,
+        proof: Option<VerifiedRecord>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Received {
+        let sender = *sender;
+        let refuse = |id, reason: &str| Received::Refused(refusal(id, reason));
         if plain.timestamp > now.saturating_add(MAX_FUTURE_SKEW_MS) {
             return refuse(Some(plain.id), "the message is dated in the future (check your clock)");
         }
@@ -176,6 +209,24 @@ impl Dm {
             Err(_) => return refuse(Some(plain.id), STORE_FAILED),
         }
         Received::Kept(plain.id)
+    }
+}
+
+/// Admission of `sender` with its follow `proof` (see [`admit_sender`]): the proof to
+/// store when it was needed, or the refusal.
+pub(super) fn admit(
+    cx: &Context,
+    sender: &AuthorId,
+    proof: Option<&[u8]>,
+    now: u64,
+) -> Result<Option<VerifiedRecord>, Received> {
+    match admit_sender(cx, sender, proof, now) {
+        Ok(proof) => Ok(proof),
+        Err(Some(error)) => {
+            tracing::warn!(%error, "cannot check a message's sender");
+            Err(Received::Refused(refusal(None, STORE_FAILED)))
+        }
+        Err(None) => Err(Received::Refused(refusal(None, NOT_ACCEPTED))),
     }
 }
 

@@ -40,7 +40,7 @@ fn deliveries(effects: &[Effect]) -> Vec<(AuthorId, [u8; 16], Vec<u8>, bool)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Deliver { peer, message, bytes, lookup } => {
+            Effect::Deliver { peer, message, bytes, lookup, .. } => {
                 Some((*peer, *message, bytes.clone(), *lookup))
             }
             _ => None,

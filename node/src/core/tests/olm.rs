@@ -4,7 +4,7 @@
 use kith_protocol::olm::prekey::{Announcement, FALLBACK_ROTATION_MS};
 
 use super::{dm::pair, *};
-use crate::core::{dm::Outgoing, Timer};
+use crate::core::{dm::Outgoing, DmProto, Timer};
 
 /// `f`'s latest announcement in its own store.
 fn announcement(f: &Fixture) -> Option<Announcement> {
@@ -79,4 +79,205 @@ fn the_fallback_key_is_rotated_when_old_and_the_new_one_announced() {
     assert_eq!(old.certificate, new.certificate);
     assert_ne!(old.fallback.prekey.key, new.fallback.prekey.key);
     assert_eq!(new.fallback.prekey.created, later);
+}
+
+/// Carries `from`'s `effects` (flushes settled) to `to` and the replies back, until no
+/// delivery is left: `from`'s effects and `to`'s, in order.
+fn pump(
+    from: &mut Fixture,
+    to: &mut Fixture,
+    effects: Vec<Effect>,
+    now: u64,
+) -> (Vec<Effect>, Vec<Effect>) {
+    let mut queue: std::collections::VecDeque<Effect> = from.settle(effects, now).into();
+    let (mut seen, mut theirs) = (Vec::new(), Vec::new());
+    while let Some(effect) = queue.pop_front() {
+        if let Effect::Deliver { peer, message, bytes, proto, .. } = &effect {
+            let (got, response) = receive_on(to, from, bytes.clone(), *proto, now);
+            theirs.extend(got);
+            let input = Input::DmDelivered { peer: *peer, message: *message, result: Ok(response) };
+            let next = from.handle(input, now);
+            queue.extend(from.settle(next, now));
+        }
+        seen.push(effect);
+    }
+    (seen, theirs)
+}
+
+/// `to` receives `bytes` from `from` on `proto`: its effects and the response.
+fn receive_on(
+    to: &mut Fixture,
+    from: &Fixture,
+    bytes: Vec<u8>,
+    proto: DmProto,
+    now: u64,
+) -> (Vec<Effect>, Vec<u8>) {
+    let peer = from.core.me().to_peer_id().unwrap();
+    let reply = ReplyId(77);
+    let input = match proto {
+        DmProto::V1 => Input::DmRequest { from: peer, bytes, reply },
+        DmProto::V2 => Input::Dm2Request { from: peer, bytes, reply },
+    };
+    let first = to.handle(input, now);
+    let effects = to.settle(first, now);
+    let response = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Respond { reply: r, bytes } if *r == reply => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap();
+    (effects, response)
+}
+
+/// `a` sends `b` message `n`: `a`'s effects and `b`'s.
+fn talk(a: &mut Fixture, b: &mut Fixture, n: u8, now: u64) -> (Vec<Effect>, Vec<Effect>) {
+    let first = a.handle(Input::MsgSend { message: out(b, n), answer: AnswerId(n.into()) }, now);
+    pump(a, b, first, now)
+}
+
+/// Gives `to` the latest announcement of `from` (as gossip would).
+fn learn(to: &Fixture, from: &Fixture) {
+    let stored = from.core.store().devices(&from.core.me()).unwrap().unwrap();
+    let bytes = from.core.store().get_bytes(&stored.id).unwrap().unwrap();
+    to.core.store().insert(&VerifiedRecord::from_bytes(&bytes).unwrap()).unwrap();
+}
+
+/// Two mutual connections whose devices are made and announced to each other (their
+/// first messages went on `/kith/dm/1`).
+fn devices_pair() -> (Fixture, Fixture) {
+    let (mut a, mut b) = pair();
+    talk(&mut a, &mut b, 200, 50);
+    talk(&mut b, &mut a, 201, 50);
+    learn(&a, &b);
+    learn(&b, &a);
+    (a, b)
+}
+
+fn protos(effects: &[Effect]) -> Vec<DmProto> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { proto, .. } => Some(*proto),
+            _ => None,
+        })
+        .collect()
+}
+
+fn received_ids(effects: &[Effect]) -> Vec<[u8; 16]> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Received { message, .. } => Some(*message),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_of(f: &Fixture, n: u8) -> crate::store::DmStatus {
+    f.core.store().dm_get(&f.core.me(), &[n; 16]).unwrap().unwrap().status
+}
+
+#[test]
+fn the_first_messages_go_on_dm1_then_on_olm_sessions_sealed_and_flushed_before_they_leave() {
+    let (mut a, mut b) = devices_pair();
+    let first = a.handle(Input::MsgSend { message: out(&b, 1), answer: AnswerId(1) }, 100);
+    let settled = a.settle(first, 100);
+    // Sealed: the session and the sealed request are flushed before the delivery.
+    let flush = settled.iter().position(|e| matches!(e, Effect::Flush(_))).unwrap();
+    let deliver = settled.iter().position(|e| matches!(e, Effect::Deliver { .. })).unwrap();
+    assert!(flush < deliver, "{settled:?}");
+    assert_eq!(protos(&settled), vec![DmProto::V2]);
+    // A crash right after that flush: the same bytes go out again.
+    let Effect::Deliver { bytes, .. } = &settled[deliver] else { unreachable!() };
+    let mut crashed = a.restart(1);
+    let again = crashed.handle(Input::Timer(Timer::Outbox), 200);
+    let again = crashed.settle(again, 200);
+    let resent: Vec<_> = again
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { bytes, proto: DmProto::V2, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, vec![bytes.clone()]);
+    // The recipient opens it once; its receipt comes after its flush.
+    let (got, response) = receive_on(&mut b, &a, bytes.clone(), DmProto::V2, 300);
+    assert_eq!(received_ids(&got), vec![[1; 16]]);
+    let flush = got.iter().position(|e| matches!(e, Effect::Flush(_))).unwrap();
+    let respond = got.iter().position(|e| matches!(e, Effect::Respond { .. })).unwrap();
+    assert!(flush < respond);
+    let reply = kith_protocol::olm::envelope::Dm2Reply::from_bytes(&response).unwrap();
+    assert!(matches!(
+        reply,
+        kith_protocol::olm::envelope::Dm2Reply::Receipt(
+            kith_protocol::dm::DmReply::Delivered { .. }
+        )
+    ));
+}
+
+#[test]
+fn a_duplicate_is_opened_once_stored_once_and_answered_delivered_even_after_a_restart() {
+    let (mut a, mut b) = devices_pair();
+    let first = a.handle(Input::MsgSend { message: out(&b, 1), answer: AnswerId(1) }, 100);
+    let settled = a.settle(first, 100);
+    let bytes = settled
+        .iter()
+        .find_map(|e| match e {
+            Effect::Deliver { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let (got, first_reply) = receive_on(&mut b, &a, bytes.clone(), DmProto::V2, 150);
+    assert_eq!(received_ids(&got), vec![[1; 16]]);
+    let count = b.core.store().dm_count();
+    let (got, second_reply) = receive_on(&mut b, &a, bytes.clone(), DmProto::V2, 160);
+    assert!(received_ids(&got).is_empty());
+    assert_eq!(first_reply, second_reply);
+    let mut b = b.restart(2);
+    let (got, third_reply) = receive_on(&mut b, &a, bytes, DmProto::V2, 170);
+    assert!(received_ids(&got).is_empty());
+    assert_eq!(third_reply, first_reply);
+    assert_eq!(b.core.store().dm_count(), count);
+}
+
+#[test]
+fn a_conversation_goes_both_ways_in_order_on_sessions() {
+    let (mut a, mut b) = devices_pair();
+    let mut got_b = Vec::new();
+    let mut got_a = Vec::new();
+    for n in 1..=20u8 {
+        let (mine, theirs) = talk(&mut a, &mut b, n, 100 + u64::from(n));
+        assert_eq!(protos(&mine), vec![DmProto::V2]);
+        got_b.extend(received_ids(&theirs));
+        let (mine, theirs) = talk(&mut b, &mut a, 100 + n, 100 + u64::from(n));
+        assert_eq!(protos(&mine), vec![DmProto::V2]);
+        got_a.extend(received_ids(&theirs));
+        assert_eq!(status_of(&a, n), crate::store::DmStatus::Delivered);
+    }
+    assert_eq!(got_b, (1..=20u8).map(|n| [n; 16]).collect::<Vec<_>>());
+    assert_eq!(got_a, (101..=120u8).map(|n| [n; 16]).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_lost_session_is_replaced_and_the_message_sent_again_without_an_error() {
+    let (mut a, mut b) = devices_pair();
+    talk(&mut a, &mut b, 1, 100);
+    talk(&mut b, &mut a, 2, 110);
+    // b loses its sessions with a's device.
+    let a_device = a.core.store().devices(&a.core.me()).unwrap().unwrap();
+    let RecordKind::Devices(announced) = a_device.record.kind else { unreachable!() };
+    let a_device = announced.devices[0].certificate.certificate.device;
+    b.core.store().set_olm_sessions(&a_device, b"lost").unwrap();
+    let (mine, theirs) = talk(&mut a, &mut b, 3, 120);
+    // Sealed, refused with NewSession, a one-time key claimed, sealed again: delivered.
+    assert_eq!(protos(&mine), vec![DmProto::V2; 3]);
+    assert_eq!(received_ids(&theirs), vec![[3; 16]]);
+    assert_eq!(status_of(&a, 3), crate::store::DmStatus::Delivered);
+    assert!(mine.iter().all(|e| !matches!(e, Effect::Answer { result: Err(_), .. })));
+    // And the conversation goes on.
+    let (_, theirs) = talk(&mut a, &mut b, 4, 130);
+    assert_eq!(received_ids(&theirs), vec![[4; 16]]);
+    let (_, theirs) = talk(&mut b, &mut a, 5, 140);
+    assert_eq!(received_ids(&theirs), vec![[5; 16]]);
 }

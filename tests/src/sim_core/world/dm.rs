@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kith_node::{
-    core::{dm::Outgoing, AnswerId, Input, ReplyId, Timer},
+    core::{dm::Outgoing, AnswerId, DmProto, Input, ReplyId, Timer},
     store::{DmStatus, Notification},
 };
 use kith_protocol::{dm::MessageId, AuthorId};
@@ -120,13 +120,14 @@ impl World {
         peer: AuthorId,
         message: [u8; 16],
         bytes: Vec<u8>,
+        proto: DmProto,
     ) {
         let epoch = self.nodes[i].epoch;
         let to = self.by_author.get(&peer).copied();
         match to {
             Some(to) if self.reachable(i, to) && !self.rng.chance(self.config.loss_per_mille) => {
                 let delay = self.rng.latency_ms();
-                self.at(delay, Event::DmArrive { to, from: i, epoch, message, bytes });
+                self.at(delay, Event::DmArrive { to, from: i, epoch, message, bytes, proto });
             }
             _ => self.dm_fail(i, epoch, peer, message),
         }
@@ -147,6 +148,7 @@ impl World {
         epoch: u64,
         message: [u8; 16],
         bytes: Vec<u8>,
+        proto: DmProto,
     ) {
         let recipient = self.nodes[to].me;
         if !(self.nodes[to].online && self.nodes[to].core.is_some()) {
@@ -156,7 +158,14 @@ impl World {
         let waiting = Waiting { sender: from, epoch, recipient, message };
         self.dms.waiting.insert((to, reply), waiting);
         let peer = self.nodes[from].peer;
-        self.input(to, Input::DmRequest { from: peer, bytes, reply: ReplyId(reply) });
+        let reply = ReplyId(reply);
+        self.input(
+            to,
+            match proto {
+                DmProto::V1 => Input::DmRequest { from: peer, bytes, reply },
+                DmProto::V2 => Input::Dm2Request { from: peer, bytes, reply },
+            },
+        );
     }
 
     /// A new id for an inbound request (direct message or sync).

@@ -1,0 +1,263 @@
+//! Sending on `/kith/dm/2` (issue #17): a message goes to the recipient's announced
+//! device on the Olm session this node keeps with it, sealed when its lane reaches it.
+//!
+//! Crash safety: the session's new state and the sealed request are stored and flushed
+//! *before* the request leaves ([`Held::Deliver`]): a retry, after a crash too, sends the
+//! same bytes again (the recipient knows them by their digest), and no message key is
+//! ever used for two different envelopes that left the node. A recipient that cannot
+//! open a message answers `NewSession`: the sessions with that device are dropped, a
+//! one-time key is claimed (`Claim`; none: the announced fallback key) and the message
+//! is sealed again on a new session. At most [`MAX_RENEWALS`] renewals in a row per
+//! peer; then the lane backs off like any failed delivery.
+
+use kith_protocol::{
+    dm::{MessageId, Plain},
+    olm::{
+        account::PeerSessions,
+        device::{DeviceId, VerifiedDevice},
+        envelope::{Dm2Reply, Dm2Request},
+        prekey::{SignedPrekey, VerifiedEntry},
+        OlmError,
+    },
+    AuthorId, RecordKind,
+};
+
+use super::{device::DeviceError, follow_proof, Dm, Held};
+use crate::{
+    core::{Context, DmProto, Effect},
+    store::OutboxEntry,
+};
+
+/// Most session renewals (`NewSession` answers) in a row for one peer before its lane
+/// backs off.
+pub(crate) const MAX_RENEWALS: u32 = 3;
+
+/// What is in flight on a lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flight {
+    /// A `/kith/dm/1` request.
+    V1,
+    /// A sealed `/kith/dm/2` message for this device.
+    Sealed(DeviceId),
+    /// A claim of a one-time key of this device.
+    Claim(DeviceId),
+}
+
+/// How the lane's message goes.
+enum Plan {
+    /// On `/kith/dm/1` (the peer announced no device, or this node's device is not
+    /// announced yet).
+    V1,
+    /// These `/kith/dm/2` bytes, now (sealed and flushed before, or a claim).
+    Now(Flight, Vec<u8>),
+    /// These `/kith/dm/2` bytes, once the flush of the session they were sealed on is
+    /// done.
+    AfterFlush(DeviceId, Vec<u8>),
+}
+
+/// The device `author` announced last (the newest certificate of their latest
+/// announcement), verified.
+pub(crate) fn their_device(
+    cx: &Context,
+    author: &AuthorId,
+) -> Result<Option<VerifiedEntry>, DeviceError> {
+    let Some(record) = cx.store.devices(author)? else { return Ok(None) };
+    let RecordKind::Devices(announcement) = record.record.kind else { return Ok(None) };
+    let entries = announcement.verify(author)?;
+    Ok(entries.into_iter().max_by_key(|e| e.device.created()))
+}
+
+/// The sessions this node keeps with `device` (none when the pickle is lost or does not
+/// open: the next message starts a new session).
+pub(crate) fn sessions_with(
+    cx: &Context,
+    key: &kith_protocol::olm::pickle::PickleKey,
+    device: DeviceId,
+) -> Result<PeerSessions, DeviceError> {
+    let Some(pickle) = cx.store.olm_sessions(&device)? else {
+        return Ok(PeerSessions::new(device));
+    };
+    match PeerSessions::from_pickle(&pickle, key, device) {
+        Ok(sessions) => Ok(sessions),
+        Err(error) => {
+            tracing::warn!(%error, %device, "sessions with a device do not open: starting anew");
+            Ok(PeerSessions::new(device))
+        }
+    }
+}
+
+impl Dm {
+    /// Starts delivering `entry` to `to`: on `/kith/dm/2` when both sides announced a
+    /// device, else on `/kith/dm/1`.
+    pub(super) fn deliver(
+        &mut self,
+        cx: &mut Context,
+        to: &AuthorId,
+        entry: OutboxEntry,
+        now: u64,
+    ) -> Vec<Effect> {
+        let (peer, message, lookup) = (entry.peer, entry.id, entry.attempts > 0);
+        let plan = match self.plan(cx, to, &entry, now) {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%error, peer = %to, "cannot seal on /kith/dm/2: using /kith/dm/1");
+                Plan::V1
+            }
+        };
+        let (flight, bytes, proto) = match plan {
+            Plan::V1 => (Flight::V1, entry.request, DmProto::V1),
+            Plan::Now(flight, bytes) => (flight, bytes, DmProto::V2),
+            Plan::AfterFlush(device, bytes) => {
+                self.flights.insert(peer, Flight::Sealed(device));
+                let flush = cx.flush_id();
+                self.held.insert(flush, Held::Deliver { peer: *to, message, bytes, lookup });
+                return vec![Effect::Flush(flush)];
+            }
+        };
+        self.flights.insert(peer, flight);
+        vec![Effect::Deliver { peer: *to, message, bytes, lookup, proto }]
+    }
+
+    /// How `entry` goes now (see [`Plan`]).
+    fn plan(
+        &mut self,
+        cx: &mut Context,
+        to: &AuthorId,
+        entry: &OutboxEntry,
+        now: u64,
+    ) -> Result<Plan, DeviceError> {
+        if !self.announced {
+            // This node's device must be announced (and so made) before it seals: the
+            // recipient checks the sender's certificate.
+            if self.check_device(cx, false, false, now).is_some() || self.device.is_none() {
+                self.device_wanted = true;
+                return Ok(Plan::V1);
+            }
+        }
+        let Some(their) = their_device(cx, to)? else { return Ok(Plan::V1) };
+        let id = their.device.id();
+        if let Some(bytes) = cx.store.olm_sealed(&entry.id)? {
+            return Ok(Plan::Now(Flight::Sealed(id), bytes));
+        }
+        if self.renewing.remove(&id) {
+            let bytes = Dm2Request::Claim { device: id }.to_bytes()?;
+            return Ok(Plan::Now(Flight::Claim(id), bytes));
+        }
+        let Some(record) = cx.store.dm_get(&cx.me, &entry.id)? else { return Ok(Plan::V1) };
+        let plain = Plain {
+            id: MessageId::from_bytes(entry.id),
+            timestamp: record.timestamp,
+            text: record.text.clone(),
+            attachments: record.sealed_attachments(),
+        };
+        let Some(local) = self.device.as_ref() else { return Ok(Plan::V1) };
+        let mut sessions = sessions_with(cx, &local.key, id)?;
+        let prekey = self.claimed.remove(&id).unwrap_or(their.fallback);
+        let envelope =
+            local.device.seal(&cx.keys, &mut sessions, &their.device, Some(&prekey), &plain)?;
+        let follow_proof = follow_proof(&cx.store, &cx.me, to);
+        let bytes = Dm2Request::Deliver { envelope, follow_proof }.to_bytes()?;
+        cx.store.set_olm_sessions(&id, &sessions.pickle(&local.key)?)?;
+        cx.store.set_olm_sealed(&entry.id, Some(&bytes))?;
+        Ok(Plan::AfterFlush(id, bytes))
+    }
+
+    /// The reply to a `/kith/dm/2` delivery of `message` to `peer`: the receipt as a
+    /// `/kith/dm/1` reply's bytes for [`super::outcome`], or `None` when the lane goes on
+    /// (a new session, a claimed key) and its effects are in `effects`.
+    pub(super) fn reply2(
+        &mut self,
+        cx: &mut Context,
+        peer: &AuthorId,
+        (message, flight): ([u8; 16], Flight),
+        result: Result<Vec<u8>, String>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Option<Result<Vec<u8>, String>> {
+        let key = *peer.as_bytes();
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return Some(Err(error)),
+        };
+        let reply = match Dm2Reply::from_bytes(&bytes) {
+            Ok(reply) => reply,
+            // An empty or unreadable reply: the recipient cannot take it now (it has not
+            // seen this node's announcement yet, say). Tried again later.
+            Err(error) => return Some(Err(format!("no receipt: {error}"))),
+        };
+        match (flight, reply) {
+            (Flight::Sealed(_), Dm2Reply::Receipt(receipt)) => {
+                // Delivered or refused: either way this envelope is done with.
+                self.renewals.remove(&key);
+                let _ = cx.store.set_olm_sealed(&message, None);
+                Some(receipt.to_bytes().map_err(|e| e.to_string()))
+            }
+            (Flight::Sealed(device), Dm2Reply::NewSession) => {
+                let renewals = self.renewals.entry(key).or_default();
+                *renewals += 1;
+                if *renewals > MAX_RENEWALS {
+                    self.renewals.remove(&key);
+                    return Some(Err("the recipient keeps asking for new sessions".into()));
+                }
+                tracing::info!(%peer, %device, "the recipient asks for a new session");
+                if let Err(error) = self.drop_sessions(cx, device, &message) {
+                    return Some(Err(error.to_string()));
+                }
+                self.renewing.insert(device);
+                effects.extend(self.next_in_lane(cx, key, now));
+                None
+            }
+            (Flight::Claim(device), Dm2Reply::Claimed(prekey)) => {
+                if let Some(prekey) = prekey {
+                    match self.check_claimed(cx, peer, device, &prekey) {
+                        Ok(true) => {
+                            self.claimed.insert(device, prekey);
+                        }
+                        Ok(false) | Err(_) => {
+                            tracing::info!(%peer, "a claimed key does not verify: using the fallback key");
+                        }
+                    }
+                }
+                effects.extend(self.next_in_lane(cx, key, now));
+                None
+            }
+            _ => Some(Err("unexpected reply on /kith/dm/2".into())),
+        }
+    }
+
+    /// Drops the sessions with `device` and the sealed request of `message` (the next
+    /// seal starts a new session).
+    fn drop_sessions(
+        &mut self,
+        cx: &Context,
+        device: DeviceId,
+        message: &[u8; 16],
+    ) -> Result<(), DeviceError> {
+        let Some(local) = self.device.as_ref() else { return Ok(()) };
+        let mut sessions = sessions_with(cx, &local.key, device)?;
+        sessions.clear();
+        cx.store.set_olm_sessions(&device, &sessions.pickle(&local.key)?)?;
+        cx.store.set_olm_sealed(message, None)?;
+        Ok(())
+    }
+
+    /// Whether `prekey` is a one-time key of `device`, `peer`'s announced device.
+    fn check_claimed(
+        &self,
+        cx: &Context,
+        peer: &AuthorId,
+        device: DeviceId,
+        prekey: &SignedPrekey,
+    ) -> Result<bool, DeviceError> {
+        let Some(their): Option<VerifiedEntry> = their_device(cx, peer)? else { return Ok(false) };
+        let their: VerifiedDevice = their.device;
+        if their.id() != device {
+            return Ok(false);
+        }
+        match prekey.verify(&their) {
+            Ok(()) => Ok(true),
+            Err(OlmError::Signature(_) | OlmError::DeviceMismatch | OlmError::BadKey) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
