@@ -314,3 +314,47 @@ fn mailboxes_are_chosen_among_mutuals_automatically_or_by_hand_and_published() {
     });
     drop(d);
 }
+
+/// Whether any file under `dir` contains `needle`.
+fn holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            holds(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[test]
+fn plaintext_exists_only_on_the_two_nodes_it_is_for_and_in_no_log() {
+    let (mut a, mut b, mut c) = (Daemon::start("a"), Daemon::start("b"), Daemon::start("c"));
+    // C is everyone's friend: it relays their gossip, syncs with them and is a mailbox.
+    befriend(&a, &b, DEADLINE);
+    befriend(&a, &c, DEADLINE);
+    befriend(&b, &c, DEADLINE);
+    let secrets: Vec<String> =
+        (0..6).map(|i| format!("zq-secret-{i}-{}", std::process::id())).collect();
+    for (i, secret) in secrets.iter().enumerate() {
+        let (from, to) = if i % 2 == 0 { (&a, b.id()) } else { (&b, a.id()) };
+        let sent = send(from, &to, secret);
+        eventually(DEADLINE, "the message to be delivered", || {
+            let thread = thread(from, &to);
+            let sent = thread.iter().find(|m| m["id"] == sent.id.as_str())?;
+            (sent["status"] == "delivered").then_some(())
+        });
+    }
+    let logs = [a.log(), b.log(), c.log()];
+    for d in [&mut a, &mut b, &mut c] {
+        assert!(d.terminate(), "{} did not exit cleanly", d.name);
+    }
+    for secret in &secrets {
+        // The test can see plaintext where it is: on the nodes of the two people.
+        assert!(holds(a.home(), secret.as_bytes()) && holds(b.home(), secret.as_bytes()));
+        assert!(!holds(c.home(), secret.as_bytes()), "C's home holds {secret}");
+        for log in &logs {
+            assert!(!log.contains(secret.as_str()), "a log shows {secret}");
+        }
+    }
+}
