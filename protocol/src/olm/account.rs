@@ -28,6 +28,7 @@ use super::{
         COUNTER_DOMAIN,
     },
     envelope::{Envelope, InnerHead, OlmKind, ENVELOPE_VERSION, MAX_INNER_PADDED_BYTES},
+    inner::Inner,
     pickle::PickleKey,
     prekey::{fallback_due, forget_previous_due, Prekey, PrekeyKind, SignedPrekey, PREKEY_DOMAIN},
     OlmError,
@@ -59,8 +60,8 @@ pub struct Device {
 /// What [`Device::open`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Opened {
-    /// The message.
-    pub plain: Plain,
+    /// What was sealed: a message, a receipt...
+    pub inner: Inner,
     /// The sending person (the sender device's certificate names them).
     pub sender: AuthorId,
     /// The message started a new session (the device's pickle changed too: a one-time
@@ -212,14 +213,11 @@ impl Device {
         self.signed_prekey(PrekeyKind::OneTime, key, now_ms)
     }
 
-    /// Seals `plain` from `sender` (this device's person) for the device `to`, with the
-    /// first session of `sessions`, or, when there is none, a new session from `prekey`
-    /// (a claimed one-time key, or the fallback key of `to`'s announcement).
+    /// Seals the message `plain` from `sender` (this device's person) for the device
+    /// `to`; see [`Device::seal_inner`].
     ///
     /// # Errors
-    /// [`OlmError::DeviceMismatch`] if `sessions` or `prekey` are not `to`'s;
-    /// [`OlmError::NeedPrekey`]; [`OlmError::Message`] for a plaintext over the limits;
-    /// [`OlmError::Signature`]/[`OlmError::BadKey`] for a prekey that does not verify.
+    /// As [`Device::seal_inner`].
     pub fn seal(
         &self,
         sender: &Keypair,
@@ -228,14 +226,48 @@ impl Device {
         prekey: Option<&SignedPrekey>,
         plain: &Plain,
     ) -> Result<Envelope, OlmError> {
+        plain.check()?;
+        let body = Zeroizing::new(Inner::encode_message(plain)?);
+        self.seal_body(sender, sessions, to, prekey, body)
+    }
+
+    /// Seals `inner` (a message, a receipt...) from `sender` (this device's person) for
+    /// the device `to`, with the first session of `sessions`, or, when there is none, a
+    /// new session from `prekey` (a claimed one-time key, or the fallback key of `to`'s
+    /// announcement).
+    ///
+    /// # Errors
+    /// [`OlmError::DeviceMismatch`] if `sessions` or `prekey` are not `to`'s;
+    /// [`OlmError::NeedPrekey`]; [`OlmError::Message`] for a plaintext over the limits;
+    /// [`OlmError::Signature`]/[`OlmError::BadKey`] for a prekey that does not verify.
+    pub fn seal_inner(
+        &self,
+        sender: &Keypair,
+        sessions: &mut PeerSessions,
+        to: &VerifiedDevice,
+        prekey: Option<&SignedPrekey>,
+        inner: &Inner,
+    ) -> Result<Envelope, OlmError> {
+        inner.check()?;
+        let body = Zeroizing::new(inner.encode_body()?);
+        self.seal_body(sender, sessions, to, prekey, body)
+    }
+
+    fn seal_body(
+        &self,
+        sender: &Keypair,
+        sessions: &mut PeerSessions,
+        to: &VerifiedDevice,
+        prekey: Option<&SignedPrekey>,
+        inner: Zeroizing<Vec<u8>>,
+    ) -> Result<Envelope, OlmError> {
         if sessions.peer != to.id() {
             return Err(OlmError::DeviceMismatch);
         }
-        plain.check()?;
         let head =
             InnerHead { sender: sender.id(), sender_device: self.id(), recipient_device: to.id() };
         let mut body = Zeroizing::new(codec::encode(&head)?);
-        body.extend_from_slice(&Zeroizing::new(codec::encode(plain)?));
+        body.extend_from_slice(&inner);
         let padded = pad_body(&body, MAX_INNER_PADDED_BYTES)?;
         if sessions.sessions.is_empty() {
             let prekey = prekey.ok_or(OlmError::NeedPrekey)?;
@@ -319,12 +351,12 @@ impl Device {
             },
             OlmMessage::Normal(_) => (sessions.decrypt_any(&message)?, None),
         };
-        let (plain, sender) = read_plaintext(&padded, envelope, from)?;
+        let (inner, sender) = read_plaintext(&padded, envelope, from)?;
         let started = new_session.is_some();
         if let Some(session) = new_session {
             sessions.push_front(session);
         }
-        Ok(Opened { plain, sender, new_session: started })
+        Ok(Opened { inner, sender, new_session: started })
     }
 
     /// The device's state, encrypted under `key` (the account's secrets included).
@@ -360,12 +392,12 @@ impl Device {
 }
 
 /// Decodes and checks a decrypted plaintext: padding, the inner head against the
-/// envelope and the certificate, then the message.
+/// envelope and the certificate, then what it carries.
 fn read_plaintext(
     padded: &[u8],
     envelope: &Envelope,
     from: &VerifiedDevice,
-) -> Result<(Plain, AuthorId), OlmError> {
+) -> Result<(Inner, AuthorId), OlmError> {
     let body = unpad_body(padded)?;
     let (head, used) = codec::decode_prefix::<InnerHead, MAX_INNER_PADDED_BYTES>(body)?;
     if head.sender != from.person()
@@ -374,9 +406,8 @@ fn read_plaintext(
     {
         return Err(OlmError::WrongSender);
     }
-    let plain = Plain::decode_body(body.get(used..).unwrap_or_default())?;
-    plain.check()?;
-    Ok((plain, head.sender))
+    let inner = Inner::decode_body(body.get(used..).unwrap_or_default())?;
+    Ok((inner, head.sender))
 }
 
 /// A session that could not be created from a pre-key message: the key it names is

@@ -4,10 +4,10 @@
 //! node needs them to pick the certificate and the session) and carries one Olm message,
 //! a pre-key message while the session is new, a normal message after. The Olm plaintext
 //! is the [`InnerHead`] (the sender's person and both device ids, so the cleartext ids are
-//! bound to the encrypted content and the sender's identity travels only inside) followed
-//! by the [`crate::dm::Plain`] (message id, timestamp, text, attachments), length-prefixed
-//! and padded with zeros to a multiple of [`crate::limits::DM_PAD_BLOCK`] bytes, exactly as
-//! in `/kith/dm/1`.
+//! bound to the encrypted content and the sender's identity travels only inside), one byte
+//! of kind and that kind's body ([`super::inner::Inner`]: a [`crate::dm::Plain`] message,
+//! a delivery receipt...), length-prefixed and padded with zeros to a multiple of
+//! [`crate::limits::DM_PAD_BLOCK`] bytes, exactly as in `/kith/dm/1`.
 
 use bincode::{Decode, Encode};
 use sha2::{Digest, Sha256};
@@ -35,10 +35,11 @@ pub const ENVELOPE_OVERHEAD: usize = 1 + 32 + 4 + 8;
 /// Length of the encoded [`InnerHead`].
 pub const INNER_HEAD_LEN: usize = 32 + 16 + 16;
 
-/// The largest padded Olm plaintext: the inner head and the largest `/kith/dm/1`
-/// plaintext body, padded.
+/// The largest padded Olm plaintext: the inner head, the inner kind and the largest
+/// `/kith/dm/1` plaintext body, padded.
 pub const MAX_INNER_PADDED_BYTES: usize =
-    (MAX_PADDED_BYTES + INNER_HEAD_LEN).div_ceil(DM_PAD_BLOCK) * DM_PAD_BLOCK;
+    (MAX_PADDED_BYTES + INNER_HEAD_LEN + super::inner::INNER_KIND_LEN).div_ceil(DM_PAD_BLOCK)
+        * DM_PAD_BLOCK;
 
 /// The largest Olm message kith accepts: the padded plaintext, one block of AES-CBC
 /// padding, and Olm's framing (at most 57 bytes for a normal message, 108 more for a

@@ -9,6 +9,8 @@
 //! - [`envelope`]: the `/kith/dm/2` envelope (cleartext device ids around an Olm message
 //!   whose padded plaintext carries the sender's identity and the [`crate::dm::Plain`]),
 //!   and the request and reply of the exchange;
+//! - [`inner`]: what the plaintext carries after its head: a message, a delivery
+//!   receipt, ... (one byte of kind, the extension point of the exchange);
 //! - [`account`]: the device's Olm account and its sessions with one other device, the
 //!   only place that touches vodozemac;
 //! - [`pickle`]: account and session state encrypted at rest with a key derived from the
@@ -31,12 +33,13 @@
 //!
 //! let mut from_alice = PeerSessions::new(a_cert.id());
 //! let opened = b.open(&mut from_alice, &a_cert, &envelope).unwrap();
-//! assert_eq!(opened.plain, plain);
+//! assert_eq!(opened.inner, kith_protocol::olm::inner::Inner::Message(plain));
 //! ```
 
 pub mod account;
 pub mod device;
 pub mod envelope;
+pub mod inner;
 pub mod pickle;
 pub mod prekey;
 

@@ -4,6 +4,7 @@ use super::{
     account::{Device, PeerSessions},
     device::{SignedCertificate, VerifiedDevice},
     envelope::{Dm2Reply, Dm2Request, Envelope, OlmKind},
+    inner::{Inner, Receipt},
     pickle::PickleKey,
     prekey::{
         fallback_due, forget_previous_due, Announcement, DeviceEntry, PrekeyKind,
@@ -62,7 +63,10 @@ fn send(from: &mut Side, to: &mut Side, n: u32) -> Envelope {
 
 fn receive(to: &mut Side, from: &VerifiedDevice, envelope: &Envelope) -> Result<Plain, OlmError> {
     let sessions = to.sessions.as_mut().unwrap();
-    to.device.open(sessions, from, envelope).map(|opened| opened.plain)
+    to.device.open(sessions, from, envelope).map(|opened| match opened.inner {
+        Inner::Message(plain) => plain,
+        other => panic!("not a message: {other:?}"),
+    })
 }
 
 #[test]
@@ -139,7 +143,8 @@ fn a_conversation_opens_both_ways_and_turns_into_normal_messages() {
     let first = send(&mut a, &mut b, 1);
     assert_eq!(first.kind, OlmKind::PreKey);
     let opened = b.device.open(b.sessions.as_mut().unwrap(), &a.cert, &first).unwrap();
-    assert_eq!((opened.plain, opened.sender, opened.new_session), (plain(1), a.person.id(), true));
+    let got = (opened.inner, opened.sender, opened.new_session);
+    assert_eq!(got, (Inner::Message(plain(1)), a.person.id(), true));
     // Until A reads a reply, its messages stay pre-key messages of the same session.
     let second = send(&mut a, &mut b, 2);
     assert_eq!(second.kind, OlmKind::PreKey);
@@ -538,4 +543,20 @@ fn devices_travel_as_a_record_of_their_person() {
     assert_eq!(signed.bytes()[kind_at..kind_at + 4], 8u32.to_le_bytes());
     // Bob cannot announce Alice's device as his.
     assert!(matches!(record(&bob).sign(&bob), Err(RecordError::Field(_))));
+}
+
+#[test]
+fn a_receipt_travels_on_the_session_of_the_messages() {
+    let (mut a, mut b) = pair();
+    let first = send(&mut a, &mut b, 1);
+    assert_eq!(receive(&mut b, &a.cert, &first).unwrap(), plain(1));
+    let receipt = Inner::Receipt(Receipt { ids: vec![plain(1).id] });
+    let sessions = b.sessions.as_mut().unwrap();
+    let sealed = b.device.seal_inner(&b.person, sessions, &a.cert, None, &receipt).unwrap();
+    let opened = a.device.open(a.sessions.as_mut().unwrap(), &b.cert, &sealed).unwrap();
+    assert_eq!((opened.inner, opened.sender), (receipt, b.person.id()));
+    // An empty receipt is not sealed.
+    let empty = Inner::Receipt(Receipt { ids: vec![] });
+    let sessions = b.sessions.as_mut().unwrap();
+    assert!(b.device.seal_inner(&b.person, sessions, &a.cert, None, &empty).is_err());
 }

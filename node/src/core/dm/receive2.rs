@@ -9,6 +9,7 @@
 use kith_protocol::{
     olm::{
         envelope::{Dm2Reply, Dm2Request, Envelope},
+        inner::{Inner, Receipt},
         OlmError,
     },
     AuthorId,
@@ -20,7 +21,10 @@ use super::{
     send2::{sessions_with, their_device},
     Dm, Held,
 };
-use crate::core::{Context, Effect, ReplyId};
+use crate::{
+    core::{Context, Effect, ReplyId},
+    store::{DmStatus, StoreError},
+};
 
 /// Most one-time keys handed to one peer in an hour; beyond, a claim is answered with
 /// none (the claimer uses the announced fallback key).
@@ -164,13 +168,61 @@ impl Dm {
                 return store_failed();
             }
         }
-        let received = self.accept(cx, sender, opened.plain, proof, now, effects);
+        let received = match opened.inner {
+            Inner::Message(plain) => self.accept(cx, sender, plain, proof, now, effects),
+            Inner::Receipt(receipt) => self.take_receipt(cx, sender, &receipt, effects),
+        };
         if let Received::Kept(id) = &received {
             if cx.store.set_olm_received(&digest, id.as_bytes()).is_err() {
                 return store_failed();
             }
         }
         Unopened::Received(received)
+    }
+
+    /// An end-to-end receipt from `sender`: this node's messages to them that it names
+    /// are delivered (ids of other messages count for nothing). Answered like a message,
+    /// with the first id it names, once the new statuses are durable.
+    fn take_receipt(
+        &mut self,
+        cx: &mut Context,
+        sender: &AuthorId,
+        receipt: &Receipt,
+        effects: &mut Vec<Effect>,
+    ) -> Received {
+        let Some(first) = receipt.ids.first().copied() else {
+            return Received::Refused(refusal(None, "empty receipt"));
+        };
+        for id in &receipt.ids {
+            match self.delivered_by_receipt(cx, sender, id.as_bytes()) {
+                Ok(true) => {
+                    effects.extend(self.settle(cx, *id.as_bytes(), DmStatus::Delivered, None))
+                }
+                Ok(false) => {}
+                Err(_) => return Received::Refused(refusal(None, STORE_FAILED)),
+            }
+        }
+        Received::Kept(first)
+    }
+
+    /// Marks this node's message `id` delivered if it was sent to `peer` and is not yet;
+    /// whether it changed.
+    pub(super) fn delivered_by_receipt(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        id: &[u8; 16],
+    ) -> Result<bool, StoreError> {
+        let Some(record) = cx.store.dm_get(&cx.me, id)? else { return Ok(false) };
+        if record.from != cx.me.to_string()
+            || record.to != peer.to_string()
+            || matches!(record.status, DmStatus::Delivered | DmStatus::Refused)
+        {
+            return Ok(false);
+        }
+        cx.store.dm_set_status(&cx.me, id, DmStatus::Delivered, None)?;
+        let _ = cx.store.set_olm_sealed(id, None);
+        Ok(true)
     }
 
     /// A claim of one of this node's one-time keys by `sender`.
