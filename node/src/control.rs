@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -275,141 +276,30 @@ async fn serve_connection(
             write_frame(&mut stream, &response).await?;
             continue;
         }
-        if let Request::Sync = &request {
-            stream_sync(&mut stream, &node).await?;
+        if !crate::node::streams(&request) {
+            let response = node.handle(request).await;
+            write_frame(&mut stream, &response).await?;
             continue;
         }
-        if let Request::BlobGet { hash, out } = &request {
-            stream_blob_get(&mut stream, &node, hash.clone(), out.clone()).await?;
-            continue;
-        }
-        if let Request::Notifications { live: true, .. } = &request {
-            return stream_notifications(stream, &node).await;
-        }
-        if let Request::Feed { tag, author, live: true, limit, .. } = &request {
-            return stream_live(stream, &node, tag.as_deref(), author.as_deref(), *limit).await;
-        }
-        let response = node.handle(request).await;
-        write_frame(&mut stream, &response).await?;
-    }
-}
-
-async fn stream_sync(stream: &mut UnixStream, node: &Node) -> Result<(), ControlError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let worker = node.clone();
-    // One of the node's tasks: it goes on if the client leaves, and shutdown waits for it.
-    let (done, round) = tokio::sync::oneshot::channel();
-    node.spawn(async move {
-        let _ =
-            done.send(worker.sync_round(usize::MAX, Some(tx), crate::node::Stranger::Wait).await);
-    });
-    while let Some((peers_done, peers_total, fetched)) = rx.recv().await {
-        write_frame(stream, &Response::SyncProgress { peers_done, peers_total, fetched }).await?;
-    }
-    let response = match round.await {
-        Ok((fetched, peers)) => Response::Synced { fetched, peers },
-        Err(_) => error(ErrorKind::Unavailable, "the daemon is stopping"),
-    };
-    write_frame(stream, &response).await
-}
-
-async fn stream_blob_get(
-    stream: &mut UnixStream,
-    node: &Node,
-    hash: String,
-    out: Option<String>,
-) -> Result<(), ControlError> {
-    let (tx, mut rx) = tokio::sync::watch::channel((0, 0));
-    let worker = node.clone();
-    // One of the node's tasks: it goes on if the client leaves, and shutdown waits for it.
-    let (done, mut fetch) = tokio::sync::oneshot::channel();
-    node.spawn(async move {
-        let _ = done.send(worker.blob_get(&hash, out, Some(tx)).await);
-    });
-    loop {
-        tokio::select! {
-            done = &mut fetch => {
-                let response = match done {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(e)) => e.into(),
-                    Err(_) => error(ErrorKind::Unavailable, "the daemon is stopping"),
-                };
-                return write_frame(stream, &response).await;
-            }
-            changed = rx.changed() => {
-                if changed.is_ok() {
-                    let (done, total) = *rx.borrow_and_update();
-                    write_frame(stream, &Response::BlobProgress { done, total }).await?;
-                }
+        let live = crate::node::is_live(&request);
+        let mut responses = node.stream(request);
+        let mut probe = [0u8; 1];
+        loop {
+            tokio::select! {
+                response = responses.next() => match response {
+                    Some(response) => write_frame(&mut stream, &response).await?,
+                    None => break,
+                },
+                // A live stream's client sends nothing more: EOF (or anything else) means
+                // it left. A client that asked for progress may have half-closed already
+                // and still reads the answer; if it left, the next write fails. Either
+                // way, work the request started goes on (Node::stream).
+                _ = stream.read(&mut probe), if live => return Ok(()),
             }
         }
-    }
-}
-
-async fn stream_notifications(mut stream: UnixStream, node: &Node) -> Result<(), ControlError> {
-    let mut live = node.live_notifications();
-    let mut probe = [0u8; 1];
-    loop {
-        tokio::select! {
-            note = live.next() => match note {
-                Some(n) => {
-                    let response = Response::Notifications { entries: vec![n.clone()] };
-                    write_frame(&mut stream, &response).await?;
-                    node.notification_shown(&n);
-                }
-                None => return Ok(()),
-            },
-            // The client sends nothing more; EOF means it left.
-            _ = stream.read(&mut probe) => return Ok(()),
-            // The daemon stops: the stream ends (the client sees the socket close).
-            () = node.closed() => return Ok(()),
-        }
-    }
-}
-
-async fn stream_live(
-    mut stream: UnixStream,
-    node: &Node,
-    tag: Option<&str>,
-    author: Option<&str>,
-    limit: Option<usize>,
-) -> Result<(), ControlError> {
-    let mut feed = match node.live_feed(tag, author) {
-        Ok(feed) => feed,
-        Err(e) => return write_frame(&mut stream, &Response::from(e)).await,
-    };
-    // With an explicit limit, first the most recent posts (oldest first), then new ones.
-    if limit.is_some() {
-        let backlog = Request::Feed {
-            tag: tag.map(str::to_owned),
-            author: author.map(str::to_owned),
-            limit,
-            live: false,
-            before: None,
-        };
-        if let Response::Feed { items, .. } = node.handle(backlog).await {
-            for item in items.into_iter().rev() {
-                write_frame(&mut stream, &Response::FeedItem(Box::new(item))).await?;
-            }
-        }
-    }
-    let (mut reader, mut writer) = stream.into_split();
-    let mut probe = [0u8; 1];
-    loop {
-        tokio::select! {
-            item = feed.next() => match item {
-                Some(item) => {
-                    let body = serde_json::to_vec(&Response::FeedItem(Box::new(item)))
-                        .map_err(|e| ControlError::Malformed(e.to_string()))?;
-                    let len = u32::try_from(body.len()).map_err(|_| ControlError::TooLarge(body.len()))?;
-                    writer.write_all(&len.to_be_bytes()).await?;
-                    writer.write_all(&body).await?;
-                }
-                None => return Ok(()),
-            },
-            // The client never sends more on a live stream; EOF or anything means it left.
-            _ = reader.read(&mut probe) => return Ok(()),
-            () = node.closed() => return Ok(()),
+        // A live stream ends only when the daemon stops: the client sees the socket close.
+        if live {
+            return Ok(());
         }
     }
 }

@@ -19,6 +19,8 @@ mod mailbox;
 mod people;
 mod settings;
 mod social;
+mod stream;
+pub use stream::{is_live, streams, Responses};
 mod sync;
 pub(crate) use sync::Stranger;
 
