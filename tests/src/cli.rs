@@ -67,6 +67,11 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    /// Starts the daemon with `extra` arguments after its own (this run only).
+    fn spawn_with(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
         let mut command = match self.wrapper.split_first() {
             Some((program, rest)) => {
@@ -81,6 +86,7 @@ impl Daemon {
             .arg(&self.home)
             .arg("daemon")
             .args(&self.daemon_args)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -214,6 +220,14 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Starts the daemon again on the same home with `extra` arguments for this run
+    /// (say `--bootstrap ADDR`: a restarted daemon listens on a new OS-chosen port, so it
+    /// dials the peer that stayed up).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.terminate();
+        self.spawn_with(extra);
+    }
+
     /// The home folder.
     pub fn home(&self) -> &Path {
         &self.home
@@ -320,4 +334,20 @@ pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> 
         assert!(std::time::Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The value of environment variable `name`, or `default` when it is not set (panics on
+/// a value that does not parse).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// A seed for a randomised test: environment variable `name` (to replay a run), or the
+/// clock.
+pub fn seed_from_env(name: &str) -> u64 {
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    env_or(name, clock.map_or(1, |d| d.as_nanos() as u64))
 }

@@ -21,10 +21,10 @@ use std::{
         Arc,
     },
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use kith_tests::cli::{eventually, kith_bin, Daemon};
+use kith_tests::cli::{env_or, eventually, kith_bin, seed_from_env, Daemon};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Default number of kill/restart rounds.
@@ -50,13 +50,6 @@ impl Rng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
     }
 }
 
@@ -136,10 +129,7 @@ fn befriend(a: &Daemon, b: &Daemon) {
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let iterations: usize = env_or("KITH_CRASH_ITERATIONS", DEFAULT_ITERATIONS);
-    let seed: u64 = env_or(
-        "KITH_CRASH_SEED",
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64),
-    );
+    let seed = seed_from_env("KITH_CRASH_SEED");
     println!("crash loop: {iterations} iterations, KITH_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let started = Instant::now();

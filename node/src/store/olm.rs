@@ -128,6 +128,19 @@ impl Store {
         Ok(())
     }
 
+    /// How many accepted envelopes are remembered by their digest.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn olm_received_count(&self) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for entry in self.olm.scan_prefix([RECEIVED]) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The latest `Devices` record of `author`, if known.
     ///
     /// # Errors

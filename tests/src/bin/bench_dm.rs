@@ -1,5 +1,8 @@
-//! Direct-message benchmark: two in-process nodes on 127.0.0.1 that follow each other.
-//! Latency: warm `msg send` calls one after another, each timed from the call until its
+//! Direct-message benchmark: two in-process nodes on 127.0.0.1 that follow each other,
+//! on Olm sessions (`/kith/dm/2`): each pair first exchanges one message each way (on
+//! `/kith/dm/1`: it makes and announces the devices), waits until each node holds the
+//! other's announcement, and times its first message on `/kith/dm/2` separately (session
+//! set-up: a pre-key message on the recipient's fallback key). Latency: warm `msg send` calls one after another, each timed from the call until its
 //! reply (the recipient's receipt, after both stores flushed); prints p50/p99. Throughput:
 //! many sends in flight at once, timed until every one was acknowledged and the recipient
 //! stores them all. Run with `scripts/bench-dm [--messages N] [--pipelined M]
@@ -33,18 +36,45 @@ async fn send(a: &kith_node::Node, to: &str, text: String) -> String {
     }
 }
 
-/// Two fresh nodes on 127.0.0.1 that follow each other, connected and warm.
-async fn warm_pair(name: &str) -> (TestNode, TestNode, String) {
+/// Whether `at` holds the device announcement of `of`.
+fn knows_device(at: &TestNode, of: &TestNode) -> bool {
+    at.node.store().devices(&of.id()).ok().flatten().is_some()
+}
+
+/// Two fresh nodes on 127.0.0.1 that follow each other, connected, with their devices
+/// announced to each other and warm; and how long the first message on a new Olm session
+/// took (send call to receipt).
+async fn warm_pair(name: &str) -> (TestNode, TestNode, String, Duration) {
     let a = TestNode::start(&format!("{name}-a")).await;
     let b = TestNode::start(&format!("{name}-b")).await;
     a.dial(&b).await;
     a.wait_connected(&b).await;
     a.befriend(&b).await;
     let to = b.id().to_string();
+    // The first message each way makes and announces the devices (on /kith/dm/1).
+    assert_eq!(send(&a.node, &to, text(0)).await, "delivered");
+    assert_eq!(send(&b.node, &a.id().to_string(), text(0)).await, "delivered");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(knows_device(&a, &b) && knows_device(&b, &a)) {
+        assert!(Instant::now() < deadline, "device announcements did not arrive");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = Instant::now();
+    assert_eq!(send(&a.node, &to, text(1)).await, "delivered", "first message on a session");
+    let setup = t.elapsed();
     for i in 0..WARM_UP {
         assert_eq!(send(&a.node, &to, text(i)).await, "delivered", "warm-up message {i}");
     }
-    (a, b, to)
+    let sessions =
+        b.node.store().devices(&b.id()).ok().flatten().and_then(|r| match r.record.kind {
+            kith_protocol::RecordKind::Devices(d) => {
+                Some(d.devices[0].certificate.certificate.device)
+            }
+            _ => None,
+        });
+    let on_olm = sessions.and_then(|d| a.node.store().olm_sessions(&d).ok().flatten()).is_some();
+    assert!(on_olm, "the messages did not go on an Olm session");
+    (a, b, to, setup)
 }
 
 fn text(i: usize) -> String {
@@ -62,7 +92,7 @@ async fn main() {
     // peer at once, then REQUEST_RATE per second (node/src/node/mod.rs), and a request
     // over the limit is dropped and retried by the sender's outbox a second later.
     // Latency: one at a time.
-    let (a, b, to) = warm_pair("lat").await;
+    let (a, b, to, setup_lat) = warm_pair("lat").await;
     let mut lat = Vec::with_capacity(n);
     let mut queued = 0usize;
     let t = Instant::now();
@@ -80,7 +110,7 @@ async fn main() {
     b.stop().await;
 
     // Throughput: `window` sends in flight at once.
-    let (a, b, to) = warm_pair("tput").await;
+    let (a, b, to, setup_tput) = warm_pair("tput").await;
     let before = b.node.store().dm_count();
     let t = Instant::now();
     let statuses: Vec<String> = stream::iter(0..m)
@@ -108,7 +138,7 @@ async fn main() {
             "{{\"messages\":{n},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\
              \"mean_ms\":{:.3},\"serial_per_s\":{:.0},\"queued\":{queued},\"pipelined\":{m},\
              \"window\":{window},\"messages_per_s\":{per_s:.0},\"acked_seconds\":{:.3},\
-             \"pipelined_queued\":{pipelined_queued}}}",
+             \"pipelined_queued\":{pipelined_queued},\"setup_ms\":[{:.3},{:.3}]}}",
             ms(p50),
             ms(p90),
             ms(p99),
@@ -116,9 +146,20 @@ async fn main() {
             ms(mean),
             n as f64 / serial_secs,
             acked.as_secs_f64(),
+            ms(setup_lat),
+            ms(setup_tput),
         );
     } else {
-        println!("two nodes on 127.0.0.1, mutual, warm ({WARM_UP} messages before measuring)");
+        println!(
+            "two nodes on 127.0.0.1, mutual, devices announced, on /kith/dm/2, warm \
+             ({WARM_UP} messages before measuring)"
+        );
+        println!(
+            "first message on a new Olm session (send call to receipt): {:.2} ms, {:.2} ms \
+             (one per pair)",
+            ms(setup_lat),
+            ms(setup_tput)
+        );
         println!(
             "latency, {n} messages one at a time (send call to receipt): p50 {:.2} ms, p90 {:.2} ms, \
              p99 {:.2} ms, max {:.2} ms, mean {:.2} ms ({:.0} msg/s; {queued} answered queued)",

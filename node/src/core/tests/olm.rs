@@ -281,3 +281,94 @@ fn a_lost_session_is_replaced_and_the_message_sent_again_without_an_error() {
     let (_, theirs) = talk(&mut b, &mut a, 5, 140);
     assert_eq!(received_ids(&theirs), vec![[5; 16]]);
 }
+
+/// The `/kith/dm/2` requests among `effects`, as they would travel.
+fn sealed_requests(effects: &[Effect]) -> Vec<Vec<u8>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { bytes, proto: DmProto::V2, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `f`'s announced device, verified.
+fn device_of(f: &Fixture) -> kith_protocol::olm::device::VerifiedDevice {
+    let entries = announcement(f).unwrap().verify(&f.core.me()).unwrap();
+    entries.into_iter().next().unwrap().device
+}
+
+/// Every secret node `f` (identity key `[secret; 32]`) keeps for `peer`'s device, read
+/// back from its store: its device account and its sessions with that device.
+fn secrets(
+    f: &Fixture,
+    secret: u8,
+    peer: &kith_protocol::olm::device::VerifiedDevice,
+) -> (kith_protocol::olm::account::Device, kith_protocol::olm::account::PeerSessions) {
+    use kith_protocol::olm::{account, pickle::PickleKey};
+    let key = PickleKey::derive(&Keypair::from_secret_bytes(&[secret; 32])).unwrap();
+    let stored = f.core.store().olm_device().unwrap().unwrap();
+    let device = account::Device::from_pickle(&stored.pickle, &key).unwrap();
+    let pickle = f.core.store().olm_sessions(&peer.id()).unwrap().unwrap();
+    (device, account::PeerSessions::from_pickle(&pickle, &key, peer.id()).unwrap())
+}
+
+/// Forward secrecy shown on what two nodes keep (issue #17): the sealed requests of a
+/// conversation are recorded as they leave, the conversation goes on past the rotation
+/// of the fallback key its first message used, and then every secret both nodes hold
+/// (identity keys, hence pickle keys; device accounts; stored sessions) is read back from
+/// their stores: none of the recorded messages opens, with the stored sessions or with
+/// none, while the same state still opens the next message.
+#[test]
+fn recorded_messages_do_not_open_with_every_secret_both_nodes_keep_later() {
+    use kith_protocol::olm::{envelope::Dm2Request, prekey::FALLBACK_GRACE_MS, OlmError};
+    let (mut a, mut b) = devices_pair();
+    let mut recorded = Vec::new();
+    for n in 1..=10u8 {
+        let (mine, _) = talk(&mut a, &mut b, n, 100 + u64::from(n));
+        recorded.extend(sealed_requests(&mine).into_iter().map(|r| (r, true)));
+        let (mine, _) = talk(&mut b, &mut a, 100 + n, 100 + u64::from(n));
+        recorded.extend(sealed_requests(&mine).into_iter().map(|r| (r, false)));
+    }
+    assert_eq!(recorded.len(), 20);
+    // Days later: the used fallback key was replaced at once and its secret is forgotten
+    // after the grace, on the devices timer.
+    let later = 1_000 + FALLBACK_GRACE_MS + super::super::dm::device::MAINTAIN_EVERY_MS;
+    for f in [&mut a, &mut b] {
+        let effects = f.handle(Input::Timer(Timer::Devices), later);
+        f.settle(effects, later);
+    }
+    // The conversation goes on (both ratchets turn over several times).
+    for n in 21..=40u8 {
+        let now = later + u64::from(n);
+        let (_, theirs) = talk(&mut a, &mut b, n, now);
+        assert_eq!(received_ids(&theirs), vec![[n; 16]]);
+        let (_, theirs) = talk(&mut b, &mut a, 100 + n, now);
+        assert_eq!(received_ids(&theirs), vec![[100 + n; 16]]);
+    }
+    let (of_a, of_b) = (device_of(&a), device_of(&b));
+    for (bytes, to_b) in &recorded {
+        let Ok(Dm2Request::Deliver { envelope, .. }) = Dm2Request::from_bytes(bytes) else {
+            panic!("not a message")
+        };
+        let ((mut device, mut sessions), sender) =
+            if *to_b { (secrets(&b, 2, &of_a), &of_a) } else { (secrets(&a, 1, &of_b), &of_b) };
+        let opened = device.open(&mut sessions, sender, &envelope);
+        assert!(matches!(opened, Err(OlmError::Replay | OlmError::NoSession)), "{opened:?}");
+        let mut none = kith_protocol::olm::account::PeerSessions::new(sender.id());
+        assert_eq!(device.open(&mut none, sender, &envelope), Err(OlmError::NoSession));
+    }
+    // The same secrets open what is sent next.
+    let first = a.handle(Input::MsgSend { message: out(&b, 99), answer: AnswerId(99) }, later);
+    let next = sealed_requests(&a.settle(first, later));
+    let Ok(Dm2Request::Deliver { envelope, .. }) = Dm2Request::from_bytes(&next[0]) else {
+        panic!("not a message")
+    };
+    let (mut device, mut sessions) = secrets(&b, 2, &of_a);
+    let opened = device.open(&mut sessions, &of_a, &envelope).unwrap();
+    assert!(
+        matches!(&opened.inner, kith_protocol::olm::inner::Inner::Message(p) if p.id.as_bytes() == &[99; 16]),
+        "{opened:?}"
+    );
+}
