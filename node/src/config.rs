@@ -10,6 +10,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub mod live;
+pub mod mailbox;
+
+pub use mailbox::MailboxConfig;
 
 /// Errors in the configuration.
 #[derive(Debug, Error)]
@@ -77,6 +80,7 @@ struct FileConfig {
     max_outbound: Option<usize>,
     max_conns_per_ip: Option<usize>,
     max_conns_per_subnet: Option<usize>,
+    mailbox: Option<mailbox::FileMailbox>,
 }
 
 /// Values given on the command line; `None` / empty means "not given".
@@ -137,6 +141,8 @@ pub struct Config {
     /// Connection limits (`max_inbound`, `max_outbound`, `max_conns_per_ip`,
     /// `max_conns_per_subnet`; 0 for the last two means no cap).
     pub limits: ConnLimits,
+    /// What this node holds for others as their mailbox (`[mailbox]`).
+    pub mailbox: MailboxConfig,
 }
 
 /// The settings of pictures and files (blobs).
@@ -361,7 +367,9 @@ impl Config {
             )?,
         };
         let dht_tags = file.dht_tags.unwrap_or(true);
+        let mailbox = MailboxConfig::from_file(file.mailbox.as_ref())?;
         Ok(Self {
+            mailbox,
             blobs,
             listen,
             bootstrap,
@@ -414,7 +422,9 @@ impl Config {
              # max_inbound = 160\n\
              # max_outbound = 96\n\
              # max_conns_per_ip = 16\n\
-             # max_conns_per_subnet = 48\n",
+             # max_conns_per_subnet = 48\n\
+             # Mailbox quotas and how long envelopes are held: a [mailbox] section at the\n\
+             # end of this file (see docs/cli.md).\n",
         );
         if let Some(name) = name {
             let quoted = toml::Value::String(name.to_owned()).to_string();

@@ -109,6 +109,7 @@ pub fn local_config(port: u16, store_cache_mb: u64) -> Config {
         blobs: kith_node::config::BlobConfig::default(),
         dht_tags: true,
         limits: ConnLimits::lifted(),
+        mailbox: kith_node::config::MailboxConfig::default(),
     }
 }
 

@@ -28,6 +28,7 @@
 
 pub mod dm;
 pub mod feeds;
+pub mod hold;
 pub mod mailbox;
 pub mod notify;
 pub mod outbox;
@@ -74,6 +75,9 @@ pub enum Timer {
     /// driver gives this once at start; the core asks for the next one every
     /// [`mailbox::LOOK_EVERY_MS`].
     Mailboxes,
+    /// Delete the envelopes held for others past their TTL. The driver gives this once
+    /// at start; the core asks for the next one every [`hold::SWEEP_EVERY_MS`].
+    HoldSweep,
 }
 
 /// One gossip message as it came from the network.
@@ -111,6 +115,15 @@ pub enum Input {
     },
     /// An inbound `/kith/dm/2` request (a sealed message or a one-time key claim).
     Dm2Request {
+        /// The peer it came from.
+        from: PeerId,
+        /// The request.
+        bytes: Vec<u8>,
+        /// Where the response goes.
+        reply: ReplyId,
+    },
+    /// An inbound `/kith/mailbox/1` request (a deposit, a collect, an acknowledgement).
+    MailboxRequest {
         /// The peer it came from.
         from: PeerId,
         /// The request.
@@ -333,6 +346,20 @@ pub enum Effect {
     },
 }
 
+/// The effect that answers inbound request `reply` with an encoded reply, or, when the
+/// reply could not be encoded (it cannot happen for kith's replies), with nothing (the
+/// peer takes an empty reply as a failure and tries again later).
+pub(crate) fn respond_encoded<E: std::fmt::Display>(
+    reply: ReplyId,
+    encoded: Result<Vec<u8>, E>,
+) -> Effect {
+    let bytes = encoded.unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot encode a reply");
+        Vec::new()
+    });
+    Effect::Respond { reply, bytes }
+}
+
 /// What the core's concerns share: who this node is and its store.
 pub struct Context {
     /// This node's person.
@@ -372,6 +399,7 @@ pub struct Core {
     dm: dm::Dm,
     sync: sync::Sync,
     mailboxes: mailbox::Mailboxes,
+    hold: hold::Hold,
 }
 
 impl Core {
@@ -381,8 +409,14 @@ impl Core {
         let admission = Admission::new(me);
         let durable = BTreeSet::new();
         let cx = Context { me, keys, admission, store, threads: 1, next_flush: 0, durable };
-        let (feeds, dm, sync, mailboxes) = Default::default();
-        Self { cx, feeds, dm, sync, mailboxes }
+        let (feeds, dm, sync, mailboxes, hold) = Default::default();
+        Self { cx, feeds, dm, sync, mailboxes, hold }
+    }
+
+    /// What this node holds for others as their mailbox, from now on (the defaults at
+    /// first).
+    pub fn set_mailbox_limits(&mut self, limits: crate::config::MailboxConfig) {
+        self.hold.set_limits(limits);
     }
 
     /// Lets the checks of a batch of records (a sync answer) run on `threads` threads
@@ -409,6 +443,9 @@ impl Core {
             }
             Input::Dm2Request { from, bytes, reply } => {
                 self.dm.handle_request2(cx, from, &bytes, reply, now)
+            }
+            Input::MailboxRequest { from, bytes, reply } => {
+                self.hold.handle_request(cx, from, &bytes, reply, now)
             }
             Input::DmDelivered { peer, message, result } => {
                 self.dm.handle_reply(cx, &peer, message, result, now)
@@ -451,6 +488,7 @@ impl Core {
                 }
                 effects
             }
+            Input::Timer(Timer::HoldSweep) => self.hold.handle_sweep(cx, now),
             Input::Timer(Timer::Outbox) => self.dm.handle_due(cx, None, now),
             Input::Timer(Timer::SendWait(answer)) => self.dm.handle_send_wait(cx, answer),
             Input::Timer(Timer::Devices) => {
@@ -469,6 +507,7 @@ impl Core {
                     return Vec::new();
                 }
                 let mut effects = self.dm.handle_flushed(cx, flush, &result, now);
+                effects.extend(self.hold.handle_flushed(flush, &result));
                 effects.extend(self.feeds.handle_flushed(flush, result));
                 effects
             }

@@ -8,6 +8,7 @@ use crate::store::tests::{post, signed};
 
 mod dm;
 mod feeds;
+mod hold;
 mod notify;
 mod olm;
 mod sync;

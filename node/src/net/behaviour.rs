@@ -74,6 +74,8 @@ pub(crate) struct Behaviour {
     /// `/kith/dm/2`: forward-secret direct messages (same limits).
     pub(crate) dm2: request_response::Behaviour<FrameCodec>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    /// `/kith/mailbox/1`: envelopes held for people who are offline.
+    pub(crate) mailbox: request_response::Behaviour<FrameCodec>,
     pub(crate) blob: request_response::Behaviour<FrameCodec>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) autonat: autonat::v1::Behaviour,
@@ -305,6 +307,11 @@ impl Behaviour {
                 kith_protocol::olm::DM2_PROTOCOL,
                 MAX_DM_REQUEST_BYTES,
                 MAX_DM_RESPONSE_BYTES,
+            ),
+            mailbox: request_response(
+                kith_protocol::mailbox::MAILBOX_PROTOCOL,
+                kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES,
+                kith_protocol::mailbox::MAX_MAILBOX_REPLY_BYTES,
             ),
             sync: request_response(
                 SYNC_PROTOCOL,

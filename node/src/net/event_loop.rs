@@ -228,6 +228,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
                 self.handle_request_response(Proto::Sync, e)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Mailbox(e)) => {
+                self.handle_request_response(Proto::Mailbox, e)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Blob(e)) => {
                 self.handle_request_response(Proto::Blob, e)
             }
@@ -310,6 +313,7 @@ impl EventLoop {
             Proto::Dm => &mut self.swarm.behaviour_mut().dm,
             Proto::Dm2 => &mut self.swarm.behaviour_mut().dm2,
             Proto::Sync => &mut self.swarm.behaviour_mut().sync,
+            Proto::Mailbox => &mut self.swarm.behaviour_mut().mailbox,
             Proto::Blob => &mut self.swarm.behaviour_mut().blob,
         }
     }

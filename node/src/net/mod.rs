@@ -138,6 +138,8 @@ pub enum Proto {
     Dm2,
     /// `/kith/sync/1`: history sync.
     Sync,
+    /// `/kith/mailbox/1`: envelopes held for people who are offline.
+    Mailbox,
     /// `/kith/blob/1`: blob manifests and chunks.
     Blob,
 }

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::{now_ms, view, LivePost, Node};
 use crate::{
     api::{ApiError, RecordCounters},
+    config::MailboxConfig,
     core::{Answer, AnswerId, Core, DmProto, Effect, GossipMessage, Input, ReplyId},
     net::{self, Responder},
     store::Store,
@@ -31,11 +32,12 @@ pub(super) struct Engine {
 }
 
 impl Engine {
-    pub(super) fn new(keys: Keypair, store: Store) -> Self {
+    pub(super) fn new(keys: Keypair, store: Store, holding: MailboxConfig) -> Self {
         // Not secret: the core's randomness schedules and picks, it does not make keys.
         let seed = getrandom::u64().unwrap_or_else(|_| now_ms());
         let mut core = Core::new(keys, store);
         core.set_check_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        core.set_mailbox_limits(holding);
         Self { core, rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed) }
     }
 }
@@ -139,6 +141,12 @@ impl Node {
     /// schedules the next look).
     pub(super) fn drive_mailboxes(&self) {
         self.drive_later(Input::Timer(crate::core::Timer::Mailboxes), Duration::ZERO);
+    }
+
+    /// Starts deleting envelopes held for others past their TTL (the core schedules the
+    /// next sweep).
+    pub(super) fn drive_hold_sweep(&self) {
+        self.drive_later(Input::Timer(crate::core::Timer::HoldSweep), Duration::ZERO);
     }
 
     /// Asks the core: `input` made with a fresh answer id; waits for the answer.

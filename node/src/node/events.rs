@@ -108,6 +108,9 @@ impl Node {
                         net::Proto::Dm => node.handle_dm_request(peer, bytes, channel).await,
                         net::Proto::Dm2 => node.handle_dm2_request(peer, bytes, channel).await,
                         net::Proto::Sync => node.handle_sync_request(peer, bytes, channel).await,
+                        net::Proto::Mailbox => {
+                            node.handle_mailbox_request(peer, bytes, channel).await
+                        }
                         net::Proto::Blob => node.handle_blob_request(peer, bytes, channel).await,
                     }
                 });

@@ -28,14 +28,26 @@ impl Node {
             })
             .collect::<Result<_, ApiError>>()?;
         let mut holding = Vec::new();
-        for who in store.listing(&me)? {
-            if is_mutual(store, &me, &who)? {
+        let tally = store.held_tally()?;
+        let mut people = store.listing(&me)?;
+        // Also whoever this node still holds for though they no longer list it.
+        people.extend(
+            tally
+                .recipients
+                .keys()
+                .filter(|who| !people.contains(who))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        for who in people {
+            let held = tally.recipients.get(&who).copied().unwrap_or_default();
+            if held.count > 0 || is_mutual(store, &me, &who)? {
                 holding.push(HeldFor {
                     id: who.to_string(),
                     name: view::name_of(store, &who),
                     naming: view::naming_of(store, &who),
-                    messages: 0,
-                    bytes: 0,
+                    messages: held.count,
+                    bytes: held.bytes,
                 });
             }
         }
@@ -46,6 +58,17 @@ impl Node {
             published,
             holding,
         })))
+    }
+
+    /// Answers an inbound `/kith/mailbox/1` request (through the core).
+    pub(super) async fn handle_mailbox_request(
+        &self,
+        peer: libp2p::PeerId,
+        bytes: Vec<u8>,
+        channel: crate::net::Responder,
+    ) {
+        self.answer_request(channel, |reply| Input::MailboxRequest { from: peer, bytes, reply })
+            .await;
     }
 
     /// Adds `id` to the holders chosen by hand (the first one turns the automatic choice

@@ -214,7 +214,7 @@ impl Node {
             tokio::spawn(tracing::Instrument::instrument(event_loop.run(), span.clone()));
         let (live, _) = broadcast::channel(LIVE_QUEUE);
         let (thumbs, thumb_jobs) = mpsc::channel(blobs::THUMB_QUEUE);
-        let engine = drive::Engine::new(keypair.clone(), store.clone());
+        let engine = drive::Engine::new(keypair.clone(), store.clone(), config.mailbox);
         let node = Self {
             inner: Arc::new(Inner {
                 me: keypair.id(),
@@ -254,6 +254,7 @@ impl Node {
         node.drive_outbox();
         node.drive_devices();
         node.drive_mailboxes();
+        node.drive_hold_sweep();
         node.spawn(node.clone().run_sync_timer());
         node.redial(&config.bootstrap);
         let relay_friends = config.relay == net::RelayMode::Friends;

@@ -3,7 +3,9 @@
 //! Trees: `records` (id -> signed bytes), `log` (author, seq -> id), `by_time`
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
-//! profile record), `devices` and `olm` (see `olm.rs`), `mailboxes` and `mailbox_local` (see `mailbox.rs`), `forks` (evidence of two records at one author/seq), `peers` (known
+//! profile record), `devices` and `olm` (see `olm.rs`), `mailboxes` and `mailbox_local`
+//! (see `mailbox.rs`), `held` (envelopes held for others, see `held.rs`), `forks`
+//! (evidence of two records at one author/seq), `peers` (known
 //! peer addresses), `petnames` and `name_skeletons` (see `names.rs`), and the blob trees of
 //! [`Blobs`]. Writes that touch several trees hold the store's writer lock and write the
 //! commit point last (see [`Store::insert`]). Callers that report success to a person
@@ -17,6 +19,7 @@ mod backend;
 mod blobs;
 mod codec;
 mod dm;
+mod held;
 mod index;
 mod keys;
 mod mailbox;
@@ -33,6 +36,7 @@ mod sync;
 pub use backend::MemoryImage;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
+pub use held::{HeldTally, Released, Usage};
 pub use mailbox::Presence;
 pub use moderation::Moderation;
 pub use olm::StoredDevice;
@@ -144,6 +148,8 @@ pub struct Store {
     mailboxes: Tree,
     /// This node's own mailbox choices and its peers' presence (see `mailbox.rs`).
     mailbox_local: Tree,
+    /// Envelopes this node holds as a mailbox for others (see `held.rs`).
+    held: Tree,
     /// This node's device account and Olm sessions, as pickles (see `olm.rs`).
     olm: Tree,
     forks: Tree,
@@ -278,6 +284,7 @@ impl Store {
             devices: tree("devices")?,
             mailboxes: tree("mailboxes")?,
             mailbox_local: tree("mailbox_local")?,
+            held: tree("held")?,
             olm: tree("olm")?,
             forks: tree("forks")?,
             flagged: tree("flagged")?,

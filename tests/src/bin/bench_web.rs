@@ -54,6 +54,7 @@ async fn main() {
         blobs: kith_node::config::BlobConfig::default(),
         dht_tags: true,
         limits: kith_node::net::ConnLimits::default(),
+        mailbox: kith_node::config::MailboxConfig::default(),
     };
     let (node, tasks) = Node::start(&home, me, &config).await.unwrap();
     let listener = web::bind(config.web).await.unwrap().unwrap();

@@ -30,13 +30,7 @@ pub(crate) fn refusal(id: Option<MessageId>, reason: &str) -> DmReply {
 
 /// The effect that answers request `reply` with `answer`.
 pub(crate) fn respond(reply: ReplyId, answer: &DmReply) -> Effect {
-    match answer.to_bytes() {
-        Ok(bytes) => Effect::Respond { reply, bytes },
-        Err(error) => {
-            tracing::error!(%error, "cannot encode a direct message reply");
-            Effect::Respond { reply, bytes: Vec::new() }
-        }
-    }
+    crate::core::respond_encoded(reply, answer.to_bytes())
 }
 
 /// What becomes of a received message.

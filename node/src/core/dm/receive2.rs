@@ -32,13 +32,7 @@ pub(crate) const MAX_CLAIMS_PER_HOUR: u32 = 8;
 
 /// The effect that answers request `reply` with `answer`.
 pub(crate) fn respond2(reply: ReplyId, answer: &Dm2Reply) -> Effect {
-    match answer.to_bytes() {
-        Ok(bytes) => Effect::Respond { reply, bytes },
-        Err(error) => {
-            tracing::error!(%error, "cannot encode a direct message reply");
-            Effect::Respond { reply, bytes: Vec::new() }
-        }
-    }
+    crate::core::respond_encoded(reply, answer.to_bytes())
 }
 
 /// What became of an envelope that could not be taken as a message.

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Makes `a` and `b` follow each other, each store knowing both follows.
-fn befriend(a: &mut Fixture, b: &mut Fixture) {
+pub(super) fn befriend(a: &mut Fixture, b: &mut Fixture) {
     let (_, ab) = a.publish(RecordKind::Follow { target: b.core.me() }, 5);
     let (_, ba) = b.publish(RecordKind::Follow { target: a.core.me() }, 5);
     b.core.store().insert(&ab).unwrap();
