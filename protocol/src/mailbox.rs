@@ -9,7 +9,7 @@
 //! What a mailbox sees is on purpose little: the recipient (it must know whose the
 //! envelope is), the node that deposited it (for quotas), when, and the envelope's length
 //! (padded by the sender). The envelope itself is opaque here: its sender, text and kind
-//! (message or receipt) are inside the encryption.
+//! (message or receipt) are inside the encryption ([`sealed`]: the sealed-sender layer).
 //!
 //! Every held envelope is named by its [`HeldId`], the BLAKE3 hash of its bytes, so the
 //! same envelope deposited twice (a retry, or two paths) is held once, and a collector
@@ -25,6 +25,8 @@
 //! assert_eq!(MailboxRequest::from_bytes(&bytes).unwrap(), request);
 //! assert_eq!(HeldId::of(&envelope), HeldId::of(&[7u8; 512]));
 //! ```
+
+pub mod sealed;
 
 use std::fmt;
 
@@ -66,6 +68,9 @@ pub enum MailboxError {
     /// Over a count or size limit.
     #[error("mailbox message over a limit: {0}")]
     Limit(&'static str),
+    /// A sealed deposit could not be made or opened ([`sealed`]).
+    #[error("sealed deposit: {0}")]
+    Sealed(&'static str),
 }
 
 /// The name of a held envelope: the BLAKE3 hash of its bytes.
