@@ -248,6 +248,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: Option<MailboxCommand>,
     },
+    /// Private group chat: end-to-end encrypted to every current member.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// The groups you are in.
+    Groups,
     /// End-to-end encrypted direct messages with mutual connections.
     Msg {
         #[command(subcommand)]
@@ -272,6 +279,52 @@ pub(crate) enum MailboxCommand {
     Remove {
         /// The holder: id, petname, name or id tail.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// A new private group you manage; members must be your mutual connections.
+    Create {
+        /// Its name (1 to 64 bytes).
+        name: String,
+        /// A member: id, petname, name or id tail (repeatable).
+        #[arg(long = "member", value_name = "ID")]
+        members: Vec<String>,
+    },
+    /// Add a mutual connection to a group you made.
+    Add {
+        /// The group: its id, or a name unique among your groups.
+        group: String,
+        /// Who.
+        id: String,
+    },
+    /// Remove a member from a group you made: they read nothing sent after.
+    Remove {
+        /// The group.
+        group: String,
+        /// Who.
+        id: String,
+    },
+    /// Leave a group (deletes it for everyone if you made it).
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Send a message to every current member (queued for those offline).
+    Send {
+        /// The group.
+        group: String,
+        /// The text; `-` reads it from standard input.
+        text: String,
+    },
+    /// A group's messages, oldest first.
+    Thread {
+        /// The group.
+        group: String,
+        /// At most this many (the latest).
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 

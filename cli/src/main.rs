@@ -17,7 +17,7 @@ use kith_node::{
     home::Home,
 };
 
-use args::{BlobCommand, Cli, Command, MailboxCommand, MsgCommand, ProfileCommand};
+use args::{BlobCommand, Cli, Command, GroupCommand, MailboxCommand, MsgCommand, ProfileCommand};
 
 /// A request the daemon answered with [`Response::Error`].
 #[derive(Debug)]
@@ -166,12 +166,30 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Msg { command: MsgCommand::Thread { id, limit } } => {
             (Request::MsgThread { peer: id, limit }, "")
         }
+        Command::Group { command } => group_request(command)?,
+        Command::Groups => (Request::Groups, ""),
         Command::Web { .. } => (Request::Web, ""),
         Command::Stop => (Request::Stop, "stopped"),
         Command::Init { .. }
         | Command::Daemon { .. }
         | Command::Completions { .. }
         | Command::Man => bail!("not a client command"),
+    })
+}
+
+/// The request for a `kith group` command and what to say on success.
+fn group_request(command: GroupCommand) -> Result<(Request, &'static str)> {
+    Ok(match command {
+        GroupCommand::Create { name, members } => {
+            (Request::GroupCreate { name, members }, "group created")
+        }
+        GroupCommand::Add { group, id } => (Request::GroupAdd { group, id }, "added"),
+        GroupCommand::Remove { group, id } => (Request::GroupRemove { group, id }, "removed"),
+        GroupCommand::Leave { group } => (Request::GroupLeave { group }, "left the group"),
+        GroupCommand::Send { group, text } => {
+            (Request::GroupSend { group, text: text_or_stdin(text)? }, "sent")
+        }
+        GroupCommand::Thread { group, limit } => (Request::GroupThread { group, limit }, ""),
     })
 }
 

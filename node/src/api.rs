@@ -233,6 +233,50 @@ pub enum Request {
         /// The holder.
         id: String,
     },
+    /// A private group of this node's person and some of their mutual connections.
+    GroupCreate {
+        /// Its name.
+        name: String,
+        /// The other members (ids, petnames, names).
+        #[serde(default)]
+        members: Vec<String>,
+    },
+    /// The creator adds a mutual connection to a group.
+    GroupAdd {
+        /// The group (id, or a name unique among this node's groups).
+        group: String,
+        /// Who.
+        id: String,
+    },
+    /// The creator removes a member: they read nothing sent after.
+    GroupRemove {
+        /// The group.
+        group: String,
+        /// Who.
+        id: String,
+    },
+    /// Leave a group (its creator deletes it).
+    GroupLeave {
+        /// The group.
+        group: String,
+    },
+    /// The groups this node's person is in.
+    Groups,
+    /// A message to every current member of a group.
+    GroupSend {
+        /// The group.
+        group: String,
+        /// The text.
+        text: String,
+    },
+    /// A group's messages, oldest first.
+    GroupThread {
+        /// The group.
+        group: String,
+        /// At most this many (the latest).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     /// The node's configuration: the values it changes at once, and the others.
     Settings,
     /// Change config values of the running node: applied at once and saved to
@@ -384,6 +428,16 @@ pub enum Response {
     },
     /// Mailboxes (`kith mailbox`).
     Mailbox(Box<MailboxStatus>),
+    /// The groups this node's person is in (`kith groups`).
+    Groups {
+        /// By name.
+        groups: Vec<GroupEntry>,
+    },
+    /// A group's messages (`kith group thread`).
+    GroupThread {
+        /// Oldest first by (timestamp, id).
+        messages: Vec<GroupMessageEntry>,
+    },
     /// The web interface's sign-in address (`kith web`).
     WebUrl {
         /// `http://127.0.0.1:PORT/login?token=...`, good once, for an hour.

@@ -291,6 +291,39 @@ impl Sealed {
         seal_padded(sender, keys, &padded, ephemeral)
     }
 
+    /// Seals `body` (any bytes, at most the largest padded plaintext less its length
+    /// prefix) from `sender` for the other person of `keys`, exactly as a message is
+    /// sealed; the receiver opens it with [`Sealed::open_body_with`]. Used for what is
+    /// not a [`Plain`] message (a group's control messages, `docs/protocol.md` 20.6):
+    /// the caller puts its own domain prefix in `body`.
+    ///
+    /// # Errors
+    /// [`DmError::TooLarge`]; [`DmError::WrongKeys`]; [`DmError::Random`].
+    pub fn seal_body_with(sender: &Keypair, keys: &PairKeys, body: &[u8]) -> Result<Self, DmError> {
+        let padded = pad_body(body, MAX_PADDED_BYTES)?;
+        if keys.me != sender.id() {
+            return Err(DmError::WrongKeys);
+        }
+        let mut ephemeral = Zeroizing::new([0u8; X25519_KEY_LEN]);
+        getrandom::fill(ephemeral.as_mut()).map_err(DmError::Random)?;
+        seal_padded(sender, keys, &padded, ephemeral)
+    }
+
+    /// Opens what [`Sealed::seal_body_with`] sealed, authenticating the sender: the
+    /// body's bytes.
+    ///
+    /// # Errors
+    /// As [`Sealed::open_with`], except that the body is not decoded.
+    pub fn open_body_with(
+        &self,
+        recipient: &Keypair,
+        keys: &PairKeys,
+    ) -> Result<Zeroizing<Vec<u8>>, DmError> {
+        self.check_keys(recipient, keys)?;
+        let padded = self.open_padded(recipient, keys)?;
+        Ok(Zeroizing::new(unpad_body(&padded)?.to_vec()))
+    }
+
     /// Opens a message sealed for `recipient`, authenticating the sender.
     ///
     /// # Errors
@@ -317,6 +350,12 @@ impl Sealed {
     /// As [`Sealed::open`]; [`DmError::WrongKeys`] if `keys` are not those of
     /// `recipient` and this message's sender.
     pub fn open_with(&self, recipient: &Keypair, keys: &PairKeys) -> Result<Plain, DmError> {
+        self.check_keys(recipient, keys)?;
+        self.open_checked(recipient, keys)
+    }
+
+    /// The checks before opening with given keys: shape, recipient, keys.
+    fn check_keys(&self, recipient: &Keypair, keys: &PairKeys) -> Result<(), DmError> {
         self.check_shape()?;
         if self.recipient != recipient.id() {
             return Err(DmError::WrongRecipient);
@@ -324,18 +363,26 @@ impl Sealed {
         if keys.me != self.recipient || keys.peer != self.sender {
             return Err(DmError::WrongKeys);
         }
-        self.open_checked(recipient, keys)
+        Ok(())
     }
 
     /// Opening, once the shape, the recipient and the keys are known to fit.
     fn open_checked(&self, recipient: &Keypair, keys: &PairKeys) -> Result<Plain, DmError> {
+        unpad(&self.open_padded(recipient, keys)?)
+    }
+
+    /// The padded plaintext, decrypted and authenticated.
+    fn open_padded(
+        &self,
+        recipient: &Keypair,
+        keys: &PairKeys,
+    ) -> Result<Zeroizing<Vec<u8>>, DmError> {
         let secret = recipient.x25519_secret();
         let es = Zeroizing::new(x25519_agree(&secret, &self.ephemeral)?);
         let header = self.header();
         let key = message_key(&es, &keys.ss, &header)?;
         let aad = codec::encode(&header)?;
-        let padded = Zeroizing::new(aead_open(&key, &ZERO_NONCE, &aad, &self.ciphertext)?);
-        unpad(&padded)
+        Ok(Zeroizing::new(aead_open(&key, &ZERO_NONCE, &aad, &self.ciphertext)?))
     }
 
     /// The canonical encoding.

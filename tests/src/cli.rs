@@ -351,3 +351,15 @@ pub fn seed_from_env(name: &str) -> u64 {
     let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     env_or(name, clock.map_or(1, |d| d.as_nanos() as u64))
 }
+
+/// Whether any file under `dir` contains `needle`.
+pub fn home_holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            home_holds(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}

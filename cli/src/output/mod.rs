@@ -267,6 +267,8 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
             }
         }
         Response::Thread { messages } => thread(messages, json),
+        Response::Groups { groups } => records::groups(groups, json),
+        Response::GroupThread { messages } => records::group_thread(messages, json),
         Response::WebUrl { url } => {
             if json {
                 line(&json!({"url": url}));

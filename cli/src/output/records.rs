@@ -320,3 +320,31 @@ pub(super) fn notification_text(n: &NotificationEntry) {
         out!("    {ids}");
     }
 }
+
+/// `kith groups`.
+pub(super) fn groups(list: &[kith_node::api::GroupEntry], json: bool) {
+    if !json && list.is_empty() {
+        out!("you are in no group (kith group create NAME --member ID makes one)");
+    }
+    for g in list {
+        if json {
+            line(&json!({"id": g.id, "name": g.name, "members": g.members}));
+        } else {
+            out!("{}  {}  ({} members)", text::line(&g.name), g.id, g.members.len());
+        }
+    }
+}
+
+/// `kith group thread`.
+pub(super) fn group_thread(list: &[kith_node::api::GroupMessageEntry], json: bool) {
+    if !json && list.is_empty() {
+        out!("no messages yet");
+    }
+    for m in list {
+        if json {
+            line(&json!({"id": m.id, "from": m.from, "text": m.text, "timestamp": m.timestamp}));
+        } else {
+            out!("{}  {}\n    {}", time::ago(m.timestamp), m.from, indented(&m.text, "    "));
+        }
+    }
+}

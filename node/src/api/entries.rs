@@ -484,3 +484,29 @@ pub struct HeldFor {
     /// Their bytes.
     pub bytes: u64,
 }
+
+/// One group this node's person is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    /// The group's id (32 hex digits).
+    pub id: String,
+    /// Its name, as the creator chose it.
+    pub name: String,
+    /// Every current member, the creator included.
+    pub members: Vec<String>,
+    /// The creator.
+    pub creator: String,
+}
+
+/// One message of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMessageEntry {
+    /// Message id.
+    pub id: String,
+    /// Who sent it.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// When it was written (the sender's clock), ms since the Unix epoch.
+    pub timestamp: u64,
+}

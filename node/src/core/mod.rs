@@ -29,6 +29,7 @@
 pub mod dm;
 pub mod feeds;
 pub mod hold;
+pub mod group;
 pub mod mailbox;
 pub mod notify;
 pub mod outbox;
@@ -71,6 +72,8 @@ pub enum Timer {
     /// new announcement. The driver gives this once at start; the core asks for the next
     /// one every hour.
     Devices,
+    /// Look at the group outbox: start the members' queues whose retry time has come.
+    GroupOutbox,
     /// Count peers' time online and look at the choice of this node's mailboxes. The
     /// driver gives this once at start; the core asks for the next one every
     /// [`mailbox::LOOK_EVERY_MS`].
@@ -130,6 +133,40 @@ pub enum Input {
         bytes: Vec<u8>,
         /// Where the response goes.
         reply: ReplyId,
+    },
+    /// A group request (`kith group ...`).
+    Group {
+        /// What to do.
+        op: group::GroupOp,
+        /// Who waits for the answer.
+        answer: AnswerId,
+    },
+    /// An inbound `/kith/group/1` request.
+    GroupRequest {
+        /// The peer it came from.
+        from: PeerId,
+        /// The request.
+        bytes: Vec<u8>,
+        /// Where the response goes.
+        reply: ReplyId,
+    },
+    /// How an [`Effect::GroupDeliver`] went: the member's reply, or why there was none.
+    GroupDelivered {
+        /// The member.
+        peer: AuthorId,
+        /// Which queued request.
+        n: u64,
+        /// The reply's bytes, or the failure.
+        result: Result<Vec<u8>, String>,
+    },
+    /// The answer to an [`Effect::GroupAsk`].
+    GroupHistory {
+        /// The member asked.
+        peer: AuthorId,
+        /// The group.
+        group: [u8; 16],
+        /// The reply's bytes, or the failure.
+        result: Result<Vec<u8>, String>,
     },
     /// An inbound direct message request.
     DmRequest {
@@ -224,6 +261,8 @@ pub enum Answer {
     },
     /// A pull ended.
     Pulled(sync::Pulled),
+    /// A group request was carried out (and flushed).
+    Group(group::GroupAnswer),
 }
 
 /// Which direct message exchange a delivery uses.
@@ -284,6 +323,26 @@ pub enum Effect {
         lookup: bool,
         /// Which exchange carries it.
         proto: DmProto,
+    },
+    /// Send queued group request `n` (`bytes`) to member `peer`, then report
+    /// [`Input::GroupDelivered`].
+    GroupDeliver {
+        /// The member.
+        peer: AuthorId,
+        /// Which queued request.
+        n: u64,
+        /// The request.
+        bytes: Vec<u8>,
+    },
+    /// Ask member `peer` for the newest messages of `group` (`bytes`: the request),
+    /// then report [`Input::GroupHistory`]; only if connected.
+    GroupAsk {
+        /// The member.
+        peer: AuthorId,
+        /// The group.
+        group: [u8; 16],
+        /// The request.
+        bytes: Vec<u8>,
     },
     /// Send sync request `bytes` to `peer`; with `pull`, report its answer (or the
     /// failure, a silent one when it did not come in time) as [`Input::PullAnswer`];
@@ -400,6 +459,7 @@ pub struct Core {
     sync: sync::Sync,
     mailboxes: mailbox::Mailboxes,
     hold: hold::Hold,
+    groups: group::Groups,
 }
 
 impl Core {
@@ -409,8 +469,8 @@ impl Core {
         let admission = Admission::new(me);
         let durable = BTreeSet::new();
         let cx = Context { me, keys, admission, store, threads: 1, next_flush: 0, durable };
-        let (feeds, dm, sync, mailboxes, hold) = Default::default();
-        Self { cx, feeds, dm, sync, mailboxes, hold }
+        let (feeds, dm, sync, mailboxes, hold, groups) = Default::default();
+        Self { cx, feeds, dm, sync, mailboxes, hold, groups }
     }
 
     /// What this node holds for others as their mailbox, from now on (the defaults at
@@ -450,10 +510,23 @@ impl Core {
             Input::DmDelivered { peer, message, result } => {
                 self.dm.handle_reply(cx, &peer, message, result, now)
             }
+            Input::Group { op, answer } => self.groups.handle_op(cx, op, answer, now),
+            Input::GroupRequest { from, bytes, reply } => {
+                self.groups.handle_request(cx, from, &bytes, reply, now)
+            }
+            Input::GroupDelivered { peer, n, result } => {
+                self.groups.handle_delivered(cx, &peer, n, result, now)
+            }
+            Input::GroupHistory { peer, group, result } => {
+                self.groups.handle_history(cx, &peer, &group, result)
+            }
+            Input::Timer(Timer::GroupOutbox) => self.groups.handle_due(cx, now),
             Input::Connected { peer } => match AuthorId::from_peer_id(&peer) {
                 Ok(author) => {
                     self.mailboxes.connected(author, now);
-                    self.dm.handle_due(cx, Some(&author), now)
+                    let mut effects = self.dm.handle_due(cx, Some(&author), now);
+                    effects.extend(self.groups.handle_connected(cx, &author, now));
+                    effects
                 }
                 Err(_) => self.dm.handle_due(cx, None, now),
             },
@@ -489,7 +562,11 @@ impl Core {
                 effects
             }
             Input::Timer(Timer::HoldSweep) => self.hold.handle_sweep(cx, now),
-            Input::Timer(Timer::Outbox) => self.dm.handle_due(cx, None, now),
+            Input::Timer(Timer::Outbox) => {
+                let mut effects = self.dm.handle_due(cx, None, now);
+                effects.extend(self.groups.handle_due(cx, now));
+                effects
+            }
             Input::Timer(Timer::SendWait(answer)) => self.dm.handle_send_wait(cx, answer),
             Input::Timer(Timer::Devices) => {
                 let at = now.saturating_add(dm::device::MAINTAIN_EVERY_MS);
@@ -508,6 +585,7 @@ impl Core {
                 }
                 let mut effects = self.dm.handle_flushed(cx, flush, &result, now);
                 effects.extend(self.hold.handle_flushed(flush, &result));
+                effects.extend(self.groups.handle_flushed(cx, flush, &result, now));
                 effects.extend(self.feeds.handle_flushed(flush, result));
                 effects
             }

@@ -9,6 +9,7 @@ use crate::store::tests::{post, signed};
 mod dm;
 mod feeds;
 mod hold;
+mod group;
 mod notify;
 mod olm;
 mod sync;

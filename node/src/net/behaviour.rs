@@ -73,6 +73,8 @@ pub(crate) struct Behaviour {
     pub(crate) dm: request_response::Behaviour<FrameCodec>,
     /// `/kith/dm/2`: forward-secret direct messages (same limits).
     pub(crate) dm2: request_response::Behaviour<FrameCodec>,
+    /// `/kith/group/1`: private groups' control messages, messages and history.
+    pub(crate) group: request_response::Behaviour<FrameCodec>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
     /// `/kith/mailbox/1`: envelopes held for people who are offline.
     pub(crate) mailbox: request_response::Behaviour<FrameCodec>,
@@ -312,6 +314,11 @@ impl Behaviour {
                 kith_protocol::mailbox::MAILBOX_PROTOCOL,
                 kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES,
                 kith_protocol::mailbox::MAX_MAILBOX_REPLY_BYTES,
+            ),
+            group: request_response(
+                kith_protocol::group::wire::GROUP_PROTOCOL,
+                kith_protocol::group::wire::MAX_GROUP_REQUEST_BYTES,
+                kith_protocol::group::wire::MAX_GROUP_REPLY_BYTES,
             ),
             sync: request_response(
                 SYNC_PROTOCOL,

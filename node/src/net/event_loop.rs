@@ -225,6 +225,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Dm2(e)) => {
                 self.handle_request_response(Proto::Dm2, e)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Group(e)) => {
+                self.handle_request_response(Proto::Group, e)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
                 self.handle_request_response(Proto::Sync, e)
             }
@@ -312,6 +315,7 @@ impl EventLoop {
         match proto {
             Proto::Dm => &mut self.swarm.behaviour_mut().dm,
             Proto::Dm2 => &mut self.swarm.behaviour_mut().dm2,
+            Proto::Group => &mut self.swarm.behaviour_mut().group,
             Proto::Sync => &mut self.swarm.behaviour_mut().sync,
             Proto::Mailbox => &mut self.swarm.behaviour_mut().mailbox,
             Proto::Blob => &mut self.swarm.behaviour_mut().blob,

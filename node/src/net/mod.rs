@@ -136,6 +136,8 @@ pub enum Proto {
     Dm,
     /// `/kith/dm/2`: forward-secret direct messages.
     Dm2,
+    /// `/kith/group/1`: private groups.
+    Group,
     /// `/kith/sync/1`: history sync.
     Sync,
     /// `/kith/mailbox/1`: envelopes held for people who are offline.

@@ -12,6 +12,18 @@ use crate::{
     store::{DmRecord, StoreError},
 };
 
+/// A thread's `--limit`: the default when not given, else between 1 and the feed's.
+pub(super) fn thread_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(super::handlers::DEFAULT_THREAD_LIMIT);
+    if limit == 0 || limit > super::MAX_FEED_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "--limit must be between 1 and {}",
+            super::MAX_FEED_LIMIT
+        )));
+    }
+    Ok(limit)
+}
+
 impl Node {
     pub(super) fn is_mutual(&self, other: &AuthorId) -> Result<bool, StoreError> {
         crate::core::dm::is_mutual(&self.inner.store, &self.inner.me, other)
@@ -72,13 +84,7 @@ impl Node {
 
     pub(super) async fn msg_thread(&self, with: &str, limit: Option<usize>) -> Reply {
         let peer = self.person(with)?;
-        let limit = limit.unwrap_or(super::handlers::DEFAULT_THREAD_LIMIT);
-        if limit == 0 || limit > super::MAX_FEED_LIMIT {
-            return Err(ApiError::invalid(format!(
-                "--limit must be between 1 and {}",
-                super::MAX_FEED_LIMIT
-            )));
-        }
+        let limit = thread_limit(limit)?;
         let store = &self.inner.store;
         let messages = store.dm_thread(&peer, limit)?;
         store.dm_mark_read(&peer)?;

@@ -241,8 +241,33 @@ impl Node {
                 Effect::Deliver { peer, message, bytes, lookup, proto } => {
                     let node = self.clone();
                     let task: Task = Box::pin(async move {
+                        let proto = match proto {
+                            DmProto::V1 => net::Proto::Dm,
+                            DmProto::V2 => net::Proto::Dm2,
+                        };
                         let result = node.deliver(peer, bytes, lookup, proto).await;
                         node.drive(Input::DmDelivered { peer, message, result }).await;
+                    });
+                    self.spawn(task);
+                }
+                Effect::GroupDeliver { peer, n, bytes } => {
+                    let node = self.clone();
+                    let task: Task = Box::pin(async move {
+                        let result = node.deliver(peer, bytes, true, net::Proto::Group).await;
+                        node.drive(Input::GroupDelivered { peer, n, result }).await;
+                    });
+                    self.spawn(task);
+                }
+                Effect::GroupAsk { peer, group, bytes } => {
+                    let node = self.clone();
+                    let task: Task = Box::pin(async move {
+                        let Ok(peer_id) = peer.to_peer_id() else { return };
+                        let net = &node.inner.net;
+                        let result = net
+                            .request(net::Proto::Group, peer_id, Vec::new(), bytes)
+                            .await
+                            .map_err(|e| e.to_string());
+                        node.drive(Input::GroupHistory { peer, group, result }).await;
                     });
                     self.spawn(task);
                 }
@@ -291,7 +316,7 @@ impl Node {
         peer: AuthorId,
         bytes: Vec<u8>,
         lookup: bool,
-        proto: DmProto,
+        proto: net::Proto,
     ) -> Result<Vec<u8>, String> {
         let peer_id = peer.to_peer_id().map_err(|e| e.to_string())?;
         let known = self.inner.store.known_peers_of(&peer_id.to_string()).unwrap_or_default();
@@ -300,10 +325,6 @@ impl Node {
             // The remembered addresses did not work before: ask the DHT.
             addrs.extend(self.inner.net.find_peer(peer_id).await);
         }
-        let proto = match proto {
-            DmProto::V1 => net::Proto::Dm,
-            DmProto::V2 => net::Proto::Dm2,
-        };
         self.inner.net.request(proto, peer_id, addrs, bytes).await.map_err(|e| e.to_string())
     }
 

@@ -107,6 +107,12 @@ impl Node {
                     match proto {
                         net::Proto::Dm => node.handle_dm_request(peer, bytes, channel).await,
                         net::Proto::Dm2 => node.handle_dm2_request(peer, bytes, channel).await,
+                        net::Proto::Group => {
+                            node.answer_request(channel, |reply| {
+                                crate::core::Input::GroupRequest { from: peer, bytes, reply }
+                            })
+                            .await;
+                        }
                         net::Proto::Sync => node.handle_sync_request(peer, bytes, channel).await,
                         net::Proto::Mailbox => {
                             node.handle_mailbox_request(peer, bytes, channel).await

@@ -11,6 +11,7 @@ mod drive;
 mod errors;
 mod events;
 mod feed;
+mod group;
 mod handlers;
 mod inbound;
 pub use inbound::{InboundStats, FRIENDS_RESERVED, MAX_INBOUND_REQUESTS};

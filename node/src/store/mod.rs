@@ -20,6 +20,7 @@ mod blobs;
 mod codec;
 mod dm;
 mod held;
+mod group;
 mod index;
 mod keys;
 mod mailbox;
@@ -37,6 +38,7 @@ pub use backend::MemoryImage;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use held::{HeldTally, Released, Usage};
+pub use group::{GroupLine, GroupQueued, GroupState, MAX_KEPT_CIPHERTEXTS};
 pub use mailbox::Presence;
 pub use moderation::Moderation;
 pub use olm::StoredDevice;
@@ -152,6 +154,8 @@ pub struct Store {
     held: Tree,
     /// This node's device account and Olm sessions, as pickles (see `olm.rs`).
     olm: Tree,
+    /// Private groups (`group.rs`).
+    groups: Tree,
     forks: Tree,
     flagged: Tree,
     peers: Tree,
@@ -286,6 +290,7 @@ impl Store {
             mailbox_local: tree("mailbox_local")?,
             held: tree("held")?,
             olm: tree("olm")?,
+            groups: tree("groups")?,
             forks: tree("forks")?,
             flagged: tree("flagged")?,
             peers: tree("peers")?,

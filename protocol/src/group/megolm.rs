@@ -151,9 +151,19 @@ impl GroupMessage {
     /// [`GroupError::TooLarge`], [`GroupError::Codec`], [`GroupError::Malformed`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, GroupError> {
         let message: Self = decode_within::<_, MAX_GROUP_MESSAGE_BYTES>(bytes)?;
-        check_version(message.version, "group message")?;
-        message.megolm_message()?;
+        message.check()?;
         Ok(message)
+    }
+
+    /// The checks [`GroupMessage::from_bytes`] makes after decoding: version and a
+    /// canonical Megolm message.
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`], [`GroupError::Malformed`].
+    pub fn check(&self) -> Result<(), GroupError> {
+        check_version(self.version, "group message")?;
+        self.megolm_message()?;
+        Ok(())
     }
 
     /// The Megolm message, decoded; its re-encoding must be the bytes carried.

@@ -1,4 +1,4 @@
-//! Private groups and circles (being introduced: the node does not speak them yet).
+//! Private groups and circles.
 //!
 //! - [`membership`]: who is in a group, as the creator signs it: numbered epochs, each a
 //!   complete member list; a member's signed notice that they left. [`membership::Group`]
@@ -37,6 +37,7 @@
 
 pub mod megolm;
 pub mod membership;
+pub mod wire;
 
 use bincode::Encode;
 use thiserror::Error;

@@ -415,7 +415,10 @@ impl World {
                 let epoch = self.nodes[i].epoch;
                 self.at(at.saturating_sub(self.now), Event::Timer { node: i, timer, epoch });
             }
+            // No simulated person uses groups yet.
             Effect::Answer { .. }
+            | Effect::GroupDeliver { .. }
+            | Effect::GroupAsk { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
             | Effect::LivePost(_) => {}

@@ -1,0 +1,158 @@
+//! Private groups (issue #19): membership as the creator signs it, each member's Megolm
+//! session, and delivery to every member on `/kith/group/1` (`docs/protocol.md` 20.6).
+//!
+//! - The creator makes the group and every change to it ([`GroupOp`]): each is a new
+//!   signed epoch, sent to every member (and to a removed one, who then stops).
+//! - A member sends with its own Megolm outbound session ([`send`]); its key goes to every
+//!   other member first, sealed for each. Any change of membership makes every member
+//!   start a new session at its next message, so a removed member reads nothing sent
+//!   after, and a new one reads from when it joined.
+//! - Requests to members wait in a durable queue per member, in order, tried again with
+//!   back-off and at once when the member connects ([`send`]); a member that connects
+//!   is also asked for the newest ciphertexts of every group both are in ([`receive`]).
+//! - What comes in is admitted by group membership, not by who follows whom: a member's
+//!   message from any current member, a history question from any current member.
+//!
+//! Every answer that claims something is stored comes after a flush.
+
+mod ops;
+mod receive;
+mod send;
+
+use std::collections::BTreeMap;
+
+use kith_protocol::{
+    group::{
+        membership::{Group, SignedMembership},
+        Outbound,
+    },
+    olm::pickle::PickleKey,
+    AuthorId,
+};
+
+pub use ops::{GroupAnswer, GroupOp};
+
+use super::{dm::keys::PairKeyCache, outbox::Lanes, Context, Effect, FlushId};
+use crate::{api::ApiError, store::GroupState};
+
+/// What waits for a flush: effects to carry out once it is done, others if it failed,
+/// and member queues to start.
+struct Held {
+    ok: Vec<Effect>,
+    failed: Vec<Effect>,
+    start: Vec<[u8; 32]>,
+}
+
+/// The group concern's state (memory only; everything that matters is in the store).
+#[derive(Default)]
+pub(crate) struct Groups {
+    lanes: Lanes,
+    held: BTreeMap<FlushId, Held>,
+    pairs: PairKeyCache,
+    pickle_key: Option<PickleKey>,
+}
+
+/// A group as stored, opened.
+pub(crate) struct Loaded {
+    pub(crate) group: Group,
+    pub(crate) state: GroupState,
+}
+
+/// The group `id` as this node keeps it, if it knows it.
+///
+/// # Errors
+/// The store's, or a stored membership that no longer verifies (damage).
+pub(crate) fn load(cx: &Context, id: &[u8; 16]) -> Result<Option<Loaded>, ApiError> {
+    let Some(state) = cx.store.group(id)? else { return Ok(None) };
+    let verified = SignedMembership::from_bytes(&state.membership)
+        .map_err(|e| ApiError::internal(format!("stored membership: {e}")))?;
+    Ok(Some(Loaded { group: Group::new(verified), state }))
+}
+
+/// Stores `group` as this node's current view (`active`: this node's person is in it).
+fn save(cx: &Context, group: &Group) -> Result<(), ApiError> {
+    let membership =
+        group.current().signed().to_bytes().map_err(|e| ApiError::internal(e.to_string()))?;
+    let active = group.is_member(&cx.me) && !group.deleted();
+    cx.store.set_group(group.id().as_bytes(), &GroupState { membership, active })?;
+    Ok(())
+}
+
+/// The 16-byte lane tag of queued request `n`.
+fn lane_tag(n: u64) -> [u8; 16] {
+    let mut tag = [0u8; 16];
+    tag[8..].copy_from_slice(&n.to_be_bytes());
+    tag
+}
+
+impl Groups {
+    /// The key group session pickles are sealed with (derived once from the identity).
+    fn pickle_key(&mut self, cx: &Context) -> Result<&PickleKey, ApiError> {
+        if self.pickle_key.is_none() {
+            let key = PickleKey::derive(&cx.keys).map_err(|e| ApiError::internal(e.to_string()))?;
+            self.pickle_key = Some(key);
+        }
+        self.pickle_key.as_ref().ok_or_else(|| ApiError::internal("no pickle key"))
+    }
+
+    /// This node's outbound session for `group`, if it has one for `epoch` that need not
+    /// be replaced yet.
+    fn outbound(
+        &mut self,
+        cx: &Context,
+        group: &[u8; 16],
+        epoch: u64,
+        now: u64,
+    ) -> Result<Option<Outbound>, ApiError> {
+        let Some(pickle) = cx.store.group_outbound(group)? else { return Ok(None) };
+        let key = self.pickle_key(cx)?;
+        let id = kith_protocol::group::GroupId::from_bytes(*group);
+        match Outbound::from_pickle(&pickle, key, id) {
+            Ok(out) if out.epoch() == epoch && !out.should_rotate(now) => Ok(Some(out)),
+            Ok(_) => Ok(None),
+            Err(error) => {
+                tracing::warn!(%error, "a group session does not open: starting a new one");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Holds `ok` until a flush is done (`failed` instead if it fails), then starts the
+    /// queues of `start`.
+    fn after_flush(
+        &mut self,
+        cx: &mut Context,
+        ok: Vec<Effect>,
+        failed: Vec<Effect>,
+        start: Vec<[u8; 32]>,
+    ) -> Vec<Effect> {
+        let flush = cx.flush_id();
+        self.held.insert(flush, Held { ok, failed, start });
+        vec![Effect::Flush(flush)]
+    }
+
+    /// A flush is done: what waited for it goes on.
+    pub(crate) fn handle_flushed(
+        &mut self,
+        cx: &mut Context,
+        flush: FlushId,
+        result: &Result<(), crate::store::StoreError>,
+        now: u64,
+    ) -> Vec<Effect> {
+        let Some(held) = self.held.remove(&flush) else { return Vec::new() };
+        if let Err(error) = result {
+            tracing::error!(%error, "cannot flush group state");
+            return held.failed;
+        }
+        let mut effects = held.ok;
+        for peer in held.start {
+            effects.extend(self.start_lane(cx, peer, now));
+        }
+        effects
+    }
+
+    /// The people `group`'s requests go to: every current member but this node's person.
+    fn others(cx: &Context, group: &Group) -> Vec<AuthorId> {
+        group.members().filter(|m| **m != cx.me).copied().collect()
+    }
+}

@@ -1,0 +1,290 @@
+//! What this node's person does to a group: create, add, remove, leave (the creator's
+//! changes are new signed epochs), and send.
+
+use kith_protocol::{
+    group::{
+        membership::{Group, Leave, Membership},
+        wire::Control,
+        GroupId, MAX_GROUP_MEMBERS,
+    },
+    limits::MAX_DM_TEXT_BYTES,
+    AuthorId,
+};
+
+use super::{load, save, Groups, Loaded};
+use crate::{
+    api::ApiError,
+    core::{dm::is_mutual, Answer, AnswerId, Context, Effect},
+};
+
+/// A control request about groups.
+#[derive(Debug, Clone)]
+pub enum GroupOp {
+    /// A new group of this node's person and `members` (their mutual connections).
+    Create {
+        /// Its name.
+        name: String,
+        /// The other members.
+        members: Vec<AuthorId>,
+    },
+    /// The creator adds a mutual connection.
+    Add {
+        /// The group.
+        group: GroupId,
+        /// Who.
+        member: AuthorId,
+    },
+    /// The creator removes a member.
+    Remove {
+        /// The group.
+        group: GroupId,
+        /// Who.
+        member: AuthorId,
+    },
+    /// This node's person leaves (the creator deletes the group).
+    Leave {
+        /// The group.
+        group: GroupId,
+    },
+    /// A message to every current member.
+    Send {
+        /// The group.
+        group: GroupId,
+        /// The text.
+        text: String,
+    },
+}
+
+/// What a group request is answered with.
+#[derive(Debug, Clone)]
+pub enum GroupAnswer {
+    /// A group was made.
+    Created(GroupId),
+    /// A message was stored and queued for every member.
+    Sent(kith_protocol::dm::MessageId),
+    /// Done.
+    Done,
+}
+
+impl Groups {
+    /// Carries out `op`; answered once what it changed is flushed.
+    pub(crate) fn handle_op(
+        &mut self,
+        cx: &mut Context,
+        op: GroupOp,
+        answer: AnswerId,
+        now: u64,
+    ) -> Vec<Effect> {
+        let result = match op {
+            GroupOp::Create { name, members } => self.create(cx, &name, &members, now),
+            GroupOp::Add { group, member } => self.change(cx, group, Some(member), None, now),
+            GroupOp::Remove { group, member } => self.change(cx, group, None, Some(member), now),
+            GroupOp::Leave { group } => self.leave(cx, group, now),
+            GroupOp::Send { group, text } => self.send(cx, group, text, now),
+        };
+        match result {
+            Ok((done, start)) => {
+                let ok = vec![Effect::Answer { answer, result: Ok(Answer::Group(done)) }];
+                let failed = vec![Effect::Answer {
+                    answer,
+                    result: Err(ApiError::internal("cannot flush the store")),
+                }];
+                self.after_flush(cx, ok, failed, start)
+            }
+            Err(error) => vec![Effect::Answer { answer, result: Err(error) }],
+        }
+    }
+
+    fn create(
+        &mut self,
+        cx: &Context,
+        name: &str,
+        members: &[AuthorId],
+        now: u64,
+    ) -> Result<(GroupAnswer, Vec<[u8; 32]>), ApiError> {
+        for member in members {
+            check_addable(cx, member)?;
+        }
+        if members.len() + 1 > MAX_GROUP_MEMBERS {
+            return Err(ApiError::invalid(format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members"
+            )));
+        }
+        let id = GroupId::generate().map_err(|e| ApiError::internal(format!("random: {e}")))?;
+        let membership = Membership::new(id, 1, &cx.me, name, members, now)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let group = Group::new(sign(cx, &membership)?);
+        save(cx, &group)?;
+        let start = self.announce(cx, &group, &[])?;
+        Ok((GroupAnswer::Created(id), start))
+    }
+
+    /// The creator's next epoch: `add` joins, `remove` goes. Every member (and the removed
+    /// one) is told; this node starts a new session at its next message.
+    fn change(
+        &mut self,
+        cx: &Context,
+        id: GroupId,
+        add: Option<AuthorId>,
+        remove: Option<AuthorId>,
+        now: u64,
+    ) -> Result<(GroupAnswer, Vec<[u8; 32]>), ApiError> {
+        let Loaded { mut group, .. } = mine(cx, &id)?;
+        if group.creator() != cx.me {
+            return Err(ApiError::refused("only the group's creator changes who is in it"));
+        }
+        let mut others: Vec<AuthorId> = Self::others(cx, &group);
+        if let Some(member) = add {
+            check_addable(cx, &member)?;
+            if others.contains(&member) {
+                return Err(ApiError::invalid(format!("{member} is in the group already")));
+            }
+            others.push(member);
+        }
+        if let Some(member) = remove {
+            if member == cx.me {
+                return Err(ApiError::invalid("the creator leaves by deleting the group"));
+            }
+            if !others.contains(&member) {
+                return Err(ApiError::not_found(format!("{member} is not in the group")));
+            }
+            others.retain(|m| *m != member);
+        }
+        let next = Membership::new(id, group.epoch() + 1, &cx.me, group.name(), &others, now)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        group.apply(sign(cx, &next)?).map_err(|e| ApiError::internal(e.to_string()))?;
+        save(cx, &group)?;
+        cx.store.set_group_outbound(id.as_bytes(), None)?;
+        let removed: Vec<AuthorId> = remove.into_iter().collect();
+        let start = self.announce(cx, &group, &removed)?;
+        Ok((GroupAnswer::Done, start))
+    }
+
+    /// Leaving: a member tells the creator (who makes the next epoch without them) and
+    /// stops; the creator deletes the group for everyone.
+    fn leave(
+        &mut self,
+        cx: &Context,
+        id: GroupId,
+        now: u64,
+    ) -> Result<(GroupAnswer, Vec<[u8; 32]>), ApiError> {
+        let Loaded { mut group, .. } = mine(cx, &id)?;
+        let start = if group.creator() == cx.me {
+            let told: Vec<AuthorId> = Self::others(cx, &group);
+            let deletion = group.current().membership().deletion(now);
+            group.apply(sign(cx, &deletion)?).map_err(|e| ApiError::internal(e.to_string()))?;
+            save(cx, &group)?;
+            self.announce(cx, &group, &told)?
+        } else {
+            let leave = Leave::sign(&cx.keys, id, group.epoch(), now)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let creator = group.creator();
+            let mut state =
+                cx.store.group(id.as_bytes())?.ok_or_else(|| ApiError::internal("gone"))?;
+            state.active = false;
+            cx.store.set_group(id.as_bytes(), &state)?;
+            self.queue_control(cx, &creator, &Control::Leave(leave))?;
+            vec![*creator.as_bytes()]
+        };
+        cx.store.set_group_outbound(id.as_bytes(), None)?;
+        Ok((GroupAnswer::Done, start))
+    }
+
+    /// Queues the group's current signed membership for every other member and for
+    /// `also` (removed members), and returns whose queues to start.
+    pub(super) fn announce(
+        &mut self,
+        cx: &Context,
+        group: &Group,
+        also: &[AuthorId],
+    ) -> Result<Vec<[u8; 32]>, ApiError> {
+        let control = Control::Membership(group.current().signed().clone());
+        let mut start = Vec::new();
+        for peer in Self::others(cx, group).iter().chain(also) {
+            self.queue_control(cx, peer, &control)?;
+            start.push(*peer.as_bytes());
+        }
+        Ok(start)
+    }
+
+    /// Seals `control` for `peer` and queues it.
+    pub(super) fn queue_control(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        control: &Control,
+    ) -> Result<(), ApiError> {
+        let sealed = self
+            .pairs
+            .with(&cx.keys, peer, |keys| {
+                control.seal(&cx.keys, keys).map_err(|e| {
+                    tracing::error!(error = %e, "cannot seal a group control message");
+                    kith_protocol::dm::DmError::WrongKeys
+                })
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = kith_protocol::group::wire::GroupRequest::Control(sealed)
+            .to_bytes()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        cx.store.group_queue(peer.as_bytes(), &bytes)?;
+        Ok(())
+    }
+
+    /// A message to the group: this node's session for the epoch (a new one, whose key
+    /// is queued for every other member first, when there is none), the message stored
+    /// here and queued for every other member.
+    fn send(
+        &mut self,
+        cx: &Context,
+        id: GroupId,
+        text: String,
+        now: u64,
+    ) -> Result<(GroupAnswer, Vec<[u8; 32]>), ApiError> {
+        if text.trim().is_empty() {
+            return Err(ApiError::invalid("message text is empty"));
+        }
+        if text.len() > MAX_DM_TEXT_BYTES {
+            return Err(ApiError::invalid(format!(
+                "message is {} bytes; the limit is {MAX_DM_TEXT_BYTES}",
+                text.len()
+            )));
+        }
+        let Loaded { group, .. } = mine(cx, &id)?;
+        let message = self.encrypt_and_queue(cx, &group, text, now)?;
+        let start = Self::others(cx, &group).iter().map(|m| *m.as_bytes()).collect();
+        Ok((GroupAnswer::Sent(message), start))
+    }
+}
+
+/// The group `id`, which this node's person is in.
+fn mine(cx: &Context, id: &GroupId) -> Result<Loaded, ApiError> {
+    match load(cx, id.as_bytes())? {
+        Some(loaded) if loaded.state.active => Ok(loaded),
+        _ => Err(ApiError::not_found(format!("you are not in group {id}"))),
+    }
+}
+
+/// Signs a membership with this node's person's key and checks it as a member would.
+fn sign(
+    cx: &Context,
+    membership: &Membership,
+) -> Result<kith_protocol::group::membership::VerifiedMembership, ApiError> {
+    membership
+        .sign(&cx.keys)
+        .and_then(|s| s.verify())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Whether `member` may be put in a group by this node's person: a mutual connection,
+/// not themselves.
+fn check_addable(cx: &Context, member: &AuthorId) -> Result<(), ApiError> {
+    if *member == cx.me {
+        return Err(ApiError::invalid("you are in your groups already"));
+    }
+    if !is_mutual(&cx.store, &cx.me, member)? {
+        return Err(ApiError::not_mutual(format!(
+            "not a mutual connection: you and {member} must follow each other"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! What comes in on `/kith/group/1`: control messages (memberships, key shares, leave
+//! notices), messages, history questions, and history answers. Admission is by the
+//! creator-signed membership: only current members' messages and questions are taken.
+
+use kith_protocol::{
+    group::{
+        megolm::{GroupMessage, Inbound, SessionShare},
+        membership::{Group, Leave, Membership, VerifiedMembership},
+        wire::{self, Control, GroupReply, GroupRequest, Opened, MAX_HISTORY_MESSAGES},
+        GroupError,
+    },
+    AuthorId,
+};
+use libp2p::PeerId;
+
+use super::{load, save, Groups, Loaded};
+use crate::{
+    api::ApiError,
+    core::{Context, Effect, ReplyId},
+    store::GroupLine,
+};
+
+/// Why something was not taken: for good, or not now.
+enum NotTaken {
+    Refused(String),
+    Later,
+}
+
+impl From<ApiError> for NotTaken {
+    fn from(error: ApiError) -> Self {
+        tracing::error!(%error, "group state");
+        Self::Later
+    }
+}
+
+impl From<crate::store::StoreError> for NotTaken {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "group store");
+        Self::Later
+    }
+}
+
+impl From<GroupError> for NotTaken {
+    fn from(error: GroupError) -> Self {
+        Self::Refused(error.to_string())
+    }
+}
+
+fn respond(reply: ReplyId, answer: &GroupReply) -> Effect {
+    let bytes = answer.to_bytes().unwrap_or_default();
+    Effect::Respond { reply, bytes }
+}
+
+/// What taking something changed: whether to flush before answering, and whose queues
+/// to start after.
+#[derive(Default)]
+struct Taken {
+    changed: bool,
+    start: Vec<[u8; 32]>,
+}
+
+impl Groups {
+    /// An inbound `/kith/group/1` request from `from`.
+    pub(crate) fn handle_request(
+        &mut self,
+        cx: &mut Context,
+        from: PeerId,
+        bytes: &[u8],
+        reply: ReplyId,
+        now: u64,
+    ) -> Vec<Effect> {
+        let Ok(sender) = AuthorId::from_peer_id(&from) else {
+            return vec![respond(reply, &GroupReply::Refused("no ed25519 identity".into()))];
+        };
+        let request = match GroupRequest::from_bytes(bytes) {
+            Ok(request) => request,
+            Err(error) => return vec![respond(reply, &GroupReply::Refused(error.to_string()))],
+        };
+        let taken = match request {
+            GroupRequest::History { group } => {
+                return vec![respond(reply, &self.history(cx, &sender, group.as_bytes()))];
+            }
+            GroupRequest::Control(sealed) => self.take_control(cx, &sender, &sealed, now),
+            GroupRequest::Message(message) => self.take_message(cx, Some(&sender), &message),
+        };
+        match taken {
+            Ok(Taken { changed: false, start }) => {
+                let mut effects = vec![respond(reply, &GroupReply::Accepted)];
+                for peer in start {
+                    effects.extend(self.start_lane(cx, peer, now));
+                }
+                effects
+            }
+            Ok(Taken { changed: true, start }) => {
+                let ok = vec![respond(reply, &GroupReply::Accepted)];
+                let failed = vec![respond(reply, &GroupReply::Later)];
+                self.after_flush(cx, ok, failed, start)
+            }
+            Err(NotTaken::Later) => vec![respond(reply, &GroupReply::Later)],
+            Err(NotTaken::Refused(reason)) => {
+                tracing::info!(peer = %sender, %reason, "group request refused");
+                let mut reason = reason;
+                reason.truncate(reason.char_indices().nth(190).map_or(reason.len(), |(i, _)| i));
+                vec![respond(reply, &GroupReply::Refused(reason))]
+            }
+        }
+    }
+
+    /// A sealed control message from `sender`.
+    fn take_control(
+        &mut self,
+        cx: &Context,
+        sender: &AuthorId,
+        sealed: &kith_protocol::dm::Sealed,
+        now: u64,
+    ) -> Result<Taken, NotTaken> {
+        if sealed.sender != *sender {
+            return Err(NotTaken::Refused("sealed by someone else than the sender".into()));
+        }
+        let opened = self
+            .pairs
+            .with(&cx.keys, sender, |keys| {
+                Control::open(sealed, &cx.keys, keys)
+                    .map_err(|_| kith_protocol::dm::DmError::Decrypt)
+            })
+            .map_err(|e| NotTaken::Refused(e.to_string()))?;
+        match opened.1 {
+            Opened::Membership(membership) => self.take_membership(cx, membership),
+            Opened::Share(share) => self.take_share(cx, sender, &share),
+            Opened::Leave(leave) => self.take_leave(cx, sender, &leave, now),
+        }
+    }
+
+    /// The creator's epoch of a group: a new group this node's person is put in (by
+    /// someone they follow), or the next epoch of a known one.
+    fn take_membership(
+        &mut self,
+        cx: &Context,
+        membership: VerifiedMembership,
+    ) -> Result<Taken, NotTaken> {
+        let m: &Membership = membership.membership();
+        let id = *m.group.as_bytes();
+        let Some(Loaded { mut group, .. }) = load(cx, &id)? else {
+            if m.members.binary_search(&cx.me).is_err() {
+                return Err(NotTaken::Refused("you are not in this group".into()));
+            }
+            if !cx.store.is_following(&cx.me, &m.creator)? {
+                return Err(NotTaken::Refused("a group from someone you do not follow".into()));
+            }
+            save(cx, &Group::new(membership))?;
+            return Ok(Taken { changed: true, start: Vec::new() });
+        };
+        match group.apply(membership) {
+            Ok(_) => {
+                save(cx, &group)?;
+                // Any change: this node's next message starts a new session, whose key
+                // goes to the members of the new epoch only.
+                cx.store.set_group_outbound(&id, None)?;
+                Ok(Taken { changed: true, start: Vec::new() })
+            }
+            Err(GroupError::Stale { epoch, current }) if epoch == current => Ok(Taken::default()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A member's key share: kept when the sender (who sealed it) is a current member.
+    fn take_share(
+        &mut self,
+        cx: &Context,
+        sender: &AuthorId,
+        share: &SessionShare,
+    ) -> Result<Taken, NotTaken> {
+        let Some(Loaded { group, state }) = load(cx, share.group.as_bytes())? else {
+            return Err(NotTaken::Later);
+        };
+        if !state.active {
+            return Err(NotTaken::Refused("you are not in this group".into()));
+        }
+        if !group.is_member(sender) {
+            // Perhaps added in an epoch this node has not seen yet.
+            return Err(NotTaken::Later);
+        }
+        let inbound = Inbound::from_share(share, sender)?;
+        let tag = *inbound.tag().as_bytes();
+        if cx.store.group_inbound(&tag)?.is_some() {
+            return Ok(Taken::default());
+        }
+        let pickle = inbound.pickle(self.pickle_key(cx)?)?;
+        cx.store.set_group_inbound(&tag, &pickle)?;
+        Ok(Taken { changed: true, start: Vec::new() })
+    }
+
+    /// A member left: the creator makes the next epoch without them.
+    fn take_leave(
+        &mut self,
+        cx: &Context,
+        sender: &AuthorId,
+        leave: &Leave,
+        now: u64,
+    ) -> Result<Taken, NotTaken> {
+        if leave.member != *sender {
+            return Err(NotTaken::Refused("a leave notice for someone else".into()));
+        }
+        let Some(Loaded { mut group, .. }) = load(cx, leave.group.as_bytes())? else {
+            return Err(NotTaken::Refused("an unknown group".into()));
+        };
+        if group.creator() != cx.me {
+            return Ok(Taken::default());
+        }
+        if !group.leave(leave)? {
+            return Ok(Taken::default());
+        }
+        let others: Vec<AuthorId> = Self::others(cx, &group);
+        let next =
+            Membership::new(group.id(), group.epoch() + 1, &cx.me, group.name(), &others, now)?;
+        let signed = next.sign(&cx.keys)?.verify()?;
+        group.apply(signed)?;
+        save(cx, &group)?;
+        cx.store.set_group_outbound(leave.group.as_bytes(), None)?;
+        let start = self.announce(cx, &group, &[])?;
+        Ok(Taken { changed: true, start })
+    }
+
+    /// A group message, from `via` (a current member, when it came from one; `None`
+    /// when it came in a history answer from a member already admitted). Stored once.
+    fn take_message(
+        &mut self,
+        cx: &Context,
+        via: Option<&AuthorId>,
+        message: &GroupMessage,
+    ) -> Result<Taken, NotTaken> {
+        let digest = wire::digest(message)?;
+        if cx.store.group_held(&digest)? {
+            return Ok(Taken::default());
+        }
+        let tag = *message.session.as_bytes();
+        let Some(pickle) = cx.store.group_inbound(&tag)? else {
+            // Its key share has not come yet.
+            return Err(NotTaken::Later);
+        };
+        let key = self.pickle_key(cx)?;
+        let mut inbound = Inbound::from_pickle(&pickle, key, message.session)?;
+        let Some(Loaded { group, state }) = load(cx, inbound.group().as_bytes())? else {
+            return Err(NotTaken::Refused("an unknown group".into()));
+        };
+        if !state.active {
+            return Err(NotTaken::Refused("you are not in this group".into()));
+        }
+        if via.is_some_and(|v| !group.is_member(v)) {
+            return Err(NotTaken::Refused("not a member of this group".into()));
+        }
+        let received = inbound.decrypt(message)?;
+        if !group.is_member(&received.sender) {
+            return Err(NotTaken::Refused("the sender is not a member any more".into()));
+        }
+        let gid = *received.group.as_bytes();
+        let bytes = message.to_bytes()?;
+        cx.store.group_hold(&gid, &digest, &bytes)?;
+        let line = GroupLine {
+            id: *received.plain.id.as_bytes(),
+            from: *received.sender.as_bytes(),
+            text: received.plain.text,
+            timestamp: received.plain.timestamp,
+        };
+        cx.store.group_add_line(&gid, &line)?;
+        Ok(Taken { changed: true, start: Vec::new() })
+    }
+
+    /// The answer to a history question from `asker`: the newest ciphertexts of the
+    /// group, if both are in it.
+    fn history(&mut self, cx: &Context, asker: &AuthorId, group: &[u8; 16]) -> GroupReply {
+        let loaded = match load(cx, group) {
+            Ok(Some(loaded)) => loaded,
+            _ => return GroupReply::Refused("an unknown group".into()),
+        };
+        if !loaded.state.active || !loaded.group.is_member(asker) {
+            return GroupReply::Refused("not a member of this group".into());
+        }
+        let held = cx.store.group_ciphertexts(group, MAX_HISTORY_MESSAGES).unwrap_or_default();
+        let messages =
+            held.iter().filter_map(|b| GroupMessage::from_bytes(b).ok()).collect::<Vec<_>>();
+        GroupReply::History(messages)
+    }
+
+    /// The answer to this node's history question to `peer` about `group`: every
+    /// message this node can read and did not have is stored (one flush).
+    pub(crate) fn handle_history(
+        &mut self,
+        cx: &mut Context,
+        peer: &AuthorId,
+        group: &[u8; 16],
+        result: Result<Vec<u8>, String>,
+    ) -> Vec<Effect> {
+        let Ok(Ok(GroupReply::History(messages))) =
+            result.map(|bytes| GroupReply::from_bytes(&bytes))
+        else {
+            return Vec::new();
+        };
+        let member =
+            matches!(load(cx, group), Ok(Some(l)) if l.state.active && l.group.is_member(peer));
+        if !member {
+            return Vec::new();
+        }
+        let mut changed = false;
+        for message in &messages {
+            if let Ok(taken) = self.take_message(cx, None, message) {
+                changed |= taken.changed;
+            }
+        }
+        if changed {
+            self.after_flush(cx, Vec::new(), Vec::new(), Vec::new())
+        } else {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Sending to a group: encrypting with this node's session, and the durable queue of
+//! requests to each member (one lane per member, in order, with back-off).
+
+use kith_protocol::{
+    dm::{MessageId, Plain},
+    group::{
+        membership::Group,
+        wire::{self, Control, GroupReply, GroupRequest},
+        Outbound,
+    },
+    AuthorId,
+};
+
+use super::{lane_tag, load, Groups};
+use crate::{
+    api::ApiError,
+    core::{Context, Effect, Timer},
+    store::GroupLine,
+};
+
+impl Groups {
+    /// Encrypts `text` to `group` with this node's session (made, and its key queued
+    /// for every other member, when there is none for the epoch), stores it as read
+    /// here with its ciphertext, and queues it for every other member. Not flushed.
+    pub(super) fn encrypt_and_queue(
+        &mut self,
+        cx: &Context,
+        group: &Group,
+        text: String,
+        now: u64,
+    ) -> Result<MessageId, ApiError> {
+        let gid = group.id();
+        let others = Self::others(cx, group);
+        let mut out = match self.outbound(cx, gid.as_bytes(), group.epoch(), now)? {
+            Some(out) => out,
+            None => {
+                let out = Outbound::new(gid, group.epoch(), now);
+                let share = Control::Share(out.share(&cx.me));
+                for peer in &others {
+                    self.queue_control(cx, peer, &share)?;
+                }
+                out
+            }
+        };
+        let id = MessageId::generate().map_err(|e| ApiError::internal(format!("random: {e}")))?;
+        let plain = Plain { id, timestamp: now, text, attachments: Vec::new() };
+        let internal = |e: kith_protocol::group::GroupError| ApiError::internal(e.to_string());
+        let message = out.encrypt(&cx.me, &plain).map_err(internal)?;
+        let pickle = out.pickle(self.pickle_key(cx)?).map_err(internal)?;
+        cx.store.set_group_outbound(gid.as_bytes(), Some(&pickle))?;
+        let bytes = message.to_bytes().map_err(internal)?;
+        let digest = wire::digest(&message).map_err(internal)?;
+        cx.store.group_hold(gid.as_bytes(), &digest, &bytes)?;
+        let line = GroupLine {
+            id: *id.as_bytes(),
+            from: *cx.me.as_bytes(),
+            text: plain.text,
+            timestamp: now,
+        };
+        cx.store.group_add_line(gid.as_bytes(), &line)?;
+        let request = GroupRequest::Message(message).to_bytes().map_err(internal)?;
+        for peer in &others {
+            cx.store.group_queue(peer.as_bytes(), &request)?;
+        }
+        Ok(id)
+    }
+
+    /// Starts `peer`'s lane at its oldest queued request, unless it is busy.
+    pub(super) fn start_lane(&mut self, cx: &Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        if self.lanes.busy(&peer) {
+            return Vec::new();
+        }
+        self.next_in_lane(cx, peer, now)
+    }
+
+    fn next_in_lane(&mut self, cx: &Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        let next = match cx.store.group_queue_next(&peer) {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the group outbox");
+                return self.stop_lane(peer, now);
+            }
+        };
+        let Some(queued) = next else {
+            self.lanes.finish(peer, true, now);
+            return Vec::new();
+        };
+        let Ok(to) = AuthorId::from_bytes(peer) else {
+            let _ = cx.store.group_unqueue(&peer, queued.n);
+            return Vec::new();
+        };
+        self.lanes.claim(peer, lane_tag(queued.n));
+        vec![Effect::GroupDeliver { peer: to, n: queued.n, bytes: queued.bytes }]
+    }
+
+    fn stop_lane(&mut self, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        match self.lanes.finish(peer, false, now) {
+            Some(at) => vec![Effect::Schedule { at, timer: Timer::GroupOutbox }],
+            None => Vec::new(),
+        }
+    }
+
+    /// How delivering queued request `n` to `peer` went.
+    pub(crate) fn handle_delivered(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        n: u64,
+        result: Result<Vec<u8>, String>,
+        now: u64,
+    ) -> Vec<Effect> {
+        let key = *peer.as_bytes();
+        if self.lanes.current(&key) != Some(lane_tag(n)) {
+            return Vec::new();
+        }
+        let reply =
+            result.and_then(|bytes| GroupReply::from_bytes(&bytes).map_err(|e| e.to_string()));
+        match reply {
+            Ok(GroupReply::Accepted) => {}
+            Ok(GroupReply::Refused(reason)) => {
+                tracing::info!(%peer, reason = %reason.chars().take(200).collect::<String>(), "a member refused a group request");
+            }
+            Ok(GroupReply::Later | GroupReply::History(_)) | Err(_) => {
+                return self.stop_lane(key, now);
+            }
+        }
+        if let Err(error) = cx.store.group_unqueue(&key, n) {
+            tracing::error!(%error, "cannot update the group outbox");
+            return self.stop_lane(key, now);
+        }
+        self.next_in_lane(cx, key, now)
+    }
+
+    /// A look at the group outbox (a timer): starts the lanes whose time has come.
+    pub(crate) fn handle_due(&mut self, cx: &Context, now: u64) -> Vec<Effect> {
+        let peers = match cx.store.group_queue_peers() {
+            Ok(peers) => peers,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the group outbox");
+                return Vec::new();
+            }
+        };
+        let due = self.lanes.due(peers, now, None);
+        due.into_iter().flat_map(|peer| self.start_lane(cx, peer, now)).collect()
+    }
+
+    /// `peer` connected: its queue goes now, and it is asked for the newest messages of
+    /// every group both are in (catching up on what this node missed).
+    pub(crate) fn handle_connected(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        now: u64,
+    ) -> Vec<Effect> {
+        let key = *peer.as_bytes();
+        let mut effects = match cx.store.group_queue_next(&key) {
+            Ok(Some(_)) if !self.lanes.busy(&key) => self.next_in_lane(cx, key, now),
+            _ => Vec::new(),
+        };
+        let groups = match cx.store.groups() {
+            Ok(groups) => groups,
+            Err(error) => {
+                tracing::error!(%error, "cannot read groups");
+                return effects;
+            }
+        };
+        for (id, state) in groups {
+            if !state.active {
+                continue;
+            }
+            let Ok(Some(loaded)) = load(cx, &id) else { continue };
+            if !loaded.group.is_member(peer) || *peer == cx.me {
+                continue;
+            }
+            let group = loaded.group.id();
+            if let Ok(bytes) = (GroupRequest::History { group }).to_bytes() {
+                effects.push(Effect::GroupAsk { peer: *peer, group: id, bytes });
+            }
+        }
+        effects
+    }
+}

@@ -1,0 +1,252 @@
+//! Groups: members read each other without following each other, removal holds, a new
+//! member reads from when they joined, and a hostile member's forged membership, message
+//! under another member's name and replayed old epoch are refused.
+
+use kith_protocol::{
+    codec,
+    dm::{MessageId, PairKeys, Plain},
+    group::{
+        membership::{Membership, SignedMembership, MEMBERSHIP_DOMAIN},
+        wire::{Control, GroupReply, GroupRequest},
+        GroupId, Outbound,
+    },
+};
+
+use super::{dm::befriend, *};
+use crate::core::group::{GroupAnswer, GroupOp};
+
+const NOW: u64 = 1_000_000;
+
+/// Nodes and the group requests that went between them.
+struct World {
+    nodes: Vec<Fixture>,
+    /// Every (from, to, bytes) delivered, in order.
+    sent: Vec<(usize, usize, Vec<u8>)>,
+    next_reply: u64,
+}
+
+impl World {
+    /// Nodes 1..=n (secrets 1..=n); node 0 is mutual with every other one, the others
+    /// follow nobody but node 0.
+    fn new(n: u8) -> Self {
+        let mut nodes: Vec<Fixture> = (1..=n).map(Fixture::new).collect();
+        let (first, rest) = nodes.split_at_mut(1);
+        for other in rest {
+            befriend(&mut first[0], other);
+        }
+        Self { nodes, sent: Vec::new(), next_reply: 0 }
+    }
+
+    fn id(&self, i: usize) -> AuthorId {
+        self.nodes[i].core.me()
+    }
+
+    fn index(&self, who: &AuthorId) -> usize {
+        self.nodes.iter().position(|f| f.core.me() == *who).unwrap()
+    }
+
+    /// Runs a group request on node `i` and delivers everything that follows.
+    fn op(&mut self, i: usize, op: GroupOp) -> Result<GroupAnswer, ApiError> {
+        self.nodes[i].next_answer += 1;
+        let answer = AnswerId(self.nodes[i].next_answer);
+        let first = self.nodes[i].handle(Input::Group { op, answer }, NOW);
+        let effects = self.nodes[i].settle(first, NOW);
+        let result = effects.iter().find_map(|e| match e {
+            Effect::Answer { answer: a, result } if *a == answer => Some(result.clone()),
+            _ => None,
+        });
+        self.pump(i, effects);
+        match result.unwrap()? {
+            Answer::Group(done) => Ok(done),
+            other => panic!("answered {other:?}"),
+        }
+    }
+
+    /// Hands `bytes` from node `from` to node `to` as a `/kith/group/1` request: the
+    /// reply, and the effects at `to`.
+    fn request(&mut self, from: usize, to: usize, bytes: Vec<u8>) -> (GroupReply, Vec<Effect>) {
+        self.next_reply += 1;
+        let reply = ReplyId(self.next_reply);
+        let peer = self.nodes[from].core.me().to_peer_id().unwrap();
+        let input = Input::GroupRequest { from: peer, bytes, reply };
+        let first = self.nodes[to].handle(input, NOW);
+        let effects = self.nodes[to].settle(first, NOW);
+        let answer = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Respond { reply: r, bytes } if *r == reply => Some(bytes.clone()),
+                _ => None,
+            })
+            .unwrap();
+        (GroupReply::from_bytes(&answer).unwrap(), effects)
+    }
+
+    /// Delivers every group request among `effects` of node `i`, and what follows from
+    /// them, until nothing is left.
+    fn pump(&mut self, i: usize, effects: Vec<Effect>) {
+        let mut todo: Vec<(usize, Effect)> = effects.into_iter().map(|e| (i, e)).collect();
+        while !todo.is_empty() {
+            let (from, effect) = todo.remove(0);
+            let Effect::GroupDeliver { peer, n, bytes } = effect else { continue };
+            let to = self.index(&peer);
+            self.sent.push((from, to, bytes.clone()));
+            let (reply, at_to) = self.request(from, to, bytes);
+            todo.extend(at_to.into_iter().map(|e| (to, e)));
+            let result = Ok(reply.to_bytes().unwrap());
+            let first = self.nodes[from].handle(Input::GroupDelivered { peer, n, result }, NOW);
+            let after = self.nodes[from].settle(first, NOW);
+            todo.extend(after.into_iter().map(|e| (from, e)));
+        }
+    }
+
+    fn send(&mut self, i: usize, group: GroupId, text: &str) {
+        let done = self.op(i, GroupOp::Send { group, text: text.into() }).unwrap();
+        assert!(matches!(done, GroupAnswer::Sent(_)));
+    }
+
+    fn texts(&self, i: usize, group: GroupId) -> Vec<String> {
+        let store = self.nodes[i].core.store();
+        store.group_thread(group.as_bytes(), 1000).unwrap().into_iter().map(|l| l.text).collect()
+    }
+
+    fn epoch(&self, i: usize, group: GroupId) -> u64 {
+        let state = self.nodes[i].core.store().group(group.as_bytes()).unwrap().unwrap();
+        SignedMembership::from_bytes(&state.membership).unwrap().membership().epoch
+    }
+
+    /// A control message sealed by node `from`'s person for node `to`'s, as a request.
+    fn sealed(&self, from: u8, to: usize, control: &Control) -> Vec<u8> {
+        let keys = Keypair::from_secret_bytes(&[from; 32]);
+        let pair = PairKeys::new(&keys, &self.id(to)).unwrap();
+        GroupRequest::Control(control.seal(&keys, &pair).unwrap()).to_bytes().unwrap()
+    }
+}
+
+/// A group of nodes 0 (creator), 1 and 2; 1 and 2 do not follow each other.
+fn three() -> (World, GroupId) {
+    let mut w = World::new(3);
+    let members = vec![w.id(1), w.id(2)];
+    let GroupAnswer::Created(group) =
+        w.op(0, GroupOp::Create { name: "friends".into(), members }).unwrap()
+    else {
+        panic!("not created")
+    };
+    (w, group)
+}
+
+#[test]
+fn members_read_each_other_and_a_removed_member_reads_nothing_sent_after() {
+    let (mut w, group) = three();
+    assert!(!crate::core::dm::is_mutual(w.nodes[1].core.store(), &w.id(1), &w.id(2)).unwrap());
+    w.send(1, group, "from one");
+    w.send(2, group, "from two");
+    w.send(0, group, "from zero");
+    for i in 0..3 {
+        let mut texts = w.texts(i, group);
+        texts.sort();
+        assert_eq!(texts, ["from one", "from two", "from zero"], "node {i}");
+    }
+    let removed = w.id(2);
+    w.op(0, GroupOp::Remove { group, member: removed }).unwrap();
+    assert!(!w.nodes[2].core.store().group(group.as_bytes()).unwrap().unwrap().active);
+    w.send(1, group, "after");
+    w.send(0, group, "after from zero");
+    assert!(w.texts(0, group).contains(&"after".to_owned()));
+    assert!(w.texts(1, group).contains(&"after from zero".to_owned()));
+    assert_eq!(w.texts(2, group).len(), 3, "the removed member reads nothing new");
+    // Nothing sent after the removal went to node 2 at all.
+    let removal = w.sent.iter().rposition(|(from, to, _)| *from == 0 && *to == 2).unwrap();
+    assert!(w.sent[removal + 1..].iter().all(|(_, to, _)| *to != 2));
+    // A non-member (node 2 now) cannot send to the group either.
+    let refused = w.op(2, GroupOp::Send { group, text: "still here?".into() }).unwrap_err();
+    assert_eq!(refused.kind, crate::api::ErrorKind::NotFound);
+}
+
+#[test]
+fn a_new_member_reads_from_when_they_joined() {
+    let (mut w, group) = three();
+    w.send(1, group, "before");
+    let mut d = Fixture::new(4);
+    befriend(&mut w.nodes[0], &mut d);
+    w.nodes.push(d);
+    w.op(0, GroupOp::Add { group, member: w.id(3) }).unwrap();
+    w.send(1, group, "after");
+    w.send(3, group, "hello from the new one");
+    // (Same timestamp: ordered by id.)
+    let mut joined = w.texts(3, group);
+    joined.sort();
+    assert_eq!(joined, ["after", "hello from the new one"]);
+    assert!(w.texts(2, group).contains(&"hello from the new one".to_owned()));
+    // Only mutual connections can be added.
+    let stranger = Keypair::from_secret_bytes(&[9; 32]).id();
+    let refused = w.op(0, GroupOp::Add { group, member: stranger }).unwrap_err();
+    assert_eq!(refused.kind, crate::api::ErrorKind::NotMutual);
+    // Only the creator changes membership.
+    let refused = w.op(1, GroupOp::Remove { group, member: w.id(2) }).unwrap_err();
+    assert_eq!(refused.kind, crate::api::ErrorKind::Refused);
+}
+
+#[test]
+fn a_forged_membership_change_is_refused() {
+    let (mut w, group) = three();
+    let others = [w.id(0), w.id(2)];
+    // Member 1 signs an epoch of its own that drops node 0...
+    let own = Membership::new(group, 2, &w.id(1), "mine", &others[1..], NOW).unwrap();
+    let own = own.sign(&Keypair::from_secret_bytes(&[2; 32])).unwrap();
+    // ...and one that names the creator but carries member 1's signature.
+    let named = Membership::new(group, 2, &w.id(0), "friends", &others[1..], NOW).unwrap();
+    let signature = Keypair::from_secret_bytes(&[2; 32])
+        .sign(MEMBERSHIP_DOMAIN, &codec::encode(&named).unwrap());
+    let forged = SignedMembership { membership: named, signature };
+    for signed in [own, forged] {
+        let bytes = w.sealed(2, 2, &Control::Membership(signed));
+        let (reply, _) = w.request(1, 2, bytes);
+        assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
+        assert_eq!(w.epoch(2, group), 1);
+    }
+}
+
+#[test]
+fn a_message_claiming_another_member_as_its_sender_is_refused() {
+    let (mut w, group) = three();
+    let (one, creator) = (w.id(1), w.id(0));
+    // Member 1's own session, shared properly: taken.
+    let mut out = Outbound::new(group, 1, NOW);
+    let share = w.sealed(2, 2, &Control::Share(out.share(&one)));
+    assert_eq!(w.request(1, 2, share).0, GroupReply::Accepted);
+    // A message in it that claims to be from the creator: refused, not stored.
+    let plain = Plain {
+        id: MessageId::from_bytes([7; 16]),
+        timestamp: NOW,
+        text: "I am the creator".into(),
+        attachments: vec![],
+    };
+    let message = out.encrypt(&creator, &plain).unwrap();
+    let (reply, _) = w.request(1, 2, GroupRequest::Message(message).to_bytes().unwrap());
+    assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
+    // A share of a session in the creator's name, sealed by member 1: refused.
+    let fake = Outbound::new(group, 1, NOW);
+    let share = w.sealed(2, 2, &Control::Share(fake.share(&creator)));
+    assert!(matches!(w.request(1, 2, share).0, GroupReply::Refused(_)));
+    assert!(w.texts(2, group).is_empty());
+}
+
+#[test]
+fn a_replayed_old_epoch_and_a_replayed_message_change_nothing() {
+    let (mut w, group) = three();
+    w.send(0, group, "once");
+    // The first epoch as the creator sent it to node 1, and the message.
+    let to_one: Vec<Vec<u8>> =
+        w.sent.iter().filter(|(f, t, _)| *f == 0 && *t == 1).map(|(_, _, b)| b.clone()).collect();
+    w.op(0, GroupOp::Remove { group, member: w.id(2) }).unwrap();
+    assert_eq!(w.epoch(1, group), 2);
+    // The old epoch is refused; the share and the message again change nothing.
+    assert_eq!(to_one.len(), 3, "membership, key share, message");
+    let (reply, _) = w.request(0, 1, to_one[0].clone());
+    assert!(matches!(&reply, GroupReply::Refused(r) if r.contains("epoch")), "{reply:?}");
+    for bytes in &to_one[1..] {
+        assert_eq!(w.request(0, 1, bytes.clone()).0, GroupReply::Accepted);
+    }
+    assert_eq!(w.epoch(1, group), 2, "an old epoch is not taken back");
+    assert_eq!(w.texts(1, group), ["once"], "a replayed message is stored once");
+}

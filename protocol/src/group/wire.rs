@@ -1,0 +1,203 @@
+//! The `/kith/group/1` exchange between members of a group (`docs/protocol.md`, 20.6).
+//!
+//! A request carries one of three things:
+//! - a [`Control`] message (a membership epoch, a Megolm key share, a leave notice),
+//!   sealed for the recipient with the `/kith/dm/1` construction
+//!   ([`Sealed::seal_body_with`]), which proves who sent it and hides it from everyone
+//!   else;
+//! - a [`GroupMessage`] (Megolm ciphertext, nothing but a session tag in the clear);
+//! - a question for the history of a group the asker is a member of, answered with the
+//!   newest ciphertexts the answering member holds (at most [`MAX_HISTORY_MESSAGES`]).
+//!
+//! Admission is by group membership as the creator signed it, not by who follows whom:
+//! members of one group need not follow each other.
+
+use bincode::{Decode, Encode};
+use zeroize::Zeroizing;
+
+use super::{
+    decode_within, encode_within,
+    megolm::{GroupMessage, SessionShare, MAX_GROUP_MESSAGE_BYTES, MAX_SHARE_BYTES},
+    membership::{Leave, SignedLeave, SignedMembership, VerifiedMembership, MAX_MEMBERSHIP_BYTES},
+    GroupError, GroupId,
+};
+use crate::{
+    codec,
+    dm::{PairKeys, Sealed},
+    identity::{AuthorId, Keypair},
+    limits::MAX_SEALED_BYTES,
+};
+
+/// The libp2p protocol name of the exchange.
+pub const GROUP_PROTOCOL: &str = "/kith/group/1";
+
+/// What a sealed control message's body starts with (so no other sealed body is taken
+/// for one).
+pub const CONTROL_DOMAIN: &[u8] = b"kith-group-control/1:";
+
+/// Most ciphertexts in one history answer.
+pub const MAX_HISTORY_MESSAGES: usize = 64;
+
+/// Largest encoded control message (before sealing).
+pub const MAX_CONTROL_BYTES: usize = 1 + MAX_MEMBERSHIP_BYTES + MAX_SHARE_BYTES;
+
+/// Largest request.
+pub const MAX_GROUP_REQUEST_BYTES: usize = 16 + MAX_SEALED_BYTES + MAX_GROUP_MESSAGE_BYTES;
+
+/// Largest reply.
+pub const MAX_GROUP_REPLY_BYTES: usize =
+    16 + MAX_HISTORY_MESSAGES * (MAX_GROUP_MESSAGE_BYTES + 8) + 512;
+
+/// What travels sealed between two members. The variant order is part of the wire
+/// format.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Control {
+    /// The creator's latest epoch of a group (from the creator, or passed on).
+    Membership(SignedMembership),
+    /// The sender's Megolm session key for a group.
+    Share(SessionShare),
+    /// The sender left a group.
+    Leave(SignedLeave),
+}
+
+/// A control message opened and checked (signatures verified, shapes checked).
+#[derive(Clone, Debug)]
+pub enum Opened {
+    /// A membership whose creator's signature verifies.
+    Membership(VerifiedMembership),
+    /// A key share (whether it may be used is the receiver's decision).
+    Share(SessionShare),
+    /// A leave notice whose member's signature verifies.
+    Leave(Leave),
+}
+
+impl Control {
+    /// Seals this for the other person of `keys`.
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`], [`GroupError::Message`] (sealing).
+    pub fn seal(&self, sender: &Keypair, keys: &PairKeys) -> Result<Sealed, GroupError> {
+        let mut body = Zeroizing::new(CONTROL_DOMAIN.to_vec());
+        body.extend_from_slice(&encode_within(self, MAX_CONTROL_BYTES)?);
+        Ok(Sealed::seal_body_with(sender, keys, &body)?)
+    }
+
+    /// Opens a sealed control message for `recipient` (`keys`: theirs with the sender):
+    /// who sent it (proved) and what it says, checked.
+    ///
+    /// # Errors
+    /// [`GroupError::Message`] when it does not open; [`GroupError::Malformed`] without
+    /// the domain; the decoding and verification errors of each kind.
+    pub fn open(
+        sealed: &Sealed,
+        recipient: &Keypair,
+        keys: &PairKeys,
+    ) -> Result<(AuthorId, Opened), GroupError> {
+        let body = sealed.open_body_with(recipient, keys)?;
+        let Some(rest) = body.strip_prefix(CONTROL_DOMAIN) else {
+            return Err(GroupError::Malformed("not a group control message".into()));
+        };
+        let control: Self = decode_within::<_, MAX_CONTROL_BYTES>(rest)?;
+        let opened = match control {
+            Self::Membership(signed) => Opened::Membership(signed.verify()?),
+            Self::Share(share) => Opened::Share(SessionShare::from_bytes(&share.to_bytes()?)?),
+            Self::Leave(signed) => Opened::Leave(SignedLeave::from_bytes(&signed.to_bytes()?)?),
+        };
+        Ok((sealed.sender, opened))
+    }
+}
+
+/// A request on `/kith/group/1`. The variant order is part of the wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum GroupRequest {
+    /// A sealed [`Control`] message.
+    Control(Sealed),
+    /// A group message, for the recipient to store and read.
+    Message(GroupMessage),
+    /// The newest messages of a group the asker is a member of.
+    History {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// The answer on `/kith/group/1`. The variant order is part of the wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum GroupReply {
+    /// Taken (stored and flushed), or known already.
+    Accepted,
+    /// Not now (a key share or membership not here yet): the sender tries again later.
+    Later,
+    /// Refused for good, with why.
+    Refused(String),
+    /// The answer to [`GroupRequest::History`], oldest first.
+    History(Vec<GroupMessage>),
+}
+
+impl GroupRequest {
+    /// The canonical encoding.
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, GroupError> {
+        encode_within(self, MAX_GROUP_REQUEST_BYTES)
+    }
+
+    /// Decodes a request from outside: size first, canonical decoding, the shape of what
+    /// it carries. Nothing is opened.
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`], [`GroupError::Codec`], [`GroupError::Malformed`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, GroupError> {
+        let request: Self = decode_within::<_, MAX_GROUP_REQUEST_BYTES>(bytes)?;
+        match &request {
+            Self::Control(sealed) => {
+                Sealed::from_bytes(&sealed.to_bytes()?)?;
+            }
+            Self::Message(message) => message.check()?,
+            Self::History { .. } => {}
+        }
+        Ok(request)
+    }
+}
+
+impl GroupReply {
+    /// The canonical encoding.
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, GroupError> {
+        encode_within(self, MAX_GROUP_REPLY_BYTES)
+    }
+
+    /// Decodes a reply from outside: size first, canonical decoding, at most
+    /// [`MAX_HISTORY_MESSAGES`] messages each of the right shape, a reason of at most 200
+    /// bytes.
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`], [`GroupError::Codec`], [`GroupError::Malformed`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, GroupError> {
+        let reply: Self = decode_within::<_, MAX_GROUP_REPLY_BYTES>(bytes)?;
+        match &reply {
+            Self::History(messages) => {
+                if messages.len() > MAX_HISTORY_MESSAGES {
+                    return Err(GroupError::Malformed("too many messages".into()));
+                }
+                for message in messages {
+                    message.check()?;
+                }
+            }
+            Self::Refused(reason) if reason.len() > 200 => {
+                return Err(GroupError::Malformed("over-long reason".into()));
+            }
+            _ => {}
+        }
+        Ok(reply)
+    }
+}
+
+/// The canonical bytes of `message`'s encoding, hashed: how a member knows a ciphertext
+/// it holds already before opening it.
+pub fn digest(message: &GroupMessage) -> Result<[u8; 32], GroupError> {
+    Ok(*blake3::hash(&codec::encode(message)?).as_bytes())
+}
