@@ -26,10 +26,11 @@
 //! # }
 //! ```
 
+pub mod discovery;
 pub mod dm;
 pub mod feeds;
-pub mod hold;
 pub mod group;
+pub mod hold;
 pub mod mailbox;
 pub mod notify;
 pub mod outbox;
@@ -38,7 +39,7 @@ pub mod sync;
 use std::collections::BTreeSet;
 
 use kith_protocol::{sync::Query, AuthorId, Keypair, RecordKind, VerifiedRecord};
-use libp2p::{gossipsub::MessageId, PeerId};
+use libp2p::{gossipsub::MessageId, Multiaddr, PeerId};
 use rand_core::Rng;
 
 use crate::{
@@ -81,6 +82,12 @@ pub enum Timer {
     /// Delete the envelopes held for others past their TTL. The driver gives this once
     /// at start; the core asks for the next one every [`hold::SWEEP_EVERY_MS`].
     HoldSweep,
+    /// Look at bootstrap peer number `.0` (see [`discovery`]).
+    Bootstrap(usize),
+    /// Look up subscribed tags and followed people, a moment after start.
+    Lookups,
+    /// Look at the sets of followed peers and mutual connections.
+    Friends,
 }
 
 /// One gossip message as it came from the network.
@@ -236,6 +243,26 @@ pub enum Input {
     },
     /// The person changed how this node's mailboxes are chosen: look at the choice now.
     MailboxesChanged,
+    /// The node starts: discovery begins (see [`discovery`]).
+    Discover(discovery::Start),
+    /// How an [`Effect::Dial`] of a bootstrap peer went: the peer dialled, or why not.
+    Dialled {
+        /// Which bootstrap peer.
+        bootstrap: usize,
+        /// The peer reached, or the failure.
+        result: Result<PeerId, String>,
+    },
+    /// This node's person subscribed to a hashtag (`on`) or unsubscribed.
+    TagInterest {
+        /// The tag.
+        tag: kith_protocol::Tag,
+        /// Subscribed or not.
+        on: bool,
+    },
+    /// The answer to an [`Effect::FindTagPeers`]: others who announced the tag.
+    Providers(Vec<PeerId>),
+    /// The `dht_tags` setting changed.
+    DhtTags(bool),
     /// A timer the core scheduled is due.
     Timer(Timer),
     /// A flush the core asked for is done (or failed).
@@ -396,6 +423,30 @@ pub enum Effect {
     },
     /// Flush the store, then report [`Input::Flushed`] with this id.
     Flush(FlushId),
+    /// Dial `addr`; for a bootstrap peer report [`Input::Dialled`].
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// Which bootstrap peer it is, if one.
+        bootstrap: Option<usize>,
+    },
+    /// Dial `peer` at whatever addresses the network knows.
+    DialPeer(PeerId),
+    /// Connect to this person if not connected, finding their addresses in the DHT.
+    Reach(AuthorId),
+    /// Announce interest in the tag in the DHT and report the others who announced it
+    /// with [`Input::Providers`].
+    FindTagPeers(kith_protocol::Tag),
+    /// Stop renewing the DHT announcement of interest in the tag.
+    StopProviding(kith_protocol::Tag),
+    /// The network's sets: followed peers (let in beyond the connection limits) and,
+    /// with the relay for friends, mutual connections (relayed for).
+    Friends {
+        /// Peers this node's person follows.
+        followed: Vec<PeerId>,
+        /// Mutual connections, when the relay serves them.
+        mutual: Option<Vec<PeerId>>,
+    },
     /// Answer a control request.
     Answer {
         /// Which one.
@@ -460,6 +511,7 @@ pub struct Core {
     mailboxes: mailbox::Mailboxes,
     hold: hold::Hold,
     groups: group::Groups,
+    discovery: discovery::Discovery,
 }
 
 impl Core {
@@ -469,8 +521,8 @@ impl Core {
         let admission = Admission::new(me);
         let durable = BTreeSet::new();
         let cx = Context { me, keys, admission, store, threads: 1, next_flush: 0, durable };
-        let (feeds, dm, sync, mailboxes, hold, groups) = Default::default();
-        Self { cx, feeds, dm, sync, mailboxes, hold, groups }
+        let (feeds, dm, sync, mailboxes, hold, groups, discovery) = Default::default();
+        Self { cx, feeds, dm, sync, mailboxes, hold, groups, discovery }
     }
 
     /// What this node holds for others as their mailbox, from now on (the defaults at
@@ -521,15 +573,18 @@ impl Core {
                 self.groups.handle_history(cx, &peer, &group, result)
             }
             Input::Timer(Timer::GroupOutbox) => self.groups.handle_due(cx, now),
-            Input::Connected { peer } => match AuthorId::from_peer_id(&peer) {
-                Ok(author) => {
-                    self.mailboxes.connected(author, now);
-                    let mut effects = self.dm.handle_due(cx, Some(&author), now);
-                    effects.extend(self.groups.handle_connected(cx, &author, now));
-                    effects
+            Input::Connected { peer } => {
+                self.discovery.connected(peer);
+                match AuthorId::from_peer_id(&peer) {
+                    Ok(author) => {
+                        self.mailboxes.connected(author, now);
+                        let mut effects = self.dm.handle_due(cx, Some(&author), now);
+                        effects.extend(self.groups.handle_connected(cx, &author, now));
+                        effects
+                    }
+                    Err(_) => self.dm.handle_due(cx, None, now),
                 }
-                Err(_) => self.dm.handle_due(cx, None, now),
-            },
+            }
             Input::Pull { peer, what, answer } => {
                 self.sync.handle_pull(cx, peer, what, answer, now)
             }
@@ -544,6 +599,7 @@ impl Core {
                 self.sync.handle_subscribed(cx, peer, &topic, now)
             }
             Input::Disconnected { peer } => {
+                self.discovery.disconnected(&peer);
                 if let Ok(author) = AuthorId::from_peer_id(&peer) {
                     self.mailboxes.disconnected(cx, &author, now);
                 }
@@ -562,6 +618,16 @@ impl Core {
                 effects
             }
             Input::Timer(Timer::HoldSweep) => self.hold.handle_sweep(cx, now),
+            Input::Discover(start) => self.discovery.start(cx, start, now),
+            Input::Dialled { bootstrap, result } => {
+                self.discovery.bootstrap_dialled(bootstrap, result, now)
+            }
+            Input::TagInterest { tag, on } => self.discovery.tag_interest(tag, on),
+            Input::Providers(peers) => self.discovery.providers(cx, peers),
+            Input::DhtTags(on) => self.discovery.set_dht_tags(cx, on),
+            Input::Timer(Timer::Bootstrap(index)) => self.discovery.bootstrap_due(index, now),
+            Input::Timer(Timer::Lookups) => self.discovery.lookups(cx),
+            Input::Timer(Timer::Friends) => self.discovery.friends(cx, now, true),
             Input::Timer(Timer::Outbox) => {
                 let mut effects = self.dm.handle_due(cx, None, now);
                 effects.extend(self.groups.handle_due(cx, now));
@@ -596,6 +662,10 @@ impl Core {
         let follow_of_me = effects
             .iter()
             .any(|e| matches!(e, Effect::Stored(record) if feeds::is_follow_of(record, &me)));
+        if follow_by_me {
+            // Followed peers get in beyond the connection limits from now on.
+            effects.extend(self.discovery.friends(cx, now, false));
+        }
         if follow_by_me || follow_of_me {
             if let Some(kind) = mailbox::changed(cx) {
                 effects.extend(self.feeds.publish_unasked(cx, kind, now));

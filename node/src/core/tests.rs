@@ -6,10 +6,11 @@ use kith_protocol::{Post, RecordId, Topic};
 use super::*;
 use crate::store::tests::{post, signed};
 
+mod discovery;
 mod dm;
 mod feeds;
-mod hold;
 mod group;
+mod hold;
 mod notify;
 mod olm;
 mod sync;

@@ -1,7 +1,7 @@
 //! Direct messages: the driver's side of `msg send` and of inbound messages (the
 //! decisions are the core's: `crate::core::dm`), and reading conversations.
 
-use kith_protocol::{dm::MessageId, AuthorId};
+use kith_protocol::dm::MessageId;
 use libp2p::PeerId;
 
 use super::{errors::Reply, Node};
@@ -9,7 +9,7 @@ use crate::{
     api::{ApiError, InboxEntry, MessageEntry, Response},
     core::{dm::Outgoing, Answer, Input},
     net::Responder,
-    store::{DmRecord, StoreError},
+    store::DmRecord,
 };
 
 /// A thread's `--limit`: the default when not given, else between 1 and the feed's.
@@ -25,10 +25,6 @@ pub(super) fn thread_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 impl Node {
-    pub(super) fn is_mutual(&self, other: &AuthorId) -> Result<bool, StoreError> {
-        crate::core::dm::is_mutual(&self.inner.store, &self.inner.me, other)
-    }
-
     /// `msg send`: the core admits the message; its attachments are prepared and sealed
     /// here (files, blobs); then the core seals, stores, queues and tries it, and answers
     /// delivered or queued once flushed.

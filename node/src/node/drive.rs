@@ -301,6 +301,14 @@ impl Node {
                 Effect::Serve { reply, peer: _, query, friend } => {
                     self.serve_sync(reply, *query, friend).await;
                 }
+                Effect::Dial { addr, bootstrap } => self.dial_for_discovery(addr, bootstrap),
+                Effect::DialPeer(peer) => self.inner.net.dial_peer(peer).await,
+                Effect::Reach(who) => self.reach_later(who),
+                Effect::FindTagPeers(tag) => self.find_tag_peers(tag),
+                Effect::StopProviding(tag) => {
+                    self.inner.net.stop_providing(super::discovery::tag_key(&tag)).await;
+                }
+                Effect::Friends { followed, mutual } => self.set_friends(followed, mutual),
                 Effect::Schedule { at, timer } => {
                     let delay = Duration::from_millis(at.saturating_sub(now_ms()));
                     self.drive_later(Input::Timer(timer), delay);

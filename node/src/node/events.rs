@@ -5,44 +5,6 @@ use super::*;
 use crate::core::GossipMessage;
 
 impl Node {
-    /// Keeps bootstrap peers connected, redials remembered peers, and announces and looks
-    /// up subscribed hashtags in the DHT, in the background.
-    pub(super) fn redial(&self, bootstrap: &[Multiaddr]) {
-        for addr in bootstrap {
-            self.spawn(self.clone().keep_bootstrap(addr.clone()));
-        }
-        let node = self.clone();
-        self.spawn(async move {
-            // Give the first connections a moment; lookups need someone to ask.
-            if !node.pause(Duration::from_secs(1)).await {
-                return;
-            }
-            for tag in node.inner.store.subscriptions().unwrap_or_default() {
-                node.find_tag_peers(&tag).await;
-            }
-            for author in node.inner.store.following(&node.inner.me).unwrap_or_default() {
-                node.reach(author).await;
-            }
-        });
-        let mut addrs: Vec<Multiaddr> = Vec::new();
-        match self.inner.store.known_peers(crate::store::MAX_KNOWN_PEERS) {
-            Ok(peers) => {
-                for (_, known) in self.redial_order(peers).into_iter().take(REDIAL_PEERS) {
-                    addrs.extend(known.iter().filter_map(|a| a.parse().ok()).take(2));
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot read known peers"),
-        }
-        for addr in addrs {
-            let net = self.inner.net.clone();
-            self.spawn(async move {
-                if let Err(error) = net.dial(addr.clone()).await {
-                    tracing::debug!(%addr, %error, "redial failed");
-                }
-            });
-        }
-    }
-
     pub(super) async fn run_events(self, mut events: mpsc::Receiver<Event>) {
         let mut next = events.recv().await;
         while let Some(event) = next.take() {
@@ -145,22 +107,6 @@ impl Node {
             });
         };
         tracing::Instrument::instrument(work, span).await;
-    }
-
-    /// Known peers in the order a restart redials them: people this node's person
-    /// follows first, then by most recent contact (`known` comes in that order). A peer
-    /// id counts for nothing by itself: ids that sort first cannot push a friend out.
-    pub(super) fn redial_order(
-        &self,
-        known: Vec<(String, Vec<String>)>,
-    ) -> Vec<(String, Vec<String>)> {
-        let following = self.inner.store.following(&self.inner.me).unwrap_or_default();
-        let followed: std::collections::HashSet<String> =
-            following.iter().filter_map(|a| a.to_peer_id().ok()).map(|p| p.to_string()).collect();
-        let (mut friends, others): (Vec<_>, Vec<_>) =
-            known.into_iter().partition(|(peer, _)| followed.contains(peer));
-        friends.extend(others);
-        friends
     }
 
     /// Remembers an address this node dialled `peer` at (never an address a peer only

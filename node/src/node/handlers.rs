@@ -303,8 +303,6 @@ impl Node {
             if follow {
                 self.own_follow_made_mutual(target);
             }
-            // Followed peers get in beyond the connection limits from now on.
-            self.update_friends(false);
         }
         let topic = Topic::Author(target).to_string();
         if follow {
@@ -364,12 +362,12 @@ impl Node {
                 for peer in node.inner.net.peers().await.unwrap_or_default() {
                     node.sync_tag(peer.peer, &tag).await;
                 }
-                node.find_tag_peers(&tag).await;
+                node.drive(crate::core::Input::TagInterest { tag, on: true }).await;
             });
         } else {
             self.inner.net.unsubscribe(topic).await?;
             // No longer renewed in the DHT: records peers already hold expire on their own.
-            self.inner.net.stop_providing(super::discovery::tag_key(&tag)).await;
+            self.drive(crate::core::Input::TagInterest { tag, on: false }).await;
         }
         Ok(Response::Ok)
     }

@@ -67,8 +67,6 @@ const GOSSIP_BATCH: usize = 64;
 
 /// How long start-up waits for a listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many remembered peers are redialled at start.
-const REDIAL_PEERS: usize = 32;
 /// Requests (direct messages and sync) per second from one peer, and the burst: enough
 /// for a fast conversation between two mutual connections, while a flooding peer costs
 /// at most about a tenth of a core of refusals. Sync requests have their own, lower
@@ -257,10 +255,12 @@ impl Node {
         node.drive_mailboxes();
         node.drive_hold_sweep();
         node.spawn(node.clone().run_sync_timer());
-        node.redial(&config.bootstrap);
-        let relay_friends = config.relay == net::RelayMode::Friends;
-        node.update_friends(relay_friends);
-        node.spawn(node.clone().run_friends(relay_friends));
+        let start = crate::core::discovery::Start {
+            bootstrap: config.bootstrap.clone(),
+            relay_friends: config.relay == net::RelayMode::Friends,
+            dht_tags: config.dht_tags,
+        };
+        node.drive(crate::core::Input::Discover(start)).await;
         node.spawn(node.clone().run_expiry());
         node.spawn(node.clone().run_blob_collect());
         node.spawn(node.clone().run_thumbnails(thumb_jobs));

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{discovery::tag_key, errors::Reply, Node};
+use super::{errors::Reply, Node};
 use crate::{
     api::{ApiError, LiveSettings, NodeSettings, Response},
     config::{self, Config, ConfigError},
@@ -57,28 +57,10 @@ impl Node {
         self.inner.net.set_limits(saved.limits).await;
         self.inner.dht_tags.store(saved.dht_tags, Ordering::SeqCst);
         if before.dht_tags != Some(saved.dht_tags) {
-            self.dht_tags_changed(saved.dht_tags).await;
+            self.drive(crate::core::Input::DhtTags(saved.dht_tags)).await;
         }
         self.config().adopt_live(&saved);
         tracing::info!(settings = ?self.config().live(), "settings changed");
         self.settings()
-    }
-
-    /// Announces the subscribed tags in the DHT (and looks for their subscribers), or
-    /// stops renewing their announcements.
-    async fn dht_tags_changed(&self, on: bool) {
-        let tags = self.inner.store.subscriptions().unwrap_or_default();
-        if on {
-            let node = self.clone();
-            self.spawn(async move {
-                for tag in tags {
-                    node.find_tag_peers(&tag).await;
-                }
-            });
-        } else {
-            for tag in tags {
-                self.inner.net.stop_providing(tag_key(&tag)).await;
-            }
-        }
     }
 }

@@ -422,6 +422,13 @@ impl World {
             | Effect::Verdict { .. }
             | Effect::Stored(_)
             | Effect::LivePost(_) => {}
+            // The simulated network decides who is connected to whom by itself.
+            Effect::Dial { .. }
+            | Effect::DialPeer(_)
+            | Effect::Reach(_)
+            | Effect::FindTagPeers(_)
+            | Effect::StopProviding(_)
+            | Effect::Friends { .. } => {}
         }
     }
 
