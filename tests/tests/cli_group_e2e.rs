@@ -118,6 +118,9 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     // B is offline while A writes; it catches up when it comes back.
     assert!(b.terminate());
     send(&a, &group, "while B was away");
+    let status = a.json(&["status"]);
+    assert_eq!(status["groups"], 1);
+    assert!(status["group_outbox"].as_u64().unwrap() >= 1, "A waits for B: {status}");
     b.restart();
     wait_for_texts(&b, &group, &["while B was away"]);
     assert_once_in_order(&b, &group);
@@ -132,6 +135,9 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     send(&e, &group, "thanks from E");
     wait_for_texts(&b, &group, &["thanks from E"]);
     wait_for_texts(&a, &group, &["thanks from E"]);
+    eventually(DEADLINE, "A's group requests to be delivered", || {
+        (a.json(&["status"])["group_outbox"] == 0).then_some(())
+    });
     let e_reads = texts(&e, &group);
     assert!(!e_reads.iter().any(|t| t.starts_with("hello")), "E reads history: {e_reads:?}");
 

@@ -123,6 +123,7 @@ pub(super) fn status(s: &Status, json: bool) {
     );
     out!("records    {} ({} posts)", s.records, s.posts);
     out!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
+    out!("groups     {} ({} requests waiting for members)", s.groups, s.group_outbox);
     out!("notices    {} unread", s.unread_notifications);
     let b = &s.blobs;
     out!(

@@ -407,6 +407,12 @@ pub struct Status {
     pub messages: u64,
     /// Messages waiting in the outbox.
     pub outbox: usize,
+    /// Private groups this node's person is in.
+    #[serde(default)]
+    pub groups: usize,
+    /// Group requests (messages, key shares, membership changes) waiting for members.
+    #[serde(default)]
+    pub group_outbox: usize,
     /// Notifications not yet listed.
     pub unread_notifications: u64,
     /// People followed.

@@ -10,6 +10,7 @@ mod discovery;
 mod dm;
 mod feeds;
 mod group;
+mod group_churn;
 mod hold;
 mod notify;
 mod olm;

@@ -188,6 +188,8 @@ impl Node {
             posts: counts.posts,
             messages: counts_dm,
             outbox: store.dm_outbox_len(),
+            groups: store.groups()?.iter().filter(|(_, g)| g.active).count(),
+            group_outbox: store.group_queue_len(),
             unread_notifications: store.unread_notifications()?,
             following: store.following(me)?.len(),
             followers: store.followers(me)?.len(),

@@ -18,39 +18,40 @@ use crate::core::group::{GroupAnswer, GroupOp};
 const NOW: u64 = 1_000_000;
 
 /// Nodes and the group requests that went between them.
-struct World {
-    nodes: Vec<Fixture>,
+pub(super) struct World {
+    pub(super) now: u64,
+    pub(super) nodes: Vec<Fixture>,
     /// Every (from, to, bytes) delivered, in order.
-    sent: Vec<(usize, usize, Vec<u8>)>,
+    pub(super) sent: Vec<(usize, usize, Vec<u8>)>,
     next_reply: u64,
 }
 
 impl World {
     /// Nodes 1..=n (secrets 1..=n); node 0 is mutual with every other one, the others
     /// follow nobody but node 0.
-    fn new(n: u8) -> Self {
+    pub(super) fn new(n: u8) -> Self {
         let mut nodes: Vec<Fixture> = (1..=n).map(Fixture::new).collect();
         let (first, rest) = nodes.split_at_mut(1);
         for other in rest {
             befriend(&mut first[0], other);
         }
-        Self { nodes, sent: Vec::new(), next_reply: 0 }
+        Self { nodes, sent: Vec::new(), next_reply: 0, now: NOW }
     }
 
-    fn id(&self, i: usize) -> AuthorId {
+    pub(super) fn id(&self, i: usize) -> AuthorId {
         self.nodes[i].core.me()
     }
 
-    fn index(&self, who: &AuthorId) -> usize {
+    pub(super) fn index(&self, who: &AuthorId) -> usize {
         self.nodes.iter().position(|f| f.core.me() == *who).unwrap()
     }
 
     /// Runs a group request on node `i` and delivers everything that follows.
-    fn op(&mut self, i: usize, op: GroupOp) -> Result<GroupAnswer, ApiError> {
+    pub(super) fn op(&mut self, i: usize, op: GroupOp) -> Result<GroupAnswer, ApiError> {
         self.nodes[i].next_answer += 1;
         let answer = AnswerId(self.nodes[i].next_answer);
-        let first = self.nodes[i].handle(Input::Group { op, answer }, NOW);
-        let effects = self.nodes[i].settle(first, NOW);
+        let first = self.nodes[i].handle(Input::Group { op, answer }, self.now);
+        let effects = self.nodes[i].settle(first, self.now);
         let result = effects.iter().find_map(|e| match e {
             Effect::Answer { answer: a, result } if *a == answer => Some(result.clone()),
             _ => None,
@@ -64,13 +65,18 @@ impl World {
 
     /// Hands `bytes` from node `from` to node `to` as a `/kith/group/1` request: the
     /// reply, and the effects at `to`.
-    fn request(&mut self, from: usize, to: usize, bytes: Vec<u8>) -> (GroupReply, Vec<Effect>) {
+    pub(super) fn request(
+        &mut self,
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    ) -> (GroupReply, Vec<Effect>) {
         self.next_reply += 1;
         let reply = ReplyId(self.next_reply);
         let peer = self.nodes[from].core.me().to_peer_id().unwrap();
         let input = Input::GroupRequest { from: peer, bytes, reply };
-        let first = self.nodes[to].handle(input, NOW);
-        let effects = self.nodes[to].settle(first, NOW);
+        let first = self.nodes[to].handle(input, self.now);
+        let effects = self.nodes[to].settle(first, self.now);
         let answer = effects
             .iter()
             .find_map(|e| match e {
@@ -83,7 +89,7 @@ impl World {
 
     /// Delivers every group request among `effects` of node `i`, and what follows from
     /// them, until nothing is left.
-    fn pump(&mut self, i: usize, effects: Vec<Effect>) {
+    pub(super) fn pump(&mut self, i: usize, effects: Vec<Effect>) {
         let mut todo: Vec<(usize, Effect)> = effects.into_iter().map(|e| (i, e)).collect();
         while !todo.is_empty() {
             let (from, effect) = todo.remove(0);
@@ -93,29 +99,30 @@ impl World {
             let (reply, at_to) = self.request(from, to, bytes);
             todo.extend(at_to.into_iter().map(|e| (to, e)));
             let result = Ok(reply.to_bytes().unwrap());
-            let first = self.nodes[from].handle(Input::GroupDelivered { peer, n, result }, NOW);
-            let after = self.nodes[from].settle(first, NOW);
+            let first =
+                self.nodes[from].handle(Input::GroupDelivered { peer, n, result }, self.now);
+            let after = self.nodes[from].settle(first, self.now);
             todo.extend(after.into_iter().map(|e| (from, e)));
         }
     }
 
-    fn send(&mut self, i: usize, group: GroupId, text: &str) {
+    pub(super) fn send(&mut self, i: usize, group: GroupId, text: &str) {
         let done = self.op(i, GroupOp::Send { group, text: text.into() }).unwrap();
         assert!(matches!(done, GroupAnswer::Sent(_)));
     }
 
-    fn texts(&self, i: usize, group: GroupId) -> Vec<String> {
+    pub(super) fn texts(&self, i: usize, group: GroupId) -> Vec<String> {
         let store = self.nodes[i].core.store();
         store.group_thread(group.as_bytes(), 1000).unwrap().into_iter().map(|l| l.text).collect()
     }
 
-    fn epoch(&self, i: usize, group: GroupId) -> u64 {
+    pub(super) fn epoch(&self, i: usize, group: GroupId) -> u64 {
         let state = self.nodes[i].core.store().group(group.as_bytes()).unwrap().unwrap();
         SignedMembership::from_bytes(&state.membership).unwrap().membership().epoch
     }
 
     /// A control message sealed by node `from`'s person for node `to`'s, as a request.
-    fn sealed(&self, from: u8, to: usize, control: &Control) -> Vec<u8> {
+    pub(super) fn sealed(&self, from: u8, to: usize, control: &Control) -> Vec<u8> {
         let keys = Keypair::from_secret_bytes(&[from; 32]);
         let pair = PairKeys::new(&keys, &self.id(to)).unwrap();
         GroupRequest::Control(control.seal(&keys, &pair).unwrap()).to_bytes().unwrap()
