@@ -15,6 +15,9 @@ use crate::{
     store::{Store, StoreError},
 };
 
+/// How often posts past their expiry time are looked for and dropped.
+pub const EXPIRY_EVERY_MS: u64 = 2_000;
+
 /// A record of our own, stored, waiting for its flush before it is published.
 #[derive(Debug)]
 struct Unpublished {
@@ -33,6 +36,17 @@ pub(crate) struct Feeds {
 }
 
 impl Feeds {
+    /// Drops the posts whose expiry time has come, and asks for the next look.
+    pub(crate) fn handle_expiry(cx: &Context, now: u64) -> Vec<Effect> {
+        match cx.store.expire(now) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dropped = n, "expired posts dropped"),
+            Err(error) => tracing::error!(%error, "expiry sweep failed"),
+        }
+        let at = now.saturating_add(EXPIRY_EVERY_MS);
+        vec![Effect::Schedule { at, timer: super::Timer::Expiry }]
+    }
+
     pub(crate) fn counters(&self) -> RecordCounters {
         self.counters.clone()
     }

@@ -82,6 +82,9 @@ pub enum Timer {
     /// Delete the envelopes held for others past their TTL. The driver gives this once
     /// at start; the core asks for the next one every [`hold::SWEEP_EVERY_MS`].
     HoldSweep,
+    /// Drop posts past their expiry time. The driver gives this once at start; the core
+    /// asks for the next one every [`feeds::EXPIRY_EVERY_MS`].
+    Expiry,
     /// Look at bootstrap peer number `.0` (see [`discovery`]).
     Bootstrap(usize),
     /// Look up subscribed tags and followed people, a moment after start.
@@ -627,6 +630,7 @@ impl Core {
             Input::DhtTags(on) => self.discovery.set_dht_tags(cx, on),
             Input::Timer(Timer::Bootstrap(index)) => self.discovery.bootstrap_due(index, now),
             Input::Timer(Timer::Lookups) => self.discovery.lookups(cx),
+            Input::Timer(Timer::Expiry) => feeds::Feeds::handle_expiry(cx, now),
             Input::Timer(Timer::Friends) => self.discovery.friends(cx, now, true),
             Input::Timer(Timer::Outbox) => {
                 let mut effects = self.dm.handle_due(cx, None, now);

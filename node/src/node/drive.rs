@@ -137,6 +137,11 @@ impl Node {
         self.drive_later(Input::Timer(crate::core::Timer::Devices), Duration::ZERO);
     }
 
+    /// Starts the expiry of posts (the core schedules the next look).
+    pub(super) fn drive_expiry(&self) {
+        self.drive_later(Input::Timer(crate::core::Timer::Expiry), Duration::ZERO);
+    }
+
     /// Starts looking after this node's mailboxes (presence, the choice; the core
     /// schedules the next look).
     pub(super) fn drive_mailboxes(&self) {

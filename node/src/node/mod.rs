@@ -261,7 +261,7 @@ impl Node {
             dht_tags: config.dht_tags,
         };
         node.drive(crate::core::Input::Discover(start)).await;
-        node.spawn(node.clone().run_expiry());
+        node.drive_expiry();
         node.spawn(node.clone().run_blob_collect());
         node.spawn(node.clone().run_thumbnails(thumb_jobs));
         let tasks = NodeTasks { net: net_task };

@@ -273,18 +273,6 @@ impl Node {
         let _ = self.inner.notes.send(self.notification_entry(n));
     }
 
-    /// Drops expired posts, periodically.
-    pub(super) async fn run_expiry(self) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-        while self.tick(&mut tick).await {
-            match self.inner.store.expire(now_ms()) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(dropped = n, "expired posts dropped"),
-                Err(error) => tracing::error!(%error, "expiry sweep failed"),
-            }
-        }
-    }
-
     /// The person's own follow of `t` made them mutual: notify (see
     /// [`crate::core::notify::own_follow_made_mutual`]).
     pub(super) fn own_follow_made_mutual(&self, t: kith_protocol::AuthorId) {

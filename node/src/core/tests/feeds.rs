@@ -142,3 +142,26 @@ fn a_follow_of_this_nodes_person_is_flushed_at_once() {
     // Nobody waits for it: its report sets nothing off.
     assert!(f.handle(Input::Flushed { flush, result: Ok(()) }, 101).is_empty());
 }
+
+#[test]
+fn expired_posts_are_dropped_at_the_next_look_and_the_look_after_is_scheduled() {
+    let mut f = Fixture::new(1);
+    let lasting = RecordKind::Post(Post {
+        text: "for a moment".into(),
+        reply_to: None,
+        mentions: vec![],
+        expires_at: Some(5_000),
+        attachments: vec![],
+    });
+    let (_, record) = f.publish(lasting, 1_000);
+    let (_, kept) = f.publish(text_post("for good", None), 1_001);
+    let effects = f.handle(Input::Timer(Timer::Expiry), 4_999);
+    assert!(matches!(
+        effects[..],
+        [Effect::Schedule { at, timer: Timer::Expiry }] if at == 4_999 + crate::core::feeds::EXPIRY_EVERY_MS
+    ));
+    assert!(f.core.store().get(&record.id()).unwrap().is_some(), "not yet");
+    f.handle(Input::Timer(Timer::Expiry), 5_001);
+    assert!(f.core.store().get(&record.id()).unwrap().is_none(), "expired");
+    assert!(f.core.store().get(&kept.id()).unwrap().is_some());
+}
