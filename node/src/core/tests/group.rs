@@ -257,3 +257,27 @@ fn a_replayed_old_epoch_and_a_replayed_message_change_nothing() {
     assert_eq!(w.epoch(1, group), 2, "an old epoch is not taken back");
     assert_eq!(w.texts(1, group), ["once"], "a replayed message is stored once");
 }
+
+#[test]
+fn a_message_queued_before_a_crash_is_delivered_after_the_restart_once() {
+    let (mut w, group) = three();
+    // Node 0 sends; it crashes before any request leaves (the flush was done: the
+    // message, its session and its queue entries are durable).
+    let op = GroupOp::Send { group, text: "survives".into() };
+    let first = w.nodes[0].handle(Input::Group { op, answer: AnswerId(99) }, NOW);
+    let effects = w.nodes[0].settle(first, NOW);
+    let deliveries = effects.iter().filter(|e| matches!(e, Effect::GroupDeliver { .. })).count();
+    assert_eq!(deliveries, 2, "one lane per member starts after the flush");
+    w.nodes[0] = w.nodes[0].restart(1);
+    assert_eq!(w.texts(0, group), ["survives"]);
+    // After the restart the outbox is tried at once.
+    let effects = w.nodes[0].handle(Input::Timer(Timer::Outbox), NOW + 1);
+    w.pump(0, effects);
+    assert_eq!(w.texts(1, group), ["survives"]);
+    assert_eq!(w.texts(2, group), ["survives"]);
+    assert_eq!(w.nodes[0].core.store().group_queue_len(), 0);
+    // Sending again after the restart goes on with the stored session.
+    w.now = NOW + 10;
+    w.send(0, group, "again");
+    assert_eq!(w.texts(2, group), ["survives", "again"]);
+}
