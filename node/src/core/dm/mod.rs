@@ -67,6 +67,8 @@ enum Held {
 #[derive(Default)]
 pub(crate) struct Dm {
     keys: keys::PairKeyCache,
+    /// Recent peers' announced devices, verified.
+    known: send2::KnownDevices,
     lanes: Lanes,
     /// `msg send` requests waiting for their message's status, by message.
     waiting: BTreeMap<[u8; 16], (AnswerId, [u8; 32])>,

@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use super::{
     receive::{admit, refusal, Received, STORE_FAILED},
-    send2::{sessions_with, their_device},
+    send2::sessions_with,
     Dm, Held,
 };
 use crate::{
@@ -117,7 +117,7 @@ impl Dm {
             self.device_wanted |= !self.announced;
             return Unopened::NewSession;
         }
-        let their = match their_device(cx, sender) {
+        let their = match self.known.newest(cx, sender) {
             Ok(Some(entry)) if entry.device.id() == envelope.sender_device => entry.device,
             Ok(_) | Err(_) => {
                 // Its announcement has not reached this node: fetch the sender's log.

@@ -4,11 +4,15 @@
 //! Crash safety: the session's new state and the sealed request are stored and flushed
 //! *before* the request leaves ([`Held::Deliver`]): a retry, after a crash too, sends the
 //! same bytes again (the recipient knows them by their digest), and no message key is
-//! ever used for two different envelopes that left the node. A recipient that cannot
+//! ever used for two different envelopes that left the node. When a lane seals, it seals
+//! the messages queued behind too (up to [`SEAL_BATCH`], in lane order) with one flush:
+//! each then leaves in its turn with no flush of its own (group commit). A recipient that cannot
 //! open a message answers `NewSession`: the sessions with that device are dropped, a
 //! one-time key is claimed (`Claim`; none: the announced fallback key) and the message
 //! is sealed again on a new session. At most [`MAX_RENEWALS`] renewals in a row per
 //! peer; then the lane backs off like any failed delivery.
+
+use std::collections::BTreeMap;
 
 use kith_protocol::{
     dm::{MessageId, Plain},
@@ -19,7 +23,7 @@ use kith_protocol::{
         prekey::{SignedPrekey, VerifiedEntry},
         OlmError,
     },
-    AuthorId, RecordKind,
+    AuthorId, RecordId, RecordKind,
 };
 
 use super::{device::DeviceError, follow_proof, Dm, Held};
@@ -43,6 +47,9 @@ pub(crate) enum Flight {
     Claim(DeviceId),
 }
 
+/// Most messages of one lane sealed together, with one flush for them all.
+pub(crate) const SEAL_BATCH: usize = 32;
+
 /// How the lane's message goes.
 enum Plan {
     /// On `/kith/dm/1` (the peer announced no device, or this node's device is not
@@ -55,16 +62,44 @@ enum Plan {
     AfterFlush(DeviceId, Vec<u8>),
 }
 
-/// The device `author` announced last (the newest certificate of their latest
-/// announcement), verified.
-pub(crate) fn their_device(
-    cx: &Context,
-    author: &AuthorId,
-) -> Result<Option<VerifiedEntry>, DeviceError> {
-    let Some(record) = cx.store.devices(author)? else { return Ok(None) };
-    let RecordKind::Devices(announcement) = record.record.kind else { return Ok(None) };
-    let entries = announcement.verify(author)?;
-    Ok(entries.into_iter().max_by_key(|e| e.device.created()))
+/// Most people whose verified announced device is kept in memory.
+pub(crate) const MAX_KNOWN_DEVICES: usize = 256;
+
+/// The device each recent peer announced last, verified, with the id of the record that
+/// announced it: while that record stands, a message sealed or opened does not verify
+/// its certificate and fallback key again (three signatures). At most
+/// [`MAX_KNOWN_DEVICES`] people.
+#[derive(Default)]
+pub(crate) struct KnownDevices(BTreeMap<AuthorId, (RecordId, VerifiedEntry)>);
+
+impl KnownDevices {
+    /// The device `author` announced last (the newest certificate of their latest
+    /// announcement), verified.
+    pub(crate) fn newest(
+        &mut self,
+        cx: &Context,
+        author: &AuthorId,
+    ) -> Result<Option<VerifiedEntry>, DeviceError> {
+        let Some(record) = cx.store.devices(author)? else { return Ok(None) };
+        if let Some((id, entry)) = self.0.get(author) {
+            if *id == record.id {
+                return Ok(Some(entry.clone()));
+            }
+        }
+        let RecordKind::Devices(announcement) = record.record.kind else { return Ok(None) };
+        let entries = announcement.verify(author)?;
+        let Some(newest) = entries.into_iter().max_by_key(|e| e.device.created()) else {
+            return Ok(None);
+        };
+        if self.0.len() >= MAX_KNOWN_DEVICES && !self.0.contains_key(author) {
+            let first = self.0.keys().next().copied();
+            if let Some(first) = first {
+                self.0.remove(&first);
+            }
+        }
+        self.0.insert(*author, (record.id, newest.clone()));
+        Ok(Some(newest))
+    }
 }
 
 /// The sessions this node keeps with `device` (none when the pickle is lost or does not
@@ -84,6 +119,32 @@ pub(crate) fn sessions_with(
             Ok(PeerSessions::new(device))
         }
     }
+}
+
+/// The message `id` as it was written (same id, timestamp, text, attachments), if this
+/// node still holds it.
+fn stored_plain(cx: &Context, id: &[u8; 16]) -> Result<Option<Plain>, DeviceError> {
+    let Some(record) = cx.store.dm_get(&cx.me, id)? else { return Ok(None) };
+    Ok(Some(Plain {
+        id: MessageId::from_bytes(*id),
+        timestamp: record.timestamp,
+        attachments: record.sealed_attachments(),
+        text: record.text,
+    }))
+}
+
+/// The messages queued behind `entry` in its lane, oldest first, at most
+/// [`SEAL_BATCH`] `- 1`.
+fn queued_after(cx: &Context, entry: &OutboxEntry) -> Result<Vec<OutboxEntry>, DeviceError> {
+    Ok(cx
+        .store
+        .dm_outbox()?
+        .into_iter()
+        .filter(|e| e.peer == entry.peer)
+        .skip_while(|e| e.id != entry.id)
+        .skip(1)
+        .take(SEAL_BATCH - 1)
+        .collect())
 }
 
 impl Dm {
@@ -134,7 +195,7 @@ impl Dm {
                 return Ok(Plan::V1);
             }
         }
-        let Some(their) = their_device(cx, to)? else { return Ok(Plan::V1) };
+        let Some(their) = self.known.newest(cx, to)? else { return Ok(Plan::V1) };
         let id = their.device.id();
         if let Some(bytes) = cx.store.olm_sealed(&entry.id)? {
             return Ok(Plan::Now(Flight::Sealed(id), bytes));
@@ -143,22 +204,36 @@ impl Dm {
             let bytes = Dm2Request::Claim { device: id }.to_bytes()?;
             return Ok(Plan::Now(Flight::Claim(id), bytes));
         }
-        let Some(record) = cx.store.dm_get(&cx.me, &entry.id)? else { return Ok(Plan::V1) };
-        let plain = Plain {
-            id: MessageId::from_bytes(entry.id),
-            timestamp: record.timestamp,
-            text: record.text.clone(),
-            attachments: record.sealed_attachments(),
-        };
+        let Some(plain) = stored_plain(cx, &entry.id)? else { return Ok(Plan::V1) };
         let Some(local) = self.device.as_ref() else { return Ok(Plan::V1) };
         let mut sessions = sessions_with(cx, &local.key, id)?;
         let prekey = self.claimed.remove(&id).unwrap_or(their.fallback);
-        let envelope =
-            local.device.seal(&cx.keys, &mut sessions, &their.device, Some(&prekey), &plain)?;
         let follow_proof = follow_proof(&cx.store, &cx.me, to);
-        let bytes = Dm2Request::Deliver { envelope, follow_proof }.to_bytes()?;
+        let mut seal = |plain: &Plain| -> Result<Vec<u8>, DeviceError> {
+            let device = &their.device;
+            let envelope =
+                local.device.seal(&cx.keys, &mut sessions, device, Some(&prekey), plain)?;
+            Ok(Dm2Request::Deliver { envelope, follow_proof: follow_proof.clone() }.to_bytes()?)
+        };
+        // Group commit: the messages queued behind this one in its lane are sealed now
+        // too, in lane order, so that one flush covers them all and each leaves in its
+        // turn without another.
+        let bytes = seal(&plain)?;
+        let mut sealed = Vec::new();
+        for next in queued_after(cx, entry)? {
+            let Some(plain) = stored_plain(cx, &next.id)? else { break };
+            if cx.store.olm_sealed(&next.id)?.is_some() {
+                break;
+            }
+            sealed.push((next.id, seal(&plain)?));
+        }
+        // The sessions first: a crash that keeps them but not every sealed request only
+        // skips message keys (those requests never left), never uses one twice.
         cx.store.set_olm_sessions(&id, &sessions.pickle(&local.key)?)?;
         cx.store.set_olm_sealed(&entry.id, Some(&bytes))?;
+        for (message, request) in &sealed {
+            cx.store.set_olm_sealed(message, Some(request))?;
+        }
         Ok(Plan::AfterFlush(id, bytes))
     }
 
@@ -200,7 +275,7 @@ impl Dm {
                     return Some(Err("the recipient keeps asking for new sessions".into()));
                 }
                 tracing::info!(%peer, %device, "the recipient asks for a new session");
-                if let Err(error) = self.drop_sessions(cx, device, &message) {
+                if let Err(error) = self.drop_sessions(cx, device, &key) {
                     return Some(Err(error.to_string()));
                 }
                 self.renewing.insert(device);
@@ -225,31 +300,34 @@ impl Dm {
         }
     }
 
-    /// Drops the sessions with `device` and the sealed request of `message` (the next
-    /// seal starts a new session).
+    /// Drops the sessions with `device` and the sealed requests of every message queued
+    /// for `peer` (none of them left: the lane sends in order, and `message`, its first,
+    /// was not opened). The next seal starts a new session.
     fn drop_sessions(
         &mut self,
         cx: &Context,
         device: DeviceId,
-        message: &[u8; 16],
+        peer: &[u8; 32],
     ) -> Result<(), DeviceError> {
         let Some(local) = self.device.as_ref() else { return Ok(()) };
         let mut sessions = sessions_with(cx, &local.key, device)?;
         sessions.clear();
         cx.store.set_olm_sessions(&device, &sessions.pickle(&local.key)?)?;
-        cx.store.set_olm_sealed(message, None)?;
+        for queued in cx.store.dm_outbox()?.into_iter().filter(|e| e.peer == *peer) {
+            cx.store.set_olm_sealed(&queued.id, None)?;
+        }
         Ok(())
     }
 
     /// Whether `prekey` is a one-time key of `device`, `peer`'s announced device.
     fn check_claimed(
-        &self,
+        &mut self,
         cx: &Context,
         peer: &AuthorId,
         device: DeviceId,
         prekey: &SignedPrekey,
     ) -> Result<bool, DeviceError> {
-        let Some(their): Option<VerifiedEntry> = their_device(cx, peer)? else { return Ok(false) };
+        let Some(their) = self.known.newest(cx, peer)? else { return Ok(false) };
         let their: VerifiedDevice = their.device;
         if their.id() != device {
             return Ok(false);

@@ -372,3 +372,70 @@ fn recorded_messages_do_not_open_with_every_secret_both_nodes_keep_later() {
         "{opened:?}"
     );
 }
+
+/// `a` writes messages `ns` to `b` while message 1 travels (its delivery is returned),
+/// then `b`'s receipt for 1 comes back: `a`'s effects after it.
+fn queue_behind(a: &mut Fixture, b: &mut Fixture, ns: std::ops::RangeInclusive<u8>) -> Vec<Effect> {
+    let first = a.handle(Input::MsgSend { message: out(b, 1), answer: AnswerId(1) }, 100);
+    let first = a.settle(first, 100);
+    let one = sealed_requests(&first);
+    assert_eq!(one.len(), 1);
+    for n in ns {
+        let effects =
+            a.handle(Input::MsgSend { message: out(b, n), answer: AnswerId(n.into()) }, 100);
+        assert!(protos(&a.settle(effects, 100)).is_empty(), "the lane is busy");
+    }
+    let (got, response) = receive_on(b, a, one[0].clone(), DmProto::V2, 110);
+    assert_eq!(received_ids(&got), vec![[1; 16]]);
+    let input = Input::DmDelivered { peer: b.core.me(), message: [1; 16], result: Ok(response) };
+    let next = a.handle(input, 110);
+    a.settle(next, 110)
+}
+
+#[test]
+fn messages_queued_behind_are_sealed_together_flushed_once_and_leave_in_order() {
+    let (mut a, mut b) = devices_pair();
+    let settled = queue_behind(&mut a, &mut b, 2..=6);
+    // Message 2 leaves after one flush that made 2..=6 sealed and durable.
+    let flushes = settled.iter().filter(|e| matches!(e, Effect::Flush(_))).count();
+    assert_eq!(sealed_requests(&settled).len(), 1);
+    let sealed: Vec<Vec<u8>> =
+        (2..=6u8).map(|n| a.core.store().olm_sealed(&[n; 16]).unwrap().unwrap()).collect();
+    assert_eq!(sealed_requests(&settled)[0], sealed[0]);
+    // (One flush for the batch, one for the answer of `msg send` 1.)
+    assert_eq!(flushes, 2, "{settled:?}");
+    // A crash now: the restarted node sends exactly those bytes, in order.
+    let mut crashed = a.restart(1);
+    let again = crashed.handle(Input::Timer(Timer::Outbox), 200);
+    assert_eq!(sealed_requests(&crashed.settle(again, 200)), vec![sealed[0].clone()]);
+    // Each goes out in its turn with no new seal; the recipient takes them in order.
+    let (seen, theirs) = pump(&mut a, &mut b, settled, 120);
+    assert_eq!(sealed_requests(&seen), sealed);
+    assert_eq!(received_ids(&theirs), (2..=6u8).map(|n| [n; 16]).collect::<Vec<_>>());
+    for n in 1..=6 {
+        assert_eq!(status_of(&a, n), crate::store::DmStatus::Delivered, "message {n}");
+        assert!(a.core.store().olm_sealed(&[n; 16]).unwrap().is_none());
+    }
+}
+
+#[test]
+fn a_new_session_drops_every_message_sealed_ahead_and_seals_them_again() {
+    let (mut a, mut b) = devices_pair();
+    talk(&mut a, &mut b, 40, 90);
+    talk(&mut b, &mut a, 41, 95);
+    let settled = queue_behind(&mut a, &mut b, 2..=5);
+    let ahead: Vec<Vec<u8>> =
+        (2..=5u8).map(|n| a.core.store().olm_sealed(&[n; 16]).unwrap().unwrap()).collect();
+    // b loses its sessions with a's device: 2 is answered NewSession, and 3..=5, sealed
+    // on the same lost session, are sealed again on the new one.
+    b.core.store().set_olm_sessions(&device_of(&a).id(), b"lost").unwrap();
+    let (seen, theirs) = pump(&mut a, &mut b, settled, 120);
+    assert_eq!(received_ids(&theirs), (2..=5u8).map(|n| [n; 16]).collect::<Vec<_>>());
+    let sent = sealed_requests(&seen);
+    assert_eq!(sent.first(), ahead.first(), "the first try is the sealed request");
+    assert!(sent[1..].iter().all(|r| !ahead.contains(r)), "a request of the lost session left");
+    for n in 2..=5 {
+        assert_eq!(status_of(&a, n), crate::store::DmStatus::Delivered, "message {n}");
+    }
+    assert!(seen.iter().all(|e| !matches!(e, Effect::Answer { result: Err(_), .. })));
+}
