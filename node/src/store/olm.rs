@@ -21,6 +21,7 @@ const CERT: &[u8] = b"cert";
 const SESSIONS: u8 = b's';
 const SEALED: u8 = b'o';
 const RECEIVED: u8 = b'r';
+const RECEIVED_AT: u8 = b't';
 
 fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut key = vec![prefix];
@@ -115,7 +116,8 @@ impl Store {
         Ok(Some(id))
     }
 
-    /// Remembers that the envelope of `digest` carried message `id` (not flushed).
+    /// Remembers that the envelope of `digest` carried message `id`, accepted at `now`
+    /// (not flushed).
     ///
     /// # Errors
     /// Disk errors.
@@ -123,9 +125,38 @@ impl Store {
         &self,
         digest: &[u8; 32],
         id: &[u8; DM_ID_LEN],
+        now: u64,
     ) -> Result<(), StoreError> {
+        // The time index first: a crash that keeps it alone only prunes nothing.
+        let mut by_time = now.to_be_bytes().to_vec();
+        by_time.extend_from_slice(digest);
+        self.olm.insert(prefixed(RECEIVED_AT, &by_time), &[][..])?;
         self.olm.insert(prefixed(RECEIVED, digest), id)?;
         Ok(())
+    }
+
+    /// Forgets the digests of envelopes accepted before `before` (ms), oldest first, at
+    /// most `max` of them (not flushed). Returns how many were forgotten.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn prune_olm_received(&self, before: u64, max: usize) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for entry in self.olm.scan_prefix([RECEIVED_AT]) {
+            let (key, _) = entry?;
+            let (at, digest) = key
+                .get(1..)
+                .and_then(|rest| rest.split_at_checked(8))
+                .ok_or_else(|| corrupt("digest time"))?;
+            let at = u64::from_be_bytes(at.try_into().map_err(|_| corrupt("digest time"))?);
+            if at >= before || pruned >= max {
+                break;
+            }
+            self.olm.remove(prefixed(RECEIVED, digest))?;
+            self.olm.remove(&key)?;
+            pruned += 1;
+        }
+        Ok(pruned)
     }
 
     /// How many accepted envelopes are remembered by their digest.

@@ -32,6 +32,12 @@ use crate::{
 /// How long `msg send` waits for its message's first delivery attempt (ms) before
 /// answering "queued".
 pub const SEND_WAIT_MS: u64 = 3_000;
+/// How long the digest of an accepted `/kith/dm/2` envelope is kept (ms): a repeat
+/// within it is answered with its receipt; later, it no longer opens (its message key is
+/// spent, its fallback key forgotten) and the message is stored once by its id anyway.
+pub const RECEIVED_KEEP_MS: u64 = 30 * 24 * 3_600_000;
+/// Most digests forgotten in one look (hourly, with the device's keys).
+const MAX_PRUNED: usize = 100_000;
 /// Longest reason kept from a refusal.
 const MAX_REASON: usize = 200;
 
@@ -188,6 +194,11 @@ impl Dm {
         if maintain {
             if let Some(prekey) = local.device.maintain(now)? {
                 tracing::info!(created = prekey.prekey.created, "rotated the fallback key");
+            }
+            let before = now.saturating_sub(RECEIVED_KEEP_MS);
+            let pruned = cx.store.prune_olm_received(before, MAX_PRUNED)?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "forgot the digests of old accepted envelopes");
             }
         }
         let wanted = local.announcement(now)?;

@@ -167,7 +167,7 @@ impl Dm {
             Inner::Receipt(receipt) => self.take_receipt(cx, sender, &receipt, effects),
         };
         if let Received::Kept(id) = &received {
-            if cx.store.set_olm_received(&digest, id.as_bytes()).is_err() {
+            if cx.store.set_olm_received(&digest, id.as_bytes(), now).is_err() {
                 return store_failed();
             }
         }

@@ -439,3 +439,25 @@ fn a_new_session_drops_every_message_sealed_ahead_and_seals_them_again() {
     }
     assert!(seen.iter().all(|e| !matches!(e, Effect::Answer { result: Err(_), .. })));
 }
+
+#[test]
+fn digests_of_accepted_envelopes_are_forgotten_after_a_month_and_a_repeat_is_not_stored_twice() {
+    use crate::core::dm::RECEIVED_KEEP_MS;
+    let (mut a, mut b) = devices_pair();
+    let first = a.handle(Input::MsgSend { message: out(&b, 1), answer: AnswerId(1) }, 100);
+    let bytes = sealed_requests(&a.settle(first, 100)).remove(0);
+    let (got, _) = receive_on(&mut b, &a, bytes.clone(), DmProto::V2, 150);
+    assert_eq!(received_ids(&got), vec![[1; 16]]);
+    let kept = b.core.store().olm_received_count().unwrap();
+    assert!(kept >= 1);
+    for (now, left) in [(150 + 3_600_000, kept), (151 + RECEIVED_KEEP_MS, 0)] {
+        let effects = b.handle(Input::Timer(Timer::Devices), now);
+        b.settle(effects, now);
+        assert_eq!(b.core.store().olm_received_count().unwrap(), left, "at {now}");
+    }
+    // The envelope again, after its digest is gone: not opened as a new message.
+    let count = b.core.store().dm_count();
+    let (got, _) = receive_on(&mut b, &a, bytes, DmProto::V2, 200 + RECEIVED_KEEP_MS);
+    assert!(received_ids(&got).is_empty());
+    assert_eq!(b.core.store().dm_count(), count);
+}
