@@ -244,6 +244,14 @@ pub enum Input {
         /// The peer.
         peer: PeerId,
     },
+    /// Envelopes collected from `mailbox`, one of this node's mailboxes (the answer to a
+    /// collect), oldest first.
+    Collected {
+        /// The mailbox.
+        mailbox: PeerId,
+        /// What it held for this node.
+        items: Vec<kith_protocol::mailbox::Held>,
+    },
     /// The person changed how this node's mailboxes are chosen: look at the choice now.
     MailboxesChanged,
     /// The node starts: discovery begins (see [`discovery`]).
@@ -417,6 +425,26 @@ pub enum Effect {
         /// Whether its sender is muted or blocked.
         hidden: bool,
     },
+    /// Tell `mailbox` that these envelopes it held for this node are stored (it deletes
+    /// them); the answer does not matter.
+    MailboxAck {
+        /// The mailbox.
+        mailbox: AuthorId,
+        /// The envelopes.
+        ids: Vec<kith_protocol::mailbox::HeldId>,
+    },
+    /// Send an end-to-end receipt to `peer`: `request` on `/kith/dm/2` directly, and
+    /// when that fails, `deposit` with each of `mailboxes` (`/kith/mailbox/1`).
+    Receipt {
+        /// Whose messages it acknowledges.
+        peer: AuthorId,
+        /// The `/kith/dm/2` request.
+        request: Vec<u8>,
+        /// The same request sealed for a deposit.
+        deposit: Vec<u8>,
+        /// `peer`'s mailboxes.
+        mailboxes: Vec<AuthorId>,
+    },
     /// Report [`Input::Timer`] with `timer` at `at` (ms since the Unix epoch).
     Schedule {
         /// When.
@@ -558,6 +586,9 @@ impl Core {
             }
             Input::Dm2Request { from, bytes, reply } => {
                 self.dm.handle_request2(cx, from, &bytes, reply, now)
+            }
+            Input::Collected { mailbox, items } => {
+                self.dm.handle_collected(cx, mailbox, items, now)
             }
             Input::MailboxRequest { from, bytes, reply } => {
                 self.hold.handle_request(cx, from, &bytes, reply, now)

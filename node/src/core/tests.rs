@@ -6,6 +6,7 @@ use kith_protocol::{Post, RecordId, Topic};
 use super::*;
 use crate::store::tests::{post, signed};
 
+mod collect;
 mod discovery;
 mod dm;
 mod feeds;

@@ -314,6 +314,10 @@ impl Node {
                     self.inner.net.stop_providing(super::discovery::tag_key(&tag)).await;
                 }
                 Effect::Friends { followed, mutual } => self.set_friends(followed, mutual),
+                Effect::MailboxAck { mailbox, ids } => self.mailbox_ack(mailbox, ids),
+                Effect::Receipt { peer, request, deposit, mailboxes } => {
+                    self.send_receipt(peer, request, deposit, mailboxes)
+                }
                 Effect::Schedule { at, timer } => {
                     let delay = Duration::from_millis(at.saturating_sub(now_ms()));
                     self.drive_later(Input::Timer(timer), delay);
@@ -324,7 +328,7 @@ impl Node {
 
     /// Sends a direct message request to `peer` at the addresses this node dialled it
     /// at, and at the DHT's when `lookup` and not connected.
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         peer: AuthorId,
         bytes: Vec<u8>,

@@ -98,6 +98,7 @@ impl Node {
             // Queued messages for this peer go now rather than at their next retry time.
             if let Ok(author) = AuthorId::from_peer_id(&peer) {
                 self.drive(crate::core::Input::Connected { peer }).await;
+                self.collect_if_mailbox(peer);
                 let node = self.clone();
                 self.spawn(async move { node.resume_attachments(author).await });
             }

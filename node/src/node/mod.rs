@@ -5,6 +5,7 @@
 mod attach;
 pub use attach::human_size;
 mod blobs;
+mod collect;
 mod discovery;
 mod dm;
 mod drive;

@@ -421,7 +421,9 @@ impl World {
             | Effect::GroupAsk { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
-            | Effect::LivePost(_) => {}
+            | Effect::LivePost(_)
+            | Effect::MailboxAck { .. }
+            | Effect::Receipt { .. } => {}
             // The simulated network decides who is connected to whom by itself.
             Effect::Dial { .. }
             | Effect::DialPeer(_)

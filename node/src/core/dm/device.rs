@@ -30,6 +30,9 @@ pub(crate) enum DeviceError {
     /// Keys, pickles or certificates failed (none happens with a working random source).
     #[error("device: {0}")]
     Olm(#[from] OlmError),
+    /// A deposit could not be sealed.
+    #[error("deposit: {0}")]
+    Mailbox(#[from] kith_protocol::mailbox::MailboxError),
 }
 
 /// This node's device with its certificate and the key its pickles are sealed with.

@@ -8,6 +8,7 @@
 //! only after a flush: the message, its outbox entry and its status are durable when
 //! the person reads the answer.
 
+mod collect;
 pub(crate) mod device;
 pub(crate) mod keys;
 mod receive;
@@ -65,6 +66,13 @@ enum Held {
     /// A `/kith/dm/2` message sealed on a session whose new state must be durable
     /// before it leaves.
     Deliver { peer: AuthorId, message: [u8; 16], bytes: Vec<u8>, lookup: bool },
+    /// Envelopes collected from `mailbox`: acknowledged, and receipts for the messages
+    /// among them sent, once they are durable.
+    Collected {
+        mailbox: AuthorId,
+        ids: Vec<kith_protocol::mailbox::HeldId>,
+        receipts: Vec<collect::OutgoingReceipt>,
+    },
     /// A claimed one-time key, given once the device that holds its secret is durable.
     Claimed { reply: ReplyId, prekey: Option<kith_protocol::olm::prekey::SignedPrekey> },
 }
@@ -405,6 +413,26 @@ impl Dm {
     ) -> Vec<Effect> {
         let Some(held) = self.held.remove(&flush) else { return Vec::new() };
         vec![match held {
+            Held::Collected { mailbox, ids, receipts } => {
+                if let Err(error) = result {
+                    // Not acknowledged: collected again next time.
+                    tracing::error!(%error, "cannot flush collected messages");
+                    return Vec::new();
+                }
+                let mut effects: Vec<Effect> = receipts
+                    .into_iter()
+                    .map(|r| Effect::Receipt {
+                        peer: r.peer,
+                        request: r.request,
+                        deposit: r.deposit,
+                        mailboxes: r.mailboxes,
+                    })
+                    .collect();
+                if !ids.is_empty() {
+                    effects.insert(0, Effect::MailboxAck { mailbox, ids });
+                }
+                return effects;
+            }
             Held::Deliver { peer, message, bytes, lookup } => {
                 if let Err(error) = result {
                     tracing::error!(%error, "cannot flush a session: the message waits");

@@ -36,7 +36,7 @@ pub(crate) fn respond2(reply: ReplyId, answer: &Dm2Reply) -> Effect {
 }
 
 /// What became of an envelope that could not be taken as a message.
-enum Unopened {
+pub(super) enum Unopened {
     /// Answered like a `/kith/dm/1` request (a refusal, or a receipt).
     Received(Received),
     /// No session opens it: the sender should start a new one.
@@ -84,7 +84,7 @@ impl Dm {
     }
 
     /// Opens an envelope from `sender` (admitted) and takes its message.
-    fn open2(
+    pub(super) fn open2(
         &mut self,
         cx: &mut Context,
         (from, sender): (PeerId, &AuthorId),

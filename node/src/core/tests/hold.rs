@@ -18,13 +18,18 @@ fn world() -> (Fixture, Fixture, Fixture) {
 }
 
 /// `who` names `m` as their mailbox, and `m` has the record.
-fn list(who: &mut Fixture, m: &Fixture) {
+pub(super) fn list(who: &mut Fixture, m: &Fixture) {
     let (_, record) = who.publish(RecordKind::Mailboxes { holders: vec![m.core.me()] }, 10);
     m.core.store().insert(&record).unwrap();
 }
 
 /// `m`'s answer to `request` from `from`'s node at `now`, flushes done.
-fn ask(m: &mut Fixture, from: &Fixture, request: &MailboxRequest, now: u64) -> MailboxReply {
+pub(super) fn ask(
+    m: &mut Fixture,
+    from: &Fixture,
+    request: &MailboxRequest,
+    now: u64,
+) -> MailboxReply {
     ask_bytes(m, from, request.to_bytes().unwrap(), now)
 }
 
@@ -53,7 +58,12 @@ fn accepted(envelope: &[u8]) -> MailboxReply {
     MailboxReply::Accepted { id: HeldId::of(envelope) }
 }
 
-fn collect(m: &mut Fixture, r: &Fixture, after: u64, now: u64) -> (Vec<Vec<u8>>, Vec<u64>) {
+pub(super) fn collect(
+    m: &mut Fixture,
+    r: &Fixture,
+    after: u64,
+    now: u64,
+) -> (Vec<Vec<u8>>, Vec<u64>) {
     match ask(m, r, &MailboxRequest::Collect { after }, now) {
         MailboxReply::Held { items, more: false } => (
             items.iter().map(|h| h.envelope.clone()).collect(),

@@ -15,7 +15,7 @@ fn announcement(f: &Fixture) -> Option<Announcement> {
     }
 }
 
-fn out(to: &Fixture, n: u8) -> Outgoing {
+pub(super) fn out(to: &Fixture, n: u8) -> Outgoing {
     Outgoing {
         peer: to.core.me(),
         id: kith_protocol::dm::MessageId::from_bytes([n; 16]),
@@ -105,7 +105,7 @@ fn pump(
 }
 
 /// `to` receives `bytes` from `from` on `proto`: its effects and the response.
-fn receive_on(
+pub(super) fn receive_on(
     to: &mut Fixture,
     from: &Fixture,
     bytes: Vec<u8>,
@@ -145,7 +145,7 @@ fn learn(to: &Fixture, from: &Fixture) {
 
 /// Two mutual connections whose devices are made and announced to each other (their
 /// first messages went on `/kith/dm/1`).
-fn devices_pair() -> (Fixture, Fixture) {
+pub(super) fn devices_pair() -> (Fixture, Fixture) {
     let (mut a, mut b) = pair();
     talk(&mut a, &mut b, 200, 50);
     talk(&mut b, &mut a, 201, 50);
@@ -164,7 +164,7 @@ fn protos(effects: &[Effect]) -> Vec<DmProto> {
         .collect()
 }
 
-fn received_ids(effects: &[Effect]) -> Vec<[u8; 16]> {
+pub(super) fn received_ids(effects: &[Effect]) -> Vec<[u8; 16]> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -174,7 +174,7 @@ fn received_ids(effects: &[Effect]) -> Vec<[u8; 16]> {
         .collect()
 }
 
-fn status_of(f: &Fixture, n: u8) -> crate::store::DmStatus {
+pub(super) fn status_of(f: &Fixture, n: u8) -> crate::store::DmStatus {
     f.core.store().dm_get(&f.core.me(), &[n; 16]).unwrap().unwrap().status
 }
 

@@ -1,0 +1,162 @@
+//! Collecting from this node's mailboxes (issue #18, item 4): envelopes held for this
+//! node's person while it was offline.
+//!
+//! Each collected envelope is a sealed deposit ([`sealed`]): opened with the identity key,
+//! it gives the sender's id and a `/kith/dm/2` request, which is taken exactly as if the
+//! sender's node had sent it (the same admission, the same drop of repeats by envelope
+//! digest and by message id, so every path ends in one stored copy). Everything
+//! collected is stored and flushed before it is acknowledged to the mailbox
+//! ([`Effect::MailboxAck`]); an envelope that cannot be taken now (the sender's device is
+//! not known here yet) is left with the mailbox for the next collect. For the messages
+//! stored, the sender gets an end-to-end receipt ([`Effect::Receipt`]), sealed on the
+//! session with their device and flushed with the messages: the driver sends it directly
+//! and, when the sender cannot be reached, deposits it with the sender's mailboxes.
+
+use std::collections::BTreeMap;
+
+use kith_protocol::{
+    dm::MessageId,
+    mailbox::{sealed, Held as HeldEnvelope, HeldId},
+    olm::{
+        envelope::Dm2Request,
+        inner::{Inner, Receipt, MAX_RECEIPT_IDS},
+    },
+    AuthorId,
+};
+use libp2p::PeerId;
+
+use super::{
+    receive::{admit, Received},
+    send2::sessions_with,
+    Dm, Held,
+};
+use crate::core::{Context, Effect};
+
+/// What became of one collected envelope.
+enum Taken {
+    /// A message from `sender`, stored now or before.
+    Message(AuthorId, MessageId),
+    /// Done with: a receipt taken, a refusal, garbage. Acknowledged, nothing to answer.
+    Done,
+    /// Not now: left with the mailbox.
+    Later,
+}
+
+/// The end-to-end receipt for `ids`, ready to leave once flushed.
+#[derive(Debug)]
+pub(crate) struct OutgoingReceipt {
+    /// To whom.
+    pub(crate) peer: AuthorId,
+    /// The `/kith/dm/2` request carrying it (sent directly).
+    pub(crate) request: Vec<u8>,
+    /// The same, sealed for a deposit with the peer's mailboxes.
+    pub(crate) deposit: Vec<u8>,
+    /// The peer's mailboxes.
+    pub(crate) mailboxes: Vec<AuthorId>,
+}
+
+impl Dm {
+    /// Envelopes collected from `mailbox`, oldest first.
+    pub(crate) fn handle_collected(
+        &mut self,
+        cx: &mut Context,
+        mailbox: PeerId,
+        items: Vec<HeldEnvelope>,
+        now: u64,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut done: Vec<HeldId> = Vec::new();
+        let mut stored: BTreeMap<AuthorId, Vec<MessageId>> = BTreeMap::new();
+        for item in &items {
+            match self.take_collected(cx, mailbox, &item.envelope, now, &mut effects) {
+                Taken::Message(sender, id) => {
+                    stored.entry(sender).or_default().push(id);
+                    done.push(item.id());
+                }
+                Taken::Done => done.push(item.id()),
+                Taken::Later => {}
+            }
+        }
+        let mut receipts = Vec::new();
+        for (peer, ids) in stored {
+            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                match self.seal_receipt(cx, &peer, chunk) {
+                    Ok(Some(receipt)) => receipts.push(receipt),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%peer, %error, "cannot seal a receipt"),
+                }
+            }
+        }
+        let Ok(mailbox) = AuthorId::from_peer_id(&mailbox) else { return effects };
+        // Acknowledged, and receipts sent, only once what was taken is durable.
+        let flush = cx.flush_id();
+        self.held.insert(flush, Held::Collected { mailbox, ids: done, receipts });
+        effects.push(Effect::Flush(flush));
+        effects
+    }
+
+    /// Takes one collected envelope.
+    fn take_collected(
+        &mut self,
+        cx: &mut Context,
+        mailbox: PeerId,
+        envelope: &[u8],
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Taken {
+        let Ok(opened) = sealed::open(&cx.keys, envelope) else {
+            tracing::info!(%mailbox, "a collected envelope does not open: dropped");
+            return Taken::Done;
+        };
+        let sender = opened.sender;
+        let Ok(Dm2Request::Deliver { envelope, follow_proof }) =
+            Dm2Request::from_bytes(&opened.request)
+        else {
+            return Taken::Done;
+        };
+        let proof = match admit(cx, &sender, follow_proof.as_deref(), now) {
+            Ok(proof) => proof,
+            Err(_) => return Taken::Done,
+        };
+        // A sync of the sender's log, if needed, goes to the mailbox (a friend, online).
+        match self.open2(cx, (mailbox, &sender), &envelope, proof, now, effects) {
+            super::receive2::Unopened::Received(Received::Kept(id)) => {
+                // Only a message from the sender gets a receipt (a repeated receipt's
+                // digest names one of this node's own messages).
+                match cx.store.dm_seen(&sender, id.as_bytes()) {
+                    Ok(true) => Taken::Message(sender, id),
+                    _ => Taken::Done,
+                }
+            }
+            super::receive2::Unopened::Later => Taken::Later,
+            _ => Taken::Done,
+        }
+    }
+
+    /// Seals a receipt for `ids` to `peer`'s device (stored, not flushed); none when
+    /// `peer` has no device this node knows.
+    fn seal_receipt(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        ids: &[MessageId],
+    ) -> Result<Option<OutgoingReceipt>, super::device::DeviceError> {
+        let Some(their) = self.known.newest(cx, peer)? else { return Ok(None) };
+        let Some(local) = self.device.as_ref() else { return Ok(None) };
+        let id = their.device.id();
+        let mut sessions = sessions_with(cx, &local.key, id)?;
+        let inner = Inner::Receipt(Receipt { ids: ids.to_vec() });
+        let envelope = local.device.seal_inner(
+            &cx.keys,
+            &mut sessions,
+            &their.device,
+            Some(&their.fallback),
+            &inner,
+        )?;
+        let request = Dm2Request::Deliver { envelope, follow_proof: None }.to_bytes()?;
+        cx.store.set_olm_sessions(&id, &sessions.pickle(&local.key)?)?;
+        let deposit = sealed::seal(peer, &cx.me, &request)?;
+        let mailboxes = cx.store.mailboxes_of(peer)?;
+        Ok(Some(OutgoingReceipt { peer: *peer, request, deposit, mailboxes }))
+    }
+}

@@ -1,0 +1,134 @@
+//! The driver's side of mailboxes as their client (issue #18): collecting what this
+//! node's mailboxes hold for it when it connects to one, acknowledging what the core
+//! stored, and sending end-to-end receipts directly or through the sender's mailboxes.
+
+use kith_protocol::{
+    mailbox::{MailboxReply, MailboxRequest},
+    olm::envelope::Dm2Reply,
+    AuthorId,
+};
+use libp2p::{Multiaddr, PeerId};
+
+use super::Node;
+use crate::{
+    core::{mailbox::choose, Input},
+    net::Proto,
+};
+
+/// Most collect answers taken in one round with a mailbox (64 envelopes each).
+const MAX_COLLECT_ROUNDS: usize = 64;
+/// When a mailbox is asked again after connecting: what could not be taken at first (a
+/// sender whose device announcement was still being synced) is taken then.
+const COLLECT_AGAIN_MS: [u64; 3] = [0, 3_000, 20_000];
+
+impl Node {
+    /// Asks `mailbox` over `/kith/mailbox/1` (dialling its remembered addresses).
+    pub(super) async fn ask_mailbox(
+        &self,
+        mailbox: &AuthorId,
+        request: &MailboxRequest,
+    ) -> Result<MailboxReply, String> {
+        let peer = mailbox.to_peer_id().map_err(|e| e.to_string())?;
+        let bytes = request.to_bytes().map_err(|e| e.to_string())?;
+        let known = self.inner.store.known_peers_of(&peer.to_string()).unwrap_or_default();
+        let addrs: Vec<Multiaddr> = known.iter().filter_map(|a| a.parse().ok()).collect();
+        let reply = self.inner.net.request(Proto::Mailbox, peer, addrs, bytes).await;
+        MailboxReply::from_bytes(&reply.map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    }
+
+    /// `peer` connected: when it is one of this node's mailboxes, what it holds for this
+    /// node is collected.
+    pub(super) fn collect_if_mailbox(&self, peer: PeerId) {
+        let Ok(author) = AuthorId::from_peer_id(&peer) else { return };
+        let store = &self.inner.store;
+        let mine = choose(store, &self.inner.me).unwrap_or_default();
+        let published = store.mailboxes_of(&self.inner.me).unwrap_or_default();
+        if !mine.contains(&author) && !published.contains(&author) {
+            return;
+        }
+        let node = self.clone();
+        self.spawn(Box::pin(async move {
+            for delay in COLLECT_AGAIN_MS {
+                let wait = std::time::Duration::from_millis(delay);
+                if !wait.is_zero() && !node.pause(wait).await {
+                    return;
+                }
+                if !node.inner.net.is_connected(peer).await {
+                    return;
+                }
+                node.collect_from(peer, author).await;
+            }
+        }));
+    }
+
+    /// Collects from `mailbox` until it holds nothing more after what was read.
+    async fn collect_from(&self, peer: PeerId, mailbox: AuthorId) {
+        let mut after = 0;
+        for _ in 0..MAX_COLLECT_ROUNDS {
+            let request = MailboxRequest::Collect { after };
+            match self.ask_mailbox(&mailbox, &request).await {
+                Ok(MailboxReply::Held { items, more }) => {
+                    let Some(last) = items.last().map(|h| h.position) else { return };
+                    if last <= after {
+                        return;
+                    }
+                    after = last;
+                    tracing::info!(count = items.len(), "collected from a mailbox");
+                    self.drive(Input::Collected { mailbox: peer, items }).await;
+                    if !more {
+                        return;
+                    }
+                }
+                Ok(other) => {
+                    tracing::info!(?other, "a mailbox did not hand over what it holds");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cannot collect from a mailbox");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tells `mailbox` these envelopes are stored.
+    pub(super) fn mailbox_ack(&self, mailbox: AuthorId, ids: Vec<kith_protocol::mailbox::HeldId>) {
+        let node = self.clone();
+        self.spawn(Box::pin(async move {
+            if let Err(error) = node.ask_mailbox(&mailbox, &MailboxRequest::Ack { ids }).await {
+                tracing::debug!(%error, "cannot acknowledge to a mailbox");
+            }
+        }));
+    }
+
+    /// Sends an end-to-end receipt to `peer`: directly, or else deposited with each of
+    /// `mailboxes`.
+    pub(super) fn send_receipt(
+        &self,
+        peer: AuthorId,
+        request: Vec<u8>,
+        deposit: Vec<u8>,
+        mailboxes: Vec<AuthorId>,
+    ) {
+        let node = self.clone();
+        self.spawn(Box::pin(async move {
+            let direct = node.deliver(peer, request, false, Proto::Dm2).await;
+            if direct
+                .is_ok_and(|bytes| matches!(Dm2Reply::from_bytes(&bytes), Ok(Dm2Reply::Receipt(_))))
+            {
+                return;
+            }
+            let mut held = 0;
+            for mailbox in mailboxes {
+                let request =
+                    MailboxRequest::Deposit { recipient: peer, envelope: deposit.clone() };
+                match node.ask_mailbox(&mailbox, &request).await {
+                    Ok(MailboxReply::Accepted { .. }) => held += 1,
+                    Ok(other) => tracing::info!(?other, "a mailbox did not take a receipt"),
+                    Err(error) => tracing::debug!(%error, "cannot deposit a receipt"),
+                }
+            }
+            tracing::info!(held, "receipt deposited with the sender's mailboxes");
+        }));
+    }
+}
