@@ -604,7 +604,7 @@ impl Core {
                 self.groups.handle_delivered(cx, &peer, n, result, now)
             }
             Input::GroupHistory { peer, group, result } => {
-                self.groups.handle_history(cx, &peer, &group, result)
+                self.groups.handle_history(cx, &peer, &group, result, now)
             }
             Input::Timer(Timer::GroupOutbox) => self.groups.handle_due(cx, now),
             Input::Connected { peer } => {

@@ -57,6 +57,8 @@ fn respond(reply: ReplyId, answer: &GroupReply) -> Effect {
 struct Taken {
     changed: bool,
     start: Vec<[u8; 32]>,
+    /// A notification of a new message from another member, given once flushed.
+    note: Option<crate::store::Notification>,
 }
 
 impl Groups {
@@ -81,18 +83,19 @@ impl Groups {
                 return vec![respond(reply, &self.history(cx, &sender, group.as_bytes()))];
             }
             GroupRequest::Control(sealed) => self.take_control(cx, &sender, &sealed, now),
-            GroupRequest::Message(message) => self.take_message(cx, Some(&sender), &message),
+            GroupRequest::Message(message) => self.take_message(cx, Some(&sender), &message, now),
         };
         match taken {
-            Ok(Taken { changed: false, start }) => {
+            Ok(Taken { changed: false, start, .. }) => {
                 let mut effects = vec![respond(reply, &GroupReply::Accepted)];
                 for peer in start {
                     effects.extend(self.start_lane(cx, peer, now));
                 }
                 effects
             }
-            Ok(Taken { changed: true, start }) => {
-                let ok = vec![respond(reply, &GroupReply::Accepted)];
+            Ok(Taken { changed: true, start, note }) => {
+                let mut ok = vec![respond(reply, &GroupReply::Accepted)];
+                ok.extend(note.map(Effect::Notified));
                 let failed = vec![respond(reply, &GroupReply::Later)];
                 self.after_flush(cx, ok, failed, start)
             }
@@ -148,7 +151,7 @@ impl Groups {
                 return Err(NotTaken::Refused("a group from someone you do not follow".into()));
             }
             save(cx, &Group::new(membership))?;
-            return Ok(Taken { changed: true, start: Vec::new() });
+            return Ok(Taken { changed: true, start: Vec::new(), note: None });
         };
         match group.apply(membership) {
             Ok(_) => {
@@ -156,7 +159,7 @@ impl Groups {
                 // Any change: this node's next message starts a new session, whose key
                 // goes to the members of the new epoch only.
                 cx.store.set_group_outbound(&id, None)?;
-                Ok(Taken { changed: true, start: Vec::new() })
+                Ok(Taken { changed: true, start: Vec::new(), note: None })
             }
             Err(GroupError::Stale { epoch, current }) if epoch == current => Ok(Taken::default()),
             Err(error) => Err(error.into()),
@@ -187,7 +190,7 @@ impl Groups {
         }
         let pickle = inbound.pickle(self.pickle_key(cx)?)?;
         cx.store.set_group_inbound(&tag, &pickle)?;
-        Ok(Taken { changed: true, start: Vec::new() })
+        Ok(Taken { changed: true, start: Vec::new(), note: None })
     }
 
     /// A member left: the creator makes the next epoch without them.
@@ -218,7 +221,7 @@ impl Groups {
         save(cx, &group)?;
         cx.store.set_group_outbound(leave.group.as_bytes(), None)?;
         let start = self.announce(cx, &group, &[])?;
-        Ok(Taken { changed: true, start })
+        Ok(Taken { changed: true, start, note: None })
     }
 
     /// A group message, from `via` (a current member, when it came from one; `None`
@@ -228,6 +231,7 @@ impl Groups {
         cx: &Context,
         via: Option<&AuthorId>,
         message: &GroupMessage,
+        now: u64,
     ) -> Result<Taken, NotTaken> {
         let digest = wire::digest(message)?;
         if cx.store.group_held(&digest)? {
@@ -262,8 +266,13 @@ impl Groups {
             text: received.plain.text,
             timestamp: received.plain.timestamp,
         };
-        cx.store.group_add_line(&gid, &line)?;
-        Ok(Taken { changed: true, start: Vec::new() })
+        let new = cx.store.group_add_line(&gid, &line)?;
+        let sender = received.sender;
+        let note = (new && sender != cx.me && !cx.store.is_hidden(&sender)).then(|| {
+            let id = received.plain.id.to_string();
+            crate::core::notify::notify(&cx.store, &cx.me, "group", sender.to_string(), id, now)
+        });
+        Ok(Taken { changed: true, start: Vec::new(), note: note.flatten() })
     }
 
     /// The answer to a history question from `asker`: the newest ciphertexts of the
@@ -290,6 +299,7 @@ impl Groups {
         peer: &AuthorId,
         group: &[u8; 16],
         result: Result<Vec<u8>, String>,
+        now: u64,
     ) -> Vec<Effect> {
         let Ok(Ok(GroupReply::History(messages))) =
             result.map(|bytes| GroupReply::from_bytes(&bytes))
@@ -301,14 +311,15 @@ impl Groups {
         if !member {
             return Vec::new();
         }
-        let mut changed = false;
+        let (mut changed, mut notes) = (false, Vec::new());
         for message in &messages {
-            if let Ok(taken) = self.take_message(cx, None, message) {
+            if let Ok(taken) = self.take_message(cx, None, message, now) {
                 changed |= taken.changed;
+                notes.extend(taken.note.map(Effect::Notified));
             }
         }
         if changed {
-            self.after_flush(cx, Vec::new(), Vec::new(), Vec::new())
+            self.after_flush(cx, notes, Vec::new(), Vec::new())
         } else {
             Vec::new()
         }

@@ -148,6 +148,9 @@ fn members_read_each_other_and_a_removed_member_reads_nothing_sent_after() {
     w.send(1, group, "from one");
     w.send(2, group, "from two");
     w.send(0, group, "from zero");
+    // Each member is told of the others' messages once (not of its own).
+    let notes = w.nodes[1].core.store().notifications(100, false, false).unwrap();
+    assert_eq!(notes.iter().filter(|n| n.kind == "group").count(), 2, "{notes:?}");
     for i in 0..3 {
         let mut texts = w.texts(i, group);
         texts.sort();
