@@ -205,8 +205,10 @@ fn mib(
     Ok(v)
 }
 
-/// Default of [`Config::store_cache_mb`].
-pub const DEFAULT_STORE_CACHE_MB: u64 = crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024);
+/// Default of [`Config::store_cache_mb`]: the store's own default
+/// (`store::DEFAULT_CACHE_BYTES`; a test keeps the two equal, so that loading a
+/// configuration needs nothing of the store).
+pub const DEFAULT_STORE_CACHE_MB: u64 = 32;
 
 /// Largest connection limit accepted.
 pub const MAX_CONNECTION_LIMIT: usize = 100_000;

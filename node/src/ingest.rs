@@ -10,9 +10,24 @@ use kith_protocol::{AuthorId, RecordKind, Topic, VerifiedRecord};
 
 use crate::{
     keep::{self, Came, Counts, Decision, Facts, Quotas},
-    net::Verdict,
     store::{Inserted, Store, StoreError},
 };
+
+/// The validation verdict for a gossip message: what the network does with it and with
+/// the peer that forwarded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Valid, new, and by this node's person or an author it follows: forward it, and
+    /// credit the peer that brought it first (the only first-delivery credit a peer
+    /// earns; see `credit.rs`).
+    Credit,
+    /// Invalid: drop it and penalise the peer.
+    Reject,
+    /// Drop without penalty (e.g. we are overloaded).
+    Ignore,
+}
 
 /// What ingest did with a record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,10 @@
 //! The core's rules, driven without a network: inputs in, effects out.
 #![allow(clippy::unwrap_used)]
 
-use kith_protocol::{Post, RecordId, Topic};
+use kith_protocol::{Post, RecordId, Topic, VerifiedRecord};
+use libp2p::{gossipsub::MessageId, PeerId};
+
+use crate::{ingest::Verdict, store::StoreError};
 
 use super::*;
 use crate::store::tests::{post, signed};

@@ -155,20 +155,9 @@ impl std::fmt::Debug for Responder {
     }
 }
 
-/// The validation verdict for a gossip message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid: forward it.
-    Accept,
-    /// Valid, new, and by this node's person or an author it follows: forward it, and
-    /// credit the peer that brought it first (the only first-delivery credit a peer
-    /// earns; see `credit.rs`).
-    Credit,
-    /// Invalid: drop it and penalise the peer.
-    Reject,
-    /// Drop without penalty (e.g. we are overloaded).
-    Ignore,
-}
+/// The validation verdict for a gossip message (decided by [`crate::ingest`], which
+/// needs no swarm to decide it).
+pub use crate::ingest::Verdict;
 
 /// A connected peer.
 #[derive(Debug, Clone)]

@@ -360,3 +360,8 @@ fn the_latest_mailbox_list_counts_whatever_order_it_arrives_in() {
         assert!(store.mailboxes_of(&b.id()).unwrap().is_empty());
     });
 }
+
+#[test]
+fn the_configuration_default_cache_is_the_stores() {
+    assert_eq!(crate::config::DEFAULT_STORE_CACHE_MB * 1024 * 1024, super::DEFAULT_CACHE_BYTES);
+}
