@@ -155,5 +155,12 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     for text in after.iter().chain(&["while B was away", "welcome E"]) {
         assert!(!home_holds(c.home(), text.as_bytes()), "the removed member holds {text:?}");
     }
+    // The members hold the messages in their stores, never in a log.
+    let later = ["while B was away", "welcome E", "thanks from E"];
+    for text in all.iter().chain(&after).chain(&later) {
+        for daemon in [&a, &b, &c, &d, &e] {
+            assert!(!daemon.log().contains(text), "{}'s log shows {text:?}", daemon.name);
+        }
+    }
     assert!(!a_id.is_empty());
 }
