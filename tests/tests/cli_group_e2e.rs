@@ -101,6 +101,10 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     }
     let from_c = thread(&b, &group).into_iter().find(|(_, t)| t == "hello from C").unwrap();
     assert_eq!(from_c.0, c_id, "B reads C's message as C's");
+    // Read by a person: a sender B follows by name, with the id's tail.
+    let out = String::from_utf8_lossy(&b.run(&["group", "thread", &group]).stdout).into_owned();
+    let tail = &a_id[a_id.len() - 8..];
+    assert!(out.contains(&format!("a (…{tail})")), "B's thread names A: {out}");
 
     // C is removed: it learns so, and reads nothing sent after.
     assert_eq!(a.json(&["group", "remove", &group, &c_id])["ok"], true);

@@ -301,6 +301,7 @@ pub(super) fn notification_text(n: &NotificationEntry) {
         "follow" => "follows you".to_owned(),
         "mutual" => "is now a mutual connection".to_owned(),
         "message" => "sent you a message".to_owned(),
+        "group" => "wrote in a group you are in (kith groups)".to_owned(),
         other => text::line(other).into_owned(),
     };
     out!("{new}{}  {} {what}", time::ago(n.timestamp), who(&n.from, n.name.as_deref(), &n.naming));
@@ -310,7 +311,7 @@ pub(super) fn notification_text(n: &NotificationEntry) {
     // Twelve hex digits: a record id prefix every command takes, unique in practice.
     let short = |id: &str| id.get(..12).unwrap_or(id).to_owned();
     let ids = match (n.kind.as_str(), &n.target) {
-        ("follow" | "mutual", _) => None,
+        ("follow" | "mutual" | "group", _) => None,
         ("message", _) => Some(format!("message {}", n.record)),
         (_, Some(target)) => {
             Some(format!("id {}  on your post {}", short(&n.record), short(target)))
@@ -345,7 +346,8 @@ pub(super) fn group_thread(list: &[kith_node::api::GroupMessageEntry], json: boo
         if json {
             line(&json!({"id": m.id, "from": m.from, "text": m.text, "timestamp": m.timestamp}));
         } else {
-            out!("{}  {}\n    {}", time::ago(m.timestamp), m.from, indented(&m.text, "    "));
+            let from = who(&m.from, m.from_name.as_deref(), &m.naming);
+            out!("{}  {from}\n    {}", time::ago(m.timestamp), indented(&m.text, "    "));
         }
     }
 }

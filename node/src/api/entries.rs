@@ -515,4 +515,10 @@ pub struct GroupMessageEntry {
     pub text: String,
     /// When it was written (the sender's clock), ms since the Unix epoch.
     pub timestamp: u64,
+    /// The sender's display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from_name: Option<String>,
+    /// Petname and look-alike mark of the sender.
+    #[serde(skip_serializing_if = "Naming::is_plain", default)]
+    pub naming: Naming,
 }

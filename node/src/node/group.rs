@@ -114,13 +114,19 @@ impl Node {
         let group = self.group_ref(group)?;
         let limit = super::dm::thread_limit(limit)?;
         let lines = self.inner.store.group_thread(group.as_bytes(), limit)?;
+        let store = &self.inner.store;
         let messages = lines
             .into_iter()
-            .map(|line| GroupMessageEntry {
-                id: kith_protocol::dm::MessageId::from_bytes(line.id).to_string(),
-                from: AuthorId::from_bytes(line.from).map(|a| a.to_string()).unwrap_or_default(),
-                text: line.text,
-                timestamp: line.timestamp,
+            .map(|line| {
+                let from = AuthorId::from_bytes(line.from).ok();
+                GroupMessageEntry {
+                    id: kith_protocol::dm::MessageId::from_bytes(line.id).to_string(),
+                    from: from.map(|a| a.to_string()).unwrap_or_default(),
+                    text: line.text,
+                    timestamp: line.timestamp,
+                    from_name: from.and_then(|a| super::view::name_of(store, &a)),
+                    naming: from.map(|a| super::view::naming_of(store, &a)).unwrap_or_default(),
+                }
             })
             .collect();
         Ok(Response::GroupThread { messages })

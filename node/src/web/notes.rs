@@ -59,6 +59,8 @@ impl NoteView {
             "follow" => ("follows you".to_owned(), format!("/person/{}", n.from)),
             "mutual" => ("and you now follow each other".to_owned(), format!("/person/{}", n.from)),
             "message" => ("sent you a message".to_owned(), format!("/messages/{}", n.from)),
+            // Groups have no page yet: the sender's.
+            "group" => ("wrote in a group you are in".to_owned(), format!("/person/{}", n.from)),
             other => return Self::other(n, who, other, now),
         };
         Self {

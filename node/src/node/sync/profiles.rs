@@ -103,6 +103,8 @@ impl Node {
                 }
             }
             Response::Notifications { entries } => shown.extend(entries.iter().map(|n| &*n.from)),
+            // Members need not follow each other: their names are fetched like strangers'.
+            Response::GroupThread { messages } => shown.extend(messages.iter().map(|m| &*m.from)),
             _ => return,
         }
         self.want_profiles(shown.into_iter().filter_map(|s| s.parse().ok()));
