@@ -12,8 +12,8 @@
 //!     one of those by its author;
 //!   - the post a repost by its person or a followed author shares;
 //!   - posts carrying a subscribed hashtag, dated within [`Quotas::tag_window_ms`];
-//!   - the profile of an author some of whose records it keeps already (so that the
-//!     people it shows have names).
+//!   - the profile of an author some of whose records it keeps already, or one it asked
+//!     for because it shows that person (so that the people it shows have names).
 //!
 //! Nothing else is stored. What is not kept may still be forwarded on the gossip topic it
 //! came on when that topic's owner needs it: on `kith/1/author/O`, records by O and records
@@ -82,6 +82,10 @@ pub enum Came {
     TagTopic,
     /// Any other way (history sync, an offer, a follow proof): nothing to forward.
     Direct,
+    /// In the answer to a question for this author's profile, asked because the node
+    /// shows them (a group member, the author of a post shown): kept if it is their
+    /// profile, even when nothing else of theirs is; nothing to forward.
+    AskedProfile,
 }
 
 /// Records already kept, as the quotas count them.
@@ -198,7 +202,7 @@ pub fn decide(facts: &Facts<'_>, quotas: &Quotas) -> Decision {
                 || matches!(record.kind, RecordKind::Delete { .. })
         }
         Came::TagTopic => in_window,
-        Came::Direct => false,
+        Came::Direct | Came::AskedProfile => false,
     };
     let pass = if topic_needs { Decision::Forward } else { Decision::Drop };
     let counts = &facts.counts;
@@ -213,7 +217,8 @@ pub fn decide(facts: &Facts<'_>, quotas: &Quotas) -> Decision {
     let wanted = concerns(record, &facts.me, facts.target_author)
         || facts.shared_by_followed
         || (facts.subscribed_tag && in_window)
-        || profile_of_someone_kept(record, counts);
+        || profile_of_someone_kept(record, counts)
+        || (facts.came == Came::AskedProfile && matches!(record.kind, RecordKind::Profile { .. }));
     if !wanted || counts.author >= quotas.per_stranger || !room || quotas.strangers == 0 {
         return pass;
     }

@@ -202,3 +202,26 @@ fn a_strangers_profile_is_kept_when_their_records_are() {
     let other = post(p.stranger, vec![], false);
     assert_eq!(decide_with(Facts { counts: one, ..Facts::new(p.me, &other, NOW) }), Decision::Drop);
 }
+
+#[test]
+fn a_profile_asked_for_is_kept_but_nothing_else_in_its_answer() {
+    let p = people();
+    let profile =
+        record(p.stranger, RecordKind::Profile { name: "Sam".into(), bio: String::new() });
+    // Asked for because the node shows them (a group member it does not follow).
+    let asked = Facts { came: Came::AskedProfile, ..Facts::new(p.me, &profile, NOW) };
+    assert_eq!(decide_with(asked), Decision::Keep(Keep::Stranger));
+    // Never forwarded, and no other kind of record rides along.
+    let post = record(
+        p.stranger,
+        RecordKind::Post(kith_protocol::Post {
+            text: "hi".into(),
+            reply_to: None,
+            mentions: vec![],
+            expires_at: None,
+            attachments: vec![],
+        }),
+    );
+    let along = Facts { came: Came::AskedProfile, ..Facts::new(p.me, &post, NOW) };
+    assert_eq!(decide_with(along), Decision::Drop);
+}

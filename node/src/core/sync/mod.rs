@@ -395,15 +395,14 @@ impl Sync {
         effects: &mut Vec<Effect>,
     ) -> u64 {
         let (store, admission) = (&cx.store, &cx.admission);
-        let outcomes = ingest::ingest_batch_with(
-            store,
-            admission,
-            Came::Direct,
-            records,
-            now,
-            cx.threads,
-            |r| asked.check(r, now),
-        );
+        let came = match asked {
+            Asked::Profile(_) => Came::AskedProfile,
+            _ => Came::Direct,
+        };
+        let outcomes =
+            ingest::ingest_batch_with(store, admission, came, records, now, cx.threads, |r| {
+                asked.check(r, now)
+            });
         let mut new = 0;
         for outcome in outcomes {
             match outcome {
