@@ -46,9 +46,9 @@ impl From<GroupError> for NotTaken {
     }
 }
 
+/// The effect that answers group request `reply` with `answer`.
 fn respond(reply: ReplyId, answer: &GroupReply) -> Effect {
-    let bytes = answer.to_bytes().unwrap_or_default();
-    Effect::Respond { reply, bytes }
+    crate::core::respond_encoded(reply, answer.to_bytes())
 }
 
 /// What taking something changed: whether to flush before answering, and whose queues
