@@ -379,6 +379,64 @@ def main():
         assert d.execute_script("return window.kithNoReload") == "notifications", "reloaded"
         p.shot("notifications")
 
+        step("start a group with two friends; write; a member's message appears live")
+        eventually("carol mutual at alice", lambda: any(
+            f["id"] == ids["carol"] and f["mutual"] for f in kith("alice", "following")))
+        d.get(f"{origin}/groups")
+        p.wait("the groups page", lambda: d.title.startswith("Groups"))
+        d.find_element(By.ID, "group-name").send_keys("Walkers")
+        for who in ("bob", "carol"):
+            d.find_element(By.CSS_SELECTOR, f"#group-form input[value='{ids[who]}']").click()
+        d.find_element(By.CSS_SELECTOR, "#group-form button[type=submit]").click()
+        p.wait("the group's page", lambda: d.title.startswith("Walkers"))
+        group = d.current_url.rsplit("/", 1)[1]
+        assert any(g["id"] == group and sorted(g["members"]) == sorted(ids[w] for w in
+                   ("alice", "bob", "carol")) for g in kith("alice", "groups")), group
+        said = "Who brings the map?"
+        d.find_element(By.ID, "chat-text").send_keys(said)
+        d.find_element(By.CSS_SELECTOR, "#chat-form button[type=submit]").click()
+        p.wait("the message in a bubble", lambda: any(
+            said in m.text for m in d.find_elements(By.CSS_SELECTOR, "#chat .msg.mine")))
+        assert d.find_element(By.ID, "chat-text").get_attribute("value") == ""
+        for who in ("bob", "carol"):
+            eventually(f"the message in {who}'s group thread", lambda: any(
+                m["text"] == said for m in kith(who, "group", "thread", group)))
+        d.execute_script("window.kithNoReload = 'group'")
+        kith("carol", "group", "send", group, "I will <script>window.pwned=3</script> bring it")
+        bubble = p.wait("carol's message, live, with her name", lambda: [
+            m for m in d.find_elements(By.CSS_SELECTOR, "#chat .msg:not(.mine)")
+            if "bring it" in m.text])[0]
+        assert "Carol" in bubble.text and "<script>" in bubble.text, bubble.text
+        assert d.execute_script("return window.pwned") is None, "hostile script ran"
+        assert d.execute_script("return window.kithNoReload") == "group", "page reloaded"
+        p.shot("group")
+        step("the creator removes a member on the group's page, then adds her back")
+        d.find_element(By.CSS_SELECTOR, "details.members-panel summary").click()
+        d.find_element(By.XPATH, f"//ul[@id='members']//input[@value='{ids['carol']}']/../button").click()
+        p.wait("two members left", lambda: "2 members" in d.find_element(
+            By.CSS_SELECTOR, "details.members-panel summary").text)
+        assert all(ids["carol"] not in g["members"] for g in kith("alice", "groups")
+                   if g["id"] == group)
+        d.find_element(By.CSS_SELECTOR, "details.members-panel summary").click()
+        d.find_element(By.CSS_SELECTOR, f"#add-member option[value='{ids['carol']}']").click()
+        d.find_element(By.CSS_SELECTOR, ".add-member button[type=submit]").click()
+        p.wait("three members again", lambda: "3 members" in d.find_element(
+            By.CSS_SELECTOR, "details.members-panel summary").text)
+        step("a group started by someone else: an unread count in the navigation and list")
+        supper = kith("bob", "group", "create", "Supper", "--member", ids["alice"])[0]["id"]
+        kith("bob", "group", "send", supper, "Soup at mine on Friday")
+        eventually("the message at alice, unread", lambda: any(
+            g["id"] == supper and g["unread"] == 1 for g in kith("alice", "groups")))
+        d.get(f"{origin}/")
+        p.wait("a count on Groups", lambda: d.find_element(By.ID, "badge-groups").text == "1")
+        d.find_element(By.CSS_SELECTOR, "a[href='/groups']").click()
+        p.wait("the group listed with one unread", lambda: d.find_element(
+            By.CSS_SELECTOR, f"#groups a[href='/groups/{supper}'] .count").text == "1")
+        p.shot("groups")
+        d.find_element(By.CSS_SELECTOR, f"#groups a[href='/groups/{supper}']").click()
+        p.wait_text("Soup at mine on Friday")
+        assert all(g["unread"] == 0 for g in kith("alice", "groups")), "read once shown"
+
         step("add someone by their invite link, with a petname")
         link = kith("dave", "invite")[0]["link"]
         d.get(f"{origin}/people")

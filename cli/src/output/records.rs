@@ -330,9 +330,11 @@ pub(super) fn groups(list: &[kith_node::api::GroupEntry], json: bool) {
     }
     for g in list {
         if json {
-            line(&json!({"id": g.id, "name": g.name, "members": g.members}));
+            line(&json!({"id": g.id, "name": g.name, "members": g.members, "unread": g.unread}));
         } else {
-            out!("{}  {}  ({} members)", text::line(&g.name), g.id, g.members.len());
+            let unread =
+                if g.unread > 0 { format!(", {} unread", g.unread) } else { String::new() };
+            out!("{}  {}  ({} members{unread})", text::line(&g.name), g.id, g.members.len());
         }
     }
 }

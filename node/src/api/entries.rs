@@ -502,6 +502,9 @@ pub struct GroupEntry {
     pub members: Vec<String>,
     /// The creator.
     pub creator: String,
+    /// Messages from others since the group's thread was last read.
+    #[serde(default)]
+    pub unread: u64,
 }
 
 /// One message of a group.

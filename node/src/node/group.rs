@@ -96,16 +96,17 @@ impl Node {
     }
 
     pub(super) fn groups(&self) -> Reply {
-        let mut groups: Vec<GroupEntry> = self
-            .my_groups()?
-            .into_iter()
-            .map(|(id, m)| GroupEntry {
+        let me = *self.inner.me.as_bytes();
+        let mut groups = Vec::new();
+        for (id, m) in self.my_groups()? {
+            groups.push(GroupEntry {
                 id: id.to_string(),
                 name: m.name,
                 members: m.members.iter().map(AuthorId::to_string).collect(),
                 creator: m.creator.to_string(),
-            })
-            .collect();
+                unread: self.inner.store.group_unread(id.as_bytes(), &me)?,
+            });
+        }
         groups.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         Ok(Response::Groups { groups })
     }
@@ -113,8 +114,10 @@ impl Node {
     pub(super) fn group_thread(&self, group: &str, limit: Option<usize>) -> Reply {
         let group = self.group_ref(group)?;
         let limit = super::dm::thread_limit(limit)?;
-        let lines = self.inner.store.group_thread(group.as_bytes(), limit)?;
         let store = &self.inner.store;
+        let lines = store.group_thread(group.as_bytes(), limit)?;
+        // Reading a thread marks it read, as for direct messages.
+        store.group_mark_read(group.as_bytes())?;
         let messages = lines
             .into_iter()
             .map(|line| {

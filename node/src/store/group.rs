@@ -10,7 +10,9 @@
 //! - `c` || group || n -> a message's ciphertext, for members catching up; `h` ||
 //!   digest -> a ciphertext held already;
 //! - `q` || peer || n -> a request waiting to be delivered to that member (the group
-//!   outbox: each member's queue in order); `n` -> the last n given out.
+//!   outbox: each member's queue in order); `n` -> the last n given out;
+//! - `r` || group -> timestamp || message id of the last message the person has seen
+//!   (messages after it, from others, are unread).
 //!
 //! Pickles are sealed before they get here. Plaintext is kept only for groups this
 //! node's person is in; a node that is removed stops getting more.
@@ -28,6 +30,7 @@ const SEEN: u8 = b's';
 const CIPHER: u8 = b'c';
 const HELD: u8 = b'h';
 const QUEUE: u8 = b'q';
+const READ: u8 = b'r';
 const COUNTER: &[u8] = b"n";
 
 /// Largest stored value decoded here.
@@ -201,6 +204,46 @@ impl Store {
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// Marks every message of a group stored so far as read.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn group_mark_read(&self, group: &[u8; 16]) -> Result<(), StoreError> {
+        let prefix = key(LINE, &[group]);
+        if let Some(item) = self.groups.scan_prefix(&prefix).next_back() {
+            let (k, _) = item?;
+            self.groups.insert(key(READ, &[group]), &k[prefix.len()..])?;
+        }
+        Ok(())
+    }
+
+    /// How many messages of a group from someone other than `me` came after the last one
+    /// marked read.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn group_unread(&self, group: &[u8; 16], me: &[u8; 32]) -> Result<u64, StoreError> {
+        let prefix = key(LINE, &[group]);
+        let mut from = prefix.clone();
+        if let Some(mark) = self.groups.get(key(READ, &[group]))? {
+            from.extend_from_slice(&mark);
+            // Just after the last one read.
+            from.push(0);
+        }
+        let mut unread = 0;
+        for item in self.groups.range(from..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let line: GroupLine = decode(&v, "group message")?;
+            if &line.from != me {
+                unread += 1;
+            }
+        }
+        Ok(unread)
     }
 
     /// Holds a message's ciphertext for members catching up, unless held already (the

@@ -365,3 +365,34 @@ fn the_latest_mailbox_list_counts_whatever_order_it_arrives_in() {
 fn the_configuration_default_cache_is_the_stores() {
     assert_eq!(crate::config::DEFAULT_STORE_CACHE_MB * 1024 * 1024, super::DEFAULT_CACHE_BYTES);
 }
+
+#[test]
+fn group_unread_counts_others_messages_after_the_last_read() {
+    use super::group::GroupLine;
+    let store = Store::open_memory().unwrap();
+    let (group, other_group) = ([1; 16], [2; 16]);
+    let (me, them) = ([7; 32], [8; 32]);
+    let line = |id: u8, from: [u8; 32], timestamp: u64| GroupLine {
+        id: [id; 16],
+        from,
+        text: format!("m{id}"),
+        timestamp,
+    };
+    assert_eq!(store.group_unread(&group, &me).unwrap(), 0);
+    store.group_add_line(&group, &line(1, them, 10)).unwrap();
+    store.group_add_line(&group, &line(2, me, 20)).unwrap();
+    store.group_add_line(&group, &line(3, them, 30)).unwrap();
+    store.group_add_line(&other_group, &line(4, them, 5)).unwrap();
+    // Mine never count; another group's never count.
+    assert_eq!(store.group_unread(&group, &me).unwrap(), 2);
+    store.group_mark_read(&group).unwrap();
+    assert_eq!(store.group_unread(&group, &me).unwrap(), 0);
+    assert_eq!(store.group_unread(&other_group, &me).unwrap(), 1);
+    // A later message is unread; one that arrives late with an older timestamp is
+    // ordered before the mark (the thread shows it in its place).
+    store.group_add_line(&group, &line(5, them, 40)).unwrap();
+    store.group_add_line(&group, &line(6, them, 25)).unwrap();
+    assert_eq!(store.group_unread(&group, &me).unwrap(), 1);
+    store.group_mark_read(&group).unwrap();
+    assert_eq!(store.group_unread(&group, &me).unwrap(), 0);
+}

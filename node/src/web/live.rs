@@ -2,7 +2,13 @@
 //! rendered HTML that htmx puts in place. Streams end when the browser leaves, when the
 //! web interface stops, or when the node does.
 
-use std::{collections::HashMap, convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     extract::{Query, State},
@@ -19,6 +25,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::{
     auth::Session,
+    groups::{group_lines, Lines},
     messages::{chat_messages, Bubbles},
     notes::{NoteFrag, NoteView},
     pages::{Card, Chrome},
@@ -36,6 +43,8 @@ pub(super) struct LiveQuery {
     feed: Option<String>,
     /// A conversation: the other person's id.
     chat: Option<String>,
+    /// A group's conversation: the group's id.
+    group: Option<String>,
     /// Present: new notifications.
     notes: Option<String>,
     tag: Option<String>,
@@ -76,7 +85,7 @@ fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -
 
 /// `GET /events?...`: `feed=home`, `feed=tag&tag=T`, `feed=author&author=ID` (new posts,
 /// each as a rendered card); `chat=ID` (a conversation's new messages and changed delivery
-/// states, as bubbles); `notes=1` (new notifications, as lines of the list).
+/// states, as bubbles); `group=ID` (a group's new messages); `notes=1` (new notifications, as lines of the list).
 pub(super) async fn events(
     State(state): State<Arc<Shared>>,
     Extension(session): Extension<Session>,
@@ -88,6 +97,10 @@ pub(super) async fn events(
     if let Some(peer) = query.chat {
         let notes = base.state.node.live_notifications();
         return sse(chat_updates(Chat { base, peer, notes, shown: HashMap::new() }));
+    }
+    if let Some(group) = query.group {
+        let notes = base.state.node.live_notifications();
+        return sse(group_updates(Group { base, group, notes, shown: HashSet::new() }));
     }
     if query.notes.is_some() {
         let notes = base.state.node.live_notifications();
@@ -168,6 +181,42 @@ fn chat_updates(chat: Chat) -> impl Stream<Item = Result<Event, Infallible>> {
             match askama::Template::render(&Bubbles { messages: changed, error: None }) {
                 Ok(html) => return Some((Ok(Event::default().data(html)), chat)),
                 Err(error) => tracing::error!(%error, "cannot render live messages"),
+            }
+        }
+    })
+}
+
+/// What a group conversation's stream holds while it runs.
+struct Group {
+    base: Base,
+    group: String,
+    notes: LiveNotifications,
+    /// The messages the page was sent.
+    shown: HashSet<String>,
+}
+
+/// New messages of one group, as bubbles: looked for when a notification comes (a
+/// message arrived) and every [`CHAT_CHECK`] (one from this node's person, sent from
+/// another page, makes none).
+fn group_updates(group: Group) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(group, |mut group| async move {
+        loop {
+            let tick = async {
+                tokio::select! {
+                    note = group.notes.next() => note.map(drop),
+                    () = tokio::time::sleep(CHAT_CHECK) => Some(()),
+                }
+            };
+            group.base.until_stop(tick).await?;
+            let Ok(all) = group_lines(&group.base.state, &group.group).await else { continue };
+            let new: Vec<_> = all.into_iter().filter(|l| !group.shown.contains(&l.id)).collect();
+            if new.is_empty() {
+                continue;
+            }
+            group.shown.extend(new.iter().map(|l| l.id.clone()));
+            match askama::Template::render(&Lines { lines: new, error: None }) {
+                Ok(html) => return Some((Ok(Event::default().data(html)), group)),
+                Err(error) => tracing::error!(%error, "cannot render live group messages"),
             }
         }
     })

@@ -28,6 +28,7 @@ mod actions;
 mod assets;
 mod auth;
 mod files;
+mod groups;
 mod live;
 mod messages;
 mod node_page;
@@ -223,6 +224,11 @@ fn router(state: Arc<State>) -> Router {
                 .post(messages::send)
                 .layer(DefaultBodyLimit::max(upload_limit())),
         )
+        .route("/groups", get(groups::list).post(groups::create))
+        .route("/groups/{id}", get(groups::show).post(groups::send))
+        .route("/groups/{id}/add", post(groups::add))
+        .route("/groups/{id}/remove", post(groups::remove))
+        .route("/groups/{id}/leave", post(groups::leave))
         .route("/notifications", get(notes::list))
         .route("/badges", get(notes::badges))
         .route("/people", get(people::list))

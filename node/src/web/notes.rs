@@ -59,8 +59,8 @@ impl NoteView {
             "follow" => ("follows you".to_owned(), format!("/person/{}", n.from)),
             "mutual" => ("and you now follow each other".to_owned(), format!("/person/{}", n.from)),
             "message" => ("sent you a message".to_owned(), format!("/messages/{}", n.from)),
-            // Groups have no page yet: the sender's.
-            "group" => ("wrote in a group you are in".to_owned(), format!("/person/{}", n.from)),
+            // The groups page shows which group has unread messages.
+            "group" => ("wrote in a group you are in".to_owned(), "/groups".to_owned()),
             other => return Self::other(n, who, other, now),
         };
         Self {
@@ -148,6 +148,7 @@ pub(super) async fn list(
 struct Badges {
     notes: u64,
     messages: u64,
+    groups: u64,
 }
 
 /// `/badges`: the unread counts, which htmx puts beside the navigation's links.
@@ -160,5 +161,6 @@ pub(super) async fn badges(State(state): State<Arc<Shared>>) -> Response {
         Reply::Inbox { conversations, .. } => conversations.iter().map(|c| c.unread).sum(),
         _ => 0,
     };
-    html(StatusCode::OK, &Badges { notes, messages })
+    let groups = super::groups::unread(&state).await;
+    html(StatusCode::OK, &Badges { notes, messages, groups })
 }
