@@ -467,6 +467,16 @@ async fn simulate(
     let mut latencies_ms = latencies(plan, &sent, &arrivals, &missing);
     let mut post_call_ms: Vec<f64> =
         sent.iter().map(|s| (s.end - s.start).as_secs_f64() * 1000.0).collect();
+    let sizes: Vec<usize> = sent
+        .iter()
+        .filter_map(|s| nodes[s.post.author].node.store().get_bytes(&s.rid).ok().flatten())
+        .map(|b| b.len())
+        .collect();
+    let record_bytes = if sizes.is_empty() {
+        0.0
+    } else {
+        sizes.iter().sum::<usize>() as f64 / sizes.len() as f64
+    };
     latencies_ms.sort_by(f64::total_cmp);
     post_call_ms.sort_by(f64::total_cmp);
     Ok(Report {
@@ -486,6 +496,7 @@ async fn simulate(
         duplicates: after.1.saturating_sub(before.1),
         sync_fetched: after.2.saturating_sub(before.2),
         unexpected,
+        record_bytes,
         peak_rss_kb: peak_rss_kb(),
         wire_bytes,
         idle_wire_per_s: idle_wire_per_s

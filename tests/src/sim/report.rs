@@ -40,6 +40,9 @@ pub struct Report {
     /// (node, post) pairs stored though the node neither follows the author nor
     /// subscribes a tag of the post (history sync fetches whole author logs).
     pub unexpected: usize,
+    /// Mean size of the signed records posted (bytes, as stored and sent), the floor of
+    /// what one delivery can cost on the wire.
+    pub record_bytes: f64,
     /// Peak resident memory of the whole process, kB.
     pub peak_rss_kb: u64,
     /// Bytes sent on the loopback interface during the publish phase (IP packets, every
@@ -137,6 +140,7 @@ impl Report {
             "post_call_p50_ms": round(percentile(&self.post_call_ms, 50.0)),
             "post_call_p99_ms": round(percentile(&self.post_call_ms, 99.0)),
             "duplicates_per_delivery": round(self.duplicates_per_delivery()),
+            "record_bytes": self.record_bytes.round(),
             "gossip_accepted": self.accepted,
             "gossip_duplicates": self.duplicates,
             "sync_fetched": self.sync_fetched,
@@ -246,6 +250,7 @@ impl Report {
                     (None, _) => "unknown".into(),
                 },
             ),
+            ("mean signed record", format!("{:.0} B", self.record_bytes)),
             ("records via sync", self.sync_fetched.to_string()),
             ("stored by uninterested nodes", self.unexpected.to_string()),
             (
