@@ -245,6 +245,16 @@ pub enum Input {
         /// Its outcome.
         result: Result<(), StoreError>,
     },
+    /// How an [`Effect::Deposit`] went: how many of the recipient's mailboxes accepted
+    /// the message.
+    Deposited {
+        /// The recipient.
+        peer: AuthorId,
+        /// The message.
+        message: [u8; 16],
+        /// Mailboxes that answered `Accepted`.
+        accepted: usize,
+    },
 }
 
 /// What the core answers a control request with.
@@ -446,6 +456,19 @@ pub enum Effect {
         answer: AnswerId,
         /// The answer.
         result: Result<Answer, ApiError>,
+    },
+    /// Deposit message `message` for `peer` (`envelope`: its `/kith/dm/2` request sealed
+    /// for `peer`'s person) with each of `mailboxes` (`/kith/mailbox/1`), then report
+    /// [`Input::Deposited`].
+    Deposit {
+        /// The recipient.
+        peer: AuthorId,
+        /// The message.
+        message: [u8; 16],
+        /// The sealed deposit.
+        envelope: Vec<u8>,
+        /// `peer`'s mailboxes.
+        mailboxes: Vec<AuthorId>,
     },
 }
 

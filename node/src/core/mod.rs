@@ -147,6 +147,9 @@ impl Core {
             Input::DmDelivered { peer, message, result } => {
                 self.dm.handle_reply(cx, &peer, message, result, now)
             }
+            Input::Deposited { peer, message, accepted } => {
+                self.dm.handle_deposited(cx, &peer, message, accepted, now)
+            }
             Input::Group { op, answer } => self.groups.handle_op(cx, op, answer, now),
             Input::GroupRequest { from, bytes, reply } => {
                 self.groups.handle_request(cx, from, &bytes, reply, now)

@@ -10,6 +10,7 @@ use super::*;
 use crate::store::tests::{post, signed};
 
 mod collect;
+mod deposit;
 mod discovery;
 mod dm;
 mod feeds;

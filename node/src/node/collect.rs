@@ -1,6 +1,7 @@
 //! The driver's side of mailboxes as their client (issue #18): collecting what this
 //! node's mailboxes hold for it when it connects to one, acknowledging what the core
-//! stored, and sending end-to-end receipts directly or through the sender's mailboxes.
+//! stored, sending end-to-end receipts directly or through the sender's mailboxes, and
+//! depositing messages that could not be delivered directly with the recipient's.
 
 use kith_protocol::{
     mailbox::{MailboxReply, MailboxRequest},
@@ -101,6 +102,42 @@ impl Node {
         }));
     }
 
+    /// Deposits `envelope` (message `message`, sealed for `peer`) with each of
+    /// `mailboxes` at once, then tells the core how many accepted it.
+    pub(super) fn deposit(
+        &self,
+        peer: AuthorId,
+        message: [u8; 16],
+        envelope: Vec<u8>,
+        mailboxes: Vec<AuthorId>,
+    ) {
+        let node = self.clone();
+        self.spawn(Box::pin(async move {
+            let accepted = node.deposit_with(peer, &envelope, &mailboxes).await;
+            tracing::info!(accepted, of = mailboxes.len(), "message deposited with mailboxes");
+            node.drive(Input::Deposited { peer, message, accepted }).await;
+        }));
+    }
+
+    /// Deposits `envelope` for `peer` with each of `mailboxes` at once; how many accepted.
+    async fn deposit_with(&self, peer: AuthorId, envelope: &[u8], mailboxes: &[AuthorId]) -> usize {
+        let asks = mailboxes.iter().map(|mailbox| async move {
+            let request = MailboxRequest::Deposit { recipient: peer, envelope: envelope.to_vec() };
+            match self.ask_mailbox(mailbox, &request).await {
+                Ok(MailboxReply::Accepted { .. }) => true,
+                Ok(other) => {
+                    tracing::info!(%mailbox, ?other, "a mailbox did not take a deposit");
+                    false
+                }
+                Err(error) => {
+                    tracing::debug!(%mailbox, %error, "cannot deposit with a mailbox");
+                    false
+                }
+            }
+        });
+        futures::future::join_all(asks).await.into_iter().filter(|ok| *ok).count()
+    }
+
     /// Sends an end-to-end receipt to `peer`: directly, or else deposited with each of
     /// `mailboxes`.
     pub(super) fn send_receipt(
@@ -118,16 +155,7 @@ impl Node {
             {
                 return;
             }
-            let mut held = 0;
-            for mailbox in mailboxes {
-                let request =
-                    MailboxRequest::Deposit { recipient: peer, envelope: deposit.clone() };
-                match node.ask_mailbox(&mailbox, &request).await {
-                    Ok(MailboxReply::Accepted { .. }) => held += 1,
-                    Ok(other) => tracing::info!(?other, "a mailbox did not take a receipt"),
-                    Err(error) => tracing::debug!(%error, "cannot deposit a receipt"),
-                }
-            }
+            let held = node.deposit_with(peer, &deposit, &mailboxes).await;
             tracing::info!(held, "receipt deposited with the sender's mailboxes");
         }));
     }

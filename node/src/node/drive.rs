@@ -315,6 +315,9 @@ impl Node {
                 }
                 Effect::Friends { followed, mutual } => self.set_friends(followed, mutual),
                 Effect::MailboxAck { mailbox, ids } => self.mailbox_ack(mailbox, ids),
+                Effect::Deposit { peer, message, envelope, mailboxes } => {
+                    self.deposit(peer, message, envelope, mailboxes)
+                }
                 Effect::Receipt { peer, request, deposit, mailboxes } => {
                     self.send_receipt(peer, request, deposit, mailboxes)
                 }

@@ -29,6 +29,9 @@ pub enum DmStatus {
     Refused,
     /// Received from the peer.
     Received,
+    /// Sent by us, not delivered directly but held by at least one of the recipient's
+    /// mailboxes; still in the outbox until the recipient's receipt comes back.
+    Held,
 }
 
 impl DmStatus {
@@ -39,6 +42,7 @@ impl DmStatus {
             Self::Delivered => "delivered",
             Self::Refused => "refused",
             Self::Received => "received",
+            Self::Held => "held",
         }
     }
 }
@@ -206,7 +210,8 @@ impl Store {
     }
 
     /// Sets the status of our own message `id` (sent by `me`); a final status
-    /// (delivered, refused) also takes it out of the outbox. Returns the updated record.
+    /// (delivered, refused) also takes it out of the outbox (queued and held do not).
+    /// Returns the updated record.
     ///
     /// # Errors
     /// Disk errors; [`StoreError::Corrupt`] if the record is unreadable.
@@ -226,7 +231,7 @@ impl Store {
         record.reason = reason;
         values::put(&self.dm_msgs, ckey, &record)?;
         // A crash before this line only means one more (deduplicated) delivery attempt.
-        if status != DmStatus::Queued {
+        if !matches!(status, DmStatus::Queued | DmStatus::Held) {
             self.outbox.remove(&id[..])?;
         }
         let updated = Some(record);

@@ -409,6 +409,10 @@ impl World {
                 self.dm_deliver(i, peer, message, bytes, proto);
             }
             Effect::Respond { reply, bytes } => self.dm_respond(i, reply, bytes),
+            // No simulated node holds for others yet: no mailbox accepts.
+            Effect::Deposit { peer, message, .. } => {
+                self.input(i, Input::Deposited { peer, message, accepted: 0 });
+            }
             Effect::Received { message, .. } => self.dm_received(i, message),
             Effect::Notified(n) => self.notified(i, &n),
             Effect::Schedule { at, timer } => {

@@ -9,6 +9,7 @@
 //! the person reads the answer.
 
 mod collect;
+mod deposit;
 pub(crate) mod device;
 pub(crate) mod keys;
 mod receive;
@@ -105,6 +106,10 @@ pub(crate) struct Dm {
         BTreeMap<kith_protocol::olm::device::DeviceId, kith_protocol::olm::prekey::SignedPrekey>,
     /// One-time keys handed out, by peer: (hour, count) for the limit.
     claims: BTreeMap<AuthorId, (u64, u32)>,
+    /// Messages deposited with mailboxes, and the lanes' passes.
+    deposits: deposit::Deposits,
+    /// When the last received message arrived (ms; kept strictly rising in a run).
+    last_arrival: u64,
 }
 
 /// Whether `me` and `other` follow each other.
@@ -166,6 +171,13 @@ impl Dm {
     /// checked yet in this run (asked once per input; see [`Dm::check_device`]).
     pub(crate) fn take_device_wanted(&mut self) -> bool {
         std::mem::take(&mut self.device_wanted)
+    }
+
+    /// The arrival time of a message received at `now`: `now`, or just after the last
+    /// one when that was as late (threads are ordered by arrival).
+    fn arrival(&mut self, now: u64) -> u64 {
+        self.last_arrival = now.max(self.last_arrival.saturating_add(1));
+        self.last_arrival
     }
 
     /// Looks at this node's device: loads it (or, when `create`, makes it if there is
@@ -303,19 +315,26 @@ impl Dm {
         if self.lanes.busy(&peer) {
             return Vec::new();
         }
+        self.deposits.start_pass(peer);
         self.next_in_lane(cx, peer, now)
     }
 
     /// Delivers `peer`'s oldest queued message, or ends the lane when none is left.
     fn next_in_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
         let next = match cx.store.dm_outbox() {
-            Ok(all) => all.into_iter().find(|e| e.peer == peer),
+            Ok(all) => {
+                all.into_iter().find(|e| e.peer == peer && self.deposits.takes(cx, &peer, &e.id))
+            }
             Err(error) => {
                 tracing::error!(%error, "cannot read the outbox");
                 return self.stop_lane(cx, peer, now);
             }
         };
         let Some(entry) = next else {
+            if self.deposits.end_pass(&peer) {
+                // Held messages stay: the lane is tried again later.
+                return self.stop_lane(cx, peer, now);
+            }
             self.lanes.finish(peer, true, now);
             return Vec::new();
         };
@@ -330,6 +349,7 @@ impl Dm {
     fn stop_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
         self.flights.remove(&peer);
+        self.deposits.end_pass(&peer);
         if let Some(at) = self.lanes.finish(peer, false, now) {
             effects.push(Effect::Schedule { at, timer: Timer::Outbox });
         }
@@ -367,7 +387,7 @@ impl Dm {
         };
         let (status, reason) = outcome(peer, &message, result);
         if status == DmStatus::Queued {
-            return self.stop_lane(cx, key, now);
+            return self.undelivered(cx, peer, message, now);
         }
         // Not flushed here: a `msg send` answer flushes first, and a status lost in a
         // crash only sends the message again, which the recipient answers without
@@ -376,6 +396,7 @@ impl Dm {
             tracing::error!(%error, "cannot record delivery");
             return self.stop_lane(cx, key, now);
         }
+        self.deposits.forget(&message);
         let mut effects = self.settle(cx, message, status, reason);
         effects.extend(self.next_in_lane(cx, key, now));
         effects
@@ -437,6 +458,10 @@ impl Dm {
                 if let Err(error) = result {
                     tracing::error!(%error, "cannot flush a session: the message waits");
                     return self.stop_lane(cx, *peer.as_bytes(), now);
+                }
+                if self.deposits.unreachable(peer.as_bytes()) {
+                    // Not dialled again in this pass: deposited.
+                    return self.undelivered(cx, &peer, message, now);
                 }
                 Effect::Deliver { peer, message, bytes, lookup, proto: super::DmProto::V2 }
             }

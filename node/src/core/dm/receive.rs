@@ -172,7 +172,9 @@ impl Dm {
             to: cx.me.to_string(),
             text: plain.text,
             // Threads are ordered by when messages arrived: a sender's clock may lie.
-            timestamp: now,
+            // Several arriving in one millisecond (a batch collected from a mailbox)
+            // keep the order they came in.
+            timestamp: self.arrival(now),
             sent_at: Some(plain.timestamp),
             status: DmStatus::Received,
             reason: None,

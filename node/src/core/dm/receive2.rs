@@ -216,6 +216,7 @@ impl Dm {
         }
         cx.store.dm_set_status(&cx.me, id, DmStatus::Delivered, None)?;
         let _ = cx.store.set_olm_sealed(id, None);
+        self.deposits.forget(id);
         Ok(true)
     }
 

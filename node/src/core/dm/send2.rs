@@ -166,6 +166,11 @@ impl Dm {
             }
         };
         let (flight, bytes, proto) = match plan {
+            Plan::Now(flight @ Flight::Sealed(_), _) if self.deposits.unreachable(&peer) => {
+                // Not dialled again in this pass: deposited.
+                self.flights.insert(peer, flight);
+                return self.undelivered(cx, to, message, now);
+            }
             Plan::V1 => (Flight::V1, entry.request, DmProto::V1),
             Plan::Now(flight, bytes) => (flight, bytes, DmProto::V2),
             Plan::AfterFlush(device, bytes) => {
