@@ -228,6 +228,11 @@ impl Daemon {
         self.spawn_with(extra);
     }
 
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The home folder.
     pub fn home(&self) -> &Path {
         &self.home

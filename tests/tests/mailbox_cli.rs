@@ -2,7 +2,11 @@
 //! #18): A and B are mutual connections who are never online at the same time; C is a
 //! mutual connection of both and listed by both as their mailbox. Messages and their
 //! end-to-end receipts travel through C, each stored exactly once, and C never holds a
-//! word of them in the clear (its home and logs are searched for the texts).
+//! word of them in the clear (its home and logs are searched for the texts). A mailbox
+//! killed while holding hands everything over after its restart, and messages between
+//! people online in turns survive seven `kill -9`s of sender, recipient and mailbox
+//! (`KITH_MAILBOX_KILL_MESSAGES=500` for the 1,000 in all; 100 each way by
+//! default, about 15 s).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -164,4 +168,171 @@ fn a_mailbox_killed_while_holding_hands_everything_over_after_its_restart() {
     for text in &texts {
         wait_for(&a, &b_id, text, "delivered");
     }
+}
+
+/// What can be killed in a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// The node online in this turn, while it sends.
+    Sender,
+    /// The node online in this turn, while it collects (just after it started).
+    Recipient,
+    /// The mailbox, while the node online sends.
+    Mailbox,
+}
+
+/// Sends `who`'s messages `from..to` to `peer`; the next index to send (a send cut by a
+/// kill counts as sent when its sender stored it).
+fn send_range(d: &Daemon, peer: &str, who: &str, (from, to): (usize, usize)) -> usize {
+    for i in from..to {
+        let text = format!("{who} {i}");
+        let out = d.run(&["--json", "msg", "send", peer, &text]);
+        if !out.status.success() {
+            return if found(d, peer, &text).is_empty() { i } else { i + 1 };
+        }
+    }
+    to
+}
+
+/// The number of `d`'s own messages to `peer` still `queued` (not deposited yet).
+fn queued(d: &Daemon, peer: &str) -> usize {
+    let thread = d.lines(&["msg", "thread", peer, "--limit", "10000"]);
+    thread.iter().filter(|m| m["status"] == "queued").count()
+}
+
+/// Each of `who`'s messages `0..total` is in `d`'s thread with `peer` exactly once.
+fn holds_each_once(d: &Daemon, peer: &str, who: &str, total: usize) -> Result<(), String> {
+    let thread = d.lines(&["msg", "thread", peer, "--limit", "10000"]);
+    let mut counts = vec![0usize; total];
+    for m in &thread {
+        let Some(rest) = m["text"].as_str().and_then(|t| t.strip_prefix(&format!("{who} "))) else {
+            continue;
+        };
+        if let Some(c) = rest.parse::<usize>().ok().and_then(|i| counts.get_mut(i)) {
+            *c += 1;
+        }
+    }
+    match counts.iter().position(|c| *c != 1) {
+        Some(i) => Err(format!("{}: {who} {i} held {} times", d.name, counts[i])),
+        None => Ok(()),
+    }
+}
+
+/// Messages each way between A and B, who are online in turns (never together), through
+/// their mailbox C, with seven `kill -9`s of the node sending, the node collecting and
+/// the mailbox along the way: every message is stored exactly once by its recipient
+/// while they take turns; then (both online at last, so that receipts lost with a kill
+/// come back) every message turns delivered. `KITH_MAILBOX_KILL_MESSAGES` sets the
+/// messages each way (default 100; the figure is 500, 1,000 in all);
+/// `KITH_MAILBOX_KILL_SEED` replays the choices of a run (its seed is printed).
+#[test]
+fn messages_between_people_online_in_turns_arrive_once_through_kill_9s() {
+    use kith_tests::{
+        cli::{env_or, seed_from_env},
+        sim::Rng,
+    };
+    const KILLS: usize = 7;
+    let total: usize = env_or("KITH_MAILBOX_KILL_MESSAGES", 100);
+    let seed = seed_from_env("KITH_MAILBOX_KILL_SEED");
+    println!("mailbox kill loop: {total} messages each way, KITH_MAILBOX_KILL_SEED={seed}");
+    let mut rng = Rng::new(seed);
+    let started = std::time::Instant::now();
+    let (mut a, mut b, mut c) = world();
+    let ids = [a.id(), b.id()];
+    let c_id = c.id();
+    stop_knowing(&mut a, &ids[1], &c_id);
+    stop_knowing(&mut b, &ids[0], &c_id);
+    let mut sides = [a, b];
+    let names = ["a", "b"];
+    let mut next = [0usize; 2];
+    // Ten turns each; a kill in seven of the twenty, each of a random kind.
+    let turns = 20;
+    let per_turn = total.div_ceil(turns / 2);
+    let killed: Vec<usize> = rng.pick(turns, KILLS, None);
+    let victims = [Victim::Sender, Victim::Recipient, Victim::Mailbox];
+    let mut kills = Vec::new();
+    for turn in 0..turns {
+        assert!(started.elapsed() < Duration::from_secs(600), "seed {seed}: too slow");
+        let (k, other) = (turn % 2, 1 - turn % 2);
+        let victim = killed.contains(&turn).then(|| victims[rng.below(3)]);
+        let c_addr = c.addr();
+        let side = &mut sides[k];
+        side.restart_with(&["--bootstrap", &c_addr]);
+        if victim == Some(Victim::Recipient) {
+            std::thread::sleep(Duration::from_millis(rng.below(400) as u64));
+            side.kill();
+            side.restart_with(&["--bootstrap", &c_addr]);
+        }
+        let end = (next[k] + per_turn).min(total);
+        let half = (next[k] + end) / 2;
+        next[k] = send_range(side, &ids[other], names[k], (next[k], half));
+        match victim {
+            Some(Victim::Sender) => {
+                side.kill();
+                side.restart_with(&["--bootstrap", &c_addr]);
+            }
+            Some(Victim::Mailbox) => {
+                c.kill();
+                c.restart_with(&[]);
+                side.json(&["dial", &c.addr()]);
+            }
+            _ => {}
+        }
+        if let Some(victim) = victim {
+            kills.push((turn, victim));
+        }
+        next[k] = send_range(side, &ids[other], names[k], (next[k], end));
+        // The turn ends once this side has everything the other deposited, and its own
+        // messages are all deposited (or delivered).
+        let want = next[other];
+        let until = std::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let mine = queued(side, &ids[other]);
+            let theirs = holds_each_once(side, &ids[other], names[other], want);
+            if mine == 0 && theirs.is_ok() {
+                break;
+            }
+            if std::time::Instant::now() > until {
+                let log = side.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "seed {seed}: turn {turn} ({kills:?}): {} has {mine} queued, {theirs:?}\n{}",
+                    names[k],
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!side.log().contains("panicked"), "seed {seed}: {} panicked", names[k]);
+        side.terminate();
+    }
+    for k in 0..2 {
+        assert_eq!(next[k], total, "seed {seed}: {} sent only {}", names[k], next[k]);
+    }
+
+    // Both online at last: every message delivered, each stored once.
+    let c_addr = c.addr();
+    for side in &mut sides {
+        side.restart_with(&["--bootstrap", &c_addr]);
+    }
+    let b_addr = sides[1].addr();
+    sides[0].json(&["dial", &b_addr]);
+    for k in 0..2 {
+        let (side, other) = (&sides[k], 1 - k);
+        eventually(
+            Duration::from_secs(120),
+            &format!("seed {seed}: {} delivered", names[k]),
+            || {
+                let thread = side.lines(&["msg", "thread", &ids[other], "--limit", "10000"]);
+                let mine: Vec<&Value> = thread.iter().filter(|m| m["from"] == ids[k]).collect();
+                mine.iter().all(|m| m["status"] == "delivered").then_some(())
+            },
+        );
+        holds_each_once(side, &ids[other], names[other], total).unwrap();
+        holds_each_once(side, &ids[other], names[k], total).unwrap();
+    }
+    println!(
+        "mailbox kill loop done: {total} messages each way, kills {kills:?}, {:.1} s (seed {seed})",
+        started.elapsed().as_secs_f64()
+    );
 }
