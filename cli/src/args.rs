@@ -109,6 +109,10 @@ pub(crate) enum Command {
         /// their metadata (EXIF, GPS).
         #[arg(long, value_name = "FILE")]
         attach: Vec<PathBuf>,
+        /// Post to one of your circles only: encrypted so that only its current members
+        /// read it (your other followers store it but cannot read it).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["reply_to", "expires", "attach"])]
+        circle: Option<String>,
     },
     /// Show a conversation: the root post and every reply this node knows, as a tree.
     Thread {
@@ -255,6 +259,13 @@ pub(crate) enum Command {
     },
     /// The groups you are in.
     Groups,
+    /// Circles: named audiences among your mutual connections, for posts only they read.
+    Circle {
+        #[command(subcommand)]
+        command: CircleCommand,
+    },
+    /// Your circles and their members.
+    Circles,
     /// End-to-end encrypted direct messages with mutual connections.
     Msg {
         #[command(subcommand)]
@@ -325,6 +336,32 @@ pub(crate) enum GroupCommand {
         /// At most this many (the latest).
         #[arg(long)]
         limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CircleCommand {
+    /// A new circle; members must be your mutual connections.
+    Create {
+        /// Its name (1 to 64 bytes, unique among your circles).
+        name: String,
+        /// A member: id, petname, name or id tail (repeatable).
+        #[arg(long = "member", value_name = "ID")]
+        members: Vec<String>,
+    },
+    /// Add a mutual connection to a circle: they read what you post to it from now on.
+    Add {
+        /// The circle.
+        name: String,
+        /// Who.
+        id: String,
+    },
+    /// Remove a member from a circle: they read nothing you post to it after.
+    Remove {
+        /// The circle.
+        name: String,
+        /// Who.
+        id: String,
     },
 }
 

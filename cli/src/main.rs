@@ -17,7 +17,10 @@ use kith_node::{
     home::Home,
 };
 
-use args::{BlobCommand, Cli, Command, GroupCommand, MailboxCommand, MsgCommand, ProfileCommand};
+use args::{
+    BlobCommand, CircleCommand, Cli, Command, GroupCommand, MailboxCommand, MsgCommand,
+    ProfileCommand,
+};
 
 /// A request the daemon answered with [`Response::Error`].
 #[derive(Debug)]
@@ -109,7 +112,10 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         Command::Dial { addr } => (Request::Dial { addr }, "connected"),
         Command::Invite { expires } => (Request::Invite { expires_in_ms: expires }, ""),
         Command::Add { link, petname } => (Request::Add { link, petname }, ""),
-        Command::Post { text, reply_to, expires, attach } => {
+        Command::Post { text, circle: Some(name), .. } => {
+            (Request::CirclePost { name, text: text_or_stdin(text)? }, "posted to the circle")
+        }
+        Command::Post { text, reply_to, expires, attach, circle: None } => {
             let text = text_or_stdin(text)?;
             let attach = absolute_all(&attach)?;
             (Request::Post { text, reply_to, expires_in_ms: expires, attach }, "posted")
@@ -168,6 +174,16 @@ fn request_of(command: Command) -> Result<(Request, &'static str)> {
         }
         Command::Group { command } => group_request(command)?,
         Command::Groups => (Request::Groups, ""),
+        Command::Circle { command } => match command {
+            CircleCommand::Create { name, members } => {
+                (Request::CircleCreate { name, members }, "circle created")
+            }
+            CircleCommand::Add { name, id } => (Request::CircleAdd { name, member: id }, "added"),
+            CircleCommand::Remove { name, id } => {
+                (Request::CircleRemove { name, member: id }, "removed")
+            }
+        },
+        Command::Circles => (Request::Circles, ""),
         Command::Web { .. } => (Request::Web, ""),
         Command::Stop => (Request::Stop, "stopped"),
         Command::Init { .. }

@@ -285,6 +285,38 @@ pub enum Request {
         /// The values to change.
         set: LiveSettings,
     },
+    /// A new circle (a named audience among our mutual connections).
+    CircleCreate {
+        /// Its name.
+        name: String,
+        /// The members.
+        #[serde(default)]
+        members: Vec<String>,
+    },
+    /// Add a mutual connection to a circle.
+    CircleAdd {
+        /// The circle's name.
+        name: String,
+        /// Who.
+        member: String,
+    },
+    /// Remove a member from a circle: they read nothing posted after.
+    CircleRemove {
+        /// The circle's name.
+        name: String,
+        /// Who.
+        member: String,
+    },
+    /// Our circles.
+    Circles,
+    /// A post only the current members of one of our circles read (answers
+    /// [`Response::Record`]).
+    CirclePost {
+        /// The circle's name.
+        name: String,
+        /// The text.
+        text: String,
+    },
 }
 
 /// A reply from the node.
@@ -445,6 +477,11 @@ pub enum Response {
     },
     /// The node's configuration.
     Settings(Box<NodeSettings>),
+    /// Our circles (`kith circles`), by name.
+    Circles {
+        /// By name.
+        circles: Vec<CircleEntry>,
+    },
     /// The request failed.
     Error {
         /// One line saying why.

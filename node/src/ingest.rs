@@ -211,7 +211,8 @@ fn facts<'a>(
         | RecordKind::Follow { .. }
         | RecordKind::Unfollow { .. }
         | RecordKind::Devices(_)
-        | RecordKind::Mailboxes { .. } => None,
+        | RecordKind::Mailboxes { .. }
+        | RecordKind::Private(_) => None,
     };
     if let Some(target) = target {
         facts.target_author = store.get(&target)?.map(|t| t.record.author);

@@ -176,7 +176,10 @@ fn concerns(record: &Record, who: &AuthorId, target_author: Option<AuthorId>) ->
         // A delete matters wherever its target was kept: the target is stored and is the
         // deleter's own (what `Store::insert` would erase).
         RecordKind::Delete { .. } => target_author == Some(record.author),
-        RecordKind::Profile { .. } | RecordKind::Devices(_) | RecordKind::Mailboxes { .. } => false,
+        RecordKind::Profile { .. }
+        | RecordKind::Devices(_)
+        | RecordKind::Mailboxes { .. }
+        | RecordKind::Private(_) => false,
     }
 }
 

@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::{
     attachment::{Attachment, AttachmentError},
     codec::{self, CodecError},
+    group::GroupMessage,
     identity::{AuthorId, Keypair, SignatureError, SIGNATURE_LEN},
     limits::{
         MAX_ATTACHMENTS, MAX_BIO_BYTES, MAX_DEVICE_ANNOUNCEMENT_BYTES, MAX_FUTURE_SKEW_MS,
@@ -28,6 +29,11 @@ use crate::{
 /// Domain prefix signed before a record's bytes, so a record signature can never be taken
 /// for a signature over anything else.
 pub const RECORD_DOMAIN: &[u8] = b"kith-record/1:";
+
+/// The largest Megolm message a circle post carries: the padded plaintext of a post's
+/// longest text ([`MAX_TEXT_BYTES`]) with the group head and the message framing, with
+/// room to spare (circle posts carry no attachments).
+pub const MAX_PRIVATE_MEGOLM_BYTES: usize = 6 * 1024;
 
 /// Length of a record id.
 pub const RECORD_ID_LEN: usize = 32;
@@ -151,6 +157,11 @@ pub enum RecordKind {
         /// The holders.
         holders: Vec<AuthorId>,
     },
+    /// A circle post (posts for chosen friends, issue #19): the author's Megolm message
+    /// for the circle's current session ([`crate::group::megolm`]). Only the circle's
+    /// members, who were given the session's key, can read it; everyone else sees a
+    /// padded ciphertext and a session tag (`docs/protocol.md` 20.5).
+    Private(GroupMessage),
 }
 
 impl RecordKind {
@@ -166,6 +177,7 @@ impl RecordKind {
             Self::Delete { .. } => "delete",
             Self::Devices(_) => "devices",
             Self::Mailboxes { .. } => "mailboxes",
+            Self::Private(_) => "private",
         }
     }
 }
@@ -229,6 +241,10 @@ pub enum FieldError {
     /// A mailbox list that is too long, repeats a holder or names the author.
     #[error("mailboxes: {0}")]
     Mailboxes(&'static str),
+    /// A circle post whose ciphertext is not a well-formed Megolm message or is larger
+    /// than [`MAX_PRIVATE_MEGOLM_BYTES`].
+    #[error("private post: {0}")]
+    Private(String),
     /// The timestamp is too far in the future.
     #[error("timestamp {timestamp} is more than {MAX_FUTURE_SKEW_MS} ms ahead of now ({now})")]
     FromTheFuture {
@@ -323,6 +339,12 @@ impl Record {
                     return Err(FieldError::Mailboxes("a holder named twice"));
                 }
             }
+            RecordKind::Private(message) => {
+                if message.megolm.len() > MAX_PRIVATE_MEGOLM_BYTES {
+                    return Err(FieldError::Private("ciphertext too long".into()));
+                }
+                message.check().map_err(|e| FieldError::Private(e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -407,6 +429,11 @@ const _: () = assert!(
 // The largest device announcement fits a record: header, announcement, signature.
 const _: () = assert!(
     32 + 8 + 33 + 8 + 4 + MAX_DEVICE_ANNOUNCEMENT_BYTES + SIGNATURE_LEN <= MAX_RECORD_BYTES
+);
+
+// The largest circle post fits a record: header, version, session tag, the ciphertext.
+const _: () = assert!(
+    32 + 8 + 33 + 8 + 4 + 1 + 16 + 8 + MAX_PRIVATE_MEGOLM_BYTES + SIGNATURE_LEN <= MAX_RECORD_BYTES
 );
 
 /// A record with its author's signature, as it travels.

@@ -268,6 +268,7 @@ pub(crate) fn response(response: &Response, json: bool, what: &str) {
         }
         Response::Thread { messages } => thread(messages, json),
         Response::Groups { groups } => records::groups(groups, json),
+        Response::Circles { circles } => records::circles(circles, json),
         Response::GroupThread { messages } => records::group_thread(messages, json),
         Response::WebUrl { url } => {
             if json {

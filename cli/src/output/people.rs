@@ -105,7 +105,10 @@ pub(super) fn follows(list: &[FollowEntry], json: bool) {
 
 pub(super) fn profile(p: &Profile, json: bool) {
     if json {
-        line(&json!({"id": p.id, "name": p.name, "bio": p.bio, "forked": p.forked}));
+        line(&json!({
+            "id": p.id, "name": p.name, "bio": p.bio, "forked": p.forked,
+            "latest_seq": p.latest_seq, "log_records": p.log_records,
+        }));
         return;
     }
     out!("id    {}", p.id);

@@ -75,6 +75,7 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
         let mut v = json!({
             "id": item.id, "author": item.author, "seq": item.seq, "timestamp": item.timestamp,
             "text": item.text, "tags": item.tags, "reply_to": item.reply_to,
+            "private": item.private,
         });
         if let Some(map) = v.as_object_mut() {
             if let Some(by) = &item.reposted_by {
@@ -92,7 +93,11 @@ pub(crate) fn feed_item(item: &FeedItem, json: bool) {
             };
             out!("↻ reposted by {}", who(by, name, &naming));
         }
-        let reply = if item.reply_to.is_some() { " ↩" } else { "" };
+        let reply = match (item.reply_to.is_some(), item.private) {
+            (true, _) => " ↩",
+            (false, true) => " 🔒 circle",
+            (false, false) => "",
+        };
         out!(
             "{}  {}{reply}\n    {}{}{}\n    id {}",
             time::ago(item.timestamp),
@@ -124,6 +129,7 @@ pub(super) fn status(s: &Status, json: bool) {
     out!("records    {} ({} posts)", s.records, s.posts);
     out!("messages   {} ({} waiting in the outbox)", s.messages, s.outbox);
     out!("groups     {} ({} requests waiting for members)", s.groups, s.group_outbox);
+    out!("circles    {}", s.circles);
     out!("notices    {} unread", s.unread_notifications);
     let b = &s.blobs;
     out!(
@@ -335,6 +341,20 @@ pub(super) fn groups(list: &[kith_node::api::GroupEntry], json: bool) {
             let unread =
                 if g.unread > 0 { format!(", {} unread", g.unread) } else { String::new() };
             out!("{}  {}  ({} members{unread})", text::line(&g.name), g.id, g.members.len());
+        }
+    }
+}
+
+/// `kith circles`.
+pub(super) fn circles(list: &[kith_node::api::CircleEntry], json: bool) {
+    if !json && list.is_empty() {
+        out!("you have no circle (kith circle create NAME --member ID makes one)");
+    }
+    for c in list {
+        if json {
+            line(&json!({"name": c.name, "members": c.members}));
+        } else {
+            out!("{}  ({} members)", text::line(&c.name), c.members.len());
         }
     }
 }

@@ -164,6 +164,9 @@ pub struct FeedItem {
     /// Attached files.
     #[serde(default)]
     pub attachments: Vec<AttachmentEntry>,
+    /// A circle post (read with a key its author gave this node's person).
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// One record of a conversation tree.
@@ -338,6 +341,13 @@ pub struct Profile {
     pub bio: Option<String>,
     /// Whether this author was seen publishing two records with one seq.
     pub forked: bool,
+    /// The highest seq of the author's log held here (0: none).
+    #[serde(default)]
+    pub latest_seq: u64,
+    /// How many records of the author's log are held here: equal to `latest_seq` when
+    /// the log held is complete (no gap), whatever records this node can read.
+    #[serde(default)]
+    pub log_records: u64,
     /// Petname and look-alike mark of the person.
     #[serde(skip_serializing_if = "Naming::is_plain", default)]
     pub naming: Naming,
@@ -413,6 +423,9 @@ pub struct Status {
     /// Group requests (messages, key shares, membership changes) waiting for members.
     #[serde(default)]
     pub group_outbox: usize,
+    /// Circles of this node's person.
+    #[serde(default)]
+    pub circles: usize,
     /// Notifications not yet listed.
     pub unread_notifications: u64,
     /// People followed.
@@ -505,6 +518,15 @@ pub struct GroupEntry {
     /// Messages from others since the group's thread was last read.
     #[serde(default)]
     pub unread: u64,
+}
+
+/// One of our circles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircleEntry {
+    /// Its name.
+    pub name: String,
+    /// Its members.
+    pub members: Vec<String>,
 }
 
 /// One message of a group.

@@ -298,7 +298,8 @@ fn topics_of(store: &Store, record: &Record, follow_delete: bool) -> Vec<Topic> 
         RecordKind::Delete { .. }
         | RecordKind::Profile { .. }
         | RecordKind::Devices(_)
-        | RecordKind::Mailboxes { .. } => {}
+        | RecordKind::Mailboxes { .. }
+        | RecordKind::Private(_) => {}
     }
     topics
 }

@@ -150,6 +150,16 @@ impl Core {
             Input::Deposited { peer, message, accepted } => {
                 self.dm.handle_deposited(cx, &peer, message, accepted, now)
             }
+            Input::Group { op: group::GroupOp::CirclePost { name, text }, answer } => {
+                match self.groups.circle_post(cx, &name, text, now) {
+                    Ok((kind, start)) => {
+                        let mut effects = self.feeds.handle_publish(cx, kind, answer, now);
+                        effects.extend(self.groups.start_after_flush(cx, start));
+                        effects
+                    }
+                    Err(error) => vec![Effect::Answer { answer, result: Err(error) }],
+                }
+            }
             Input::Group { op, answer } => self.groups.handle_op(cx, op, answer, now),
             Input::GroupRequest { from, bytes, reply } => {
                 self.groups.handle_request(cx, from, &bytes, reply, now)

@@ -9,6 +9,7 @@ use crate::{ingest::Verdict, store::StoreError};
 use super::*;
 use crate::store::tests::{post, signed};
 
+mod circle;
 mod collect;
 mod deposit;
 mod discovery;
@@ -67,9 +68,19 @@ impl Fixture {
 
     /// Publishes a record of `kind` at `now`, flushed: the effects, and the record.
     pub(super) fn publish(&mut self, kind: RecordKind, now: u64) -> (Vec<Effect>, VerifiedRecord) {
+        self.published(|answer| Input::Publish { kind, answer }, now)
+    }
+
+    /// Runs the input `ask` makes (one that publishes a record of this node) at `now`,
+    /// flushed: the effects, and the record.
+    pub(super) fn published(
+        &mut self,
+        ask: impl FnOnce(AnswerId) -> Input,
+        now: u64,
+    ) -> (Vec<Effect>, VerifiedRecord) {
         self.next_answer += 1;
         let answer = AnswerId(self.next_answer);
-        let first = self.handle(Input::Publish { kind, answer }, now);
+        let first = self.handle(ask(answer), now);
         let effects = self.settle(first, now);
         let record = effects
             .iter()

@@ -361,8 +361,8 @@ impl Node {
         if self.inner.live.receiver_count() == 0 {
             return;
         }
-        let (store, me) = (&self.inner.store, &self.inner.me);
-        if let Some(item) = view::feed_item_of(store, me, record.id(), record.record()) {
+        let (store, reader) = (&self.inner.store, self.reader());
+        if let Some(item) = view::feed_item_of(store, &reader, record.id(), record.record()) {
             let _ = self.inner.live.send(LivePost { item, author: record.record().author });
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use kith_protocol::{AuthorId, RecordId, RecordKind, Tag};
 
-use super::{errors::Reply, view, Node};
+use super::{circle::Reader, errors::Reply, view, Node};
 use crate::{
     api::{ApiError, Response},
     store::{Store, StoredRecord},
@@ -24,14 +24,15 @@ pub const MAX_FEED_LIMIT: usize = 10_000;
 /// Which posts a page of a feed may show, and which it has shown: each post once.
 struct Page<'a> {
     store: &'a Store,
+    reader: &'a Reader,
     shown: HashSet<RecordId>,
     /// Posts of hidden (muted or blocked) people skipped.
     hidden: u64,
 }
 
 impl<'a> Page<'a> {
-    fn new(store: &'a Store) -> Self {
-        Self { store, shown: HashSet::new(), hidden: 0 }
+    fn new(store: &'a Store, reader: &'a Reader) -> Self {
+        Self { store, reader, shown: HashSet::new(), hidden: 0 }
     }
 
     /// Whether `r` (a post or a repost) adds a post this page has not shown; the post's
@@ -39,6 +40,10 @@ impl<'a> Page<'a> {
     fn takes(&mut self, r: &StoredRecord, show_hidden: bool) -> bool {
         let (post, author) = match &r.record.kind {
             RecordKind::Post(_) => (r.id, r.record.author),
+            // A circle post shows only where it is read.
+            RecordKind::Private(_) if self.reader.shows(self.store, &r.record) => {
+                (r.id, r.record.author)
+            }
             RecordKind::Repost { target } => match self.store.get(target) {
                 Ok(Some(t)) if matches!(t.record.kind, RecordKind::Post(_)) => {
                     (t.id, t.record.author)
@@ -86,7 +91,8 @@ impl Node {
             None => None,
         };
         let at = cursor.as_ref().map(|c| (c.record.timestamp, c.id));
-        let mut page = Page::new(store);
+        let reader = self.reader();
+        let mut page = Page::new(store, &reader);
         let me = self.inner.me;
         let records: Vec<StoredRecord> = match (&tag, author) {
             (Some(tag), None) => store.posts_by_tag(tag, limit, at, |r| page.takes(r, false)),
@@ -128,7 +134,7 @@ impl Node {
         let hidden = page.hidden;
         let items = records
             .iter()
-            .filter_map(|r| view::feed_item_of(store, &self.inner.me, r.id, &r.record))
+            .filter_map(|r| view::feed_item_of(store, &reader, r.id, &r.record))
             .collect();
         Ok(Response::Feed { items, hidden })
     }
@@ -137,12 +143,13 @@ impl Node {
     fn feed_older_than(&self, author: AuthorId, cursor: &StoredRecord, limit: usize) -> Reply {
         let store = &self.inner.store;
         let at = (cursor.record.timestamp, cursor.id);
-        let mut page = Page::new(store);
+        let reader = self.reader();
+        let mut page = Page::new(store, &reader);
         let records = store
             .posts_where(limit, Some(at), |r| r.record.author == author && page.takes(r, true))?;
         let items = records
             .iter()
-            .filter_map(|r| view::feed_item_of(store, &self.inner.me, r.id, &r.record))
+            .filter_map(|r| view::feed_item_of(store, &reader, r.id, &r.record))
             .collect();
         Ok(Response::Feed { items, hidden: 0 })
     }

@@ -67,9 +67,16 @@ impl Node {
             Request::Dial { addr } => self.dial(&addr).await,
             Request::Invite { expires_in_ms } => self.invite(expires_in_ms).await,
             Request::Add { link, petname } => self.add(&link, petname.as_deref()).await,
+            Request::CirclePost { name, text } => self.circle_post(name, text).await,
             Request::Post { text, reply_to, expires_in_ms, attach } => {
                 self.post(text, reply_to.as_deref(), expires_in_ms, attach).await
             }
+            Request::CircleCreate { name, members } => self.circle_create(name, &members).await,
+            Request::CircleAdd { name, member } => self.circle_change(name, &member, true).await,
+            Request::CircleRemove { name, member } => {
+                self.circle_change(name, &member, false).await
+            }
+            Request::Circles => self.circles(),
             Request::Thread { id } => self.thread(&id),
             Request::React { id, emoji } => self.react(&id, emoji).await,
             Request::Unreact { id } => self.react(&id, String::new()).await,
@@ -190,6 +197,7 @@ impl Node {
             outbox: store.dm_outbox_len(),
             groups: store.groups()?.iter().filter(|(_, g)| g.active).count(),
             group_outbox: store.group_queue_len(),
+            circles: store.circles()?.len(),
             unread_notifications: store.unread_notifications()?,
             following: store.following(me)?.len(),
             followers: store.followers(me)?.len(),
@@ -273,6 +281,9 @@ impl Node {
             )));
         }
         let reply_to = reply_to.map(|r| self.record_ref(r)).transpose()?;
+        if let Some(parent) = reply_to.and_then(|p| self.inner.store.get(&p).ok().flatten()) {
+            super::social::refuse_private(&parent.record)?;
+        }
         let mentions = extract_mentions(&text);
         let expires_at = match expires_in {
             Some(0) => return Err(ApiError::invalid("--expires must be more than 0")),

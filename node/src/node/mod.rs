@@ -5,6 +5,7 @@
 mod attach;
 pub use attach::human_size;
 mod blobs;
+pub(crate) mod circle;
 mod collect;
 mod discovery;
 mod dm;

@@ -120,7 +120,7 @@ impl Node {
                 "a reaction is one emoji or word of at most {MAX_REACTION_BYTES} bytes"
             )));
         }
-        self.known(&target)?;
+        refuse_private(&self.known(&target)?.record)?;
         let current = self.inner.store.reaction_of(&target, &self.inner.me)?;
         if emoji.is_empty() && current.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::refused("you have not reacted to that record"));
@@ -346,6 +346,19 @@ fn snippet(text: &str) -> String {
         _ => head,
     };
     format!("{}…", kept.trim_end())
+}
+
+/// Replies and reactions are public records: one to a circle post would tell everyone
+/// that the post exists for the replier, and go where the circle's audience does not.
+/// They are refused (`docs/protocol.md` 20.5).
+pub(super) fn refuse_private(target: &kith_protocol::Record) -> Result<(), ApiError> {
+    if matches!(target.kind, RecordKind::Private(_)) {
+        return Err(ApiError::refused(
+            "that is a circle post: replies and reactions to it would be public, so they \
+             are not made (send its author a message instead)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

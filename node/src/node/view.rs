@@ -2,6 +2,7 @@
 
 use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 
+use super::circle::Reader;
 use crate::{
     api::{FeedItem, FollowEntry, Mention, Naming, Profile},
     store::{Store, StoreError},
@@ -48,10 +49,25 @@ pub(crate) fn mentions_of(store: &Store, post: &Post) -> Vec<Mention> {
 /// peers choose what a repost points at, and a chain of them must cost no more than one.
 pub(crate) fn feed_item_of(
     store: &Store,
-    me: &AuthorId,
+    reader: &Reader,
     id: RecordId,
     record: &Record,
 ) -> Option<FeedItem> {
+    let me = &reader.me;
+    if let RecordKind::Private(_) = &record.kind {
+        let text = reader.private_text(store, record)?;
+        let post = Post {
+            text,
+            reply_to: None,
+            mentions: Vec::new(),
+            expires_at: None,
+            attachments: Vec::new(),
+        };
+        let mut item = post_item(store, me, id, record, &post);
+        item.private = true;
+        item.tags = Vec::new();
+        return Some(item);
+    }
     if let RecordKind::Repost { target } = &record.kind {
         let original = store.get(target).ok()??;
         let RecordKind::Post(post) = &original.record.kind else { return None };
@@ -85,6 +101,7 @@ fn post_item(store: &Store, me: &AuthorId, id: RecordId, record: &Record, post: 
         reactions: store.reactions(&id).unwrap_or_default(),
         my_reaction: my_reaction(store, me, &id),
         attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
+        private: false,
     }
 }
 
@@ -108,6 +125,8 @@ pub(crate) fn profile_of(store: &Store, author: &AuthorId) -> Result<Profile, St
         bio,
         forked: store.is_flagged(author)?,
         naming: naming_of(store, author),
+        latest_seq: store.latest(author)?.map_or(0, |(seq, _)| seq),
+        log_records: store.author_count(author)?,
     })
 }
 
@@ -127,7 +146,7 @@ mod tests {
 
     use kith_protocol::{Keypair, RecordKind, VerifiedRecord};
 
-    use super::feed_item_of;
+    use super::{feed_item_of, Reader};
     use crate::store::{
         tests::{post, signed},
         Store,
@@ -149,9 +168,10 @@ mod tests {
             store.insert(&repost).unwrap();
             last = repost;
         }
-        assert_eq!(feed_item_of(&store, &last.record().author, last.id(), last.record()), None);
+        let reader = Reader::without_keys(kp.id());
+        assert_eq!(feed_item_of(&store, &reader, last.id(), last.record()), None);
         let first = store.author_log(&kp.id(), 1, 1).unwrap().remove(0);
-        let item = feed_item_of(&store, &first.record.author, first.id, &first.record).unwrap();
+        let item = feed_item_of(&store, &reader, first.id, &first.record).unwrap();
         assert_eq!(item.id, original.id().to_string());
         assert_eq!(item.reposted_by, Some(kp.id().to_string()));
     }

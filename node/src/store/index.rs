@@ -28,7 +28,10 @@ impl Store {
     pub(super) fn entries(&self, id: &RecordId, r: &Record) -> Vec<Entry<'_>> {
         let mut out = Vec::new();
         let mut add = |tree, key: Vec<u8>, value: Vec<u8>| out.push(Entry { tree, key, value });
-        if matches!(r.kind, RecordKind::Post(_) | RecordKind::Repost { .. }) {
+        if matches!(
+            r.kind,
+            RecordKind::Post(_) | RecordKind::Repost { .. } | RecordKind::Private(_)
+        ) {
             let key = time_key(r.timestamp, id).to_vec();
             add(&self.by_time, key, r.author.as_bytes().to_vec());
         }
@@ -99,7 +102,7 @@ impl Store {
                 let value = ProfileValue { seq: r.seq, id: *id.as_bytes() };
                 codec::put_if_newer(&self.mailboxes, r.author.as_bytes(), &value, || Ok(()))?;
             }
-            RecordKind::Post(_) => {}
+            RecordKind::Post(_) | RecordKind::Private(_) => {}
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 
 mod backend;
 mod blobs;
+mod circle;
 mod codec;
 mod dm;
 mod group;
@@ -36,6 +37,7 @@ mod sync;
 
 pub use backend::MemoryImage;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
+pub use circle::CircleState;
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use group::{GroupLine, GroupQueued, GroupState, MAX_KEPT_CIPHERTEXTS};
 pub use held::{HeldTally, Released, Usage};

@@ -103,7 +103,9 @@ impl Store {
             let (_, value) = item?;
             let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
             if let Some(rec) = self.get(&id)? {
-                if matches!(rec.record.kind, RecordKind::Post(_)) && keep(&rec) {
+                if matches!(rec.record.kind, RecordKind::Post(_) | RecordKind::Private(_))
+                    && keep(&rec)
+                {
                     out.push(rec);
                 }
             }

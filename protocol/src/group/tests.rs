@@ -327,3 +327,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_circle_post_is_a_record_only_its_members_read() {
+    use crate::{
+        limits::MAX_TEXT_BYTES,
+        record::{FieldError, Record, RecordError, RecordKind, VerifiedRecord},
+    };
+    let (alice, bob, carol, group) = trio();
+    let mut out = Outbound::new(group.id(), 1, 10);
+    let mut at_bob = Inbound::from_share(&out.share(&alice.id()), &alice.id()).unwrap();
+    let text = "x".repeat(MAX_TEXT_BYTES);
+    let message = out.encrypt(&alice.id(), &plain(&text)).unwrap();
+    let record = Record {
+        author: alice.id(),
+        seq: 1,
+        prev: None,
+        timestamp: 10,
+        kind: RecordKind::Private(message.clone()),
+    };
+    // The longest text fits a record, and the record round trips.
+    let signed = record.clone().sign(&alice).unwrap();
+    let again = VerifiedRecord::from_bytes(signed.bytes()).unwrap();
+    assert_eq!(again.record().kind, RecordKind::Private(message.clone()));
+    assert!(again.record().tags().is_empty());
+    let RecordKind::Private(carried) = &again.record().kind else { unreachable!() };
+    assert_eq!(at_bob.decrypt(carried).unwrap().plain.text, text);
+    // Someone without the key reads nothing (their own session for the circle opens
+    // nothing of Alice's).
+    let mut carols = Outbound::new(group.id(), 1, 10);
+    let mut at_carol = Inbound::from_share(&carols.share(&carol.id()), &carol.id()).unwrap();
+    carols.encrypt(&carol.id(), &plain("mine")).unwrap();
+    assert!(at_carol.decrypt(carried).is_err());
+    // A ciphertext that is not a canonical Megolm message is refused as a record field.
+    let mut broken = message;
+    broken.megolm.truncate(10);
+    let bad = Record { kind: RecordKind::Private(broken), ..record };
+    assert!(matches!(bad.clone().sign(&alice), Err(RecordError::Field(FieldError::Private(_)))));
+    assert!(matches!(bad.check_fields(), Err(FieldError::Private(_))));
+    let _ = bob;
+}

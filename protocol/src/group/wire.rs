@@ -58,6 +58,9 @@ pub enum Control {
     Share(SessionShare),
     /// The sender left a group.
     Leave(SignedLeave),
+    /// The sender's Megolm session key for one of their circles (posts for chosen
+    /// friends): `group` is the circle's id, known to its members only.
+    CircleShare(SessionShare),
 }
 
 /// A control message opened and checked (signatures verified, shapes checked).
@@ -69,6 +72,8 @@ pub enum Opened {
     Share(SessionShare),
     /// A leave notice whose member's signature verifies.
     Leave(Leave),
+    /// A circle's key share (whether it may be used is the receiver's decision).
+    CircleShare(SessionShare),
 }
 
 impl Control {
@@ -102,6 +107,9 @@ impl Control {
             Self::Membership(signed) => Opened::Membership(signed.verify()?),
             Self::Share(share) => Opened::Share(SessionShare::from_bytes(&share.to_bytes()?)?),
             Self::Leave(signed) => Opened::Leave(SignedLeave::from_bytes(&signed.to_bytes()?)?),
+            Self::CircleShare(share) => {
+                Opened::CircleShare(SessionShare::from_bytes(&share.to_bytes()?)?)
+            }
         };
         Ok((sealed.sender, opened))
     }

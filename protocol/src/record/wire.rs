@@ -26,6 +26,8 @@ pub(super) const ATTACHED_POST: u32 = 7;
 /// The author's devices: a [`crate::olm::prekey::Announcement`].
 const DEVICES: u32 = 8;
 const MAILBOXES: u32 = 9;
+/// A circle post: a [`crate::group::GroupMessage`].
+const PRIVATE: u32 = 10;
 
 fn encode_post<E: Encoder>(post: &Post, encoder: &mut E) -> Result<(), EncodeError> {
     post.text.encode(encoder)?;
@@ -90,6 +92,10 @@ impl Encode for RecordKind {
                 MAILBOXES.encode(encoder)?;
                 holders.encode(encoder)
             }
+            Self::Private(message) => {
+                PRIVATE.encode(encoder)?;
+                message.encode(encoder)
+            }
         }
     }
 }
@@ -122,10 +128,11 @@ impl<C> Decode<C> for RecordKind {
             }
             DEVICES => Self::Devices(Decode::decode(decoder)?),
             MAILBOXES => Self::Mailboxes { holders: Decode::decode(decoder)? },
+            PRIVATE => Self::Private(Decode::decode(decoder)?),
             found => {
                 return Err(DecodeError::UnexpectedVariant {
                     type_name: "RecordKind",
-                    allowed: &AllowedEnumVariants::Range { min: POST, max: MAILBOXES },
+                    allowed: &AllowedEnumVariants::Range { min: POST, max: PRIVATE },
                     found,
                 })
             }

@@ -79,6 +79,10 @@ fn kind(h: &mut Hasher, names: &Names, kind: &RecordKind) {
             name(h, names, Some(target));
         }
         RecordKind::Devices(_) => h.text("devices"),
+        RecordKind::Private(message) => {
+            h.text("private");
+            h.text(&format!("{:?}", message.session));
+        }
         other @ (RecordKind::Profile { .. }
         | RecordKind::Follow { .. }
         | RecordKind::Unfollow { .. }

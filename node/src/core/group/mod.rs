@@ -15,6 +15,7 @@
 //!
 //! Every answer that claims something is stored comes after a flush.
 
+mod circle;
 mod ops;
 mod receive;
 mod send;

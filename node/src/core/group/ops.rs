@@ -53,6 +53,35 @@ pub enum GroupOp {
         /// The text.
         text: String,
     },
+    /// A new circle of this node's person's mutual connections.
+    CircleCreate {
+        /// Its name (unique among this person's circles).
+        name: String,
+        /// The members.
+        members: Vec<AuthorId>,
+    },
+    /// Add a mutual connection to a circle.
+    CircleAdd {
+        /// The circle's name.
+        name: String,
+        /// Who.
+        member: AuthorId,
+    },
+    /// Remove a member from a circle: they read nothing posted after.
+    CircleRemove {
+        /// The circle's name.
+        name: String,
+        /// Who.
+        member: AuthorId,
+    },
+    /// A post only the circle's current members read (answered as a publish is, with
+    /// the record).
+    CirclePost {
+        /// The circle's name.
+        name: String,
+        /// The text.
+        text: String,
+    },
 }
 
 /// What a group request is answered with.
@@ -81,6 +110,18 @@ impl Groups {
             GroupOp::Remove { group, member } => self.change(cx, group, None, Some(member), now),
             GroupOp::Leave { group } => self.leave(cx, group, now),
             GroupOp::Send { group, text } => self.send(cx, group, text, now),
+            GroupOp::CircleCreate { name, members } => {
+                self.circle_create(cx, &name, &members).map(|s| (GroupAnswer::Done, s))
+            }
+            GroupOp::CircleAdd { name, member } => {
+                self.circle_add(cx, &name, &member, now).map(|s| (GroupAnswer::Done, s))
+            }
+            GroupOp::CircleRemove { name, member } => {
+                self.circle_remove(cx, &name, &member).map(|s| (GroupAnswer::Done, s))
+            }
+            GroupOp::CirclePost { .. } => {
+                Err(ApiError::internal("a circle post is published by the core, not here"))
+            }
         };
         match result {
             Ok((done, start)) => {
@@ -240,15 +281,7 @@ impl Groups {
         text: String,
         now: u64,
     ) -> Result<(GroupAnswer, Vec<[u8; 32]>), ApiError> {
-        if text.trim().is_empty() {
-            return Err(ApiError::invalid("message text is empty"));
-        }
-        if text.len() > MAX_DM_TEXT_BYTES {
-            return Err(ApiError::invalid(format!(
-                "message is {} bytes; the limit is {MAX_DM_TEXT_BYTES}",
-                text.len()
-            )));
-        }
+        check_text(&text, "message")?;
         let Loaded { group, .. } = mine(cx, &id)?;
         let message = self.encrypt_and_queue(cx, &group, text, now)?;
         let start = Self::others(cx, &group).iter().map(|m| *m.as_bytes()).collect();
@@ -277,13 +310,28 @@ fn sign(
 
 /// Whether `member` may be put in a group by this node's person: a mutual connection,
 /// not themselves.
-fn check_addable(cx: &Context, member: &AuthorId) -> Result<(), ApiError> {
+pub(super) fn check_addable(cx: &Context, member: &AuthorId) -> Result<(), ApiError> {
     if *member == cx.me {
         return Err(ApiError::invalid("you are in your groups already"));
     }
     if !is_mutual(&cx.store, &cx.me, member)? {
         return Err(ApiError::not_mutual(format!(
             "not a mutual connection: you and {member} must follow each other"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an empty `text` or one over the limit of an encrypted message (`what` names
+/// it in the error).
+pub(super) fn check_text(text: &str, what: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid(format!("{what} text is empty")));
+    }
+    if text.len() > MAX_DM_TEXT_BYTES {
+        return Err(ApiError::invalid(format!(
+            "{what} is {} bytes; the limit is {MAX_DM_TEXT_BYTES}",
+            text.len()
         )));
     }
     Ok(())

@@ -131,6 +131,11 @@ impl Groups {
             Opened::Membership(membership) => self.take_membership(cx, membership),
             Opened::Share(share) => self.take_share(cx, sender, &share),
             Opened::Leave(leave) => self.take_leave(cx, sender, &leave, now),
+            Opened::CircleShare(share) => match self.take_circle_share(cx, sender, &share) {
+                Ok(new) => Ok(Taken { changed: new, start: Vec::new(), note: None }),
+                Err(super::circle::CircleRefusal::Refused(why)) => Err(NotTaken::Refused(why)),
+                Err(super::circle::CircleRefusal::Later) => Err(NotTaken::Later),
+            },
         }
     }
 
