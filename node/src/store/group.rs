@@ -12,7 +12,8 @@
 //! - `q` || peer || n -> a request waiting to be delivered to that member (the group
 //!   outbox: each member's queue in order); `n` -> the last n given out;
 //! - `r` || group -> timestamp || message id of the last message the person has seen
-//!   (messages after it, from others, are unread).
+//!   (messages after it, from others, are unread);
+//! - `k` || name -> one of this node's person's circles (`circle.rs`).
 //!
 //! Pickles are sealed before they get here. Plaintext is kept only for groups this
 //! node's person is in; a node that is removed stops getting more.
