@@ -437,6 +437,37 @@ def main():
         p.wait_text("Soup at mine on Friday")
         assert all(g["unread"] == 0 for g in kith("alice", "groups")), "read once shown"
 
+        step("make a circle of one friend; a post for it only she reads")
+        d.get(f"{origin}/groups")
+        d.find_element(By.ID, "circle-name").send_keys("Close")
+        d.find_element(By.CSS_SELECTOR, f"#circle-form input[value='{ids['bob']}']").click()
+        d.find_element(By.CSS_SELECTOR, "#circle-form button[type=submit]").click()
+        p.wait("the circle listed", lambda: "Close" in d.find_element(By.ID, "circle-list").text)
+        assert any(c["name"] == "Close" and c["members"] == [ids["bob"]]
+                   for c in kith("alice", "circles"))
+        d.execute_script("document.getElementById('circles').scrollIntoView()")
+        p.shot("circles")
+        d.get(f"{origin}/")
+        p.wait("the home page", lambda: d.title.startswith("Home"))
+        secret = "Only for the circle: surprise party on Sunday"
+        d.find_element(By.CSS_SELECTOR, "#compose-circle option[value='Close']").click()
+        d.find_element(By.ID, "compose-text").send_keys(secret)
+        d.find_element(By.CSS_SELECTOR, "#compose button[type=submit]").click()
+        card = p.card(secret)
+        assert "private" in card.text and not card.find_elements(By.CSS_SELECTOR, "button[value='👍']"), \
+            card.text
+        d.execute_script("window.scrollTo(0, 0)")
+        p.shot("circle-post")
+        item = eventually("the circle post in bob's feed, private", lambda: [
+            i for i in kith("bob", "feed", "--limit", "100") if i["text"] == secret])
+        assert item[0]["private"] is True, item
+        eventually("the record at carol (a follower outside the circle)", lambda: kith(
+            "carol", "profile", "show", ids["alice"])[0].get("latest_seq", 0) >=
+            kith("alice", "profile", "show")[0]["latest_seq"])
+        assert secret not in feed_texts("carol"), "carol reads a circle post"
+        assert d.find_element(By.ID, "compose-circle").get_attribute("value") == "", \
+            "the audience goes back to everyone"
+
         step("add someone by their invite link, with a petname")
         link = kith("dave", "invite")[0]["link"]
         d.get(f"{origin}/people")

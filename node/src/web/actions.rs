@@ -51,6 +51,9 @@ pub(super) struct PostForm {
     pub(super) text: String,
     pub(super) reply_to: Option<String>,
     pub(super) back: Option<String>,
+    /// A circle's name: the post is for its members only.
+    #[serde(default)]
+    pub(super) circle: Option<String>,
 }
 
 /// The new post card and a note, as htmx partials for the home page.
@@ -98,9 +101,27 @@ async fn publish(
     attach: Vec<String>,
 ) -> Response {
     let reply_to = form.reply_to.filter(|r| !r.trim().is_empty());
-    let request =
-        Request::Post { text: form.text, reply_to: reply_to.clone(), expires_in_ms: None, attach };
-    let result = ask(&state, request).await;
+    let circle = form.circle.filter(|c| !c.is_empty());
+    let request = match &circle {
+        // A circle post is text only (its files would be fetched from the author by
+        // anyone who has the hash); replies to it are refused by the node.
+        Some(_) if !attach.is_empty() => {
+            let error = "A post for a circle cannot carry files yet: post it to everyone, \
+                         or without the files.";
+            Err(error.to_owned())
+        }
+        Some(name) => Ok(Request::CirclePost { name: name.clone(), text: form.text }),
+        None => Ok(Request::Post {
+            text: form.text,
+            reply_to: reply_to.clone(),
+            expires_in_ms: None,
+            attach,
+        }),
+    };
+    let result = match request {
+        Ok(request) => ask(&state, request).await,
+        Err(error) => Err(error),
+    };
     let chrome = Chrome::new(&state, &session, "");
     if !is_htmx(&headers) {
         return match (result, reply_to) {
@@ -115,6 +136,11 @@ async fn publish(
         };
     }
     let page = match result {
+        Ok(Reply::Record { id }) if circle.is_some() => {
+            // A circle post has no conversation: its card comes from the timeline.
+            let cards = pages::cards(&state, pages::feed(None, None)).await.unwrap_or_default();
+            Posted { chrome, card: cards.into_iter().find(|c| c.id == id), error: None }
+        }
         Ok(Reply::Record { id }) => {
             let card = card(&state, &id, false).await.ok();
             Posted { chrome, card, error: None }

@@ -65,11 +65,13 @@ pub(super) async fn read_post(
     state: &Shared,
     request: axum::extract::Request,
 ) -> Result<(PostForm, Upload), String> {
-    let (mut fields, upload) = read_form(state, request, &["text", "reply_to", "back"]).await?;
+    let (mut fields, upload) =
+        read_form(state, request, &["text", "reply_to", "back", "circle"]).await?;
     let form = PostForm {
         text: fields.remove("text").unwrap_or_default(),
         reply_to: fields.remove("reply_to"),
         back: fields.remove("back"),
+        circle: fields.remove("circle"),
     };
     Ok((form, upload))
 }

@@ -103,23 +103,36 @@ struct Row {
     unread: u64,
 }
 
+/// A circle, with the mutual connections not in it (who can be added).
+struct CircleRow {
+    name: String,
+    members: Vec<Who>,
+    addable: Vec<Who>,
+}
+
 #[derive(Template)]
 #[template(path = "groups.html")]
 struct List {
     chrome: Chrome,
     rows: Vec<Row>,
+    circles: Vec<CircleRow>,
     mutuals: Vec<Who>,
     /// What "Start a group" was given, kept when it failed.
     name: String,
     error: Option<String>,
+    /// Why the last change of a circle failed.
+    circle_error: Option<String>,
 }
 
-async fn list_page(
-    state: &Shared,
-    chrome: Chrome,
+/// What the list page shows besides the groups: a failed form's input and reason.
+#[derive(Default)]
+struct Failed {
     name: String,
     error: Option<String>,
-) -> Response {
+    circle_error: Option<String>,
+}
+
+async fn list_page(state: &Shared, chrome: Chrome, failed: Failed) -> Response {
     let groups = match my_groups(state).await {
         Ok(groups) => groups,
         Err(message) => {
@@ -138,8 +151,25 @@ async fn list_page(
         rows.push(Row { id: g.id.clone(), name: clean(&g.name), members, unread: g.unread });
     }
     let mutuals = mutuals(state, &mut names).await;
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    html(status, &List { chrome, rows, mutuals, name, error: error.map(|e| clean(&e)) })
+    let mut circles = Vec::new();
+    if let Reply::Circles { circles: list } = state.node.handle(Request::Circles).await {
+        for c in list {
+            let mut members = Vec::with_capacity(c.members.len());
+            for m in &c.members {
+                members.push(names.who(m).await);
+            }
+            let addable = mutuals.iter().filter(|w| !c.members.contains(&w.id)).cloned().collect();
+            circles.push(CircleRow { name: c.name, members, addable });
+        }
+    }
+    let Failed { name, error, circle_error } = failed;
+    let status = if error.is_some() || circle_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let (error, circle_error) = (error.map(|e| clean(&e)), circle_error.map(|e| clean(&e)));
+    html(status, &List { chrome, rows, circles, mutuals, name, error, circle_error })
 }
 
 /// `/groups`: the groups you are in, newest activity unread first, and "Start a group".
@@ -148,7 +178,7 @@ pub(super) async fn list(
     Extension(session): Extension<Session>,
 ) -> Response {
     let chrome = Chrome::new(&state, &session, "groups");
-    list_page(&state, chrome, String::new(), None).await
+    list_page(&state, chrome, Failed::default()).await
 }
 
 /// `POST /groups`: starts a group (`name`, and `member` once per member).
@@ -168,12 +198,16 @@ pub(super) async fn create(
     }
     let chrome = Chrome::new(&state, &session, "groups");
     if name.trim().is_empty() {
-        return list_page(&state, chrome, name, Some("A group needs a name.".into())).await;
+        let error = Some("A group needs a name.".into());
+        return list_page(&state, chrome, Failed { name, error, ..Failed::default() }).await;
     }
     let request = Request::GroupCreate { name: name.trim().to_owned(), members };
     match state.node.handle(request).await {
         Reply::Record { id } => Redirect::to(&format!("/groups/{id}")).into_response(),
-        Reply::Error { message, .. } => list_page(&state, chrome, name, Some(message)).await,
+        Reply::Error { message, .. } => {
+            let failed = Failed { name, error: Some(message), ..Failed::default() };
+            list_page(&state, chrome, failed).await
+        }
         other => (StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected reply {other:?}"))
             .into_response(),
     }
@@ -335,4 +369,61 @@ pub(super) async fn leave(
 ) -> Response {
     let reply = state.node.handle(Request::GroupLeave { group }).await;
     changed(&state, &session, reply, "/groups".into())
+}
+
+/// `POST /circles`: a new circle (`name`, and `member` once per member).
+pub(super) async fn circle_create(
+    State(state): State<Arc<Shared>>,
+    Extension(session): Extension<Session>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let mut name = String::new();
+    let mut members = Vec::new();
+    for (key, value) in fields {
+        match key.as_str() {
+            "name" => name = value.trim().to_owned(),
+            "member" => members.push(value),
+            _ => {}
+        }
+    }
+    let request = Request::CircleCreate { name, members };
+    circle_changed(&state, &session, request).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct CircleForm {
+    name: String,
+    id: String,
+}
+
+/// `POST /circles/add`: a mutual connection joins a circle (reads its posts from now on).
+pub(super) async fn circle_add(
+    State(state): State<Arc<Shared>>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<CircleForm>,
+) -> Response {
+    let request = Request::CircleAdd { name: form.name, member: form.id };
+    circle_changed(&state, &session, request).await
+}
+
+/// `POST /circles/remove`: a member leaves a circle (reads nothing posted after).
+pub(super) async fn circle_remove(
+    State(state): State<Arc<Shared>>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<CircleForm>,
+) -> Response {
+    let request = Request::CircleRemove { name: form.name, member: form.id };
+    circle_changed(&state, &session, request).await
+}
+
+/// Makes a change to a circle: back to the list's circles, or the list with the reason.
+async fn circle_changed(state: &Shared, session: &Session, request: Request) -> Response {
+    match state.node.handle(request).await {
+        Reply::Error { message, .. } => {
+            let chrome = Chrome::new(state, session, "groups");
+            let failed = Failed { circle_error: Some(message), ..Failed::default() };
+            list_page(state, chrome, failed).await
+        }
+        _ => Redirect::to("/groups#circles").into_response(),
+    }
 }

@@ -140,7 +140,7 @@ pub(super) async fn cards(state: &Shared, request: Request) -> Result<Vec<PostVi
     Ok(out)
 }
 
-fn feed(tag: Option<String>, author: Option<String>) -> Request {
+pub(super) fn feed(tag: Option<String>, author: Option<String>) -> Request {
     Request::Feed { tag, author, limit: Some(PAGE_POSTS), live: false, before: None }
 }
 
@@ -149,13 +149,26 @@ fn feed(tag: Option<String>, author: Option<String>) -> Request {
 struct Home {
     chrome: Chrome,
     posts: Vec<PostView>,
+    /// The person's circles (names, cleaned): the compose box may post to one.
+    circles: Vec<String>,
+}
+
+/// The names of the person's circles.
+pub(super) async fn circle_names(state: &Shared) -> Vec<String> {
+    match state.node.handle(Request::Circles).await {
+        Reply::Circles { circles } => circles.into_iter().map(|c| c.name).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// `/`: the timeline with a compose box; new posts arrive live.
 pub(super) async fn home(State(state): St, Extension(session): Extension<Session>) -> Response {
     let chrome = Chrome::new(&state, &session, "home").live("/events?feed=home".into());
     match cards(&state, feed(None, None)).await {
-        Ok(posts) => html(StatusCode::OK, &Home { chrome, posts }),
+        Ok(posts) => {
+            let circles = circle_names(&state).await;
+            html(StatusCode::OK, &Home { chrome, posts, circles })
+        }
         Err(e) => {
             problem(chrome, StatusCode::INTERNAL_SERVER_ERROR, "Cannot read the timeline", &e)
         }

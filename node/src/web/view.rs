@@ -325,6 +325,9 @@ pub(super) struct PostView {
     pub(super) depth: usize,
     /// Why the last action on this post failed.
     pub(super) error: Option<String>,
+    /// A circle post: only its circle reads it, and it takes no replies, reactions or
+    /// reposts.
+    pub(super) private: bool,
 }
 
 /// Deepest indentation of a reply in a thread.
@@ -356,6 +359,7 @@ impl PostView {
             mine: item.author == me,
             depth: 0,
             error: None,
+            private: item.private,
         }
     }
 
@@ -380,6 +384,7 @@ impl PostView {
             mine: entry.author == me,
             depth: entry.depth.min(MAX_INDENT),
             error: None,
+            private: false,
         }
     }
 }
