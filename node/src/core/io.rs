@@ -255,6 +255,11 @@ pub enum Input {
         /// Mailboxes that answered `Accepted`.
         accepted: usize,
     },
+    /// An [`Effect::Receipt`] was taken directly or by one of the mailboxes.
+    ReceiptSent {
+        /// Its key.
+        key: [u8; 32],
+    },
 }
 
 /// What the core answers a control request with.
@@ -416,6 +421,10 @@ pub enum Effect {
         deposit: Vec<u8>,
         /// `peer`'s mailboxes.
         mailboxes: Vec<AuthorId>,
+        /// Names it: once it was taken directly or by a mailbox, report
+        /// [`Input::ReceiptSent`] with this (until then it is kept, and sent again after
+        /// a restart).
+        key: [u8; 32],
     },
     /// Report [`Input::Timer`] with `timer` at `at` (ms since the Unix epoch).
     Schedule {

@@ -150,6 +150,7 @@ impl Core {
             Input::Deposited { peer, message, accepted } => {
                 self.dm.handle_deposited(cx, &peer, message, accepted, now)
             }
+            Input::ReceiptSent { key } => self.dm.handle_receipt_sent(cx, &key),
             Input::Group { op: group::GroupOp::CirclePost { name, text }, answer } => {
                 match self.groups.circle_post(cx, &name, text, now) {
                     Ok((kind, start)) => {

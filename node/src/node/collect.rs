@@ -143,9 +143,9 @@ impl Node {
     pub(super) fn send_receipt(
         &self,
         peer: AuthorId,
-        request: Vec<u8>,
-        deposit: Vec<u8>,
+        (request, deposit): (Vec<u8>, Vec<u8>),
         mailboxes: Vec<AuthorId>,
+        key: [u8; 32],
     ) {
         let node = self.clone();
         self.spawn(Box::pin(async move {
@@ -153,10 +153,14 @@ impl Node {
             if direct
                 .is_ok_and(|bytes| matches!(Dm2Reply::from_bytes(&bytes), Ok(Dm2Reply::Receipt(_))))
             {
+                node.drive(Input::ReceiptSent { key }).await;
                 return;
             }
             let held = node.deposit_with(peer, &deposit, &mailboxes).await;
             tracing::info!(held, "receipt deposited with the sender's mailboxes");
+            if held > 0 {
+                node.drive(Input::ReceiptSent { key }).await;
+            }
         }));
     }
 }

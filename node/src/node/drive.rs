@@ -318,8 +318,8 @@ impl Node {
                 Effect::Deposit { peer, message, envelope, mailboxes } => {
                     self.deposit(peer, message, envelope, mailboxes)
                 }
-                Effect::Receipt { peer, request, deposit, mailboxes } => {
-                    self.send_receipt(peer, request, deposit, mailboxes)
+                Effect::Receipt { peer, request, deposit, mailboxes, key } => {
+                    self.send_receipt(peer, (request, deposit), mailboxes, key)
                 }
                 Effect::Schedule { at, timer } => {
                     let delay = Duration::from_millis(at.saturating_sub(now_ms()));

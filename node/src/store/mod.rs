@@ -43,7 +43,7 @@ pub use group::{GroupLine, GroupQueued, GroupState, MAX_KEPT_CIPHERTEXTS};
 pub use held::{HeldTally, Released, Usage};
 pub use mailbox::Presence;
 pub use moderation::Moderation;
-pub use olm::StoredDevice;
+pub use olm::{ReceiptOut, StoredDevice};
 pub use people::MAX_KNOWN_PEERS;
 pub use social::{Notification, MAX_NOTIFICATIONS};
 

@@ -4,7 +4,8 @@
 //! Trees: `olm` (`device` -> the device account's pickle, `cert` -> its certificate,
 //! `s` || device id -> the pickle of the sessions with that device, `o` || message id ->
 //! the sealed `/kith/dm/2` request of an outgoing message, `r` || envelope digest -> the
-//! id of the received message it carried) and `devices`
+//! id of the received message it carried, `x` || key -> an end-to-end receipt not sent
+//! yet) and `devices`
 //! (author -> the latest `Devices` record, like `profiles`). Pickles are sealed by
 //! `kith_protocol::olm::pickle` before they get here: the store only keeps bytes. The
 //! caller flushes before it lets anything depend on them (an envelope leaving, a receipt).
@@ -22,6 +23,10 @@ const SESSIONS: u8 = b's';
 const SEALED: u8 = b'o';
 const RECEIVED: u8 = b'r';
 const RECEIVED_AT: u8 = b't';
+const RECEIPT_OUT: u8 = b'x';
+
+/// A receipt waiting to be sent: its key and its stored bytes.
+pub type ReceiptOut = ([u8; 32], Vec<u8>);
 
 fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut key = vec![prefix];
@@ -157,6 +162,40 @@ impl Store {
             pruned += 1;
         }
         Ok(pruned)
+    }
+
+    /// Stores (`Some`) or forgets an end-to-end receipt waiting to be sent, by `key`
+    /// (not flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_olm_receipt_out(
+        &self,
+        key: &[u8; 32],
+        receipt: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match receipt {
+            Some(bytes) => self.olm.insert(prefixed(RECEIPT_OUT, key), bytes)?,
+            None => self.olm.remove(prefixed(RECEIPT_OUT, key))?,
+        };
+        Ok(())
+    }
+
+    /// Every end-to-end receipt waiting to be sent: (key, bytes), at most `max`.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn olm_receipts_out(&self, max: usize) -> Result<Vec<ReceiptOut>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.olm.scan_prefix([RECEIPT_OUT]).take(max) {
+            let (key, value) = entry?;
+            let key: [u8; 32] = key
+                .get(1..)
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| corrupt("receipt key"))?;
+            out.push((key, value.to_vec()));
+        }
+        Ok(out)
     }
 
     /// How many accepted envelopes are remembered by their digest.

@@ -413,6 +413,8 @@ impl World {
             Effect::Deposit { peer, message, .. } => {
                 self.input(i, Input::Deposited { peer, message, accepted: 0 });
             }
+            // Receipts are simulated by the direct deliveries' answers.
+            Effect::Receipt { key, .. } => self.input(i, Input::ReceiptSent { key }),
             Effect::Received { message, .. } => self.dm_received(i, message),
             Effect::Notified(n) => self.notified(i, &n),
             Effect::Schedule { at, timer } => {
@@ -426,8 +428,7 @@ impl World {
             | Effect::Verdict { .. }
             | Effect::Stored(_)
             | Effect::LivePost(_)
-            | Effect::MailboxAck { .. }
-            | Effect::Receipt { .. } => {}
+            | Effect::MailboxAck { .. } => {}
             // The simulated network decides who is connected to whom by itself.
             Effect::Dial { .. }
             | Effect::DialPeer(_)

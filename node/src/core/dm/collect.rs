@@ -53,9 +53,64 @@ pub(crate) struct OutgoingReceipt {
     pub(crate) deposit: Vec<u8>,
     /// The peer's mailboxes.
     pub(crate) mailboxes: Vec<AuthorId>,
+    /// Its key in the store, where it stays until it was taken.
+    pub(crate) key: [u8; 32],
 }
 
+impl OutgoingReceipt {
+    /// The stored form: peer (32) || request length (u32 LE) || request || deposit.
+    fn to_stored(&self) -> Vec<u8> {
+        let len = u32::try_from(self.request.len()).unwrap_or(u32::MAX);
+        [self.peer.as_bytes(), &len.to_le_bytes()[..], &self.request, &self.deposit].concat()
+    }
+
+    /// A stored receipt (its mailboxes as this node knows them now); none if damaged.
+    pub(crate) fn from_stored(cx: &Context, key: [u8; 32], bytes: &[u8]) -> Option<Self> {
+        let peer: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+        let peer = AuthorId::from_bytes(peer).ok()?;
+        let len = u32::from_le_bytes(bytes.get(32..36)?.try_into().ok()?) as usize;
+        let request = bytes.get(36..36usize.checked_add(len)?)?.to_vec();
+        let deposit = bytes.get(36 + len..)?.to_vec();
+        let mailboxes = cx.store.mailboxes_of(&peer).ok()?;
+        Some(Self { peer, request, deposit, mailboxes, key })
+    }
+
+    /// The effect that sends it.
+    pub(crate) fn effect(self) -> Effect {
+        let Self { peer, request, deposit, mailboxes, key } = self;
+        Effect::Receipt { peer, request, deposit, mailboxes, key }
+    }
+}
+
+/// Most stored receipts sent again at once after a start.
+const MAX_RESENT: usize = 256;
+
 impl Dm {
+    /// The receipts stored and not taken yet, sent again (once per run, at the first look
+    /// at the outbox after the start).
+    pub(crate) fn resend_receipts(&mut self, cx: &Context) -> Vec<Effect> {
+        if std::mem::replace(&mut self.receipts_resent, true) {
+            return Vec::new();
+        }
+        let stored = cx.store.olm_receipts_out(MAX_RESENT).unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot read the receipts to send");
+            Vec::new()
+        });
+        stored
+            .into_iter()
+            .filter_map(|(key, bytes)| OutgoingReceipt::from_stored(cx, key, &bytes))
+            .map(OutgoingReceipt::effect)
+            .collect()
+    }
+
+    /// A receipt was taken (directly or by a mailbox): no longer kept.
+    pub(crate) fn handle_receipt_sent(&mut self, cx: &Context, key: &[u8; 32]) -> Vec<Effect> {
+        if let Err(error) = cx.store.set_olm_receipt_out(key, None) {
+            tracing::warn!(%error, "cannot forget a sent receipt");
+        }
+        Vec::new()
+    }
+
     /// Envelopes collected from `mailbox`, oldest first.
     pub(crate) fn handle_collected(
         &mut self,
@@ -157,6 +212,11 @@ impl Dm {
         cx.store.set_olm_sessions(&id, &sessions.pickle(&local.key)?)?;
         let deposit = sealed::seal(peer, &cx.me, &request)?;
         let mailboxes = cx.store.mailboxes_of(peer)?;
-        Ok(Some(OutgoingReceipt { peer: *peer, request, deposit, mailboxes }))
+        let key = *HeldId::of(&request).as_bytes();
+        let receipt = OutgoingReceipt { peer: *peer, request, deposit, mailboxes, key };
+        // Kept (flushed with the messages) until it was taken: a crash before that
+        // sends it again after the restart.
+        cx.store.set_olm_receipt_out(&key, Some(&receipt.to_stored()))?;
+        Ok(Some(receipt))
     }
 }

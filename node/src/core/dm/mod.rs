@@ -110,6 +110,8 @@ pub(crate) struct Dm {
     deposits: deposit::Deposits,
     /// When the last received message arrived (ms; kept strictly rising in a run).
     last_arrival: u64,
+    /// Whether the receipts kept from an earlier run were sent again.
+    receipts_resent: bool,
 }
 
 /// Whether `me` and `other` follow each other.
@@ -307,7 +309,9 @@ impl Dm {
         };
         let forced = forced.map(|a| *a.as_bytes());
         let due = self.lanes.due(entries.iter().map(|e| e.peer), now, forced.as_ref());
-        due.into_iter().flat_map(|peer| self.start_lane(cx, peer, now)).collect()
+        let mut effects = self.resend_receipts(cx);
+        effects.extend(due.into_iter().flat_map(|peer| self.start_lane(cx, peer, now)));
+        effects
     }
 
     /// Starts `peer`'s lane at its oldest queued message, unless it is busy.
@@ -440,15 +444,8 @@ impl Dm {
                     tracing::error!(%error, "cannot flush collected messages");
                     return Vec::new();
                 }
-                let mut effects: Vec<Effect> = receipts
-                    .into_iter()
-                    .map(|r| Effect::Receipt {
-                        peer: r.peer,
-                        request: r.request,
-                        deposit: r.deposit,
-                        mailboxes: r.mailboxes,
-                    })
-                    .collect();
+                let mut effects: Vec<Effect> =
+                    receipts.into_iter().map(collect::OutgoingReceipt::effect).collect();
                 if !ids.is_empty() {
                     effects.insert(0, Effect::MailboxAck { mailbox, ids });
                 }

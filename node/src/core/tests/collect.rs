@@ -85,7 +85,7 @@ fn a_deposited_message_is_collected_once_and_its_receipt_marks_it_delivered() {
     let (receipt, receipt_deposit, mailboxes) = effects
         .iter()
         .find_map(|e| match e {
-            Effect::Receipt { peer, request, deposit, mailboxes } if *peer == a.core.me() => {
+            Effect::Receipt { peer, request, deposit, mailboxes, .. } if *peer == a.core.me() => {
                 Some((request.clone(), deposit.clone(), mailboxes.clone()))
             }
             _ => None,

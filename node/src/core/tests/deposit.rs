@@ -285,3 +285,39 @@ fn a_hostile_mailbox_cannot_inject_duplicate_or_block_what_another_holds() {
     let _ = receive_on(&mut a, &b, receipts[0].clone(), DmProto::V2, 400);
     assert_eq!(status_of(&a, 1), DmStatus::Delivered);
 }
+
+#[test]
+fn a_receipt_not_taken_before_a_crash_is_sent_again_after_the_restart_until_it_is() {
+    let (mut a, mut b) = devices_pair();
+    let mut m = Fixture::new(3);
+    list_with(&mut b, &mut [&mut m], &a);
+    let (_, effects) = send_and_fail(&mut a, &b);
+    let (_, envelope, _) = deposits(&effects).remove(0);
+    let effects = take(&mut b, &m, &[envelope], 200);
+    let receipts = receipts_for(&effects, &a);
+    assert_eq!(receipts.len(), 1);
+    let key = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Receipt { key, .. } => Some(*key),
+            _ => None,
+        })
+        .unwrap();
+
+    // B crashes before the receipt was taken: after the restart it goes again, the same.
+    let mut b = b.restart(2);
+    let again = b.handle(Input::Timer(Timer::Outbox), 300);
+    assert_eq!(receipts_for(&again, &a), receipts);
+    // Only once per run.
+    assert!(receipts_for(&b.handle(Input::Timer(Timer::Outbox), 400), &a).is_empty());
+
+    // Taken: forgotten (flushed with whatever comes next), not sent after a restart.
+    let _ = b.handle(Input::ReceiptSent { key }, 500);
+    b.core.store().flush_blocking().unwrap();
+    let mut b = b.restart(2);
+    assert!(receipts_for(&b.handle(Input::Timer(Timer::Outbox), 600), &a).is_empty());
+
+    // The receipt reaches A: delivered.
+    let _ = receive_on(&mut a, &b, receipts[0].clone(), DmProto::V2, 700);
+    assert_eq!(status_of(&a, 1), DmStatus::Delivered);
+}
