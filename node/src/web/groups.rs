@@ -181,27 +181,33 @@ pub(super) async fn list(
     list_page(&state, chrome, Failed::default()).await
 }
 
+/// The `name` (trimmed) and every `member` of a form that makes a group or a circle.
+fn name_and_members(fields: Vec<(String, String)>) -> (String, Vec<String>) {
+    let mut name = String::new();
+    let mut members = Vec::new();
+    for (key, value) in fields {
+        match key.as_str() {
+            "name" => name = value.trim().to_owned(),
+            "member" => members.push(value),
+            _ => {}
+        }
+    }
+    (name, members)
+}
+
 /// `POST /groups`: starts a group (`name`, and `member` once per member).
 pub(super) async fn create(
     State(state): State<Arc<Shared>>,
     Extension(session): Extension<Session>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let mut name = String::new();
-    let mut members = Vec::new();
-    for (key, value) in fields {
-        match key.as_str() {
-            "name" => name = value,
-            "member" => members.push(value),
-            _ => {}
-        }
-    }
+    let (name, members) = name_and_members(fields);
     let chrome = Chrome::new(&state, &session, "groups");
-    if name.trim().is_empty() {
+    if name.is_empty() {
         let error = Some("A group needs a name.".into());
         return list_page(&state, chrome, Failed { name, error, ..Failed::default() }).await;
     }
-    let request = Request::GroupCreate { name: name.trim().to_owned(), members };
+    let request = Request::GroupCreate { name: name.clone(), members };
     match state.node.handle(request).await {
         Reply::Record { id } => Redirect::to(&format!("/groups/{id}")).into_response(),
         Reply::Error { message, .. } => {
@@ -377,15 +383,7 @@ pub(super) async fn circle_create(
     Extension(session): Extension<Session>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let mut name = String::new();
-    let mut members = Vec::new();
-    for (key, value) in fields {
-        match key.as_str() {
-            "name" => name = value.trim().to_owned(),
-            "member" => members.push(value),
-            _ => {}
-        }
-    }
+    let (name, members) = name_and_members(fields);
     let request = Request::CircleCreate { name, members };
     circle_changed(&state, &session, request).await
 }
