@@ -66,6 +66,18 @@ impl Base {
         Some(Self { stop: state.stop.subscribe(), state, _slot: slot })
     }
 
+    /// Waits for a notification (a message arrived) or the next [`CHAT_CHECK`], whichever
+    /// comes first; `None` once the web interface or the node stops.
+    async fn next_check(&mut self, notes: &mut LiveNotifications) -> Option<()> {
+        let tick = async {
+            tokio::select! {
+                note = notes.next() => note.map(drop),
+                () = tokio::time::sleep(CHAT_CHECK) => Some(()),
+            }
+        };
+        self.until_stop(tick).await
+    }
+
     /// What `next` gives, or `None` once the web interface stops.
     async fn until_stop<T>(&mut self, next: impl Future<Output = Option<T>>) -> Option<T> {
         if *self.stop.borrow() {
@@ -161,14 +173,7 @@ struct Chat {
 fn chat_updates(chat: Chat) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(chat, |mut chat| async move {
         loop {
-            // A notification (a message arrived) or the next check, whichever comes first.
-            let tick = async {
-                tokio::select! {
-                    note = chat.notes.next() => note.map(drop),
-                    () = tokio::time::sleep(CHAT_CHECK) => Some(()),
-                }
-            };
-            chat.base.until_stop(tick).await?;
+            chat.base.next_check(&mut chat.notes).await?;
             let Ok(all) = chat_messages(&chat.base.state, &chat.peer).await else { continue };
             let changed: Vec<_> =
                 all.into_iter().filter(|m| chat.shown.get(&m.id) != Some(&m.status)).collect();
@@ -201,13 +206,7 @@ struct Group {
 fn group_updates(group: Group) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(group, |mut group| async move {
         loop {
-            let tick = async {
-                tokio::select! {
-                    note = group.notes.next() => note.map(drop),
-                    () = tokio::time::sleep(CHAT_CHECK) => Some(()),
-                }
-            };
-            group.base.until_stop(tick).await?;
+            group.base.next_check(&mut group.notes).await?;
             let Ok(all) = group_lines(&group.base.state, &group.group).await else { continue };
             let new: Vec<_> = all.into_iter().filter(|l| !group.shown.contains(&l.id)).collect();
             if new.is_empty() {
