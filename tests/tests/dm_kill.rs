@@ -12,7 +12,9 @@
 //! on Olm sessions.
 //!
 //! `KITH_DM_KILL_MESSAGES` sets the messages each way (default 500); `KITH_DM_KILL_SEED`
-//! replays the kill choices and delays of an earlier run (its seed is printed). Timing
+//! replays the kill choices and delays of an earlier run (its seed is printed);
+//! `KITH_DM_KILL_LOGS=DIR` keeps the daemons' last logs there when an outbox does not
+//! empty. Timing
 //! still varies, so a seed reproduces the choices, not the exact moment each kill lands.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,7 +31,7 @@ use std::{
 
 use kith_node::store::Store;
 use kith_tests::{
-    cli::{befriend, env_or, eventually, kith_bin, seed_from_env, Daemon},
+    cli::{befriend, env_or, kith_bin, seed_from_env, Daemon},
     sim::Rng,
 };
 
@@ -41,6 +43,11 @@ const MIN_KILL_DELAY_MS: usize = 50;
 const MAX_KILL_DELAY_MS: usize = 600;
 /// The whole run must end within this (kills, restarts and the final delivery).
 const RUN_DEADLINE: Duration = Duration::from_secs(600);
+/// How long both outboxes may take to empty once every message was sent (the longest
+/// retry delay is 60 s, and a lane goes at once when its peer connects).
+const OUTBOX_DEADLINE: Duration = Duration::from_secs(120);
+/// Lines of a daemon's log shown when its outbox does not empty.
+const REPORT_LINES: usize = 60;
 /// `--limit` of the final listings (the node's maximum).
 const LIST_LIMIT: &str = "10000";
 /// Lines of a daemon's log that mean a session lost its place: a peer could not open a
@@ -116,6 +123,18 @@ impl Side {
         );
     }
 
+    /// What to show when its outbox does not empty: status, and the end of its log.
+    fn report(&self) -> String {
+        let status = self.daemon.json(&["status"]);
+        let log = self.daemon.log();
+        if let Ok(dir) = std::env::var("KITH_DM_KILL_LOGS") {
+            let _ = std::fs::write(std::path::Path::new(&dir).join(self.who), &log);
+        }
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(REPORT_LINES)..].join("\n");
+        format!("--- {}: status {status}\n--- the end of its log:\n{tail}", self.who)
+    }
+
     /// This side's thread with `peer`, oldest first.
     fn thread(&self, peer: &str) -> Vec<serde_json::Value> {
         self.daemon.lines(&["msg", "thread", peer, "--limit", LIST_LIMIT])
@@ -123,9 +142,9 @@ impl Side {
 }
 
 #[test]
-#[ignore = "failed once in CI (seed 1796367000853420137: A's outbox not empty 120 s after the \
-            last restart; passed when replayed alone): out of the suite until the cause is found; \
-            run with --ignored"]
+#[ignore = "one cause of its failure is fixed (a message lost by the recipient wedged the \
+            sender's lane); under load it still fails at times because the two daemons do not \
+            reconnect after a restart (docs/reliability.md): run with --ignored"]
 fn messages_on_olm_sessions_are_delivered_exactly_once_through_kill_9() {
     let total: usize = env_or("KITH_DM_KILL_MESSAGES", DEFAULT_MESSAGES);
     let seed = seed_from_env("KITH_DM_KILL_SEED");
@@ -187,11 +206,20 @@ fn messages_on_olm_sessions_are_delivered_exactly_once_through_kill_9() {
         }
     }
 
-    // Everything is sent: both outboxes empty out.
+    // Everything is sent: both outboxes empty out (a lane waits at most
+    // `RETRY_MAX_MS` between tries, and goes at once when its peer connects).
+    let sent_all = Instant::now();
     for side in &sides {
-        eventually(Duration::from_secs(120), &format!("{}'s outbox to empty", side.who), || {
-            (side.daemon.json(&["status"])["outbox"] == 0).then_some(())
-        });
+        while side.daemon.json(&["status"])["outbox"] != 0 {
+            assert!(
+                sent_all.elapsed() < OUTBOX_DEADLINE,
+                "seed {seed}: {}'s outbox is not empty {OUTBOX_DEADLINE:?} after the last \
+                 message was sent\n{}",
+                side.who,
+                sides.iter().map(Side::report).collect::<Vec<_>>().join("\n")
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
     let threads: Vec<Vec<serde_json::Value>> =
         sides.iter().enumerate().map(|(k, s)| s.thread(&sides[1 - k].id)).collect();

@@ -19,6 +19,9 @@ struct Lane {
     current: Option<[u8; 16]>,
     /// When the queue is tried next, and the delay after that; none: whenever asked.
     retry: Option<(u64, u64)>,
+    /// The peer connected while a delivery was in flight: if that one fails, the queue
+    /// is tried again at once rather than after its delay.
+    nudged: bool,
 }
 
 /// Every peer's lane, by peer key.
@@ -62,6 +65,23 @@ impl Lanes {
         due
     }
 
+    /// `peer` just connected (or is otherwise known to be reachable) while its lane is
+    /// busy: should the delivery in flight fail, the lane does not wait out its delay.
+    pub(crate) fn nudge(&mut self, peer: &[u8; 32]) {
+        if let Some(lane) = self.lanes.get_mut(peer).filter(|l| l.current.is_some()) {
+            lane.nudged = true;
+        }
+    }
+
+    /// A message of `peer`'s lane reached the peer (delivered or refused): the peer is
+    /// reachable, so the next failure starts the back-off from its shortest delay again.
+    pub(crate) fn reached(&mut self, peer: &[u8; 32]) {
+        if let Some(lane) = self.lanes.get_mut(peer) {
+            lane.retry = None;
+            lane.nudged = false;
+        }
+    }
+
     /// `peer`'s lane now delivers `message`.
     pub(crate) fn claim(&mut self, peer: [u8; 32], message: [u8; 16]) {
         self.lanes.entry(peer).or_default().current = Some(message);
@@ -77,6 +97,13 @@ impl Lanes {
         }
         let lane = self.lanes.entry(peer).or_default();
         lane.current = None;
+        if std::mem::take(&mut lane.nudged) {
+            // The peer connected while this attempt was under way: try again now, with
+            // the delay the lane had.
+            let backoff = lane.retry.map_or(RETRY_MIN_MS, |(_, b)| b);
+            lane.retry = Some((now, backoff));
+            return Some(now);
+        }
         let backoff = lane.retry.map_or(RETRY_MIN_MS, |(_, b)| b);
         let at = now.saturating_add(backoff);
         lane.retry = Some((at, backoff.saturating_mul(2).min(RETRY_MAX_MS)));

@@ -20,6 +20,7 @@ mod group_churn;
 mod hold;
 mod notify;
 mod olm;
+mod olm_repair;
 mod sync;
 
 /// A core over a fresh memory store.

@@ -330,6 +330,29 @@ impl Tree {
         }
     }
 
+    /// Sets every `(key, value)` of `pairs` at once: a crash keeps all of them or none
+    /// (sled's `apply_batch`; in memory, one lock).
+    pub(crate) fn insert_all(&self, pairs: &[(&[u8], &[u8])]) -> sled::Result<()> {
+        match self {
+            Self::Sled(t) => {
+                let mut batch = sled::Batch::default();
+                for (key, value) in pairs {
+                    batch.insert(*key, *value);
+                }
+                t.apply_batch(batch)
+            }
+            Self::Memory(t) => {
+                let mut state = lock(&t.state);
+                for (key, value) in pairs {
+                    let key = IVec::from(*key);
+                    state.dirty.insert(key.clone());
+                    state.live.insert(key, IVec::from(*value));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Removes `key`; the value it had.
     pub(crate) fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
         match self {

@@ -86,6 +86,28 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the pickle of the sessions with `device` and, when a message started a
+    /// session (a one-time key spent, the fallback key used), the device's pickle with
+    /// it, at once: a crash keeps both or neither, so a session is never kept without
+    /// the device state that matches it (not flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_olm_opened(
+        &self,
+        device: &DeviceId,
+        sessions: &[u8],
+        own: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let key = sessions_key(device);
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![(&key, sessions)];
+        if let Some(pickle) = own {
+            pairs.push((DEVICE, pickle));
+        }
+        self.olm.insert_all(&pairs)?;
+        Ok(())
+    }
+
     /// The sealed `/kith/dm/2` request of outgoing message `id`, if it was sealed.
     ///
     /// # Errors

@@ -197,7 +197,40 @@ pub enum Dm2Request {
         /// The device whose key is asked for.
         device: DeviceId,
     },
+    /// Several messages of one lane, in the order they were written (at most
+    /// [`MAX_BATCH`], each as in [`Dm2Request::Deliver`]): the receiver takes them in
+    /// order, flushes once and answers [`Dm2Reply::Receipts`].
+    Batch {
+        /// The messages, oldest first.
+        envelopes: Vec<Envelope>,
+        /// As in [`Dm2Request::Deliver`], once for all of them.
+        follow_proof: Option<Vec<u8>>,
+    },
 }
+
+/// Most envelopes in one [`Dm2Request::Batch`] (and receipts in one
+/// [`Dm2Reply::Receipts`]).
+pub const MAX_BATCH: usize = 32;
+
+/// The decoder's limit for a request of at most [`MAX_DM_REQUEST_BYTES`]: the decoder
+/// counts the bytes it reads and what it allocates (each byte string, and a batch's list
+/// of envelopes at their size in memory), so it needs about twice the bytes, and room for
+/// the list (the size check on the raw bytes comes first).
+const REQUEST_DECODE_LIMIT: usize =
+    2 * MAX_DM_REQUEST_BYTES + MAX_BATCH * std::mem::size_of::<Envelope>();
+/// The decoder's limit for a reply of at most [`MAX_DM_REPLY_BYTES`] (as above, with a
+/// list of receipts).
+const REPLY_DECODE_LIMIT: usize =
+    2 * MAX_DM_REPLY_BYTES + MAX_BATCH * std::mem::size_of::<DmReply>();
+
+/// Encoded size of a [`DmReply::Delivered`]: the variant (4) and the id (16).
+const DELIVERED_LEN: usize = 4 + 16;
+/// Largest encoded [`DmReply::Refused`]: the variant (4), the optional id (1 + 16), the
+/// reason's length (8) and the reason.
+const REFUSED_LEN: usize = 4 + 1 + 16 + 8 + crate::limits::MAX_DM_REASON_BYTES;
+// The longest answer to a batch (receipts up to and including the first refusal) fits in
+// a reply: the variant (4), the list's length (8), and the receipts.
+const _: () = assert!(4 + 8 + (MAX_BATCH - 1) * DELIVERED_LEN + REFUSED_LEN <= MAX_DM_REPLY_BYTES);
 
 impl Dm2Request {
     /// The canonical encoding.
@@ -214,10 +247,28 @@ impl Dm2Request {
     /// # Errors
     /// [`OlmError::TooLarge`] before decoding, [`OlmError::Codec`], [`OlmError::Malformed`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, OlmError> {
-        let request: Self = decode_within::<_, MAX_DM_REQUEST_BYTES>(bytes)?;
-        if let Self::Deliver { envelope, follow_proof } = &request {
-            envelope.check_shape()?;
-            check_follow_proof(follow_proof.as_deref())?;
+        if bytes.len() > MAX_DM_REQUEST_BYTES {
+            return Err(OlmError::TooLarge { len: bytes.len(), max: MAX_DM_REQUEST_BYTES });
+        }
+        let request: Self = codec::decode::<_, REQUEST_DECODE_LIMIT>(bytes)?;
+        match &request {
+            Self::Deliver { envelope, follow_proof } => {
+                envelope.check_shape()?;
+                check_follow_proof(follow_proof.as_deref())?;
+            }
+            Self::Batch { envelopes, follow_proof } => {
+                if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
+                    return Err(OlmError::Malformed(format!(
+                        "a batch of {} messages (1 to {MAX_BATCH})",
+                        envelopes.len()
+                    )));
+                }
+                for envelope in envelopes {
+                    envelope.check_shape()?;
+                }
+                check_follow_proof(follow_proof.as_deref())?;
+            }
+            Self::Claim { .. } => {}
         }
         Ok(request)
     }
@@ -236,6 +287,11 @@ pub enum Dm2Reply {
     /// The answer to a [`Dm2Request::Claim`]: a one-time key of the device, or none (the
     /// sender then uses the device's fallback key).
     Claimed(Option<SignedPrekey>),
+    /// The answer to a [`Dm2Request::Batch`]: the receipts of its first envelopes, in
+    /// order, each `Delivered` (once durable) or `Refused`, up to and including the first
+    /// refusal. The receiver stopped at the next envelope (it did not open it, or no
+    /// session did): the sender sends that one again on its own to learn why.
+    Receipts(Vec<DmReply>),
 }
 
 impl Dm2Reply {
@@ -246,6 +302,10 @@ impl Dm2Reply {
     pub fn to_bytes(&self) -> Result<Vec<u8>, OlmError> {
         match self {
             Self::Receipt(receipt) => Ok(codec::encode(&Self::Receipt(receipt.truncated()))?),
+            Self::Receipts(receipts) => {
+                let receipts = receipts.iter().take(MAX_BATCH).map(DmReply::truncated);
+                encode_within(&Self::Receipts(receipts.collect()), MAX_DM_REPLY_BYTES)
+            }
             _ => Ok(codec::encode(self)?),
         }
     }
@@ -257,9 +317,24 @@ impl Dm2Reply {
     /// # Errors
     /// [`OlmError::TooLarge`] before decoding, [`OlmError::Codec`], [`OlmError::Message`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, OlmError> {
-        let reply: Self = decode_within::<_, MAX_DM_REPLY_BYTES>(bytes)?;
-        if let Self::Receipt(receipt) = &reply {
-            receipt.check_reason()?;
+        if bytes.len() > MAX_DM_REPLY_BYTES {
+            return Err(OlmError::TooLarge { len: bytes.len(), max: MAX_DM_REPLY_BYTES });
+        }
+        let reply: Self = codec::decode::<_, REPLY_DECODE_LIMIT>(bytes)?;
+        match &reply {
+            Self::Receipt(receipt) => receipt.check_reason()?,
+            Self::Receipts(receipts) => {
+                if receipts.len() > MAX_BATCH {
+                    return Err(OlmError::Malformed(format!(
+                        "{} receipts for a batch of at most {MAX_BATCH}",
+                        receipts.len()
+                    )));
+                }
+                for receipt in receipts {
+                    receipt.check_reason()?;
+                }
+            }
+            Self::NewSession | Self::Claimed(_) => {}
         }
         Ok(reply)
     }

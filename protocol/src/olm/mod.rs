@@ -119,3 +119,5 @@ impl OlmError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_batch;

@@ -21,7 +21,7 @@ const T0: u64 = 1_700_000_000_000;
 
 /// One side of a conversation: a person, their device and its certificate, and the
 /// sessions with the other side's device.
-struct Side {
+pub(super) struct Side {
     person: Keypair,
     device: Device,
     cert: VerifiedDevice,
@@ -36,14 +36,14 @@ fn side(seed: u8) -> Side {
 }
 
 /// Two sides with empty sessions with each other.
-fn pair() -> (Side, Side) {
+pub(super) fn pair() -> (Side, Side) {
     let (mut a, mut b) = (side(1), side(2));
     a.sessions = Some(PeerSessions::new(b.cert.id()));
     b.sessions = Some(PeerSessions::new(a.cert.id()));
     (a, b)
 }
 
-fn plain(n: u32) -> Plain {
+pub(super) fn plain(n: u32) -> Plain {
     let mut id = [0u8; 16];
     id[..4].copy_from_slice(&n.to_le_bytes());
     Plain {
@@ -55,7 +55,7 @@ fn plain(n: u32) -> Plain {
 }
 
 /// `from` seals `plain(n)` for `to` (with `to`'s fallback key if it needs a prekey).
-fn send(from: &mut Side, to: &mut Side, n: u32) -> Envelope {
+pub(super) fn send(from: &mut Side, to: &mut Side, n: u32) -> Envelope {
     let prekey = to.device.fallback_prekey(T0).unwrap();
     let sessions = from.sessions.as_mut().unwrap();
     from.device.seal(&from.person, sessions, &to.cert, Some(&prekey), &plain(n)).unwrap()

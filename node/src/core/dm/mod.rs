@@ -8,6 +8,7 @@
 //! only after a flush: the message, its outbox entry and its status are durable when
 //! the person reads the answer.
 
+mod batch;
 mod collect;
 mod deposit;
 pub(crate) mod device;
@@ -76,6 +77,10 @@ enum Held {
     },
     /// A claimed one-time key, given once the device that holds its secret is durable.
     Claimed { reply: ReplyId, prekey: Option<kith_protocol::olm::prekey::SignedPrekey> },
+    /// The receipts of a `/kith/dm/2` batch, sent once its messages are durable.
+    Receipts { reply: ReplyId, receipts: Vec<DmReply> },
+    /// Several of the above, for one flush.
+    Several(Vec<Held>),
 }
 
 /// The dm concern's state.
@@ -112,6 +117,8 @@ pub(crate) struct Dm {
     last_arrival: u64,
     /// Whether the receipts kept from an earlier run were sent again.
     receipts_resent: bool,
+    /// Peers whose last batch stopped early: the next message goes alone.
+    single: std::collections::BTreeSet<[u8; 32]>,
 }
 
 /// Whether `me` and `other` follow each other.
@@ -308,6 +315,9 @@ impl Dm {
             }
         };
         let forced = forced.map(|a| *a.as_bytes());
+        if let Some(peer) = &forced {
+            self.lanes.nudge(peer);
+        }
         let due = self.lanes.due(entries.iter().map(|e| e.peer), now, forced.as_ref());
         let mut effects = self.resend_receipts(cx);
         effects.extend(due.into_iter().flat_map(|peer| self.start_lane(cx, peer, now)));
@@ -379,10 +389,10 @@ impl Dm {
         if self.lanes.current(&key) != Some(message) {
             return Vec::new();
         }
+        let mut effects = Vec::new();
         let result = match self.flights.remove(&key) {
             None | Some(send2::Flight::V1) => result,
             Some(flight) => {
-                let mut effects = Vec::new();
                 match self.reply2(cx, peer, (message, flight), result, now, &mut effects) {
                     Some(result) => result,
                     None => return effects,
@@ -391,17 +401,20 @@ impl Dm {
         };
         let (status, reason) = outcome(peer, &message, result);
         if status == DmStatus::Queued {
-            return self.undelivered(cx, peer, message, now);
+            effects.extend(self.undelivered(cx, peer, message, now));
+            return effects;
         }
         // Not flushed here: a `msg send` answer flushes first, and a status lost in a
         // crash only sends the message again, which the recipient answers without
         // storing it twice.
         if let Err(error) = cx.store.dm_set_status(&cx.me, &message, status, reason.clone()) {
             tracing::error!(%error, "cannot record delivery");
-            return self.stop_lane(cx, key, now);
+            effects.extend(self.stop_lane(cx, key, now));
+            return effects;
         }
         self.deposits.forget(&message);
-        let mut effects = self.settle(cx, message, status, reason);
+        self.lanes.reached(&key);
+        effects.extend(self.settle(cx, message, status, reason));
         effects.extend(self.next_in_lane(cx, key, now));
         effects
     }
@@ -437,7 +450,24 @@ impl Dm {
         now: u64,
     ) -> Vec<Effect> {
         let Some(held) = self.held.remove(&flush) else { return Vec::new() };
+        self.release(cx, held, result, now)
+    }
+
+    /// What waited for a flush goes out (or learns the flush failed).
+    fn release(
+        &mut self,
+        cx: &mut Context,
+        held: Held,
+        result: &Result<(), StoreError>,
+        now: u64,
+    ) -> Vec<Effect> {
         vec![match held {
+            Held::Several(all) => {
+                return all.into_iter().flat_map(|h| self.release(cx, h, result, now)).collect();
+            }
+            Held::Receipts { reply, receipts } => {
+                batch::receipts_flushed(reply, receipts, result.is_ok())
+            }
             Held::Collected { mailbox, ids, receipts } => {
                 if let Err(error) = result {
                     // Not acknowledged: collected again next time.
@@ -511,17 +541,20 @@ fn outcome(
     };
     match DmReply::from_bytes(&reply) {
         Ok(DmReply::Delivered { id }) if id.as_bytes() == message => (DmStatus::Delivered, None),
-        Ok(DmReply::Refused { mut reason, .. }) => {
-            let mut end = MAX_REASON.min(reason.len());
-            while !reason.is_char_boundary(end) {
-                end -= 1;
-            }
-            reason.truncate(end);
-            (DmStatus::Refused, Some(reason))
-        }
+        Ok(DmReply::Refused { reason, .. }) => (DmStatus::Refused, Some(cut(reason))),
         Ok(DmReply::Delivered { .. }) | Err(_) => {
             tracing::info!(%peer, "unexpected reply to a direct message");
             (DmStatus::Queued, None)
         }
     }
+}
+
+/// A refusal's reason as kept: at most [`MAX_REASON`] bytes.
+fn cut(mut reason: String) -> String {
+    let mut end = MAX_REASON.min(reason.len());
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    reason
 }

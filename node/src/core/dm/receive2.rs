@@ -64,6 +64,9 @@ impl Dm {
             (Ok(Dm2Request::Claim { device }), Ok(sender)) => {
                 return self.claim(cx, (from, &sender), device, reply, now);
             }
+            (Ok(Dm2Request::Batch { envelopes, follow_proof }), Ok(sender)) => {
+                return self.take_batch(cx, (from, &sender), (envelopes, follow_proof), reply, now);
+            }
             (Ok(Dm2Request::Deliver { envelope, follow_proof }), Ok(sender)) => {
                 match admit(cx, &sender, follow_proof.as_deref(), now) {
                     Err(refusal) => Unopened::Received(refusal),
@@ -134,34 +137,42 @@ impl Dm {
                 tracing::info!(peer = %sender, "no session opens a message: asking for a new one");
                 return Unopened::NewSession;
             }
-            // A repeat whose digest is not known (it cannot be one of ours): dropped.
-            Err(OlmError::Replay) => return Unopened::Later,
+            // Its message key is spent but its digest is not known: this node lost the
+            // message it carried (or forgot the digest, a month on). Opening it again is
+            // impossible, so the sender seals it again on a new session (the message is
+            // stored once by its id); answering nothing would have the sender send these
+            // same bytes forever.
+            Err(OlmError::Replay) => {
+                tracing::info!(peer = %sender, "no session opens a message (its key is spent): asking for a new one");
+                return Unopened::NewSession;
+            }
             Err(error) => {
                 let reason = format!("cannot open the message: {error}");
                 return Unopened::Received(Received::Refused(refusal(None, &reason)));
             }
         };
-        // The session moved on (and the device too, for a first message): stored now,
-        // flushed with the message before the receipt.
-        let saved = sessions.pickle(&local.key).map_err(|e| e.to_string()).and_then(|pickle| {
-            cx.store.set_olm_sessions(&their.id(), &pickle).map_err(|e| e.to_string())
-        });
-        if let Err(error) = saved {
-            tracing::error!(%error, "cannot store a session");
-            return store_failed();
-        }
-        if opened.new_session {
+        // The session moved on (and the device too, for a first message). Written after
+        // the message and its digest, so that whatever prefix of these writes a crash
+        // keeps, the sender's retry of these same bytes is either opened again (the key
+        // is not spent yet) or known by its digest: never a spent key without the
+        // message. The sessions and the device go together (one batch). All of it is
+        // flushed before the receipt.
+        let sessions = sessions.pickle(&local.key);
+        let own = if opened.new_session {
             match local.device.maintain(now) {
                 // A used fallback key is replaced: the new announcement goes out.
                 Ok(Some(_)) => self.device_wanted = true,
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "cannot rotate the fallback key"),
             }
-            if let Err(error) = local.save(cx) {
-                tracing::error!(%error, "cannot store this node's device");
-                return store_failed();
-            }
-        }
+            Some(local.device.pickle(&local.key))
+        } else {
+            None
+        };
+        let (Ok(sessions), Ok(own)) = (sessions, own.transpose()) else {
+            tracing::error!("cannot pickle a session");
+            return store_failed();
+        };
         let received = match opened.inner {
             Inner::Message(plain) => self.accept(cx, sender, plain, proof, now, effects),
             Inner::Receipt(receipt) => self.take_receipt(cx, sender, &receipt, effects),
@@ -170,6 +181,10 @@ impl Dm {
             if cx.store.set_olm_received(&digest, id.as_bytes(), now).is_err() {
                 return store_failed();
             }
+        }
+        if let Err(error) = cx.store.set_olm_opened(&their.id(), &sessions, own.as_deref()) {
+            tracing::error!(%error, "cannot store a session");
+            return store_failed();
         }
         Unopened::Received(received)
     }

@@ -5,8 +5,8 @@
 //! *before* the request leaves ([`Held::Deliver`]): a retry, after a crash too, sends the
 //! same bytes again (the recipient knows them by their digest), and no message key is
 //! ever used for two different envelopes that left the node. When a lane seals, it seals
-//! the messages queued behind too (up to [`SEAL_BATCH`], in lane order) with one flush:
-//! each then leaves in its turn with no flush of its own (group commit). A recipient that cannot
+//! the messages queued behind too (up to [`SEAL_BATCH`], in lane order) with one flush,
+//! and they leave together in one request ([`super::batch`]). A recipient that cannot
 //! open a message answers `NewSession`: the sessions with that device are dropped, a
 //! one-time key is claimed (`Claim`; none: the announced fallback key) and the message
 //! is sealed again on a new session. At most [`MAX_RENEWALS`] renewals in a row per
@@ -37,7 +37,7 @@ use crate::{
 pub(crate) const MAX_RENEWALS: u32 = 3;
 
 /// What is in flight on a lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Flight {
     /// A `/kith/dm/1` request.
     V1,
@@ -45,6 +45,8 @@ pub(crate) enum Flight {
     Sealed(DeviceId),
     /// A claim of a one-time key of this device.
     Claim(DeviceId),
+    /// Sealed `/kith/dm/2` messages for this device, in one batch, in lane order.
+    Batch(DeviceId, Vec<[u8; 16]>),
 }
 
 /// Most messages of one lane sealed together, with one flush for them all.
@@ -59,7 +61,7 @@ enum Plan {
     Now(Flight, Vec<u8>),
     /// These `/kith/dm/2` bytes, once the flush of the session they were sealed on is
     /// done.
-    AfterFlush(DeviceId, Vec<u8>),
+    AfterFlush(Flight, Vec<u8>),
 }
 
 /// Most people whose verified announced device is kept in memory.
@@ -166,15 +168,17 @@ impl Dm {
             }
         };
         let (flight, bytes, proto) = match plan {
-            Plan::Now(flight @ Flight::Sealed(_), _) if self.deposits.unreachable(&peer) => {
+            Plan::Now(flight @ (Flight::Sealed(_) | Flight::Batch(..)), _)
+                if self.deposits.unreachable(&peer) =>
+            {
                 // Not dialled again in this pass: deposited.
                 self.flights.insert(peer, flight);
                 return self.undelivered(cx, to, message, now);
             }
             Plan::V1 => (Flight::V1, entry.request, DmProto::V1),
             Plan::Now(flight, bytes) => (flight, bytes, DmProto::V2),
-            Plan::AfterFlush(device, bytes) => {
-                self.flights.insert(peer, Flight::Sealed(device));
+            Plan::AfterFlush(flight, bytes) => {
+                self.flights.insert(peer, flight);
                 let flush = cx.flush_id();
                 self.held.insert(flush, Held::Deliver { peer: *to, message, bytes, lookup });
                 return vec![Effect::Flush(flush)];
@@ -203,7 +207,14 @@ impl Dm {
         let Some(their) = self.known.newest(cx, to)? else { return Ok(Plan::V1) };
         let id = their.device.id();
         if let Some(bytes) = cx.store.olm_sealed(&entry.id)? {
-            return Ok(Plan::Now(Flight::Sealed(id), bytes));
+            // Sealed before (and flushed): with those sealed behind it, as one batch.
+            let mut behind = Vec::new();
+            for next in queued_after(cx, entry)? {
+                let Some(bytes) = cx.store.olm_sealed(&next.id)? else { break };
+                behind.push((next.id, bytes));
+            }
+            let (flight, bytes) = self.batch_of(&entry.peer, id, (entry.id, bytes), behind);
+            return Ok(Plan::Now(flight, bytes));
         }
         if self.renewing.remove(&id) {
             let bytes = Dm2Request::Claim { device: id }.to_bytes()?;
@@ -221,8 +232,8 @@ impl Dm {
             Ok(Dm2Request::Deliver { envelope, follow_proof: follow_proof.clone() }.to_bytes()?)
         };
         // Group commit: the messages queued behind this one in its lane are sealed now
-        // too, in lane order, so that one flush covers them all and each leaves in its
-        // turn without another.
+        // too, in lane order, so that one flush covers them all (and one request carries
+        // them).
         let bytes = seal(&plain)?;
         let mut sealed = Vec::new();
         for next in queued_after(cx, entry)? {
@@ -239,7 +250,9 @@ impl Dm {
         for (message, request) in &sealed {
             cx.store.set_olm_sealed(message, Some(request))?;
         }
-        Ok(Plan::AfterFlush(id, bytes))
+        // They leave together, as one batch, after the flush.
+        let (flight, bytes) = self.batch_of(&entry.peer, id, (entry.id, bytes), sealed);
+        Ok(Plan::AfterFlush(flight, bytes))
     }
 
     /// The reply to a `/kith/dm/2` delivery of `message` to `peer`: the receipt as a
@@ -277,6 +290,12 @@ impl Dm {
                 *renewals += 1;
                 if *renewals > MAX_RENEWALS {
                     self.renewals.remove(&key);
+                    // The device this node seals for may be one the recipient replaced
+                    // (an announcement this node missed): fetch the recipient's log.
+                    // The lane backs off and tries again; nothing is left wedged.
+                    if let Ok(from) = peer.to_peer_id() {
+                        effects.push(Effect::FillGap { peer: from, author: *peer });
+                    }
                     return Some(Err("the recipient keeps asking for new sessions".into()));
                 }
                 tracing::info!(%peer, %device, "the recipient asks for a new session");
@@ -299,6 +318,10 @@ impl Dm {
                     }
                 }
                 effects.extend(self.next_in_lane(cx, key, now));
+                None
+            }
+            (Flight::Batch(_, ids), reply) => {
+                effects.extend(self.batch_answered(cx, peer, &ids, reply, now));
                 None
             }
             _ => Some(Err("unexpected reply on /kith/dm/2".into())),

@@ -83,7 +83,7 @@ fn the_fallback_key_is_rotated_when_old_and_the_new_one_announced() {
 
 /// Carries `from`'s `effects` (flushes settled) to `to` and the replies back, until no
 /// delivery is left: `from`'s effects and `to`'s, in order.
-fn pump(
+pub(super) fn pump(
     from: &mut Fixture,
     to: &mut Fixture,
     effects: Vec<Effect>,
@@ -131,7 +131,12 @@ pub(super) fn receive_on(
 }
 
 /// `a` sends `b` message `n`: `a`'s effects and `b`'s.
-fn talk(a: &mut Fixture, b: &mut Fixture, n: u8, now: u64) -> (Vec<Effect>, Vec<Effect>) {
+pub(super) fn talk(
+    a: &mut Fixture,
+    b: &mut Fixture,
+    n: u8,
+    now: u64,
+) -> (Vec<Effect>, Vec<Effect>) {
     let first = a.handle(Input::MsgSend { message: out(b, n), answer: AnswerId(n.into()) }, now);
     pump(a, b, first, now)
 }
@@ -154,7 +159,7 @@ pub(super) fn devices_pair() -> (Fixture, Fixture) {
     (a, b)
 }
 
-fn protos(effects: &[Effect]) -> Vec<DmProto> {
+pub(super) fn protos(effects: &[Effect]) -> Vec<DmProto> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -283,7 +288,7 @@ fn a_lost_session_is_replaced_and_the_message_sent_again_without_an_error() {
 }
 
 /// The `/kith/dm/2` requests among `effects`, as they would travel.
-fn sealed_requests(effects: &[Effect]) -> Vec<Vec<u8>> {
+pub(super) fn sealed_requests(effects: &[Effect]) -> Vec<Vec<u8>> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -294,7 +299,7 @@ fn sealed_requests(effects: &[Effect]) -> Vec<Vec<u8>> {
 }
 
 /// `f`'s announced device, verified.
-fn device_of(f: &Fixture) -> kith_protocol::olm::device::VerifiedDevice {
+pub(super) fn device_of(f: &Fixture) -> kith_protocol::olm::device::VerifiedDevice {
     let entries = announcement(f).unwrap().verify(&f.core.me()).unwrap();
     entries.into_iter().next().unwrap().device
 }
@@ -375,7 +380,11 @@ fn recorded_messages_do_not_open_with_every_secret_both_nodes_keep_later() {
 
 /// `a` writes messages `ns` to `b` while message 1 travels (its delivery is returned),
 /// then `b`'s receipt for 1 comes back: `a`'s effects after it.
-fn queue_behind(a: &mut Fixture, b: &mut Fixture, ns: std::ops::RangeInclusive<u8>) -> Vec<Effect> {
+pub(super) fn queue_behind(
+    a: &mut Fixture,
+    b: &mut Fixture,
+    ns: std::ops::RangeInclusive<u8>,
+) -> Vec<Effect> {
     let first = a.handle(Input::MsgSend { message: out(b, 1), answer: AnswerId(1) }, 100);
     let first = a.settle(first, 100);
     let one = sealed_requests(&first);
@@ -392,30 +401,55 @@ fn queue_behind(a: &mut Fixture, b: &mut Fixture, ns: std::ops::RangeInclusive<u
     a.settle(next, 110)
 }
 
+/// The envelopes a `/kith/dm/2` request carries (none for a claim).
+pub(super) fn envelopes_of(request: &[u8]) -> Vec<kith_protocol::olm::envelope::Envelope> {
+    use kith_protocol::olm::envelope::Dm2Request;
+    match Dm2Request::from_bytes(request).unwrap() {
+        Dm2Request::Deliver { envelope, .. } => vec![envelope],
+        Dm2Request::Batch { envelopes, .. } => envelopes,
+        Dm2Request::Claim { .. } => Vec::new(),
+    }
+}
+
 #[test]
-fn messages_queued_behind_are_sealed_together_flushed_once_and_leave_in_order() {
+fn messages_queued_behind_are_sealed_together_flushed_once_and_leave_in_one_batch() {
     let (mut a, mut b) = devices_pair();
     let settled = queue_behind(&mut a, &mut b, 2..=6);
-    // Message 2 leaves after one flush that made 2..=6 sealed and durable.
+    // Messages 2..=6 leave in one request after one flush that made them sealed and
+    // durable.
     let flushes = settled.iter().filter(|e| matches!(e, Effect::Flush(_))).count();
-    assert_eq!(sealed_requests(&settled).len(), 1);
+    let requests = sealed_requests(&settled);
+    assert_eq!(requests.len(), 1);
     let sealed: Vec<Vec<u8>> =
         (2..=6u8).map(|n| a.core.store().olm_sealed(&[n; 16]).unwrap().unwrap()).collect();
-    assert_eq!(sealed_requests(&settled)[0], sealed[0]);
+    let in_order: Vec<_> = sealed.iter().flat_map(|r| envelopes_of(r)).collect();
+    assert_eq!(envelopes_of(&requests[0]), in_order);
     // (One flush for the batch, one for the answer of `msg send` 1.)
     assert_eq!(flushes, 2, "{settled:?}");
-    // A crash now: the restarted node sends exactly those bytes, in order.
+    // A crash now: the restarted node sends exactly those envelopes, in order.
     let mut crashed = a.restart(1);
     let again = crashed.handle(Input::Timer(Timer::Outbox), 200);
-    assert_eq!(sealed_requests(&crashed.settle(again, 200)), vec![sealed[0].clone()]);
-    // Each goes out in its turn with no new seal; the recipient takes them in order.
+    assert_eq!(sealed_requests(&crashed.settle(again, 200)), requests);
+    // The recipient takes them in order and answers them all after one flush.
     let (seen, theirs) = pump(&mut a, &mut b, settled, 120);
-    assert_eq!(sealed_requests(&seen), sealed);
+    assert_eq!(sealed_requests(&seen), requests);
     assert_eq!(received_ids(&theirs), (2..=6u8).map(|n| [n; 16]).collect::<Vec<_>>());
+    let flush = theirs.iter().position(|e| matches!(e, Effect::Flush(_))).unwrap();
+    let respond = theirs.iter().position(|e| matches!(e, Effect::Respond { .. })).unwrap();
+    assert!(flush < respond);
+    assert_eq!(theirs.iter().filter(|e| matches!(e, Effect::Flush(_))).count(), 1);
     for n in 1..=6 {
         assert_eq!(status_of(&a, n), crate::store::DmStatus::Delivered, "message {n}");
         assert!(a.core.store().olm_sealed(&[n; 16]).unwrap().is_none());
     }
+    // The same batch again (its answer lost): answered from the digests, stored once.
+    let count = b.core.store().dm_count();
+    let (got, response) = receive_on(&mut b, &a, requests[0].clone(), DmProto::V2, 130);
+    assert!(received_ids(&got).is_empty());
+    let reply = kith_protocol::olm::envelope::Dm2Reply::from_bytes(&response).unwrap();
+    let kith_protocol::olm::envelope::Dm2Reply::Receipts(receipts) = reply else { panic!() };
+    assert_eq!(receipts.len(), 5);
+    assert_eq!(b.core.store().dm_count(), count);
 }
 
 #[test]
@@ -426,14 +460,20 @@ fn a_new_session_drops_every_message_sealed_ahead_and_seals_them_again() {
     let settled = queue_behind(&mut a, &mut b, 2..=5);
     let ahead: Vec<Vec<u8>> =
         (2..=5u8).map(|n| a.core.store().olm_sealed(&[n; 16]).unwrap().unwrap()).collect();
-    // b loses its sessions with a's device: 2 is answered NewSession, and 3..=5, sealed
-    // on the same lost session, are sealed again on the new one.
+    let ahead_envelopes: Vec<_> = ahead.iter().flat_map(|r| envelopes_of(r)).collect();
+    // b loses its sessions with a's device: the batch stops at 2, which alone is
+    // answered NewSession, and 3..=5, sealed on the same lost session, are sealed again
+    // on the new one.
     b.core.store().set_olm_sessions(&device_of(&a).id(), b"lost").unwrap();
     let (seen, theirs) = pump(&mut a, &mut b, settled, 120);
     assert_eq!(received_ids(&theirs), (2..=5u8).map(|n| [n; 16]).collect::<Vec<_>>());
     let sent = sealed_requests(&seen);
-    assert_eq!(sent.first(), ahead.first(), "the first try is the sealed request");
-    assert!(sent[1..].iter().all(|r| !ahead.contains(r)), "a request of the lost session left");
+    assert_eq!(envelopes_of(&sent[0]), ahead_envelopes, "the first try is the sealed batch");
+    assert_eq!(sent[1], ahead[0], "then the first message alone");
+    assert!(
+        sent[2..].iter().flat_map(|r| envelopes_of(r)).all(|e| !ahead_envelopes.contains(&e)),
+        "a request of the lost session left"
+    );
     for n in 2..=5 {
         assert_eq!(status_of(&a, n), crate::store::DmStatus::Delivered, "message {n}");
     }
