@@ -329,6 +329,21 @@ pub fn befriend(a: &Daemon, b: &Daemon, deadline: Duration) {
     });
 }
 
+/// Each of `people` lists `holder` (a mutual connection of each) as their mailbox, and
+/// `holder` says it holds for each of them.
+pub fn list_mailbox(holder: &Daemon, people: &[&Daemon], deadline: Duration) {
+    for d in people {
+        assert_eq!(d.json(&["mailbox", "add", &holder.id()])["ok"], true);
+    }
+    let ids: Vec<String> = people.iter().map(|d| d.id()).collect();
+    eventually(deadline, &format!("{} to hold for {ids:?}", holder.name), || {
+        let status = holder.json(&["mailbox"]);
+        let holding = status["holding"].as_array().cloned().unwrap_or_default();
+        let held: Vec<&str> = holding.iter().filter_map(|h| h["id"].as_str()).collect();
+        ids.iter().all(|id| held.contains(&id.as_str())).then_some(())
+    });
+}
+
 /// Polls `check` until it returns `Some` or the deadline passes (then panics with `what`).
 pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let end = std::time::Instant::now() + deadline;

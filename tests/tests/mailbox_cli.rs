@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use kith_node::store::Store;
 use kith_protocol::AuthorId;
-use kith_tests::cli::{befriend, eventually, home_holds, Daemon};
+use kith_tests::cli::{befriend, eventually, home_holds, list_mailbox, Daemon};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -52,16 +52,7 @@ fn world() -> (Daemon, Daemon, Daemon) {
     befriend(&c, &a, DEADLINE);
     befriend(&c, &b, DEADLINE);
     befriend(&a, &b, DEADLINE);
-    for d in [&a, &b] {
-        assert_eq!(d.json(&["mailbox", "add", &c.id()])["ok"], true);
-    }
-    let (a_id, b_id) = (a.id(), b.id());
-    eventually(DEADLINE, "c to hold for a and b", || {
-        let status = c.json(&["mailbox"]);
-        let holding = status["holding"].as_array().cloned().unwrap_or_default();
-        let ids: Vec<&str> = holding.iter().filter_map(|h| h["id"].as_str()).collect();
-        (ids.contains(&a_id.as_str()) && ids.contains(&b_id.as_str())).then_some(())
-    });
+    list_mailbox(&c, &[&a, &b], DEADLINE);
     for round in 0..2 {
         talk(&a, &b, &format!("hello b {round}"));
         talk(&b, &a, &format!("hello a {round}"));

@@ -260,6 +260,16 @@ pub enum Input {
         /// Its key.
         key: [u8; 32],
     },
+    /// How an [`Effect::GroupDeposit`] went: how many of the member's mailboxes accepted
+    /// queued request `n`.
+    GroupDeposited {
+        /// The member.
+        peer: AuthorId,
+        /// Which queued request.
+        n: u64,
+        /// Mailboxes that answered `Accepted`.
+        accepted: usize,
+    },
 }
 
 /// What the core answers a control request with.
@@ -474,6 +484,19 @@ pub enum Effect {
         peer: AuthorId,
         /// The message.
         message: [u8; 16],
+        /// The sealed deposit.
+        envelope: Vec<u8>,
+        /// `peer`'s mailboxes.
+        mailboxes: Vec<AuthorId>,
+    },
+    /// Deposit queued group request `n` for member `peer` (`envelope`: the request,
+    /// sealed for `peer`'s person) with each of `mailboxes`, then report
+    /// [`Input::GroupDeposited`].
+    GroupDeposit {
+        /// The member.
+        peer: AuthorId,
+        /// Which queued request.
+        n: u64,
         /// The sealed deposit.
         envelope: Vec<u8>,
         /// `peer`'s mailboxes.

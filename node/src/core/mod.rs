@@ -139,7 +139,11 @@ impl Core {
                 self.dm.handle_request2(cx, from, &bytes, reply, now)
             }
             Input::Collected { mailbox, items } => {
-                self.dm.handle_collected(cx, mailbox, items, now)
+                let (mut effects, rest) = self.groups.take_collected(cx, mailbox, items, now);
+                if !rest.is_empty() {
+                    effects.extend(self.dm.handle_collected(cx, mailbox, rest, now));
+                }
+                effects
             }
             Input::MailboxRequest { from, bytes, reply } => {
                 self.hold.handle_request(cx, from, &bytes, reply, now)
@@ -167,6 +171,9 @@ impl Core {
             }
             Input::GroupDelivered { peer, n, result } => {
                 self.groups.handle_delivered(cx, &peer, n, result, now)
+            }
+            Input::GroupDeposited { peer, n, accepted } => {
+                self.groups.handle_deposited(cx, &peer, n, accepted, now)
             }
             Input::GroupHistory { peer, group, result } => {
                 self.groups.handle_history(cx, &peer, &group, result, now)

@@ -102,20 +102,20 @@ impl Node {
         }));
     }
 
-    /// Deposits `envelope` (message `message`, sealed for `peer`) with each of
-    /// `mailboxes` at once, then tells the core how many accepted it.
+    /// Deposits `envelope` (a message or a group request, sealed for `peer`) with each
+    /// of `mailboxes` at once, then tells the core how many accepted it (`report`).
     pub(super) fn deposit(
         &self,
         peer: AuthorId,
-        message: [u8; 16],
         envelope: Vec<u8>,
         mailboxes: Vec<AuthorId>,
+        report: impl FnOnce(usize) -> Input + Send + 'static,
     ) {
         let node = self.clone();
         self.spawn(Box::pin(async move {
             let accepted = node.deposit_with(peer, &envelope, &mailboxes).await;
-            tracing::info!(accepted, of = mailboxes.len(), "message deposited with mailboxes");
-            node.drive(Input::Deposited { peer, message, accepted }).await;
+            tracing::info!(accepted, of = mailboxes.len(), "deposited with mailboxes");
+            node.drive(report(accepted)).await;
         }));
     }
 

@@ -316,7 +316,12 @@ impl Node {
                 Effect::Friends { followed, mutual } => self.set_friends(followed, mutual),
                 Effect::MailboxAck { mailbox, ids } => self.mailbox_ack(mailbox, ids),
                 Effect::Deposit { peer, message, envelope, mailboxes } => {
-                    self.deposit(peer, message, envelope, mailboxes)
+                    let report = move |accepted| Input::Deposited { peer, message, accepted };
+                    self.deposit(peer, envelope, mailboxes, report);
+                }
+                Effect::GroupDeposit { peer, n, envelope, mailboxes } => {
+                    let report = move |accepted| Input::GroupDeposited { peer, n, accepted };
+                    self.deposit(peer, envelope, mailboxes, report);
                 }
                 Effect::Receipt { peer, request, deposit, mailboxes, key } => {
                     self.send_receipt(peer, (request, deposit), mailboxes, key)

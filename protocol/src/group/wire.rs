@@ -204,6 +204,32 @@ impl GroupReply {
     }
 }
 
+/// What a `/kith/group/1` request deposited with a member's mailbox (`docs/protocol.md`
+/// 19 and 20.7) starts with, inside the sealed-sender layer: it tells the collecting
+/// node that the rest is a [`GroupRequest`] rather than a `/kith/dm/2` request (whose
+/// encoding starts with its variant, a byte below 3). The mailbox sees neither.
+pub const DEPOSIT_PREFIX: &[u8] = b"kith-group/1:";
+
+// The largest request, its prefix and the sender's id fit in a sealed deposit (with room
+// for the padding's length).
+const _: () = assert!(
+    DEPOSIT_PREFIX.len() + MAX_GROUP_REQUEST_BYTES + 32 + 256
+        <= crate::mailbox::MAX_HELD_ENVELOPE_BYTES
+            - crate::mailbox::sealed::SEALED_DEPOSIT_OVERHEAD
+);
+
+/// The payload that deposits the encoded request `request` with a mailbox.
+#[must_use]
+pub fn deposit_payload(request: &[u8]) -> Vec<u8> {
+    [DEPOSIT_PREFIX, request].concat()
+}
+
+/// The encoded group request inside a deposit's payload, if it is one.
+#[must_use]
+pub fn deposited(payload: &[u8]) -> Option<&[u8]> {
+    payload.strip_prefix(DEPOSIT_PREFIX)
+}
+
 /// The canonical bytes of `message`'s encoding, hashed: how a member knows a ciphertext
 /// it holds already before opening it.
 pub fn digest(message: &GroupMessage) -> Result<[u8; 32], GroupError> {

@@ -413,6 +413,9 @@ impl World {
             Effect::Deposit { peer, message, .. } => {
                 self.input(i, Input::Deposited { peer, message, accepted: 0 });
             }
+            Effect::GroupDeposit { peer, n, .. } => {
+                self.input(i, Input::GroupDeposited { peer, n, accepted: 0 });
+            }
             // Receipts are simulated by the direct deliveries' answers.
             Effect::Receipt { key, .. } => self.input(i, Input::ReceiptSent { key }),
             Effect::Received { message, .. } => self.dm_received(i, message),

@@ -20,7 +20,7 @@ mod ops;
 mod receive;
 mod send;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kith_protocol::{
     group::{
@@ -51,6 +51,9 @@ pub(crate) struct Groups {
     held: BTreeMap<FlushId, Held>,
     pairs: PairKeyCache,
     pickle_key: Option<PickleKey>,
+    /// Members found unreachable in their lane's current pass: the rest of their queue
+    /// goes to their mailboxes.
+    depositing: BTreeSet<[u8; 32]>,
 }
 
 /// A group as stored, opened.

@@ -9,6 +9,7 @@ use kith_protocol::{
         wire::{self, Control, GroupReply, GroupRequest, Opened, MAX_HISTORY_MESSAGES},
         GroupError,
     },
+    mailbox::{sealed, Held as HeldEnvelope},
     AuthorId,
 };
 use libp2p::PeerId;
@@ -82,8 +83,7 @@ impl Groups {
             GroupRequest::History { group } => {
                 return vec![respond(reply, &self.history(cx, &sender, group.as_bytes()))];
             }
-            GroupRequest::Control(sealed) => self.take_control(cx, &sender, &sealed, now),
-            GroupRequest::Message(message) => self.take_message(cx, Some(&sender), &message, now),
+            request => self.take(cx, &sender, request, now),
         };
         match taken {
             Ok(Taken { changed: false, start, .. }) => {
@@ -107,6 +107,88 @@ impl Groups {
                 vec![respond(reply, &GroupReply::Refused(reason))]
             }
         }
+    }
+
+    /// A control message or a message from `sender` (the connected peer, or the sealed
+    /// sender of a deposit).
+    fn take(
+        &mut self,
+        cx: &Context,
+        sender: &AuthorId,
+        request: GroupRequest,
+        now: u64,
+    ) -> Result<Taken, NotTaken> {
+        match request {
+            GroupRequest::Control(sealed) => self.take_control(cx, sender, &sealed, now),
+            GroupRequest::Message(message) => self.take_message(cx, Some(sender), &message, now),
+            GroupRequest::History { .. } => Err(NotTaken::Refused("not a deposit".into())),
+        }
+    }
+
+    /// Envelopes collected from `mailbox`, oldest first: the group requests deposited
+    /// among them are taken here, in order, and acknowledged to the mailbox once what
+    /// they changed is flushed (one that cannot be taken yet is tried again after the
+    /// others, which may carry the epoch or key it waits for, and else stays with the
+    /// mailbox for the next collect). The others (direct messages) are returned.
+    pub(crate) fn take_collected(
+        &mut self,
+        cx: &mut Context,
+        mailbox: PeerId,
+        items: Vec<HeldEnvelope>,
+        now: u64,
+    ) -> (Vec<Effect>, Vec<HeldEnvelope>) {
+        let (mut rest, mut later, mut done) = (Vec::new(), Vec::new(), Vec::new());
+        for item in items {
+            let deposit = sealed::open(&cx.keys, &item.envelope).ok().and_then(|opened| {
+                let request = GroupRequest::from_bytes(wire::deposited(&opened.request)?);
+                Some((opened.sender, request))
+            });
+            match deposit {
+                Some((sender, Ok(request))) => later.push((item.id(), sender, request)),
+                Some((sender, Err(error))) => {
+                    // Garbage is acknowledged: it would never be taken.
+                    tracing::info!(%sender, %error, "a deposited group request is malformed");
+                    done.push(item.id());
+                }
+                None => rest.push(item),
+            }
+        }
+        let (mut changed, mut start, mut notes) = (false, Vec::new(), Vec::new());
+        // Two passes: what waited for something carried later in the batch goes again.
+        for _ in 0..2 {
+            let mut waiting = Vec::new();
+            for (id, sender, request) in later {
+                match self.take(cx, &sender, request.clone(), now) {
+                    Ok(taken) => {
+                        changed |= taken.changed;
+                        start.extend(taken.start);
+                        notes.extend(taken.note.map(Effect::Notified));
+                        done.push(id);
+                    }
+                    Err(NotTaken::Refused(reason)) => {
+                        tracing::info!(peer = %sender, %reason, "deposited group request refused");
+                        done.push(id);
+                    }
+                    Err(NotTaken::Later) => waiting.push((id, sender, request)),
+                }
+            }
+            later = waiting;
+        }
+        let Ok(mailbox) = AuthorId::from_peer_id(&mailbox) else { return (Vec::new(), rest) };
+        if done.is_empty() {
+            return (Vec::new(), rest);
+        }
+        let mut ok = vec![Effect::MailboxAck { mailbox, ids: done }];
+        ok.extend(notes);
+        if !changed {
+            // Nothing new to make durable (repeats, refusals).
+            let mut effects = ok;
+            for peer in start {
+                effects.extend(self.start_lane(cx, peer, now));
+            }
+            return (effects, rest);
+        }
+        (self.after_flush(cx, ok, Vec::new(), start), rest)
     }
 
     /// A sealed control message from `sender`.

@@ -8,6 +8,7 @@ use kith_protocol::{
         wire::{self, Control, GroupReply, GroupRequest},
         Outbound,
     },
+    mailbox::sealed,
     AuthorId,
 };
 
@@ -82,6 +83,7 @@ impl Groups {
             }
         };
         let Some(queued) = next else {
+            self.depositing.remove(&peer);
             self.lanes.finish(peer, true, now);
             return Vec::new();
         };
@@ -90,10 +92,71 @@ impl Groups {
             return Vec::new();
         };
         self.lanes.claim(peer, lane_tag(queued.n));
+        if self.depositing.contains(&peer) {
+            return self.deposit(cx, &to, queued.n, &queued.bytes, now);
+        }
         vec![Effect::GroupDeliver { peer: to, n: queued.n, bytes: queued.bytes }]
     }
 
+    /// Deposits queued request `n` (`request`) for `peer` with `peer`'s mailboxes (the
+    /// lane goes on once one accepted it); the lane stops when `peer` lists none.
+    fn deposit(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        n: u64,
+        request: &[u8],
+        now: u64,
+    ) -> Vec<Effect> {
+        let key = *peer.as_bytes();
+        let mailboxes: Vec<AuthorId> = match cx.store.mailboxes_of(peer) {
+            Ok(listed) => listed.into_iter().filter(|m| *m != cx.me && m != peer).collect(),
+            Err(error) => {
+                tracing::error!(%error, "cannot read a member's mailboxes");
+                Vec::new()
+            }
+        };
+        if mailboxes.is_empty() {
+            return self.stop_lane(key, now);
+        }
+        match sealed::seal(peer, &cx.me, &wire::deposit_payload(request)) {
+            Ok(envelope) => {
+                self.depositing.insert(key);
+                vec![Effect::GroupDeposit { peer: *peer, n, envelope, mailboxes }]
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot seal a group request for a mailbox");
+                self.stop_lane(key, now)
+            }
+        }
+    }
+
+    /// How depositing queued request `n` for `peer` went: taken by a mailbox, it is done
+    /// with (the member collects it); refused by all, the lane backs off.
+    pub(crate) fn handle_deposited(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        n: u64,
+        accepted: usize,
+        now: u64,
+    ) -> Vec<Effect> {
+        let key = *peer.as_bytes();
+        if self.lanes.current(&key) != Some(lane_tag(n)) {
+            return Vec::new();
+        }
+        if accepted == 0 {
+            return self.stop_lane(key, now);
+        }
+        if let Err(error) = cx.store.group_unqueue(&key, n) {
+            tracing::error!(%error, "cannot update the group outbox");
+            return self.stop_lane(key, now);
+        }
+        self.next_in_lane(cx, key, now)
+    }
+
     fn stop_lane(&mut self, peer: [u8; 32], now: u64) -> Vec<Effect> {
+        self.depositing.remove(&peer);
         match self.lanes.finish(peer, false, now) {
             Some(at) => vec![Effect::Schedule { at, timer: Timer::GroupOutbox }],
             None => Vec::new(),
@@ -120,8 +183,16 @@ impl Groups {
             Ok(GroupReply::Refused(reason)) => {
                 tracing::info!(%peer, reason = %reason.chars().take(200).collect::<String>(), "a member refused a group request");
             }
-            Ok(GroupReply::Later | GroupReply::History(_)) | Err(_) => {
-                return self.stop_lane(key, now);
+            Ok(GroupReply::Later | GroupReply::History(_)) => return self.stop_lane(key, now),
+            Err(error) => {
+                // Not reached: what is queued for it goes to its mailboxes, if any.
+                tracing::debug!(%peer, %error, "a member was not reached");
+                return match cx.store.group_queue_next(&key) {
+                    Ok(Some(queued)) if queued.n == n => {
+                        self.deposit(cx, peer, n, &queued.bytes, now)
+                    }
+                    _ => self.stop_lane(key, now),
+                };
             }
         }
         if let Err(error) = cx.store.group_unqueue(&key, n) {
@@ -153,6 +224,10 @@ impl Groups {
         now: u64,
     ) -> Vec<Effect> {
         let key = *peer.as_bytes();
+        // Here now: what is queued goes directly again.
+        if !self.lanes.busy(&key) {
+            self.depositing.remove(&key);
+        }
         let mut effects = match cx.store.group_queue_next(&key) {
             Ok(Some(_)) if !self.lanes.busy(&key) => self.next_in_lane(cx, key, now),
             _ => Vec::new(),

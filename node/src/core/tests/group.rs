@@ -129,15 +129,21 @@ impl World {
     }
 }
 
-/// A group of nodes 0 (creator), 1 and 2; 1 and 2 do not follow each other.
-fn three() -> (World, GroupId) {
-    let mut w = World::new(3);
+/// Node 0 makes group "friends" of itself, 1 and 2.
+pub(super) fn friends_of_0(w: &mut World) -> GroupId {
     let members = vec![w.id(1), w.id(2)];
     let GroupAnswer::Created(group) =
         w.op(0, GroupOp::Create { name: "friends".into(), members }).unwrap()
     else {
         panic!("not created")
     };
+    group
+}
+
+/// A group of nodes 0 (creator), 1 and 2; 1 and 2 do not follow each other.
+fn three() -> (World, GroupId) {
+    let mut w = World::new(3);
+    let group = friends_of_0(&mut w);
     (w, group)
 }
 
