@@ -126,3 +126,29 @@ async fn a_restarted_node_redials_a_followed_peer_that_had_dialled_it() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A dial to where a peer listens now connects even while another dial of that peer is
+/// under way to where nobody answers (as a queued message's dial to the address
+/// remembered before the peer restarted). The second dial used to be answered
+/// "connected" at once, with no connection made, and two restarted daemons could stay
+/// apart for good: each took the other for reached (docs/reliability.md, dm kill -9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_to_a_new_address_connects_while_a_dial_to_an_old_one_hangs() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    let b_peer = b.id().to_peer_id().unwrap();
+    // Takes TCP connections (the kernel's backlog) and never answers: a dial there waits
+    // in its handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let old = format!("/ip4/127.0.0.1/tcp/{}/p2p/{b_peer}", silent.local_addr().unwrap().port());
+    let net = a.node.net();
+    let mut hanging = Box::pin(net.dial(old.parse().unwrap()));
+    // Polled once: the first dial is handed to the network task, which takes commands in
+    // order.
+    assert!(futures::poll!(&mut hanging).is_pending(), "the dial to nobody answered");
+    assert_eq!(net.dial(b.addr()).await.unwrap(), b_peer);
+    assert!(net.is_connected(b_peer).await, "the dial was answered without a connection");
+    drop((hanging, silent));
+    a.stop().await;
+    b.stop().await;
+}

@@ -142,9 +142,6 @@ impl Side {
 }
 
 #[test]
-#[ignore = "one cause of its failure is fixed (a message lost by the recipient wedged the \
-            sender's lane); under load it still fails at times because the two daemons do not \
-            reconnect after a restart (docs/reliability.md): run with --ignored"]
 fn messages_on_olm_sessions_are_delivered_exactly_once_through_kill_9() {
     let total: usize = env_or("KITH_DM_KILL_MESSAGES", DEFAULT_MESSAGES);
     let seed = seed_from_env("KITH_DM_KILL_SEED");

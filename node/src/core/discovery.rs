@@ -139,7 +139,9 @@ impl Discovery {
             Ok(peer) => {
                 tracing::info!(%peer, addr = %b.addr, "connected to bootstrap peer");
                 b.peer = Some(peer);
-                self.connected.insert(peer);
+                // Not marked connected here: only the connection's own event says so (this
+                // answer may come after the connection already closed again, and a peer
+                // marked connected by mistake would never be dialled again).
                 b.failing = false;
                 b.wait = BOOTSTRAP_RETRY_MIN_MS;
                 now.saturating_add(BOOTSTRAP_CHECK_MS)

@@ -68,6 +68,7 @@ fn an_unreachable_bootstrap_peer_is_dialled_again_with_doubling_waits_up_to_the_
 
     // Reached: looked at again after the check interval, not dialled while connected.
     let reached = peer(9);
+    f.handle(Input::Connected { peer: reached }, now);
     let effects = f.handle(Input::Dialled { bootstrap: 0, result: Ok(reached) }, now);
     assert_eq!(schedules(&effects), vec![(now + BOOTSTRAP_CHECK_MS, Timer::Bootstrap(0))]);
     now += BOOTSTRAP_CHECK_MS;
@@ -81,6 +82,18 @@ fn an_unreachable_bootstrap_peer_is_dialled_again_with_doubling_waits_up_to_the_
     assert_eq!(dials(&effects), vec![(BOOT.to_string(), Some(0))]);
     let effects = f.handle(Input::Dialled { bootstrap: 0, result: Err("gone".into()) }, now);
     assert_eq!(schedules(&effects), vec![(now + 1_000, Timer::Bootstrap(0))]);
+    // A dial's success that arrives after its connection closed again (restarts on a busy
+    // machine) does not count as connected: the next look dials again. It used to, and
+    // the peer was never dialled again.
+    let effects = f.handle(Input::Timer(Timer::Bootstrap(0)), now);
+    assert_eq!(dials(&effects), vec![(BOOT.to_string(), Some(0))]);
+    f.handle(Input::Connected { peer: reached }, now);
+    f.handle(Input::Disconnected { peer: reached }, now);
+    let effects = f.handle(Input::Dialled { bootstrap: 0, result: Ok(reached) }, now);
+    assert_eq!(schedules(&effects), vec![(now + BOOTSTRAP_CHECK_MS, Timer::Bootstrap(0))]);
+    now += BOOTSTRAP_CHECK_MS;
+    let effects = f.handle(Input::Timer(Timer::Bootstrap(0)), now);
+    assert_eq!(dials(&effects), vec![(BOOT.to_string(), Some(0))]);
     // A timer for a bootstrap peer that does not exist does nothing.
     assert!(f.handle(Input::Timer(Timer::Bootstrap(7)), now).is_empty());
 }

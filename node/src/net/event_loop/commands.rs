@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use libp2p::{
     gossipsub,
-    swarm::{dial_opts::DialOpts, DialError},
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        DialError,
+    },
     Multiaddr, PeerId,
 };
 
@@ -100,8 +103,14 @@ impl EventLoop {
                 return;
             }
         }
+        // Dialled even while another dial of the same peer is under way: that one may be
+        // to an address the peer no longer listens at (a request's dial to the addresses
+        // remembered before the peer restarted), and the address given here is news.
         let opts = match target {
-            Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr]).build(),
+            Some(peer) => DialOpts::peer_id(peer)
+                .condition(PeerCondition::Disconnected)
+                .addresses(vec![addr])
+                .build(),
             None => DialOpts::unknown_peer_id().address(addr).build(),
         };
         let id = opts.connection_id();
@@ -110,15 +119,13 @@ impl EventLoop {
                 self.pending_dials.insert(id, reply);
             }
             Err(DialError::DialPeerConditionFalse(_)) => {
-                // Already connected or dialling; the peer is known to be reachable.
-                match target {
-                    Some(peer) => {
-                        let _ = reply.send(Ok(peer));
-                    }
-                    None => {
-                        let _ = reply.send(Err(NetError::Dial("already dialling".into())));
-                    }
-                }
+                // Connected meanwhile (the condition is `Disconnected`): reachable. Never
+                // answered for a dial that is merely under way: that would report a
+                // connection that may never come.
+                let _ = match target {
+                    Some(peer) => reply.send(Ok(peer)),
+                    None => reply.send(Err(NetError::Dial("already dialling".into()))),
+                };
             }
             Err(e) => {
                 let _ = reply.send(Err(NetError::Dial(e.to_string())));
