@@ -309,6 +309,10 @@ pub(crate) enum GroupCommand {
         group: String,
         /// Who.
         id: String,
+        /// Also give them the messages sent before they joined (otherwise they read from
+        /// when they joined).
+        #[arg(long)]
+        history: bool,
     },
     /// Remove a member from a group you made: they read nothing sent after.
     Remove {

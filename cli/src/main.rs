@@ -199,7 +199,9 @@ fn group_request(command: GroupCommand) -> Result<(Request, &'static str)> {
         GroupCommand::Create { name, members } => {
             (Request::GroupCreate { name, members }, "group created")
         }
-        GroupCommand::Add { group, id } => (Request::GroupAdd { group, id }, "added"),
+        GroupCommand::Add { group, id, history } => {
+            (Request::GroupAdd { group, id, history }, "added")
+        }
         GroupCommand::Remove { group, id } => (Request::GroupRemove { group, id }, "removed"),
         GroupCommand::Leave { group } => (Request::GroupLeave { group }, "left the group"),
         GroupCommand::Send { group, text } => {

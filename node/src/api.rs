@@ -247,6 +247,10 @@ pub enum Request {
         group: String,
         /// Who.
         id: String,
+        /// Give them the messages sent before they joined (the session keys and
+        /// ciphertexts this node holds).
+        #[serde(default)]
+        history: bool,
     },
     /// The creator removes a member: they read nothing sent after.
     GroupRemove {

@@ -149,6 +149,14 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     let e_reads = texts(&e, &group);
     assert!(!e_reads.iter().any(|t| t.starts_with("hello")), "E reads history: {e_reads:?}");
 
+    // Added with the history (`--history`), F reads the earlier messages too, once each.
+    let mut f = Daemon::start("f");
+    befriend(&a, &f, DEADLINE);
+    assert_eq!(a.json(&["group", "add", &group, &f.id(), "--history"])["ok"], true);
+    wait_for_texts(&f, &group, &["while B was away", "welcome E", "thanks from E"]);
+    assert_once_in_order(&f, &group);
+    assert!(f.terminate());
+
     let c_reads = texts(&c, &group);
     for text in after.iter().chain(&["while B was away", "welcome E"]) {
         assert!(!c_reads.iter().any(|t| t == text), "C reads {text:?} after removal");

@@ -73,10 +73,13 @@ impl Node {
         }
     }
 
-    pub(super) async fn group_change(&self, group: &str, who: &str, add: bool) -> Reply {
+    /// Adds `who` (`add`: with the history or not) or removes them.
+    pub(super) async fn group_change(&self, group: &str, who: &str, add: Option<bool>) -> Reply {
         let (group, member) = (self.group_ref(group)?, self.person(who)?);
-        let op =
-            if add { GroupOp::Add { group, member } } else { GroupOp::Remove { group, member } };
+        let op = match add {
+            Some(history) => GroupOp::Add { group, member, history },
+            None => GroupOp::Remove { group, member },
+        };
         self.group_op(op).await?;
         Ok(Response::Ok)
     }

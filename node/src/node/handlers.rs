@@ -113,8 +113,10 @@ impl Node {
             Request::Name { id, petname } => self.name(&id, petname.as_deref()).await,
             Request::Names => self.names(),
             Request::GroupCreate { name, members } => self.group_create(name, &members).await,
-            Request::GroupAdd { group, id } => self.group_change(&group, &id, true).await,
-            Request::GroupRemove { group, id } => self.group_change(&group, &id, false).await,
+            Request::GroupAdd { group, id, history } => {
+                self.group_change(&group, &id, Some(history)).await
+            }
+            Request::GroupRemove { group, id } => self.group_change(&group, &id, None).await,
             Request::GroupLeave { group } => self.group_leave(&group).await,
             Request::Groups => self.groups(),
             Request::GroupSend { group, text } => self.group_send(&group, text).await,

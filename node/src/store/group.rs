@@ -37,6 +37,9 @@ const COUNTER: &[u8] = b"n";
 /// Largest stored value decoded here.
 const MAX_VALUE: usize = 64 * 1024;
 
+/// An inbound session's tag and sealed pickle.
+pub type TaggedPickle = ([u8; 16], Vec<u8>);
+
 /// Most ciphertexts kept per group for members catching up (the oldest go first).
 pub const MAX_KEPT_CIPHERTEXTS: usize = 1_000;
 
@@ -156,6 +159,21 @@ impl Store {
     /// Disk errors.
     pub fn group_inbound(&self, tag: &[u8; 16]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.groups.get(key(INBOUND, &[tag]))?.map(|v| v.to_vec()))
+    }
+
+    /// Every inbound session pickle, with its session tag.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn group_inbounds(&self) -> Result<Vec<TaggedPickle>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.groups.scan_prefix([INBOUND]) {
+            let (k, v) = item?;
+            if let Some(tag) = k.get(1..).and_then(|t| <[u8; 16]>::try_from(t).ok()) {
+                out.push((tag, v.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// Stores an inbound session pickle (not flushed).

@@ -39,7 +39,7 @@ pub use backend::MemoryImage;
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use circle::CircleState;
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
-pub use group::{GroupLine, GroupQueued, GroupState, MAX_KEPT_CIPHERTEXTS};
+pub use group::{GroupLine, GroupQueued, GroupState, TaggedPickle, MAX_KEPT_CIPHERTEXTS};
 pub use held::{HeldTally, Released, Usage};
 pub use mailbox::Presence;
 pub use moderation::Moderation;

@@ -351,7 +351,10 @@ pub(super) async fn add(
     Path(group): Path<String>,
     Form(form): Form<MemberForm>,
 ) -> Response {
-    let reply = state.node.handle(Request::GroupAdd { group: group.clone(), id: form.id }).await;
+    let reply = state
+        .node
+        .handle(Request::GroupAdd { group: group.clone(), id: form.id, history: false })
+        .await;
     changed(&state, &session, reply, format!("/groups/{group}"))
 }
 

@@ -75,6 +75,11 @@ impl SessionTag {
         Self(tag)
     }
 
+    /// The tag with these raw bytes (a store key read back).
+    pub fn from_raw(bytes: [u8; SESSION_TAG_LEN]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw tag bytes (a store key).
     pub fn as_bytes(&self) -> &[u8; SESSION_TAG_LEN] {
         &self.0

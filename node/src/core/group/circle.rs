@@ -153,8 +153,10 @@ impl Groups {
         Ok((RecordKind::Private(message), start))
     }
 
-    /// Keeps an inbound copy of this node's own new session (so it reads its own posts).
-    fn keep_own(&mut self, cx: &Context, share: &SessionShare) -> Result<(), ApiError> {
+    /// Keeps an inbound copy of this node's own new session (so it reads its own circle
+    /// posts; and so a group's creator can forward its sessions to a member added with
+    /// the history). Not flushed.
+    pub(super) fn keep_own(&mut self, cx: &Context, share: &SessionShare) -> Result<(), ApiError> {
         let internal = |e: kith_protocol::group::GroupError| ApiError::internal(e.to_string());
         let inbound = Inbound::from_share(share, &cx.me).map_err(internal)?;
         let pickle = inbound.pickle(self.pickle_key(cx)?).map_err(internal)?;

@@ -16,6 +16,7 @@
 //! Every answer that claims something is stored comes after a flush.
 
 mod circle;
+mod history;
 mod ops;
 mod receive;
 mod send;

@@ -33,6 +33,8 @@ pub enum GroupOp {
         group: GroupId,
         /// Who.
         member: AuthorId,
+        /// Give them the earlier messages too.
+        history: bool,
     },
     /// The creator removes a member.
     Remove {
@@ -106,7 +108,9 @@ impl Groups {
     ) -> Vec<Effect> {
         let result = match op {
             GroupOp::Create { name, members } => self.create(cx, &name, &members, now),
-            GroupOp::Add { group, member } => self.change(cx, group, Some(member), None, now),
+            GroupOp::Add { group, member, history } => {
+                self.change(cx, group, Some((member, history)), None, now)
+            }
             GroupOp::Remove { group, member } => self.change(cx, group, None, Some(member), now),
             GroupOp::Leave { group } => self.leave(cx, group, now),
             GroupOp::Send { group, text } => self.send(cx, group, text, now),
@@ -166,7 +170,7 @@ impl Groups {
         &mut self,
         cx: &Context,
         id: GroupId,
-        add: Option<AuthorId>,
+        add: Option<(AuthorId, bool)>,
         remove: Option<AuthorId>,
         now: u64,
     ) -> Result<(GroupAnswer, Vec<[u8; 32]>), ApiError> {
@@ -175,7 +179,7 @@ impl Groups {
             return Err(ApiError::refused("only the group's creator changes who is in it"));
         }
         let mut others: Vec<AuthorId> = Self::others(cx, &group);
-        if let Some(member) = add {
+        if let Some((member, _)) = add {
             check_addable(cx, &member)?;
             if others.contains(&member) {
                 return Err(ApiError::invalid(format!("{member} is in the group already")));
@@ -191,13 +195,19 @@ impl Groups {
             }
             others.retain(|m| *m != member);
         }
-        let next = Membership::new(id, group.epoch() + 1, &cx.me, group.name(), &others, now)
+        let mut next = Membership::new(id, group.epoch() + 1, &cx.me, group.name(), &others, now)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let history = add.filter(|(_, history)| *history).map(|(member, _)| member);
+        next.history = history.is_some();
         group.apply(sign(cx, &next)?).map_err(|e| ApiError::internal(e.to_string()))?;
         save(cx, &group)?;
         cx.store.set_group_outbound(id.as_bytes(), None)?;
         let removed: Vec<AuthorId> = remove.into_iter().collect();
         let start = self.announce(cx, &group, &removed)?;
+        if let Some(member) = history {
+            // After the epoch that adds them, in their queue.
+            self.give_history(cx, &group, &member)?;
+        }
         Ok((GroupAnswer::Done, start))
     }
 

@@ -270,7 +270,12 @@ impl Groups {
             // Perhaps added in an epoch this node has not seen yet.
             return Err(NotTaken::Later);
         }
-        let inbound = Inbound::from_share(share, sender)?;
+        // An exported key (the history, for a member added with it) only from the creator.
+        let inbound = if share.exported {
+            Inbound::from_forwarded(share, sender, &group.creator())?
+        } else {
+            Inbound::from_share(share, sender)?
+        };
         let tag = *inbound.tag().as_bytes();
         if cx.store.group_inbound(&tag)?.is_some() {
             return Ok(Taken::default());

@@ -36,7 +36,9 @@ impl Groups {
             Some(out) => out,
             None => {
                 let out = Outbound::new(gid, group.epoch(), now);
-                let share = Control::Share(out.share(&cx.me));
+                let share = out.share(&cx.me);
+                self.keep_own(cx, &share)?;
+                let share = Control::Share(share);
                 for peer in &others {
                     self.queue_control(cx, peer, &share)?;
                 }

@@ -185,7 +185,7 @@ fn a_new_member_reads_from_when_they_joined() {
     let mut d = Fixture::new(4);
     befriend(&mut w.nodes[0], &mut d);
     w.nodes.push(d);
-    w.op(0, GroupOp::Add { group, member: w.id(3) }).unwrap();
+    w.op(0, GroupOp::Add { group, member: w.id(3), history: false }).unwrap();
     w.send(1, group, "after");
     w.send(3, group, "hello from the new one");
     // (Same timestamp: ordered by id.)
@@ -195,11 +195,36 @@ fn a_new_member_reads_from_when_they_joined() {
     assert!(w.texts(2, group).contains(&"hello from the new one".to_owned()));
     // Only mutual connections can be added.
     let stranger = Keypair::from_secret_bytes(&[9; 32]).id();
-    let refused = w.op(0, GroupOp::Add { group, member: stranger }).unwrap_err();
+    let refused = w.op(0, GroupOp::Add { group, member: stranger, history: false }).unwrap_err();
     assert_eq!(refused.kind, crate::api::ErrorKind::NotMutual);
     // Only the creator changes membership.
     let refused = w.op(1, GroupOp::Remove { group, member: w.id(2) }).unwrap_err();
     assert_eq!(refused.kind, crate::api::ErrorKind::Refused);
+}
+
+#[test]
+fn a_member_added_with_the_history_reads_the_earlier_messages_once() {
+    let (mut w, group) = three();
+    w.send(1, group, "early from one");
+    w.send(0, group, "early from zero");
+    w.send(2, group, "early from two");
+    let mut d = Fixture::new(4);
+    befriend(&mut w.nodes[0], &mut d);
+    w.nodes.push(d);
+    w.op(0, GroupOp::Add { group, member: w.id(3), history: true }).unwrap();
+    w.send(1, group, "after");
+    let mut read = w.texts(3, group);
+    read.sort();
+    assert_eq!(read, ["after", "early from one", "early from two", "early from zero"]);
+    // The epoch says so; and a member cannot pass off an exported key (only the creator).
+    let state = w.nodes[3].core.store().group(group.as_bytes()).unwrap().unwrap();
+    assert!(SignedMembership::from_bytes(&state.membership).unwrap().membership().history);
+    let out = Outbound::new(group, w.epoch(1, group), w.now);
+    let mut inbound_share = out.share(&w.id(1));
+    inbound_share.exported = true;
+    let forged = w.sealed(2, 3, &Control::Share(inbound_share));
+    let (reply, _) = w.request(1, 3, forged);
+    assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
 }
 
 #[test]

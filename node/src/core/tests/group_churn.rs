@@ -48,7 +48,7 @@ fn a_group_with_churn_holds_every_message_once_in_order_for_exactly_its_members(
                 gone.push(out);
             }
             if let Some(back) = back {
-                w.op(0, GroupOp::Add { group, member: w.id(back) }).unwrap();
+                w.op(0, GroupOp::Add { group, member: w.id(back), history: false }).unwrap();
                 current.insert(back);
             }
         }
