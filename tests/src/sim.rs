@@ -37,7 +37,7 @@ mod report;
 pub use latency::LinkLatency;
 use plan::{post_text, tag_name, SimTopic};
 pub use plan::{Plan, PlannedPost, Rng};
-pub use report::{cpu_time, loopback_tx_bytes, peak_rss_kb, percentile, Report};
+pub use report::{cpu_time, loopback_tx_bytes, peak_rss_kb, percentile, NodeGossip, Report};
 
 /// How often readiness and delivery are checked.
 const POLL: Duration = Duration::from_millis(100);
@@ -79,6 +79,9 @@ pub struct Config {
     /// Per-link one-way delay added in this process (see [`latency`]); `None` for plain
     /// loopback. Needs a network namespace of its own.
     pub latency: Option<LinkLatency>,
+    /// Gossipsub's parameters for every node of the run (and of any run after it in this
+    /// process).
+    pub gossip: kith_node::net::GossipTuning,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             delivery_deadline: Duration::from_secs(20),
             progress: false,
             latency: None,
+            gossip: kith_node::net::GossipTuning::KITH,
         }
     }
 }
@@ -148,6 +152,16 @@ async fn request(node: &TestNode, request: Request) -> Result<Response, String> 
         Response::Error { message, .. } => Err(format!("{}: {request:?}: {message}", node.name)),
         r => Ok(r),
     }
+}
+
+/// Each node's gossipsub counters: (copies received, duplicates among them).
+async fn gossip_copies(nodes: &[TestNode]) -> Result<Vec<(u64, u64)>, String> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let s = node.node.net().stats().await.map_err(|e| format!("{}: {e}", node.name))?;
+        out.push((s.gossip_copies, s.gossip_duplicates));
+    }
+    Ok(out)
 }
 
 /// Sums of (accepted, duplicate, sync fetched) over all nodes.
@@ -279,6 +293,7 @@ async fn publish(
 pub async fn run(config: &Config) -> Result<Report, String> {
     config.validate()?;
     let plan = Plan::new(config);
+    kith_node::net::set_process_gossip_tuning(config.gossip);
     let t0 = Instant::now();
     let cache = config.store_cache_mb;
     let starts = (0..config.nodes)
@@ -417,6 +432,7 @@ async fn simulate(
     let t3 = Instant::now();
 
     let before = counters(nodes).await?;
+    let copies_before = gossip_copies(nodes).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let cap = plan.posts.len() + 16;
     let mut feeds = Vec::with_capacity(nodes.len());
@@ -452,6 +468,21 @@ async fn simulate(
     };
     let publish_s = t3.elapsed().as_secs_f64();
     let after = counters(nodes).await?;
+    let copies_after = gossip_copies(nodes).await?;
+    let mut node_deliveries = vec![0usize; nodes.len()];
+    for (n, _) in expected.difference(&missing) {
+        node_deliveries[*n] += 1;
+    }
+    let node_gossip = copies_after
+        .iter()
+        .zip(&copies_before)
+        .zip(node_deliveries)
+        .map(|((a, b), delivered)| NodeGossip {
+            copies: a.0.saturating_sub(b.0),
+            duplicates: a.1.saturating_sub(b.1),
+            delivered,
+        })
+        .collect();
     let unexpected = sent
         .iter()
         .flat_map(|s| (0..nodes.len()).map(move |n| (n, s)))
@@ -495,6 +526,7 @@ async fn simulate(
         accepted: after.0.saturating_sub(before.0),
         duplicates: after.1.saturating_sub(before.1),
         sync_fetched: after.2.saturating_sub(before.2),
+        node_gossip,
         unexpected,
         record_bytes,
         peak_rss_kb: peak_rss_kb(),

@@ -230,16 +230,20 @@ fn peer_score_params() -> gossipsub::PeerScoreParams {
     }
 }
 
-fn gossipsub() -> Result<Gossipsub, NetError> {
-    let config = gossipsub::ConfigBuilder::default()
+/// Gossipsub's counters, registered in `registry`, for the topics this node may subscribe.
+fn gossip_metrics() -> gossipsub::MetricsConfig {
+    gossipsub::MetricsConfig { max_topics: MAX_TOPICS, ..Default::default() }
+}
+
+fn gossipsub(registry: &mut prometheus_client::registry::Registry) -> Result<Gossipsub, NetError> {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| message_id(m.topic.as_str(), &m.data))
-        .max_transmit_size(MAX_GOSSIP_BYTES)
-        .flood_publish(true)
-        .heartbeat_interval(Duration::from_millis(700))
-        .build()
-        .map_err(|e| NetError::Setup(format!("gossipsub config: {e}")))?;
+        .max_transmit_size(MAX_GOSSIP_BYTES);
+    super::tuning::gossip_tuning().apply(&mut builder);
+    let config = builder.build().map_err(|e| NetError::Setup(format!("gossipsub config: {e}")))?;
     let filter = gossipsub::MaxCountSubscriptionFilter {
         filter: gossipsub::AllowAllSubscriptionFilter {},
         max_subscribed_topics: MAX_TOPICS,
@@ -250,7 +254,8 @@ fn gossipsub() -> Result<Gossipsub, NetError> {
         config,
         filter,
     )
-    .map_err(|e| NetError::Setup(format!("gossipsub: {e}")))?;
+    .map_err(|e| NetError::Setup(format!("gossipsub: {e}")))?
+    .with_metrics(registry, gossip_metrics());
     behaviour
         .with_peer_score(peer_score_params(), gossipsub::PeerScoreThresholds::default())
         .map_err(|e| NetError::Setup(format!("peer scoring: {e}")))?;
@@ -264,8 +269,8 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         relay_mode: RelayMode,
         friends: &RelayFriends,
-        limits: ConnLimits,
-        followed: PeerSet,
+        (limits, followed): (ConnLimits, PeerSet),
+        registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let mdns = if mdns_on {
@@ -297,7 +302,7 @@ impl Behaviour {
             blocked: libp2p::allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(conn_limits),
             gate: Gate::new(limits, followed),
-            gossipsub: gossipsub()?,
+            gossipsub: gossipsub(registry)?,
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
                     .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION"))),
@@ -332,6 +337,23 @@ impl Behaviour {
             ),
         })
     }
+}
+
+/// Gossip messages received since start: every copy, and the first copies (the rest are
+/// duplicates gossipsub dropped), read from gossipsub's counters as encoded in `registry`.
+pub(crate) fn gossip_copies(registry: &prometheus_client::registry::Registry) -> (u64, u64) {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+        return (0, 0);
+    }
+    let sum = |name: &str| -> u64 {
+        let prefix = format!("{name}_total{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    (sum("topic_msg_recv_counts_unfiltered"), sum("topic_msg_recv_counts"))
 }
 
 #[cfg(test)]

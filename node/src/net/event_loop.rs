@@ -93,12 +93,15 @@ pub struct EventLoop {
     /// External addresses confirmed so far: AutoNAT confirms them again every few
     /// seconds, and only a new one is worth a log line.
     confirmed_addrs: std::collections::HashSet<Multiaddr>,
+    /// Gossipsub's counters (copies received, duplicates among them).
+    gossip_metrics: prometheus_client::registry::Registry,
 }
 
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &Config,
     (friends, followed): (&RelayFriends, &PeerSet),
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let (limits, followed) = (config.limits, followed.clone());
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
@@ -111,7 +114,8 @@ fn build_swarm(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, mdns, relay_client, relay_mode, friends, limits, followed)
+            let limits = (limits, followed);
+            Behaviour::new(key, mdns, relay_client, relay_mode, friends, limits, registry)
                 .map_err(|e| Box::new(e) as _)
         })
         .map_err(|e| setup(&e))?
@@ -129,7 +133,8 @@ impl EventLoop {
         events: mpsc::Sender<Event>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
     ) -> Result<Self, NetError> {
-        let mut swarm = build_swarm(keypair.clone(), config, sets)?;
+        let mut gossip_metrics = prometheus_client::registry::Registry::default();
+        let mut swarm = build_swarm(keypair.clone(), config, sets, &mut gossip_metrics)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -165,6 +170,7 @@ impl EventLoop {
             address_record_dirty: true,
             address_record_at: None,
             confirmed_addrs: std::collections::HashSet::new(),
+            gossip_metrics,
         })
     }
 

@@ -10,6 +10,7 @@ mod behaviour;
 mod credit;
 mod event_loop;
 mod frame;
+mod tuning;
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub use behaviour::{
 pub use credit::{CREDIT_CAP, CREDIT_HALF_LIFE};
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
+pub use tuning::{set_process_gossip_tuning, GossipTuning};
 
 /// Capacity of the channel of events from the network to the node.
 const EVENT_QUEUE: usize = 4096;
@@ -232,6 +234,11 @@ pub struct Stats {
     pub connections_refused: u64,
     /// Strangers' connections closed to make room for followed peers since start.
     pub connections_evicted: u64,
+    /// Gossip messages received since start, every copy (gossipsub's own count, before
+    /// it drops the copies it has seen).
+    pub gossip_copies: u64,
+    /// Of those, the copies of messages already received (dropped as duplicates).
+    pub gossip_duplicates: u64,
 }
 
 /// How the network is set up.

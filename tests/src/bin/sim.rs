@@ -5,11 +5,13 @@
 
 use std::{process::ExitCode, time::Duration};
 
+use kith_node::net::GossipTuning;
 use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
-           [--latency-ms MIN-MAX] [--store-cache-mb MB]";
+           [--latency-ms MIN-MAX] [--store-cache-mb MB]
+           [--gossip kith|before] [--gossip-set KEY=VALUE,...]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -35,6 +37,40 @@ fn latency(flag: &str, value: Option<String>) -> Result<LinkLatency, String> {
     Ok(LinkLatency { min: ms(min)?, max: ms(max)? })
 }
 
+/// `kith` (what nodes run) or `before` (what they ran before issue 21).
+fn gossip(value: Option<String>) -> Result<GossipTuning, String> {
+    match value.as_deref() {
+        Some("kith") => Ok(GossipTuning::KITH),
+        Some("before") => Ok(GossipTuning::BEFORE_ISSUE_21),
+        other => Err(format!("--gossip: {other:?} is not kith or before")),
+    }
+}
+
+/// `KEY=VALUE,...` over `tuning`: a parameter set under trial.
+fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), String> {
+    let value = value.ok_or("--gossip-set needs KEY=VALUE,...")?;
+    for pair in value.split(',') {
+        let (key, v) = pair.split_once('=').ok_or_else(|| format!("--gossip-set: {pair:?}"))?;
+        let flag = format!("--gossip-set {key}");
+        let v = Some(v.to_owned());
+        match key {
+            "mesh_n" => tuning.mesh_n = number(&flag, v)?,
+            "mesh_n_low" => tuning.mesh_n_low = number(&flag, v)?,
+            "mesh_n_high" => tuning.mesh_n_high = number(&flag, v)?,
+            "mesh_outbound_min" => tuning.mesh_outbound_min = number(&flag, v)?,
+            "gossip_lazy" => tuning.gossip_lazy = number(&flag, v)?,
+            "gossip_factor" => tuning.gossip_factor = number(&flag, v)?,
+            "heartbeat_ms" => tuning.heartbeat = Duration::from_millis(number(&flag, v)?),
+            "history_length" => tuning.history_length = number(&flag, v)?,
+            "history_gossip" => tuning.history_gossip = number(&flag, v)?,
+            "flood_publish" => tuning.flood_publish = number(&flag, v)?,
+            "idontwant_threshold" => tuning.idontwant_threshold = number(&flag, v)?,
+            other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let seed = kith_tests::now_ms();
     let mut config = Config { seed, progress: true, ..Config::default() };
@@ -53,6 +89,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--latency-ms" => config.latency = Some(latency(&flag, args.next())?),
             "--aligned" => config.aligned = true,
             "--store-cache-mb" => config.store_cache_mb = number(&flag, args.next())?,
+            "--gossip" => config.gossip = gossip(args.next())?,
+            "--gossip-set" => gossip_set(&mut config.gossip, args.next())?,
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),

@@ -4,6 +4,17 @@ use std::time::Duration;
 
 use super::Config;
 
+/// One node's gossip in the publish phase, from gossipsub's own counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeGossip {
+    /// Gossip messages received, every copy.
+    pub copies: u64,
+    /// Of those, copies of a message already received (gossipsub dropped them).
+    pub duplicates: u64,
+    /// Posts this node was expected to store and did.
+    pub delivered: usize,
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -37,6 +48,8 @@ pub struct Report {
     pub duplicates: u64,
     /// Records fetched by history sync, summed, same phase.
     pub sync_fetched: u64,
+    /// Each node's gossip copies and duplicates, same phase.
+    pub node_gossip: Vec<NodeGossip>,
     /// (node, post) pairs stored though the node neither follows the author nor
     /// subscribes a tag of the post (history sync fetches whole author logs).
     pub unexpected: usize,
@@ -98,6 +111,23 @@ impl Report {
         }
     }
 
+    /// Gossip duplicates (copies gossipsub dropped) per delivered post: (mean over the
+    /// nodes that had a delivery, the largest of one node, all nodes' together).
+    pub fn gossip_duplicates_per_delivery(&self) -> (f64, f64, f64) {
+        let ratios: Vec<f64> = self
+            .node_gossip
+            .iter()
+            .filter(|g| g.delivered > 0)
+            .map(|g| g.duplicates as f64 / g.delivered as f64)
+            .collect();
+        let mean =
+            if ratios.is_empty() { 0.0 } else { ratios.iter().sum::<f64>() / ratios.len() as f64 };
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        let total: u64 = self.node_gossip.iter().map(|g| g.duplicates).sum();
+        let all = if self.delivered == 0 { 0.0 } else { total as f64 / self.delivered as f64 };
+        (mean, max, all)
+    }
+
     /// Process CPU time per delivered (node, post) pair in the publish phase, ms.
     pub fn cpu_ms_per_delivery(&self) -> f64 {
         if self.delivered == 0 {
@@ -116,7 +146,7 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Value {
         let l = &self.latencies_ms;
         let round = |x: f64| (x * 100.0).round() / 100.0;
-        serde_json::json!({
+        let mut out = serde_json::json!({
             "nodes": self.config.nodes,
             "authors": self.config.authors,
             "posts": self.config.posts,
@@ -161,7 +191,21 @@ impl Report {
                 self.wire_bytes_per_delivery_over_idle().map(|b| b.round()),
             "own_netns": self.own_netns,
             "rss_per_node_kb": self.rss_per_node_kb(),
-        })
+        });
+        // Gossipsub's own counts (one macro call would pass serde_json's recursion limit).
+        let dups = self.gossip_duplicates_per_delivery();
+        let extra = serde_json::json!({
+            "gossip": format!("{:?}", self.config.gossip),
+            "gossipsub_copies": self.node_gossip.iter().map(|g| g.copies).sum::<u64>(),
+            "gossipsub_duplicates": self.node_gossip.iter().map(|g| g.duplicates).sum::<u64>(),
+            "gossipsub_duplicates_per_delivery": round(dups.2),
+            "gossipsub_duplicates_per_delivery_node_mean": round(dups.0),
+            "gossipsub_duplicates_per_delivery_node_max": round(dups.1),
+        });
+        if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
+            out.extend(extra);
+        }
+        out
     }
 
     /// The report as a table for people.
@@ -250,6 +294,13 @@ impl Report {
                     (None, _) => "unknown".into(),
                 },
             ),
+            ("gossipsub duplicates", {
+                let (mean, max, all) = self.gossip_duplicates_per_delivery();
+                format!(
+                    "{all:.2} per delivery (per node: mean {mean:.2}, max {max:.2}); \
+                         copies dropped by gossipsub"
+                )
+            }),
             ("mean signed record", format!("{:.0} B", self.record_bytes)),
             ("records via sync", self.sync_fetched.to_string()),
             ("stored by uninterested nodes", self.unexpected.to_string()),

@@ -212,6 +212,8 @@ impl EventLoop {
         let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
         let scores: Vec<f64> =
             self.swarm.connected_peers().filter_map(|p| gs.peer_score(p)).collect();
+        let (gossip_copies, gossip_first) =
+            super::super::behaviour::gossip_copies(&self.gossip_metrics);
         Stats {
             topics,
             peers: self.swarm.connected_peers().count(),
@@ -230,6 +232,8 @@ impl EventLoop {
             holepunch_failed: self.holepunch_failed,
             connections_refused: self.swarm.behaviour().gate.refused,
             connections_evicted: self.swarm.behaviour().gate.evicted,
+            gossip_copies,
+            gossip_duplicates: gossip_copies.saturating_sub(gossip_first),
         }
     }
 }

@@ -1,0 +1,95 @@
+//! Gossipsub's parameters (issue 21): what each delivered post costs in bytes and CPU
+//! comes down to these. [`GossipTuning::KITH`] is what a node runs; a simulation may run
+//! every node of its process with another set (the libp2p defaults it replaced, or a set
+//! under trial) to measure them side by side in one session. docs/benchmarks.md ("Gossip
+//! bandwidth and CPU") has the measurements behind each value.
+
+use std::{sync::RwLock, time::Duration};
+
+use libp2p::gossipsub;
+
+/// The parameters of gossipsub that kith sets itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GossipTuning {
+    /// Mesh degree: peers each message is pushed to (D).
+    pub mesh_n: usize,
+    /// Fewest mesh peers before the heartbeat grafts more (D_lo).
+    pub mesh_n_low: usize,
+    /// Most mesh peers before the heartbeat prunes some (D_hi).
+    pub mesh_n_high: usize,
+    /// Outbound (dialled by us) peers the mesh keeps, at most `mesh_n / 2`.
+    pub mesh_outbound_min: usize,
+    /// Peers outside the mesh sent IHAVE gossip each heartbeat, at least (D_lazy).
+    pub gossip_lazy: usize,
+    /// Share of the peers outside the mesh sent IHAVE gossip, if more than `gossip_lazy`.
+    pub gossip_factor: f64,
+    /// Heartbeat: mesh upkeep, scores, IHAVE gossip.
+    pub heartbeat: Duration,
+    /// Heartbeats a message stays in the cache answering IWANT.
+    pub history_length: usize,
+    /// Heartbeats a message is advertised in IHAVE gossip.
+    pub history_gossip: usize,
+    /// Whether a node's own message goes to every peer on the topic, not only its mesh.
+    pub flood_publish: bool,
+    /// Messages larger than this (protobuf bytes) are announced with IDONTWANT to the mesh
+    /// on arrival, so that mesh peers do not send a copy too.
+    pub idontwant_threshold: usize,
+}
+
+impl GossipTuning {
+    /// What kith nodes run (for now the same as [`GossipTuning::BEFORE_ISSUE_21`]).
+    pub const KITH: Self = Self::BEFORE_ISSUE_21;
+
+    /// What kith ran before issue 21: libp2p 0.57's defaults with flood publishing and a
+    /// 700 ms heartbeat. Kept to measure against.
+    pub const BEFORE_ISSUE_21: Self = Self {
+        mesh_n: 6,
+        mesh_n_low: 5,
+        mesh_n_high: 12,
+        mesh_outbound_min: 2,
+        gossip_lazy: 6,
+        gossip_factor: 0.25,
+        heartbeat: Duration::from_millis(700),
+        history_length: 5,
+        history_gossip: 3,
+        flood_publish: true,
+        idontwant_threshold: 1000,
+    };
+
+    /// These parameters on a gossipsub configuration.
+    pub(crate) fn apply(&self, b: &mut gossipsub::ConfigBuilder) {
+        b.mesh_n(self.mesh_n)
+            .mesh_n_low(self.mesh_n_low)
+            .mesh_n_high(self.mesh_n_high)
+            .mesh_outbound_min(self.mesh_outbound_min)
+            .gossip_lazy(self.gossip_lazy)
+            .gossip_factor(self.gossip_factor)
+            .heartbeat_interval(self.heartbeat)
+            .history_length(self.history_length)
+            .history_gossip(self.history_gossip)
+            .flood_publish(self.flood_publish)
+            .idontwant_message_size_threshold(self.idontwant_threshold);
+    }
+}
+
+impl Default for GossipTuning {
+    fn default() -> Self {
+        Self::KITH
+    }
+}
+
+/// The set nodes started from now on in this process use, if not [`GossipTuning::KITH`].
+static PROCESS_TUNING: RwLock<Option<GossipTuning>> = RwLock::new(None);
+
+/// Makes every node started after this call in this process use `tuning` (a simulation
+/// measuring another set; a daemon never calls it).
+pub fn set_process_gossip_tuning(tuning: GossipTuning) {
+    if let Ok(mut t) = PROCESS_TUNING.write() {
+        *t = Some(tuning);
+    }
+}
+
+/// The set a node starting now uses.
+pub(crate) fn gossip_tuning() -> GossipTuning {
+    PROCESS_TUNING.read().ok().and_then(|t| *t).unwrap_or_default()
+}
