@@ -42,8 +42,9 @@ fn main() {
     } else {
         println!(
             "{} nodes, seed {}: {} events, {:.0} simulated s in {:.1} s; {} records \
-             published, {} direct messages sent, {} gossip messages delivered, {} lost, \
-             {} crashes\ndigest {}\nviolations {}",
+             published, {} direct messages sent ({} stored from a mailbox, {} deposits \
+             accepted), {} gossip messages delivered, {} lost, {} crashes\ndigest {}\n\
+             violations {}",
             report.nodes,
             report.seed,
             report.events,
@@ -51,6 +52,8 @@ fn main() {
             report.wall_seconds,
             report.published,
             report.messages,
+            report.mailbox_deliveries,
+            report.deposits,
             report.delivered,
             report.lost,
             report.crashes,

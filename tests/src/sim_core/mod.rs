@@ -43,13 +43,15 @@ pub struct Config {
     pub act_every_s: u64,
     /// Gossip messages lost, per thousand.
     pub loss_per_mille: u64,
+    /// Nothing is planned: a test drives the world by hand (`world/script.rs`).
+    pub scripted: bool,
 }
 
 impl Config {
     /// The defaults for `nodes` and `seed`: ten simulated minutes, an action per person
     /// a minute on average, 2 % of gossip lost.
     pub fn new(nodes: usize, seed: u64) -> Self {
-        Self { nodes, seed, seconds: 600, act_every_s: 60, loss_per_mille: 20 }
+        Self { nodes, seed, seconds: 600, act_every_s: 60, loss_per_mille: 20, scripted: false }
     }
 }
 
@@ -82,6 +84,10 @@ pub struct Report {
     pub crashes: u64,
     /// Direct messages people asked to send (to a mutual connection).
     pub messages: u64,
+    /// Deposits a mailbox accepted (messages and receipts).
+    pub deposits: u64,
+    /// Direct messages their recipients stored from a mailbox.
+    pub mailbox_deliveries: u64,
 }
 
 /// Runs one simulation.
@@ -105,6 +111,8 @@ pub fn run(config: &Config) -> Report {
         lost: stats.lost,
         crashes: stats.crashes,
         messages: stats.messages,
+        deposits: stats.deposits,
+        mailbox_deliveries: stats.mailbox_deliveries,
     }
 }
 

@@ -58,3 +58,60 @@ fn broken_messages_are_caught() {
     assert!(caught("every direct message between mutuals is stored once"), "{found:?}");
     assert!(caught("nobody stores a direct message they were not party to"), "{found:?}");
 }
+
+/// A world of `n` nodes driven by hand.
+fn scripted(n: usize) -> World {
+    World::new(&Config { scripted: true, ..Config::new(n, 11) })
+}
+
+#[test]
+fn a_message_reaches_a_recipient_never_online_with_its_sender_through_a_mailbox() {
+    use kith_node::store::DmStatus;
+    // A (0), B (1) and C (2) follow each other; B writes A a first message (its node
+    // makes and announces its device). From then on A and B are never online at the
+    // same time; C, the mailbox of both, always is.
+    let (a, b, c) = (0, 1, 2);
+    let mut world = scripted(3);
+    for (x, y) in [(a, b), (a, c), (b, c)] {
+        world.friends(x, y);
+    }
+    world.pass(30_000);
+    let hello = world.write(b, a).expect("B may write to A");
+    world.pass(30_000);
+    world.set_online(b, false);
+    let message = world.write(a, b).expect("A may write to B");
+    world.pass(60_000);
+    let status = |w: &World, from: usize, id: &[u8; 16]| {
+        let me = w.nodes[from].me;
+        w.nodes[from].store().and_then(|s| s.dm_get(&me, id).ok().flatten()).map(|r| r.status)
+    };
+    assert_eq!(status(&world, a, &message), Some(DmStatus::Held), "deposited with C");
+    world.set_online(a, false);
+    world.set_online(b, true);
+    world.pass(60_000);
+    let reply = world.write(b, a).expect("B may write back");
+    world.pass(60_000);
+    world.set_online(b, false);
+    world.set_online(a, true);
+    world.pass(60_000);
+    assert_eq!(status(&world, a, &message), Some(DmStatus::Delivered), "receipt through C");
+    world.set_online(a, false);
+    world.set_online(b, true);
+    world.pass(60_000);
+    assert_eq!(status(&world, b, &reply), Some(DmStatus::Delivered), "receipt through C");
+    let held = |w: &World, to: usize, from: usize, id: &[u8; 16]| {
+        let sender = w.nodes[from].me;
+        w.nodes[to].store().and_then(|s| s.dm_get(&sender, id).ok().flatten()).map(|r| r.status)
+    };
+    assert_eq!(held(&world, b, a, &message), Some(DmStatus::Received));
+    assert_eq!(held(&world, a, b, &reply), Some(DmStatus::Received));
+    assert_eq!(held(&world, a, b, &hello), Some(DmStatus::Received));
+    let stats = world.stats();
+    assert_eq!(stats.mailbox_deliveries, 2, "both came through the mailbox");
+    // Exactly once, and C holds no message it was not party to (A comes back, and
+    // catches up with B's log).
+    world.set_online(a, true);
+    world.pass(60_000);
+    let found: Vec<String> = invariants::check(&world).iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{found:?}");
+}

@@ -1,16 +1,10 @@
 //! The simulated world: nodes (a core over a memory store each), the network, the clock
 //! (a queue of events) and the scenario.
 
-use std::{
-    cmp::Ordering,
-    collections::{BTreeMap, BTreeSet, BinaryHeap},
-};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use kith_node::{
-    core::{
-        sync::{Pull, QueryFailure},
-        Answer, AnswerId, Core, Effect, FlushId, GossipMessage, Input, Timer,
-    },
+    core::{sync::Pull, Answer, Core, Effect, FlushId, GossipMessage, Input},
     store::{MemoryImage, Store},
 };
 use kith_protocol::{AuthorId, Keypair, RecordId, RecordKind, Topic};
@@ -19,13 +13,26 @@ use libp2p::{gossipsub::MessageId, PeerId};
 use super::{Config, SimRng};
 
 mod dm;
+mod event;
+mod mailbox;
 mod scenario;
+#[cfg(test)]
+mod script;
 mod sync;
 pub(super) use dm::{parse_id, DmTruth};
+use event::{Event, Queued};
 
 /// The simulated clock starts here (ms since the Unix epoch: 2026-01-01), so records
 /// carry plausible timestamps.
 pub(super) const EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// Chances per thousand, three times per person, to go offline once.
+const OFFLINE_PER_MILLE: u64 = 150;
+/// How long a person stays offline, on average, ms.
+const OFFLINE_MEAN_MS: u64 = 120_000;
+
+/// Friends each person makes at the start (mutual follows; more come by following back).
+const FRIENDS: usize = 2;
 
 /// Hashtags people use.
 const TAGS: [&str; 8] = ["rust", "p2p", "cats", "news", "music", "art", "food", "kith"];
@@ -57,105 +64,6 @@ impl SimNode {
     }
 }
 
-/// Something that happens at a time.
-#[derive(Debug)]
-enum Event {
-    /// A person does something.
-    Act(usize),
-    /// A gossip message arrives.
-    Deliver {
-        to: usize,
-        from: usize,
-        topic: String,
-        bytes: Vec<u8>,
-    },
-    /// A flush the core asked for completes.
-    Flush {
-        node: usize,
-        flush: FlushId,
-        epoch: u64,
-    },
-    /// `to` starts pulling `what` from `from` (a follow, a gap, a catch-up).
-    Sync {
-        to: usize,
-        from: usize,
-        what: Pull,
-    },
-    /// A sync request arrives (sent by `from` in its run `epoch`, for its pull `pull`;
-    /// none: an offer).
-    SyncAsk {
-        to: usize,
-        from: usize,
-        epoch: u64,
-        bytes: Vec<u8>,
-        pull: Option<AnswerId>,
-    },
-    /// The asker of a sync question hears how it went.
-    SyncReply {
-        to: usize,
-        epoch: u64,
-        pull: AnswerId,
-        result: Result<Vec<u8>, QueryFailure>,
-    },
-    /// A direct message request arrives (sent by `from` in its run `epoch`).
-    DmArrive {
-        to: usize,
-        from: usize,
-        epoch: u64,
-        message: [u8; 16],
-        bytes: Vec<u8>,
-        /// The exchange it goes on.
-        proto: kith_node::core::DmProto,
-    },
-    /// The sender of a direct message learns how its delivery went.
-    DmReply {
-        to: usize,
-        epoch: u64,
-        peer: AuthorId,
-        message: [u8; 16],
-        result: Result<Vec<u8>, String>,
-    },
-    /// A timer a core scheduled (in its run `epoch`) is due.
-    Timer {
-        node: usize,
-        timer: Timer,
-        epoch: u64,
-    },
-    Offline(usize),
-    Online(usize),
-    Crash(usize),
-    Restart(usize),
-    /// Splits the nodes in two sides that cannot reach each other.
-    Partition,
-    Heal,
-    /// The scenario is over: everyone comes back and catches up.
-    Settle,
-}
-
-struct Queued {
-    at: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Earliest first from a max-heap.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// Counts of a run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stats {
@@ -167,6 +75,10 @@ pub struct Stats {
     pub messages: u64,
     /// Records published on gossip (also those nobody asked for).
     pub publications: u64,
+    /// Deposits a mailbox accepted (messages and receipts).
+    pub deposits: u64,
+    /// Direct messages their recipients stored from a mailbox.
+    pub mailbox_deliveries: u64,
 }
 
 /// Every node, the network and the clock.
@@ -189,6 +101,8 @@ pub struct World {
     stats: Stats,
     /// Direct messages: the ground truth and what went wrong during the run.
     pub(super) dms: DmTruth,
+    /// Mailbox traffic in flight.
+    mailboxes: mailbox::MailboxTraffic,
 }
 
 impl World {
@@ -237,6 +151,7 @@ impl World {
             settled: false,
             stats: Stats::default(),
             dms: DmTruth::default(),
+            mailboxes: mailbox::MailboxTraffic::default(),
         };
         world.plan();
         world
@@ -248,16 +163,35 @@ impl World {
         for i in 0..n {
             let own = Topic::Author(self.nodes[i].me).to_string();
             self.subscribe(i, own);
+            if self.config.scripted {
+                continue;
+            }
             let first = self.rng.below(self.config.act_every_s * 1000);
             self.at(first, Event::Act(i));
-            // About one person in five goes offline once, one in ten crashes once.
-            if self.rng.chance(200) {
-                let at = self.rng.below(end);
-                self.at(at, Event::Offline(i));
+            // About two people in five go offline once or more (then messages to them
+            // go through their mailboxes), one in ten crashes once.
+            for _ in 0..3 {
+                if self.rng.chance(OFFLINE_PER_MILLE) {
+                    let at = self.rng.below(end);
+                    self.at(at, Event::Offline(i));
+                }
             }
             if self.rng.chance(100) {
                 let at = self.rng.below(end);
                 self.at(at, Event::Crash(i));
+            }
+        }
+        if self.config.scripted {
+            return;
+        }
+        // Everyone starts with a few friends (mutual follows): people to write to, and
+        // mailboxes to hold what cannot be delivered at once.
+        for i in 0..n {
+            for _ in 0..FRIENDS {
+                let j = self.rng.index(n);
+                if j != i {
+                    self.befriend(i, j);
+                }
             }
         }
         for _ in 0..2 {
@@ -304,7 +238,11 @@ impl World {
 
     /// The counts so far.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            deposits: self.mailboxes.accepted,
+            mailbox_deliveries: self.mailboxes.delivered,
+            ..self.stats
+        }
     }
 
     fn handle(&mut self, event: Event) {
@@ -326,9 +264,16 @@ impl World {
                 self.dm_reply(to, epoch, peer, message, result);
             }
             Event::Timer { node, timer, epoch } => self.dm_timer(node, timer, epoch),
+            Event::Ask { to, from, epoch, proto, bytes, purpose } => {
+                self.asked(to, from, (epoch, proto), bytes, purpose);
+            }
+            Event::Answer { to, epoch, purpose, result } => {
+                self.answered(to, epoch, purpose, result);
+            }
+            Event::Collect { node, mailbox, epoch } => self.collect_due(node, mailbox, epoch),
             Event::Offline(i) => {
                 self.nodes[i].online = false;
-                let back = self.rng.exp(60_000);
+                let back = self.rng.exp(OFFLINE_MEAN_MS);
                 self.at(back, Event::Online(i));
             }
             Event::Online(i) => self.come_back(i),
@@ -340,7 +285,10 @@ impl World {
                 let lasts = self.rng.exp(60_000);
                 self.at(lasts, Event::Heal);
             }
-            Event::Heal => self.sides = None,
+            Event::Heal => {
+                self.sides = None;
+                self.connect_all();
+            }
             Event::Settle => self.settle(),
         }
     }
@@ -391,6 +339,9 @@ impl World {
             Effect::Respond { reply, bytes } if self.is_sync_reply(i, reply) => {
                 self.sync_respond(i, reply, bytes);
             }
+            Effect::Respond { reply, bytes } if self.is_mailbox_reply(i, reply) => {
+                self.mailbox_respond(i, reply, bytes);
+            }
             Effect::Answer { result: Ok(Answer::Published(record)), .. } => {
                 self.stats.published += 1;
                 match &record.record().kind {
@@ -409,15 +360,16 @@ impl World {
                 self.dm_deliver(i, peer, message, bytes, proto);
             }
             Effect::Respond { reply, bytes } => self.dm_respond(i, reply, bytes),
-            // No simulated node holds for others yet: no mailbox accepts.
-            Effect::Deposit { peer, message, .. } => {
-                self.input(i, Input::Deposited { peer, message, accepted: 0 });
+            Effect::Deposit { peer, message, envelope, mailboxes } => {
+                self.deposit_message(i, peer, message, envelope, &mailboxes);
             }
-            Effect::GroupDeposit { peer, n, .. } => {
-                self.input(i, Input::GroupDeposited { peer, n, accepted: 0 });
+            Effect::GroupDeposit { peer, n, envelope, mailboxes } => {
+                self.deposit_group(i, peer, n, envelope, &mailboxes);
             }
-            // Receipts are simulated by the direct deliveries' answers.
-            Effect::Receipt { key, .. } => self.input(i, Input::ReceiptSent { key }),
+            Effect::Receipt { peer, request, deposit, mailboxes, key } => {
+                self.send_receipt(i, peer, (request, deposit), mailboxes, key);
+            }
+            Effect::MailboxAck { mailbox, ids } => self.mailbox_ack(i, mailbox, ids),
             Effect::Received { message, .. } => self.dm_received(i, message),
             Effect::Notified(n) => self.notified(i, &n),
             Effect::Schedule { at, timer } => {
@@ -430,8 +382,7 @@ impl World {
             | Effect::GroupAsk { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
-            | Effect::LivePost(_)
-            | Effect::MailboxAck { .. } => {}
+            | Effect::LivePost(_) => {}
             // The simulated network decides who is connected to whom by itself.
             Effect::Dial { .. }
             | Effect::DialPeer(_)
@@ -485,6 +436,7 @@ impl World {
         self.stats.crashes += 1;
         self.dm_crashed(i);
         self.sync_crashed(i);
+        self.mailbox_crashed(i);
         let down = self.rng.exp(30_000);
         self.at(down, Event::Restart(i));
     }
@@ -519,6 +471,9 @@ impl World {
         }
         self.dm_restarted(i);
         self.catch_up(i);
+        if !self.settled {
+            self.connect(i);
+        }
     }
 
     /// Crashes every node now and restarts it at once, without a flush (for tests: a
@@ -544,6 +499,7 @@ impl World {
                 self.catch_up(i);
             }
         }
+        self.connect_all();
     }
 
     /// The digest of the world's final state (see [`super::digest`]).

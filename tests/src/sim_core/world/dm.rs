@@ -18,7 +18,7 @@ use super::{Event, World};
 /// How long a sender waits for a receipt before its delivery fails (no answer).
 const DM_TIMEOUT_MS: u64 = 5_000;
 /// Actions that are direct messages, per thousand (when the person has a mutual).
-pub(super) const DM_PER_MILLE: u64 = 150;
+pub(super) const DM_PER_MILLE: u64 = 250;
 
 /// A message a person asked to send.
 #[derive(Debug, Clone)]
@@ -81,12 +81,17 @@ impl World {
             return false;
         }
         let peer = mutuals[self.rng.index(mutuals.len())];
-        let Some(&to) = self.by_author.get(&peer) else { return false };
+        self.send_dm_to(i, peer).is_some()
+    }
+
+    /// Person `i` writes to `peer`; the message's id if their node took it.
+    pub(super) fn send_dm_to(&mut self, i: usize, peer: AuthorId) -> Option<[u8; 16]> {
+        let to = *self.by_author.get(&peer)?;
         let text = format!("dm {}", self.rng.below(1_000_000));
         let allowed =
             self.nodes[i].core.as_ref().is_some_and(|c| c.check_send(&peer, &text, false).is_ok());
         if !allowed {
-            return false;
+            return None;
         }
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.rng.below(u64::MAX).to_le_bytes());
@@ -101,7 +106,7 @@ impl World {
         node.next_answer += 1;
         let answer = AnswerId(node.next_answer);
         self.input(i, Input::MsgSend { message, answer });
-        true
+        Some(id)
     }
 
     /// `msg send` of message `id` was answered with `status`.
@@ -212,6 +217,9 @@ impl World {
 
     /// Node `i` stored message `id` as received.
     pub(super) fn dm_received(&mut self, i: usize, id: [u8; 16]) {
+        if self.mailboxes.collecting {
+            self.mailboxes.delivered += 1;
+        }
         if !self.dms.received.entry(i).or_default().insert(id) {
             self.dms.stored_twice.push(format!("node {i} stored message {} twice", hex(&id)));
         }

@@ -64,10 +64,10 @@ impl World {
         self.input(i, Input::Publish { kind, answer });
     }
 
-    /// Half the time, someone who follows person `i` and whom `i` does not follow yet
-    /// (people follow back, which makes mutual connections to write to).
+    /// Mostly, someone who follows person `i` and whom `i` does not follow yet (people
+    /// follow back, which makes mutual connections to write to and to hold mail).
     pub(super) fn follow_back(&mut self, i: usize) -> Option<AuthorId> {
-        if !self.rng.chance(500) {
+        if !self.rng.chance(800) {
             return None;
         }
         let store = self.nodes[i].store()?;
@@ -79,6 +79,16 @@ impl World {
             .filter(|f| !store.is_following(&me, f).unwrap_or(true))
             .collect();
         (!candidates.is_empty()).then(|| candidates[self.rng.index(candidates.len())])
+    }
+
+    /// Persons `i` and `j` follow each other.
+    pub(super) fn befriend(&mut self, i: usize, j: usize) {
+        for (a, b) in [(i, j), (j, i)] {
+            let target = self.nodes[b].me;
+            self.nodes[a].next_answer += 1;
+            let answer = AnswerId(self.nodes[a].next_answer);
+            self.input(a, Input::Publish { kind: RecordKind::Follow { target }, answer });
+        }
     }
 
     pub(super) fn post(&mut self, reply_to: Option<RecordId>) -> RecordKind {

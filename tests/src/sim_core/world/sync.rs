@@ -160,6 +160,7 @@ impl World {
     pub(super) fn come_back(&mut self, i: usize) {
         self.nodes[i].online = true;
         self.catch_up(i);
+        self.connect(i);
     }
 
     /// Node `i` pulls each followed author's log from the author's node.
