@@ -21,6 +21,29 @@ pub fn notify(
     record: String,
     now: u64,
 ) -> Option<Notification> {
+    notify_checked(store, me, kind, (from, record), now, true)
+}
+
+/// [`notify`] for a record stored for the first time just now (a direct message): it
+/// cannot have notified before, so no look for a repeat.
+pub fn notify_new(
+    store: &Store,
+    me: &AuthorId,
+    kind: &str,
+    (from, record): (String, String),
+    now: u64,
+) -> Option<Notification> {
+    notify_checked(store, me, kind, (from, record), now, false)
+}
+
+fn notify_checked(
+    store: &Store,
+    me: &AuthorId,
+    kind: &str,
+    (from, record): (String, String),
+    now: u64,
+    check: bool,
+) -> Option<Notification> {
     let stranger = match from.parse::<AuthorId>() {
         Ok(who) => !store.is_following(me, &who).unwrap_or(false),
         Err(_) => true,
@@ -29,7 +52,8 @@ pub fn notify(
         return None;
     }
     let n = Notification { kind: kind.into(), from, record, timestamp: now, read: false, stranger };
-    match store.notify(&n) {
+    let stored = if check { store.notify(&n) } else { store.notify_new(&n) };
+    match stored {
         Ok(true) => Some(n),
         Ok(false) => None,
         Err(error) => {

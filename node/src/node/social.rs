@@ -270,6 +270,10 @@ impl Node {
 
     /// Tells live notification streams of a new notification.
     pub(super) fn announce_notification(&self, n: Notification) {
+        // Its entry (names, what it is about) is only looked up for someone watching.
+        if self.inner.notes.receiver_count() == 0 {
+            return;
+        }
         let _ = self.inner.notes.send(self.notification_entry(n));
     }
 

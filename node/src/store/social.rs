@@ -210,8 +210,23 @@ impl Store {
     /// # Errors
     /// Disk errors or damage.
     pub fn notify(&self, n: &Notification) -> Result<bool, StoreError> {
+        self.notify_checked(n, true)
+    }
+
+    /// Stores `n`, known to be new (its record was stored for the first time just now):
+    /// [`Store::notify`] without the look for a repeat, which decodes the latest 256.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn notify_new(&self, n: &Notification) -> Result<bool, StoreError> {
+        self.notify_checked(n, false)
+    }
+
+    fn notify_checked(&self, n: &Notification, check: bool) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
-        for item in self.notifications.iter().rev().take(NOTIFY_DEDUP_WINDOW) {
+        let recent =
+            self.notifications.iter().rev().take(if check { NOTIFY_DEDUP_WINDOW } else { 0 });
+        for item in recent {
             let (_, value) = item?;
             let old: Notification = codec::decode(&value)?;
             if old.kind == n.kind && old.from == n.from && old.record == n.record {

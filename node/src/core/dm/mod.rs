@@ -266,15 +266,15 @@ impl Dm {
         check_send(cx, &out.peer, &out.text, !out.attachments.is_empty())?;
         let Outgoing { peer, id, text, attachments } = out;
         let plain = Plain { id, timestamp: now, text, attachments };
-        let sealed = self
-            .keys
-            .with(&cx.keys, &peer, |keys| {
-                kith_protocol::dm::Sealed::seal_with(&cx.keys, keys, &plain)
-            })
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let request = DmRequest { sealed, follow_proof: follow_proof(&cx.store, &cx.me, &peer) }
-            .to_bytes()
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        // Sealed for `/kith/dm/1` only when it will go there: on `/kith/dm/2` it is
+        // sealed when its lane reaches it, and a `/kith/dm/1` request was two X25519
+        // ladders for nothing. Left empty, it is sealed if a lane ever needs it
+        // ([`Dm::request_v1`]).
+        let request = if self.goes_on_v2(cx, &peer) {
+            Vec::new()
+        } else {
+            self.request_v1(cx, &peer, &plain).map_err(ApiError::internal)?
+        };
         let entry = OutboxEntry {
             id: *id.as_bytes(),
             peer: *peer.as_bytes(),
@@ -297,6 +297,33 @@ impl Dm {
         record.set_attachments(&plain.attachments)?;
         cx.store.dm_insert(&peer, &cx.me, id.as_bytes(), &record, Some(&entry))?;
         Ok(entry)
+    }
+
+    /// Whether a message to `peer` queued now will go on `/kith/dm/2`: this node's device
+    /// is announced and the peer's is known.
+    fn goes_on_v2(&mut self, cx: &Context, peer: &AuthorId) -> bool {
+        self.announced
+            && self.device.is_some()
+            && self.known.newest(cx, peer).is_ok_and(|d| d.is_some())
+    }
+
+    /// The `/kith/dm/1` request carrying `plain` to `peer` (sealed anew each time: the
+    /// recipient stores a message once by its id).
+    pub(super) fn request_v1(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        plain: &Plain,
+    ) -> Result<Vec<u8>, String> {
+        let sealed = self
+            .keys
+            .with(&cx.keys, peer, |keys| {
+                kith_protocol::dm::Sealed::seal_with(&cx.keys, keys, plain)
+            })
+            .map_err(|e| e.to_string())?;
+        DmRequest { sealed, follow_proof: follow_proof(&cx.store, &cx.me, peer) }
+            .to_bytes()
+            .map_err(|e| e.to_string())
     }
 
     /// A look at the outbox (a timer, or `forced`'s peer connected): starts the lanes

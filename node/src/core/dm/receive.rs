@@ -191,7 +191,9 @@ impl Dm {
                 let message = *plain.id.as_bytes();
                 if !hidden {
                     let (from, id) = (sender.to_string(), plain.id.to_string());
-                    let note = crate::core::notify::notify(store, &cx.me, "message", from, id, now);
+                    // New by its id (just inserted): no notification of it can exist.
+                    let note =
+                        crate::core::notify::notify_new(store, &cx.me, "message", (from, id), now);
                     effects.extend(note.map(Effect::Notified));
                 }
                 effects.push(Effect::Received {

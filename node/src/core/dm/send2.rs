@@ -175,6 +175,20 @@ impl Dm {
                 self.flights.insert(peer, flight);
                 return self.undelivered(cx, to, message, now);
             }
+            Plan::V1 if entry.request.is_empty() => {
+                // Queued for `/kith/dm/2`, going on `/kith/dm/1` after all: sealed now.
+                let sealed = stored_plain(cx, &message)
+                    .map_err(|e| e.to_string())
+                    .and_then(|plain| plain.ok_or_else(|| "the message is gone".to_owned()))
+                    .and_then(|plain| self.request_v1(cx, to, &plain));
+                match sealed {
+                    Ok(bytes) => (Flight::V1, bytes, DmProto::V1),
+                    Err(error) => {
+                        tracing::warn!(%error, peer = %to, "cannot seal on /kith/dm/1");
+                        return self.stop_lane(cx, peer, now);
+                    }
+                }
+            }
             Plan::V1 => (Flight::V1, entry.request, DmProto::V1),
             Plan::Now(flight, bytes) => (flight, bytes, DmProto::V2),
             Plan::AfterFlush(flight, bytes) => {

@@ -126,3 +126,54 @@ fn a_message_that_reached_its_peer_resets_the_lanes_back_off() {
         Some(100_000 + crate::core::outbox::RETRY_MIN_MS)
     );
 }
+
+/// A message queued for `/kith/dm/2` is not sealed for `/kith/dm/1` as well (two X25519
+/// ladders for nothing); if its lane sends it on `/kith/dm/1` after all (no device of
+/// the peer known any more), it is sealed then, and delivered once.
+#[test]
+fn a_message_queued_for_sessions_is_sealed_for_dm1_only_if_it_goes_there() {
+    let (mut a, b) = devices_pair();
+    a.handle(Input::MsgSend { message: out(&b, 1), answer: AnswerId(1) }, 100);
+    let queued = a.core.store().dm_outbox().unwrap();
+    assert_eq!(queued.iter().map(|e| (e.id, e.request.len())).collect::<Vec<_>>(), [([1; 16], 0)]);
+
+    // Peers with no devices: such an entry (left by a node that knew the device) goes on
+    // /kith/dm/1, sealed when its lane reaches it.
+    let (mut a, mut b) = super::dm::pair();
+    let record = crate::store::DmRecord {
+        id: MessageId::from_bytes([7; 16]).to_string(),
+        from: a.core.me().to_string(),
+        to: b.core.me().to_string(),
+        text: "sealed late".into(),
+        timestamp: 50,
+        sent_at: None,
+        status: DmStatus::Queued,
+        reason: None,
+        read: true,
+        attachments: Vec::new(),
+    };
+    let entry = crate::store::OutboxEntry {
+        id: [7; 16],
+        peer: *b.core.me().as_bytes(),
+        request: Vec::new(),
+        attempts: 0,
+        order: 0,
+    };
+    let (me, peer) = (a.core.me(), b.core.me());
+    a.core.store().dm_insert(&peer, &me, &[7; 16], &record, Some(&entry)).unwrap();
+    let first = a.handle(Input::Timer(Timer::Outbox), 100);
+    let effects = a.settle(first, 100);
+    let sent: Vec<(DmProto, Vec<u8>)> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { proto, bytes, .. } => Some((*proto, bytes.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{effects:?}");
+    assert_eq!(sent[0].0, DmProto::V1);
+    let (got, _) = receive_on(&mut b, &a, sent[0].1.clone(), DmProto::V1, 200);
+    assert_eq!(received_ids(&got), vec![[7; 16]]);
+    let thread = b.core.store().dm_thread(&me, 10).unwrap();
+    assert_eq!(thread.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["sealed late"]);
+}
