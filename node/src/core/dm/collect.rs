@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use kith_protocol::{
     dm::MessageId,
-    mailbox::{sealed, Held as HeldEnvelope, HeldId},
+    mailbox::{sealed, HeldId},
     olm::{
         envelope::Dm2Request,
         inner::{Inner, Receipt, MAX_RECEIPT_IDS},
@@ -111,24 +111,25 @@ impl Dm {
         Vec::new()
     }
 
-    /// Envelopes collected from `mailbox`, oldest first.
+    /// Envelopes collected from `mailbox`, oldest first, each with its id and its sealed
+    /// layer opened (none: it did not open).
     pub(crate) fn handle_collected(
         &mut self,
         cx: &mut Context,
         mailbox: PeerId,
-        items: Vec<HeldEnvelope>,
+        items: Vec<(HeldId, Option<sealed::Opened>)>,
         now: u64,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
         let mut done: Vec<HeldId> = Vec::new();
         let mut stored: BTreeMap<AuthorId, Vec<MessageId>> = BTreeMap::new();
-        for item in &items {
-            match self.take_collected(cx, mailbox, &item.envelope, now, &mut effects) {
-                Taken::Message(sender, id) => {
-                    stored.entry(sender).or_default().push(id);
-                    done.push(item.id());
+        for (id, opened) in items {
+            match self.take_collected(cx, mailbox, opened, now, &mut effects) {
+                Taken::Message(sender, message) => {
+                    stored.entry(sender).or_default().push(message);
+                    done.push(id);
                 }
-                Taken::Done => done.push(item.id()),
+                Taken::Done => done.push(id),
                 Taken::Later => {}
             }
         }
@@ -150,16 +151,16 @@ impl Dm {
         effects
     }
 
-    /// Takes one collected envelope.
+    /// Takes one collected envelope (its sealed layer opened, if it opened).
     fn take_collected(
         &mut self,
         cx: &mut Context,
         mailbox: PeerId,
-        envelope: &[u8],
+        opened: Option<sealed::Opened>,
         now: u64,
         effects: &mut Vec<Effect>,
     ) -> Taken {
-        let Ok(opened) = sealed::open(&cx.keys, envelope) else {
+        let Some(opened) = opened else {
             tracing::info!(%mailbox, "a collected envelope does not open: dropped");
             return Taken::Done;
         };

@@ -9,7 +9,7 @@ use kith_protocol::{
         wire::{self, Control, GroupReply, GroupRequest, Opened, MAX_HISTORY_MESSAGES},
         GroupError,
     },
-    mailbox::{sealed, Held as HeldEnvelope},
+    mailbox::{sealed, Held as HeldEnvelope, HeldId},
     AuthorId,
 };
 use libp2p::PeerId;
@@ -129,28 +129,33 @@ impl Groups {
     /// among them are taken here, in order, and acknowledged to the mailbox once what
     /// they changed is flushed (one that cannot be taken yet is tried again after the
     /// others, which may carry the epoch or key it waits for, and else stays with the
-    /// mailbox for the next collect). The others (direct messages) are returned.
+    /// mailbox for the next collect). The others (direct messages, or envelopes that do
+    /// not open) are returned as opened here, so that nothing is opened twice.
     pub(crate) fn take_collected(
         &mut self,
         cx: &mut Context,
         mailbox: PeerId,
         items: Vec<HeldEnvelope>,
         now: u64,
-    ) -> (Vec<Effect>, Vec<HeldEnvelope>) {
+    ) -> (Vec<Effect>, Vec<(HeldId, Option<sealed::Opened>)>) {
         let (mut rest, mut later, mut done) = (Vec::new(), Vec::new(), Vec::new());
         for item in items {
-            let deposit = sealed::open(&cx.keys, &item.envelope).ok().and_then(|opened| {
-                let request = GroupRequest::from_bytes(wire::deposited(&opened.request)?);
-                Some((opened.sender, request))
-            });
-            match deposit {
-                Some((sender, Ok(request))) => later.push((item.id(), sender, request)),
-                Some((sender, Err(error))) => {
+            let Ok(opened) = sealed::open(&cx.keys, &item.envelope) else {
+                rest.push((item.id(), None));
+                continue;
+            };
+            let Some(request) = wire::deposited(&opened.request) else {
+                rest.push((item.id(), Some(opened)));
+                continue;
+            };
+            match GroupRequest::from_bytes(request) {
+                Ok(request) => later.push((item.id(), opened.sender, request)),
+                Err(error) => {
                     // Garbage is acknowledged: it would never be taken.
+                    let sender = opened.sender;
                     tracing::info!(%sender, %error, "a deposited group request is malformed");
                     done.push(item.id());
                 }
-                None => rest.push(item),
             }
         }
         let (mut changed, mut start, mut notes) = (false, Vec::new(), Vec::new());
