@@ -55,6 +55,8 @@ pub(crate) struct DmTruth {
     notified: BTreeMap<usize, BTreeSet<(String, String, String)>>,
     /// A message stored twice by one node ("node N stored message M twice").
     pub(crate) stored_twice: Vec<String>,
+    /// Messages their recipient stored from what it collected from a mailbox.
+    pub(crate) via_mailbox: BTreeSet<[u8; 16]>,
     /// A notification given twice by one node.
     pub(crate) notified_twice: Vec<String>,
     waiting: BTreeMap<(usize, u64), Waiting>,
@@ -219,6 +221,7 @@ impl World {
     pub(super) fn dm_received(&mut self, i: usize, id: [u8; 16]) {
         if self.mailboxes.collecting {
             self.mailboxes.delivered += 1;
+            self.dms.via_mailbox.insert(id);
         }
         if !self.dms.received.entry(i).or_default().insert(id) {
             self.dms.stored_twice.push(format!("node {i} stored message {} twice", hex(&id)));
