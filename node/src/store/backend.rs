@@ -197,7 +197,7 @@ struct MemState {
     dirty: BTreeSet<IVec>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks; a poisoned one holds consistent maps.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

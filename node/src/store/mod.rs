@@ -184,6 +184,9 @@ pub struct Store {
     author_counts: Tree,
     strangers: Tree,
     tally: Arc<quota::Tally>,
+    /// Per author, a seq this store held with every seq before it (where
+    /// [`Store::contiguous_seq`] goes on from; see `sync.rs`).
+    contiguous: Arc<Mutex<sync::ContiguousHints>>,
     /// Serialises writes that touch several trees.
     writer: Arc<Mutex<()>>,
     /// Serialises flushes.
@@ -315,6 +318,7 @@ impl Store {
             blob_manifests: tree("blob_manifests")?,
             petnames: tree("petnames")?,
             names: tree("name_skeletons")?,
+            contiguous: Arc::default(),
             writer: Arc::new(Mutex::new(())),
             flush_lock: Arc::new(tokio::sync::Mutex::new(())),
             flush_requests: Arc::new(AtomicU64::new(0)),

@@ -279,13 +279,15 @@ impl Store {
     /// Removes every trace of a stored record: content, indexes, its log entry (so that
     /// it may come again), and the follow state or profile it set. Returns whether it
     /// was stored.
-    fn evict(&self, id: &RecordId) -> Result<bool, StoreError> {
+    pub(super) fn evict(&self, id: &RecordId) -> Result<bool, StoreError> {
         let Some(old) = self.get(id)? else { return Ok(false) };
         self.erase(&old)?;
         let r = &old.record;
         let lkey = log_key(&r.author, r.seq);
         if self.log.get(lkey)?.and_then(|v| id_suffix(&v)) == Some(*id) {
+            self.log_entry_removed(&r.author, r.seq);
             self.log.remove(lkey)?;
+            self.log_entry_removed(&r.author, r.seq);
         }
         match &r.kind {
             RecordKind::Follow { target } | RecordKind::Unfollow { target } => {

@@ -1,6 +1,6 @@
 //! Store queries for history sync: contiguous log prefixes, tag buckets and tag ranges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kith_protocol::{sync::Bucket, AuthorId, RecordId, Tag};
 
@@ -10,21 +10,52 @@ use super::{
     Store, StoreError,
 };
 
+/// Where [`Store::contiguous_seq`] goes on from: per author, a seq held with every seq
+/// before it when it was last computed. Log entries are only removed by eviction, which
+/// lowers the author's hint and counts a removal (before and after the entry goes): a
+/// computation that saw a removal start or end while it scanned does not keep its result.
+#[derive(Debug, Default)]
+pub(super) struct ContiguousHints {
+    hints: HashMap<AuthorId, u64>,
+    removals: u64,
+}
+
 impl Store {
     /// The highest `n` such that this store holds seq 1..=n of `author` (0 if none).
+    ///
+    /// Reads only the log past what an earlier call found (a sync pull asks after every
+    /// page, so a full scan each time made catching up on a long log quadratic).
     ///
     /// # Errors
     /// Disk errors.
     pub fn contiguous_seq(&self, author: &AuthorId) -> Result<u64, StoreError> {
-        let mut expected = 1u64;
-        for key in self.log.range(log_key(author, 1)..=log_key(author, u64::MAX)).keys() {
+        let (from, removals) = {
+            let hints = super::backend::lock(&self.contiguous);
+            (hints.hints.get(author).copied().unwrap_or(0), hints.removals)
+        };
+        let mut expected = from.saturating_add(1);
+        for key in self.log.range(log_key(author, expected)..=log_key(author, u64::MAX)).keys() {
             let key = key?;
             if u64_at(&key, 32) != Some(expected) {
                 break;
             }
             expected += 1;
         }
-        Ok(expected - 1)
+        let found = expected - 1;
+        let mut hints = super::backend::lock(&self.contiguous);
+        if hints.removals == removals && found > from {
+            hints.hints.insert(*author, found);
+        }
+        Ok(found)
+    }
+
+    /// The log entry of `author`'s `seq` is being removed (call before and after).
+    pub(super) fn log_entry_removed(&self, author: &AuthorId, seq: u64) {
+        let mut hints = super::backend::lock(&self.contiguous);
+        hints.removals += 1;
+        if let Some(hint) = hints.hints.get_mut(author) {
+            *hint = (*hint).min(seq.saturating_sub(1));
+        }
     }
 
     /// (timestamp, id) of the posts with `tag` at or after `since`, oldest first.
@@ -96,5 +127,29 @@ mod tests {
         assert_eq!(buckets.len(), 1);
         assert_eq!(buckets[0].count, 5);
         assert!(store.tag_entries(&Tag::parse("other").unwrap(), 0).next().is_none());
+    }
+
+    /// The prefix is read on from where the last call ended, and an evicted record
+    /// below that point shortens it again (else sync would never fetch it back).
+    #[test]
+    fn the_contiguous_prefix_goes_on_from_the_last_call_and_falls_back_on_eviction() {
+        let store = Store::open_memory().unwrap();
+        let kp = Keypair::from_secret_bytes(&[2; 32]);
+        let log: Vec<_> = (1..=8).map(|seq| post(&kp, seq, seq * 1000, "x")).collect();
+        for record in &log[..5] {
+            store.insert(record).unwrap();
+        }
+        assert_eq!(store.contiguous_seq(&kp.id()).unwrap(), 5);
+        store.insert(&log[6]).unwrap();
+        assert_eq!(store.contiguous_seq(&kp.id()).unwrap(), 5);
+        store.insert(&log[5]).unwrap();
+        assert_eq!(store.contiguous_seq(&kp.id()).unwrap(), 7);
+        assert!(store.evict(&log[2].id()).unwrap());
+        assert_eq!(store.contiguous_seq(&kp.id()).unwrap(), 2);
+        store.insert(&log[2]).unwrap();
+        assert_eq!(store.contiguous_seq(&kp.id()).unwrap(), 7);
+        // Another author's prefix is its own.
+        let other = Keypair::from_secret_bytes(&[3; 32]);
+        assert_eq!(store.contiguous_seq(&other.id()).unwrap(), 0);
     }
 }

@@ -1,6 +1,9 @@
 //! History-sync catch-up benchmark: node A holds N records of one author; node B follows
 //! that author, connects to A, and fetches and ingests them all through `/kith/sync/1`.
-//! Prints records per second. Run with `scripts/bench-sync [--records N] [--json]`.
+//! A's person follows B's person, so A serves B as a friend (full pages); with
+//! `--stranger` it does not, and B gets a stranger's small pages within A's limits.
+//! Prints records per second. Run with
+//! `scripts/bench-sync [--records N] [--stranger] [--json]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use kith_tests::{bench::arg, TestNode};
 async fn main() {
     let n: u64 = arg("--records", 10_000);
     let json = std::env::args().any(|a| a == "--json");
+    let stranger = std::env::args().any(|a| a == "--stranger");
     let a = TestNode::start("a").await;
     let b = TestNode::start("b").await;
 
@@ -21,6 +25,7 @@ async fn main() {
     let mut prev = None;
     let start_ts = 1_700_000_000_000;
     let t0 = Instant::now();
+    let mut record_bytes = 0;
     for seq in 1..=n {
         let text = if seq % 5 == 0 { format!("post {seq} #rust") } else { format!("post {seq}") };
         let rec = Record {
@@ -39,12 +44,16 @@ async fn main() {
         .sign(&author)
         .unwrap();
         prev = Some(rec.id());
+        record_bytes += rec.bytes().len() as u64;
         ingest::import(a.node.store(), rec.bytes(), start_ts + n + 1).unwrap();
     }
     let prepared = t0.elapsed();
 
     // B follows the author, then connects: sync on connect fetches everything.
     b.ok(Request::Follow { id: author.id().to_string() }).await;
+    if !stranger {
+        a.follow(&b).await;
+    }
     let t1 = Instant::now();
     b.dial(&a).await;
     let deadline = Duration::from_secs(600);
@@ -59,15 +68,21 @@ async fn main() {
     let rate = n as f64 / took.as_secs_f64();
     if json {
         println!(
-            "{{\"records\":{n},\"seconds\":{:.3},\"records_per_s\":{:.0},\"prepare_seconds\":{:.3}}}",
+            "{{\"records\":{n},\"stranger\":{stranger},\"seconds\":{:.3},\"records_per_s\":{:.0},\"prepare_seconds\":{:.3},\"record_bytes\":{}}}",
             took.as_secs_f64(),
             rate,
-            prepared.as_secs_f64()
+            prepared.as_secs_f64(),
+            record_bytes / n.max(1)
         );
     } else {
-        println!("prepared {n} signed records in A's store in {:.2} s", prepared.as_secs_f64());
         println!(
-            "B caught up on {n} records over loopback in {:.3} s: {rate:.0} records/s",
+            "prepared {n} signed records ({} bytes each on average) in A's store in {:.2} s",
+            record_bytes / n.max(1),
+            prepared.as_secs_f64()
+        );
+        println!(
+            "B ({}) caught up on {n} records over loopback in {:.3} s: {rate:.0} records/s",
+            if stranger { "a stranger to A" } else { "followed by A's person" },
             took.as_secs_f64()
         );
     }

@@ -35,7 +35,11 @@ use crate::{
     keep::Came,
 };
 
-/// Pages asked per author or tag in one pull.
+/// Pages asked per tag in one pull. An author's log has no such bound: its pages go on
+/// while each one brings records of the author that pass the checks past the cursor, so
+/// a peer can keep a pull going only with the author's real log (a page bound there made
+/// a catch-up from a stranger, whose pages are small, stop at 6,400 records and wait for
+/// the next round; the pull's deadline is the driver's).
 pub const MAX_PAGES: usize = 200;
 /// How far back tag sync looks, ms (30 days).
 pub const TAG_HORIZON_MS: u64 = 30 * 24 * 3_600_000;
@@ -127,7 +131,7 @@ enum Question {
 /// The question being asked, with its cursor and the pages asked so far.
 #[derive(Debug, Clone)]
 enum Asking {
-    Author { author: AuthorId, after: u64, pages: usize },
+    Author { author: AuthorId, after: u64 },
     Tag { tag: Tag, since: u64, after: Option<TagCursor>, pages: usize },
     Profile(AuthorId),
 }
@@ -236,28 +240,21 @@ impl Sync {
             (Ok(response), Some(asking)) => (response, asking),
         };
         let next = match asking {
-            Asking::Author { author, after, pages } => {
-                let last = response.records.last().and_then(|b| seq_of(b, &author));
+            Asking::Author { author, after } => {
                 let more = response.more;
                 if response.records.is_empty() {
                     None
                 } else {
-                    self.ingest(
-                        cx,
-                        answer,
-                        response.records,
-                        Asked::Author(author),
-                        now,
-                        &mut effects,
-                    );
+                    let asked = Asked::Author(author);
+                    let checked =
+                        self.ingest(cx, answer, response.records, asked, now, &mut effects);
+                    // The cursor moves past the records that passed the checks (a peer
+                    // that lacks some seqs serves the ones after them), never on a
+                    // record's word alone.
                     let contiguous = cx.store.contiguous_seq(&author).unwrap_or(after);
-                    let next = contiguous.max(last.unwrap_or(0));
+                    let next = contiguous.max(checked.unwrap_or(0));
                     // Stop when the peer has no more, or serves nothing past where we were.
-                    (more && next > after && pages < MAX_PAGES).then_some(Asking::Author {
-                        author,
-                        after: next,
-                        pages: pages + 1,
-                    })
+                    (more && next > after).then_some(Asking::Author { author, after: next })
                 }
             }
             Asking::Tag { tag, since, after, pages } => {
@@ -308,7 +305,7 @@ impl Sync {
             };
             let asking = match question {
                 Question::Author(author) => match cx.store.contiguous_seq(&author) {
-                    Ok(after) => Asking::Author { author, after, pages: 1 },
+                    Ok(after) => Asking::Author { author, after },
                     Err(_) => continue,
                 },
                 Question::Tag(tag) => {
@@ -369,7 +366,8 @@ impl Sync {
 
     /// Verifies and stores records from sync through the one ingest path, counting
     /// them for the pull of `answer`. Records outside what was `asked` are refused like
-    /// invalid ones.
+    /// invalid ones. Returns the highest seq among the records that passed the checks
+    /// (stored now or before, or valid and not kept).
     fn ingest(
         &mut self,
         cx: &mut Context,
@@ -378,14 +376,16 @@ impl Sync {
         asked: Asked,
         now: u64,
         effects: &mut Vec<Effect>,
-    ) {
-        let new = self.ingest_records(cx, &records, &asked, now, effects);
+    ) -> Option<u64> {
+        let (new, checked) = self.ingest_records(cx, &records, &asked, now, effects);
         if let Some(session) = self.sessions.get_mut(&answer) {
             session.fetched += new;
         }
+        checked
     }
 
-    /// [`Sync::ingest`] for any caller; returns how many records were new.
+    /// [`Sync::ingest`] for any caller; returns how many records were new, and the
+    /// highest seq that passed the checks.
     fn ingest_records(
         &mut self,
         cx: &mut Context,
@@ -393,7 +393,7 @@ impl Sync {
         asked: &Asked,
         now: u64,
         effects: &mut Vec<Effect>,
-    ) -> u64 {
+    ) -> (u64, Option<u64>) {
         let (store, admission) = (&cx.store, &cx.admission);
         let came = match asked {
             Asked::Profile(_) => Came::AskedProfile,
@@ -404,10 +404,12 @@ impl Sync {
                 asked.check(r, now)
             });
         let mut new = 0;
-        for outcome in outcomes {
+        let mut checked = None;
+        for (outcome, bytes) in outcomes.into_iter().zip(records) {
             match outcome {
                 Ok(Outcome::New(record)) => {
                     new += 1;
+                    checked = checked.max(Some(record.record().seq));
                     effects.extend(super::feeds::new_record(cx, &record, now));
                 }
                 Ok(Outcome::Invalid(reason)) => {
@@ -415,12 +417,13 @@ impl Sync {
                     let reason = crate::text::line(&reason);
                     tracing::info!(%reason, "rejected a synced record");
                 }
-                Ok(_) => {}
+                // Passed the checks (a duplicate is bytes this node already verified).
+                Ok(_) => checked = checked.max(seq_of(bytes)),
                 Err(error) => tracing::error!(%error, "store failed during sync"),
             }
         }
         self.fetched += new;
-        new
+        (new, checked)
     }
 }
 
@@ -428,8 +431,8 @@ fn pulled(answer: AnswerId, pulled: Pulled) -> Effect {
     Effect::Answer { answer, result: Ok(Answer::Pulled(pulled)) }
 }
 
-/// The seq of an encoded record of `author` (not verified: only used as a cursor).
-fn seq_of(bytes: &[u8], author: &AuthorId) -> Option<u64> {
+/// The seq of an encoded record (one that passed the checks).
+fn seq_of(bytes: &[u8]) -> Option<u64> {
     let signed: SignedRecord = codec::decode::<_, MAX_RECORD_BYTES>(bytes).ok()?;
-    (signed.record.author == *author).then_some(signed.record.seq)
+    Some(signed.record.seq)
 }

@@ -31,6 +31,11 @@ impl Page {
     /// A stranger's page.
     pub const STRANGER: Self = Self { records: STRANGER_PAGE_RECORDS, bytes: STRANGER_PAGE_BYTES };
 
+    /// A page of at most `records` records and `bytes` bytes (tests use small ones).
+    pub const fn new(records: usize, bytes: usize) -> Self {
+        Self { records, bytes }
+    }
+
     /// Whether `size` more bytes (one encoded record) still fit after `used`.
     fn fits(self, used: usize, size: usize, count: usize) -> bool {
         count < self.records && used + size + 8 <= self.bytes.saturating_sub(RESPONSE_SLACK)

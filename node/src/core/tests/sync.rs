@@ -118,6 +118,54 @@ fn an_author_is_pulled_page_by_page_from_the_end_of_what_is_held() {
     assert_eq!(done, Pulled { fetched: 0, failed: false });
 }
 
+/// Issue 21 item 4: a pull used to stop after 200 pages of a question (6,400 records
+/// in a stranger's pages of 32); the rest waited for the next sync round, 30 s later.
+/// Now one pull fetches the whole log, in as many questions as it has pages (and one to
+/// learn there is no more), however small the pages.
+#[test]
+fn a_long_log_is_pulled_in_one_pull_one_question_a_page() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let n = 2 * sync::MAX_PAGES as u64 + 51;
+    let _ = posts(&mut a, n, 1_000);
+    follow(&mut b, &a, 10_000);
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        20_000,
+    );
+    let (asked, done) = run_pull(&mut b, &mut a, first, Page::new(2, 1 << 20), 20_000);
+    assert_eq!(done, Pulled { fetched: n, failed: false });
+    assert_eq!(b.core.store().contiguous_seq(&a.core.me()).unwrap(), n);
+    assert_eq!(asked.len() as u64, n.div_ceil(2));
+    // Each question starts where the one before ended: no page is asked twice.
+    for (i, query) in asked.iter().enumerate() {
+        assert_eq!(*query, Query::Author { author: a.core.me(), after: 2 * i as u64 });
+    }
+}
+
+/// A page moves the cursor only by records that pass the checks: a peer answering
+/// "more" with a forged record past the cursor gets no further question.
+#[test]
+fn a_forged_record_does_not_move_the_cursor() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let log = posts(&mut a, 3, 1_000);
+    follow(&mut b, &a, 2_000);
+    b.core.store().insert(&log[0]).unwrap();
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        3_000,
+    );
+    assert_eq!(queries(&first).len(), 1);
+    // Record 3 with its signature's last byte changed: its author and seq decode.
+    let mut forged = log[2].bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let bytes = SyncResponse { records: vec![forged], more: true, next: None }.to_bytes().unwrap();
+    let after = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Ok(bytes) }, 3_000);
+    assert!(queries(&after).is_empty(), "{after:?}");
+    assert_eq!(pulled(&after, AnswerId(50)), Some(Pulled { fetched: 0, failed: false }));
+    assert_eq!(b.core.sync_counters(), (0, 1));
+}
+
 #[test]
 fn a_gap_is_filled_once_per_author_at_a_time() {
     let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
