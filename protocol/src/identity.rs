@@ -66,7 +66,10 @@ impl AuthorId {
     /// # Errors
     /// [`IdError::BadKey`] when the bytes do not decode to a curve point.
     pub fn from_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> Result<Self, IdError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| IdError::BadKey)?;
+        if !valid_cache::knows(&bytes) {
+            VerifyingKey::from_bytes(&bytes).map_err(|_| IdError::BadKey)?;
+            valid_cache::remember(&bytes);
+        }
         Ok(Self(bytes))
     }
 
@@ -81,8 +84,16 @@ impl AuthorId {
     /// [`IdError::BadKey`] when the bytes are not a valid key (only possible for ids decoded
     /// from the wire and not yet verified).
     pub fn to_peer_id(&self) -> Result<libp2p_identity::PeerId, IdError> {
+        if valid_cache::knows(&self.0) {
+            // A key known valid: its canonical peer id, without decoding the point again.
+            let canonical = [PEER_ID_PREFIX.as_slice(), self.0.as_slice()].concat();
+            if let Ok(peer) = libp2p_identity::PeerId::from_bytes(&canonical) {
+                return Ok(peer);
+            }
+        }
         let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
             .map_err(|_| IdError::BadKey)?;
+        valid_cache::remember(&self.0);
         Ok(libp2p_identity::PublicKey::from(key).to_peer_id())
     }
 
@@ -96,6 +107,15 @@ impl AuthorId {
     /// [`IdError::NotCanonical`] for another encoding of an ed25519 key,
     /// [`IdError::BadKey`] for bytes that are not a curve point.
     pub fn from_peer_id(peer: &libp2p_identity::PeerId) -> Result<Self, IdError> {
+        // The canonical form of a key known valid: taken without decoding the point.
+        let bytes = peer.to_bytes();
+        if let Some(key) = bytes.strip_prefix(PEER_ID_PREFIX.as_slice()) {
+            if let Ok(key) = <[u8; PUBLIC_KEY_LEN]>::try_from(key) {
+                if valid_cache::knows(&key) {
+                    return Ok(Self(key));
+                }
+            }
+        }
         let multihash = peer.as_ref();
         // Code 0 is the identity multihash: the digest is the protobuf-encoded public key.
         if multihash.code() != 0 {
@@ -154,6 +174,37 @@ pub(crate) fn verify_key(
     signature: &[u8; SIGNATURE_LEN],
 ) -> Result<(), SignatureError> {
     keys::verify_strict(key, &[domain, message].concat(), signature)
+}
+
+/// Public keys recently found to be valid curve points, so that an id turned into its
+/// peer id (its text) and back, many times for each message, does not decode the point
+/// each time (a square root, about 15 µs). Whether 32 bytes decode never changes, so a
+/// key found here is valid; one pushed out is checked again. A small table, one slot per
+/// key's first byte.
+mod valid_cache {
+    use std::sync::Mutex;
+
+    use super::PUBLIC_KEY_LEN;
+
+    const SLOTS: usize = 256;
+
+    static VALID: Mutex<[Option<[u8; PUBLIC_KEY_LEN]>; SLOTS]> = Mutex::new([None; SLOTS]);
+
+    fn slot(key: &[u8; PUBLIC_KEY_LEN]) -> usize {
+        usize::from(key[0]) % SLOTS
+    }
+
+    /// Whether `key` was found valid (and is still in the table).
+    pub(super) fn knows(key: &[u8; PUBLIC_KEY_LEN]) -> bool {
+        VALID.lock().is_ok_and(|table| table[slot(key)] == Some(*key))
+    }
+
+    /// Remembers that `key` is valid.
+    pub(super) fn remember(key: &[u8; PUBLIC_KEY_LEN]) {
+        if let Ok(mut table) = VALID.lock() {
+            table[slot(key)] = Some(*key);
+        }
+    }
 }
 
 impl fmt::Display for AuthorId {
@@ -257,6 +308,38 @@ impl fmt::Debug for Keypair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_known_valid_convert_as_the_slow_way_does_and_invalid_keys_stay_refused() {
+        for seed in 0..40u8 {
+            let kp = Keypair::from_secret_bytes(&[seed; 32]);
+            let libp2p = kp.to_libp2p().unwrap().public().to_peer_id();
+            // The first conversion decodes the point; the later ones use the table.
+            for _ in 0..2 {
+                assert_eq!(kp.id().to_peer_id().unwrap(), libp2p);
+                assert_eq!(AuthorId::from_peer_id(&libp2p), Ok(kp.id()));
+                assert_eq!(AuthorId::from_bytes(*kp.id().as_bytes()), Ok(kp.id()));
+            }
+            // Bytes that are no point, in the same slot as the key just found valid: still
+            // refused, and still shown as invalid.
+            let mut bad = *kp.id().as_bytes();
+            let invalid = (1..=u8::MAX)
+                .find_map(|b| {
+                    bad[1] = b;
+                    VerifyingKey::from_bytes(&bad).is_err().then_some(bad)
+                })
+                .unwrap();
+            assert_eq!(AuthorId::from_bytes(invalid), Err(IdError::BadKey));
+            let peer = libp2p_identity::PeerId::from_bytes(
+                &[PEER_ID_PREFIX.as_slice(), invalid.as_slice()].concat(),
+            )
+            .unwrap();
+            assert!(AuthorId::from_peer_id(&peer).is_err());
+            let unchecked = AuthorId(invalid);
+            assert_eq!(unchecked.to_peer_id(), Err(IdError::BadKey));
+            assert!(unchecked.to_string().starts_with("invalid-key:"));
+        }
+    }
 
     #[test]
     fn id_round_trips_through_peer_id_string() {

@@ -21,6 +21,7 @@ mod group_mailbox;
 mod hold;
 mod notify;
 mod olm;
+mod olm_answer;
 mod olm_repair;
 mod sync;
 

@@ -331,17 +331,20 @@ impl Tree {
     }
 
     /// Sets every `(key, value)` of `pairs` at once: a crash keeps all of them or none
-    /// (sled's `apply_batch`; in memory, one lock).
+    /// (sled's `apply_batch`; in memory, one lock). One pair is one plain insert: sled
+    /// writes its log buffer to disk (with a `sync_file_range`) at every batch, which
+    /// one write does not need to be atomic.
     pub(crate) fn insert_all(&self, pairs: &[(&[u8], &[u8])]) -> sled::Result<()> {
-        match self {
-            Self::Sled(t) => {
+        match (self, pairs) {
+            (Self::Sled(t), [(key, value)]) => t.insert(*key, *value).map(|_| ()),
+            (Self::Sled(t), _) => {
                 let mut batch = sled::Batch::default();
                 for (key, value) in pairs {
                     batch.insert(*key, *value);
                 }
                 t.apply_batch(batch)
             }
-            Self::Memory(t) => {
+            (Self::Memory(t), _) => {
                 let mut state = lock(&t.state);
                 for (key, value) in pairs {
                     let key = IVec::from(*key);

@@ -168,13 +168,18 @@ impl Store {
     }
 
     /// Saves the totals (before a flush): a store opened after the flush need not count
-    /// its records.
+    /// its records. Nothing is written when the saved totals are still right (no write
+    /// changed them since they were saved): a flush after writes that count no record (a
+    /// direct message, a session) then writes only those.
     ///
     /// # Errors
     /// Disk errors.
     pub(super) fn save_totals(&self) -> Result<(), StoreError> {
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         let t = &self.tally;
+        if t.saved.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let totals = Totals { records: t.total.load(Ordering::Relaxed), posts: t.posts() };
         codec::put(&self.db, TOTALS_KEY, &totals)?;
         t.saved.store(true, Ordering::Relaxed);

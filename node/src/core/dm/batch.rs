@@ -15,7 +15,7 @@
 //! after its flush. A batch sent again after a lost answer is answered from the digests.
 
 use kith_protocol::{
-    dm::{DmReply, MessageId},
+    dm::DmReply,
     limits::MAX_DM_REQUEST_BYTES,
     olm::{
         device::DeviceId,
@@ -132,7 +132,7 @@ impl Dm {
         if settled.len() < ids.len() {
             self.single.insert(key);
         }
-        let mut effects = self.settle_all(cx, settled);
+        let mut effects = self.settle_all(settled);
         effects.extend(self.next_in_lane(cx, key, now));
         effects
     }
@@ -184,25 +184,13 @@ impl Dm {
     }
 
     /// The statuses of `settled` messages are known: the `msg send` requests waiting for
-    /// them are answered after one flush.
-    fn settle_all(
-        &mut self,
-        cx: &mut Context,
-        settled: Vec<([u8; 16], DmStatus, Option<String>)>,
-    ) -> Vec<Effect> {
-        let mut answers = Vec::new();
-        for (message, status, reason) in settled {
-            if let Some((answer, _)) = self.waiting.remove(&message) {
-                let id = MessageId::from_bytes(message);
-                answers.push(Held::Sent { answer, id, status, reason });
-            }
-        }
-        if answers.is_empty() {
-            return Vec::new();
-        }
-        let flush = cx.flush_id();
-        self.held.insert(flush, Held::Several(answers));
-        vec![Effect::Flush(flush)]
+    /// them are answered now (every message of a batch was sealed on a session and
+    /// flushed with its outbox entry before it left; see [`Dm::settle_flushed`]).
+    fn settle_all(&mut self, settled: Vec<([u8; 16], DmStatus, Option<String>)>) -> Vec<Effect> {
+        settled
+            .into_iter()
+            .filter_map(|(message, status, reason)| self.settle_flushed(message, status, reason))
+            .collect()
     }
 }
 

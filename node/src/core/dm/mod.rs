@@ -5,8 +5,11 @@
 //!
 //! `msg send` is answered once its message was tried (delivered, refused) or its lane
 //! stopped before it (queued), or after [`SEND_WAIT_MS`] (queued), and in every case
-//! only after a flush: the message, its outbox entry and its status are durable when
-//! the person reads the answer.
+//! only once the message and its outbox entry are durable: after a flush, or at once
+//! for a message that went on `/kith/dm/2` (it was flushed with its session before it
+//! left). Its new status is then not flushed for the answer: a status lost in a crash
+//! only sends the same sealed bytes again, which the recipient answers from their
+//! digest without storing the message twice.
 
 mod batch;
 mod collect;
@@ -79,8 +82,6 @@ enum Held {
     Claimed { reply: ReplyId, prekey: Option<kith_protocol::olm::prekey::SignedPrekey> },
     /// The receipts of a `/kith/dm/2` batch, sent once its messages are durable.
     Receipts { reply: ReplyId, receipts: Vec<DmReply> },
-    /// Several of the above, for one flush.
-    Several(Vec<Held>),
 }
 
 /// The dm concern's state.
@@ -417,7 +418,11 @@ impl Dm {
             return Vec::new();
         }
         let mut effects = Vec::new();
-        let result = match self.flights.remove(&key) {
+        let flight = self.flights.remove(&key);
+        // A message sealed on a session was flushed (with its outbox entry) before it
+        // left: its answer needs no flush of its own.
+        let flushed = matches!(flight, Some(send2::Flight::Sealed(_)));
+        let result = match flight {
             None | Some(send2::Flight::V1) => result,
             Some(flight) => {
                 match self.reply2(cx, peer, (message, flight), result, now, &mut effects) {
@@ -441,7 +446,11 @@ impl Dm {
         }
         self.deposits.forget(&message);
         self.lanes.reached(&key);
-        effects.extend(self.settle(cx, message, status, reason));
+        if flushed {
+            effects.extend(self.settle_flushed(message, status, reason));
+        } else {
+            effects.extend(self.settle(cx, message, status, reason));
+        }
         effects.extend(self.next_in_lane(cx, key, now));
         effects
     }
@@ -468,6 +477,19 @@ impl Dm {
         vec![Effect::Flush(flush)]
     }
 
+    /// [`Dm::settle`] for a message known durable (sealed on a session and flushed before
+    /// it left) that was delivered or refused: the answer goes now, without a flush.
+    fn settle_flushed(
+        &mut self,
+        message: [u8; 16],
+        status: DmStatus,
+        reason: Option<String>,
+    ) -> Option<Effect> {
+        let (answer, _) = self.waiting.remove(&message)?;
+        let id = MessageId::from_bytes(message);
+        Some(sent_answer(answer, id, status, reason, &Ok(())))
+    }
+
     /// A flush is done: answers and receipts held for it go out.
     pub(crate) fn handle_flushed(
         &mut self,
@@ -489,9 +511,6 @@ impl Dm {
         now: u64,
     ) -> Vec<Effect> {
         vec![match held {
-            Held::Several(all) => {
-                return all.into_iter().flat_map(|h| self.release(cx, h, result, now)).collect();
-            }
             Held::Receipts { reply, receipts } => {
                 batch::receipts_flushed(reply, receipts, result.is_ok())
             }
@@ -524,15 +543,7 @@ impl Dm {
                 receive2::respond2(reply, &kith_protocol::olm::envelope::Dm2Reply::Claimed(prekey))
             }
             Held::Sent { answer, id, status, reason } => {
-                let result = match (result, status) {
-                    (Err(error), _) => Err(ApiError::internal(format!("store: {error}"))),
-                    (Ok(()), DmStatus::Refused) => Err(ApiError::refused(format!(
-                        "refused by the recipient: {}",
-                        reason.unwrap_or_default()
-                    ))),
-                    (Ok(()), status) => Ok(Answer::MsgSent { id, status }),
-                };
-                Effect::Answer { answer, result }
+                sent_answer(answer, id, status, reason, result)
             }
             Held::Receipt { reply, id, v2 } => {
                 let receipt = match result {
@@ -550,6 +561,26 @@ impl Dm {
             }
         }]
     }
+}
+
+/// The answer to `msg send` of message `id` with `status` (`result`: the flush it
+/// waited for, if any).
+fn sent_answer(
+    answer: AnswerId,
+    id: MessageId,
+    status: DmStatus,
+    reason: Option<String>,
+    result: &Result<(), StoreError>,
+) -> Effect {
+    let result = match (result, status) {
+        (Err(error), _) => Err(ApiError::internal(format!("store: {error}"))),
+        (Ok(()), DmStatus::Refused) => Err(ApiError::refused(format!(
+            "refused by the recipient: {}",
+            reason.unwrap_or_default()
+        ))),
+        (Ok(()), status) => Ok(Answer::MsgSent { id, status }),
+    };
+    Effect::Answer { answer, result }
 }
 
 /// What a delivery attempt's result means: delivered, refused (with the reason, cut to

@@ -16,6 +16,8 @@ fn entries(it: Iter) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[derive(Debug, Clone)]
 enum Op {
     Insert(Vec<u8>, Vec<u8>),
+    /// One, two or three pairs at once (one is a plain insert on sled).
+    InsertAll(Vec<(Vec<u8>, Vec<u8>)>),
     Remove(Vec<u8>),
     Get(Vec<u8>),
     Cas(Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>),
@@ -37,6 +39,7 @@ fn op() -> impl Strategy<Value = Op> {
     let value = prop::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
         4 => (key(), value.clone()).prop_map(|(k, v)| Op::Insert(k, v)),
+        2 => prop::collection::vec((key(), value.clone()), 1..4).prop_map(Op::InsertAll),
         2 => key().prop_map(Op::Remove),
         1 => key().prop_map(Op::Get),
         1 => (key(), prop::option::of(value.clone()), prop::option::of(value))
@@ -56,6 +59,12 @@ fn run(tree: &Tree, op: &Op) -> String {
     let pair = |p: Option<(IVec, IVec)>| p.map(|(k, v)| (k.to_vec(), v.to_vec()));
     match op {
         Op::Insert(k, v) => format!("{:?}", ivec(tree.insert(k, v.clone()).unwrap())),
+        Op::InsertAll(pairs) => {
+            let pairs: Vec<(&[u8], &[u8])> =
+                pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+            tree.insert_all(&pairs).unwrap();
+            String::new()
+        }
         Op::Remove(k) => format!("{:?}", ivec(tree.remove(k).unwrap())),
         Op::Get(k) => format!("{:?} {}", ivec(tree.get(k).unwrap()), tree.contains_key(k).unwrap()),
         Op::Cas(k, old, new) => {
