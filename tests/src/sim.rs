@@ -70,7 +70,8 @@ pub struct Config {
     /// How long to wait for every subscriber to be reachable from every publisher, and
     /// then again for the process to be quiet (set-up syncs and lookups done).
     pub ready_deadline: Duration,
-    /// Extra wait once quiet, so that gossipsub heartbeats graft the meshes.
+    /// Extra wait once quiet, so that gossipsub heartbeats graft the meshes; the idle CPU
+    /// and wire rates are measured over it.
     pub settle: Duration,
     /// How long after the last post to wait for deliveries.
     pub delivery_deadline: Duration,
@@ -421,9 +422,12 @@ async fn simulate(
     let idle_cpu = wait_quiet(config.ready_deadline).await;
     let quiet_s = t2.elapsed().as_secs_f64();
     let (idle_wire_before, idle_start) = (loopback_tx_bytes(), Instant::now());
+    let idle_cpu_before = cpu_time();
     tokio::time::sleep(config.settle).await;
+    let idle_window_s = idle_start.elapsed().as_secs_f64();
+    let idle_cpu_settled = cpu_time().saturating_sub(idle_cpu_before).as_secs_f64() / idle_window_s;
     let idle_wire_per_s = match (idle_wire_before, loopback_tx_bytes()) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / idle_start.elapsed().as_secs_f64()),
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / idle_window_s),
         _ => None,
     };
     say("publishing");
@@ -517,6 +521,7 @@ async fn simulate(
         unready,
         quiet_s,
         idle_cpu,
+        idle_cpu_settled,
         publish_s,
         cpu_s: cpu,
         expected: expected.len(),

@@ -10,7 +10,7 @@ use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
-           [--latency-ms MIN-MAX] [--store-cache-mb MB]
+           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S]
            [--gossip kith|before] [--gossip-set KEY=VALUE,...]";
 
 /// The command line, parsed but not yet checked as a whole.
@@ -89,6 +89,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--latency-ms" => config.latency = Some(latency(&flag, args.next())?),
             "--aligned" => config.aligned = true,
             "--store-cache-mb" => config.store_cache_mb = number(&flag, args.next())?,
+            "--settle-s" => config.settle = Duration::from_secs(number(&flag, args.next())?),
             "--gossip" => config.gossip = gossip(args.next())?,
             "--gossip-set" => gossip_set(&mut config.gossip, args.next())?,
             "--json" => json = true,

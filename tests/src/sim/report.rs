@@ -30,6 +30,9 @@ pub struct Report {
     pub quiet_s: f64,
     /// Share of one core the process used just before the first post (heartbeats, pings).
     pub idle_cpu: f64,
+    /// Share of one core the process used over the whole settle window after that (no
+    /// posts; `--settle-s`), the steadier idle figure.
+    pub idle_cpu_settled: f64,
     /// Seconds from the first post until every delivery was seen (or the deadline).
     pub publish_s: f64,
     /// CPU seconds the process used in that time.
@@ -196,6 +199,8 @@ impl Report {
         let dups = self.gossip_duplicates_per_delivery();
         let extra = serde_json::json!({
             "gossip": format!("{:?}", self.config.gossip),
+            "idle_cpu_cores_settled": round(self.idle_cpu_settled),
+            "settle_s": self.config.settle.as_secs_f64(),
             "gossipsub_copies": self.node_gossip.iter().map(|g| g.copies).sum::<u64>(),
             "gossipsub_duplicates": self.node_gossip.iter().map(|g| g.duplicates).sum::<u64>(),
             "gossipsub_duplicates_per_delivery": round(dups.2),
@@ -239,6 +244,14 @@ impl Report {
             (
                 "then quiet",
                 format!("after {:.1} s more (idle: {:.2} cores)", self.quiet_s, self.idle_cpu),
+            ),
+            (
+                "idle before the first post",
+                format!(
+                    "{:.3} cores over {:.0} s",
+                    self.idle_cpu_settled,
+                    self.config.settle.as_secs_f64()
+                ),
             ),
             (
                 "delivery",
