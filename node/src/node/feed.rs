@@ -114,7 +114,7 @@ impl Node {
                     }
                 })
             }
-            (Some(tag), Some(author)) => store.posts_where(limit, at, |r| {
+            (Some(tag), Some(author)) => store.posts_by_tag(tag, limit, at, |r| {
                 r.record.author == author
                     && r.record.tags().contains(tag)
                     && page.takes(r, author == me)
@@ -122,7 +122,10 @@ impl Node {
             (None, None) => {
                 let following: HashSet<AuthorId> = store.following(&me)?.into_iter().collect();
                 let subs: HashSet<Tag> = store.subscriptions()?.into_iter().collect();
-                store.posts_where(limit, at, |r| {
+                // The indexes give only what is wanted; the check stays as the rule.
+                let shown: HashSet<AuthorId> = following.iter().copied().chain([me]).collect();
+                let tags: Vec<Tag> = subs.iter().cloned().collect();
+                store.home_posts(&shown, &tags, limit, at, |r| {
                     let by = &r.record.author;
                     let wanted = *by == me
                         || following.contains(by)
@@ -132,9 +135,10 @@ impl Node {
             }
         }?;
         let hidden = page.hidden;
+        let names = view::Names::new(store);
         let items = records
             .iter()
-            .filter_map(|r| view::feed_item_of(store, &reader, r.id, &r.record))
+            .filter_map(|r| view::feed_item_named(&names, &reader, r.id, &r.record))
             .collect();
         Ok(Response::Feed { items, hidden })
     }
@@ -145,11 +149,14 @@ impl Node {
         let at = (cursor.record.timestamp, cursor.id);
         let reader = self.reader();
         let mut page = Page::new(store, &reader);
-        let records = store
-            .posts_where(limit, Some(at), |r| r.record.author == author && page.takes(r, true))?;
+        let only = HashSet::from([author]);
+        let records = store.home_posts(&only, &[], limit, Some(at), |r| {
+            r.record.author == author && page.takes(r, true)
+        })?;
+        let names = view::Names::new(store);
         let items = records
             .iter()
-            .filter_map(|r| view::feed_item_of(store, &reader, r.id, &r.record))
+            .filter_map(|r| view::feed_item_named(&names, &reader, r.id, &r.record))
             .collect();
         Ok(Response::Feed { items, hidden: 0 })
     }

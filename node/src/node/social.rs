@@ -66,6 +66,7 @@ impl Node {
         let me = self.inner.me;
         let mut hidden = 0u64;
         let mut entries = Vec::new();
+        let names = view::Names::new(store);
         let mut stack = vec![(root, 0usize, false)];
         while let Some((rec, depth, under_hidden)) = stack.pop() {
             if entries.len() as u64 + hidden >= MAX_THREAD as u64 {
@@ -77,6 +78,7 @@ impl Node {
             if hide {
                 hidden += 1;
             } else {
+                let (author_name, naming) = names.of(&by);
                 entries.push(ThreadEntry {
                     id: rec.id.to_string(),
                     author: by.to_string(),
@@ -86,9 +88,9 @@ impl Node {
                     depth,
                     reactions: store.reactions(&rec.id)?,
                     my_reaction: view::my_reaction(store, &me, &rec.id),
-                    author_name: view::name_of(store, &by),
-                    naming: view::naming_of(store, &by),
-                    mentions: view::mentions_of(store, post),
+                    author_name,
+                    naming,
+                    mentions: names.mentions(post),
                     attachments: post
                         .attachments
                         .iter()
@@ -223,8 +225,9 @@ impl Node {
         let limit = limit.unwrap_or(NOTIFICATION_LIMIT).min(NOTIFICATION_LIMIT);
         let store = &self.inner.store;
         let list = store.notifications(limit, unread, true)?;
+        let names = view::Names::new(store);
         Ok(Response::Notifications {
-            entries: list.into_iter().map(|n| self.notification_entry(n)).collect(),
+            entries: list.into_iter().map(|n| notification_entry(&names, n)).collect(),
         })
     }
 
@@ -243,26 +246,6 @@ impl Node {
         }
     }
 
-    fn notification_entry(&self, n: Notification) -> NotificationEntry {
-        let store = &self.inner.store;
-        let name = n.from.parse().ok().and_then(|a| view::name_of(store, &a));
-        let naming = view::naming_of_text(store, &n.from);
-        let about = About::of(store, &n);
-        NotificationEntry {
-            kind: n.kind,
-            from: n.from,
-            record: n.record,
-            timestamp: n.timestamp,
-            read: n.read,
-            name,
-            naming,
-            mentions: about.mentions,
-            target: about.target,
-            text: about.text.map(|t| snippet(&t)),
-            emoji: about.emoji,
-        }
-    }
-
     /// Starts a live stream of new notifications.
     pub fn live_notifications(&self) -> LiveNotifications {
         LiveNotifications { rx: self.inner.notes.subscribe() }
@@ -274,7 +257,7 @@ impl Node {
         if self.inner.notes.receiver_count() == 0 {
             return;
         }
-        let _ = self.inner.notes.send(self.notification_entry(n));
+        let _ = self.inner.notes.send(notification_entry(&view::Names::new(&self.inner.store), n));
     }
 
     /// The person's own follow of `t` made them mutual: notify (see
@@ -284,6 +267,29 @@ impl Node {
         if let Some(n) = crate::core::notify::own_follow_made_mutual(store, me, &t, now_ms()) {
             self.announce_notification(n);
         }
+    }
+}
+
+/// A notification as listed, with its sender's name and what it is about.
+fn notification_entry(names: &view::Names<'_>, n: Notification) -> NotificationEntry {
+    let (name, naming) = match n.from.parse() {
+        Ok(author) => names.of(&author),
+        // Not an id: shown plain.
+        Err(_) => (None, view::naming_of_text(names.store(), &n.from)),
+    };
+    let about = About::of(names, &n);
+    NotificationEntry {
+        kind: n.kind,
+        from: n.from,
+        record: n.record,
+        timestamp: n.timestamp,
+        read: n.read,
+        name,
+        naming,
+        mentions: about.mentions,
+        target: about.target,
+        text: about.text.map(|t| snippet(&t)),
+        emoji: about.emoji,
     }
 }
 
@@ -298,7 +304,8 @@ struct About {
 }
 
 impl About {
-    fn of(store: &crate::store::Store, n: &Notification) -> Self {
+    fn of(names: &view::Names<'_>, n: &Notification) -> Self {
+        let store = names.store();
         if n.kind == "message" {
             return Self { text: message_text(store, n), ..Self::default() };
         }
@@ -322,7 +329,7 @@ impl About {
         };
         Self {
             target: target.map(|t| t.to_string()),
-            mentions: post.as_ref().map(|p| view::mentions_of(store, p)).unwrap_or_default(),
+            mentions: post.as_ref().map(|p| names.mentions(p)).unwrap_or_default(),
             text: post.map(|p| p.text),
             emoji,
         }

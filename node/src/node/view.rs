@@ -1,5 +1,7 @@
 //! Turning stored records into what the control API shows.
 
+use std::{cell::RefCell, collections::HashMap};
+
 use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 
 use super::circle::Reader;
@@ -32,16 +34,44 @@ pub(crate) fn naming_of_text(store: &Store, author: &str) -> Naming {
     author.parse().map(|a| naming_of(store, &a)).unwrap_or_default()
 }
 
-/// The people `post` mentions, with their names.
-pub(crate) fn mentions_of(store: &Store, post: &Post) -> Vec<Mention> {
-    post.mentions
-        .iter()
-        .map(|who| Mention {
-            id: who.to_string(),
-            name: name_of(store, who),
-            naming: naming_of(store, who),
-        })
-        .collect()
+/// Names looked up once per person while one answer is built: a page of 50 items shows
+/// few people, and each look-up ([`name_of`], [`naming_of`]) reads the profile, the
+/// petnames and the lookalike index again. Lives for one request only, so what it holds
+/// is never older than the request.
+pub(crate) struct Names<'a> {
+    store: &'a Store,
+    known: RefCell<HashMap<AuthorId, (Option<String>, Naming)>>,
+}
+
+impl<'a> Names<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store, known: RefCell::new(HashMap::new()) }
+    }
+
+    pub(crate) fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// The display name and naming of `author` ([`name_of`] and [`naming_of`]).
+    pub(crate) fn of(&self, author: &AuthorId) -> (Option<String>, Naming) {
+        if let Some(known) = self.known.borrow().get(author) {
+            return known.clone();
+        }
+        let found = (name_of(self.store, author), naming_of(self.store, author));
+        self.known.borrow_mut().insert(*author, found.clone());
+        found
+    }
+
+    /// `author` as a [`Mention`].
+    pub(crate) fn mention(&self, author: &AuthorId) -> Mention {
+        let (name, naming) = self.of(author);
+        Mention { id: author.to_string(), name, naming }
+    }
+
+    /// The people `post` mentions, with their names.
+    pub(crate) fn mentions(&self, post: &Post) -> Vec<Mention> {
+        post.mentions.iter().map(|who| self.mention(who)).collect()
+    }
 }
 
 /// A post (or the post a repost shares) as a feed item; `None` for other kinds, and for
@@ -53,6 +83,17 @@ pub(crate) fn feed_item_of(
     id: RecordId,
     record: &Record,
 ) -> Option<FeedItem> {
+    feed_item_named(&Names::new(store), reader, id, record)
+}
+
+/// [`feed_item_of`] with names looked up through `names` (a page's items share it).
+pub(crate) fn feed_item_named(
+    names: &Names<'_>,
+    reader: &Reader,
+    id: RecordId,
+    record: &Record,
+) -> Option<FeedItem> {
+    let store = names.store;
     let me = &reader.me;
     if let RecordKind::Private(_) = &record.kind {
         let text = reader.private_text(store, record)?;
@@ -63,7 +104,7 @@ pub(crate) fn feed_item_of(
             expires_at: None,
             attachments: Vec::new(),
         };
-        let mut item = post_item(store, me, id, record, &post);
+        let mut item = post_item(names, me, id, record, &post);
         item.private = true;
         item.tags = Vec::new();
         return Some(item);
@@ -71,20 +112,24 @@ pub(crate) fn feed_item_of(
     if let RecordKind::Repost { target } = &record.kind {
         let original = store.get(target).ok()??;
         let RecordKind::Post(post) = &original.record.kind else { return None };
-        let mut item = post_item(store, me, original.id, &original.record, post);
+        let mut item = post_item(names, me, original.id, &original.record, post);
         item.reposted_by = Some(record.author.to_string());
-        item.reposter = Some(Box::new(Mention {
-            id: record.author.to_string(),
-            name: name_of(store, &record.author),
-            naming: naming_of(store, &record.author),
-        }));
+        item.reposter = Some(Box::new(names.mention(&record.author)));
         return Some(item);
     }
     let RecordKind::Post(post) = &record.kind else { return None };
-    Some(post_item(store, me, id, record, post))
+    Some(post_item(names, me, id, record, post))
 }
 
-fn post_item(store: &Store, me: &AuthorId, id: RecordId, record: &Record, post: &Post) -> FeedItem {
+fn post_item(
+    names: &Names<'_>,
+    me: &AuthorId,
+    id: RecordId,
+    record: &Record,
+    post: &Post,
+) -> FeedItem {
+    let store = names.store;
+    let (author_name, naming) = names.of(&record.author);
     FeedItem {
         id: id.to_string(),
         author: record.author.to_string(),
@@ -93,9 +138,9 @@ fn post_item(store: &Store, me: &AuthorId, id: RecordId, record: &Record, post: 
         text: post.text.clone(),
         tags: record.tags().iter().map(|t| t.to_string()).collect(),
         reply_to: post.reply_to.map(|r| r.to_string()),
-        author_name: name_of(store, &record.author),
-        naming: naming_of(store, &record.author),
-        mentions: mentions_of(store, post),
+        author_name,
+        naming,
+        mentions: names.mentions(post),
         reposted_by: None,
         reposter: None,
         reactions: store.reactions(&id).unwrap_or_default(),

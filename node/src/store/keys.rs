@@ -55,7 +55,7 @@ pub(crate) fn id_suffix(key: &[u8]) -> Option<RecordId> {
 /// The second author of a pair key.
 pub(crate) fn pair_second(key: &[u8]) -> Option<AuthorId> {
     let bytes: [u8; 32] = key.get(32..64)?.try_into().ok()?;
-    AuthorId::from_bytes(bytes).ok()
+    Some(AuthorId::from_stored(bytes))
 }
 
 pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {

@@ -22,6 +22,7 @@ mod codec;
 mod dm;
 mod group;
 mod held;
+mod home;
 mod index;
 mod keys;
 mod mailbox;

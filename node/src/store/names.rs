@@ -38,7 +38,7 @@ fn name_key(folded: &str, author: &AuthorId) -> Vec<u8> {
 fn author_at_end(key: &[u8]) -> Option<AuthorId> {
     let start = key.len().checked_sub(32)?;
     let bytes: [u8; 32] = key.get(start..)?.try_into().ok()?;
-    AuthorId::from_bytes(bytes).ok()
+    Some(AuthorId::from_stored(bytes))
 }
 
 impl Store {

@@ -336,6 +336,7 @@ fn a_thousand_memory_stores_open_in_one_process() {
 }
 
 mod fixture;
+mod home;
 mod migration;
 
 #[test]

@@ -107,6 +107,9 @@ impl Node {
             Response::GroupThread { messages } => shown.extend(messages.iter().map(|m| &*m.from)),
             _ => return,
         }
+        // A page shows few people many times: each is parsed (a point check) once.
+        shown.sort_unstable();
+        shown.dedup();
         self.want_profiles(shown.into_iter().filter_map(|s| s.parse().ok()));
     }
 
