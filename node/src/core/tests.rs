@@ -22,6 +22,7 @@ mod hold;
 mod notify;
 mod olm;
 mod olm_answer;
+mod olm_collect_repair;
 mod olm_repair;
 mod sync;
 

@@ -18,11 +18,16 @@ use crate::{
 /// Most message ids one receipt acknowledges.
 pub const MAX_RECEIPT_IDS: usize = 256;
 
+/// Most envelope digests one repair request names.
+pub const MAX_REPAIR_DIGESTS: usize = 64;
+
 /// Bytes of the kind before an inner body.
 pub const INNER_KIND_LEN: usize = 1;
 
 // A receipt of the most ids fits the plaintext of a message.
 const _: () = assert!(4 + MAX_RECEIPT_IDS * 17 <= MAX_PADDED_BYTES);
+// So does a repair request of the most digests.
+const _: () = assert!(16 + 8 + MAX_REPAIR_DIGESTS * 32 <= MAX_PADDED_BYTES);
 
 /// The kind byte of an inner body. Its value is part of the wire format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +37,8 @@ pub enum InnerKind {
     Message = 0,
     /// An end-to-end delivery receipt.
     Receipt = 1,
+    /// A repair request: envelopes that did not open.
+    Repair = 2,
 }
 
 impl InnerKind {
@@ -40,6 +47,7 @@ impl InnerKind {
         match byte {
             0 => Some(Self::Message),
             1 => Some(Self::Receipt),
+            2 => Some(Self::Repair),
             _ => None,
         }
     }
@@ -53,6 +61,20 @@ pub struct Receipt {
     pub ids: Vec<MessageId>,
 }
 
+/// A repair request (issue #17): envelopes from the person it is sealed for that did not
+/// open here (no session opens them: a prekey rotated and forgotten, sessions lost), named
+/// by their digests. Its recipient seals the messages they carried again, on a new
+/// session. It carries no message: only digests of envelopes its recipient made.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Repair {
+    /// The id of this request (its receipt names it): the node derives it from the
+    /// digests.
+    pub id: MessageId,
+    /// The digests ([`super::envelope::Envelope::digest`]), at most
+    /// [`MAX_REPAIR_DIGESTS`], at least one.
+    pub digests: Vec<[u8; 32]>,
+}
+
 /// The content of a `/kith/dm/2` plaintext after its head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Inner {
@@ -60,6 +82,8 @@ pub enum Inner {
     Message(Plain),
     /// A delivery receipt for messages of the person it is sealed for.
     Receipt(Receipt),
+    /// A repair request for envelopes of the person it is sealed for.
+    Repair(Repair),
 }
 
 impl Inner {
@@ -68,6 +92,7 @@ impl Inner {
         match self {
             Self::Message(_) => InnerKind::Message,
             Self::Receipt(_) => InnerKind::Receipt,
+            Self::Repair(_) => InnerKind::Repair,
         }
     }
 
@@ -85,6 +110,13 @@ impl Inner {
                 Err(DmError::Malformed(format!("receipt of more than {MAX_RECEIPT_IDS} messages")))
             }
             Self::Receipt(_) => Ok(()),
+            Self::Repair(repair) if repair.digests.is_empty() => {
+                Err(DmError::Malformed("empty repair request".into()))
+            }
+            Self::Repair(repair) if repair.digests.len() > MAX_REPAIR_DIGESTS => Err(
+                DmError::Malformed(format!("repair of more than {MAX_REPAIR_DIGESTS} envelopes")),
+            ),
+            Self::Repair(_) => Ok(()),
         }
     }
 
@@ -98,6 +130,11 @@ impl Inner {
             Self::Receipt(receipt) => {
                 let mut out = vec![InnerKind::Receipt as u8];
                 out.extend_from_slice(&codec::encode(receipt)?);
+                Ok(out)
+            }
+            Self::Repair(repair) => {
+                let mut out = vec![InnerKind::Repair as u8];
+                out.extend_from_slice(&codec::encode(repair)?);
                 Ok(out)
             }
         }
@@ -123,6 +160,9 @@ impl Inner {
             Some(InnerKind::Message) => Self::Message(Plain::decode_body(body)?),
             Some(InnerKind::Receipt) => {
                 Self::Receipt(codec::decode::<Receipt, MAX_PADDED_BYTES>(body)?)
+            }
+            Some(InnerKind::Repair) => {
+                Self::Repair(codec::decode::<Repair, MAX_PADDED_BYTES>(body)?)
             }
             None => return Err(malformed(&format!("unknown inner kind {kind}"))),
         };
@@ -152,7 +192,8 @@ mod tests {
             attachments: vec![],
         });
         let receipt = Inner::Receipt(Receipt { ids: vec![id(2), id(3)] });
-        for inner in [message, receipt] {
+        let repair = Inner::Repair(Repair { id: id(4), digests: vec![[5; 32], [6; 32]] });
+        for inner in [message, receipt, repair] {
             let bytes = inner.encode_body().unwrap();
             assert_eq!(bytes[0], inner.kind() as u8);
             assert_eq!(Inner::decode_body(&bytes).unwrap(), inner);
@@ -171,5 +212,13 @@ mod tests {
         assert!(Inner::decode_body(&most.encode_body().unwrap()).is_ok());
         let over = Inner::Receipt(Receipt { ids: vec![id(1); MAX_RECEIPT_IDS + 1] });
         assert!(Inner::decode_body(&over.encode_body().unwrap()).is_err());
+    }
+
+    #[test]
+    fn repair_requests_are_bounded_and_never_empty() {
+        let repair = |n| Inner::Repair(Repair { id: id(1), digests: vec![[7; 32]; n] });
+        assert!(Inner::decode_body(&repair(0).encode_body().unwrap()).is_err());
+        assert!(Inner::decode_body(&repair(MAX_REPAIR_DIGESTS).encode_body().unwrap()).is_ok());
+        assert!(Inner::decode_body(&repair(MAX_REPAIR_DIGESTS + 1).encode_body().unwrap()).is_err());
     }
 }

@@ -11,6 +11,12 @@
 //! stored, the sender gets an end-to-end receipt ([`Effect::Receipt`]), sealed on the
 //! session with their device and flushed with the messages: the driver sends it directly
 //! and, when the sender cannot be reached, deposits it with the sender's mailboxes.
+//!
+//! A collected envelope that no session opens (a prekey rotated and forgotten, sessions
+//! lost) is acknowledged too, and its sender gets a repair request the same way
+//! ([`Inner::Repair`], naming the envelope's digest): when it reads it, it seals the
+//! message again on a new session and sends or deposits it again
+//! ([`super::receive2`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +25,7 @@ use kith_protocol::{
     mailbox::{sealed, HeldId},
     olm::{
         envelope::Dm2Request,
-        inner::{Inner, Receipt, MAX_RECEIPT_IDS},
+        inner::{Inner, Receipt, Repair, MAX_RECEIPT_IDS, MAX_REPAIR_DIGESTS},
     },
     AuthorId,
 };
@@ -36,6 +42,9 @@ use crate::core::{Context, Effect};
 enum Taken {
     /// A message from `sender`, stored now or before.
     Message(AuthorId, MessageId),
+    /// No session opens the envelope of this digest from `sender`: acknowledged, and the
+    /// sender asked to seal its message again.
+    Broken(AuthorId, [u8; 32]),
     /// Done with: a receipt taken, a refusal, garbage. Acknowledged, nothing to answer.
     Done,
     /// Not now: left with the mailbox.
@@ -123,10 +132,15 @@ impl Dm {
         let mut effects = Vec::new();
         let mut done: Vec<HeldId> = Vec::new();
         let mut stored: BTreeMap<AuthorId, Vec<MessageId>> = BTreeMap::new();
+        let mut broken: BTreeMap<AuthorId, Vec<[u8; 32]>> = BTreeMap::new();
         for (id, opened) in items {
             match self.take_collected(cx, mailbox, opened, now, &mut effects) {
                 Taken::Message(sender, message) => {
                     stored.entry(sender).or_default().push(message);
+                    done.push(id);
+                }
+                Taken::Broken(sender, digest) => {
+                    broken.entry(sender).or_default().push(digest);
                     done.push(id);
                 }
                 Taken::Done => done.push(id),
@@ -140,6 +154,18 @@ impl Dm {
                     Ok(Some(receipt)) => receipts.push(receipt),
                     Ok(None) => {}
                     Err(error) => tracing::warn!(%peer, %error, "cannot seal a receipt"),
+                }
+            }
+        }
+        for (peer, digests) in broken {
+            for chunk in digests.chunks(MAX_REPAIR_DIGESTS) {
+                let repair =
+                    Inner::Repair(Repair { id: repair_id(chunk), digests: chunk.to_vec() });
+                tracing::info!(%peer, envelopes = chunk.len(), "asking a sender to seal again");
+                match self.seal_out(cx, &peer, &repair) {
+                    Ok(Some(request)) => receipts.push(request),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%peer, %error, "cannot seal a repair request"),
                 }
             }
         }
@@ -170,6 +196,7 @@ impl Dm {
         else {
             return Taken::Done;
         };
+        let Ok(digest) = envelope.digest() else { return Taken::Done };
         let proof = match admit(cx, &sender, follow_proof.as_deref(), now) {
             Ok(proof) => proof,
             Err(_) => return Taken::Done,
@@ -185,7 +212,9 @@ impl Dm {
                 }
             }
             super::receive2::Unopened::Later => Taken::Later,
-            _ => Taken::Done,
+            // Its sender holds the message until it is receipted: asked to seal it again.
+            super::receive2::Unopened::NewSession => Taken::Broken(sender, digest),
+            super::receive2::Unopened::Received(Received::Refused(_)) => Taken::Done,
         }
     }
 
@@ -197,17 +226,28 @@ impl Dm {
         peer: &AuthorId,
         ids: &[MessageId],
     ) -> Result<Option<OutgoingReceipt>, super::device::DeviceError> {
+        self.seal_out(cx, peer, &Inner::Receipt(Receipt { ids: ids.to_vec() }))
+    }
+
+    /// Seals `inner` (a receipt or a repair request) to `peer`'s device, to be sent
+    /// directly or deposited (stored, not flushed); none when `peer` has no device this
+    /// node knows.
+    pub(crate) fn seal_out(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        inner: &Inner,
+    ) -> Result<Option<OutgoingReceipt>, super::device::DeviceError> {
         let Some(their) = self.known.newest(cx, peer)? else { return Ok(None) };
         let Some(local) = self.device.as_ref() else { return Ok(None) };
         let id = their.device.id();
         let mut sessions = sessions_with(cx, &local.key, id)?;
-        let inner = Inner::Receipt(Receipt { ids: ids.to_vec() });
         let envelope = local.device.seal_inner(
             &cx.keys,
             &mut sessions,
             &their.device,
             Some(&their.fallback),
-            &inner,
+            inner,
         )?;
         let request = Dm2Request::Deliver { envelope, follow_proof: None }.to_bytes()?;
         cx.store.set_olm_sessions(&id, &sessions.pickle(&local.key)?)?;
@@ -220,4 +260,18 @@ impl Dm {
         cx.store.set_olm_receipt_out(&key, Some(&receipt.to_stored()))?;
         Ok(Some(receipt))
     }
+}
+
+/// The id of a repair request for `digests`: the first 16 bytes of SHA-256 over
+/// `"kith-repair-id/1:"` and the digests (the same envelopes, the same id).
+fn repair_id(digests: &[[u8; 32]]) -> MessageId {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"kith-repair-id/1:");
+    for digest in digests {
+        hash.update(digest);
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash.finalize()[..16]);
+    MessageId::from_bytes(id)
 }

@@ -18,6 +18,7 @@ pub(crate) mod device;
 pub(crate) mod keys;
 mod receive;
 mod receive2;
+mod repair;
 mod send2;
 
 use std::collections::BTreeMap;

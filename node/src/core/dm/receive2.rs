@@ -157,6 +157,16 @@ impl Dm {
         // is not spent yet) or known by its digest: never a spent key without the
         // message. The sessions and the device go together (one batch). All of it is
         // flushed before the receipt.
+        // A repair request naming messages this node holds for the sender: the sessions
+        // with their device go (with the request's own), so the messages are sealed again
+        // on a new one. One that names none changes nothing.
+        let repaired = match &opened.inner {
+            Inner::Repair(repair) => super::repair::named(cx, sender, &repair.digests),
+            _ => Vec::new(),
+        };
+        if !repaired.is_empty() {
+            sessions.clear();
+        }
         let sessions = sessions.pickle(&local.key);
         let own = if opened.new_session {
             match local.device.maintain(now) {
@@ -176,6 +186,9 @@ impl Dm {
         let received = match opened.inner {
             Inner::Message(plain) => self.accept(cx, sender, plain, proof, now, effects),
             Inner::Receipt(receipt) => self.take_receipt(cx, sender, &receipt, effects),
+            Inner::Repair(repair) => {
+                self.take_repair(cx, sender, repair.id, &repaired, now, effects)
+            }
         };
         if let Received::Kept(id) = &received {
             if cx.store.set_olm_received(&digest, id.as_bytes(), now).is_err() {

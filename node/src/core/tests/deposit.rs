@@ -19,7 +19,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// `b` lists `mailboxes`; they and `a` have the record.
-fn list_with(b: &mut Fixture, mailboxes: &mut [&mut Fixture], a: &Fixture) {
+pub(super) fn list_with(b: &mut Fixture, mailboxes: &mut [&mut Fixture], a: &Fixture) {
     for m in mailboxes.iter_mut() {
         befriend(m, b);
     }

@@ -142,7 +142,7 @@ pub(super) fn talk(
 }
 
 /// Gives `to` the latest announcement of `from` (as gossip would).
-fn learn(to: &Fixture, from: &Fixture) {
+pub(super) fn learn(to: &Fixture, from: &Fixture) {
     let stored = from.core.store().devices(&from.core.me()).unwrap().unwrap();
     let bytes = from.core.store().get_bytes(&stored.id).unwrap().unwrap();
     to.core.store().insert(&VerifiedRecord::from_bytes(&bytes).unwrap()).unwrap();
