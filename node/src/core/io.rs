@@ -502,6 +502,9 @@ pub enum Effect {
         /// `peer`'s mailboxes.
         mailboxes: Vec<AuthorId>,
     },
+    /// Collect now from this node's mailboxes (what a member waits for, a key share or
+    /// an epoch deposited there, may have overtaken a request sent directly).
+    CollectMailboxes,
 }
 
 /// The effect that answers inbound request `reply` with an encoded reply, or, when the

@@ -62,6 +62,16 @@ impl Node {
         }));
     }
 
+    /// Collects from each of this node's published mailboxes now (dialling them).
+    pub(super) fn collect_now(&self) {
+        let mine = self.inner.store.mailboxes_of(&self.inner.me).unwrap_or_default();
+        for author in mine {
+            let Ok(peer) = author.to_peer_id() else { continue };
+            let node = self.clone();
+            self.spawn(Box::pin(async move { node.collect_from(peer, author).await }));
+        }
+    }
+
     /// Collects from `mailbox` until it holds nothing more after what was read.
     async fn collect_from(&self, peer: PeerId, mailbox: AuthorId) {
         let mut after = 0;

@@ -319,6 +319,7 @@ impl Node {
                     let report = move |accepted| Input::Deposited { peer, message, accepted };
                     self.deposit(peer, envelope, mailboxes, report);
                 }
+                Effect::CollectMailboxes => self.collect_now(),
                 Effect::GroupDeposit { peer, n, envelope, mailboxes } => {
                     let report = move |accepted| Input::GroupDeposited { peer, n, accepted };
                     self.deposit(peer, envelope, mailboxes, report);

@@ -366,6 +366,7 @@ impl World {
             Effect::GroupDeposit { peer, n, envelope, mailboxes } => {
                 self.deposit_group(i, peer, n, envelope, &mailboxes);
             }
+            Effect::CollectMailboxes => self.collect_now(i),
             Effect::Receipt { peer, request, deposit, mailboxes, key } => {
                 self.send_receipt(i, peer, (request, deposit), mailboxes, key);
             }

@@ -55,6 +55,8 @@ pub(crate) struct Groups {
     /// Members found unreachable in their lane's current pass: the rest of their queue
     /// goes to their mailboxes.
     depositing: BTreeSet<[u8; 32]>,
+    /// When a `Later` answer last asked for a collect from this node's mailboxes.
+    collected_at: u64,
 }
 
 /// A group as stored, opened.

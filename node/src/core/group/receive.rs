@@ -21,6 +21,9 @@ use crate::{
     store::GroupLine,
 };
 
+/// Least time between two collects a `Later` answer asks for, ms.
+const COLLECT_EVERY_MS: u64 = 10_000;
+
 /// Why something was not taken: for good, or not now.
 enum NotTaken {
     Refused(String),
@@ -99,7 +102,16 @@ impl Groups {
                 let failed = vec![respond(reply, &GroupReply::Later)];
                 self.after_flush(cx, ok, failed, start)
             }
-            Err(NotTaken::Later) => vec![respond(reply, &GroupReply::Later)],
+            Err(NotTaken::Later) => {
+                let mut effects = vec![respond(reply, &GroupReply::Later)];
+                // What this waits for may be with this node's mailboxes (deposited while
+                // it was away): collect now, at most once per COLLECT_EVERY_MS.
+                if now >= self.collected_at.saturating_add(COLLECT_EVERY_MS) {
+                    self.collected_at = now;
+                    effects.push(Effect::CollectMailboxes);
+                }
+                effects
+            }
             Err(NotTaken::Refused(reason)) => {
                 tracing::info!(peer = %sender, %reason, "group request refused");
                 let mut reason = reason;

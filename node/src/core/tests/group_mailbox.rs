@@ -166,3 +166,36 @@ fn garbage_and_a_non_members_deposit_store_nothing_and_are_acknowledged() {
     texts.sort(); // (same timestamp: thread order is by id)
     assert_eq!(texts, ["all here", "while two was away"]);
 }
+
+#[test]
+fn a_member_missing_a_key_left_with_its_mailbox_collects_at_once() {
+    let (mut w, group) = world();
+    w.send(0, group, "all here");
+    // Node 1's key share and message wait with node 2's mailbox.
+    send_while_2_is_away(&mut w, 1, group, "from one, also away");
+    let newest = w.nodes[1].core.store().group_ciphertexts(group.as_bytes(), 1).unwrap();
+    let message = GroupMessage::from_bytes(newest.last().unwrap()).unwrap();
+    let bytes = wire::GroupRequest::Message(message).to_bytes().unwrap();
+    let collects = |effects: &[Effect]| {
+        effects.iter().filter(|e| matches!(e, Effect::CollectMailboxes)).count()
+    };
+    // Node 2 is back and gets the message directly before the key: not now, and it
+    // collects from its mailboxes (at most once per 10 s).
+    let (reply, effects) = w.request(1, 2, bytes.clone());
+    assert_eq!(reply, wire::GroupReply::Later);
+    assert_eq!(collects(&effects), 1);
+    let (_, effects) = w.request(1, 2, bytes.clone());
+    assert_eq!(collects(&effects), 0, "not again at once");
+    w.now += 10_000;
+    let (_, effects) = w.request(1, 2, bytes.clone());
+    assert_eq!(collects(&effects), 1);
+    // What the collect brings lets the next try through.
+    let (held, _) = {
+        let (m, r) = pick(&mut w, 3, 2);
+        collect(m, r, 0, 1)
+    };
+    take(&mut w, held);
+    let (reply, _) = w.request(1, 2, bytes);
+    assert_eq!(reply, wire::GroupReply::Accepted);
+    assert!(w.texts(2, group).contains(&"from one, also away".to_owned()));
+}

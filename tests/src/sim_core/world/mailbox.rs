@@ -371,6 +371,19 @@ impl World {
             || store.mailboxes_of(&me).unwrap_or_default().contains(&them)
     }
 
+    /// Node `i` collects now from each of its published mailboxes it can reach.
+    pub(super) fn collect_now(&mut self, i: usize) {
+        let me = self.nodes[i].me;
+        let Some(store) = self.nodes[i].store() else { return };
+        let mine = store.mailboxes_of(&me).unwrap_or_default();
+        let to: Vec<usize> = mine.iter().filter_map(|m| self.by_author.get(m).copied()).collect();
+        for mailbox in to {
+            if self.reachable(i, mailbox) {
+                self.collect(i, mailbox, 0);
+            }
+        }
+    }
+
     /// A collect planned by [`World::connect`] is due: only while still connected.
     pub(super) fn collect_due(&mut self, i: usize, mailbox: usize, epoch: u64) {
         if self.nodes[i].epoch == epoch && self.reachable(i, mailbox) {
