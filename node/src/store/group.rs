@@ -342,7 +342,22 @@ impl Store {
     /// # Errors
     /// Disk errors or damage.
     pub fn group_queue_next(&self, peer: &[u8; 32]) -> Result<Option<GroupQueued>, StoreError> {
-        let Some(item) = self.groups.scan_prefix(key(QUEUE, &[peer])).next() else {
+        self.group_queue_from(peer, 0)
+    }
+
+    /// The oldest request queued for `peer` whose number is `from` or more (a lane's
+    /// pass going on past requests it already handled).
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn group_queue_from(
+        &self,
+        peer: &[u8; 32],
+        from: u64,
+    ) -> Result<Option<GroupQueued>, StoreError> {
+        let start = key(QUEUE, &[peer, &from.to_be_bytes()]);
+        let end = key(QUEUE, &[peer, &u64::MAX.to_be_bytes()]);
+        let Some(item) = self.groups.range(start..=end).next() else {
             return Ok(None);
         };
         let (k, v) = item?;

@@ -21,7 +21,7 @@ mod ops;
 mod receive;
 mod send;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use kith_protocol::{
     group::{
@@ -52,9 +52,13 @@ pub(crate) struct Groups {
     held: BTreeMap<FlushId, Held>,
     pairs: PairKeyCache,
     pickle_key: Option<PickleKey>,
-    /// Members found unreachable in their lane's current pass: the rest of their queue
-    /// goes to their mailboxes.
-    depositing: BTreeSet<[u8; 32]>,
+    /// Members found unreachable in their lane's current pass, with the mailboxes the
+    /// rest of their queue goes to in that pass.
+    depositing: BTreeMap<[u8; 32], Vec<AuthorId>>,
+    /// Queued requests (member, number) deposited already, with the mailboxes that took
+    /// them: not deposited again with the same ones (memory only: after a restart, once
+    /// more). They stay queued until the member answers directly.
+    deposited: BTreeMap<([u8; 32], u64), Vec<AuthorId>>,
     /// When a `Later` answer last asked for a collect from this node's mailboxes.
     collected_at: u64,
 }

@@ -270,7 +270,8 @@ impl Groups {
         }
     }
 
-    /// A member's key share: kept when the sender (who sealed it) is a current member.
+    /// A member's key share: kept when the sender (who sealed it) is a current member
+    /// (and, for what it opens to be refused, an earlier epoch's: see below).
     fn take_share(
         &mut self,
         cx: &Context,
@@ -281,10 +282,20 @@ impl Groups {
             return Err(NotTaken::Later);
         };
         if !state.active {
-            return Err(NotTaken::Refused("you are not in this group".into()));
-        }
-        if !group.is_member(sender) {
-            // Perhaps added in an epoch this node has not seen yet.
+            if share.epoch > group.epoch() {
+                // Out of the group here, but the share is for a later epoch: perhaps
+                // added back in it (the creator's epoch is on its way).
+                return Err(NotTaken::Later);
+            }
+            // Sent while this node was a member of an epoch it has since left (removed,
+            // or gone): the key is kept, so that the session's messages are known and
+            // refused (they are not stored: see `take_message`). Refusing the key would
+            // leave them answered `Later`, and the sender's lane retrying, for ever.
+        } else if !group.is_member(sender) && share.epoch >= group.epoch() {
+            // Perhaps added in an epoch this node has not seen yet. (A former member's
+            // key of an earlier epoch is kept, so that its messages are known and
+            // refused as from someone not in the group, `take_message`, rather than
+            // answered `Later` for ever.)
             return Err(NotTaken::Later);
         }
         // An exported key (the history, for a member added with it) only from the creator.

@@ -76,6 +76,7 @@ impl Groups {
         self.next_in_lane(cx, peer, now)
     }
 
+    /// `peer`'s lane goes on directly with its oldest queued request (or finishes).
     fn next_in_lane(&mut self, cx: &Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
         let next = match cx.store.group_queue_next(&peer) {
             Ok(next) => next,
@@ -94,47 +95,69 @@ impl Groups {
             return Vec::new();
         };
         self.lanes.claim(peer, lane_tag(queued.n));
-        if self.depositing.contains(&peer) {
-            return self.deposit(cx, &to, queued.n, &queued.bytes, now);
-        }
         vec![Effect::GroupDeliver { peer: to, n: queued.n, bytes: queued.bytes }]
     }
 
-    /// Deposits queued request `n` (`request`) for `peer` with `peer`'s mailboxes (the
-    /// lane goes on once one accepted it); the lane stops when `peer` lists none.
-    fn deposit(
-        &mut self,
-        cx: &Context,
-        peer: &AuthorId,
-        n: u64,
-        request: &[u8],
-        now: u64,
-    ) -> Vec<Effect> {
+    /// `peer` was not reached in this pass of its lane: its queued requests from number
+    /// `from` on that its mailboxes (as listed now) do not hold yet are deposited with
+    /// them, one after the other; they stay queued, tried directly again at the next
+    /// pass, until `peer` answers. The pass ends (the lane backs off) after the last
+    /// one, or when `peer` lists no mailbox.
+    fn deposit_from(&mut self, cx: &Context, peer: &AuthorId, from: u64, now: u64) -> Vec<Effect> {
         let key = *peer.as_bytes();
-        let mailboxes: Vec<AuthorId> = match cx.store.mailboxes_of(peer) {
-            Ok(listed) => listed.into_iter().filter(|m| *m != cx.me && m != peer).collect(),
-            Err(error) => {
-                tracing::error!(%error, "cannot read a member's mailboxes");
-                Vec::new()
+        let mailboxes = match self.depositing.get(&key) {
+            Some(mailboxes) => mailboxes.clone(),
+            None => {
+                let listed = match cx.store.mailboxes_of(peer) {
+                    Ok(listed) => listed.into_iter().filter(|m| *m != cx.me && m != peer),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read a member's mailboxes");
+                        return self.stop_lane(key, now);
+                    }
+                };
+                let mut mailboxes: Vec<AuthorId> = listed.collect();
+                mailboxes.sort_unstable();
+                mailboxes.dedup();
+                mailboxes
             }
         };
         if mailboxes.is_empty() {
             return self.stop_lane(key, now);
         }
-        match sealed::seal(peer, &cx.me, &wire::deposit_payload(request)) {
-            Ok(envelope) => {
-                self.depositing.insert(key);
-                vec![Effect::GroupDeposit { peer: *peer, n, envelope, mailboxes }]
+        let mut from = from;
+        loop {
+            let queued = match cx.store.group_queue_from(&key, from) {
+                Ok(Some(queued)) => queued,
+                Ok(None) => return self.stop_lane(key, now),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the group outbox");
+                    return self.stop_lane(key, now);
+                }
+            };
+            from = queued.n.saturating_add(1);
+            if self.deposited.get(&(key, queued.n)) == Some(&mailboxes) {
+                continue;
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot seal a group request for a mailbox");
-                self.stop_lane(key, now)
+            let payload = wire::deposit_payload(&queued.bytes);
+            match sealed::seal(peer, &cx.me, &payload) {
+                Ok(envelope) => {
+                    self.lanes.claim(key, lane_tag(queued.n));
+                    self.depositing.insert(key, mailboxes.clone());
+                    let n = queued.n;
+                    return vec![Effect::GroupDeposit { peer: *peer, n, envelope, mailboxes }];
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot seal a group request for a mailbox");
+                    return self.stop_lane(key, now);
+                }
             }
         }
     }
 
-    /// How depositing queued request `n` for `peer` went: taken by a mailbox, it is done
-    /// with (the member collects it); refused by all, the lane backs off.
+    /// How depositing queued request `n` for `peer` went: taken by a mailbox, it stays
+    /// queued (tried directly at the next pass: the member may never collect from that
+    /// mailbox) but is not deposited again with the same mailboxes, and the pass goes
+    /// on with the next request; refused by all, the lane backs off.
     pub(crate) fn handle_deposited(
         &mut self,
         cx: &Context,
@@ -147,14 +170,11 @@ impl Groups {
         if self.lanes.current(&key) != Some(lane_tag(n)) {
             return Vec::new();
         }
-        if accepted == 0 {
+        let Some(mailboxes) = self.depositing.get(&key).filter(|_| accepted > 0) else {
             return self.stop_lane(key, now);
-        }
-        if let Err(error) = cx.store.group_unqueue(&key, n) {
-            tracing::error!(%error, "cannot update the group outbox");
-            return self.stop_lane(key, now);
-        }
-        self.next_in_lane(cx, key, now)
+        };
+        self.deposited.insert((key, n), mailboxes.clone());
+        self.deposit_from(cx, peer, n.saturating_add(1), now)
     }
 
     fn stop_lane(&mut self, peer: [u8; 32], now: u64) -> Vec<Effect> {
@@ -187,16 +207,13 @@ impl Groups {
             }
             Ok(GroupReply::Later | GroupReply::History(_)) => return self.stop_lane(key, now),
             Err(error) => {
-                // Not reached: what is queued for it goes to its mailboxes, if any.
+                // Not reached: what is queued for it goes to its mailboxes too, if any.
                 tracing::debug!(%peer, %error, "a member was not reached");
-                return match cx.store.group_queue_next(&key) {
-                    Ok(Some(queued)) if queued.n == n => {
-                        self.deposit(cx, peer, n, &queued.bytes, now)
-                    }
-                    _ => self.stop_lane(key, now),
-                };
+                return self.deposit_from(cx, peer, n, now);
             }
         }
+        // Answered (whichever path brought it first): done with.
+        self.deposited.remove(&(key, n));
         if let Err(error) = cx.store.group_unqueue(&key, n) {
             tracing::error!(%error, "cannot update the group outbox");
             return self.stop_lane(key, now);
@@ -226,10 +243,8 @@ impl Groups {
         now: u64,
     ) -> Vec<Effect> {
         let key = *peer.as_bytes();
-        // Here now: what is queued goes directly again.
-        if !self.lanes.busy(&key) {
-            self.depositing.remove(&key);
-        }
+        // Here now: what is queued goes directly again (at once, if a pass is under way).
+        self.lanes.nudge(&key);
         let mut effects = match cx.store.group_queue_next(&key) {
             Ok(Some(_)) if !self.lanes.busy(&key) => self.next_in_lane(cx, key, now),
             _ => Vec::new(),

@@ -315,3 +315,26 @@ fn a_message_queued_before_a_crash_is_delivered_after_the_restart_once() {
     w.send(0, group, "again");
     assert_eq!(w.texts(2, group), ["survives", "again"]);
 }
+
+#[test]
+fn a_key_sent_before_a_removal_and_arriving_after_it_leaves_no_sender_waiting() {
+    let (mut w, group) = three();
+    // Node 1 sends while node 2 is a member; nothing has left yet when node 2 is removed.
+    let op = GroupOp::Send { group, text: "before the removal".into() };
+    let first = w.nodes[1].handle(Input::Group { op, answer: AnswerId(77) }, NOW);
+    w.nodes[1].settle(first, NOW);
+    w.op(0, GroupOp::Remove { group, member: w.id(2) }).unwrap();
+    assert!(!w.nodes[2].core.store().group(group.as_bytes()).unwrap().unwrap().active);
+    // Node 1's queue for node 2 still holds the key share, then the message.
+    let to = *w.id(2).as_bytes();
+    let store = w.nodes[1].core.store();
+    let share = store.group_queue_from(&to, 0).unwrap().unwrap();
+    let message = store.group_queue_from(&to, share.n + 1).unwrap().unwrap();
+    // Both are answered for good (not `Later`: the lane would retry them for ever), and
+    // the removed member stores no plaintext.
+    let (reply, _) = w.request(1, 2, share.bytes);
+    assert_eq!(reply, GroupReply::Accepted);
+    let (reply, _) = w.request(1, 2, message.bytes);
+    assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
+    assert!(w.texts(2, group).is_empty());
+}

@@ -134,10 +134,94 @@ fn what_cannot_reach_a_member_goes_through_their_mailbox_once_and_in_order() {
     // The same again (a mailbox that did not take the acknowledgement): stored once.
     assert_eq!(take(&mut w, held).len(), 3);
     assert_eq!(w.texts(2, group).len(), 3);
-    // Nothing is queued for node 2 any more.
+    // The deposits stay queued (node 2 might never collect from that mailbox) until
+    // node 2 answers directly: once it is back, each is sent again and answered as known.
     for i in [0, 1] {
+        assert!(w.nodes[i].core.store().group_queue_next(w.id(2).as_bytes()).unwrap().is_some());
+        connect(&mut w, i, 2);
         assert_eq!(w.nodes[i].core.store().group_queue_next(w.id(2).as_bytes()).unwrap(), None);
     }
+    let mut texts = w.texts(2, group);
+    texts.sort();
+    assert_eq!(texts, ["all here", "from one, also away", "while two was away"], "stored once");
+}
+
+/// Node `i` learns that node `to` connected: its lane to `to` goes directly.
+fn connect(w: &mut World, i: usize, to: usize) {
+    let peer = w.id(to).to_peer_id().unwrap();
+    let first = w.nodes[i].handle(Input::Connected { peer }, w.now);
+    let effects = w.nodes[i].settle(first, w.now);
+    w.pump(i, effects);
+}
+
+#[test]
+fn a_deposit_with_a_mailbox_the_member_no_longer_collects_from_still_reaches_it_directly() {
+    let (mut w, group) = world();
+    w.send(0, group, "all here");
+    w.now += 1;
+    // Node 1's key share and first message go to node 3, which node 2 then stops using
+    // (node 0's view of node 2's list is stale): node 2 never collects them.
+    send_while_2_is_away(&mut w, 1, group, "deposited and lost");
+    assert_eq!(w.texts(2, group), ["all here"]);
+    // Node 2 is back: node 1's lane sends the share, then the message, directly.
+    connect(&mut w, 1, 2);
+    assert_eq!(w.texts(2, group), ["all here", "deposited and lost"]);
+    assert_eq!(w.nodes[1].core.store().group_queue_next(w.id(2).as_bytes()).unwrap(), None);
+    w.now += 1;
+    w.send(1, group, "and after");
+    assert_eq!(w.texts(2, group), ["all here", "deposited and lost", "and after"]);
+}
+
+#[test]
+fn a_member_away_for_long_gets_each_request_deposited_once_and_a_backed_off_lane() {
+    let (mut w, group) = world();
+    w.send(0, group, "all here");
+    send_while_2_is_away(&mut w, 0, group, "first while away");
+    let away = w.id(2);
+    // Pass after pass (the lane's timer), node 2 still away: one direct try each time,
+    // no deposit again, and the next pass later each time (1 s doubling up to 60 s).
+    let mut last_gap = 0;
+    w.now += 1_000;
+    for pass in 0..10 {
+        let at = w.now;
+        let first = w.nodes[0].handle(Input::Timer(Timer::GroupOutbox), at);
+        let mut effects = w.nodes[0].settle(first, at);
+        let tries = effects.iter().filter(|e| matches!(e, Effect::GroupDeliver { .. })).count();
+        assert_eq!(tries, 1, "pass {pass}: the oldest request, directly");
+        let n = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::GroupDeliver { peer, n, .. } if *peer == away => Some(*n),
+                _ => None,
+            })
+            .unwrap();
+        let input = Input::GroupDelivered { peer: away, n, result: Err("not reached".into()) };
+        let first = w.nodes[0].handle(input, at);
+        effects = w.nodes[0].settle(first, at);
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::GroupDeposit { .. })),
+            "pass {pass}: deposited once already"
+        );
+        let next = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Schedule { at: next, timer: Timer::GroupOutbox } => Some(*next),
+                _ => None,
+            })
+            .unwrap();
+        let gap = next - at;
+        assert!(gap >= last_gap && (1_000..=60_000).contains(&gap), "{gap}");
+        last_gap = gap;
+        w.now = next;
+    }
+    assert_eq!(last_gap, 60_000);
+    // A newer message is deposited (only it) at the next pass.
+    send_while_2_is_away(&mut w, 0, group, "second while away");
+    let (held, _) = {
+        let (m, r) = pick(&mut w, 3, 2);
+        collect(m, r, 0, 1)
+    };
+    assert_eq!(held.len(), 2, "each message deposited once");
 }
 
 #[test]
