@@ -135,12 +135,7 @@ impl Node {
             }
         }?;
         let hidden = page.hidden;
-        let names = view::Names::new(store);
-        let items = records
-            .iter()
-            .filter_map(|r| view::feed_item_named(&names, &reader, r.id, &r.record))
-            .collect();
-        Ok(Response::Feed { items, hidden })
+        Ok(Response::Feed { items: view::feed_items(store, &reader, &records), hidden })
     }
 
     /// A person's posts older than a cursor from someone else's feed (by time).
@@ -153,11 +148,6 @@ impl Node {
         let records = store.home_posts(&only, &[], limit, Some(at), |r| {
             r.record.author == author && page.takes(r, true)
         })?;
-        let names = view::Names::new(store);
-        let items = records
-            .iter()
-            .filter_map(|r| view::feed_item_named(&names, &reader, r.id, &r.record))
-            .collect();
-        Ok(Response::Feed { items, hidden: 0 })
+        Ok(Response::Feed { items: view::feed_items(store, &reader, &records), hidden: 0 })
     }
 }

@@ -7,7 +7,7 @@ use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 use super::circle::Reader;
 use crate::{
     api::{FeedItem, FollowEntry, Mention, Naming, Profile},
-    store::{Store, StoreError},
+    store::{Store, StoreError, StoredRecord},
 };
 
 /// The display name of `author`, when a profile with a name is known.
@@ -86,8 +86,18 @@ pub(crate) fn feed_item_of(
     feed_item_named(&Names::new(store), reader, id, record)
 }
 
+/// The feed items of `records` (those that show), each person's names looked up once.
+pub(crate) fn feed_items(
+    store: &Store,
+    reader: &Reader,
+    records: &[StoredRecord],
+) -> Vec<FeedItem> {
+    let names = Names::new(store);
+    records.iter().filter_map(|r| feed_item_named(&names, reader, r.id, &r.record)).collect()
+}
+
 /// [`feed_item_of`] with names looked up through `names` (a page's items share it).
-pub(crate) fn feed_item_named(
+fn feed_item_named(
     names: &Names<'_>,
     reader: &Reader,
     id: RecordId,
