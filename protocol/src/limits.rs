@@ -26,6 +26,8 @@ pub const MAX_MENTIONS_PER_POST: usize = 16;
 pub const MAX_REACTION_BYTES: usize = 32;
 
 /// How far in the future a record's timestamp may be, in milliseconds (Farcaster uses 600 s).
+/// Also how long after a group membership ended a message of it may be dated and still be
+/// taken (`docs/protocol.md` 20.7): the same allowance for clocks that disagree.
 pub const MAX_FUTURE_SKEW_MS: u64 = 600 * 1000;
 
 /// Longest direct message text (bytes of UTF-8). Checked when sealing and again after

@@ -17,6 +17,7 @@ mod dm;
 mod feeds;
 mod group;
 mod group_churn;
+mod group_epochs;
 mod group_mailbox;
 mod hold;
 mod notify;

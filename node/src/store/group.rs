@@ -13,10 +13,13 @@
 //!   outbox: each member's queue in order); `n` -> the last n given out;
 //! - `r` || group -> timestamp || message id of the last message the person has seen
 //!   (messages after it, from others, are unread);
-//! - `k` || name -> one of this node's person's circles (`circle.rs`).
+//! - `k` || name -> one of this node's person's circles (`circle.rs`);
+//! - `e` || group || epoch and `l` || group || member || epoch -> the membership
+//!   history (`group_epochs.rs`).
 //!
 //! Pickles are sealed before they get here. Plaintext is kept only for groups this
-//! node's person is in; a node that is removed stops getting more.
+//! node's person is in (or was in, for what was sent before it left: 20.7); a node that
+//! is removed stops getting more.
 
 use bincode::{Decode, Encode};
 use kith_protocol::codec;
@@ -43,7 +46,7 @@ pub type TaggedPickle = ([u8; 16], Vec<u8>);
 /// Most ciphertexts kept per group for members catching up (the oldest go first).
 pub const MAX_KEPT_CIPHERTEXTS: usize = 1_000;
 
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub(super) fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut key = vec![prefix];
     for part in parts {
         key.extend_from_slice(part);

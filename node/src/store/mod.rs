@@ -21,6 +21,7 @@ mod circle;
 mod codec;
 mod dm;
 mod group;
+mod group_epochs;
 mod held;
 mod home;
 mod index;

@@ -10,11 +10,13 @@
 //! - Requests to members wait in a durable queue per member, in order, tried again with
 //!   back-off and at once when the member connects ([`send`]); a member that connects
 //!   is also asked for the newest ciphertexts of every group both are in ([`receive`]).
-//! - What comes in is admitted by group membership, not by who follows whom: a member's
-//!   message from any current member, a history question from any current member.
+//! - What comes in is admitted by group membership, not by who follows whom: a message
+//!   from whoever was a member in the epoch it was sent in, written before their
+//!   membership ended ([`admission`]); a history question from any current member.
 //!
 //! Every answer that claims something is stored comes after a flush.
 
+mod admission;
 mod circle;
 mod history;
 mod ops;
@@ -80,12 +82,15 @@ pub(crate) fn load(cx: &Context, id: &[u8; 16]) -> Result<Option<Loaded>, ApiErr
     Ok(Some(Loaded { group: Group::new(verified), state }))
 }
 
-/// Stores `group` as this node's current view (`active`: this node's person is in it).
+/// Stores `group` as this node's current view (`active`: this node's person is in it),
+/// and keeps its epoch in the group's membership history.
 fn save(cx: &Context, group: &Group) -> Result<(), ApiError> {
     let membership =
         group.current().signed().to_bytes().map_err(|e| ApiError::internal(e.to_string()))?;
     let active = group.is_member(&cx.me) && !group.deleted();
-    cx.store.set_group(group.id().as_bytes(), &GroupState { membership, active })?;
+    let id = group.id();
+    cx.store.group_keep_epoch(id.as_bytes(), group.epoch(), &membership)?;
+    cx.store.set_group(id.as_bytes(), &GroupState { membership, active })?;
     Ok(())
 }
 

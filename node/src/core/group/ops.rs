@@ -229,6 +229,8 @@ impl Groups {
         } else {
             let leave = Leave::sign(&cx.keys, id, group.epoch(), now)
                 .map_err(|e| ApiError::internal(e.to_string()))?;
+            // What is sent to this node after now is not for it (admission.rs).
+            cx.store.group_keep_leave(id.as_bytes(), cx.me.as_bytes(), group.epoch(), now)?;
             let creator = group.creator();
             let mut state =
                 cx.store.group(id.as_bytes())?.ok_or_else(|| ApiError::internal("gone"))?;

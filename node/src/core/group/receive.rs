@@ -1,6 +1,8 @@
 //! What comes in on `/kith/group/1`: control messages (memberships, key shares, leave
 //! notices), messages, history questions, and history answers. Admission is by the
-//! creator-signed membership: only current members' messages and questions are taken.
+//! creator-signed membership: a message from whoever was a member in the epoch it was
+//! sent in, written before their membership ended (`admission.rs`); questions from
+//! current members.
 
 use kith_protocol::{
     group::{
@@ -14,7 +16,10 @@ use kith_protocol::{
 };
 use libp2p::PeerId;
 
-use super::{load, save, Groups, Loaded};
+use super::{
+    admission::{admit, Admission},
+    load, save, Groups, Loaded,
+};
 use crate::{
     api::ApiError,
     core::{Context, Effect, ReplyId},
@@ -333,6 +338,9 @@ impl Groups {
         if !group.leave(leave)? {
             return Ok(Taken::default());
         }
+        // Their messages dated after it are refused (the next epoch says so too).
+        let (gid, member) = (leave.group.as_bytes(), leave.member.as_bytes());
+        cx.store.group_keep_leave(gid, member, leave.epoch, leave.timestamp)?;
         let others: Vec<AuthorId> = Self::others(cx, &group);
         let next =
             Membership::new(group.id(), group.epoch() + 1, &cx.me, group.name(), &others, now)?;
@@ -344,8 +352,9 @@ impl Groups {
         Ok(Taken { changed: true, start, note: None })
     }
 
-    /// A group message, from `via` (a current member, when it came from one; `None`
-    /// when it came in a history answer from a member already admitted). Stored once.
+    /// A group message, from `via` (who brought it: a current member, or its sender;
+    /// `None` when it came in a history answer from a member already admitted), taken
+    /// by the epoch it was sent in (`admission.rs`). Stored once.
     fn take_message(
         &mut self,
         cx: &Context,
@@ -364,18 +373,20 @@ impl Groups {
         };
         let key = self.pickle_key(cx)?;
         let mut inbound = Inbound::from_pickle(&pickle, key, message.session)?;
-        let Some(Loaded { group, state }) = load(cx, inbound.group().as_bytes())? else {
+        let Some(Loaded { group, .. }) = load(cx, inbound.group().as_bytes())? else {
             return Err(NotTaken::Refused("an unknown group".into()));
         };
-        if !state.active {
-            return Err(NotTaken::Refused("you are not in this group".into()));
-        }
-        if via.is_some_and(|v| !group.is_member(v)) {
+        // Brought by a current member, or by its sender (who may have been removed
+        // since: judged by the epoch it was sent in, below).
+        if via.is_some_and(|v| !group.is_member(v) && *v != inbound.sender()) {
             return Err(NotTaken::Refused("not a member of this group".into()));
         }
         let received = inbound.decrypt(message)?;
-        if !group.is_member(&received.sender) {
-            return Err(NotTaken::Refused("the sender is not a member any more".into()));
+        let timestamp = received.plain.timestamp;
+        match admit(cx, &group, received.epoch, &received.sender, timestamp)? {
+            Admission::Taken => {}
+            Admission::Refused(why) => return Err(NotTaken::Refused(why)),
+            Admission::Later => return Err(NotTaken::Later),
         }
         let gid = *received.group.as_bytes();
         let bytes = message.to_bytes()?;
