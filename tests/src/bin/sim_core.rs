@@ -43,7 +43,7 @@ fn main() {
         println!(
             "{} nodes, seed {}: {} events, {:.0} simulated s in {:.1} s; {} records \
              published, {} direct messages sent ({} stored from a mailbox, {} deposits \
-             accepted), {} gossip messages delivered, {} lost, {} crashes\ndigest {}\n\
+             accepted), {} group messages, {} circle posts, {} gossip messages delivered, {} lost, {} crashes\ndigest {}\n\
              violations {}",
             report.nodes,
             report.seed,
@@ -54,6 +54,8 @@ fn main() {
             report.messages,
             report.mailbox_deliveries,
             report.deposits,
+            report.group_messages,
+            report.circle_posts,
             report.delivered,
             report.lost,
             report.crashes,

@@ -79,10 +79,8 @@ fn kind(h: &mut Hasher, names: &Names, kind: &RecordKind) {
             name(h, names, Some(target));
         }
         RecordKind::Devices(_) => h.text("devices"),
-        RecordKind::Private(message) => {
-            h.text("private");
-            h.text(&format!("{:?}", message.session));
-        }
+        // Its session (and so its ciphertext) is drawn from the OS's random source.
+        RecordKind::Private(_) => h.text("private"),
         other @ (RecordKind::Profile { .. }
         | RecordKind::Follow { .. }
         | RecordKind::Unfollow { .. }
@@ -120,11 +118,33 @@ fn node_state(h: &mut Hasher, world: &World, names: &Names, store: &Store) {
         h.bytes(&entry.id);
         h.bytes(&entry.peer);
     }
+    // Groups in the order they were made (their ids are random), each message read as
+    // (timestamp, sender, text) in that order (ties between random ids sorted away).
+    for (group, _) in &world.groups.groups {
+        let mut lines: Vec<(u64, [u8; 32], String)> = store
+            .group_thread(group, usize::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| (l.timestamp, l.from, l.text))
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        lines.sort();
+        h.text("group");
+        for (timestamp, from, text) in lines {
+            h.num(timestamp);
+            h.bytes(&from);
+            h.text(&text);
+        }
+    }
     for n in store.notifications(usize::MAX, false, false).unwrap_or_default() {
         h.text(&n.kind);
         h.text(&n.from);
         match n.record.parse::<RecordId>() {
             Ok(id) if n.kind != "message" => name(h, names, Some(&id)),
+            // A group message's id is drawn from the OS's random source.
+            _ if n.kind == "group" => h.text("group"),
             _ => h.text(&n.record),
         }
         h.text(&format!("{} {} {}", n.timestamp, n.read, n.stranger));

@@ -12,6 +12,7 @@ use kith_protocol::RecordId;
 use super::World;
 
 mod dm;
+mod group;
 
 /// One violation: which invariant, and what failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,19 @@ pub const INVARIANTS: &[(&str, Invariant)] = &[
     ),
     ("no notification twice", dm::no_notification_twice),
     ("nobody stores a direct message they were not party to", dm::only_parties_hold_messages),
+    (
+        "every group member reads every message sent while they were a member, once, in \
+         (timestamp, id) order",
+        group::members_read_once_in_order,
+    ),
+    (
+        "no removed member or outsider holds a group message sent while it was not a member",
+        group::no_outsider_holds_group_plaintext,
+    ),
+    (
+        "circle posts are read by their circle's members and nobody else",
+        group::circle_posts_read_by_members_only,
+    ),
 ];
 
 /// Invariants whose concern the core does not handle yet (none now: later issues list

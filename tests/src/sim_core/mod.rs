@@ -88,6 +88,10 @@ pub struct Report {
     pub deposits: u64,
     /// Direct messages their recipients stored from a mailbox.
     pub mailbox_deliveries: u64,
+    /// Group messages sent.
+    pub group_messages: u64,
+    /// Circle posts published.
+    pub circle_posts: u64,
 }
 
 /// Runs one simulation.
@@ -113,6 +117,8 @@ pub fn run(config: &Config) -> Report {
         messages: stats.messages,
         deposits: stats.deposits,
         mailbox_deliveries: stats.mailbox_deliveries,
+        group_messages: stats.group_messages,
+        circle_posts: stats.circle_posts,
     }
 }
 

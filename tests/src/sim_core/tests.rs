@@ -115,3 +115,18 @@ fn a_message_reaches_a_recipient_never_online_with_its_sender_through_a_mailbox(
     let found: Vec<String> = invariants::check(&world).iter().map(ToString::to_string).collect();
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[test]
+fn broken_groups_and_circles_are_caught() {
+    let mut world = World::new(&small(3));
+    world.run();
+    assert!(invariants::check(&world).is_empty());
+    let stats = world.stats();
+    assert!(stats.group_messages > 0 && stats.circle_posts > 0, "{stats:?}");
+    world.break_groups();
+    let found: Vec<String> = invariants::check(&world).iter().map(ToString::to_string).collect();
+    let caught = |start: &str| found.iter().any(|v| v.starts_with(start));
+    assert!(caught("every group member reads every message sent while"), "{found:?}");
+    assert!(caught("no removed member or outsider holds a group message"), "{found:?}");
+    assert!(caught("circle posts are read by their circle's members and nobody else"), "{found:?}");
+}

@@ -14,6 +14,7 @@ use super::{Config, SimRng};
 
 mod dm;
 mod event;
+mod group;
 mod mailbox;
 mod scenario;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod script;
 mod sync;
 pub(super) use dm::{parse_id, DmTruth};
 use event::{Event, Queued};
+pub(super) use group::{members_of, GroupTruth};
 
 /// The simulated clock starts here (ms since the Unix epoch: 2026-01-01), so records
 /// carry plausible timestamps.
@@ -79,6 +81,12 @@ pub struct Stats {
     pub deposits: u64,
     /// Direct messages their recipients stored from a mailbox.
     pub mailbox_deliveries: u64,
+    /// Group and circle requests people made.
+    pub group_actions: u64,
+    /// Group messages sent (answered `Sent`).
+    pub group_messages: u64,
+    /// Circle posts published.
+    pub circle_posts: u64,
 }
 
 /// Every node, the network and the clock.
@@ -103,6 +111,8 @@ pub struct World {
     pub(super) dms: DmTruth,
     /// Mailbox traffic in flight.
     mailboxes: mailbox::MailboxTraffic,
+    /// Groups and circles: the ground truth.
+    pub(super) groups: GroupTruth,
 }
 
 impl World {
@@ -152,6 +162,7 @@ impl World {
             stats: Stats::default(),
             dms: DmTruth::default(),
             mailboxes: mailbox::MailboxTraffic::default(),
+            groups: GroupTruth::default(),
         };
         world.plan();
         world
@@ -313,7 +324,8 @@ impl World {
     fn input(&mut self, i: usize, input: Input) {
         let now = self.now;
         let Some(core) = self.nodes[i].core.as_mut() else { return };
-        let effects = core.handle(input, now, self.rng.pcg());
+        let mut effects = core.handle(input, now, self.rng.pcg());
+        self.order_group_asks(&mut effects);
         for effect in effects {
             self.effect(i, effect);
         }
@@ -342,9 +354,10 @@ impl World {
             Effect::Respond { reply, bytes } if self.is_mailbox_reply(i, reply) => {
                 self.mailbox_respond(i, reply, bytes);
             }
-            Effect::Answer { result: Ok(Answer::Published(record)), .. } => {
+            Effect::Answer { result: Ok(Answer::Published(record)), answer } => {
                 self.stats.published += 1;
                 match &record.record().kind {
+                    RecordKind::Private(_) => self.circle_posted(i, answer, record.id()),
                     RecordKind::Post(_) => {
                         self.posts.push(record.id());
                         self.nodes[i].posts.push(record.id());
@@ -377,10 +390,13 @@ impl World {
                 let epoch = self.nodes[i].epoch;
                 self.at(at.saturating_sub(self.now), Event::Timer { node: i, timer, epoch });
             }
-            // No simulated person uses groups yet.
+            Effect::Answer { answer, result: Ok(Answer::Group(done)) } => {
+                self.group_answered(i, answer, Some(done));
+            }
+            Effect::Answer { answer, result: Err(_) } => self.group_answered(i, answer, None),
+            Effect::GroupDeliver { peer, n, bytes } => self.group_deliver(i, peer, n, bytes),
+            Effect::GroupAsk { peer, group, bytes } => self.group_ask(i, peer, group, bytes),
             Effect::Answer { .. }
-            | Effect::GroupDeliver { .. }
-            | Effect::GroupAsk { .. }
             | Effect::Verdict { .. }
             | Effect::Stored(_)
             | Effect::LivePost(_) => {}

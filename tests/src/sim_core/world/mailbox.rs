@@ -30,6 +30,8 @@ pub(super) enum Proto {
     Mailbox,
     /// `/kith/dm/2` (a receipt sent directly).
     Dm2,
+    /// `/kith/group/1`.
+    Group,
 }
 
 /// What the asker does with the answer.
@@ -43,6 +45,10 @@ pub(super) enum Purpose {
     Ack,
     /// A receipt sent directly: when not taken, it is deposited with `mailboxes`.
     Receipt { peer: AuthorId, deposit: Vec<u8>, mailboxes: Vec<AuthorId>, key: [u8; 32] },
+    /// Queued group request `n` to member `peer`.
+    GroupDeliver { peer: AuthorId, n: u64 },
+    /// A question to member `peer` about what it holds of `group`.
+    GroupAsk { peer: AuthorId, group: [u8; 16] },
 }
 
 /// A request a node's core has not answered yet.
@@ -130,6 +136,7 @@ impl World {
             match proto {
                 Proto::Mailbox => Input::MailboxRequest { from: peer, bytes, reply },
                 Proto::Dm2 => Input::Dm2Request { from: peer, bytes, reply },
+                Proto::Group => Input::GroupRequest { from: peer, bytes, reply },
             },
         );
     }
@@ -193,6 +200,14 @@ impl World {
                 }
             }
             Purpose::Ack => {}
+            Purpose::GroupDeliver { peer, n } => {
+                let result = result.ok_or_else(|| "no answer".to_owned());
+                self.input(i, Input::GroupDelivered { peer, n, result });
+            }
+            Purpose::GroupAsk { peer, group } => {
+                let result = result.ok_or_else(|| "no answer".to_owned());
+                self.input(i, Input::GroupHistory { peer, group, result });
+            }
             Purpose::Receipt { peer, deposit, mailboxes, key } => {
                 let taken = result
                     .is_some_and(|b| matches!(Dm2Reply::from_bytes(&b), Ok(Dm2Reply::Receipt(_))));

@@ -3,7 +3,7 @@
 use kith_node::core::{AnswerId, Input};
 use kith_protocol::{AuthorId, Post, RecordId, RecordKind, Tag, Topic};
 
-use super::{dm, Event, World, TAGS};
+use super::{dm, group, Event, World, TAGS};
 
 impl World {
     /// Person `i` does one thing, then plans the next.
@@ -18,6 +18,9 @@ impl World {
         }
         if self.rng.chance(dm::DM_PER_MILLE) && self.send_dm(i) {
             self.stats.messages += 1;
+            return;
+        }
+        if self.rng.chance(group::GROUP_PER_MILLE) && self.act_group(i) {
             return;
         }
         let roll = self.rng.below(100);

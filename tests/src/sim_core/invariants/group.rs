@@ -1,0 +1,136 @@
+//! The group and circle invariants (issue #19).
+//!
+//! A group message's audience is the membership its sender's node held when it sent it
+//! (a removal reaches the other members' nodes as a new epoch; a message sent before a
+//! member's node learned of it goes to the old membership, as the core promises no
+//! more). After the run everyone is online and the group outboxes drained.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kith_node::store::Store;
+use kith_protocol::{
+    group::{megolm::SessionTag, Inbound},
+    olm::pickle::PickleKey,
+    Record, RecordKind,
+};
+
+use crate::sim_core::world::{members_of, World};
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every member reads every group message sent to them (in their sender's view) while
+/// they are still a member at the end: stored once, in (timestamp, id) order.
+pub(super) fn members_read_once_in_order(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    let truth = &world.groups;
+    for (k, node) in world.nodes.iter().enumerate() {
+        let Some(store) = node.store() else { continue };
+        for (group, creator) in &truth.groups {
+            let Some(final_members) = world.nodes[*creator]
+                .store()
+                .and_then(|s| members_of(s, group))
+                .map(|(members, _, _)| members)
+            else {
+                continue;
+            };
+            let thread = store.group_thread(group, usize::MAX).unwrap_or_default();
+            let mut count: BTreeMap<[u8; 16], usize> = BTreeMap::new();
+            for line in &thread {
+                *count.entry(line.id).or_default() += 1;
+            }
+            let keys: Vec<(u64, [u8; 16])> = thread.iter().map(|l| (l.timestamp, l.id)).collect();
+            if keys.windows(2).any(|w| w[0] > w[1]) {
+                out.push(format!("node {k} holds group {} out of order", hex(group)));
+            }
+            let member = final_members.contains(&node.me);
+            for ((g, id), audience) in
+                truth.messages.range((*group, [0; 16])..=(*group, [0xff; 16]))
+            {
+                let _ = g;
+                let held = count.get(id).copied().unwrap_or(0);
+                if held > 1 {
+                    out.push(format!("node {k} holds group message {} {held} times", hex(id)));
+                }
+                if member && audience.members.contains(&k) && held == 0 {
+                    out.push(format!(
+                        "node {k}, a member of group {}, never read message {} of node {}",
+                        hex(group),
+                        hex(id),
+                        audience.from
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// No node holds the plaintext of a group message it was not sent (a removed member
+/// after its removal reached the sender, an outsider): every group line every node
+/// stores is a message sent with this node in its audience.
+pub(super) fn no_outsider_holds_group_plaintext(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, node) in world.nodes.iter().enumerate() {
+        let Some(store) = node.store() else { continue };
+        for (group, _) in &world.groups.groups {
+            for line in store.group_thread(group, usize::MAX).unwrap_or_default() {
+                match world.groups.messages.get(&(*group, line.id)) {
+                    Some(a) if a.members.contains(&k) => {}
+                    Some(a) => out.push(format!(
+                        "node {k} holds message {} of node {} to group {}, sent while it \
+                         was not a member",
+                        hex(&line.id),
+                        a.from,
+                        hex(group)
+                    )),
+                    // Sent, but its answer never came (the sender crashed first): not
+                    // in the ground truth, nothing to check it against.
+                    None => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The text of circle post `record`, if `store` (of the person of `key`) can read it:
+/// the same reading as the driver's (`node/circle.rs`).
+fn circle_text(store: &Store, key: &PickleKey, record: &Record) -> Option<String> {
+    let RecordKind::Private(message) = &record.kind else { return None };
+    let tag: SessionTag = message.session;
+    let pickle = store.group_inbound(tag.as_bytes()).ok()??;
+    let mut inbound = Inbound::from_pickle(&pickle, key, tag).ok()?;
+    if inbound.sender() != record.author {
+        return None;
+    }
+    let read = inbound.decrypt(message).ok()?;
+    (read.sender == record.author).then_some(read.plain.text)
+}
+
+/// Every circle post is read by every member it was posted to (who holds its author's
+/// log) and by nobody else, followers who hold the record included.
+pub(super) fn circle_posts_read_by_members_only(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, node) in world.nodes.iter().enumerate() {
+        let Some(store) = node.store() else { continue };
+        let Ok(key) = PickleKey::derive(&node.keys) else { continue };
+        let mut seen = BTreeSet::new();
+        for (id, audience) in &world.groups.posts {
+            let Some(stored) = store.get(id).ok().flatten() else { continue };
+            seen.insert(*id);
+            let reads = circle_text(store, &key, &stored.record).is_some();
+            let member = audience.members.contains(&k);
+            if member && !reads {
+                out.push(format!(
+                    "node {k} cannot read circle post {id} of node {}",
+                    audience.from
+                ));
+            } else if !member && reads {
+                out.push(format!("node {k} reads circle post {id} of node {}", audience.from));
+            }
+        }
+    }
+    out
+}
