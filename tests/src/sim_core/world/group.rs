@@ -128,7 +128,8 @@ impl World {
                     return false;
                 } else if self.rng.chance(500) && !outsiders.is_empty() {
                     let member = outsiders[self.rng.index(outsiders.len())];
-                    self.group_op(i, GroupOp::Add { group: id, member }, None);
+                    let op = GroupOp::Add { group: id, member, history: false };
+                    self.group_op(i, op, None);
                 } else if others.len() > 1 {
                     let member = others[self.rng.index(others.len())];
                     self.group_op(i, GroupOp::Remove { group: id, member }, None);
