@@ -117,3 +117,43 @@ async fn live_notifications_are_marked_read_once_the_next_is_asked_for() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circle_post_whose_key_comes_after_it_appears_in_the_live_feed_when_the_key_does() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    b.dial(&a).await;
+    a.befriend(&b).await;
+    let members = vec![b.id().to_string()];
+    a.ok(Request::CircleCreate { name: "close".into(), members }).await;
+    // B is away when A posts: the key share waits in A's queue for B.
+    let b = b.pause().await;
+    let post = Request::CirclePost { name: "close".into(), text: "for b only".into() };
+    let Response::Record { id } = a.ok(post).await else { panic!("not posted") };
+    let id: kith_protocol::RecordId = id.parse().unwrap();
+    let bytes = a.node.store().get_bytes(&id).unwrap().unwrap();
+    let a = a.pause().await;
+    // The post reaches B first (planted here, as another follower's sync would bring
+    // it): B cannot read it, and shows nothing of it.
+    let b = b.resume().await;
+    b.ingest(&bytes);
+    let live = Request::Feed { tag: None, author: None, limit: None, live: true, before: None };
+    let mut live = b.node.stream(live);
+    assert!(b.feed(None, None).await.iter().all(|item| item.text != "for b only"));
+    // A comes back and its queue gives B the key: the post appears in B's live feed
+    // (the web page's stream is the same feed, its cards replaced by id).
+    let a = a.resume().await;
+    a.dial(&b).await;
+    let item = loop {
+        match next(&mut live).await {
+            Response::FeedItem(item) if item.text == "for b only" => break item,
+            Response::FeedItem(_) => {}
+            other => panic!("expected a feed item, got {other:?}"),
+        }
+    };
+    assert!(item.private);
+    assert_eq!(item.id, id.to_string());
+    drop(live);
+    a.stop().await;
+    b.stop().await;
+}

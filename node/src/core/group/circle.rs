@@ -19,12 +19,12 @@ use std::collections::BTreeSet;
 use kith_protocol::{
     dm::{MessageId, Plain},
     group::{
-        megolm::{Inbound, SessionShare},
+        megolm::{Inbound, SessionShare, SessionTag},
         wire::Control,
         GroupId, Outbound, MAX_GROUP_MEMBERS,
     },
     limits::MAX_NAME_BYTES,
-    AuthorId, RecordKind,
+    AuthorId, RecordKind, VerifiedRecord,
 };
 
 use super::{
@@ -193,6 +193,9 @@ impl Groups {
         let key = self.pickle_key(cx).map_err(|_| CircleRefusal::Later)?;
         let pickle = inbound.pickle(key).map_err(|_| CircleRefusal::Later)?;
         cx.store.set_group_inbound(&tag, &pickle).map_err(|_| CircleRefusal::Later)?;
+        // Posts that came before their key: shown again to live feeds, readable now,
+        // once the key is flushed.
+        self.opened.extend(opened_posts(cx, sender, inbound.tag()));
         Ok(true)
     }
 
@@ -211,6 +214,28 @@ pub(crate) enum CircleRefusal {
     Refused(String),
     /// Not now (the store failed).
     Later,
+}
+
+/// How many of an author's latest records are looked through for the circle posts a
+/// key that came after them opens (a session carries at most `ROTATE_AFTER_MESSAGES`
+/// posts; older ones show when a page is loaded again).
+const OPENED_SCAN: usize = 512;
+
+/// The circle posts of `author` among its latest [`OPENED_SCAN`] records that session
+/// `tag` (a key just taken) opens, as live posts.
+fn opened_posts(cx: &Context, author: &AuthorId, tag: SessionTag) -> Vec<Effect> {
+    let Ok(Some((latest, _))) = cx.store.latest(author) else { return Vec::new() };
+    let after = latest.saturating_sub(OPENED_SCAN as u64);
+    let Ok(records) = cx.store.author_log(author, after, OPENED_SCAN) else { return Vec::new() };
+    records
+        .into_iter()
+        .filter(|r| matches!(&r.record.kind, RecordKind::Private(m) if m.session == tag))
+        .filter_map(|r| {
+            let bytes = cx.store.get_bytes(&r.id).ok().flatten()?;
+            VerifiedRecord::from_bytes_with_id(&bytes, &r.id).ok()
+        })
+        .map(|record| Effect::LivePost(Box::new(record)))
+        .collect()
 }
 
 /// The circle `name` of this node's person.

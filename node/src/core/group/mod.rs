@@ -63,6 +63,9 @@ pub(crate) struct Groups {
     deposited: BTreeMap<([u8; 32], u64), Vec<AuthorId>>,
     /// When a `Later` answer last asked for a collect from this node's mailboxes.
     collected_at: u64,
+    /// Live posts of circle posts that a key taken since the last flush opens (given
+    /// once it is flushed, with whatever else waits for that flush).
+    opened: Vec<Effect>,
 }
 
 /// A group as stored, opened.
@@ -143,6 +146,8 @@ impl Groups {
         start: Vec<[u8; 32]>,
     ) -> Vec<Effect> {
         let flush = cx.flush_id();
+        let mut ok = ok;
+        ok.append(&mut self.opened);
         self.held.insert(flush, Held { ok, failed, start });
         vec![Effect::Flush(flush)]
     }

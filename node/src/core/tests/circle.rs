@@ -135,3 +135,41 @@ fn forged_misdirected_and_replayed_circle_key_shares_are_refused_or_change_nothi
     assert_eq!(read(&w, 1, &second), None);
     assert_eq!(read(&w, 2, &second).as_deref(), Some("second"));
 }
+
+/// The records shown again to live feeds among `effects`.
+fn shown_live(effects: &[Effect]) -> Vec<RecordId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::LivePost(record) => Some(record.id()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_circle_post_whose_key_comes_after_it_is_shown_again_live_once_the_key_is_taken() {
+    let mut w = World::new(3);
+    create(&mut w, "close", &[1, 2]);
+    let op = GroupOp::CirclePost { name: "close".into(), text: "the key comes later".into() };
+    let (_, record) = w.nodes[0].published(|answer| Input::Group { op, answer }, w.now);
+    // The record reaches node 1 first (by gossip or sync): it cannot show it yet.
+    w.nodes[1].core.store().insert(&record).unwrap();
+    assert_eq!(read(&w, 1, &record), None);
+    // Then the key share queued for it: once the key is flushed the post goes to the
+    // live feeds again, readable now.
+    let one = *w.id(1).as_bytes();
+    let share = w.nodes[0].core.store().group_queue_from(&one, 0).unwrap().unwrap();
+    let (reply, effects) = w.request(0, 1, share.bytes.clone());
+    assert_eq!(reply, GroupReply::Accepted);
+    assert_eq!(shown_live(&effects), [record.id()]);
+    assert_eq!(read(&w, 1, &record).as_deref(), Some("the key comes later"));
+    // The same share again opens nothing new; node 2, which holds no post of the
+    // session yet, has nothing to show again.
+    assert!(shown_live(&w.request(0, 1, share.bytes).1).is_empty());
+    let two = *w.id(2).as_bytes();
+    let share = w.nodes[0].core.store().group_queue_from(&two, 0).unwrap().unwrap();
+    let (reply, effects) = w.request(0, 2, share.bytes);
+    assert_eq!(reply, GroupReply::Accepted);
+    assert!(shown_live(&effects).is_empty());
+}
