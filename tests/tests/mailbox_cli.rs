@@ -3,7 +3,9 @@
 //! mutual connection of both and listed by both as their mailbox. Messages and their
 //! end-to-end receipts travel through C, each stored exactly once, and C never holds a
 //! word of them in the clear (its home and logs are searched for the texts). A mailbox
-//! killed while holding hands everything over after its restart, and messages between
+//! killed while holding hands everything over after its restart; a held message that no
+//! session of its recipient opens any more (sessions lost while away) is repaired through
+//! the mailbox and arrives once, with no error shown (issue #17); and messages between
 //! people online in turns survive seven `kill -9`s of sender, recipient and mailbox
 //! (500 messages each way by default, the issue's 1,000 in all, about 50 s;
 //! `KITH_MAILBOX_KILL_MESSAGES` sets another count).
@@ -12,7 +14,7 @@
 use std::time::Duration;
 
 use kith_node::store::Store;
-use kith_protocol::AuthorId;
+use kith_protocol::{AuthorId, RecordKind};
 use kith_tests::cli::{befriend, eventually, home_holds, list_mailbox, Daemon};
 use serde_json::Value;
 
@@ -158,6 +160,107 @@ fn a_mailbox_killed_while_holding_hands_everything_over_after_its_restart() {
     a.restart_with(&["--bootstrap", &c_addr]);
     for text in &texts {
         wait_for(&a, &b_id, text, "delivered");
+    }
+}
+
+/// How many envelopes mailbox `c` holds for `who`.
+fn held_for(c: &Daemon, who: &str) -> u64 {
+    let status = c.json(&["mailbox"]);
+    let holding = status["holding"].as_array().cloned().unwrap_or_default();
+    holding.iter().find(|h| h["id"] == who).and_then(|h| h["messages"].as_u64()).unwrap_or(0)
+}
+
+/// Overwrites, in the stopped `d`'s store, the pickle of its sessions with each device
+/// `peer` announced: a disk that lost them (they no longer open). Returns how many.
+fn lose_sessions(d: &Daemon, peer: &str) -> usize {
+    let store = Store::open(&d.home().join("store")).unwrap();
+    let record = store.devices(&author(peer)).unwrap().expect("no device of the peer");
+    let RecordKind::Devices(announcement) = record.record.kind else { panic!("not devices") };
+    let mut lost = 0;
+    for entry in &announcement.devices {
+        let device = entry.certificate.certificate.device;
+        if store.olm_sessions(&device).unwrap().is_some() {
+            store.set_olm_sessions(&device, b"lost with a disk").unwrap();
+            lost += 1;
+        }
+    }
+    store.flush_blocking().unwrap();
+    lost
+}
+
+/// The statuses of `d`'s own messages to `peer`; none may say the person failed.
+fn no_failure_shown(d: &Daemon, peer: &str) {
+    for m in d.lines(&["msg", "thread", peer, "--limit", "1000"]) {
+        let status = m["status"].as_str().unwrap_or_default();
+        assert!(
+            ["delivered", "held", "queued", "received"].contains(&status) && m["reason"].is_null(),
+            "{} shows {m}",
+            d.name
+        );
+    }
+}
+
+/// The collect-path repair with real daemons (issue #17 with #18): B's sessions are lost
+/// while it is away and A's message waits for it with their mailbox C, sealed on a
+/// session B can no longer open. B collects it (acknowledged, not stored, no error
+/// shown) and asks A, through C, to repair; A, online later, seals it again on a new
+/// session and deposits it again; B reads it exactly once and A sees it delivered. A
+/// and B are never online together.
+#[test]
+fn a_held_message_that_no_session_opens_is_repaired_through_the_mailbox_and_arrives_once() {
+    let (mut a, mut b, c) = world();
+    let (a_id, b_id, c_id, c_addr) = (a.id(), b.id(), c.id(), c.addr());
+    stop_knowing(&mut b, &a_id, &c_id);
+    stop_knowing(&mut a, &b_id, &c_id);
+    assert!(lose_sessions(&b, &a_id) > 0, "b had no session with a to lose");
+
+    // A alone with C: its message to B (on the session B lost) is held by C.
+    let secret = "the heron waits by the sluice 41d8";
+    a.restart_with(&["--bootstrap", &c_addr]);
+    a.json(&["msg", "send", &b_id, secret]);
+    wait_for(&a, &b_id, secret, "held");
+    assert!(a.terminate());
+    assert_eq!(held_for(&c, &b_id), 1);
+
+    // B alone with C: collects it, cannot open it, acknowledges it and leaves a repair
+    // request for A with C. Nothing stored, nothing shown as failed.
+    b.restart_with(&["--bootstrap", &c_addr]);
+    eventually(DEADLINE, "b to collect and ask a for a repair through c", || {
+        (held_for(&c, &b_id) == 0 && held_for(&c, &a_id) == 1).then_some(())
+    });
+    assert!(found(&b, &a_id, secret).is_empty(), "b opened a message on a lost session");
+    no_failure_shown(&b, &a_id);
+    assert!(b.terminate());
+
+    // A again: takes the repair request, seals the message on a new session and
+    // deposits it again (B is away).
+    a.restart_with(&["--bootstrap", &c_addr]);
+    eventually(DEADLINE, "a to deposit the message again", || {
+        (held_for(&c, &a_id) == 0 && held_for(&c, &b_id) == 1).then_some(())
+    });
+    wait_for(&a, &b_id, secret, "held");
+    no_failure_shown(&a, &b_id);
+    assert!(a.terminate());
+
+    // B again: reads it once; its receipt waits for A with C.
+    b.restart_with(&["--bootstrap", &c_addr]);
+    wait_for(&b, &a_id, secret, "received");
+    eventually(DEADLINE, "b's receipt to be held for a", || {
+        (held_for(&c, &b_id) == 0 && held_for(&c, &a_id) >= 1).then_some(())
+    });
+    no_failure_shown(&b, &a_id);
+    assert!(b.terminate());
+
+    // A again: delivered, nothing left to send; B still holds one copy.
+    a.restart_with(&["--bootstrap", &c_addr]);
+    wait_for(&a, &b_id, secret, "delivered");
+    assert_eq!(a.json(&["status"])["outbox"], 0);
+    no_failure_shown(&a, &b_id);
+    assert!(a.terminate());
+    b.restart_with(&["--bootstrap", &c_addr]);
+    assert_eq!(found(&b, &a_id, secret).len(), 1);
+    for d in [&a, &b] {
+        assert!(!d.log().contains("panicked"), "{} panicked", d.name);
     }
 }
 

@@ -22,6 +22,15 @@ const MAX_COLLECT_ROUNDS: usize = 64;
 /// sender whose device announcement was still being synced) is taken then.
 const COLLECT_AGAIN_MS: [u64; 3] = [0, 3_000, 20_000];
 
+/// A collect from a mailbox under way; over when dropped (the task ended or stopped).
+struct UnderWay<'a>(&'a Node, PeerId);
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        super::drive::lock(&self.0.inner.collecting).remove(&self.1);
+    }
+}
+
 impl Node {
     /// Asks `mailbox` over `/kith/mailbox/1` (dialling its remembered addresses).
     pub(super) async fn ask_mailbox(
@@ -72,8 +81,21 @@ impl Node {
         }
     }
 
-    /// Collects from `mailbox` until it holds nothing more after what was read.
+    /// Collects from `mailbox` until it holds nothing more after what was read; nothing
+    /// when a collect from it is under way (two connections to it, a collect asked for
+    /// while connecting): the one under way reads to the end, and two at once took the
+    /// same envelopes twice (for one that no session opens, two repair requests).
     async fn collect_from(&self, peer: PeerId, mailbox: AuthorId) {
+        if !super::drive::lock(&self.inner.collecting).insert(peer) {
+            tracing::debug!("a collect from this mailbox is under way");
+            return;
+        }
+        let _under_way = UnderWay(self, peer);
+        self.collect_rounds(peer, mailbox).await;
+    }
+
+    /// [`Node::collect_from`]'s rounds.
+    async fn collect_rounds(&self, peer: PeerId, mailbox: AuthorId) {
         let mut after = 0;
         for _ in 0..MAX_COLLECT_ROUNDS {
             let request = MailboxRequest::Collect { after };

@@ -160,6 +160,8 @@ struct Inner {
     config_path: std::path::PathBuf,
     /// One settings change at a time.
     settings_lock: tokio::sync::Mutex<()>,
+    /// The mailboxes being collected from now (one collect at a time from each).
+    collecting: std::sync::Mutex<std::collections::HashSet<libp2p::PeerId>>,
 }
 
 /// A running node. Cheap to clone.
@@ -242,6 +244,7 @@ impl Node {
                 stop: tokio::sync::watch::channel(false).0,
                 request_limit: RateLimiter::new(REQUEST_RATE, REQUEST_BURST),
                 inbound: inbound::Inbound::default(),
+                collecting: std::sync::Mutex::default(),
             }),
         };
         node.inner.net.wait_listening(LISTEN_TIMEOUT).await?;
