@@ -53,18 +53,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The first epoch of `group` kept here, if any.
-    ///
-    /// # Errors
-    /// Disk errors or damage.
-    pub fn group_first_epoch(&self, group: &[u8; 16]) -> Result<Option<u64>, StoreError> {
-        let prefix = key(EPOCH, &[group]);
-        let Some(item) = self.groups.scan_prefix(&prefix).next() else { return Ok(None) };
-        let (k, _) = item?;
-        let epoch = k.get(prefix.len()..).and_then(|e| <[u8; 8]>::try_from(e).ok());
-        Ok(Some(u64::from_be_bytes(epoch.ok_or_else(|| corrupt("group epoch key"))?)))
-    }
-
     /// Keeps the time of `member`'s leave notice for `epoch` of `group` (the earliest,
     /// if there are several; not flushed).
     ///
