@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kith_node::store::Store;
 use kith_protocol::{
-    group::{megolm::SessionTag, Inbound},
+    group::{megolm::SessionTag, membership::SignedMembership, Inbound},
     olm::pickle::PickleKey,
-    Record, RecordKind,
+    AuthorId, Record, RecordKind,
 };
 
 use crate::sim_core::world::{members_of, World};
@@ -20,11 +20,45 @@ fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// When the membership of `me` in `group` ended, as its own node knows it at the end:
+/// its leave notice, or the creator's epoch that removed it (or deleted the group),
+/// whichever came first; `None` while its node counts it in.
+fn ended(store: &Store, group: &[u8; 16], me: &AuthorId) -> Option<u64> {
+    let (members, active, _) = members_of(store, group)?;
+    if active {
+        return None;
+    }
+    let state = store.group(group).ok()??;
+    let verified = SignedMembership::from_bytes(&state.membership).ok()?;
+    let removed = (!members.contains(me)).then(|| verified.membership().timestamp);
+    let left = store.group_left_since(group, me.as_bytes(), 0).ok()?;
+    match (removed, left) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// When each message of `group` was written (its sender's clock), as the nodes hold it.
+fn written_at(world: &World, group: &[u8; 16]) -> BTreeMap<[u8; 16], u64> {
+    let mut at = BTreeMap::new();
+    for node in &world.nodes {
+        let Some(store) = node.store() else { continue };
+        for line in store.group_thread(group, usize::MAX).unwrap_or_default() {
+            at.insert(line.id, line.timestamp);
+        }
+    }
+    at
+}
+
 /// Every member reads every group message sent to them (in their sender's view) while
-/// they are still a member at the end: stored once, in (timestamp, id) order.
+/// they are still a member at the end, and so does a member removed since (or gone, or
+/// whose group was deleted) for the messages written before its membership ended (as
+/// its node knows it: `docs/protocol.md` 20.7): stored once, in (timestamp, id) order.
 pub(super) fn members_read_once_in_order(world: &World) -> Vec<String> {
     let mut out = Vec::new();
     let truth = &world.groups;
+    let written: BTreeMap<[u8; 16], BTreeMap<[u8; 16], u64>> =
+        truth.groups.iter().map(|(g, _)| (*g, written_at(world, g))).collect();
     for (k, node) in world.nodes.iter().enumerate() {
         let Some(store) = node.store() else { continue };
         for (group, creator) in &truth.groups {
@@ -45,6 +79,8 @@ pub(super) fn members_read_once_in_order(world: &World) -> Vec<String> {
                 out.push(format!("node {k} holds group {} out of order", hex(group)));
             }
             let member = final_members.contains(&node.me);
+            let until = if member { None } else { ended(store, group, &node.me) };
+            let at = written.get(group);
             for ((g, id), audience) in
                 truth.messages.range((*group, [0; 16])..=(*group, [0xff; 16]))
             {
@@ -53,9 +89,12 @@ pub(super) fn members_read_once_in_order(world: &World) -> Vec<String> {
                 if held > 1 {
                     out.push(format!("node {k} holds group message {} {held} times", hex(id)));
                 }
-                if member && audience.members.contains(&k) && held == 0 {
+                let when = at.and_then(|at| at.get(id)).copied();
+                let before_end = until.zip(when).is_some_and(|(end, when)| when <= end);
+                if (member || before_end) && audience.members.contains(&k) && held == 0 {
+                    let still = if member { "a member" } else { "a former member" };
                     out.push(format!(
-                        "node {k}, a member of group {}, never read message {} of node {}",
+                        "node {k}, {still} of group {}, never read message {} of node {}",
                         hex(group),
                         hex(id),
                         audience.from
