@@ -139,7 +139,10 @@ impl Core {
                 self.dm.handle_request2(cx, from, &bytes, reply, now)
             }
             Input::Collected { mailbox, items } => {
+                self.groups.lend(self.dm.lend_device(cx, false, now));
                 let (mut effects, rest) = self.groups.take_collected(cx, mailbox, items, now);
+                let (device, changed) = self.groups.give_back();
+                self.dm.return_device(device, changed);
                 if !rest.is_empty() {
                     effects.extend(self.dm.handle_collected(cx, mailbox, rest, now));
                 }
@@ -156,7 +159,11 @@ impl Core {
             }
             Input::ReceiptSent { key } => self.dm.handle_receipt_sent(cx, &key),
             Input::Group { op: group::GroupOp::CirclePost { name, text }, answer } => {
-                match self.groups.circle_post(cx, &name, text, now) {
+                self.groups.lend(self.dm.lend_device(cx, true, now));
+                let posted = self.groups.circle_post(cx, &name, text, now);
+                let (device, changed) = self.groups.give_back();
+                self.dm.return_device(device, changed);
+                match posted {
                     Ok((kind, start)) => {
                         let mut effects = self.feeds.handle_publish(cx, kind, answer, now);
                         effects.extend(self.groups.start_after_flush(cx, start));
@@ -165,12 +172,28 @@ impl Core {
                     Err(error) => vec![Effect::Answer { answer, result: Err(error) }],
                 }
             }
-            Input::Group { op, answer } => self.groups.handle_op(cx, op, answer, now),
+            // The device is lent to the group concern where key shares are sealed or
+            // opened on Olm sessions (issue #19).
+            Input::Group { op, answer } => {
+                self.groups.lend(self.dm.lend_device(cx, true, now));
+                let effects = self.groups.handle_op(cx, op, answer, now);
+                let (device, changed) = self.groups.give_back();
+                self.dm.return_device(device, changed);
+                effects
+            }
             Input::GroupRequest { from, bytes, reply } => {
-                self.groups.handle_request(cx, from, &bytes, reply, now)
+                self.groups.lend(self.dm.lend_device(cx, false, now));
+                let effects = self.groups.handle_request(cx, from, &bytes, reply, now);
+                let (device, changed) = self.groups.give_back();
+                self.dm.return_device(device, changed);
+                effects
             }
             Input::GroupDelivered { peer, n, result } => {
-                self.groups.handle_delivered(cx, &peer, n, result, now)
+                self.groups.lend(self.dm.lend_device(cx, false, now));
+                let effects = self.groups.handle_delivered(cx, &peer, n, result, now);
+                let (device, changed) = self.groups.give_back();
+                self.dm.return_device(device, changed);
+                effects
             }
             Input::GroupDeposited { peer, n, accepted } => {
                 self.groups.handle_deposited(cx, &peer, n, accepted, now)
@@ -277,6 +300,24 @@ impl Core {
             if let Some(kind) = mailbox::changed(cx) {
                 effects.extend(self.feeds.publish_unasked(cx, kind, now));
             }
+        }
+        // Device announcements of others stored: a group's creator passes them on to the
+        // other members (issue #19: key shares on Olm sessions between members who are
+        // not mutual connections).
+        let announced: Vec<AuthorId> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Stored(record)
+                    if record.record().author != me
+                        && matches!(record.record().kind, RecordKind::Devices(_)) =>
+                {
+                    Some(record.record().author)
+                }
+                _ => None,
+            })
+            .collect();
+        if !announced.is_empty() {
+            effects.extend(self.groups.devices_announced(cx, &announced));
         }
         // The first message sent or accepted in this run: the device is made (once) and
         // announced to mutual connections if its announcement is not the latest.

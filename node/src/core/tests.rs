@@ -19,6 +19,7 @@ mod group;
 mod group_churn;
 mod group_epochs;
 mod group_mailbox;
+mod group_olm;
 mod hold;
 mod notify;
 mod olm;

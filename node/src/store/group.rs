@@ -15,7 +15,11 @@
 //!   (messages after it, from others, are unread);
 //! - `k` || name -> one of this node's person's circles (`circle.rs`);
 //! - `e` || group || epoch and `l` || group || member || epoch -> the membership
-//!   history (`group_epochs.rs`).
+//!   history (`group_epochs.rs`);
+//! - `u` || peer || n -> the key share that queued request `n` for `peer` carries on an
+//!   Olm session, sealed with the pickle key, to seal it again on a new session;
+//! - `d` || person -> the latest device announcement known of a fellow member who is
+//!   not necessarily a mutual connection (its encoding), to seal key shares for them.
 //!
 //! Pickles are sealed before they get here. Plaintext is kept only for groups this
 //! node's person is in (or was in, for what was sent before it left: 20.7); a node that
@@ -35,6 +39,8 @@ const CIPHER: u8 = b'c';
 const HELD: u8 = b'h';
 const QUEUE: u8 = b'q';
 const READ: u8 = b'r';
+const UNSEALED: u8 = b'u';
+const PEER_DEVICES: u8 = b'd';
 const COUNTER: &[u8] = b"n";
 
 /// Largest stored value decoded here.
@@ -394,6 +400,68 @@ impl Store {
     /// Disk errors.
     pub fn group_unqueue(&self, peer: &[u8; 32], n: u64) -> Result<(), StoreError> {
         self.groups.remove(key(QUEUE, &[peer, &n.to_be_bytes()]))?;
+        Ok(())
+    }
+
+    /// Replaces the bytes of queued request `n` for `peer`, if it is still queued (not
+    /// flushed). Returns whether it was.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn group_requeue(&self, peer: &[u8; 32], n: u64, bytes: &[u8]) -> Result<bool, StoreError> {
+        let k = key(QUEUE, &[peer, &n.to_be_bytes()]);
+        if self.groups.get(&k)?.is_none() {
+            return Ok(false);
+        }
+        self.groups.insert(k, bytes)?;
+        Ok(true)
+    }
+
+    /// The sealed key share kept for queued request `n` of `peer`, if any.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn group_unsealed(&self, peer: &[u8; 32], n: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.groups.get(key(UNSEALED, &[peer, &n.to_be_bytes()]))?.map(|v| v.to_vec()))
+    }
+
+    /// Keeps (or, `None`, forgets) the sealed key share of queued request `n` of `peer`
+    /// (not flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_group_unsealed(
+        &self,
+        peer: &[u8; 32],
+        n: u64,
+        sealed: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let k = key(UNSEALED, &[peer, &n.to_be_bytes()]);
+        match sealed {
+            Some(bytes) => self.groups.insert(k, bytes)?,
+            None => self.groups.remove(k)?,
+        };
+        Ok(())
+    }
+
+    /// The device announcement kept for fellow member `person` (its encoding), if any.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn group_peer_devices(&self, person: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.groups.get(key(PEER_DEVICES, &[person]))?.map(|v| v.to_vec()))
+    }
+
+    /// Keeps the device announcement of fellow member `person` (not flushed).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn set_group_peer_devices(
+        &self,
+        person: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.groups.insert(key(PEER_DEVICES, &[person]), bytes)?;
         Ok(())
     }
 

@@ -1,10 +1,14 @@
 //! The `/kith/group/1` exchange between members of a group (`docs/protocol.md`, 20.6).
 //!
-//! A request carries one of three things:
-//! - a [`Control`] message (a membership epoch, a Megolm key share, a leave notice),
-//!   sealed for the recipient with the `/kith/dm/1` construction
+//! A request carries one of four things:
+//! - a [`Control`] message (a membership epoch, a leave notice, a member's device
+//!   announcement passed on by the creator; from nodes before issue #19's Olm shares, a
+//!   Megolm key share), sealed for the recipient with the `/kith/dm/1` construction
 //!   ([`Sealed::seal_body_with`]), which proves who sent it and hides it from everyone
 //!   else;
+//! - a Megolm key share ([`OlmShare`]) inside an Olm envelope of `/kith/dm/2` (forward
+//!   secret), with the sender's device announcement so that a member who is not a
+//!   mutual connection can check the sender's device ([`GroupRequest::Olm`]);
 //! - a [`GroupMessage`] (Megolm ciphertext, nothing but a session tag in the clear);
 //! - a question for the history of a group the asker is a member of, answered with the
 //!   newest ciphertexts the answering member holds (at most [`MAX_HISTORY_MESSAGES`]).
@@ -25,7 +29,10 @@ use crate::{
     codec,
     dm::{PairKeys, Sealed},
     identity::{AuthorId, Keypair},
-    limits::MAX_SEALED_BYTES,
+    limits::{MAX_DEVICE_ANNOUNCEMENT_BYTES, MAX_ENVELOPE_BYTES, MAX_SEALED_BYTES},
+    olm::{envelope::Envelope, prekey::Announcement},
+    record::RecordKind,
+    VerifiedRecord,
 };
 
 /// The libp2p protocol name of the exchange.
@@ -61,7 +68,39 @@ pub enum Control {
     /// The sender's Megolm session key for one of their circles (posts for chosen
     /// friends): `group` is the circle's id, known to its members only.
     CircleShare(SessionShare),
+    /// A member's latest `Devices` record (the encoding of a signed record of kind
+    /// `Devices`), passed on by the group's creator, so that members who are not each
+    /// other's mutual connections can start Olm sessions between their devices. It is
+    /// checked by its author's signature and certificates, not by who passed it on.
+    Devices(Vec<u8>),
 }
+
+/// A Megolm key share as an Olm message carries it (`olm::inner::Inner::GroupShare`,
+/// inner kind 3): a group's (`circle` false) or a circle's.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct OlmShare {
+    /// Whether `share.group` is one of the sender's circles rather than a group.
+    pub circle: bool,
+    /// The share.
+    pub share: SessionShare,
+}
+
+/// Largest encoded [`OlmShare`].
+pub const MAX_OLM_SHARE_BYTES: usize = 1 + MAX_SHARE_BYTES;
+
+impl OlmShare {
+    /// The checks of [`SessionShare::from_bytes`] (version, key length).
+    ///
+    /// # Errors
+    /// [`GroupError::TooLarge`], [`GroupError::Malformed`].
+    pub fn check(&self) -> Result<(), GroupError> {
+        SessionShare::from_bytes(&self.share.to_bytes()?).map(|_| ())
+    }
+}
+
+// A member's largest announcement record fits a control message: the record's other
+// fields (author, seq, prev, timestamp, kind) and its signature take under 256 bytes.
+const _: () = assert!(1 + 8 + MAX_DEVICE_ANNOUNCEMENT_BYTES + 256 <= MAX_CONTROL_BYTES);
 
 /// A control message opened and checked (signatures verified, shapes checked).
 #[derive(Clone, Debug)]
@@ -74,6 +113,8 @@ pub enum Opened {
     Leave(Leave),
     /// A circle's key share (whether it may be used is the receiver's decision).
     CircleShare(SessionShare),
+    /// A person's `Devices` record: its signature and certificates verify.
+    Devices(VerifiedRecord),
 }
 
 impl Control {
@@ -110,9 +151,24 @@ impl Control {
             Self::CircleShare(share) => {
                 Opened::CircleShare(SessionShare::from_bytes(&share.to_bytes()?)?)
             }
+            Self::Devices(bytes) => Opened::Devices(devices_record(&bytes)?),
         };
         Ok((sealed.sender, opened))
     }
+}
+
+/// A signed `Devices` record from outside, verified (signature, certificates of its
+/// author, fallback keys).
+///
+/// # Errors
+/// [`GroupError::Malformed`] for anything else or anything that does not verify.
+pub fn devices_record(bytes: &[u8]) -> Result<VerifiedRecord, GroupError> {
+    let record =
+        VerifiedRecord::from_bytes(bytes).map_err(|e| GroupError::Malformed(e.to_string()))?;
+    if !matches!(record.record().kind, RecordKind::Devices(_)) {
+        return Err(GroupError::Malformed("not a device announcement".into()));
+    }
+    Ok(record)
 }
 
 /// A request on `/kith/group/1`. The variant order is part of the wire format.
@@ -127,7 +183,22 @@ pub enum GroupRequest {
         /// The group.
         group: GroupId,
     },
+    /// A key share on an Olm session between the sender's device and the recipient's
+    /// (`Inner::GroupShare`), with the sender's current device announcement (its
+    /// certificates are signed by the sender's identity key; the recipient may not hold
+    /// the sender's `Devices` record, not being a mutual connection).
+    Olm {
+        /// The Olm envelope, for one device of the recipient.
+        envelope: Envelope,
+        /// The sender's devices, for the recipient to check the sender device and to
+        /// answer on a session with it.
+        devices: Announcement,
+    },
 }
+
+// An Olm request fits the request limit.
+const _: () =
+    assert!(1 + MAX_ENVELOPE_BYTES + MAX_DEVICE_ANNOUNCEMENT_BYTES <= MAX_GROUP_REQUEST_BYTES);
 
 /// The answer on `/kith/group/1`. The variant order is part of the wire format.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -140,6 +211,12 @@ pub enum GroupReply {
     Refused(String),
     /// The answer to [`GroupRequest::History`], oldest first.
     History(Vec<GroupMessage>),
+    /// The answer to a [`GroupRequest::Olm`] that no session of the recipient opens (a
+    /// lost session, a prekey rotated and forgotten, another device, a spent message
+    /// key whose share was not kept): the sender drops its sessions with that device and
+    /// seals the share again on a new session, on the recipient's current device and
+    /// fallback key given here (when it has one).
+    NewSession(Option<Announcement>),
 }
 
 impl GroupRequest {
@@ -164,6 +241,10 @@ impl GroupRequest {
             }
             Self::Message(message) => message.check()?,
             Self::History { .. } => {}
+            Self::Olm { envelope, devices } => {
+                Envelope::from_bytes(&envelope.to_bytes()?)?;
+                devices.check_shape()?;
+            }
         }
         Ok(request)
     }
@@ -198,6 +279,7 @@ impl GroupReply {
             Self::Refused(reason) if reason.len() > 200 => {
                 return Err(GroupError::Malformed("over-long reason".into()));
             }
+            Self::NewSession(Some(devices)) => devices.check_shape()?,
             _ => {}
         }
         Ok(reply)

@@ -1,8 +1,9 @@
 //! What a `/kith/dm/2` plaintext carries after its [`super::envelope::InnerHead`]: one
 //! byte naming the kind, then the kind's body. Kinds are the extension point of the
 //! exchange: a message (the [`crate::dm::Plain`] of `/kith/dm/1`), an end-to-end
-//! delivery receipt (which may travel back through mailboxes, issue #18), and later more
-//! (group control messages, issue #19). A receiver refuses a kind it does not know.
+//! delivery receipt (which may travel back through mailboxes, issue #18), a repair
+//! request, a group or circle key share (issue #19, on `/kith/group/1`). A receiver
+//! refuses a kind it does not know.
 //!
 //! Add a kind by adding a variant to [`Inner`] and to [`InnerKind`] (the number is the
 //! next free one, never a reused one), its body's encoding in [`Inner::encode_body`] and
@@ -13,6 +14,7 @@ use bincode::{Decode, Encode};
 use crate::{
     codec,
     dm::{DmError, MessageId, Plain, MAX_PADDED_BYTES},
+    group::wire::{OlmShare, MAX_OLM_SHARE_BYTES},
 };
 
 /// Most message ids one receipt acknowledges.
@@ -28,6 +30,8 @@ pub const INNER_KIND_LEN: usize = 1;
 const _: () = assert!(4 + MAX_RECEIPT_IDS * 17 <= MAX_PADDED_BYTES);
 // So does a repair request of the most digests.
 const _: () = assert!(16 + 8 + MAX_REPAIR_DIGESTS * 32 <= MAX_PADDED_BYTES);
+// And a group key share.
+const _: () = assert!(MAX_OLM_SHARE_BYTES <= MAX_PADDED_BYTES);
 
 /// The kind byte of an inner body. Its value is part of the wire format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +43,8 @@ pub enum InnerKind {
     Receipt = 1,
     /// A repair request: envelopes that did not open.
     Repair = 2,
+    /// A group's or circle's Megolm key share (`/kith/group/1`, issue #19).
+    GroupShare = 3,
 }
 
 impl InnerKind {
@@ -48,6 +54,7 @@ impl InnerKind {
             0 => Some(Self::Message),
             1 => Some(Self::Receipt),
             2 => Some(Self::Repair),
+            3 => Some(Self::GroupShare),
             _ => None,
         }
     }
@@ -84,6 +91,9 @@ pub enum Inner {
     Receipt(Receipt),
     /// A repair request for envelopes of the person it is sealed for.
     Repair(Repair),
+    /// A Megolm key share of a group or circle, sent on `/kith/group/1` (never on
+    /// `/kith/dm/2`, whose receivers refuse it).
+    GroupShare(OlmShare),
 }
 
 impl Inner {
@@ -93,6 +103,7 @@ impl Inner {
             Self::Message(_) => InnerKind::Message,
             Self::Receipt(_) => InnerKind::Receipt,
             Self::Repair(_) => InnerKind::Repair,
+            Self::GroupShare(_) => InnerKind::GroupShare,
         }
     }
 
@@ -117,6 +128,7 @@ impl Inner {
                 DmError::Malformed(format!("repair of more than {MAX_REPAIR_DIGESTS} envelopes")),
             ),
             Self::Repair(_) => Ok(()),
+            Self::GroupShare(share) => share.check().map_err(|e| DmError::Malformed(e.to_string())),
         }
     }
 
@@ -135,6 +147,11 @@ impl Inner {
             Self::Repair(repair) => {
                 let mut out = vec![InnerKind::Repair as u8];
                 out.extend_from_slice(&codec::encode(repair)?);
+                Ok(out)
+            }
+            Self::GroupShare(share) => {
+                let mut out = vec![InnerKind::GroupShare as u8];
+                out.extend_from_slice(&codec::encode(share)?);
                 Ok(out)
             }
         }
@@ -163,6 +180,9 @@ impl Inner {
             }
             Some(InnerKind::Repair) => {
                 Self::Repair(codec::decode::<Repair, MAX_PADDED_BYTES>(body)?)
+            }
+            Some(InnerKind::GroupShare) => {
+                Self::GroupShare(codec::decode::<OlmShare, MAX_OLM_SHARE_BYTES>(body)?)
             }
             None => return Err(malformed(&format!("unknown inner kind {kind}"))),
         };
@@ -193,7 +213,18 @@ mod tests {
         });
         let receipt = Inner::Receipt(Receipt { ids: vec![id(2), id(3)] });
         let repair = Inner::Repair(Repair { id: id(4), digests: vec![[5; 32], [6; 32]] });
-        for inner in [message, receipt, repair] {
+        let share = Inner::GroupShare(OlmShare {
+            circle: true,
+            share: crate::group::SessionShare {
+                version: crate::group::GROUP_VERSION,
+                group: crate::group::GroupId::from_bytes([7; 16]),
+                epoch: 3,
+                sender: crate::identity::Keypair::from_secret_bytes(&[8; 32]).id(),
+                exported: false,
+                key: vec![9; 40],
+            },
+        });
+        for inner in [message, receipt, repair, share] {
             let bytes = inner.encode_body().unwrap();
             assert_eq!(bytes[0], inner.kind() as u8);
             assert_eq!(Inner::decode_body(&bytes).unwrap(), inner);

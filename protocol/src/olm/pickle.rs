@@ -119,4 +119,21 @@ impl PickleKey {
         );
         serde_json::from_slice(&json).map_err(|_| OlmError::Pickle)
     }
+
+    /// Seals `bytes` under `label` as a pickle (other state at rest: a group key share
+    /// kept to be sealed again on a new Olm session, issue #19).
+    ///
+    /// # Errors
+    /// [`OlmError::Random`], [`OlmError::TooLarge`].
+    pub fn seal_bytes(&self, label: &[u8], bytes: &[u8]) -> Result<Vec<u8>, OlmError> {
+        self.seal_json(label, &bytes)
+    }
+
+    /// Opens what [`PickleKey::seal_bytes`] sealed under `label`.
+    ///
+    /// # Errors
+    /// [`OlmError::Pickle`] for a wrong key, label or changed bytes; [`OlmError::TooLarge`].
+    pub fn open_bytes(&self, label: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OlmError> {
+        self.open_json::<Vec<u8>>(label, sealed).map(Zeroizing::new)
+    }
 }

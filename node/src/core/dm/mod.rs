@@ -189,6 +189,36 @@ impl Dm {
         Ok(Some(RecordKind::Devices(wanted)))
     }
 
+    /// Lends this node's device (loaded; or made, when `create` and there is none) to
+    /// the group concern for one input (issue #19: group key shares on Olm sessions); it
+    /// comes back with [`Dm::return_device`] before anything else uses it. `None` when
+    /// there is none.
+    pub(crate) fn lend_device(
+        &mut self,
+        cx: &Context,
+        create: bool,
+        now: u64,
+    ) -> Option<device::Local> {
+        let stored = || cx.store.olm_device().ok().flatten().is_some();
+        if self.device.is_none() && (create || stored()) {
+            self.device_wanted = true;
+            let _ = self.check_device(cx, create, false, now);
+        }
+        self.device.take()
+    }
+
+    /// The device lent by [`Dm::lend_device`] comes back. `wanted`: its account changed
+    /// (a session started from its keys: a used fallback key is rotated and announced),
+    /// or, when none was lent, the group concern wants one made (this node joined a
+    /// group).
+    pub(crate) fn return_device(&mut self, local: Option<device::Local>, wanted: bool) {
+        let lent = local.is_some();
+        if lent {
+            self.device = local;
+        }
+        self.device_wanted |= wanted || (lent && !self.announced);
+    }
+
     /// `msg send`: admission, seal, store with its outbox entry, then its lane starts
     /// (unless busy: it takes the message in its turn). Answered later.
     pub(crate) fn handle_send(

@@ -189,6 +189,10 @@ impl Dm {
             Inner::Repair(repair) => {
                 self.take_repair(cx, sender, repair.id, &repaired, now, effects)
             }
+            // A group key share belongs on `/kith/group/1` (issue #19).
+            Inner::GroupShare(_) => {
+                Received::Refused(refusal(None, "a group key share on /kith/dm/2"))
+            }
         };
         if let Received::Kept(id) = &received {
             if cx.store.set_olm_received(&digest, id.as_bytes(), now).is_err() {

@@ -6,7 +6,8 @@
 //! to it encrypts the post with the author's Megolm outbound session for the circle (as
 //! for a group only the author sends to) and publishes the ciphertext as an ordinary
 //! record of the author's log ([`kith_protocol::RecordKind::Private`]). The session's key
-//! goes to each member as a sealed [`Control::CircleShare`] on `/kith/group/1`, through
+//! goes to each member in an Olm message on `/kith/group/1` ([`OlmShare`], `olm.rs`;
+//! sealed with `/kith/dm/1` only while the member's device is unknown), through
 //! the group outbox (queued per member, retried, sent when they connect). A member added
 //! later gets the session as it is then (reads from then on); a removal starts a new
 //! epoch, so the next post makes a new session whose key the removed member never gets.
@@ -20,7 +21,7 @@ use kith_protocol::{
     dm::{MessageId, Plain},
     group::{
         megolm::{Inbound, SessionShare, SessionTag},
-        wire::Control,
+        wire::OlmShare,
         GroupId, Outbound, MAX_GROUP_MEMBERS,
     },
     limits::MAX_NAME_BYTES,
@@ -93,7 +94,8 @@ impl Groups {
         state.members.sort_unstable();
         cx.store.set_circle(name, &state)?;
         if let Some(out) = self.outbound(cx, &state.id, state.epoch, now)? {
-            self.queue_control(cx, member, &Control::CircleShare(out.share(&cx.me)))?;
+            let share = OlmShare { circle: true, share: out.share(&cx.me) };
+            self.queue_share(cx, member, share, now)?;
             return Ok(vec![*member.as_bytes()]);
         }
         Ok(Vec::new())
@@ -139,7 +141,8 @@ impl Groups {
                 self.keep_own(cx, &share)?;
                 for member in &state.members {
                     let Ok(peer) = AuthorId::from_bytes(*member) else { continue };
-                    self.queue_control(cx, &peer, &Control::CircleShare(share.clone()))?;
+                    let olm = OlmShare { circle: true, share: share.clone() };
+                    self.queue_share(cx, &peer, olm, now)?;
                     start.push(*member);
                 }
                 out

@@ -9,7 +9,7 @@ use kith_protocol::{
     group::{
         megolm::{GroupMessage, Inbound, SessionTag},
         membership::Group,
-        wire::{Control, GroupRequest},
+        wire::{GroupRequest, OlmShare},
     },
     AuthorId,
 };
@@ -25,6 +25,7 @@ impl Groups {
         cx: &Context,
         group: &Group,
         member: &AuthorId,
+        now: u64,
     ) -> Result<(), ApiError> {
         let gid = group.id();
         let mut shares = Vec::new();
@@ -37,7 +38,7 @@ impl Groups {
             }
         }
         for share in shares {
-            self.queue_control(cx, member, &Control::Share(share))?;
+            self.queue_share(cx, member, OlmShare { circle: false, share }, now)?;
         }
         let internal = |e: kith_protocol::group::GroupError| ApiError::internal(e.to_string());
         for bytes in cx.store.group_ciphertexts(gid.as_bytes(), MAX_KEPT_CIPHERTEXTS)? {

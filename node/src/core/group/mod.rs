@@ -19,6 +19,7 @@
 mod admission;
 mod circle;
 mod history;
+mod olm;
 mod ops;
 mod receive;
 mod send;
@@ -66,6 +67,8 @@ pub(crate) struct Groups {
     /// Live posts of circle posts that a key taken since the last flush opens (given
     /// once it is flushed, with whatever else waits for that flush).
     opened: Vec<Effect>,
+    /// Key shares on Olm sessions (issue #19).
+    shares: olm::Shares,
 }
 
 /// A group as stored, opened.

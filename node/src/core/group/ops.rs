@@ -206,7 +206,7 @@ impl Groups {
         let start = self.announce(cx, &group, &removed)?;
         if let Some(member) = history {
             // After the epoch that adds them, in their queue.
-            self.give_history(cx, &group, &member)?;
+            self.give_history(cx, &group, &member, now)?;
         }
         Ok((GroupAnswer::Done, start))
     }
@@ -255,6 +255,10 @@ impl Groups {
         let mut start = Vec::new();
         for peer in Self::others(cx, group).iter().chain(also) {
             self.queue_control(cx, peer, &control)?;
+            if group.is_member(peer) {
+                // The creator passes on the members' device announcements (issue #19).
+                let _ = self.relay_devices(cx, group, peer)?;
+            }
             start.push(*peer.as_bytes());
         }
         Ok(start)

@@ -33,6 +33,8 @@ const COLLECT_EVERY_MS: u64 = 10_000;
 enum NotTaken {
     Refused(String),
     Later,
+    /// An Olm key share no session opens: sealed again by the sender (issue #19).
+    NewSession(Option<kith_protocol::olm::prekey::Announcement>),
 }
 
 impl From<ApiError> for NotTaken {
@@ -117,6 +119,9 @@ impl Groups {
                 }
                 effects
             }
+            Err(NotTaken::NewSession(devices)) => {
+                vec![respond(reply, &GroupReply::NewSession(devices))]
+            }
             Err(NotTaken::Refused(reason)) => {
                 tracing::info!(peer = %sender, %reason, "group request refused");
                 let mut reason = reason;
@@ -139,6 +144,9 @@ impl Groups {
             GroupRequest::Control(sealed) => self.take_control(cx, sender, &sealed, now),
             GroupRequest::Message(message) => self.take_message(cx, Some(sender), &message, now),
             GroupRequest::History { .. } => Err(NotTaken::Refused("not a deposit".into())),
+            GroupRequest::Olm { envelope, devices } => {
+                self.take_olm(cx, sender, &envelope, &devices, now)
+            }
         }
     }
 
@@ -192,6 +200,12 @@ impl Groups {
                         done.push(id);
                     }
                     Err(NotTaken::Later) => waiting.push((id, sender, request)),
+                    Err(NotTaken::NewSession(_)) => {
+                        // Not opened here: the sender's lane keeps it and sends it
+                        // directly, where it is sealed again.
+                        tracing::info!(peer = %sender, "a deposited key share does not open");
+                        done.push(id);
+                    }
                 }
             }
             later = waiting;
@@ -235,12 +249,58 @@ impl Groups {
             Opened::Membership(membership) => self.take_membership(cx, membership),
             Opened::Share(share) => self.take_share(cx, sender, &share),
             Opened::Leave(leave) => self.take_leave(cx, sender, &leave, now),
-            Opened::CircleShare(share) => match self.take_circle_share(cx, sender, &share) {
+            Opened::CircleShare(share) => self.take_any_share(cx, sender, true, &share),
+            Opened::Devices(record) => match self.take_devices(cx, sender, &record) {
                 Ok(new) => Ok(Taken { changed: new, start: Vec::new(), note: None }),
-                Err(super::circle::CircleRefusal::Refused(why)) => Err(NotTaken::Refused(why)),
-                Err(super::circle::CircleRefusal::Later) => Err(NotTaken::Later),
+                Err(why) => Err(NotTaken::Refused(why)),
             },
         }
+    }
+
+    /// A group's or a circle's key share from `sender`.
+    fn take_any_share(
+        &mut self,
+        cx: &Context,
+        sender: &AuthorId,
+        circle: bool,
+        share: &SessionShare,
+    ) -> Result<Taken, NotTaken> {
+        if !circle {
+            return self.take_share(cx, sender, share);
+        }
+        match self.take_circle_share(cx, sender, share) {
+            Ok(new) => Ok(Taken { changed: new, start: Vec::new(), note: None }),
+            Err(super::circle::CircleRefusal::Refused(why)) => Err(NotTaken::Refused(why)),
+            Err(super::circle::CircleRefusal::Later) => Err(NotTaken::Later),
+        }
+    }
+
+    /// A key share on an Olm session (issue #19, `olm.rs`): opened, taken like one
+    /// sealed with `/kith/dm/1`, and the session's new state kept unless it must wait.
+    fn take_olm(
+        &mut self,
+        cx: &Context,
+        sender: &AuthorId,
+        envelope: &kith_protocol::olm::envelope::Envelope,
+        devices: &kith_protocol::olm::prekey::Announcement,
+        now: u64,
+    ) -> Result<Taken, NotTaken> {
+        use super::olm::NotOpened;
+        let opened = match self.open_share(cx, sender, envelope, devices, now) {
+            Ok(opened) => opened,
+            Err(NotOpened::Known) => return Ok(Taken::default()),
+            Err(NotOpened::Later) => return Err(NotTaken::Later),
+            Err(NotOpened::Refused(why)) => return Err(NotTaken::Refused(why)),
+            Err(NotOpened::NewSession(mine)) => return Err(NotTaken::NewSession(mine)),
+        };
+        let share = opened.share.share.clone();
+        let taken = self.take_any_share(cx, sender, opened.share.circle, &share);
+        if matches!(taken, Err(NotTaken::Later)) {
+            // Opened again when it comes again.
+            return taken;
+        }
+        self.commit_share(cx, &opened, now)?;
+        taken.map(|t| Taken { changed: true, ..t })
     }
 
     /// The creator's epoch of a group: a new group this node's person is put in (by
@@ -260,6 +320,8 @@ impl Groups {
                 return Err(NotTaken::Refused("a group from someone you do not follow".into()));
             }
             save(cx, &Group::new(membership))?;
+            // Fellow members seal their key shares for this node's device (issue #19).
+            self.want_device();
             return Ok(Taken { changed: true, start: Vec::new(), note: None });
         };
         match group.apply(membership) {

@@ -5,7 +5,7 @@ use kith_protocol::{
     dm::{MessageId, Plain},
     group::{
         membership::Group,
-        wire::{self, Control, GroupReply, GroupRequest},
+        wire::{self, GroupReply, GroupRequest, OlmShare},
         Outbound,
     },
     mailbox::sealed,
@@ -38,9 +38,9 @@ impl Groups {
                 let out = Outbound::new(gid, group.epoch(), now);
                 let share = out.share(&cx.me);
                 self.keep_own(cx, &share)?;
-                let share = Control::Share(share);
                 for peer in &others {
-                    self.queue_control(cx, peer, &share)?;
+                    let share = OlmShare { circle: false, share: share.clone() };
+                    self.queue_share(cx, peer, share, now)?;
                 }
                 out
             }
@@ -177,7 +177,7 @@ impl Groups {
         self.deposit_from(cx, peer, n.saturating_add(1), now)
     }
 
-    fn stop_lane(&mut self, peer: [u8; 32], now: u64) -> Vec<Effect> {
+    pub(super) fn stop_lane(&mut self, peer: [u8; 32], now: u64) -> Vec<Effect> {
         self.depositing.remove(&peer);
         match self.lanes.finish(peer, false, now) {
             Some(at) => vec![Effect::Schedule { at, timer: Timer::GroupOutbox }],
@@ -188,7 +188,7 @@ impl Groups {
     /// How delivering queued request `n` to `peer` went.
     pub(crate) fn handle_delivered(
         &mut self,
-        cx: &Context,
+        cx: &mut Context,
         peer: &AuthorId,
         n: u64,
         result: Result<Vec<u8>, String>,
@@ -206,6 +206,7 @@ impl Groups {
                 tracing::info!(%peer, reason = %reason.chars().take(200).collect::<String>(), "a member refused a group request");
             }
             Ok(GroupReply::Later | GroupReply::History(_)) => return self.stop_lane(key, now),
+            Ok(GroupReply::NewSession(devices)) => return self.renew(cx, peer, n, devices, now),
             Err(error) => {
                 // Not reached: what is queued for it goes to its mailboxes too, if any.
                 tracing::debug!(%peer, %error, "a member was not reached");
@@ -214,6 +215,7 @@ impl Groups {
         }
         // Answered (whichever path brought it first): done with.
         self.deposited.remove(&(key, n));
+        self.share_done(cx, &key, n);
         if let Err(error) = cx.store.group_unqueue(&key, n) {
             tracing::error!(%error, "cannot update the group outbox");
             return self.stop_lane(key, now);
@@ -243,19 +245,14 @@ impl Groups {
         now: u64,
     ) -> Vec<Effect> {
         let key = *peer.as_bytes();
-        // Here now: what is queued goes directly again (at once, if a pass is under way).
-        self.lanes.nudge(&key);
-        let mut effects = match cx.store.group_queue_next(&key) {
-            Ok(Some(_)) if !self.lanes.busy(&key) => self.next_in_lane(cx, key, now),
-            _ => Vec::new(),
-        };
         let groups = match cx.store.groups() {
             Ok(groups) => groups,
             Err(error) => {
                 tracing::error!(%error, "cannot read groups");
-                return effects;
+                Vec::new()
             }
         };
+        let mut asks = Vec::new();
         for (id, state) in groups {
             if !state.active {
                 continue;
@@ -264,11 +261,23 @@ impl Groups {
             if !loaded.group.is_member(peer) || *peer == cx.me {
                 continue;
             }
+            // Members' device announcements that changed since they were passed on (a
+            // creator only; sealed with `/kith/dm/1`, nothing to flush first).
+            if let Err(error) = self.relay_devices(cx, &loaded.group, peer) {
+                tracing::warn!(%error, "cannot pass on device announcements");
+            }
             let group = loaded.group.id();
             if let Ok(bytes) = (GroupRequest::History { group }).to_bytes() {
-                effects.push(Effect::GroupAsk { peer: *peer, group: id, bytes });
+                asks.push(Effect::GroupAsk { peer: *peer, group: id, bytes });
             }
         }
+        // Here now: what is queued goes directly again (at once, if a pass is under way).
+        self.lanes.nudge(&key);
+        let mut effects = match cx.store.group_queue_next(&key) {
+            Ok(Some(_)) if !self.lanes.busy(&key) => self.next_in_lane(cx, key, now),
+            _ => Vec::new(),
+        };
+        effects.extend(asks);
         effects
     }
 }

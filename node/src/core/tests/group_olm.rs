@@ -1,0 +1,262 @@
+//! Group key shares on Olm sessions between member devices (issue #19): between members
+//! who are not mutual connections (through the creator's passed-on announcements) and
+//! between mutual ones; forged announcements, replays, another device, and a share that
+//! does not open sealed again on a new session.
+
+use kith_protocol::{
+    codec,
+    dm::PairKeys,
+    group::{
+        wire::{Control, GroupReply, GroupRequest, Opened},
+        GroupId,
+    },
+    olm::prekey::Announcement,
+    record::{SignedRecord, RECORD_DOMAIN},
+};
+
+use super::{group::World, *};
+use crate::core::group::GroupOp;
+
+/// `f`'s latest `Devices` record, as it travels.
+fn devices_record(f: &Fixture) -> VerifiedRecord {
+    let store = f.core.store();
+    let stored = store.devices(&f.core.me()).unwrap().expect("a device announcement");
+    VerifiedRecord::from_bytes(&store.get_bytes(&stored.id).unwrap().unwrap()).unwrap()
+}
+
+fn announcement(record: &VerifiedRecord) -> Announcement {
+    match &record.record().kind {
+        RecordKind::Devices(a) => a.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Node `i` connects to node `to`: what follows is delivered.
+fn connect(w: &mut World, i: usize, to: usize) {
+    let peer = w.id(to).to_peer_id().unwrap();
+    let first = w.nodes[i].handle(Input::Connected { peer }, w.now);
+    let effects = w.nodes[i].settle(first, w.now);
+    w.pump(i, effects);
+}
+
+/// Nodes 0 (creator), 1 and 2 in a group; 1 and 2 do not follow each other. Every node
+/// made its device (on the group's first requests); the mutual connections (0 with 1,
+/// 0 with 2) replicate each other's `Devices` records, and the creator passes on 1's
+/// to 2 and 2's to 1 when they connect.
+fn three_with_devices() -> (World, GroupId) {
+    let mut w = World::new(3);
+    let members = vec![w.id(1), w.id(2)];
+    let answer = w.op(0, GroupOp::Create { name: "friends".into(), members }).unwrap();
+    let crate::core::group::GroupAnswer::Created(group) = answer else { panic!("not created") };
+    for (from, to) in [(0, 1), (0, 2), (1, 0), (2, 0)] {
+        let record = devices_record(&w.nodes[from]);
+        w.nodes[to].core.store().insert(&record).unwrap();
+    }
+    connect(&mut w, 0, 1);
+    connect(&mut w, 0, 2);
+    (w, group)
+}
+
+/// The requests from node `from` to node `to` so far, decoded.
+fn requests(w: &World, from: usize, to: usize) -> Vec<GroupRequest> {
+    w.sent
+        .iter()
+        .filter(|(f, t, _)| *f == from && *t == to)
+        .map(|(_, _, bytes)| GroupRequest::from_bytes(bytes).unwrap())
+        .collect()
+}
+
+/// What the sealed control messages from `from` to `to` said.
+fn controls(w: &World, from: usize, to: usize) -> Vec<Opened> {
+    let keys = Keypair::from_secret_bytes(&[u8::try_from(to).unwrap() + 1; 32]);
+    let pair = PairKeys::new(&keys, &w.id(from)).unwrap();
+    requests(w, from, to)
+        .into_iter()
+        .filter_map(|r| match r {
+            GroupRequest::Control(sealed) => Some(Control::open(&sealed, &keys, &pair).unwrap().1),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Olm requests (key shares) from `from` to `to`, encoded.
+fn olm_shares(w: &World, from: usize, to: usize) -> Vec<Vec<u8>> {
+    w.sent
+        .iter()
+        .filter(|(f, t, bytes)| {
+            *f == from
+                && *t == to
+                && matches!(GroupRequest::from_bytes(bytes), Ok(GroupRequest::Olm { .. }))
+        })
+        .map(|(_, _, bytes)| bytes.clone())
+        .collect()
+}
+
+fn inbound_count(w: &World, i: usize) -> usize {
+    w.nodes[i].core.store().group_inbounds().unwrap().len()
+}
+
+#[test]
+fn members_who_do_not_follow_each_other_share_keys_on_olm_through_the_creators_announcements() {
+    let (mut w, group) = three_with_devices();
+    // The creator passed on each member's announcement to the other one.
+    let passed = |w: &World, to: usize, of: usize| {
+        controls(w, 0, to)
+            .iter()
+            .any(|c| matches!(c, Opened::Devices(r) if r.record().author == w.id(of)))
+    };
+    assert!(passed(&w, 1, 2) && passed(&w, 2, 1));
+    w.send(1, group, "one");
+    w.now += 1_000;
+    w.send(2, group, "two");
+    for i in 0..3 {
+        assert_eq!(w.texts(i, group), ["one", "two"], "node {i}");
+    }
+    // The keys went on Olm sessions, each way, and never sealed with `/kith/dm/1`.
+    for (from, to) in [(1, 2), (2, 1), (1, 0), (2, 0)] {
+        assert_eq!(olm_shares(&w, from, to).len(), 1, "{from} -> {to}");
+        let old = controls(&w, from, to);
+        assert!(!old.iter().any(|c| matches!(c, Opened::Share(_))), "{from} -> {to}");
+    }
+}
+
+#[test]
+fn mutual_connections_share_keys_on_olm() {
+    let (mut w, group) = three_with_devices();
+    w.send(0, group, "from the creator");
+    assert_eq!(w.texts(1, group), ["from the creator"]);
+    assert_eq!(w.texts(2, group), ["from the creator"]);
+    assert_eq!(olm_shares(&w, 0, 1).len(), 1);
+    assert_eq!(olm_shares(&w, 0, 2).len(), 1);
+    assert!(!controls(&w, 0, 1).iter().any(|c| matches!(c, Opened::Share(_))));
+}
+
+#[test]
+fn forged_announcements_are_refused_and_kept_nowhere() {
+    let (mut w, group) = three_with_devices();
+    let stranger = Keypair::from_secret_bytes(&[9; 32]);
+    let theirs = devices_record(&w.nodes[2]);
+    // Devices certified by another identity (the stranger's own device).
+    let forged_devices = {
+        let mut other = World::new(2);
+        let members = vec![other.id(1)];
+        other.op(0, GroupOp::Create { name: "x".into(), members }).unwrap();
+        announcement(&devices_record(&other.nodes[0]))
+    };
+    // 1. A `Devices` record of node 2 carrying them, signed by node 2's key all the
+    //    same, passed on by the creator: it does not verify.
+    let mut record = theirs.record().clone();
+    record.kind = RecordKind::Devices(forged_devices.clone());
+    let signature =
+        Keypair::from_secret_bytes(&[3; 32]).sign(RECORD_DOMAIN, &codec::encode(&record).unwrap());
+    let forged = codec::encode(&SignedRecord { record, signature }).unwrap();
+    let (reply, _) = w.request(0, 1, w.sealed(1, 1, &Control::Devices(forged)));
+    assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
+    // 2. Node 2's genuine record passed on by someone who is not the creator of a group
+    //    with them: refused.
+    w.nodes.push(Fixture::new(9));
+    let pair = PairKeys::new(&stranger, &w.id(1)).unwrap();
+    let control = Control::Devices(theirs.bytes().to_vec());
+    let request = GroupRequest::Control(control.seal(&stranger, &pair).unwrap());
+    let (reply, _) = w.request(3, 1, request.to_bytes().unwrap());
+    assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
+    // 3. An Olm share whose announcement is of another identity: refused, nothing kept.
+    w.send(1, group, "one");
+    let bytes = olm_shares(&w, 1, 2).remove(0);
+    let GroupRequest::Olm { envelope, .. } = GroupRequest::from_bytes(&bytes).unwrap() else {
+        unreachable!()
+    };
+    let before = inbound_count(&w, 2);
+    let forged = GroupRequest::Olm { envelope, devices: forged_devices }.to_bytes().unwrap();
+    let (reply, _) = w.request(1, 2, forged);
+    assert!(matches!(reply, GroupReply::Refused(_)), "{reply:?}");
+    assert_eq!(inbound_count(&w, 2), before);
+}
+
+#[test]
+fn a_replayed_share_is_accepted_once_and_changes_nothing() {
+    let (mut w, group) = three_with_devices();
+    w.send(1, group, "one");
+    let bytes = olm_shares(&w, 1, 2).remove(0);
+    let before = inbound_count(&w, 2);
+    for _ in 0..2 {
+        let (reply, _) = w.request(1, 2, bytes.clone());
+        assert_eq!(reply, GroupReply::Accepted);
+        assert_eq!(inbound_count(&w, 2), before);
+    }
+    // After a restart too (its digest is kept).
+    w.nodes[2] = w.nodes[2].restart(3);
+    let (reply, _) = w.request(1, 2, bytes);
+    assert_eq!(reply, GroupReply::Accepted);
+    assert_eq!(inbound_count(&w, 2), before);
+    assert_eq!(w.texts(2, group), ["one"]);
+}
+
+#[test]
+fn a_share_for_one_device_is_not_opened_by_another() {
+    let (mut w, group) = three_with_devices();
+    w.send(1, group, "one");
+    let for_2 = olm_shares(&w, 1, 2).remove(0);
+    let before = inbound_count(&w, 0);
+    // Node 0 gets node 2's envelope: not for its device.
+    let (reply, _) = w.request(1, 0, for_2);
+    let GroupReply::NewSession(Some(theirs)) = reply else { panic!("{reply:?}") };
+    assert_eq!(theirs, announcement(&devices_record(&w.nodes[0])));
+    assert_eq!(inbound_count(&w, 0), before);
+}
+
+#[test]
+fn a_share_that_does_not_open_is_sealed_again_for_the_members_new_device() {
+    let (mut w, group) = three_with_devices();
+    // Node 2 loses its device (its pickle no longer opens): a new one is made.
+    let cert = w.nodes[2].core.store().olm_device().unwrap().unwrap().cert;
+    w.nodes[2].core.store().set_olm_device(b"lost", &cert).unwrap();
+    w.nodes[2].core.store().flush_blocking().unwrap();
+    w.nodes[2] = w.nodes[2].restart(3);
+    w.now += 60_000;
+    // Node 1 seals for the device it knows: node 2 makes a new device and answers
+    // `NewSession` (with its new announcement once it has one), and node 1 seals the
+    // key again until it is for the new device.
+    w.send(1, group, "after the loss");
+    assert_eq!(w.texts(2, group), ["after the loss"]);
+    let devices: Vec<_> = olm_shares(&w, 1, 2)
+        .iter()
+        .map(|b| match GroupRequest::from_bytes(b).unwrap() {
+            GroupRequest::Olm { envelope, .. } => envelope.recipient_device,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!((2..=4).contains(&devices.len()), "sent, then sealed again: {devices:?}");
+    assert_ne!(devices.first(), devices.last());
+    let new = w.nodes[2].core.store().olm_device().unwrap().unwrap();
+    let new = kith_protocol::olm::device::SignedCertificate::from_bytes(&new.cert).unwrap();
+    assert_eq!(devices.last(), Some(&new.id()));
+    // Nothing is left queued.
+    assert_eq!(w.nodes[1].core.store().group_queue_len(), 0);
+}
+
+#[test]
+fn a_members_announcement_gossiped_to_the_creator_is_passed_on_to_the_others() {
+    let mut w = World::new(3);
+    let members = vec![w.id(1), w.id(2)];
+    let answer = w.op(0, GroupOp::Create { name: "friends".into(), members }).unwrap();
+    let crate::core::group::GroupAnswer::Created(group) = answer else { panic!("not created") };
+    let creators = devices_record(&w.nodes[0]);
+    for member in [1, 2] {
+        w.nodes[member].core.store().insert(&creators).unwrap();
+        // The member's announcement reaches the creator as it would: by gossip.
+        let record = devices_record(&w.nodes[member]);
+        let keys = Keypair::from_secret_bytes(&[u8::try_from(member).unwrap() + 1; 32]);
+        let message = gossip(&keys, &Topic::Author(w.id(member)), &record);
+        let first = w.nodes[0].handle(Input::Gossip(vec![message]), w.now);
+        let effects = w.nodes[0].settle(first, w.now);
+        w.pump(0, effects);
+    }
+    let passed = controls(&w, 0, 2)
+        .iter()
+        .any(|c| matches!(c, Opened::Devices(r) if r.record().author == w.id(1)));
+    assert!(passed);
+    w.send(1, group, "one");
+    assert_eq!(w.texts(2, group), ["one"]);
+    assert_eq!(olm_shares(&w, 1, 2).len(), 1);
+}
