@@ -205,15 +205,20 @@ fn a_share_for_one_device_is_not_opened_by_another() {
     assert_eq!(inbound_count(&w, 0), before);
 }
 
-#[test]
-fn a_share_that_does_not_open_is_sealed_again_for_the_members_new_device() {
-    let (mut w, group) = three_with_devices();
-    // Node 2 loses its device (its pickle no longer opens): a new one is made.
+/// Node 2's device state no longer opens (lost), and node 2 restarts a minute later.
+fn lose_device(w: &mut World) {
     let cert = w.nodes[2].core.store().olm_device().unwrap().unwrap().cert;
     w.nodes[2].core.store().set_olm_device(b"lost", &cert).unwrap();
     w.nodes[2].core.store().flush_blocking().unwrap();
     w.nodes[2] = w.nodes[2].restart(3);
     w.now += 60_000;
+}
+
+#[test]
+fn a_share_that_does_not_open_is_sealed_again_for_the_members_new_device() {
+    let (mut w, group) = three_with_devices();
+    // Node 2 loses its device (its pickle no longer opens): a new one is made.
+    lose_device(&mut w);
     // Node 1 seals for the device it knows: node 2 makes a new device and answers
     // `NewSession` (with its new announcement once it has one), and node 1 seals the
     // key again until it is for the new device.
@@ -259,4 +264,49 @@ fn a_members_announcement_gossiped_to_the_creator_is_passed_on_to_the_others() {
     w.send(1, group, "one");
     assert_eq!(w.texts(2, group), ["one"]);
     assert_eq!(olm_shares(&w, 1, 2).len(), 1);
+}
+
+#[test]
+fn a_deposited_share_that_does_not_open_is_dropped_there_and_sealed_again_directly() {
+    let (mut w, group) = three_with_devices();
+    // Node 2 loses its device; node 1 sends while node 2 is away: its key share (for
+    // the lost device) and message wait in node 1's queue for node 2.
+    lose_device(&mut w);
+    w.nodes[1].next_answer += 1;
+    let answer = AnswerId(w.nodes[1].next_answer);
+    let op = GroupOp::Send { group, text: "while two was away".into() };
+    let first = w.nodes[1].handle(Input::Group { op, answer }, w.now);
+    let effects = w.nodes[1].settle(first, w.now);
+    let away = w.id(2);
+    let (to_2, to_0): (Vec<Effect>, Vec<Effect>) = effects
+        .into_iter()
+        .partition(|e| matches!(e, Effect::GroupDeliver { peer, .. } if *peer == away));
+    w.pump(1, to_0);
+    for effect in to_2 {
+        let Effect::GroupDeliver { peer, n, .. } = effect else { unreachable!() };
+        let failed = Input::GroupDelivered { peer, n, result: Err("not reached".into()) };
+        let first = w.nodes[1].handle(failed, w.now);
+        w.nodes[1].settle(first, w.now);
+    }
+    let queued = w.nodes[1].core.store().group_queue_next(away.as_bytes()).unwrap().unwrap();
+    assert!(matches!(GroupRequest::from_bytes(&queued.bytes), Ok(GroupRequest::Olm { .. })));
+    // The share reaches node 2 through a mailbox: it does not open there, and is
+    // acknowledged (not kept by the mailbox for ever); nothing is read yet.
+    let payload = kith_protocol::group::wire::deposit_payload(&queued.bytes);
+    let envelope = kith_protocol::mailbox::sealed::seal(&away, &w.id(1), &payload).unwrap();
+    let item = kith_protocol::mailbox::Held { position: 1, deposited: w.now, envelope };
+    let held = item.id();
+    let mailbox = w.id(0).to_peer_id().unwrap();
+    let first = w.nodes[2].handle(Input::Collected { mailbox, items: vec![item] }, w.now);
+    let effects = w.nodes[2].settle(first, w.now);
+    let acked =
+        effects.iter().any(|e| matches!(e, Effect::MailboxAck { ids, .. } if ids.contains(&held)));
+    assert!(acked);
+    assert!(w.texts(2, group).is_empty());
+    // It stayed queued at node 1: when node 2 is back, it goes directly, is sealed
+    // again for node 2's new device, and the message follows.
+    assert!(w.nodes[1].core.store().group_queue_next(away.as_bytes()).unwrap().is_some());
+    connect(&mut w, 1, 2);
+    assert_eq!(w.texts(2, group), ["while two was away"]);
+    assert_eq!(w.nodes[1].core.store().group_queue_len(), 0);
 }
