@@ -15,7 +15,7 @@
 //! ```
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -83,6 +83,9 @@ pub struct Config {
     /// Gossipsub's parameters for every node of the run (and of any run after it in this
     /// process).
     pub gossip: kith_node::net::GossipTuning,
+    /// The timers of idle nodes (ping, identify, DHT, AutoNAT, sync) for every node of
+    /// the run (and of any run after it in this process).
+    pub idle: kith_node::net::IdleTuning,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             progress: false,
             latency: None,
             gossip: kith_node::net::GossipTuning::KITH,
+            idle: kith_node::net::IdleTuning::KITH,
         }
     }
 }
@@ -163,6 +167,18 @@ async fn gossip_copies(nodes: &[TestNode]) -> Result<Vec<(u64, u64)>, String> {
         out.push((s.gossip_copies, s.gossip_duplicates));
     }
     Ok(out)
+}
+
+/// The swarm events of all nodes since start, by kind.
+async fn event_counts(nodes: &[TestNode]) -> Result<BTreeMap<&'static str, u64>, String> {
+    let mut sum = BTreeMap::new();
+    for node in nodes {
+        let s = node.node.net().stats().await.map_err(|e| format!("{}: {e}", node.name))?;
+        for (kind, n) in s.events {
+            *sum.entry(kind).or_default() += n;
+        }
+    }
+    Ok(sum)
 }
 
 /// Sums of (accepted, duplicate, sync fetched) over all nodes.
@@ -295,6 +311,7 @@ pub async fn run(config: &Config) -> Result<Report, String> {
     config.validate()?;
     let plan = Plan::new(config);
     kith_node::net::set_process_gossip_tuning(config.gossip);
+    kith_node::net::set_process_idle_tuning(config.idle);
     let t0 = Instant::now();
     let cache = config.store_cache_mb;
     let starts = (0..config.nodes)
@@ -421,9 +438,16 @@ async fn simulate(
     say("waiting until the process is quiet");
     let idle_cpu = wait_quiet(config.ready_deadline).await;
     let quiet_s = t2.elapsed().as_secs_f64();
+    say("quiet; measuring the idle window");
     let (idle_wire_before, idle_start) = (loopback_tx_bytes(), Instant::now());
     let idle_cpu_before = cpu_time();
+    let events_before = event_counts(nodes).await?;
     tokio::time::sleep(config.settle).await;
+    let mut idle_events = event_counts(nodes).await?;
+    for (kind, n) in &mut idle_events {
+        *n = n.saturating_sub(events_before.get(kind).copied().unwrap_or(0));
+    }
+    idle_events.retain(|_, n| *n > 0);
     let idle_window_s = idle_start.elapsed().as_secs_f64();
     let idle_cpu_settled = cpu_time().saturating_sub(idle_cpu_before).as_secs_f64() / idle_window_s;
     let idle_wire_per_s = match (idle_wire_before, loopback_tx_bytes()) {
@@ -522,6 +546,7 @@ async fn simulate(
         quiet_s,
         idle_cpu,
         idle_cpu_settled,
+        idle_events,
         publish_s,
         cpu_s: cpu,
         expected: expected.len(),

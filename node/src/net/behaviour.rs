@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{
     admission::{ConnLimits, Gate, PeerSet},
     frame::FrameCodec,
+    tuning::IdleTuning,
     NetError,
 };
 
@@ -152,11 +153,11 @@ fn relay_server(
 
 /// AutoNAT: probe soon after start, settle after two agreeing answers, and accept
 /// private addresses (home networks, test namespaces, loopback) as well as global ones.
-fn autonat(peer_id: PeerId) -> autonat::v1::Behaviour {
+fn autonat(peer_id: PeerId, idle: &IdleTuning) -> autonat::v1::Behaviour {
     let config = autonat::v1::Config {
         boot_delay: Duration::from_secs(2),
-        retry_interval: Duration::from_secs(20),
-        refresh_interval: Duration::from_secs(5 * 60),
+        retry_interval: idle.autonat_retry,
+        refresh_interval: idle.autonat_refresh,
         throttle_server_period: Duration::from_secs(10),
         confidence_max: 2,
         // Longer than the swarm's 10 s connection timeout: a dial-back into a NAT that
@@ -273,6 +274,7 @@ impl Behaviour {
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
+        let idle = super::tuning::idle_tuning();
         let mdns = if mdns_on {
             Some(
                 mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
@@ -285,17 +287,16 @@ impl Behaviour {
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
             .with_max_pending_incoming(Some(MAX_PENDING))
             .with_max_pending_outgoing(Some(MAX_PENDING));
-        let mut kad = kad::Behaviour::with_config(
-            peer_id,
-            kad::store::MemoryStore::new(peer_id),
-            kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
-        );
+        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+        kad_config.set_periodic_bootstrap_interval(idle.kad_bootstrap);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         // A node answers DHT queries until AutoNAT finds it unreachable (then it becomes a
         // client; see docs/networking.md).
         kad.set_mode(Some(kad::Mode::Server));
         Ok(Self {
             kad,
-            autonat: autonat(peer_id),
+            autonat: autonat(peer_id, &idle),
             relay_client,
             relay: Toggle::from(relay_server(peer_id, relay_mode, friends)),
             dcutr: dcutr::Behaviour::new(peer_id),
@@ -305,9 +306,10 @@ impl Behaviour {
             gossipsub: gossipsub(registry)?,
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
-                    .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
+                    .with_interval(idle.identify_interval),
             ),
-            ping: ping::Behaviour::new(ping::Config::new()),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(idle.ping_interval)),
             mdns: Toggle::from(mdns),
             dm: request_response(DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES),
             dm2: request_response(

@@ -25,14 +25,11 @@ use super::{
 };
 use crate::limits::RateLimiter;
 
+mod census;
 mod commands;
 mod nat;
 
 use nat::{address_key, addresses_from_record, Reservation};
-
-/// Connections stay open this long without use: a connection in a gossip mesh or with a
-/// request in flight is in use; an idle one (a stranger that shares no topic) goes.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 type DialReply = oneshot::Sender<Result<PeerId, NetError>>;
 type RequestReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
@@ -90,11 +87,16 @@ pub struct EventLoop {
     /// Whether the signed address record needs publishing, and when it last was.
     address_record_dirty: bool,
     address_record_at: Option<Instant>,
+    /// The addresses of the record last put in the DHT (empty after a failed put, so
+    /// that the next upkeep puts it again).
+    address_record_sent: Vec<Multiaddr>,
     /// External addresses confirmed so far: AutoNAT confirms them again every few
     /// seconds, and only a new one is worth a log line.
     confirmed_addrs: std::collections::HashSet<Multiaddr>,
     /// Gossipsub's counters (copies received, duplicates among them).
     gossip_metrics: prometheus_client::registry::Registry,
+    /// Swarm events since start, by kind (`census.rs`).
+    events_seen: std::collections::BTreeMap<&'static str, u64>,
 }
 
 fn build_swarm(
@@ -119,7 +121,12 @@ fn build_swarm(
                 .map_err(|e| Box::new(e) as _)
         })
         .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        // Connections stay open this long without use: a connection in a gossip mesh or
+        // with a request in flight is in use; an idle one (a stranger that shares no
+        // topic) goes.
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(super::tuning::idle_tuning().idle_connection_timeout)
+        })
         .build();
     Ok(swarm)
 }
@@ -169,8 +176,10 @@ impl EventLoop {
             holepunch_failed: 0,
             address_record_dirty: true,
             address_record_at: None,
+            address_record_sent: Vec::new(),
             confirmed_addrs: std::collections::HashSet::new(),
             gossip_metrics,
+            events_seen: Default::default(),
         })
     }
 
@@ -199,6 +208,7 @@ impl EventLoop {
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        *self.events_seen.entry(census::kind(&event)).or_default() += 1;
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.handle_mdns(e),
@@ -208,14 +218,18 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.handle_relay_client(e),
             SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.handle_relay_server(e),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.handle_dcutr(e),
-            SwarmEvent::ExternalAddrConfirmed { address } => {
-                if self.confirmed_addrs.insert(address.clone()) {
-                    tracing::info!(%address, "reachable from outside at this address");
-                }
+            // AutoNAT confirms the same address again at each probe: only a change is
+            // worth publishing (the address record goes to about twenty DHT peers, and
+            // identify pushes the new addresses to every peer).
+            SwarmEvent::ExternalAddrConfirmed { address }
+                if self.confirmed_addrs.insert(address.clone()) =>
+            {
+                tracing::info!(%address, "reachable from outside at this address");
                 self.address_record_dirty = true;
             }
-            SwarmEvent::ExternalAddrExpired { address } => {
-                self.confirmed_addrs.remove(&address);
+            SwarmEvent::ExternalAddrExpired { address }
+                if self.confirmed_addrs.remove(&address) =>
+            {
                 self.address_record_dirty = true;
             }
             SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
@@ -457,6 +471,8 @@ impl EventLoop {
             }
             kad::QueryResult::PutRecord(Err(error)) => {
                 tracing::debug!(%error, "address record not stored in the DHT");
+                self.address_record_sent.clear();
+                self.address_record_dirty = true;
             }
             _ => {}
         }

@@ -26,7 +26,9 @@ pub use behaviour::{
 pub use credit::{CREDIT_CAP, CREDIT_HALF_LIFE};
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
-pub use tuning::{set_process_gossip_tuning, GossipTuning};
+pub use tuning::{
+    idle_tuning, set_process_gossip_tuning, set_process_idle_tuning, GossipTuning, IdleTuning,
+};
 
 /// Capacity of the channel of events from the network to the node.
 const EVENT_QUEUE: usize = 4096;
@@ -239,6 +241,9 @@ pub struct Stats {
     pub gossip_copies: u64,
     /// Of those, the copies of messages already received (dropped as duplicates).
     pub gossip_duplicates: u64,
+    /// The swarm's events since start, by kind (pings, identify rounds, DHT requests,
+    /// AutoNAT probes, syncs, connections opened and closed, ...).
+    pub events: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// How the network is set up.

@@ -93,3 +93,75 @@ pub fn set_process_gossip_tuning(tuning: GossipTuning) {
 pub(crate) fn gossip_tuning() -> GossipTuning {
     PROCESS_TUNING.read().ok().and_then(|t| *t).unwrap_or_default()
 }
+
+/// The timers that run while nothing happens (issue 21 item 3): what an idle node costs
+/// its machine and its peers comes down to these. [`IdleTuning::KITH`] is what a node
+/// runs; a simulation may run every node of its process with another set
+/// ([`IdleTuning::BEFORE_ISSUE_21`], or one under trial) to measure them side by side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleTuning {
+    /// Ping on each connection (liveness and round-trip time).
+    pub ping_interval: Duration,
+    /// Identify asked again on each connection.
+    pub identify_interval: Duration,
+    /// Kademlia's periodic bootstrap (a walk towards random keys), if any.
+    pub kad_bootstrap: Option<Duration>,
+    /// AutoNAT: next probe while not yet sure.
+    pub autonat_retry: Duration,
+    /// AutoNAT: next probe once sure.
+    pub autonat_refresh: Duration,
+    /// Connections with nothing in use close after this long.
+    pub idle_connection_timeout: Duration,
+    /// Periodic history sync rounds.
+    pub sync_interval: Duration,
+    /// Whether every new connection to a peer starts a sync with it, not only the first
+    /// (an AutoNAT dial-back or a second dial is another connection to a peer already
+    /// synced with).
+    pub sync_every_connection: bool,
+}
+
+impl IdleTuning {
+    /// What kith nodes run: pings every 60 s rather than 15 s (kith reads no round-trip
+    /// time from them and libp2p's ping closes nothing; 60 s still keeps NAT mappings of
+    /// TCP connections warm), and a sync only with the first connection to a peer.
+    /// docs/benchmarks.md ("Idle CPU and idle traffic") has the measurements.
+    pub const KITH: Self = Self {
+        ping_interval: Duration::from_secs(60),
+        sync_every_connection: false,
+        ..Self::BEFORE_ISSUE_21
+    };
+
+    /// What kith ran before issue 21 item 3.
+    pub const BEFORE_ISSUE_21: Self = Self {
+        ping_interval: Duration::from_secs(15),
+        identify_interval: Duration::from_secs(5 * 60),
+        kad_bootstrap: Some(Duration::from_secs(5 * 60)),
+        autonat_retry: Duration::from_secs(20),
+        autonat_refresh: Duration::from_secs(5 * 60),
+        idle_connection_timeout: Duration::from_secs(120),
+        sync_interval: Duration::from_secs(30),
+        sync_every_connection: true,
+    };
+}
+
+impl Default for IdleTuning {
+    fn default() -> Self {
+        Self::KITH
+    }
+}
+
+/// The idle set nodes started from now on in this process use, if not [`IdleTuning::KITH`].
+static PROCESS_IDLE_TUNING: RwLock<Option<IdleTuning>> = RwLock::new(None);
+
+/// Makes every node started after this call in this process use `tuning` (a simulation
+/// measuring another set; a daemon never calls it).
+pub fn set_process_idle_tuning(tuning: IdleTuning) {
+    if let Ok(mut t) = PROCESS_IDLE_TUNING.write() {
+        *t = Some(tuning);
+    }
+}
+
+/// The idle set a node starting now uses.
+pub fn idle_tuning() -> IdleTuning {
+    PROCESS_IDLE_TUNING.read().ok().and_then(|t| *t).unwrap_or_default()
+}

@@ -46,7 +46,7 @@ impl Node {
                 if first {
                     tracing::info!(peer = %self.peer_label(&peer), "peer connected");
                 }
-                self.handle_connected(peer, addr).await
+                self.handle_connected(peer, addr, first).await
             }
             Event::Disconnected { peer } => {
                 tracing::info!(peer = %self.peer_label(&peer), "peer left");
@@ -89,7 +89,12 @@ impl Node {
         }
     }
 
-    pub(super) async fn handle_connected(&self, peer: libp2p::PeerId, addr: Option<Multiaddr>) {
+    pub(super) async fn handle_connected(
+        &self,
+        peer: libp2p::PeerId,
+        addr: Option<Multiaddr>,
+        first: bool,
+    ) {
         if let Some(addr) = addr {
             self.remember(peer, &addr);
         }
@@ -102,10 +107,14 @@ impl Node {
                 let node = self.clone();
                 self.spawn(async move { node.resume_attachments(author).await });
             }
-            let node = self.clone();
-            self.spawn(async move {
-                node.sync_with(peer, Stranger::IfFree).await;
-            });
+            // A second connection to a peer (an AutoNAT dial-back, a simultaneous dial)
+            // brings nothing the first one's sync did not.
+            if first || crate::net::idle_tuning().sync_every_connection {
+                let node = self.clone();
+                self.spawn(async move {
+                    node.sync_with(peer, Stranger::IfFree).await;
+                });
+            }
         };
         tracing::Instrument::instrument(work, span).await;
     }

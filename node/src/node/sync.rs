@@ -29,8 +29,6 @@ use crate::{
 pub use crate::core::sync::{STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS};
 pub use serve::{SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC};
 
-/// How often the node syncs with (some of) its peers.
-pub(super) const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// Peers synced with on each periodic round.
 const PEERS_PER_ROUND: usize = 8;
 /// Friends (followed, or following this node's person) synced with at once; more wait.
@@ -233,9 +231,9 @@ impl Node {
         (fetched, total)
     }
 
-    /// Syncs periodically.
+    /// Syncs periodically (every [`crate::net::IdleTuning::sync_interval`]).
     pub(super) async fn run_sync_timer(self) {
-        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        let mut tick = tokio::time::interval(crate::net::idle_tuning().sync_interval);
         tick.tick().await;
         while self.tick(&mut tick).await {
             self.sync_round(PEERS_PER_ROUND, None, Stranger::IfFree).await;

@@ -5,13 +5,14 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use kith_node::net::GossipTuning;
+use kith_node::net::{GossipTuning, IdleTuning};
 use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
            [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S]
-           [--gossip kith|before] [--gossip-set KEY=VALUE,...]";
+           [--gossip kith|before] [--gossip-set KEY=VALUE,...]
+           [--idle kith|before] [--idle-set KEY=VALUE,...]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -71,6 +72,42 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
     Ok(())
 }
 
+/// `kith` (what nodes run) or `before` (what they ran before issue 21 item 3).
+fn idle(value: Option<String>) -> Result<IdleTuning, String> {
+    match value.as_deref() {
+        Some("kith") => Ok(IdleTuning::KITH),
+        Some("before") => Ok(IdleTuning::BEFORE_ISSUE_21),
+        other => Err(format!("--idle: {other:?} is not kith or before")),
+    }
+}
+
+/// `KEY=VALUE,...` over `tuning` (durations in seconds; `kad_bootstrap_s=0` turns the
+/// periodic bootstrap off).
+fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String> {
+    let value = value.ok_or("--idle-set needs KEY=VALUE,...")?;
+    for pair in value.split(',') {
+        let (key, v) = pair.split_once('=').ok_or_else(|| format!("--idle-set: {pair:?}"))?;
+        let flag = format!("--idle-set {key}");
+        let secs = |v: &str| number::<u64>(&flag, Some(v.to_owned())).map(Duration::from_secs);
+        match key {
+            "ping_s" => tuning.ping_interval = secs(v)?,
+            "identify_s" => tuning.identify_interval = secs(v)?,
+            "kad_bootstrap_s" => {
+                tuning.kad_bootstrap = Some(secs(v)?).filter(|d| !d.is_zero());
+            }
+            "autonat_retry_s" => tuning.autonat_retry = secs(v)?,
+            "autonat_refresh_s" => tuning.autonat_refresh = secs(v)?,
+            "idle_timeout_s" => tuning.idle_connection_timeout = secs(v)?,
+            "sync_s" => tuning.sync_interval = secs(v)?,
+            "sync_every_connection" => {
+                tuning.sync_every_connection = number(&flag, Some(v.to_owned()))?;
+            }
+            other => return Err(format!("--idle-set: unknown parameter {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let seed = kith_tests::now_ms();
     let mut config = Config { seed, progress: true, ..Config::default() };
@@ -92,6 +129,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--settle-s" => config.settle = Duration::from_secs(number(&flag, args.next())?),
             "--gossip" => config.gossip = gossip(args.next())?,
             "--gossip-set" => gossip_set(&mut config.gossip, args.next())?,
+            "--idle" => config.idle = idle(args.next())?,
+            "--idle-set" => idle_set(&mut config.idle, args.next())?,
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),

@@ -33,6 +33,8 @@ pub struct Report {
     /// Share of one core the process used over the whole settle window after that (no
     /// posts; `--settle-s`), the steadier idle figure.
     pub idle_cpu_settled: f64,
+    /// The swarm events of all nodes in the idle window, by kind (what idle nodes do).
+    pub idle_events: std::collections::BTreeMap<&'static str, u64>,
     /// Seconds from the first post until every delivery was seen (or the deadline).
     pub publish_s: f64,
     /// CPU seconds the process used in that time.
@@ -199,7 +201,9 @@ impl Report {
         let dups = self.gossip_duplicates_per_delivery();
         let extra = serde_json::json!({
             "gossip": format!("{:?}", self.config.gossip),
+            "idle": format!("{:?}", self.config.idle),
             "idle_cpu_cores_settled": round(self.idle_cpu_settled),
+            "idle_events": self.idle_events,
             "settle_s": self.config.settle.as_secs_f64(),
             "gossipsub_copies": self.node_gossip.iter().map(|g| g.copies).sum::<u64>(),
             "gossipsub_duplicates": self.node_gossip.iter().map(|g| g.duplicates).sum::<u64>(),

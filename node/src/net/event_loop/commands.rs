@@ -234,6 +234,7 @@ impl EventLoop {
             connections_evicted: self.swarm.behaviour().gate.evicted,
             gossip_copies,
             gossip_duplicates: gossip_copies.saturating_sub(gossip_first),
+            events: self.events_seen.clone(),
         }
     }
 }

@@ -215,6 +215,15 @@ impl EventLoop {
         if addrs.is_empty() || self.swarm.connected_peers().next().is_none() {
             return;
         }
+        // The same addresses as the record already out there: nothing to say (AutoNAT's
+        // probes and status flips mark the record dirty without changing it), until the
+        // refresh is due.
+        let stale = self.address_record_at.is_none_or(|at| at.elapsed() > ADDRESS_RECORD_REFRESH);
+        if addrs == self.address_record_sent && !stale {
+            self.address_record_dirty = false;
+            return;
+        }
+        self.address_record_sent.clone_from(&addrs);
         let record = match libp2p::core::PeerRecord::new(&self.keypair, addrs) {
             Ok(record) => record,
             Err(error) => {
