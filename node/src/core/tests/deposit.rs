@@ -9,7 +9,7 @@ use kith_protocol::mailbox::{sealed, Held as HeldEnvelope, MailboxReply, Mailbox
 use super::{
     dm::befriend,
     hold::{ask, collect},
-    olm::{devices_pair, out, receive_on, received_ids, status_of},
+    olm::{devices_pair, out, receive_on, received_ids, status_of, SECRET},
     *,
 };
 use crate::{core::DmProto, store::DmStatus};
@@ -140,7 +140,7 @@ fn an_undelivered_message_is_deposited_sealed_held_and_does_not_hold_up_the_next
     let (message, envelope, mailboxes) = found[0].clone();
     assert_eq!((message, mailboxes), ([1; 16], vec![m.core.me()]));
     assert!(!contains(&envelope, a.core.me().as_bytes()));
-    assert!(!contains(&envelope, b"hi"));
+    assert!(!contains(&envelope, SECRET.as_bytes()));
     assert_eq!(status_of(&a, 1), DmStatus::Queued);
     let deposit = MailboxRequest::Deposit { recipient: b.core.me(), envelope: envelope.clone() };
     assert!(matches!(ask(&mut m, &a, &deposit, 120), MailboxReply::Accepted { .. }));

@@ -15,11 +15,15 @@ fn announcement(f: &Fixture) -> Option<Announcement> {
     }
 }
 
+/// The text of [`out`]'s messages: long enough that a check that a sealed blob does not
+/// hold it cannot fail by chance.
+pub(super) const SECRET: &str = "only the recipient may read this";
+
 pub(super) fn out(to: &Fixture, n: u8) -> Outgoing {
     Outgoing {
         peer: to.core.me(),
         id: kith_protocol::dm::MessageId::from_bytes([n; 16]),
-        text: "hi".into(),
+        text: SECRET.into(),
         attachments: vec![],
     }
 }

@@ -14,7 +14,7 @@ use kith_protocol::{
 use super::{
     deposit::list_with,
     dm::befriend,
-    olm::{device_of, devices_pair, learn, out, received_ids, status_of, talk},
+    olm::{device_of, devices_pair, learn, out, received_ids, status_of, talk, SECRET},
     *,
 };
 use crate::store::DmStatus;
@@ -134,7 +134,7 @@ fn a_collected_message_no_session_opens_is_sealed_again_after_a_repair_through_m
     // digest, nor anything of the message.
     assert!(!contains(&deposit, b.core.me().as_bytes()));
     assert!(!contains(&deposit, &digest));
-    assert!(!contains(&deposit, b"hi"));
+    assert!(!contains(&deposit, SECRET.as_bytes()));
 
     // A, later, collects the request from its own mailbox: no message is stored from it,
     // message 3 is queued again, its old sealed request is gone, and its lane goes.
