@@ -65,7 +65,11 @@ fn group_messages_travel_through_a_mailbox_between_members_never_online_together
     });
     let answer = "bring the lantern 0d93";
     b.json(&["group", "send", &group, answer]);
-    eventually(DEADLINE, "c to hold B's answer for A", || (held_for(&c, &a_id) > 0).then_some(()));
+    // B's first message in the group: its new session's key share for A, then the
+    // message, deposited one after the other; B may stop only once C holds both.
+    eventually(DEADLINE, "c to hold B's key share and answer for A", || {
+        (held_for(&c, &a_id) >= 2).then_some(())
+    });
     assert!(b.terminate());
 
     // A again, alone with C: reads the answer once; the thread is in order.
