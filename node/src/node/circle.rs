@@ -6,11 +6,7 @@
 //! session its key share gave this node (decrypting is repeatable): its plaintext is
 //! never stored, and a post whose key has not come yet shows once it has.
 
-use kith_protocol::{
-    group::{megolm::SessionTag, Inbound},
-    olm::pickle::PickleKey,
-    AuthorId, Keypair, Record, RecordKind,
-};
+use kith_protocol::{olm::pickle::PickleKey, AuthorId, Keypair, Record, RecordKind};
 
 use super::{errors::Reply, Node};
 use crate::{
@@ -47,16 +43,7 @@ impl Reader {
     /// The text of a circle post, when this node holds the key of its session, the
     /// session is its author's, and it decrypts: `None` for every other record.
     pub(crate) fn private_text(&self, store: &Store, record: &Record) -> Option<String> {
-        let RecordKind::Private(message) = &record.kind else { return None };
-        let key = self.key.as_ref()?;
-        let tag: SessionTag = message.session;
-        let pickle = store.group_inbound(tag.as_bytes()).ok()??;
-        let mut inbound = Inbound::from_pickle(&pickle, key, tag).ok()?;
-        if inbound.sender() != record.author {
-            return None;
-        }
-        let read = inbound.decrypt(message).ok()?;
-        (read.sender == record.author).then_some(read.plain.text)
+        crate::core::group::read_post(store, self.key.as_ref()?, record)
     }
 
     /// Whether `record` is a post this reader can show: a public one, or a circle post

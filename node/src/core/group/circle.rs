@@ -254,3 +254,22 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// The text of circle post `record`, when `store` (whose pickles `key` opens) holds the
+/// inbound session of its key, the session is its author's, and it decrypts: `None` for
+/// every other record. Decrypting is repeatable; the plaintext is never stored.
+pub fn read_post(
+    store: &crate::store::Store,
+    key: &kith_protocol::olm::pickle::PickleKey,
+    record: &kith_protocol::Record,
+) -> Option<String> {
+    let kith_protocol::RecordKind::Private(message) = &record.kind else { return None };
+    let tag: SessionTag = message.session;
+    let pickle = store.group_inbound(tag.as_bytes()).ok()??;
+    let mut inbound = Inbound::from_pickle(&pickle, key, tag).ok()?;
+    if inbound.sender() != record.author {
+        return None;
+    }
+    let read = inbound.decrypt(message).ok()?;
+    (read.sender == record.author).then_some(read.plain.text)
+}

@@ -35,6 +35,7 @@ use kith_protocol::{
     AuthorId,
 };
 
+pub use circle::read_post;
 pub use ops::{GroupAnswer, GroupOp};
 
 use super::{dm::keys::PairKeyCache, outbox::Lanes, Context, Effect, FlushId};

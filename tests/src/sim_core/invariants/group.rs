@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kith_node::store::Store;
 use kith_protocol::{
-    group::{megolm::SessionTag, membership::SignedMembership, Inbound},
-    olm::pickle::PickleKey,
-    AuthorId, Record, RecordKind,
+    group::membership::SignedMembership, olm::pickle::PickleKey, AuthorId, Record,
 };
 
 use crate::sim_core::world::{members_of, World};
@@ -137,15 +135,7 @@ pub(super) fn no_outsider_holds_group_plaintext(world: &World) -> Vec<String> {
 /// The text of circle post `record`, if `store` (of the person of `key`) can read it:
 /// the same reading as the driver's (`node/circle.rs`).
 fn circle_text(store: &Store, key: &PickleKey, record: &Record) -> Option<String> {
-    let RecordKind::Private(message) = &record.kind else { return None };
-    let tag: SessionTag = message.session;
-    let pickle = store.group_inbound(tag.as_bytes()).ok()??;
-    let mut inbound = Inbound::from_pickle(&pickle, key, tag).ok()?;
-    if inbound.sender() != record.author {
-        return None;
-    }
-    let read = inbound.decrypt(message).ok()?;
-    (read.sender == record.author).then_some(read.plain.text)
+    kith_node::core::group::read_post(store, key, record)
 }
 
 /// Every circle post is read by every member it was posted to (who holds its author's
