@@ -27,6 +27,10 @@ pub fn kith_bin() -> PathBuf {
     bin
 }
 
+/// What a daemon logs when it takes a group or circle key share sealed with `/kith/dm/1`
+/// (not forward secret): nodes no longer send any (issue #19, `docs/protocol.md` 20.6).
+pub const OLD_KEY_SHARE_LOG: &str = "took a key share sealed with /kith/dm/1";
+
 /// One home with (optionally) its daemon, killed on drop whatever happens.
 pub struct Daemon {
     /// Name for messages.
@@ -72,6 +76,14 @@ impl Daemon {
 
     /// Starts the daemon with `extra` arguments after its own (this run only).
     fn spawn_with(&mut self, extra: &[&str]) {
+        // The last run's log goes after the earlier ones (`all_logs`).
+        let last = std::fs::read(self.home.join("daemon.log")).unwrap_or_default();
+        if !last.is_empty() {
+            use std::io::Write;
+            let earlier = self.home.join("daemon-earlier.log");
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(earlier);
+            file.unwrap().write_all(&last).unwrap();
+        }
         let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
         let mut command = match self.wrapper.split_first() {
             Some((program, rest)) => {
@@ -112,6 +124,12 @@ impl Daemon {
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The logs of every run of the daemon so far, oldest first.
+    pub fn all_logs(&self) -> String {
+        let earlier = std::fs::read_to_string(self.home.join("daemon-earlier.log"));
+        earlier.unwrap_or_default() + &self.log()
     }
 
     /// Runs `kith --home H ARGS...`.

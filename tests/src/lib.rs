@@ -315,6 +315,11 @@ impl TestNode {
         self.node.id()
     }
 
+    /// This node's person's keys (read from its home).
+    pub fn keypair(&self) -> Keypair {
+        self.home.load_identity().unwrap()
+    }
+
     /// Sends a control request; panics on an error reply.
     pub async fn ok(&self, request: Request) -> Response {
         match self.node.handle(request.clone()).await {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kith_tests::cli::{befriend, eventually, home_holds, Daemon};
+use kith_tests::cli::{befriend, eventually, home_holds, Daemon, OLD_KEY_SHARE_LOG};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(40);
@@ -117,8 +117,14 @@ fn circle_posts_are_read_by_members_only_logs_stay_whole_and_removal_holds() {
     for text in secrets {
         assert!(!home_holds(d.home(), text.as_bytes()), "the outsider holds {text:?}");
         for daemon in [&a, &b, &c, &d, &e] {
-            assert!(!daemon.log().contains(text), "{}'s log shows {text:?}", daemon.name);
+            let logs = daemon.all_logs();
+            assert!(!logs.contains(text), "{}'s log shows {text:?}", daemon.name);
         }
+    }
+    // Every circle key went on Olm (forward secret), also to members who never made a
+    // post, message or group: none sealed with `/kith/dm/1`.
+    for daemon in [&a, &b, &c, &d, &e] {
+        assert!(!daemon.all_logs().contains(OLD_KEY_SHARE_LOG), "{} took one", daemon.name);
     }
     for text in &secrets[1..] {
         assert!(!home_holds(c.home(), text.as_bytes()), "the removed member holds {text:?}");

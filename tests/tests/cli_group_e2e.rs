@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kith_tests::cli::{befriend, eventually, home_holds, Daemon};
+use kith_tests::cli::{befriend, eventually, home_holds, Daemon, OLD_KEY_SHARE_LOG};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(40);
@@ -153,6 +153,8 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     let mut f = Daemon::start("f");
     befriend(&a, &f, DEADLINE);
     assert_eq!(a.json(&["group", "add", &group, &f.id(), "--history"])["ok"], true);
+    // (`group thread` fails until F knows the group.)
+    eventually(DEADLINE, "F to be in the group", || (groups(&f).len() == 1).then_some(()));
     wait_for_texts(&f, &group, &["while B was away", "welcome E", "thanks from E"]);
     assert_once_in_order(&f, &group);
     assert!(f.terminate());
@@ -174,9 +176,14 @@ fn a_group_reads_all_removal_holds_offline_members_catch_up_and_outsiders_see_no
     // The members hold the messages in their stores, never in a log.
     let later = ["while B was away", "welcome E", "thanks from E"];
     for text in all.iter().chain(&after).chain(&later) {
-        for daemon in [&a, &b, &c, &d, &e] {
-            assert!(!daemon.log().contains(text), "{}'s log shows {text:?}", daemon.name);
+        for daemon in [&a, &b, &c, &d, &e, &f] {
+            let logs = daemon.all_logs();
+            assert!(!logs.contains(text), "{}'s log shows {text:?}", daemon.name);
         }
+    }
+    // Every key share went on Olm (forward secret): none sealed with `/kith/dm/1`.
+    for daemon in [&a, &b, &c, &d, &e, &f] {
+        assert!(!daemon.all_logs().contains(OLD_KEY_SHARE_LOG), "{} took one", daemon.name);
     }
     assert!(!a_id.is_empty());
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use kith_tests::cli::{befriend, eventually, home_holds, list_mailbox, Daemon};
+use kith_tests::cli::{befriend, eventually, home_holds, list_mailbox, Daemon, OLD_KEY_SHARE_LOG};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -85,7 +85,11 @@ fn group_messages_travel_through_a_mailbox_between_members_never_online_together
     assert!(c.terminate());
     for text in [hello, secret, answer] {
         assert!(!home_holds(c.home(), text.as_bytes()), "c's home holds {text:?}");
-        assert!(!c.log().contains(text), "c's log holds {text:?}");
+        assert!(!c.all_logs().contains(text), "c's log holds {text:?}");
+    }
+    // Every key share went on Olm (forward secret): none sealed with `/kith/dm/1`.
+    for daemon in [&a, &b, &c] {
+        assert!(!daemon.all_logs().contains(OLD_KEY_SHARE_LOG), "{} took one", daemon.name);
     }
     assert!(home_holds(b.home(), secret.as_bytes()), "the search finds what is there");
 }

@@ -267,7 +267,9 @@ impl Core {
             Input::Timer(Timer::Devices) => {
                 let at = now.saturating_add(dm::device::MAINTAIN_EVERY_MS);
                 let mut effects = vec![Effect::Schedule { at, timer: Timer::Devices }];
-                if let Some(kind) = self.dm.check_device(cx, false, true, now) {
+                // Made here (at start) when there is a mutual connection (issue #19).
+                let create = group::needs_device(cx);
+                if let Some(kind) = self.dm.check_device(cx, create, true, now) {
                     effects.extend(self.feeds.publish_unasked(cx, kind, now));
                 }
                 effects
@@ -300,6 +302,11 @@ impl Core {
             if let Some(kind) = mailbox::changed(cx) {
                 effects.extend(self.feeds.publish_unasked(cx, kind, now));
             }
+            // The first mutual connection: this node's device is made and announced
+            // (below), so that key shares for it can go on Olm (issue #19).
+            if group::needs_device(cx) {
+                self.dm.return_device(None, true);
+            }
         }
         // Device announcements of others stored: a group's creator passes them on to the
         // other members (issue #19: key shares on Olm sessions between members who are
@@ -317,7 +324,11 @@ impl Core {
             })
             .collect();
         if !announced.is_empty() {
-            effects.extend(self.groups.devices_announced(cx, &announced));
+            // Key shares held for them are sealed now (issue #19), with the device lent.
+            self.groups.lend(self.dm.lend_device(cx, false, now));
+            effects.extend(self.groups.devices_announced(cx, &announced, now));
+            let (device, changed) = self.groups.give_back();
+            self.dm.return_device(device, changed);
         }
         // The first message sent or accepted in this run: the device is made (once) and
         // announced to mutual connections if its announcement is not the latest.

@@ -444,6 +444,19 @@ impl Store {
         Ok(())
     }
 
+    /// The numbers of `peer`'s queued requests that have a sealed key share kept, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn group_unsealed_numbers(&self, peer: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        let mut numbers = Vec::new();
+        for item in self.groups.scan_prefix(key(UNSEALED, &[peer])).keys() {
+            numbers.push(n_of(item?.get(33..).unwrap_or_default())?);
+        }
+        Ok(numbers)
+    }
+
     /// The device announcement kept for fellow member `person` (its encoding), if any.
     ///
     /// # Errors

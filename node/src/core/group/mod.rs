@@ -18,6 +18,7 @@
 
 mod admission;
 mod circle;
+mod held;
 mod history;
 mod olm;
 mod ops;
@@ -36,6 +37,9 @@ use kith_protocol::{
 };
 
 pub use circle::read_post;
+#[cfg(test)]
+pub(crate) use held::MAX_HELD_SHARES;
+pub(crate) use olm::needs_device;
 pub use ops::{GroupAnswer, GroupOp};
 
 use super::{dm::keys::PairKeyCache, outbox::Lanes, Context, Effect, FlushId};

@@ -12,9 +12,9 @@
 //!   replicate it), or one kept from a fellow member (the creator passes on each
 //!   member's latest `Devices` record, [`Control::Devices`], with each epoch and when a
 //!   member connects; a sender's own announcement comes with its shares and with a
-//!   [`GroupReply::NewSession`]). While none is known (the peer never made a device,
-//!   or its announcement has not arrived), the share is sealed as before issue #19,
-//!   with `/kith/dm/1` ([`Control::Share`]): the remaining deviation of 20.6.
+//!   [`GroupReply::NewSession`]). While none is known (the peer's announcement has not
+//!   arrived yet, or this node has no device), the share is held until it is
+//!   (`held.rs`): it is never sealed with `/kith/dm/1`.
 //! - **Crash safety** as for direct messages: the sessions' new state is written before
 //!   the queue entry, and both are flushed before the lane sends anything.
 //! - **Repair.** The share is also kept sealed with the pickle key (`u` || peer || n):
@@ -30,7 +30,7 @@
 //!   stored with the digest, flushed before the answer; a share that cannot be taken
 //!   yet (`Later`) leaves the sessions as they were, so the retry opens again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kith_protocol::{
     group::{
@@ -51,7 +51,10 @@ use kith_protocol::{
 use super::{load, Groups};
 use crate::{
     api::ApiError,
-    core::{dm::device::Local, Context, Effect},
+    core::{
+        dm::{device::Local, is_mutual},
+        Context, Effect,
+    },
 };
 
 /// Most session renewals (`NewSession` answers) in a row for one member before its lane
@@ -69,6 +72,9 @@ pub(crate) struct Shares {
     renewals: BTreeMap<[u8; 32], u32>,
     /// Whose `Devices` record (by its seq) was passed on to whom: (to, whose).
     relayed: BTreeMap<([u8; 32], [u8; 32]), u64>,
+    /// People whose announcement became known since the last look: their held key
+    /// shares can be sealed now (`held.rs`).
+    pub(super) fresh: BTreeSet<[u8; 32]>,
 }
 
 /// A share opened from an Olm envelope, and what to store once it is taken (or
@@ -144,6 +150,18 @@ fn peer_device(cx: &Context, person: &AuthorId) -> Result<Option<VerifiedEntry>,
     Ok(entries.into_iter().max_by_key(|e| e.device.created()))
 }
 
+/// Whether this node should make its device now (issue #19): it has none, and it has a
+/// mutual connection, that is someone who may put it in a group or a circle. Key shares
+/// for it wait until its device is known (`held.rs`), and a circle member cannot know it
+/// is in one, so it makes its device without having done anything.
+pub(crate) fn needs_device(cx: &Context) -> bool {
+    if !matches!(cx.store.olm_device(), Ok(None)) {
+        return false;
+    }
+    let following = cx.store.following(&cx.me).unwrap_or_default();
+    following.iter().any(|p| *p != cx.me && is_mutual(&cx.store, &cx.me, p).unwrap_or(false))
+}
+
 impl Groups {
     /// The device lent by the dm concern for this input (if it has one).
     pub(crate) fn lend(&mut self, device: Option<Local>) {
@@ -184,6 +202,7 @@ impl Groups {
             person.as_bytes(),
             &announcement.to_bytes().map_err(internal)?,
         )?;
+        self.shares.fresh.insert(*person.as_bytes());
         Ok(true)
     }
 
@@ -241,14 +260,18 @@ impl Groups {
         Ok(queued)
     }
 
-    /// New `Devices` records of `people` were stored here: a creator passes them on to
-    /// the other members of its groups they are in (their queues start once flushed).
+    /// New `Devices` records of `people` were stored here: the key shares held for them
+    /// are sealed (`held.rs`), and a creator passes the records on to the other members
+    /// of its groups they are in (their queues start once flushed).
     pub(crate) fn devices_announced(
         &mut self,
         cx: &mut Context,
         people: &[AuthorId],
+        now: u64,
     ) -> Vec<Effect> {
-        let Ok(groups) = cx.store.groups() else { return Vec::new() };
+        self.shares.fresh.extend(people.iter().map(|p| *p.as_bytes()));
+        let mut effects = self.release_fresh(cx, now);
+        let Ok(groups) = cx.store.groups() else { return effects };
         let mut start = Vec::new();
         for (id, state) in groups {
             if !state.active {
@@ -267,15 +290,15 @@ impl Groups {
                 }
             }
         }
-        if start.is_empty() {
-            return Vec::new();
+        if !start.is_empty() {
+            effects.extend(self.after_flush(cx, Vec::new(), Vec::new(), start));
         }
-        self.after_flush(cx, Vec::new(), Vec::new(), start)
+        effects
     }
 
     /// Queues `share` for `peer`: on an Olm session with their device when this node's
-    /// device and theirs are known, else sealed with `/kith/dm/1` as before. Not
-    /// flushed (the lane starts after the flush).
+    /// device and theirs are known, else held until they are (`held.rs`). Not flushed
+    /// (the lane starts after the flush).
     pub(super) fn queue_share(
         &mut self,
         cx: &Context,
@@ -284,26 +307,49 @@ impl Groups {
         now: u64,
     ) -> Result<(), ApiError> {
         let Some(bytes) = self.seal_share(cx, peer, &share, now) else {
-            tracing::info!(%peer, "no device known for a member: its key share is sealed with /kith/dm/1");
-            let control = if share.circle {
-                Control::CircleShare(share.share)
-            } else {
-                Control::Share(share.share)
-            };
-            return self.queue_control(cx, peer, &control);
+            tracing::info!(%peer, "no device known for a member yet: its key share waits for it");
+            return self.hold_share(cx, peer, &share);
         };
         let n = cx.store.group_queue(peer.as_bytes(), &bytes)?;
+        self.keep_share(cx, peer, n, &share)
+    }
+
+    /// Keeps `share`, queued as request `n` for `peer`, sealed with the pickle key (to
+    /// be sealed again, or sealed once their device is known). Not flushed.
+    pub(super) fn keep_share(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        n: u64,
+        share: &OlmShare,
+    ) -> Result<(), ApiError> {
         let key = self.pickle_key(cx)?;
-        let encoded = kith_protocol::codec::encode(&share).map_err(internal)?;
+        let encoded = kith_protocol::codec::encode(share).map_err(internal)?;
         let kept =
             key.seal_bytes(&unsealed_label(peer.as_bytes(), n), &encoded).map_err(internal)?;
         cx.store.set_group_unsealed(peer.as_bytes(), n, Some(&kept))?;
         Ok(())
     }
 
+    /// The share kept for queued request `n` of `peer`.
+    pub(super) fn kept_share(
+        &mut self,
+        cx: &Context,
+        peer: &AuthorId,
+        n: u64,
+    ) -> Result<OlmShare, ApiError> {
+        let key = peer.as_bytes();
+        let Some(kept) = cx.store.group_unsealed(key, n)? else {
+            return Err(ApiError::internal("no key share kept for this request"));
+        };
+        let label = unsealed_label(key, n);
+        let encoded = self.pickle_key(cx)?.open_bytes(&label, &kept).map_err(internal)?;
+        kith_protocol::codec::decode::<_, 4096>(&encoded).map_err(internal)
+    }
+
     /// `share` sealed for `peer`'s device on the session with it (stored, not flushed),
-    /// as a request; `None` when it cannot go on Olm.
-    fn seal_share(
+    /// as a request; `None` when it cannot go on Olm yet.
+    pub(super) fn seal_share(
         &mut self,
         cx: &Context,
         peer: &AuthorId,
@@ -312,7 +358,7 @@ impl Groups {
     ) -> Option<Vec<u8>> {
         let sealed = self.try_seal_share(cx, peer, share, now);
         sealed.unwrap_or_else(|error| {
-            tracing::warn!(%error, %peer, "cannot seal a key share on Olm: sealing it as before");
+            tracing::warn!(%error, %peer, "cannot seal a key share on Olm now: it waits");
             None
         })
     }
@@ -482,33 +528,11 @@ impl Groups {
                 cx.store.set_olm_sessions(&envelope.recipient_device, &pickle)?;
             }
         }
-        let Some(kept) = cx.store.group_unsealed(key, n)? else {
-            return Err(ApiError::internal("no key share kept for this request"));
-        };
-        let label = unsealed_label(key, n);
-        let encoded = self.pickle_key(cx)?.open_bytes(&label, &kept).map_err(internal)?;
-        let share: OlmShare =
-            kith_protocol::codec::decode::<_, 4096>(&encoded).map_err(internal)?;
+        let share = self.kept_share(cx, peer, n)?;
         let bytes = match self.seal_share(cx, peer, &share, now) {
             Some(bytes) => bytes,
-            None => {
-                // No device to seal for any more: as before issue #19.
-                cx.store.set_group_unsealed(key, n, None)?;
-                let control = if share.circle {
-                    Control::CircleShare(share.share)
-                } else {
-                    Control::Share(share.share)
-                };
-                let sealed = self
-                    .pairs
-                    .with(&cx.keys, peer, |keys| {
-                        control
-                            .seal(&cx.keys, keys)
-                            .map_err(|_| kith_protocol::dm::DmError::WrongKeys)
-                    })
-                    .map_err(internal)?;
-                GroupRequest::Control(sealed).to_bytes().map_err(internal)?
-            }
+            // No device to seal for any more: held until one is known (`held.rs`).
+            None => super::held::HELD.to_vec(),
         };
         cx.store.group_requeue(key, n, &bytes)?;
         Ok(())

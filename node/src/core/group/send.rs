@@ -12,7 +12,7 @@ use kith_protocol::{
     AuthorId,
 };
 
-use super::{lane_tag, load, Groups};
+use super::{held, lane_tag, load, Groups};
 use crate::{
     api::ApiError,
     core::{Context, Effect, Timer},
@@ -69,7 +69,7 @@ impl Groups {
     }
 
     /// Starts `peer`'s lane at its oldest queued request, unless it is busy.
-    pub(super) fn start_lane(&mut self, cx: &Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+    pub(super) fn start_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
         if self.lanes.busy(&peer) {
             return Vec::new();
         }
@@ -77,7 +77,7 @@ impl Groups {
     }
 
     /// `peer`'s lane goes on directly with its oldest queued request (or finishes).
-    fn next_in_lane(&mut self, cx: &Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
+    fn next_in_lane(&mut self, cx: &mut Context, peer: [u8; 32], now: u64) -> Vec<Effect> {
         let next = match cx.store.group_queue_next(&peer) {
             Ok(next) => next,
             Err(error) => {
@@ -94,6 +94,10 @@ impl Groups {
             let _ = cx.store.group_unqueue(&peer, queued.n);
             return Vec::new();
         };
+        if held::is_held(&queued.bytes) {
+            // A key share waiting for the member's device (`held.rs`).
+            return self.reach_held(cx, &to, now);
+        }
         self.lanes.claim(peer, lane_tag(queued.n));
         vec![Effect::GroupDeliver { peer: to, n: queued.n, bytes: queued.bytes }]
     }
@@ -135,6 +139,10 @@ impl Groups {
                 }
             };
             from = queued.n.saturating_add(1);
+            if held::is_held(&queued.bytes) {
+                // What follows needs this key share, which waits for the member's device.
+                return self.stop_lane(key, now);
+            }
             if self.deposited.get(&(key, queued.n)) == Some(&mailboxes) {
                 continue;
             }
@@ -206,7 +214,13 @@ impl Groups {
                 tracing::info!(%peer, reason = %reason.chars().take(200).collect::<String>(), "a member refused a group request");
             }
             Ok(GroupReply::Later | GroupReply::History(_)) => return self.stop_lane(key, now),
-            Ok(GroupReply::NewSession(devices)) => return self.renew(cx, peer, n, devices, now),
+            Ok(GroupReply::NewSession(devices)) => {
+                // Sealed again; and the other shares held for them go if the answer
+                // carried their first known announcement.
+                let mut effects = self.renew(cx, peer, n, devices, now);
+                effects.extend(self.release_fresh(cx, now));
+                return effects;
+            }
             Err(error) => {
                 // Not reached: what is queued for it goes to its mailboxes too, if any.
                 tracing::debug!(%peer, %error, "a member was not reached");
@@ -224,7 +238,7 @@ impl Groups {
     }
 
     /// A look at the group outbox (a timer): starts the lanes whose time has come.
-    pub(crate) fn handle_due(&mut self, cx: &Context, now: u64) -> Vec<Effect> {
+    pub(crate) fn handle_due(&mut self, cx: &mut Context, now: u64) -> Vec<Effect> {
         let peers = match cx.store.group_queue_peers() {
             Ok(peers) => peers,
             Err(error) => {
@@ -240,7 +254,7 @@ impl Groups {
     /// every group both are in (catching up on what this node missed).
     pub(crate) fn handle_connected(
         &mut self,
-        cx: &Context,
+        cx: &mut Context,
         peer: &AuthorId,
         now: u64,
     ) -> Vec<Effect> {

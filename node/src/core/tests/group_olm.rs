@@ -310,3 +310,124 @@ fn a_deposited_share_that_does_not_open_is_dropped_there_and_sealed_again_direct
     assert_eq!(w.texts(2, group), ["while two was away"]);
     assert_eq!(w.nodes[1].core.store().group_queue_len(), 0);
 }
+
+/// Nodes 0 and 1 of a [`World`], and node 2, node 0's mutual connection, which has made
+/// no device yet (so nobody knows one). `Devices` records published from now on reach
+/// nobody until a test passes them on.
+fn with_a_newcomer() -> World {
+    let mut w = World::new(2);
+    let mut newcomer = Fixture::new(3);
+    super::dm::befriend(&mut w.nodes[0], &mut newcomer);
+    w.nodes.push(newcomer);
+    w.announce = false;
+    assert!(w.nodes[2].core.store().olm_device().unwrap().is_none());
+    w
+}
+
+/// Node 0 makes a group of itself and the nodes `members`.
+fn group_of_0(w: &mut World, members: &[usize]) -> GroupId {
+    let members = members.iter().map(|m| w.id(*m)).collect();
+    let answer = w.op(0, GroupOp::Create { name: "g".into(), members }).unwrap();
+    let crate::core::group::GroupAnswer::Created(group) = answer else { panic!("not created") };
+    group
+}
+
+/// The requests queued at node `from` for node `to`: (held key shares, others).
+fn queued(w: &World, from: usize, to: usize) -> (usize, usize) {
+    let store = w.nodes[from].core.store();
+    let key = *w.id(to).as_bytes();
+    let (mut held, mut other, mut n) = (0, 0, 0);
+    while let Some(q) = store.group_queue_from(&key, n).unwrap() {
+        if q.bytes.is_empty() {
+            held += 1;
+        } else {
+            other += 1;
+        }
+        n = q.n + 1;
+    }
+    (held, other)
+}
+
+#[test]
+fn a_share_for_a_member_whose_device_is_unknown_waits_for_its_announcement_across_a_restart() {
+    let mut w = with_a_newcomer();
+    let group = group_of_0(&mut w, &[2]);
+    // Node 2 took the membership and made its device, whose announcement has not
+    // reached node 0: node 0's key share waits, and the message behind it.
+    assert!(w.nodes[2].core.store().olm_device().unwrap().is_some());
+    w.send(0, group, "before your device was known");
+    assert_eq!(queued(&w, 0, 2), (1, 1));
+    assert!(olm_shares(&w, 0, 2).is_empty());
+    assert!(w.texts(2, group).is_empty());
+    // Node 0 restarts; its lane's looks (at start, at a connection) send nothing.
+    w.nodes[0] = w.nodes[0].restart(1);
+    let first = w.nodes[0].handle(Input::Timer(crate::core::Timer::GroupOutbox), w.now);
+    let effects = w.nodes[0].settle(first, w.now);
+    assert!(!effects.iter().any(|e| matches!(e, Effect::GroupDeliver { .. })), "{effects:?}");
+    connect(&mut w, 0, 2);
+    // (Queued behind it now: the creator's own record, passed on again in this run.)
+    assert_eq!(queued(&w, 0, 2).0, 1);
+    assert!(w.texts(2, group).is_empty());
+    // Node 2's announcement arrives (gossip): the share goes on Olm, then the message.
+    w.gossip_devices(2);
+    assert_eq!(w.texts(2, group), ["before your device was known"]);
+    assert_eq!(olm_shares(&w, 0, 2).len(), 1);
+    assert_eq!(queued(&w, 0, 2), (0, 0));
+}
+
+#[test]
+fn a_share_waits_for_the_announcement_the_creator_passes_on() {
+    let mut w = with_a_newcomer();
+    let group = group_of_0(&mut w, &[1, 2]);
+    // Node 1 (not node 2's mutual connection) knows no device of node 2: its share for
+    // node 2 waits; its share for node 0 goes.
+    w.send(1, group, "one");
+    assert_eq!(w.texts(0, group), ["one"]);
+    assert!(w.texts(2, group).is_empty());
+    assert_eq!(queued(&w, 1, 2), (1, 1));
+    // Node 2's announcement reaches the creator, who passes it on to node 1: node 1's
+    // share for node 2 goes on Olm, then the message.
+    w.gossip_devices(2);
+    let passed = controls(&w, 0, 1)
+        .iter()
+        .any(|c| matches!(c, Opened::Devices(r) if r.record().author == w.id(2)));
+    assert!(passed);
+    assert_eq!(w.texts(2, group), ["one"]);
+    assert_eq!(olm_shares(&w, 1, 2).len(), 1);
+    assert_eq!(queued(&w, 1, 2), (0, 0));
+}
+
+#[test]
+fn a_circle_member_who_did_nothing_gets_keys_on_olm_and_at_most_so_many_wait_for_it() {
+    use crate::core::group::MAX_HELD_SHARES;
+    let mut w = with_a_newcomer();
+    let members = vec![w.id(2)];
+    w.op(0, GroupOp::CircleCreate { name: "close".into(), members }).unwrap();
+    // One more session than may wait (a new one a week apart), while node 2 has no
+    // device: each post's key share for node 2 waits, the oldest one goes.
+    let mut posts = Vec::new();
+    for _ in 0..=MAX_HELD_SHARES {
+        w.now += kith_protocol::group::megolm::ROTATE_AFTER_MS + 1;
+        let op = GroupOp::CirclePost { name: "close".into(), text: "for two".into() };
+        let (effects, record) = w.nodes[0].published(|answer| Input::Group { op, answer }, w.now);
+        w.pump(0, effects);
+        w.nodes[2].core.store().insert(&record).unwrap();
+        posts.push(record);
+    }
+    assert_eq!(queued(&w, 0, 2), (MAX_HELD_SHARES, 0));
+    // Node 2, which never messaged, posted or joined anything, makes its device at
+    // start (it has a mutual connection) and announces it; node 0 seals what waits.
+    w.announce = true;
+    let first = w.nodes[2].handle(Input::Timer(crate::core::Timer::Devices), w.now);
+    let effects = w.nodes[2].settle(first, w.now);
+    w.pump(2, effects);
+    assert_eq!(queued(&w, 0, 2), (0, 0));
+    assert_eq!(olm_shares(&w, 0, 2).len(), MAX_HELD_SHARES);
+    let keys = Keypair::from_secret_bytes(&[3; 32]);
+    let reader = crate::node::circle::Reader::new(&keys);
+    let read = |r: &VerifiedRecord| reader.private_text(w.nodes[2].core.store(), r.record());
+    assert_eq!(read(&posts[0]), None, "the oldest share went");
+    for post in &posts[1..] {
+        assert_eq!(read(post).as_deref(), Some("for two"));
+    }
+}

@@ -28,16 +28,38 @@ pub(super) fn out(to: &Fixture, n: u8) -> Outgoing {
     }
 }
 
+/// Issue #19: a node makes its device as soon as it has a mutual connection (someone
+/// who may put it in a group or a circle), without doing anything else: key shares for
+/// it wait until its device is known, and a circle member cannot know it is in one.
 #[test]
-fn a_node_that_never_messages_makes_no_device() {
-    let mut f = Fixture::new(1);
-    let effects = f.handle(Input::Timer(Timer::Devices), 1_000);
+fn a_node_makes_its_device_once_it_has_a_mutual_connection_without_messaging() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    // No mutual connection: no device (nobody can put it in a group or circle).
+    let effects = a.handle(Input::Timer(Timer::Devices), 1_000);
     assert!(matches!(
         effects.as_slice(),
         [Effect::Schedule { at: 3_601_000, timer: Timer::Devices }]
     ));
-    assert!(f.core.store().olm_device().unwrap().is_none());
-    assert!(announcement(&f).is_none());
+    a.publish(RecordKind::Follow { target: b.core.me() }, 1_100);
+    assert!(a.core.store().olm_device().unwrap().is_none());
+    assert!(announcement(&a).is_none());
+    // B's follow of A arrives: A's first mutual connection. A makes its device and
+    // announces it, after a flush.
+    let (_, follow) = b.publish(RecordKind::Follow { target: a.core.me() }, 1_200);
+    let keys = Keypair::from_secret_bytes(&[2; 32]);
+    let message = gossip(&keys, &Topic::Author(b.core.me()), &follow);
+    let first = a.handle(Input::Gossip(vec![message]), 1_300);
+    let effects = a.settle(first, 1_300);
+    let topic = Topic::Author(a.core.me()).to_string();
+    assert!(published(&effects).contains(&topic), "{effects:?}");
+    assert!(a.core.store().olm_device().unwrap().is_some());
+    assert_eq!(announcement(&a).unwrap().verify(&a.core.me()).unwrap().len(), 1);
+    // A node that has mutual connections from before and no device makes it at start.
+    let (mut c, _d) = pair();
+    let first = c.handle(Input::Timer(Timer::Devices), 2_000);
+    let effects = c.settle(first, 2_000);
+    assert!(published(&effects).contains(&Topic::Author(c.core.me()).to_string()));
+    assert!(announcement(&c).is_some());
 }
 
 #[test]
