@@ -88,6 +88,7 @@ impl Groups {
             // All are sealed for the same device: when one cannot be, none can.
             let Some(bytes) = self.seal_share(cx, peer, &share, now) else { break };
             cx.store.group_requeue(peer.as_bytes(), n, &bytes)?;
+            self.sealed_on_olm(*peer.as_bytes(), n);
             released = true;
         }
         if released {

@@ -14,7 +14,8 @@
 //!   from whoever was a member in the epoch it was sent in, written before their
 //!   membership ended ([`admission`]); a history question from any current member.
 //!
-//! Every answer that claims something is stored comes after a flush.
+//! Every answer that claims something is stored comes after a flush, and no key share
+//! sealed on an Olm session leaves before the session's new state is flushed.
 
 mod admission;
 mod circle;
@@ -46,11 +47,13 @@ use super::{dm::keys::PairKeyCache, outbox::Lanes, Context, Effect, FlushId};
 use crate::{api::ApiError, store::GroupState};
 
 /// What waits for a flush: effects to carry out once it is done, others if it failed,
-/// and member queues to start.
+/// member queues to start, and the queued requests sealed on Olm sessions whose state
+/// it makes durable.
 struct Held {
     ok: Vec<Effect>,
     failed: Vec<Effect>,
     start: Vec<[u8; 32]>,
+    sealed: Vec<([u8; 32], u64)>,
 }
 
 /// The group concern's state (memory only; everything that matters is in the store).
@@ -74,6 +77,13 @@ pub(crate) struct Groups {
     opened: Vec<Effect>,
     /// Key shares on Olm sessions (issue #19).
     shares: olm::Shares,
+    /// Queued requests (member, number) sealed on an Olm session whose new state is
+    /// not durable yet, with how many seals of each wait for their flush: none is sent
+    /// or deposited, whatever starts its lane, until that flush is done (issue 17 item
+    /// 4: a crash must not make a message key be used twice).
+    unflushed: BTreeMap<([u8; 32], u64), u32>,
+    /// Those sealed since the last flush asked for (the next one covers them).
+    sealing: Vec<([u8; 32], u64)>,
 }
 
 /// A group as stored, opened.
@@ -156,8 +166,29 @@ impl Groups {
         let flush = cx.flush_id();
         let mut ok = ok;
         ok.append(&mut self.opened);
-        self.held.insert(flush, Held { ok, failed, start });
+        let sealed = std::mem::take(&mut self.sealing);
+        self.held.insert(flush, Held { ok, failed, start, sealed });
         vec![Effect::Flush(flush)]
+    }
+
+    /// Queued request `n` for `peer` was just sealed on an Olm session (stored, not
+    /// flushed): it is not sent until the next flush asked for is done.
+    fn sealed_on_olm(&mut self, peer: [u8; 32], n: u64) {
+        *self.unflushed.entry((peer, n)).or_default() += 1;
+        self.sealing.push((peer, n));
+    }
+
+    /// When queued request `n` for `peer` waits for the flush of the session it was
+    /// sealed on: what to do instead of sending it (ask for that flush if none was asked
+    /// for yet; the lane starts again once it is done).
+    fn waits_for_flush(&mut self, cx: &mut Context, peer: [u8; 32], n: u64) -> Option<Vec<Effect>> {
+        if !self.unflushed.contains_key(&(peer, n)) {
+            return None;
+        }
+        if self.sealing.contains(&(peer, n)) {
+            return Some(self.after_flush(cx, Vec::new(), Vec::new(), vec![peer]));
+        }
+        Some(Vec::new())
     }
 
     /// A flush is done: what waited for it goes on.
@@ -168,13 +199,26 @@ impl Groups {
         result: &Result<(), crate::store::StoreError>,
         now: u64,
     ) -> Vec<Effect> {
-        let Some(held) = self.held.remove(&flush) else { return Vec::new() };
+        let Some(mut held) = self.held.remove(&flush) else { return Vec::new() };
         if let Err(error) = result {
             tracing::error!(%error, "cannot flush group state");
+            // Not durable yet: the next flush covers them.
+            self.sealing.append(&mut held.sealed);
             return held.failed;
         }
+        let mut start = held.start;
+        for sealed in held.sealed {
+            let Some(count) = self.unflushed.get_mut(&sealed) else { continue };
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.unflushed.remove(&sealed);
+            }
+            if !start.contains(&sealed.0) {
+                start.push(sealed.0);
+            }
+        }
         let mut effects = held.ok;
-        for peer in held.start {
+        for peer in start {
             effects.extend(self.start_lane(cx, peer, now));
         }
         effects

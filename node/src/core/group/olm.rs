@@ -16,7 +16,10 @@
 //!   arrived yet, or this node has no device), the share is held until it is
 //!   (`held.rs`): it is never sealed with `/kith/dm/1`.
 //! - **Crash safety** as for direct messages: the sessions' new state is written before
-//!   the queue entry, and both are flushed before the lane sends anything.
+//!   the queue entry, and both are flushed before the entry is sent or deposited: until
+//!   that flush is done, whatever starts the member's lane (a connection, the timer, the
+//!   answer to the request before it, a deposit pass) stops at it, and the flush starts
+//!   the lane again (`Groups::waits_for_flush`).
 //! - **Repair.** The share is also kept sealed with the pickle key (`u` || peer || n):
 //!   a recipient that cannot open the envelope (lost session, rotated and forgotten
 //!   prekey, another device, a spent key whose share it did not keep) answers
@@ -311,6 +314,7 @@ impl Groups {
             return self.hold_share(cx, peer, &share);
         };
         let n = cx.store.group_queue(peer.as_bytes(), &bytes)?;
+        self.sealed_on_olm(*peer.as_bytes(), n);
         self.keep_share(cx, peer, n, &share)
     }
 
@@ -535,6 +539,9 @@ impl Groups {
             None => super::held::HELD.to_vec(),
         };
         cx.store.group_requeue(key, n, &bytes)?;
+        if !super::held::is_held(&bytes) {
+            self.sealed_on_olm(*key, n);
+        }
         Ok(())
     }
 }

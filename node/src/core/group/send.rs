@@ -98,6 +98,13 @@ impl Groups {
             // A key share waiting for the member's device (`held.rs`).
             return self.reach_held(cx, &to, now);
         }
+        if let Some(effects) = self.waits_for_flush(cx, peer, queued.n) {
+            // Sealed on an Olm session not flushed yet: the lane starts again once it is.
+            if self.lanes.busy(&peer) {
+                self.lanes.finish(peer, true, now);
+            }
+            return effects;
+        }
         self.lanes.claim(peer, lane_tag(queued.n));
         vec![Effect::GroupDeliver { peer: to, n: queued.n, bytes: queued.bytes }]
     }
@@ -107,7 +114,13 @@ impl Groups {
     /// them, one after the other; they stay queued, tried directly again at the next
     /// pass, until `peer` answers. The pass ends (the lane backs off) after the last
     /// one, or when `peer` lists no mailbox.
-    fn deposit_from(&mut self, cx: &Context, peer: &AuthorId, from: u64, now: u64) -> Vec<Effect> {
+    fn deposit_from(
+        &mut self,
+        cx: &mut Context,
+        peer: &AuthorId,
+        from: u64,
+        now: u64,
+    ) -> Vec<Effect> {
         let key = *peer.as_bytes();
         let mailboxes = match self.depositing.get(&key) {
             Some(mailboxes) => mailboxes.clone(),
@@ -143,6 +156,11 @@ impl Groups {
                 // What follows needs this key share, which waits for the member's device.
                 return self.stop_lane(key, now);
             }
+            if let Some(mut effects) = self.waits_for_flush(cx, key, queued.n) {
+                // Sealed on an Olm session not flushed yet: this pass ends there.
+                effects.extend(self.stop_lane(key, now));
+                return effects;
+            }
             if self.deposited.get(&(key, queued.n)) == Some(&mailboxes) {
                 continue;
             }
@@ -168,7 +186,7 @@ impl Groups {
     /// on with the next request; refused by all, the lane backs off.
     pub(crate) fn handle_deposited(
         &mut self,
-        cx: &Context,
+        cx: &mut Context,
         peer: &AuthorId,
         n: u64,
         accepted: usize,

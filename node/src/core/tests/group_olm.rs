@@ -431,3 +431,72 @@ fn a_circle_member_who_did_nothing_gets_keys_on_olm_and_at_most_so_many_wait_for
         assert_eq!(read(post).as_deref(), Some("for two"));
     }
 }
+
+/// Whether `effects` hand node `to`'s queued requests to a send (directly or to a
+/// mailbox).
+fn sends_to(w: &World, effects: &[Effect], to: usize) -> bool {
+    let to = w.id(to);
+    effects.iter().any(|e| match e {
+        Effect::GroupDeliver { peer, .. } | Effect::GroupDeposit { peer, .. } => *peer == to,
+        _ => false,
+    })
+}
+
+/// Node `to` connects to node `i`, and node `i`'s group outbox timer fires, before a
+/// flush node `i` asked for is done: nothing of node `to`'s queue is sent.
+fn nothing_sent_before_the_flush(w: &mut World, i: usize, to: usize) {
+    let peer = w.id(to).to_peer_id().unwrap();
+    let early = w.nodes[i].handle(Input::Connected { peer }, w.now);
+    assert!(!sends_to(w, &early, to), "sent before the flush: {early:?}");
+    let timer = w.nodes[i].handle(Input::Timer(crate::core::Timer::GroupOutbox), w.now);
+    assert!(!sends_to(w, &timer, to), "sent before the flush: {timer:?}");
+}
+
+/// Issue 17 item 4, for key shares: a share sealed on an Olm session leaves only once
+/// the session's new state is flushed, whatever else starts the lane in between.
+#[test]
+fn a_share_sealed_on_olm_is_not_sent_before_its_session_is_flushed() {
+    let (mut w, group) = three_with_devices();
+    let op = GroupOp::Send { group, text: "one".into() };
+    let sent = w.nodes[1].handle(Input::Group { op, answer: AnswerId(900) }, w.now);
+    assert!(sent.iter().any(|e| matches!(e, Effect::Flush(_))), "{sent:?}");
+    assert!(!sends_to(&w, &sent, 0), "{sent:?}");
+    nothing_sent_before_the_flush(&mut w, 1, 0);
+    // Once flushed, the share goes (first), then the message.
+    let after = w.nodes[1].settle(sent, w.now);
+    let first = after.iter().find_map(|e| match e {
+        Effect::GroupDeliver { peer, bytes, .. } if *peer == w.id(0) => Some(bytes.clone()),
+        _ => None,
+    });
+    let first = GroupRequest::from_bytes(&first.expect("sent once flushed")).unwrap();
+    assert!(matches!(first, GroupRequest::Olm { .. }), "{first:?}");
+    w.pump(1, after);
+    assert_eq!(w.texts(0, group), ["one"]);
+}
+
+#[test]
+fn a_held_share_sealed_on_olm_is_not_sent_before_its_session_is_flushed() {
+    let mut w = with_a_newcomer();
+    let group = group_of_0(&mut w, &[2]);
+    w.send(0, group, "waited");
+    assert_eq!(queued(&w, 0, 2), (1, 1));
+    // Node 2's announcement reaches node 0: the held share is sealed, not yet flushed.
+    let store = w.nodes[2].core.store();
+    let stored = store.devices(&w.id(2)).unwrap().expect("a device announcement");
+    let bytes = store.get_bytes(&stored.id).unwrap().unwrap();
+    let message = GossipMessage {
+        from: w.id(2).to_peer_id().unwrap(),
+        id: libp2p::gossipsub::MessageId::new(stored.id.as_bytes()),
+        topic: Topic::Author(w.id(2)).to_string(),
+        bytes,
+    };
+    let released = w.nodes[0].handle(Input::Gossip(vec![message]), w.now);
+    assert_eq!(queued(&w, 0, 2), (0, 2), "sealed");
+    assert!(!sends_to(&w, &released, 2), "{released:?}");
+    nothing_sent_before_the_flush(&mut w, 0, 2);
+    let after = w.nodes[0].settle(released, w.now);
+    assert!(sends_to(&w, &after, 2), "sent once flushed: {after:?}");
+    w.pump(0, after);
+    assert_eq!(w.texts(2, group), ["waited"]);
+    assert_eq!(olm_shares(&w, 0, 2).len(), 1);
+}
