@@ -211,6 +211,7 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         kith: kith_tests::cli::kith_bin(),
         seed: 3,
         keep_home: None,
+        segment_bytes: kith_node::store::SEGMENT_BYTES,
     };
     let report: serde_json::Value = serde_json::from_str(&run(&opts).to_json()).unwrap();
     let num = |name: &str| {
@@ -243,4 +244,10 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
     let (disk, raw) = (num("disk_bytes_per_record"), num("raw_bytes_per_record"));
     assert!(raw > 100.0 && raw < 1_000.0, "{report}");
     assert!(disk >= raw, "{report}");
+    // Where the bytes go: the records tree holds the records' signed bytes and ids.
+    let trees = report["trees"].as_array().unwrap_or_else(|| panic!("no trees: {report}"));
+    let records_tree = trees.iter().find(|t| t["name"] == "records").expect("a records tree");
+    let bytes = records_tree["bytes"].as_f64().unwrap();
+    assert!(bytes >= records * raw, "{report}");
+    assert_eq!(records_tree["entries"].as_f64(), Some(records), "{report}");
 }

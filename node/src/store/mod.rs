@@ -208,6 +208,41 @@ fn corrupt(what: &str) -> StoreError {
 /// many times over in this.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The size of sled's log segments in a store this kith creates. With sled's default
+/// (512 KiB) the store took about 11 times its records' signed bytes at 100,000 records
+/// and 13 times at 1,000,000: dead copies of rewritten pages stay in segments that are
+/// not yet half dead. In a synthetic test (200,000 records and three indexes) 4 MiB
+/// segments took 0.46 of the space of 512 KiB ones (8 MiB: 0.45, 16 MiB: 0.52) for
+/// about 7 MiB more resident memory (8 MiB: 12 MiB more); see docs/benchmarks.md,
+/// "sled's segment size". sled fixes the size when it creates a database and refuses
+/// another one later, so a store keeps the size it was created with
+/// ([`segment_size_for`]).
+pub const SEGMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// sled's segment size before [`SEGMENT_BYTES`] (its own default), which older stores have.
+const OLD_SEGMENT_BYTES: usize = 512 * 1024;
+
+/// The segment size to open the store in `path` with: the one recorded in sled's `conf`
+/// file when the store exists, sled's old default for a store with data and no readable
+/// `conf`, and `new` for a new store.
+fn segment_size_for(path: &Path, new: usize) -> usize {
+    if let Ok(conf) = std::fs::read(path.join("conf")) {
+        let recorded = String::from_utf8_lossy(&conf)
+            .lines()
+            .find_map(|line| line.strip_prefix("segment_size: ")?.trim().parse::<usize>().ok())
+            .filter(|size| size.is_power_of_two() && (256..=1 << 24).contains(size));
+        if let Some(size) = recorded {
+            return size;
+        }
+    }
+    let has_data = std::fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0);
+    if has_data {
+        OLD_SEGMENT_BYTES
+    } else {
+        new
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `path`, with the default cache.
     ///
@@ -223,11 +258,26 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_sized(path, cache_bytes, segment_size_for(path, SEGMENT_BYTES))
+    }
+
+    /// Opens the store in `path` as [`Store::open`] does, creating it (when new) with sled
+    /// segments of `segment_bytes` rather than [`SEGMENT_BYTES`]: for benchmarks that
+    /// compare sizes, and tests of stores made by older kiths. An existing store keeps
+    /// its own size.
+    ///
+    /// # Errors
+    /// As [`Store::open`]; `segment_bytes` must be a power of two from 256 B to 16 MiB.
+    pub fn open_with_segments(path: &Path, segment_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_sized(path, DEFAULT_CACHE_BYTES, segment_size_for(path, segment_bytes))
+    }
+
+    fn open_sized(path: &Path, cache_bytes: u64, segment_size: usize) -> Result<Self, StoreError> {
         // A store closed a moment ago in this process may still be held by sled's
         // background flusher: try a few times before calling it locked.
         let mut tries = 0;
         loop {
-            match Self::open_once(path, cache_bytes) {
+            match Self::open_once(path, cache_bytes, segment_size) {
                 Err(StoreError::Locked { .. }) if tries < 20 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -237,18 +287,17 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).cache_capacity(cache_bytes).open().map_err(
-            |e| match &e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    StoreError::Locked { path: path.display().to_string() }
-                }
-                _ => StoreError::Sled(e),
-            },
-        )?;
+    fn open_once(path: &Path, cache_bytes: u64, segment_size: usize) -> Result<Self, StoreError> {
+        let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
+        let db = config.segment_size(segment_size).open().map_err(|e| match &e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                StoreError::Locked { path: path.display().to_string() }
+            }
+            _ => StoreError::Sled(e),
+        })?;
         Self::over(Db::from(db))
     }
 
@@ -473,6 +522,27 @@ impl Store {
             bytes += value.len() as u64;
         }
         Ok((count, bytes))
+    }
+
+    /// Every tree's name, entries, and bytes of keys and values, by reading them all: for
+    /// tools that show where a store's bytes go (slow on a big store; nothing the node
+    /// calls).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn tree_sizes(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name)?;
+            let (mut entries, mut bytes) = (0u64, 0u64);
+            for item in tree.iter() {
+                let (key, value) = item?;
+                entries += 1;
+                bytes += (key.len() + value.len()) as u64;
+            }
+            out.push((String::from_utf8_lossy(&name).into_owned(), entries, bytes));
+        }
+        Ok(out)
     }
 
     /// Record, post and flag counts.

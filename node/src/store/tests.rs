@@ -338,6 +338,7 @@ fn a_thousand_memory_stores_open_in_one_process() {
 mod fixture;
 mod home;
 mod migration;
+mod segments;
 
 #[test]
 fn the_latest_mailbox_list_counts_whatever_order_it_arrives_in() {

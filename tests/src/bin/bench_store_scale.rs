@@ -23,6 +23,7 @@ fn main() {
         keep_home: Some(arg("--keep-home", String::new()))
             .filter(|h| !h.is_empty())
             .map(PathBuf::from),
+        segment_bytes: arg("--segment-bytes", kith_node::store::SEGMENT_BYTES),
     };
     let report = run(&opts);
     if json {

@@ -29,6 +29,9 @@ pub struct Options {
     pub seed: u64,
     /// Where to build the home (kept); a temporary folder when `None`.
     pub keep_home: Option<PathBuf>,
+    /// sled's segment size for the new store (the store's default, or an older one to
+    /// compare).
+    pub segment_bytes: usize,
 }
 
 /// The p50 and p99 of one kind of query, ms.
@@ -86,6 +89,10 @@ pub struct Report {
     pub rss_mb: f64,
     /// Threads ingest and signing ran on.
     pub threads: usize,
+    /// sled's segment size in the store.
+    pub segment_bytes: usize,
+    /// Per tree with entries: name, entries, bytes of keys and values.
+    pub trees: Vec<(String, u64, u64)>,
 }
 
 impl Report {
@@ -107,6 +114,10 @@ impl Report {
             "raw_bytes_per_record": round(self.raw_bytes_per_record, 1),
             "rss_mb": round(self.rss_mb, 1),
             "threads": self.threads,
+            "segment_bytes": self.segment_bytes,
+            "trees": self.trees.iter().map(|(name, entries, bytes)| {
+                serde_json::json!({"name": name, "entries": entries, "bytes": bytes})
+            }).collect::<Vec<_>>(),
         });
         for (name, l) in self.latencies() {
             v[format!("{name}_p99_ms")] = round(l.p99_ms, 3).into();
@@ -160,6 +171,20 @@ impl Report {
             self.disk_bytes_per_record / self.raw_bytes_per_record.max(1.0),
             self.rss_mb
         ));
+        let live: u64 = self.trees.iter().map(|t| t.2).sum();
+        out.push_str(&format!(
+            "sled segments      {} bytes; keys and values {:.0} bytes/record, of which:\n",
+            self.segment_bytes,
+            live as f64 / self.records.max(1) as f64
+        ));
+        for (name, entries, bytes) in &self.trees {
+            out.push_str(&format!(
+                "  {:<16} {:>10} entries {:>7.1} bytes/record\n",
+                name,
+                entries,
+                *bytes as f64 / self.records.max(1) as f64
+            ));
+        }
         out
     }
 }
@@ -184,7 +209,9 @@ pub fn run(opts: &Options) -> Report {
         ..Report::default()
     };
 
-    let store = Store::open(&home.store_path()).expect("the store opens");
+    let store =
+        Store::open_with_segments(&home.store_path(), opts.segment_bytes).expect("the store opens");
+    report.segment_bytes = opts.segment_bytes;
     let admission = Admission::new(me.id());
     // Dated up to a minute ago: the daemon started later must not find them in its future.
     let end = crate::now_ms().saturating_sub(60_000);
@@ -201,6 +228,8 @@ pub fn run(opts: &Options) -> Report {
     });
     stream.forget_erased(&store);
     let (records, raw) = store.record_bytes().expect("the records read back");
+    let trees = store.tree_sizes().expect("the trees read back");
+    report.trees = trees.into_iter().filter(|t| t.1 > 0).collect();
     drop(store);
     report.records = records;
     report.offered = tally.offered;

@@ -32,7 +32,9 @@ fn all_decode<V: Value>(db: &sled::Db, tree: &str) -> usize {
 fn reopen(path: &std::path::Path) -> sled::Db {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match sled::open(path) {
+        // The segment size the store was made with (sled refuses another).
+        let segments = super::super::segment_size_for(path, super::super::SEGMENT_BYTES);
+        match sled::Config::new().path(path).segment_size(segments).open() {
             Ok(db) => return db,
             Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
