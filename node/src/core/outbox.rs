@@ -87,6 +87,16 @@ impl Lanes {
         self.lanes.entry(peer).or_default().current = Some(message);
     }
 
+    /// `peer`'s lane stopped and is tried again at `at`, sooner than its delay (the peer
+    /// asked for a moment); the delay stays as it was.
+    pub(crate) fn retry_at(&mut self, peer: [u8; 32], at: u64) {
+        let lane = self.lanes.entry(peer).or_default();
+        lane.current = None;
+        lane.nudged = false;
+        let backoff = lane.retry.map_or(RETRY_MIN_MS, |(_, b)| b);
+        lane.retry = Some((at, backoff));
+    }
+
     /// `peer`'s lane stopped. When it delivered everything it is forgotten and returns
     /// `None`; otherwise the queue is tried again after its delay (which then doubles,
     /// up to [`RETRY_MAX_MS`]), and the time of that try is returned.

@@ -127,6 +127,7 @@ impl Dm {
         tracing::debug!(%peer, sent = ids.len(), answered = settled.len(), "a batch was answered");
         if !settled.is_empty() {
             self.renewals.remove(&key);
+            self.laters.remove(&key);
             self.lanes.reached(&key);
         }
         if settled.len() < ids.len() {

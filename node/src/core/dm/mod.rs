@@ -107,6 +107,8 @@ pub(crate) struct Dm {
     flights: BTreeMap<[u8; 32], send2::Flight>,
     /// Session renewals in a row, by peer.
     renewals: BTreeMap<[u8; 32], u32>,
+    /// "Not now" answers in a row, by peer (see [`send2::MAX_LATERS`]).
+    laters: BTreeMap<[u8; 32], u32>,
     /// Devices whose sessions were dropped: a one-time key is claimed before the next
     /// seal.
     renewing: std::collections::BTreeSet<kith_protocol::olm::device::DeviceId>,

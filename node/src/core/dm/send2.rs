@@ -28,13 +28,20 @@ use kith_protocol::{
 
 use super::{device::DeviceError, follow_proof, Dm, Held};
 use crate::{
-    core::{Context, DmProto, Effect},
+    core::{Context, DmProto, Effect, Timer},
     store::OutboxEntry,
 };
 
 /// Most session renewals (`NewSession` answers) in a row for one peer before its lane
 /// backs off.
 pub(crate) const MAX_RENEWALS: u32 = 3;
+
+/// How soon a lane is tried again after the recipient answered "not now" (ms): it has
+/// not seen this node's announcement yet and is fetching this node's log.
+pub(crate) const LATER_RETRY_MS: u64 = 100;
+/// Most such quick retries in a row for one peer (until a receipt comes back); then
+/// the lane backs off like after any failed delivery.
+pub(crate) const MAX_LATERS: u32 = 10;
 
 /// What is in flight on a lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,14 +295,24 @@ impl Dm {
         };
         let reply = match Dm2Reply::from_bytes(&bytes) {
             Ok(reply) => reply,
-            // An empty or unreadable reply: the recipient cannot take it now (it has not
-            // seen this node's announcement yet, say). Tried again later.
+            // An empty reply: the recipient cannot open it yet (a first message on a
+            // session can overtake the gossip of this node's announcement; the recipient
+            // fetches this node's log). Tried again shortly.
+            Err(_) if bytes.is_empty() => {
+                if let Some(retry) = self.later(key, now) {
+                    effects.push(retry);
+                    return None;
+                }
+                return Some(Err("no receipt: the recipient cannot open it yet".into()));
+            }
+            // An unreadable reply: tried again later.
             Err(error) => return Some(Err(format!("no receipt: {error}"))),
         };
         match (flight, reply) {
             (Flight::Sealed(_), Dm2Reply::Receipt(receipt)) => {
                 // Delivered or refused: either way this envelope is done with.
                 self.renewals.remove(&key);
+                self.laters.remove(&key);
                 let _ = cx.store.set_olm_sealed(&message, None);
                 Some(receipt.to_bytes().map_err(|e| e.to_string()))
             }
@@ -340,6 +357,22 @@ impl Dm {
             }
             _ => Some(Err("unexpected reply on /kith/dm/2".into())),
         }
+    }
+
+    /// The recipient answered "not now" to `peer`'s lane: its lane is tried again after
+    /// [`LATER_RETRY_MS`] rather than its back-off, and the `msg send` waiting for the
+    /// message is not answered "queued" (its own wait still bounds it). `None` after
+    /// [`MAX_LATERS`] in a row: then it is a failed delivery.
+    fn later(&mut self, peer: [u8; 32], now: u64) -> Option<Effect> {
+        let laters = self.laters.entry(peer).or_default();
+        if *laters >= MAX_LATERS {
+            return None;
+        }
+        *laters += 1;
+        self.deposits.end_pass(&peer);
+        let at = now.saturating_add(LATER_RETRY_MS);
+        self.lanes.retry_at(peer, at);
+        Some(Effect::Schedule { at, timer: Timer::Outbox })
     }
 
     /// Drops the sessions with `device` and the sealed requests of every message queued
