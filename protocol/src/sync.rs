@@ -35,6 +35,10 @@ pub const MAX_SYNC_BUCKETS: usize = 1024;
 pub const MAX_SYNC_RECORDS: usize = 256;
 /// Most records in one offer.
 pub const MAX_OFFER_RECORDS: usize = 32;
+/// Most authors in one [`Query::Digest`].
+pub const MAX_DIGEST_AUTHORS: usize = 2048;
+/// Most tags in one [`Query::Digest`].
+pub const MAX_DIGEST_TAGS: usize = 128;
 /// Largest encoded request, bytes (an offer of [`MAX_OFFER_RECORDS`] records fits).
 pub const MAX_SYNC_REQUEST_BYTES: usize = 320 * 1024;
 /// Largest encoded response, bytes (the responder stops adding records before this).
@@ -82,6 +86,61 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// One summary of many buckets (count and XOR of every id in them; `start` 0): two
+    /// different sets of honest records have the same summary with odds of 2^-128.
+    pub fn summary(buckets: &[Bucket]) -> Bucket {
+        let mut sum = Bucket::empty(0);
+        for b in buckets {
+            sum.count = sum.count.saturating_add(b.count);
+            for (f, x) in sum.fingerprint.iter_mut().zip(b.fingerprint) {
+                *f ^= x;
+            }
+        }
+        sum
+    }
+}
+
+/// The answer to a [`Query::Digest`]: the positions of the entries that differ,
+/// authors first (`0..authors.len()`), then tags (`authors.len()..`), ascending.
+/// `answered` is always true: a peer from before this query answers it with an empty
+/// [`SyncResponse`], whose bytes do not decode as this type.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct DigestResponse {
+    /// Positions of the entries the peer would send something for.
+    pub differ: Vec<u32>,
+    /// Always true.
+    pub answered: bool,
+}
+
+impl DigestResponse {
+    /// Encodes the answer.
+    ///
+    /// # Errors
+    /// [`SyncError::Limit`] if over a limit.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, SyncError> {
+        if self.differ.len() > MAX_DIGEST_AUTHORS + MAX_DIGEST_TAGS {
+            return Err(SyncError::Limit("digest entries"));
+        }
+        Ok(codec::encode(self)?)
+    }
+
+    /// Decodes an answer (an empty [`SyncResponse`] from an older peer is refused).
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SyncError> {
+        let response: Self = codec::decode::<_, MAX_SYNC_RESPONSE_BYTES>(bytes)?;
+        if response.differ.len() > MAX_DIGEST_AUTHORS + MAX_DIGEST_TAGS {
+            return Err(SyncError::Limit("digest entries"));
+        }
+        if !response.answered {
+            return Err(SyncError::Limit("not an answer to a digest"));
+        }
+        Ok(response)
+    }
+}
+
 /// Where a tag answer stopped: the last (timestamp, id) sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct TagCursor {
@@ -123,6 +182,20 @@ pub enum Query {
     Profile {
         /// Whose profile.
         author: AuthorId,
+    },
+    /// "Here is what I hold; which of these would you send me something for?": one
+    /// question for a whole periodic round, so that a round with nothing new is one
+    /// small exchange per peer. The answer is a [`DigestResponse`].
+    Digest {
+        /// Authors whose log the asker holds without gaps, with its last seq: the peer
+        /// names those of which it holds a later seq.
+        authors: Vec<(AuthorId, u64)>,
+        /// Tag summaries from `since` on.
+        since: u64,
+        /// Tags with the asker's summary of all its posts with the tag from the bucket
+        /// of `since` on ([`Bucket::summary`]): the peer names those whose summary
+        /// differs from its own.
+        tags: Vec<(String, Bucket)>,
     },
 }
 
@@ -168,6 +241,14 @@ impl SyncRequest {
         if let Query::Offer { records } = &self.query {
             if records.len() > MAX_OFFER_RECORDS {
                 return Err(SyncError::Limit("offered records"));
+            }
+        }
+        if let Query::Digest { authors, tags, .. } = &self.query {
+            if authors.len() > MAX_DIGEST_AUTHORS || tags.len() > MAX_DIGEST_TAGS {
+                return Err(SyncError::Limit("digest entries"));
+            }
+            if tags.iter().any(|(tag, _)| tag.len() > 4 * crate::limits::MAX_TAG_CHARS) {
+                return Err(SyncError::Limit("tag"));
             }
         }
         if let Query::Tag { buckets, tag, .. } = &self.query {
@@ -249,5 +330,43 @@ mod tests {
         let resp = SyncResponse { records: vec![vec![1, 2, 3]], more: true, next: None };
         assert_eq!(SyncResponse::from_bytes(&resp.to_bytes().unwrap()).unwrap(), resp);
         assert!(SyncResponse::from_bytes(&[0xff; 16]).is_err());
+    }
+
+    #[test]
+    fn digests_round_trip_and_an_old_peers_empty_answer_is_not_one() {
+        let author = Keypair::from_secret_bytes(&[1; 32]).id();
+        let mut b = Bucket::empty(BUCKET_MS);
+        b.add(&RecordId::from_bytes([7; 32]));
+        let mut c = Bucket::empty(2 * BUCKET_MS);
+        c.add(&RecordId::from_bytes([9; 32]));
+        let sum = Bucket::summary(&[b, c]);
+        assert_eq!(sum.count, 2);
+        assert_eq!(sum.fingerprint, [7 ^ 9; 16]);
+        assert_ne!(sum, Bucket::summary(&[b]));
+        let d = SyncRequest {
+            query: Query::Digest {
+                authors: vec![(author, 12)],
+                since: 5,
+                tags: vec![("rust".into(), sum)],
+            },
+        };
+        let bytes = d.to_bytes().unwrap();
+        assert_eq!(bytes[0], 4);
+        assert_eq!(SyncRequest::from_bytes(&bytes).unwrap(), d);
+        let too_many = SyncRequest {
+            query: Query::Digest {
+                authors: vec![(author, 1); MAX_DIGEST_AUTHORS + 1],
+                since: 0,
+                tags: Vec::new(),
+            },
+        };
+        assert!(too_many.to_bytes().is_err());
+        let answer = DigestResponse { differ: vec![0, 3], answered: true };
+        assert_eq!(DigestResponse::from_bytes(&answer.to_bytes().unwrap()).unwrap(), answer);
+        // What a node from before digests answers: an empty sync response.
+        let empty = SyncResponse { records: Vec::new(), more: false, next: None };
+        assert!(DigestResponse::from_bytes(&empty.to_bytes().unwrap()).is_err());
+        let unanswered = DigestResponse { differ: Vec::new(), answered: false };
+        assert!(DigestResponse::from_bytes(&codec::encode(&unanswered).unwrap()).is_err());
     }
 }

@@ -118,16 +118,22 @@ pub struct IdleTuning {
     /// (an AutoNAT dial-back or a second dial is another connection to a peer already
     /// synced with).
     pub sync_every_connection: bool,
+    /// Whether a sync with a peer starts with one digest of what this node holds, and
+    /// asks only about the authors and tags the peer would send something for
+    /// ([`crate::core::sync::Pull::Changed`]), rather than asking about every one.
+    pub sync_digest: bool,
 }
 
 impl IdleTuning {
     /// What kith nodes run: pings every 60 s rather than 15 s (kith reads no round-trip
     /// time from them and libp2p's ping closes nothing; 60 s still keeps NAT mappings of
-    /// TCP connections warm), and a sync only with the first connection to a peer.
+    /// TCP connections warm), a sync only with the first connection to a peer, and syncs
+    /// that start with a digest.
     /// docs/benchmarks.md ("Idle CPU and idle traffic") has the measurements.
     pub const KITH: Self = Self {
         ping_interval: Duration::from_secs(60),
         sync_every_connection: false,
+        sync_digest: true,
         ..Self::BEFORE_ISSUE_21
     };
 
@@ -141,6 +147,7 @@ impl IdleTuning {
         idle_connection_timeout: Duration::from_secs(120),
         sync_interval: Duration::from_secs(30),
         sync_every_connection: true,
+        sync_digest: false,
     };
 }
 

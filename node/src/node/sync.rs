@@ -185,7 +185,9 @@ impl Node {
         };
         let Some(_permit) = permit else { return 0 };
         state.syncing.fetch_add(1, Ordering::Relaxed);
-        let pulled = self.pull(peer, Pull::Everything, Some(PEER_SYNC_DEADLINE)).await;
+        let what =
+            if crate::net::idle_tuning().sync_digest { Pull::Changed } else { Pull::Everything };
+        let pulled = self.pull(peer, what, Some(PEER_SYNC_DEADLINE)).await;
         state.syncing.fetch_sub(1, Ordering::Relaxed);
         if pulled.fetched > 0 {
             tracing::info!(%peer, fetched = pulled.fetched, "synced");

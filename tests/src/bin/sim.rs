@@ -102,6 +102,7 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
             "sync_every_connection" => {
                 tuning.sync_every_connection = number(&flag, Some(v.to_owned()))?;
             }
+            "sync_digest" => tuning.sync_digest = number(&flag, Some(v.to_owned()))?,
             other => return Err(format!("--idle-set: unknown parameter {other:?}")),
         }
     }

@@ -21,7 +21,10 @@ use kith_protocol::{
     codec,
     limits::MAX_RECORD_BYTES,
     record::SignedRecord,
-    sync::{Query, SyncRequest, SyncResponse, TagCursor},
+    sync::{
+        Bucket, DigestResponse, Query, SyncRequest, SyncResponse, TagCursor, MAX_DIGEST_AUTHORS,
+        MAX_DIGEST_TAGS,
+    },
     AuthorId, RecordKind, Tag, Topic, VerifiedRecord,
 };
 use libp2p::PeerId;
@@ -58,6 +61,11 @@ pub enum Pull {
     Tag(Tag),
     /// The author's current profile.
     Profile(AuthorId),
+    /// What [`Pull::Everything`] asks, after one [`Query::Digest`]: only the authors and
+    /// tags for which the peer would send something are asked (every one when the peer
+    /// does not understand digests). Authors with a gap in their log are asked
+    /// directly, as before (a digest says nothing about records inside a gap).
+    Changed,
 }
 
 /// Why a question got no usable answer.
@@ -131,10 +139,28 @@ enum Question {
 /// The question being asked, with its cursor and the pages asked so far.
 #[derive(Debug, Clone)]
 enum Asking {
-    Author { author: AuthorId, after: u64 },
-    Tag { tag: Tag, since: u64, after: Option<TagCursor>, pages: usize },
+    Author {
+        author: AuthorId,
+        after: u64,
+    },
+    Tag {
+        tag: Tag,
+        since: u64,
+        after: Option<TagCursor>,
+        pages: usize,
+    },
     Profile(AuthorId),
+    /// A digest: the authors (with the last seq held without gaps) and tags (with the
+    /// summary since `since`) it names, in that order.
+    Digest {
+        authors: Vec<(AuthorId, u64)>,
+        since: u64,
+        tags: Vec<(Tag, Bucket)>,
+    },
 }
+
+/// The authors and tags of a digest, in its order.
+type DigestAsked = (Vec<(AuthorId, u64)>, Vec<(Tag, Bucket)>);
 
 /// One pull with one peer.
 #[derive(Debug)]
@@ -192,12 +218,50 @@ impl Sync {
             }
             Pull::Tag(tag) => VecDeque::from([Question::Tag(tag)]),
             Pull::Profile(author) => VecDeque::from([Question::Profile(author)]),
+            Pull::Changed => {
+                let (digest, questions) = digest(cx, now);
+                let session = Session { peer, questions, asking: None, fetched: 0, gap };
+                self.sessions.insert(answer, session);
+                let mut effects = Vec::new();
+                if !(digest.is_some_and(|d| self.ask(cx, answer, d, &mut effects))) {
+                    self.next_question(cx, answer, now, &mut effects);
+                }
+                return effects;
+            }
         };
         let session = Session { peer, questions, asking: None, fetched: 0, gap };
         self.sessions.insert(answer, session);
         let mut effects = Vec::new();
         self.next_question(cx, answer, now, &mut effects);
         effects
+    }
+
+    /// The peer's answer to a digest: its entries that differ become the pull's next
+    /// questions; when the peer did not understand it (a node from before digests
+    /// answers with an empty sync response), every entry does.
+    fn handle_digest(
+        &mut self,
+        cx: &mut Context,
+        answer: AnswerId,
+        result: Result<Vec<u8>, QueryFailure>,
+        asked: DigestAsked,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let (authors, tags) = asked;
+        let differ = match result {
+            Err(failure) if failure.silent => return self.finish(answer, true, effects),
+            Err(_) => None,
+            Ok(bytes) => DigestResponse::from_bytes(&bytes).ok().map(|d| d.differ),
+        };
+        let wanted = |i: usize| differ.as_ref().is_none_or(|d| d.contains(&(i as u32)));
+        let asked = authors.len();
+        let Some(session) = self.sessions.get_mut(&answer) else { return };
+        let authors = authors.into_iter().enumerate().filter(|(i, _)| wanted(*i));
+        session.questions.extend(authors.map(|(_, (author, _))| Question::Author(author)));
+        let tags = tags.into_iter().enumerate().filter(|(i, _)| wanted(asked + i));
+        session.questions.extend(tags.map(|(_, (tag, _))| Question::Tag(tag)));
+        self.next_question(cx, answer, now, effects);
     }
 
     /// The driver gave up on the pull of `answer` (it took too long): nothing more is
@@ -222,6 +286,10 @@ impl Sync {
         let mut effects = Vec::new();
         let Some(session) = self.sessions.get_mut(&answer) else { return effects };
         let (peer, asking) = (session.peer, session.asking.take());
+        if let Some(Asking::Digest { authors, tags, .. }) = asking {
+            self.handle_digest(cx, answer, result, (authors, tags), now, &mut effects);
+            return effects;
+        }
         let response = result.and_then(|bytes| {
             SyncResponse::from_bytes(&bytes)
                 .map_err(|e| QueryFailure { reason: e.to_string(), silent: false })
@@ -281,6 +349,7 @@ impl Sync {
                 }
                 None
             }
+            Asking::Digest { .. } => None,
         };
         let asked = next.is_some_and(|asking| self.ask(cx, answer, asking, &mut effects));
         if !asked {
@@ -340,6 +409,11 @@ impl Sync {
                 Err(_) => return false,
             },
             Asking::Profile(author) => Query::Profile { author: *author },
+            Asking::Digest { authors, since, tags } => Query::Digest {
+                authors: authors.clone(),
+                since: *since,
+                tags: tags.iter().map(|(tag, sum)| (tag.to_string(), *sum)).collect(),
+            },
         };
         let Some(session) = self.sessions.get_mut(&answer) else { return false };
         match (SyncRequest { query }).to_bytes() {
@@ -425,6 +499,39 @@ impl Sync {
         self.fetched += new;
         (new, checked)
     }
+}
+
+/// The digest of a [`Pull::Changed`] (none when it would name nothing), and the
+/// questions asked whatever its answer: authors with a gap in their log, and what does
+/// not fit in one digest.
+fn digest(cx: &Context, now: u64) -> (Option<Asking>, VecDeque<Question>) {
+    let mut direct = VecDeque::new();
+    let mut authors = Vec::new();
+    for author in cx.store.following(&cx.me).unwrap_or_default() {
+        let Ok(contiguous) = cx.store.contiguous_seq(&author) else { continue };
+        let latest = cx.store.latest(&author).ok().flatten().map_or(0, |(seq, _)| seq);
+        if latest > contiguous || authors.len() == MAX_DIGEST_AUTHORS {
+            direct.push_back(Question::Author(author));
+        } else {
+            authors.push((author, contiguous));
+        }
+    }
+    let since = now.saturating_sub(TAG_HORIZON_MS);
+    let mut tags = Vec::new();
+    for tag in cx.store.subscriptions().unwrap_or_default() {
+        match cx.store.tag_buckets(&tag, since) {
+            Ok(buckets) if tags.len() < MAX_DIGEST_TAGS => {
+                tags.push((tag, Bucket::summary(&buckets)));
+            }
+            _ => direct.push_back(Question::Tag(tag)),
+        }
+    }
+    let digest = (!authors.is_empty() || !tags.is_empty()).then_some(Asking::Digest {
+        authors,
+        since,
+        tags,
+    });
+    (digest, direct)
 }
 
 fn pulled(answer: AnswerId, pulled: Pulled) -> Effect {

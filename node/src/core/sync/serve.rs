@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 
 use kith_protocol::{
-    sync::{Bucket, Query, SyncResponse, TagCursor, MAX_SYNC_RECORDS, MAX_SYNC_RESPONSE_BYTES},
+    sync::{
+        Bucket, DigestResponse, Query, SyncResponse, TagCursor, MAX_SYNC_RECORDS,
+        MAX_SYNC_RESPONSE_BYTES,
+    },
     AuthorId, RecordId, Tag,
 };
 
@@ -50,7 +53,8 @@ pub fn empty() -> SyncResponse {
 /// The answer to `query` from what `store` holds, within `page`.
 pub fn serve(store: &Store, query: Query, page: Page) -> SyncResponse {
     match query {
-        Query::Offer { .. } => empty(),
+        // Offers and digests are answered by the core itself.
+        Query::Offer { .. } | Query::Digest { .. } => empty(),
         Query::Author { author, after } => serve_author(store, &author, after, page),
         Query::Profile { author } => {
             let current = store.profile(&author).ok().flatten();
@@ -62,6 +66,31 @@ pub fn serve(store: &Store, query: Query, page: Page) -> SyncResponse {
             Err(_) => empty(),
         },
     }
+}
+
+/// The answer to a digest: the entries for which an author or tag question would bring
+/// something (an author of whom this node holds a seq past the asker's; a tag whose
+/// summary since `since` differs from the asker's, which is when a tag question would
+/// be answered with records).
+pub(super) fn digest(
+    store: &Store,
+    authors: &[(AuthorId, u64)],
+    since: u64,
+    tags: &[(String, Bucket)],
+) -> DigestResponse {
+    let mut differ = Vec::new();
+    for (i, (author, seq)) in authors.iter().enumerate() {
+        if store.latest(author).ok().flatten().is_some_and(|(latest, _)| latest > *seq) {
+            differ.push(i as u32);
+        }
+    }
+    for (i, (tag, theirs)) in tags.iter().enumerate() {
+        let ours = Tag::parse(tag).ok().and_then(|tag| store.tag_buckets(&tag, since).ok());
+        if ours.is_some_and(|ours| Bucket::summary(&ours) != *theirs) {
+            differ.push((authors.len() + i) as u32);
+        }
+    }
+    DigestResponse { differ, answered: true }
 }
 
 /// `author`'s records after seq `after`, in order, within `page`; `more` when the page

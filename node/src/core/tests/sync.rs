@@ -370,3 +370,71 @@ fn requests_are_served_by_page_for_friends_and_strangers() {
     let full = sync::serve(a.core.store(), query, Page::FRIEND);
     assert_eq!((full.records.len(), full.more), (40, false));
 }
+
+/// Issue 21 item 3: a periodic sync with nothing new is one digest question; with
+/// something new, the digest and then only the questions that bring it; an author with
+/// a gap is asked directly; a peer that does not understand digests is asked everything.
+#[test]
+fn a_changed_pull_asks_one_digest_and_then_only_what_the_peer_has_more_of() {
+    let (mut a, mut b, mut c) = (Fixture::new(1), Fixture::new(2), Fixture::new(3));
+    let now = 40 * 24 * 3_600_000;
+    follow(&mut b, &a, now - 10_000);
+    follow(&mut b, &c, now - 9_999);
+    let tag = kith_protocol::Tag::parse("rust").unwrap();
+    b.core.store().subscribe(&tag).unwrap();
+    let mut both = posts(&mut a, 5, now - 9_000);
+    both.extend(posts(&mut c, 3, now - 8_000));
+    both.extend(
+        (0..4u64).map(|i| a.publish(text_post(&format!("#rust {i}"), None), now - 7_000 + i).1),
+    );
+    for record in &both {
+        a.core.store().insert(record).unwrap();
+        b.core.store().insert(record).unwrap();
+    }
+    let peer = peer_of(&a);
+    let changed = |b: &mut Fixture, a: &mut Fixture, now| {
+        let first = b.handle(Input::Pull { peer, what: Pull::Changed, answer: AnswerId(50) }, now);
+        run_pull(b, a, first, Page::FRIEND, now)
+    };
+    // Nothing new: one digest naming both authors and the tag.
+    let (asked, done) = changed(&mut b, &mut a, now);
+    let [Query::Digest { authors, tags, .. }] = &asked[..] else { panic!("{asked:?}") };
+    assert_eq!(authors.len(), 2);
+    assert_eq!(tags.len(), 1);
+    assert_eq!(done, Pulled { fetched: 0, failed: false });
+    // A new post of a's: the digest, then a's log only.
+    let (_, new) = a.publish(text_post("new", None), now);
+    let (asked, done) = changed(&mut b, &mut a, now + 1);
+    assert!(matches!(asked[0], Query::Digest { .. }), "{asked:?}");
+    assert_eq!(asked[1..], [Query::Author { author: a.core.me(), after: 9 }]);
+    assert_eq!(done, Pulled { fetched: 1, failed: false });
+    assert!(b.core.store().has(&new.id()).unwrap());
+    // A tagged post of c's that a holds: c's log and the tag.
+    let (_, tagged) = c.publish(text_post("#rust from c", None), now + 2);
+    a.core.store().insert(&tagged).unwrap();
+    let (asked, done) = changed(&mut b, &mut a, now + 3);
+    assert!(matches!(&asked[1], Query::Author { author, after: 3 } if *author == c.core.me()));
+    assert!(matches!(&asked[2], Query::Tag { .. }), "{asked:?}");
+    assert_eq!(asked.len(), 3);
+    assert_eq!(done.fetched, 1);
+    // b holds a's seq 12 but not 11: a's log is asked directly, outside the digest.
+    let (_, eleven) = a.publish(text_post("eleven", None), now + 4);
+    let (_, twelve) = a.publish(text_post("twelve", None), now + 5);
+    b.core.store().insert(&twelve).unwrap();
+    let (asked, done) = changed(&mut b, &mut a, now + 6);
+    let Query::Digest { authors, .. } = &asked[0] else { panic!("{asked:?}") };
+    assert_eq!(authors.iter().map(|(a, _)| *a).collect::<Vec<_>>(), vec![c.core.me()]);
+    assert_eq!(asked[1..], [Query::Author { author: a.core.me(), after: 10 }]);
+    assert_eq!(done.fetched, 1);
+    assert!(b.core.store().has(&eleven.id()).unwrap());
+    // A peer from before digests answers with an empty sync response: everything is asked.
+    let first = b.handle(Input::Pull { peer, what: Pull::Changed, answer: AnswerId(50) }, now + 7);
+    let [(_, Query::Digest { .. }, Some(AnswerId(50)))] = queries(&first)[..] else {
+        panic!("{first:?}")
+    };
+    let old = sync::empty().to_bytes().unwrap();
+    let after = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Ok(old) }, now + 7);
+    let (asked, _) = run_pull(&mut b, &mut a, after, Page::FRIEND, now + 7);
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(matches!(asked[2], Query::Tag { .. }));
+}
