@@ -273,8 +273,18 @@ async fn sync_request_reports_fetched_and_peers() {
         assert!(b.node.store().has(&r.id()).unwrap());
     }
     assert!(!b.node.store().has(&ys[3].id()).unwrap(), "untagged post of an unfollowed author");
-    // Nothing new the second time.
+    // Nothing new the second time: one digest question to each peer (issue 21 item 3),
+    // not one per followed author and subscribed tag.
+    let served = |n: &TestNode| {
+        let n = n.node.clone();
+        async move {
+            let events = n.net().stats().await.unwrap().events;
+            events.get("sync request in").copied().unwrap_or(0)
+        }
+    };
+    let before = [served(&a).await, served(&c).await];
     assert_eq!(b.sync().await, (0, 2));
+    assert_eq!([served(&a).await - before[0], served(&c).await - before[1]], [1, 1]);
     let status = b.status().await;
     assert_eq!(status.sync.records_fetched, 13);
     assert!(status.sync.rounds >= 3);

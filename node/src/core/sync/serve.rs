@@ -69,9 +69,9 @@ pub fn serve(store: &Store, query: Query, page: Page) -> SyncResponse {
 }
 
 /// The answer to a digest: the entries for which an author or tag question would bring
-/// something (an author of whom this node holds a seq past the asker's; a tag whose
-/// summary since `since` differs from the asker's, which is when a tag question would
-/// be answered with records).
+/// something (an author of whom this node holds a seq past the asker's; a tag of which
+/// it holds posts since `since` and whose summary differs from the asker's, which is
+/// when a tag question would be answered with records).
 pub(super) fn digest(
     store: &Store,
     authors: &[(AuthorId, u64)],
@@ -86,7 +86,9 @@ pub(super) fn digest(
     }
     for (i, (tag, theirs)) in tags.iter().enumerate() {
         let ours = Tag::parse(tag).ok().and_then(|tag| store.tag_buckets(&tag, since).ok());
-        if ours.is_some_and(|ours| Bucket::summary(&ours) != *theirs) {
+        let ours = ours.map(|ours| Bucket::summary(&ours));
+        // Holding none, this node would answer a tag question with nothing.
+        if ours.is_some_and(|ours| ours.count > 0 && ours != *theirs) {
             differ.push((authors.len() + i) as u32);
         }
     }
