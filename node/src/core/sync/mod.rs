@@ -30,7 +30,9 @@ use kith_protocol::{
 use libp2p::PeerId;
 
 pub use offer::{is_friend, OFFER_WINDOW_MS};
-pub use serve::{empty, serve, Page, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS};
+pub use serve::{
+    answer, empty, serve, Page, DIGEST_TAG_COST, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
+};
 
 use super::{Answer, AnswerId, Context, Effect};
 use crate::{

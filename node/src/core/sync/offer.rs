@@ -74,14 +74,6 @@ impl Sync {
                 return effects;
             }
         };
-        if let Query::Digest { authors, since, tags } = &query {
-            let answer = super::serve::digest(&cx.store, authors, *since, tags);
-            match answer.to_bytes() {
-                Ok(bytes) => effects.push(Effect::Respond { reply, bytes }),
-                Err(_) => respond_empty(reply, &mut effects),
-            }
-            return effects;
-        }
         if let Query::Offer { records } = query {
             if let Ok(offerer) = AuthorId::from_peer_id(&from) {
                 self.ingest_records(cx, &records, &Asked::Author(offerer), now, &mut effects);

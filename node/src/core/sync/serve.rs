@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use kith_protocol::{
     sync::{
-        Bucket, DigestResponse, Query, SyncResponse, TagCursor, MAX_SYNC_RECORDS,
+        Bucket, DigestResponse, Query, SyncError, SyncResponse, TagCursor, MAX_SYNC_RECORDS,
         MAX_SYNC_RESPONSE_BYTES,
     },
     AuthorId, RecordId, Tag,
@@ -50,10 +50,31 @@ pub fn empty() -> SyncResponse {
     SyncResponse { records: Vec::new(), more: false, next: None }
 }
 
-/// The answer to `query` from what `store` holds, within `page`.
+/// What summarising one tag of a digest costs the serving budget, in bytes: a tag's
+/// summary reads its 30 days of index entries, as a tag question does, while the answer
+/// is a few bytes; without this a stranger could name up to 128 busy tags in
+/// every request for the price of one small answer ([`kith_protocol::sync::MAX_DIGEST_TAGS`]).
+pub const DIGEST_TAG_COST: usize = 4 * 1024;
+
+/// The encoded answer to `query` within `page` (a [`DigestResponse`] for a digest, a
+/// [`SyncResponse`] otherwise), and what it costs the serving budget in bytes: its size,
+/// plus [`DIGEST_TAG_COST`] for each tag a digest names.
+pub fn answer(store: &Store, query: Query, page: Page) -> Result<(Vec<u8>, usize), SyncError> {
+    let (bytes, extra) = match query {
+        Query::Digest { authors, since, tags } => {
+            (digest(store, &authors, since, &tags).to_bytes()?, tags.len() * DIGEST_TAG_COST)
+        }
+        query => (serve(store, query, page).to_bytes()?, 0),
+    };
+    let cost = bytes.len() + extra;
+    Ok((bytes, cost))
+}
+
+/// The answer to `query` from what `store` holds, within `page` (see [`answer`] for the
+/// encoded answer to any question, digests included).
 pub fn serve(store: &Store, query: Query, page: Page) -> SyncResponse {
     match query {
-        // Offers and digests are answered by the core itself.
+        // Offers are taken by the core itself; digests are answered by [`answer`].
         Query::Offer { .. } | Query::Digest { .. } => empty(),
         Query::Author { author, after } => serve_author(store, &author, after, page),
         Query::Profile { author } => {
@@ -72,7 +93,7 @@ pub fn serve(store: &Store, query: Query, page: Page) -> SyncResponse {
 /// something (an author of whom this node holds a seq past the asker's; a tag of which
 /// it holds posts since `since` and whose summary differs from the asker's, which is
 /// when a tag question would be answered with records).
-pub(super) fn digest(
+fn digest(
     store: &Store,
     authors: &[(AuthorId, u64)],
     since: u64,

@@ -49,7 +49,7 @@ fn serve(server: &mut Fixture, asker: &Fixture, bytes: Vec<u8>, page: Page, now:
     match effects.as_slice() {
         [Effect::Serve { reply: ReplyId(1), peer, query, .. }] => {
             assert_eq!(*peer, from);
-            sync::serve(server.core.store(), (**query).clone(), page).to_bytes().unwrap()
+            sync::answer(server.core.store(), (**query).clone(), page).unwrap().0
         }
         [Effect::Respond { reply: ReplyId(1), bytes }] => bytes.clone(),
         other => panic!("{other:?}"),
@@ -437,4 +437,28 @@ fn a_changed_pull_asks_one_digest_and_then_only_what_the_peer_has_more_of() {
     let (asked, _) = run_pull(&mut b, &mut a, after, Page::FRIEND, now + 7);
     assert_eq!(asked.len(), 3, "{asked:?}");
     assert!(matches!(asked[2], Query::Tag { .. }));
+}
+
+/// A digest is served like every other question: by the driver, within the serving
+/// budget (friend or stranger), not by the core on the spot; and each tag it names costs
+/// that budget [`sync::DIGEST_TAG_COST`], since a tag's summary reads its 30 days of
+/// index entries while the answer is a few bytes.
+#[test]
+fn a_digest_is_served_within_the_budget_and_each_tag_it_names_is_paid_for() {
+    let (mut a, c) = (Fixture::new(1), Fixture::new(3));
+    let tags: Vec<_> = (0..kith_protocol::sync::MAX_DIGEST_TAGS)
+        .map(|i| (format!("busy{i}"), kith_protocol::sync::Bucket::summary(&[])))
+        .collect();
+    let query = Query::Digest { authors: vec![(a.core.me(), 0)], since: 0, tags };
+    let bytes = SyncRequest { query: query.clone() }.to_bytes().unwrap();
+    let effects =
+        a.handle(Input::SyncRequest { from: peer_of(&c), bytes, reply: ReplyId(6) }, 2_000);
+    let [Effect::Serve { query: served, friend: false, .. }] = effects.as_slice() else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(**served, query);
+    let (bytes, cost) = sync::answer(a.core.store(), query, Page::STRANGER).unwrap();
+    assert!(kith_protocol::sync::DigestResponse::from_bytes(&bytes).unwrap().answered);
+    let tags = kith_protocol::sync::MAX_DIGEST_TAGS;
+    assert_eq!(cost, bytes.len() + tags * sync::DIGEST_TAG_COST);
 }

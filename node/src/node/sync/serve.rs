@@ -146,12 +146,12 @@ impl Node {
             return;
         };
         let store = self.inner.store.clone();
-        let response = tokio::task::spawn_blocking(move || sync::serve(&store, query, page))
+        let answer = tokio::task::spawn_blocking(move || sync::answer(&store, query, page))
             .await
-            .unwrap_or_else(|_| sync::empty());
-        match response.to_bytes() {
-            Ok(bytes) => {
-                budget.charge(bytes.len(), prepaid);
+            .unwrap_or_else(|_| sync::empty().to_bytes().map(|bytes| (bytes, 0)));
+        match answer {
+            Ok((bytes, cost)) => {
+                budget.charge(cost, prepaid);
                 self.inner.net.respond(channel, bytes).await;
             }
             Err(error) => {

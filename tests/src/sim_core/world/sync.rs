@@ -106,9 +106,8 @@ impl World {
     pub(super) fn sync_serve(&mut self, i: usize, reply: ReplyId, query: Query, friend: bool) {
         let page = if friend { Page::FRIEND } else { Page::STRANGER };
         let Some(store) = self.nodes[i].store() else { return };
-        let answer = sync::serve(store, query, page);
-        match answer.to_bytes() {
-            Ok(bytes) => self.sync_respond(i, reply, bytes),
+        match sync::answer(store, query, page) {
+            Ok((bytes, _)) => self.sync_respond(i, reply, bytes),
             Err(_) => {
                 if let Some(asked) = self.sync_waiting.remove(&(i, reply.0)) {
                     self.sync_unanswered(asked.asker, asked.epoch, asked.pull);
