@@ -521,11 +521,13 @@ fn digest(cx: &Context, now: u64) -> (Option<Asking>, VecDeque<Question>) {
     let since = now.saturating_sub(TAG_HORIZON_MS);
     let mut tags = Vec::new();
     for tag in cx.store.subscriptions().unwrap_or_default() {
-        match cx.store.tag_buckets(&tag, since) {
-            Ok(buckets) if tags.len() < MAX_DIGEST_TAGS => {
-                tags.push((tag, Bucket::summary(&buckets)));
-            }
-            _ => direct.push_back(Question::Tag(tag)),
+        // Past the digest's limit a tag is asked directly: no summary to read for it.
+        let summary = (tags.len() < MAX_DIGEST_TAGS)
+            .then(|| cx.store.tag_buckets(&tag, since).ok())
+            .flatten();
+        match summary {
+            Some(buckets) => tags.push((tag, Bucket::summary(&buckets))),
+            None => direct.push_back(Question::Tag(tag)),
         }
     }
     let digest = (!authors.is_empty() || !tags.is_empty()).then_some(Asking::Digest {
