@@ -29,7 +29,8 @@ pub(crate) use sync::Stranger;
 
 /// What serving sync requests may cost (issue #13 item 6), for tests and benchmarks.
 pub use sync::{
-    SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
+    FRIEND_SERVE_BURST_BYTES, FRIEND_SERVE_BYTES_PER_SEC, SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC,
+    STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
 };
 
 pub use feed::{DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT};

@@ -27,7 +27,9 @@ use crate::{
 };
 
 pub use crate::core::sync::{STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS};
-pub use serve::{SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC};
+pub use serve::{
+    FRIEND_SERVE_BURST_BYTES, FRIEND_SERVE_BYTES_PER_SEC, SERVE_BURST_BYTES, SERVE_BYTES_PER_SEC,
+};
 
 /// Peers synced with on each periodic round.
 const PEERS_PER_ROUND: usize = 8;
