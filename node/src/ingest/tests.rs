@@ -72,16 +72,28 @@ fn batch_over_many_chunks_matches_one_by_one() {
         batch.iter().map(|b| ingest(&one, &admission, b, None, 1_000).unwrap()).collect();
     assert!(expected.contains(&Outcome::Fork) && expected.contains(&Outcome::Duplicate));
     for threads in [1, 2, 3] {
-        let dir = tempfile::tempdir().unwrap();
-        let many = Store::open(dir.path()).unwrap();
-        following(&many, &authors);
-        let got: Vec<Outcome> = ingest_batch(&many, &admission, &batch, None, 1_000, threads)
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(got, expected, "{threads} threads");
-        assert_eq!(one.counts(), many.counts());
+        assert_batch_gives(&batch, &authors, threads, &expected, &one);
     }
+}
+
+/// Asserts that `batch`, ingested in batches on `threads` threads into a fresh store of a
+/// node following `authors`, gives `expected` (what ingest one by one gave into `one`).
+fn assert_batch_gives(
+    batch: &[Vec<u8>],
+    authors: &[&Keypair],
+    threads: usize,
+    expected: &[Outcome],
+    one: &Store,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let many = Store::open(dir.path()).unwrap();
+    let admission = following(&many, authors);
+    let got: Vec<Outcome> = ingest_batch(&many, &admission, batch, None, 1_000, threads)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, expected, "{threads} threads");
+    assert_eq!(one.counts(), many.counts());
 }
 
 #[test]
@@ -212,6 +224,50 @@ fn a_record_that_does_not_fit_the_stored_log_is_refused() {
     let after_gap = crate::store::tests::post(&kp, 5, Some(elsewhere), 10, "five");
     assert!(matches!(take(&after_gap), Outcome::New(_)));
     assert!(!store.has(&wrong_prev.id()).unwrap() && !store.has(&backdated.id()).unwrap());
+}
+
+/// A batch takes the records that follow one it stored just before without reading the
+/// store, and refuses the same records as ingest one by one: a wrong `prev`, a record
+/// dated before the one before it (stored in the same batch or earlier), a record after
+/// a delete, and whatever comes after a record that was refused.
+#[test]
+fn a_batch_checks_the_log_as_one_by_one_does() {
+    let kp = Keypair::from_secret_bytes(&[0x32; 32]);
+    let other = Keypair::from_secret_bytes(&[0x33; 32]);
+    let signed = crate::store::tests::signed;
+    let p = |seq, prev: Option<&VerifiedRecord>, ts| {
+        crate::store::tests::post(&kp, seq, prev.map(VerifiedRecord::id), ts, "p")
+    };
+    let elsewhere = RecordId::from_bytes([9; 32]);
+    let r1 = p(1, None, 100);
+    let r2 = p(2, Some(&r1), 200);
+    let delete = signed(&kp, 3, Some(r2.id()), 300, RecordKind::Delete { target: r2.id() });
+    let r4 = p(4, Some(&delete), 400);
+    let stranger = crate::store::tests::post(&other, 1, None, 50, "s");
+    let records = [
+        r1.clone(),
+        p(2, Some(&r1), 99),
+        crate::store::tests::post(&kp, 2, Some(elsewhere), 200, "x"),
+        r2.clone(),
+        stranger,
+        delete.clone(),
+        p(4, Some(&delete), 299),
+        r4.clone(),
+        p(5, Some(&r4), 400),
+        p(6, Some(&r2), 500),
+    ];
+    let batch: Vec<Vec<u8>> = records.iter().map(|r| r.bytes().to_vec()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let one = Store::open(dir.path()).unwrap();
+    let admission = following(&one, &[&kp]);
+    let expected: Vec<Outcome> =
+        batch.iter().map(|b| ingest(&one, &admission, b, None, 1_000).unwrap()).collect();
+    let invalid = |i: usize| matches!(&expected[i], Outcome::Invalid(_));
+    assert!(invalid(1) && invalid(2) && invalid(6), "{expected:?}");
+    assert!(matches!(expected[8], Outcome::New(_)) && invalid(9), "{expected:?}");
+    for threads in [1, 2] {
+        assert_batch_gives(&batch, &[&kp], threads, &expected, &one);
+    }
 }
 
 /// Issue #13 item 12. A post may mention only people its text `@`-mentions: a hidden
