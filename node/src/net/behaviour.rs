@@ -81,7 +81,7 @@ pub(crate) struct Behaviour {
     pub(crate) mailbox: request_response::Behaviour<FrameCodec>,
     pub(crate) blob: request_response::Behaviour<FrameCodec>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
-    pub(crate) autonat: autonat::v1::Behaviour,
+    pub(crate) autonat: super::autonat::Autonat,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) relay: Toggle<relay::Behaviour>,
     pub(crate) dcutr: dcutr::Behaviour,
@@ -152,8 +152,9 @@ fn relay_server(
 }
 
 /// AutoNAT: probe soon after start, settle after two agreeing answers, and accept
-/// private addresses (home networks, test namespaces, loopback) as well as global ones.
-fn autonat(peer_id: PeerId, idle: &IdleTuning) -> autonat::v1::Behaviour {
+/// private addresses (home networks, test namespaces, loopback) as well as global ones;
+/// each candidate address is reported to it once (`autonat.rs`).
+fn autonat(peer_id: PeerId, idle: &IdleTuning) -> super::autonat::Autonat {
     let config = autonat::v1::Config {
         boot_delay: Duration::from_secs(2),
         retry_interval: idle.autonat_retry,
@@ -166,7 +167,7 @@ fn autonat(peer_id: PeerId, idle: &IdleTuning) -> autonat::v1::Behaviour {
         only_global_ips: false,
         ..Default::default()
     };
-    autonat::v1::Behaviour::new(peer_id, config)
+    super::autonat::Autonat::new(autonat::v1::Behaviour::new(peer_id, config))
 }
 
 fn request_response(

@@ -6,6 +6,7 @@
 //! forward a message).
 
 mod admission;
+mod autonat;
 mod behaviour;
 mod credit;
 mod event_loop;
