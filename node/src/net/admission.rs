@@ -170,6 +170,11 @@ impl Gate {
         }
     }
 
+    /// Whether this node's person follows `peer`.
+    pub(crate) fn is_followed(&self, peer: &PeerId) -> bool {
+        self.followed.contains(peer)
+    }
+
     /// New limits, for connections from now on.
     pub(crate) fn set_limits(&mut self, limits: ConnLimits) {
         self.limits = limits;

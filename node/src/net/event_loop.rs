@@ -28,6 +28,7 @@ use crate::limits::RateLimiter;
 mod census;
 mod commands;
 mod nat;
+mod unused;
 
 use nat::{address_key, addresses_from_record, Reservation};
 
@@ -97,6 +98,12 @@ pub struct EventLoop {
     gossip_metrics: prometheus_client::registry::Registry,
     /// Swarm events since start, by kind (`census.rs`).
     events_seen: std::collections::BTreeMap<&'static str, u64>,
+    /// When a request or answer last went to or came from each connected peer
+    /// (`unused.rs`).
+    last_used: HashMap<PeerId, Instant>,
+    /// Peers reached by a dial of an address given to this node (bootstrap, remembered,
+    /// asked for): their connections are kept.
+    dialled_on_purpose: std::collections::HashSet<PeerId>,
 }
 
 fn build_swarm(
@@ -121,9 +128,9 @@ fn build_swarm(
                 .map_err(|e| Box::new(e) as _)
         })
         .map_err(|e| setup(&e))?
-        // Connections stay open this long without use: a connection in a gossip mesh or
-        // with a request in flight is in use; an idle one (a stranger that shares no
-        // topic) goes.
+        // Connections stay open this long without use. Gossipsub keeps a stream open on
+        // every connection to a gossipsub peer, which counts as use: in practice only
+        // connections to peers without gossipsub time out (`event_loop/unused.rs`).
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(super::tuning::idle_tuning().idle_connection_timeout)
         })
@@ -180,6 +187,8 @@ impl EventLoop {
             confirmed_addrs: std::collections::HashSet::new(),
             gossip_metrics,
             events_seen: Default::default(),
+            last_used: HashMap::new(),
+            dialled_on_purpose: Default::default(),
         })
     }
 
@@ -282,6 +291,7 @@ impl EventLoop {
                     self.remote_addrs.remove(&peer_id);
                     self.connections.remove(&peer_id);
                     self.dialled.remove(&peer_id);
+                    self.last_used.remove(&peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
@@ -347,6 +357,12 @@ impl EventLoop {
         proto: Proto,
         event: request_response::Event<Vec<u8>, Vec<u8>>,
     ) {
+        match &event {
+            request_response::Event::Message { peer, .. }
+            | request_response::Event::OutboundFailure { peer, .. }
+            | request_response::Event::InboundFailure { peer, .. }
+            | request_response::Event::ResponseSent { peer, .. } => self.note_used(*peer),
+        }
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
@@ -532,6 +548,7 @@ impl EventLoop {
             }
         }
         if let Some(reply) = self.pending_dials.remove(&id) {
+            self.dialled_on_purpose.insert(peer);
             let _ = reply.send(Ok(peer));
         }
         tracing::debug!(%peer, "connected");

@@ -122,6 +122,14 @@ pub struct IdleTuning {
     /// asks only about the authors and tags the peer would send something for
     /// ([`crate::core::sync::Pull::Changed`]), rather than asking about every one.
     pub sync_digest: bool,
+    /// Direct connections to a peer that shares no gossip topic with this node, is not
+    /// followed, was not dialled on purpose and holds no relay reservation are closed
+    /// once nothing was asked or answered on them for this long (`None`: kept, as
+    /// libp2p keeps every connection on which gossipsub has a stream open). Off in
+    /// [`IdleTuning::KITH`]: with 30 s, 100 nodes in `scripts/sim` closed and opened
+    /// connections again and again (DHT walks, each new connection's identify and sync),
+    /// which cost more than the connections did (docs/benchmarks.md).
+    pub unused_connection_grace: Option<Duration>,
 }
 
 impl IdleTuning {
@@ -148,6 +156,7 @@ impl IdleTuning {
         sync_interval: Duration::from_secs(30),
         sync_every_connection: true,
         sync_digest: false,
+        unused_connection_grace: None,
     };
 }
 

@@ -31,6 +31,7 @@ impl EventLoop {
             }
             Command::Report { id, source, verdict } => self.handle_report(&id, &source, verdict),
             Command::Request { proto, peer, addrs, bytes, reply } => {
+                self.note_used(peer);
                 let id = self.rr(proto).send_request_with_addresses(&peer, bytes, addrs);
                 self.pending_requests.insert((proto, id), reply);
             }
@@ -99,6 +100,7 @@ impl EventLoop {
                 return;
             }
             if self.swarm.is_connected(&peer) {
+                self.dialled_on_purpose.insert(peer);
                 let _ = reply.send(Ok(peer));
                 return;
             }

@@ -157,10 +157,11 @@ impl EventLoop {
         }
     }
 
-    /// Periodic upkeep: spare connections, relay reservations while unreachable, the
+    /// Periodic upkeep: spare and unused connections, relay reservations while unreachable, the
     /// signed address record.
     pub(super) fn maintain(&mut self) {
         self.close_spare_connections();
+        self.close_unused_connections();
         self.decay_credit();
         if self.reachability() == Reachability::Private {
             self.maintain_relays();
