@@ -13,6 +13,29 @@ pub(crate) fn log_key(author: &AuthorId, seq: u64) -> [u8; 40] {
     key
 }
 
+/// What the first byte of a `log` value says about the record (after it comes the
+/// record's id): a post or private post, listed by [`super::Store::posts_by_author`].
+pub(crate) const LOG_POST: u8 = 1;
+/// The first byte of a `log` value for any other record.
+pub(crate) const LOG_OTHER: u8 = 0;
+
+/// A `log` value: the record's kind byte ([`LOG_POST`] or [`LOG_OTHER`]) and its id.
+/// Stores written before 2026-12-05 hold the id alone (32 bytes); both are read with
+/// [`id_suffix`], and [`log_says_not_post`] lets a listing of posts skip the rest without
+/// reading them.
+pub(crate) fn log_value(id: &RecordId, post: bool) -> [u8; 33] {
+    let mut value = [0u8; 33];
+    value[0] = if post { LOG_POST } else { LOG_OTHER };
+    value[1..].copy_from_slice(id.as_bytes());
+    value
+}
+
+/// Whether a `log` value says its record is not a post (`false` when it does not say:
+/// an older 32-byte value).
+pub(crate) fn log_says_not_post(value: &[u8]) -> bool {
+    value.len() == 33 && value[0] == LOG_OTHER
+}
+
 pub(crate) fn time_key(timestamp: u64, id: &RecordId) -> [u8; 40] {
     let mut key = [0u8; 40];
     key[..8].copy_from_slice(&timestamp.to_be_bytes());

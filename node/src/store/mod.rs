@@ -1,6 +1,6 @@
 //! The node's store: a typed API over one sled database per home.
 //!
-//! Trees: `records` (id -> signed bytes), `log` (author, seq -> id), `by_time`
+//! Trees: `records` (id -> signed bytes), `log` (author, seq -> kind byte, id), `by_time`
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
 //! profile record), `devices` and `olm` (see `olm.rs`), `mailboxes` and `mailbox_local`
@@ -51,7 +51,7 @@ pub use social::{Notification, MAX_NOTIFICATIONS};
 
 use std::path::Path;
 
-use kith_protocol::{Record, RecordId, VerifiedRecord};
+use kith_protocol::{Record, RecordId, RecordKind, VerifiedRecord};
 use std::sync::{
     atomic::{AtomicU64, Ordering},
     Arc, Mutex,
@@ -60,7 +60,7 @@ use std::sync::{
 use backend::{Db, Tree};
 use thiserror::Error;
 
-use keys::{fork_key, id_suffix, log_key};
+use keys::{fork_key, id_suffix, log_key, log_value};
 
 /// What went wrong in the store.
 #[derive(Debug, Error)]
@@ -496,7 +496,8 @@ impl Store {
             return Ok(Inserted::Fork { existing });
         }
         self.totals_change()?;
-        self.log.insert(&lkey[..], id.as_bytes())?;
+        let post = matches!(r.kind, RecordKind::Post(_) | RecordKind::Private(_));
+        self.log.insert(&lkey[..], &log_value(&id, post)[..])?;
         self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
         self.records.insert(id.as_bytes(), rec.bytes())?;

@@ -7,7 +7,7 @@ use kith_protocol::{
 
 use super::{
     corrupt,
-    keys::{id_suffix, log_key, tag_key, tag_prefix, time_key, u64_at},
+    keys::{id_suffix, log_key, log_says_not_post, tag_key, tag_prefix, time_key, u64_at},
     Store, StoreError, StoredRecord,
 };
 
@@ -101,6 +101,10 @@ impl Store {
                 break;
             }
             let (_, value) = item?;
+            // Reactions, follows and the like are skipped unread when the log says so.
+            if log_says_not_post(&value) {
+                continue;
+            }
             let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
             if let Some(rec) = self.get(&id)? {
                 if matches!(rec.record.kind, RecordKind::Post(_) | RecordKind::Private(_))

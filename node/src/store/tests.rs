@@ -398,3 +398,48 @@ fn group_unread_counts_others_messages_after_the_last_read() {
     store.group_mark_read(&group).unwrap();
     assert_eq!(store.group_unread(&group, &me).unwrap(), 0);
 }
+
+#[test]
+fn the_log_says_which_records_are_posts_and_older_values_still_read() {
+    Home::on_both(|home| {
+        let store = home.open();
+        let a = Keypair::from_secret_bytes(&[9; 32]);
+        let p1 = post(&a, 1, None, 1_000, "one");
+        let reaction = Record {
+            author: a.id(),
+            seq: 2,
+            prev: Some(p1.id()),
+            timestamp: 1_001,
+            kind: RecordKind::Reaction { target: p1.id(), emoji: "+".into() },
+        }
+        .sign(&a)
+        .unwrap();
+        let p3 = post(&a, 3, Some(reaction.id()), 1_002, "three");
+        for r in [&p1, &reaction, &p3] {
+            assert_eq!(store.insert(r).unwrap(), Inserted::New);
+        }
+        let value = |seq| store.log.get(super::log_key(&a.id(), seq)).unwrap().unwrap();
+        assert_eq!(value(1).as_ref(), super::keys::log_value(&p1.id(), true));
+        assert_eq!(value(2).as_ref(), super::keys::log_value(&reaction.id(), false));
+        assert_eq!(store.log_at(&a.id(), 2).unwrap(), Some(reaction.id()));
+        let listed = |store: &Store| -> Vec<u64> {
+            let mut read = 0;
+            let posts = store
+                .posts_by_author(&a.id(), 10, None, |_| {
+                    read += 1;
+                    true
+                })
+                .unwrap();
+            assert_eq!(read, posts.len());
+            posts.iter().map(|r| r.record.seq).collect()
+        };
+        assert_eq!(listed(&store), [3, 1]);
+        // A store written before the kind byte: the id alone, read and checked.
+        for (seq, id) in [(1, p1.id()), (2, reaction.id())] {
+            store.log.insert(super::log_key(&a.id(), seq), id.as_bytes()).unwrap();
+        }
+        assert_eq!(listed(&store), [3, 1]);
+        assert_eq!(store.latest(&a.id()).unwrap(), Some((3, p3.id())));
+        assert_eq!(store.insert(&reaction).unwrap(), Inserted::Duplicate);
+    });
+}
