@@ -203,6 +203,7 @@ fn hostile_text_reaches_no_terminal_raw() {
 #[test]
 fn store_scale_benchmark_runs_and_reports_every_figure() {
     use kith_tests::store_scale::{run, Options};
+    let kept = tempfile::tempdir().unwrap();
     let opts = Options {
         records: 2_000,
         queries: 20,
@@ -210,8 +211,10 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         idle: Duration::from_millis(200),
         kith: kith_tests::cli::kith_bin(),
         seed: 3,
-        keep_home: None,
+        keep_home: Some(kept.path().join("home")),
         segment_bytes: kith_node::store::SEGMENT_BYTES,
+        cache_mb: 8,
+        reuse: false,
     };
     let report: serde_json::Value = serde_json::from_str(&run(&opts).to_json()).unwrap();
     let num = |name: &str| {
@@ -250,4 +253,16 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
     let bytes = records_tree["bytes"].as_f64().unwrap();
     assert!(bytes >= records * raw, "{report}");
     assert_eq!(records_tree["entries"].as_f64(), Some(records), "{report}");
+    // The kept home measured again, not built: the same records, every query answered
+    // from the saved targets.
+    let again = run(&Options { reuse: true, ..opts });
+    let again: serde_json::Value = serde_json::from_str(&again.to_json()).unwrap();
+    // The same records, and the few the daemon started on the home made of its own
+    // (its device and mailbox lists).
+    let again_records = again["records"].as_f64().unwrap_or(0.0);
+    assert!((records..=records + 4.0).contains(&again_records), "{again}");
+    assert_eq!(again["offered"].as_f64(), Some(0.0), "{again}");
+    for name in ["timeline_items", "tag_items", "author_items", "thread_items"] {
+        assert!(again[name].as_f64().is_some_and(|n| n >= 1.0), "{name}: {again}");
+    }
 }

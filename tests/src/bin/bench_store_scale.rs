@@ -24,6 +24,8 @@ fn main() {
             .filter(|h| !h.is_empty())
             .map(PathBuf::from),
         segment_bytes: arg("--segment-bytes", kith_node::store::SEGMENT_BYTES),
+        cache_mb: arg("--cache-mb", kith_node::config::DEFAULT_STORE_CACHE_MB),
+        reuse: args.iter().any(|a| a == "--reuse"),
     };
     let report = run(&opts);
     if json {

@@ -138,6 +138,46 @@ impl Stream {
         }
     }
 
+    /// Writes the query targets to `path` (one per line: `p ID AUTHOR TAG` with `-` for no
+    /// tag, `t ID`), so a kept home can be measured again without building it.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn save_samples(&self, path: &std::path::Path) {
+        let mut out = String::new();
+        for p in &self.posts {
+            let tag = p.tag.map_or_else(|| "-".to_string(), |t| t.to_string());
+            out.push_str(&format!("p {} {} {}\n", p.id, p.author, tag));
+        }
+        for id in &self.threads {
+            out.push_str(&format!("t {id}\n"));
+        }
+        std::fs::write(path, out).expect("the samples are written");
+    }
+
+    /// Reads the query targets [`Stream::save_samples`] wrote; `false` when there is no
+    /// such file.
+    ///
+    /// # Panics
+    /// When the file does not parse.
+    pub fn load_samples(&mut self, path: &std::path::Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(path) else { return false };
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let id = |i: usize| parts[i].parse::<RecordId>().expect("a record id");
+            match parts[0] {
+                "p" => self.posts.push(Sample {
+                    id: id(1),
+                    author: parts[2].parse().expect("an author index"),
+                    tag: parts[3].parse().ok(),
+                }),
+                "t" => self.threads.push(id(1)),
+                other => panic!("unexpected sample line {other}"),
+            }
+        }
+        true
+    }
+
     /// The id of author `i` (the reader is [`AUTHORS`]).
     pub fn author_id(&self, i: usize) -> AuthorId {
         self.authors[i].id

@@ -35,7 +35,7 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let config = crate::local_config(0, kith_node::config::DEFAULT_STORE_CACHE_MB);
+        let config = crate::local_config(0, opts.cache_mb);
         let (node, tasks) = start(home, me, &config).await;
         let mut rng = SimRng::new(opts.seed ^ 0x9e37);
         let posts = &stream.posts;

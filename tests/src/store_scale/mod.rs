@@ -32,7 +32,15 @@ pub struct Options {
     /// sled's segment size for the new store (the store's default, or an older one to
     /// compare).
     pub segment_bytes: usize,
+    /// The store's cache, MiB, for the queries and the daemon (`store_cache_mb`).
+    pub cache_mb: u64,
+    /// Measure the home in `keep_home` again when a run before built it (its query
+    /// targets saved beside it) rather than building it anew.
+    pub reuse: bool,
 }
+
+/// The file in a kept home where the query targets are saved.
+const SAMPLES_FILE: &str = "bench-samples.txt";
 
 /// The p50 and p99 of one kind of query, ms.
 #[derive(Debug, Clone, Copy, Default)]
@@ -189,6 +197,12 @@ impl Report {
     }
 }
 
+/// Sets the daemon's `store_cache_mb` in the home's configuration (the only setting there).
+fn set_cache(home: &Home, cache_mb: u64) {
+    std::fs::write(home.config_path(), format!("store_cache_mb = {cache_mb}\n"))
+        .expect("the configuration is written");
+}
+
 fn round(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f
@@ -202,8 +216,14 @@ pub fn run(opts: &Options) -> Report {
     let tmp = tempfile::tempdir().expect("a temporary folder");
     let dir = opts.keep_home.clone().unwrap_or_else(|| tmp.path().join("home"));
     let home = Home::new(&dir);
+    let samples = dir.join(SAMPLES_FILE);
+    let reuse = opts.reuse && samples.exists() && home.has_identity();
     home.ensure_dir().expect("the home folder");
-    let me = home.create_identity().expect("an identity");
+    let me = if reuse {
+        home.load_identity().expect("the kept home's identity")
+    } else {
+        home.create_identity().expect("an identity")
+    };
     let mut report = Report {
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         ..Report::default()
@@ -217,16 +237,25 @@ pub fn run(opts: &Options) -> Report {
     let end = crate::now_ms().saturating_sub(60_000);
     let mut stream = gen::Stream::new(me.clone(), opts.seed, opts.records, end);
     let mut tally = gen::Ingested::default();
-    stream.set_up(&store, &admission, &mut tally);
-    let every = (opts.records / 10).max(1);
-    let mut next = every;
-    stream.fill(&store, &admission, opts.records, &mut tally, |stored| {
-        if stored >= next {
-            eprintln!("bench-store-scale: {stored} records stored");
-            next = stored + every;
+    if reuse {
+        eprintln!("bench-store-scale: measuring the kept home {} again", dir.display());
+        stream.load_samples(&samples);
+    } else {
+        stream.set_up(&store, &admission, &mut tally);
+        let every = (opts.records / 10).max(1);
+        let mut next = every;
+        stream.fill(&store, &admission, opts.records, &mut tally, |stored| {
+            if stored >= next {
+                eprintln!("bench-store-scale: {stored} records stored");
+                next = stored + every;
+            }
+        });
+        stream.forget_erased(&store);
+        if opts.keep_home.is_some() {
+            stream.save_samples(&samples);
         }
-    });
-    stream.forget_erased(&store);
+    }
+    set_cache(&home, opts.cache_mb);
     let (records, raw) = store.record_bytes().expect("the records read back");
     let trees = store.tree_sizes().expect("the trees read back");
     report.trees = trees.into_iter().filter(|t| t.1 > 0).collect();
