@@ -37,13 +37,17 @@ mod report;
 pub use latency::LinkLatency;
 use plan::{post_text, tag_name, SimTopic};
 pub use plan::{Plan, PlannedPost, Rng};
-pub use report::{cpu_time, loopback_tx_bytes, peak_rss_kb, percentile, NodeGossip, Report};
+pub use report::{
+    cpu_time, loopback_tx_bytes, loopback_tx_packets, peak_rss_kb, percentile, NodeGossip, Report,
+};
 
 /// How often readiness and delivery are checked.
 const POLL: Duration = Duration::from_millis(100);
 
 /// The window over which the process's CPU use is measured to tell it is quiet.
 const QUIET_WINDOW: Duration = Duration::from_millis(500);
+/// The idle wire rate is read in slices this long; their median is the idle rate.
+const IDLE_SLICE: Duration = Duration::from_secs(1);
 /// Below this share of one core the process counts as quiet.
 const QUIET_CPU: f64 = 0.3;
 
@@ -75,6 +79,10 @@ pub struct Config {
     pub settle: Duration,
     /// How long after the last post to wait for deliveries.
     pub delivery_deadline: Duration,
+    /// How long the wire and gossipsub counts run on after the last delivery, so that
+    /// the gossip a post sets off after it has arrived (IHAVE for a few heartbeats, late
+    /// copies) counts whatever the heartbeat.
+    pub tail: Duration,
     /// Print each phase on stderr as it starts.
     pub progress: bool,
     /// Per-link one-way delay added in this process (see [`latency`]); `None` for plain
@@ -102,6 +110,7 @@ impl Default for Config {
             ready_deadline: Duration::from_secs(30),
             settle: Duration::from_secs(2),
             delivery_deadline: Duration::from_secs(20),
+            tail: Duration::from_secs(3),
             progress: false,
             latency: None,
             gossip: kith_node::net::GossipTuning::KITH,
@@ -159,12 +168,12 @@ async fn request(node: &TestNode, request: Request) -> Result<Response, String> 
     }
 }
 
-/// Each node's gossipsub counters: (copies received, duplicates among them).
-async fn gossip_copies(nodes: &[TestNode]) -> Result<Vec<(u64, u64)>, String> {
+/// Each node's gossipsub counters since start (`kith_node::net::Stats::gossip`).
+async fn gossip_counters(nodes: &[TestNode]) -> Result<Vec<BTreeMap<&'static str, u64>>, String> {
     let mut out = Vec::with_capacity(nodes.len());
     for node in nodes {
         let s = node.node.net().stats().await.map_err(|e| format!("{}: {e}", node.name))?;
-        out.push((s.gossip_copies, s.gossip_duplicates));
+        out.push(s.gossip);
     }
     Ok(out)
 }
@@ -239,6 +248,35 @@ async fn unreachable_pairs(
         }
     }
     bad
+}
+
+/// Waits `settle`, reading the loopback byte count every second: the rate of each
+/// whole second (none when unreadable).
+async fn idle_slices(settle: Duration) -> Vec<f64> {
+    let start = Instant::now();
+    let mut rates = Vec::new();
+    let mut last = (loopback_tx_bytes(), Instant::now());
+    while start.elapsed() + IDLE_SLICE <= settle {
+        tokio::time::sleep(IDLE_SLICE).await;
+        let now = (loopback_tx_bytes(), Instant::now());
+        if let (Some(a), Some(b)) = (last.0, now.0) {
+            rates.push(b.saturating_sub(a) as f64 / (now.1 - last.1).as_secs_f64());
+        }
+        last = now;
+    }
+    tokio::time::sleep(settle.saturating_sub(start.elapsed())).await;
+    rates
+}
+
+/// The median of `v`, if any.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// Records (post id, arrival) from a node's live feed until `stop` changes.
@@ -442,7 +480,7 @@ async fn simulate(
     let (idle_wire_before, idle_start) = (loopback_tx_bytes(), Instant::now());
     let idle_cpu_before = cpu_time();
     let events_before = event_counts(nodes).await?;
-    tokio::time::sleep(config.settle).await;
+    let idle_before = idle_slices(config.settle).await;
     let mut idle_events = event_counts(nodes).await?;
     for (kind, n) in &mut idle_events {
         *n = n.saturating_sub(events_before.get(kind).copied().unwrap_or(0));
@@ -456,11 +494,11 @@ async fn simulate(
     };
     say("publishing");
     let cpu_before = cpu_time();
-    let wire_before = loopback_tx_bytes();
+    let (wire_before, packets_before) = (loopback_tx_bytes(), loopback_tx_packets());
     let t3 = Instant::now();
 
     let before = counters(nodes).await?;
-    let copies_before = gossip_copies(nodes).await?;
+    let copies_before = gossip_counters(nodes).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let cap = plan.posts.len() + 16;
     let mut feeds = Vec::with_capacity(nodes.len());
@@ -489,14 +527,34 @@ async fn simulate(
     say("waiting for deliveries");
     let missing = wait_delivered(config, nodes, expected.clone()).await;
     let cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64();
+    let publish_s = t3.elapsed().as_secs_f64();
+    tokio::time::sleep(config.tail).await;
     let wire_bytes = match (wire_before, loopback_tx_bytes()) {
         (Some(a), Some(b)) if config.latency.is_some() => Some(b.saturating_sub(a) / 2),
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
-    let publish_s = t3.elapsed().as_secs_f64();
+    let wire_packets = match (packets_before, loopback_tx_packets()) {
+        (Some(a), Some(b)) if config.latency.is_some() => Some(b.saturating_sub(a) / 2),
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let wire_window_s = t3.elapsed().as_secs_f64();
     let after = counters(nodes).await?;
-    let copies_after = gossip_copies(nodes).await?;
+    let copies_after = gossip_counters(nodes).await?;
+    let mut gossip_totals: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (a, b) in copies_after.iter().zip(&copies_before) {
+        for (key, n) in a {
+            *gossip_totals.entry(key).or_default() +=
+                n.saturating_sub(b.get(key).copied().unwrap_or(0));
+        }
+    }
+    // The background (set-up's tail, DHT and AutoNAT rounds) may still be falling when
+    // the posts start: a second idle window after them bounds it from the other side.
+    say("measuring the idle window after");
+    let idle_after = median(idle_slices(config.settle).await);
+    // In latency mode each byte crosses loopback twice (through a proxy).
+    let halve = |b: f64| if config.latency.is_some() { b / 2.0 } else { b };
     let mut node_deliveries = vec![0usize; nodes.len()];
     for (n, _) in expected.difference(&missing) {
         node_deliveries[*n] += 1;
@@ -505,10 +563,12 @@ async fn simulate(
         .iter()
         .zip(&copies_before)
         .zip(node_deliveries)
-        .map(|((a, b), delivered)| NodeGossip {
-            copies: a.0.saturating_sub(b.0),
-            duplicates: a.1.saturating_sub(b.1),
-            delivered,
+        .map(|((a, b), delivered)| {
+            let diff = |key| {
+                a.get(key).copied().unwrap_or(0).saturating_sub(b.get(key).copied().unwrap_or(0))
+            };
+            let copies = diff("copies");
+            NodeGossip { copies, duplicates: copies.saturating_sub(diff("first")), delivered }
         })
         .collect();
     let unexpected = sent
@@ -561,8 +621,12 @@ async fn simulate(
         record_bytes,
         peak_rss_kb: peak_rss_kb(),
         wire_bytes,
-        idle_wire_per_s: idle_wire_per_s
-            .map(|b| if config.latency.is_some() { b / 2.0 } else { b }),
+        wire_packets,
+        wire_window_s,
+        gossip_totals,
+        idle_wire_median_per_s: median(idle_before).map(halve),
+        idle_wire_after_per_s: idle_after.map(halve),
+        idle_wire_per_s: idle_wire_per_s.map(halve),
         own_netns: std::env::var_os("KITH_SIM_OWN_NETNS").is_some_and(|v| v == "1"),
     })
 }

@@ -342,21 +342,38 @@ impl Behaviour {
     }
 }
 
-/// Gossip messages received since start: every copy, and the first copies (the rest are
-/// duplicates gossipsub dropped), read from gossipsub's counters as encoded in `registry`.
-pub(crate) fn gossip_copies(registry: &prometheus_client::registry::Registry) -> (u64, u64) {
+/// Gossipsub's own counters since start, read from `registry` (its metrics, encoded),
+/// summed over topics, by name: `copies` (messages received, every copy), `first` (the
+/// first copies; the rest are duplicates gossipsub dropped), `copy_bytes` (protobuf bytes
+/// of every copy received), `sent` and `sent_bytes` (messages this node sent: published
+/// and forwarded), `iwant` (messages asked for after IHAVE gossip), `idontwant`
+/// (IDONTWANT messages received).
+pub(crate) fn gossip_counters(
+    registry: &prometheus_client::registry::Registry,
+) -> std::collections::BTreeMap<&'static str, u64> {
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
-        return (0, 0);
+        return Default::default();
     }
     let sum = |name: &str| -> u64 {
-        let prefix = format!("{name}_total{{");
+        let (labelled, plain) = (format!("{name}_total{{"), format!("{name}_total "));
         text.lines()
-            .filter(|l| l.starts_with(&prefix))
+            .filter(|l| l.starts_with(&labelled) || l.starts_with(&plain))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
-    (sum("topic_msg_recv_counts_unfiltered"), sum("topic_msg_recv_counts"))
+    [
+        ("copies", "topic_msg_recv_counts_unfiltered"),
+        ("first", "topic_msg_recv_counts"),
+        ("copy_bytes", "topic_msg_recv_bytes_unfiltered"),
+        ("sent", "topic_msg_sent_counts"),
+        ("sent_bytes", "topic_msg_sent_bytes"),
+        ("iwant", "topic_iwant_msgs"),
+        ("idontwant", "idontwant_msgs"),
+    ]
+    .into_iter()
+    .map(|(key, metric)| (key, sum(metric)))
+    .collect()
 }
 
 #[cfg(test)]

@@ -245,6 +245,9 @@ pub struct Stats {
     /// The swarm's events since start, by kind (pings, identify rounds, DHT requests,
     /// AutoNAT probes, syncs, connections opened and closed, ...).
     pub events: std::collections::BTreeMap<&'static str, u64>,
+    /// Gossipsub's counters since start, by name (copies, first, copy_bytes, sent,
+    /// sent_bytes, iwant, idontwant; see `behaviour::gossip_counters`).
+    pub gossip: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// How the network is set up.

@@ -10,14 +10,17 @@ use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
-           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S]
+           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--tail-s S]
            [--gossip kith|before] [--gossip-set KEY=VALUE,...]
-           [--idle kith|before] [--idle-set KEY=VALUE,...]";
+           [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
     config: Config,
     json: bool,
+    /// Pairs of runs to make, each `--gossip before` and the chosen set, alternating which
+    /// goes first (0: one run of the chosen set).
+    versus_before: usize,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
@@ -116,6 +119,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let seed = kith_tests::now_ms();
     let mut config = Config { seed, progress: true, ..Config::default() };
     let mut json = false;
+    let mut versus_before = 0;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--nodes" => config.nodes = number(&flag, args.next())?,
@@ -130,18 +134,20 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--latency-ms" => config.latency = Some(latency(&flag, args.next())?),
             "--aligned" => config.aligned = true,
             "--store-cache-mb" => config.store_cache_mb = number(&flag, args.next())?,
+            "--tail-s" => config.tail = Duration::from_secs(number(&flag, args.next())?),
             "--settle-s" => config.settle = Duration::from_secs(number(&flag, args.next())?),
             "--gossip" => config.gossip = gossip(args.next())?,
             "--gossip-set" => gossip_set(&mut config.gossip, args.next())?,
             "--idle" => config.idle = idle(args.next())?,
             "--idle-set" => idle_set(&mut config.idle, args.next())?,
             "--json" => json = true,
+            "--versus-before" => versus_before = number(&flag, args.next())?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     config.validate()?;
-    Ok(Args { config, json })
+    Ok(Args { config, json, versus_before })
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -158,6 +164,9 @@ async fn main() -> ExitCode {
         "sim: {} nodes, {} authors x {} posts, seed {} (repeat with --seed {})",
         c.nodes, c.authors, c.posts, c.seed, c.seed
     );
+    if args.versus_before > 0 {
+        return versus_before(c, args.versus_before, args.json).await;
+    }
     match run(c).await {
         Ok(report) => {
             if args.json {
@@ -172,4 +181,45 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The load average over the last minute, as `/proc/loadavg` gives it.
+fn load() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().next().unwrap_or("?").to_owned()
+}
+
+/// `pairs` pairs of runs in this process, `--gossip before` and `config`'s set, the order
+/// alternating (before first in the first pair); one line per run (a JSON object with the
+/// set's name and the load average before and after it, or the table under a heading).
+async fn versus_before(config: &Config, pairs: usize, json: bool) -> ExitCode {
+    let sets = [("before", GossipTuning::BEFORE_ISSUE_21), ("chosen", config.gossip)];
+    for pair in 0..pairs {
+        for k in 0..2 {
+            let (name, gossip) = sets[(pair + k) % 2];
+            let c = Config { gossip, ..config.clone() };
+            let load_before = load();
+            let report = match run(&c).await {
+                Ok(report) => report,
+                Err(message) => {
+                    eprintln!("sim: {name}: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let load = format!("{load_before}-{}", load());
+            if json {
+                let mut out = report.to_json();
+                if let Some(o) = out.as_object_mut() {
+                    o.insert("set".into(), name.into());
+                    o.insert("pair".into(), pair.into());
+                    o.insert("load".into(), load.into());
+                }
+                println!("{out}");
+            } else {
+                println!("== pair {pair}, {name} (load average {load})");
+                print!("{}", report.to_table());
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

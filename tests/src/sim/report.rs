@@ -67,13 +67,30 @@ pub struct Report {
     /// protocol), halved in latency mode where each byte crosses it twice (through a
     /// proxy); `None` when `/proc/net/dev` is unreadable.
     pub wire_bytes: Option<u64>,
+    /// IP packets sent on the loopback interface in the same window as `wire_bytes`.
+    pub wire_packets: Option<u64>,
+    /// Seconds the wire counts ran: the publish phase and the tail after it.
+    pub wire_window_s: f64,
+    /// Gossipsub's counters summed over nodes for the same window (`copies`, `first`,
+    /// `copy_bytes`, `sent`, `sent_bytes`, `iwant`, `idontwant`).
+    pub gossip_totals: std::collections::BTreeMap<&'static str, u64>,
     /// Loopback bytes per second just before the first post (heartbeats, pings, DHT
     /// upkeep), counted the same way.
     pub idle_wire_per_s: Option<f64>,
+    /// The median of the idle window's one-second loopback rates: the steady idle rate,
+    /// without the bursts (a DHT bootstrap wave, a round of AutoNAT dial-backs) that a
+    /// window may or may not catch; what [`Report::wire_bytes_per_delivery_over_idle`]
+    /// subtracts, with the one after ([`Report::idle_rate`]).
+    pub idle_wire_median_per_s: Option<f64>,
+    /// The same median over a window as long after the tail (no posts).
+    pub idle_wire_after_per_s: Option<f64>,
     /// Whether the run had a network namespace to itself, so that `wire_bytes` counts
     /// only its own traffic (set by `scripts/sim` through `KITH_SIM_OWN_NETNS=1`).
     pub own_netns: bool,
 }
+
+/// IPv4 (20 B) and TCP with timestamps (32 B): the header of every loopback packet.
+const TCP_IP_HEADER_BYTES: u64 = 52;
 
 /// The value at percentile `p` (nearest rank) of sorted `v`; 0 when empty.
 pub fn percentile(v: &[f64], p: f64) -> f64 {
@@ -99,12 +116,53 @@ impl Report {
         self.wire_bytes.filter(|_| self.delivered > 0).map(|b| b as f64 / self.delivered as f64)
     }
 
-    /// The same, less what the network sends when no one posts (the idle rate over the
-    /// publish phase's length).
+    /// The same, less what the network sends when no one posts ([`Report::idle_rate`]
+    /// over the window's length).
     pub fn wire_bytes_per_delivery_over_idle(&self) -> Option<f64> {
-        let (total, idle) = (self.wire_bytes?, self.idle_wire_per_s?);
-        let extra = (total as f64 - idle * self.publish_s).max(0.0);
+        let total = self.wire_bytes?;
+        let idle = self.idle_rate()?;
+        let extra = (total as f64 - idle * self.wire_window_s).max(0.0);
         (self.delivered > 0).then(|| extra / self.delivered as f64)
+    }
+
+    /// The idle rate subtracted: the lower of the medians before the posts and after
+    /// them, so that a background still falling off after the set-up is not counted as
+    /// idle (the figure over idle is then an upper bound); the mean before the posts
+    /// when the windows are too short for a median.
+    pub fn idle_rate(&self) -> Option<f64> {
+        match (self.idle_wire_median_per_s, self.idle_wire_after_per_s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b).or(self.idle_wire_per_s),
+        }
+    }
+
+    /// Where the bytes of one delivery went (per delivered post, same window, not less
+    /// the idle rate): TCP/IP headers (52 B a packet on loopback: IPv4 20, TCP with
+    /// timestamps 32; acknowledgements are nothing else), the gossip messages themselves
+    /// (gossipsub's protobuf of every copy received: record and topic), and the rest
+    /// (per-copy framing: gossipsub length prefix, yamux 12 B, Noise 18 B; gossipsub
+    /// control: IHAVE, IWANT, IDONTWANT, GRAFT, PRUNE, subscriptions; every other
+    /// protocol: sync, DHT, identify, ping).
+    pub fn wire_breakdown(&self) -> Option<serde_json::Value> {
+        let (bytes, packets) = (self.wire_bytes?, self.wire_packets?);
+        if self.delivered == 0 {
+            return None;
+        }
+        let per = |x: u64| (x as f64 / self.delivered as f64).round();
+        let g = |k| self.gossip_totals.get(k).copied().unwrap_or(0);
+        let headers = packets * TCP_IP_HEADER_BYTES;
+        let messages = g("copy_bytes");
+        let ratio = |x: u64| ((x as f64 / self.delivered as f64) * 100.0).round() / 100.0;
+        Some(serde_json::json!({
+            "packets": ratio(packets),
+            "tcp_ip_headers": per(headers),
+            "gossip_messages": per(messages),
+            "rest": per(bytes.saturating_sub(headers + messages)),
+            "gossip_copies": ratio(g("copies")),
+            "gossip_sent": ratio(g("sent")),
+            "iwant": ratio(g("iwant")),
+            "idontwant": ratio(g("idontwant")),
+        }))
     }
 
     /// Duplicate gossip copies per record stored from gossip.
@@ -210,6 +268,10 @@ impl Report {
             "gossipsub_duplicates_per_delivery": round(dups.2),
             "gossipsub_duplicates_per_delivery_node_mean": round(dups.0),
             "gossipsub_duplicates_per_delivery_node_max": round(dups.1),
+            "wire_window_s": round(self.wire_window_s),
+            "idle_wire_bytes_per_s_median": self.idle_wire_median_per_s.map(|b| b.round()),
+            "idle_wire_bytes_per_s_median_after": self.idle_wire_after_per_s.map(|b| b.round()),
+            "wire_per_delivery": self.wire_breakdown(),
         });
         if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
             out.extend(extra);
@@ -298,10 +360,10 @@ impl Report {
                 "loopback bytes per delivery",
                 match (self.wire_bytes_per_delivery(), self.wire_bytes_per_delivery_over_idle()) {
                     (Some(b), over) => format!(
-                        "{b:.0} B, {} B over the idle rate of {:.0} kB/s (IP packets, all \
-                         protocols, publish phase; {})",
+                        "{b:.0} B, {} B over the idle rate of {:.0} kB/s (median; IP \
+                         packets, all protocols, publish phase and tail; {})",
                         over.map_or("?".into(), |o| format!("{o:.0}")),
-                        self.idle_wire_per_s.unwrap_or(0.0) / 1000.0,
+                        self.idle_rate().unwrap_or(0.0) / 1000.0,
                         if self.own_netns {
                             "this run's own network namespace"
                         } else {
@@ -337,10 +399,20 @@ impl Report {
 
 /// Bytes sent on the loopback interface so far (`/proc/net/dev`), if readable.
 pub fn loopback_tx_bytes() -> Option<u64> {
+    loopback_tx(0)
+}
+
+/// Packets sent on the loopback interface so far, if readable.
+pub fn loopback_tx_packets() -> Option<u64> {
+    loopback_tx(1)
+}
+
+/// Transmit counter `i` of the loopback interface (0 bytes, 1 packets).
+fn loopback_tx(i: usize) -> Option<u64> {
     let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
     let line = dev.lines().find_map(|l| l.trim_start().strip_prefix("lo:"))?;
-    // Eight receive counters, then transmitted bytes.
-    line.split_whitespace().nth(8)?.parse().ok()
+    // Eight receive counters, then the transmit ones.
+    line.split_whitespace().nth(8 + i)?.parse().ok()
 }
 
 /// Peak resident set size of this process (VmHWM), kB; 0 if unknown.

@@ -214,8 +214,9 @@ impl EventLoop {
         let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
         let scores: Vec<f64> =
             self.swarm.connected_peers().filter_map(|p| gs.peer_score(p)).collect();
-        let (gossip_copies, gossip_first) =
-            super::super::behaviour::gossip_copies(&self.gossip_metrics);
+        let gossip = super::super::behaviour::gossip_counters(&self.gossip_metrics);
+        let gossip_copies = gossip.get("copies").copied().unwrap_or(0);
+        let gossip_first = gossip.get("first").copied().unwrap_or(0);
         Stats {
             topics,
             peers: self.swarm.connected_peers().count(),
@@ -237,6 +238,7 @@ impl EventLoop {
             gossip_copies,
             gossip_duplicates: gossip_copies.saturating_sub(gossip_first),
             events: self.events_seen.clone(),
+            gossip,
         }
     }
 }
