@@ -37,8 +37,42 @@ pub struct GossipTuning {
 }
 
 impl GossipTuning {
-    /// What kith nodes run (for now the same as [`GossipTuning::BEFORE_ISSUE_21`]).
+    /// What kith nodes run (for now the same as [`GossipTuning::BEFORE_ISSUE_21`]:
+    /// [`GossipTuning::LEAN`] is not yet shown to keep p99 and delivery by gossip at 100
+    /// nodes).
     pub const KITH: Self = Self::BEFORE_ISSUE_21;
+
+    /// The set measured to cost least per delivered post (issue 21 item 2; docs/
+    /// benchmarks.md "Gossip bandwidth: fewer copies" has the figures and reasons), not
+    /// the default: at 50 nodes it costs 4.2–4.4 times the record over idle against
+    /// 18–20, with 100 % delivery and a lower p99; at 100 nodes on a loaded 2-core
+    /// machine two runs of three had a much worse p99 and 200–300 records came by sync
+    /// instead of gossip.
+    /// - mesh D 3, D_lo 2, D_hi 4, at least 1 outbound (libp2p: 6/5/12, 2): a node
+    ///   receives a message from about every mesh peer but the first, so the copies per
+    ///   delivery follow the mesh degree; kith's topics are small (a person's followers,
+    ///   a hashtag's subscribers, all grafted up to D_hi), so D_hi bounds the degree
+    ///   more than D. D 2 left meshes split (posts lost); D_hi 3 made the heartbeat prune
+    ///   and graft all the time.
+    /// - no flood publishing: an author sends a new record to its mesh (3 peers), not to
+    ///   every follower it is connected to (each of whom then got it again from the mesh).
+    /// - IHAVE gossip to 1 peer outside the mesh per topic and heartbeat (`gossip_lazy` 1,
+    ///   `gossip_factor` 0), each id advertised in one heartbeat only (`history_gossip`
+    ///   1): a post is rare on a topic, so each IHAVE carries one or two ids and costs
+    ///   about what a copy does.
+    /// - heartbeat 700 ms, a 5-heartbeat message cache, IDONTWANT above 1,000 B (never
+    ///   for a usual record: measured, its frame costs what it saves) as before.
+    pub const LEAN: Self = Self {
+        mesh_n: 3,
+        mesh_n_low: 2,
+        mesh_n_high: 4,
+        mesh_outbound_min: 1,
+        gossip_lazy: 1,
+        gossip_factor: 0.0,
+        history_gossip: 1,
+        flood_publish: false,
+        ..Self::BEFORE_ISSUE_21
+    };
 
     /// What kith ran before issue 21: libp2p 0.57's defaults with flood publishing and a
     /// 700 ms heartbeat. Kept to measure against.
@@ -180,4 +214,23 @@ pub fn set_process_idle_tuning(tuning: IdleTuning) {
 /// The idle set a node starting now uses.
 pub fn idle_tuning() -> IdleTuning {
     PROCESS_IDLE_TUNING.read().ok().and_then(|t| *t).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GossipTuning;
+
+    /// Gossipsub's constraints (its spec; libp2p checks them only for topics configured
+    /// one by one): D_out <= D_lo <= D <= D_hi, D_out <= D / 2, and the IHAVE window
+    /// within the cache.
+    #[test]
+    fn the_sets_keep_gossipsubs_constraints() {
+        for t in [GossipTuning::KITH, GossipTuning::LEAN, GossipTuning::BEFORE_ISSUE_21] {
+            assert!(t.mesh_outbound_min <= t.mesh_n_low, "{t:?}");
+            assert!(t.mesh_n_low <= t.mesh_n && t.mesh_n <= t.mesh_n_high, "{t:?}");
+            assert!(t.mesh_outbound_min * 2 <= t.mesh_n, "{t:?}");
+            assert!(t.history_gossip <= t.history_length, "{t:?}");
+            assert!(t.mesh_n_low >= 2, "a mesh of degree 1 is a set of pairs: {t:?}");
+        }
+    }
 }
