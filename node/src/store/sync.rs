@@ -49,6 +49,30 @@ impl Store {
         Ok(found)
     }
 
+    /// The signed bytes of `author`'s records after seq `after`, in log order, at most
+    /// `limit` log entries' worth: what [`Store::author_log`] and [`Store::get_bytes`]
+    /// give together, with one read of each record and no decoding (a sync answer sends
+    /// the bytes as stored).
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn author_log_bytes(
+        &self,
+        author: &AuthorId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = log_key(author, after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.log.range(start..=log_key(author, u64::MAX)).values().take(limit) {
+            let id = id_suffix(&item?).ok_or_else(|| corrupt("log value"))?;
+            if let Some(bytes) = self.records.get(id.as_bytes())? {
+                out.push(bytes.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
     /// The log entry of `author`'s `seq` is being removed (call before and after).
     pub(super) fn log_entry_removed(&self, author: &AuthorId, seq: u64) {
         let mut hints = super::backend::lock(&self.contiguous);

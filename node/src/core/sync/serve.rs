@@ -121,10 +121,9 @@ fn digest(
 fn serve_author(store: &Store, author: &AuthorId, after: u64, page: Page) -> SyncResponse {
     let mut out = Vec::new();
     let mut size = 0;
-    let log = store.author_log(author, after, page.records).unwrap_or_default();
+    let log = store.author_log_bytes(author, after, page.records).unwrap_or_default();
     let full = log.len() == page.records;
-    for rec in log {
-        let Ok(Some(bytes)) = store.get_bytes(&rec.id) else { break };
+    for bytes in log {
         if !page.fits(size, bytes.len(), out.len()) {
             return SyncResponse { records: out, more: true, next: None };
         }
