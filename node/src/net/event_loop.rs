@@ -292,6 +292,7 @@ impl EventLoop {
                     self.connections.remove(&peer_id);
                     self.dialled.remove(&peer_id);
                     self.last_used.remove(&peer_id);
+                    self.dialled_on_purpose.remove(&peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {

@@ -49,8 +49,11 @@ pub(super) fn closable(peer: &Use, grace: Duration) -> bool {
 
 impl EventLoop {
     /// Notes that a request or answer went to or came from `peer`.
+    /// Only connected peers are noted: the entry goes when the last connection closes.
     pub(super) fn note_used(&mut self, peer: PeerId) {
-        self.last_used.insert(peer, Instant::now());
+        if self.swarm.is_connected(&peer) {
+            self.last_used.insert(peer, Instant::now());
+        }
     }
 
     /// Closes the connections of peers [`closable`] says are not wanted.
