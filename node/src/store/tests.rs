@@ -337,6 +337,7 @@ fn a_thousand_memory_stores_open_in_one_process() {
 
 mod fixture;
 mod home;
+mod leaves;
 mod migration;
 mod segments;
 

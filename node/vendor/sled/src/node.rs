@@ -602,7 +602,8 @@ impl Node {
         } else if self.data.is_index() {
             256
         } else {
-            16
+            // kith: 64 (sled 0.34.7: 16), see KITH-PATCHES.md
+            64
         };
 
         let size_checks = self.data.len() > threshold;
