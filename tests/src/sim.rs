@@ -94,6 +94,9 @@ pub struct Config {
     /// The timers of idle nodes (ping, identify, DHT, AutoNAT, sync) for every node of
     /// the run (and of any run after it in this process).
     pub idle: kith_node::net::IdleTuning,
+    /// Whether the nodes keep gossipsub's metrics (its copies, duplicates and bytes in
+    /// the report come from them; they cost CPU, and daemons do not keep them).
+    pub gossip_metrics: bool,
 }
 
 impl Default for Config {
@@ -115,6 +118,7 @@ impl Default for Config {
             latency: None,
             gossip: kith_node::net::GossipTuning::KITH,
             idle: kith_node::net::IdleTuning::KITH,
+            gossip_metrics: true,
         }
     }
 }
@@ -350,6 +354,7 @@ pub async fn run(config: &Config) -> Result<Report, String> {
     let plan = Plan::new(config);
     kith_node::net::set_process_gossip_tuning(config.gossip);
     kith_node::net::set_process_idle_tuning(config.idle);
+    kith_node::net::set_process_gossip_metrics(config.gossip_metrics);
     let t0 = Instant::now();
     let cache = config.store_cache_mb;
     let starts = (0..config.nodes)

@@ -9,7 +9,7 @@ use std::{
 use libp2p::{
     autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
-    kad, mdns, ping, relay, request_response,
+    kad, mdns, relay, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     PeerId, StreamProtocol,
 };
@@ -69,7 +69,7 @@ pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) gossipsub: Gossipsub,
     pub(crate) identify: identify::Behaviour,
-    pub(crate) ping: ping::Behaviour,
+    pub(crate) ping: super::ping::Ping,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) dm: request_response::Behaviour<FrameCodec>,
     /// `/kith/dm/2`: forward-secret direct messages (same limits).
@@ -232,7 +232,8 @@ fn peer_score_params() -> gossipsub::PeerScoreParams {
     }
 }
 
-/// Gossipsub's counters, registered in `registry`, for the topics this node may subscribe.
+/// Gossipsub's counters, registered in `registry`, for the topics this node may subscribe
+/// (only if asked: [`super::tuning::set_process_gossip_metrics`]).
 fn gossip_metrics() -> gossipsub::MetricsConfig {
     gossipsub::MetricsConfig { max_topics: MAX_TOPICS, ..Default::default() }
 }
@@ -256,8 +257,10 @@ fn gossipsub(registry: &mut prometheus_client::registry::Registry) -> Result<Gos
         config,
         filter,
     )
-    .map_err(|e| NetError::Setup(format!("gossipsub: {e}")))?
-    .with_metrics(registry, gossip_metrics());
+    .map_err(|e| NetError::Setup(format!("gossipsub: {e}")))?;
+    if super::tuning::gossip_metrics() {
+        behaviour = behaviour.with_metrics(registry, gossip_metrics());
+    }
     behaviour
         .with_peer_score(peer_score_params(), gossipsub::PeerScoreThresholds::default())
         .map_err(|e| NetError::Setup(format!("peer scoring: {e}")))?;
@@ -310,7 +313,7 @@ impl Behaviour {
                     .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
                     .with_interval(idle.identify_interval),
             ),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(idle.ping_interval)),
+            ping: super::ping::Ping::new(&idle),
             mdns: Toggle::from(mdns),
             dm: request_response(DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES),
             dm2: request_response(

@@ -11,6 +11,7 @@ mod behaviour;
 mod credit;
 mod event_loop;
 mod frame;
+mod ping;
 mod tuning;
 
 use std::time::Duration;
@@ -28,7 +29,8 @@ pub use credit::{CREDIT_CAP, CREDIT_HALF_LIFE};
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
 pub use tuning::{
-    idle_tuning, set_process_gossip_tuning, set_process_idle_tuning, GossipTuning, IdleTuning,
+    idle_tuning, set_process_gossip_metrics, set_process_gossip_tuning, set_process_idle_tuning,
+    GossipTuning, IdleTuning,
 };
 
 /// Capacity of the channel of events from the network to the node.
@@ -238,7 +240,8 @@ pub struct Stats {
     /// Strangers' connections closed to make room for followed peers since start.
     pub connections_evicted: u64,
     /// Gossip messages received since start, every copy (gossipsub's own count, before
-    /// it drops the copies it has seen).
+    /// it drops the copies it has seen; 0 unless the process keeps gossipsub's metrics,
+    /// [`set_process_gossip_metrics`]).
     pub gossip_copies: u64,
     /// Of those, the copies of messages already received (dropped as duplicates).
     pub gossip_duplicates: u64,
@@ -246,7 +249,8 @@ pub struct Stats {
     /// AutoNAT probes, syncs, connections opened and closed, ...).
     pub events: std::collections::BTreeMap<&'static str, u64>,
     /// Gossipsub's counters since start, by name (copies, first, copy_bytes, sent,
-    /// sent_bytes, iwant, idontwant; see `behaviour::gossip_counters`).
+    /// sent_bytes, iwant, idontwant; see `behaviour::gossip_counters`), if kept
+    /// ([`set_process_gossip_metrics`]).
     pub gossip: std::collections::BTreeMap<&'static str, u64>,
 }
 

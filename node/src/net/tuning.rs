@@ -4,7 +4,13 @@
 //! under trial) to measure them side by side in one session. docs/benchmarks.md ("Gossip
 //! bandwidth and CPU") has the measurements behind each value.
 
-use std::{sync::RwLock, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        RwLock,
+    },
+    time::Duration,
+};
 
 use libp2p::gossipsub;
 
@@ -134,14 +140,36 @@ pub(crate) fn gossip_tuning() -> GossipTuning {
     PROCESS_TUNING.read().ok().and_then(|t| *t).unwrap_or_default()
 }
 
+/// Whether nodes started from now on in this process keep gossipsub's metrics.
+static PROCESS_GOSSIP_METRICS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every node started after this call in this process keep gossipsub's metrics
+/// (counters per topic, read by [`super::Stats::gossip`]), or not. Nodes do not by
+/// default: nothing in a daemon reads them, and they cost CPU in every heartbeat (each
+/// connected peer's send queue sampled into two histograms) and at every message (a
+/// counter looked up by topic name several times). A simulation that reports gossipsub's
+/// copies and duplicates turns them on.
+pub fn set_process_gossip_metrics(on: bool) {
+    PROCESS_GOSSIP_METRICS.store(on, Ordering::Relaxed);
+}
+
+/// Whether a node starting now keeps gossipsub's metrics.
+pub(crate) fn gossip_metrics() -> bool {
+    PROCESS_GOSSIP_METRICS.load(Ordering::Relaxed)
+}
+
 /// The timers that run while nothing happens (issue 21 item 3): what an idle node costs
 /// its machine and its peers comes down to these. [`IdleTuning::KITH`] is what a node
 /// runs; a simulation may run every node of its process with another set
 /// ([`IdleTuning::BEFORE_ISSUE_21`], or one under trial) to measure them side by side.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IdleTuning {
-    /// Ping on each connection (liveness and round-trip time).
+    /// Ping on each connection this node dialled (it keeps NAT mappings warm; kith reads
+    /// nothing else from it).
     pub ping_interval: Duration,
+    /// Ping on each connection this node accepted (`None`: as `ping_interval`). The
+    /// dialler's pings refresh the mappings at both ends (`ping.rs`).
+    pub listener_ping_interval: Option<Duration>,
     /// Identify asked again on each connection.
     pub identify_interval: Duration,
     /// Kademlia's periodic bootstrap (a walk towards random keys), if any.
@@ -175,11 +203,13 @@ pub struct IdleTuning {
 impl IdleTuning {
     /// What kith nodes run: pings every 60 s rather than 15 s (kith reads no round-trip
     /// time from them and libp2p's ping closes nothing; 60 s still keeps NAT mappings of
-    /// TCP connections warm), a sync only with the first connection to a peer, and syncs
-    /// that start with a digest.
+    /// TCP connections warm), from the dialling side only (the accepting side every 10
+    /// minutes), a sync only with the first connection to a peer, and syncs that start
+    /// with a digest.
     /// docs/benchmarks.md ("Idle CPU and idle traffic") has the measurements.
     pub const KITH: Self = Self {
         ping_interval: Duration::from_secs(60),
+        listener_ping_interval: Some(Duration::from_secs(10 * 60)),
         sync_every_connection: false,
         sync_digest: true,
         ..Self::BEFORE_ISSUE_21
@@ -188,6 +218,7 @@ impl IdleTuning {
     /// What kith ran before issue 21 item 3.
     pub const BEFORE_ISSUE_21: Self = Self {
         ping_interval: Duration::from_secs(15),
+        listener_ping_interval: None,
         identify_interval: Duration::from_secs(5 * 60),
         kad_bootstrap: Some(Duration::from_secs(5 * 60)),
         autonat_retry: Duration::from_secs(20),

@@ -12,7 +12,8 @@ const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
            [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--tail-s S]
            [--gossip kith|before|lean] [--gossip-set KEY=VALUE,...]
-           [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]";
+           [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]
+           [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -21,6 +22,9 @@ struct Args {
     /// Pairs of runs to make, each `--gossip before` and the chosen set, alternating which
     /// goes first (0: one run of the chosen set).
     versus_before: usize,
+    /// With `versus_before`: the other run of each pair is the chosen config with these
+    /// idle settings (and `gossip_metrics`) changed, not `--gossip before`.
+    versus_idle: Option<String>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
@@ -96,6 +100,9 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
         let secs = |v: &str| number::<u64>(&flag, Some(v.to_owned())).map(Duration::from_secs);
         match key {
             "ping_s" => tuning.ping_interval = secs(v)?,
+            "listener_ping_s" => {
+                tuning.listener_ping_interval = Some(secs(v)?).filter(|d| !d.is_zero());
+            }
             "identify_s" => tuning.identify_interval = secs(v)?,
             "kad_bootstrap_s" => {
                 tuning.kad_bootstrap = Some(secs(v)?).filter(|d| !d.is_zero());
@@ -122,6 +129,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut config = Config { seed, progress: true, ..Config::default() };
     let mut json = false;
     let mut versus_before = 0;
+    let mut versus_idle = None;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--nodes" => config.nodes = number(&flag, args.next())?,
@@ -144,12 +152,17 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--idle-set" => idle_set(&mut config.idle, args.next())?,
             "--json" => json = true,
             "--versus-before" => versus_before = number(&flag, args.next())?,
+            "--versus-idle-set" => versus_idle = Some(args.next().ok_or("--versus-idle-set")?),
+            "--gossip-metrics" => config.gossip_metrics = on_off(&flag, args.next())?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     config.validate()?;
-    Ok(Args { config, json, versus_before })
+    if let Some(set) = &versus_idle {
+        versus_config(&config, set)?;
+    }
+    Ok(Args { config, json, versus_before, versus_idle })
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -167,7 +180,17 @@ async fn main() -> ExitCode {
         c.nodes, c.authors, c.posts, c.seed, c.seed
     );
     if args.versus_before > 0 {
-        return versus_before(c, args.versus_before, args.json).await;
+        let other = match &args.versus_idle {
+            Some(set) => match versus_config(c, set) {
+                Ok(other) => ("versus", other),
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::from(2);
+                }
+            },
+            None => ("before", Config { gossip: GossipTuning::BEFORE_ISSUE_21, ..c.clone() }),
+        };
+        return versus_before(c, other, args.versus_before, args.json).await;
     }
     match run(c).await {
         Ok(report) => {
@@ -191,17 +214,49 @@ fn load() -> String {
     text.split_whitespace().next().unwrap_or("?").to_owned()
 }
 
-/// `pairs` pairs of runs in this process, `--gossip before` and `config`'s set, the order
-/// alternating (before first in the first pair); one line per run (a JSON object with the
-/// set's name and the load average before and after it, or the table under a heading).
-async fn versus_before(config: &Config, pairs: usize, json: bool) -> ExitCode {
-    let sets = [("before", GossipTuning::BEFORE_ISSUE_21), ("chosen", config.gossip)];
+/// `on` or `off`.
+fn on_off(flag: &str, value: Option<String>) -> Result<bool, String> {
+    match value.as_deref() {
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        other => Err(format!("{flag}: {other:?} is not on or off")),
+    }
+}
+
+/// `config` with the settings of `set` changed (`--idle-set`'s keys, `--gossip-set`'s, and
+/// `gossip_metrics=on|off`): the other run of each `--versus-before` pair under
+/// `--versus-idle-set`.
+fn versus_config(config: &Config, set: &str) -> Result<Config, String> {
+    let mut other = config.clone();
+    for pair in set.split(',') {
+        match pair.split_once('=') {
+            Some(("gossip_metrics", v)) => {
+                other.gossip_metrics = on_off("gossip_metrics", Some(v.to_owned()))?;
+            }
+            // An idle key, or else a gossip key (`--gossip-set`'s).
+            _ => idle_set(&mut other.idle, Some(pair.to_owned()))
+                .or_else(|_| gossip_set(&mut other.gossip, Some(pair.to_owned())))?,
+        }
+    }
+    Ok(other)
+}
+
+/// `pairs` pairs of runs in this process, `other` (`--gossip before`, or the chosen config
+/// with `--versus-idle-set`'s changes) and the chosen config, the order alternating (the
+/// other first in the first pair); one line per run (a JSON object with the set's name
+/// and the load average before and after it, or the table under a heading).
+async fn versus_before(
+    config: &Config,
+    other: (&'static str, Config),
+    pairs: usize,
+    json: bool,
+) -> ExitCode {
+    let sets = [(other.0, &other.1), ("chosen", config)];
     for pair in 0..pairs {
         for k in 0..2 {
-            let (name, gossip) = sets[(pair + k) % 2];
-            let c = Config { gossip, ..config.clone() };
+            let (name, c) = sets[(pair + k) % 2];
             let load_before = load();
-            let report = match run(&c).await {
+            let report = match run(c).await {
                 Ok(report) => report,
                 Err(message) => {
                     eprintln!("sim: {name}: {message}");

@@ -260,6 +260,7 @@ impl Report {
         let extra = serde_json::json!({
             "gossip": format!("{:?}", self.config.gossip),
             "idle": format!("{:?}", self.config.idle),
+            "gossip_metrics": self.config.gossip_metrics,
             "idle_cpu_cores_settled": round(self.idle_cpu_settled),
             "idle_events": self.idle_events,
             "settle_s": self.config.settle.as_secs_f64(),
