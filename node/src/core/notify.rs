@@ -98,6 +98,11 @@ pub fn for_record(
         }
         _ => {}
     }
+    if kinds.is_empty() {
+        // Most records notify nothing: no names to write out (a catch-up of 100,000
+        // records spent 2 % of its CPU on them).
+        return Vec::new();
+    }
     let (from, id) = (r.author.to_string(), rec.id().to_string());
     kinds
         .into_iter()

@@ -270,6 +270,35 @@ fn a_batch_checks_the_log_as_one_by_one_does() {
     }
 }
 
+/// A record that follows the one its batch just stored may be stored already (it came
+/// before the records it follows, by gossip): the batch finds it, as one by one does.
+#[test]
+fn a_batch_finds_a_record_stored_before_the_ones_it_follows() {
+    let kp = Keypair::from_secret_bytes(&[0x34; 32]);
+    let p = |seq, prev: Option<&VerifiedRecord>, ts| {
+        crate::store::tests::post(&kp, seq, prev.map(VerifiedRecord::id), ts, "p")
+    };
+    let r1 = p(1, None, 100);
+    let r2 = p(2, Some(&r1), 200);
+    let r3 = p(3, Some(&r2), 300);
+    let r4 = p(4, Some(&r3), 400);
+    let batch: Vec<Vec<u8>> = [&r1, &r2, &r3, &r4].iter().map(|r| r.bytes().to_vec()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let admission = following(&store, &[&kp]);
+    let early = ingest(&store, &admission, r3.bytes(), None, 1_000).unwrap();
+    assert!(matches!(early, Outcome::New(_)), "{early:?}");
+    let got: Vec<Outcome> = ingest_batch(&store, &admission, &batch, None, 1_000, 1)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        matches!(got[..], [Outcome::New(_), Outcome::New(_), Outcome::Duplicate, Outcome::New(_)]),
+        "{got:?}"
+    );
+    assert_eq!(store.contiguous_seq(&kp.id()).unwrap(), 4);
+}
+
 /// Issue #13 item 12. A post may mention only people its text `@`-mentions: a hidden
 /// mention still notified its target and made their node keep the post.
 #[test]

@@ -86,7 +86,7 @@ impl Node {
     }
 
     /// [`Node::step`] on a blocking thread (for inputs that check signatures).
-    async fn step_blocking(&self, input: Input) -> Vec<Effect> {
+    pub(super) async fn step_blocking(&self, input: Input) -> Vec<Effect> {
         let node = self.clone();
         match tokio::task::spawn_blocking(move || node.step(input)).await {
             Ok(effects) => effects,
@@ -217,6 +217,8 @@ impl Node {
     /// ones after the flush.
     async fn carry_out(&self, effects: Vec<Effect>) {
         let mut queue = VecDeque::from(effects);
+        // A pull's next page asked before the core asked for it, with its answer.
+        let mut prefetched = None;
         while let Some(effect) = queue.pop_front() {
             match effect {
                 Effect::Publish { topic, bytes } => self.publish(topic, bytes).await,
@@ -287,9 +289,18 @@ impl Node {
                 }
                 Effect::Query { peer, bytes, pull: Some(answer) } => {
                     // One question of a pull at a time: its answer's effects (the next
-                    // question among them) run in its place.
-                    let result = self.sync_query(peer, bytes).await;
-                    let after = self.step_blocking(Input::PullAnswer { answer, result }).await;
+                    // question among them) run in its place. The next page is asked
+                    // while the core checks and stores this one (`Node::pull_answer`).
+                    let result = match prefetched.take() {
+                        Some(((a, p, asked), reply))
+                            if (a, p) == (answer, peer) && asked == bytes =>
+                        {
+                            reply
+                        }
+                        _ => self.sync_query(peer, bytes.clone()).await,
+                    };
+                    let (after, next) = self.pull_answer(answer, peer, &bytes, result).await;
+                    prefetched = next;
                     for effect in after.into_iter().rev() {
                         queue.push_front(effect);
                     }

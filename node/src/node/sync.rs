@@ -19,8 +19,8 @@ use super::{drive::lock, now_ms, Node};
 use crate::{
     api::SyncCounters,
     core::{
-        sync::{Pull, Pulled, QueryFailure},
-        Answer, AnswerId, Input,
+        sync::{self, Pull, Pulled, QueryFailure},
+        Answer, AnswerId, Effect, Input,
     },
     limits::RateLimiter,
     net::Proto,
@@ -90,6 +90,10 @@ impl Default for SyncState {
     }
 }
 
+/// A pull's question asked before the core asked it (the pull, the peer, the question),
+/// and its answer.
+pub(super) type Prefetched = ((AnswerId, PeerId, Vec<u8>), Result<Vec<u8>, QueryFailure>);
+
 /// Progress of a sync round: (peers done, peers in all, records fetched so far).
 pub(crate) type Progress = mpsc::Sender<(usize, usize, u64)>;
 
@@ -123,6 +127,30 @@ impl Node {
             }),
             Ok(Err(error)) => Err(QueryFailure { reason: error.to_string(), silent: false }),
             Ok(Ok(reply)) => Ok(reply),
+        }
+    }
+
+    /// Hands the answer to the pull question `request` to the core (on a blocking
+    /// thread: it checks signatures) and meanwhile asks `peer` the page the core will ask
+    /// next if every record of this one passes its checks
+    /// ([`sync::next_page_guess`]): the peer reads the next page while this node checks
+    /// and stores this one. Returns the core's effects, and the early question with its
+    /// answer, to be used only if the core asks exactly that question next.
+    pub(super) async fn pull_answer(
+        &self,
+        answer: AnswerId,
+        peer: PeerId,
+        request: &[u8],
+        result: Result<Vec<u8>, QueryFailure>,
+    ) -> (Vec<Effect>, Option<Prefetched>) {
+        let guess = result.as_ref().ok().and_then(|reply| sync::next_page_guess(request, reply));
+        let step = self.step_blocking(Input::PullAnswer { answer, result });
+        match guess {
+            None => (step.await, None),
+            Some(next) => {
+                let (effects, reply) = tokio::join!(step, self.sync_query(peer, next.clone()));
+                (effects, Some(((answer, peer, next), reply)))
+            }
         }
     }
 

@@ -7,8 +7,10 @@
 //! asks one question at a time ([`Effect::Query`]), the driver sends it and reports the
 //! answer or the failure ([`Input::PullAnswer`](super::Input::PullAnswer)), the core
 //! stores what came and asks the next page or question, and answers
-//! [`Answer::Pulled`] at the end. A peer that leaves a question unanswered
-//! ([`QueryFailure::silent`]) is asked nothing more in that pull. Deadlines are the
+//! [`Answer::Pulled`] at the end. While the core checks and stores an author's page,
+//! the driver may already ask the page after it ([`next_page_guess`]); it uses that
+//! answer only if the core then asks exactly that question. A peer that leaves a
+//! question unanswered ([`QueryFailure::silent`]) is asked nothing more in that pull. Deadlines are the
 //! driver's: it times out a question, and stops a pull that took too long with
 //! [`Input::PullStop`](super::Input::PullStop).
 
@@ -540,6 +542,24 @@ fn digest(cx: &Context, now: u64) -> (Option<Asking>, VecDeque<Question>) {
 
 fn pulled(answer: AnswerId, pulled: Pulled) -> Effect {
     Effect::Answer { answer, result: Ok(Answer::Pulled(pulled)) }
+}
+
+/// The question a pull would ask after `reply` to the author question `request` if every
+/// record in it passed the checks: the next page, from the last record's seq. The
+/// driver may send it while the core checks and stores this page, and use its answer
+/// only if the core then asks exactly that question (the core moves its cursor only by
+/// records that passed; this guess, from records not checked yet, never reaches it).
+/// None for other questions, or when the peer said no page follows.
+pub fn next_page_guess(request: &[u8], reply: &[u8]) -> Option<Vec<u8>> {
+    let Query::Author { author, after } = SyncRequest::from_bytes(request).ok()?.query else {
+        return None;
+    };
+    let response = SyncResponse::from_bytes(reply).ok()?;
+    let last = seq_of(response.records.last()?)?;
+    if !response.more || last <= after {
+        return None;
+    }
+    SyncRequest { query: Query::Author { author, after: last } }.to_bytes().ok()
 }
 
 /// The seq of an encoded record (one that passed the checks).

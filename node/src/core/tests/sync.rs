@@ -142,6 +142,40 @@ fn a_long_log_is_pulled_in_one_pull_one_question_a_page() {
     }
 }
 
+/// The driver asks the next page while the core stores this one
+/// (`sync::next_page_guess`): in an honest catch-up the guess is each next question byte
+/// for byte, so every early answer is used; none is made after the last page.
+#[test]
+fn the_next_page_guess_is_the_next_question_of_a_catch_up() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let _ = posts(&mut a, 7, 1_000);
+    follow(&mut b, &a, 10_000);
+    let pull = Pull::Author(a.core.me());
+    let first =
+        b.handle(Input::Pull { peer: peer_of(&a), what: pull, answer: AnswerId(50) }, 20_000);
+    let question = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::Query { bytes, pull: Some(_), .. } => Some(bytes.clone()),
+            _ => None,
+        })
+    };
+    let (mut effects, mut guessed, mut asked) = (b.settle(first, 20_000), 0, 0);
+    while let Some(bytes) = question(&effects) {
+        asked += 1;
+        let reply = serve(&mut a, &b, bytes.clone(), Page::new(2, 1 << 20), 20_000);
+        let guess = sync::next_page_guess(&bytes, &reply);
+        let next = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Ok(reply) }, 20_000);
+        effects = b.settle(next, 20_000);
+        if let Some(guess) = guess {
+            assert_eq!(Some(guess), question(&effects));
+            guessed += 1;
+        }
+    }
+    // Pages 1-2, 3-4, 5-6 are full (a guess each), 7 is the last (none).
+    assert_eq!((asked, guessed), (4, 3));
+    assert_eq!(b.core.store().contiguous_seq(&a.core.me()).unwrap(), 7);
+}
+
 /// A page moves the cursor only by records that pass the checks: a peer answering
 /// "more" with a forged record past the cursor gets no further question.
 #[test]
@@ -160,10 +194,40 @@ fn a_forged_record_does_not_move_the_cursor() {
     let last = forged.len() - 1;
     forged[last] ^= 1;
     let bytes = SyncResponse { records: vec![forged], more: true, next: None }.to_bytes().unwrap();
+    // The driver's early question past the forged record is never asked by the core.
+    let asked = first.iter().find_map(|e| match e {
+        Effect::Query { bytes, .. } => Some(bytes.clone()),
+        _ => None,
+    });
+    assert!(sync::next_page_guess(&asked.unwrap(), &bytes).is_some());
     let after = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Ok(bytes) }, 3_000);
     assert!(queries(&after).is_empty(), "{after:?}");
     assert_eq!(pulled(&after, AnswerId(50)), Some(Pulled { fetched: 0, failed: false }));
     assert_eq!(b.core.sync_counters(), (0, 1));
+}
+
+/// A forged record inside a page is refused, and the records around it are kept.
+#[test]
+fn a_forged_record_inside_a_page_is_refused_and_the_rest_kept() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let log = posts(&mut a, 5, 1_000);
+    follow(&mut b, &a, 2_000);
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        3_000,
+    );
+    assert_eq!(queries(&first).len(), 1);
+    // Record 2's signature changed: record 3 names the real one.
+    let mut records: Vec<Vec<u8>> = log.iter().map(|r| r.bytes().to_vec()).collect();
+    *records[1].last_mut().unwrap() ^= 1;
+    let bytes = SyncResponse { records, more: false, next: None }.to_bytes().unwrap();
+    let after = b.handle(Input::PullAnswer { answer: AnswerId(50), result: Ok(bytes) }, 3_000);
+    assert_eq!(pulled(&after, AnswerId(50)), Some(Pulled { fetched: 4, failed: false }));
+    assert_eq!(b.core.sync_counters(), (4, 1));
+    let store = b.core.store();
+    assert!(!store.has(&log[1].id()).unwrap());
+    assert!(log.iter().enumerate().all(|(i, r)| i == 1 || store.has(&r.id()).unwrap()));
+    assert_eq!(store.contiguous_seq(&a.core.me()).unwrap(), 1);
 }
 
 #[test]
