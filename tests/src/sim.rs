@@ -97,6 +97,12 @@ pub struct Config {
     /// Whether the nodes keep gossipsub's metrics (its copies, duplicates and bytes in
     /// the report come from them; they cost CPU, and daemons do not keep them).
     pub gossip_metrics: bool,
+    /// Start the posts just after every node has finished a periodic sync round (waiting
+    /// at most one sync interval and a few seconds), so that the next round (idle traffic,
+    /// about 4 MB at 100 nodes, and more when it meets posts in flight) does not land in
+    /// the short publish window by chance. The idle rate subtracted is a median, which
+    /// leaves such bursts out too.
+    pub after_sync_round: bool,
 }
 
 impl Default for Config {
@@ -119,6 +125,7 @@ impl Default for Config {
             gossip: kith_node::net::GossipTuning::KITH,
             idle: kith_node::net::IdleTuning::KITH,
             gossip_metrics: true,
+            after_sync_round: false,
         }
     }
 }
@@ -192,6 +199,34 @@ async fn event_counts(nodes: &[TestNode]) -> Result<BTreeMap<&'static str, u64>,
         }
     }
     Ok(sum)
+}
+
+/// Each node's count of periodic sync rounds completed.
+async fn sync_rounds(nodes: &[TestNode]) -> Result<Vec<u64>, String> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        match request(node, Request::Status).await? {
+            Response::Status(s) => out.push(s.sync.rounds),
+            r => return Err(format!("{}: unexpected status reply {r:?}", node.name)),
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until every node has completed a sync round it had not yet completed on entry,
+/// and a second more for the last answers, or `deadline`; returns the seconds waited.
+async fn wait_sync_round(nodes: &[TestNode], deadline: Duration) -> Result<f64, String> {
+    let start = Instant::now();
+    let before = sync_rounds(nodes).await?;
+    while start.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = sync_rounds(nodes).await?;
+        if now.iter().zip(&before).all(|(n, b)| n > b) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            break;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Sums of (accepted, duplicate, sync fetched) over all nodes.
@@ -497,6 +532,12 @@ async fn simulate(
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / idle_window_s),
         _ => None,
     };
+    let sync_wait_s = if config.after_sync_round {
+        say("waiting for a periodic sync round to end");
+        wait_sync_round(nodes, config.idle.sync_interval + Duration::from_secs(10)).await?
+    } else {
+        0.0
+    };
     say("publishing");
     let cpu_before = cpu_time();
     let (wire_before, packets_before) = (loopback_tx_bytes(), loopback_tx_packets());
@@ -504,6 +545,7 @@ async fn simulate(
 
     let before = counters(nodes).await?;
     let copies_before = gossip_counters(nodes).await?;
+    let publish_events_before = event_counts(nodes).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let cap = plan.posts.len() + 16;
     let mut feeds = Vec::with_capacity(nodes.len());
@@ -547,6 +589,11 @@ async fn simulate(
     let wire_window_s = t3.elapsed().as_secs_f64();
     let after = counters(nodes).await?;
     let copies_after = gossip_counters(nodes).await?;
+    let mut publish_events = event_counts(nodes).await?;
+    for (kind, n) in &mut publish_events {
+        *n = n.saturating_sub(publish_events_before.get(kind).copied().unwrap_or(0));
+    }
+    publish_events.retain(|_, n| *n > 0);
     let mut gossip_totals: BTreeMap<&'static str, u64> = BTreeMap::new();
     for (a, b) in copies_after.iter().zip(&copies_before) {
         for (key, n) in a {
@@ -557,7 +604,10 @@ async fn simulate(
     // The background (set-up's tail, DHT and AutoNAT rounds) may still be falling when
     // the posts start: a second idle window after them bounds it from the other side.
     say("measuring the idle window after");
-    let idle_after = median(idle_slices(config.settle).await);
+    let idle_after_slices = idle_slices(config.settle).await;
+    let idle_after_mean = (!idle_after_slices.is_empty())
+        .then(|| idle_after_slices.iter().sum::<f64>() / idle_after_slices.len() as f64);
+    let idle_after = median(idle_after_slices);
     // In latency mode each byte crosses loopback twice (through a proxy).
     let halve = |b: f64| if config.latency.is_some() { b / 2.0 } else { b };
     let mut node_deliveries = vec![0usize; nodes.len()];
@@ -631,6 +681,9 @@ async fn simulate(
         gossip_totals,
         idle_wire_median_per_s: median(idle_before).map(halve),
         idle_wire_after_per_s: idle_after.map(halve),
+        idle_wire_after_mean_per_s: idle_after_mean.map(halve),
+        sync_wait_s,
+        publish_events,
         idle_wire_per_s: idle_wire_per_s.map(halve),
         own_netns: std::env::var_os("KITH_SIM_OWN_NETNS").is_some_and(|v| v == "1"),
     })

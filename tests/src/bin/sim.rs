@@ -13,7 +13,8 @@ const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S]
            [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--tail-s S]
            [--gossip kith|before|lean] [--gossip-set KEY=VALUE,...]
            [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]
-           [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]";
+           [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]
+           [--versus-also kith|before|lean[:KEY=VALUE,...]]... [--no-sync-align]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -25,6 +26,9 @@ struct Args {
     /// With `versus_before`: the other run of each pair is the chosen config with these
     /// idle settings (and `gossip_metrics`) changed, not `--gossip before`.
     versus_idle: Option<String>,
+    /// Further sets run in each round of `versus_before`, by their spelling on the command
+    /// line (`--versus-also`).
+    also: Vec<(String, GossipTuning)>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
@@ -81,6 +85,17 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
     Ok(())
 }
 
+/// `NAME[:KEY=VALUE,...]`: a named set (see [`gossip`]) with single parameters changed.
+fn named_set(value: Option<String>) -> Result<(String, GossipTuning), String> {
+    let value = value.ok_or("--versus-also needs NAME[:KEY=VALUE,...]")?;
+    let (name, changes) = value.split_once(':').unwrap_or((&value, ""));
+    let mut tuning = gossip(Some(name.to_owned()))?;
+    if !changes.is_empty() {
+        gossip_set(&mut tuning, Some(changes.to_owned()))?;
+    }
+    Ok((value, tuning))
+}
+
 /// `kith` (what nodes run) or `before` (what they ran before issue 21 item 3).
 fn idle(value: Option<String>) -> Result<IdleTuning, String> {
     match value.as_deref() {
@@ -126,10 +141,11 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let seed = kith_tests::now_ms();
-    let mut config = Config { seed, progress: true, ..Config::default() };
+    let mut config = Config { seed, progress: true, after_sync_round: true, ..Config::default() };
     let mut json = false;
     let mut versus_before = 0;
     let mut versus_idle = None;
+    let mut also = Vec::new();
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--nodes" => config.nodes = number(&flag, args.next())?,
@@ -154,6 +170,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--versus-before" => versus_before = number(&flag, args.next())?,
             "--versus-idle-set" => versus_idle = Some(args.next().ok_or("--versus-idle-set")?),
             "--gossip-metrics" => config.gossip_metrics = on_off(&flag, args.next())?,
+            "--versus-also" => also.push(named_set(args.next())?),
+            "--no-sync-align" => config.after_sync_round = false,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -162,7 +180,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     if let Some(set) = &versus_idle {
         versus_config(&config, set)?;
     }
-    Ok(Args { config, json, versus_before, versus_idle })
+    Ok(Args { config, json, versus_before, versus_idle, also })
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -190,7 +208,7 @@ async fn main() -> ExitCode {
             },
             None => ("before", Config { gossip: GossipTuning::BEFORE_ISSUE_21, ..c.clone() }),
         };
-        return versus_before(c, other, args.versus_before, args.json).await;
+        return versus_before(c, other, &args.also, args.versus_before, args.json).await;
     }
     match run(c).await {
         Ok(report) => {
@@ -241,20 +259,25 @@ fn versus_config(config: &Config, set: &str) -> Result<Config, String> {
     Ok(other)
 }
 
-/// `pairs` pairs of runs in this process, `other` (`--gossip before`, or the chosen config
-/// with `--versus-idle-set`'s changes) and the chosen config, the order alternating (the
-/// other first in the first pair); one line per run (a JSON object with the set's name
+/// `pairs` rounds of runs in this process, `other` (`--gossip before`, or the chosen config
+/// with `--versus-idle-set`'s changes), the chosen config and any `also` set
+/// (`--versus-also`), the order rotating (the other first in the first round); one line per run (a JSON object with the set's name
 /// and the load average before and after it, or the table under a heading).
 async fn versus_before(
     config: &Config,
     other: (&'static str, Config),
+    also: &[(String, GossipTuning)],
     pairs: usize,
     json: bool,
 ) -> ExitCode {
-    let sets = [(other.0, &other.1), ("chosen", config)];
+    let mut sets = vec![(other.0, other.1), ("chosen", config.clone())];
+    sets.extend(
+        also.iter()
+            .map(|(name, gossip)| (name.as_str(), Config { gossip: *gossip, ..config.clone() })),
+    );
     for pair in 0..pairs {
-        for k in 0..2 {
-            let (name, c) = sets[(pair + k) % 2];
+        for k in 0..sets.len() {
+            let (name, c) = &sets[(pair + k) % sets.len()];
             let load_before = load();
             let report = match run(c).await {
                 Ok(report) => report,
@@ -267,7 +290,7 @@ async fn versus_before(
             if json {
                 let mut out = report.to_json();
                 if let Some(o) = out.as_object_mut() {
-                    o.insert("set".into(), name.into());
+                    o.insert("set".into(), (*name).into());
                     o.insert("pair".into(), pair.into());
                     o.insert("load".into(), load.into());
                 }

@@ -84,6 +84,16 @@ pub struct Report {
     pub idle_wire_median_per_s: Option<f64>,
     /// The same median over a window as long after the tail (no posts).
     pub idle_wire_after_per_s: Option<f64>,
+    /// The mean rate of that window after the tail: unlike the median it counts the
+    /// periodic bursts (a sync round every 30 s) that a window as long as their period
+    /// holds once.
+    pub idle_wire_after_mean_per_s: Option<f64>,
+    /// Seconds waited after the settle window for a periodic sync round to end
+    /// ([`Config::after_sync_round`]; 0 when not asked).
+    pub sync_wait_s: f64,
+    /// The swarm events of all nodes in the publish window and tail, by kind (sync
+    /// requests, DHT queries and pings that ran while the posts did).
+    pub publish_events: std::collections::BTreeMap<&'static str, u64>,
     /// Whether the run had a network namespace to itself, so that `wire_bytes` counts
     /// only its own traffic (set by `scripts/sim` through `KITH_SIM_OWN_NETNS=1`).
     pub own_netns: bool,
@@ -272,6 +282,9 @@ impl Report {
             "wire_window_s": round(self.wire_window_s),
             "idle_wire_bytes_per_s_median": self.idle_wire_median_per_s.map(|b| b.round()),
             "idle_wire_bytes_per_s_median_after": self.idle_wire_after_per_s.map(|b| b.round()),
+            "idle_wire_bytes_per_s_mean_after": self.idle_wire_after_mean_per_s.map(|b| b.round()),
+            "publish_events": self.publish_events,
+            "sync_wait_s": round(self.sync_wait_s),
             "wire_per_delivery": self.wire_breakdown(),
         });
         if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
