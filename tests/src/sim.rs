@@ -75,6 +75,11 @@ pub struct Config {
     /// Extra wait once quiet, so that gossipsub heartbeats graft the meshes; the idle CPU
     /// and wire rates are measured over it.
     pub settle: Duration,
+    /// Time left to pass between the set-up going quiet and the settle window
+    /// (`--idle-wait-s`): periodic sync rounds that back off reach their longest wait
+    /// some minutes after the last thing sync brought, so a window right after the
+    /// set-up sees them at their shorter waits.
+    pub idle_wait: Duration,
     /// How long after the last post to wait for deliveries.
     pub delivery_deadline: Duration,
     /// How long the wire and gossipsub counts run on after the last delivery, so that
@@ -99,7 +104,10 @@ pub struct Config {
     /// at most one sync interval and a few seconds), so that the next round (idle traffic,
     /// about 4 MB at 100 nodes, and more when it meets posts in flight) does not land in
     /// the short publish window by chance. The idle rate subtracted is a median, which
-    /// leaves such bursts out too.
+    /// leaves such bursts out too. Only when the rounds come at a fixed pace: with
+    /// backoff ([`kith_node::net::IdleTuning::sync_interval_max`]) and jitter, rounds are
+    /// spread out and sparse (a node's next one may be minutes away), so there is no
+    /// burst to step round and the posts start at once.
     pub after_sync_round: bool,
 }
 
@@ -116,6 +124,7 @@ impl Default for Config {
             store_cache_mb: kith_node::config::DEFAULT_STORE_CACHE_MB,
             ready_deadline: Duration::from_secs(30),
             settle: Duration::from_secs(2),
+            idle_wait: Duration::ZERO,
             delivery_deadline: Duration::from_secs(20),
             tail: Duration::from_secs(3),
             progress: false,
@@ -354,7 +363,11 @@ async fn simulate(
     say("waiting until the process is quiet");
     let idle_cpu = wait_quiet(config.ready_deadline).await;
     let quiet_s = t2.elapsed().as_secs_f64();
-    say("quiet; measuring the idle window");
+    if !config.idle_wait.is_zero() {
+        say("quiet; waiting before the idle window (--idle-wait-s)");
+        tokio::time::sleep(config.idle_wait).await;
+    }
+    say("measuring the idle window");
     let (idle_wire_before, idle_start) = (loopback_tx_bytes(), Instant::now());
     let idle_cpu_before = cpu_time();
     let events_before = event_counts(nodes).await?;
@@ -370,7 +383,8 @@ async fn simulate(
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / idle_window_s),
         _ => None,
     };
-    let sync_wait_s = if config.after_sync_round {
+    let fixed_pace = config.idle.sync_interval_max <= config.idle.sync_interval;
+    let sync_wait_s = if config.after_sync_round && fixed_pace {
         say("waiting for a periodic sync round to end");
         wait_sync_round(nodes, config.idle.sync_interval + Duration::from_secs(10)).await?
     } else {

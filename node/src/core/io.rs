@@ -53,6 +53,10 @@ pub enum Timer {
     Lookups,
     /// Look at the sets of followed peers and mutual connections.
     Friends,
+    /// A periodic sync round may be due: the driver gives generation 0 once at start;
+    /// the core schedules the rest ([`sync::Pace`]), and a timer it replaced by another
+    /// does nothing.
+    SyncRound(u64),
 }
 
 /// One gossip message as it came from the network.
@@ -174,6 +178,11 @@ pub enum Input {
         answer: AnswerId,
         /// The response's bytes, or the failure.
         result: Result<Vec<u8>, sync::QueryFailure>,
+    },
+    /// The periodic sync round the core asked for ([`Effect::SyncRound`]) ended.
+    SyncRoundDone {
+        /// New records it stored.
+        fetched: u64,
     },
     /// The pull `answer` took too long: ask nothing more (it is not answered).
     PullStop {
@@ -454,6 +463,12 @@ pub enum Effect {
     },
     /// Dial `peer` at whatever addresses the network knows.
     DialPeer(PeerId),
+    /// Run a periodic sync round (with a few connected peers), then report
+    /// [`Input::SyncRoundDone`].
+    SyncRound,
+    /// Sync with `peer` now, as with a new connection: its digest showed it holds
+    /// records of a followed author that this node lacks.
+    SyncWith(PeerId),
     /// Connect to this person if not connected, finding their addresses in the DHT.
     Reach(AuthorId),
     /// Announce interest in the tag in the DHT and report the others who announced it

@@ -113,6 +113,12 @@ impl Core {
         self.hold.set_limits(limits);
     }
 
+    /// The pace of the periodic sync rounds from now on ([`sync::Pace::FIXED_30_S`] at
+    /// first).
+    pub fn set_sync_pace(&mut self, pace: sync::Pace) {
+        self.sync.rounds = sync::Rounds::new(pace);
+    }
+
     /// Lets the checks of a batch of records (a sync answer) run on `threads` threads
     /// (1 at first). The outcome is the same; only the time differs.
     pub fn set_check_threads(&mut self, threads: usize) {
@@ -122,7 +128,6 @@ impl Core {
     /// Handles one input at time `now` (ms since the Unix epoch), drawing randomness
     /// from `rng`, and returns what the driver should do, in order.
     pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
-        let _ = rng;
         let cx = &mut self.cx;
         let follow_by_me = matches!(
             &input,
@@ -221,6 +226,10 @@ impl Core {
                 self.sync.handle_answer(cx, answer, result, now)
             }
             Input::PullStop { answer } => self.sync.handle_stop(answer),
+            Input::Timer(Timer::SyncRound(generation)) => {
+                self.sync.rounds.timer(generation, now, rng)
+            }
+            Input::SyncRoundDone { fetched } => self.sync.rounds.done(fetched, now, rng),
             Input::SyncRequest { from, bytes, reply } => {
                 self.sync.handle_request(cx, from, &bytes, reply, now)
             }
@@ -288,6 +297,10 @@ impl Core {
                 effects
             }
         };
+        // Sync saw something new: the periodic rounds come at their short pace again.
+        if self.sync.take_news() {
+            effects.extend(self.sync.rounds.news(now, rng));
+        }
         // A follow by or of this node's person changes who is mutual, and so who may hold
         // its messages.
         let me = cx.me;

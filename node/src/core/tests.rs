@@ -27,6 +27,7 @@ mod olm_answer;
 mod olm_collect_repair;
 mod olm_repair;
 mod sync;
+mod sync_rounds;
 
 /// A core over a fresh memory store.
 pub(super) struct Fixture {

@@ -10,10 +10,21 @@
 //! was pinged from both ends; at 100 nodes, all connected to each other, pings and the
 //! yamux round-trip probes they set off were about a third of idle CPU.
 //!
+//! Each connection pings at one of [`SPREAD`] intervals from `ping_interval` ×
+//! (1 − [`IdleTuning::ping_jitter`]) to × (1 + `ping_jitter`), taken in turn as
+//! connections open (libp2p's ping gives every connection of a behaviour the same
+//! interval, its first ping at once): connections opened together (a node's start, a
+//! simulation's set-up) would otherwise ping together every minute, in waves that a
+//! measurement window catches or not.
+//!
 //! [`IdleTuning::ping_interval`]: super::IdleTuning::ping_interval
 //! [`IdleTuning::listener_ping_interval`]: super::IdleTuning::listener_ping_interval
+//! [`IdleTuning::ping_jitter`]: super::IdleTuning::ping_jitter
 
-use std::task::{Context, Poll};
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use libp2p::{
     core::{transport::PortUse, Endpoint},
@@ -27,20 +38,51 @@ use libp2p::{
 
 use super::tuning::IdleTuning;
 
-/// Two ping behaviours: one gives the handlers of the connections this node dialled,
-/// the other those of the connections it accepted.
+/// Ping intervals per side when [`IdleTuning::ping_jitter`] is not zero: connections
+/// take them in turn.
+pub(crate) const SPREAD: usize = 8;
+
+/// Ping behaviours by interval: one set gives the handlers of the connections this node
+/// dialled, the other those of the connections it accepted; within a set, connections
+/// take the intervals in turn.
 pub(crate) struct Ping {
-    dialled: ping::Behaviour,
-    accepted: ping::Behaviour,
+    dialled: Vec<ping::Behaviour>,
+    accepted: Vec<ping::Behaviour>,
+    /// Connections given a handler so far (which interval the next one takes).
+    opened: usize,
+}
+
+/// [`SPREAD`] intervals from `base` × (1 − `jitter`) to × (1 + `jitter`), or `base`
+/// alone when `jitter` is zero.
+fn intervals(base: Duration, jitter: f64) -> Vec<Duration> {
+    let jitter = jitter.clamp(0.0, 0.9);
+    if jitter == 0.0 {
+        return vec![base];
+    }
+    (0..SPREAD)
+        .map(|i| base.mul_f64(1.0 - jitter + 2.0 * jitter * i as f64 / (SPREAD - 1) as f64))
+        .collect()
+}
+
+fn behaviours(base: Duration, jitter: f64) -> Vec<ping::Behaviour> {
+    let config = |d| ping::Config::new().with_interval(d);
+    intervals(base, jitter).into_iter().map(|d| ping::Behaviour::new(config(d))).collect()
 }
 
 impl Ping {
     pub(crate) fn new(idle: &IdleTuning) -> Self {
         let accepted = idle.listener_ping_interval.unwrap_or(idle.ping_interval);
         Self {
-            dialled: ping::Behaviour::new(ping::Config::new().with_interval(idle.ping_interval)),
-            accepted: ping::Behaviour::new(ping::Config::new().with_interval(accepted)),
+            dialled: behaviours(idle.ping_interval, idle.ping_jitter),
+            accepted: behaviours(accepted, idle.ping_jitter),
+            opened: 0,
         }
+    }
+
+    /// The index of the interval the next connection takes, among `n`.
+    fn next(&mut self, n: usize) -> usize {
+        self.opened = self.opened.wrapping_add(1);
+        self.opened % n.max(1)
     }
 }
 
@@ -55,7 +97,11 @@ impl NetworkBehaviour for Ping {
         local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.accepted.handle_established_inbound_connection(id, peer, local, remote)
+        let i = self.next(self.accepted.len());
+        match self.accepted.get_mut(i) {
+            Some(b) => b.handle_established_inbound_connection(id, peer, local, remote),
+            None => Err(ConnectionDenied::new("no ping behaviour")),
+        }
     }
 
     fn handle_established_outbound_connection(
@@ -66,12 +112,17 @@ impl NetworkBehaviour for Ping {
         role: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.dialled.handle_established_outbound_connection(id, peer, addr, role, port_use)
+        let i = self.next(self.dialled.len());
+        match self.dialled.get_mut(i) {
+            Some(b) => b.handle_established_outbound_connection(id, peer, addr, role, port_use),
+            None => Err(ConnectionDenied::new("no ping behaviour")),
+        }
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        self.dialled.on_swarm_event(event);
-        self.accepted.on_swarm_event(event);
+        for b in self.dialled.iter_mut().chain(&mut self.accepted) {
+            b.on_swarm_event(event);
+        }
     }
 
     fn on_connection_handler_event(
@@ -80,25 +131,27 @@ impl NetworkBehaviour for Ping {
         id: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        // Both behaviours only queue the result as an event: either one will do.
-        self.dialled.on_connection_handler_event(peer, id, event);
+        // Every behaviour only queues the result as an event: any one will do.
+        if let Some(b) = self.dialled.first_mut() {
+            b.on_connection_handler_event(peer, id, event);
+        }
     }
 
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        match self.dialled.poll(cx) {
-            Poll::Pending => self.accepted.poll(cx),
-            ready => ready,
+        for b in self.dialled.iter_mut().chain(&mut self.accepted) {
+            if let Poll::Ready(event) = b.poll(cx) {
+                return Poll::Ready(event);
+            }
         }
+        Poll::Pending
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use futures::StreamExt;
     use libp2p::{noise, swarm::SwarmEvent, tcp, yamux, Swarm, SwarmBuilder};
 
@@ -155,5 +208,24 @@ mod tests {
             .await
             .expect("five pings by the dialler");
         assert!(listener_pings <= 1, "the accepting side pinged {listener_pings} times");
+    }
+
+    /// With jitter, the intervals spread evenly over base × (1 ± jitter), distinct, and
+    /// connections take them in turn; without, one interval.
+    #[test]
+    fn intervals_spread_around_the_base_and_connections_take_them_in_turn() {
+        let base = Duration::from_secs(60);
+        let spread = intervals(base, 0.1);
+        assert_eq!(spread.len(), SPREAD);
+        let ms = |d: Option<&Duration>| d.map(|d| (d.as_secs_f64() * 1000.0).round() as u64);
+        assert_eq!(ms(spread.first()), Some(54_000));
+        assert_eq!(ms(spread.last()), Some(66_000));
+        assert!(spread.windows(2).all(|w| w[0] < w[1]), "{spread:?}");
+        assert_eq!(intervals(base, 0.0), vec![base]);
+        let mut ping = Ping::new(&IdleTuning { ping_jitter: 0.1, ..IdleTuning::KITH });
+        let taken: Vec<usize> = (0..2 * SPREAD).map(|_| ping.next(SPREAD)).collect();
+        for i in 0..SPREAD {
+            assert_eq!(taken.iter().filter(|t| **t == i).count(), 2, "{taken:?}");
+        }
     }
 }

@@ -170,6 +170,10 @@ pub struct IdleTuning {
     /// Ping on each connection this node accepted (`None`: as `ping_interval`). The
     /// dialler's pings refresh the mappings at both ends (`ping.rs`).
     pub listener_ping_interval: Option<Duration>,
+    /// Spread of the ping intervals: each connection pings every `ping_interval` ×
+    /// (1 ± up to this), so that connections opened together do not ping together
+    /// (`ping.rs`); 0: all at `ping_interval`.
+    pub ping_jitter: f64,
     /// Identify asked again on each connection.
     pub identify_interval: Duration,
     /// Kademlia's periodic bootstrap (a walk towards random keys), if any.
@@ -180,8 +184,16 @@ pub struct IdleTuning {
     pub autonat_refresh: Duration,
     /// Connections with nothing in use close after this long.
     pub idle_connection_timeout: Duration,
-    /// Periodic history sync rounds.
+    /// Periodic history sync rounds: the time between two rounds while rounds find
+    /// something new (the shortest).
     pub sync_interval: Duration,
+    /// The longest time between two periodic sync rounds: after each round that finds
+    /// nothing new the time to the next doubles, up to this
+    /// ([`crate::core::sync::Pace`]); `sync_interval` for rounds at a fixed pace.
+    pub sync_interval_max: Duration,
+    /// Each time between two sync rounds is drawn from its nominal value × (1 ± this),
+    /// so that nodes started together do not sync together.
+    pub sync_jitter: f64,
     /// Whether every new connection to a peer starts a sync with it, not only the first
     /// (an AutoNAT dial-back or a second dial is another connection to a peer already
     /// synced with).
@@ -204,12 +216,17 @@ impl IdleTuning {
     /// What kith nodes run: pings every 60 s rather than 15 s (kith reads no round-trip
     /// time from them and libp2p's ping closes nothing; 60 s still keeps NAT mappings of
     /// TCP connections warm), from the dialling side only (the accepting side every 10
-    /// minutes), a sync only with the first connection to a peer, and syncs that start
-    /// with a digest.
-    /// docs/benchmarks.md ("Idle CPU and idle traffic") has the measurements.
+    /// minutes), spread ±10 % per connection; a sync only with the first connection to a
+    /// peer; syncs that start with a digest; and periodic sync rounds every 30 s while
+    /// they find something new, backing off to one every 4 minutes when they do not
+    /// (±25 %: a record that gossip missed is fetched within 5 minutes at worst).
+    /// docs/benchmarks.md ("Idle CPU and idle traffic" and after) has the measurements.
     pub const KITH: Self = Self {
         ping_interval: Duration::from_secs(60),
         listener_ping_interval: Some(Duration::from_secs(10 * 60)),
+        ping_jitter: 0.1,
+        sync_interval_max: Duration::from_secs(4 * 60),
+        sync_jitter: 0.25,
         sync_every_connection: false,
         sync_digest: true,
         ..Self::BEFORE_ISSUE_21
@@ -219,12 +236,15 @@ impl IdleTuning {
     pub const BEFORE_ISSUE_21: Self = Self {
         ping_interval: Duration::from_secs(15),
         listener_ping_interval: None,
+        ping_jitter: 0.0,
         identify_interval: Duration::from_secs(5 * 60),
         kad_bootstrap: Some(Duration::from_secs(5 * 60)),
         autonat_retry: Duration::from_secs(20),
         autonat_refresh: Duration::from_secs(5 * 60),
         idle_connection_timeout: Duration::from_secs(120),
         sync_interval: Duration::from_secs(30),
+        sync_interval_max: Duration::from_secs(30),
+        sync_jitter: 0.0,
         sync_every_connection: true,
         sync_digest: false,
         unused_connection_grace: None,

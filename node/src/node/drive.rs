@@ -38,6 +38,7 @@ impl Engine {
         let mut core = Core::new(keys, store);
         core.set_check_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
         core.set_mailbox_limits(holding);
+        core.set_sync_pace(super::sync::pace(&net::idle_tuning()));
         Self { core, rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed) }
     }
 }
@@ -152,6 +153,11 @@ impl Node {
     /// next sweep).
     pub(super) fn drive_hold_sweep(&self) {
         self.drive_later(Input::Timer(crate::core::Timer::HoldSweep), Duration::ZERO);
+    }
+
+    /// Starts the periodic sync rounds (the core schedules each one).
+    pub(super) fn drive_sync_rounds(&self) {
+        self.drive_later(Input::Timer(crate::core::Timer::SyncRound(0)), Duration::ZERO);
     }
 
     /// Asks the core: `input` made with a fresh answer id; waits for the answer.
@@ -319,6 +325,8 @@ impl Node {
                 }
                 Effect::Dial { addr, bootstrap } => self.dial_for_discovery(addr, bootstrap),
                 Effect::DialPeer(peer) => self.inner.net.dial_peer(peer).await,
+                Effect::SyncRound => self.run_sync_round(),
+                Effect::SyncWith(peer) => self.sync_later(peer),
                 Effect::Reach(who) => self.reach_later(who),
                 Effect::FindTagPeers(tag) => self.find_tag_peers(tag),
                 Effect::StopProviding(tag) => {

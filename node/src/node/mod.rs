@@ -260,7 +260,7 @@ impl Node {
         node.drive_devices();
         node.drive_mailboxes();
         node.drive_hold_sweep();
-        node.spawn(node.clone().run_sync_timer());
+        node.drive_sync_rounds();
         let start = crate::core::discovery::Start {
             bootstrap: config.bootstrap.clone(),
             relay_friends: config.relay == net::RelayMode::Friends,
@@ -394,14 +394,6 @@ impl Node {
     /// Resolves when the node begins to shut down.
     pub(crate) async fn closed(&self) {
         self.inner.closing.cancelled().await;
-    }
-
-    /// The next tick of `interval`, or `false` when the node shuts down first.
-    pub(crate) async fn tick(&self, interval: &mut tokio::time::Interval) -> bool {
-        tokio::select! {
-            _ = interval.tick() => true,
-            () = self.closed() => false,
-        }
     }
 
     /// Subscribes to the gossip topics this node's state asks for: own author topic,

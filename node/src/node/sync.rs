@@ -58,6 +58,16 @@ const PEER_SYNC_DEADLINE: Duration = Duration::from_secs(120);
 const SYNC_REQUEST_RATE: f64 = 50.0;
 const SYNC_REQUEST_BURST: f64 = 500.0;
 
+/// The pace of the periodic sync rounds that `idle` asks for.
+pub(super) fn pace(idle: &crate::net::IdleTuning) -> sync::Pace {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    sync::Pace {
+        min_ms: ms(idle.sync_interval),
+        max_ms: ms(idle.sync_interval_max),
+        jitter: idle.sync_jitter,
+    }
+}
+
 /// Sync state shown by `kith status` (records fetched and rejected are the core's).
 pub(super) struct SyncState {
     syncing: AtomicU64,
@@ -263,13 +273,22 @@ impl Node {
         (fetched, total)
     }
 
-    /// Syncs periodically (every [`crate::net::IdleTuning::sync_interval`]).
-    pub(super) async fn run_sync_timer(self) {
-        let mut tick = tokio::time::interval(crate::net::idle_tuning().sync_interval);
-        tick.tick().await;
-        while self.tick(&mut tick).await {
-            self.sync_round(PEERS_PER_ROUND, None, Stranger::IfFree).await;
-        }
+    /// Runs a periodic sync round and reports it to the core, which schedules the next
+    /// ([`crate::core::sync::Pace`]).
+    pub(super) fn run_sync_round(&self) {
+        let node = self.clone();
+        self.spawn(async move {
+            let (fetched, _) = node.sync_round(PEERS_PER_ROUND, None, Stranger::IfFree).await;
+            node.drive(Input::SyncRoundDone { fetched }).await;
+        });
+    }
+
+    /// Syncs with `peer` in a task of its own (its digest showed it ahead of this node).
+    pub(super) fn sync_later(&self, peer: PeerId) {
+        let node = self.clone();
+        self.spawn(async move {
+            node.sync_with(peer, Stranger::IfFree).await;
+        });
     }
 
     /// A record arrived whose predecessor is missing: fetch the gap from the peer that

@@ -10,7 +10,7 @@ use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
-           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--tail-s S]
+           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--idle-wait-s S] [--tail-s S]
            [--gossip kith|before|lean] [--gossip-set KEY=VALUE,...]
            [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]
            [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]
@@ -126,6 +126,9 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
             "autonat_refresh_s" => tuning.autonat_refresh = secs(v)?,
             "idle_timeout_s" => tuning.idle_connection_timeout = secs(v)?,
             "sync_s" => tuning.sync_interval = secs(v)?,
+            "sync_max_s" => tuning.sync_interval_max = secs(v)?,
+            "sync_jitter" => tuning.sync_jitter = number(&flag, Some(v.to_owned()))?,
+            "ping_jitter" => tuning.ping_jitter = number(&flag, Some(v.to_owned()))?,
             "sync_every_connection" => {
                 tuning.sync_every_connection = number(&flag, Some(v.to_owned()))?;
             }
@@ -162,6 +165,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--store-cache-mb" => config.store_cache_mb = number(&flag, args.next())?,
             "--tail-s" => config.tail = Duration::from_secs(number(&flag, args.next())?),
             "--settle-s" => config.settle = Duration::from_secs(number(&flag, args.next())?),
+            "--idle-wait-s" => {
+                config.idle_wait = Duration::from_secs(number(&flag, args.next())?);
+            }
             "--gossip" => config.gossip = gossip(args.next())?,
             "--gossip-set" => gossip_set(&mut config.gossip, args.next())?,
             "--idle" => config.idle = idle(args.next())?,

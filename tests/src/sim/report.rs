@@ -274,6 +274,7 @@ impl Report {
             "idle_cpu_cores_settled": round(self.idle_cpu_settled),
             "idle_events": self.idle_events,
             "settle_s": self.config.settle.as_secs_f64(),
+            "idle_wait_s": self.config.idle_wait.as_secs_f64(),
             "gossipsub_copies": self.node_gossip.iter().map(|g| g.copies).sum::<u64>(),
             "gossipsub_duplicates": self.node_gossip.iter().map(|g| g.duplicates).sum::<u64>(),
             "gossipsub_duplicates_per_delivery": round(dups.2),

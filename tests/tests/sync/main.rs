@@ -14,7 +14,9 @@ use kith_tests::{eventually, signed_log, TestNode, DEADLINE};
 
 /// How long far nodes of a healed partition may take: without a connection of their own
 /// to the other side, they learn of its history at their next periodic sync round (the
-/// node's `SYNC_INTERVAL` is 30 s, counted from its start).
+/// first comes 30 s ± 25 % after the start), or when a neighbour that fetched it (and so
+/// syncs again within 30 s ± 25 %) sends them a digest showing it ahead, and they pull
+/// from it at once.
 const PERIODIC_DEADLINE: Duration = Duration::from_secs(45);
 
 /// Waits until `node` stores every record in `ids`.

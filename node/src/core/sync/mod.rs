@@ -15,6 +15,7 @@
 //! [`Input::PullStop`](super::Input::PullStop).
 
 mod offer;
+mod rounds;
 mod serve;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -32,6 +33,8 @@ use kith_protocol::{
 use libp2p::PeerId;
 
 pub use offer::{is_friend, OFFER_WINDOW_MS};
+pub use rounds::Pace;
+pub(crate) use rounds::Rounds;
 pub use serve::{
     answer, empty, serve, Page, DIGEST_TAG_COST, STRANGER_PAGE_BYTES, STRANGER_PAGE_RECORDS,
 };
@@ -187,12 +190,22 @@ pub(crate) struct Sync {
     fetched: u64,
     /// Records in sync answers and offers refused as invalid.
     rejected: u64,
+    /// When the periodic rounds come.
+    pub(crate) rounds: Rounds,
+    /// Sync saw something new since [`Sync::take_news`] last looked: records stored, a
+    /// gap (the periodic rounds come at their short pace again).
+    news: bool,
 }
 
 impl Sync {
     /// (records fetched, records rejected) so far.
     pub(crate) fn counters(&self) -> (u64, u64) {
         (self.fetched, self.rejected)
+    }
+
+    /// Whether sync saw something new since the last call.
+    pub(crate) fn take_news(&mut self) -> bool {
+        std::mem::take(&mut self.news)
     }
 
     /// Starts pulling `what` from `peer`; [`Answer::Pulled`] to `answer` at the end.
@@ -217,6 +230,8 @@ impl Sync {
                 if !self.gaps.insert(author) {
                     return vec![pulled(answer, Pulled::default())];
                 }
+                // Gossip missed a record: others may be missing too.
+                self.news = true;
                 gap = Some(author);
                 VecDeque::from([Question::Author(author)])
             }
@@ -501,6 +516,7 @@ impl Sync {
             }
         }
         self.fetched += new;
+        self.news |= new > 0;
         (new, checked)
     }
 }

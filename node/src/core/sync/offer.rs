@@ -81,10 +81,27 @@ impl Sync {
             respond_empty(reply, &mut effects);
             return effects;
         }
+        // A digest that shows the asker ahead: pull from it now rather than at this
+        // node's next round, which may be minutes away (`rounds.rs`).
+        if let Query::Digest { authors, .. } = &query {
+            if ahead(cx, authors) && self.rounds.peer_ahead(from, now) {
+                effects.push(Effect::SyncWith(from));
+            }
+        }
         let friend = is_friend(&cx.store, &cx.me, &from);
         effects.push(Effect::Serve { reply, peer: from, query: Box::new(query), friend });
         effects
     }
+}
+
+/// Whether a digest's authors (each with the last seq its sender holds without gaps)
+/// show that the sender holds records of an author this node follows past the last
+/// one this node holds.
+fn ahead(cx: &Context, authors: &[(AuthorId, u64)]) -> bool {
+    authors.iter().any(|(author, seq)| {
+        let latest = cx.store.latest(author).ok().flatten().map_or(0, |(latest, _)| latest);
+        *seq > latest && cx.store.is_following(&cx.me, author).unwrap_or(false)
+    })
 }
 
 fn respond_empty(reply: ReplyId, effects: &mut Vec<Effect>) {
