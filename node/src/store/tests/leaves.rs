@@ -1,7 +1,11 @@
-//! The vendored sled's leaf sizes (node/vendor/sled/KITH-PATCHES.md): a leaf splits at
-//! more entries than sled 0.34.7's 16 and merges, as before, below 4. Many thousands of
-//! keys split leaves again and again, deleting most of them merges leaves, and the tree
-//! must read back exactly after each step and after reopening.
+//! The vendored sled's leaf sizes (node/vendor/sled/KITH-PATCHES.md): a leaf splits above
+//! 64 entries (sled 0.34.7: 16) or, holding more than 8, above 4 KiB of keys and values,
+//! and merges, as before, below 4. Many thousands of keys split leaves again and again,
+//! deleting most of them merges leaves, and the tree must read back exactly after each
+//! step and after reopening: with small values (leaves split on their count), values of a
+//! few hundred bytes (on their bytes), and values that grow in place from a few bytes to
+//! more than the budget alone (leaves written under the count rule that a later write
+//! makes too big, as in a store written before the byte budget).
 
 use std::path::Path;
 
@@ -15,12 +19,20 @@ fn open(path: &Path) -> sled::Db {
 
 fn value(k: u64) -> Vec<u8> {
     // Values of a few hundred bytes, like the records tree's, varying in length.
-    let len = 100 + (k % 300) as usize;
+    bytes(k, 100 + (k % 300) as usize)
+}
+
+fn bytes(k: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| (k as usize + i) as u8).collect()
 }
 
 /// Every entry of `tree` in order, checked against `expected` keys and their values.
 fn assert_holds(tree: &sled::Tree, expected: &[u64]) {
+    assert_holds_with(tree, expected, value);
+}
+
+/// As [`assert_holds`], with the values `value` gives.
+fn assert_holds_with(tree: &sled::Tree, expected: &[u64], value: impl Fn(u64) -> Vec<u8>) {
     let got: Vec<(u64, Vec<u8>)> = tree
         .iter()
         .map(|kv| {
@@ -82,4 +94,57 @@ fn leaves_split_and_merge_and_read_back_after_reopening() {
     }
     let grown: Vec<u64> = (0..KEYS).filter(|k| k % 25 == 0).collect();
     assert_holds(&tree, &grown);
+}
+
+#[test]
+fn leaves_split_on_bytes_as_values_grow_and_read_back_after_reopening() {
+    const N: u64 = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<u64> = (0..N).collect();
+    // Index-like entries of a few bytes: leaves fill to their entry count.
+    let small = |k: u64| bytes(k, 8 + (k % 24) as usize);
+    // Then every value grows in place: most to 1-3 KiB, every 16th to 20 KiB (alone more
+    // than a leaf's budget, so its leaf stops splitting at 9 entries).
+    let big =
+        |k: u64| bytes(k, if k.is_multiple_of(16) { 20_000 } else { 1_000 + (k % 2_000) as usize });
+    {
+        let db = open(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        for i in 0..N {
+            let k = (i * 7_919) % N;
+            tree.insert(k.to_be_bytes(), small(k)).unwrap();
+        }
+        assert_holds_with(&tree, &all, small);
+        db.flush().unwrap();
+    }
+    {
+        let db = open(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        assert_holds_with(&tree, &all, small);
+        for i in 0..N {
+            let k = (i * 7_919) % N;
+            assert_eq!(tree.insert(k.to_be_bytes(), big(k)).unwrap().unwrap().to_vec(), small(k));
+        }
+        assert_holds_with(&tree, &all, big);
+        db.flush().unwrap();
+    }
+    let kept: Vec<u64> = (0..N).filter(|k| k.is_multiple_of(10)).collect();
+    {
+        let db = open(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        assert_holds_with(&tree, &all, big);
+        for k in (0..N).filter(|k| !k.is_multiple_of(10)) {
+            assert!(tree.remove(k.to_be_bytes()).unwrap().is_some());
+        }
+        assert_holds_with(&tree, &kept, big);
+        // Shrinking values back leaves fewer bytes in the same leaves.
+        for &k in &kept {
+            tree.insert(k.to_be_bytes(), small(k)).unwrap();
+        }
+        assert_holds_with(&tree, &kept, small);
+        db.flush().unwrap();
+    }
+    let db = open(dir.path());
+    let tree = db.open_tree("t").unwrap();
+    assert_holds_with(&tree, &kept, small);
 }

@@ -2,6 +2,21 @@ use std::{num::NonZeroU64, ops::Bound};
 
 use super::*;
 
+/// kith (KITH-PATCHES.md, change 2): a leaf splits when it holds more than this many
+/// entries (sled 0.34.7: 16)...
+const LEAF_MAX_ENTRIES: usize = 64;
+
+/// ...or when its keys and values (as the leaf holds them: keys without the leaf's
+/// common prefix) come to more than `LEAF_MAX_BYTES`, provided it holds more than
+/// this many entries: both halves of such a split keep at least 4, so neither is
+/// merged back at once (a leaf of fewer than 4 entries merges into its left sibling).
+const LEAF_MIN_SPLIT_ENTRIES: usize = 8;
+
+/// See `LEAF_MIN_SPLIT_ENTRIES`. About 13 entries of kith's `records` tree (a signed
+/// record of about 290 bytes under its 32-byte id), while the index trees' entries of 40
+/// to 80 bytes fill 50 to 64 entries.
+const LEAF_MAX_BYTES: u64 = 4096;
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,
@@ -597,16 +612,17 @@ impl Node {
     }
 
     pub(crate) fn should_split(&self) -> bool {
-        let threshold = if cfg!(any(test, feature = "lock_free_delays")) {
-            2
+        let size_checks = if cfg!(any(test, feature = "lock_free_delays")) {
+            self.data.len() > 2
         } else if self.data.is_index() {
-            256
+            self.data.len() > 256
         } else {
-            // kith: 64 (sled 0.34.7: 16), see KITH-PATCHES.md
-            64
+            // kith: see KITH-PATCHES.md, change 2
+            let len = self.data.len();
+            len > LEAF_MAX_ENTRIES
+                || (len > LEAF_MIN_SPLIT_ENTRIES
+                    && self.data.rss() > LEAF_MAX_BYTES)
         };
-
-        let size_checks = self.data.len() > threshold;
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
         size_checks && safety_checks
