@@ -189,6 +189,10 @@ struct Link {
     /// only seqs up to `seq` since, one after the other. So a record past both is not
     /// stored.
     held: u64,
+    /// Whether this node's person follows the author, as read for the keep decision
+    /// (`None`: not read). Only a record of theirs changes it: one in the batch forgets
+    /// it for every author.
+    followed: Option<bool>,
 }
 
 /// The link of `chain` that `r` follows (see [`Chain`]).
@@ -211,17 +215,24 @@ fn admit_in(
         Some(chain) => Ok(fits_chain(chain, record.record())),
         None => Err(()),
     };
-    let (out, held) = admit_checked(store, admission, record, came, now_ms, link)?;
+    let (out, held, followed) = admit_checked(store, admission, record, came, now_ms, link)?;
     if let (Some(chain), Outcome::New(new)) = (chain, &out) {
         let r = new.record();
-        chain.insert(r.author, Link { seq: r.seq, id: new.id(), at: r.timestamp, held });
+        if r.author == admission.me
+            && matches!(r.kind, RecordKind::Follow { .. } | RecordKind::Unfollow { .. })
+        {
+            chain.values_mut().for_each(|link| link.followed = None);
+        }
+        let link = Link { seq: r.seq, id: new.id(), at: r.timestamp, held, followed };
+        chain.insert(r.author, link);
     }
     Ok(out)
 }
 
 /// [`admit`]. `link`: in a batch, the link the record follows if any (then it is known
 /// to fit its author's stored log); not in a batch, `Err`. Also returns the highest seq
-/// the store held of the author for the batch's [`Link`] (0 when not in a batch).
+/// the store held of the author for the batch's [`Link`] (0 when not in a batch), and
+/// whether the person follows the author if that was read.
 fn admit_checked(
     store: &Store,
     admission: &Admission,
@@ -229,31 +240,36 @@ fn admit_checked(
     came: Came,
     now_ms: u64,
     link: Result<Option<Link>, ()>,
-) -> Result<(Outcome, u64), StoreError> {
+) -> Result<(Outcome, u64, Option<bool>), StoreError> {
     let fits = matches!(link, Ok(Some(_)));
     if let Some(out) = refused(store, &record, now_ms, fits)? {
-        return Ok((out, 0));
+        return Ok((out, 0, None));
     }
+    let followed = match link {
+        Ok(Some(link)) => link.followed,
+        _ => None,
+    };
     let r = record.record();
     let held = match link {
         // Past what the store held and what the batch stored since: not stored.
         Ok(Some(link)) if r.seq > link.held => link.held,
         // The author's newest seq, for the records of the batch that follow this one.
         Ok(_) => {
-            let held = store.latest(&r.author)?.map_or(0, |(seq, _)| seq);
+            let held = store.latest_seq(&r.author)?;
             if r.seq <= held && store.has(&record.id())? {
-                return Ok((Outcome::Duplicate, held));
+                return Ok((Outcome::Duplicate, held, None));
             }
             held
         }
         Err(()) => {
             if store.has(&record.id())? {
-                return Ok((Outcome::Duplicate, 0));
+                return Ok((Outcome::Duplicate, 0, None));
             }
             0
         }
     };
-    let facts = facts(store, admission.me, &record, came, now_ms)?;
+    let facts = facts(store, admission.me, &record, came, now_ms, followed)?;
+    let followed = (r.author != admission.me).then_some(facts.followed);
     let out = match keep::decide(&facts, &admission.quotas) {
         Decision::Keep(keep) => {
             outcome(store.insert_kept(&record, keep, &admission.quotas)?, record)
@@ -261,7 +277,7 @@ fn admit_checked(
         Decision::Forward => Outcome::Unwanted { forward: true },
         Decision::Drop => Outcome::Unwanted { forward: false },
     };
-    Ok((out, held))
+    Ok((out, held, followed))
 }
 
 fn outcome(inserted: Inserted, record: VerifiedRecord) -> Outcome {
@@ -273,20 +289,25 @@ fn outcome(inserted: Inserted, record: VerifiedRecord) -> Outcome {
     }
 }
 
-/// What the store knows about `record` for [`keep::decide`].
+/// What the store knows about `record` for [`keep::decide`]; `followed`: whether `me`
+/// follows its author, when known.
 fn facts<'a>(
     store: &Store,
     me: AuthorId,
     record: &'a VerifiedRecord,
     came: Came,
     now_ms: u64,
+    followed: Option<bool>,
 ) -> Result<Facts<'a>, StoreError> {
     let r = record.record();
     let mut facts = Facts { came, ..Facts::new(me, r, now_ms) };
     if r.author == me {
         return Ok(facts);
     }
-    facts.followed = store.is_following(&me, &r.author)?;
+    facts.followed = match followed {
+        Some(followed) => followed,
+        None => store.is_following(&me, &r.author)?,
+    };
     // What a followed author's record is kept for is the author: whether a followed
     // person shared it or it carries a subscribed tag is not looked at
     // ([`keep::decide`]), so it is not read.

@@ -325,3 +325,26 @@ fn hidden_mentions_are_refused() {
     let out = ingest(&store, &admission, shown.bytes(), None, 1_000).unwrap();
     assert!(matches!(out, Outcome::New(_)));
 }
+
+/// A batch keeps what it read of whom the person follows only until a record of the
+/// person's follows or unfollows someone.
+#[test]
+fn a_follow_in_a_batch_counts_for_the_records_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let admission = following(&store, &[]);
+    let me = Keypair::from_secret_bytes(&[0xee; 32]);
+    let them = Keypair::from_secret_bytes(&[0x35; 32]);
+    let follows_me = RecordKind::Follow { target: me.id() };
+    let first = crate::store::tests::signed(&them, 1, None, 100, follows_me);
+    let mine = RecordKind::Follow { target: them.id() };
+    let follow = crate::store::tests::signed(&me, 1, None, 150, mine);
+    let post = crate::store::tests::post(&them, 2, Some(first.id()), 200, "now followed");
+    let batch: Vec<Vec<u8>> = [&first, &follow, &post].iter().map(|r| r.bytes().to_vec()).collect();
+    let got: Vec<Outcome> = ingest_batch(&store, &admission, &batch, None, 1_000, 1)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(matches!(got[..], [Outcome::New(_), Outcome::New(_), Outcome::New(_)]), "{got:?}");
+    assert!(store.is_following(&me.id(), &them.id()).unwrap());
+}

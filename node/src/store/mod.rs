@@ -477,8 +477,10 @@ impl Store {
         let lkey = log_key(&r.author, r.seq);
         // The log entry is read first: a stored record always has one (written before
         // the record, never removed), so without it the record is not stored, and a new
-        // record costs two reads (log, tombstones) rather than three.
-        let existing = match self.log.get(lkey)? {
+        // record costs two reads (log, tombstones) rather than three. Past the log's tip
+        // there is none to read.
+        let entry = if r.seq > self.log_tip(&r.author)? { None } else { self.log.get(lkey)? };
+        let existing = match entry {
             Some(entry) => Some(id_suffix(&entry).ok_or_else(|| corrupt("log entry"))?),
             None => None,
         };
@@ -498,6 +500,7 @@ impl Store {
         self.totals_change()?;
         let post = matches!(r.kind, RecordKind::Post(_) | RecordKind::Private(_));
         self.log.insert(&lkey[..], &log_value(&id, post)[..])?;
+        self.log_extended(&r.author, r.seq);
         self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
         self.records.insert(id.as_bytes(), rec.bytes())?;

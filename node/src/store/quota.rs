@@ -14,14 +14,26 @@
 //! else. Sled keeps writes in order, so after a crash either no such write survived (the
 //! totals are right) or the removal did too (the store is counted, as it always was). A
 //! store written meanwhile by an older kith, which does not remove them, is caught by
-//! comparing the records total with the sum of `author_counts` (which every kith keeps).
+//! comparing the records total with the sum of `author_counts`.
+//!
+//! The authors' counts live in memory too: a count changed since the last flush is kept
+//! in [`Tally`] and written to `author_counts` by the flush, just before the totals (a
+//! catch-up of one author's log wrote that author's count once per record). So
+//! `author_counts` is exact wherever the totals are saved, and a store opened without
+//! them (after a crash) counts its authors again as it counts its records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+};
 
 use kith_protocol::{AuthorId, RecordId, RecordKind, VerifiedRecord};
 
 use super::{
-    backend::{Db, Tree},
+    backend::{lock, Db, Tree},
     codec::{self, AuthorCount, FollowValue, ProfileValue, Totals},
     corrupt,
     keys::{id_suffix, log_key, pair_key},
@@ -44,6 +56,9 @@ pub(super) struct Tally {
     notifications: AtomicU64,
     /// Unread notifications from strangers.
     stranger_unread: AtomicU64,
+    /// Records of authors counted lately (0: none left), and whether the count changed
+    /// since the last flush (then it is not yet written to `author_counts`).
+    authors: Mutex<HashMap<AuthorId, (u64, bool)>>,
 }
 
 fn decrement(counter: &AtomicU64) {
@@ -138,9 +153,50 @@ pub(super) fn open_tally(
         }
         tracing::info!("the store's saved totals are out of date: counting its records");
     }
-    let totals = Totals { records: records.len() as u64, posts: by_time.len() as u64 };
+    let totals =
+        Totals { records: count_authors(records, author_counts)?, posts: by_time.len() as u64 };
     Ok(Tally::new(totals, strangers, false))
 }
+
+/// Counts the records of each author in `records` and writes the counts to
+/// `author_counts` (removing authors with none); returns how many records there are.
+/// For a store opened without its saved totals: its authors' counts may be behind its
+/// records, which the last flush did not cover (they are written by flushes).
+///
+/// # Errors
+/// Disk errors, or a record too short to hold its author.
+fn count_authors(records: &Tree, author_counts: &Tree) -> Result<u64, StoreError> {
+    let mut counts: HashMap<[u8; 32], u64> = HashMap::new();
+    let mut total = 0u64;
+    for item in records.iter() {
+        let (_, bytes) = item?;
+        // A record's encoding starts with its author's 32 key bytes (`Record::author`).
+        let author: [u8; 32] =
+            bytes.get(..32).and_then(|a| a.try_into().ok()).ok_or_else(|| corrupt("record"))?;
+        *counts.entry(author).or_default() += 1;
+        total += 1;
+    }
+    for item in author_counts.iter() {
+        let (key, value) = item?;
+        let stored: Option<&[u8; 32]> = key.as_ref().try_into().ok();
+        let right = stored.and_then(|a| counts.remove(a)).map(AuthorCount);
+        match right {
+            Some(n) if codec::decode::<AuthorCount>(&value).ok() == Some(n) => {}
+            Some(n) => codec::put(author_counts, key, &n)?,
+            None => {
+                author_counts.remove(key)?;
+            }
+        }
+    }
+    for (author, n) in counts {
+        codec::put(author_counts, author, &AuthorCount(n))?;
+    }
+    Ok(total)
+}
+
+/// Most authors' counts kept in memory after a flush wrote them (about 50 bytes each);
+/// the counts not written yet are kept whatever their number.
+const MAX_COUNTS_KEPT: usize = 4_096;
 
 /// Most fork evidence records kept per author: the first is proof enough, a few more
 /// show it was no accident; an author forking without end cannot fill the disk.
@@ -180,6 +236,21 @@ impl Store {
         if t.saved.load(Ordering::Relaxed) {
             return Ok(());
         }
+        // The authors' counts first: where the totals are found, they are too.
+        let mut authors = lock(&t.authors);
+        for (author, (n, changed)) in authors.iter_mut().filter(|(_, (_, changed))| *changed) {
+            if *n == 0 {
+                self.author_counts.remove(author.as_bytes())?;
+            } else {
+                codec::put(&self.author_counts, author.as_bytes(), &AuthorCount(*n))?;
+            }
+            *changed = false;
+        }
+        // Written: what is kept from here on is only a copy of `author_counts`.
+        if authors.len() > MAX_COUNTS_KEPT {
+            authors.clear();
+        }
+        drop(authors);
         let totals = Totals { records: t.total.load(Ordering::Relaxed), posts: t.posts() };
         codec::put(&self.db, TOTALS_KEY, &totals)?;
         t.saved.store(true, Ordering::Relaxed);
@@ -208,7 +279,15 @@ impl Store {
     /// # Errors
     /// Disk errors or damage.
     pub fn author_count(&self, author: &AuthorId) -> Result<u64, StoreError> {
+        if let Some((n, _)) = lock(&self.tally.authors).get(author) {
+            return Ok(*n);
+        }
         Ok(codec::get::<AuthorCount>(&self.author_counts, author.as_bytes())?.map_or(0, |c| c.0))
+    }
+
+    /// Sets `author`'s count, to be written by the next flush (under the writer lock).
+    fn set_author_count(&self, author: &AuthorId, n: u64) {
+        lock(&self.tally.authors).insert(*author, (n, true));
     }
 
     /// Strangers' records stored (see the module documentation).
@@ -229,7 +308,7 @@ impl Store {
         stranger: bool,
     ) -> Result<(), StoreError> {
         let n = self.author_count(author)?;
-        codec::put(&self.author_counts, author.as_bytes(), &AuthorCount(n.saturating_add(1)))?;
+        self.set_author_count(author, n.saturating_add(1));
         self.tally.total.fetch_add(1, Ordering::Relaxed);
         if stranger {
             let arrival = self.db.generate_id()?;
@@ -242,11 +321,7 @@ impl Store {
     /// Uncounts an erased record (under the writer lock).
     pub(super) fn count_removed(&self, author: &AuthorId) -> Result<(), StoreError> {
         let n = self.author_count(author)?;
-        if n <= 1 {
-            self.author_counts.remove(author.as_bytes())?;
-        } else {
-            codec::put(&self.author_counts, author.as_bytes(), &AuthorCount(n - 1))?;
-        }
+        self.set_author_count(author, n.saturating_sub(1));
         decrement(&self.tally.total);
         Ok(())
     }
@@ -398,8 +473,10 @@ mod tests {
         assert_eq!((reopened.counts().records, reopened.counts().posts), (3, 2));
         let crashed = Store::open_memory_image(reopened.memory_image().unwrap()).unwrap();
         assert_eq!((crashed.counts().records, crashed.counts().posts), (2, 1));
-        // Totals left behind by a kith that does not take them back (an older one) no
-        // longer match the authors' counts: the store is counted.
+        // Totals left behind by a kith that does not take them back (an older one, which
+        // wrote the author's count with the record) no longer match the authors' counts:
+        // the store is counted.
+        reopened.flush_blocking().unwrap();
         let stale = Totals { records: 2, posts: 1 };
         codec::put(&reopened.db, TOTALS_KEY, &stale).unwrap();
         reopened.db.flush().unwrap();
@@ -410,6 +487,48 @@ mod tests {
         let gone = signed(&kp, 4, Some(second.id()), 4, RecordKind::Delete { target: second.id() });
         counted.insert(&gone).unwrap();
         assert_eq!((counted.counts().records, counted.counts().posts), (3, 1));
+    }
+
+    #[test]
+    fn authors_counts_are_written_by_a_flush_and_counted_after_a_crash() {
+        let store = Store::open_memory().unwrap();
+        let (ann, bob) =
+            (Keypair::from_secret_bytes(&[7; 32]), Keypair::from_secret_bytes(&[8; 32]));
+        let mut prev = None;
+        for seq in 1..=3 {
+            let r = post(&ann, seq, prev, seq, "ann's");
+            prev = Some(r.id());
+            store.insert(&r).unwrap();
+        }
+        let bobs = post(&bob, 1, None, 1, "bob's");
+        store.insert(&bobs).unwrap();
+        // Counted in memory, written by the flush.
+        assert_eq!(store.author_count(&ann.id()).unwrap(), 3);
+        assert_eq!(store.author_counts.len(), 0);
+        store.flush_blocking().unwrap();
+        assert_eq!(
+            codec::get::<AuthorCount>(&store.author_counts, ann.id().as_bytes()).unwrap(),
+            Some(AuthorCount(3))
+        );
+        // Writes that reach the disk without a flush of the store (sled's own periodic
+        // one) and then a crash: the totals were taken back, so the store counts its
+        // records and its authors' records again.
+        let more = post(&ann, 4, prev, 4, "ann's fourth");
+        store.insert(&more).unwrap();
+        let gone = signed(&bob, 2, Some(bobs.id()), 2, RecordKind::Delete { target: bobs.id() });
+        store.insert(&gone).unwrap();
+        store.db.flush().unwrap();
+        let crashed = Store::open_memory_image(store.memory_image().unwrap()).unwrap();
+        assert!(!crashed.tally.saved.load(Ordering::Relaxed));
+        assert_eq!(crashed.author_count(&ann.id()).unwrap(), 4);
+        assert_eq!(crashed.author_count(&bob.id()).unwrap(), 1);
+        assert_eq!(crashed.counts().records, 5);
+        // Then saved with the totals, which the next start takes as they are.
+        crashed.flush_blocking().unwrap();
+        let reopened = Store::open_memory_image(crashed.memory_image().unwrap()).unwrap();
+        assert!(reopened.tally.saved.load(Ordering::Relaxed));
+        assert_eq!(reopened.author_count(&ann.id()).unwrap(), 4);
+        assert_eq!(reopened.author_count(&bob.id()).unwrap(), 1);
     }
 
     #[test]

@@ -14,11 +14,22 @@ use super::{
 /// before it when it was last computed. Log entries are only removed by eviction, which
 /// lowers the author's hint and counts a removal (before and after the entry goes): a
 /// computation that saw a removal start or end while it scanned does not keep its result.
+///
+/// Beside them, per author, the highest seq in the author's log (its tip), for authors
+/// an insert wrote since the store opened: read once under the writer lock, raised by
+/// each insert and forgotten when an entry of that log is removed, all under the writer
+/// lock, so exact. An insert past the tip knows without reading that the log has no
+/// entry at its seq (a catch-up stores each record past it).
 #[derive(Debug, Default)]
 pub(super) struct ContiguousHints {
     hints: HashMap<AuthorId, u64>,
     removals: u64,
+    tips: HashMap<AuthorId, u64>,
 }
+
+/// Most log tips kept in memory (about 50 bytes each); past it they are forgotten and
+/// read again when needed.
+const MAX_TIPS: usize = 16_384;
 
 impl Store {
     /// The highest `n` such that this store holds seq 1..=n of `author` (0 if none).
@@ -73,10 +84,48 @@ impl Store {
         Ok(out)
     }
 
+    /// The highest seq in `author`'s log (0: none), from memory after the first time
+    /// (see [`ContiguousHints`]). Only under the writer lock.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub(super) fn log_tip(&self, author: &AuthorId) -> Result<u64, StoreError> {
+        if let Some(tip) = super::backend::lock(&self.contiguous).tips.get(author) {
+            return Ok(*tip);
+        }
+        let tip = self.latest(author)?.map_or(0, |(seq, _)| seq);
+        let mut hints = super::backend::lock(&self.contiguous);
+        if hints.tips.len() >= MAX_TIPS {
+            hints.tips.clear();
+        }
+        hints.tips.insert(*author, tip);
+        Ok(tip)
+    }
+
+    /// `author`'s log has an entry at `seq` now (under the writer lock).
+    pub(super) fn log_extended(&self, author: &AuthorId, seq: u64) {
+        if let Some(tip) = super::backend::lock(&self.contiguous).tips.get_mut(author) {
+            *tip = (*tip).max(seq);
+        }
+    }
+
+    /// The highest seq stored of `author` (0: none): the seq of [`Store::latest`], from
+    /// memory when an insert of this store has read it.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn latest_seq(&self, author: &AuthorId) -> Result<u64, StoreError> {
+        if let Some(tip) = super::backend::lock(&self.contiguous).tips.get(author) {
+            return Ok(*tip);
+        }
+        Ok(self.latest(author)?.map_or(0, |(seq, _)| seq))
+    }
+
     /// The log entry of `author`'s `seq` is being removed (call before and after).
     pub(super) fn log_entry_removed(&self, author: &AuthorId, seq: u64) {
         let mut hints = super::backend::lock(&self.contiguous);
         hints.removals += 1;
+        hints.tips.remove(author);
         if let Some(hint) = hints.hints.get_mut(author) {
             *hint = (*hint).min(seq.saturating_sub(1));
         }
