@@ -11,10 +11,10 @@ use kith_tests::sim::{run, Config, LinkLatency};
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
            [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--idle-wait-s S] [--tail-s S]
-           [--gossip kith|before|lean] [--gossip-set KEY=VALUE,...]
+           [--gossip kith|before|lean|no-ihave] [--gossip-set KEY=VALUE,...]
            [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]
            [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]
-           [--versus-also kith|before|lean[:KEY=VALUE,...]]... [--no-sync-align]";
+           [--versus-also kith|before|lean|no-ihave[:KEY=VALUE,...]]... [--no-sync-align]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -56,7 +56,8 @@ fn gossip(value: Option<String>) -> Result<GossipTuning, String> {
         Some("kith") => Ok(GossipTuning::KITH),
         Some("before") => Ok(GossipTuning::BEFORE_ISSUE_21),
         Some("lean") => Ok(GossipTuning::LEAN),
-        other => Err(format!("--gossip: {other:?} is not kith, before or lean")),
+        Some("no-ihave") => Ok(GossipTuning::NO_IHAVE),
+        other => Err(format!("--gossip: {other:?} is not kith, before, lean or no-ihave")),
     }
 }
 
@@ -79,6 +80,7 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
             "history_gossip" => tuning.history_gossip = number(&flag, v)?,
             "flood_publish" => tuning.flood_publish = number(&flag, v)?,
             "idontwant_threshold" => tuning.idontwant_threshold = number(&flag, v)?,
+            "forward_queue_ms" => tuning.forward_queue = Duration::from_millis(number(&flag, v)?),
             other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
         }
     }

@@ -32,6 +32,7 @@ pub(super) fn kind(event: &SwarmEvent<BehaviourEvent>) -> &'static str {
             gossipsub::Event::Message { .. } => "gossipsub message",
             gossipsub::Event::Subscribed { .. } => "gossipsub subscribed",
             gossipsub::Event::Unsubscribed { .. } => "gossipsub unsubscribed",
+            gossipsub::Event::SlowPeer { .. } => "gossipsub slow peer",
             _ => "gossipsub other",
         },
         SwarmEvent::Behaviour(B::Identify(e)) => match e {
