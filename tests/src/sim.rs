@@ -259,10 +259,21 @@ pub async fn run(config: &Config) -> Result<Report, String> {
 /// Dials the topology, then follows and subscribes one node at a time, so that the DHT
 /// provider records of earlier subscribers are there for later ones to find.
 async fn connect(plan: &Plan, nodes: &[TestNode]) -> Result<(), String> {
-    let dials = plan.dials.iter().enumerate().flat_map(|(i, to)| {
-        to.iter()
-            .map(move |&j| request(&nodes[i], Request::Dial { addr: nodes[j].addr().to_string() }))
-    });
+    let dial = |i: usize, j: usize| async move {
+        let dial = || request(&nodes[i], Request::Dial { addr: nodes[j].addr().to_string() });
+        // Once more on a failure: in a process that runs several simulations one after
+        // another, a dial of the set-up has failed Noise's handshake (a port of the run
+        // before reused), which says nothing about the set under trial.
+        match dial().await {
+            Err(e) => {
+                eprintln!("sim: set-up dial failed, once more: {e}");
+                dial().await
+            }
+            ok => ok,
+        }
+    };
+    let dials =
+        plan.dials.iter().enumerate().flat_map(|(i, to)| to.iter().map(move |&j| dial(i, j)));
     for r in join_all(dials).await {
         r?;
     }

@@ -61,8 +61,17 @@ impl GossipTuning {
     /// "No IHAVE gossip"), not the default yet: [`GossipTuning::LEAN`] without IHAVE
     /// gossip, and forwards that wait up to 10 s in a slow peer's queue rather than 1 s.
     /// Quiet, at 50 nodes, about 4.5–4.7x the record per delivery over idle against 9x
-    /// for [`GossipTuning::KITH`], 100 % delivery, p99 no worse. Not measured enough at
-    /// 100 nodes nor under load, and the test suite was not run with it.
+    /// for [`GossipTuning::KITH`], 100 % delivery, p99 no worse. **Not safe as the default
+    /// with libp2p-gossipsub 0.50** (session 15, docs/benchmarks.md "Why no-IHAVE is not
+    /// the default"): in quiet runs whose posts met kith's closing of spare connections
+    /// (the second connection an AutoNAT dial-back opens, closed 30 s later) it lost 2 of
+    /// 3,785 deliveries at 100 nodes and 7 of 2,351 at 50. Gossipsub shares one send queue
+    /// per peer among all of that peer's connections and does not drain a connection it
+    /// closes, so a copy taken by the spare's handler as it closes is gone; IHAVE gossip
+    /// and flood publishing repair that, this set leaves it to history sync (up to 5
+    /// minutes). IHAVE cannot be kept for some topics only: gossipsub 0.50 sets
+    /// `gossip_lazy`, `gossip_factor` and `history_gossip` for all topics (per topic only
+    /// the mesh degrees).
     /// - No IHAVE gossip (`gossip_lazy` 0, `gossip_factor` 0): in kith's quiet topics an
     ///   IHAVE carries one or two ids and costs about what a copy does (a frame, a packet
     ///   and its ACK, the topic name): 0.6x the record per delivery at 50 nodes. What it
