@@ -170,6 +170,14 @@ fn autonat(peer_id: PeerId, idle: &IdleTuning) -> super::autonat::Autonat {
     super::autonat::Autonat::new(autonat::v1::Behaviour::new(peer_id, config))
 }
 
+/// `base` × (1 + `jitter` × a uniform draw in [−1, 1] taken from `draw`); `base` if there
+/// is no draw.
+fn spread(base: Duration, jitter: f64, draw: Option<u64>) -> Duration {
+    let Some(draw) = draw else { return base };
+    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    base.mul_f64(1.0 + jitter.clamp(0.0, 0.9) * (2.0 * unit - 1.0))
+}
+
 fn request_response(
     protocol: &'static str,
     max_request: usize,
@@ -292,7 +300,9 @@ impl Behaviour {
             .with_max_pending_incoming(Some(MAX_PENDING))
             .with_max_pending_outgoing(Some(MAX_PENDING));
         let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-        kad_config.set_periodic_bootstrap_interval(idle.kad_bootstrap);
+        kad_config.set_periodic_bootstrap_interval(
+            idle.kad_bootstrap.map(|d| spread(d, idle.kad_bootstrap_jitter, getrandom::u64().ok())),
+        );
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         // A node answers DHT queries until AutoNAT finds it unreachable (then it becomes a
@@ -394,5 +404,22 @@ mod tests {
         let signed = hex::decode(value("signed bytes (146 bytes)")).unwrap();
         let id = super::message_id("kith/1/tag/kith", &signed);
         assert_eq!(hex::encode(&id.0), value("message id on kith/1/tag/kith"));
+    }
+
+    /// The bootstrap period of a node: within `base` × (1 ± jitter), the ends reached by
+    /// the extreme draws, `base` itself with no jitter or no draw.
+    #[test]
+    fn the_bootstrap_period_is_spread_within_its_bounds() {
+        use std::time::Duration;
+        let base = Duration::from_secs(600);
+        assert_eq!(super::spread(base, 0.0, Some(u64::MAX)), base);
+        assert_eq!(super::spread(base, 0.25, None), base);
+        assert_eq!(super::spread(base, 0.25, Some(0)), Duration::from_secs(450));
+        let top = super::spread(base, 0.25, Some(u64::MAX));
+        assert!(top > Duration::from_secs(749) && top <= Duration::from_secs(750), "{top:?}");
+        for draw in [1u64 << 20, 1 << 40, 1 << 63, 12_345_678_901_234_567] {
+            let d = super::spread(base, 0.25, Some(draw));
+            assert!(d >= Duration::from_secs(450) && d <= Duration::from_secs(750), "{d:?}");
+        }
     }
 }

@@ -213,6 +213,10 @@ pub struct IdleTuning {
     pub identify_interval: Duration,
     /// Kademlia's periodic bootstrap (a walk towards random keys), if any.
     pub kad_bootstrap: Option<Duration>,
+    /// Spread of the bootstrap's period: each node walks every `kad_bootstrap` × (1 ± up
+    /// to this), drawn once at its start, so that nodes started together do not walk
+    /// together; 0: all at `kad_bootstrap`.
+    pub kad_bootstrap_jitter: f64,
     /// AutoNAT: next probe while not yet sure.
     pub autonat_retry: Duration,
     /// AutoNAT: next probe once sure.
@@ -254,12 +258,21 @@ impl IdleTuning {
     /// minutes), spread ±10 % per connection; a sync only with the first connection to a
     /// peer; syncs that start with a digest; and periodic sync rounds every 30 s while
     /// they find something new, backing off to one every 4 minutes when they do not
-    /// (±25 %: a record that gossip missed is fetched within 5 minutes at worst).
+    /// (±25 %: a record that gossip missed is fetched within 5 minutes at worst); and
+    /// Kademlia's periodic bootstrap walk every 30 minutes rather than 5, spread ±25 %
+    /// per node. A walk refreshes every bucket of the routing table (about 190 DHT
+    /// requests per node and walk at 100 nodes; more in a bigger network), which
+    /// lookups mostly keep fresh anyway: the Kademlia paper refreshes a bucket after an
+    /// hour without a lookup, IPFS's DHT every 10 minutes. libp2p restarts the period
+    /// at every walk, so nodes that walked together at their set-up walked together
+    /// again every 5 minutes; the spread takes that wave apart.
     /// docs/benchmarks.md ("Idle CPU and idle traffic" and after) has the measurements.
     pub const KITH: Self = Self {
         ping_interval: Duration::from_secs(60),
         listener_ping_interval: Some(Duration::from_secs(10 * 60)),
         ping_jitter: 0.1,
+        kad_bootstrap: Some(Duration::from_secs(30 * 60)),
+        kad_bootstrap_jitter: 0.25,
         sync_interval_max: Duration::from_secs(4 * 60),
         sync_jitter: 0.25,
         sync_every_connection: false,
@@ -274,6 +287,7 @@ impl IdleTuning {
         ping_jitter: 0.0,
         identify_interval: Duration::from_secs(5 * 60),
         kad_bootstrap: Some(Duration::from_secs(5 * 60)),
+        kad_bootstrap_jitter: 0.0,
         autonat_retry: Duration::from_secs(20),
         autonat_refresh: Duration::from_secs(5 * 60),
         idle_connection_timeout: Duration::from_secs(120),

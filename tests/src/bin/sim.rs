@@ -124,6 +124,7 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
             "kad_bootstrap_s" => {
                 tuning.kad_bootstrap = Some(secs(v)?).filter(|d| !d.is_zero());
             }
+            "kad_jitter" => tuning.kad_bootstrap_jitter = number(&flag, Some(v.to_owned()))?,
             "autonat_retry_s" => tuning.autonat_retry = secs(v)?,
             "autonat_refresh_s" => tuning.autonat_refresh = secs(v)?,
             "idle_timeout_s" => tuning.idle_connection_timeout = secs(v)?,
