@@ -1,6 +1,10 @@
 //! `kith`: the command line of a kith node. `kith daemon` runs the node; every other
 //! command is a client of the running daemon's control socket.
 
+/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod daemon;
 mod output;

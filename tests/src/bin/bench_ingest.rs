@@ -4,6 +4,10 @@
 //! measured in the same run (the ceiling). Run with `scripts/bench-ingest`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use kith_node::{ingest, store::Store};

@@ -2,6 +2,10 @@
 //! ingest path, then query latencies, restart time, disk and idle memory (see
 //! `kith_tests::store_scale`). Run with `scripts/bench-store-scale`.
 
+/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{path::PathBuf, time::Duration};
 
 use kith_tests::{

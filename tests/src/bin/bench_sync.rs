@@ -6,6 +6,10 @@
 //! `scripts/bench-sync [--records N] [--stranger] [--json]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use kith_node::{api::Request, ingest};

@@ -3,6 +3,10 @@
 //! Run with `scripts/sim [--nodes N] [--authors M] [--posts K] [--json] [--seed S]`;
 //! `--latency-ms MIN-MAX` adds a delay to each link (see `kith_tests::sim::latency`).
 
+/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{process::ExitCode, time::Duration};
 
 use kith_node::net::{GossipTuning, IdleTuning};
