@@ -5,7 +5,8 @@
 //! step and after reopening: with small values (leaves split on their count), values of a
 //! few hundred bytes (on their bytes), and values that grow in place from a few bytes to
 //! more than the budget alone (leaves written under the count rule that a later write
-//! makes too big, as in a store written before the byte budget).
+//! makes too big, as in a store written before the byte budget). And a leaf read from the
+//! log, whose keys and values share one buffer, reads back the same.
 
 use std::path::Path;
 
@@ -147,4 +148,76 @@ fn leaves_split_on_bytes_as_values_grow_and_read_back_after_reopening() {
     let db = open(dir.path());
     let tree = db.open_tree("t").unwrap();
     assert_holds_with(&tree, &kept, small);
+}
+
+/// A leaf read from the log shares one buffer among its keys and values (change 3 of
+/// KITH-PATCHES.md): keys and values on both sides of `IVec`'s 22-byte inline size,
+/// read back through a cache small enough that leaves are evicted and read again while
+/// they are being changed, then after reopening.
+#[test]
+fn leaves_read_from_the_log_share_one_buffer_and_read_back() {
+    const N: u64 = 4_000;
+    let key = |k: u64| {
+        let mut key = bytes(k, (k % 48) as usize);
+        key.extend_from_slice(&k.to_be_bytes());
+        key
+    };
+    let first = |k: u64| bytes(k, (k % 64) as usize);
+    let second = |k: u64| bytes(k + 1, 10 + (k % 40) as usize);
+    let open_small = |path: &Path| {
+        sled::Config::new()
+            .path(path)
+            .segment_size(SEGMENT_BYTES)
+            .cache_capacity(16 * 1024)
+            .open()
+            .unwrap()
+    };
+    let holds = |tree: &sled::Tree, value: &dyn Fn(u64) -> Vec<u8>, kept: &dyn Fn(u64) -> bool| {
+        let mut want: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..N).filter(|&k| kept(k)).map(|k| (key(k), value(k))).collect();
+        want.sort();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = tree
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect();
+        assert_eq!(got, want);
+        for k in (0..N).step_by(7) {
+            assert_eq!(tree.get(key(k)).unwrap().map(|v| v.to_vec()), kept(k).then(|| value(k)));
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open_small(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        for i in 0..N {
+            let k = (i * 7_919) % N;
+            tree.insert(key(k), first(k)).unwrap();
+        }
+        holds(&tree, &first, &|_| true);
+        db.flush().unwrap();
+    }
+    {
+        let db = open_small(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        holds(&tree, &first, &|_| true);
+        for i in 0..N {
+            let k = (i * 7_919) % N;
+            if k.is_multiple_of(3) {
+                assert_eq!(tree.remove(key(k)).unwrap().map(|v| v.to_vec()), Some(first(k)));
+            } else {
+                assert_eq!(
+                    tree.insert(key(k), second(k)).unwrap().map(|v| v.to_vec()),
+                    Some(first(k))
+                );
+            }
+        }
+        holds(&tree, &second, &|k| !k.is_multiple_of(3));
+        db.flush().unwrap();
+    }
+    let db = open_small(dir.path());
+    let tree = db.open_tree("t").unwrap();
+    holds(&tree, &second, &|k| !k.is_multiple_of(3));
 }

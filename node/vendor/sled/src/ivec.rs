@@ -107,6 +107,17 @@ impl IVec {
         IVec(inner)
     }
 
+    /// kith (KITH-PATCHES.md, change 3): `base[offset..offset + len]`, inline when
+    /// short enough, else a subslice sharing `base` (no allocation of its own).
+    pub(crate) fn shared(base: &Arc<[u8]>, offset: usize, len: usize) -> Self {
+        let slice = &base[offset..offset + len];
+        if is_inline_candidate(len) {
+            Self::inline(slice)
+        } else {
+            Self(IVecInner::Subslice { base: base.clone(), offset, len })
+        }
+    }
+
     fn inline(slice: &[u8]) -> Self {
         assert!(is_inline_candidate(slice.len()));
         let mut data = Inner::default();

@@ -11,7 +11,7 @@ use crate::{
     pagecache::{
         BatchManifest, MessageHeader, PageState, SegmentNumber, Snapshot,
     },
-    Data, DiskPtr, Error, IVec, Link, Meta, Node, Result,
+    Arc, Data, DiskPtr, Error, IVec, Link, Meta, Node, Result,
 };
 
 /// Items that may be serialized and deserialized
@@ -459,6 +459,82 @@ impl Serialize for Node {
             lo: IVec::deserialize(buf)?,
             hi: IVec::deserialize(buf)?,
             data: Data::deserialize(buf)?,
+        })
+    }
+}
+
+/// kith (KITH-PATCHES.md, change 3): decodes a `Node` exactly as
+/// `Node::deserialize` does, from a buffer shared by the node's keys and values:
+/// each key or value longer than `IVec`'s inline size is a subslice of `base` instead
+/// of an allocation of its own (and one free when the node is dropped). `base` is one
+/// log message (the whole serialized node).
+pub(crate) fn deserialize_node_shared(base: &Arc<[u8]>) -> Result<Node> {
+    let mut cur = SharedCursor { base, pos: 0 };
+    Ok(Node {
+        next: cur.with(Serialize::deserialize)?,
+        merging_child: cur.with(Serialize::deserialize)?,
+        merging: cur.with(bool::deserialize)?,
+        prefix_len: cur.with(u8::deserialize)?,
+        lo: cur.ivec()?,
+        hi: cur.ivec()?,
+        data: cur.data()?,
+    })
+}
+
+struct SharedCursor<'a> {
+    base: &'a Arc<[u8]>,
+    pos: usize,
+}
+
+impl SharedCursor<'_> {
+    /// Runs an ordinary decoder on what is left and moves past what it consumed.
+    fn with<T>(&mut self, f: impl FnOnce(&mut &[u8]) -> Result<T>) -> Result<T> {
+        let mut buf = &self.base[self.pos..];
+        let before = buf.len();
+        let ret = f(&mut buf);
+        self.pos += before - buf.len();
+        ret
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos >= self.base.len()
+    }
+
+    fn ivec(&mut self) -> Result<IVec> {
+        let len = usize::try_from(self.with(u64::deserialize)?)
+            .expect("should never store items that rust can't natively index");
+        if self.base.len() - self.pos < len {
+            return Err(Error::corruption(None));
+        }
+        let ret = IVec::shared(self.base, self.pos, len);
+        self.pos += len;
+        Ok(ret)
+    }
+
+    /// As `deserialize_bounded_sequence`: at most `bound` items, fewer if the
+    /// buffer ends first.
+    fn ivecs(&mut self, bound: usize) -> Result<Vec<IVec>> {
+        let mut ret = Vec::with_capacity(bound.min(self.base.len()));
+        while ret.len() < bound && !self.is_empty() {
+            ret.push(self.ivec()?);
+        }
+        Ok(ret)
+    }
+
+    fn data(&mut self) -> Result<Data> {
+        if self.is_empty() {
+            return Err(Error::corruption(None));
+        }
+        let discriminant = self.base[self.pos];
+        self.pos += 1;
+        let len = usize::try_from(self.with(u64::deserialize)?).unwrap();
+        Ok(match discriminant {
+            0 => Data::Leaf(Leaf { keys: self.ivecs(len)?, values: self.ivecs(len)? }),
+            1 => Data::Index(Index {
+                keys: self.ivecs(len)?,
+                pointers: self.with(|buf| deserialize_bounded_sequence(buf, len))?,
+            }),
+            _ => return Err(Error::corruption(None)),
         })
     }
 }

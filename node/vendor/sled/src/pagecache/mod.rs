@@ -2034,8 +2034,13 @@ impl PageCache {
                 BlobLink | InlineLink => {
                     Link::deserialize(buf).map(Update::Link)
                 }
+                // kith (KITH-PATCHES.md, change 3): one shared buffer for the
+                // node's keys and values instead of an allocation for each.
                 BlobNode | InlineNode => {
-                    Node::deserialize(buf).map(Update::Node)
+                    crate::serialization::deserialize_node_shared(&Arc::from(
+                        &**buf,
+                    ))
+                    .map(Update::Node)
                 }
                 Free => Ok(Update::Free),
                 Corrupted | Canceled | Cap | BatchManifest => {
