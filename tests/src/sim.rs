@@ -80,6 +80,10 @@ pub struct Config {
     /// some minutes after the last thing sync brought, so a window right after the
     /// set-up sees them at their shorter waits.
     pub idle_wait: Duration,
+    /// Length of the idle window after the posts (`--after-s`); `None`: as `settle`.
+    /// A long settle window (a whole period of the periodic jobs) then still fits a
+    /// short run.
+    pub after: Option<Duration>,
     /// How long after the last post to wait for deliveries.
     pub delivery_deadline: Duration,
     /// How long the wire and gossipsub counts run on after the last delivery, so that
@@ -125,6 +129,7 @@ impl Default for Config {
             ready_deadline: Duration::from_secs(30),
             settle: Duration::from_secs(2),
             idle_wait: Duration::ZERO,
+            after: None,
             delivery_deadline: Duration::from_secs(20),
             tail: Duration::from_secs(3),
             progress: false,
@@ -467,7 +472,7 @@ async fn simulate(
     // The background (set-up's tail, DHT and AutoNAT rounds) may still be falling when
     // the posts start: a second idle window after them bounds it from the other side.
     say("measuring the idle window after");
-    let idle_after_slices = idle_slices(config.settle).await;
+    let idle_after_slices = idle_slices(config.after.unwrap_or(config.settle)).await;
     let idle_after_mean = (!idle_after_slices.is_empty())
         .then(|| idle_after_slices.iter().sum::<f64>() / idle_after_slices.len() as f64);
     let idle_after = median(idle_after_slices);

@@ -151,14 +151,15 @@ fn relay_server(
     Some(relay)
 }
 
-/// AutoNAT: probe soon after start, settle after two agreeing answers, and accept
+/// AutoNAT: probe soon after start, settle after two agreeing answers, probe again at
+/// this node's share of the refresh period (spread per node, [`IdleTuning`]), and accept
 /// private addresses (home networks, test namespaces, loopback) as well as global ones;
 /// each candidate address is reported to it once (`autonat.rs`).
 fn autonat(peer_id: PeerId, idle: &IdleTuning) -> super::autonat::Autonat {
     let config = autonat::v1::Config {
         boot_delay: Duration::from_secs(2),
         retry_interval: idle.autonat_retry,
-        refresh_interval: idle.autonat_refresh,
+        refresh_interval: spread(idle.autonat_refresh, idle.autonat_jitter, getrandom::u64().ok()),
         throttle_server_period: Duration::from_secs(10),
         confidence_max: 2,
         // Longer than the swarm's 10 s connection timeout: a dial-back into a NAT that
@@ -168,6 +169,21 @@ fn autonat(peer_id: PeerId, idle: &IdleTuning) -> super::autonat::Autonat {
         ..Default::default()
     };
     super::autonat::Autonat::new(autonat::v1::Behaviour::new(peer_id, config))
+}
+
+/// Identify: asked on each connection as it opens, then again at this node's share of
+/// the identify period (spread per node, [`IdleTuning`]). Changes reach peers before
+/// that: a new or lost listen address (a relay reservation's circuit address, a new
+/// interface) is pushed to every connected peer at once, as are external addresses
+/// AutoNAT confirms (`event_loop.rs`) and protocols (libp2p's handler pushes those).
+fn identify(keypair: &Keypair, idle: &IdleTuning) -> identify::Behaviour {
+    let interval = spread(idle.identify_interval, idle.identify_jitter, getrandom::u64().ok());
+    identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
+            .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
+            .with_interval(interval)
+            .with_push_listen_addr_updates(true),
+    )
 }
 
 /// `base` × (1 + `jitter` × a uniform draw in [−1, 1] taken from `draw`); `base` if there
@@ -318,11 +334,7 @@ impl Behaviour {
             limits: connection_limits::Behaviour::new(conn_limits),
             gate: Gate::new(limits, followed),
             gossipsub: gossipsub(registry)?,
-            identify: identify::Behaviour::new(
-                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
-                    .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
-                    .with_interval(idle.identify_interval),
-            ),
+            identify: identify(keypair, &idle),
             ping: super::ping::Ping::new(&idle),
             mdns: Toggle::from(mdns),
             dm: request_response(DM_PROTOCOL, MAX_DM_REQUEST_BYTES, MAX_DM_RESPONSE_BYTES),
@@ -421,5 +433,60 @@ mod tests {
             let d = super::spread(base, 0.25, Some(draw));
             assert!(d >= Duration::from_secs(450) && d <= Duration::from_secs(750), "{d:?}");
         }
+    }
+
+    /// A listen address added after a peer identified this node reaches the peer at once
+    /// (identify's push), not at the next periodic round (half an hour away or more).
+    #[tokio::test]
+    async fn a_new_listen_address_is_pushed_to_connected_peers() {
+        use futures::StreamExt;
+        use libp2p::{identify, noise, swarm::SwarmEvent, tcp, yamux, Multiaddr, SwarmBuilder};
+        use std::time::Duration;
+        let swarm = || {
+            SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+                .unwrap()
+                .with_behaviour(|key| super::identify(key, &super::IdleTuning::KITH))
+                .unwrap()
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                .build()
+        };
+        let (mut a, mut b) = (swarm(), swarm());
+        let any: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        a.listen_on(any.clone()).unwrap();
+        let first = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = a.select_next_some().await {
+                break address;
+            }
+        };
+        b.dial(first).unwrap();
+        let mut second = None;
+        let wait = async {
+            loop {
+                tokio::select! {
+                    event = a.select_next_some() => {
+                        if let SwarmEvent::NewListenAddr { address, .. } = event {
+                            second = Some(address);
+                        }
+                    }
+                    event = b.select_next_some() => {
+                        let SwarmEvent::Behaviour(identify::Event::Received { info, .. }) = event
+                        else { continue };
+                        match &second {
+                            Some(addr) if info.listen_addrs.contains(addr) => return,
+                            Some(_) => {}
+                            // The first identify arrived: now a new listen address.
+                            None => {
+                                a.listen_on(any.clone()).unwrap();
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("the new listen address pushed to the peer");
     }
 }

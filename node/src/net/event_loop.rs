@@ -235,11 +235,13 @@ impl EventLoop {
             {
                 tracing::info!(%address, "reachable from outside at this address");
                 self.address_record_dirty = true;
+                self.push_identify_unless_listening(&address);
             }
             SwarmEvent::ExternalAddrExpired { address }
                 if self.confirmed_addrs.remove(&address) =>
             {
                 self.address_record_dirty = true;
+                self.push_identify_unless_listening(&address);
             }
             SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
                 if let Some(reservation) = self.reservations.remove(&listener_id) {
@@ -522,6 +524,20 @@ impl EventLoop {
             let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
             self.emit(Event::Identified { peer: peer_id, addrs });
         }
+    }
+
+    /// Pushes identify to every connected peer when an external address that is not
+    /// also a listen address came or went: what identify tells peers (listen and external
+    /// addresses) changed, and the periodic round is far apart (`IdleTuning`). Identify
+    /// pushes changes of listen addresses itself. AutoNAT confirms addresses with this
+    /// node's `/p2p/` suffix; a listen address with it is no news.
+    fn push_identify_unless_listening(&mut self, address: &Multiaddr) {
+        let bare: Multiaddr = address.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+        if self.swarm.listeners().any(|a| *a == bare) {
+            return;
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        self.swarm.behaviour_mut().identify.push(peers);
     }
 
     fn handle_listen_addr(&mut self, address: Multiaddr, added: bool) {

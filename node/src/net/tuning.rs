@@ -209,8 +209,13 @@ pub struct IdleTuning {
     /// (1 ± up to this), so that connections opened together do not ping together
     /// (`ping.rs`); 0: all at `ping_interval`.
     pub ping_jitter: f64,
-    /// Identify asked again on each connection.
+    /// Identify asked again on each connection (each end asks; the first time at once).
     pub identify_interval: Duration,
+    /// Spread of the identify period: each node asks every `identify_interval` × (1 ± up
+    /// to this), drawn once at its start, so that connections opened together (a node's
+    /// start, a simulation's set-up) are not identified again together; 0: all at
+    /// `identify_interval`.
+    pub identify_jitter: f64,
     /// Kademlia's periodic bootstrap (a walk towards random keys), if any.
     pub kad_bootstrap: Option<Duration>,
     /// Spread of the bootstrap's period: each node walks every `kad_bootstrap` × (1 ± up
@@ -221,6 +226,10 @@ pub struct IdleTuning {
     pub autonat_retry: Duration,
     /// AutoNAT: next probe once sure.
     pub autonat_refresh: Duration,
+    /// Spread of AutoNAT's refresh: each node probes every `autonat_refresh` × (1 ± up
+    /// to this), drawn once at its start, so that nodes started together do not probe
+    /// together; 0: all at `autonat_refresh`.
+    pub autonat_jitter: f64,
     /// Connections with nothing in use close after this long.
     pub idle_connection_timeout: Duration,
     /// Periodic history sync rounds: the time between two rounds while rounds find
@@ -266,6 +275,16 @@ impl IdleTuning {
     /// hour without a lookup, IPFS's DHT every 10 minutes. libp2p restarts the period
     /// at every walk, so nodes that walked together at their set-up walked together
     /// again every 5 minutes; the spread takes that wave apart.
+    /// Identify is asked on each connection when it opens and then every 30 minutes
+    /// rather than 5, spread ±25 % per node: what a node learns from a peer's identify
+    /// (listen addresses, protocols) is pushed by the peer when it changes (listen
+    /// addresses, and external ones AutoNAT confirms, `behaviour.rs`; protocols by
+    /// libp2p's handler), so the periodic round is a fallback, as in go-libp2p, which
+    /// has none. AutoNAT probes again every 15 minutes once sure rather than 5 (libp2p's
+    /// default), spread ±25 % per node: a refresh only finds a change of reachability
+    /// behind the same addresses (a new or lost address makes AutoNAT probe at once),
+    /// and each probe is a dial-back, a new connection with its handshake and identify.
+    /// Both had all nodes of a set-up do their round together every 5 minutes.
     /// docs/benchmarks.md ("Idle CPU and idle traffic" and after) has the measurements.
     pub const KITH: Self = Self {
         ping_interval: Duration::from_secs(60),
@@ -273,6 +292,10 @@ impl IdleTuning {
         ping_jitter: 0.1,
         kad_bootstrap: Some(Duration::from_secs(30 * 60)),
         kad_bootstrap_jitter: 0.25,
+        identify_interval: Duration::from_secs(30 * 60),
+        identify_jitter: 0.25,
+        autonat_refresh: Duration::from_secs(15 * 60),
+        autonat_jitter: 0.25,
         sync_interval_max: Duration::from_secs(4 * 60),
         sync_jitter: 0.25,
         sync_every_connection: false,
@@ -286,10 +309,12 @@ impl IdleTuning {
         listener_ping_interval: None,
         ping_jitter: 0.0,
         identify_interval: Duration::from_secs(5 * 60),
+        identify_jitter: 0.0,
         kad_bootstrap: Some(Duration::from_secs(5 * 60)),
         kad_bootstrap_jitter: 0.0,
         autonat_retry: Duration::from_secs(20),
         autonat_refresh: Duration::from_secs(5 * 60),
+        autonat_jitter: 0.0,
         idle_connection_timeout: Duration::from_secs(120),
         sync_interval: Duration::from_secs(30),
         sync_interval_max: Duration::from_secs(30),

@@ -14,7 +14,7 @@ use kith_tests::sim::{run, Config, LinkLatency};
 
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
-           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--idle-wait-s S] [--tail-s S]
+           [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--idle-wait-s S] [--after-s S] [--tail-s S]
            [--gossip kith|before|lean|no-ihave] [--gossip-set KEY=VALUE,...]
            [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]
            [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]
@@ -125,12 +125,14 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
                 tuning.listener_ping_interval = Some(secs(v)?).filter(|d| !d.is_zero());
             }
             "identify_s" => tuning.identify_interval = secs(v)?,
+            "identify_jitter" => tuning.identify_jitter = number(&flag, Some(v.to_owned()))?,
             "kad_bootstrap_s" => {
                 tuning.kad_bootstrap = Some(secs(v)?).filter(|d| !d.is_zero());
             }
             "kad_jitter" => tuning.kad_bootstrap_jitter = number(&flag, Some(v.to_owned()))?,
             "autonat_retry_s" => tuning.autonat_retry = secs(v)?,
             "autonat_refresh_s" => tuning.autonat_refresh = secs(v)?,
+            "autonat_jitter" => tuning.autonat_jitter = number(&flag, Some(v.to_owned()))?,
             "idle_timeout_s" => tuning.idle_connection_timeout = secs(v)?,
             "sync_s" => tuning.sync_interval = secs(v)?,
             "sync_max_s" => tuning.sync_interval_max = secs(v)?,
@@ -172,6 +174,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--store-cache-mb" => config.store_cache_mb = number(&flag, args.next())?,
             "--tail-s" => config.tail = Duration::from_secs(number(&flag, args.next())?),
             "--settle-s" => config.settle = Duration::from_secs(number(&flag, args.next())?),
+            "--after-s" => {
+                config.after = Some(Duration::from_secs(number(&flag, args.next())?));
+            }
             "--idle-wait-s" => {
                 config.idle_wait = Duration::from_secs(number(&flag, args.next())?);
             }

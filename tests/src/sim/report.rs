@@ -275,6 +275,7 @@ impl Report {
             "idle_events": self.idle_events,
             "settle_s": self.config.settle.as_secs_f64(),
             "idle_wait_s": self.config.idle_wait.as_secs_f64(),
+            "after_s": self.config.after.unwrap_or(self.config.settle).as_secs_f64(),
             "gossipsub_copies": self.node_gossip.iter().map(|g| g.copies).sum::<u64>(),
             "gossipsub_duplicates": self.node_gossip.iter().map(|g| g.duplicates).sum::<u64>(),
             "gossipsub_duplicates_per_delivery": round(dups.2),
