@@ -633,13 +633,18 @@ impl SegmentAccountant {
         }
 
         for segment_base in to_free {
-            self.free_segment(segment_base)?;
-            io_fail!(self.config, "zero garbage segment SA");
-            pwrite_all(
-                &self.config.file,
-                &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
-                segment_base,
-            )?;
+            // kith: `free_segment` gives the segment's blocks back (a hole
+            // reads as zeros, `MessageKind::Corrupted`); zeros are written
+            // only where the file system cannot punch holes.
+            let punched = self.free_segment(segment_base)?;
+            if !punched {
+                io_fail!(self.config, "zero garbage segment SA");
+                pwrite_all(
+                    &self.config.file,
+                    &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
+                    segment_base,
+                )?;
+            }
         }
 
         // we want to complete all truncations because
@@ -672,7 +677,10 @@ impl SegmentAccountant {
         Ok(())
     }
 
-    fn free_segment(&mut self, lid: LogOffset) -> Result<()> {
+    /// Marks the segment at `lid` free (reusable) and, kith's change, gives
+    /// its blocks back to the file system (`punch_hole`). Returns whether
+    /// the hole was punched (its bytes now read as zeros).
+    fn free_segment(&mut self, lid: LogOffset) -> Result<bool> {
         debug!("freeing segment {}", lid);
         trace!("free list before free {:?}", self.free);
         self.segment_cleaner.remove_pids(lid);
@@ -689,6 +697,18 @@ impl SegmentAccountant {
         assert!(!self.free.contains(&lid), "double-free of a segment occurred");
 
         self.free.insert(lid);
+
+        // kith: a free segment's bytes are never read again: sled reuses
+        // it for new writes (under this same lock, so after the punch),
+        // truncates it away when it ends the file, or zeroes it at the
+        // next start. Without this, a store keeps the size of its
+        // largest moment for ever (only free segments at the end of the
+        // file were given back).
+        let punched = punch_hole(
+            &self.config.file,
+            lid,
+            self.config.segment_size as LogOffset,
+        );
 
         // remove the old ordering from our list
         if let Segment::Free(Free { previous_lsn: Some(last_lsn) }) =
@@ -717,7 +737,7 @@ impl SegmentAccountant {
             }
         }
 
-        Ok(())
+        Ok(punched)
     }
 
     /// Asynchronously apply a GC-related operation. Used in a flat-combining
@@ -1126,5 +1146,37 @@ impl SegmentAccountant {
         }
 
         idx
+    }
+}
+
+/// kith's change (`KITH-PATCHES.md`, change 4): gives the `len` bytes at
+/// `at` of the store's file back to the file system without changing its
+/// length (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): they read as zeros, which
+/// is what sled writes over a segment it zeroes. Returns `false` where the
+/// system or file system cannot (the bytes are then left as they were).
+pub(crate) fn punch_hole(file: &std::fs::File, at: LogOffset, len: LogOffset) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let (Ok(offset), Ok(len)) =
+            (libc::off_t::try_from(at), libc::off_t::try_from(len))
+        else {
+            return false;
+        };
+        // SAFETY: a plain system call on an open file descriptor.
+        let ret = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        };
+        ret == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, at, len);
+        false
     }
 }

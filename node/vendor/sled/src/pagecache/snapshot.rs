@@ -415,12 +415,20 @@ fn advance_snapshot(
         // NB we intentionally corrupt this header to prevent any segment
         // from being allocated which would duplicate its LSN, messing
         // up recovery in the future.
-        io_fail!(config, "segment initial free zero");
-        pwrite_all(
+        // kith: a hole reads as these zeros and gives the blocks back
+        // (`segment::punch_hole`); written only where it cannot be punched.
+        if !super::segment::punch_hole(
             &config.file,
-            &*vec![MessageKind::Corrupted.into(); config.segment_size],
             *to_zero,
-        )?;
+            config.segment_size as LogOffset,
+        ) {
+            io_fail!(config, "segment initial free zero");
+            pwrite_all(
+                &config.file,
+                &*vec![MessageKind::Corrupted.into(); config.segment_size],
+                *to_zero,
+            )?;
+        }
         if !config.temporary {
             config.file.sync_all()?;
         }
