@@ -27,7 +27,7 @@ use super::{
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
 /// Most connections per peer (one in use, one relayed or being upgraded by hole punching,
-/// one spare: an AutoNAT dial-back, closed after a while). Limits in and out are the
+/// one spare: an AutoNAT dial-back, closed as it opens, `spare.rs`). Limits in and out are the
 /// connection gate's (`admission.rs`).
 const MAX_CONNECTIONS_PER_PEER: u32 = 3;
 const MAX_PENDING: u32 = 64;
@@ -67,7 +67,8 @@ pub(crate) struct Behaviour {
     pub(crate) gate: Gate,
     pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
-    pub(crate) gossipsub: Gossipsub,
+    /// Gossipsub on one direct connection per peer; spares closed as they open.
+    pub(crate) gossipsub: super::spare::GossipOnFirst,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: super::ping::Ping,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -262,7 +263,9 @@ fn gossip_metrics() -> gossipsub::MetricsConfig {
     gossipsub::MetricsConfig { max_topics: MAX_TOPICS, ..Default::default() }
 }
 
-fn gossipsub(registry: &mut prometheus_client::registry::Registry) -> Result<Gossipsub, NetError> {
+pub(super) fn gossipsub(
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Gossipsub, NetError> {
     let mut builder = gossipsub::ConfigBuilder::default();
     builder
         .validation_mode(gossipsub::ValidationMode::Anonymous)
@@ -333,7 +336,7 @@ impl Behaviour {
             blocked: libp2p::allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(conn_limits),
             gate: Gate::new(limits, followed),
-            gossipsub: gossipsub(registry)?,
+            gossipsub: super::spare::GossipOnFirst::new(gossipsub(registry)?),
             identify: identify(keypair, &idle),
             ping: super::ping::Ping::new(&idle),
             mdns: Toggle::from(mdns),

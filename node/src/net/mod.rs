@@ -12,6 +12,7 @@ mod credit;
 mod event_loop;
 mod frame;
 mod ping;
+mod spare;
 mod tuning;
 
 use std::time::Duration;

@@ -237,7 +237,14 @@ impl EventLoop {
             connections_evicted: self.swarm.behaviour().gate.evicted,
             gossip_copies,
             gossip_duplicates: gossip_copies.saturating_sub(gossip_first),
-            events: self.events_seen.clone(),
+            events: {
+                let mut events = self.events_seen.clone();
+                let spares = self.swarm.behaviour().gossipsub.spares_closed();
+                if spares > 0 {
+                    events.insert("spare connection closed as it opened", spares);
+                }
+                events
+            },
             gossip,
         }
     }

@@ -1,15 +1,14 @@
 //! NAT traversal in the swarm task: reachability (AutoNAT), relay reservations while
 //! unreachable, the relay server's bookkeeping, hole punching (DCUtR), the signed address
-//! record in the DHT, and closing spare connections.
+//! record in the DHT.
 
 use std::time::{Duration, Instant};
 
 use libp2p::{
-    autonat, core::transport::ListenerId, dcutr, kad, multiaddr::Protocol, relay,
-    swarm::ConnectionId, Multiaddr, PeerId,
+    autonat, core::transport::ListenerId, dcutr, kad, multiaddr::Protocol, relay, Multiaddr, PeerId,
 };
 
-use super::{Conn, EventLoop};
+use super::EventLoop;
 use crate::net::Reachability;
 
 /// Relay reservations an unreachable node keeps.
@@ -32,11 +31,6 @@ pub(super) fn addresses_from_record(peer: &PeerId, value: &[u8]) -> Option<Vec<M
     let record = libp2p::core::PeerRecord::from_signed_envelope(envelope).ok()?;
     (record.peer_id() == *peer).then(|| record.addresses().iter().take(16).cloned().collect())
 }
-
-/// A spare direct connection to a peer is closed once it is this old (AutoNAT dial-backs
-/// and simultaneous dials make them; kept open, they would fill the per-peer limit). Longer
-/// than any request or probe timeout, so that what started on it can finish.
-const SPARE_CONNECTION_GRACE: Duration = Duration::from_secs(30);
 
 /// A relay this node listens through.
 pub(super) struct Reservation {
@@ -131,36 +125,9 @@ impl EventLoop {
         }
     }
 
-    /// Closes spare direct connections: of several direct connections to one peer, both
-    /// sides keep the oldest (which is also the one a relay reservation is made on).
-    /// Relayed connections are left alone (hole punching replaces them, and they end with
-    /// their circuit).
-    pub(super) fn close_spare_connections(&mut self) {
-        let mut spare = Vec::new();
-        for open in self.connections.values() {
-            let mut direct: Vec<(&ConnectionId, &Conn)> =
-                open.iter().filter(|(_, c)| !c.relayed).collect();
-            if direct.len() < 2 {
-                continue;
-            }
-            direct.sort_by_key(|(_, c)| c.since);
-            spare.extend(
-                direct
-                    .into_iter()
-                    .skip(1)
-                    .filter(|(_, c)| c.since.elapsed() >= SPARE_CONNECTION_GRACE)
-                    .map(|(id, _)| *id),
-            );
-        }
-        for id in spare {
-            self.swarm.close_connection(id);
-        }
-    }
-
-    /// Periodic upkeep: spare and unused connections, relay reservations while unreachable, the
-    /// signed address record.
+    /// Periodic upkeep: unused connections, relay reservations while unreachable, the signed
+    /// address record. (Spare connections are closed as they open: `net/spare.rs`.)
     pub(super) fn maintain(&mut self) {
-        self.close_spare_connections();
         self.close_unused_connections();
         self.decay_credit();
         if self.reachability() == Reachability::Private {
