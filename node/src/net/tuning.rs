@@ -46,32 +46,34 @@ pub struct GossipTuning {
 }
 
 impl GossipTuning {
-    /// What kith nodes run: [`GossipTuning::LEAN`]'s small mesh and sparse IHAVE gossip,
-    /// with flood publishing kept, so that an author's new record goes straight to every
-    /// connected subscriber of its topic and the small mesh only carries it on. Measured
-    /// side by side with [`GossipTuning::BEFORE_ISSUE_21`] on a quiet machine
+    /// What kith nodes run (since session 16): [`GossipTuning::NO_IHAVE`]. Measured side
+    /// by side with the previous default [`GossipTuning::LEAN_FLOOD`] on a quiet machine
+    /// (docs/benchmarks.md "No-IHAVE as the default"): 4.8x the record per delivery over
+    /// idle against 8.8x at 50 nodes, 4.6x against 9.0x at 100 (6.0x against 10.0x in a
+    /// window that held a wave of pings), 100 % delivery, none by sync; p99 7.9 against
+    /// 9.0 ms and 14.1 against 18.4 ms (26.0 against 20.5 in the ping wave).
+    pub const KITH: Self = Self::NO_IHAVE;
+
+    /// The default of sessions 12–15: [`GossipTuning::LEAN`]'s small mesh and sparse IHAVE
+    /// gossip, with flood publishing kept, so that an author's new record goes straight to
+    /// every connected subscriber of its topic and the small mesh only carries it on.
+    /// Measured side by side with [`GossipTuning::BEFORE_ISSUE_21`] on a quiet machine
     /// (docs/benchmarks.md "The default gossip set"): at 100 nodes 100 % delivery,
     /// p99 17–49 ms against 220–656 ms, 1.1–1.3 ms of CPU per delivery against 1.9–2.6,
-    /// about 9x the record on the wire against 23–29x. LEAN without flood publishing
-    /// costs less still but, on a loaded machine, delivered some posts only through
-    /// history sync.
-    pub const KITH: Self = Self { flood_publish: true, ..Self::LEAN };
+    /// about 9x the record on the wire against 23–29x. Kept to measure against.
+    pub const LEAN_FLOOD: Self = Self { flood_publish: true, ..Self::LEAN };
 
-    /// The candidate of session 14 for the default (issue 21 item 2; docs/benchmarks.md
-    /// "No IHAVE gossip"), not the default yet: [`GossipTuning::LEAN`] without IHAVE
-    /// gossip, and forwards that wait up to 10 s in a slow peer's queue rather than 1 s.
-    /// Quiet, at 50 nodes, about 4.5–4.7x the record per delivery over idle against 9x
-    /// for [`GossipTuning::KITH`], 100 % delivery, p99 no worse. **Not safe as the default
-    /// with libp2p-gossipsub 0.50** (session 15, docs/benchmarks.md "Why no-IHAVE is not
-    /// the default"): in quiet runs whose posts met kith's closing of spare connections
-    /// (the second connection an AutoNAT dial-back opens, closed 30 s later) it lost 2 of
-    /// 3,785 deliveries at 100 nodes and 7 of 2,351 at 50. Gossipsub shares one send queue
-    /// per peer among all of that peer's connections and does not drain a connection it
-    /// closes, so a copy taken by the spare's handler as it closes is gone; IHAVE gossip
-    /// and flood publishing repair that, this set leaves it to history sync (up to 5
-    /// minutes). IHAVE cannot be kept for some topics only: gossipsub 0.50 sets
-    /// `gossip_lazy`, `gossip_factor` and `history_gossip` for all topics (per topic only
-    /// the mesh degrees).
+    /// [`GossipTuning::LEAN`] without IHAVE gossip, and forwards that wait up to 10 s in a
+    /// slow peer's queue rather than 1 s: the default since session 16 (issue 21 item 2;
+    /// docs/benchmarks.md "No IHAVE gossip", "Why no-IHAVE is not the default" and
+    /// "No-IHAVE as the default"). Session 15 found that it lost posts when kith closed
+    /// spare connections among them: libp2p-gossipsub 0.50 shares one send queue per peer
+    /// among all of that peer's connections and does not drain a connection that closes;
+    /// IHAVE gossip and flood publishing repaired that, this set left it to history sync.
+    /// Spare connections now never carry gossip and close as they open (`net/spare.rs`),
+    /// so closing one cannot lose a copy. IHAVE cannot be kept for some topics only:
+    /// gossipsub 0.50 sets `gossip_lazy`, `gossip_factor` and `history_gossip` for all
+    /// topics (per topic only the mesh degrees).
     /// - No IHAVE gossip (`gossip_lazy` 0, `gossip_factor` 0): in kith's quiet topics an
     ///   IHAVE carries one or two ids and costs about what a copy does (a frame, a packet
     ///   and its ACK, the topic name): 0.6x the record per delivery at 50 nodes. What it
@@ -358,6 +360,7 @@ mod tests {
     fn the_sets_keep_gossipsubs_constraints() {
         for t in [
             GossipTuning::KITH,
+            GossipTuning::LEAN_FLOOD,
             GossipTuning::NO_IHAVE,
             GossipTuning::LEAN,
             GossipTuning::BEFORE_ISSUE_21,

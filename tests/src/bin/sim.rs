@@ -15,10 +15,10 @@ use kith_tests::sim::{run, Config, LinkLatency};
 const USAGE: &str = "usage: sim [--nodes N] [--authors M] [--posts K] [--seed S] [--json]
            [--degree D] [--interval-ms MS] [--aligned] [--deadline-s S]
            [--latency-ms MIN-MAX] [--store-cache-mb MB] [--settle-s S] [--idle-wait-s S] [--after-s S] [--tail-s S]
-           [--gossip kith|before|lean|no-ihave] [--gossip-set KEY=VALUE,...]
+           [--gossip kith|before|lean|no-ihave|lean-flood] [--gossip-set KEY=VALUE,...]
            [--idle kith|before] [--idle-set KEY=VALUE,...] [--versus-before PAIRS]
            [--versus-idle-set KEY=VALUE,...] [--gossip-metrics on|off]
-           [--versus-also kith|before|lean|no-ihave[:KEY=VALUE,...]]... [--no-sync-align]";
+           [--versus-also kith|before|lean|no-ihave|lean-flood[:KEY=VALUE,...]]... [--no-sync-align]";
 
 /// The command line, parsed but not yet checked as a whole.
 struct Args {
@@ -53,15 +53,19 @@ fn latency(flag: &str, value: Option<String>) -> Result<LinkLatency, String> {
     Ok(LinkLatency { min: ms(min)?, max: ms(max)? })
 }
 
-/// `kith` (what nodes run), `before` (what they ran before issue 21) or `lean` (the set
-/// measured to cost least per delivery, not the default).
+/// `kith` (what nodes run), `before` (what they ran before issue 21), `lean` (the set
+/// measured to cost least per delivery in session 12), `no-ihave` (the same as `kith`
+/// since session 16) or `lean-flood` (the default of sessions 12–15).
 fn gossip(value: Option<String>) -> Result<GossipTuning, String> {
     match value.as_deref() {
         Some("kith") => Ok(GossipTuning::KITH),
         Some("before") => Ok(GossipTuning::BEFORE_ISSUE_21),
         Some("lean") => Ok(GossipTuning::LEAN),
         Some("no-ihave") => Ok(GossipTuning::NO_IHAVE),
-        other => Err(format!("--gossip: {other:?} is not kith, before, lean or no-ihave")),
+        Some("lean-flood") => Ok(GossipTuning::LEAN_FLOOD),
+        other => {
+            Err(format!("--gossip: {other:?} is not kith, before, lean, no-ihave or lean-flood"))
+        }
     }
 }
 
