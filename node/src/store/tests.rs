@@ -335,6 +335,23 @@ fn a_thousand_memory_stores_open_in_one_process() {
     assert!(stores.iter().all(|s| s.memory_image().is_some()));
 }
 
+/// Opens the sled database `config` names, waiting (up to 10 s) while a handle dropped a
+/// moment ago in this process still holds its file lock: sled lets go of the lock only
+/// when its background threads have stopped, a moment after the last handle
+/// ([`Store::open`] waits the same way).
+pub(crate) fn open_sled(config: &sled::Config) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match config.open() {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 mod fixture;
 mod home;
 mod leaves;

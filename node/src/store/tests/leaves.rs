@@ -15,7 +15,7 @@ use super::super::SEGMENT_BYTES;
 const KEYS: u64 = 20_000;
 
 fn open(path: &Path) -> sled::Db {
-    sled::Config::new().path(path).segment_size(SEGMENT_BYTES).open().unwrap()
+    super::open_sled(&sled::Config::new().path(path).segment_size(SEGMENT_BYTES))
 }
 
 fn value(k: u64) -> Vec<u8> {
@@ -165,12 +165,9 @@ fn leaves_read_from_the_log_share_one_buffer_and_read_back() {
     let first = |k: u64| bytes(k, (k % 64) as usize);
     let second = |k: u64| bytes(k + 1, 10 + (k % 40) as usize);
     let open_small = |path: &Path| {
-        sled::Config::new()
-            .path(path)
-            .segment_size(SEGMENT_BYTES)
-            .cache_capacity(16 * 1024)
-            .open()
-            .unwrap()
+        super::open_sled(
+            &sled::Config::new().path(path).segment_size(SEGMENT_BYTES).cache_capacity(16 * 1024),
+        )
     };
     let holds = |tree: &sled::Tree, value: &dyn Fn(u64) -> Vec<u8>, kept: &dyn Fn(u64) -> bool| {
         let mut want: Vec<(Vec<u8>, Vec<u8>)> =

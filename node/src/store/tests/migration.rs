@@ -27,21 +27,12 @@ fn all_decode<V: Value>(db: &sled::Db, tree: &str) -> usize {
     tree.len()
 }
 
-/// Opens the database at `path` that a [`Store`] dropped just before: sled lets go of its
-/// file lock only when its flusher thread has stopped, a moment after the last handle.
+/// Opens the database at `path` that a [`Store`] dropped just before (`open_sled` waits
+/// for sled's background threads to let go of its lock).
 fn reopen(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        // The segment size the store was made with (sled refuses another).
-        let segments = super::super::segment_size_for(path, super::super::SEGMENT_BYTES);
-        match sled::Config::new().path(path).segment_size(segments).open() {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    // The segment size the store was made with (sled refuses another).
+    let segments = super::super::segment_size_for(path, super::super::SEGMENT_BYTES);
+    super::open_sled(&sled::Config::new().path(path).segment_size(segments))
 }
 
 /// The store at `path` is in the current layout: every changed tree holds only values in

@@ -91,7 +91,7 @@ fn allocated(path: &std::path::Path) -> u64 {
 fn free_segments_give_their_blocks_back() {
     let dir = tempfile::tempdir().unwrap();
     let segment = 256 * 1024;
-    let open = || sled::Config::new().path(dir.path()).segment_size(segment).open().unwrap();
+    let open = || super::open_sled(&sled::Config::new().path(dir.path()).segment_size(segment));
     let value = |i: u32, round: u32| vec![(i ^ round) as u8; 900 + (i % 7) as usize];
     let keys = 3_000u32;
     {
