@@ -77,6 +77,38 @@ impl Node {
         &self.lo[..self.prefix_len as usize]
     }
 
+    /// kith (KITH-PATCHES.md, change 5): the copy of this node that `link` is applied
+    /// to by `PageCache::link`. A leaf that gains an entry is copied into vectors with
+    /// room for it: a plain clone has no spare capacity, so the insert that follows
+    /// allocated and copied both vectors a second time.
+    pub(crate) fn clone_for_link(&self, link: &Link) -> Node {
+        self.clone_with_room(if let Link::Set(..) = link { 1 } else { 0 })
+    }
+
+    /// A copy of this node whose leaf vectors (if it is a leaf) have room for `room`
+    /// more entries.
+    pub(crate) fn clone_with_room(&self, room: usize) -> Node {
+        let data = match &self.data {
+            Data::Leaf(leaf) if room > 0 => {
+                let mut keys = Vec::with_capacity(leaf.keys.len() + room);
+                keys.extend_from_slice(&leaf.keys);
+                let mut values = Vec::with_capacity(leaf.values.len() + room);
+                values.extend_from_slice(&leaf.values);
+                Data::Leaf(Leaf { keys, values, bytes: leaf.bytes })
+            }
+            data => data.clone(),
+        };
+        Node {
+            prefix_len: self.prefix_len,
+            next: self.next,
+            merging_child: self.merging_child,
+            merging: self.merging,
+            lo: self.lo.clone(),
+            hi: self.hi.clone(),
+            data,
+        }
+    }
+
     pub(crate) fn apply(&mut self, link: &Link) {
         use self::Link::*;
 
@@ -128,8 +160,13 @@ impl Node {
         if let Data::Leaf(ref mut leaf) = self.data {
             let search = leaf.keys.binary_search_by(|k| fastcmp(k, &key));
             match search {
-                Ok(idx) => leaf.values[idx] = val,
+                Ok(idx) => {
+                    leaf.bytes -= leaf.values[idx].len() as u64;
+                    leaf.bytes += val.len() as u64;
+                    leaf.values[idx] = val;
+                }
                 Err(idx) => {
+                    leaf.bytes += (key.len() + val.len()) as u64;
                     leaf.keys.insert(idx, key);
                     leaf.values.insert(idx, val);
                 }
@@ -144,8 +181,9 @@ impl Node {
         if let Data::Leaf(ref mut leaf) = self.data {
             let search = leaf.keys.binary_search_by(|k| fastcmp(k, key));
             if let Ok(idx) = search {
-                leaf.keys.remove(idx);
-                leaf.values.remove(idx);
+                let k = leaf.keys.remove(idx);
+                let v = leaf.values.remove(idx);
+                leaf.bytes -= (k.len() + v.len()) as u64;
             }
             testing_assert!(is_sorted(&leaf.keys));
         } else {
@@ -291,7 +329,7 @@ impl Node {
                 (
                     split,
                     right_prefix_len,
-                    Data::Leaf(Leaf { keys: right_keys, values: right_values }),
+                    Data::Leaf(Leaf::new(right_keys, right_values)),
                 )
             }
         };
@@ -332,6 +370,9 @@ impl Node {
         }
 
         self.prefix_len = u8::try_from(new_prefix_len).unwrap();
+        if let Data::Leaf(ref mut leaf) = self.data {
+            leaf.recount();
+        }
 
         // intentionally make this the end to make
         // any issues pop out with setting it
@@ -446,6 +487,9 @@ impl Node {
 
         merged.hi = right.hi.clone();
         merged.next = right.next;
+        if let Data::Leaf(ref mut leaf) = merged.data {
+            leaf.recount();
+        }
         merged
     }
 
@@ -619,6 +663,12 @@ impl Node {
         } else {
             // kith: see KITH-PATCHES.md, change 2
             let len = self.data.len();
+            #[cfg(debug_assertions)]
+            if let Data::Leaf(leaf) = &self.data {
+                let counted: usize =
+                    leaf.keys.iter().zip(&leaf.values).map(|(k, v)| k.len() + v.len()).sum();
+                debug_assert_eq!(leaf.bytes, counted as u64, "a leaf's byte sum drifted");
+            }
             len > LEAF_MAX_ENTRIES
                 || (len > LEAF_MIN_SPLIT_ENTRIES
                     && self.data.rss() > LEAF_MAX_BYTES)
@@ -679,12 +729,8 @@ impl Data {
             Data::Index(ref index) => {
                 index.keys.iter().map(|k| k.len() + 8).sum::<usize>() as u64
             }
-            Data::Leaf(ref leaf) => leaf
-                .keys
-                .iter()
-                .zip(leaf.values.iter())
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>() as u64,
+            // kith (KITH-PATCHES.md, change 6): kept with the leaf.
+            Data::Leaf(ref leaf) => leaf.bytes,
         }
     }
 
@@ -733,6 +779,29 @@ impl Data {
 pub(crate) struct Leaf {
     pub(crate) keys: Vec<IVec>,
     pub(crate) values: Vec<IVec>,
+    /// kith (KITH-PATCHES.md, change 6): the bytes of `keys` and `values` (keys as the
+    /// leaf holds them), kept as entries come and go, so that `Node::should_split`,
+    /// asked at every node a read or write passes, does not walk the leaf. Not written
+    /// to disk; counted when a leaf is read.
+    pub(crate) bytes: u64,
+}
+
+impl Leaf {
+    pub(crate) fn new(keys: Vec<IVec>, values: Vec<IVec>) -> Leaf {
+        let mut leaf = Leaf { keys, values, bytes: 0 };
+        leaf.recount();
+        leaf
+    }
+
+    /// Sets `bytes` from the entries (after keys were re-encoded).
+    pub(crate) fn recount(&mut self) {
+        self.bytes = self
+            .keys
+            .iter()
+            .zip(self.values.iter())
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>() as u64;
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -749,10 +818,10 @@ fn is_sorted<T: PartialOrd>(xs: &[T]) -> bool {
 #[test]
 fn merge_uneven_nodes() {
     let left = Node {
-        data: Data::Leaf(Leaf {
-            keys: vec![vec![230, 126, 1, 0].into()],
-            values: vec![vec![].into()],
-        }),
+        data: Data::Leaf(Leaf::new(
+            vec![vec![230, 126, 1, 0].into()],
+            vec![vec![].into()],
+        )),
         next: NonZeroU64::new(1),
         lo: vec![230, 125, 1, 0].into(),
         hi: vec![230, 134, 0, 0].into(),
@@ -762,10 +831,10 @@ fn merge_uneven_nodes() {
     };
 
     let right = Node {
-        data: Data::Leaf(Leaf {
-            keys: vec![vec![134, 0, 0].into()],
-            values: vec![vec![].into()],
-        }),
+        data: Data::Leaf(Leaf::new(
+            vec![vec![134, 0, 0].into()],
+            vec![vec![].into()],
+        )),
         next: None,
         lo: vec![230, 134, 0, 0].into(),
         hi: vec![230, 147, 0, 0].into(),

@@ -529,7 +529,10 @@ impl SharedCursor<'_> {
         self.pos += 1;
         let len = usize::try_from(self.with(u64::deserialize)?).unwrap();
         Ok(match discriminant {
-            0 => Data::Leaf(Leaf { keys: self.ivecs(len)?, values: self.ivecs(len)? }),
+            0 => {
+                let keys = self.ivecs(len)?;
+                Data::Leaf(Leaf::new(keys, self.ivecs(len)?))
+            }
             1 => Data::Index(Index {
                 keys: self.ivecs(len)?,
                 pointers: self.with(|buf| deserialize_bounded_sequence(buf, len))?,
@@ -671,10 +674,11 @@ impl Serialize for Data {
         *buf = &buf[1..];
         let len = usize::try_from(u64::deserialize(buf)?).unwrap();
         Ok(match discriminant {
-            0 => Data::Leaf(Leaf {
-                keys: deserialize_bounded_sequence(buf, len)?,
-                values: deserialize_bounded_sequence(buf, len)?,
-            }),
+            0 => {
+                let keys = deserialize_bounded_sequence(buf, len)?;
+                let values = deserialize_bounded_sequence(buf, len)?;
+                Data::Leaf(Leaf::new(keys, values))
+            }
             1 => Data::Index(Index {
                 keys: deserialize_bounded_sequence(buf, len)?,
                 pointers: deserialize_bounded_sequence(buf, len)?,
@@ -924,7 +928,7 @@ mod qc {
                 for _ in &keys {
                     values.push(Arbitrary::arbitrary(g))
                 }
-                Data::Leaf(Leaf { keys, values })
+                Data::Leaf(Leaf::new(keys, values))
             }
         }
 
@@ -947,15 +951,13 @@ mod qc {
                 Data::Leaf(ref leaf) => {
                     let leaf = leaf.clone();
                     Box::new(leaf.keys.shrink().map(move |keys| {
-                        Data::Leaf(Leaf {
-                            values: leaf
-                                .values
-                                .iter()
-                                .take(keys.len())
-                                .cloned()
-                                .collect(),
-                            keys,
-                        })
+                        let values = leaf
+                            .values
+                            .iter()
+                            .take(keys.len())
+                            .cloned()
+                            .collect();
+                        Data::Leaf(Leaf::new(keys, values))
                     }))
                 }
             }

@@ -1032,7 +1032,8 @@ impl PageCache {
             }
         }
 
-        let mut node: Node = old.as_node().clone();
+        // kith (KITH-PATCHES.md, change 5): a leaf's copy has room for the insert.
+        let mut node: Node = old.as_node().clone_for_link(&new);
         node.apply(&new);
 
         // see if we should short-circuit replace
