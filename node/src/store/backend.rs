@@ -356,6 +356,22 @@ impl Tree {
         }
     }
 
+    /// Sets every `(key, value)` of `pairs`, keys ascending without repeats, as inserts
+    /// one after the other would, with each leaf they fall in copied and written once
+    /// (vendored sled's `insert_sorted`; KITH-PATCHES.md change 7): for many small
+    /// writes into few leaves. Not atomic as a whole.
+    pub(crate) fn insert_sorted(&self, pairs: &[(IVec, IVec)]) -> sled::Result<()> {
+        match self {
+            Self::Sled(t) => t.insert_sorted(pairs),
+            Self::Memory(t) => {
+                for (key, value) in pairs {
+                    t.write(key, Some(value.clone()));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Removes `key`; the value it had.
     pub(crate) fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
         match self {
