@@ -82,6 +82,9 @@ const REQUEST_BURST: f64 = 2000.0;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Capacity of the live feed broadcast (slow live readers skip ahead).
 const LIVE_QUEUE: usize = 1024;
+/// How often the record heap is looked at for segments to compact (`Store::compact_records`:
+/// nothing to do costs a look at a few counters).
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
 
 /// Errors starting or stopping a node.
 #[derive(Debug, Error)]
@@ -269,6 +272,7 @@ impl Node {
         node.drive(crate::core::Input::Discover(start)).await;
         node.drive_expiry();
         node.spawn(node.clone().run_blob_collect());
+        node.spawn(node.clone().run_records_compact());
         node.spawn(node.clone().run_thumbnails(thumb_jobs));
         let tasks = NodeTasks { net: net_task };
         Ok((node, tasks))
@@ -418,6 +422,25 @@ impl Node {
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.inner.closing.is_cancelled(),
             () = self.closed() => false,
+        }
+    }
+
+    /// Compacts the store's record heap every [`COMPACT_EVERY`] (after the first wait, so
+    /// a start does none), and flushes when that emptied segments so that they are removed.
+    async fn run_records_compact(self) {
+        while self.pause(COMPACT_EVERY).await {
+            let store = self.inner.store.clone();
+            match tokio::task::spawn_blocking(move || store.compact_records()).await {
+                Ok(Ok(done)) if done.segments == 0 => {}
+                Ok(Ok(done)) => {
+                    tracing::info!(?done, "record heap compacted");
+                    if let Err(error) = self.inner.store.flush().await {
+                        tracing::error!(%error, "flush after compacting the record heap failed");
+                    }
+                }
+                Ok(Err(error)) => tracing::error!(%error, "record heap compaction failed"),
+                Err(error) => tracing::error!(%error, "record heap compaction task failed"),
+            }
         }
     }
 

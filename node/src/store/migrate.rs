@@ -14,6 +14,10 @@
 //! version written and the staging trees dropped. Opening again after a crash redoes the
 //! conversion (before the mark) or the copy (after it); neither reads a half-converted
 //! tree.
+//!
+//! Layout 2 converts no value: from it on, a store on disk keeps new records in its
+//! record heap (`records.rs`), which a kith of layout 1 would not read, so a layout-1
+//! store is simply marked 2.
 
 use serde::Deserialize;
 
@@ -31,7 +35,7 @@ use super::{
 };
 
 /// The layout this code reads and writes.
-pub(crate) const CURRENT: u32 = 1;
+pub(crate) const CURRENT: u32 = 2;
 
 /// Where the layout version is kept (in sled's default tree).
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -80,7 +84,11 @@ pub(crate) fn run(db: &Db) -> Result<(), StoreError> {
     if found > CURRENT {
         return Err(StoreError::NewerSchema { found, known: CURRENT });
     }
-    if found < CURRENT {
+    if found == 1 {
+        // Layout 1 to 2: nothing to convert.
+        db.insert(SCHEMA_KEY, codec::encode(&Schema(CURRENT))?)?;
+        db.flush()?;
+    } else if found < CURRENT {
         if !db.is_empty() || db.tree_names().len() > 1 {
             tracing::info!(from = found, to = CURRENT, "migrating the store");
         }

@@ -1,6 +1,8 @@
 //! The node's store: a typed API over one sled database per home.
 //!
-//! Trees: `records` (id -> signed bytes), `log` (author, seq -> kind byte, id), `by_time`
+//! Records (id -> signed bytes) are in the record heap, segment files of the store's own
+//! with sled's `record_locs` tree (id -> location) pointing into them (`records.rs`,
+//! `heap.rs`; an older store's `records` tree is still read). Trees: `log` (author, seq -> kind byte, id), `by_time`
 //! (timestamp, id) for posts, `by_tag` (tag, timestamp, id), `follows` and `followers`
 //! (pairs -> latest follow state), `subs` (subscribed tags), `profiles` (author -> latest
 //! profile record), `devices` and `olm` (see `olm.rs`), `mailboxes` and `mailbox_local`
@@ -22,6 +24,7 @@ mod codec;
 mod dm;
 mod group;
 mod group_epochs;
+mod heap;
 mod held;
 mod home;
 mod index;
@@ -34,6 +37,7 @@ mod olm;
 mod people;
 mod quota;
 mod read;
+mod records;
 mod social;
 mod sync;
 
@@ -47,6 +51,7 @@ pub use mailbox::Presence;
 pub use moderation::Moderation;
 pub use olm::{ReceiptOut, StoredDevice};
 pub use people::MAX_KNOWN_PEERS;
+pub use records::Compacted;
 pub use social::{Notification, MAX_NOTIFICATIONS};
 
 use std::path::Path;
@@ -58,6 +63,7 @@ use std::sync::{
 };
 
 use backend::{Db, Tree};
+use records::Records;
 use thiserror::Error;
 
 use keys::{fork_key, id_suffix, log_key, log_value};
@@ -140,7 +146,8 @@ pub struct Counts {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    records: Tree,
+    /// id -> signed bytes (`records.rs`).
+    records: Records,
     log: Tree,
     by_time: Tree,
     by_tag: Tree,
@@ -298,7 +305,7 @@ impl Store {
             }
             _ => StoreError::Sled(e),
         })?;
-        Self::over(Db::from(db))
+        Self::over(Db::from(db), Some(path))
     }
 
     /// A new, empty store in memory (see [`Store::memory_image`]).
@@ -306,7 +313,7 @@ impl Store {
     /// # Errors
     /// None in practice (the memory backend does not fail); the type is the store's.
     pub fn open_memory() -> Result<Self, StoreError> {
-        Self::over(Db::memory())
+        Self::over(Db::memory(), None)
     }
 
     /// What a crash of this store now would leave, for [`Store::open_memory_image`]: the
@@ -322,18 +329,22 @@ impl Store {
     /// # Errors
     /// As [`Store::open`], except that nothing is locked.
     pub fn open_memory_image(image: MemoryImage) -> Result<Self, StoreError> {
-        Self::over(Db::from_image(image))
+        Self::over(Db::from_image(image), None)
     }
 
-    /// The typed store over `db`, once `db` is at the current layout.
-    fn over(db: Db) -> Result<Self, StoreError> {
+    /// The typed store over `db`, once `db` is at the current layout; its records in the
+    /// record heap in `path` (a store on disk), else in the `records` tree.
+    fn over(db: Db, path: Option<&Path>) -> Result<Self, StoreError> {
         migrate::run(&db)?;
         // The name index of an older store, keyed by folded names; `name_skeletons`
         // replaces it (rebuilt by `backfill_names`).
         db.drop_tree("names")?;
         let tree = |name: &str| db.open_tree(name);
+        let records = match path {
+            Some(path) => Records::heap(&db, &path.join("heap"))?,
+            None => Records::Tree(tree("records")?),
+        };
         let store = Self {
-            records: tree("records")?,
             log: tree("log")?,
             by_time: tree("by_time")?,
             by_tag: tree("by_tag")?,
@@ -377,13 +388,14 @@ impl Store {
             reposts: tree("reposts")?,
             tally: Arc::new(quota::open_tally(
                 &db,
-                &tree("records")?,
+                &records,
                 &tree("by_time")?,
                 &tree("author_counts")?,
                 &tree("strangers")?,
             )?),
             author_counts: tree("author_counts")?,
             strangers: tree("strangers")?,
+            records,
             db,
         };
         store.upgrade_tombstones()?;
@@ -411,6 +423,9 @@ impl Store {
         }
         let upto = self.flush_requests.load(Ordering::SeqCst);
         self.save_totals()?;
+        // The record heap is made durable first: sled's flush then makes durable what
+        // points into it.
+        let doomed = self.records_before_flush()?;
         let db = self.db.clone();
         if db.in_memory() {
             // In memory: nothing to wait for.
@@ -432,6 +447,7 @@ impl Store {
                 .await
                 .map_err(|e| corrupt(&format!("flush task failed: {e}")))??;
         }
+        self.records_flushed(doomed)?;
         self.flushed_upto.fetch_max(upto, Ordering::SeqCst);
         Ok(())
     }
@@ -442,7 +458,9 @@ impl Store {
     /// The disk's error.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.save_totals()?;
+        let doomed = self.records_before_flush()?;
         self.db.flush()?;
+        self.records_flushed(doomed)?;
         Ok(())
     }
 
@@ -451,7 +469,7 @@ impl Store {
     /// # Errors
     /// Disk errors.
     pub fn has(&self, id: &RecordId) -> Result<bool, StoreError> {
-        Ok(self.records.contains_key(id.as_bytes())?)
+        self.records.contains(id)
     }
 
     /// Stores a verified record and indexes it, unless it is already stored or forks its
@@ -484,7 +502,7 @@ impl Store {
             Some(entry) => Some(id_suffix(&entry).ok_or_else(|| corrupt("log entry"))?),
             None => None,
         };
-        if existing == Some(id) && self.records.contains_key(id.as_bytes())? {
+        if existing == Some(id) && self.records.contains(&id)? {
             return Ok(Inserted::Duplicate);
         }
         if self.is_tombstoned(&id, &r.author)? {
@@ -503,13 +521,14 @@ impl Store {
         self.log_extended(&r.author, r.seq);
         self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
-        self.records.insert(id.as_bytes(), rec.bytes())?;
+        self.records.put(&id, rec.bytes())?;
         Ok(Inserted::New)
     }
 
-    /// Bytes the store takes on disk (sled's own estimate).
+    /// Bytes the store takes on disk (sled's own estimate, and the record heap's files).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let heap = self.records.heap_bytes().map_or(0, |(files, _)| files);
+        self.db.size_on_disk().unwrap_or(0) + heap
     }
 
     /// Records stored and the sum of their signed bytes, by reading every record: for
@@ -520,17 +539,18 @@ impl Store {
     /// Disk errors.
     pub fn record_bytes(&self) -> Result<(u64, u64), StoreError> {
         let (mut count, mut bytes) = (0u64, 0u64);
-        for item in self.records.iter() {
-            let (_, value) = item?;
+        self.records.for_each(false, |_, len| {
             count += 1;
-            bytes += value.len() as u64;
-        }
+            bytes += len;
+            Ok(())
+        })?;
         Ok((count, bytes))
     }
 
     /// Every tree's name, entries, and bytes of keys and values, by reading them all: for
     /// tools that show where a store's bytes go (slow on a big store; nothing the node
-    /// calls).
+    /// calls). The record heap follows as `heap files` (segments, bytes of its files) and
+    /// `heap live` (records there, bytes of their frames).
     ///
     /// # Errors
     /// Disk errors.
@@ -545,6 +565,15 @@ impl Store {
                 bytes += (key.len() + value.len()) as u64;
             }
             out.push((String::from_utf8_lossy(&name).into_owned(), entries, bytes));
+        }
+        if let Some((files, _)) = self.records.heap_bytes() {
+            out.push(("heap files".to_owned(), self.records.heap_segments() as u64, files));
+            let (mut entries, mut bytes) = (0u64, 0u64);
+            self.records.for_each_heap_loc(|frame| {
+                entries += 1;
+                bytes += frame;
+            })?;
+            out.push(("heap live".to_owned(), entries, bytes));
         }
         Ok(out)
     }

@@ -199,19 +199,7 @@ impl Store {
         let whole = hex_prefix.len() / 2;
         let bytes = hex::decode(hex_prefix.get(..whole * 2).unwrap_or_default())
             .map_err(|_| corrupt("record id prefix"))?;
-        let mut out = Vec::new();
-        for key in self.records.scan_prefix(bytes).keys() {
-            if out.len() >= limit {
-                break;
-            }
-            let key = key?;
-            let bytes: [u8; 32] = key.as_ref().try_into().map_err(|_| corrupt("record key"))?;
-            let id = RecordId::from_bytes(bytes);
-            if id.to_string().starts_with(hex_prefix) {
-                out.push(id);
-            }
-        }
-        Ok(out)
+        self.records.ids_with_prefix(&bytes, |id| id.to_string().starts_with(hex_prefix), limit)
     }
 
     /// Everyone this node knows of: authors of stored records, people followed or

@@ -37,6 +37,7 @@ use super::{
     codec::{self, AuthorCount, FollowValue, ProfileValue, Totals},
     corrupt,
     keys::{id_suffix, log_key, pair_key},
+    records::Records,
     Inserted, Store, StoreError,
 };
 use crate::keep::{Keep, Quotas};
@@ -135,7 +136,7 @@ const TOTALS_KEY: &[u8] = b"counts";
 /// Disk errors or damage.
 pub(super) fn open_tally(
     db: &Db,
-    records: &Tree,
+    records: &Records,
     by_time: &Tree,
     author_counts: &Tree,
     strangers: &Tree,
@@ -165,17 +166,17 @@ pub(super) fn open_tally(
 ///
 /// # Errors
 /// Disk errors, or a record too short to hold its author.
-fn count_authors(records: &Tree, author_counts: &Tree) -> Result<u64, StoreError> {
+fn count_authors(records: &Records, author_counts: &Tree) -> Result<u64, StoreError> {
     let mut counts: HashMap<[u8; 32], u64> = HashMap::new();
     let mut total = 0u64;
-    for item in records.iter() {
-        let (_, bytes) = item?;
+    records.for_each(true, |bytes, _| {
         // A record's encoding starts with its author's 32 key bytes (`Record::author`).
         let author: [u8; 32] =
             bytes.get(..32).and_then(|a| a.try_into().ok()).ok_or_else(|| corrupt("record"))?;
         *counts.entry(author).or_default() += 1;
         total += 1;
-    }
+        Ok(())
+    })?;
     for item in author_counts.iter() {
         let (key, value) = item?;
         let stored: Option<&[u8; 32]> = key.as_ref().try_into().ok();

@@ -17,7 +17,7 @@ impl Store {
     /// # Errors
     /// Disk errors, or [`StoreError::Corrupt`] for undecodable bytes.
     pub fn get(&self, id: &RecordId) -> Result<Option<StoredRecord>, StoreError> {
-        match self.records.get(id.as_bytes())? {
+        match self.records.get(id)? {
             Some(bytes) => Ok(Some(decode_stored(*id, &bytes)?)),
             None => Ok(None),
         }
@@ -28,7 +28,7 @@ impl Store {
     /// # Errors
     /// Disk errors.
     pub fn get_bytes(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.records.get(id.as_bytes())?.map(|b| b.to_vec()))
+        self.records.get(id)
     }
 
     /// The id of `author`'s record at `seq` in its log, if stored.

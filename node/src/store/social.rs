@@ -102,7 +102,7 @@ impl Store {
         let id = &old.id;
         self.totals_change()?;
         self.unindex(id, r)?;
-        if self.records.remove(id.as_bytes())?.is_some() {
+        if self.records.remove(id)? {
             self.count_removed(&r.author)?;
         }
         Ok(())

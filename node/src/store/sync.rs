@@ -77,8 +77,8 @@ impl Store {
         let mut out = Vec::new();
         for item in self.log.range(start..=log_key(author, u64::MAX)).values().take(limit) {
             let id = id_suffix(&item?).ok_or_else(|| corrupt("log value"))?;
-            if let Some(bytes) = self.records.get(id.as_bytes())? {
-                out.push(bytes.to_vec());
+            if let Some(bytes) = self.records.get(&id)? {
+                out.push(bytes);
             }
         }
         Ok(out)

@@ -353,9 +353,11 @@ pub(crate) fn open_sled(config: &sled::Config) -> sled::Db {
 }
 
 mod fixture;
+mod heap;
 mod home;
 mod leaves;
 mod migration;
+mod records;
 mod segments;
 
 #[test]

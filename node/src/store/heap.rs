@@ -1,0 +1,346 @@
+//! The record heap: the signed bytes of stored records, kept in append-only segment files
+//! of the store's own (`heap/0000000001`, ...) rather than in sled; sled keeps only where
+//! each record is ([`Loc`], see `records.rs`).
+//!
+//! A segment is a run of frames `[length u32 LE][check: 8 bytes of blake3(bytes)][bytes]`,
+//! written at its end and never changed. One segment at a time takes new frames (the
+//! active one); it is sealed once the next frame would take it past [`SEGMENT_BYTES`],
+//! and every opening starts a new one, so a frame torn by a crash can only be the last of
+//! a sealed segment (dead space, never read: nothing points to it). A frame is written
+//! (the write returned) before anything in sled points to it, and [`Heap::sync`] makes
+//! the heap durable before sled's flush, so a location sled kept after a crash or a
+//! power loss names complete bytes. A frame that does not read back whole, or whose
+//! check fails, reads as no record, with a warning.
+//!
+//! Erased records leave dead frames. The heap counts each segment's live bytes (frames
+//! something points to); `records.rs` copies the live frames of a sealed segment that is
+//! less than half full of them to the active one ([`Heap::scan`] gives them), repoints
+//! their locations, and removes the segment with [`Heap::remove`] once a flush made the
+//! new locations durable.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+};
+
+use bincode::{Decode, Encode};
+use kith_protocol::limits::MAX_RECORD_BYTES;
+
+use super::{backend::lock, codec::Value};
+
+/// The size a segment is sealed at (a frame never straddles two). Dead space waits in
+/// sealed segments until one is under half live, so this bounds it too: smaller segments
+/// are compacted sooner and in shorter pauses of the writer, at a file per 16 MiB.
+pub(super) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// The segment size of heaps opened by this thread (tests: small segments).
+    pub(super) static TEST_SEGMENT_BYTES: std::cell::Cell<Option<u64>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Bytes of a frame before the record: its length and its check.
+pub(super) const FRAME_HEADER: u64 = 12;
+
+/// Where a record's frame is: the segment, the frame's offset in it, the record's length
+/// (its bytes follow the frame's header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct Loc {
+    /// The segment's number.
+    pub seg: u32,
+    /// The frame's offset in the segment.
+    pub off: u32,
+    /// The record's signed bytes.
+    pub len: u32,
+}
+
+impl Value for Loc {
+    const WHAT: &'static str = "record location";
+}
+
+impl Loc {
+    /// The bytes the frame takes in its segment.
+    pub(super) fn frame_bytes(&self) -> u64 {
+        FRAME_HEADER + u64::from(self.len)
+    }
+}
+
+/// The check of a frame: the first 8 bytes of the record's blake3 hash.
+fn check(bytes: &[u8]) -> [u8; 8] {
+    let hash = blake3::hash(bytes);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash.as_bytes()[..8]);
+    out
+}
+
+fn frame(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER as usize + bytes.len());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&check(bytes));
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A frame read back whole: where it is, and the record's signed bytes.
+pub(super) type Frame = (Loc, Vec<u8>);
+
+/// The heap of one store.
+pub(crate) struct Heap {
+    dir: PathBuf,
+    /// Every segment on disk, open for reading (and the active one for writing).
+    files: RwLock<BTreeMap<u32, Arc<File>>>,
+    state: Mutex<State>,
+    /// [`SEGMENT_BYTES`] (tests: smaller).
+    segment_bytes: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// The segment taking new frames and where its next frame goes (none until the first
+    /// append after opening).
+    active: Option<(u32, u64)>,
+    /// Segments written since the last [`Heap::sync`].
+    dirty: BTreeSet<u32>,
+    /// Whether a segment was created since the last sync (the folder is synced too).
+    created: bool,
+    /// Live frame bytes per segment (`None`: not counted since the store opened).
+    live: Option<BTreeMap<u32, u64>>,
+}
+
+fn name(seg: u32) -> String {
+    format!("{seg:010}")
+}
+
+impl Heap {
+    /// Opens the heap in `dir` (created when missing).
+    ///
+    /// # Errors
+    /// The file system's.
+    pub(super) fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(seg) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            files.insert(seg, Arc::new(OpenOptions::new().read(true).open(entry.path())?));
+        }
+        #[cfg(test)]
+        let segment_bytes = TEST_SEGMENT_BYTES.with(std::cell::Cell::get).unwrap_or(SEGMENT_BYTES);
+        #[cfg(not(test))]
+        let segment_bytes = SEGMENT_BYTES;
+        let (dir, files) = (dir.to_owned(), RwLock::new(files));
+        Ok(Self { dir, files, state: Mutex::default(), segment_bytes })
+    }
+
+    /// The segments on disk, in order.
+    pub(super) fn segments(&self) -> Vec<u32> {
+        self.files
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn file(&self, seg: u32) -> Option<Arc<File>> {
+        self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&seg).cloned()
+    }
+
+    /// Writes `bytes` as a new frame at the end of the active segment; where it is. The
+    /// frame is written (not yet synced) when this returns. Counted live.
+    ///
+    /// # Errors
+    /// The file system's; nothing points to a frame whose write failed.
+    pub(super) fn append(&self, bytes: &[u8]) -> io::Result<Loc> {
+        let framed = frame(bytes);
+        let mut state = lock(&self.state);
+        let size = framed.len() as u64;
+        let (seg, end) = match state.active {
+            Some((seg, end)) if end + size <= self.segment_bytes || end == 0 => (seg, end),
+            _ => {
+                let next = self.segments().last().map_or(1, |s| s + 1);
+                let path = self.dir.join(name(next));
+                let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+                self.files
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(next, Arc::new(file));
+                state.created = true;
+                state.active = Some((next, 0));
+                (next, 0)
+            }
+        };
+        let file = self.file(seg).ok_or_else(|| io::Error::other("active segment missing"))?;
+        file.write_all_at(&framed, end)?;
+        state.active = Some((seg, end + size));
+        state.dirty.insert(seg);
+        let loc = Loc { seg, off: end as u32, len: bytes.len() as u32 };
+        if let Some(live) = state.live.as_mut() {
+            *live.entry(seg).or_default() += size;
+        }
+        Ok(loc)
+    }
+
+    /// The record at `loc`: `None` (with a warning) when its frame is missing, short, or
+    /// fails its check.
+    ///
+    /// # Errors
+    /// The file system's, other than a frame that is not all there.
+    pub(super) fn read(&self, loc: &Loc) -> io::Result<Option<Vec<u8>>> {
+        let Some(file) = self.file(loc.seg) else {
+            tracing::warn!(?loc, "a record's heap segment is missing: read as not stored");
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; loc.frame_bytes() as usize];
+        match file.read_exact_at(&mut buf, u64::from(loc.off)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                tracing::warn!(?loc, "a record's heap frame is cut short: read as not stored");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        let body = buf.split_off(FRAME_HEADER as usize);
+        if buf[..4] != loc.len.to_le_bytes() || buf[4..12] != check(&body) {
+            tracing::warn!(?loc, "a record's heap frame fails its check: read as not stored");
+            return Ok(None);
+        }
+        Ok(Some(body))
+    }
+
+    /// Makes every frame written so far durable (before sled's flush makes durable what
+    /// points to them).
+    ///
+    /// # Errors
+    /// The file system's.
+    pub(super) fn sync(&self) -> io::Result<()> {
+        let (dirty, created) = {
+            let mut state = lock(&self.state);
+            (std::mem::take(&mut state.dirty), std::mem::take(&mut state.created))
+        };
+        let result = (|| {
+            for seg in &dirty {
+                if let Some(file) = self.file(*seg) {
+                    file.sync_data()?;
+                }
+            }
+            if created {
+                File::open(&self.dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // Not synced: the next sync tries again.
+            let mut state = lock(&self.state);
+            state.dirty.extend(dirty);
+            state.created |= created;
+        }
+        result
+    }
+
+    /// A frame of `loc` is no longer pointed to.
+    pub(super) fn dead(&self, loc: &Loc) {
+        if let Some(live) = lock(&self.state).live.as_mut() {
+            if let Some(n) = live.get_mut(&loc.seg) {
+                *n = n.saturating_sub(loc.frame_bytes());
+            }
+        }
+    }
+
+    /// Sets the live bytes per segment (counted from the locations, or saved ones).
+    pub(super) fn set_live(&self, live: BTreeMap<u32, u64>) {
+        lock(&self.state).live = Some(live);
+    }
+
+    /// Live bytes per segment, if counted.
+    pub(super) fn live(&self) -> Option<BTreeMap<u32, u64>> {
+        lock(&self.state).live.clone()
+    }
+
+    /// Bytes of every segment file, and the live bytes among them (`None`: not counted).
+    pub(super) fn bytes(&self) -> (u64, Option<u64>) {
+        let files: Vec<Arc<File>> = self
+            .files
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let total = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
+        (total, lock(&self.state).live.as_ref().map(|l| l.values().sum()))
+    }
+
+    /// Sealed segments holding less than half a segment of live frames, least live first
+    /// (`None` when live bytes are not counted).
+    pub(super) fn sparse(&self) -> Option<Vec<u32>> {
+        let state = lock(&self.state);
+        let live = state.live.as_ref()?;
+        let active = state.active.map(|(seg, _)| seg);
+        let mut out: Vec<(u64, u32)> = self
+            .segments()
+            .into_iter()
+            .filter(|seg| Some(*seg) != active)
+            .map(|seg| (live.get(&seg).copied().unwrap_or(0), seg))
+            .filter(|(n, _)| n * 2 < self.segment_bytes)
+            .collect();
+        out.sort_unstable();
+        Some(out.into_iter().map(|(_, seg)| seg).collect())
+    }
+
+    /// Every whole frame of segment `seg` in order (location and bytes), and whether the
+    /// segment was read to its end (`false`: it stops at a frame that is cut short or
+    /// fails its check, as a crash leaves the last one).
+    ///
+    /// # Errors
+    /// The file system's.
+    pub(super) fn scan(&self, seg: u32) -> io::Result<(Vec<Frame>, bool)> {
+        let Some(file) = self.file(seg) else { return Ok((vec![], true)) };
+        let len = file.metadata()?.len();
+        let mut data = vec![0u8; len as usize];
+        file.read_exact_at(&mut data, 0)?;
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        while off < data.len() {
+            let Some(header) = data.get(off..off + FRAME_HEADER as usize) else { break };
+            let n = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let start = off + FRAME_HEADER as usize;
+            let Some(body) = data.get(start..start + n).filter(|_| n <= MAX_RECORD_BYTES) else {
+                break;
+            };
+            if header[4..12] != check(body) {
+                break;
+            }
+            out.push((Loc { seg, off: off as u32, len: n as u32 }, body.to_vec()));
+            off = start + n;
+        }
+        Ok((out, off == data.len()))
+    }
+
+    /// Removes segment `seg` (compacted, and the flush after it made its frames' new
+    /// locations durable).
+    ///
+    /// # Errors
+    /// The file system's.
+    pub(super) fn remove(&self, seg: u32) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        if state.active.map(|(s, _)| s) == Some(seg) {
+            return Ok(());
+        }
+        self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&seg);
+        if let Some(live) = state.live.as_mut() {
+            live.remove(&seg);
+        }
+        state.dirty.remove(&seg);
+        match std::fs::remove_file(self.dir.join(name(seg))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The store's records (id -> signed bytes), on disk in the record heap (`heap.rs`) with
+//! sled's `record_locs` tree (id -> [`Loc`]) saying where each is; in memory (the memory
+//! backend) in the `records` tree as before.
+//!
+//! A store written before the heap keeps its records in its `records` tree: they are
+//! read from there (every lookup that misses `record_locs` tries it, unless it was empty
+//! when the store opened), erased from there, and never moved in bulk, so such a store
+//! opens as fast as before. New records go to the heap.
+//!
+//! The order of writes keeps the store's rule (indexes first, the record last): the
+//! frame is written to the heap, then its location to `record_locs`, which is the commit
+//! point. The live bytes of each heap segment are kept in memory, saved by each flush
+//! (key `heap_live` of the default tree) and removed by the first write after it that
+//! changes them, as the totals are (`quota.rs`); a store opened without them counts them
+//! from `record_locs` before its first compaction.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use bincode::{Decode, Encode};
+use kith_protocol::RecordId;
+
+use super::{
+    backend::{lock, Db, Tree},
+    codec::{self, Value},
+    corrupt,
+    heap::{Heap, Loc},
+    Store, StoreError,
+};
+
+#[cfg(test)]
+thread_local! {
+    /// Stores opened on disk by this thread keep their records in the `records` tree, as
+    /// a kith before the heap did (tests of such stores).
+    pub(super) static TEST_TREE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Key of the saved live bytes per heap segment (default tree).
+const LIVE_KEY: &[u8] = b"heap_live";
+
+/// Frames copied per hold of the writer lock while compacting: writers wait at most this
+/// many copies.
+const COMPACT_BATCH: usize = 256;
+
+/// The live bytes of each heap segment, as saved by a flush.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+struct HeapLive(Vec<(u32, u64)>);
+
+impl Value for HeapLive {
+    const WHAT: &'static str = "heap live bytes";
+}
+
+/// Where a store's records are.
+#[derive(Clone)]
+pub(super) enum Records {
+    /// The `records` tree (the memory backend).
+    Tree(Tree),
+    /// The record heap, with the `records` tree of an older store read too.
+    Heap(Arc<HeapRecords>),
+}
+
+pub(super) struct HeapRecords {
+    heap: Heap,
+    /// id -> [`Loc`].
+    locs: Tree,
+    /// The `records` tree of a store written before the heap.
+    legacy: Tree,
+    /// Whether `legacy` may hold records (it had some when the store opened).
+    legacy_used: bool,
+    /// The default tree (for [`LIVE_KEY`]).
+    db: Db,
+    /// Whether the default tree holds live bytes that are still right.
+    saved: AtomicBool,
+    /// Segments compacted, to be removed by the next flush.
+    doomed: Mutex<Vec<u32>>,
+    /// Segments compaction could not read to their end (a torn frame before live ones):
+    /// not compacted again until the store opens again.
+    stuck: Mutex<Vec<u32>>,
+}
+
+impl Records {
+    /// The records of a store on disk: the heap in `dir`, over `db`'s trees.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn heap(db: &Db, dir: &std::path::Path) -> Result<Self, StoreError> {
+        #[cfg(test)]
+        if TEST_TREE_ONLY.with(std::cell::Cell::get) {
+            return Ok(Self::Tree(db.open_tree("records")?));
+        }
+        let heap = Heap::open(dir).map_err(|e| StoreError::Sled(e.into()))?;
+        let legacy = db.open_tree("records")?;
+        let saved = codec::get::<HeapLive>(db, LIVE_KEY)?;
+        let locs = db.open_tree("record_locs")?;
+        if let Some(HeapLive(live)) = &saved {
+            heap.set_live(live.iter().copied().collect());
+        } else if locs.is_empty() {
+            heap.set_live(BTreeMap::new());
+        }
+        Ok(Self::Heap(Arc::new(HeapRecords {
+            heap,
+            locs,
+            legacy_used: !legacy.is_empty(),
+            legacy,
+            db: db.clone(),
+            saved: AtomicBool::new(saved.is_some()),
+            doomed: Mutex::default(),
+            stuck: Mutex::default(),
+        })))
+    }
+
+    /// The signed bytes of record `id`.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub(super) fn get(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::Tree(t) => Ok(t.get(id.as_bytes())?.map(|b| b.to_vec())),
+            Self::Heap(h) => h.get(id),
+        }
+    }
+
+    /// Whether record `id` is stored.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn contains(&self, id: &RecordId) -> Result<bool, StoreError> {
+        match self {
+            Self::Tree(t) => Ok(t.contains_key(id.as_bytes())?),
+            Self::Heap(h) => Ok(h.locs.contains_key(id.as_bytes())?
+                || (h.legacy_used && h.legacy.contains_key(id.as_bytes())?)),
+        }
+    }
+
+    /// Stores record `id`'s signed bytes: the commit point of an insert (under the
+    /// writer lock).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn put(&self, id: &RecordId, bytes: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Self::Tree(t) => {
+                t.insert(id.as_bytes(), bytes)?;
+            }
+            Self::Heap(h) => {
+                h.changed()?;
+                let loc = h.heap.append(bytes).map_err(io)?;
+                codec::put(&h.locs, id.as_bytes(), &loc)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes record `id`; whether it was stored (under the writer lock).
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub(super) fn remove(&self, id: &RecordId) -> Result<bool, StoreError> {
+        match self {
+            Self::Tree(t) => Ok(t.remove(id.as_bytes())?.is_some()),
+            Self::Heap(h) => {
+                h.changed()?;
+                if let Some(value) = h.locs.remove(id.as_bytes())? {
+                    h.heap.dead(&codec::decode::<Loc>(&value)?);
+                    return Ok(true);
+                }
+                Ok(h.legacy_used && h.legacy.remove(id.as_bytes())?.is_some())
+            }
+        }
+    }
+
+    /// Ids of stored records starting with `prefix` that `keep` keeps, in order, at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn ids_with_prefix(
+        &self,
+        prefix: &[u8],
+        keep: impl Fn(&RecordId) -> bool,
+        limit: usize,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let trees: Vec<&Tree> = match self {
+            Self::Tree(t) => vec![t],
+            Self::Heap(h) if h.legacy_used => vec![&h.locs, &h.legacy],
+            Self::Heap(h) => vec![&h.locs],
+        };
+        let mut out = Vec::new();
+        for tree in trees {
+            let mut found = 0;
+            for key in tree.scan_prefix(prefix).keys() {
+                let key = key?;
+                let bytes: [u8; 32] = key.as_ref().try_into().map_err(|_| corrupt("record key"))?;
+                let id = RecordId::from_bytes(bytes);
+                if found < limit && keep(&id) {
+                    out.push(id);
+                    found += 1;
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Calls `f` with every stored record's signed bytes (or, where `bytes` is false, with
+    /// only its length known: an empty slice and the length).
+    ///
+    /// # Errors
+    /// Disk errors or damage, or `f`'s.
+    pub(super) fn for_each(
+        &self,
+        bytes: bool,
+        mut f: impl FnMut(&[u8], u64) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let (tree, heap) = match self {
+            Self::Tree(t) => (t, None),
+            Self::Heap(h) => (&h.legacy, Some(h)),
+        };
+        for item in tree.iter() {
+            let (_, value) = item?;
+            f(&value, value.len() as u64)?;
+        }
+        let Some(h) = heap else { return Ok(()) };
+        for item in h.locs.iter() {
+            let (_, value) = item?;
+            let loc = codec::decode::<Loc>(&value)?;
+            if !bytes {
+                f(&[], u64::from(loc.len))?;
+            } else if let Some(record) = h.heap.read(&loc).map_err(io)? {
+                f(&record, record.len() as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Segments of the heap (0 without one).
+    pub(super) fn heap_segments(&self) -> usize {
+        match self {
+            Self::Tree(_) => 0,
+            Self::Heap(h) => h.heap.segments().len(),
+        }
+    }
+
+    /// Calls `f` with the frame bytes of every record in the heap.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub(super) fn for_each_heap_loc(&self, mut f: impl FnMut(u64)) -> Result<(), StoreError> {
+        let Self::Heap(h) = self else { return Ok(()) };
+        for value in h.locs.iter().values() {
+            f(codec::decode::<Loc>(&value?)?.frame_bytes());
+        }
+        Ok(())
+    }
+
+    /// The heap's files' bytes and the live bytes among them (`None`: not counted yet);
+    /// `None` without a heap.
+    pub(super) fn heap_bytes(&self) -> Option<(u64, Option<u64>)> {
+        match self {
+            Self::Tree(_) => None,
+            Self::Heap(h) => Some(h.heap.bytes()),
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Sled(e.into())
+}
+
+impl HeapRecords {
+    fn get(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut last = None;
+        // A compaction may move the record between reading its location and reading its
+        // frame (and a flush remove the old segment): then its location has changed.
+        for _ in 0..3 {
+            let Some(value) = self.locs.get(id.as_bytes())? else {
+                if self.legacy_used {
+                    return Ok(self.legacy.get(id.as_bytes())?.map(|b| b.to_vec()));
+                }
+                return Ok(None);
+            };
+            let loc = codec::decode::<Loc>(&value)?;
+            if last == Some(loc) {
+                return Ok(None);
+            }
+            if let Some(bytes) = self.heap.read(&loc).map_err(io)? {
+                return Ok(Some(bytes));
+            }
+            last = Some(loc);
+        }
+        Ok(None)
+    }
+
+    /// Removes the saved live bytes before the first write that changes them.
+    fn changed(&self) -> Result<(), StoreError> {
+        if self.saved.swap(false, Ordering::Relaxed) {
+            self.db.remove(LIVE_KEY)?;
+        }
+        Ok(())
+    }
+
+    /// Counts the live bytes of each segment from the locations (under the writer lock).
+    fn count(&self) -> Result<(), StoreError> {
+        let mut live: BTreeMap<u32, u64> = BTreeMap::new();
+        for value in self.locs.iter().values() {
+            let loc = codec::decode::<Loc>(&value?)?;
+            *live.entry(loc.seg).or_default() += loc.frame_bytes();
+        }
+        self.heap.set_live(live);
+        Ok(())
+    }
+}
+
+/// What one [`Store::compact_records`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// Segments emptied (removed by the next flush).
+    pub segments: usize,
+    /// Records moved out of them.
+    pub moved: usize,
+}
+
+impl Store {
+    /// Copies the live records of every sealed heap segment that is less than half live
+    /// to the active one and repoints them; the next flush removes the emptied segments.
+    /// Takes the writer lock for [`COMPACT_BATCH`] records at a time. Nothing to do for a
+    /// store in memory.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn compact_records(&self) -> Result<Compacted, StoreError> {
+        let Records::Heap(h) = &self.records else { return Ok(Compacted::default()) };
+        let writer = || self.writer.lock().map_err(|_| corrupt("writer lock poisoned"));
+        if h.heap.live().is_none() {
+            let _writer = writer()?;
+            if h.heap.live().is_none() {
+                h.count()?;
+            }
+        }
+        let mut done = Compacted::default();
+        for seg in h.heap.sparse().unwrap_or_default() {
+            if lock(&h.doomed).contains(&seg) || lock(&h.stuck).contains(&seg) {
+                continue;
+            }
+            let (frames, whole) = h.heap.scan(seg).map_err(io)?;
+            for batch in frames.chunks(COMPACT_BATCH) {
+                let _writer = writer()?;
+                for (loc, bytes) in batch {
+                    let id = RecordId::of_bytes(bytes);
+                    let here = h.locs.get(id.as_bytes())?;
+                    if here.map(|v| codec::decode::<Loc>(&v)).transpose()? != Some(*loc) {
+                        continue;
+                    }
+                    h.changed()?;
+                    let new = h.heap.append(bytes).map_err(io)?;
+                    codec::put(&h.locs, id.as_bytes(), &new)?;
+                    h.heap.dead(loc);
+                    done.moved += 1;
+                }
+            }
+            if whole {
+                lock(&h.doomed).push(seg);
+                done.segments += 1;
+            } else {
+                tracing::warn!(seg, "a heap segment has a damaged frame: left as it is");
+                lock(&h.stuck).push(seg);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Before a flush: saves the live bytes (when changed) and takes the segments to
+    /// remove once the flush is done ([`Store::records_flushed`]).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn records_before_flush(&self) -> Result<Vec<u32>, StoreError> {
+        let Records::Heap(h) = &self.records else { return Ok(vec![]) };
+        let doomed = std::mem::take(&mut *lock(&h.doomed));
+        {
+            let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+            if !h.saved.load(Ordering::Relaxed) {
+                if let Some(live) = h.heap.live() {
+                    let live = live.into_iter().filter(|(seg, _)| !doomed.contains(seg));
+                    codec::put(&h.db, LIVE_KEY, &HeapLive(live.collect()))?;
+                    h.saved.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Err(e) = h.heap.sync() {
+            lock(&h.doomed).extend(doomed);
+            return Err(io(e));
+        }
+        Ok(doomed)
+    }
+
+    /// After a flush: removes the segments compaction emptied before it.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn records_flushed(&self, doomed: Vec<u32>) -> Result<(), StoreError> {
+        let Records::Heap(h) = &self.records else { return Ok(()) };
+        for seg in doomed {
+            h.heap.remove(seg).map_err(io)?;
+        }
+        Ok(())
+    }
+}
