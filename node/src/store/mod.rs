@@ -549,8 +549,8 @@ impl Store {
 
     /// Every tree's name, entries, and bytes of keys and values, by reading them all: for
     /// tools that show where a store's bytes go (slow on a big store; nothing the node
-    /// calls). The record heap follows as `heap files` (segments, bytes of its files) and
-    /// `heap live` (records there, bytes of their frames).
+    /// calls). The record heap follows as `heap live` (records there, bytes of their
+    /// frames; its files' bytes are [`Store::heap_file_bytes`]).
     ///
     /// # Errors
     /// Disk errors.
@@ -566,8 +566,7 @@ impl Store {
             }
             out.push((String::from_utf8_lossy(&name).into_owned(), entries, bytes));
         }
-        if let Some((files, _)) = self.records.heap_bytes() {
-            out.push(("heap files".to_owned(), self.records.heap_segments() as u64, files));
+        if self.records.heap_bytes().is_some() {
             let (mut entries, mut bytes) = (0u64, 0u64);
             self.records.for_each_heap_loc(|frame| {
                 entries += 1;
@@ -576,6 +575,13 @@ impl Store {
             out.push(("heap live".to_owned(), entries, bytes));
         }
         Ok(out)
+    }
+
+    /// The record heap's segment files and the bytes they take (dead frames included);
+    /// `None` for a store without one (in memory).
+    pub fn heap_file_bytes(&self) -> Option<(usize, u64)> {
+        let (files, _) = self.records.heap_bytes()?;
+        Some((self.records.heap_segments(), files))
     }
 
     /// Record, post and flag counts.

@@ -99,8 +99,11 @@ pub struct Report {
     pub threads: usize,
     /// sled's segment size in the store.
     pub segment_bytes: usize,
-    /// Per tree with entries: name, entries, bytes of keys and values.
+    /// Per tree with entries: name, entries, bytes of keys and values (and the record
+    /// heap's live frames, as `heap live`).
     pub trees: Vec<(String, u64, u64)>,
+    /// The record heap's files, bytes (dead frames included; part of `disk_bytes`).
+    pub heap_file_bytes: u64,
 }
 
 impl Report {
@@ -123,6 +126,7 @@ impl Report {
             "rss_mb": round(self.rss_mb, 1),
             "threads": self.threads,
             "segment_bytes": self.segment_bytes,
+            "heap_file_bytes": self.heap_file_bytes,
             "trees": self.trees.iter().map(|(name, entries, bytes)| {
                 serde_json::json!({"name": name, "entries": entries, "bytes": bytes})
             }).collect::<Vec<_>>(),
@@ -181,8 +185,10 @@ impl Report {
         ));
         let live: u64 = self.trees.iter().map(|t| t.2).sum();
         out.push_str(&format!(
-            "sled segments      {} bytes; keys and values {:.0} bytes/record, of which:\n",
+            "sled segments      {} bytes; record heap files {} bytes; keys and values \
+             {:.0} bytes/record, of which:\n",
             self.segment_bytes,
+            self.heap_file_bytes,
             live as f64 / self.records.max(1) as f64
         ));
         for (name, entries, bytes) in &self.trees {
@@ -259,6 +265,7 @@ pub fn run(opts: &Options) -> Report {
     let (records, raw) = store.record_bytes().expect("the records read back");
     let trees = store.tree_sizes().expect("the trees read back");
     report.trees = trees.into_iter().filter(|t| t.1 > 0).collect();
+    report.heap_file_bytes = store.heap_file_bytes().map_or(0, |(_, bytes)| bytes);
     drop(store);
     report.records = records;
     report.offered = tally.offered;
