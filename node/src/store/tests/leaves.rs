@@ -261,3 +261,58 @@ fn sorted_inserts_write_each_leaf_once_and_read_back_after_reopening() {
     let kept: Vec<u64> = all.iter().copied().filter(|k| !k.is_multiple_of(5)).collect();
     assert_holds_with(&tree, &kept, grown);
 }
+
+/// Leaves filled at their end (KITH-PATCHES.md change 8: after a run of appends a leaf
+/// splits after the last of them, not in the middle): ascending keys, and keys appended
+/// to many ranges in turn (like `log`'s authors), with deletes among them, read back
+/// the same before and after reopening, and keep reading back after out-of-order writes.
+#[test]
+fn leaves_filled_at_their_end_split_there_and_read_back_after_reopening() {
+    const AUTHORS: u64 = 40;
+    const EACH: u64 = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let small = |k: u64| bytes(k, 8 + (k % 24) as usize);
+    // Author a's n-th entry: a * 1_000_000 + n, appended round after round.
+    let key = |a: u64, n: u64| a * 1_000_000 + n;
+    let mut all: Vec<u64> = Vec::new();
+    {
+        let db = open(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        let seq = db.open_tree("seq").unwrap();
+        for n in 0..EACH {
+            for a in 0..AUTHORS {
+                tree.insert(key(a, n).to_be_bytes(), small(key(a, n))).unwrap();
+                all.push(key(a, n));
+            }
+        }
+        for k in 0..5_000u64 {
+            seq.insert(k.to_be_bytes(), small(k)).unwrap();
+        }
+        all.sort_unstable();
+        assert_holds_with(&tree, &all, small);
+        let ascending: Vec<u64> = (0..5_000).collect();
+        assert_holds_with(&seq, &ascending, small);
+        db.flush().unwrap();
+    }
+    let db = open(dir.path());
+    let tree = db.open_tree("t").unwrap();
+    assert_holds_with(&tree, &all, small);
+    // Out of order now: every 7th entry removed, then a key between each author's
+    // first entries.
+    for k in all.iter().step_by(7) {
+        tree.remove(k.to_be_bytes()).unwrap();
+    }
+    let mut kept: Vec<u64> =
+        all.iter().enumerate().filter(|(i, _)| !i.is_multiple_of(7)).map(|(_, k)| *k).collect();
+    for a in (0..AUTHORS).rev() {
+        let k = key(a, 0) + 500_000;
+        tree.insert(k.to_be_bytes(), small(k)).unwrap();
+        kept.push(k);
+    }
+    kept.sort_unstable();
+    assert_holds_with(&tree, &kept, small);
+    drop(tree);
+    drop(db);
+    let db = open(dir.path());
+    assert_holds_with(&db.open_tree("t").unwrap(), &kept, small);
+}

@@ -17,6 +17,14 @@ const LEAF_MIN_SPLIT_ENTRIES: usize = 8;
 /// to 80 bytes fill 50 to 64 entries.
 const LEAF_MAX_BYTES: u64 = 4096;
 
+/// kith (KITH-PATCHES.md, change 8): a leaf whose last this many new entries each went
+/// right after the one before (a run of appends) splits after the last of them instead
+/// of in the middle, keeping at least `LEAF_MIN_SIDE` entries on each side.
+const APPEND_RUN: u8 = 3;
+
+/// See `APPEND_RUN`: a leaf of fewer than 4 entries merges into its left sibling.
+const LEAF_MIN_SIDE: usize = 4;
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,
@@ -94,7 +102,13 @@ impl Node {
                 keys.extend_from_slice(&leaf.keys);
                 let mut values = Vec::with_capacity(leaf.values.len() + room);
                 values.extend_from_slice(&leaf.values);
-                Data::Leaf(Leaf { keys, values, bytes: leaf.bytes })
+                Data::Leaf(Leaf {
+                    keys,
+                    values,
+                    bytes: leaf.bytes,
+                    last_insert: leaf.last_insert,
+                    run: leaf.run,
+                })
             }
             data => data.clone(),
         };
@@ -169,6 +183,7 @@ impl Node {
                     leaf.bytes += (key.len() + val.len()) as u64;
                     leaf.keys.insert(idx, key);
                     leaf.values.insert(idx, val);
+                    leaf.inserted_at(idx);
                 }
             }
             testing_assert!(is_sorted(&leaf.keys));
@@ -184,6 +199,8 @@ impl Node {
                 let k = leaf.keys.remove(idx);
                 let v = leaf.values.remove(idx);
                 leaf.bytes -= (k.len() + v.len()) as u64;
+                leaf.last_insert = None;
+                leaf.run = 0;
             }
             testing_assert!(is_sorted(&leaf.keys));
         } else {
@@ -223,11 +240,11 @@ impl Node {
             old_prefix: &[u8],
             old_hi: &[u8],
             suffix_truncation: bool,
+            split_point: usize,
         ) -> (IVec, u8, Vec<IVec>, Vec<T>)
         where
             T: Clone + Ord,
         {
-            let split_point = keys.len() / 2 + 1;
             let right_keys = keys.split_off(split_point);
             let right_values = values.split_off(split_point);
             let right_min = &right_keys[0];
@@ -298,6 +315,7 @@ impl Node {
         let prefixed_hi = &self.hi;
         let (split, right_prefix_len, right_data) = match self.data {
             Data::Index(ref mut index) => {
+                let at = index.keys.len() / 2 + 1;
                 let (split, right_prefix_len, right_keys, right_values) =
                     split_inner(
                         &mut index.keys,
@@ -305,6 +323,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         false,
+                        at,
                     );
 
                 (
@@ -317,6 +336,7 @@ impl Node {
                 )
             }
             Data::Leaf(ref mut leaf) => {
+                let at = leaf.split_point();
                 let (split, right_prefix_len, right_keys, right_values) =
                     split_inner(
                         &mut leaf.keys,
@@ -324,13 +344,21 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         true,
+                        at,
                     );
+                let mut right = Leaf::new(right_keys, right_values);
+                // The run of appends goes on in the half its last entry went to.
+                match leaf.last_insert {
+                    Some(last) if last >= at => {
+                        right.last_insert = Some(last - at);
+                        right.run = leaf.run;
+                        leaf.last_insert = None;
+                        leaf.run = 0;
+                    }
+                    _ => {}
+                }
 
-                (
-                    split,
-                    right_prefix_len,
-                    Data::Leaf(Leaf::new(right_keys, right_values)),
-                )
+                (split, right_prefix_len, Data::Leaf(right))
             }
         };
 
@@ -775,7 +803,7 @@ impl Data {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Leaf {
     pub(crate) keys: Vec<IVec>,
     pub(crate) values: Vec<IVec>,
@@ -784,13 +812,49 @@ pub(crate) struct Leaf {
     /// asked at every node a read or write passes, does not walk the leaf. Not written
     /// to disk; counted when a leaf is read.
     pub(crate) bytes: u64,
+    /// kith (KITH-PATCHES.md, change 8): where the last new entry went, and how many new
+    /// entries in a row each went right after the one before (saturating). In memory
+    /// only: a leaf read from the log has no history.
+    pub(crate) last_insert: Option<usize>,
+    pub(crate) run: u8,
+}
+
+/// Leaves are equal when their entries are (`bytes` follows from them; the insert
+/// history is not part of a leaf's contents).
+impl PartialEq for Leaf {
+    fn eq(&self, other: &Leaf) -> bool {
+        self.keys == other.keys && self.values == other.values
+    }
 }
 
 impl Leaf {
     pub(crate) fn new(keys: Vec<IVec>, values: Vec<IVec>) -> Leaf {
-        let mut leaf = Leaf { keys, values, bytes: 0 };
+        let mut leaf = Leaf { keys, values, bytes: 0, last_insert: None, run: 0 };
         leaf.recount();
         leaf
+    }
+
+    /// A new entry went to `idx` (change 8).
+    fn inserted_at(&mut self, idx: usize) {
+        let follows = self.last_insert.is_some_and(|last| last + 1 == idx);
+        self.run = if follows { self.run.saturating_add(1) } else { 0 };
+        self.last_insert = Some(idx);
+    }
+
+    /// Where a split of this leaf starts its right half: in the middle (sled 0.34.7), or,
+    /// after a run of appends, just after the last of them (change 8). An index tree
+    /// filled at its end (kith's `log` per author, `by_time`, `by_tag` per tag) then
+    /// leaves full leaves behind instead of half-full ones, splits half as often, and
+    /// copies a smaller leaf at each insert.
+    pub(crate) fn split_point(&self) -> usize {
+        let len = self.keys.len();
+        let middle = len / 2 + 1;
+        match self.last_insert {
+            Some(last) if self.run >= APPEND_RUN && len >= 2 * LEAF_MIN_SIDE => {
+                (last + 1).clamp(LEAF_MIN_SIDE, len - LEAF_MIN_SIDE)
+            }
+            _ => middle,
+        }
     }
 
     /// Sets `bytes` from the entries (after keys were re-encoded).
