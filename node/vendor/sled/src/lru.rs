@@ -16,14 +16,18 @@ use crate::{
 #[cfg(any(test, feature = "lock_free_delays"))]
 const MAX_QUEUE_ITEMS: usize = 4;
 
+// kith: 8 (sled 0.34.7: 64). A shard counts the pages read into the cache only when
+// this many accesses have queued, so up to N_SHARDS x (MAX_QUEUE_ITEMS - 1) pages sit in
+// the cache uncounted, over its capacity (KITH-PATCHES.md, change 9).
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const MAX_QUEUE_ITEMS: usize = 64;
+const MAX_QUEUE_ITEMS: usize = 8;
 
 #[cfg(any(test, feature = "lock_free_delays"))]
 const N_SHARDS: usize = 2;
 
+// kith: 16 (sled 0.34.7: 256); see MAX_QUEUE_ITEMS.
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const N_SHARDS: usize = 256;
+const N_SHARDS: usize = 16;
 
 struct AccessBlock {
     len: AtomicUsize,

@@ -1330,6 +1330,11 @@ impl PageCache {
             } else {
                 trace!("rewriting page with pid {}", pid);
 
+                // kith: a page the cleaner finds paged out is paged out again once
+                // moved, so the cleaner does not fill the cache with pages nobody
+                // read (KITH-PATCHES.md, change 10).
+                let was_cached = page_view.update.is_some();
+
                 // page-in whole page with a get
                 let (key, update): (_, Update) = if pid == META_PID {
                     let meta_view = self.get_meta(guard)?;
@@ -1373,6 +1378,9 @@ impl PageCache {
                     },
                 )?;
                 if res.is_ok() {
+                    if !was_cached && pid != META_PID && pid != COUNTER_PID {
+                        self.page_out(vec![pid], guard)?;
+                    }
                     return Ok(());
                 }
             }
