@@ -1,10 +1,7 @@
 //! `kith`: the command line of a kith node. `kith daemon` runs the node; every other
 //! command is a client of the running daemon's control socket.
 
-/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+mod alloc;
 mod args;
 mod daemon;
 mod output;
@@ -533,6 +530,7 @@ fn parse_args() -> Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    alloc::purge_freed_memory_at_once();
     let cli = match parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -2,9 +2,10 @@
 //! ingest path, then query latencies, restart time, disk and idle memory (see
 //! `kith_tests::store_scale`). Run with `scripts/bench-store-scale`.
 
-/// mimalloc rather than glibc's malloc: see the workspace Cargo.toml.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator exactly as `kith` sets it up (mimalloc, freed memory returned at once),
+/// so that the queries and the ingest timed here run as in the daemon.
+#[path = "../../../cli/src/alloc.rs"]
+mod alloc;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -14,6 +15,7 @@ use kith_tests::{
 };
 
 fn main() {
+    alloc::purge_freed_memory_at_once();
     let args: Vec<String> = std::env::args().collect();
     let json = args.iter().any(|a| a == "--json");
     let kith = arg("--kith", String::new());
