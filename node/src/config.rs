@@ -128,7 +128,7 @@ pub struct Config {
     /// Whether this node relays for others: off (default), friends (mutual connections
     /// only) or open.
     pub relay: RelayMode,
-    /// The store's in-memory cache, MiB (`store_cache_mb`, default 32).
+    /// The store's in-memory cache, MiB (`store_cache_mb`, default 16).
     pub store_cache_mb: u64,
     /// The local web interface.
     pub web: WebSetting,
@@ -208,7 +208,7 @@ fn mib(
 /// Default of [`Config::store_cache_mb`]: the store's own default
 /// (`store::DEFAULT_CACHE_BYTES`; a test keeps the two equal, so that loading a
 /// configuration needs nothing of the store).
-pub const DEFAULT_STORE_CACHE_MB: u64 = 32;
+pub const DEFAULT_STORE_CACHE_MB: u64 = 16;
 
 /// Largest connection limit accepted.
 pub const MAX_CONNECTION_LIMIT: usize = 100_000;
@@ -398,8 +398,8 @@ impl Config {
              # Relay for others (circuit relay v2) when this node is publicly reachable:\n\
              # \"friends\" (mutual connections only) or \"open\". Default \"off\".\n\
              # relay = \"friends\"\n\
-             # Memory for the store's cache, MiB (default 32).\n\
-             # store_cache_mb = 32\n\
+             # Memory for the store's cache, MiB (default 16).\n\
+             # store_cache_mb = 16\n\
              # The local web interface (kith web prints its address): a loopback address,\n\
              # or \"off\". Default 127.0.0.1:7780, or a free port when that one is taken.\n\
              # web = \"127.0.0.1:7780\"\n\

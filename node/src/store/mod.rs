@@ -212,8 +212,9 @@ fn corrupt(what: &str) -> StoreError {
 
 /// The store's default in-memory cache. sled's own default (1 GiB) would let a node's
 /// memory grow with everything it ever stored; records read often (the recent feed) fit
-/// many times over in this.
-pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// many times over in this. 16 MiB (32 before 2026-12-05): at 1,000,000 records every
+/// feed's p99 stayed under 3.5 ms with it (docs/benchmarks.md, "The store at scale").
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The size of sled's log segments in a store this kith creates. With sled's default
 /// (512 KiB) the store took about 11 times its records' signed bytes at 100,000 records
