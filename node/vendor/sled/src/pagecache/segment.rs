@@ -1115,15 +1115,18 @@ impl SegmentAccountant {
         let config = self.config.clone();
 
         io_fail!(&config, "file truncation");
-        threadpool::spawn(move || {
-            debug!("truncating file to length {}", at);
-            let res = config
-                .file
-                .set_len(at)
-                .and_then(|_| config.file.sync_all())
-                .map_err(|e| e.into());
-            completer.fill(res);
-        })?;
+        // kith (KITH-PATCHES.md, change 11): truncated here, on the calling
+        // thread, not on sled's threadpool. `bump_tip` waits for a pending
+        // truncation while it holds this accountant's lock, and the pool's
+        // threads (writing IO buffers) wait for that lock: with all of them
+        // waiting, the truncation never ran and the store hung for ever.
+        debug!("truncating file to length {}", at);
+        let res = config
+            .file
+            .set_len(at)
+            .and_then(|_| config.file.sync_all())
+            .map_err(|e| e.into());
+        completer.fill(res);
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
