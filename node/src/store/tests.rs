@@ -352,6 +352,7 @@ pub(crate) fn open_sled(config: &sled::Config) -> sled::Db {
     }
 }
 
+mod compaction_crash;
 mod fixture;
 mod heap;
 mod home;
