@@ -13,6 +13,10 @@
 //! (key `heap_live` of the default tree) and removed by the first write after it that
 //! changes them, as the totals are (`quota.rs`); a store opened without them counts them
 //! from `record_locs` before its first compaction.
+//!
+//! A record whose frame reads back damaged (missing, cut short, failing its check) reads
+//! as not stored; the next compaction round forgets it ([`Store::forget_damaged`]: its
+//! location and log entry go, it is uncounted), so history sync fetches it again.
 
 use std::{
     collections::BTreeMap,
@@ -23,13 +27,14 @@ use std::{
 };
 
 use bincode::{Decode, Encode};
-use kith_protocol::RecordId;
+use kith_protocol::{AuthorId, RecordId};
 
 use super::{
     backend::{lock, Db, Tree},
     codec::{self, Value},
     corrupt,
     heap::{Heap, Loc},
+    keys::{id_suffix, u64_at},
     Store, StoreError,
 };
 
@@ -81,7 +86,13 @@ pub(super) struct HeapRecords {
     /// Segments compaction could not read to their end (a torn frame before live ones):
     /// not compacted again until the store opens again.
     stuck: Mutex<Vec<u32>>,
+    /// Records whose frame read back missing, cut short or failing its check, and where:
+    /// forgotten by the next [`Store::forget_damaged`].
+    damaged: Mutex<Vec<(RecordId, Loc)>>,
 }
+
+/// Damaged records remembered at most until the next [`Store::forget_damaged`].
+const MAX_DAMAGED: usize = 4096;
 
 impl Records {
     /// The records of a store on disk: the heap in `dir`, over `db`'s trees.
@@ -111,6 +122,7 @@ impl Records {
             saved: AtomicBool::new(saved.is_some()),
             doomed: Mutex::default(),
             stuck: Mutex::default(),
+            damaged: Mutex::default(),
         })))
     }
 
@@ -269,6 +281,11 @@ impl Records {
     }
 }
 
+/// The author at the start of a `log` key.
+fn author_at(key: &[u8]) -> Option<AuthorId> {
+    Some(AuthorId::from_stored(key.get(..32)?.try_into().ok()?))
+}
+
 fn io(e: std::io::Error) -> StoreError {
     StoreError::Sled(e.into())
 }
@@ -287,6 +304,10 @@ impl HeapRecords {
             };
             let loc = codec::decode::<Loc>(&value)?;
             if last == Some(loc) {
+                let mut damaged = lock(&self.damaged);
+                if damaged.len() < MAX_DAMAGED && !damaged.contains(&(*id, loc)) {
+                    damaged.push((*id, loc));
+                }
                 return Ok(None);
             }
             if let Some(bytes) = self.heap.read(&loc).map_err(io)? {
@@ -336,6 +357,7 @@ impl Store {
     /// Disk errors or damage.
     pub fn compact_records(&self) -> Result<Compacted, StoreError> {
         let Records::Heap(h) = &self.records else { return Ok(Compacted::default()) };
+        self.forget_damaged()?;
         let writer = || self.writer.lock().map_err(|_| corrupt("writer lock poisoned"));
         if h.heap.live().is_none() {
             let _writer = writer()?;
@@ -373,6 +395,56 @@ impl Store {
             }
         }
         Ok(done)
+    }
+
+    /// Forgets the records found damaged since the last call (their frame missing, cut
+    /// short or failing its check), so that peers' history sync brings them again: each
+    /// one's location and its author's log entry go (the log has a hole again, which
+    /// sync fills), and it is no longer counted. Its other index entries stay: readers
+    /// skip entries without a record, and storing the record again rewrites them. One
+    /// read of the whole log finds whose they are (damage is rare; done by
+    /// [`Store::compact_records`], off the writers' way). Returns how many were forgotten.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn forget_damaged(&self) -> Result<usize, StoreError> {
+        let Records::Heap(h) = &self.records else { return Ok(0) };
+        let damaged: BTreeMap<RecordId, Loc> =
+            std::mem::take(&mut *lock(&h.damaged)).into_iter().collect();
+        if damaged.is_empty() {
+            return Ok(0);
+        }
+        let mut found = Vec::new();
+        for item in self.log.iter() {
+            let (key, value) = item?;
+            let id = id_suffix(&value).ok_or_else(|| corrupt("log value"))?;
+            if let Some(loc) = damaged.get(&id) {
+                found.push((key, id, *loc));
+            }
+        }
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        let mut forgotten = 0;
+        for (key, id, loc) in found {
+            let here = h.locs.get(id.as_bytes())?.map(|v| codec::decode::<Loc>(&v)).transpose()?;
+            let entry = self.log.get(&key)?;
+            if here != Some(loc) || entry.as_deref().and_then(id_suffix) != Some(id) {
+                continue;
+            }
+            let (Some(author), Some(seq)) = (author_at(&key), u64_at(&key, 32)) else {
+                return Err(corrupt("log key"));
+            };
+            self.totals_change()?;
+            h.changed()?;
+            self.log_entry_removed(&author, seq);
+            self.log.remove(&key)?;
+            self.log_entry_removed(&author, seq);
+            h.locs.remove(id.as_bytes())?;
+            h.heap.dead(&loc);
+            self.count_removed(&author)?;
+            tracing::warn!(%id, "a damaged record is forgotten: history sync may bring it again");
+            forgotten += 1;
+        }
+        Ok(forgotten)
     }
 
     /// Before a flush: saves the live bytes (when changed) and takes the segments to

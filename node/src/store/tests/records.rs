@@ -298,3 +298,46 @@ fn a_crash_between_compaction_and_its_flush_loses_nothing() {
     assert_live_counted_right(&store);
     assert_eq!(store.counts().records, kept.len() as u64);
 }
+
+#[test]
+fn a_damaged_record_is_forgotten_so_that_sync_brings_it_again() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let recs = posts(4, 1, 0);
+    let author = recs[0].record().author;
+    let store = open(dir.path(), 1 << 20);
+    for r in &recs {
+        store.insert(r).unwrap();
+    }
+    store.flush_blocking().unwrap();
+    let segment = dir.path().join("heap").read_dir().unwrap().next().unwrap().unwrap().path();
+    let data = std::fs::read(&segment).unwrap();
+    let at = data.windows(13).position(|w| w == b"post number 1").unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(b"POST", at as u64).unwrap();
+    // Before it is found: still said stored, and the log has no hole.
+    assert_eq!(store.forget_damaged().unwrap(), 0);
+    assert!(store.has(&recs[1].id()).unwrap());
+    assert_eq!(store.get(&recs[1].id()).unwrap(), None);
+    assert_eq!(store.contiguous_seq(&author).unwrap(), 4);
+    // Found by that read, forgotten by the daemon's next compaction round.
+    store.compact_records().unwrap();
+    assert!(!store.has(&recs[1].id()).unwrap());
+    assert_eq!(store.contiguous_seq(&author).unwrap(), 1);
+    assert_eq!(store.counts().records, 3);
+    assert_eq!(store.forget_damaged().unwrap(), 0);
+    // A peer's sync brings it again: stored, counted once, the log whole.
+    assert_eq!(store.insert(&recs[1]).unwrap(), Inserted::New);
+    assert_eq!(store.get_bytes(&recs[1].id()).unwrap().unwrap(), recs[1].bytes());
+    assert_eq!(store.contiguous_seq(&author).unwrap(), 4);
+    assert_eq!(store.counts().records, 4);
+    assert_eq!(store.author_count(&author).unwrap(), 4);
+    store.flush_blocking().unwrap();
+    drop(store);
+    let store = open(dir.path(), 1 << 20);
+    assert_eq!(store.counts().records, 4);
+    for r in &recs {
+        assert_eq!(store.get_bytes(&r.id()).unwrap().unwrap(), r.bytes());
+    }
+    assert_live_counted_right(&store);
+}
