@@ -1,13 +1,7 @@
 //! Ingest: the one path by which a record from outside (gossip now, sync and import
 //! later) enters the store. Pure logic over the store; tests drive it without a network.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        mpsc,
-    },
-};
+use std::collections::HashMap;
 
 use kith_protocol::{AuthorId, Record, RecordId, RecordKind, Topic, VerifiedRecord};
 
@@ -448,81 +442,15 @@ pub fn ingest_batch_with<F>(
 where
     F: Fn(&[u8]) -> Result<VerifiedRecord, String> + Sync,
 {
-    let chunks: Vec<&[Vec<u8>]> = batch.chunks(CHECK_CHUNK).collect();
-    let helpers = threads.clamp(1, MAX_BATCH_THREADS).min(chunks.len()).saturating_sub(1);
-    let next = AtomicUsize::new(0);
-    let check_chunk = |i: usize| -> Option<Vec<Result<VerifiedRecord, String>>> {
-        chunks.get(i).map(|part| part.iter().map(|b| check(b)).collect())
-    };
-    let mut out = Vec::with_capacity(batch.len());
-    let mut chain = Chain::new();
-    std::thread::scope(|scope| {
-        // At most one message per chunk: the channel never blocks a helper.
-        let (tx, rx) = mpsc::sync_channel(chunks.len());
-        let workers: Vec<_> = (0..helpers)
-            .map(|_| {
-                let tx = tx.clone();
-                let (next, check_chunk) = (&next, &check_chunk);
-                scope.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(checked) = check_chunk(i) else { break };
-                    if tx.send((i, checked)).is_err() {
-                        break;
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        // Chunks that arrived ahead of their turn.
-        let mut ready: Vec<Option<Vec<Result<VerifiedRecord, String>>>> =
-            (0..chunks.len()).map(|_| None).collect();
-        for turn in 0..chunks.len() {
-            let checked = loop {
-                if let Some(done) = ready.get_mut(turn).and_then(Option::take) {
-                    break Some(done);
-                }
-                // Not ready: collect what the helpers finished, else check a chunk here,
-                // else wait for a helper.
-                if let Ok((i, done)) = rx.try_recv() {
-                    put(&mut ready, i, done);
-                    continue;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if let Some(done) = check_chunk(i) {
-                    put(&mut ready, i, done);
-                    continue;
-                }
-                match rx.recv() {
-                    Ok((i, done)) => put(&mut ready, i, done),
-                    // Every helper is gone and the chunk never came: a helper panicked.
-                    Err(_) => break None,
-                }
-            };
-            let len = chunks.get(turn).map_or(0, |c| c.len());
-            match checked {
-                Some(checked) => out.extend(checked.into_iter().map(|c| match c {
-                    Ok(record) => {
-                        admit_in(store, admission, record, came, now_ms, Some(&mut chain))
-                    }
-                    Err(reason) => Ok(Outcome::Invalid(reason)),
-                })),
-                None => out.extend((0..len).map(|_| Ok(Outcome::Invalid("check failed".into())))),
-            }
-        }
-        for worker in workers {
-            // Joined here, so a helper's panic does not propagate; its chunks were
-            // reported as failed above.
-            let _ = worker.join();
-        }
-    });
+    let run = BatchRun { store, admission, came, now_ms, threads, flush: None };
+    let mut out = Vec::new();
+    ingest_batches_with(&run, &[batch], check, |_, outcomes, _| out = outcomes);
     out
 }
 
-fn put<T>(ready: &mut [Option<T>], i: usize, done: T) {
-    if let Some(slot) = ready.get_mut(i) {
-        *slot = Some(done);
-    }
-}
+mod batch;
+
+pub use batch::{ingest_batches_with, BatchRun, Outcomes};
 
 #[cfg(test)]
 mod tests;

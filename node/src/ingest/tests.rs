@@ -348,3 +348,70 @@ fn a_follow_in_a_batch_counts_for_the_records_after_it() {
     assert!(matches!(got[..], [Outcome::New(_), Outcome::New(_), Outcome::New(_)]), "{got:?}");
     assert!(store.is_following(&me.id(), &them.id()).unwrap());
 }
+
+/// A run of batches, each flushed: the same outcomes as one by one, each batch reported
+/// in order after its flush, empty batches too, and nothing stored while a flush runs.
+#[test]
+fn batches_with_flushes_match_one_by_one_and_store_nothing_during_a_flush() {
+    let kps: Vec<Keypair> = (1..=5u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
+    let mut records = Vec::new();
+    let mut prev = vec![None; kps.len()];
+    for i in 0..90u64 {
+        let a = (i % 5) as usize;
+        let rec = crate::store::tests::post(&kps[a], 1 + i / 5, prev[a], 10 + i, "p #x");
+        prev[a] = Some(rec.id());
+        records.push(rec.bytes().to_vec());
+        if i % 13 == 0 {
+            records.push(b"junk".to_vec());
+            records.push(records[records.len() / 3].clone());
+        }
+    }
+    let authors: Vec<&Keypair> = kps.iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let one = Store::open(dir.path()).unwrap();
+    let admission = following(&one, &authors);
+    let expected: Vec<Outcome> =
+        records.iter().map(|b| ingest(&one, &admission, b, None, 1_000).unwrap()).collect();
+    // Batches of several chunks, of one record, and empty ones.
+    let (a, rest) = records.split_at(3 * CHECK_CHUNK + 5);
+    let (b, c) = rest.split_at(1);
+    let batches: Vec<&[Vec<u8>]> = vec![a, &[], b, c, &[]];
+    for threads in [1, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let many = Store::open(dir.path()).unwrap();
+        let admission = following(&many, &authors);
+        let flushes = std::sync::Mutex::new(Vec::new());
+        let flush = || {
+            let before = many.counts().records;
+            many.flush_blocking()?;
+            flushes.lock().unwrap().push((before, many.counts().records));
+            Ok(())
+        };
+        let run = BatchRun {
+            store: &many,
+            admission: &admission,
+            came: Came::Direct,
+            now_ms: 1_000,
+            threads,
+            flush: Some(&flush),
+        };
+        let (mut got, mut order, mut stored) = (Vec::new(), Vec::new(), Vec::new());
+        let check = |bytes: &[u8]| check(bytes, None, 1_000);
+        ingest_batches_with(&run, &batches, check, |i, outcomes, flushed| {
+            flushed.unwrap();
+            order.push(i);
+            stored.push(many.counts().records);
+            got.extend(outcomes.into_iter().map(Result::unwrap));
+        });
+        assert_eq!(got, expected, "{threads} threads");
+        assert_eq!(order, [0, 1, 2, 3, 4], "{threads} threads");
+        let flushes = flushes.into_inner().unwrap();
+        // One flush per non-empty batch, nothing stored while it ran, and each batch
+        // reported with the store as its flush left it.
+        assert_eq!(flushes.len(), 3, "{threads} threads");
+        assert!(flushes.iter().all(|(before, after)| before == after), "{flushes:?}");
+        let after: Vec<u64> = flushes.iter().map(|f| f.1).collect();
+        assert_eq!([stored[0], stored[2], stored[3]], after[..], "{threads} threads");
+        assert_eq!(one.counts(), many.counts());
+    }
+}
