@@ -536,7 +536,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let json = cli.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    alloc::collect_when_idle(runtime.enable_all());
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             output::failure(json, &format!("cannot start the async runtime: {e}"), None);

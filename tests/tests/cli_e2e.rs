@@ -233,6 +233,7 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         "restart_ms",
         "restart_after_kill_ms",
         "rss_mb",
+        "rss_after_use_mb",
     ] {
         let v = num(name);
         assert!(v.is_finite() && v > 0.0, "{name} = {v}: {report}");

@@ -5,6 +5,7 @@
 /// The allocator exactly as `kith` sets it up (mimalloc, freed memory returned at once),
 /// so that the queries and the ingest timed here run as in the daemon.
 #[path = "../../../cli/src/alloc.rs"]
+#[allow(dead_code)] // the runtimes' idle hook is the daemon's (the daemon measured is `kith`)
 mod alloc;
 
 use std::{path::PathBuf, time::Duration};

@@ -9,6 +9,7 @@ use std::{
 
 use kith_node::{
     api::{Request, Response},
+    control,
     home::Home,
     Node,
 };
@@ -38,17 +39,42 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
         let config = crate::local_config(0, opts.cache_mb);
         let (node, tasks) = start(home, me, &config).await;
         let mut rng = SimRng::new(opts.seed ^ 0x9e37);
-        let posts = &stream.posts;
         let n = opts.queries;
-        report.timeline = time(&node, n, |_| Request::Feed {
+        report.timeline = time(&node, n, |i| request(Kind::Timeline, stream, &mut rng, i)).await;
+        report.tag = time(&node, n, |i| request(Kind::Tag, stream, &mut rng, i)).await;
+        report.author = time(&node, n, |i| request(Kind::Author, stream, &mut rng, i)).await;
+        report.thread = time(&node, n, |i| request(Kind::Thread, stream, &mut rng, i)).await;
+        report.notifications =
+            time(&node, n, |i| request(Kind::Notifications, stream, &mut rng, i)).await;
+        node.shutdown().await.expect("the node stops");
+        tasks.join().await;
+        drop(node);
+    });
+}
+
+/// The kinds of query, in the order they are timed.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Timeline,
+    Tag,
+    Author,
+    Thread,
+    Notifications,
+}
+
+/// The `i`th query of `kind`: a page of 50 at a random cursor for the feeds, a thread of
+/// the mix (in turn), the latest 50 notifications.
+fn request(kind: Kind, stream: &Stream, rng: &mut SimRng, i: usize) -> Request {
+    let posts = &stream.posts;
+    match kind {
+        Kind::Timeline => Request::Feed {
             tag: None,
             author: None,
             limit: Some(PAGE),
             live: false,
-            before: cursor(&mut rng, posts.iter().map(|p| p.id)),
-        })
-        .await;
-        report.tag = time(&node, n, |_| {
+            before: cursor(rng, posts.iter().map(|p| p.id)),
+        },
+        Kind::Tag => {
             let tag = rng.index(TAGS);
             let with_tag = posts.iter().filter(|p| p.tag == Some(tag));
             Request::Feed {
@@ -56,11 +82,10 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
                 author: None,
                 limit: Some(PAGE),
                 live: false,
-                before: cursor(&mut rng, with_tag.map(|p| p.id)),
+                before: cursor(rng, with_tag.map(|p| p.id)),
             }
-        })
-        .await;
-        report.author = time(&node, n, |_| {
+        }
+        Kind::Author => {
             let author = rng.index(FOLLOWED);
             let theirs = posts.iter().filter(|p| p.author == author);
             Request::Feed {
@@ -68,27 +93,19 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
                 author: Some(stream.author_id(author).to_string()),
                 limit: Some(PAGE),
                 live: false,
-                before: cursor(&mut rng, theirs.map(|p| p.id)),
+                before: cursor(rng, theirs.map(|p| p.id)),
             }
-        })
-        .await;
-        let threads = &stream.threads;
-        report.thread = time(&node, n, |i| Request::Thread {
-            id: threads
-                .get(i % threads.len().max(1))
+        }
+        Kind::Thread => Request::Thread {
+            id: stream
+                .threads
+                .get(i % stream.threads.len().max(1))
                 .map_or_else(|| posts[rng.index(posts.len())].id.to_string(), |id| id.to_string()),
-        })
-        .await;
-        report.notifications = time(&node, n, |_| Request::Notifications {
-            live: false,
-            unread: false,
-            limit: Some(PAGE),
-        })
-        .await;
-        node.shutdown().await.expect("the node stops");
-        tasks.join().await;
-        drop(node);
-    });
+        },
+        Kind::Notifications => {
+            Request::Notifications { live: false, unread: false, limit: Some(PAGE) }
+        }
+    }
 }
 
 /// `None` (the first page) one time in five, else one of `ids` at random (a page deep
@@ -177,12 +194,13 @@ pub fn disk_bytes(dir: &Path) -> u64 {
 }
 
 /// Starts the real daemon on `home` `opts.starts` times, timing each start until
-/// `kith status` answers; after the last, reads its resident memory once idle. Then
-/// kills it with SIGKILL once started and times the start after that.
+/// `kith status` answers; after the last, reads its resident memory once idle, then again
+/// once idle after it served a burst of queries ([`serve_burst`]). Then kills it with
+/// SIGKILL once started and times the start after that.
 ///
 /// # Panics
-/// When the daemon does not answer within a minute.
-pub fn daemon(home: &Home, opts: &Options, report: &mut Report) {
+/// When the daemon does not answer within a minute, or a query of the burst fails.
+pub fn daemon(home: &Home, stream: &Stream, opts: &Options, report: &mut Report) {
     let mut times = Vec::new();
     for i in 0..opts.starts.max(1) {
         let (mut child, took) = start_daemon(home, opts);
@@ -190,6 +208,9 @@ pub fn daemon(home: &Home, opts: &Options, report: &mut Report) {
         if i + 1 == opts.starts.max(1) {
             std::thread::sleep(opts.idle);
             report.rss_mb = crate::bench::rss_kib_of(child.id()) as f64 / 1024.0;
+            serve_burst(home, stream, opts);
+            std::thread::sleep(opts.idle);
+            report.rss_after_use_mb = crate::bench::rss_kib_of(child.id()) as f64 / 1024.0;
         }
         terminate(&mut child);
     }
@@ -202,6 +223,30 @@ pub fn daemon(home: &Home, opts: &Options, report: &mut Report) {
     let (mut child, took) = start_daemon(home, opts);
     report.restart_after_kill_ms = took.as_secs_f64() * 1e3;
     terminate(&mut child);
+}
+
+/// Sends the running daemon `opts.queries` queries of each kind, the kinds in turn, each
+/// on a connection of its own to the control socket as `kith feed`, `kith thread` and
+/// `kith notifications` make them (a different seed from the timed queries'); their
+/// replies are read and dropped.
+fn serve_burst(home: &Home, stream: &Stream, opts: &Options) {
+    let kinds = [Kind::Timeline, Kind::Tag, Kind::Author, Kind::Thread, Kind::Notifications];
+    let mut rng = SimRng::new(opts.seed ^ 0x5eed_b057);
+    let socket = home.socket_path();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        for i in 0..opts.queries {
+            for kind in kinds {
+                let req = request(kind, stream, &mut rng, i);
+                let mut client =
+                    control::Client::connect(&socket).await.expect("the daemon's socket");
+                match client.call(&req).await.expect("the daemon answers") {
+                    Response::Error { message, .. } => panic!("{req:?} failed: {message}"),
+                    _reply => {}
+                }
+            }
+        }
+    });
 }
 
 fn start_daemon(home: &Home, opts: &Options) -> (Child, Duration) {

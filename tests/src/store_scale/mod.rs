@@ -2,7 +2,7 @@
 //! records of a realistic mix ([`gen`]), built through the node's real ingest path; then
 //! the queries a person makes, timed through the node's request handler in this process
 //! ([`measure`]), and the real `kith daemon` started on that home: time until it answers
-//! `kith status`, and its resident memory once idle. The home's store on disk is compared
+//! `kith status`, and its resident memory once idle, before and after it served queries. The home's store on disk is compared
 //! with the signed bytes of the records it holds.
 
 pub mod gen;
@@ -95,6 +95,9 @@ pub struct Report {
     pub raw_bytes_per_record: f64,
     /// Resident memory of the idle daemon, MiB.
     pub rss_mb: f64,
+    /// Resident memory of the same daemon idle again (as long as before) after it served
+    /// `queries` queries of each kind through its control socket, MiB.
+    pub rss_after_use_mb: f64,
     /// Threads ingest and signing ran on.
     pub threads: usize,
     /// sled's segment size in the store.
@@ -124,6 +127,7 @@ impl Report {
             "disk_bytes_per_record": round(self.disk_bytes_per_record, 1),
             "raw_bytes_per_record": round(self.raw_bytes_per_record, 1),
             "rss_mb": round(self.rss_mb, 1),
+            "rss_after_use_mb": round(self.rss_after_use_mb, 1),
             "threads": self.threads,
             "segment_bytes": self.segment_bytes,
             "heap_file_bytes": self.heap_file_bytes,
@@ -173,7 +177,7 @@ impl Report {
             "restart            {:.0} ms median, {:.0} ms slowest (kith daemon until kith status answers); \
              {:.0} ms after kill -9\n\
              disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x)\n\
-             idle daemon RSS    {:.1} MiB\n",
+             idle daemon RSS    {:.1} MiB; {:.1} MiB idle after serving the queries again\n",
             self.restart_ms,
             self.restart_max_ms,
             self.restart_after_kill_ms,
@@ -181,7 +185,8 @@ impl Report {
             self.disk_bytes,
             self.raw_bytes_per_record,
             self.disk_bytes_per_record / self.raw_bytes_per_record.max(1.0),
-            self.rss_mb
+            self.rss_mb,
+            self.rss_after_use_mb
         ));
         let live: u64 = self.trees.iter().map(|t| t.2).sum();
         out.push_str(&format!(
@@ -279,6 +284,6 @@ pub fn run(opts: &Options) -> Report {
     measure::queries(&home, &me, &stream, opts, &mut report);
     report.disk_bytes = measure::disk_bytes(&home.store_path());
     report.disk_bytes_per_record = report.disk_bytes as f64 / records.max(1) as f64;
-    measure::daemon(&home, opts, &mut report);
+    measure::daemon(&home, &stream, opts, &mut report);
     report
 }
