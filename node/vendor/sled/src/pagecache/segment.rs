@@ -984,9 +984,29 @@ impl SegmentAccountant {
             self.segments.iter().filter(|s| s.is_inactive()).count();
         let free_ratio = (free_segs * 100) / (1 + free_segs + inactive_segs);
 
-        if free_ratio >= SEGMENT_CLEANUP_THRESHOLD && inactive_segs > 5 {
-            let last_index =
-                self.segments.iter().rposition(Segment::is_inactive).unwrap();
+        // kith (KITH-PATCHES.md, change 12): the last inactive segment is
+        // relocated only when a free segment lies below it, so that the
+        // move goes towards the start of the file. sled 0.34.7 relocated it
+        // wherever the free segments were: with the free segments above
+        // the inactive ones (a store whose older segments are draining),
+        // the cleaner's own full segments moved from one free slot to
+        // another at every deactivation, for ever, and since the cleaner
+        // takes the lowest segments first, the draining segments above
+        // them were never cleaned.
+        let lowest_free = self.free.iter().next().map(|lid| {
+            assert_usize(*lid / self.config.segment_size as LogOffset)
+        });
+        let last_inactive = self.segments.iter().rposition(Segment::is_inactive);
+        let moves_down = match (lowest_free, last_inactive) {
+            (Some(free), Some(last)) => free < last,
+            _ => false,
+        };
+
+        if free_ratio >= SEGMENT_CLEANUP_THRESHOLD
+            && inactive_segs > 5
+            && moves_down
+        {
+            let last_index = last_inactive.unwrap();
 
             let segment_start =
                 (last_index * self.config.segment_size) as LogOffset;
