@@ -43,7 +43,8 @@ pub(crate) fn purge_freed_memory_at_once() {
 const COLLECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// Makes each worker thread of `builder`'s runtime run `mi_collect` when it goes idle
-/// (parks), at most once every [`COLLECT_AT_MOST_EVERY`]: mimalloc frees a page of memory
+/// (parks), and sled's own threads (its flusher, its I/O pool) when they have done work
+/// and wait again, each at most once every [`COLLECT_AT_MOST_EVERY`]: mimalloc frees a page of memory
 /// only when the thread that owns it looks at it again, so the blocks other threads freed
 /// into a worker's pages (the replies, records and sled pages of the requests it served,
 /// dropped wherever the task ended) stayed resident while that worker slept. An idle
@@ -52,15 +53,19 @@ const COLLECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 /// happens: a worker that does not wake does not collect; the idle daemon's own wake-ups
 /// (about 5 a second) pay for at most two collections a second, tens of microseconds.
 pub(crate) fn collect_when_idle(builder: &mut tokio::runtime::Builder) {
-    builder.on_thread_park(|| {
-        thread_local! {
-            static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
-        }
-        let now = Instant::now();
-        if LAST.with(|last| collect_due(last, now)) {
-            collect();
-        }
-    });
+    builder.on_thread_park(collect_if_due);
+    kith_node::store::set_store_thread_idle_hook(collect_if_due);
+}
+
+/// Collects on this thread if it last did a second ago or more.
+fn collect_if_due() {
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    if LAST.with(|last| collect_due(last, now)) {
+        collect();
+    }
 }
 
 /// Whether a thread that last collected at `last` collects at `now` (and if so, `now`

@@ -210,6 +210,13 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
+/// Sets a function sled's own threads (its flusher and I/O pool) call when they have
+/// done work and are about to wait; set once per process (the daemon's allocator hook,
+/// `cli/src/alloc.rs`; vendored sled's KITH-PATCHES change 15).
+pub fn set_store_thread_idle_hook(hook: fn()) {
+    sled::set_thread_idle_hook(hook);
+}
+
 /// The store's default in-memory cache. sled's own default (1 GiB) would let a node's
 /// memory grow with everything it ever stored; records read often (the recent feed) fit
 /// many times over in this. 16 MiB (32 before 2026-12-05): at 1,000,000 records every

@@ -216,6 +216,24 @@ static ALLOCATOR: measure_allocs::TrackingAllocator =
 
 const DEFAULT_TREE_ID: &[u8] = b"__sled__default";
 
+/// KITH-PATCHES change 15: a function sled's own threads (the flusher, the I/O pool)
+/// call after a spell of work, before they wait again.
+static THREAD_IDLE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets the function sled's own threads call when they have done work and are about
+/// to wait (set once per process; later calls are ignored). kith's daemon has the
+/// thread's allocator give back the memory it was left holding.
+pub fn set_thread_idle_hook(hook: fn()) {
+    let _ = THREAD_IDLE_HOOK.set(hook);
+}
+
+/// Runs the hook of [`set_thread_idle_hook`], if any.
+pub(crate) fn thread_idle() {
+    if let Some(hook) = THREAD_IDLE_HOOK.get() {
+        hook();
+    }
+}
+
 /// hidden re-export of items for testing purposes
 #[doc(hidden)]
 pub use {

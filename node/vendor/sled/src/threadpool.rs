@@ -96,6 +96,7 @@ fn perform_work(is_immortal: bool) {
 
     while is_immortal || performed < 5 || contiguous_overshoots < 3 {
         debug_delay();
+        let performed_before_wait = performed;
         let task_res = QUEUE.recv_timeout(wait_limit);
 
         if let Some(task) = task_res {
@@ -111,6 +112,11 @@ fn perform_work(is_immortal: bool) {
             (task)();
             WAITING_THREAD_COUNT.fetch_add(1, SeqCst);
             performed += 1;
+        }
+
+        // KITH-PATCHES change 15: a spell of tasks done, the idle hook before waiting.
+        if performed > performed_before_wait {
+            crate::thread_idle();
         }
 
         debug_delay();
