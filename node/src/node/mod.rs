@@ -426,20 +426,33 @@ impl Node {
     }
 
     /// Compacts the store's record heap every [`COMPACT_EVERY`] (after the first wait, so
-    /// a start does none), and flushes when that emptied segments so that they are removed.
+    /// a start does none), and flushes when that emptied segments so that they are removed;
+    /// a compaction that left segments for later goes on after its flush.
     async fn run_records_compact(self) {
         while self.pause(COMPACT_EVERY).await {
-            let store = self.inner.store.clone();
-            match tokio::task::spawn_blocking(move || store.compact_records()).await {
-                Ok(Ok(done)) if done.segments == 0 => {}
-                Ok(Ok(done)) => {
-                    tracing::info!(?done, "record heap compacted");
-                    if let Err(error) = self.inner.store.flush().await {
-                        tracing::error!(%error, "flush after compacting the record heap failed");
+            while !self.inner.closing.is_cancelled() {
+                let store = self.inner.store.clone();
+                match tokio::task::spawn_blocking(move || store.compact_records()).await {
+                    Ok(Ok(done)) if done.segments == 0 => break,
+                    Ok(Ok(done)) => {
+                        tracing::info!(?done, "record heap compacted");
+                        if let Err(error) = self.inner.store.flush().await {
+                            tracing::error!(%error, "flush after compacting the record heap failed");
+                            break;
+                        }
+                        if !done.more {
+                            break;
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "record heap compaction failed");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "record heap compaction task failed");
+                        break;
                     }
                 }
-                Ok(Err(error)) => tracing::error!(%error, "record heap compaction failed"),
-                Err(error) => tracing::error!(%error, "record heap compaction task failed"),
             }
         }
     }

@@ -277,9 +277,9 @@ impl Heap {
         (total, lock(&self.state).live.as_ref().map(|l| l.values().sum()))
     }
 
-    /// Sealed segments holding less than half a segment of live frames, least live first
-    /// (`None` when live bytes are not counted).
-    pub(super) fn sparse(&self) -> Option<Vec<u32>> {
+    /// Sealed segments holding less than `percent` % of a segment of live frames, least
+    /// live first (`None` when live bytes are not counted).
+    pub(super) fn sparse(&self, percent: u64) -> Option<Vec<u32>> {
         let state = lock(&self.state);
         let live = state.live.as_ref()?;
         let active = state.active.map(|(seg, _)| seg);
@@ -288,7 +288,7 @@ impl Heap {
             .into_iter()
             .filter(|seg| Some(*seg) != active)
             .map(|seg| (live.get(&seg).copied().unwrap_or(0), seg))
-            .filter(|(n, _)| n * 2 < self.segment_bytes)
+            .filter(|(n, _)| n * 100 < self.segment_bytes * percent)
             .collect();
         out.sort_unstable();
         Some(out.into_iter().map(|(_, seg)| seg).collect())

@@ -52,6 +52,30 @@ const LIVE_KEY: &[u8] = b"heap_live";
 /// many copies.
 const COMPACT_BATCH: usize = 256;
 
+/// A sealed segment less live than this (per cent of a segment) is compacted: copying
+/// its live frames costs at most as much as the space it gives back.
+const COMPACT_LIVE_PERCENT: u64 = 50;
+
+/// Live bytes one [`Store::compact_records`] copies at most (it stops after the segment
+/// that passes it): the copies and the segments they empty are both on disk until the
+/// flush after it, so a store never needs more than this much room beyond its heap.
+const COMPACT_ROUND_BYTES: u64 = 64 * 1024 * 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// [`COMPACT_ROUND_BYTES`] for compactions on this thread (tests: smaller).
+    pub(super) static TEST_COMPACT_ROUND_BYTES: std::cell::Cell<Option<u64>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn round_bytes() -> u64 {
+    #[cfg(test)]
+    if let Some(bytes) = TEST_COMPACT_ROUND_BYTES.with(std::cell::Cell::get) {
+        return bytes;
+    }
+    COMPACT_ROUND_BYTES
+}
+
 /// The live bytes of each heap segment, as saved by a flush.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 struct HeapLive(Vec<(u32, u64)>);
@@ -345,11 +369,14 @@ pub struct Compacted {
     pub segments: usize,
     /// Records moved out of them.
     pub moved: usize,
+    /// Whether segments were left for another call (after [`COMPACT_ROUND_BYTES`]).
+    pub more: bool,
 }
 
 impl Store {
     /// Copies the live records of every sealed heap segment that is less than half live
     /// to the active one and repoints them; the next flush removes the emptied segments.
+    /// Stops after 64 MiB of copies ([`Compacted::more`]: call again after a flush).
     /// Takes the writer lock for [`COMPACT_BATCH`] records at a time. Nothing to do for a
     /// store in memory.
     ///
@@ -366,11 +393,17 @@ impl Store {
             }
         }
         let mut done = Compacted::default();
-        for seg in h.heap.sparse().unwrap_or_default() {
+        let mut copied = 0;
+        for seg in h.heap.sparse(COMPACT_LIVE_PERCENT).unwrap_or_default() {
             if lock(&h.doomed).contains(&seg) || lock(&h.stuck).contains(&seg) {
                 continue;
             }
+            if copied >= round_bytes() {
+                done.more = true;
+                break;
+            }
             let (frames, whole) = h.heap.scan(seg).map_err(io)?;
+            copied += frames.iter().map(|(loc, _)| loc.frame_bytes()).sum::<u64>();
             for batch in frames.chunks(COMPACT_BATCH) {
                 let _writer = writer()?;
                 for (loc, bytes) in batch {

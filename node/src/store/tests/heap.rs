@@ -118,11 +118,11 @@ fn sparse_sealed_segments_are_scanned_whole_and_removed() {
     let locs: Vec<Loc> = (0..30).map(|i| heap.append(&record(i, 100)).unwrap()).collect();
     let first = locs[0].seg;
     // Nothing is under half live yet (the active segment never counts).
-    assert_eq!(heap.sparse().unwrap(), Vec::<u32>::new());
+    assert_eq!(heap.sparse(50).unwrap(), Vec::<u32>::new());
     for loc in locs.iter().filter(|l| l.seg == first).skip(2) {
         heap.dead(loc);
     }
-    assert_eq!(heap.sparse().unwrap(), [first]);
+    assert_eq!(heap.sparse(50).unwrap(), [first]);
     let (frames, whole) = heap.scan(first).unwrap();
     assert!(whole);
     let in_first: Vec<Loc> = locs.iter().copied().filter(|l| l.seg == first).collect();

@@ -3,7 +3,11 @@
 
 use kith_protocol::{Keypair, VerifiedRecord};
 
-use super::super::{heap::TEST_SEGMENT_BYTES, records::TEST_TREE_ONLY, Inserted, Store};
+use super::super::{
+    heap::TEST_SEGMENT_BYTES,
+    records::{TEST_COMPACT_ROUND_BYTES, TEST_TREE_ONLY},
+    Inserted, Store,
+};
 use super::post;
 
 /// Opens the store in `dir` with heap segments of `segment_bytes`.
@@ -340,4 +344,44 @@ fn a_damaged_record_is_forgotten_so_that_sync_brings_it_again() {
         assert_eq!(store.get_bytes(&r.id()).unwrap().unwrap(), r.bytes());
     }
     assert_live_counted_right(&store);
+}
+
+#[test]
+fn a_compaction_copies_a_bounded_amount_a_call_and_the_next_call_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = posts(80, 4, 0);
+    let store = open(dir.path(), 4096);
+    for r in &recs {
+        store.insert(r).unwrap();
+    }
+    // Three records in four erased: every sealed segment about a quarter live.
+    for r in recs.iter().enumerate().filter(|(i, _)| i % 4 != 0).map(|(_, r)| r) {
+        let stored = store.get(&r.id()).unwrap().unwrap();
+        store.erase(&stored).unwrap();
+    }
+    store.flush_blocking().unwrap();
+    let (files_before, live) = store.records.heap_bytes().unwrap();
+    let live = live.unwrap();
+    // Here one segment per call (a call stops after copying this many bytes), with a
+    // flush after each, as the daemon does.
+    TEST_COMPACT_ROUND_BYTES.with(|b| b.set(Some(1)));
+    let mut calls = Vec::new();
+    loop {
+        let done = store.compact_records().unwrap();
+        store.flush_blocking().unwrap();
+        calls.push(done);
+        if !done.more {
+            break;
+        }
+    }
+    TEST_COMPACT_ROUND_BYTES.with(|b| b.set(None));
+    assert!(calls.len() >= 3, "{calls:?}");
+    assert!(calls.iter().all(|c| c.segments <= 1), "{calls:?}");
+    let (files, _) = store.records.heap_bytes().unwrap();
+    assert!(files < files_before && files <= live + 4096, "{files} of {files_before}, {live} live");
+    assert_live_counted_right(&store);
+    assert_eq!(store.counts().records, 20);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(store.get_bytes(&r.id()).unwrap().is_some(), i % 4 == 0);
+    }
 }
