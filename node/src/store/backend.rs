@@ -570,3 +570,10 @@ impl DoubleEndedIterator for Iter {
 
 #[cfg(test)]
 mod tests;
+
+/// Sets a function sled's own threads (its flusher and I/O pool) call when they have
+/// done work and are about to wait; set once per process (the daemon's allocator hook,
+/// `cli/src/alloc.rs`; vendored sled's KITH-PATCHES change 15).
+pub fn set_store_thread_idle_hook(hook: fn()) {
+    sled::set_thread_idle_hook(hook);
+}

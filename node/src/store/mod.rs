@@ -41,7 +41,7 @@ mod records;
 mod social;
 mod sync;
 
-pub use backend::MemoryImage;
+pub use backend::{set_store_thread_idle_hook, MemoryImage};
 pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobStoreError, Blobs};
 pub use circle::CircleState;
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
@@ -208,13 +208,6 @@ pub struct Store {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
-}
-
-/// Sets a function sled's own threads (its flusher and I/O pool) call when they have
-/// done work and are about to wait; set once per process (the daemon's allocator hook,
-/// `cli/src/alloc.rs`; vendored sled's KITH-PATCHES change 15).
-pub fn set_store_thread_idle_hook(hook: fn()) {
-    sled::set_thread_idle_hook(hook);
 }
 
 /// The store's default in-memory cache. sled's own default (1 GiB) would let a node's

@@ -199,11 +199,12 @@ fn live_bytes_are_counted_again_when_a_crash_left_none_saved() {
     assert_live_counted_right(&store);
 }
 
-#[test]
-fn a_damaged_frame_reads_as_a_missing_record() {
+/// A store on disk with `n` posts of one author, flushed, then the second post's text
+/// flipped in its heap frame on disk.
+fn stored_with_the_second_damaged(n: usize) -> (tempfile::TempDir, Store, Vec<VerifiedRecord>) {
     use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();
-    let recs = posts(3, 1, 0);
+    let recs = posts(n, 1, 0);
     let store = open(dir.path(), 1 << 20);
     for r in &recs {
         store.insert(r).unwrap();
@@ -211,10 +212,15 @@ fn a_damaged_frame_reads_as_a_missing_record() {
     store.flush_blocking().unwrap();
     let segment = dir.path().join("heap").read_dir().unwrap().next().unwrap().unwrap().path();
     let data = std::fs::read(&segment).unwrap();
-    // The second record's text, flipped on disk.
     let at = data.windows(13).position(|w| w == b"post number 1").unwrap();
     let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
     file.write_all_at(b"POST", at as u64).unwrap();
+    (dir, store, recs)
+}
+
+#[test]
+fn a_damaged_frame_reads_as_a_missing_record() {
+    let (_dir, store, recs) = stored_with_the_second_damaged(3);
     assert!(store.get(&recs[0].id()).unwrap().is_some());
     assert_eq!(store.get(&recs[1].id()).unwrap(), None);
     assert!(store.get(&recs[2].id()).unwrap().is_some());
@@ -305,20 +311,8 @@ fn a_crash_between_compaction_and_its_flush_loses_nothing() {
 
 #[test]
 fn a_damaged_record_is_forgotten_so_that_sync_brings_it_again() {
-    use std::os::unix::fs::FileExt;
-    let dir = tempfile::tempdir().unwrap();
-    let recs = posts(4, 1, 0);
+    let (dir, store, recs) = stored_with_the_second_damaged(4);
     let author = recs[0].record().author;
-    let store = open(dir.path(), 1 << 20);
-    for r in &recs {
-        store.insert(r).unwrap();
-    }
-    store.flush_blocking().unwrap();
-    let segment = dir.path().join("heap").read_dir().unwrap().next().unwrap().unwrap().path();
-    let data = std::fs::read(&segment).unwrap();
-    let at = data.windows(13).position(|w| w == b"post number 1").unwrap();
-    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
-    file.write_all_at(b"POST", at as u64).unwrap();
     // Before it is found: still said stored, and the log has no hole.
     assert_eq!(store.forget_damaged().unwrap(), 0);
     assert!(store.has(&recs[1].id()).unwrap());
