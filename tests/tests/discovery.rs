@@ -112,7 +112,12 @@ async fn a_restarted_node_redials_a_followed_peer_that_had_dialled_it() {
     a.follow(&b).await;
     let b_peer = b.id().to_peer_id().unwrap();
     let b_port = format!("/tcp/{}/", b.port());
-    eventually(DEADLINE, "A to remember where B listens", || async {
+    // A is already connected (B dialled it), so its follow dials nothing; it learns
+    // where B listens when it dials B back for B's AutoNAT probe. B's first probe comes
+    // 2 s after B starts; on a loaded machine B may not have reached A by then, and the
+    // next probe comes 20 s later (`IdleTuning::autonat_retry`): past `DEADLINE` from
+    // here. Three times it leaves room for two probes.
+    eventually(DEADLINE * 3, "A to remember where B listens", || async {
         let known = a.node.store().known_peers_of(&b_peer.to_string()).ok()?;
         known.iter().any(|addr| addr.contains(&b_port)).then_some(())
     })
