@@ -8,7 +8,15 @@ use std::{
 
 use crate::Arc;
 
-const CUTOFF: usize = 22;
+/// kith (KITH-PATCHES.md, change 27): 38 rather than sled 0.34.7's 22. An `IVec` is 40
+/// bytes whatever the cutoff up to 38 (the `Subslice` variant: a fat `Arc` and two
+/// `usize`s, after the tag), so keys and values of 23 to 38 bytes (kith's index keys
+/// after the leaf's prefix, ids, author keys) now live in the leaf's vectors instead of
+/// an `Arc` allocation each: copying a leaf for a write is a plain copy, not a reference
+/// count bumped (and later dropped) behind a pointer per entry.
+const CUTOFF: usize = 38;
+
+const _: () = assert!(std::mem::size_of::<IVec>() == 40);
 
 type Inner = [u8; CUTOFF];
 
@@ -88,7 +96,7 @@ impl IVec {
             },
             IVecInner::Inline(_, old_inner) => {
                 // old length already checked above in assertion
-                let mut new_inner = Inner::default();
+                let mut new_inner = [0u8; CUTOFF];
                 new_inner[..len].copy_from_slice(
                     &old_inner[slice_offset..slice_offset + len],
                 );
@@ -120,7 +128,7 @@ impl IVec {
 
     fn inline(slice: &[u8]) -> Self {
         assert!(is_inline_candidate(slice.len()));
-        let mut data = Inner::default();
+        let mut data = [0u8; CUTOFF];
         data[..slice.len()].copy_from_slice(slice);
         Self(IVecInner::Inline(u8::try_from(slice.len()).unwrap(), data))
     }
