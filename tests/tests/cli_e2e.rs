@@ -215,6 +215,8 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         segment_bytes: kith_node::store::SEGMENT_BYTES,
         cache_mb: 8,
         reuse: false,
+        settle_every: Duration::from_millis(100),
+        settle_max: Duration::from_secs(2),
     };
     let report: serde_json::Value = serde_json::from_str(&run(&opts).to_json()).unwrap();
     let num = |name: &str| {
@@ -248,6 +250,13 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
     let (disk, raw) = (num("disk_bytes_per_record"), num("raw_bytes_per_record"));
     assert!(raw > 100.0 && raw < 1_000.0, "{report}");
     assert!(disk >= raw, "{report}");
+    // At rest: the store read while a daemon ran on it (settled or not in the short
+    // bound here), the daemon's posts stored.
+    let rest = num("disk_bytes_per_record_at_rest");
+    assert!(rest >= raw && rest.is_finite(), "{report}");
+    assert!(num("heap_bytes_at_rest") > 0.0 && num("at_rest_s") > 0.0, "{report}");
+    assert!(report["at_rest_settled"].is_boolean(), "{report}");
+    assert!(report["at_rest_samples"].as_array().is_some_and(|s| s.len() >= 2), "{report}");
     // Where the bytes go: the record heap's live frames hold the records' signed bytes,
     // and sled's `record_locs` one location per record.
     let trees = report["trees"].as_array().unwrap_or_else(|| panic!("no trees: {report}"));
@@ -262,10 +271,12 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
     // from the saved targets.
     let again = run(&Options { reuse: true, ..opts });
     let again: serde_json::Value = serde_json::from_str(&again.to_json()).unwrap();
-    // The same records, and the few the daemon started on the home made of its own
-    // (its device and mailbox lists).
+    // The same records, the posts the daemon made at rest, and the few it made of its
+    // own (its device and mailbox lists).
     let again_records = again["records"].as_f64().unwrap_or(0.0);
-    assert!((records..=records + 4.0).contains(&again_records), "{again}");
+    let posts = num("at_rest_posts");
+    assert!(posts >= 1.0, "{report}");
+    assert!((records + posts..=records + posts + 4.0).contains(&again_records), "{again}");
     assert_eq!(again["offered"].as_f64(), Some(0.0), "{again}");
     for name in ["timeline_items", "tag_items", "author_items", "thread_items"] {
         assert!(again[name].as_f64().is_some_and(|n| n >= 1.0), "{name}: {again}");

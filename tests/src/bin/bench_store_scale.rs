@@ -33,6 +33,8 @@ fn main() {
         segment_bytes: arg("--segment-bytes", kith_node::store::SEGMENT_BYTES),
         cache_mb: arg("--cache-mb", kith_node::config::DEFAULT_STORE_CACHE_MB),
         reuse: args.iter().any(|a| a == "--reuse"),
+        settle_every: Duration::from_secs_f64(arg("--settle-every", 15.0)),
+        settle_max: Duration::from_secs_f64(arg("--settle-max", 360.0)),
     };
     let report = run(&opts);
     if json {

@@ -249,7 +249,7 @@ fn serve_burst(home: &Home, stream: &Stream, opts: &Options) {
     });
 }
 
-fn start_daemon(home: &Home, opts: &Options) -> (Child, Duration) {
+pub(super) fn start_daemon(home: &Home, opts: &Options) -> (Child, Duration) {
     let log = std::fs::File::create(home.dir().join("daemon.log")).expect("a log file");
     let t = Instant::now();
     let mut child = Command::new(&opts.kith)
@@ -283,7 +283,7 @@ fn start_daemon(home: &Home, opts: &Options) -> (Child, Duration) {
     }
 }
 
-fn terminate(child: &mut Child) {
+pub(super) fn terminate(child: &mut Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {

@@ -2,11 +2,14 @@
 //! records of a realistic mix ([`gen`]), built through the node's real ingest path; then
 //! the queries a person makes, timed through the node's request handler in this process
 //! ([`measure`]), and the real `kith daemon` started on that home: time until it answers
-//! `kith status`, and its resident memory once idle, before and after it served queries. The home's store on disk is compared
-//! with the signed bytes of the records it holds.
+//! `kith status`, and its resident memory once idle, before and after it served queries.
+//! The home's store on disk is compared with the signed bytes of the records it holds,
+//! right after the build and at rest ([`rest`]: after a daemon ran on it until its size
+//! settled).
 
 pub mod gen;
 pub mod measure;
+pub mod rest;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -37,6 +40,12 @@ pub struct Options {
     /// Measure the home in `keep_home` again when a run before built it (its query
     /// targets saved beside it) rather than building it anew.
     pub reuse: bool,
+    /// At rest ([`rest::settle`]): how often the store's blocks are read while a daemon
+    /// runs on it (settled: they changed by less than 1 % over four of these, and at
+    /// least eight were read).
+    pub settle_every: Duration,
+    /// At rest: how long the daemon runs at most when the store does not settle.
+    pub settle_max: Duration,
 }
 
 /// The file in a kept home where the query targets are saved.
@@ -107,6 +116,24 @@ pub struct Report {
     pub trees: Vec<(String, u64, u64)>,
     /// The record heap's files, bytes (dead frames included; part of `disk_bytes`).
     pub heap_file_bytes: u64,
+    /// The store's files, bytes allocated on disk, at rest: after a daemon ran on the
+    /// home (posting now and then) until they settled ([`rest::settle`]).
+    pub disk_bytes_at_rest: u64,
+    /// `disk_bytes_at_rest` per record (the daemon's posts counted).
+    pub disk_bytes_per_record_at_rest: f64,
+    /// The record heap's files at rest, bytes allocated on disk (part of
+    /// `disk_bytes_at_rest`).
+    pub heap_bytes_at_rest: u64,
+    /// Seconds the daemon ran until the store settled (or `settle_max`).
+    pub at_rest_s: f64,
+    /// CPU seconds the daemon used meanwhile (after it answered `kith status`).
+    pub at_rest_cpu_s: f64,
+    /// Whether the store settled within `settle_max`.
+    pub at_rest_settled: bool,
+    /// Posts the daemon made meanwhile (`kith post`; stored, so counted as records).
+    pub at_rest_posts: u64,
+    /// The store's blocks read meanwhile, `settle_every` apart, bytes.
+    pub at_rest_samples: Vec<u64>,
 }
 
 impl Report {
@@ -131,6 +158,14 @@ impl Report {
             "threads": self.threads,
             "segment_bytes": self.segment_bytes,
             "heap_file_bytes": self.heap_file_bytes,
+            "disk_bytes_at_rest": self.disk_bytes_at_rest,
+            "disk_bytes_per_record_at_rest": round(self.disk_bytes_per_record_at_rest, 1),
+            "heap_bytes_at_rest": self.heap_bytes_at_rest,
+            "at_rest_s": round(self.at_rest_s, 1),
+            "at_rest_cpu_s": round(self.at_rest_cpu_s, 2),
+            "at_rest_settled": self.at_rest_settled,
+            "at_rest_posts": self.at_rest_posts,
+            "at_rest_samples": self.at_rest_samples,
             "trees": self.trees.iter().map(|(name, entries, bytes)| {
                 serde_json::json!({"name": name, "entries": entries, "bytes": bytes})
             }).collect::<Vec<_>>(),
@@ -176,7 +211,8 @@ impl Report {
         out.push_str(&format!(
             "restart            {:.0} ms median, {:.0} ms slowest (kith daemon until kith status answers); \
              {:.0} ms after kill -9\n\
-             disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x)\n\
+             disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x), right after the build\n\
+             disk at rest       {:.0} bytes/record ({} bytes, record heap {}; {:.2}x) after a daemon ran {:.0} s ({}), {:.1} s of CPU\n\
              idle daemon RSS    {:.1} MiB; {:.1} MiB idle after serving the queries again\n",
             self.restart_ms,
             self.restart_max_ms,
@@ -185,6 +221,13 @@ impl Report {
             self.disk_bytes,
             self.raw_bytes_per_record,
             self.disk_bytes_per_record / self.raw_bytes_per_record.max(1.0),
+            self.disk_bytes_per_record_at_rest,
+            self.disk_bytes_at_rest,
+            self.heap_bytes_at_rest,
+            self.disk_bytes_per_record_at_rest / self.raw_bytes_per_record.max(1.0),
+            self.at_rest_s,
+            if self.at_rest_settled { "settled" } else { "NOT settled" },
+            self.at_rest_cpu_s,
             self.rss_mb,
             self.rss_after_use_mb
         ));
@@ -285,5 +328,6 @@ pub fn run(opts: &Options) -> Report {
     report.disk_bytes = measure::disk_bytes(&home.store_path());
     report.disk_bytes_per_record = report.disk_bytes as f64 / records.max(1) as f64;
     measure::daemon(&home, &stream, opts, &mut report);
+    rest::settle(&home, opts, &mut report);
     report
 }
