@@ -13,10 +13,10 @@
 //! check fails, reads as no record, with a warning.
 //!
 //! Erased records leave dead frames. The heap counts each segment's live bytes (frames
-//! something points to); `records.rs` copies the live frames of a sealed segment that is
-//! less than half full of them to the active one ([`Heap::scan`] gives them), repoints
-//! their locations, and removes the segment with [`Heap::remove`] once a flush made the
-//! new locations durable.
+//! something points to); `records/compact.rs` copies the live frames of a sealed segment
+//! that is less than half full of them (nine tenths at rest) to the active one
+//! ([`Heap::scan`] gives them), repoints their locations, and removes the segment with
+//! [`Heap::remove`] once a flush made the new locations durable.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -254,9 +254,23 @@ impl Heap {
         }
     }
 
+    /// A frame of `loc` is pointed to again (compaction counts its copies live only once
+    /// their locations are written: see `records/compact.rs`).
+    pub(super) fn alive(&self, loc: &Loc) {
+        if let Some(live) = lock(&self.state).live.as_mut() {
+            *live.entry(loc.seg).or_default() += loc.frame_bytes();
+        }
+    }
+
     /// Sets the live bytes per segment (counted from the locations, or saved ones).
     pub(super) fn set_live(&self, live: BTreeMap<u32, u64>) {
         lock(&self.state).live = Some(live);
+    }
+
+    /// Forgets the live bytes (they are counted again from the locations before the next
+    /// compaction).
+    pub(super) fn forget_live(&self) {
+        lock(&self.state).live = None;
     }
 
     /// Live bytes per segment, if counted.

@@ -21,7 +21,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
 };
@@ -38,6 +38,12 @@ use super::{
     Store, StoreError,
 };
 
+mod compact;
+
+pub use compact::Compacted;
+#[cfg(test)]
+pub(super) use compact::{TEST_COMPACT_ROUND_BYTES, TEST_REST_PUTS};
+
 #[cfg(test)]
 thread_local! {
     /// Stores opened on disk by this thread keep their records in the `records` tree, as
@@ -47,34 +53,6 @@ thread_local! {
 
 /// Key of the saved live bytes per heap segment (default tree).
 const LIVE_KEY: &[u8] = b"heap_live";
-
-/// Frames copied per hold of the writer lock while compacting: writers wait at most this
-/// many copies.
-const COMPACT_BATCH: usize = 256;
-
-/// A sealed segment less live than this (per cent of a segment) is compacted: copying
-/// its live frames costs at most as much as the space it gives back.
-const COMPACT_LIVE_PERCENT: u64 = 50;
-
-/// Live bytes one [`Store::compact_records`] copies at most (it stops after the segment
-/// that passes it): the copies and the segments they empty are both on disk until the
-/// flush after it, so a store never needs more than this much room beyond its heap.
-const COMPACT_ROUND_BYTES: u64 = 64 * 1024 * 1024;
-
-#[cfg(test)]
-thread_local! {
-    /// [`COMPACT_ROUND_BYTES`] for compactions on this thread (tests: smaller).
-    pub(super) static TEST_COMPACT_ROUND_BYTES: std::cell::Cell<Option<u64>> =
-        const { std::cell::Cell::new(None) };
-}
-
-fn round_bytes() -> u64 {
-    #[cfg(test)]
-    if let Some(bytes) = TEST_COMPACT_ROUND_BYTES.with(std::cell::Cell::get) {
-        return bytes;
-    }
-    COMPACT_ROUND_BYTES
-}
 
 /// The live bytes of each heap segment, as saved by a flush.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -113,6 +91,10 @@ pub(super) struct HeapRecords {
     /// Records whose frame read back missing, cut short or failing its check, and where:
     /// forgotten by the next [`Store::forget_damaged`].
     damaged: Mutex<Vec<(RecordId, Loc)>>,
+    /// Records stored (by [`Records::put`]) since the store opened.
+    puts: AtomicU64,
+    /// `puts` as the last [`Store::compact_records`] saw it.
+    puts_seen: AtomicU64,
 }
 
 /// Damaged records remembered at most until the next [`Store::forget_damaged`].
@@ -147,6 +129,8 @@ impl Records {
             doomed: Mutex::default(),
             stuck: Mutex::default(),
             damaged: Mutex::default(),
+            puts: AtomicU64::new(0),
+            puts_seen: AtomicU64::new(0),
         })))
     }
 
@@ -187,6 +171,7 @@ impl Records {
                 h.changed()?;
                 let loc = h.heap.append(bytes).map_err(io)?;
                 codec::put(&h.locs, id.as_bytes(), &loc)?;
+                h.puts.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -362,74 +347,7 @@ impl HeapRecords {
     }
 }
 
-/// What one [`Store::compact_records`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Compacted {
-    /// Segments emptied (removed by the next flush).
-    pub segments: usize,
-    /// Records moved out of them.
-    pub moved: usize,
-    /// Whether segments were left for another call (after [`COMPACT_ROUND_BYTES`]).
-    pub more: bool,
-}
-
 impl Store {
-    /// Copies the live records of every sealed heap segment that is less than half live
-    /// to the active one and repoints them; the next flush removes the emptied segments.
-    /// Stops after 64 MiB of copies ([`Compacted::more`]: call again after a flush).
-    /// Takes the writer lock for [`COMPACT_BATCH`] records at a time. Nothing to do for a
-    /// store in memory.
-    ///
-    /// # Errors
-    /// Disk errors or damage.
-    pub fn compact_records(&self) -> Result<Compacted, StoreError> {
-        let Records::Heap(h) = &self.records else { return Ok(Compacted::default()) };
-        self.forget_damaged()?;
-        let writer = || self.writer.lock().map_err(|_| corrupt("writer lock poisoned"));
-        if h.heap.live().is_none() {
-            let _writer = writer()?;
-            if h.heap.live().is_none() {
-                h.count()?;
-            }
-        }
-        let mut done = Compacted::default();
-        let mut copied = 0;
-        for seg in h.heap.sparse(COMPACT_LIVE_PERCENT).unwrap_or_default() {
-            if lock(&h.doomed).contains(&seg) || lock(&h.stuck).contains(&seg) {
-                continue;
-            }
-            if copied >= round_bytes() {
-                done.more = true;
-                break;
-            }
-            let (frames, whole) = h.heap.scan(seg).map_err(io)?;
-            copied += frames.iter().map(|(loc, _)| loc.frame_bytes()).sum::<u64>();
-            for batch in frames.chunks(COMPACT_BATCH) {
-                let _writer = writer()?;
-                for (loc, bytes) in batch {
-                    let id = RecordId::of_bytes(bytes);
-                    let here = h.locs.get(id.as_bytes())?;
-                    if here.map(|v| codec::decode::<Loc>(&v)).transpose()? != Some(*loc) {
-                        continue;
-                    }
-                    h.changed()?;
-                    let new = h.heap.append(bytes).map_err(io)?;
-                    codec::put(&h.locs, id.as_bytes(), &new)?;
-                    h.heap.dead(loc);
-                    done.moved += 1;
-                }
-            }
-            if whole {
-                lock(&h.doomed).push(seg);
-                done.segments += 1;
-            } else {
-                tracing::warn!(seg, "a heap segment has a damaged frame: left as it is");
-                lock(&h.stuck).push(seg);
-            }
-        }
-        Ok(done)
-    }
-
     /// Forgets the records found damaged since the last call (their frame missing, cut
     /// short or failing its check), so that peers' history sync brings them again: each
     /// one's location and its author's log entry go (the log has a hole again, which

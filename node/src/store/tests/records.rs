@@ -5,7 +5,7 @@ use kith_protocol::{Keypair, VerifiedRecord};
 
 use super::super::{
     heap::TEST_SEGMENT_BYTES,
-    records::{TEST_COMPACT_ROUND_BYTES, TEST_TREE_ONLY},
+    records::{Compacted, TEST_COMPACT_ROUND_BYTES, TEST_REST_PUTS, TEST_TREE_ONLY},
     Inserted, Store,
 };
 use super::post;
@@ -340,20 +340,30 @@ fn a_damaged_record_is_forgotten_so_that_sync_brings_it_again() {
     assert_live_counted_right(&store);
 }
 
-#[test]
-fn a_compaction_copies_a_bounded_amount_a_call_and_the_next_call_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
+/// 80 posts of 4 authors in heap segments of 4 KiB, those `kept` does not keep (by
+/// index) erased, flushed.
+fn stored_then_erased(
+    dir: &std::path::Path,
+    kept: impl Fn(usize) -> bool,
+) -> (Store, Vec<VerifiedRecord>) {
     let recs = posts(80, 4, 0);
-    let store = open(dir.path(), 4096);
+    let store = open(dir, 4096);
     for r in &recs {
         store.insert(r).unwrap();
     }
-    // Three records in four erased: every sealed segment about a quarter live.
-    for r in recs.iter().enumerate().filter(|(i, _)| i % 4 != 0).map(|(_, r)| r) {
+    for r in recs.iter().enumerate().filter(|(i, _)| !kept(*i)).map(|(_, r)| r) {
         let stored = store.get(&r.id()).unwrap().unwrap();
         store.erase(&stored).unwrap();
     }
     store.flush_blocking().unwrap();
+    (store, recs)
+}
+
+#[test]
+fn a_compaction_copies_a_bounded_amount_a_call_and_the_next_call_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three records in four erased: every sealed segment about a quarter live.
+    let (store, recs) = stored_then_erased(dir.path(), |i| i % 4 == 0);
     let (files_before, live) = store.records.heap_bytes().unwrap();
     let live = live.unwrap();
     // Here one segment per call (a call stops after copying this many bytes), with a
@@ -378,4 +388,81 @@ fn a_compaction_copies_a_bounded_amount_a_call_and_the_next_call_goes_on() {
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(store.get_bytes(&r.id()).unwrap().is_some(), i % 4 == 0);
     }
+}
+
+#[test]
+fn a_store_at_rest_compacts_segments_up_to_nine_tenths_live_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // One record in four erased: every sealed segment about three quarters live.
+    let (store, recs) = stored_then_erased(dir.path(), |i| i % 4 != 1);
+    let (files_before, live) = store.records.heap_bytes().unwrap();
+    let live = live.unwrap();
+    // 80 records were stored since the last round (more than a store at rest stores,
+    // here 60): only segments under half live go.
+    TEST_REST_PUTS.with(|p| p.set(Some(60)));
+    let busy = store.compact_records().unwrap();
+    assert_eq!(busy, Compacted::default(), "{busy:?}");
+    // Nothing stored since: the store is at rest, and its sparse segments go.
+    let done = store.compact_records().unwrap();
+    assert!(done.at_rest && done.segments >= 3 && done.moved > 0, "{done:?}");
+    store.flush_blocking().unwrap();
+    let (files, _) = store.records.heap_bytes().unwrap();
+    assert!(files < files_before && files <= live + 4096, "{files} of {files_before}, {live} live");
+    assert_live_counted_right(&store);
+    // The segment that was active in that round (dead frames of its own, then copies)
+    // may go in the next; then nothing moves: the copies fill whole segments, which stay.
+    assert!(store.compact_records().unwrap().segments <= 1);
+    store.flush_blocking().unwrap();
+    assert_eq!(store.compact_records().unwrap().moved, 0);
+    TEST_REST_PUTS.with(|p| p.set(None));
+    assert_eq!(store.counts().records, 60);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(store.get_bytes(&r.id()).unwrap().is_some(), i % 4 != 1);
+    }
+    // And so after reopening: the locations written by the compaction were flushed.
+    drop(store);
+    let store = open(dir.path(), 4096);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(store.get_bytes(&r.id()).unwrap().is_some(), i % 4 != 1);
+    }
+    assert_live_counted_right(&store);
+}
+
+/// Records erased, or erased and stored again, after the compaction copied their frames
+/// and before it wrote their locations: they keep what the writers wrote, the copies are
+/// dead space, the emptied segments still go, and the live bytes are counted right.
+#[test]
+fn records_changed_between_the_copies_and_their_locations_keep_what_writers_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, recs) = stored_then_erased(dir.path(), |i| i % 4 == 0);
+    let copies = store.compact_copy().unwrap();
+    let copied = copies.records();
+    assert!(copied >= 10, "{copies:?}");
+    // Between the passes: one kept record erased, another erased and stored again.
+    let (gone, again) = (&recs[0], &recs[4]);
+    for r in [gone, again] {
+        let stored = store.get(&r.id()).unwrap().unwrap();
+        store.erase(&stored).unwrap();
+    }
+    assert_eq!(store.insert(again).unwrap(), Inserted::New);
+    let done = store.compact_repoint(copies).unwrap();
+    assert!(done.segments >= 3, "{done:?}");
+    // Both were in the first segment, sealed and copied: all but those two moved.
+    assert_eq!(done.moved, copied - 2, "{done:?}");
+    store.flush_blocking().unwrap();
+    assert_live_counted_right(&store);
+    assert_eq!(store.get_bytes(&gone.id()).unwrap(), None);
+    assert_eq!(store.get_bytes(&again.id()).unwrap().unwrap(), again.bytes());
+    for r in recs.iter().step_by(4).skip(2) {
+        assert_eq!(store.get_bytes(&r.id()).unwrap().unwrap(), r.bytes());
+    }
+    assert_eq!(store.counts().records, 19);
+    // The copies nothing points to are dead space, which a later round gives back.
+    let (files, live) = store.records.heap_bytes().unwrap();
+    assert!(files > live.unwrap());
+    drop(store);
+    let store = open(dir.path(), 4096);
+    assert_live_counted_right(&store);
+    assert_eq!(store.get_bytes(&again.id()).unwrap().unwrap(), again.bytes());
+    assert_eq!(store.get_bytes(&gone.id()).unwrap(), None);
 }
