@@ -7,7 +7,7 @@ use kith_protocol::{AuthorId, Record, RecordId, RecordKind, Topic, VerifiedRecor
 
 use crate::{
     keep::{self, Came, Counts, Decision, Facts, Quotas},
-    store::{Inserted, Store, StoreError},
+    store::{InsertRun, Inserted, Store, StoreError},
 };
 
 /// The validation verdict for a gossip message: what the network does with it and with
@@ -160,7 +160,7 @@ pub fn admit(
     came: Came,
     now_ms: u64,
 ) -> Result<Outcome, StoreError> {
-    admit_in(store, admission, record, came, now_ms, None)
+    admit_in(store, admission, record, came, now_ms, None, None)
 }
 
 /// The newest record of each author that a batch stored so far, and what the store held
@@ -196,7 +196,25 @@ fn fits_chain(chain: &Chain, r: &Record) -> Option<Link> {
     (follows && r.prev == Some(link.id)).then_some(link)
 }
 
-/// [`admit`], with the records stored so far in this batch (`chain`, updated here).
+/// Whether a record may be checked and decided while `group` holds posts not yet
+/// written (see `store/grouped.rs`): a post known to follow a record of the batch in its
+/// author's log (so no read of its author's log, of its id or of a fork can find a
+/// waiting record) that does not reply to a waiting post (whose author its keep decision
+/// reads). Every other record's checks need the group written first.
+fn may_wait(
+    link: Result<Option<Link>, ()>,
+    record: &VerifiedRecord,
+    group: &InsertRun<'_>,
+) -> bool {
+    matches!(link, Ok(Some(_)))
+        && match &record.record().kind {
+            RecordKind::Post(post) => post.reply_to.is_none_or(|to| !group.holds(&to)),
+            _ => false,
+        }
+}
+
+/// [`admit`], with the records stored so far in this batch (`chain`, updated here), and
+/// the group of posts its new posts wait in to be written together (`group`).
 fn admit_in(
     store: &Store,
     admission: &Admission,
@@ -204,12 +222,18 @@ fn admit_in(
     came: Came,
     now_ms: u64,
     chain: Option<&mut Chain>,
+    mut group: Option<&mut InsertRun<'_>>,
 ) -> Result<Outcome, StoreError> {
     let link = match &chain {
         Some(chain) => Ok(fits_chain(chain, record.record())),
         None => Err(()),
     };
-    let (out, held, followed) = admit_checked(store, admission, record, came, now_ms, link)?;
+    if let Some(group) = group.as_deref_mut() {
+        if !group.is_empty() && !may_wait(link, &record, group) {
+            group.write()?;
+        }
+    }
+    let (out, held, followed) = admit_checked(store, admission, record, came, now_ms, link, group)?;
     if let (Some(chain), Outcome::New(new)) = (chain, &out) {
         let r = new.record();
         if r.author == admission.me
@@ -226,7 +250,8 @@ fn admit_in(
 /// [`admit`]. `link`: in a batch, the link the record follows if any (then it is known
 /// to fit its author's stored log); not in a batch, `Err`. Also returns the highest seq
 /// the store held of the author for the batch's [`Link`] (0 when not in a batch), and
-/// whether the person follows the author if that was read.
+/// whether the person follows the author if that was read. A kept record is stored in
+/// `group` when there is one.
 fn admit_checked(
     store: &Store,
     admission: &Admission,
@@ -234,6 +259,7 @@ fn admit_checked(
     came: Came,
     now_ms: u64,
     link: Result<Option<Link>, ()>,
+    group: Option<&mut InsertRun<'_>>,
 ) -> Result<(Outcome, u64, Option<bool>), StoreError> {
     let fits = matches!(link, Ok(Some(_)));
     if let Some(out) = refused(store, &record, now_ms, fits)? {
@@ -266,7 +292,11 @@ fn admit_checked(
     let followed = (r.author != admission.me).then_some(facts.followed);
     let out = match keep::decide(&facts, &admission.quotas) {
         Decision::Keep(keep) => {
-            outcome(store.insert_kept(&record, keep, &admission.quotas)?, record)
+            let inserted = match group {
+                Some(group) => group.insert_kept(&record, keep, &admission.quotas)?,
+                None => store.insert_kept(&record, keep, &admission.quotas)?,
+            };
+            outcome(inserted, record)
         }
         Decision::Forward => Outcome::Unwanted { forward: true },
         Decision::Drop => Outcome::Unwanted { forward: false },

@@ -12,7 +12,7 @@ use kith_protocol::VerifiedRecord;
 use super::{admit_in, Admission, Chain, Outcome, CHECK_CHUNK, MAX_BATCH_THREADS};
 use crate::{
     keep::Came,
-    store::{Store, StoreError},
+    store::{InsertRun, Store, StoreError},
 };
 
 /// The checks of one chunk, in order.
@@ -181,6 +181,12 @@ where
         let mut turn = 0;
         for (b, batch) in batches.iter().enumerate() {
             let mut out = Vec::with_capacity(batch.len());
+            // New posts wait in a run, written together at the batch's end or before a
+            // record that must not be checked while they wait (`store/grouped.rs`); the
+            // run holds the store's writer lock meanwhile, also while this thread checks
+            // or waits for a chunk. `waiting`: their places in `out`.
+            let mut group: Option<InsertRun<'_>> = None;
+            let mut waiting = Vec::new();
             for _ in starts.get(b).copied().unwrap_or(0)..upto(b + 1) {
                 if let Some((f, outcomes)) = flushing.take() {
                     // Nothing is stored while the batch before flushes: check meanwhile.
@@ -206,18 +212,45 @@ where
                 };
                 let len = chunks.get(turn).map_or(0, |c| c.len());
                 match checked {
-                    Some(checked) => out.extend(checked.into_iter().map(|c| match c {
-                        Ok(record) => {
-                            admit_in(store, admission, record, came, now_ms, Some(&mut chain))
+                    Some(checked) => {
+                        for c in checked {
+                            let Ok(record) =
+                                c.map_err(|reason| out.push(Ok(Outcome::Invalid(reason))))
+                            else {
+                                continue;
+                            };
+                            if group.is_none() {
+                                group = store.insert_run().ok();
+                            }
+                            let g = group.as_mut();
+                            let o = admit_in(
+                                store,
+                                admission,
+                                record,
+                                came,
+                                now_ms,
+                                Some(&mut chain),
+                                g,
+                            );
+                            if let Some(g) = group.as_mut() {
+                                mark_lost(g.take_lost(), &mut out, &mut waiting);
+                                if g.is_empty() {
+                                    waiting.clear();
+                                }
+                                if g.waiting() {
+                                    waiting.push(out.len());
+                                }
+                            }
+                            out.push(o);
                         }
-                        Err(reason) => Ok(Outcome::Invalid(reason)),
-                    })),
+                    }
                     None => {
                         out.extend((0..len).map(|_| Ok(Outcome::Invalid("check failed".into()))))
                     }
                 }
                 turn += 1;
             }
+            write_group(group.take(), &mut out, &mut waiting);
             if let Some((f, outcomes)) = flushing.take() {
                 // An empty batch after one that flushes: in order.
                 done(f, outcomes, flushed_rx.recv().unwrap_or_else(|_| Err(gone())));
@@ -271,6 +304,28 @@ fn collect_or_check(
             true
         }
         Err(_) => false,
+    }
+}
+
+/// Writes the posts waiting in `group` (if any) and lets go of the writer lock; the
+/// outcomes of posts a failed write lost become errors.
+fn write_group(group: Option<InsertRun<'_>>, out: &mut Outcomes, waiting: &mut Vec<usize>) {
+    if let Some(mut group) = group {
+        let _ = group.write();
+        mark_lost(group.take_lost(), out, waiting);
+    }
+    waiting.clear();
+}
+
+/// The last `lost` of the places in `out` of posts that waited in a group: their write
+/// failed, so they are not stored after all.
+fn mark_lost(lost: usize, out: &mut Outcomes, waiting: &mut Vec<usize>) {
+    for i in waiting.drain(waiting.len().saturating_sub(lost)..) {
+        if let Some(o) = out.get_mut(i) {
+            *o = Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(
+                "the batch's records could not be written",
+            ))));
+        }
     }
 }
 

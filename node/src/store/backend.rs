@@ -358,16 +358,14 @@ impl Tree {
 
     /// Sets every `(key, value)` of `pairs`, keys ascending without repeats, as inserts
     /// one after the other would, with each leaf they fall in copied and written once
-    /// (vendored sled's `insert_sorted`; KITH-PATCHES.md change 7): for many small
-    /// writes into few leaves. Not atomic as a whole.
-    pub(crate) fn insert_sorted(&self, pairs: &[(IVec, IVec)]) -> sled::Result<()> {
+    /// (vendored sled's `insert_sorted`; KITH-PATCHES.md changes 7 and 28): for many
+    /// small writes into few leaves. Not atomic as a whole. Returns how many keys were
+    /// new.
+    pub(crate) fn insert_sorted(&self, pairs: &[(IVec, IVec)]) -> sled::Result<usize> {
         match self {
             Self::Sled(t) => t.insert_sorted(pairs),
             Self::Memory(t) => {
-                for (key, value) in pairs {
-                    t.write(key, Some(value.clone()));
-                }
-                Ok(())
+                Ok(pairs.iter().filter(|(k, v)| t.write(k, Some(v.clone())).is_none()).count())
             }
         }
     }

@@ -80,10 +80,15 @@ fn check(bytes: &[u8]) -> [u8; 8] {
 
 fn frame(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER as usize + bytes.len());
+    frame_into(&mut out, bytes);
+    out
+}
+
+/// Appends the frame of `bytes` to `out`.
+fn frame_into(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(&check(bytes));
     out.extend_from_slice(bytes);
-    out
 }
 
 /// A frame read back whole: where it is, and the record's signed bytes.
@@ -153,17 +158,12 @@ impl Heap {
         self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&seg).cloned()
     }
 
-    /// Writes `bytes` as a new frame at the end of the active segment; where it is. The
-    /// frame is written (not yet synced) when this returns. Counted live.
-    ///
-    /// # Errors
-    /// The file system's; nothing points to a frame whose write failed.
-    pub(super) fn append(&self, bytes: &[u8]) -> io::Result<Loc> {
-        let framed = frame(bytes);
-        let mut state = lock(&self.state);
-        let size = framed.len() as u64;
-        let (seg, end) = match state.active {
-            Some((seg, end)) if end + size <= self.segment_bytes || end == 0 => (seg, end),
+    /// Where a frame of `size` bytes goes: the end of the active segment, or the start of
+    /// a new one when it would pass [`SEGMENT_BYTES`] (a frame bigger than that takes a
+    /// segment of its own).
+    fn place(&self, state: &mut State, size: u64) -> io::Result<(u32, u64)> {
+        match state.active {
+            Some((seg, end)) if end + size <= self.segment_bytes || end == 0 => Ok((seg, end)),
             _ => {
                 let next = self.segments().last().map_or(1, |s| s + 1);
                 let path = self.dir.join(name(next));
@@ -174,18 +174,91 @@ impl Heap {
                     .insert(next, Arc::new(file));
                 state.created = true;
                 state.active = Some((next, 0));
-                (next, 0)
+                Ok((next, 0))
             }
-        };
+        }
+    }
+
+    /// Writes `frames` (whole frames, one after the other) at `off` in segment `seg`, the
+    /// active segment's end, and counts them written and live.
+    fn write_run(&self, state: &mut State, seg: u32, off: u64, frames: &[u8]) -> io::Result<()> {
         let file = self.file(seg).ok_or_else(|| io::Error::other("active segment missing"))?;
-        file.write_all_at(&framed, end)?;
-        state.active = Some((seg, end + size));
+        file.write_all_at(frames, off)?;
+        let size = frames.len() as u64;
+        state.active = Some((seg, off + size));
         state.dirty.insert(seg);
-        let loc = Loc { seg, off: end as u32, len: bytes.len() as u32 };
         if let Some(live) = state.live.as_mut() {
             *live.entry(seg).or_default() += size;
         }
-        Ok(loc)
+        Ok(())
+    }
+
+    /// Writes `bytes` as a new frame at the end of the active segment; where it is. The
+    /// frame is written (not yet synced) when this returns. Counted live.
+    ///
+    /// # Errors
+    /// The file system's; nothing points to a frame whose write failed.
+    pub(super) fn append(&self, bytes: &[u8]) -> io::Result<Loc> {
+        let framed = frame(bytes);
+        let mut state = lock(&self.state);
+        let (seg, end) = self.place(&mut state, framed.len() as u64)?;
+        self.write_run(&mut state, seg, end, &framed)?;
+        Ok(Loc { seg, off: end as u32, len: bytes.len() as u32 })
+    }
+
+    /// [`Heap::append`] for many records at once: their frames one after the other, in one
+    /// write per segment they fall in (one in all unless the active segment fills up);
+    /// where each is, in order. Every frame is written (not yet synced) when this returns.
+    ///
+    /// # Errors
+    /// The file system's; then nothing of `records` is counted live (frames written
+    /// before the failure are dead space).
+    pub(super) fn append_many(&self, records: &[&[u8]]) -> io::Result<Vec<Loc>> {
+        let mut state = lock(&self.state);
+        let mut out = Vec::with_capacity(records.len());
+        let mut run: Option<(u32, u64)> = None;
+        let mut buf = Vec::new();
+        // Frames of `out` written (and counted live) so far.
+        let mut written = 0;
+        let result = (|| {
+            for bytes in records {
+                let size = FRAME_HEADER + bytes.len() as u64;
+                let room =
+                    run.is_some_and(|(_, off)| off + buf.len() as u64 + size <= self.segment_bytes);
+                let (seg, off) = match run {
+                    Some(at) if room => at,
+                    _ => {
+                        if let Some((seg, off)) = run.take() {
+                            self.write_run(&mut state, seg, off, &buf)?;
+                            written = out.len();
+                            buf.clear();
+                        }
+                        *run.insert(self.place(&mut state, size)?)
+                    }
+                };
+                out.push(Loc {
+                    seg,
+                    off: (off + buf.len() as u64) as u32,
+                    len: bytes.len() as u32,
+                });
+                frame_into(&mut buf, bytes);
+            }
+            if let Some((seg, off)) = run {
+                self.write_run(&mut state, seg, off, &buf)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            if let Some(live) = state.live.as_mut() {
+                for loc in out.get(..written).unwrap_or_default() {
+                    if let Some(n) = live.get_mut(&loc.seg) {
+                        *n = n.saturating_sub(loc.frame_bytes());
+                    }
+                }
+            }
+            return Err(e);
+        }
+        Ok(out)
     }
 
     /// The record at `loc`: `None` (with a warning) when its frame is missing, short, or

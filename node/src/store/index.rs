@@ -16,9 +16,16 @@ use super::{
 
 /// One entry a record puts in a plain index.
 pub(super) struct Entry<'a> {
-    tree: &'a Tree,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    pub(super) tree: &'a Tree,
+    pub(super) key: Vec<u8>,
+    pub(super) value: Vec<u8>,
+}
+
+impl<'a> Entry<'a> {
+    /// `key` set to `value` in `tree`.
+    pub(super) fn new(tree: &'a Tree, key: Vec<u8>, value: Vec<u8>) -> Self {
+        Self { tree, key, value }
+    }
 }
 
 impl Store {

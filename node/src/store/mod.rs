@@ -24,6 +24,7 @@ mod codec;
 mod dm;
 mod group;
 mod group_epochs;
+mod grouped;
 mod heap;
 mod held;
 mod home;
@@ -46,6 +47,7 @@ pub use blobs::{BlobCounts, BlobLimits, BlobMeta, BlobOrigin, BlobOwner, BlobSto
 pub use circle::CircleState;
 pub use dm::{Conversation, DmRecord, DmStatus, OutboxEntry, DM_ID_LEN};
 pub use group::{GroupLine, GroupQueued, GroupState, TaggedPickle, MAX_KEPT_CIPHERTEXTS};
+pub use grouped::InsertRun;
 pub use held::{HeldTally, Released, Usage};
 pub use mailbox::Presence;
 pub use moderation::Moderation;
@@ -66,7 +68,7 @@ use backend::{Db, Tree};
 use records::Records;
 use thiserror::Error;
 
-use keys::{fork_key, id_suffix, log_key, log_value};
+use keys::{log_key, log_value};
 
 /// What went wrong in the store.
 #[derive(Debug, Error)]
@@ -498,23 +500,9 @@ impl Store {
         // the record, never removed), so without it the record is not stored, and a new
         // record costs two reads (log, tombstones) rather than three. Past the log's tip
         // there is none to read.
-        let entry = if r.seq > self.log_tip(&r.author)? { None } else { self.log.get(lkey)? };
-        let existing = match entry {
-            Some(entry) => Some(id_suffix(&entry).ok_or_else(|| corrupt("log entry"))?),
-            None => None,
-        };
-        if existing == Some(id) && self.records.contains(&id)? {
-            return Ok(Inserted::Duplicate);
-        }
-        if self.is_tombstoned(&id, &r.author)? {
-            return Ok(Inserted::Deleted);
-        }
-        if let Some(existing) = existing.filter(|e| *e != id) {
-            if self.wants_fork_evidence(&r.author)? {
-                self.forks.insert(fork_key(&r.author, r.seq, &id), rec.bytes())?;
-            }
-            self.flagged.insert(r.author.as_bytes(), &[1u8])?;
-            return Ok(Inserted::Fork { existing });
+        let existing = self.logged_at(&r.author, r.seq)?;
+        if let Some(inserted) = self.not_new(rec, existing, |id| self.records.contains(id))? {
+            return Ok(inserted);
         }
         self.totals_change()?;
         let post = matches!(r.kind, RecordKind::Post(_) | RecordKind::Private(_));

@@ -353,7 +353,7 @@ impl Store {
 
     /// Evicts the oldest strangers' records while over a quota (under the writer lock),
     /// never `keep`. Returns how many were evicted.
-    fn evict_over(&self, quotas: &Quotas, keep: &RecordId) -> Result<usize, StoreError> {
+    pub(super) fn evict_over(&self, quotas: &Quotas, keep: &RecordId) -> Result<usize, StoreError> {
         let mut evicted = 0;
         loop {
             let strangers = self.stranger_count();

@@ -28,6 +28,7 @@ use std::{
 
 use bincode::{Decode, Encode};
 use kith_protocol::{AuthorId, RecordId};
+use sled::IVec;
 
 use super::{
     backend::{lock, Db, Tree},
@@ -174,6 +175,51 @@ impl Records {
                 h.puts.fetch_add(1, Ordering::Relaxed);
             }
         }
+        Ok(())
+    }
+
+    /// Stores many records at once (under the writer lock), their ids distinct and not
+    /// stored: their signed bytes first (the heap: one write), then `indexes` (which
+    /// writes everything else they need), then their locations, in id order with a
+    /// write per leaf of `record_locs`: each location, the record's commit point, comes
+    /// after its bytes and its indexes, as with [`Records::put`].
+    ///
+    /// # Errors
+    /// Disk errors, or `indexes`'s; then the frames written are dead space.
+    pub(super) fn put_many(
+        &self,
+        records: &[(RecordId, &[u8])],
+        indexes: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut pairs = Vec::with_capacity(records.len());
+        let tree = match self {
+            Self::Tree(t) => {
+                indexes()?;
+                for (id, bytes) in records {
+                    pairs.push((IVec::from(id.as_bytes()), IVec::from(*bytes)));
+                }
+                t
+            }
+            Self::Heap(h) => {
+                h.changed()?;
+                let frames: Vec<&[u8]> = records.iter().map(|(_, bytes)| *bytes).collect();
+                let locs = h.heap.append_many(&frames).map_err(io)?;
+                let encoded = (|| {
+                    indexes()?;
+                    for ((id, _), loc) in records.iter().zip(&locs) {
+                        pairs.push((IVec::from(id.as_bytes()), IVec::from(codec::encode(loc)?)));
+                    }
+                    Ok::<_, StoreError>(())
+                })();
+                if let Err(e) = encoded {
+                    locs.iter().for_each(|loc| h.heap.dead(loc));
+                    return Err(e);
+                }
+                &h.locs
+            }
+        };
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        tree.insert_sorted(&pairs)?;
         Ok(())
     }
 

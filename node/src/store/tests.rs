@@ -356,6 +356,7 @@ mod compaction_crash;
 mod fixture;
 mod heap;
 mod home;
+mod insert_run;
 mod leaves;
 mod migration;
 mod records;

@@ -133,7 +133,7 @@ impl Node {
 
         match *link {
             Set(ref k, ref v) => {
-                self.set_leaf(k.clone(), v.clone());
+                let _new = self.set_leaf(k.clone(), v.clone());
             }
             Del(ref k) => {
                 self.del_leaf(k);
@@ -167,7 +167,9 @@ impl Node {
         }
     }
 
-    pub(crate) fn set_leaf(&mut self, key: IVec, val: IVec) {
+    /// Sets `key` in this leaf; whether it was not there before (kith: KITH-PATCHES.md,
+    /// change 28).
+    pub(crate) fn set_leaf(&mut self, key: IVec, val: IVec) -> bool {
         if !self.hi.is_empty() {
             assert!(*key < self.hi[self.prefix_len as usize..]);
         }
@@ -178,15 +180,18 @@ impl Node {
                     leaf.bytes -= leaf.values[idx].len() as u64;
                     leaf.bytes += val.len() as u64;
                     leaf.values[idx] = val;
+                    testing_assert!(is_sorted(&leaf.keys));
+                    false
                 }
                 Err(idx) => {
                     leaf.bytes += (key.len() + val.len()) as u64;
                     leaf.keys.insert(idx, key);
                     leaf.values.insert(idx, val);
                     leaf.inserted_at(idx);
+                    testing_assert!(is_sorted(&leaf.keys));
+                    true
                 }
             }
-            testing_assert!(is_sorted(&leaf.keys));
         } else {
             panic!("tried to Set a value to an index");
         }

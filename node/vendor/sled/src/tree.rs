@@ -229,6 +229,10 @@ impl Tree {
         }
     }
 
+    /// Below this many keys in one leaf, [`Tree::insert_sorted`] inserts them one by one
+    /// (kith: KITH-PATCHES.md, change 28).
+    pub const SORTED_MIN_RUN: usize = 4;
+
     /// kith (KITH-PATCHES.md, change 7): sets each key of `pairs` to its value, the keys
     /// given in ascending order without repeats, as [`Tree::insert`] would one after the
     /// other, but copying each leaf they fall in once and writing it whole to the log (a
@@ -237,16 +241,21 @@ impl Tree {
     /// leaves (kith's per-author counts, written at each flush). Each leaf's writes are
     /// atomic together; leaves are written in key order.
     ///
+    /// kith (KITH-PATCHES.md, change 28): returns how many of the keys were not in the
+    /// tree before; and a leaf that gets fewer than [`Tree::SORTED_MIN_RUN`] of the keys is
+    /// written as [`Tree::insert`] writes, one log fragment per key (a whole leaf written
+    /// for one or two keys would put more bytes in the log than it saves in copies).
+    ///
     /// # Panics
     /// When the keys are not ascending.
-    pub fn insert_sorted(&self, pairs: &[(IVec, IVec)]) -> Result<()> {
+    pub fn insert_sorted(&self, pairs: &[(IVec, IVec)]) -> Result<usize> {
         assert!(
             pairs.windows(2).all(|w| w[0].0 < w[1].0),
             "insert_sorted needs ascending keys without repeats"
         );
-        let guard = pin();
+        let mut guard = pin();
         let _cc = concurrency_control::read();
-        let mut at = 0;
+        let (mut at, mut new) = (0, 0);
         while at < pairs.len() {
             let View { node_view, pid, .. } =
                 self.view_for_key(pairs[at].0.as_ref(), &guard)?;
@@ -258,12 +267,28 @@ impl Tree {
                     .iter()
                     .take_while(|(k, _)| hi.is_empty() || k.as_ref() < hi.as_ref())
                     .count();
+            if end - at < Self::SORTED_MIN_RUN {
+                drop(node_view);
+                while at < end {
+                    let (key, value) = &pairs[at];
+                    if let Ok(old) =
+                        self.insert_inner(key, Some(value.clone()), &mut guard)?
+                    {
+                        new += usize::from(old.is_none());
+                        at += 1;
+                    }
+                }
+                continue;
+            }
             let mut node = node_view.clone_with_room(end - at);
             let mut reservations = Vec::with_capacity(end - at);
+            let mut added = 0;
             for (key, value) in &pairs[at..end] {
                 reservations.push(self.subscribers.reserve(key));
                 let encoded = IVec::from(&key[node.prefix_len as usize..]);
-                node.set_leaf(encoded, value.clone());
+                if node.set_leaf(encoded, value.clone()) {
+                    added += 1;
+                }
             }
             let replaced =
                 self.context.pagecache.replace(pid, node_view.0, node, &guard)?;
@@ -282,9 +307,10 @@ impl Tree {
                     });
                 }
             }
+            new += added;
             at = end;
         }
-        Ok(())
+        Ok(new)
     }
 
     /// Perform a multi-key serializable transaction.
