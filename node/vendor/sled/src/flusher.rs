@@ -62,8 +62,12 @@ fn run(
     let flush_every = Duration::from_millis(flush_every_ms);
     let mut shutdown = shutdown.lock();
     let mut wrote_data = false;
+    // kith (KITH-PATCHES.md, change 21): cleaning at rest.
+    let mut idle = crate::pagecache::IdleCleaner::default();
     while shutdown.is_running() || wrote_data {
         let before = std::time::Instant::now();
+        // nothing reserved in the log since the last round's cleaning
+        let quiet = idle.was_quiet(pagecache);
         let cc = concurrency_control::read();
         match pagecache.log.roll_iobuf() {
             Ok(0) => {
@@ -107,8 +111,17 @@ fn run(
         // this looks weird because it's a rust-style do-while
         // where the conditional is the full body
         let mut cleaned = false;
+        let mut idle_step = quiet && shutdown.is_running();
         while {
-            let made_progress = match pagecache.attempt_gc() {
+            let step = if idle_step {
+                // kith (change 21): the store was idle for a whole round:
+                // the cleaner may take a segment sled would leave alone.
+                idle_step = false;
+                idle.clean(pagecache).and_then(|_| pagecache.attempt_gc())
+            } else {
+                pagecache.attempt_gc()
+            };
+            let made_progress = match step {
                 Err(e) => {
                     error!(
                         "failed to clean file from periodic flush thread: {}",
@@ -135,6 +148,7 @@ fn run(
                 && shutdown.is_running()
                 && before.elapsed() < flush_every / 2
         } {}
+        idle.mark(pagecache);
 
         if let Err(e) = pagecache.config.file.sync_all() {
             error!("failed to fsync from periodic flush thread: {}", e);

@@ -8,6 +8,7 @@ pub mod logger;
 mod blob_io;
 mod disk_pointer;
 mod header;
+mod idle;
 mod iobuf;
 mod iterator;
 mod pagetable;
@@ -48,6 +49,7 @@ use self::{
 };
 
 pub(crate) use self::{
+    idle::IdleCleaner,
     logger::{
         read_message, read_segment_header, MessageHeader, SegmentHeader,
         SegmentNumber,

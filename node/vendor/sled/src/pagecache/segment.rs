@@ -129,6 +129,11 @@ impl SegmentCleaner {
         let mut inner = self.inner.lock();
         inner.remove(&offset);
     }
+
+    /// kith (change 21): whether no page is waiting to be moved.
+    fn is_empty(&self) -> bool {
+        self.inner.lock().values().all(BTreeSet::is_empty)
+    }
 }
 
 impl Drop for SegmentAccountant {
@@ -738,6 +743,76 @@ impl SegmentAccountant {
         }
 
         Ok(punched)
+    }
+
+    /// kith (`KITH-PATCHES.md`, change 21; `pagecache/idle.rs`): when the
+    /// cleaner has nothing left to move, starts draining the least live
+    /// inactive segment if it is at most `max_live_pct` percent live and the
+    /// segments that live would give back at least `min_gain` segments in
+    /// all. Returns whether a segment was handed to the cleaner.
+    pub(super) fn drain_when_idle(
+        &mut self,
+        max_live_pct: usize,
+        min_gain: usize,
+    ) -> Result<bool> {
+        if !self.segment_cleaner.is_empty() {
+            return Ok(false);
+        }
+        if log::log_enabled!(target: "sled::idle", log::Level::Trace) {
+            self.trace_segments();
+        }
+        let segment_size = self.config.segment_size;
+        let mut gain = 0;
+        let mut least_live = None;
+        for (idx, segment) in self.segments.iter().enumerate() {
+            if let Segment::Inactive(inactive) = segment {
+                if inactive.rss * 100 / segment_size <= max_live_pct {
+                    gain += segment_size - inactive.rss;
+                    let candidate = (inactive.rss, idx, inactive.lsn);
+                    if least_live.map_or(true, |least| candidate < least) {
+                        least_live = Some(candidate);
+                    }
+                }
+            }
+        }
+        let (rss, idx, lsn) = match least_live {
+            Some(least_live) if gain >= min_gain * segment_size => least_live,
+            _ => return Ok(false),
+        };
+        debug!("draining segment {} at rest ({} % live)", idx, rss * 100 / segment_size);
+        let segment_start = (idx * segment_size) as LogOffset;
+        let to_clean = self.segments[idx].inactive_to_draining(lsn);
+        self.segment_cleaner.add_pids(segment_start, to_clean);
+        // frees it at once if no page is left in it
+        self.possibly_clean_or_free_segment(idx, lsn)?;
+        Ok(true)
+    }
+
+    /// kith: the segments' states and how live the inactive ones are, for
+    /// `RUST_LOG=sled::idle=trace`.
+    fn trace_segments(&self) {
+        let mut live_tenths = [0usize; 11];
+        let (mut free, mut active, mut draining, mut live) = (0, 0, 0, 0);
+        for segment in &self.segments {
+            match segment {
+                Segment::Free(_) => free += 1,
+                Segment::Active(_) => active += 1,
+                Segment::Draining(_) => draining += 1,
+                Segment::Inactive(inactive) => {
+                    live += inactive.rss;
+                    live_tenths[(inactive.rss * 10 / self.config.segment_size).min(10)] += 1;
+                }
+            }
+        }
+        trace!(
+            target: "sled::idle",
+            "segments: {} free, {} active, {} draining, inactive by tenths live {:?} ({} bytes live)",
+            free,
+            active,
+            draining,
+            live_tenths,
+            live
+        );
     }
 
     /// Asynchronously apply a GC-related operation. Used in a flat-combining
