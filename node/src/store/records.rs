@@ -220,6 +220,9 @@ impl Records {
         };
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         tree.insert_sorted(&pairs)?;
+        if let Self::Heap(h) = self {
+            h.puts.fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -304,6 +307,15 @@ impl Records {
             }
         }
         Ok(())
+    }
+
+    /// Records stored since the store opened (0 without a heap).
+    #[cfg(test)]
+    pub(super) fn puts(&self) -> u64 {
+        match self {
+            Self::Tree(_) => 0,
+            Self::Heap(h) => h.puts.load(Ordering::Relaxed),
+        }
     }
 
     /// Segments of the heap (0 without one).
