@@ -145,3 +145,100 @@ fn runs_store_what_inserts_one_by_one_store() {
         assert_eq!(again.counts(), one.counts());
     }
 }
+
+/// Eviction while posts wait in a run: strangers' records (among them earlier records of
+/// an author whose posts wait) are evicted by the run's own inserts, and the run leaves
+/// the store exactly as the same inserts one by one, every waiting post stored, and the
+/// author's log tip right (a duplicate of a waiting post is a duplicate afterwards).
+#[test]
+fn eviction_while_posts_wait_leaves_what_one_by_one_leaves() {
+    use crate::keep::{Keep, Quotas};
+    use crate::store::Inserted;
+
+    let friend = Keypair::from_secret_bytes(&[21; 32]);
+    let strangers: Vec<Keypair> =
+        (30..34u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
+    // The friend was a stranger first: two records kept as a stranger's.
+    let mut plan: Vec<(VerifiedRecord, Keep)> = Vec::new();
+    let mut prev = None;
+    for seq in 1..=2u64 {
+        let r = post(&friend, seq, prev, seq, &format!("early {seq}"), None);
+        prev = Some(r.id());
+        plan.push((r, Keep::Stranger));
+    }
+    let setup = plan.len();
+    // Then followed: posts that wait in a run, between strangers' posts that write the run
+    // and evict the oldest strangers' records (the friend's early ones first).
+    for seq in 3..=12u64 {
+        let r = post(&friend, seq, prev, 10 + seq, &format!("later {seq} #run"), prev);
+        prev = Some(r.id());
+        plan.push((r, Keep::Followed));
+        if seq % 3 == 0 {
+            let s = (seq as usize / 3) % strangers.len();
+            let r = post(&strangers[s], 1, None, 10 + seq, "a stranger's", None);
+            plan.push((r, Keep::Stranger));
+        }
+    }
+    // Two strangers' records at most, ten records in all: the waiting posts evict too.
+    let quotas = Quotas { strangers: 2, total: 10, ..Quotas::default() };
+
+    let one_dir = tempfile::tempdir().unwrap();
+    let one = open(one_dir.path(), 1024);
+    let expected: Vec<Inserted> =
+        plan.iter().map(|(r, keep)| one.insert_kept(r, *keep, &quotas).unwrap()).collect();
+    assert!(expected.iter().all(|i| *i == Inserted::New), "{expected:?}");
+    // The friend's early records were evicted; every later post is stored.
+    assert!(!one.has(&plan[0].0.id()).unwrap() && !one.has(&plan[1].0.id()).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let many = open(dir.path(), 1024);
+        for (r, keep) in &plan[..setup] {
+            many.insert_kept(r, *keep, &quotas).unwrap();
+        }
+        let mut run = many.insert_run().unwrap();
+        let (mut waited, mut evicted_waiting) = (0, 0);
+        let got: Vec<Inserted> = plan[setup..]
+            .iter()
+            .map(|(r, keep)| {
+                let strangers = many.stranger_count();
+                let inserted = run.insert_kept(r, *keep, &quotas).unwrap();
+                waited += usize::from(run.waiting());
+                if run.waiting() && many.stranger_count() < strangers {
+                    evicted_waiting += 1;
+                }
+                inserted
+            })
+            .collect();
+        run.write().unwrap();
+        drop(run);
+        assert_eq!(waited, 10, "the friend's later posts waited in the run");
+        assert!(evicted_waiting >= 2, "posts evicted while waiting: {evicted_waiting}");
+        assert_eq!(got, expected[setup..]);
+        for (r, _) in &plan {
+            assert_eq!(many.has(&r.id()).unwrap(), one.has(&r.id()).unwrap(), "{:?}", r.record());
+        }
+        assert_eq!(many.counts(), one.counts());
+        assert_eq!(many.total_count(), one.total_count());
+        assert_eq!(many.stranger_count(), one.stranger_count());
+        assert_eq!(many.tree_sizes().unwrap(), one.tree_sizes().unwrap());
+        assert_eq!(many.latest_seq(&friend.id()).unwrap(), 12);
+        assert_eq!(many.latest(&friend.id()).unwrap(), one.latest(&friend.id()).unwrap());
+        // Every stored post of the friend is a duplicate now, in a run as one by one.
+        let mut run = many.insert_run().unwrap();
+        for (r, keep) in &plan[setup..] {
+            if one.has(&r.id()).unwrap() {
+                assert_eq!(run.insert_kept(r, *keep, &quotas).unwrap(), Inserted::Duplicate);
+                assert_eq!(one.insert_kept(r, *keep, &quotas).unwrap(), Inserted::Duplicate);
+            }
+        }
+        drop(run);
+        many.flush_blocking().unwrap();
+    }
+    let again = open(dir.path(), 1024);
+    assert_eq!(again.counts(), one.counts());
+    assert_eq!(again.latest_seq(&friend.id()).unwrap(), 12);
+    for (r, _) in &plan {
+        assert_eq!(again.get(&r.id()).unwrap(), one.get(&r.id()).unwrap());
+    }
+}
