@@ -361,6 +361,14 @@ impl Tree {
     /// (vendored sled's `insert_sorted`; KITH-PATCHES.md changes 7 and 28): for many
     /// small writes into few leaves. Not atomic as a whole. Returns how many keys were
     /// new.
+    /// How many single-key writes a page of this tree gathers before sled writes it
+    /// whole (vendored sled, `KITH-PATCHES.md` change 39; not stored: set at each open).
+    pub(crate) fn set_fragments_per_page(&self, n: usize) {
+        if let Self::Sled(t) = self {
+            t.set_fragments_per_page(n);
+        }
+    }
+
     pub(crate) fn insert_sorted(&self, pairs: &[(IVec, IVec)]) -> sled::Result<usize> {
         match self {
             Self::Sled(t) => t.insert_sorted(pairs),

@@ -113,6 +113,9 @@ impl Db {
                 context: context.clone(),
                 root: AtomicU64::new(root),
                 merge_operator: RwLock::new(None),
+                fragments_per_page: AtomicUsize::new(
+                    crate::pagecache::constants::PAGE_CONSOLIDATION_THRESHOLD,
+                ),
             }));
             assert!(tenants.insert(id, tree).is_none());
         }

@@ -124,6 +124,7 @@ mod fastlock;
 mod histogram;
 mod iter;
 mod ivec;
+mod kith_stats;
 mod lazy;
 mod lru;
 mod meta;

@@ -65,6 +65,9 @@ where
                     subscribers: Subscribers::default(),
                     root: AtomicU64::new(root_id),
                     merge_operator: RwLock::new(None),
+                    fragments_per_page: AtomicUsize::new(
+                        crate::pagecache::constants::PAGE_CONSOLIDATION_THRESHOLD,
+                    ),
                 })));
             }
             Err(Error::CollectionNotFound(_)) => {}
@@ -116,6 +119,9 @@ where
             context: context.clone(),
             root: AtomicU64::new(root_id),
             merge_operator: RwLock::new(None),
+            fragments_per_page: AtomicUsize::new(
+                crate::pagecache::constants::PAGE_CONSOLIDATION_THRESHOLD,
+            ),
         })));
     }
 }

@@ -25,6 +25,13 @@ const APPEND_RUN: u8 = 3;
 /// See `APPEND_RUN`: a leaf of fewer than 4 entries merges into its left sibling.
 const LEAF_MIN_SIDE: usize = 4;
 
+/// kith (KITH-PATCHES.md, change 38): an index node splits when it has more than this
+/// many children (sled 0.34.7: 256) and merges into its left sibling when it has fewer
+/// than a quarter of it (sled 0.34.7: 64). Every leaf split writes the leaf's parent
+/// whole to the log with its new child; with 256 children that was as many bytes as
+/// the two halves of the leaf.
+const INDEX_MAX_CHILDREN: usize = 64;
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,
@@ -692,7 +699,7 @@ impl Node {
         let size_checks = if cfg!(any(test, feature = "lock_free_delays")) {
             self.data.len() > 2
         } else if self.data.is_index() {
-            self.data.len() > 256
+            self.data.len() > crate::kith_stats::index_split(INDEX_MAX_CHILDREN)
         } else {
             // kith: see KITH-PATCHES.md, change 2
             let len = self.data.len();
@@ -702,9 +709,10 @@ impl Node {
                     leaf.keys.iter().zip(&leaf.values).map(|(k, v)| k.len() + v.len()).sum();
                 debug_assert_eq!(leaf.bytes, counted as u64, "a leaf's byte sum drifted");
             }
-            len > LEAF_MAX_ENTRIES
-                || (len > LEAF_MIN_SPLIT_ENTRIES
-                    && self.data.rss() > LEAF_MAX_BYTES)
+            let (max_entries, max_bytes) =
+                crate::kith_stats::leaf_limits(LEAF_MAX_ENTRIES, LEAF_MAX_BYTES);
+            len > max_entries
+                || (len > LEAF_MIN_SPLIT_ENTRIES && self.data.rss() > max_bytes)
         };
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
@@ -715,7 +723,7 @@ impl Node {
         let threshold = if cfg!(any(test, feature = "lock_free_delays")) {
             1
         } else if self.data.is_index() {
-            64
+            crate::kith_stats::index_split(INDEX_MAX_CHILDREN) / 4
         } else {
             4
         };

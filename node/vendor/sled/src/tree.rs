@@ -93,6 +93,9 @@ pub struct TreeInner {
     pub(crate) subscribers: Subscribers,
     pub(crate) root: AtomicU64,
     pub(crate) merge_operator: RwLock<Option<Box<dyn MergeOperator>>>,
+    /// kith (KITH-PATCHES.md, change 39): how many fragments a page of this tree
+    /// gathers before an insert writes it whole (sled 0.34.7: 10 for every page).
+    pub(crate) fragments_per_page: AtomicUsize,
 }
 
 impl Drop for TreeInner {
@@ -101,7 +104,13 @@ impl Drop for TreeInner {
         // have flushed all dirty data.
         loop {
             match self.context.pagecache.flush() {
-                Ok(0) => return,
+                Ok(0) => {
+                    // kith (KITH-PATCHES.md, change 37): the store is closed.
+                    if self.tree_id == DEFAULT_TREE_ID {
+                        kith_stats::dump();
+                    }
+                    return;
+                }
                 Ok(_) => continue,
                 Err(e) => {
                     error!("failed to flush data to disk: {:?}", e);
@@ -198,11 +207,12 @@ impl Tree {
             Link::Del(encoded_key)
         };
 
-        let link = self.context.pagecache.link(
+        let link = self.context.pagecache.link_consolidating_at(
             pid,
             node_view.0,
             frag,
             guard,
+            self.fragments_per_page.load(std::sync::atomic::Ordering::Relaxed),
         )?;
 
         if link.is_ok() {
@@ -229,9 +239,52 @@ impl Tree {
         }
     }
 
+    /// kith (KITH-PATCHES.md, change 39): a page of this tree gathers up to `n`
+    /// fragments (single key writes) before an insert writes it whole; `n` is kept
+    /// between 2 and 64. sled 0.34.7 writes every page whole at 10. More fragments write
+    /// fewer bytes for a page that takes many single writes (a leaf written whole costs
+    /// all its entries; a fragment, one) and cost, for as long as the page keeps them, a
+    /// log read each when the page is read from disk and its log location in memory (one
+    /// `CacheInfo` each). Not stored: set it each time the tree is opened.
+    pub fn set_fragments_per_page(&self, n: usize) {
+        self.fragments_per_page.store(n.clamp(2, 64), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Below this many keys in one leaf, [`Tree::insert_sorted`] inserts them one by one
     /// (kith: KITH-PATCHES.md, change 28).
     pub const SORTED_MIN_RUN: usize = 4;
+
+    /// kith (KITH-PATCHES.md, changes 28 and 39): whether [`Tree::insert_sorted`] writes
+    /// the leaf whole for `pairs` (all of them falling in it) rather than one fragment per
+    /// key. A fragment costs its key and value and a header, and brings the page a tenth
+    /// nearer to being written whole anyway (sled's 10 fragments a page; a tree that
+    /// allows more still uses 10 here, so that fewer keys go one by one, each with a copy
+    /// of the leaf), so the whole leaf is written when that costs fewer bytes:
+    /// `10 * fragments + k * leaf >= 10 * leaf`, and at least [`Tree::SORTED_MIN_RUN`]
+    /// keys. For a full index leaf of about 3 KiB that is 8 keys or more, for a leaf just
+    /// split off 4.
+    fn sorted_whole(node: &Node, pairs: &[(IVec, IVec)]) -> bool {
+        let per_page = crate::pagecache::constants::PAGE_CONSOLIDATION_THRESHOLD;
+        /// A fragment's bytes beyond its key and value (message header, kind, lengths).
+        const FRAG_OVERHEAD: usize = 24;
+        /// What the leaf costs written whole beyond its entries (its bounds, header).
+        const LEAF_OVERHEAD: usize = 64;
+        let k = pairs.len();
+        if k < Self::SORTED_MIN_RUN {
+            return false;
+        }
+        let leaf = match &node.data {
+            Data::Leaf(leaf) => {
+                leaf.bytes as usize + 3 * leaf.keys.len() + LEAF_OVERHEAD
+            }
+            _ => return true,
+        };
+        let frags: usize = pairs
+            .iter()
+            .map(|(key, value)| key.len() + value.len() + FRAG_OVERHEAD)
+            .sum();
+        per_page * frags + k * leaf >= per_page * leaf
+    }
 
     /// kith (KITH-PATCHES.md, change 7): sets each key of `pairs` to its value, the keys
     /// given in ascending order without repeats, as [`Tree::insert`] would one after the
@@ -267,7 +320,7 @@ impl Tree {
                     .iter()
                     .take_while(|(k, _)| hi.is_empty() || k.as_ref() < hi.as_ref())
                     .count();
-            if end - at < Self::SORTED_MIN_RUN {
+            if !Self::sorted_whole(&node_view, &pairs[at..end]) {
                 drop(node_view);
                 while at < end {
                     let (key, value) = &pairs[at];
@@ -290,8 +343,10 @@ impl Tree {
                     added += 1;
                 }
             }
-            let replaced =
-                self.context.pagecache.replace(pid, node_view.0, node, &guard)?;
+            let replaced = {
+                let _why = kith_stats::because(kith_stats::Why::Sorted);
+                self.context.pagecache.replace(pid, node_view.0, node, &guard)?
+            };
             if replaced.is_err() {
                 // The page changed meanwhile: look again.
                 M.tree_looped();
@@ -1539,6 +1594,7 @@ impl Tree {
         guard: &'g Guard,
     ) -> Result<()> {
         trace!("splitting node {}", view.pid);
+        let _why = kith_stats::because(kith_stats::Why::Split);
         // split node
         let (mut lhs, rhs) = view.deref().clone().split();
         let rhs_lo = rhs.lo.clone();
@@ -1581,6 +1637,7 @@ impl Tree {
                 return Ok(());
             }
 
+            let _why = kith_stats::because(kith_stats::Why::SplitParent);
             let replace = self.context.pagecache.replace(
                 parent_view.pid,
                 parent_view.node_view.0,
@@ -1610,6 +1667,7 @@ impl Tree {
     ) -> Result<bool> {
         M.tree_root_split_attempt();
         // hoist new root, pointing to lhs & rhs
+        let _why = kith_stats::because(kith_stats::Why::SplitParent);
 
         let new_root = Node::new_hoisted_root(from, at, to);
 
@@ -1698,6 +1756,7 @@ impl Tree {
         const MAX_LOOPS: usize = 1_000_000;
 
         let _measure = Measure::new(&M.tree_traverse);
+        kith_stats::set_tree(&self.tree_id);
 
         let mut cursor = self.root.load(Acquire);
         let mut root_pid = cursor;
@@ -1798,6 +1857,7 @@ impl Tree {
                 }
 
                 M.tree_parent_split_attempt();
+                let _why = kith_stats::because(kith_stats::Why::SplitParent);
                 let replace = self.context.pagecache.replace(
                     unsplit_parent.pid,
                     unsplit_parent.node_view.0,
@@ -1984,6 +2044,7 @@ impl Tree {
             child_pid,
             parent_view.pid
         );
+        let _why = kith_stats::because(kith_stats::Why::Merge);
 
         let child_view = if let Some(merging_child) =
             self.cap_merging_child(child_pid, guard)?

@@ -990,9 +990,28 @@ impl PageCache {
     pub(crate) fn link<'g>(
         &'g self,
         pid: PageId,
+        old: PageView<'g>,
+        new: Link,
+        guard: &'g Guard,
+    ) -> Result<CasResult<'g, Link>> {
+        self.link_consolidating_at(
+            pid,
+            old,
+            new,
+            guard,
+            PAGE_CONSOLIDATION_THRESHOLD,
+        )
+    }
+
+    /// kith (KITH-PATCHES.md, change 39): `link`, with the page written whole instead
+    /// when it has `threshold` log locations already (`link` uses sled's 10).
+    pub(crate) fn link_consolidating_at<'g>(
+        &'g self,
+        pid: PageId,
         mut old: PageView<'g>,
         new: Link,
         guard: &'g Guard,
+        threshold: usize,
     ) -> Result<CasResult<'g, Link>> {
         let _measure = Measure::new(&M.link_page);
 
@@ -1039,8 +1058,11 @@ impl PageCache {
         node.apply(&new);
 
         // see if we should short-circuit replace
-        if old.cache_infos.len() >= PAGE_CONSOLIDATION_THRESHOLD {
-            let short_circuit = self.replace(pid, old, node, guard)?;
+        if old.cache_infos.len() >= kith_stats::consolidate(threshold) {
+            let why = kith_stats::set_why(Some(kith_stats::Why::Consolidate));
+            let short_circuit = self.replace(pid, old, node, guard);
+            kith_stats::set_why(why);
+            let short_circuit = short_circuit?;
             return Ok(short_circuit.map_err(|a| a.map(|b| (b.0, new))));
         }
 
@@ -1056,6 +1078,15 @@ impl PageCache {
                 self.log.reserve(LogKind::Link, pid, &new, guard)?;
             let lsn = log_reservation.lsn();
             let pointer = log_reservation.pointer();
+            kith_stats::record(
+                match new {
+                    Link::Set(..) | Link::Del(..) => kith_stats::Why::Frag,
+                    _ => kith_stats::Why::OtherLink,
+                },
+                pid,
+                lsn,
+                log_reservation.reservation_len(),
+            );
 
             // NB the setting of the timestamp is quite
             // correctness-critical! We use the ts to
@@ -1498,6 +1529,17 @@ impl PageCache {
             };
             let lsn = log_reservation.lsn();
             let new_pointer = log_reservation.pointer();
+            kith_stats::record(
+                match &**page_ptr.update.as_ref().unwrap() {
+                    _ if is_rewrite => kith_stats::Why::Cleaner,
+                    Update::Counter(_) | Update::Meta(_) => kith_stats::Why::Meta,
+                    Update::Free => kith_stats::Why::Free,
+                    _ => kith_stats::why().unwrap_or(kith_stats::Why::OtherReplace),
+                },
+                pid,
+                lsn,
+                log_reservation.reservation_len(),
+            );
 
             // NB the setting of the timestamp is quite
             // correctness-critical! We use the ts to
