@@ -17,6 +17,13 @@
 //! that is less than half full of them (nine tenths at rest) to the active one
 //! ([`Heap::scan`] gives them), repoints their locations, and removes the segment with
 //! [`Heap::remove`] once a flush made the new locations durable.
+//!
+//! Strangers' records, which the store evicts oldest first (`quota.rs`), go to segments
+//! of their own ([`Lane::Strangers`], a second active segment): evictions then empty
+//! whole segments in the order they were written, rather than leaving every segment some
+//! dead frames. A sealed segment whose live count falls to nothing is handed on
+//! ([`Heap::take_empty`]); `records.rs` checks each frame of it against `record_locs` and
+//! removes it after the next flush, as compaction does, with nothing to copy.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -43,6 +50,11 @@ thread_local! {
     pub(super) static TEST_SEGMENT_BYTES: std::cell::Cell<Option<u64>> =
         const { std::cell::Cell::new(None) };
 }
+
+/// A strangers' segment is sealed at this share of [`SEGMENT_BYTES`] (2 MiB): the store
+/// keeps some 10,000 strangers' records (about 3 MB), so their segments empty, and go,
+/// a few megabytes after they were written, not after a whole segment.
+const STRANGERS_SHARE: u64 = 8;
 
 /// Bytes of a frame before the record: its length and its check.
 pub(super) const FRAME_HEADER: u64 = 12;
@@ -94,6 +106,15 @@ fn frame_into(out: &mut Vec<u8>, bytes: &[u8]) {
 /// A frame read back whole: where it is, and the record's signed bytes.
 pub(super) type Frame = (Loc, Vec<u8>);
 
+/// Which active segment a frame goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Records the store keeps until their authors delete them.
+    Main = 0,
+    /// Strangers' records: evicted oldest first, so their segments empty in order.
+    Strangers = 1,
+}
+
 /// The heap of one store.
 pub(crate) struct Heap {
     dir: PathBuf,
@@ -106,9 +127,15 @@ pub(crate) struct Heap {
 
 #[derive(Default)]
 struct State {
-    /// The segment taking new frames and where its next frame goes (none until the first
-    /// append after opening).
-    active: Option<(u32, u64)>,
+    /// Per [`Lane`], the segment taking new frames and where its next frame goes (none
+    /// until the lane's first append after opening).
+    active: [Option<(u32, u64)>; 2],
+    /// Segments opened for [`Lane::Strangers`] since the heap opened (compaction never
+    /// copies into them).
+    strangers: BTreeSet<u32>,
+    /// Sealed segments of `strangers` whose live count fell to nothing since
+    /// [`Heap::take_empty`].
+    empty: Vec<u32>,
     /// Segments written since the last [`Heap::sync`].
     dirty: BTreeSet<u32>,
     /// Whether a segment was created since the last sync (the folder is synced too).
@@ -158,13 +185,19 @@ impl Heap {
         self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&seg).cloned()
     }
 
-    /// Where a frame of `size` bytes goes: the end of the active segment, or the start of
-    /// a new one when it would pass [`SEGMENT_BYTES`] (a frame bigger than that takes a
-    /// segment of its own).
-    fn place(&self, state: &mut State, size: u64) -> io::Result<(u32, u64)> {
-        match state.active {
-            Some((seg, end)) if end + size <= self.segment_bytes || end == 0 => Ok((seg, end)),
-            _ => {
+    /// Where a frame of `size` bytes goes in `lane`: the end of its active segment, or the
+    /// start of a new one when it would pass the lane's size ([`Heap::limit`]; a frame
+    /// bigger than that takes a segment of its own).
+    fn place(&self, state: &mut State, lane: Lane, size: u64) -> io::Result<(u32, u64)> {
+        match state.active[lane as usize] {
+            Some((seg, end)) if end + size <= self.limit(lane) || end == 0 => Ok((seg, end)),
+            previous => {
+                if let Some((seg, _)) = previous.filter(|_| lane == Lane::Strangers) {
+                    // Sealed with every frame already evicted.
+                    if state.live.as_ref().is_some_and(|l| l.get(&seg).is_none_or(|n| *n == 0)) {
+                        state.empty.push(seg);
+                    }
+                }
                 let next = self.segments().last().map_or(1, |s| s + 1);
                 let path = self.dir.join(name(next));
                 let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
@@ -173,19 +206,36 @@ impl Heap {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(next, Arc::new(file));
                 state.created = true;
-                state.active = Some((next, 0));
+                state.active[lane as usize] = Some((next, 0));
+                if lane == Lane::Strangers {
+                    state.strangers.insert(next);
+                }
                 Ok((next, 0))
             }
         }
     }
 
+    /// The size `lane`'s segments are sealed at.
+    fn limit(&self, lane: Lane) -> u64 {
+        match lane {
+            Lane::Main => self.segment_bytes,
+            Lane::Strangers => (self.segment_bytes / STRANGERS_SHARE).max(1),
+        }
+    }
+
     /// Writes `frames` (whole frames, one after the other) at `off` in segment `seg`, the
-    /// active segment's end, and counts them written and live.
-    fn write_run(&self, state: &mut State, seg: u32, off: u64, frames: &[u8]) -> io::Result<()> {
+    /// end of `lane`'s active segment, and counts them written and live.
+    fn write_run(
+        &self,
+        state: &mut State,
+        lane: Lane,
+        (seg, off): (u32, u64),
+        frames: &[u8],
+    ) -> io::Result<()> {
         let file = self.file(seg).ok_or_else(|| io::Error::other("active segment missing"))?;
         file.write_all_at(frames, off)?;
         let size = frames.len() as u64;
-        state.active = Some((seg, off + size));
+        state.active[lane as usize] = Some((seg, off + size));
         state.dirty.insert(seg);
         if let Some(live) = state.live.as_mut() {
             *live.entry(seg).or_default() += size;
@@ -199,10 +249,18 @@ impl Heap {
     /// # Errors
     /// The file system's; nothing points to a frame whose write failed.
     pub(super) fn append(&self, bytes: &[u8]) -> io::Result<Loc> {
+        self.append_in(Lane::Main, bytes)
+    }
+
+    /// [`Heap::append`] to `lane`'s active segment.
+    ///
+    /// # Errors
+    /// The file system's; nothing points to a frame whose write failed.
+    pub(super) fn append_in(&self, lane: Lane, bytes: &[u8]) -> io::Result<Loc> {
         let framed = frame(bytes);
         let mut state = lock(&self.state);
-        let (seg, end) = self.place(&mut state, framed.len() as u64)?;
-        self.write_run(&mut state, seg, end, &framed)?;
+        let (seg, end) = self.place(&mut state, lane, framed.len() as u64)?;
+        self.write_run(&mut state, lane, (seg, end), &framed)?;
         Ok(Loc { seg, off: end as u32, len: bytes.len() as u32 })
     }
 
@@ -228,12 +286,12 @@ impl Heap {
                 let (seg, off) = match run {
                     Some(at) if room => at,
                     _ => {
-                        if let Some((seg, off)) = run.take() {
-                            self.write_run(&mut state, seg, off, &buf)?;
+                        if let Some(at) = run.take() {
+                            self.write_run(&mut state, Lane::Main, at, &buf)?;
                             written = out.len();
                             buf.clear();
                         }
-                        *run.insert(self.place(&mut state, size)?)
+                        *run.insert(self.place(&mut state, Lane::Main, size)?)
                     }
                 };
                 out.push(Loc {
@@ -243,8 +301,8 @@ impl Heap {
                 });
                 frame_into(&mut buf, bytes);
             }
-            if let Some((seg, off)) = run {
-                self.write_run(&mut state, seg, off, &buf)?;
+            if let Some(at) = run {
+                self.write_run(&mut state, Lane::Main, at, &buf)?;
             }
             Ok(())
         })();
@@ -318,13 +376,26 @@ impl Heap {
         result
     }
 
-    /// A frame of `loc` is no longer pointed to.
+    /// A frame of `loc` is no longer pointed to. A sealed strangers' segment left with no
+    /// live frame is remembered for [`Heap::take_empty`].
     pub(super) fn dead(&self, loc: &Loc) {
-        if let Some(live) = lock(&self.state).live.as_mut() {
-            if let Some(n) = live.get_mut(&loc.seg) {
-                *n = n.saturating_sub(loc.frame_bytes());
-            }
+        let mut state = lock(&self.state);
+        let State { live, active, strangers, empty, .. } = &mut *state;
+        let Some(n) = live.as_mut().and_then(|live| live.get_mut(&loc.seg)) else { return };
+        let was = *n;
+        *n = n.saturating_sub(loc.frame_bytes());
+        let sealed = active.iter().flatten().all(|(seg, _)| *seg != loc.seg);
+        if was > 0 && *n == 0 && sealed && strangers.contains(&loc.seg) {
+            empty.push(loc.seg);
         }
+    }
+
+    /// The sealed strangers' segments whose live count fell to nothing since the last call
+    /// (to be checked against the locations before they are removed: see `records.rs`).
+    /// Only segments compaction never copies into: one of the main lane may hold copies
+    /// whose locations are not written yet.
+    pub(super) fn take_empty(&self) -> Vec<u32> {
+        std::mem::take(&mut lock(&self.state).empty)
     }
 
     /// A frame of `loc` is pointed to again (compaction counts its copies live only once
@@ -365,17 +436,20 @@ impl Heap {
     }
 
     /// Sealed segments holding less than `percent` % of a segment of live frames, least
-    /// live first (`None` when live bytes are not counted).
+    /// live first (`None` when live bytes are not counted). A strangers' segment counts
+    /// against its own smaller size (after the heap opens again it counts as any other).
     pub(super) fn sparse(&self, percent: u64) -> Option<Vec<u32>> {
         let state = lock(&self.state);
         let live = state.live.as_ref()?;
-        let active = state.active.map(|(seg, _)| seg);
         let mut out: Vec<(u64, u32)> = self
             .segments()
             .into_iter()
-            .filter(|seg| Some(*seg) != active)
+            .filter(|seg| state.active.iter().flatten().all(|(active, _)| active != seg))
             .map(|seg| (live.get(&seg).copied().unwrap_or(0), seg))
-            .filter(|(n, _)| n * 100 < self.segment_bytes * percent)
+            .filter(|(n, seg)| {
+                let lane = if state.strangers.contains(seg) { Lane::Strangers } else { Lane::Main };
+                n * 100 < self.limit(lane) * percent
+            })
             .collect();
         out.sort_unstable();
         Some(out.into_iter().map(|(_, seg)| seg).collect())
@@ -417,13 +491,14 @@ impl Heap {
     /// The file system's.
     pub(super) fn remove(&self, seg: u32) -> io::Result<()> {
         let mut state = lock(&self.state);
-        if state.active.map(|(s, _)| s) == Some(seg) {
+        if state.active.iter().flatten().any(|(s, _)| *s == seg) {
             return Ok(());
         }
         self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&seg);
         if let Some(live) = state.live.as_mut() {
             live.remove(&seg);
         }
+        state.strangers.remove(&seg);
         state.dirty.remove(&seg);
         match std::fs::remove_file(self.dir.join(name(seg))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -524,7 +524,8 @@ impl Store {
         self.log_extended(&r.author, r.seq);
         self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
-        self.records.put(&id, rec.bytes())?;
+        let lane = if stranger { heap::Lane::Strangers } else { heap::Lane::Main };
+        self.records.put(&id, rec.bytes(), lane)?;
         Ok(Inserted::New)
     }
 

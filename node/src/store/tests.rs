@@ -357,6 +357,7 @@ mod fixture;
 mod heap;
 mod home;
 mod insert_run;
+mod lanes;
 mod leaves;
 mod migration;
 mod records;
