@@ -438,6 +438,15 @@ impl Db {
     pub fn space_amplification(&self) -> Result<f64> {
         self.context.pagecache.space_amplification()
     }
+
+    /// kith (`KITH-PATCHES.md`, change 30): moves every page the segment
+    /// cleaner has queued, as the flusher does in its rounds (without their
+    /// time limit); returns how many it took from the queue. For tests: a
+    /// store with its flusher off cleans only as it is written.
+    #[doc(hidden)]
+    pub fn clean_segments(&self) -> Result<usize> {
+        self.context.pagecache.clean_segments()
+    }
 }
 
 /// These types provide the information that allows an entire

@@ -62,6 +62,16 @@ impl IdleCleaner {
 }
 
 impl PageCache {
+    /// kith (change 30): `attempt_gc` until the cleaner's queue is empty,
+    /// the flusher's loop without its time limit (`Db::clean_segments`).
+    pub(crate) fn clean_segments(&self) -> Result<usize> {
+        let mut taken = 0;
+        while self.attempt_gc()? {
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
     /// What sled does at the first write after a start
     /// (`IoBufs::write_to_log`): the segments recovered below the log's tip
     /// become inactive, and the cleaner drains the emptier ones. Everything
