@@ -297,7 +297,10 @@ fn a_store_at_rest_settles_near_its_live_bytes() {
     let file = dir.path().join("db");
     let db = super::open_sled(&config);
     let opened = allocated(&file);
-    let target = entries * 145 / 100;
+    // 1.6x: above what sled's active and held segments at the log's tip (up to three of
+    // 256 KiB) can leave on top of 5.2-5.5 MB (one run under load settled at 6.15 MB),
+    // well under the 8.9 MB sled 0.34.7 keeps.
+    let target = entries * 160 / 100;
     // The cleaning is the flusher's (every half second): wait for its result.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut settled = allocated(&file);
