@@ -115,6 +115,17 @@ pub(crate) enum Lane {
     Strangers = 1,
 }
 
+impl Lane {
+    /// The lane of a stranger's record, or of any other.
+    pub(crate) fn of(stranger: bool) -> Self {
+        if stranger {
+            Self::Strangers
+        } else {
+            Self::Main
+        }
+    }
+}
+
 /// The heap of one store.
 pub(crate) struct Heap {
     dir: PathBuf,

@@ -407,11 +407,8 @@ impl Store {
             records,
             db,
         };
-        // The trees written at their ends (an author's newest seq, the newest time, a
-        // tag's newest): their hot leaves take many single writes and are written whole
-        // at their split anyway, so they gather more fragments before sled writes them
-        // whole (sled's 10 otherwise); about a quarter fewer bytes in sled's log per
-        // record at full-speed ingest (docs/benchmarks.md, "The store at scale").
+        // The trees written at their ends: their hot leaves take many single writes and
+        // are written whole at their split anyway ([`APPEND_TREE_FRAGMENTS`]).
         for tree in [&store.log, &store.by_time, &store.by_tag] {
             tree.set_fragments_per_page(APPEND_TREE_FRAGMENTS);
         }
@@ -524,8 +521,7 @@ impl Store {
         self.log_extended(&r.author, r.seq);
         self.index(&id, r)?;
         self.count_added(&r.author, &id, stranger)?;
-        let lane = if stranger { heap::Lane::Strangers } else { heap::Lane::Main };
-        self.records.put(&id, rec.bytes(), lane)?;
+        self.records.put(&id, rec.bytes(), heap::Lane::of(stranger))?;
         Ok(Inserted::New)
     }
 

@@ -141,46 +141,14 @@ fn free_segments_give_their_blocks_back() {
 fn the_segments_a_store_reopens_with_are_drained_as_it_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = sled::Config::new().path(dir.path()).segment_size(256 * 1024).flush_every_ms(None);
-    let keys = 40_000u32;
-    let value = |i: u32, round: u32| (i ^ round).to_be_bytes().repeat(25);
-    let entry_bytes = u64::from(keys) * (4 + 100);
-    {
-        let db = super::open_sled(&config);
-        let tree = db.open_tree("t").unwrap();
-        for round in 0..6 {
-            for i in 0..keys {
-                tree.insert(i.to_be_bytes(), value(i, round)).unwrap();
-            }
-            db.flush().unwrap();
-        }
-    }
+    rewritten_six_times(&config);
     let file = dir.path().join("db");
     let db = super::open_sled(&config);
     let reopened = allocated(&file);
     let tree = db.open_tree("t").unwrap();
-    for n in 0..40_000u32 {
-        tree.insert(b"counter", n.to_be_bytes().to_vec()).unwrap();
-        if n % 100 == 99 {
-            db.flush().unwrap();
-        }
-    }
-    db.flush().unwrap();
-    let settled = allocated(&file);
     // About 12 MB at the reopening (entries: 4.2 MB); 6 MB after the writes with the
     // change, 12 MB without it.
-    if cfg!(target_os = "linux") {
-        assert!(
-            settled < 2 * entry_bytes,
-            "{settled} bytes in blocks for {entry_bytes} bytes of entries ({reopened} when reopened)"
-        );
-    }
-    drop(tree);
-    drop(db);
-    let tree = super::open_sled(&config).open_tree("t").unwrap();
-    assert_eq!(tree.len(), keys as usize + 1);
-    for i in (0..keys).step_by(97) {
-        assert_eq!(tree.get(i.to_be_bytes()).unwrap().unwrap(), value(i, 5), "entry {i}");
-    }
+    written_until_settled(&config, db, tree, 40_000, &format!(" ({reopened} when reopened)"));
 }
 
 /// sled's cleaner moves every page queued for it in one pass, across the segments being
@@ -198,20 +166,7 @@ fn the_segments_a_store_reopens_with_are_drained_as_it_is_written() {
 fn one_cleaning_pass_drains_every_queued_segment() {
     let dir = tempfile::tempdir().unwrap();
     let config = sled::Config::new().path(dir.path()).segment_size(256 * 1024).flush_every_ms(None);
-    let keys = 40_000u32;
-    let value = |i: u32, round: u32| (i ^ round).to_be_bytes().repeat(25);
-    let entry_bytes = u64::from(keys) * (4 + 100);
-    {
-        let db = super::open_sled(&config);
-        let tree = db.open_tree("t").unwrap();
-        for round in 0..6 {
-            for i in 0..keys {
-                tree.insert(i.to_be_bytes(), value(i, round)).unwrap();
-            }
-            db.flush().unwrap();
-        }
-    }
-    let file = dir.path().join("db");
+    rewritten_six_times(&config);
     let db = super::open_sled(&config);
     let tree = db.open_tree("t").unwrap();
     let mut moved = 0;
@@ -228,30 +183,64 @@ fn one_cleaning_pass_drains_every_queued_segment() {
     assert!(left * 4 < moved, "{moved} pages moved in the first pass, {left} left for a second");
     // The drained segments are freed once the segments holding their pages' new copies
     // are no longer written to: a few more writes move the log on.
-    for n in 0..20_000u32 {
+    written_until_settled(&config, db, tree, 20_000, "");
+}
+
+/// An entry of [`rewritten_six_times`]'s store in `round`.
+fn rewritten_value(i: u32, round: u32) -> Vec<u8> {
+    (i ^ round).to_be_bytes().repeat(25)
+}
+
+/// Bytes of the entries of [`rewritten_six_times`]'s store.
+const REWRITTEN_BYTES: u64 = KEYS as u64 * (4 + 100);
+
+/// A store at `config` whose [`KEYS`] entries were written six times (most of its
+/// segments dead).
+fn rewritten_six_times(config: &sled::Config) {
+    let db = super::open_sled(config);
+    let tree = db.open_tree("t").unwrap();
+    for round in 0..6 {
+        for i in 0..KEYS {
+            tree.insert(i.to_be_bytes(), rewritten_value(i, round)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+}
+
+/// Writes `writes` counters into the reopened [`rewritten_six_times`] store (a flush every
+/// hundred), checks its file came under twice its entries' bytes (`note` after the
+/// figures), then that every entry reads back after it is opened again.
+fn written_until_settled(
+    config: &sled::Config,
+    db: sled::Db,
+    tree: sled::Tree,
+    writes: u32,
+    note: &str,
+) {
+    for n in 0..writes {
         tree.insert(b"counter", n.to_be_bytes().to_vec()).unwrap();
         if n % 100 == 99 {
             db.flush().unwrap();
         }
     }
     db.flush().unwrap();
-    let settled = allocated(&file);
+    let settled = allocated(&config.path.join("db"));
+    let entry_bytes = REWRITTEN_BYTES;
     if cfg!(target_os = "linux") {
         assert!(
             settled < 2 * entry_bytes,
-            "{settled} bytes in blocks for {entry_bytes} bytes of entries"
+            "{settled} bytes in blocks for {entry_bytes} bytes of entries{note}"
         );
     }
     drop(tree);
     drop(db);
-    let tree = super::open_sled(&config).open_tree("t").unwrap();
-    assert_eq!(tree.len(), keys as usize + 1);
-    for i in (0..keys).step_by(97) {
-        assert_eq!(tree.get(i.to_be_bytes()).unwrap().unwrap(), value(i, 5), "entry {i}");
+    let tree = super::open_sled(config).open_tree("t").unwrap();
+    assert_eq!(tree.len(), KEYS as usize + 1);
+    for i in (0..KEYS).step_by(97) {
+        assert_eq!(tree.get(i.to_be_bytes()).unwrap().unwrap(), rewritten_value(i, 5), "entry {i}");
     }
 }
 
-/// Entries of the store [`mostly_live_store`] makes.
 const KEYS: u32 = 40_000;
 
 fn mostly_live_value(i: u32) -> Vec<u8> {
