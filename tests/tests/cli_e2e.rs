@@ -217,6 +217,7 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         reuse: false,
         settle_every: Duration::from_millis(100),
         settle_max: Duration::from_secs(2),
+        build_only: false,
     };
     let report: serde_json::Value = serde_json::from_str(&run(&opts).to_json()).unwrap();
     let num = |name: &str| {
@@ -250,6 +251,7 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
     let (disk, raw) = (num("disk_bytes_per_record"), num("raw_bytes_per_record"));
     assert!(raw > 100.0 && raw < 1_000.0, "{report}");
     assert!(disk >= raw, "{report}");
+    assert!(num("disk_bytes_per_record_before_queries") >= raw, "{report}");
     // At rest: the store read while a daemon ran on it (settled or not in the short
     // bound here), the daemon's posts stored.
     let rest = num("disk_bytes_per_record_at_rest");

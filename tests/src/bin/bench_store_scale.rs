@@ -35,6 +35,7 @@ fn main() {
         reuse: args.iter().any(|a| a == "--reuse"),
         settle_every: Duration::from_secs_f64(arg("--settle-every", 15.0)),
         settle_max: Duration::from_secs_f64(arg("--settle-max", 360.0)),
+        build_only: args.iter().any(|a| a == "--build-only"),
     };
     let report = run(&opts);
     if json {

@@ -46,6 +46,9 @@ pub struct Options {
     pub settle_every: Duration,
     /// At rest: how long the daemon runs at most when the store does not settle.
     pub settle_max: Duration,
+    /// Stop after the build (and `disk_bytes_before_queries`): a kept home to study as
+    /// the build left it.
+    pub build_only: bool,
 }
 
 /// The file in a kept home where the query targets are saved.
@@ -100,6 +103,11 @@ pub struct Report {
     pub disk_bytes: u64,
     /// `disk_bytes` per stored record.
     pub disk_bytes_per_record: f64,
+    /// The store's files, bytes allocated on disk, right after the build, before the
+    /// queries (`disk_bytes` is read after them: a node ran on the home meanwhile).
+    pub disk_bytes_before_queries: u64,
+    /// `disk_bytes_before_queries` per stored record.
+    pub disk_bytes_per_record_before_queries: f64,
     /// Signed bytes of the stored records, per record.
     pub raw_bytes_per_record: f64,
     /// Resident memory of the idle daemon, MiB.
@@ -152,6 +160,9 @@ impl Report {
             "restart_after_kill_ms": round(self.restart_after_kill_ms, 1),
             "disk_bytes": self.disk_bytes,
             "disk_bytes_per_record": round(self.disk_bytes_per_record, 1),
+            "disk_bytes_before_queries": self.disk_bytes_before_queries,
+            "disk_bytes_per_record_before_queries":
+                round(self.disk_bytes_per_record_before_queries, 1),
             "raw_bytes_per_record": round(self.raw_bytes_per_record, 1),
             "rss_mb": round(self.rss_mb, 1),
             "rss_after_use_mb": round(self.rss_after_use_mb, 1),
@@ -211,7 +222,8 @@ impl Report {
         out.push_str(&format!(
             "restart            {:.0} ms median, {:.0} ms slowest (kith daemon until kith status answers); \
              {:.0} ms after kill -9\n\
-             disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x), right after the build\n\
+             disk               {:.0} bytes/record ({} bytes) vs {:.0} bytes/record of signed records ({:.2}x), after the queries\n\
+             disk               {:.0} bytes/record ({} bytes) right after the build, before the queries\n\
              disk at rest       {:.0} bytes/record ({} bytes, record heap {}; {:.2}x) after a daemon ran {:.0} s ({}), {:.1} s of CPU\n\
              idle daemon RSS    {:.1} MiB; {:.1} MiB idle after serving the queries again\n",
             self.restart_ms,
@@ -221,6 +233,8 @@ impl Report {
             self.disk_bytes,
             self.raw_bytes_per_record,
             self.disk_bytes_per_record / self.raw_bytes_per_record.max(1.0),
+            self.disk_bytes_per_record_before_queries,
+            self.disk_bytes_before_queries,
             self.disk_bytes_per_record_at_rest,
             self.disk_bytes_at_rest,
             self.heap_bytes_at_rest,
@@ -323,6 +337,12 @@ pub fn run(opts: &Options) -> Report {
     report.signing_s = tally.signing_seconds;
     report.ingest_per_s = tally.offered as f64 / tally.seconds.max(1e-9);
     report.raw_bytes_per_record = raw as f64 / records.max(1) as f64;
+    report.disk_bytes_before_queries = measure::disk_bytes(&home.store_path());
+    report.disk_bytes_per_record_before_queries =
+        report.disk_bytes_before_queries as f64 / records.max(1) as f64;
+    if opts.build_only {
+        return report;
+    }
 
     measure::queries(&home, &me, &stream, opts, &mut report);
     report.disk_bytes = measure::disk_bytes(&home.store_path());

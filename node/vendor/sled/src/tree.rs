@@ -2270,6 +2270,84 @@ impl Tree {
         Ok(())
     }
 
+    /// kith (KITH-PATCHES.md, change 44; measuring only, `kith_write_stats`
+    /// feature): what this tree's pages hold, walked from its root, as
+    /// `name=value` pairs: leaves and index nodes, entries, the bytes of keys
+    /// as leaves hold them (the prefix the leaf's bounds share cut off) and in
+    /// full, of values, of the pages as one node each would serialize, and as
+    /// they sit in the log now (base and fragments, message headers included).
+    #[doc(hidden)]
+    #[cfg(feature = "kith_write_stats")]
+    pub fn kith_page_stats(&self) -> Result<String> {
+        use crate::serialization::Serialize;
+        let guard = pin();
+        let mut todo = vec![self.root.load(Acquire)];
+        let mut seen = FastSet8::default();
+        let (mut leaves, mut indexes, mut entries) = (0u64, 0u64, 0u64);
+        let (mut keys, mut full_keys, mut values) = (0u64, 0u64, 0u64);
+        let (mut leaf_node, mut index_node) = (0u64, 0u64);
+        let (mut leaf_log, mut index_log, mut base_log) = (0u64, 0u64, 0u64);
+        let (mut frags, mut frag_log) = (0u64, 0u64);
+        while let Some(pid) = todo.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            let view = match self.view_for_pid(pid, &guard)? {
+                Some(view) => view,
+                None => continue,
+            };
+            let page = &*view.node_view.0;
+            let log: u64 = page.cache_infos.iter().map(|ci| ci.log_size).sum();
+            base_log += page.cache_infos.first().map_or(0, |ci| ci.log_size);
+            frags += page.cache_infos.len().saturating_sub(1) as u64;
+            let frag_infos = page.cache_infos.iter().skip(1);
+            frag_log += frag_infos.map(|ci| ci.log_size).sum::<u64>();
+            let node: &Node = &view;
+            match &node.data {
+                Data::Leaf(leaf) => {
+                    leaves += 1;
+                    leaf_log += log;
+                    leaf_node += node.serialized_size();
+                    entries += leaf.keys.len() as u64;
+                    for (k, v) in leaf.keys.iter().zip(&leaf.values) {
+                        keys += k.len() as u64;
+                        let prefix = usize::from(node.prefix_len);
+                        full_keys += (k.len() + prefix) as u64;
+                        values += v.len() as u64;
+                    }
+                }
+                Data::Index(index) => {
+                    indexes += 1;
+                    index_log += log;
+                    index_node += node.serialized_size();
+                    todo.extend(index.pointers.iter().copied());
+                }
+            }
+            if let Some(next) = node.next {
+                todo.push(next.get());
+            }
+        }
+        Ok(format!(
+            "leaves={} index_nodes={} entries={} key_bytes={} \
+             full_key_bytes={} value_bytes={} leaf_node_bytes={} \
+             index_node_bytes={} leaf_log_bytes={} index_log_bytes={} \
+             base_log_bytes={} fragments={} fragment_log_bytes={}",
+            leaves,
+            indexes,
+            entries,
+            keys,
+            full_keys,
+            values,
+            leaf_node,
+            index_node,
+            leaf_log,
+            index_log,
+            base_log,
+            frags,
+            frag_log
+        ))
+    }
+
     #[doc(hidden)]
     pub fn verify_integrity(&self) -> Result<()> {
         // verification happens in Debug impl
