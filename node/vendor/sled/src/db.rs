@@ -447,6 +447,16 @@ impl Db {
     pub fn clean_segments(&self) -> Result<usize> {
         self.context.pagecache.clean_segments()
     }
+
+    /// kith (`KITH-PATCHES.md`, change 40): runs the flusher's cleaning loop
+    /// once without its time limit, as it cleans while the store is written:
+    /// when the queue is empty, the cleaner takes more segments above half
+    /// live while the segments hold too much dead space. Returns how many
+    /// pages it moved. For tests (a store with its flusher off).
+    #[doc(hidden)]
+    pub fn clean_segments_while_written(&self) -> Result<usize> {
+        self.context.pagecache.clean_segments_while_written()
+    }
 }
 
 /// These types provide the information that allows an entire

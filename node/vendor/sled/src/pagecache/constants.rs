@@ -27,6 +27,18 @@ pub(crate) const BATCH_MANIFEST_PID: PageId = PageId::max_value() - 666;
 pub(crate) const PAGE_CONSOLIDATION_THRESHOLD: usize = 10;
 pub(crate) const SEGMENT_CLEANUP_THRESHOLD: usize = 50;
 
+/// kith (`KITH-PATCHES.md`, change 40): while the store is written, the
+/// flusher hands its cleaner more segments, least live first, when its queue
+/// is empty and the round has cleaning time left, as long as the inactive
+/// segments hold less than this percent of their bytes live in all ...
+pub(crate) const WRITTEN_CLEANUP_TARGET: usize = 95;
+/// ... and the least live of them is at most this percent live (sled drains
+/// a segment by itself at `SEGMENT_CLEANUP_THRESHOLD`).
+pub(crate) const WRITTEN_CLEANUP_MAX_LIVE: usize = 85;
+/// ... and they hold at least this many segments' worth of dead bytes (a
+/// small store is left to sled's threshold: moving pages costs CPU).
+pub(crate) const WRITTEN_CLEANUP_MIN_DEAD: usize = 4;
+
 // Allows for around 1 trillion items to be stored
 // 2^37 * (assuming 50% node fill, 8 items per leaf)
 // and well below 1% of nodes being non-leaf nodes.

@@ -58,6 +58,9 @@
 
 use std::{collections::BTreeSet, mem};
 
+use super::constants::{
+    WRITTEN_CLEANUP_MAX_LIVE, WRITTEN_CLEANUP_MIN_DEAD, WRITTEN_CLEANUP_TARGET,
+};
 use super::PageState;
 
 use crate::pagecache::*;
@@ -787,12 +790,62 @@ impl SegmentAccountant {
             _ => return Ok(false),
         };
         debug!("draining segment {} at rest ({} % live)", idx, rss * 100 / segment_size);
-        let segment_start = (idx * segment_size) as LogOffset;
+        self.start_draining(idx, lsn)?;
+        Ok(true)
+    }
+
+    /// kith (`KITH-PATCHES.md`, change 40): while the store is written, when
+    /// the cleaner has nothing left to move and the inactive segments hold
+    /// less than `target_live_pct` percent of their bytes live in all (and
+    /// at least `min_dead_segments` segments' worth dead), starts draining
+    /// the least live
+    /// inactive segment if it is at most `max_live_pct` percent live.
+    /// Returns whether a segment was handed to the cleaner.
+    pub(super) fn drain_while_written(
+        &mut self,
+        target_live_pct: usize,
+        max_live_pct: usize,
+        min_dead_segments: usize,
+    ) -> Result<bool> {
+        if !self.segment_cleaner.is_empty() {
+            return Ok(false);
+        }
+        let segment_size = self.config.segment_size;
+        let (mut live, mut inactive) = (0, 0);
+        let mut least_live = None;
+        for (idx, segment) in self.segments.iter().enumerate() {
+            if let Segment::Inactive(segment) = segment {
+                live += segment.rss;
+                inactive += 1;
+                let candidate = (segment.rss, idx, segment.lsn);
+                if least_live.map_or(true, |least| candidate < least) {
+                    least_live = Some(candidate);
+                }
+            }
+        }
+        let held = inactive * segment_size;
+        let (rss, idx, lsn) = match least_live {
+            Some(least_live)
+                if live * 100 < target_live_pct * held
+                    && held - live >= min_dead_segments * segment_size
+                    && least_live.0 * 100 <= max_live_pct * segment_size =>
+            {
+                least_live
+            }
+            _ => return Ok(false),
+        };
+        debug!("draining segment {} while written ({} % live)", idx, rss * 100 / segment_size);
+        self.start_draining(idx, lsn)?;
+        Ok(true)
+    }
+
+    /// kith: hands the inactive segment `idx` to the cleaner, and frees it
+    /// at once if no page is left in it.
+    fn start_draining(&mut self, idx: usize, lsn: Lsn) -> Result<()> {
+        let segment_start = (idx * self.config.segment_size) as LogOffset;
         let to_clean = self.segments[idx].inactive_to_draining(lsn);
         self.segment_cleaner.add_pids(segment_start, to_clean);
-        // frees it at once if no page is left in it
-        self.possibly_clean_or_free_segment(idx, lsn)?;
-        Ok(true)
+        self.possibly_clean_or_free_segment(idx, lsn)
     }
 
     /// kith: the segments' states and how live the inactive ones are, for
@@ -1251,6 +1304,40 @@ impl SegmentAccountant {
         }
 
         idx
+    }
+}
+
+impl PageCache {
+    /// kith (`KITH-PATCHES.md`, change 40): called by the flusher when the
+    /// cleaner's queue is empty and its round has cleaning time left: hands
+    /// the cleaner the least live inactive segment up to
+    /// `WRITTEN_CLEANUP_MAX_LIVE` percent live while the inactive segments
+    /// are under `WRITTEN_CLEANUP_TARGET` percent live in all and hold at
+    /// least `WRITTEN_CLEANUP_MIN_DEAD` segments' worth of dead bytes
+    /// (`SegmentAccountant::drain_while_written`). Returns whether it did.
+    pub(crate) fn drain_while_written(&self) -> Result<bool> {
+        self.log.iobufs.with_sa(|sa| {
+            sa.drain_while_written(
+                WRITTEN_CLEANUP_TARGET,
+                WRITTEN_CLEANUP_MAX_LIVE,
+                WRITTEN_CLEANUP_MIN_DEAD,
+            )
+        })
+    }
+
+    /// kith (change 40): the flusher's cleaning loop without its time limit
+    /// (`Db::clean_segments_while_written`): moves every queued page and
+    /// hands the cleaner segments by `drain_while_written` until it has
+    /// nothing more to do. Returns how many pages it moved.
+    pub(crate) fn clean_segments_while_written(&self) -> Result<usize> {
+        let mut moved = 0;
+        loop {
+            if self.attempt_gc()? {
+                moved += 1;
+            } else if !self.drain_while_written()? {
+                return Ok(moved);
+            }
+        }
     }
 }
 
