@@ -1,11 +1,11 @@
 //! What each tree's pages hold in a kith store's sled file (measuring only; vendored sled,
-//! `KITH-PATCHES.md` change 44): `cargo run --release -p kith-node --features
+//! `KITH-PATCHES.md` change 45): `cargo run --release -p kith-node --features
 //! sled-write-stats --example sled_pages -- <home>/store`. Opens the store's sled file
 //! without its flusher (so nothing is cleaned or written while it walks); run it on a
 //! copy of a home that no daemon uses.
 
-fn main() {
-    let path = std::env::args().nth(1).expect("usage: sled_pages <home>/store");
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).ok_or("usage: sled_pages <home>/store")?;
     let segment_size = std::fs::read_to_string(std::path::Path::new(&path).join("conf"))
         .ok()
         .and_then(|conf| {
@@ -18,11 +18,11 @@ fn main() {
         .segment_size(segment_size)
         .cache_capacity(64 << 20)
         .flush_every_ms(None)
-        .open()
-        .expect("the store's sled file opens");
+        .open()?;
     for name in db.tree_names() {
-        let tree = db.open_tree(&name).expect("the tree opens");
-        let stats = tree.kith_page_stats().expect("the tree's pages read");
+        let tree = db.open_tree(&name)?;
+        let stats = tree.kith_page_stats()?;
         println!("{}\t{}", String::from_utf8_lossy(&name), stats);
     }
+    Ok(())
 }

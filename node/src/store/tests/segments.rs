@@ -248,6 +248,16 @@ fn mostly_live_value(i: u32) -> Vec<u8> {
     (i ^ round).to_be_bytes().repeat(25)
 }
 
+/// Reopens [`mostly_live_store`]'s store: it holds its entries and `more` others, and
+/// every 89th entry reads back as written.
+fn mostly_live_entries_read_back(config: &sled::Config, more: usize) {
+    let tree = super::open_sled(config).open_tree("t").unwrap();
+    assert_eq!(tree.len(), KEYS as usize + more);
+    for i in (0..KEYS).step_by(89) {
+        assert_eq!(tree.get(i.to_be_bytes()).unwrap().unwrap(), mostly_live_value(i), "entry {i}");
+    }
+}
+
 /// A store of [`KEYS`] entries (4-byte keys, 100-byte values) whose segments are mostly
 /// between half and fully live: every entry written once, then 40 % of them (runs of a
 /// thousand, whole leaves) three times more, so the leaves holding them are consolidated
@@ -302,11 +312,7 @@ fn a_store_at_rest_settles_near_its_live_bytes() {
         settled = allocated(&file);
     }
     drop(db);
-    let tree = super::open_sled(&config).open_tree("t").unwrap();
-    assert_eq!(tree.len(), KEYS as usize);
-    for i in (0..KEYS).step_by(89) {
-        assert_eq!(tree.get(i.to_be_bytes()).unwrap().unwrap(), mostly_live_value(i), "entry {i}");
-    }
+    mostly_live_entries_read_back(&config, 0);
 }
 
 /// sled's cleaner drains segments above half live while the store is written, when the
@@ -347,9 +353,5 @@ fn segments_above_half_live_are_drained_while_the_store_is_written() {
     }
     drop(tree);
     drop(db);
-    let tree = super::open_sled(&config).open_tree("t").unwrap();
-    assert_eq!(tree.len(), KEYS as usize + 1);
-    for i in (0..KEYS).step_by(89) {
-        assert_eq!(tree.get(i.to_be_bytes()).unwrap().unwrap(), mostly_live_value(i), "entry {i}");
-    }
+    mostly_live_entries_read_back(&config, 1);
 }

@@ -2270,7 +2270,7 @@ impl Tree {
         Ok(())
     }
 
-    /// kith (KITH-PATCHES.md, change 44; measuring only, `kith_write_stats`
+    /// kith (KITH-PATCHES.md, change 45; measuring only, `kith_write_stats`
     /// feature): what this tree's pages hold, walked from its root, as
     /// `name=value` pairs: leaves and index nodes, entries, the bytes of keys
     /// as leaves hold them (the prefix the leaf's bounds share cut off) and in

@@ -772,19 +772,12 @@ impl SegmentAccountant {
             self.trace_segments();
         }
         let segment_size = self.config.segment_size;
-        let mut gain = 0;
-        let mut least_live = None;
-        for (idx, segment) in self.segments.iter().enumerate() {
-            if let Segment::Inactive(inactive) = segment {
-                if inactive.rss * 100 / segment_size <= max_live_pct {
-                    gain += segment_size - inactive.rss;
-                    let candidate = (inactive.rss, idx, inactive.lsn);
-                    if least_live.map_or(true, |least| candidate < least) {
-                        least_live = Some(candidate);
-                    }
-                }
-            }
-        }
+        let drainable = || {
+            self.inactive_segments()
+                .filter(|(rss, ..)| rss * 100 / segment_size <= max_live_pct)
+        };
+        let gain: usize = drainable().map(|(rss, ..)| segment_size - rss).sum();
+        let least_live = drainable().min();
         let (rss, idx, lsn) = match least_live {
             Some(least_live) if gain >= min_gain * segment_size => least_live,
             _ => return Ok(false),
@@ -812,17 +805,11 @@ impl SegmentAccountant {
         }
         let segment_size = self.config.segment_size;
         let (mut live, mut inactive) = (0, 0);
-        let mut least_live = None;
-        for (idx, segment) in self.segments.iter().enumerate() {
-            if let Segment::Inactive(segment) = segment {
-                live += segment.rss;
-                inactive += 1;
-                let candidate = (segment.rss, idx, segment.lsn);
-                if least_live.map_or(true, |least| candidate < least) {
-                    least_live = Some(candidate);
-                }
-            }
+        for (rss, ..) in self.inactive_segments() {
+            live += rss;
+            inactive += 1;
         }
+        let least_live = self.inactive_segments().min();
         let held = inactive * segment_size;
         let (rss, idx, lsn) = match least_live {
             Some(least_live)
@@ -837,6 +824,21 @@ impl SegmentAccountant {
         debug!("draining segment {} while written ({} % live)", idx, rss * 100 / segment_size);
         self.start_draining(idx, lsn)?;
         Ok(true)
+    }
+
+    /// kith (changes 21 and 40): the inactive segments as (live bytes,
+    /// index, lsn), so that the least live of them is their minimum.
+    fn inactive_segments(
+        &self,
+    ) -> impl Iterator<Item = (usize, usize, Lsn)> + '_ {
+        self.segments.iter().enumerate().filter_map(|(idx, segment)| {
+            match segment {
+                Segment::Inactive(inactive) => {
+                    Some((inactive.rss, idx, inactive.lsn))
+                }
+                _ => None,
+            }
+        })
     }
 
     /// kith: hands the inactive segment `idx` to the cleaner, and frees it
