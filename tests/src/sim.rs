@@ -39,8 +39,8 @@ pub use latency::LinkLatency;
 use plan::{post_text, tag_name};
 pub use plan::{Plan, PlannedPost, Rng};
 use probe::{
-    counters, event_counts, gossip_counters, idle_slices, median, request, topic_string,
-    unreachable_pairs, wait_quiet, wait_sync_round,
+    counters, event_counts, gossip_counters, idle_slices, median, meshes, request, topic_string,
+    unreachable_pairs, wait_quiet, wait_sync_round, Meshes,
 };
 pub use report::{
     cpu_time, loopback_tx_bytes, loopback_tx_packets, peak_rss_kb, percentile, NodeGossip, Report,
@@ -296,11 +296,7 @@ async fn connect(plan: &Plan, nodes: &[TestNode]) -> Result<(), String> {
 /// Waits until every subscriber is reachable from every publisher of its topics, or the
 /// deadline; returns the pairs still not.
 async fn wait_ready(config: &Config, plan: &Plan, nodes: &[TestNode]) -> Result<usize, String> {
-    let index: HashMap<PeerId, usize> = nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.id().to_peer_id().ok().map(|p| (p, i)))
-        .collect();
+    let index = peer_index(nodes);
     let mut topics = Vec::new();
     for (topic, subs, pubs) in plan.topics() {
         topics.push((topic_string(nodes, topic)?, subs, pubs));
@@ -312,6 +308,67 @@ async fn wait_ready(config: &Config, plan: &Plan, nodes: &[TestNode]) -> Result<
             return Ok(bad);
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The peer index and each simulated topic's name and subscribers, for [`meshes`].
+type MeshTopics = (HashMap<PeerId, usize>, Vec<(String, Vec<usize>)>, Vec<plan::SimTopic>);
+
+/// Each node's index by its peer id.
+fn peer_index(nodes: &[TestNode]) -> HashMap<PeerId, usize> {
+    nodes.iter().enumerate().filter_map(|(i, n)| n.id().to_peer_id().ok().map(|p| (p, i))).collect()
+}
+
+fn mesh_topics(plan: &Plan, nodes: &[TestNode]) -> Result<MeshTopics, String> {
+    let index = peer_index(nodes);
+    let mut named = Vec::new();
+    let mut kinds = Vec::new();
+    for (topic, subs, _) in plan.topics() {
+        named.push((topic_string(nodes, topic)?, subs));
+        kinds.push(topic);
+    }
+    Ok((index, named, kinds))
+}
+
+/// On stderr: each (node, post) not delivered by the deadline (up to 20), with the part
+/// of each of the post's topics' mesh the node was in before the posts and is in now.
+fn say_missing(
+    plan: &Plan,
+    sent: &[Sent],
+    missing: &HashSet<(usize, RecordId)>,
+    kinds: &[plan::SimTopic],
+    before: &Meshes,
+    now: &Meshes,
+) {
+    let mut lines: Vec<String> = Vec::new();
+    for s in sent {
+        for n in plan.expected(&s.post) {
+            if !missing.contains(&(n, s.rid)) {
+                continue;
+            }
+            let mut parts = Vec::new();
+            for (t, kind) in kinds.iter().enumerate() {
+                let on = match kind {
+                    plan::SimTopic::Author(a) => *a == s.post.author,
+                    plan::SimTopic::Tag(tag) => s.post.tags.contains(tag),
+                };
+                if let (true, Some(b), Some(c)) =
+                    (on, before.part_of[t].get(&n), now.part_of[t].get(&n))
+                {
+                    parts.push(format!(
+                        "{kind:?}: part {b} of {:?} before, {c} of {:?} now",
+                        before.parts[t].1, now.parts[t].1
+                    ));
+                }
+            }
+            lines.push(format!("node {n}, author {}: {}", s.post.author, parts.join("; ")));
+        }
+    }
+    lines.sort();
+    lines.dedup();
+    eprintln!("sim: {} deliveries missing; by node and author:", missing.len());
+    for line in lines.iter().take(20) {
+        eprintln!("sim:   {line}");
     }
 }
 
@@ -406,6 +463,8 @@ async fn simulate(
     } else {
         0.0
     };
+    let mesh_topics = mesh_topics(plan, nodes)?;
+    let meshes_before = meshes(nodes, &mesh_topics.0, &mesh_topics.1).await;
     say("publishing");
     let cpu_before = cpu_time();
     let (wire_before, packets_before) = (loopback_tx_bytes(), loopback_tx_packets());
@@ -443,6 +502,10 @@ async fn simulate(
     let missing = wait_delivered(config, nodes, expected.clone()).await;
     let cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64();
     let publish_s = t3.elapsed().as_secs_f64();
+    if !missing.is_empty() && config.progress {
+        let now = meshes(nodes, &mesh_topics.0, &mesh_topics.1).await;
+        say_missing(plan, &sent, &missing, &mesh_topics.2, &meshes_before, &now);
+    }
     tokio::time::sleep(config.tail).await;
     let wire_bytes = match (wire_before, loopback_tx_bytes()) {
         (Some(a), Some(b)) if config.latency.is_some() => Some(b.saturating_sub(a) / 2),
@@ -526,6 +589,8 @@ async fn simulate(
         setup_s,
         ready_s,
         unready,
+        mesh_stranded: meshes_before.stranded(),
+        mesh_split_topics: meshes_before.split_topics(),
         quiet_s,
         idle_cpu,
         idle_cpu_settled,

@@ -340,6 +340,10 @@ pub(crate) enum Command {
         topic: String,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    MeshPeers {
+        topic: String,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -531,6 +535,15 @@ impl Client {
     /// [`NetError::Stopped`].
     pub async fn topic_peers(&self, topic: String) -> Result<Vec<PeerId>, NetError> {
         self.ask(|reply| Command::TopicPeers { topic, reply }).await
+    }
+
+    /// The peers in this node's gossipsub mesh for `topic` (those it forwards the topic's
+    /// messages to), empty when the node is not subscribed to it.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn mesh_peers(&self, topic: String) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|reply| Command::MeshPeers { topic, reply }).await
     }
 
     /// The addresses this node listens on now.

@@ -14,7 +14,7 @@
 //! (1 − [`IdleTuning::ping_jitter`]) to × (1 + `ping_jitter`), taken in turn as
 //! connections open (libp2p's ping gives every connection of a behaviour the same
 //! interval, its first ping at once): connections opened together (a node's start, a
-//! simulation's set-up) would otherwise ping together every minute, in waves that a
+//! simulation's set-up) would otherwise ping together at every interval, in waves that a
 //! measurement window catches or not.
 //!
 //! [`IdleTuning::ping_interval`]: super::IdleTuning::ping_interval

@@ -54,8 +54,8 @@ fn latency(flag: &str, value: Option<String>) -> Result<LinkLatency, String> {
 }
 
 /// `kith` (what nodes run), `before` (what they ran before issue 21), `lean` (the set
-/// measured to cost least per delivery in session 12), `no-ihave` (the same as `kith`
-/// since session 16) or `lean-flood` (the default of sessions 12–15).
+/// measured to cost least per delivery in session 12), `no-ihave` (`kith` of sessions
+/// 16–21: the same with a 700 ms heartbeat) or `lean-flood` (the default of sessions 12–15).
 fn gossip(value: Option<String>) -> Result<GossipTuning, String> {
     match value.as_deref() {
         Some("kith") => Ok(GossipTuning::KITH),

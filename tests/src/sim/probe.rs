@@ -186,3 +186,76 @@ pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
+
+/// The gossipsub meshes of the simulated topics: each topic's subscribers as a graph
+/// whose edges are mesh links. A post reaches only the part of that graph its first
+/// copies enter (no IHAVE gossip repairs a split), so a subscriber outside the largest
+/// part is stranded until history sync fetches what it missed.
+pub(super) struct Meshes {
+    /// Per topic: its name and the sizes of its parts, largest first.
+    pub(super) parts: Vec<(String, Vec<usize>)>,
+    /// Per topic: node index -> the part it is in (index into that topic's sizes).
+    pub(super) part_of: Vec<HashMap<usize, usize>>,
+}
+
+impl Meshes {
+    /// Subscribers outside the largest part of their topic's mesh, over all topics.
+    pub(super) fn stranded(&self) -> usize {
+        self.parts.iter().map(|(_, sizes)| sizes.iter().skip(1).sum::<usize>()).sum()
+    }
+
+    /// Topics whose mesh is in more than one part.
+    pub(super) fn split_topics(&self) -> usize {
+        self.parts.iter().filter(|(_, sizes)| sizes.len() > 1).count()
+    }
+}
+
+/// Reads every subscriber's mesh peers for each of `topics` (name, subscribers).
+pub(super) async fn meshes(
+    nodes: &[TestNode],
+    index: &HashMap<PeerId, usize>,
+    topics: &[(String, Vec<usize>)],
+) -> Meshes {
+    let mut out = Meshes { parts: Vec::new(), part_of: Vec::new() };
+    for (topic, subs) in topics {
+        let members: HashSet<usize> = subs.iter().copied().collect();
+        let mut links: HashMap<usize, Vec<usize>> = HashMap::new();
+        for &s in subs {
+            let peers = nodes[s].node.net().mesh_peers(topic.clone()).await.unwrap_or_default();
+            for v in peers.iter().filter_map(|p| index.get(p).copied()) {
+                if members.contains(&v) {
+                    links.entry(s).or_default().push(v);
+                    links.entry(v).or_default().push(s);
+                }
+            }
+        }
+        let mut part_of: HashMap<usize, usize> = HashMap::new();
+        let mut sizes = Vec::new();
+        for &s in subs {
+            if part_of.contains_key(&s) {
+                continue;
+            }
+            let part = sizes.len();
+            part_of.insert(s, part);
+            let mut queue = VecDeque::from([s]);
+            let mut size = 0;
+            while let Some(u) = queue.pop_front() {
+                size += 1;
+                for &v in links.get(&u).map(Vec::as_slice).unwrap_or_default() {
+                    if let std::collections::hash_map::Entry::Vacant(e) = part_of.entry(v) {
+                        e.insert(part);
+                        queue.push_back(v);
+                    }
+                }
+            }
+            sizes.push(size);
+        }
+        // Largest first: renumber the parts by size.
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        order.sort_by_key(|&p| std::cmp::Reverse(sizes[p]));
+        let rank: HashMap<usize, usize> = order.iter().enumerate().map(|(r, &p)| (p, r)).collect();
+        out.parts.push((topic.clone(), order.iter().map(|&p| sizes[p]).collect()));
+        out.part_of.push(part_of.into_iter().map(|(n, p)| (n, rank[&p])).collect());
+    }
+    out
+}

@@ -26,6 +26,11 @@ pub struct Report {
     pub ready_s: f64,
     /// (publisher, topic) pairs with a subscriber still unreachable at the ready deadline.
     pub unready: usize,
+    /// Subscribers outside the largest part of their topic's gossipsub mesh just before
+    /// the posts, over all topics (`probe::Meshes`).
+    pub mesh_stranded: usize,
+    /// Topics whose mesh was in more than one part just before the posts.
+    pub mesh_split_topics: usize,
     /// Seconds from then until the process was quiet (background sync and lookups done).
     pub quiet_s: f64,
     /// Share of one core the process used just before the first post (heartbeats, pings).
@@ -265,6 +270,8 @@ impl Report {
             "own_netns": self.own_netns,
             "rss_per_node_kb": self.rss_per_node_kb(),
         });
+        out["mesh_stranded_subscribers"] = self.mesh_stranded.into();
+        out["mesh_split_topics"] = self.mesh_split_topics.into();
         // Gossipsub's own counts (one macro call would pass serde_json's recursion limit).
         let dups = self.gossip_duplicates_per_delivery();
         let extra = serde_json::json!({
@@ -322,6 +329,13 @@ impl Report {
             (
                 "subscribers reachable",
                 format!("after {:.1} s, {} publisher/topic pairs not", self.ready_s, self.unready),
+            ),
+            (
+                "gossip meshes before the posts",
+                format!(
+                    "{} topics split, {} subscribers outside their topic's largest part",
+                    self.mesh_split_topics, self.mesh_stranded
+                ),
             ),
             (
                 "then quiet",

@@ -85,6 +85,11 @@ impl EventLoop {
                     gs.all_peers().filter(|(_, t)| t.contains(&&hash)).map(|(p, _)| *p).collect();
                 let _ = reply.send(peers);
             }
+            Command::MeshPeers { topic, reply } => {
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                let gs = &self.swarm.behaviour().gossipsub;
+                let _ = reply.send(gs.mesh_peers(&hash).copied().collect());
+            }
             // Handled in `run`.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
