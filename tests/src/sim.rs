@@ -31,16 +31,18 @@ use tokio::sync::watch;
 use crate::TestNode;
 
 pub mod latency;
+mod mesh;
 mod plan;
 mod probe;
 mod report;
 
 pub use latency::LinkLatency;
+use mesh::{mesh_topics, meshes, say_missing};
 use plan::{post_text, tag_name};
 pub use plan::{Plan, PlannedPost, Rng};
 use probe::{
-    counters, event_counts, gossip_counters, idle_slices, median, meshes, request, topic_string,
-    unreachable_pairs, wait_quiet, wait_sync_round, Meshes,
+    counters, event_counts, gossip_counters, idle_slices, median, request, topic_string,
+    unreachable_pairs, wait_quiet, wait_sync_round,
 };
 pub use report::{
     cpu_time, loopback_tx_bytes, loopback_tx_packets, peak_rss_kb, percentile, NodeGossip, Report,
@@ -311,65 +313,9 @@ async fn wait_ready(config: &Config, plan: &Plan, nodes: &[TestNode]) -> Result<
     }
 }
 
-/// The peer index and each simulated topic's name and subscribers, for [`meshes`].
-type MeshTopics = (HashMap<PeerId, usize>, Vec<(String, Vec<usize>)>, Vec<plan::SimTopic>);
-
 /// Each node's index by its peer id.
 fn peer_index(nodes: &[TestNode]) -> HashMap<PeerId, usize> {
     nodes.iter().enumerate().filter_map(|(i, n)| n.id().to_peer_id().ok().map(|p| (p, i))).collect()
-}
-
-fn mesh_topics(plan: &Plan, nodes: &[TestNode]) -> Result<MeshTopics, String> {
-    let index = peer_index(nodes);
-    let mut named = Vec::new();
-    let mut kinds = Vec::new();
-    for (topic, subs, _) in plan.topics() {
-        named.push((topic_string(nodes, topic)?, subs));
-        kinds.push(topic);
-    }
-    Ok((index, named, kinds))
-}
-
-/// On stderr: each (node, post) not delivered by the deadline (up to 20), with the part
-/// of each of the post's topics' mesh the node was in before the posts and is in now.
-fn say_missing(
-    plan: &Plan,
-    sent: &[Sent],
-    missing: &HashSet<(usize, RecordId)>,
-    kinds: &[plan::SimTopic],
-    before: &Meshes,
-    now: &Meshes,
-) {
-    let mut lines: Vec<String> = Vec::new();
-    for s in sent {
-        for n in plan.expected(&s.post) {
-            if !missing.contains(&(n, s.rid)) {
-                continue;
-            }
-            let mut parts = Vec::new();
-            for (t, kind) in kinds.iter().enumerate() {
-                let on = match kind {
-                    plan::SimTopic::Author(a) => *a == s.post.author,
-                    plan::SimTopic::Tag(tag) => s.post.tags.contains(tag),
-                };
-                if let (true, Some(b), Some(c)) =
-                    (on, before.part_of[t].get(&n), now.part_of[t].get(&n))
-                {
-                    parts.push(format!(
-                        "{kind:?}: part {b} of {:?} before, {c} of {:?} now",
-                        before.parts[t].1, now.parts[t].1
-                    ));
-                }
-            }
-            lines.push(format!("node {n}, author {}: {}", s.post.author, parts.join("; ")));
-        }
-    }
-    lines.sort();
-    lines.dedup();
-    eprintln!("sim: {} deliveries missing; by node and author:", missing.len());
-    for line in lines.iter().take(20) {
-        eprintln!("sim:   {line}");
-    }
 }
 
 /// Waits until every expected (node, post) is stored, or the deadline; returns those
