@@ -58,8 +58,8 @@ impl GossipTuning {
     /// their degree, shifts the message cache and cleans up; none of that is on a post's
     /// path (a post goes to the mesh at once). But every heartbeat scores every connected
     /// peer (peer scoring, `behaviour.rs`) and walks each topic's mesh and fanout: at 100
-    /// nodes, each connected to the 99 others, that was about a third of an idle node's
-    /// CPU. A mesh that lost a peer is topped up within 2 s rather than 0.7 s (libp2p's
+    /// nodes, each connected to the 99 others, that was a quarter to a third of an idle
+    /// node's CPU (session 18's profile; what 2 s saved). A mesh that lost a peer is topped up within 2 s rather than 0.7 s (libp2p's
     /// default is 1 s); the message cache keeps 5 heartbeats, 10 s. Measured side by side
     /// with 700 ms, two 100-node sims at once (docs/benchmarks.md, session 22): idle CPU
     /// 21–25 % lower, bytes per delivery and p99 unchanged; with pings every 2 minutes
