@@ -14,8 +14,8 @@ use crate::TestNode;
 /// copies enter (no IHAVE gossip repairs a split), so a subscriber outside the largest
 /// part is stranded until history sync fetches what it missed.
 pub(super) struct Meshes {
-    /// Per topic: its name and the sizes of its parts, largest first.
-    pub(super) parts: Vec<(String, Vec<usize>)>,
+    /// Per topic: the sizes of its parts, largest first.
+    pub(super) parts: Vec<Vec<usize>>,
     /// Per topic: node index -> the part it is in (index into that topic's sizes).
     pub(super) part_of: Vec<HashMap<usize, usize>>,
 }
@@ -23,12 +23,12 @@ pub(super) struct Meshes {
 impl Meshes {
     /// Subscribers outside the largest part of their topic's mesh, over all topics.
     pub(super) fn stranded(&self) -> usize {
-        self.parts.iter().map(|(_, sizes)| sizes.iter().skip(1).sum::<usize>()).sum()
+        self.parts.iter().map(|sizes| sizes.iter().skip(1).sum::<usize>()).sum()
     }
 
     /// Topics whose mesh is in more than one part.
     pub(super) fn split_topics(&self) -> usize {
-        self.parts.iter().filter(|(_, sizes)| sizes.len() > 1).count()
+        self.parts.iter().filter(|sizes| sizes.len() > 1).count()
     }
 }
 
@@ -76,7 +76,7 @@ pub(super) async fn meshes(
         let mut order: Vec<usize> = (0..sizes.len()).collect();
         order.sort_by_key(|&p| std::cmp::Reverse(sizes[p]));
         let rank: HashMap<usize, usize> = order.iter().enumerate().map(|(r, &p)| (p, r)).collect();
-        out.parts.push((topic.clone(), order.iter().map(|&p| sizes[p]).collect()));
+        out.parts.push(order.iter().map(|&p| sizes[p]).collect());
         out.part_of.push(part_of.into_iter().map(|(n, p)| (n, rank[&p])).collect());
     }
     out
@@ -124,7 +124,7 @@ pub(super) fn say_missing(
                 {
                     parts.push(format!(
                         "{kind:?}: part {b} of {:?} before, {c} of {:?} now",
-                        before.parts[t].1, now.parts[t].1
+                        before.parts[t], now.parts[t]
                     ));
                 }
             }
