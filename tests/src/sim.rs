@@ -37,7 +37,7 @@ mod probe;
 mod report;
 
 pub use latency::LinkLatency;
-use mesh::{mesh_topics, meshes, say_missing};
+use mesh::{mesh_topics, meshes, say_missing, say_splits};
 use plan::{post_text, tag_name};
 pub use plan::{Plan, PlannedPost, Rng};
 use probe::{
@@ -411,6 +411,7 @@ async fn simulate(
     };
     let mesh_topics = mesh_topics(plan, nodes)?;
     let meshes_before = meshes(nodes, &mesh_topics.0, &mesh_topics.1).await;
+    say_splits(&mesh_topics.2, &meshes_before);
     say("publishing");
     let cpu_before = cpu_time();
     let (wire_before, packets_before) = (loopback_tx_bytes(), loopback_tx_packets());

@@ -225,7 +225,7 @@ pub(crate) fn message_id(topic: &str, data: &[u8]) -> gossipsub::MessageId {
 pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
     gossipsub::TopicScoreParams {
         topic_weight: 0.5,
-        time_in_mesh_weight: 0.01,
+        time_in_mesh_weight: super::tuning::gossip_tuning().mesh_time_weight,
         time_in_mesh_quantum: Duration::from_secs(1),
         time_in_mesh_cap: 3600.0,
         // No credit for any valid message brought first: a peer flooding strangers'
@@ -419,6 +419,18 @@ mod tests {
         let signed = hex::decode(value("signed bytes (146 bytes)")).unwrap();
         let id = super::message_id("kith/1/tag/kith", &signed);
         assert_eq!(hex::encode(&id.0), value("message id on kith/1/tag/kith"));
+    }
+
+    /// Time in a mesh earns no score (session 23): with it the newest mesh peer was
+    /// always the one pruned and meshes froze in parts (docs/protocol.md, section 9.1).
+    /// Invalid records still cost, and no peer earns anything for merely being there.
+    #[test]
+    fn time_in_a_mesh_earns_no_score() {
+        let p = super::topic_score_params();
+        assert_eq!(p.time_in_mesh_weight, 0.0);
+        assert_eq!(p.first_message_deliveries_weight, 0.0);
+        assert!(p.invalid_message_deliveries_weight < 0.0);
+        assert!(p.validate().is_ok());
     }
 
     /// The bootstrap period of a node: within `base` × (1 ± jitter), the ends reached by

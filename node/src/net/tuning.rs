@@ -43,6 +43,12 @@ pub struct GossipTuning {
     /// How long a message to forward may wait in a peer's send queue before gossipsub
     /// drops it (a slow peer).
     pub forward_queue: Duration,
+    /// Score a peer earns per second in a topic's mesh (gossipsub's P1, times the topic
+    /// weight 0.5), counted up to an hour. A mesh that reaches D_hi is pruned to D at the
+    /// next heartbeat, lowest score first (ties at random), and a GRAFT into a mesh at
+    /// D_hi is refused: with a weight above zero the newest mesh peer is always the one
+    /// pruned.
+    pub mesh_time_weight: f64,
 }
 
 impl GossipTuning {
@@ -64,7 +70,20 @@ impl GossipTuning {
     /// with 700 ms, two 100-node sims at once (docs/benchmarks.md, session 22): idle CPU
     /// 21–25 % lower, bytes per delivery and p99 unchanged; with pings every 2 minutes
     /// ([`IdleTuning::KITH`]) 0.077 against 0.129 of a core for 100 idle nodes.
-    pub const KITH: Self = Self { heartbeat: Duration::from_secs(2), ..Self::NO_IHAVE };
+    ///
+    /// Since session 23 without a score for time in the mesh (`mesh_time_weight` 0; every
+    /// earlier set 0.01). With it, the newest peer of a mesh at D_hi always had the lowest
+    /// score and was the one pruned, so a node at D never kept a new link and the meshes
+    /// froze as the set-up first drew them, from each node's partial view of the other
+    /// subscribers: small parts (three nodes at D_lo, four at D) that no heartbeat
+    /// grafts out of and, without IHAVE gossip, no post reaches until a sync round. Ties
+    /// are pruned at random, so each graft into a full mesh now redraws it and the
+    /// set-up's own grafting mixes the meshes. Scores still rank peers by what matters to
+    /// kith: the first-delivery credit (`credit.rs`) and invalid records. 100-node sims
+    /// (docs/benchmarks.md, session 23): 0–1 split topics before the posts against 2–8
+    /// with the weight, and no post missed.
+    pub const KITH: Self =
+        Self { heartbeat: Duration::from_secs(2), mesh_time_weight: 0.0, ..Self::NO_IHAVE };
 
     /// The default of sessions 12–15: [`GossipTuning::LEAN`]'s small mesh and sparse IHAVE
     /// gossip, with flood publishing kept, so that an author's new record goes straight to
@@ -148,6 +167,7 @@ impl GossipTuning {
         flood_publish: true,
         idontwant_threshold: 1000,
         forward_queue: Duration::from_secs(1),
+        mesh_time_weight: 0.01,
     };
 
     /// These parameters on a gossipsub configuration.
@@ -387,6 +407,7 @@ mod tests {
             assert!(t.mesh_outbound_min * 2 <= t.mesh_n, "{t:?}");
             assert!(t.history_gossip <= t.history_length, "{t:?}");
             assert!(t.mesh_n_low >= 2, "a mesh of degree 1 is a set of pairs: {t:?}");
+            assert!(t.mesh_time_weight >= 0.0, "P1 weighs zero or more: {t:?}");
         }
     }
 }

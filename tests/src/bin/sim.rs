@@ -89,6 +89,7 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
             "flood_publish" => tuning.flood_publish = number(&flag, v)?,
             "idontwant_threshold" => tuning.idontwant_threshold = number(&flag, v)?,
             "forward_queue_ms" => tuning.forward_queue = Duration::from_millis(number(&flag, v)?),
+            "mesh_time_weight" => tuning.mesh_time_weight = number(&flag, v)?,
             other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
         }
     }

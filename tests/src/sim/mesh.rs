@@ -97,6 +97,14 @@ pub(super) fn mesh_topics(plan: &Plan, nodes: &[TestNode]) -> Result<MeshTopics,
     Ok((index, named, kinds))
 }
 
+/// On stderr: each topic whose mesh was in more than one part before the posts, with
+/// the parts' sizes.
+pub(super) fn say_splits(kinds: &[plan::SimTopic], before: &Meshes) {
+    for (kind, sizes) in kinds.iter().zip(&before.parts).filter(|(_, sizes)| sizes.len() > 1) {
+        eprintln!("sim: the mesh of {kind:?} is in parts of {sizes:?} subscribers");
+    }
+}
+
 /// On stderr: each (node, post) not delivered by the deadline (up to 20), with the part
 /// of each of the post's topics' mesh the node was in before the posts and is in now.
 pub(super) fn say_missing(
