@@ -22,7 +22,8 @@ import threading
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (StaleElementReferenceException, TimeoutException,
+                                        WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -88,7 +89,16 @@ class Page:
                                  f"(at {self.d.current_url})") from None
 
     def text(self):
-        return self.d.find_element(By.TAG_NAME, "body").text
+        try:
+            return self.d.find_element(By.TAG_NAME, "body").text
+        except StaleElementReferenceException:
+            raise
+        except WebDriverException as e:
+            # A navigation replaced the document between finding its body and reading
+            # it (ChromeDriver says so in its own words): as stale, look again.
+            if "does not belong to the document" in str(e):
+                raise StaleElementReferenceException(str(e)) from e
+            raise
 
     def wait_text(self, text):
         return self.wait(f"{text!r} on the page", lambda: text in self.text())
