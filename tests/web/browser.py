@@ -79,26 +79,28 @@ class Page:
         self.d = driver
 
     def wait(self, what, check):
+        def look(_driver):
+            try:
+                return check()
+            except WebDriverException as e:
+                # htmx or a navigation replaced the document between finding an element
+                # and reading it; ChromeDriver says so in its own words rather than as a
+                # stale element: look again.
+                if "does not belong to the document" in str(e):
+                    return False
+                raise
+
         try:
             # htmx replaces elements while we look: a stale one means "look again".
             return WebDriverWait(self.d, DEADLINE, poll_frequency=0.1,
                                  ignored_exceptions=(StaleElementReferenceException,)
-                                 ).until(lambda d: check())
+                                 ).until(look)
         except TimeoutException:
             raise AssertionError(f"timed out after {DEADLINE}s waiting for {what} "
                                  f"(at {self.d.current_url})") from None
 
     def text(self):
-        try:
-            return self.d.find_element(By.TAG_NAME, "body").text
-        except StaleElementReferenceException:
-            raise
-        except WebDriverException as e:
-            # A navigation replaced the document between finding its body and reading
-            # it (ChromeDriver says so in its own words): as stale, look again.
-            if "does not belong to the document" in str(e):
-                raise StaleElementReferenceException(str(e)) from e
-            raise
+        return self.d.find_element(By.TAG_NAME, "body").text
 
     def wait_text(self, text):
         return self.wait(f"{text!r} on the page", lambda: text in self.text())
