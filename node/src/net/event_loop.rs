@@ -66,8 +66,12 @@ pub struct EventLoop {
     next_find: usize,
     pending_providers: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     gossip_limit: RateLimiter<PeerId>,
-    /// First-delivery credit, handed to gossipsub as each peer's application score.
+    /// First-delivery credit and lots, handed to gossipsub as each peer's application score.
     credit: Credit<PeerId>,
+    /// Lots are drawn in [0, this) (`GossipTuning::mesh_lot`) ...
+    mesh_lot: f64,
+    /// ... from this generator, seeded at start.
+    lot_rng: rand_pcg::Pcg64Mcg,
     gossip_rate_limited: u64,
     gossip_overflow: u64,
     keypair: libp2p::identity::Keypair,
@@ -168,6 +172,11 @@ impl EventLoop {
             remote_addrs: HashMap::new(),
             gossip_limit: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
             credit: Credit::new(),
+            mesh_lot: super::tuning::gossip_tuning().mesh_lot,
+            lot_rng: rand_core::SeedableRng::seed_from_u64(getrandom::u64().unwrap_or_else(|_| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                now.map_or(0, |d| d.as_nanos() as u64)
+            })),
             gossip_rate_limited: 0,
             gossip_overflow: 0,
             keypair,
@@ -570,6 +579,9 @@ impl EventLoop {
         }
         tracing::debug!(%peer, "connected");
         let first = self.connections.get(&peer).is_some_and(|open| open.len() == 1);
+        if first {
+            self.meet(peer);
+        }
         self.emit(Event::Connected { peer, addr: dialled, first });
     }
 }

@@ -49,6 +49,17 @@ pub struct GossipTuning {
     /// D_hi is refused: with a weight above zero the newest mesh peer is always the one
     /// pruned.
     pub mesh_time_weight: f64,
+    /// Each peer's lot: a random score in [0, this) that each node draws for each peer it
+    /// meets, adds to its first-delivery credit and draws again every few seconds (each
+    /// round of the network task's upkeep, 3 s; `credit.rs`); 0: no lots. Opportunistic grafting (below) only grafts peers that
+    /// score above the mesh's median, so without lots it does nothing while every score
+    /// is equal (a hashtag, where nobody earns credit).
+    pub mesh_lot: f64,
+    /// Heartbeats between two rounds of gossipsub's opportunistic grafting: a node whose
+    /// mesh of a topic has a median score under 20 grafts up to 2 peers of the topic that
+    /// score above that median, and the next heartbeat prunes the mesh back to D, lowest
+    /// first.
+    pub mixing_ticks: u64,
 }
 
 impl GossipTuning {
@@ -82,8 +93,21 @@ impl GossipTuning {
     /// kith: the first-delivery credit (`credit.rs`) and invalid records. 100-node sims
     /// (docs/benchmarks.md, session 23): 0–1 split topics before the posts against 2–8
     /// with the weight, and no post missed.
-    pub const KITH: Self =
-        Self { heartbeat: Duration::from_secs(2), mesh_time_weight: 0.0, ..Self::NO_IHAVE };
+    ///
+    /// Since session 24 with lots (`mesh_lot` 0.1, every earlier set 0): a part of a mesh
+    /// where every node sits at D_lo or more (four subscribers each grafted to the other
+    /// three) never grafts on its own, and with all scores equal opportunistic grafting
+    /// found no peer above the median. Each peer's lot is drawn again every few seconds,
+    /// so every `mixing_ticks` heartbeats (60, 2 minutes, libp2p's default) a node grafts
+    /// up to 2 random peers of each topic and the next heartbeat prunes back to D, still
+    /// at random: the meshes keep mixing, and such a part comes apart at the next round.
+    /// A lot is under a tenth of one record's credit, so credit still ranks peers first.
+    pub const KITH: Self = Self {
+        heartbeat: Duration::from_secs(2),
+        mesh_time_weight: 0.0,
+        mesh_lot: 0.1,
+        ..Self::NO_IHAVE
+    };
 
     /// The default of sessions 12–15: [`GossipTuning::LEAN`]'s small mesh and sparse IHAVE
     /// gossip, with flood publishing kept, so that an author's new record goes straight to
@@ -168,6 +192,8 @@ impl GossipTuning {
         idontwant_threshold: 1000,
         forward_queue: Duration::from_secs(1),
         mesh_time_weight: 0.01,
+        mesh_lot: 0.0,
+        mixing_ticks: 60,
     };
 
     /// These parameters on a gossipsub configuration.
@@ -183,7 +209,8 @@ impl GossipTuning {
             .history_gossip(self.history_gossip)
             .flood_publish(self.flood_publish)
             .idontwant_message_size_threshold(self.idontwant_threshold)
-            .forward_queue_duration(self.forward_queue);
+            .forward_queue_duration(self.forward_queue)
+            .opportunistic_graft_ticks(self.mixing_ticks.max(1));
     }
 }
 
@@ -408,6 +435,10 @@ mod tests {
             assert!(t.history_gossip <= t.history_length, "{t:?}");
             assert!(t.mesh_n_low >= 2, "a mesh of degree 1 is a set of pairs: {t:?}");
             assert!(t.mesh_time_weight >= 0.0, "P1 weighs zero or more: {t:?}");
+            // A lot never outweighs one record's credit, nor reaches the opportunistic
+            // graft threshold (20) by itself.
+            assert!((0.0..1.0).contains(&t.mesh_lot), "{t:?}");
+            assert!(t.mixing_ticks >= 1, "{t:?}");
         }
     }
 }

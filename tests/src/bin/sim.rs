@@ -90,6 +90,8 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
             "idontwant_threshold" => tuning.idontwant_threshold = number(&flag, v)?,
             "forward_queue_ms" => tuning.forward_queue = Duration::from_millis(number(&flag, v)?),
             "mesh_time_weight" => tuning.mesh_time_weight = number(&flag, v)?,
+            "mesh_lot" => tuning.mesh_lot = number(&flag, v)?,
+            "mixing_ticks" => tuning.mixing_ticks = number(&flag, v)?,
             other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
         }
     }

@@ -183,12 +183,22 @@ impl EventLoop {
         }
     }
 
-    /// Hands gossipsub every peer's first-delivery credit, decayed to now.
+    /// Hands gossipsub the application scores that changed: first-delivery credit decayed
+    /// to now, lots drawn again.
     pub(super) fn decay_credit(&mut self) {
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
-        for (peer, credit) in self.credit.decayed(std::time::Instant::now()) {
-            gs.set_application_score(&peer, credit);
+        let (most, rng) = (self.mesh_lot, &mut self.lot_rng);
+        let scores = self.credit.scores(std::time::Instant::now(), || draw_lot(most, rng));
+        for (peer, score) in scores {
+            gs.set_application_score(&peer, score);
         }
+    }
+
+    /// `peer` connected (its first connection): it draws its lot.
+    pub(super) fn meet(&mut self, peer: PeerId) {
+        let lot = draw_lot(self.mesh_lot, &mut self.lot_rng);
+        let score = self.credit.meet(peer, lot, std::time::Instant::now());
+        self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -253,4 +263,10 @@ impl EventLoop {
             gossip,
         }
     }
+}
+
+/// A lot: a uniform draw in [0, `most`).
+fn draw_lot(most: f64, rng: &mut rand_pcg::Pcg64Mcg) -> f64 {
+    use rand_core::Rng;
+    most * ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
 }

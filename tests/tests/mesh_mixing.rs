@@ -1,0 +1,124 @@
+//! Lots and opportunistic grafting mix a topic's mesh (issue 21): a part of the mesh in
+//! which every node sits at or above D_lo never grafts on its own, and no post crosses
+//! into it. Eight in-process nodes on 127.0.0.1 (OS ports, mDNS off).
+//!
+//! This file is its own test process: it runs its nodes with a faster gossip set (a
+//! 100 ms heartbeat, a round of opportunistic grafting every 10 heartbeats) so that the
+//! rounds a daemon runs every 2 minutes come every second.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use kith_node::net::{set_process_gossip_tuning, GossipTuning};
+use kith_protocol::{Tag, Topic};
+use kith_tests::{eventually, TestNode, DEADLINE};
+use libp2p::PeerId;
+
+/// Every node's mesh peers on `topic`, as indexes into `nodes`.
+async fn meshes(nodes: &[TestNode], topic: &str) -> Vec<HashSet<usize>> {
+    let index: HashMap<PeerId, usize> =
+        nodes.iter().enumerate().map(|(i, n)| (n.id().to_peer_id().unwrap(), i)).collect();
+    let mut out = Vec::new();
+    for n in nodes {
+        let peers = n.node.net().mesh_peers(topic.to_owned()).await.unwrap_or_default();
+        out.push(peers.iter().filter_map(|p| index.get(p).copied()).collect());
+    }
+    out
+}
+
+/// The parts of the mesh graph (a link counts both ways), each as its nodes.
+fn parts(meshes: &[HashSet<usize>]) -> Vec<HashSet<usize>> {
+    let mut links: Vec<HashSet<usize>> = meshes.to_vec();
+    for (a, peers) in meshes.iter().enumerate() {
+        for &b in peers {
+            links[b].insert(a);
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for start in 0..meshes.len() {
+        if !seen.insert(start) {
+            continue;
+        }
+        let (mut part, mut todo) = (HashSet::from([start]), vec![start]);
+        while let Some(a) = todo.pop() {
+            for &b in &links[a] {
+                if seen.insert(b) {
+                    part.insert(b);
+                    todo.push(b);
+                }
+            }
+        }
+        out.push(part);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_closed_parts_of_a_mesh_mix_into_one() {
+    // No outbound quota (mesh_outbound_min 0), so that the only graft a node at D_lo or
+    // more makes is the opportunistic one.
+    set_process_gossip_tuning(GossipTuning {
+        heartbeat: Duration::from_millis(100),
+        mixing_ticks: 10,
+        mesh_outbound_min: 0,
+        ..GossipTuning::KITH
+    });
+    let mut nodes = Vec::new();
+    for i in 0..8 {
+        nodes.push(TestNode::start(&format!("n{i}")).await);
+    }
+    // Two groups of four, each connected within itself only, join #mix.
+    for group in [0, 4] {
+        for i in group..group + 4 {
+            for j in i + 1..group + 4 {
+                nodes[i].dial(&nodes[j]).await;
+            }
+        }
+    }
+    for n in &nodes {
+        n.subscribe("mix").await;
+    }
+    let topic = Topic::Tag(Tag::parse("mix").unwrap()).to_string();
+    let groups = [HashSet::from([0, 1, 2, 3]), HashSet::from([4, 5, 6, 7])];
+    eventually(DEADLINE, "each group's mesh to hold every node at D_lo or more", || async {
+        let m = meshes(&nodes, &topic).await;
+        m.iter().all(|peers| peers.len() >= 2).then_some(())
+    })
+    .await;
+    let mut before = parts(&meshes(&nodes, &topic).await);
+    before.sort_by_key(|p| p.iter().min().copied());
+    assert_eq!(before, groups, "the groups' meshes before they meet");
+
+    // Now every node of the second group connects to every node of the first. No node is
+    // under D_lo, so the heartbeat grafts nobody new; only opportunistic grafting, towards
+    // peers whose lot ranks above the mesh's median, joins the parts.
+    for i in 4..8 {
+        for j in 0..4 {
+            nodes[i].dial(&nodes[j]).await;
+        }
+    }
+    for i in 4..8 {
+        for j in 0..4 {
+            nodes[i].wait_connected(&nodes[j]).await;
+        }
+    }
+    let joined = eventually(DEADLINE, "the two parts of #mix's mesh to join", || async {
+        let p = parts(&meshes(&nodes, &topic).await);
+        (p.len() == 1).then_some(p)
+    })
+    .await;
+    assert_eq!(joined[0].len(), 8);
+
+    // And a post from the first group now reaches the second.
+    let post = nodes[0].post("across #mix").await;
+    for n in &nodes[4..] {
+        n.wait_record(&post).await;
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
