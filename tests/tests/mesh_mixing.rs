@@ -3,8 +3,8 @@
 //! into it. Eight in-process nodes on 127.0.0.1 (OS ports, mDNS off).
 //!
 //! This file is its own test process: it runs its nodes with a faster gossip set (a
-//! 100 ms heartbeat, a round of opportunistic grafting every 10 heartbeats) so that the
-//! rounds a daemon runs every 2 minutes come every second.
+//! 100 ms heartbeat, a round of opportunistic grafting about every 10 heartbeats) so
+//! that the rounds a daemon runs every 2 minutes come every second.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{

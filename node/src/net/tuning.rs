@@ -56,11 +56,18 @@ pub struct GossipTuning {
     /// is equal (a hashtag, where nobody earns credit).
     pub mesh_lot: f64,
     /// Heartbeats between two rounds of gossipsub's opportunistic grafting: a node whose
-    /// mesh of a topic has a median score under 20 grafts up to 2 peers of the topic that
-    /// score above that median, and the next heartbeat prunes the mesh back to D, lowest
-    /// first.
+    /// mesh of a topic has a median score under 20 grafts up to `mixing_peers` peers of
+    /// the topic that score above that median, and the next heartbeat prunes the mesh
+    /// back to D, lowest first. Each node runs its rounds every `mixing_ticks` × (1 ± up
+    /// to [`MIXING_JITTER`]) heartbeats, drawn at its start, so that nodes started
+    /// together do not all graft and prune in the same heartbeat.
     pub mixing_ticks: u64,
+    /// Peers grafted in each round of opportunistic grafting, at most.
+    pub mixing_peers: usize,
 }
+
+/// Spread of each node's period of opportunistic grafting ([`GossipTuning::mixing_ticks`]).
+pub(crate) const MIXING_JITTER: f64 = 0.25;
 
 impl GossipTuning {
     /// What kith nodes run (since session 16): [`GossipTuning::NO_IHAVE`]. Measured side
@@ -98,14 +105,19 @@ impl GossipTuning {
     /// where every node sits at D_lo or more (four subscribers each grafted to the other
     /// three) never grafts on its own, and with all scores equal opportunistic grafting
     /// found no peer above the median. Each peer's lot is drawn again every few seconds,
-    /// so every `mixing_ticks` heartbeats (60, 2 minutes, libp2p's default) a node grafts
-    /// up to 2 random peers of each topic and the next heartbeat prunes back to D, still
-    /// at random: the meshes keep mixing, and such a part comes apart at the next round.
-    /// A lot is under a tenth of one record's credit, so credit still ranks peers first.
+    /// so about every `mixing_ticks` heartbeats (60, 2 minutes, libp2p's default; each
+    /// node's period spread by ±25 %) a node grafts one random peer of each topic
+    /// (`mixing_peers` 1; libp2p: 2) and the next heartbeat prunes back to D, still at
+    /// random: the meshes keep mixing, and such a part comes apart at the next round. A
+    /// lot is under a tenth of one record's credit, so credit still ranks peers first.
+    /// Rounds of 2 peers in step at every node (nodes started together) left a
+    /// subscriber without mesh peers for a minute now and then (docs/benchmarks.md,
+    /// session 24).
     pub const KITH: Self = Self {
         heartbeat: Duration::from_secs(2),
         mesh_time_weight: 0.0,
         mesh_lot: 0.1,
+        mixing_peers: 1,
         ..Self::NO_IHAVE
     };
 
@@ -194,6 +206,7 @@ impl GossipTuning {
         mesh_time_weight: 0.01,
         mesh_lot: 0.0,
         mixing_ticks: 60,
+        mixing_peers: 2,
     };
 
     /// These parameters on a gossipsub configuration.
@@ -210,7 +223,19 @@ impl GossipTuning {
             .flood_publish(self.flood_publish)
             .idontwant_message_size_threshold(self.idontwant_threshold)
             .forward_queue_duration(self.forward_queue)
-            .opportunistic_graft_ticks(self.mixing_ticks.max(1));
+            .opportunistic_graft_ticks(self.mixing_ticks_spread(getrandom::u64().ok()))
+            .opportunistic_graft_peers(self.mixing_peers);
+    }
+}
+
+impl GossipTuning {
+    /// `mixing_ticks` × (1 + [`MIXING_JITTER`] × a uniform draw in [−1, 1] taken from
+    /// `draw`), at least 1; `mixing_ticks` if there is no draw.
+    fn mixing_ticks_spread(&self, draw: Option<u64>) -> u64 {
+        let Some(draw) = draw else { return self.mixing_ticks.max(1) };
+        let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+        let ticks = self.mixing_ticks as f64 * (1.0 + MIXING_JITTER * (2.0 * unit - 1.0));
+        (ticks.round() as u64).max(1)
     }
 }
 
@@ -439,6 +464,12 @@ mod tests {
             // graft threshold (20) by itself.
             assert!((0.0..1.0).contains(&t.mesh_lot), "{t:?}");
             assert!(t.mixing_ticks >= 1, "{t:?}");
+            for draw in [None, Some(0), Some(u64::MAX), Some(u64::MAX / 2)] {
+                let ticks = t.mixing_ticks_spread(draw) as f64;
+                let most = t.mixing_ticks as f64 * super::MIXING_JITTER + 1.0;
+                assert!((ticks - t.mixing_ticks as f64).abs() <= most, "{draw:?} {t:?}");
+            }
+            assert_eq!(t.mixing_ticks_spread(None), t.mixing_ticks);
         }
     }
 }

@@ -92,6 +92,7 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
             "mesh_time_weight" => tuning.mesh_time_weight = number(&flag, v)?,
             "mesh_lot" => tuning.mesh_lot = number(&flag, v)?,
             "mixing_ticks" => tuning.mixing_ticks = number(&flag, v)?,
+            "mixing_peers" => tuning.mixing_peers = number(&flag, v)?,
             other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
         }
     }
