@@ -200,38 +200,3 @@ async fn restart_keeps_state_and_reconnects() {
     a.stop().await;
     b.stop().await;
 }
-
-/// Each node draws a lot for each peer it meets (issue 21): a small random score, so that
-/// peers of equal credit differ and opportunistic grafting keeps mixing the meshes. Three
-/// peers of one node: each scored within [0, `mesh_lot`), and not all alike.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_peer_draws_its_own_lot() {
-    let hub = TestNode::start("hub").await;
-    let mut others = Vec::new();
-    for name in ["b", "c", "d"] {
-        let n = TestNode::start(name).await;
-        n.dial(&hub).await;
-        hub.wait_connected(&n).await;
-        others.push(n);
-    }
-    let lot = kith_node::net::GossipTuning::KITH.mesh_lot;
-    let scores = eventually(DEADLINE, "the hub to score its three peers", || async {
-        let mut scores = Vec::new();
-        for n in &others {
-            scores.push(hub.score_of(&n.id().to_peer_id().unwrap()).await?);
-        }
-        Some(scores)
-    })
-    .await;
-    for s in &scores {
-        assert!((0.0..lot).contains(s), "a lot outside [0, {lot}): {scores:?}");
-    }
-    assert!(
-        scores.iter().any(|s| *s != scores[0]),
-        "three draws alike (or none drawn): {scores:?}"
-    );
-    hub.stop().await;
-    for n in others {
-        n.stop().await;
-    }
-}

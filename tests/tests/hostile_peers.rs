@@ -398,9 +398,9 @@ async fn valid_stranger_spam_earns_no_gossip_credit() {
         "900 valid stranger records: the attacker's score {spammer:.2}; the friend's, for 20 \
          posts, {honest:.2}"
     );
-    // Each peer's score holds a small random lot (under `mesh_lot`), never any credit.
+    // No credit; at most a random lot, if lots are on (`mesh_lot`, 0 in `KITH`).
     let lot = kith_node::net::GossipTuning::KITH.mesh_lot;
-    assert!(spammer < lot, "valid spam earned {spammer} (a lot is under {lot})");
+    assert!(spammer <= lot, "valid spam earned {spammer} (a lot is under {lot})");
     assert!(honest > 1.0, "the friend's 20 posts earned {honest}");
     assert!(honest > spammer, "the honest peer {honest} is below the spammer {spammer}");
     victim.stop().await;

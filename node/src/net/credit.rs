@@ -11,10 +11,11 @@
 //! [`CREDIT_CAP`], halving every [`CREDIT_HALF_LIFE`]. Strangers' records are still
 //! checked, kept and forwarded as before; they just earn nothing.
 //!
-//! The application score also holds each peer's lot (issue 21): a small random number
+//! The application score may also hold each peer's lot (issue 21; off unless the gossip
+//! set's [`super::tuning::GossipTuning::mesh_lot`] is above 0): a small random number
 //! this node draws for each peer it meets and draws again every few seconds, so that
 //! peers of equal credit are not of equal score and gossipsub's opportunistic grafting
-//! keeps mixing the meshes (`tuning.rs`, [`super::tuning::GossipTuning::mesh_lot`]).
+//! keeps mixing the meshes.
 
 use std::{collections::HashMap, hash::Hash, time::Duration, time::Instant};
 

@@ -101,25 +101,17 @@ impl GossipTuning {
     /// (docs/benchmarks.md, session 23): 0–1 split topics before the posts against 2–8
     /// with the weight, and no post missed.
     ///
-    /// Since session 24 with lots (`mesh_lot` 0.1, every earlier set 0): a part of a mesh
-    /// where every node sits at D_lo or more (four subscribers each grafted to the other
-    /// three) never grafts on its own, and with all scores equal opportunistic grafting
-    /// found no peer above the median. Each peer's lot is drawn again every few seconds,
-    /// so about every `mixing_ticks` heartbeats (60, 2 minutes, libp2p's default; each
-    /// node's period spread by ±25 %) a node grafts one random peer of each topic
-    /// (`mixing_peers` 1; libp2p: 2) and the next heartbeat prunes back to D, still at
-    /// random: the meshes keep mixing, and such a part comes apart at the next round. A
-    /// lot is under a tenth of one record's credit, so credit still ranks peers first.
-    /// Rounds of 2 peers in step at every node (nodes started together) left a
-    /// subscriber without mesh peers for a minute now and then (docs/benchmarks.md,
-    /// session 24).
-    pub const KITH: Self = Self {
-        heartbeat: Duration::from_secs(2),
-        mesh_time_weight: 0.0,
-        mesh_lot: 0.1,
-        mixing_peers: 1,
-        ..Self::NO_IHAVE
-    };
+    /// Session 24 tried lots (`mesh_lot`, 0 here): a random score per peer, drawn again
+    /// every 3 s, so that opportunistic grafting keeps mixing the meshes and a part where
+    /// every node sits at D_lo or more (four subscribers each grafted to the other three)
+    /// comes apart (`tests/tests/mesh_mixing.rs` shows that it does). In 100-node sims
+    /// the churn did more harm than the parts it mended: 5 of 20 runs with lots stood
+    /// with a split mesh before the posts (subscribers pruned by all their mesh peers
+    /// and held off for a minute by the backoff), against none of 10 without
+    /// (docs/benchmarks.md, session 24). Kept at 0; `sim --gossip-set mesh_lot=0.1` tries
+    /// them.
+    pub const KITH: Self =
+        Self { heartbeat: Duration::from_secs(2), mesh_time_weight: 0.0, ..Self::NO_IHAVE };
 
     /// The default of sessions 12–15: [`GossipTuning::LEAN`]'s small mesh and sparse IHAVE
     /// gossip, with flood publishing kept, so that an author's new record goes straight to

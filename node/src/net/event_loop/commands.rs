@@ -194,8 +194,11 @@ impl EventLoop {
         }
     }
 
-    /// `peer` connected (its first connection): it draws its lot.
+    /// `peer` connected (its first connection): it draws its lot, if lots are on.
     pub(super) fn meet(&mut self, peer: PeerId) {
+        if self.mesh_lot <= 0.0 {
+            return;
+        }
         let lot = draw_lot(self.mesh_lot, &mut self.lot_rng);
         let score = self.credit.meet(peer, lot, std::time::Instant::now());
         self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
