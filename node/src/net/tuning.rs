@@ -51,9 +51,10 @@ pub struct GossipTuning {
     pub mesh_time_weight: f64,
     /// Each peer's lot: a random score in [0, this) that each node draws for each peer it
     /// meets, adds to its first-delivery credit and draws again every few seconds (each
-    /// round of the network task's upkeep, 3 s; `credit.rs`); 0: no lots. Opportunistic grafting (below) only grafts peers that
-    /// score above the mesh's median, so without lots it does nothing while every score
-    /// is equal (a hashtag, where nobody earns credit).
+    /// round of the network task's upkeep, 3 s; `credit.rs`); 0: no lots. Opportunistic
+    /// grafting (below) only grafts peers that score above the mesh's median, so without
+    /// lots it does nothing while every score is equal (a hashtag, where nobody earns
+    /// credit).
     pub mesh_lot: f64,
     /// Heartbeats between two rounds of gossipsub's opportunistic grafting: a node whose
     /// mesh of a topic has a median score under 20 grafts up to `mixing_peers` peers of
@@ -83,8 +84,9 @@ impl GossipTuning {
     /// path (a post goes to the mesh at once). But every heartbeat scores every connected
     /// peer (peer scoring, `behaviour.rs`) and walks each topic's mesh and fanout: at 100
     /// nodes, each connected to the 99 others, that was a quarter to a third of an idle
-    /// node's CPU (session 18's profile; what 2 s saved). A mesh that lost a peer is topped up within 2 s rather than 0.7 s (libp2p's
-    /// default is 1 s); the message cache keeps 5 heartbeats, 10 s. Measured side by side
+    /// node's CPU (session 18's profile; what 2 s saved). A mesh that lost a peer is
+    /// topped up within 2 s rather than 0.7 s (libp2p's default is 1 s); the message
+    /// cache keeps 5 heartbeats, 10 s. Measured side by side
     /// with 700 ms, two 100-node sims at once (docs/benchmarks.md, session 22): idle CPU
     /// 21–25 % lower, bytes per delivery and p99 unchanged; with pings every 2 minutes
     /// ([`IdleTuning::KITH`]) 0.077 against 0.129 of a core for 100 idle nodes.
@@ -218,9 +220,7 @@ impl GossipTuning {
             .opportunistic_graft_ticks(self.mixing_ticks_spread(getrandom::u64().ok()))
             .opportunistic_graft_peers(self.mixing_peers);
     }
-}
 
-impl GossipTuning {
     /// `mixing_ticks` × (1 + [`MIXING_JITTER`] × a uniform draw in [−1, 1] taken from
     /// `draw`), at least 1; `mixing_ticks` if there is no draw.
     fn mixing_ticks_spread(&self, draw: Option<u64>) -> u64 {
