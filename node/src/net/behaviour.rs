@@ -191,8 +191,7 @@ fn identify(keypair: &Keypair, idle: &IdleTuning) -> identify::Behaviour {
 /// is no draw.
 fn spread(base: Duration, jitter: f64, draw: Option<u64>) -> Duration {
     let Some(draw) = draw else { return base };
-    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-    base.mul_f64(1.0 + jitter.clamp(0.0, 0.9) * (2.0 * unit - 1.0))
+    base.mul_f64(super::tuning::spread_factor(jitter.clamp(0.0, 0.9), draw))
 }
 
 fn request_response(

@@ -70,6 +70,17 @@ pub struct GossipTuning {
 /// Spread of each node's period of opportunistic grafting ([`GossipTuning::mixing_ticks`]).
 pub(crate) const MIXING_JITTER: f64 = 0.25;
 
+/// `draw` as a uniform number in [0, 1).
+pub(crate) fn unit(draw: u64) -> f64 {
+    (draw >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// 1 + `jitter` × `draw` as a uniform number in [−1, 1): what a spread period is
+/// multiplied by.
+pub(crate) fn spread_factor(jitter: f64, draw: u64) -> f64 {
+    1.0 + jitter * (2.0 * unit(draw) - 1.0)
+}
+
 impl GossipTuning {
     /// What kith nodes run (since session 16): [`GossipTuning::NO_IHAVE`]. Measured side
     /// by side with the previous default [`GossipTuning::LEAN_FLOOD`] on a quiet machine
@@ -225,8 +236,7 @@ impl GossipTuning {
     /// `draw`), at least 1; `mixing_ticks` if there is no draw.
     fn mixing_ticks_spread(&self, draw: Option<u64>) -> u64 {
         let Some(draw) = draw else { return self.mixing_ticks.max(1) };
-        let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-        let ticks = self.mixing_ticks as f64 * (1.0 + MIXING_JITTER * (2.0 * unit - 1.0));
+        let ticks = self.mixing_ticks as f64 * spread_factor(MIXING_JITTER, draw);
         (ticks.round() as u64).max(1)
     }
 }

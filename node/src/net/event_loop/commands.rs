@@ -271,5 +271,5 @@ impl EventLoop {
 /// A lot: a uniform draw in [0, `most`).
 fn draw_lot(most: f64, rng: &mut rand_pcg::Pcg64Mcg) -> f64 {
     use rand_core::Rng;
-    most * ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    most * crate::net::tuning::unit(rng.next_u64())
 }
