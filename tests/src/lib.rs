@@ -16,6 +16,7 @@ pub mod bench;
 pub mod cli;
 pub mod hostile;
 pub mod hostile_blob;
+pub mod mesh;
 pub mod pictures;
 pub mod sim;
 pub mod sim_core;

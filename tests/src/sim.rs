@@ -486,6 +486,8 @@ async fn simulate(
     let idle_after_mean = (!idle_after_slices.is_empty())
         .then(|| idle_after_slices.iter().sum::<f64>() / idle_after_slices.len() as f64);
     let idle_after = median(idle_after_slices);
+    let meshes_after = meshes(nodes, &mesh_topics.0, &mesh_topics.1).await;
+    say_splits(&mesh_topics.2, &meshes_after);
     // In latency mode each byte crosses loopback twice (through a proxy).
     let halve = |b: f64| if config.latency.is_some() { b / 2.0 } else { b };
     let mut node_deliveries = vec![0usize; nodes.len()];
@@ -538,6 +540,8 @@ async fn simulate(
         unready,
         mesh_stranded: meshes_before.stranded(),
         mesh_split_topics: meshes_before.split_topics(),
+        mesh_stranded_after: meshes_after.stranded(),
+        mesh_split_topics_after: meshes_after.split_topics(),
         quiet_s,
         idle_cpu,
         idle_cpu_settled,

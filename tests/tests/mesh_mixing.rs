@@ -7,55 +7,14 @@
 //! set ([`mixing`]) so that the rounds a daemon runs every 2 minutes come every second.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 
 use kith_node::net::{set_process_gossip_tuning, GossipTuning};
-use kith_protocol::{Tag, Topic};
-use kith_tests::{eventually, TestNode, DEADLINE};
-use libp2p::PeerId;
-
-/// Every node's mesh peers on `topic`, as indexes into `nodes`.
-async fn meshes(nodes: &[TestNode], topic: &str) -> Vec<HashSet<usize>> {
-    let index: HashMap<PeerId, usize> =
-        nodes.iter().enumerate().map(|(i, n)| (n.id().to_peer_id().unwrap(), i)).collect();
-    let mut out = Vec::new();
-    for n in nodes {
-        let peers = n.node.net().mesh_peers(topic.to_owned()).await.unwrap_or_default();
-        out.push(peers.iter().filter_map(|p| index.get(p).copied()).collect());
-    }
-    out
-}
-
-/// The parts of the mesh graph (a link counts both ways), each as its nodes.
-fn parts(meshes: &[HashSet<usize>]) -> Vec<HashSet<usize>> {
-    let mut links: Vec<HashSet<usize>> = meshes.to_vec();
-    for (a, peers) in meshes.iter().enumerate() {
-        for &b in peers {
-            links[b].insert(a);
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for start in 0..meshes.len() {
-        if !seen.insert(start) {
-            continue;
-        }
-        let (mut part, mut todo) = (HashSet::from([start]), vec![start]);
-        while let Some(a) = todo.pop() {
-            for &b in &links[a] {
-                if seen.insert(b) {
-                    part.insert(b);
-                    todo.push(b);
-                }
-            }
-        }
-        out.push(part);
-    }
-    out
-}
+use kith_tests::{
+    eventually,
+    mesh::{meshes, parts, two_closed_groups},
+    TestNode, DEADLINE,
+};
 
 /// Lots on (KITH has none), a 100 ms heartbeat and a round of opportunistic grafting
 /// about every 10 heartbeats, one peer a round; no outbound quota (mesh_outbound_min 0),
@@ -74,30 +33,11 @@ fn mixing() -> GossipTuning {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_closed_parts_of_a_mesh_mix_into_one() {
     set_process_gossip_tuning(mixing());
-    let mut nodes = Vec::new();
-    for i in 0..8 {
-        nodes.push(TestNode::start(&format!("n{i}")).await);
-    }
-    // Two groups of four, each connected within itself only, join #mix.
-    for group in [0, 4] {
-        for i in group..group + 4 {
-            for j in i + 1..group + 4 {
-                nodes[i].dial(&nodes[j]).await;
-            }
-        }
-    }
-    for n in &nodes {
-        n.subscribe("mix").await;
-    }
-    let topic = Topic::Tag(Tag::parse("mix").unwrap()).to_string();
-    let groups = [HashSet::from([0, 1, 2, 3]), HashSet::from([4, 5, 6, 7])];
-    eventually(DEADLINE, "each group's mesh to hold every node at D_lo or more", || async {
-        let m = meshes(&nodes, &topic).await;
-        m.iter().all(|peers| peers.len() >= 2).then_some(())
-    })
-    .await;
+    // Two groups of four, each connected within itself only, take #mix.
+    let (nodes, topic) = two_closed_groups("mix").await;
     let mut before = parts(&meshes(&nodes, &topic).await);
     before.sort_by_key(|p| p.iter().min().copied());
+    let groups = [HashSet::from([0, 1, 2, 3]), HashSet::from([4, 5, 6, 7])];
     assert_eq!(before, groups, "the groups' meshes before they meet");
 
     // Now every node of the second group connects to every node of the first. No node is

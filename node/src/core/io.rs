@@ -309,6 +309,10 @@ pub enum DmProto {
     V2,
 }
 
+/// Gossip topics, each with how long ago (ms) the youngest and the oldest of the records
+/// of it that came by sync were written ([`Effect::GossipMissed`]).
+pub type MissedTopics = Vec<(String, std::ops::RangeInclusive<u64>)>;
+
 /// What the driver does for the core, in the order given.
 #[derive(Debug)]
 pub enum Effect {
@@ -330,6 +334,14 @@ pub enum Effect {
     },
     /// A record new to this node was stored: thumbnails of its pictures to fetch.
     Stored(Box<VerifiedRecord>),
+    /// Records new to this node, written at most [`crate::core::sync::MISSED_WINDOW_MS`]
+    /// ago, came by sync rather than gossip: for each gossip topic they went to, how long
+    /// ago the youngest and the oldest of them were written, ms. Whether gossip missed
+    /// them, and what to do then, is the network layer's (`net/mend.rs`).
+    GossipMissed {
+        /// (topic, youngest ..= oldest age).
+        topics: MissedTopics,
+    },
     /// A new notification was stored: to live notification streams.
     Notified(Notification),
     /// A new record live feeds may show (the driver turns it into a feed item when

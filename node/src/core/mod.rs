@@ -44,7 +44,7 @@ use rand_core::Rng;
 
 pub(crate) use self::io::respond_encoded;
 pub use self::io::{
-    Answer, AnswerId, DmProto, Effect, FlushId, GossipMessage, Input, ReplyId, Timer,
+    Answer, AnswerId, DmProto, Effect, FlushId, GossipMessage, Input, MissedTopics, ReplyId, Timer,
 };
 use crate::{
     api::{ApiError, RecordCounters},

@@ -16,8 +16,17 @@
 //! this node draws for each peer it meets and draws again every few seconds, so that
 //! peers of equal credit are not of equal score and gossipsub's opportunistic grafting
 //! keeps mixing the meshes.
+//!
+//! And it may hold a boost: a high score given to one peer for a few minutes when a
+//! record of a topic this node takes came by sync after gossip missed it (`mend.rs`), so
+//! that gossipsub's opportunistic grafting grafts that peer into the topic's mesh and
+//! the heartbeat keeps it there.
 
-use std::{collections::HashMap, hash::Hash, time::Duration, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+    time::{Duration, Instant},
+};
 
 /// Most credit a peer holds.
 pub const CREDIT_CAP: f64 = 50.0;
@@ -40,29 +49,43 @@ impl Held {
     }
 }
 
-/// Each peer's credit and lot: its application score is their sum. Holds credit only for
-/// peers that brought something worth credit and have not decayed to nothing since, and
-/// a lot for each connected peer.
+/// A boost's score: gossipsub's default opportunistic graft threshold. Opportunistic
+/// grafting runs only while the median score of a topic's mesh is under it, and grafts
+/// only peers scoring above that median; a boosted peer does whenever a round runs.
+pub(crate) const BOOST: f64 = 20.0;
+
+/// Each peer's credit, lot and boost: its application score is their sum. Holds credit
+/// only for peers that brought something worth credit and have not decayed to nothing
+/// since, a lot for each connected peer, and a boost until it ends.
 #[derive(Debug)]
 pub(crate) struct Credit<K> {
     peers: HashMap<K, Held>,
     lots: HashMap<K, f64>,
+    /// Boosted peers, and when each boost ends.
+    boosts: HashMap<K, Instant>,
 }
 
 impl<K: Eq + Hash + Copy> Credit<K> {
     pub(crate) fn new() -> Self {
-        Self { peers: HashMap::new(), lots: HashMap::new() }
+        Self { peers: HashMap::new(), lots: HashMap::new(), boosts: HashMap::new() }
     }
 
-    fn lot(&self, peer: &K) -> f64 {
-        self.lots.get(peer).copied().unwrap_or(0.0)
+    /// `peer`'s application score at `now`: credit decayed to then, lot and boost.
+    fn score(&self, peer: &K, now: Instant) -> f64 {
+        let credit = self.peers.get(peer).map_or(0.0, |h| h.at(now));
+        let lot = self.lots.get(peer).copied().unwrap_or(0.0);
+        let boost = match self.boosts.get(peer) {
+            Some(until) if *until > now => BOOST,
+            _ => 0.0,
+        };
+        credit + lot + boost
     }
 
     /// `peer` connected and drew `lot` (in [0, the tuning's `mesh_lot`)): its application
     /// score now.
     pub(crate) fn meet(&mut self, peer: K, lot: f64, now: Instant) -> f64 {
         self.lots.insert(peer, lot);
-        self.peers.get(&peer).map_or(0.0, |h| h.at(now)) + lot
+        self.score(&peer, now)
     }
 
     /// `peer` brought a new record of a known author first: its application score now,
@@ -71,36 +94,53 @@ impl<K: Eq + Hash + Copy> Credit<K> {
         let before = self.peers.get(&peer).map_or(0.0, |h| h.at(now));
         let value = (before + 1.0).min(CREDIT_CAP);
         self.peers.insert(peer, Held { value, at: now });
-        value + self.lot(&peer)
+        self.score(&peer, now)
+    }
+
+    /// Boosts `peer` by [`BOOST`] until `until`: its application score now.
+    pub(crate) fn boost(&mut self, peer: K, until: Instant, now: Instant) -> f64 {
+        self.boosts.insert(peer, until);
+        self.score(&peer, now)
+    }
+
+    /// Peers boosted at `now`.
+    pub(crate) fn boosted(&self, now: Instant) -> impl Iterator<Item = &K> {
+        self.boosts.iter().filter(move |(_, until)| **until > now).map(|(peer, _)| peer)
     }
 
     /// Every peer's application score, to be handed to gossipsub: each connected peer's lot
-    /// drawn again by `draw`, plus its credit decayed to `now`. A peer whose credit fell
-    /// under [`FORGET_BELOW`] has it forgotten; a peer gone but still holding credit is
-    /// reported too.
+    /// drawn again by `draw`, plus its credit decayed to `now`, plus its boost. A peer
+    /// whose credit fell under [`FORGET_BELOW`] has it forgotten, and a boost that ended
+    /// is dropped; such a peer is reported once more, and so is a peer gone but still
+    /// holding credit.
     pub(crate) fn scores(&mut self, now: Instant, mut draw: impl FnMut() -> f64) -> Vec<(K, f64)> {
-        let mut out = Vec::with_capacity(self.lots.len());
-        for (peer, lot) in self.lots.iter_mut() {
+        for lot in self.lots.values_mut() {
             *lot = draw();
-            let credit = self.peers.get(peer).map_or(0.0, |h| h.at(now));
-            out.push((*peer, credit + *lot));
         }
-        let lots = &self.lots;
+        let mut report: Vec<K> = self.lots.keys().copied().collect();
+        let mut seen: HashSet<K> = report.iter().copied().collect();
         self.peers.retain(|peer, held| {
             let value = held.at(now);
             *held = Held { value, at: now };
-            if !lots.contains_key(peer) {
-                out.push((*peer, if value >= FORGET_BELOW { value } else { 0.0 }));
+            if seen.insert(*peer) {
+                report.push(*peer);
             }
             value >= FORGET_BELOW
         });
-        out
+        self.boosts.retain(|peer, until| {
+            if seen.insert(*peer) {
+                report.push(*peer);
+            }
+            *until > now
+        });
+        report.into_iter().map(|peer| (peer, self.score(&peer, now))).collect()
     }
 
     /// Forgets `peer` (gone, and no longer scored by gossipsub).
     pub(crate) fn forget(&mut self, peer: &K) {
         self.peers.remove(peer);
         self.lots.remove(peer);
+        self.boosts.remove(peer);
     }
 }
 
@@ -163,5 +203,35 @@ mod tests {
         c.forget(&1);
         c.forget(&2);
         assert!(c.scores(start + CREDIT_HALF_LIFE * 3, || panic!("nobody to draw for")).is_empty());
+    }
+
+    #[test]
+    fn a_boost_adds_to_the_score_until_it_ends() {
+        let (mut c, start) = (Credit::new(), Instant::now());
+        let end = start + Duration::from_secs(10);
+        assert_eq!(c.boost(3, end, start), BOOST);
+        assert_eq!(c.add(3, start), BOOST + 1.0, "credit and boost add up");
+        assert_eq!(c.boosted(start).copied().collect::<Vec<_>>(), vec![3]);
+        let never = || panic!("no lot to draw");
+        // Still boosted: reported with it; credit not halved yet in a second.
+        let got = c.scores(start + Duration::from_secs(1), never);
+        assert_eq!(got.len(), 1);
+        assert!((got[0].1 - BOOST - 1.0).abs() < 0.01, "{got:?}");
+        // Ended: reported without it, and no longer boosted.
+        let after = end + Duration::from_secs(1);
+        let got = c.scores(after, never);
+        assert!(got.len() == 1 && got[0].1 < 1.0, "{got:?}");
+        assert_eq!(c.boosted(after).count(), 0);
+        // A boosted peer with neither credit nor lot: reported at 0 once its boost ends.
+        c.boost(4, end, start);
+        let mut got = c.scores(after, never);
+        got.sort_by_key(|(p, _)| *p);
+        assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(got[1].1, 0.0);
+        assert!(c.scores(after, never).iter().all(|(p, _)| *p == 3));
+        c.forget(&3);
+        c.boost(5, end, start);
+        c.forget(&5);
+        assert!(c.scores(start, never).is_empty(), "forgotten peers keep no boost");
     }
 }

@@ -70,8 +70,10 @@ pub struct EventLoop {
     credit: Credit<PeerId>,
     /// Lots are drawn in [0, this) (`GossipTuning::mesh_lot`) ...
     mesh_lot: f64,
-    /// ... from this generator, seeded at start.
+    /// ... from this generator, seeded at start (it also picks the peer a mend boosts).
     lot_rng: rand_pcg::Pcg64Mcg,
+    /// When each topic was taken and last mended (`mend.rs`).
+    mends: super::mend::Mends,
     gossip_rate_limited: u64,
     gossip_overflow: u64,
     keypair: libp2p::identity::Keypair,
@@ -173,6 +175,7 @@ impl EventLoop {
             gossip_limit: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
             credit: Credit::new(),
             mesh_lot: super::tuning::gossip_tuning().mesh_lot,
+            mends: super::mend::Mends::new(&super::tuning::gossip_tuning()),
             lot_rng: rand_core::SeedableRng::seed_from_u64(getrandom::u64().unwrap_or_else(|_| {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                 now.map_or(0, |d| d.as_nanos() as u64)

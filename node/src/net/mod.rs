@@ -11,6 +11,7 @@ mod behaviour;
 mod credit;
 mod event_loop;
 mod frame;
+mod mend;
 mod ping;
 mod spare;
 mod tuning;
@@ -315,6 +316,9 @@ pub(crate) enum Command {
         source: PeerId,
         verdict: Verdict,
     },
+    Missed {
+        topics: crate::core::MissedTopics,
+    },
     Request {
         proto: Proto,
         peer: PeerId,
@@ -428,6 +432,15 @@ impl Client {
             // The queue is full: gossipsub drops unvalidated messages from its cache on its
             // own, so a lost verdict only means the message is not forwarded.
             tracing::debug!("validation verdict dropped: command queue full");
+        }
+    }
+
+    /// Records of these topics came by sync, written between the youngest and the oldest
+    /// age given (ms) ago: if gossip missed them, the topic's mesh is mended (`mend.rs`).
+    /// Never waits for the swarm.
+    pub fn missed(&self, topics: crate::core::MissedTopics) {
+        if self.commands.try_send(Command::Missed { topics }).is_err() {
+            tracing::debug!("missed gossip not reported: command queue full");
         }
     }
 

@@ -65,6 +65,12 @@ pub struct GossipTuning {
     pub mixing_ticks: u64,
     /// Peers grafted in each round of opportunistic grafting, at most.
     pub mixing_peers: usize,
+    /// Mending a split mesh (`mend.rs`): a record of a topic this node has taken for a
+    /// while that comes by sync at least this long after it was written (so gossip
+    /// missed it, and no late copy is still on its way) boosts one subscriber outside the
+    /// topic's mesh for [`GossipTuning::mend_hold`], so that the next round of
+    /// opportunistic grafting grafts it. `None`: no mending.
+    pub mend_grace: Option<Duration>,
 }
 
 /// Spread of each node's period of opportunistic grafting ([`GossipTuning::mixing_ticks`]).
@@ -123,8 +129,17 @@ impl GossipTuning {
     /// and held off for a minute by the backoff), against none of 10 without
     /// (docs/benchmarks.md, session 24). Kept at 0; `sim --gossip-set mesh_lot=0.1` tries
     /// them.
-    pub const KITH: Self =
-        Self { heartbeat: Duration::from_secs(2), mesh_time_weight: 0.0, ..Self::NO_IHAVE };
+    ///
+    /// Since session 25 with mending (`mend_grace` 30 s, `mend.rs`): such a part is
+    /// joined to the rest once a record that gossip missed in it comes by sync, by a
+    /// boost that makes opportunistic grafting graft one peer from outside; nothing
+    /// changes while gossip brings everything.
+    pub const KITH: Self = Self {
+        heartbeat: Duration::from_secs(2),
+        mesh_time_weight: 0.0,
+        mend_grace: Some(Duration::from_secs(30)),
+        ..Self::NO_IHAVE
+    };
 
     /// The default of sessions 12–15: [`GossipTuning::LEAN`]'s small mesh and sparse IHAVE
     /// gossip, with flood publishing kept, so that an author's new record goes straight to
@@ -212,6 +227,7 @@ impl GossipTuning {
         mesh_lot: 0.0,
         mixing_ticks: 60,
         mixing_peers: 2,
+        mend_grace: None,
     };
 
     /// These parameters on a gossipsub configuration.
@@ -230,6 +246,15 @@ impl GossipTuning {
             .forward_queue_duration(self.forward_queue)
             .opportunistic_graft_ticks(self.mixing_ticks_spread(getrandom::u64().ok()))
             .opportunistic_graft_peers(self.mixing_peers);
+    }
+
+    /// How long a mend's boost lasts, and how long a topic mended waits before it is
+    /// mended again: two of the longest periods of opportunistic grafting, so that the
+    /// boosted peer meets at least one round after any backoff from an earlier prune
+    /// ran out (gossipsub's prune backoff, a minute, is shorter than one period).
+    pub fn mend_hold(&self) -> Duration {
+        let ticks = 2.0 * self.mixing_ticks.max(1) as f64 * (1.0 + MIXING_JITTER);
+        self.heartbeat.mul_f64(ticks)
     }
 
     /// `mixing_ticks` × (1 + [`MIXING_JITTER`] × a uniform draw in [−1, 1] taken from

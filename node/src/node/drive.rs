@@ -233,6 +233,7 @@ impl Node {
                 Effect::Notified(n) => self.announce_notification(n),
                 Effect::LivePost(record) => self.send_live(&record),
                 Effect::FillGap { peer, author } => self.fill_gap(peer, author),
+                Effect::GossipMissed { topics } => self.inner.net.missed(topics),
                 Effect::Flush(flush) => {
                     let result = self.inner.store.flush().await;
                     let after = self.step(Input::Flushed { flush, result });

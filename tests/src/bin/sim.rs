@@ -93,6 +93,10 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
             "mesh_lot" => tuning.mesh_lot = number(&flag, v)?,
             "mixing_ticks" => tuning.mixing_ticks = number(&flag, v)?,
             "mixing_peers" => tuning.mixing_peers = number(&flag, v)?,
+            "mend_grace_ms" if v.as_deref() == Some("off") => tuning.mend_grace = None,
+            "mend_grace_ms" => {
+                tuning.mend_grace = Some(Duration::from_millis(number(&flag, v)?));
+            }
             other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
         }
     }

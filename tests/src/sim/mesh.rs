@@ -97,8 +97,8 @@ pub(super) fn mesh_topics(plan: &Plan, nodes: &[TestNode]) -> Result<MeshTopics,
     Ok((index, named, kinds))
 }
 
-/// On stderr: each topic whose mesh was in more than one part before the posts, with
-/// the parts' sizes.
+/// On stderr: each topic whose mesh is in more than one part (read before the posts, and
+/// again at the end of the run), with the parts' sizes.
 pub(super) fn say_splits(kinds: &[plan::SimTopic], before: &Meshes) {
     for (kind, sizes) in kinds.iter().zip(&before.parts).filter(|(_, sizes)| sizes.len() > 1) {
         eprintln!("sim: the mesh of {kind:?} is in parts of {sizes:?} subscribers");

@@ -31,6 +31,11 @@ pub struct Report {
     pub mesh_stranded: usize,
     /// Topics whose mesh was in more than one part just before the posts.
     pub mesh_split_topics: usize,
+    /// [`Report::mesh_stranded`] and [`Report::mesh_split_topics`] at the end of the run,
+    /// after the idle window that follows the posts (a split mended meanwhile, or one
+    /// that formed).
+    pub mesh_stranded_after: usize,
+    pub mesh_split_topics_after: usize,
     /// Seconds from then until the process was quiet (background sync and lookups done).
     pub quiet_s: f64,
     /// Share of one core the process used just before the first post (heartbeats, pings).
@@ -272,6 +277,8 @@ impl Report {
         });
         out["mesh_stranded_subscribers"] = self.mesh_stranded.into();
         out["mesh_split_topics"] = self.mesh_split_topics.into();
+        out["mesh_stranded_subscribers_after"] = self.mesh_stranded_after.into();
+        out["mesh_split_topics_after"] = self.mesh_split_topics_after.into();
         // Gossipsub's own counts (one macro call would pass serde_json's recursion limit).
         let dups = self.gossip_duplicates_per_delivery();
         let extra = serde_json::json!({
@@ -335,6 +342,13 @@ impl Report {
                 format!(
                     "{} topics split, {} subscribers outside their topic's largest part",
                     self.mesh_split_topics, self.mesh_stranded
+                ),
+            ),
+            (
+                "gossip meshes at the end",
+                format!(
+                    "{} topics split, {} subscribers outside their topic's largest part",
+                    self.mesh_split_topics_after, self.mesh_stranded_after
                 ),
             ),
             (

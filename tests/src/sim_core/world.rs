@@ -407,6 +407,8 @@ impl World {
             | Effect::FindTagPeers(_)
             | Effect::StopProviding(_)
             | Effect::Friends { .. } => {}
+            // The simulated gossip has no meshes to mend.
+            Effect::GossipMissed { .. } => {}
             // No periodic sync rounds here: the world is not started with them, and no
             // node sends a digest that could show a peer ahead.
             Effect::SyncRound | Effect::SyncWith(_) => {}

@@ -65,9 +65,28 @@ fn run_pull(
     page: Page,
     now: u64,
 ) -> (Vec<Query>, Pulled) {
+    let (asked, done, _) = run_pull_seeing(asker, server, first, page, now);
+    (asked, done)
+}
+
+/// [`run_pull`], with the ages in every [`Effect::GossipMissed`] the asker's core gave on
+/// the way, by topic.
+fn run_pull_seeing(
+    asker: &mut Fixture,
+    server: &mut Fixture,
+    first: Vec<Effect>,
+    page: Page,
+    now: u64,
+) -> (Vec<Query>, Pulled, crate::core::MissedTopics) {
     let mut asked = Vec::new();
+    let mut missed = Vec::new();
     let mut effects = asker.settle(first, now);
     loop {
+        for e in &effects {
+            if let Effect::GossipMissed { topics } = e {
+                missed.extend(topics.iter().cloned());
+            }
+        }
         let found = effects.iter().find_map(|e| match e {
             Effect::Query { bytes, pull: Some(answer), .. } => Some((bytes.clone(), *answer)),
             _ => None,
@@ -79,7 +98,7 @@ fn run_pull(
         effects = asker.settle(next, now);
     }
     let done = pulled(&effects, AnswerId(50)).expect("the pull is answered");
-    (asked, done)
+    (asked, done, missed)
 }
 
 #[test]
@@ -116,6 +135,29 @@ fn an_author_is_pulled_page_by_page_from_the_end_of_what_is_held() {
     let (asked, done) = run_pull(&mut b, &mut a, again, Page::FRIEND, 3_001);
     assert_eq!(asked.len(), 1);
     assert_eq!(done, Pulled { fetched: 0, failed: false });
+}
+
+/// Records that come by sync written within [`sync::MISSED_WINDOW_MS`] may be ones gossip
+/// missed: the core says so for each topic they went to (the network layer decides,
+/// `net/mend.rs`); older ones are history and a record from the future is not news.
+#[test]
+fn recent_records_from_sync_are_reported_as_missed_by_gossip() {
+    let (mut a, mut b) = (Fixture::new(1), Fixture::new(2));
+    let now = 100 * sync::MISSED_WINDOW_MS;
+    let old = now - sync::MISSED_WINDOW_MS - 10;
+    let _ = posts(&mut a, 3, old);
+    let recent = posts(&mut a, 2, now - 60_000);
+    let _ = posts(&mut a, 1, now + 5_000);
+    follow(&mut b, &a, old);
+    let first = b.handle(
+        Input::Pull { peer: peer_of(&a), what: Pull::Author(a.core.me()), answer: AnswerId(50) },
+        now,
+    );
+    let (_, done, missed) = run_pull_seeing(&mut b, &mut a, first, Page::FRIEND, now);
+    assert_eq!(done.fetched, 6);
+    let author = Topic::Author(a.core.me()).to_string();
+    let youngest = now - recent[1].record().timestamp;
+    assert_eq!(missed, vec![(author, youngest..=60_000)]);
 }
 
 /// Issue 21 item 4: a pull used to stop after 200 pages of a question (6,400 records

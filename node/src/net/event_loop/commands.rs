@@ -1,7 +1,7 @@
 //! Commands from the node to the swarm task: dial, publish, subscribe, report verdicts,
 //! requests and replies, DHT lookups, and the peer list and counters for `status`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use libp2p::{
     gossipsub,
@@ -26,10 +26,12 @@ impl EventLoop {
                 let _ = reply.send(self.handle_subscribe(&topic));
             }
             Command::Unsubscribe { topic, reply } => {
+                self.mends.unsubscribed(&topic);
                 let topic = gossipsub::IdentTopic::new(topic);
                 let _ = reply.send(self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic));
             }
             Command::Report { id, source, verdict } => self.handle_report(&id, &source, verdict),
+            Command::Missed { topics } => self.handle_missed(topics),
             Command::Request { proto, peer, addrs, bytes, reply } => {
                 self.note_used(peer);
                 let id = self.rr(proto).send_request_with_addresses(&peer, bytes, addrs);
@@ -154,13 +156,15 @@ impl EventLoop {
         }
     }
 
-    fn handle_subscribe(&mut self, topic: &str) -> Result<bool, NetError> {
-        let topic = gossipsub::IdentTopic::new(topic);
+    fn handle_subscribe(&mut self, name: &str) -> Result<bool, NetError> {
+        let topic = gossipsub::IdentTopic::new(name);
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
         // Per-topic scores are kept only for registered topics: register before joining.
         gs.set_topic_params(topic.clone(), behaviour::topic_score_params())
             .map_err(|e| NetError::Gossip(e.to_string()))?;
-        gs.subscribe(&topic).map_err(|e| NetError::Gossip(e.to_string()))
+        let subscribed = gs.subscribe(&topic).map_err(|e| NetError::Gossip(e.to_string()))?;
+        self.mends.subscribed(name, std::time::Instant::now());
+        Ok(subscribed)
     }
 
     pub(super) fn handle_report(
@@ -191,6 +195,48 @@ impl EventLoop {
         let scores = self.credit.scores(std::time::Instant::now(), || draw_lot(most, rng));
         for (peer, score) in scores {
             gs.set_application_score(&peer, score);
+        }
+    }
+
+    /// Records of `topics` came by sync (the youngest ..= the oldest age, ms): for each
+    /// topic whose mesh gossip missed them in ([`crate::net::mend::Mends::due`]), one
+    /// peer that takes the topic and is outside its mesh is boosted, so that the next
+    /// round of opportunistic grafting grafts it (`mend.rs`).
+    fn handle_missed(&mut self, topics: crate::core::MissedTopics) {
+        use rand_core::Rng;
+        let now = std::time::Instant::now();
+        for (topic, ages) in topics {
+            if self.credit.boosted(now).count() >= crate::net::mend::MAX_BOOSTED {
+                return;
+            }
+            if !self.mends.due(&topic, &ages, now) {
+                continue;
+            }
+            let hash = gossipsub::IdentTopic::new(topic.as_str()).hash();
+            let gs = &self.swarm.behaviour().gossipsub;
+            let mesh: HashSet<&PeerId> = gs.mesh_peers(&hash).collect();
+            if mesh.is_empty() {
+                // No mesh to mend: nobody who takes the topic was connected.
+                continue;
+            }
+            let boosted: HashSet<&PeerId> = self.credit.boosted(now).collect();
+            let outside: Vec<PeerId> = gs
+                .all_peers()
+                .filter(|(peer, topics)| {
+                    topics.contains(&&hash) && !mesh.contains(peer) && !boosted.contains(peer)
+                })
+                .map(|(peer, _)| *peer)
+                .collect();
+            if outside.is_empty() {
+                continue;
+            }
+            let peer = outside[(self.lot_rng.next_u64() % outside.len() as u64) as usize];
+            let score = self.credit.boost(peer, now + self.mends.hold(), now);
+            self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+            *self.events_seen.entry("mesh mend: a record came by sync, not gossip").or_default() +=
+                1;
+            let topic = crate::text::line(&topic);
+            tracing::info!(%topic, %peer, "a record came by sync, not gossip: grafting a peer from outside the topic's mesh");
         }
     }
 
