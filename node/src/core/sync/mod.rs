@@ -14,6 +14,7 @@
 //! driver's: it times out a question, and stops a pull that took too long with
 //! [`Input::PullStop`](super::Input::PullStop).
 
+mod missed;
 mod offer;
 mod rounds;
 mod serve;
@@ -32,12 +33,9 @@ use kith_protocol::{
 };
 use libp2p::PeerId;
 
+use missed::Missed;
+pub use missed::MISSED_WINDOW_MS;
 pub use offer::{is_friend, OFFER_WINDOW_MS};
-
-/// A record that comes by sync written at most this long ago (ms) may be one that gossip
-/// missed ([`Effect::GossipMissed`]); an older one is history (twice the longest wait
-/// between two periodic sync rounds with [`crate::net::IdleTuning::KITH`]).
-pub const MISSED_WINDOW_MS: u64 = 10 * 60 * 1000;
 pub use rounds::Pace;
 pub(crate) use rounds::Rounds;
 pub use serve::{
@@ -526,32 +524,6 @@ impl Sync {
         self.news |= new > 0;
         effects.extend(missed.effect());
         (new, checked)
-    }
-}
-
-/// The records of one batch from sync that gossip may have missed, by topic: the youngest
-/// and the oldest age, ms ([`Effect::GossipMissed`]).
-#[derive(Default)]
-struct Missed(BTreeMap<String, (u64, u64)>);
-
-impl Missed {
-    /// Notes `record`, new to this node, if it was written within [`MISSED_WINDOW_MS`]
-    /// (by its author's clock; one from the future is not news gossip missed).
-    fn note(&mut self, cx: &Context, record: &VerifiedRecord, now: u64) {
-        let Some(age) = now.checked_sub(record.record().timestamp) else { return };
-        if age > MISSED_WINDOW_MS {
-            return;
-        }
-        for topic in super::feeds::topics_for(&cx.store, record.record()) {
-            let ages = self.0.entry(topic).or_insert((age, age));
-            *ages = (ages.0.min(age), ages.1.max(age));
-        }
-    }
-
-    fn effect(self) -> Option<Effect> {
-        (!self.0.is_empty()).then(|| Effect::GossipMissed {
-            topics: self.0.into_iter().map(|(topic, (young, old))| (topic, young..=old)).collect(),
-        })
     }
 }
 

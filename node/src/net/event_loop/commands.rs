@@ -236,7 +236,7 @@ impl EventLoop {
             *self.events_seen.entry("mesh mend: a record came by sync, not gossip").or_default() +=
                 1;
             let topic = crate::text::line(&topic);
-            tracing::info!(%topic, %peer, "a record came by sync, not gossip: grafting a peer from outside the topic's mesh");
+            tracing::info!(%topic, %peer, "a record came by sync, not gossip: mending the mesh");
         }
     }
 
