@@ -31,7 +31,7 @@ use std::{
 use super::GossipTuning;
 
 /// Most peers boosted at once.
-pub(crate) const MAX_BOOSTED: usize = 4;
+pub const MAX_BOOSTED: usize = 4;
 
 /// When each topic was taken and last mended.
 #[derive(Debug)]

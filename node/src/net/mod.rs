@@ -31,6 +31,7 @@ pub use behaviour::{
 pub use credit::{CREDIT_CAP, CREDIT_HALF_LIFE};
 pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
+pub use mend::MAX_BOOSTED;
 pub use stats::{PeerInfo, Reachability, Stats};
 pub use tuning::{
     idle_tuning, set_process_gossip_metrics, set_process_gossip_tuning, set_process_idle_tuning,

@@ -354,6 +354,7 @@ pub(crate) fn open_sled(config: &sled::Config) -> sled::Db {
 
 mod compaction_crash;
 mod fixture;
+mod flusher;
 mod heap;
 mod home;
 mod insert_run;

@@ -457,6 +457,13 @@ impl Db {
     pub fn clean_segments_while_written(&self) -> Result<usize> {
         self.context.pagecache.clean_segments_while_written()
     }
+
+    /// kith (`KITH-PATCHES.md`, change 46): how many times the flusher has
+    /// fsynced the file. For tests.
+    #[doc(hidden)]
+    pub fn kith_flusher_syncs(&self) -> u64 {
+        self.context.pagecache.flusher_syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// These types provide the information that allows an entire

@@ -64,10 +64,20 @@ fn run(
     let mut wrote_data = false;
     // kith (KITH-PATCHES.md, change 21): cleaning at rest.
     let mut idle = crate::pagecache::IdleCleaner::default();
+    // kith (KITH-PATCHES.md, change 46): a store at rest, a flusher at rest.
+    let mut rest = crate::pagecache::Rest::default();
     while shutdown.is_running() || wrote_data {
         let before = std::time::Instant::now();
         // nothing reserved in the log since the last round's cleaning
         let quiet = idle.was_quiet(pagecache);
+        let resting = rest.resting() && shutdown.is_running();
+        let gc = || {
+            if resting {
+                pagecache.attempt_gc_at_rest()
+            } else {
+                pagecache.attempt_gc()
+            }
+        };
         let cc = concurrency_control::read();
         match pagecache.log.roll_iobuf() {
             Ok(0) => {
@@ -117,9 +127,9 @@ fn run(
                 // kith (change 21): the store was idle for a whole round:
                 // the cleaner may take a segment sled would leave alone.
                 idle_step = false;
-                idle.clean(pagecache).and_then(|_| pagecache.attempt_gc())
+                idle.clean(pagecache).and_then(|_| gc())
             } else {
-                pagecache.attempt_gc()
+                gc()
             };
             // kith (KITH-PATCHES.md, change 40): the store was written
             // since the last round, nothing is queued and this round's half
@@ -166,7 +176,8 @@ fn run(
         } {}
         idle.mark(pagecache);
 
-        if let Err(e) = pagecache.config.file.sync_all() {
+        let at_rest = quiet && !wrote_data && !cleaned;
+        if let Err(e) = rest.sync(pagecache, at_rest) {
             error!("failed to fsync from periodic flush thread: {}", e);
         }
 
@@ -175,7 +186,8 @@ fn run(
             crate::thread_idle();
         }
 
-        let sleep_duration = flush_every
+        let sleep_duration = rest
+            .note(at_rest, flush_every)
             .checked_sub(before.elapsed())
             .unwrap_or_else(|| Duration::from_millis(1));
 

@@ -61,7 +61,77 @@ impl IdleCleaner {
     }
 }
 
+/// kith (change 46): flusher rounds at rest in a row after which the flusher
+/// rests.
+pub(crate) const REST_AFTER_ROUNDS: u32 = 4;
+
+/// kith (change 46): how many times `flush_every_ms` a resting flusher sleeps.
+pub(crate) const REST_STRETCH: u32 = 4;
+
+/// kith (change 46): whether the flusher rests, a store left alone.
+///
+/// A round is at rest when nothing was reserved in the log during the sleep
+/// before it, it wrote no IO buffer and the cleaner moved no page. After
+/// [`REST_AFTER_ROUNDS`] such rounds in a row the flusher rests: it sleeps
+/// [`REST_STRETCH`] times as long between rounds, asks the cleaner only when
+/// the cleaner has a page queued (`attempt_gc` otherwise pins and flushes the
+/// epoch, which walks every thread that ever pinned), and fsyncs the file only
+/// if a log write completed since its last fsync. The first round that is not
+/// at rest ends it.
+#[derive(Debug, Default)]
+pub(crate) struct Rest {
+    /// Rounds at rest in a row.
+    rounds: u32,
+    /// The log's stable lsn before the last fsync that succeeded.
+    synced: Option<Lsn>,
+}
+
+impl Rest {
+    /// Whether the flusher rests this round.
+    pub(crate) fn resting(&self) -> bool {
+        self.rounds >= REST_AFTER_ROUNDS
+    }
+
+    /// Notes whether the round that ends was at rest; returns the sleep
+    /// before the next.
+    pub(crate) fn note(
+        &mut self,
+        at_rest: bool,
+        flush_every: std::time::Duration,
+    ) -> std::time::Duration {
+        self.rounds = if at_rest { self.rounds.saturating_add(1) } else { 0 };
+        if self.resting() { flush_every * REST_STRETCH } else { flush_every }
+    }
+
+    /// fsyncs the file unless the flusher rests and no log write completed
+    /// since the last fsync.
+    pub(crate) fn sync(
+        &mut self,
+        pagecache: &PageCache,
+        at_rest: bool,
+    ) -> std::io::Result<()> {
+        let stable = pagecache.log.iobufs.stable_lsn.load(Acquire);
+        if at_rest && self.resting() && self.synced == Some(stable) {
+            return Ok(());
+        }
+        self.synced = None;
+        pagecache.config.file.sync_all()?;
+        pagecache.flusher_syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.synced = Some(stable);
+        Ok(())
+    }
+}
+
 impl PageCache {
+    /// kith (change 46): `attempt_gc` for a resting flusher: nothing, not
+    /// even an epoch pin and flush, when the cleaner has no page queued.
+    pub(crate) fn attempt_gc_at_rest(&self) -> Result<bool> {
+        if self.log.iobufs.segment_cleaner.is_empty() {
+            return Ok(false);
+        }
+        self.attempt_gc()
+    }
+
     /// kith (change 30): `attempt_gc` until the cleaner's queue is empty,
     /// the flusher's loop without its time limit (`Db::clean_segments`).
     pub(crate) fn clean_segments(&self) -> Result<usize> {

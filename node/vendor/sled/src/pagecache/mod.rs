@@ -49,7 +49,7 @@ use self::{
 };
 
 pub(crate) use self::{
-    idle::IdleCleaner,
+    idle::{IdleCleaner, Rest},
     logger::{
         read_message, read_segment_header, MessageHeader, SegmentHeader,
         SegmentNumber,
@@ -519,6 +519,8 @@ pub struct PageCache {
     idgen_persists: Arc<AtomicU64>,
     idgen_persist_mu: Arc<Mutex<()>>,
     was_recovered: bool,
+    /// kith (change 46): the file's fsyncs by the flusher so far.
+    pub(crate) flusher_syncs: AtomicU64,
 }
 
 unsafe impl Send for PageCache {}
@@ -659,6 +661,7 @@ impl PageCache {
             idgen: Arc::new(AtomicU64::new(0)),
             idgen_persists: Arc::new(AtomicU64::new(0)),
             was_recovered: false,
+            flusher_syncs: AtomicU64::new(0),
         };
 
         // now we read it back in

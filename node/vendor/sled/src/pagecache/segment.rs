@@ -141,7 +141,7 @@ impl SegmentCleaner {
     }
 
     /// kith (change 21): whether no page is waiting to be moved.
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.inner.lock().values().all(BTreeSet::is_empty)
     }
 }
