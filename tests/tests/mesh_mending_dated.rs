@@ -3,8 +3,8 @@
 //! each for a record gossip missed. It mends at most [`MAX_BOOSTED`] meshes at once: the
 //! peer buys a few boosts, not churn in every mesh. In-process nodes on 127.0.0.1.
 //!
-//! Its own test process: a record is late after 300 ms here, and a boost lasts 25 s (a
-//! 100 ms heartbeat, opportunistic grafting every 100 heartbeats), so that every boost
+//! Its own test process: a record is late after 300 ms here, and a boost lasts 60 s (a
+//! 100 ms heartbeat, opportunistic grafting every 240 heartbeats), so that every boost
 //! of the test is still on when it counts them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +20,7 @@ const GRACE: Duration = Duration::from_millis(300);
 fn dated() -> GossipTuning {
     GossipTuning {
         heartbeat: Duration::from_millis(100),
-        mixing_ticks: 100,
+        mixing_ticks: 240,
         mend_grace: Some(GRACE),
         ..GossipTuning::KITH
     }
@@ -32,7 +32,7 @@ fn dated() -> GossipTuning {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_dated_back_on_many_topics_boost_at_most_four_peers() {
     set_process_gossip_tuning(dated());
-    assert!(dated().mend_hold() >= Duration::from_secs(20));
+    assert!(dated().mend_hold() >= Duration::from_secs(60));
     let mut nodes = Vec::new();
     // Twelve, so that each tag has eight peers outside the victim's mesh of it: more than
     // the boosts can use up.
@@ -84,7 +84,17 @@ async fn records_dated_back_on_many_topics_boost_at_most_four_peers() {
         ids.push(signed.id());
         holder.ingest(signed.bytes());
     }
-    victim.sync().await;
+    // A peer serves two strangers at once and refuses more (`node/sync/serve.rs`): the
+    // holder may turn some of the victim's questions away while the others sync with it.
+    // The victim asks again until it holds all eight; each came by sync.
+    eventually(DEADLINE, "the victim to fetch the eight records by sync", || async {
+        if ids.iter().all(|id| victim.node.store().has(id).unwrap_or(false)) {
+            return Some(());
+        }
+        victim.sync().await;
+        None
+    })
+    .await;
     let mends = || async {
         let events = victim.node.net().stats().await.unwrap().events;
         events.iter().find(|(k, _)| k.starts_with("mesh mend")).map_or(0, |(_, n)| *n)
@@ -100,11 +110,6 @@ async fn records_dated_back_on_many_topics_boost_at_most_four_peers() {
         }
     }
     assert_eq!(boosted, MAX_BOOSTED, "peers boosted at once");
-    // It holds all eight records: any report still on its way finds four peers boosted.
-    eventually(DEADLINE, "the victim to hold the eight records", || async {
-        ids.iter().all(|id| victim.node.store().has(id).unwrap_or(false)).then_some(())
-    })
-    .await;
     assert_eq!(mends().await, MAX_BOOSTED as u64, "eight topics missed, four boosts at most");
     for n in nodes {
         n.stop().await;

@@ -75,8 +75,8 @@ impl Mends {
     /// that came by sync at `now` call for a mend: mending is on, the topic is taken,
     /// some age lies between the grace (no copy is still on its way) and the time since
     /// the topic was taken less the grace (the mesh had formed when it was written), and
-    /// the topic was not mended within the hold. If so, notes the mend.
-    pub(crate) fn due(&mut self, topic: &str, ages: &RangeInclusive<u64>, now: Instant) -> bool {
+    /// the topic was not mended within the hold ([`Mends::mended`] notes a mend).
+    pub(crate) fn due(&self, topic: &str, ages: &RangeInclusive<u64>, now: Instant) -> bool {
         let Some(grace) = self.grace else { return false };
         let Some(since) = self.subscribed.get(topic) else { return false };
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -86,11 +86,14 @@ impl Mends {
         if youngest > *ages.end() || youngest > newest_allowed {
             return false;
         }
-        if self.mended.get(topic).is_some_and(|at| now.saturating_duration_since(*at) < self.hold) {
-            return false;
-        }
+        self.mended.get(topic).is_none_or(|at| now.saturating_duration_since(*at) >= self.hold)
+    }
+
+    /// `topic` was mended at `now`: a peer was boosted for it. A topic that was due but
+    /// had no peer to boost (none outside its mesh, or every one boosted already) is not
+    /// noted, so the next record gossip missed may mend it.
+    pub(crate) fn mended(&mut self, topic: &str, now: Instant) {
         self.mended.insert(topic.to_owned(), now);
-        true
     }
 }
 
@@ -111,11 +114,16 @@ mod tests {
         assert!(!m.due("tag/rust", &(1_000..=20_000), now), "within the grace: may be late");
         assert!(!m.due("tag/rust", &(590_000..=599_000), now), "written before the mesh formed");
         assert!(m.due("tag/rust", &(1_000..=60_000), now), "one of them is old enough");
+        assert!(m.due("tag/rust", &(60_000..=60_000), now), "due until a mend is noted");
+        m.mended("tag/rust", now);
         assert!(!m.due("tag/rust", &(60_000..=60_000), now), "mended within the hold");
         let later = now + m.hold();
         assert!(m.due("tag/rust", &(60_000..=60_000), later), "the hold is over");
+        m.mended("tag/rust", later);
         m.unsubscribed("tag/rust");
-        assert!(!m.due("tag/rust", &(60_000..=60_000), later + m.hold()));
+        assert!(!m.due("tag/rust", &(60_000..=60_000), later + m.hold()), "not taken");
+        m.subscribed("tag/rust", later);
+        assert!(m.due("tag/rust", &(60_000..=60_000), later + m.hold()), "taken again");
     }
 
     #[test]

@@ -231,6 +231,7 @@ impl EventLoop {
                 continue;
             }
             let peer = outside[(self.lot_rng.next_u64() % outside.len() as u64) as usize];
+            self.mends.mended(&topic, now);
             let score = self.credit.boost(peer, now + self.mends.hold(), now);
             self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
             *self.events_seen.entry("mesh mend: a record came by sync, not gossip").or_default() +=
