@@ -16,7 +16,7 @@ const ANN_POST: &str = "639d73de2c90f73d1723c3711ca474f7fbaf67310ce0c1980447fccd
 const BOB_POST: &str = "319da5f83132bca849d7b82ca57e0530f2967f9d34feac398809127e6256417e";
 const GONE: &str = "af4ad77a578b084801079d5143b22a89de917ef7915a7e5c5a4449e9cd20d6ac";
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -6,12 +6,7 @@ use std::time::{Duration, Instant};
 /// whether fsynced or not), opened from a copy.
 fn crash_copy(from: &std::path::Path) -> (tempfile::TempDir, sled::Db) {
     let to = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
-        }
-    }
+    super::fixture::copy_dir(from, to.path());
     let config = sled::Config::new().path(to.path()).segment_size(256 * 1024);
     let db = config.flush_every_ms(None).open().unwrap();
     (to, db)
