@@ -185,6 +185,13 @@ pub(crate) fn verify_key(
     keys::verify_strict(key, &[domain, message].concat(), signature)
 }
 
+/// Runs `f` with the signatures it finds valid remembered for a while, so that the same
+/// check soon after (on any thread) costs a hash instead of a verification (see
+/// `keys/memo.rs`).
+pub(crate) fn remembering<T>(f: impl FnOnce() -> T) -> T {
+    keys::memo::remembering(f)
+}
+
 /// Public keys recently found to be valid curve points, so that an id turned into its
 /// peer id (its text) and back, many times for each message, does not decode the point
 /// each time (a square root, about 15 µs). Whether 32 bytes decode never changes, so a

@@ -469,6 +469,18 @@ impl VerifiedRecord {
         Ok(Self { id: RecordId::of_bytes(bytes), bytes: bytes.to_vec(), signed })
     }
 
+    /// Checks `bytes` as [`VerifiedRecord::from_bytes`] does, ahead of need: when the
+    /// signature passes, that is remembered for a while, so that `from_bytes` of the same
+    /// bytes soon after (on any thread) costs a hash instead of a signature verification.
+    /// For a spare thread checking records that will be checked again shortly (the next
+    /// sync page, while this one is stored). Every other check is still made again.
+    ///
+    /// # Errors
+    /// As [`VerifiedRecord::from_bytes`].
+    pub fn check_ahead(bytes: &[u8]) -> Result<(), RecordError> {
+        crate::identity::remembering(|| Self::from_bytes(bytes).map(drop))
+    }
+
     /// Like [`VerifiedRecord::from_bytes`], but also requires the bytes to hash to `expected`.
     /// The hash is checked first, before any signature work.
     ///

@@ -299,7 +299,8 @@ impl Node {
                     // question among them) run in its place. The next page is asked
                     // while the core checks and stores this one (`Node::pull_answer`).
                     let result = match prefetched.take() {
-                        Some(((a, p, asked), reply))
+                        // The early checks stop here (dropped), as the core's start.
+                        Some(((a, p, asked), reply, _ahead))
                             if (a, p) == (answer, peer) && asked == bytes =>
                         {
                             reply

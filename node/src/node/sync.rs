@@ -7,11 +7,14 @@ mod profiles;
 mod serve;
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
-use kith_protocol::{AuthorId, Tag};
+use kith_protocol::{sync::SyncResponse, AuthorId, Tag, VerifiedRecord};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -101,8 +104,44 @@ impl Default for SyncState {
 }
 
 /// A pull's question asked before the core asked it (the pull, the peer, the question),
-/// and its answer.
-pub(super) type Prefetched = ((AnswerId, PeerId, Vec<u8>), Result<Vec<u8>, QueryFailure>);
+/// its answer, and the checks of its records going on meanwhile.
+pub(super) type Prefetched =
+    ((AnswerId, PeerId, Vec<u8>), Result<Vec<u8>, QueryFailure>, Option<CheckAhead>);
+
+/// The signature checks of an early answer's records, made on a blocking thread while
+/// the core checks and stores the page before (whose last checks and whose write leave a
+/// core idle): the core's own checks of these records then find them passed
+/// ([`kith_protocol::VerifiedRecord::check_ahead`]) and cost a hash. Dropped when the
+/// core takes the answer (or it goes unused): the checks stop at the next record, so
+/// the two never check the same records side by side.
+pub(super) struct CheckAhead {
+    stop: Arc<AtomicBool>,
+}
+
+impl CheckAhead {
+    /// Starts checking the records of the sync answer `reply` (nothing if it does not
+    /// decode: the core says why when it gets it). Stops at the first record that fails:
+    /// a peer's bad records are checked once more by the core, not once per record.
+    fn start(reply: &[u8]) -> Option<Self> {
+        let records = SyncResponse::from_bytes(reply).ok()?.records;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        tokio::task::spawn_blocking(move || {
+            for record in &records {
+                if stopped.load(Ordering::Relaxed) || VerifiedRecord::check_ahead(record).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(Self { stop })
+    }
+}
+
+impl Drop for CheckAhead {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Progress of a sync round: (peers done, peers in all, records fetched so far).
 pub(crate) type Progress = mpsc::Sender<(usize, usize, u64)>;
@@ -158,8 +197,13 @@ impl Node {
         match guess {
             None => (step.await, None),
             Some(next) => {
-                let (effects, reply) = tokio::join!(step, self.sync_query(peer, next.clone()));
-                (effects, Some(((answer, peer, next), reply)))
+                let early = async {
+                    let reply = self.sync_query(peer, next.clone()).await;
+                    let ahead = reply.as_deref().ok().and_then(CheckAhead::start);
+                    (reply, ahead)
+                };
+                let (effects, (reply, ahead)) = tokio::join!(step, early);
+                (effects, Some(((answer, peer, next), reply, ahead)))
             }
         }
     }

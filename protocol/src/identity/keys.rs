@@ -13,6 +13,11 @@
 //! The rest is `verify_strict`'s: canonical `S`, a key not of small order, and the
 //! cofactorless equation compared by encoding. The Wycheproof vectors and the tests below
 //! hold the two to the same answers.
+//!
+//! A check done ahead of need on a spare thread ([`memo::remembering`]) is remembered, so
+//! the same check soon after costs a hash (see [`memo`]).
+
+pub(crate) mod memo;
 
 use std::{
     collections::HashMap,
@@ -86,12 +91,21 @@ pub(super) fn verify_strict(
     message: &[u8],
     signature: &[u8; SIGNATURE_LEN],
 ) -> Result<(), SignatureError> {
+    let digest = memo::digest(key_bytes, message, signature);
+    if digest.as_ref().is_some_and(memo::knows) {
+        return Ok(());
+    }
     let key = key(key_bytes)?;
     let r = &signature[..32];
     if SMALL_ORDER.iter().any(|point| point[..] == *r) {
         return Err(SignatureError::BadSignature);
     }
-    key.verify(message, &Signature::from_bytes(signature)).map_err(|_| SignatureError::BadSignature)
+    key.verify(message, &Signature::from_bytes(signature))
+        .map_err(|_| SignatureError::BadSignature)?;
+    if let Some(digest) = &digest {
+        memo::passed(digest);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -181,5 +195,45 @@ mod tests {
         for bytes in SMALL_ORDER {
             assert_eq!(verify_strict(&bytes, msg, &good), Err(SignatureError::BadKey));
         }
+    }
+
+    /// A check made while remembering is remembered only when it passed, and only for
+    /// exactly the bytes checked; a remembered check answers without the verification.
+    #[test]
+    fn checks_ahead_are_remembered_for_exactly_what_passed() {
+        let sk = SigningKey::from_bytes(&[11u8; 32]);
+        let key = sk.verifying_key().to_bytes();
+        let msg = b"a record checked ahead";
+        let good = sk.sign(msg).to_bytes();
+        let mut bad = good;
+        bad[40] ^= 4;
+        let digest = |m: &[u8], s: &[u8; 64]| memo::remembering(|| memo::digest(&key, m, s));
+        let (good_digest, bad_digest) = (digest(msg, &good), digest(msg, &bad));
+        let good_digest = good_digest.expect("hashed while remembering");
+        let bad_digest = bad_digest.expect("hashed while remembering");
+        assert!(!memo::knows(&good_digest));
+        assert_eq!(
+            memo::remembering(|| verify_strict(&key, msg, &bad)),
+            Err(SignatureError::BadSignature)
+        );
+        assert!(!memo::knows(&bad_digest), "a failed check is not remembered");
+        assert_eq!(verify_strict(&key, msg, &good), Ok(()));
+        assert!(!memo::knows(&good_digest), "not remembered without being asked");
+        assert_eq!(memo::remembering(|| verify_strict(&key, msg, &good)), Ok(()));
+        assert!(memo::knows(&good_digest));
+        assert_eq!(verify_strict(&key, msg, &good), Ok(()));
+        // The same signature on other bytes, or other bytes of signature: checked again.
+        assert_eq!(
+            verify_strict(&key, b"a record checked ahead!", &good),
+            Err(SignatureError::BadSignature)
+        );
+        assert_eq!(verify_strict(&key, msg, &bad), Err(SignatureError::BadSignature));
+        let other = SigningKey::from_bytes(&[12u8; 32]).verifying_key().to_bytes();
+        assert_eq!(verify_strict(&other, msg, &good), Err(SignatureError::BadSignature));
+        // What the table holds is the answer: a digest put there (as only a passed check
+        // can) answers for its bytes without the verification.
+        let forged = digest(b"never signed", &good).expect("hashed");
+        memo::remembering(|| memo::passed(&forged));
+        assert_eq!(verify_strict(&key, b"never signed", &good), Ok(()));
     }
 }

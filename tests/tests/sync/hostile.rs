@@ -274,6 +274,67 @@ async fn hostile_sync_peer_cannot_plant_records() {
     h.stop().await;
 }
 
+/// The page after a long one is asked early and its signatures are checked while the
+/// long one is stored (`CheckAhead`); what those early checks remember must not let a
+/// bad record through: a copy of a record checked ahead with its text changed (the same
+/// signature) and a record signed by another key are refused, the rest stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_checked_ahead_let_no_bad_record_through() {
+    let h = TestNode::start("honest").await;
+    let x = Keypair::from_secret_bytes(&[0x55; 32]);
+    let forger = Keypair::from_secret_bytes(&[0x66; 32]);
+    h.follow_id(&x.id()).await;
+    let log = signed_log(&x, 204, |seq| format!("x says {seq}"));
+    let honest = |seq: usize| log[seq - 1].bytes().to_vec();
+    let mut tampered = honest(202);
+    let at = tampered.windows(6).position(|w| w == b"x says").unwrap();
+    tampered[at] = b'y';
+    let forged = signed_by(
+        post_record(x.id(), 203, Some(log[201].id()), log[202].record().timestamp, "forged"),
+        &forger,
+    );
+    let bad_ids = [RecordId::of_bytes(&tampered), RecordId::of_bytes(&forged)];
+    let first = SyncResponse { records: (1..=200).map(honest).collect(), more: true, next: None }
+        .to_bytes()
+        .unwrap();
+    let second = SyncResponse {
+        records: vec![honest(201), honest(202), tampered, honest(203), forged, honest(204)],
+        more: false,
+        next: None,
+    }
+    .to_bytes()
+    .unwrap();
+    let author = x.id();
+    let (addr, served, task) = hostile_peer(move |query| match query {
+        Query::Author { author: a, after: 0 } if a == author => (Served::Honest, first.clone()),
+        Query::Author { author: a, after: 200 } if a == author => (Served::Mixed, second.clone()),
+        _ => (Served::Empty, empty_response()),
+    })
+    .await;
+
+    h.dial_addr(&addr).await;
+    eventually(DEADLINE, "H to store X's 204 records", || async {
+        (h.node.store().contiguous_seq(&x.id()).unwrap() == 204).then_some(())
+    })
+    .await;
+    let status = eventually(DEADLINE, "H to count the refused records", || async {
+        let s = h.status().await;
+        (s.sync.records_rejected == 2 * count(&served, Served::Mixed)).then_some(s)
+    })
+    .await;
+    assert!(count(&served, Served::Mixed) >= 1);
+    assert_eq!(status.sync.records_fetched, 204);
+    for id in bad_ids {
+        assert!(!h.node.store().has(&id).unwrap(), "a bad record was stored");
+    }
+    assert!(!h.node.store().is_flagged(&x.id()).unwrap(), "X was wrongly flagged as forked");
+    let feed = h.feed_all(None, Some(&x.id())).await;
+    assert_eq!(feed.len(), 204);
+    assert!(feed.iter().all(|item| item.text == format!("x says {}", item.seq)));
+    task.abort();
+    h.stop().await;
+}
+
 /// A libp2p client of `/kith/sync/1` with the identity `key`: sends queries, collects
 /// the answers.
 struct SyncClient {
