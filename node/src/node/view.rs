@@ -1,6 +1,9 @@
 //! Turning stored records into what the control API shows.
 
-use std::{cell::RefCell, collections::HashMap};
+use std::{
+    cell::{OnceCell, RefCell},
+    collections::HashMap,
+};
 
 use kith_protocol::{AuthorId, Post, Record, RecordId, RecordKind};
 
@@ -41,11 +44,30 @@ pub(crate) fn naming_of_text(store: &Store, author: &str) -> Naming {
 pub(crate) struct Names<'a> {
     store: &'a Store,
     known: RefCell<HashMap<AuthorId, (Option<String>, Naming)>>,
+    /// Every petname, and its [`crate::names::lookalike_key`], by whom it names: read
+    /// once per answer, when the first person is named.
+    petnames: OnceCell<Petnames>,
+}
+
+/// The petnames as [`Names`] holds them: each, and each one's look-alike key.
+struct Petnames {
+    given: HashMap<AuthorId, String>,
+    keys: Vec<(AuthorId, String)>,
 }
 
 impl<'a> Names<'a> {
     pub(crate) fn new(store: &'a Store) -> Self {
-        Self { store, known: RefCell::new(HashMap::new()) }
+        Self { store, known: RefCell::new(HashMap::new()), petnames: OnceCell::new() }
+    }
+
+    fn petnames(&self) -> &Petnames {
+        self.petnames.get_or_init(|| {
+            let given: HashMap<AuthorId, String> =
+                self.store.petnames().unwrap_or_default().into_iter().collect();
+            let keys =
+                given.iter().map(|(who, p)| (*who, crate::names::lookalike_key(p))).collect();
+            Petnames { given, keys }
+        })
     }
 
     pub(crate) fn store(&self) -> &'a Store {
@@ -57,7 +79,17 @@ impl<'a> Names<'a> {
         if let Some(known) = self.known.borrow().get(author) {
             return known.clone();
         }
-        let found = (name_of(self.store, author), naming_of(self.store, author));
+        // As `name_of` and `naming_of`, reading the profile once and the petnames once
+        // per answer.
+        let name = name_of(self.store, author);
+        let petnames = self.petnames();
+        let naming = Naming {
+            petname: petnames.given.get(author).cloned(),
+            lookalike: name.as_deref().is_some_and(|name| {
+                self.store.name_looks_like_another(author, name, &petnames.keys).unwrap_or(false)
+            }),
+        };
+        let found = (name, naming);
         self.known.borrow_mut().insert(*author, found.clone());
         found
     }
@@ -140,6 +172,7 @@ fn post_item(
 ) -> FeedItem {
     let store = names.store;
     let (author_name, naming) = names.of(&record.author);
+    let (reactions, my_reaction) = store.reactions_and_one(&id, Some(me)).unwrap_or_default();
     FeedItem {
         id: id.to_string(),
         author: record.author.to_string(),
@@ -153,8 +186,8 @@ fn post_item(
         mentions: names.mentions(post),
         reposted_by: None,
         reposter: None,
-        reactions: store.reactions(&id).unwrap_or_default(),
-        my_reaction: my_reaction(store, me, &id),
+        reactions,
+        my_reaction,
         attachments: post.attachments.iter().map(|a| super::attach::entry_of(store, a)).collect(),
         private: false,
     }
@@ -201,7 +234,7 @@ mod tests {
 
     use kith_protocol::{Keypair, RecordKind, VerifiedRecord};
 
-    use super::{feed_item_of, Reader};
+    use super::{feed_item_of, name_of, naming_of, Names, Reader};
     use crate::store::{
         tests::{post, signed},
         Store,
@@ -229,5 +262,52 @@ mod tests {
         let item = feed_item_of(&store, &reader, first.id, &first.record).unwrap();
         assert_eq!(item.id, original.id().to_string());
         assert_eq!(item.reposted_by, Some(kp.id().to_string()));
+    }
+
+    fn profile(kp: &Keypair, seq: u64, name: &str) -> VerifiedRecord {
+        let prev = (seq > 1).then(|| kith_protocol::RecordId::from_bytes([9; 32]));
+        let kind = RecordKind::Profile { name: name.into(), bio: String::new() };
+        signed(kp, seq, prev, 1_000 + seq, kind)
+    }
+
+    /// A page names each person as [`name_of`] and [`naming_of`] do one by one, though it
+    /// reads the petnames once and each profile once: look-alikes of others' names and of
+    /// petnames given to others, one's own petname, renames, a name that folds to nothing.
+    #[test]
+    fn a_pages_names_are_those_read_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let people: Vec<Keypair> =
+            (21u8..=27).map(|s| Keypair::from_secret_bytes(&[s; 32])).collect();
+        let [ann, eve, bob, zed, ned, sym, nobody] = [0, 1, 2, 3, 4, 5, 6].map(|i| &people[i]);
+        store.insert(&profile(ann, 1, "Ann")).unwrap();
+        store.insert(&profile(eve, 1, "\u{410}NN")).unwrap();
+        store.insert(&profile(bob, 1, "Bob")).unwrap();
+        store.insert(&profile(zed, 1, "Z\u{200B}ed")).unwrap();
+        store.insert(&profile(ned, 1, "Ned")).unwrap();
+        store.insert(&profile(sym, 1, "\u{200B}")).unwrap();
+        store.set_petname(&bob.id(), Some("zed")).unwrap();
+        store.set_petname(&ned.id(), Some("ned")).unwrap();
+        store.set_petname(&nobody.id(), Some("\u{200B}\u{200B}")).unwrap();
+        let same = |store: &Store| {
+            let names = Names::new(store);
+            for who in &people {
+                let one_by_one = (name_of(store, &who.id()), naming_of(store, &who.id()));
+                assert_eq!(names.of(&who.id()), one_by_one, "{:?}", one_by_one.0);
+            }
+        };
+        same(&store);
+        let names = Names::new(&store);
+        assert!(names.of(&ann.id()).1.lookalike && names.of(&eve.id()).1.lookalike);
+        assert!(names.of(&zed.id()).1.lookalike, "like the petname given to Bob");
+        assert!(!names.of(&bob.id()).1.lookalike);
+        assert!(!names.of(&ned.id()).1.lookalike, "one's own petname");
+        assert_eq!(names.of(&ned.id()).1.petname.as_deref(), Some("ned"));
+        // Eve renames; Bob's petname goes: a new answer sees both.
+        store.insert(&profile(eve, 2, "Eve")).unwrap();
+        store.set_petname(&bob.id(), None).unwrap();
+        same(&store);
+        let names = Names::new(&store);
+        assert!(!names.of(&ann.id()).1.lookalike && !names.of(&zed.id()).1.lookalike);
     }
 }

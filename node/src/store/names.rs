@@ -134,11 +134,41 @@ impl Store {
     /// Disk errors or damage.
     pub fn looks_like_another(&self, author: &AuthorId) -> Result<bool, StoreError> {
         let Some(name) = self.display_name(author)? else { return Ok(false) };
-        if self.people_looking_like(&name, 2)?.iter().any(|(who, _)| who != author) {
-            return Ok(true);
+        let petnames = self.petnames()?;
+        let keys: Vec<(AuthorId, String)> =
+            petnames.iter().map(|(who, p)| (*who, lookalike_key(p))).collect();
+        self.name_looks_like_another(author, &name, &keys)
+    }
+
+    /// [`Store::looks_like_another`] for `author`, whose display name `name` the caller
+    /// read, with the [`lookalike_key`] of every petname given (`petname_keys`, by whom
+    /// it names): a page that shows many people reads and folds the petnames once. Reads
+    /// no profile of `author`'s, and folds `name` once.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn name_looks_like_another(
+        &self,
+        author: &AuthorId,
+        name: &str,
+        petname_keys: &[(AuthorId, String)],
+    ) -> Result<bool, StoreError> {
+        let key = lookalike_key(name);
+        // (A name that folds to nothing is in no index entry: only petnames can match.)
+        let entries =
+            if key.is_empty() { None } else { Some(self.names.scan_prefix(name_prefix(&key))) };
+        for item in entries.into_iter().flatten() {
+            let (k, _) = item?;
+            let who = author_at_end(&k).ok_or_else(|| corrupt("name key"))?;
+            if who == *author {
+                continue;
+            }
+            // An entry left by an older name of theirs finds nothing.
+            if self.display_name(&who)?.is_some_and(|current| lookalike_key(&current) == key) {
+                return Ok(true);
+            }
         }
-        let key = lookalike_key(&name);
-        Ok(self.petnames()?.iter().any(|(who, p)| who != author && lookalike_key(p) == key))
+        Ok(petname_keys.iter().any(|(who, p)| who != author && *p == key))
     }
 
     /// Sets (or with `None` removes) the petname of `author`.

@@ -467,3 +467,46 @@ fn the_log_says_which_records_are_posts_and_older_values_still_read() {
         assert_eq!(store.insert(&reaction).unwrap(), Inserted::Duplicate);
     });
 }
+
+/// The counts and one person's reaction in one read are what [`Store::reactions`] and
+/// [`Store::reaction_of`] give: a later reaction replaces an earlier one, a withdrawn one
+/// (empty) counts for nothing and is nobody's.
+#[test]
+fn reactions_and_one_persons_reaction_read_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let [ann, bob, me] = [31u8, 32, 33].map(|s| Keypair::from_secret_bytes(&[s; 32]));
+    let target = post(&ann, 1, None, 1_000, "react to me");
+    store.insert(&target).unwrap();
+    let mut last: std::collections::HashMap<kith_protocol::AuthorId, VerifiedRecord> =
+        Default::default();
+    let mut react = |who: &Keypair, emoji: &str| {
+        let prev = last.get(&who.id());
+        let seq = prev.map_or(1, |p| p.record().seq + 1);
+        let kind = RecordKind::Reaction { target: target.id(), emoji: emoji.into() };
+        let r = signed(who, seq, prev.map(VerifiedRecord::id), 2_000 + seq, kind);
+        store.insert(&r).unwrap();
+        last.insert(who.id(), r);
+    };
+    let both = |store: &Store, who: &Keypair| {
+        let together = store.reactions_and_one(&target.id(), Some(&who.id())).unwrap();
+        let mine = store.reaction_of(&target.id(), &who.id()).unwrap().filter(|e| !e.is_empty());
+        assert_eq!(together, (store.reactions(&target.id()).unwrap(), mine));
+        together
+    };
+    react(&bob, "❤");
+    react(&me, "👍");
+    let (counts, mine) = both(&store, &me);
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [("❤".into(), 1), ("👍".into(), 1)]);
+    assert_eq!(mine.as_deref(), Some("👍"));
+    assert_eq!(both(&store, &ann).1, None);
+    react(&me, "❤");
+    let (counts, mine) = both(&store, &me);
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [("❤".into(), 2)]);
+    assert_eq!(mine.as_deref(), Some("❤"));
+    react(&me, "");
+    let (counts, mine) = both(&store, &me);
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), [("❤".into(), 1)]);
+    assert_eq!(mine, None);
+    assert_eq!(store.reactions_and_one(&target.id(), None).unwrap().1, None);
+}

@@ -87,10 +87,16 @@ impl Node {
     /// person of `profile show`.
     pub(in crate::node) fn name_the_shown(&self, response: &Response) {
         let mut shown: Vec<&str> = Vec::new();
+        // Someone shown with a name has a profile here: only the others are looked up.
         fn add_item<'a>(item: &'a FeedItem, shown: &mut Vec<&'a str>) {
-            shown.push(&item.author);
-            shown.extend(item.reposted_by.as_deref());
-            shown.extend(item.mentions.iter().map(|m| m.id.as_str()));
+            if item.author_name.is_none() {
+                shown.push(&item.author);
+            }
+            match &item.reposter {
+                Some(by) if by.name.is_some() => {}
+                _ => shown.extend(item.reposted_by.as_deref()),
+            }
+            shown.extend(item.mentions.iter().filter(|m| m.name.is_none()).map(|m| m.id.as_str()));
         }
         match response {
             Response::Profile(p) => shown.push(&p.id),
