@@ -232,16 +232,25 @@ fn messages_on_olm_sessions_are_delivered_exactly_once_through_kill_9() {
                 assert_eq!(m["status"], "delivered", "seed {seed}: {} holds {m}", side.who);
             }
         }
-        for (from, who) in [(&sides[0].id, sides[0].who), (&sides[1].id, sides[1].who)] {
+        for (j, (from, who)) in
+            [(&sides[0].id, sides[0].who), (&sides[1].id, sides[1].who)].into_iter().enumerate()
+        {
             for i in 0..total {
                 let ids = seen.get(&(from.clone(), text(who, i))).cloned().unwrap_or_default();
-                assert_eq!(
-                    ids.len(),
-                    1,
-                    "seed {seed}: {}'s thread holds message {i} of {who} {} times",
-                    side.who,
-                    ids.len()
-                );
+                if ids.len() != 1 {
+                    // What the sender holds of it, and both logs (kept with
+                    // KITH_DM_KILL_LOGS), for the next one to look at.
+                    let mine: Vec<_> =
+                        threads[j].iter().filter(|m| m["text"] == text(who, i).as_str()).collect();
+                    let reports: Vec<String> = sides.iter().map(Side::report).collect();
+                    panic!(
+                        "seed {seed}: {}'s thread holds message {i} of {who} {} times; \
+                         {who}'s thread holds {mine:?}\n{}",
+                        side.who,
+                        ids.len(),
+                        reports.join("\n")
+                    );
+                }
             }
         }
         assert_eq!(thread.len(), 2 * total, "seed {seed}: {}'s thread", side.who);
