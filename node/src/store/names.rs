@@ -107,23 +107,42 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(AuthorId, String)>, StoreError> {
         let mut out = Vec::new();
-        let key = lookalike_key(name);
-        if key.is_empty() {
+        if limit == 0 {
             return Ok(out);
         }
-        for item in self.names.scan_prefix(name_prefix(&key)) {
-            if out.len() >= limit {
-                break;
-            }
+        self.holders_of_key(&lookalike_key(name), None, |who, current| {
+            out.push((who, current));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `found` with each person (other than `except`) whose current profile name
+    /// has the look-alike `key`, and that name, while it returns true. The name index
+    /// can hold entries left by older names: each is confirmed against the profile.
+    fn holders_of_key(
+        &self,
+        key: &str,
+        except: Option<&AuthorId>,
+        mut found: impl FnMut(AuthorId, String) -> bool,
+    ) -> Result<(), StoreError> {
+        // A name that folds to nothing is in no index entry.
+        if key.is_empty() {
+            return Ok(());
+        }
+        for item in self.names.scan_prefix(name_prefix(key)) {
             let (k, _) = item?;
-            let author = author_at_end(&k).ok_or_else(|| corrupt("name key"))?;
-            if let Some(current) = self.display_name(&author)? {
-                if lookalike_key(&current) == key {
-                    out.push((author, current));
+            let who = author_at_end(&k).ok_or_else(|| corrupt("name key"))?;
+            if except == Some(&who) {
+                continue;
+            }
+            if let Some(current) = self.display_name(&who)? {
+                if lookalike_key(&current) == key && !found(who, current) {
+                    break;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Whether the display name of `author` looks like the name of another known person
@@ -154,19 +173,13 @@ impl Store {
         petname_keys: &[(AuthorId, String)],
     ) -> Result<bool, StoreError> {
         let key = lookalike_key(name);
-        // (A name that folds to nothing is in no index entry: only petnames can match.)
-        let entries =
-            if key.is_empty() { None } else { Some(self.names.scan_prefix(name_prefix(&key))) };
-        for item in entries.into_iter().flatten() {
-            let (k, _) = item?;
-            let who = author_at_end(&k).ok_or_else(|| corrupt("name key"))?;
-            if who == *author {
-                continue;
-            }
-            // An entry left by an older name of theirs finds nothing.
-            if self.display_name(&who)?.is_some_and(|current| lookalike_key(&current) == key) {
-                return Ok(true);
-            }
+        let mut another = false;
+        self.holders_of_key(&key, Some(author), |_, _| {
+            another = true;
+            false
+        })?;
+        if another {
+            return Ok(true);
         }
         Ok(petname_keys.iter().any(|(who, p)| who != author && *p == key))
     }
