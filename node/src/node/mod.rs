@@ -201,6 +201,13 @@ impl Node {
             &home.store_path(),
             config.store_cache_mb.saturating_mul(1 << 20),
         )?;
+        let uncommitted = store.dm_drop_uncommitted(&keypair.id())?;
+        if uncommitted > 0 {
+            tracing::warn!(
+                messages = uncommitted,
+                "dropped the outbox entries of messages a crash cut before they were stored"
+            );
+        }
         let mib = |n: u64| n.saturating_mul(1 << 20);
         let limits = BlobLimits {
             max_blob: mib(config.blobs.max_blob_mb),

@@ -274,11 +274,57 @@ impl Store {
     /// Disk errors or damage.
     pub fn dm_thread(&self, peer: &AuthorId, limit: usize) -> Result<Vec<DmRecord>, StoreError> {
         let mut out: Vec<DmRecord> = Vec::new();
-        for item in self.dm_msgs.scan_prefix(peer.as_bytes()).rev().take(limit) {
-            out.push(values::decode(&item?.1)?);
+        for item in self.dm_msgs.scan_prefix(peer.as_bytes()).rev() {
+            if out.len() == limit {
+                break;
+            }
+            let (key, value) = item?;
+            let record: DmRecord = values::decode(&value)?;
+            if self.committed(&key, &record)? {
+                out.push(record);
+            }
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// Whether the message `record`, stored at `key` in `dm_msgs`, was committed: its
+    /// index entry, written last by [`Store::dm_insert`], names it. A kill between the
+    /// writes leaves the thread's copy (and maybe an outbox entry) without one: such a
+    /// copy is not shown, and its outbox entry goes ([`Store::dm_drop_uncommitted`]), so
+    /// a message is either shown and delivered or neither. A message received again is
+    /// written again at the same key and committed then.
+    fn committed(&self, key: &[u8], record: &DmRecord) -> Result<bool, StoreError> {
+        let id: [u8; DM_ID_LEN] = key
+            .len()
+            .checked_sub(DM_ID_LEN)
+            .and_then(|at| key.get(at..))
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("dm key"))?;
+        let sender: AuthorId = record.from.parse().map_err(|_| corrupt("dm sender"))?;
+        Ok(self.dm_index.get(index_key(&sender, &id))?.is_some_and(|at| at == key))
+    }
+
+    /// Drops the outbox entries of messages from `me` that were never committed (a kill
+    /// came between [`Store::dm_insert`]'s writes): they are not in any thread, so they
+    /// are not delivered either. Run when the store opens; returns how many went.
+    ///
+    /// # Errors
+    /// Disk errors or damage.
+    pub fn dm_drop_uncommitted(&self, me: &AuthorId) -> Result<usize, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
+        let mut uncommitted = Vec::new();
+        for item in self.outbox.iter() {
+            let (key, _) = item?;
+            let id: [u8; DM_ID_LEN] = key.as_ref().try_into().map_err(|_| corrupt("outbox key"))?;
+            if !self.dm_index.contains_key(index_key(me, &id))? {
+                uncommitted.push(id);
+            }
+        }
+        for id in &uncommitted {
+            self.outbox.remove(id)?;
+        }
+        Ok(uncommitted.len())
     }
 
     /// Marks every received message from `peer` as read.
@@ -310,6 +356,9 @@ impl Store {
                 key.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("dm key"))?;
             let peer = AuthorId::from_bytes(peer_bytes).map_err(|_| corrupt("dm key"))?;
             let record: DmRecord = values::decode(&value)?;
+            if !self.committed(&key, &record)? {
+                continue;
+            }
             let unread = u64::from(record.status == DmStatus::Received && !record.read);
             match out.last_mut() {
                 Some(conv) if conv.peer == peer => {
@@ -401,5 +450,49 @@ mod tests {
         assert_eq!(store.dm_conversations().unwrap()[0].unread, 0);
         assert_eq!(store.dm_thread(&bob, 1).unwrap()[0].text, "m2");
         assert_eq!(store.dm_count(), 3);
+    }
+
+    /// A kill between [`Store::dm_insert`]'s writes (the index entry is written last):
+    /// what was written before it is not shown, its outbox entry goes, and a message
+    /// received again is stored and shown once.
+    #[test]
+    fn a_message_cut_before_its_index_is_neither_shown_nor_sent() {
+        let store = Store::open_memory().unwrap();
+        let me = Keypair::from_secret_bytes(&[1; 32]).id();
+        let bob = Keypair::from_secret_bytes(&[2; 32]).id();
+        let entry = |n: u8| OutboxEntry {
+            id: [n; 16],
+            peer: *bob.as_bytes(),
+            request: vec![n],
+            attempts: 0,
+            order: u64::from(n),
+        };
+        let whole = msg(1, &me, &bob, 10, DmStatus::Queued);
+        assert!(store.dm_insert(&bob, &me, &[1; 16], &whole, Some(&entry(1))).unwrap());
+        // Cut after the thread's copy.
+        let copy_only = msg(2, &me, &bob, 20, DmStatus::Queued);
+        values::put(&store.dm_msgs, conv_key(&bob, 20, &[2; 16]), &copy_only).unwrap();
+        // Cut after the thread's copy and the outbox entry.
+        let queued = msg(3, &me, &bob, 30, DmStatus::Queued);
+        values::put(&store.dm_msgs, conv_key(&bob, 30, &[3; 16]), &queued).unwrap();
+        values::put(&store.outbox, [3; 16], &entry(3)).unwrap();
+        // Bob's message, cut after the thread's copy (no receipt went: he sends it again).
+        let received = msg(4, &bob, &me, 40, DmStatus::Received);
+        values::put(&store.dm_msgs, conv_key(&bob, 40, &[4; 16]), &received).unwrap();
+
+        assert_eq!(store.dm_thread(&bob, 10).unwrap(), std::slice::from_ref(&whole));
+        assert_eq!(store.dm_thread(&bob, 1).unwrap(), std::slice::from_ref(&whole));
+        let convs = store.dm_conversations().unwrap();
+        assert_eq!((convs.len(), &convs[0].last, convs[0].unread), (1, &whole, 0));
+
+        assert_eq!(store.dm_drop_uncommitted(&me).unwrap(), 1);
+        let left: Vec<[u8; 16]> = store.dm_outbox().unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(left, [[1; 16]]);
+        assert_eq!(store.dm_drop_uncommitted(&me).unwrap(), 0);
+
+        assert!(!store.dm_seen(&bob, &[4; 16]).unwrap());
+        assert!(store.dm_insert(&bob, &bob, &[4; 16], &received, None).unwrap());
+        assert_eq!(store.dm_thread(&bob, 10).unwrap(), [whole, received]);
+        assert_eq!(store.dm_conversations().unwrap()[0].unread, 1);
     }
 }
