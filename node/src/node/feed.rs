@@ -6,7 +6,7 @@
 //! read, not after. Each page after the first starts strictly after the item a cursor
 //! names (`--before ID`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use kith_protocol::{AuthorId, RecordId, RecordKind, Tag};
 
@@ -28,11 +28,18 @@ struct Page<'a> {
     shown: HashSet<RecordId>,
     /// Posts of hidden (muted or blocked) people skipped.
     hidden: u64,
+    /// Whether each person met so far is hidden (read once per page).
+    moderated: HashMap<AuthorId, bool>,
 }
 
 impl<'a> Page<'a> {
     fn new(store: &'a Store, reader: &'a Reader) -> Self {
-        Self { store, reader, shown: HashSet::new(), hidden: 0 }
+        Self { store, reader, shown: HashSet::new(), hidden: 0, moderated: HashMap::new() }
+    }
+
+    /// Whether `who` is muted or blocked ([`Store::is_hidden`], asked once per person).
+    fn is_hidden(&mut self, who: &AuthorId) -> bool {
+        *self.moderated.entry(*who).or_insert_with(|| self.store.is_hidden(who))
     }
 
     /// Whether `r` (a post or a repost) adds a post this page has not shown; the post's
@@ -52,7 +59,7 @@ impl<'a> Page<'a> {
             },
             _ => return false,
         };
-        if !show_hidden && self.store.is_hidden(&author) {
+        if !show_hidden && self.is_hidden(&author) {
             self.hidden += 1;
             return false;
         }
@@ -130,7 +137,7 @@ impl Node {
                     let wanted = *by == me
                         || following.contains(by)
                         || r.record.tags().iter().any(|t| subs.contains(t));
-                    wanted && (*by == me || !store.is_hidden(by)) && page.takes(r, *by == me)
+                    wanted && (*by == me || !page.is_hidden(by)) && page.takes(r, *by == me)
                 })
             }
         }?;

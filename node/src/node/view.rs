@@ -44,6 +44,8 @@ pub(crate) fn naming_of_text(store: &Store, author: &str) -> Naming {
 pub(crate) struct Names<'a> {
     store: &'a Store,
     known: RefCell<HashMap<AuthorId, (Option<String>, Naming)>>,
+    /// Each person's id as text (base58, worth writing once per answer).
+    ids: RefCell<HashMap<AuthorId, String>>,
     /// Every petname, and its [`crate::names::lookalike_key`], by whom it names: read
     /// once per answer, when the first person is named.
     petnames: OnceCell<Petnames>,
@@ -57,7 +59,12 @@ struct Petnames {
 
 impl<'a> Names<'a> {
     pub(crate) fn new(store: &'a Store) -> Self {
-        Self { store, known: RefCell::new(HashMap::new()), petnames: OnceCell::new() }
+        Self {
+            store,
+            known: RefCell::new(HashMap::new()),
+            ids: RefCell::new(HashMap::new()),
+            petnames: OnceCell::new(),
+        }
     }
 
     fn petnames(&self) -> &Petnames {
@@ -94,10 +101,15 @@ impl<'a> Names<'a> {
         found
     }
 
+    /// `author`'s id as text.
+    pub(crate) fn id(&self, author: &AuthorId) -> String {
+        self.ids.borrow_mut().entry(*author).or_insert_with(|| author.to_string()).clone()
+    }
+
     /// `author` as a [`Mention`].
     pub(crate) fn mention(&self, author: &AuthorId) -> Mention {
         let (name, naming) = self.of(author);
-        Mention { id: author.to_string(), name, naming }
+        Mention { id: self.id(author), name, naming }
     }
 
     /// The people `post` mentions, with their names.
@@ -155,7 +167,7 @@ fn feed_item_named(
         let original = store.get(target).ok()??;
         let RecordKind::Post(post) = &original.record.kind else { return None };
         let mut item = post_item(names, me, original.id, &original.record, post);
-        item.reposted_by = Some(record.author.to_string());
+        item.reposted_by = Some(names.id(&record.author));
         item.reposter = Some(Box::new(names.mention(&record.author)));
         return Some(item);
     }
@@ -175,7 +187,7 @@ fn post_item(
     let (reactions, my_reaction) = store.reactions_and_one(&id, Some(me)).unwrap_or_default();
     FeedItem {
         id: id.to_string(),
-        author: record.author.to_string(),
+        author: names.id(&record.author),
         seq: record.seq,
         timestamp: record.timestamp,
         text: post.text.clone(),
