@@ -218,6 +218,7 @@ fn store_scale_benchmark_runs_and_reports_every_figure() {
         settle_every: Duration::from_millis(100),
         settle_max: Duration::from_secs(2),
         build_only: false,
+        latencies: None,
     };
     let report: serde_json::Value = serde_json::from_str(&run(&opts).to_json()).unwrap();
     let num = |name: &str| {

@@ -36,6 +36,9 @@ fn main() {
         settle_every: Duration::from_secs_f64(arg("--settle-every", 15.0)),
         settle_max: Duration::from_secs_f64(arg("--settle-max", 360.0)),
         build_only: args.iter().any(|a| a == "--build-only"),
+        latencies: Some(arg("--latencies", String::new()))
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from),
     };
     let report = run(&opts);
     if json {

@@ -40,12 +40,28 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
         let (node, tasks) = start(home, me, &config).await;
         let mut rng = SimRng::new(opts.seed ^ 0x9e37);
         let n = opts.queries;
-        report.timeline = time(&node, n, |i| request(Kind::Timeline, stream, &mut rng, i)).await;
-        report.tag = time(&node, n, |i| request(Kind::Tag, stream, &mut rng, i)).await;
-        report.author = time(&node, n, |i| request(Kind::Author, stream, &mut rng, i)).await;
-        report.thread = time(&node, n, |i| request(Kind::Thread, stream, &mut rng, i)).await;
-        report.notifications =
+        let mut all = String::new();
+        let mut timed = |kind: Kind, times: Vec<f64>, latency: Latency| {
+            for (i, ms) in times.iter().enumerate() {
+                all.push_str(&format!("{kind:?} {i} {ms:.3}\n"));
+            }
+            latency
+        };
+        let (times, latency) =
+            time(&node, n, |i| request(Kind::Timeline, stream, &mut rng, i)).await;
+        report.timeline = timed(Kind::Timeline, times, latency);
+        let (times, latency) = time(&node, n, |i| request(Kind::Tag, stream, &mut rng, i)).await;
+        report.tag = timed(Kind::Tag, times, latency);
+        let (times, latency) = time(&node, n, |i| request(Kind::Author, stream, &mut rng, i)).await;
+        report.author = timed(Kind::Author, times, latency);
+        let (times, latency) = time(&node, n, |i| request(Kind::Thread, stream, &mut rng, i)).await;
+        report.thread = timed(Kind::Thread, times, latency);
+        let (times, latency) =
             time(&node, n, |i| request(Kind::Notifications, stream, &mut rng, i)).await;
+        report.notifications = timed(Kind::Notifications, times, latency);
+        if let Some(file) = &opts.latencies {
+            std::fs::write(file, all).expect("the latencies written");
+        }
         node.shutdown().await.expect("the node stops");
         tasks.join().await;
         drop(node);
@@ -144,7 +160,13 @@ async fn start(
 /// Times `n` requests made by `request(i)`; a request that fails or comes back empty
 /// where items are expected is counted as it is (the latency is what was measured), but
 /// an error reply stops the benchmark: its figures would mean nothing.
-async fn time(node: &Node, n: usize, mut request: impl FnMut(usize) -> Request) -> Latency {
+/// Times `n` queries one after the other: each one's time, ms, in order, and their
+/// quantiles.
+async fn time(
+    node: &Node,
+    n: usize,
+    mut request: impl FnMut(usize) -> Request,
+) -> (Vec<f64>, Latency) {
     let mut times = Vec::with_capacity(n);
     let mut items = 0usize;
     for i in 0..n {
@@ -160,11 +182,13 @@ async fn time(node: &Node, n: usize, mut request: impl FnMut(usize) -> Request) 
             other => panic!("{req:?}: unexpected reply {other:?}"),
         };
     }
-    Latency {
+    let in_order = times.clone();
+    let latency = Latency {
         p50_ms: quantile(&mut times, 0.50),
         p99_ms: quantile(&mut times, 0.99),
         mean_items: items as f64 / n.max(1) as f64,
-    }
+    };
+    (in_order, latency)
 }
 
 /// The `q` quantile of `xs` (nearest rank); 0 for none.

@@ -49,6 +49,9 @@ pub struct Options {
     /// Stop after the build (and `disk_bytes_before_queries`): a kept home to study as
     /// the build left it.
     pub build_only: bool,
+    /// Where to write every query's time (`kind index ms`, one a line, in the order
+    /// timed), to see where the slow ones fall.
+    pub latencies: Option<std::path::PathBuf>,
 }
 
 /// The file in a kept home where the query targets are saved.
