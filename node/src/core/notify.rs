@@ -112,7 +112,11 @@ pub fn for_record(
 
 /// The person's own follow of `them` made a mutual connection (they follow already):
 /// notify. The notification names their follow record, as the one made when their
-/// follow arrives does, so that when both happen at once the store keeps one.
+/// follow arrives does, so that when both happen at once the store keeps one. When
+/// their follow is indexed but its record is not stored yet (an insert on another
+/// thread, between its writes: the record is written last), nothing is noted here: the
+/// record, once stored, notifies the connection ([`for_record`]), and a notification
+/// naming no record would not be recognised as the same one.
 pub fn own_follow_made_mutual(
     store: &Store,
     me: &AuthorId,
@@ -130,7 +134,6 @@ pub fn own_follow_made_mutual(
         .and_then(|s| store.author_log(them, s.seq.saturating_sub(1), 1).ok())
         .and_then(|log| log.into_iter().next())
         .filter(follows_me)
-        .map(|r| r.id.to_string())
-        .unwrap_or_default();
+        .map(|r| r.id.to_string())?;
     notify(store, me, "mutual", them.to_string(), theirs, now)
 }

@@ -78,6 +78,27 @@ fn a_follow_back_notifies_a_mutual_connection_once_whichever_comes_first() {
     assert!(crate::core::notify::own_follow_made_mutual(store, &me, &friend.id(), 110).is_none());
 }
 
+/// Their follow indexed but its record not stored yet when our own follow asks whether
+/// it made a connection (the insert is on another thread): one notification all the
+/// same, made when the record is stored. A flaky `conversation` test once saw two.
+#[test]
+fn a_follow_back_indexed_before_its_record_is_stored_notifies_once() {
+    let mut f = Fixture::new(1);
+    let me = f.core.me();
+    let friend = Keypair::from_secret_bytes(&[2; 32]);
+    f.publish(RecordKind::Follow { target: friend.id() }, 5);
+    let follow = signed(&friend, 1, None, 20, RecordKind::Follow { target: me });
+    let store = f.core.store().clone();
+    store.index_only(&follow).unwrap();
+    assert!(crate::core::dm::is_mutual(&store, &me, &friend.id()).unwrap());
+    assert!(crate::core::notify::own_follow_made_mutual(&store, &me, &friend.id(), 30).is_none());
+    let topic = Topic::Author(me);
+    let effects = f.handle(Input::Gossip(vec![gossip(&friend, &topic, &follow)]), 100);
+    assert_eq!(notified(&effects), vec!["follow", "mutual"]);
+    let mutual = store.notifications(100, false, false).unwrap();
+    assert_eq!(mutual.iter().filter(|n| n.kind == "mutual").count(), 1, "{mutual:?}");
+}
+
 #[test]
 fn hidden_people_do_not_notify_and_strangers_only_while_few_are_unread() {
     let f = Fixture::new(1);
