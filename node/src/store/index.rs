@@ -61,6 +61,13 @@ impl Store {
         out
     }
 
+    /// The indexes of `rec` without the record, as an insert on another thread has
+    /// written them just before its commit point (tests of what readers see then).
+    #[cfg(test)]
+    pub(crate) fn index_only(&self, rec: &kith_protocol::VerifiedRecord) -> Result<(), StoreError> {
+        self.index(&rec.id(), rec.record())
+    }
+
     /// Indexes a new record (called by `insert`): its plain entries, and what it sets.
     pub(super) fn index(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
         for Entry { tree, key, value } in self.entries(id, r) {

@@ -525,13 +525,6 @@ impl Store {
         Ok(Inserted::New)
     }
 
-    /// The indexes of `rec` without the record, as an insert on another thread has
-    /// written them just before its commit point (tests of what readers see then).
-    #[cfg(test)]
-    pub(crate) fn index_only(&self, rec: &VerifiedRecord) -> Result<(), StoreError> {
-        self.index(&rec.id(), rec.record())
-    }
-
     /// Bytes the store takes on disk (sled's own estimate, and the record heap's files).
     pub fn size_on_disk(&self) -> u64 {
         let heap = self.records.heap_bytes().map_or(0, |(files, _)| files);

@@ -63,13 +63,19 @@ fn replies_mentions_reactions_reposts_and_follows_of_mine_notify_once() {
     assert!(kinds(&store, &me, &own).is_empty());
 }
 
-#[test]
-fn a_follow_back_notifies_a_mutual_connection_once_whichever_comes_first() {
+/// A node that follows a friend, and the friend's follow back (not yet received).
+fn followed_friend() -> (Fixture, AuthorId, Keypair, VerifiedRecord) {
     let mut f = Fixture::new(1);
     let me = f.core.me();
     let friend = Keypair::from_secret_bytes(&[2; 32]);
     f.publish(RecordKind::Follow { target: friend.id() }, 5);
     let follow = signed(&friend, 1, None, 20, RecordKind::Follow { target: me });
+    (f, me, friend, follow)
+}
+
+#[test]
+fn a_follow_back_notifies_a_mutual_connection_once_whichever_comes_first() {
+    let (mut f, me, friend, follow) = followed_friend();
     let topic = Topic::Author(me);
     let effects = f.handle(Input::Gossip(vec![gossip(&friend, &topic, &follow)]), 100);
     assert_eq!(notified(&effects), vec!["follow", "mutual"]);
@@ -83,11 +89,7 @@ fn a_follow_back_notifies_a_mutual_connection_once_whichever_comes_first() {
 /// same, made when the record is stored. A flaky `conversation` test once saw two.
 #[test]
 fn a_follow_back_indexed_before_its_record_is_stored_notifies_once() {
-    let mut f = Fixture::new(1);
-    let me = f.core.me();
-    let friend = Keypair::from_secret_bytes(&[2; 32]);
-    f.publish(RecordKind::Follow { target: friend.id() }, 5);
-    let follow = signed(&friend, 1, None, 20, RecordKind::Follow { target: me });
+    let (mut f, me, friend, follow) = followed_friend();
     let store = f.core.store().clone();
     store.index_only(&follow).unwrap();
     assert!(crate::core::dm::is_mutual(&store, &me, &friend.id()).unwrap());
