@@ -150,6 +150,15 @@ impl Db {
         }
     }
 
+    /// Reads of a page from sled's log that waited for their bytes to reach the file,
+    /// and their wait in all (`KITH-PATCHES.md`, change 47); none in memory.
+    pub(crate) fn log_read_waits(&self) -> (u64, std::time::Duration) {
+        match &self.kind {
+            DbKind::Sled(db) => db.kith_read_waits(),
+            DbKind::Memory(_) => (0, std::time::Duration::ZERO),
+        }
+    }
+
     /// Bytes on disk (in memory: the bytes of the keys and values held).
     pub(crate) fn size_on_disk(&self) -> sled::Result<u64> {
         match &self.kind {

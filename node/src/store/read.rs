@@ -12,6 +12,14 @@ use super::{
 };
 
 impl Store {
+    /// Reads of an index page from sled's log that had to wait for the page's bytes to
+    /// reach the file, and how long they waited in all, since the store opened. For
+    /// measuring (`bench-store-scale`); always none for a store in memory.
+    #[must_use]
+    pub fn log_read_waits(&self) -> (u64, std::time::Duration) {
+        self.db.log_read_waits()
+    }
+
     /// Reads a stored record.
     ///
     /// # Errors

@@ -360,6 +360,7 @@ mod home;
 mod insert_run;
 mod lanes;
 mod leaves;
+mod log_reads;
 mod migration;
 mod records;
 mod segments;

@@ -38,12 +38,15 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
     rt.block_on(async {
         let config = crate::local_config(0, opts.cache_mb);
         let (node, tasks) = start(home, me, &config).await;
+        let waits_before = node.store().log_read_waits();
         let mut rng = SimRng::new(opts.seed ^ 0x9e37);
         let n = opts.queries;
         let mut all = String::new();
-        let mut timed = |kind: Kind, times: Vec<f64>, latency: Latency| {
-            for (i, ms) in times.iter().enumerate() {
-                all.push_str(&format!("{kind:?} {i} {ms:.3}\n"));
+        let began = Instant::now();
+        let mut timed = |kind: Kind, times: Vec<(f64, Instant)>, latency: Latency| {
+            for (i, (ms, at)) in times.iter().enumerate() {
+                let since = at.duration_since(began).as_secs_f64();
+                all.push_str(&format!("{kind:?} {i} {ms:.3} {since:.3}\n"));
             }
             latency
         };
@@ -59,6 +62,9 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
         let (times, latency) =
             time(&node, n, |i| request(Kind::Notifications, stream, &mut rng, i)).await;
         report.notifications = timed(Kind::Notifications, times, latency);
+        let waits = node.store().log_read_waits();
+        report.query_log_read_waits = waits.0 - waits_before.0;
+        report.query_log_read_wait_ms = (waits.1 - waits_before.1).as_secs_f64() * 1e3;
         if let Some(file) = &opts.latencies {
             std::fs::write(file, all).expect("the latencies written");
         }
@@ -157,23 +163,25 @@ async fn start(
     }
 }
 
-/// Times `n` requests made by `request(i)`; a request that fails or comes back empty
-/// where items are expected is counted as it is (the latency is what was measured), but
-/// an error reply stops the benchmark: its figures would mean nothing.
-/// Times `n` queries one after the other: each one's time, ms, in order, and their
-/// quantiles.
+/// Times `n` requests made by `request(i)`, one after the other: each one's time, ms, and
+/// start, in order, and their quantiles. A request that comes back empty where items are
+/// expected is counted as it is (the latency is what was measured), but an error reply
+/// stops the benchmark: its figures would mean nothing.
 async fn time(
     node: &Node,
     n: usize,
     mut request: impl FnMut(usize) -> Request,
-) -> (Vec<f64>, Latency) {
+) -> (Vec<(f64, Instant)>, Latency) {
+    let mut in_order = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
     let mut items = 0usize;
     for i in 0..n {
         let req = request(i);
         let t = Instant::now();
         let reply = node.handle(req.clone()).await;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        times.push(ms);
+        in_order.push((ms, t));
         items += match reply {
             Response::Feed { items, .. } => items.len(),
             Response::Conversation { entries, .. } => entries.len(),
@@ -182,7 +190,6 @@ async fn time(
             other => panic!("{req:?}: unexpected reply {other:?}"),
         };
     }
-    let in_order = times.clone();
     let latency = Latency {
         p50_ms: quantile(&mut times, 0.50),
         p99_ms: quantile(&mut times, 0.99),

@@ -96,6 +96,11 @@ pub struct Report {
     pub thread: Latency,
     /// The latest 50 notifications.
     pub notifications: Latency,
+    /// Reads of an index page during the timed queries that waited for the page's
+    /// bytes to reach sled's log file (pages its cleaner had just moved).
+    pub query_log_read_waits: u64,
+    /// Their wait in all, ms.
+    pub query_log_read_wait_ms: f64,
     /// Median time from starting `kith daemon` until it answers `kith status`, ms.
     pub restart_ms: f64,
     /// The slowest start, ms.
@@ -158,6 +163,8 @@ impl Report {
             "ingest_per_s": round(self.ingest_per_s, 0),
             "ingest_s": round(self.ingest_s, 3),
             "signing_s": round(self.signing_s, 3),
+            "query_log_read_waits": self.query_log_read_waits,
+            "query_log_read_wait_ms": round(self.query_log_read_wait_ms, 2),
             "restart_ms": round(self.restart_ms, 1),
             "restart_max_ms": round(self.restart_max_ms, 1),
             "restart_after_kill_ms": round(self.restart_after_kill_ms, 1),

@@ -464,6 +464,19 @@ impl Db {
     pub fn kith_flusher_syncs(&self) -> u64 {
         self.context.pagecache.flusher_syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// kith (`KITH-PATCHES.md`, change 47): how many reads of a page from the log
+    /// waited for their message to reach the file, and how long they waited in all.
+    /// For measuring.
+    #[doc(hidden)]
+    pub fn kith_read_waits(&self) -> (u64, std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let iobufs = &self.context.pagecache.log.iobufs;
+        (
+            iobufs.kith_read_waits.load(Relaxed),
+            std::time::Duration::from_nanos(iobufs.kith_read_wait_ns.load(Relaxed)),
+        )
+    }
 }
 
 /// These types provide the information that allows an entire

@@ -1,7 +1,7 @@
 use std::{
     alloc::{alloc, dealloc, Layout},
     cell::UnsafeCell,
-    sync::atomic::AtomicPtr,
+    sync::atomic::{AtomicPtr, Ordering::Relaxed},
 };
 
 use crate::{pagecache::*, *};
@@ -174,6 +174,10 @@ impl IoBuf {
 #[derive(Debug)]
 pub(crate) struct StabilityIntervals {
     fsynced_ranges: Vec<(Lsn, Lsn)>,
+    /// kith (change 47): ranges written to the file whose sync has not completed yet.
+    /// A reader may read them (the OS serves the written bytes); stability, and all
+    /// that hangs on it, still waits for the sync.
+    written_ranges: Vec<(Lsn, Lsn)>,
     batches: BTreeMap<Lsn, Lsn>,
     stable_lsn: Lsn,
 }
@@ -183,8 +187,20 @@ impl StabilityIntervals {
         StabilityIntervals {
             stable_lsn: lsn,
             fsynced_ranges: vec![],
+            written_ranges: vec![],
             batches: BTreeMap::default(),
         }
+    }
+
+    /// kith (change 47): whether the message at `lsn` can be read from the file: it
+    /// is stable, or in a range written (synced or not).
+    fn readable(&self, lsn: Lsn) -> bool {
+        self.stable_lsn > lsn
+            || self
+                .fsynced_ranges
+                .iter()
+                .chain(&self.written_ranges)
+                .any(|&(low, high)| low <= lsn && high > lsn)
     }
 
     pub(crate) fn mark_batch(&mut self, interval: (Lsn, Lsn)) {
@@ -193,6 +209,7 @@ impl StabilityIntervals {
     }
 
     fn mark_fsync(&mut self, interval: (Lsn, Lsn)) -> Option<Lsn> {
+        self.written_ranges.retain(|&(low, _)| low != interval.0);
         trace!(
             "pushing interval {:?} into fsynced_ranges {:?}",
             interval,
@@ -304,6 +321,11 @@ pub(crate) struct IoBufs {
     pub intervals: Mutex<StabilityIntervals>,
     pub interval_updated: Condvar,
 
+    /// kith (change 47): reads that waited for their message to reach the file, and
+    /// how long they waited in all (ns).
+    pub kith_read_waits: std::sync::atomic::AtomicU64,
+    pub kith_read_wait_ns: std::sync::atomic::AtomicU64,
+
     // The highest CONTIGUOUS log sequence number that has been written to
     // stable storage. This may be lower than the length of the underlying
     // file, and there may be buffers that have been written out-of-order
@@ -410,6 +432,8 @@ impl IoBufs {
 
             intervals: Mutex::new(StabilityIntervals::new(stable)),
             interval_updated: Condvar::new(),
+            kith_read_waits: std::sync::atomic::AtomicU64::new(0),
+            kith_read_wait_ns: std::sync::atomic::AtomicU64::new(0),
 
             stable_lsn: AtomicLsn::new(stable),
             max_reserved_lsn: AtomicLsn::new(stable),
@@ -729,6 +753,11 @@ impl IoBufs {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
             if !self.config.temporary {
+                // kith (change 47): readers waiting for these bytes may read them
+                // now; the sync below can take milliseconds on a busy disk.
+                if total_len > 0 {
+                    self.mark_written(base_lsn, total_len);
+                }
                 #[cfg(target_os = "linux")]
                 {
                     use std::os::unix::io::AsRawFd;
@@ -807,6 +836,15 @@ impl IoBufs {
     // above an offset that corresponds to a buffer that hasn't actually
     // been written yet! It's OK to use a mutex here because it is pretty
     // fast, compared to the other operations on shared state.
+    /// kith (change 47): the bytes of `whence..whence + len` are in the file, not yet
+    /// synced. Wakes readers waiting in `make_durable`.
+    fn mark_written(&self, whence: Lsn, len: usize) {
+        let mut intervals = self.intervals.lock();
+        intervals.written_ranges.push((whence, whence + len as Lsn - 1));
+        drop(intervals);
+        let _notified = self.interval_updated.notify_all();
+    }
+
     fn mark_interval(&self, whence: Lsn, len: usize) {
         debug!("mark_interval({}, {})", whence, len);
         assert!(
@@ -911,6 +949,8 @@ pub(in crate::pagecache) fn make_stable_inner(
     }
 
     let mut stable = first_stable;
+    let started = std::time::Instant::now();
+    let mut waited = false;
 
     while stable < lsn {
         if let Err(e) = iobufs.config.global_error() {
@@ -957,20 +997,21 @@ pub(in crate::pagecache) fn make_stable_inner(
 
         stable = iobufs.stable();
 
-        if partial_durability {
-            if waiter.stable_lsn > lsn {
-                return Ok(assert_usize(stable - first_stable));
+        if partial_durability && waiter.readable(lsn) {
+            if waited {
+                let ns = u64::try_from(started.elapsed().as_nanos())
+                    .unwrap_or(u64::MAX);
+                let _ = iobufs.kith_read_wait_ns.fetch_add(ns, Relaxed);
             }
-
-            for (low, high) in &waiter.fsynced_ranges {
-                if *low <= lsn && *high > lsn {
-                    return Ok(assert_usize(stable - first_stable));
-                }
-            }
+            return Ok(assert_usize(stable - first_stable));
         }
 
         if stable < lsn {
             trace!("waiting on cond var for make_stable({})", lsn);
+            if partial_durability && !waited {
+                waited = true;
+                let _ = iobufs.kith_read_waits.fetch_add(1, Relaxed);
+            }
 
             if cfg!(feature = "event_log") {
                 let timeout = iobufs
@@ -1002,6 +1043,10 @@ pub(in crate::pagecache) fn make_stable_inner(
         }
     }
 
+    if waited {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let _ = iobufs.kith_read_wait_ns.fetch_add(ns, Relaxed);
+    }
     Ok(assert_usize(stable - first_stable))
 }
 
