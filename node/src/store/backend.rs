@@ -159,6 +159,15 @@ impl Db {
         }
     }
 
+    /// Pages sled has read from its log (cache misses, and its cleaner's reads of the
+    /// pages it moves; `KITH-PATCHES.md`, change 48); none in memory.
+    pub(crate) fn log_page_reads(&self) -> u64 {
+        match &self.kind {
+            DbKind::Sled(db) => db.kith_page_reads(),
+            DbKind::Memory(_) => 0,
+        }
+    }
+
     /// Bytes on disk (in memory: the bytes of the keys and values held).
     pub(crate) fn size_on_disk(&self) -> sled::Result<u64> {
         match &self.kind {

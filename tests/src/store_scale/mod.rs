@@ -96,6 +96,9 @@ pub struct Report {
     pub thread: Latency,
     /// The latest 50 notifications.
     pub notifications: Latency,
+    /// Index pages read from sled's log during the timed queries (cache misses, and the
+    /// pages sled's cleaner read to move them meanwhile).
+    pub query_log_page_reads: u64,
     /// Reads of an index page during the timed queries that waited for the page's
     /// bytes to reach sled's log file (pages its cleaner had just moved).
     pub query_log_read_waits: u64,
@@ -163,6 +166,7 @@ impl Report {
             "ingest_per_s": round(self.ingest_per_s, 0),
             "ingest_s": round(self.ingest_s, 3),
             "signing_s": round(self.signing_s, 3),
+            "query_log_page_reads": self.query_log_page_reads,
             "query_log_read_waits": self.query_log_read_waits,
             "query_log_read_wait_ms": round(self.query_log_read_wait_ms, 2),
             "restart_ms": round(self.restart_ms, 1),

@@ -465,6 +465,14 @@ impl Db {
         self.context.pagecache.flusher_syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// kith (`KITH-PATCHES.md`, change 48): how many pages have been read from the
+    /// log (cache misses, and the segment cleaner's reads of pages it moves). For
+    /// tests and measuring.
+    #[doc(hidden)]
+    pub fn kith_page_reads(&self) -> u64 {
+        self.context.pagecache.kith_pulls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// kith (`KITH-PATCHES.md`, change 47): how many reads of a page from the log
     /// waited for their message to reach the file, and how long they waited in all.
     /// For measuring.

@@ -209,6 +209,35 @@ impl CacheAccess {
     }
 }
 
+thread_local! {
+    /// kith (change 48): set while this thread's page accesses are not counted.
+    static UNCOUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// kith (change 48): while this lives, the page accesses of its thread are not counted
+/// by the LRU (`Lru::accessed` evicts nothing and records nothing). For the segment
+/// cleaner's move of a page it found paged out and pages out again at once: counted, the
+/// move put the page at the head of the LRU with its size, evicting a page someone had
+/// read, and left it there, counted but not in memory, until it reached the tail. A
+/// cleaning burst of a cache's worth of such moves emptied the cache of every page that
+/// reads were using.
+pub(crate) struct Uncounted {
+    was: bool,
+}
+
+impl Uncounted {
+    pub(crate) fn new() -> Self {
+        Self { was: UNCOUNTED.with(|u| u.replace(true)) }
+    }
+}
+
+impl Drop for Uncounted {
+    fn drop(&mut self) {
+        let was = self.was;
+        UNCOUNTED.with(|u| u.set(was));
+    }
+}
+
 /// A simple LRU cache.
 pub struct Lru {
     shards: Vec<(AccessQueue, FastLock<Shard>)>,
@@ -249,6 +278,9 @@ impl Lru {
         item_size: u64,
         guard: &Guard,
     ) -> Vec<PageId> {
+        if UNCOUNTED.with(std::cell::Cell::get) {
+            return vec![];
+        }
         let mut ret = vec![];
         let shards = self.shards.len() as u64;
         let (shard_idx, item_pos) = (id % shards, id / shards);

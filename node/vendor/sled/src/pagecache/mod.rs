@@ -521,6 +521,8 @@ pub struct PageCache {
     was_recovered: bool,
     /// kith (change 46): the file's fsyncs by the flusher so far.
     pub(crate) flusher_syncs: AtomicU64,
+    /// kith (change 48): pages read from the log so far.
+    pub(crate) kith_pulls: AtomicU64,
 }
 
 unsafe impl Send for PageCache {}
@@ -662,6 +664,7 @@ impl PageCache {
             idgen_persists: Arc::new(AtomicU64::new(0)),
             was_recovered: false,
             flusher_syncs: AtomicU64::new(0),
+            kith_pulls: AtomicU64::new(0),
         };
 
         // now we read it back in
@@ -1370,6 +1373,10 @@ impl PageCache {
                 // moved, so the cleaner does not fill the cache with pages nobody
                 // read (KITH-PATCHES.md, change 10).
                 let was_cached = page_view.update.is_some();
+                // kith (change 48): and it is not counted by the LRU meanwhile, so
+                // that it evicts no page someone reads.
+                let _uncounted =
+                    if was_cached { None } else { Some(crate::lru::Uncounted::new()) };
 
                 // page-in whole page with a get
                 let (key, update): (_, Update) = if pid == META_PID {
@@ -2026,6 +2033,7 @@ impl PageCache {
 
         trace!("pulling pid {} lsn {} pointer {} from disk", pid, lsn, pointer);
         let _measure = Measure::new(&M.pull);
+        let _ = self.kith_pulls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let expected_segment_number: SegmentNumber = SegmentNumber(
             u64::try_from(lsn).unwrap()
