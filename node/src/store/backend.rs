@@ -150,21 +150,15 @@ impl Db {
         }
     }
 
-    /// Reads of a page from sled's log that waited for their bytes to reach the file,
-    /// and their wait in all (`KITH-PATCHES.md`, change 47); none in memory.
-    pub(crate) fn log_read_waits(&self) -> (u64, std::time::Duration) {
+    /// sled's reads from its log: pages read, reads that waited for their bytes to reach
+    /// the file, and that wait in all (`KITH-PATCHES.md`, 47 and 48); none in memory.
+    pub(crate) fn log_reads(&self) -> (u64, u64, std::time::Duration) {
         match &self.kind {
-            DbKind::Sled(db) => db.kith_read_waits(),
-            DbKind::Memory(_) => (0, std::time::Duration::ZERO),
-        }
-    }
-
-    /// Pages sled has read from its log (cache misses, and its cleaner's reads of the
-    /// pages it moves; `KITH-PATCHES.md`, change 48); none in memory.
-    pub(crate) fn log_page_reads(&self) -> u64 {
-        match &self.kind {
-            DbKind::Sled(db) => db.kith_page_reads(),
-            DbKind::Memory(_) => 0,
+            DbKind::Sled(db) => {
+                let (waits, waited) = db.kith_read_waits();
+                (db.kith_page_reads(), waits, waited)
+            }
+            DbKind::Memory(_) => (0, 0, std::time::Duration::ZERO),
         }
     }
 

@@ -53,6 +53,7 @@ pub use mailbox::Presence;
 pub use moderation::Moderation;
 pub use olm::{ReceiptOut, StoredDevice};
 pub use people::MAX_KNOWN_PEERS;
+pub use read::LogReads;
 pub use records::Compacted;
 pub use social::{Notification, MAX_NOTIFICATIONS};
 

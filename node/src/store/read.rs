@@ -11,20 +11,24 @@ use super::{
     Store, StoreError, StoredRecord,
 };
 
-impl Store {
-    /// Reads of an index page from sled's log that had to wait for the page's bytes to
-    /// reach the file, and how long they waited in all, since the store opened. For
-    /// measuring (`bench-store-scale`); always none for a store in memory.
-    #[must_use]
-    pub fn log_read_waits(&self) -> (u64, std::time::Duration) {
-        self.db.log_read_waits()
-    }
+/// sled's reads from its log ([`Store::log_reads`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogReads {
+    /// Pages read: the cache's misses, and the pages its cleaner read to move them.
+    pub pages: u64,
+    /// Reads that waited for their page's bytes to reach the file.
+    pub waits: u64,
+    /// Their wait in all.
+    pub waited: std::time::Duration,
+}
 
-    /// Index pages read from sled's log since the store opened: the cache's misses, and
-    /// the pages its cleaner read to move them. For measuring; none in memory.
+impl Store {
+    /// sled's reads of index pages from its log since the store opened. For measuring
+    /// (`bench-store-scale`); always none for a store in memory.
     #[must_use]
-    pub fn log_page_reads(&self) -> u64 {
-        self.db.log_page_reads()
+    pub fn log_reads(&self) -> LogReads {
+        let (pages, waits, waited) = self.db.log_reads();
+        LogReads { pages, waits, waited }
     }
 
     /// Reads a stored record.

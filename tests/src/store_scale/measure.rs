@@ -38,8 +38,7 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
     rt.block_on(async {
         let config = crate::local_config(0, opts.cache_mb);
         let (node, tasks) = start(home, me, &config).await;
-        let waits_before = node.store().log_read_waits();
-        let pages_before = node.store().log_page_reads();
+        let reads_before = node.store().log_reads();
         let mut rng = SimRng::new(opts.seed ^ 0x9e37);
         let n = opts.queries;
         let mut all = String::new();
@@ -63,10 +62,10 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
         let (times, latency) =
             time(&node, n, |i| request(Kind::Notifications, stream, &mut rng, i)).await;
         report.notifications = timed(Kind::Notifications, times, latency);
-        let waits = node.store().log_read_waits();
-        report.query_log_page_reads = node.store().log_page_reads() - pages_before;
-        report.query_log_read_waits = waits.0 - waits_before.0;
-        report.query_log_read_wait_ms = (waits.1 - waits_before.1).as_secs_f64() * 1e3;
+        let reads = node.store().log_reads();
+        report.query_log_page_reads = reads.pages - reads_before.pages;
+        report.query_log_read_waits = reads.waits - reads_before.waits;
+        report.query_log_read_wait_ms = (reads.waited - reads_before.waited).as_secs_f64() * 1e3;
         if let Some(file) = &opts.latencies {
             std::fs::write(file, all).expect("the latencies written");
         }

@@ -28,6 +28,19 @@ fn check(i: u32, got: &[u8]) {
     assert_eq!(got, value(i, round).as_slice(), "entry {i} as round {round} wrote it");
 }
 
+/// A new store of small segments with a cache of `cache` bytes, and sled's flusher off:
+/// an IO buffer reaches the file when it is full, flushed, or needed by a read.
+fn small_store(cache: u64) -> (tempfile::TempDir, sled::Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sled::Config::new()
+        .path(dir.path())
+        .segment_size(256 * 1024)
+        .cache_capacity(cache)
+        .flush_every_ms(None);
+    let db = super::open_sled(&config);
+    (dir, db)
+}
+
 /// A writer rewrites a tree far larger than the cache while two readers page its entries
 /// in. sled's flusher is off, so a buffer reaches the file only when it is full or a
 /// reader needs it: readers keep finding the newest copy of a page in a buffer not yet
@@ -35,13 +48,7 @@ fn check(i: u32, got: &[u8]) {
 /// the readers must have waited (the path under test was taken).
 #[test]
 fn pages_read_while_their_buffer_is_written_come_back_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = sled::Config::new()
-        .path(dir.path())
-        .segment_size(256 * 1024)
-        .cache_capacity(64 * 1024)
-        .flush_every_ms(None);
-    let db = super::open_sled(&config);
+    let (_dir, db) = small_store(64 * 1024);
     let tree = db.open_tree("t").unwrap();
     let keys = 2_000u32;
     for i in 0..keys {
@@ -90,13 +97,7 @@ fn pages_read_while_their_buffer_is_written_come_back_as_written() {
 /// the cache while the cleaner moves several caches' worth of another tree's pages.
 #[test]
 fn the_cleaners_moves_of_paged_out_pages_evict_no_page_in_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = sled::Config::new()
-        .path(dir.path())
-        .segment_size(256 * 1024)
-        .cache_capacity(1024 * 1024)
-        .flush_every_ms(None);
-    let db = super::open_sled(&config);
+    let (_dir, db) = small_store(1024 * 1024);
     let (cold, hot) = (db.open_tree("cold").unwrap(), db.open_tree("hot").unwrap());
     // About 7 MB of entries, two thirds of them written again: the segments of the
     // first writes are a third live, about 2.4 MB of pages for the cleaner to move.

@@ -829,13 +829,6 @@ impl IoBufs {
         self.sa_stabilize(current_max_header_stable_lsn, &guard)
     }
 
-    // It's possible that IO buffers are written out of order!
-    // So we need to use this to keep track of them, and only
-    // increment self.stable. If we didn't do this, then we would
-    // accidentally decrement self.stable sometimes, or bump stable
-    // above an offset that corresponds to a buffer that hasn't actually
-    // been written yet! It's OK to use a mutex here because it is pretty
-    // fast, compared to the other operations on shared state.
     /// kith (change 47): the bytes of `whence..whence + len` are in the file, not yet
     /// synced. Wakes readers waiting in `make_durable`.
     fn mark_written(&self, whence: Lsn, len: usize) {
@@ -845,6 +838,13 @@ impl IoBufs {
         let _notified = self.interval_updated.notify_all();
     }
 
+    // It's possible that IO buffers are written out of order!
+    // So we need to use this to keep track of them, and only
+    // increment self.stable. If we didn't do this, then we would
+    // accidentally decrement self.stable sometimes, or bump stable
+    // above an offset that corresponds to a buffer that hasn't actually
+    // been written yet! It's OK to use a mutex here because it is pretty
+    // fast, compared to the other operations on shared state.
     fn mark_interval(&self, whence: Lsn, len: usize) {
         debug!("mark_interval({}, {})", whence, len);
         assert!(

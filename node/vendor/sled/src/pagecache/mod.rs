@@ -1373,10 +1373,12 @@ impl PageCache {
                 // moved, so the cleaner does not fill the cache with pages nobody
                 // read (KITH-PATCHES.md, change 10).
                 let was_cached = page_view.update.is_some();
+                let paged_out_again =
+                    !was_cached && pid != META_PID && pid != COUNTER_PID;
                 // kith (change 48): and it is not counted by the LRU meanwhile, so
                 // that it evicts no page someone reads.
                 let _uncounted =
-                    if was_cached { None } else { Some(crate::lru::Uncounted::new()) };
+                    paged_out_again.then(crate::lru::Uncounted::new);
 
                 // page-in whole page with a get
                 let (key, update): (_, Update) = if pid == META_PID {
@@ -1421,7 +1423,7 @@ impl PageCache {
                     },
                 )?;
                 if res.is_ok() {
-                    if !was_cached && pid != META_PID && pid != COUNTER_PID {
+                    if paged_out_again {
                         self.page_out(vec![pid], guard)?;
                     }
                     return Ok(());
