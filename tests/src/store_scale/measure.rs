@@ -174,15 +174,12 @@ async fn time(
     mut request: impl FnMut(usize) -> Request,
 ) -> (Vec<(f64, Instant)>, Latency) {
     let mut in_order = Vec::with_capacity(n);
-    let mut times = Vec::with_capacity(n);
     let mut items = 0usize;
     for i in 0..n {
         let req = request(i);
         let t = Instant::now();
         let reply = node.handle(req.clone()).await;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        times.push(ms);
-        in_order.push((ms, t));
+        in_order.push((t.elapsed().as_secs_f64() * 1e3, t));
         items += match reply {
             Response::Feed { items, .. } => items.len(),
             Response::Conversation { entries, .. } => entries.len(),
@@ -191,6 +188,7 @@ async fn time(
             other => panic!("{req:?}: unexpected reply {other:?}"),
         };
     }
+    let mut times: Vec<f64> = in_order.iter().map(|&(ms, _)| ms).collect();
     let latency = Latency {
         p50_ms: quantile(&mut times, 0.50),
         p99_ms: quantile(&mut times, 0.99),

@@ -951,6 +951,13 @@ pub(in crate::pagecache) fn make_stable_inner(
     let mut stable = first_stable;
     let started = std::time::Instant::now();
     let mut waited = false;
+    // kith (change 47): a read that waited adds its wait to the count.
+    let note_wait = |waited: bool| {
+        if waited {
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let _ = iobufs.kith_read_wait_ns.fetch_add(ns, Relaxed);
+        }
+    };
 
     while stable < lsn {
         if let Err(e) = iobufs.config.global_error() {
@@ -998,11 +1005,7 @@ pub(in crate::pagecache) fn make_stable_inner(
         stable = iobufs.stable();
 
         if partial_durability && waiter.readable(lsn) {
-            if waited {
-                let ns = u64::try_from(started.elapsed().as_nanos())
-                    .unwrap_or(u64::MAX);
-                let _ = iobufs.kith_read_wait_ns.fetch_add(ns, Relaxed);
-            }
+            note_wait(waited);
             return Ok(assert_usize(stable - first_stable));
         }
 
@@ -1043,10 +1046,7 @@ pub(in crate::pagecache) fn make_stable_inner(
         }
     }
 
-    if waited {
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let _ = iobufs.kith_read_wait_ns.fetch_add(ns, Relaxed);
-    }
+    note_wait(waited);
     Ok(assert_usize(stable - first_stable))
 }
 
