@@ -5,7 +5,8 @@
 //! them is copied and written once, not once per entry), then the records' locations, the
 //! commit point, last. So the store's rule holds for every record of the group: its
 //! bytes, then its indexes, then its location; a crash in between leaves index entries
-//! that readers skip and that a later insert rewrites, as a crash inside one insert does.
+//! that the next opening takes back (`records/pending.rs`), as a crash inside one insert
+//! does.
 //!
 //! An [`InsertRun`] holds the store's writer lock from its first insert until it is written:
 //! no other writer (or flush) sees the store with a record counted and not yet written.
@@ -18,10 +19,8 @@
 use std::{collections::HashMap, sync::MutexGuard};
 
 use kith_protocol::{AuthorId, RecordId, RecordKind, VerifiedRecord};
-use sled::IVec;
 
 use super::{
-    backend::Tree,
     corrupt,
     index::Entry,
     keys::{fork_key, id_suffix, log_key, log_value},
@@ -35,8 +34,9 @@ pub struct InsertRun<'a> {
     _writer: MutexGuard<'a, ()>,
     /// The posts waiting, with their signed bytes, in order.
     records: Vec<(RecordId, Vec<u8>)>,
-    /// Their log entries and plain index entries.
-    entries: Vec<Entry<'a>>,
+    /// Their log entries and plain index entries, each with its record's place in
+    /// `records`.
+    entries: Vec<(usize, Entry<'a>)>,
     /// Their log keys, with the id each names.
     logs: HashMap<[u8; 40], RecordId>,
     /// Whether the last [`InsertRun::insert_kept`] left its record waiting.
@@ -165,9 +165,11 @@ impl InsertRun<'_> {
             return Ok(inserted);
         }
         store.totals_change()?;
-        self.entries.push(Entry::new(&store.log, lkey.to_vec(), log_value(&id, true).to_vec()));
+        let n = self.records.len();
+        let log = Entry::new(&store.log, lkey.to_vec(), log_value(&id, true).to_vec());
+        self.entries.push((n, log));
         store.log_extended(&r.author, r.seq);
-        self.entries.extend(store.entries(&id, r));
+        self.entries.extend(store.entries(&id, r).into_iter().map(|e| (n, e)));
         store.count_added(&r.author, &id, false)?;
         self.logs.insert(lkey, id);
         self.records.push((id, rec.bytes().to_vec()));
@@ -187,37 +189,22 @@ impl InsertRun<'_> {
         }
         let store = self.store;
         let records = std::mem::take(&mut self.records);
-        let mut entries = std::mem::take(&mut self.entries);
+        let entries = std::mem::take(&mut self.entries);
         self.logs.clear();
         let refs: Vec<(RecordId, &[u8])> =
             records.iter().map(|(id, bytes)| (*id, bytes.as_slice())).collect();
-        let written = store.records.put_many(&refs, || {
-            let tree_of = |e: &Entry<'_>| std::ptr::from_ref::<Tree>(e.tree) as usize;
-            entries.sort_by(|a, b| tree_of(a).cmp(&tree_of(b)).then_with(|| a.key.cmp(&b.key)));
-            for run in entries.chunk_by(|a, b| std::ptr::eq(a.tree, b.tree)) {
-                let Some(first) = run.first() else { continue };
-                let mut pairs: Vec<(IVec, IVec)> = run
-                    .iter()
-                    .map(|e| (IVec::from(e.key.as_slice()), IVec::from(e.value.as_slice())))
-                    .collect();
-                // A key set twice (an attachment named twice): the last value, as inserts
-                // one after the other leave.
-                pairs.dedup_by(|later, earlier| {
-                    let same = later.0 == earlier.0;
-                    if same {
-                        std::mem::swap(&mut later.1, &mut earlier.1);
-                    }
-                    same
-                });
-                let new = first.tree.insert_sorted(&pairs)?;
-                if std::ptr::eq(first.tree, &store.by_time) {
-                    (0..new).for_each(|_| store.tally.posted(1));
-                }
-            }
-            Ok(())
+        let written = store.records.put_many(&refs, |locs| {
+            let entries = entries
+                .into_iter()
+                .map(|(n, e)| e.placed(locs.and_then(|locs| locs.get(n))))
+                .collect::<Result<Vec<_>, _>>()?;
+            store.write_entries(entries)
         });
         if written.is_err() {
             self.lost += records.len();
+            if let Err(e) = store.undo_pending() {
+                tracing::warn!(%e, "a failed group's index entries could not be taken back");
+            }
         }
         written
     }

@@ -336,25 +336,40 @@ impl Heap {
     /// # Errors
     /// The file system's, other than a frame that is not all there.
     pub(super) fn read(&self, loc: &Loc) -> io::Result<Option<Vec<u8>>> {
-        let Some(file) = self.file(loc.seg) else {
-            tracing::warn!(?loc, "a record's heap segment is missing: read as not stored");
-            return Ok(None);
-        };
+        match self.frame_at(loc)? {
+            Ok(body) => Ok(Some(body)),
+            Err(why) => {
+                tracing::warn!(?loc, "a record's heap {why}: read as not stored");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The record at `loc` if its frame is there whole, without a warning: an index's
+    /// hint of where a record was may name a frame that compaction has since removed.
+    pub(super) fn peek(&self, loc: &Loc) -> Option<Vec<u8>> {
+        self.frame_at(loc).ok()?.ok()
+    }
+
+    /// The record at `loc`, or why it is not there.
+    fn frame_at(&self, loc: &Loc) -> io::Result<Result<Vec<u8>, &'static str>> {
+        let Some(file) = self.file(loc.seg) else { return Ok(Err("segment is missing")) };
+        if loc.len as usize > MAX_RECORD_BYTES {
+            return Ok(Err("frame is longer than a record"));
+        }
         let mut buf = vec![0u8; loc.frame_bytes() as usize];
         match file.read_exact_at(&mut buf, u64::from(loc.off)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                tracing::warn!(?loc, "a record's heap frame is cut short: read as not stored");
-                return Ok(None);
+                return Ok(Err("frame is cut short"));
             }
             Err(e) => return Err(e),
         }
         let body = buf.split_off(FRAME_HEADER as usize);
         if buf[..4] != loc.len.to_le_bytes() || buf[4..12] != check(&body) {
-            tracing::warn!(?loc, "a record's heap frame fails its check: read as not stored");
-            return Ok(None);
+            return Ok(Err("frame fails its check"));
         }
-        Ok(Some(body))
+        Ok(Ok(body))
     }
 
     /// Makes every frame written so far durable (before sled's flush makes durable what

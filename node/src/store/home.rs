@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use kith_protocol::{AuthorId, RecordId, Tag};
 
 use super::{
-    backend::Iter,
+    backend::{IVec, Iter},
     corrupt,
     keys::{id_suffix, tag_key, tag_prefix, time_key},
     Store, StoreError, StoredRecord,
@@ -23,6 +23,8 @@ struct Source<'a> {
     /// Only entries whose value is one of these authors (`by_time`).
     authors: Option<&'a HashSet<[u8; 32]>>,
     head: Option<[u8; 40]>,
+    /// Where the head's record is in the heap, as its value ends (none: not said).
+    hint: IVec,
 }
 
 impl<'a> Source<'a> {
@@ -31,7 +33,8 @@ impl<'a> Source<'a> {
         skip: usize,
         authors: Option<&'a HashSet<[u8; 32]>>,
     ) -> Result<Self, StoreError> {
-        let mut source = Self { entries: entries.rev(), skip, authors, head: None };
+        let hint = IVec::default();
+        let mut source = Self { entries: entries.rev(), skip, authors, head: None, hint };
         source.advance()?;
         Ok(source)
     }
@@ -40,14 +43,17 @@ impl<'a> Source<'a> {
         self.head = None;
         for item in self.entries.by_ref() {
             let (key, value) = item?;
+            let mut hint = value.clone();
             if let Some(authors) = self.authors {
-                let by: Option<[u8; 32]> = value.as_ref().try_into().ok();
+                let by: Option<[u8; 32]> = value.get(..32).and_then(|by| by.try_into().ok());
                 if !by.is_some_and(|by| authors.contains(&by)) {
                     continue;
                 }
+                hint = value.subslice(32, value.len() - 32);
             }
             let at = key.get(self.skip..).and_then(|k| <[u8; 40]>::try_from(k).ok());
             self.head = Some(at.ok_or_else(|| corrupt("time key"))?);
+            self.hint = hint;
             break;
         }
         Ok(())
@@ -89,13 +95,17 @@ impl Store {
         while out.len() < limit {
             let Some(top) = sources.iter().filter_map(|s| s.head).max() else { break };
             // A post by someone followed with a subscribed tag is in several indexes.
+            let mut hint = IVec::default();
             for source in &mut sources {
                 if source.head == Some(top) {
+                    if hint.is_empty() {
+                        hint = std::mem::take(&mut source.hint);
+                    }
                     source.advance()?;
                 }
             }
             let id = id_suffix(&top).ok_or_else(|| corrupt("time key"))?;
-            if let Some(rec) = self.get(&id)? {
+            if let Some(rec) = self.get_hinted(&id, &hint)? {
                 if keep(&rec) {
                     out.push(rec);
                 }

@@ -4,11 +4,12 @@
 //! the same entries and takes back what the record set, so insert and erase cannot drift.
 //! Both run under the store's writer lock.
 
-use super::backend::Tree;
+use super::backend::{IVec, Tree};
 use kith_protocol::{Record, RecordId, RecordKind};
 
 use super::{
     codec::{self, FollowValue, ProfileValue, ReactionValue},
+    heap::Loc,
     keys::{pair_key, tag_key, time_key},
     social::{attachment_blobs, pair},
     BlobOwner, Store, StoreError,
@@ -19,22 +20,39 @@ pub(super) struct Entry<'a> {
     pub(super) tree: &'a Tree,
     pub(super) key: Vec<u8>,
     pub(super) value: Vec<u8>,
+    /// Whether the value ends with the record's place in the heap when it has one (a
+    /// feed's entries, [`Store::get_hinted`]).
+    pub(super) hint: bool,
 }
 
 impl<'a> Entry<'a> {
     /// `key` set to `value` in `tree`.
     pub(super) fn new(tree: &'a Tree, key: Vec<u8>, value: Vec<u8>) -> Self {
-        Self { tree, key, value }
+        Self { tree, key, value, hint: false }
+    }
+
+    /// The entry with `loc` (the record's place in the heap) after its value, if it takes
+    /// one.
+    pub(super) fn placed(mut self, loc: Option<&Loc>) -> Result<Self, StoreError> {
+        if let (true, Some(loc)) = (self.hint, loc) {
+            self.value.extend(codec::encode(loc)?);
+        }
+        Ok(self)
     }
 }
 
 impl Store {
     /// Every plain index entry of a record: `by_time` (posts and reposts: time, id ->
-    /// author), `by_tag` (tag, time, id), `replies` (parent, time, id), `expiry` (expiry
+    /// author, then where the record is in the heap), `by_tag` (tag, time, id -> where the
+    /// record is), `replies` (parent, time, id), `expiry` (expiry
     /// time, id) and `blob_refs` (each attachment and thumbnail, owned by the record).
     pub(super) fn entries(&self, id: &RecordId, r: &Record) -> Vec<Entry<'_>> {
-        let mut out = Vec::new();
-        let mut add = |tree, key: Vec<u8>, value: Vec<u8>| out.push(Entry { tree, key, value });
+        let mut out: Vec<Entry<'_>> = Vec::new();
+        let feeds = [&self.by_time as *const Tree, &self.by_tag];
+        let mut add = |tree, key: Vec<u8>, value: Vec<u8>| {
+            let hint = feeds.contains(&std::ptr::from_ref::<Tree>(tree));
+            out.push(Entry { tree, key, value, hint });
+        };
         if matches!(
             r.kind,
             RecordKind::Post(_) | RecordKind::Repost { .. } | RecordKind::Private(_)
@@ -61,16 +79,53 @@ impl Store {
         out
     }
 
+    /// Writes `entries` tree by tree in key order ([`Tree::insert_sorted`]: a leaf that
+    /// takes several is written once); a key given twice gets its last value, as inserts
+    /// one after the other leave.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn write_entries(&self, mut entries: Vec<Entry<'_>>) -> Result<(), StoreError> {
+        let tree_of = |e: &Entry<'_>| std::ptr::from_ref::<Tree>(e.tree) as usize;
+        entries.sort_by(|a, b| tree_of(a).cmp(&tree_of(b)).then_with(|| a.key.cmp(&b.key)));
+        for run in entries.chunk_by(|a, b| std::ptr::eq(a.tree, b.tree)) {
+            let Some(first) = run.first() else { continue };
+            let mut pairs: Vec<(IVec, IVec)> = run
+                .iter()
+                .map(|e| (IVec::from(e.key.as_slice()), IVec::from(e.value.as_slice())))
+                .collect();
+            pairs.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    std::mem::swap(&mut later.1, &mut earlier.1);
+                }
+                same
+            });
+            let new = first.tree.insert_sorted(&pairs)?;
+            if std::ptr::eq(first.tree, &self.by_time) {
+                (0..new).for_each(|_| self.tally.posted(1));
+            }
+        }
+        Ok(())
+    }
+
     /// The indexes of `rec` without the record, as an insert on another thread has
     /// written them just before its commit point (tests of what readers see then).
     #[cfg(test)]
     pub(crate) fn index_only(&self, rec: &kith_protocol::VerifiedRecord) -> Result<(), StoreError> {
-        self.index(&rec.id(), rec.record())
+        self.index(&rec.id(), rec.record(), None)
     }
 
-    /// Indexes a new record (called by `insert`): its plain entries, and what it sets.
-    pub(super) fn index(&self, id: &RecordId, r: &Record) -> Result<(), StoreError> {
-        for Entry { tree, key, value } in self.entries(id, r) {
+    /// Indexes a new record (called by `insert`): its plain entries, and what it sets;
+    /// `loc` is where its frame is in the heap.
+    pub(super) fn index(
+        &self,
+        id: &RecordId,
+        r: &Record,
+        loc: Option<&Loc>,
+    ) -> Result<(), StoreError> {
+        for entry in self.entries(id, r) {
+            let Entry { tree, key, value, .. } = entry.placed(loc)?;
             if tree.insert(key, value)?.is_none() && std::ptr::eq(tree, &self.by_time) {
                 self.tally.posted(1);
             }

@@ -17,7 +17,12 @@
 //!
 //! Layout 2 converts no value: from it on, a store on disk keeps new records in its
 //! record heap (`records.rs`), which a kith of layout 1 would not read, so a layout-1
-//! store is simply marked 2.
+//! store is simply marked 2. Layout 3 converts none either: from it on, the values of the
+//! feeds' indexes (`by_time`, `by_tag`) may end with where the record is in the heap
+//! (`records/pending.rs`), which a kith of layout 2 would misread (its home timeline
+//! takes a `by_time` value for the author only when that is all it holds), so a
+//! layout-1 or layout-2 store is simply marked 3; its entries without a location still
+//! read.
 
 use serde::Deserialize;
 
@@ -35,7 +40,7 @@ use super::{
 };
 
 /// The layout this code reads and writes.
-pub(crate) const CURRENT: u32 = 2;
+pub(crate) const CURRENT: u32 = 3;
 
 /// Where the layout version is kept (in sled's default tree).
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -84,8 +89,8 @@ pub(crate) fn run(db: &Db) -> Result<(), StoreError> {
     if found > CURRENT {
         return Err(StoreError::NewerSchema { found, known: CURRENT });
     }
-    if found == 1 {
-        // Layout 1 to 2: nothing to convert.
+    if found == 1 || found == 2 {
+        // Layout 1 or 2 to 3: nothing to convert.
         db.insert(SCHEMA_KEY, codec::encode(&Schema(CURRENT))?)?;
         db.flush()?;
     } else if found < CURRENT {

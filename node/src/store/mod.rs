@@ -413,6 +413,7 @@ impl Store {
         for tree in [&store.log, &store.by_time, &store.by_tag] {
             tree.set_fragments_per_page(APPEND_TREE_FRAGMENTS);
         }
+        store.undo_pending()?;
         store.upgrade_tombstones()?;
         store.backfill_names()?;
         store.count_notifications()?;
@@ -497,7 +498,7 @@ impl Store {
         // One writer at a time per store. sled's own transactions take a process-wide
         // lock and were seen to deadlock against flushes, so writes are ordered instead:
         // indexes first, the record last. The record is the commit point: a crash before
-        // it leaves index entries that readers skip and that a later insert rewrites.
+        // it leaves index entries that the next opening takes back (`records/pending.rs`).
         let _writer = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         self.insert_locked(rec, false)
     }
@@ -520,9 +521,7 @@ impl Store {
         let post = matches!(r.kind, RecordKind::Post(_) | RecordKind::Private(_));
         self.log.insert(&lkey[..], &log_value(&id, post)[..])?;
         self.log_extended(&r.author, r.seq);
-        self.index(&id, r)?;
-        self.count_added(&r.author, &id, stranger)?;
-        self.records.put(&id, rec.bytes(), heap::Lane::of(stranger))?;
+        self.put_indexed(&id, rec.bytes(), r, stranger)?;
         Ok(Inserted::New)
     }
 

@@ -42,6 +42,22 @@ impl Store {
         }
     }
 
+    /// [`Store::get`], read first where a feed index's value says the record's frame is
+    /// (`hint`, the value's end; see `records/pending.rs`).
+    ///
+    /// # Errors
+    /// Disk errors, or [`StoreError::Corrupt`] for undecodable bytes.
+    pub(super) fn get_hinted(
+        &self,
+        id: &RecordId,
+        hint: &[u8],
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        match self.records.get_hinted(id, hint)? {
+            Some(bytes) => Ok(Some(decode_stored(*id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The signed bytes of a stored record.
     ///
     /// # Errors
@@ -157,9 +173,9 @@ impl Store {
             if out.len() >= limit {
                 break;
             }
-            let (key, _) = item?;
+            let (key, hint) = item?;
             let id = id_suffix(&key).ok_or_else(|| corrupt("tag key"))?;
-            if let Some(rec) = self.get(&id)? {
+            if let Some(rec) = self.get_hinted(&id, &hint)? {
                 if keep(&rec) {
                     out.push(rec);
                 }
@@ -188,9 +204,9 @@ impl Store {
             if out.len() >= limit {
                 break;
             }
-            let (key, _) = item?;
+            let (key, value) = item?;
             let id = id_suffix(&key).ok_or_else(|| corrupt("time key"))?;
-            if let Some(rec) = self.get(&id)? {
+            if let Some(rec) = self.get_hinted(&id, value.get(32..).unwrap_or_default())? {
                 if keep(&rec) {
                     out.push(rec);
                 }
@@ -200,7 +216,7 @@ impl Store {
     }
 }
 
-fn decode_stored(id: RecordId, bytes: &[u8]) -> Result<StoredRecord, StoreError> {
+pub(super) fn decode_stored(id: RecordId, bytes: &[u8]) -> Result<StoredRecord, StoreError> {
     let signed: SignedRecord = kith_protocol::codec::decode::<_, MAX_RECORD_BYTES>(bytes)
         .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
     Ok(StoredRecord { id, record: signed.record })

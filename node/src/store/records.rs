@@ -8,8 +8,9 @@
 //! opens as fast as before. New records go to the heap.
 //!
 //! The order of writes keeps the store's rule (indexes first, the record last): the
-//! frame is written to the heap, then its location to `record_locs`, which is the commit
-//! point. The live bytes of each heap segment are kept in memory, saved by each flush
+//! frame is written to the heap and noted begun, then the indexes (a feed's entries name
+//! the frame), then its location to `record_locs`, which is the commit point
+//! (`records/pending.rs`). The live bytes of each heap segment are kept in memory, saved by each flush
 //! (key `heap_live` of the default tree) and removed by the first write after it that
 //! changes them, as the totals are (`quota.rs`); a store opened without them counts them
 //! from `record_locs` before its first compaction.
@@ -21,7 +22,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
 };
@@ -40,6 +41,7 @@ use super::{
 };
 
 mod compact;
+mod pending;
 
 pub use compact::Compacted;
 #[cfg(test)]
@@ -96,6 +98,9 @@ pub(super) struct HeapRecords {
     puts: AtomicU64,
     /// `puts` as the last [`Store::compact_records`] saw it.
     puts_seen: AtomicU64,
+    /// Keys of the note of records begun written since it was last removed
+    /// (`pending.rs`).
+    noted: AtomicUsize,
 }
 
 /// Damaged records remembered at most until the next [`Store::forget_damaged`].
@@ -132,6 +137,7 @@ impl Records {
             damaged: Mutex::default(),
             puts: AtomicU64::new(0),
             puts_seen: AtomicU64::new(0),
+            noted: AtomicUsize::new(0),
         })))
     }
 
@@ -158,43 +164,70 @@ impl Records {
         }
     }
 
-    /// Stores record `id`'s signed bytes: the commit point of an insert (under the
-    /// writer lock). A stranger's record goes to the heap's strangers' segments.
+    /// Writes record `id`'s frame to the heap (a stranger's to the strangers' segments)
+    /// and notes it begun (`pending.rs`): the first step of an insert, before its
+    /// indexes, which [`Records::commit`] ends. `None` in memory: the bytes go at the
+    /// commit.
     ///
     /// # Errors
     /// Disk errors.
-    pub(super) fn put(&self, id: &RecordId, bytes: &[u8], lane: Lane) -> Result<(), StoreError> {
-        match self {
-            Self::Tree(t) => {
+    pub(super) fn begin(
+        &self,
+        id: &RecordId,
+        bytes: &[u8],
+        lane: Lane,
+    ) -> Result<Option<Loc>, StoreError> {
+        let Self::Heap(h) = self else { return Ok(None) };
+        h.changed()?;
+        let loc = h.heap.append_in(lane, bytes).map_err(io)?;
+        h.note_pending(&[(*id, loc)])?;
+        Ok(Some(loc))
+    }
+
+    /// Stores record `id`, begun at `loc`: the commit point of an insert (under the
+    /// writer lock).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub(super) fn commit(
+        &self,
+        id: &RecordId,
+        bytes: &[u8],
+        loc: Option<Loc>,
+    ) -> Result<(), StoreError> {
+        match (self, loc) {
+            (Self::Tree(t), _) => {
                 t.insert(id.as_bytes(), bytes)?;
             }
-            Self::Heap(h) => {
-                h.changed()?;
-                let loc = h.heap.append_in(lane, bytes).map_err(io)?;
+            (Self::Heap(h), Some(loc)) => {
                 codec::put(&h.locs, id.as_bytes(), &loc)?;
                 h.puts.fetch_add(1, Ordering::Relaxed);
+                h.end_pending()?;
             }
+            (Self::Heap(_), None) => return Err(corrupt("a record committed without its frame")),
         }
         Ok(())
     }
 
     /// Stores many records at once (under the writer lock), their ids distinct and not
-    /// stored: their signed bytes first (the heap: one write), then `indexes` (which
-    /// writes everything else they need), then their locations, in id order with a
-    /// write per leaf of `record_locs`: each location, the record's commit point, comes
-    /// after its bytes and its indexes, as with [`Records::put`].
+    /// stored: their signed bytes first (the heap: one write, noted begun), then
+    /// `indexes` (which writes everything else they need, given where each frame is),
+    /// then their locations, in id order with a write per leaf of `record_locs`: each
+    /// location, the record's commit point, comes after its bytes and its indexes, as
+    /// with [`Records::commit`].
     ///
     /// # Errors
-    /// Disk errors, or `indexes`'s; then the frames written are dead space.
+    /// Disk errors, or `indexes`'s; then the frames written are dead space, and what was
+    /// indexed stays begun until [`Store::undo_pending`].
     pub(super) fn put_many(
         &self,
         records: &[(RecordId, &[u8])],
-        indexes: impl FnOnce() -> Result<(), StoreError>,
+        indexes: impl FnOnce(Option<&[Loc]>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut pairs = Vec::with_capacity(records.len());
         let tree = match self {
             Self::Tree(t) => {
-                indexes()?;
+                indexes(None)?;
                 for (id, bytes) in records {
                     pairs.push((IVec::from(id.as_bytes()), IVec::from(*bytes)));
                 }
@@ -205,7 +238,10 @@ impl Records {
                 let frames: Vec<&[u8]> = records.iter().map(|(_, bytes)| *bytes).collect();
                 let locs = h.heap.append_many(&frames).map_err(io)?;
                 let encoded = (|| {
-                    indexes()?;
+                    let begun: Vec<_> =
+                        records.iter().map(|(id, _)| *id).zip(locs.clone()).collect();
+                    h.note_pending(&begun)?;
+                    indexes(Some(&locs))?;
                     for ((id, _), loc) in records.iter().zip(&locs) {
                         pairs.push((IVec::from(id.as_bytes()), IVec::from(codec::encode(loc)?)));
                     }
@@ -222,6 +258,7 @@ impl Records {
         tree.insert_sorted(&pairs)?;
         if let Self::Heap(h) = self {
             h.puts.fetch_add(records.len() as u64, Ordering::Relaxed);
+            h.end_pending()?;
         }
         Ok(())
     }

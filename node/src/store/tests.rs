@@ -356,6 +356,7 @@ mod compaction_crash;
 mod fixture;
 mod flusher;
 mod heap;
+mod hints;
 mod home;
 mod insert_run;
 mod lanes;

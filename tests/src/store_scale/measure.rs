@@ -43,10 +43,10 @@ pub fn queries(home: &Home, me: &Keypair, stream: &Stream, opts: &Options, repor
         let n = opts.queries;
         let mut all = String::new();
         let began = Instant::now();
-        let mut timed = |kind: Kind, times: Vec<(f64, Instant)>, latency: Latency| {
-            for (i, (ms, at)) in times.iter().enumerate() {
+        let mut timed = |kind: Kind, times: Vec<Timed>, latency: Latency| {
+            for (i, (ms, at, pages)) in times.iter().enumerate() {
                 let since = at.duration_since(began).as_secs_f64();
-                all.push_str(&format!("{kind:?} {i} {ms:.3} {since:.3}\n"));
+                all.push_str(&format!("{kind:?} {i} {ms:.3} {since:.3} {pages}\n"));
             }
             latency
         };
@@ -164,22 +164,27 @@ async fn start(
     }
 }
 
-/// Times `n` requests made by `request(i)`, one after the other: each one's time, ms, and
-/// start, in order, and their quantiles. A request that comes back empty where items are
+/// One request timed: its time, ms, its start, and the pages sled read from its log for it.
+type Timed = (f64, Instant, u64);
+
+/// Times `n` requests made by `request(i)`, one after the other: each one's time, ms,
+/// start and pages read, in order, and their quantiles. A request that comes back empty where items are
 /// expected is counted as it is (the latency is what was measured), but an error reply
 /// stops the benchmark: its figures would mean nothing.
 async fn time(
     node: &Node,
     n: usize,
     mut request: impl FnMut(usize) -> Request,
-) -> (Vec<(f64, Instant)>, Latency) {
+) -> (Vec<Timed>, Latency) {
     let mut in_order = Vec::with_capacity(n);
     let mut items = 0usize;
     for i in 0..n {
         let req = request(i);
+        let pages = node.store().log_reads().pages;
         let t = Instant::now();
         let reply = node.handle(req.clone()).await;
-        in_order.push((t.elapsed().as_secs_f64() * 1e3, t));
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        in_order.push((ms, t, node.store().log_reads().pages - pages));
         items += match reply {
             Response::Feed { items, .. } => items.len(),
             Response::Conversation { entries, .. } => entries.len(),
@@ -188,7 +193,7 @@ async fn time(
             other => panic!("{req:?}: unexpected reply {other:?}"),
         };
     }
-    let mut times: Vec<f64> = in_order.iter().map(|&(ms, _)| ms).collect();
+    let mut times: Vec<f64> = in_order.iter().map(|&(ms, ..)| ms).collect();
     let latency = Latency {
         p50_ms: quantile(&mut times, 0.50),
         p99_ms: quantile(&mut times, 0.99),

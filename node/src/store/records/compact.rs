@@ -40,6 +40,8 @@ use crate::store::{
     backend::{lock, IVec},
     codec, corrupt,
     heap::Loc,
+    index::Entry,
+    read::decode_stored,
     Store, StoreError,
 };
 
@@ -243,7 +245,7 @@ impl Store {
                 let (from, id) = &inside[*i as usize];
                 if h.loc(id)? == Some(*from) {
                     pairs.push((IVec::from(id.as_bytes()), IVec::from(codec::encode(copy)?)));
-                    moved.push((from, copy));
+                    moved.push((from, copy, id));
                 }
             }
             if pairs.is_empty() {
@@ -256,15 +258,33 @@ impl Store {
                 h.heap.forget_live();
                 return Err(e.into());
             }
-            for (from, copy) in moved {
+            let mut hinted = Vec::new();
+            for (from, copy, id) in moved {
                 h.heap.alive(copy);
                 h.heap.dead(from);
                 done.moved += 1;
+                hinted.extend(self.feed_entries_at(h, id, copy));
             }
+            // The feeds' entries name the copies now (a hint left stale costs a feed the
+            // look-up in `record_locs` that the hint saves).
+            self.write_entries(hinted)?;
         }
         done.segments = emptied.len();
         lock(&h.doomed).extend(emptied);
         Ok(done)
+    }
+}
+
+impl Store {
+    /// The feed entries (`by_time`, `by_tag`) of record `id`, whose frame is at `loc`,
+    /// naming `loc`: none when the frame does not read back as the record.
+    fn feed_entries_at(&self, h: &HeapRecords, id: &RecordId, loc: &Loc) -> Vec<Entry<'_>> {
+        let Some(bytes) = h.heap.peek(loc).filter(|bytes| RecordId::of_bytes(bytes) == *id) else {
+            return Vec::new();
+        };
+        let Ok(rec) = decode_stored(*id, &bytes) else { return Vec::new() };
+        let entries = self.entries(id, &rec.record).into_iter().filter(|e| e.hint);
+        entries.filter_map(|e| e.placed(Some(loc)).ok()).collect()
     }
 }
 

@@ -130,6 +130,9 @@ fn runs_store_what_inserts_one_by_one_store() {
             // Records stored in runs count as stored, as one by one (the heap's
             // compaction takes a store that stores few as at rest).
             assert_eq!(many.records.puts(), one.records.puts());
+            // The feeds' entries name where each record is, as one by one.
+            let hinted = super::hints::assert_hints_name_locations(&many);
+            assert_eq!(hinted, super::hints::assert_hints_name_locations(&one));
             many.flush_blocking().unwrap();
             got.iter()
                 .filter_map(|o| match o {
