@@ -43,13 +43,13 @@ impl<'a> Source<'a> {
         self.head = None;
         for item in self.entries.by_ref() {
             let (key, value) = item?;
-            let mut hint = value.clone();
+            let mut hint = value;
             if let Some(authors) = self.authors {
-                let by: Option<[u8; 32]> = value.get(..32).and_then(|by| by.try_into().ok());
+                let by: Option<[u8; 32]> = hint.get(..32).and_then(|by| by.try_into().ok());
                 if !by.is_some_and(|by| authors.contains(&by)) {
                     continue;
                 }
-                hint = value.subslice(32, value.len() - 32);
+                hint = hint.subslice(32, hint.len() - 32);
             }
             let at = key.get(self.skip..).and_then(|k| <[u8; 40]>::try_from(k).ok());
             self.head = Some(at.ok_or_else(|| corrupt("time key"))?);
