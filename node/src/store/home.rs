@@ -1,5 +1,6 @@
 //! The home timeline read from the indexes: the posts of the people shown (from
-//! `by_time`, whose value is the author, so nobody else's record is read) merged with the
+//! `by_time`, whose value starts with the author's first bytes, so hardly anybody else's
+//! record is read, and the record's author is checked) merged with the
 //! posts of each subscribed tag (`by_tag`), newest first, each once. Reading only what the
 //! timeline shows keeps a page's cost independent of how many other people's records the
 //! store holds (a million records of a thousand authors, a hundred of them followed).
@@ -11,7 +12,7 @@ use kith_protocol::{AuthorId, RecordId, Tag};
 use super::{
     backend::{IVec, Iter},
     corrupt,
-    keys::{id_suffix, tag_key, tag_prefix, time_key},
+    keys::{by_time_value, id_suffix, tag_key, tag_prefix, time_key, AUTHOR_PREFIX},
     Store, StoreError, StoredRecord,
 };
 
@@ -20,8 +21,9 @@ struct Source<'a> {
     entries: std::iter::Rev<Iter>,
     /// Bytes before the time key (a tag's prefix; none in `by_time`).
     skip: usize,
-    /// Only entries whose value is one of these authors (`by_time`).
-    authors: Option<&'a HashSet<[u8; 32]>>,
+    /// Only entries whose value names one of these authors (`by_time`; the first bytes of
+    /// their ids, [`by_time_value`]).
+    authors: Option<&'a HashSet<[u8; AUTHOR_PREFIX]>>,
     head: Option<[u8; 40]>,
     /// Where the head's record is in the heap, as its value ends (none: not said).
     hint: IVec,
@@ -31,7 +33,7 @@ impl<'a> Source<'a> {
     fn new(
         entries: Iter,
         skip: usize,
-        authors: Option<&'a HashSet<[u8; 32]>>,
+        authors: Option<&'a HashSet<[u8; AUTHOR_PREFIX]>>,
     ) -> Result<Self, StoreError> {
         let hint = IVec::default();
         let mut source = Self { entries: entries.rev(), skip, authors, head: None, hint };
@@ -45,11 +47,12 @@ impl<'a> Source<'a> {
             let (key, value) = item?;
             let mut hint = value;
             if let Some(authors) = self.authors {
-                let by: Option<[u8; 32]> = hint.get(..32).and_then(|by| by.try_into().ok());
+                let (by, at) = by_time_value(&hint);
+                let by: Option<[u8; AUTHOR_PREFIX]> = by.and_then(|by| by.try_into().ok());
                 if !by.is_some_and(|by| authors.contains(&by)) {
                     continue;
                 }
-                hint = hint.subslice(32, hint.len() - 32);
+                hint = hint.subslice(at, hint.len() - at);
             }
             let at = key.get(self.skip..).and_then(|k| <[u8; 40]>::try_from(k).ok());
             self.head = Some(at.ok_or_else(|| corrupt("time key"))?);
@@ -76,7 +79,8 @@ impl Store {
         before: Option<(u64, RecordId)>,
         mut keep: impl FnMut(&StoredRecord) -> bool,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let wanted: HashSet<[u8; 32]> = authors.iter().map(|a| *a.as_bytes()).collect();
+        let wanted: HashSet<[u8; AUTHOR_PREFIX]> =
+            authors.iter().filter_map(|a| a.as_bytes()[..AUTHOR_PREFIX].try_into().ok()).collect();
         let mut sources = Vec::with_capacity(tags.len() + 1);
         let by_time = match before {
             Some((ts, id)) => self.by_time.range(..time_key(ts, &id)),
@@ -95,18 +99,20 @@ impl Store {
         while out.len() < limit {
             let Some(top) = sources.iter().filter_map(|s| s.head).max() else { break };
             // A post by someone followed with a subscribed tag is in several indexes.
-            let mut hint = IVec::default();
-            for source in &mut sources {
+            let (mut hint, mut tagged) = (IVec::default(), false);
+            for (i, source) in sources.iter_mut().enumerate() {
                 if source.head == Some(top) {
                     if hint.is_empty() {
                         hint = std::mem::take(&mut source.hint);
                     }
+                    tagged |= i > 0;
                     source.advance()?;
                 }
             }
             let id = id_suffix(&top).ok_or_else(|| corrupt("time key"))?;
             if let Some(rec) = self.get_hinted(&id, &hint)? {
-                if keep(&rec) {
+                // `by_time` matched the author's first bytes only.
+                if (tagged || authors.contains(&rec.record.author)) && keep(&rec) {
                     out.push(rec);
                 }
             }

@@ -10,7 +10,7 @@ use kith_protocol::{Record, RecordId, RecordKind};
 use super::{
     codec::{self, FollowValue, ProfileValue, ReactionValue},
     heap::Loc,
-    keys::{pair_key, tag_key, time_key},
+    keys::{pair_key, tag_key, time_key, AUTHOR_PREFIX},
     social::{attachment_blobs, pair},
     BlobOwner, Store, StoreError,
 };
@@ -42,8 +42,8 @@ impl<'a> Entry<'a> {
 }
 
 impl Store {
-    /// Every plain index entry of a record: `by_time` (posts and reposts: time, id ->
-    /// author, then where the record is in the heap), `by_tag` (tag, time, id -> where the
+    /// Every plain index entry of a record: `by_time` (posts and reposts: time, id -> the
+    /// author's first bytes, then where the record is in the heap), `by_tag` (tag, time, id -> where the
     /// record is), `replies` (parent, time, id), `expiry` (expiry
     /// time, id) and `blob_refs` (each attachment and thumbnail, owned by the record).
     pub(super) fn entries(&self, id: &RecordId, r: &Record) -> Vec<Entry<'_>> {
@@ -58,7 +58,7 @@ impl Store {
             RecordKind::Post(_) | RecordKind::Repost { .. } | RecordKind::Private(_)
         ) {
             let key = time_key(r.timestamp, id).to_vec();
-            add(&self.by_time, key, r.author.as_bytes().to_vec());
+            add(&self.by_time, key, r.author.as_bytes()[..AUTHOR_PREFIX].to_vec());
         }
         for tag in r.tags() {
             add(&self.by_tag, tag_key(&tag, r.timestamp, id), Vec::new());

@@ -68,6 +68,19 @@ pub(crate) fn fork_key(author: &AuthorId, seq: u64, id: &RecordId) -> Vec<u8> {
     key
 }
 
+/// Bytes of the author's id a `by_time` value starts with: enough to pass over other
+/// people's entries unread (readers check the record's author).
+pub(crate) const AUTHOR_PREFIX: usize = 8;
+
+/// A `by_time` value: the first bytes of the author's id (none for a value that is too
+/// short), and where the record's place in the heap starts (the value's end when it has
+/// none). Three forms: the author's whole id (layout 2 and before), the whole id and the
+/// place (written by 8caee80 only), the first [`AUTHOR_PREFIX`] bytes and the place.
+pub(crate) fn by_time_value(value: &[u8]) -> (Option<&[u8]>, usize) {
+    let at = if value.len() >= 32 { 32 } else { AUTHOR_PREFIX.min(value.len()) };
+    (value.get(..AUTHOR_PREFIX), at)
+}
+
 /// The record id at the end of a time or tag key.
 pub(crate) fn id_suffix(key: &[u8]) -> Option<RecordId> {
     let start = key.len().checked_sub(32)?;

@@ -19,10 +19,10 @@
 //! record heap (`records.rs`), which a kith of layout 1 would not read, so a layout-1
 //! store is simply marked 2. Layout 3 converts none either: from it on, the values of the
 //! feeds' indexes (`by_time`, `by_tag`) may end with where the record is in the heap
-//! (`records/pending.rs`), which a kith of layout 2 would misread (its home timeline
-//! takes a `by_time` value for the author only when that is all it holds), so a
-//! layout-1 or layout-2 store is simply marked 3; its entries without a location still
-//! read.
+//! (`records/pending.rs`), and a `by_time` value may hold only the author's first bytes
+//! (`keys::by_time_value`), which a kith of layout 2 would misread (its home timeline
+//! takes a `by_time` value for the author only when it is the whole id), so a layout-1 or
+//! layout-2 store is simply marked 3; its entries without a location still read.
 
 use serde::Deserialize;
 

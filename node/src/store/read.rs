@@ -7,7 +7,9 @@ use kith_protocol::{
 
 use super::{
     corrupt,
-    keys::{id_suffix, log_key, log_says_not_post, tag_key, tag_prefix, time_key, u64_at},
+    keys::{
+        by_time_value, id_suffix, log_key, log_says_not_post, tag_key, tag_prefix, time_key, u64_at,
+    },
     Store, StoreError, StoredRecord,
 };
 
@@ -206,7 +208,8 @@ impl Store {
             }
             let (key, value) = item?;
             let id = id_suffix(&key).ok_or_else(|| corrupt("time key"))?;
-            if let Some(rec) = self.get_hinted(&id, value.get(32..).unwrap_or_default())? {
+            let hint = value.get(by_time_value(&value).1..).unwrap_or_default();
+            if let Some(rec) = self.get_hinted(&id, hint)? {
                 if keep(&rec) {
                     out.push(rec);
                 }

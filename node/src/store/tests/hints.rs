@@ -7,7 +7,7 @@ use kith_protocol::{Keypair, RecordKind, VerifiedRecord};
 use super::super::{
     codec,
     heap::{Lane, Loc, TEST_SEGMENT_BYTES},
-    keys::{id_suffix, time_key},
+    keys::{by_time_value, id_suffix, time_key, AUTHOR_PREFIX},
     Store,
 };
 use super::post;
@@ -37,10 +37,11 @@ fn posts(n: usize) -> Vec<VerifiedRecord> {
 pub(super) fn assert_hints_name_locations(store: &Store) -> usize {
     let locs = store.db.open_tree("record_locs").unwrap();
     let mut entries = 0;
-    for (tree, skip) in [(&store.by_time, 32), (&store.by_tag, 0)] {
+    for (tree, time) in [(&store.by_time, true), (&store.by_tag, false)] {
         for item in tree.iter() {
             let (key, value) = item.unwrap();
             let id = id_suffix(&key).unwrap();
+            let skip = if time { by_time_value(&value).1 } else { 0 };
             let hint: Loc = codec::decode(&value[skip..]).unwrap();
             assert_eq!(codec::get::<Loc>(&locs, id.as_bytes()).unwrap(), Some(hint), "{id}");
             entries += 1;
@@ -83,15 +84,20 @@ fn a_hint_that_is_stale_wrong_or_junk_reads_the_record_by_its_id() {
         store.by_time.get(time_key(r.record().timestamp, &r.id())).unwrap().unwrap()
     };
     let (first, second) = (value(&recs[0]), value(&recs[1]));
+    let author = &recs[0].record().author.as_bytes()[..AUTHOR_PREFIX];
+    assert_eq!((&first[..AUTHOR_PREFIX], first.len()), (author, AUTHOR_PREFIX + 12));
     let gone = codec::encode(&Loc { seg: 9_999, off: 0, len: 200 }).unwrap();
     let huge = codec::encode(&Loc { seg: 1, off: 0, len: u32::MAX }).unwrap();
-    for hint in [&second[32..], &gone[..], &huge[..], b"junk", &[][..]] {
+    for hint in [&second[AUTHOR_PREFIX..], &gone[..], &huge[..], b"junk", &[][..]] {
         let got = store.get_hinted(&recs[0].id(), hint).unwrap().unwrap();
         assert_eq!(got.record, *recs[0].record());
     }
-    assert_eq!(store.get_hinted(&recs[0].id(), &first[32..]).unwrap().unwrap().id, recs[0].id());
+    assert_eq!(
+        store.get_hinted(&recs[0].id(), &first[AUTHOR_PREFIX..]).unwrap().unwrap().id,
+        recs[0].id()
+    );
     // Another record's frame is not this record, and this one is not stored.
-    assert_eq!(store.get_hinted(&recs[2].id(), &first[32..]).unwrap(), None);
+    assert_eq!(store.get_hinted(&recs[2].id(), &first[AUTHOR_PREFIX..]).unwrap(), None);
 }
 
 #[test]
@@ -137,10 +143,16 @@ fn a_layout_2_store_is_marked_3_and_its_entries_without_a_location_still_read() 
         for r in &recs {
             store.insert(r).unwrap();
         }
-        // The values as layout 2 wrote them: the author, and nothing.
-        for item in store.by_time.iter() {
+        // The values as layout 2 wrote them: the author, and nothing; every other
+        // `by_time` value as 8caee80 wrote it: the author, then the place.
+        let author = recs[0].record().author;
+        for (i, item) in store.by_time.iter().enumerate() {
             let (key, value) = item.unwrap();
-            store.by_time.insert(key, &value[..32]).unwrap();
+            let mut old = author.as_bytes().to_vec();
+            if i % 2 == 0 {
+                old.extend_from_slice(&value[AUTHOR_PREFIX..]);
+            }
+            store.by_time.insert(key, old).unwrap();
         }
         for key in store.by_tag.iter().keys() {
             store.by_tag.insert(key.unwrap(), &[][..]).unwrap();
@@ -159,4 +171,30 @@ fn a_layout_2_store_is_marked_3_and_its_entries_without_a_location_still_read() 
     let authors = std::collections::HashSet::from([recs[0].record().author]);
     let home = store.home_posts(&authors, &[tag], 20, None, |_| true).unwrap();
     assert_eq!(home.iter().map(|r| r.id).collect::<Vec<_>>(), newest_first);
+}
+
+#[test]
+fn a_timeline_entry_whose_author_bytes_match_someone_followed_shows_only_their_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let followed = posts(2);
+    let other = Keypair::from_secret_bytes(&[4; 32]);
+    let theirs = post(&other, 1, None, 5_000, "not followed #elsewhere");
+    for r in followed.iter().chain([&theirs]) {
+        store.insert(r).unwrap();
+    }
+    // Their entry starts as a followed author's would (first bytes shared).
+    let key = time_key(theirs.record().timestamp, &theirs.id());
+    let value = store.by_time.get(key).unwrap().unwrap();
+    let mut posing = followed[0].record().author.as_bytes()[..AUTHOR_PREFIX].to_vec();
+    posing.extend_from_slice(&value[AUTHOR_PREFIX..]);
+    store.by_time.insert(key, posing).unwrap();
+    let authors = std::collections::HashSet::from([followed[0].record().author]);
+    let home = store.home_posts(&authors, &[], 10, None, |_| true).unwrap();
+    let expected: Vec<_> = followed.iter().rev().map(VerifiedRecord::id).collect();
+    assert_eq!(home.iter().map(|r| r.id).collect::<Vec<_>>(), expected);
+    // Carrying a subscribed tag, it shows.
+    let tag: kith_protocol::Tag = "elsewhere".parse().unwrap();
+    let home = store.home_posts(&authors, &[tag], 10, None, |_| true).unwrap();
+    assert_eq!(home.len(), 3);
 }
