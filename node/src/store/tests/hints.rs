@@ -10,7 +10,7 @@ use super::super::{
     keys::{by_time_value, id_suffix, time_key, AUTHOR_PREFIX},
     Store,
 };
-use super::post;
+use super::{home::ids, post};
 
 fn open(dir: &std::path::Path) -> Store {
     TEST_SEGMENT_BYTES.with(|s| s.set(Some(2048)));
@@ -69,7 +69,7 @@ fn feed_entries_name_their_record_s_location_and_follow_it_through_compaction() 
     assert_eq!(assert_hints_name_locations(&store), 24);
     let shown = store.posts_where(100, None, |_| true).unwrap();
     let kept: Vec<_> = recs.iter().step_by(5).rev().map(VerifiedRecord::id).collect();
-    assert_eq!(shown.iter().map(|r| r.id).collect::<Vec<_>>(), kept);
+    assert_eq!(ids(&shown), kept);
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn an_insert_cut_off_before_its_commit_leaves_no_feed_entry_once_the_store_opens
     }
     let store = open(dir.path());
     let shown = store.posts_where(10, None, |_| true).unwrap();
-    assert_eq!(shown.iter().map(|r| r.id).collect::<Vec<_>>(), [done.id()]);
+    assert_eq!(ids(&shown), [done.id()]);
     let tag = "hints".parse().unwrap();
     assert_eq!(store.posts_by_tag(&tag, 10, None, |_| true).unwrap().len(), 1);
     assert_eq!(store.db.scan_prefix(b"records_pending").count(), 0);
@@ -131,7 +131,7 @@ fn an_insert_cut_off_before_its_commit_leaves_no_feed_entry_once_the_store_opens
         super::signed(&kp, 3, Some(cut.id()), 2_000, RecordKind::Delete { target: cut.id() });
     store.insert(&delete).unwrap();
     let shown = store.posts_where(10, None, |_| true).unwrap();
-    assert_eq!(shown.iter().map(|r| r.id).collect::<Vec<_>>(), [done.id()]);
+    assert_eq!(ids(&shown), [done.id()]);
 }
 
 #[test]
@@ -164,13 +164,13 @@ fn a_layout_2_store_is_marked_3_and_its_entries_without_a_location_still_read() 
     assert_eq!(super::super::migrate::version(&store.db).unwrap(), 3);
     let newest_first: Vec<_> = recs.iter().rev().map(VerifiedRecord::id).collect();
     let shown = store.posts_where(20, None, |_| true).unwrap();
-    assert_eq!(shown.iter().map(|r| r.id).collect::<Vec<_>>(), newest_first);
+    assert_eq!(ids(&shown), newest_first);
     let tag = "hints".parse().unwrap();
     let tagged = store.posts_by_tag(&tag, 20, None, |_| true).unwrap();
-    assert_eq!(tagged.iter().map(|r| r.id).collect::<Vec<_>>(), newest_first);
+    assert_eq!(ids(&tagged), newest_first);
     let authors = std::collections::HashSet::from([recs[0].record().author]);
     let home = store.home_posts(&authors, &[tag], 20, None, |_| true).unwrap();
-    assert_eq!(home.iter().map(|r| r.id).collect::<Vec<_>>(), newest_first);
+    assert_eq!(ids(&home), newest_first);
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn a_timeline_entry_whose_author_bytes_match_someone_followed_shows_only_their_p
     let authors = std::collections::HashSet::from([followed[0].record().author]);
     let home = store.home_posts(&authors, &[], 10, None, |_| true).unwrap();
     let expected: Vec<_> = followed.iter().rev().map(VerifiedRecord::id).collect();
-    assert_eq!(home.iter().map(|r| r.id).collect::<Vec<_>>(), expected);
+    assert_eq!(ids(&home), expected);
     // Carrying a subscribed tag, it shows.
     let tag: kith_protocol::Tag = "elsewhere".parse().unwrap();
     let home = store.home_posts(&authors, &[tag], 10, None, |_| true).unwrap();

@@ -47,7 +47,7 @@ fn fill(store: &Store, people: &[Keypair]) {
     }
 }
 
-fn ids(records: &[StoredRecord]) -> Vec<RecordId> {
+pub(super) fn ids(records: &[StoredRecord]) -> Vec<RecordId> {
     records.iter().map(|r| r.id).collect()
 }
 
