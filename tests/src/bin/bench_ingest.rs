@@ -28,9 +28,9 @@ fn main() {
     let verify_per_s = n as f64 / t.elapsed().as_secs_f64();
 
     // The same on every core at once: the ceiling the batched path is held against. It
-    // is measured again after the batched run, and the two are averaged: one pass of
-    // 20,000 records takes a third of a second, and on a shared VM one pass alone moved
-    // the ratio by up to a tenth between runs of the same binary.
+    // is measured again after the ingest runs, and the two are averaged: one pass of
+    // 20,000 records takes a third of a second, and on a shared VM a single pass moved by
+    // up to a fifth between runs of the same binary (docs/benchmarks.md, session 31).
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let verify_all = || {
         let t = Instant::now();
