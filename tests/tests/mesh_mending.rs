@@ -115,7 +115,8 @@ async fn a_post_that_came_by_sync_mends_the_mesh_it_missed() {
         for n in &nodes[..4] {
             assert!(n.feed_all(Some("mend"), None).await.iter().all(|i| i.id != post));
         }
-        // Sync brings it, late: each node of the first group mends #mend.
+        // Sync brings it, late, to the first node of the first group, which mends #mend
+        // and passes it on to the others.
         for n in &nodes[..4] {
             n.sync().await;
             n.wait_record(&post).await;
@@ -130,10 +131,14 @@ async fn a_post_that_came_by_sync_mends_the_mesh_it_missed() {
         tokio::time::sleep(mending().mend_hold()).await;
     }
     assert!(mended, "five missed posts and #mend's mesh still in two parts");
+    // The first node of the first group to sync passed the post on to the others (so
+    // they may have had it by gossip before their own sync) and mended.
+    let mut mends = 0;
     for n in &nodes[..4] {
         let events = n.node.net().stats().await.unwrap().events;
-        assert!(events.keys().any(|k| k.starts_with("mesh mend")), "no mend counted: {events:?}");
+        mends += events.keys().filter(|k| k.starts_with("mesh mend: a record came by")).count();
     }
+    assert!(mends >= 1, "no mend counted");
 
     // Gossip now carries a post across (no periodic sync round runs in this test).
     let post = nodes[4].post("across the mended #mend").await;

@@ -57,6 +57,9 @@ pub enum Timer {
     /// the core schedules the rest ([`sync::Pace`]), and a timer it replaced by another
     /// does nothing.
     SyncRound(u64),
+    /// Own records went out on gossip a while ago: probe their topics
+    /// ([`sync::Probes`]).
+    Probe,
 }
 
 /// One gossip message as it came from the network.
@@ -311,7 +314,19 @@ pub enum DmProto {
 
 /// Gossip topics, each with how long ago (ms) the youngest and the oldest of the records
 /// of it that came by sync were written ([`Effect::GossipMissed`]).
-pub type MissedTopics = Vec<(String, std::ops::RangeInclusive<u64>)>;
+pub type MissedTopics = Vec<MissedTopic>;
+
+/// Records of one gossip topic that came by sync ([`Effect::GossipMissed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissedTopic {
+    /// The topic.
+    pub topic: String,
+    /// How long ago the youngest ..= the oldest of them were written, ms.
+    pub ages: std::ops::RangeInclusive<u64>,
+    /// The youngest of them, encoded, at most [`sync::MAX_REGOSSIP`]: what the network
+    /// layer passes on to the topic's mesh when gossip missed them there.
+    pub records: Vec<Vec<u8>>,
+}
 
 /// What the driver does for the core, in the order given.
 #[derive(Debug)]
@@ -336,11 +351,21 @@ pub enum Effect {
     Stored(Box<VerifiedRecord>),
     /// Records new to this node, written at most [`crate::core::sync::MISSED_WINDOW_MS`]
     /// ago, came by sync rather than gossip: for each gossip topic they went to, how long
-    /// ago the youngest and the oldest of them were written, ms. Whether gossip missed
-    /// them, and what to do then, is the network layer's (`net/mend.rs`).
+    /// ago the youngest and the oldest of them were written, ms, and the youngest
+    /// records. Whether gossip missed them, and what to do then, is the network layer's
+    /// (`net/mend.rs`).
     GossipMissed {
-        /// (topic, youngest ..= oldest age).
+        /// The topics.
         topics: MissedTopics,
+    },
+    /// Send sync request `bytes` (a digest of this node's newest records of `topic`) to
+    /// a few peers that take `topic` and are outside this node's mesh of it; the
+    /// answers do not matter ([`sync::Probes`]).
+    Probe {
+        /// The gossip topic.
+        topic: String,
+        /// The encoded request.
+        bytes: Vec<u8>,
     },
     /// A new notification was stored: to live notification streams.
     Notified(Notification),

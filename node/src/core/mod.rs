@@ -44,7 +44,8 @@ use rand_core::Rng;
 
 pub(crate) use self::io::respond_encoded;
 pub use self::io::{
-    Answer, AnswerId, DmProto, Effect, FlushId, GossipMessage, Input, MissedTopics, ReplyId, Timer,
+    Answer, AnswerId, DmProto, Effect, FlushId, GossipMessage, Input, MissedTopic, MissedTopics,
+    ReplyId, Timer,
 };
 use crate::{
     api::{ApiError, RecordCounters},
@@ -117,6 +118,12 @@ impl Core {
     /// first).
     pub fn set_sync_pace(&mut self, pace: sync::Pace) {
         self.sync.rounds = sync::Rounds::new(pace);
+    }
+
+    /// Probes the topics of this node's own records `after` ms after they went out
+    /// (`None`, as at first: never; [`sync::Probes`]).
+    pub fn set_probe_after(&mut self, after: Option<u64>) {
+        self.sync.probes.set_after(after);
     }
 
     /// Lets the checks of a batch of records (a sync answer) run on `threads` threads
@@ -229,6 +236,7 @@ impl Core {
             Input::Timer(Timer::SyncRound(generation)) => {
                 self.sync.rounds.timer(generation, now, rng)
             }
+            Input::Timer(Timer::Probe) => self.sync.probes.fire(cx),
             Input::SyncRoundDone { fetched } => self.sync.rounds.done(fetched, now, rng),
             Input::SyncRequest { from, bytes, reply } => {
                 self.sync.handle_request(cx, from, &bytes, reply, now)
@@ -293,7 +301,14 @@ impl Core {
                 let mut effects = self.dm.handle_flushed(cx, flush, &result, now);
                 effects.extend(self.hold.handle_flushed(flush, &result));
                 effects.extend(self.groups.handle_flushed(cx, flush, &result, now));
-                effects.extend(self.feeds.handle_flushed(flush, result));
+                let published = self.feeds.handle_flushed(flush, result);
+                let topics = published.iter().filter_map(|e| match e {
+                    Effect::Publish { topic, .. } => Some(topic.as_str()),
+                    _ => None,
+                });
+                let probe = self.sync.probes.published(topics, now);
+                effects.extend(published);
+                effects.extend(probe);
                 effects
             }
         };

@@ -26,6 +26,7 @@ mod olm;
 mod olm_answer;
 mod olm_collect_repair;
 mod olm_repair;
+mod probe;
 mod sync;
 mod sync_rounds;
 

@@ -13,8 +13,15 @@
 //! of it, at random, for [`super::GossipTuning::mend_hold`] (`credit.rs`): gossipsub's
 //! next round of opportunistic grafting grafts it (its score is above the mesh's
 //! median), and when the mesh is then over D the heartbeat prunes one of the others, not
-//! it. In a part of four, each of the four does this on the same missed post, and each
-//! bridge joins the parts.
+//! it. In a part of four, each of the four that fetches the missed post does this, and
+//! each bridge joins the parts.
+//!
+//! Since session 32 the node also passes the records that gossip missed on to its mesh
+//! of the topic (publishes them as if they had just come by gossip): the rest of its
+//! part likely missed them too. Then the others of the part have them by gossip and
+//! usually only the first to fetch them mends. What brings a missed record soon after
+//! it was written is the author's probe (`core/sync/probe.rs`); the periodic sync rounds
+//! bring the rest.
 //!
 //! Nothing is pruned at random beyond what gossipsub does after any graft, and nothing
 //! happens while gossip brings everything (session 24's lots churned every mesh all the
@@ -71,22 +78,30 @@ impl Mends {
         self.mended.remove(topic);
     }
 
-    /// Whether records of `topic` written `ages` ms ago (the youngest ..= the oldest)
-    /// that came by sync at `now` call for a mend: mending is on, the topic is taken,
+    /// Whether gossip missed records of `topic` written `ages` ms ago (the youngest ..=
+    /// the oldest) that came by sync at `now`: mending is on, the topic is taken, and
     /// some age lies between the grace (no copy is still on its way) and the time since
-    /// the topic was taken less the grace (the mesh had formed when it was written), and
-    /// the topic was not mended within the hold ([`Mends::mended`] notes a mend).
-    pub(crate) fn due(&self, topic: &str, ages: &RangeInclusive<u64>, now: Instant) -> bool {
+    /// the topic was taken less the grace (the mesh had formed when it was written).
+    /// Then the records are passed on to the mesh, whose other nodes likely missed them
+    /// too.
+    pub(crate) fn missed(&self, topic: &str, ages: &RangeInclusive<u64>, now: Instant) -> bool {
         let Some(grace) = self.grace else { return false };
         let Some(since) = self.subscribed.get(topic) else { return false };
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let grace = ms(grace);
         let youngest = (*ages.start()).max(grace);
         let newest_allowed = ms(now.saturating_duration_since(*since)).saturating_sub(grace);
-        if youngest > *ages.end() || youngest > newest_allowed {
-            return false;
-        }
-        self.mended.get(topic).is_none_or(|at| now.saturating_duration_since(*at) >= self.hold)
+        youngest <= *ages.end() && youngest <= newest_allowed
+    }
+
+    /// Whether such records call for a mend: gossip [`Mends::missed`] them, and the topic
+    /// was not mended within the hold ([`Mends::mended`] notes a mend).
+    pub(crate) fn due(&self, topic: &str, ages: &RangeInclusive<u64>, now: Instant) -> bool {
+        self.missed(topic, ages, now)
+            && self
+                .mended
+                .get(topic)
+                .is_none_or(|at| now.saturating_duration_since(*at) >= self.hold)
     }
 
     /// `topic` was mended at `now`: a peer was boosted for it. A topic that was due but
@@ -111,12 +126,15 @@ mod tests {
         m.subscribed("tag/rust", start);
         let now = start + Duration::from_secs(600);
         assert!(!m.due("tag/other", &(60_000..=60_000), now), "a topic not taken");
-        assert!(!m.due("tag/rust", &(1_000..=20_000), now), "within the grace: may be late");
-        assert!(!m.due("tag/rust", &(590_000..=599_000), now), "written before the mesh formed");
+        // KITH's grace: 4 s.
+        assert!(!m.due("tag/rust", &(1_000..=3_900), now), "within the grace: may be late");
+        assert!(!m.due("tag/rust", &(596_500..=599_000), now), "written before the mesh formed");
         assert!(m.due("tag/rust", &(1_000..=60_000), now), "one of them is old enough");
         assert!(m.due("tag/rust", &(60_000..=60_000), now), "due until a mend is noted");
         m.mended("tag/rust", now);
         assert!(!m.due("tag/rust", &(60_000..=60_000), now), "mended within the hold");
+        assert!(m.missed("tag/rust", &(60_000..=60_000), now), "but missed all the same");
+        assert!(!m.missed("tag/rust", &(1_000..=3_900), now));
         let later = now + m.hold();
         assert!(m.due("tag/rust", &(60_000..=60_000), later), "the hold is over");
         m.mended("tag/rust", later);

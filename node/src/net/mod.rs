@@ -33,6 +33,7 @@ pub use event_loop::EventLoop;
 pub use frame::FrameCodec;
 pub use mend::MAX_BOOSTED;
 pub use stats::{PeerInfo, Reachability, Stats};
+pub(crate) use tuning::gossip_tuning;
 pub use tuning::{
     idle_tuning, set_process_gossip_metrics, set_process_gossip_tuning, set_process_idle_tuning,
     GossipTuning, IdleTuning,
@@ -202,6 +203,11 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    Outsiders {
+        topic: String,
+        most: usize,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     DialPeer {
         peer: PeerId,
     },
@@ -351,8 +357,8 @@ impl Client {
     }
 
     /// Records of these topics came by sync, written between the youngest and the oldest
-    /// age given (ms) ago: if gossip missed them, the topic's mesh is mended (`mend.rs`).
-    /// Never waits for the swarm.
+    /// age given (ms) ago: if gossip missed them, they are passed on to the topic's mesh
+    /// and the mesh is mended (`mend.rs`). Never waits for the swarm.
     pub fn missed(&self, topics: crate::core::MissedTopics) {
         if self.commands.try_send(Command::Missed { topics }).is_err() {
             tracing::debug!("missed gossip not reported: command queue full");
@@ -424,6 +430,12 @@ impl Client {
             Ok(Ok(peers)) => peers,
             _ => Vec::new(),
         }
+    }
+
+    /// Up to `most` connected peers that take `topic` and are outside this node's mesh
+    /// of it, picked at random (none if the network task is gone).
+    pub async fn outsiders(&self, topic: String, most: usize) -> Vec<PeerId> {
+        self.ask(|reply| Command::Outsiders { topic, most, reply }).await.unwrap_or_default()
     }
 
     /// Dials a peer by id, with the addresses the DHT knows.

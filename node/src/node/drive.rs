@@ -39,6 +39,8 @@ impl Engine {
         core.set_check_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
         core.set_mailbox_limits(holding);
         core.set_sync_pace(super::sync::pace(&net::idle_tuning()));
+        let probe_after = net::gossip_tuning().probe_after;
+        core.set_probe_after(probe_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
         Self { core, rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed) }
     }
 }
@@ -234,6 +236,7 @@ impl Node {
                 Effect::LivePost(record) => self.send_live(&record),
                 Effect::FillGap { peer, author } => self.fill_gap(peer, author),
                 Effect::GossipMissed { topics } => self.inner.net.missed(topics),
+                Effect::Probe { topic, bytes } => self.probe(topic, bytes),
                 Effect::Flush(flush) => {
                     let result = self.inner.store.flush().await;
                     let after = self.step(Input::Flushed { flush, result });

@@ -335,6 +335,20 @@ impl Node {
         });
     }
 
+    /// Probes `topic` ([`crate::core::Effect::Probe`]): `bytes` to a few peers that take
+    /// it and are outside this node's mesh of it; the answers do not matter.
+    pub(super) fn probe(&self, topic: String, bytes: Vec<u8>) {
+        let node = self.clone();
+        self.spawn(async move {
+            let peers = node.inner.net.outsiders(topic, crate::core::sync::PROBE_PEERS).await;
+            for peer in peers {
+                if let Err(failure) = node.sync_query(peer, bytes.clone()).await {
+                    tracing::debug!(%peer, error = %failure.reason, "probe not answered");
+                }
+            }
+        });
+    }
+
     /// A record arrived whose predecessor is missing: fetch the gap from the peer that
     /// sent it (once per author at a time: the core keeps track).
     pub(super) fn fill_gap(&self, peer: PeerId, author: AuthorId) {

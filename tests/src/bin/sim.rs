@@ -97,6 +97,10 @@ fn gossip_set(tuning: &mut GossipTuning, value: Option<String>) -> Result<(), St
             "mend_grace_ms" => {
                 tuning.mend_grace = Some(Duration::from_millis(number(&flag, v)?));
             }
+            "probe_after_ms" if v.as_deref() == Some("off") => tuning.probe_after = None,
+            "probe_after_ms" => {
+                tuning.probe_after = Some(Duration::from_millis(number(&flag, v)?));
+            }
             other => return Err(format!("--gossip-set: unknown parameter {other:?}")),
         }
     }

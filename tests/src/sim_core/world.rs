@@ -407,8 +407,9 @@ impl World {
             | Effect::FindTagPeers(_)
             | Effect::StopProviding(_)
             | Effect::Friends { .. } => {}
-            // The simulated gossip has no meshes to mend.
-            Effect::GossipMissed { .. } => {}
+            // The simulated gossip has no meshes to mend or probe (nor does the world
+            // turn probes on).
+            Effect::GossipMissed { .. } | Effect::Probe { .. } => {}
             // No periodic sync rounds here: the world is not started with them, and no
             // node sends a digest that could show a peer ahead.
             Effect::SyncRound | Effect::SyncWith(_) => {}

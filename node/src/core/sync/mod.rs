@@ -16,6 +16,7 @@
 
 mod missed;
 mod offer;
+mod probe;
 mod rounds;
 mod serve;
 
@@ -34,8 +35,10 @@ use kith_protocol::{
 use libp2p::PeerId;
 
 use missed::Missed;
-pub use missed::MISSED_WINDOW_MS;
+pub use missed::{MAX_REGOSSIP, MISSED_WINDOW_MS};
 pub use offer::{is_friend, OFFER_WINDOW_MS};
+pub(crate) use probe::Probes;
+pub use probe::{PROBE_PEERS, PROBE_SINCE_MS};
 pub use rounds::Pace;
 pub(crate) use rounds::Rounds;
 pub use serve::{
@@ -195,6 +198,8 @@ pub(crate) struct Sync {
     rejected: u64,
     /// When the periodic rounds come.
     pub(crate) rounds: Rounds,
+    /// The topics of this node's own records to probe.
+    pub(crate) probes: Probes,
     /// Sync saw something new since [`Sync::take_news`] last looked: records stored, a
     /// gap (the periodic rounds come at their short pace again).
     news: bool,

@@ -82,9 +82,11 @@ impl Sync {
             return effects;
         }
         // A digest that shows the asker ahead: pull from it now rather than at this
-        // node's next round, which may be minutes away (`rounds.rs`).
-        if let Query::Digest { authors, .. } = &query {
-            if ahead(cx, authors) && self.rounds.peer_ahead(from, now) {
+        // node's next round, which may be minutes away (`rounds.rs`); a probe's tags
+        // too (`probe.rs`).
+        if let Query::Digest { authors, since, tags } = &query {
+            let ahead = ahead(cx, authors) || super::probe::tags_ahead(cx, *since, tags, now);
+            if ahead && self.rounds.peer_ahead(from, now) {
                 effects.push(Effect::SyncWith(from));
             }
         }

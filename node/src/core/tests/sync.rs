@@ -157,7 +157,11 @@ fn recent_records_from_sync_are_reported_as_missed_by_gossip() {
     assert_eq!(done.fetched, 6);
     let author = Topic::Author(a.core.me()).to_string();
     let youngest = now - recent[1].record().timestamp;
-    assert_eq!(missed, vec![(author, youngest..=60_000)]);
+    let (older, younger) = (&recent[0], &recent[1]);
+    assert!(younger.record().timestamp >= older.record().timestamp);
+    let records = vec![younger.bytes().to_vec(), older.bytes().to_vec()];
+    let want = crate::core::MissedTopic { topic: author, ages: youngest..=60_000, records };
+    assert_eq!(missed, vec![want], "the two recent records, youngest first");
 }
 
 /// Issue 21 item 4: a pull used to stop after 200 pages of a question (6,400 records

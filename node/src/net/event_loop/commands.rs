@@ -52,6 +52,17 @@ impl EventLoop {
                 self.swarm.behaviour_mut().kad.stop_providing(&key.into());
             }
             Command::SetLimits { limits } => self.swarm.behaviour_mut().gate.set_limits(limits),
+            Command::Outsiders { topic, most, reply } => {
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                let mut outside = self.outsiders(&hash, &HashSet::new());
+                let mut picked = Vec::new();
+                while picked.len() < most && !outside.is_empty() {
+                    let at = (rand_core::Rng::next_u64(&mut self.lot_rng) % outside.len() as u64)
+                        as usize;
+                    picked.push(outside.swap_remove(at));
+                }
+                let _ = reply.send(picked);
+            }
             Command::FindProviders { key, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key.into());
                 self.pending_providers.insert(id, (Vec::new(), reply));
@@ -198,35 +209,46 @@ impl EventLoop {
         }
     }
 
+    /// Connected peers that take the topic of `hash`, outside this node's mesh of it and
+    /// not in `except`.
+    fn outsiders(&self, hash: &gossipsub::TopicHash, except: &HashSet<PeerId>) -> Vec<PeerId> {
+        let gs = &self.swarm.behaviour().gossipsub;
+        let mesh: HashSet<&PeerId> = gs.mesh_peers(hash).collect();
+        gs.all_peers()
+            .filter(|(peer, topics)| {
+                topics.contains(&hash) && !mesh.contains(peer) && !except.contains(peer)
+            })
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
     /// Records of `topics` came by sync (the youngest ..= the oldest age, ms): for each
-    /// topic whose mesh gossip missed them in ([`crate::net::mend::Mends::due`]), one
-    /// peer that takes the topic and is outside its mesh is boosted, so that the next
-    /// round of opportunistic grafting grafts it (`mend.rs`).
+    /// topic whose mesh gossip missed them in ([`crate::net::mend::Mends::missed`]), the
+    /// records go to the mesh (its other nodes likely missed them too), and if the topic
+    /// is due a mend ([`crate::net::mend::Mends::due`]), one peer that takes the topic and
+    /// is outside its mesh is boosted, so that the next round of opportunistic grafting
+    /// grafts it (`mend.rs`).
     fn handle_missed(&mut self, topics: crate::core::MissedTopics) {
         use rand_core::Rng;
         let now = std::time::Instant::now();
-        for (topic, ages) in topics {
-            if self.credit.boosted(now).count() >= crate::net::mend::MAX_BOOSTED {
-                return;
-            }
-            if !self.mends.due(&topic, &ages, now) {
+        for crate::core::MissedTopic { topic, ages, records } in topics {
+            if !self.mends.missed(&topic, &ages, now) {
                 continue;
             }
             let hash = gossipsub::IdentTopic::new(topic.as_str()).hash();
-            let gs = &self.swarm.behaviour().gossipsub;
-            let mesh: HashSet<&PeerId> = gs.mesh_peers(&hash).collect();
-            if mesh.is_empty() {
-                // No mesh to mend: nobody who takes the topic was connected.
+            if self.swarm.behaviour().gossipsub.mesh_peers(&hash).next().is_none() {
+                // No mesh to pass them on to or to mend: nobody who takes the topic was
+                // connected.
                 continue;
             }
-            let boosted: HashSet<&PeerId> = self.credit.boosted(now).collect();
-            let outside: Vec<PeerId> = gs
-                .all_peers()
-                .filter(|(peer, topics)| {
-                    topics.contains(&&hash) && !mesh.contains(peer) && !boosted.contains(peer)
-                })
-                .map(|(peer, _)| *peer)
-                .collect();
+            self.pass_on(&topic, records);
+            if self.credit.boosted(now).count() >= crate::net::mend::MAX_BOOSTED
+                || !self.mends.due(&topic, &ages, now)
+            {
+                continue;
+            }
+            let boosted: HashSet<PeerId> = self.credit.boosted(now).copied().collect();
+            let outside = self.outsiders(&hash, &boosted);
             if outside.is_empty() {
                 continue;
             }
@@ -238,6 +260,31 @@ impl EventLoop {
                 1;
             let topic = crate::text::line(&topic);
             tracing::info!(%topic, %peer, "a record came by sync, not gossip: mending the mesh");
+        }
+    }
+
+    /// Publishes `records` (others' records that came by sync and that gossip missed
+    /// here) on `topic`, as if they had just come by gossip: a record this node's mesh
+    /// already passed on is a duplicate to gossipsub and goes nowhere.
+    fn pass_on(&mut self, topic: &str, records: Vec<Vec<u8>>) {
+        let mut sent = 0;
+        for data in records {
+            let ident = gossipsub::IdentTopic::new(topic);
+            match self.swarm.behaviour_mut().gossipsub.publish(ident, data) {
+                Ok(_) => sent += 1,
+                Err(gossipsub::PublishError::Duplicate) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "a record gossip missed not passed on");
+                }
+            }
+        }
+        if sent > 0 {
+            *self
+                .events_seen
+                .entry("mesh mend: records that came by sync passed on")
+                .or_default() += sent;
+            let topic = crate::text::line(topic);
+            tracing::info!(%topic, records = sent, "records that came by sync passed on to the mesh");
         }
     }
 
