@@ -61,6 +61,10 @@ impl EventLoop {
                         as usize;
                     picked.push(outside.swap_remove(at));
                 }
+                if !picked.is_empty() {
+                    *self.events_seen.entry("probe: peers outside the mesh asked").or_default() +=
+                        picked.len() as u64;
+                }
                 let _ = reply.send(picked);
             }
             Command::FindProviders { key, reply } => {
