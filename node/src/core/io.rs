@@ -358,14 +358,15 @@ pub enum Effect {
         /// The topics.
         topics: MissedTopics,
     },
-    /// Send sync request `bytes` (a digest of this node's newest records of `topic`) to
-    /// a few peers that take `topic` and are outside this node's mesh of it; the
-    /// answers do not matter ([`sync::Probes`]).
+    /// Probe the meshes of these topics ([`sync::Probes`]): for each, ask the network for
+    /// a few peers that take it and are outside this node's mesh of it, then send each
+    /// peer one digest of its topics' entries ([`sync::probe_requests`]); the answers do
+    /// not matter.
     Probe {
-        /// The gossip topic.
-        topic: String,
-        /// The encoded request.
-        bytes: Vec<u8>,
+        /// From when the tag summaries count, ms.
+        since: u64,
+        /// Each gossip topic with its entry.
+        topics: Vec<(String, sync::ProbeEntry)>,
     },
     /// A new notification was stored: to live notification streams.
     Notified(Notification),

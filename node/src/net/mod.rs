@@ -204,9 +204,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
     Outsiders {
-        topic: String,
+        topics: Vec<String>,
         most: usize,
-        reply: oneshot::Sender<Vec<PeerId>>,
+        reply: oneshot::Sender<Vec<Vec<PeerId>>>,
     },
     DialPeer {
         peer: PeerId,
@@ -432,10 +432,11 @@ impl Client {
         }
     }
 
-    /// Up to `most` connected peers that take `topic` and are outside this node's mesh
-    /// of it, picked at random (none if the network task is gone).
-    pub async fn outsiders(&self, topic: String, most: usize) -> Vec<PeerId> {
-        self.ask(|reply| Command::Outsiders { topic, most, reply }).await.unwrap_or_default()
+    /// For each of `topics`, up to `most` connected peers that take it and are outside
+    /// this node's mesh of it, at random, those picked for an earlier topic first (so
+    /// that one request can probe several topics); none if the network task is gone.
+    pub async fn outsiders(&self, topics: Vec<String>, most: usize) -> Vec<Vec<PeerId>> {
+        self.ask(|reply| Command::Outsiders { topics, most, reply }).await.unwrap_or_default()
     }
 
     /// Dials a peer by id, with the addresses the DHT knows.

@@ -236,7 +236,7 @@ impl Node {
                 Effect::LivePost(record) => self.send_live(&record),
                 Effect::FillGap { peer, author } => self.fill_gap(peer, author),
                 Effect::GossipMissed { topics } => self.inner.net.missed(topics),
-                Effect::Probe { topic, bytes } => self.probe(topic, bytes),
+                Effect::Probe { since, topics } => self.probe(since, topics),
                 Effect::Flush(flush) => {
                     let result = self.inner.store.flush().await;
                     let after = self.step(Input::Flushed { flush, result });

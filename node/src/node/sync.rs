@@ -335,14 +335,16 @@ impl Node {
         });
     }
 
-    /// Probes `topic` ([`crate::core::Effect::Probe`]): `bytes` to a few peers that take
-    /// it and are outside this node's mesh of it; the answers do not matter.
-    pub(super) fn probe(&self, topic: String, bytes: Vec<u8>) {
+    /// Probes `topics` ([`crate::core::Effect::Probe`]): a few peers that take each and
+    /// are outside this node's mesh of it get one digest of their topics' entries; the
+    /// answers do not matter.
+    pub(super) fn probe(&self, since: u64, topics: Vec<(String, sync::ProbeEntry)>) {
         let node = self.clone();
         self.spawn(async move {
-            let peers = node.inner.net.outsiders(topic, crate::core::sync::PROBE_PEERS).await;
-            for peer in peers {
-                if let Err(failure) = node.sync_query(peer, bytes.clone()).await {
+            let names = topics.iter().map(|(t, _)| t.clone()).collect();
+            let peers = node.inner.net.outsiders(names, sync::PROBE_PEERS).await;
+            for (peer, bytes) in sync::probe_requests(since, &topics, &peers) {
+                if let Err(failure) = node.sync_query(peer, bytes).await {
                     tracing::debug!(%peer, error = %failure.reason, "probe not answered");
                 }
             }

@@ -38,7 +38,7 @@ use missed::Missed;
 pub use missed::{MAX_REGOSSIP, MISSED_WINDOW_MS};
 pub use offer::{is_friend, OFFER_WINDOW_MS};
 pub(crate) use probe::Probes;
-pub use probe::{PROBE_PEERS, PROBE_SINCE_MS};
+pub use probe::{probe_requests, ProbeEntry, PROBE_PEERS, PROBE_SINCE_MS};
 pub use rounds::Pace;
 pub(crate) use rounds::Rounds;
 pub use serve::{

@@ -23,9 +23,10 @@
 use std::collections::BTreeMap;
 
 use kith_protocol::{
-    sync::{Bucket, Query, SyncRequest, BUCKET_MS},
-    Tag, Topic,
+    sync::{Bucket, Query, SyncRequest, BUCKET_MS, MAX_DIGEST_TAGS},
+    AuthorId, Tag, Topic,
 };
+use libp2p::PeerId;
 
 use crate::core::{Context, Effect, Timer};
 
@@ -86,34 +87,79 @@ impl Probes {
         vec![Effect::Schedule { at: now.saturating_add(after), timer: Timer::Probe }]
     }
 
-    /// The timer fired: one [`Effect::Probe`] for each topic pending.
+    /// The timer fired: one [`Effect::Probe`] of every topic pending, its tag summaries
+    /// from a little before the first record went out (a record is dated before it goes
+    /// out, and may fall in the bucket before).
     pub(crate) fn fire(&mut self, cx: &Context) -> Vec<Effect> {
         self.scheduled = false;
         let pending = std::mem::take(&mut self.pending);
-        let mut effects = Vec::new();
-        for (topic, first) in pending {
-            let query = match Topic::parse(&topic) {
+        let Some(first) = pending.values().min() else { return Vec::new() };
+        let since = first.saturating_sub(SINCE_SLACK_MS);
+        let mut topics = Vec::new();
+        for topic in pending.into_keys() {
+            let entry = match Topic::parse(&topic) {
                 Some(Topic::Author(author)) if author == cx.me => {
                     let Ok(Some((latest, _))) = cx.store.latest(&cx.me) else { continue };
-                    Query::Digest { authors: vec![(cx.me, latest)], since: first, tags: Vec::new() }
+                    ProbeEntry::Author(author, latest)
                 }
                 Some(Topic::Tag(tag)) => {
-                    // From a little before: a record is dated before it goes out, and
-                    // may fall in the bucket before.
-                    let since = first.saturating_sub(SINCE_SLACK_MS);
                     let Ok(buckets) = cx.store.tag_buckets(&tag, since) else { continue };
-                    let tags = vec![(tag.to_string(), Bucket::summary(&buckets))];
-                    Query::Digest { authors: Vec::new(), since, tags }
+                    ProbeEntry::Tag(tag.to_string(), Bucket::summary(&buckets))
                 }
                 _ => continue,
             };
-            match (SyncRequest { query }).to_bytes() {
-                Ok(bytes) => effects.push(Effect::Probe { topic, bytes }),
-                Err(error) => tracing::debug!(%error, "cannot encode a probe"),
+            topics.push((topic, entry));
+        }
+        if topics.is_empty() {
+            return Vec::new();
+        }
+        vec![Effect::Probe { since, topics }]
+    }
+}
+
+/// One topic's entry in a probe ([`Effect::Probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeEntry {
+    /// This node's author topic: its own last seq.
+    Author(AuthorId, u64),
+    /// A tag topic: the tag, and this node's summary of its posts from the probe's
+    /// `since`.
+    Tag(String, Bucket),
+}
+
+/// The requests of a probe: `topics[i]`'s entry goes to each peer of `peers[i]` (those
+/// the network picked outside the topic's mesh), one digest per peer holding all of its
+/// entries, encoded.
+pub fn probe_requests(
+    since: u64,
+    topics: &[(String, ProbeEntry)],
+    peers: &[Vec<PeerId>],
+) -> Vec<(PeerId, Vec<u8>)> {
+    type Entries = (Vec<(AuthorId, u64)>, Vec<(String, Bucket)>);
+    let mut by_peer: BTreeMap<PeerId, Entries> = BTreeMap::new();
+    for ((_, entry), peers) in topics.iter().zip(peers) {
+        for peer in peers {
+            let (authors, tags) = by_peer.entry(*peer).or_default();
+            match entry {
+                ProbeEntry::Author(author, seq) => authors.push((*author, *seq)),
+                ProbeEntry::Tag(tag, sum) => tags.push((tag.clone(), *sum)),
             }
         }
-        effects
     }
+    by_peer
+        .into_iter()
+        .filter_map(|(peer, (authors, mut tags))| {
+            tags.truncate(MAX_DIGEST_TAGS);
+            let query = Query::Digest { authors, since, tags };
+            match (SyncRequest { query }).to_bytes() {
+                Ok(bytes) => Some((peer, bytes)),
+                Err(error) => {
+                    tracing::debug!(%error, "cannot encode a probe");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// Whether the tag summaries of a digest (from `since`) show its sender holding posts

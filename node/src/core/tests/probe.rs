@@ -8,6 +8,7 @@ use kith_protocol::{
 };
 
 use super::*;
+use crate::core::sync::{probe_requests, ProbeEntry};
 
 const HOUR: u64 = 3_600_000;
 
@@ -26,14 +27,12 @@ fn probe_timers(effects: &[Effect]) -> Vec<u64> {
         .collect()
 }
 
-/// The probes among `effects`: (topic, question).
-fn probes(effects: &[Effect]) -> Vec<(String, Query)> {
+/// The probes among `effects`: (since, each topic with its entry).
+fn probes(effects: &[Effect]) -> Vec<(u64, Vec<(String, ProbeEntry)>)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Probe { topic, bytes } => {
-                Some((topic.clone(), SyncRequest::from_bytes(bytes).unwrap().query))
-            }
+            Effect::Probe { since, topics } => Some((*since, topics.clone())),
             _ => None,
         })
         .collect()
@@ -56,21 +55,22 @@ fn own_records_are_probed_once_a_while_after_they_go_out() {
 
     let fired = probes(&a.handle(Input::Timer(Timer::Probe), now + 5_000));
     let mine = Topic::Author(a.core.me()).to_string();
-    let rust = Tag::parse("rust").unwrap();
-    let tag_topic = Topic::Tag(rust.clone()).to_string();
-    assert_eq!(fired.len(), 2, "{fired:?}");
-    for (topic, query) in fired {
-        let Query::Digest { authors, since, tags } = query else { panic!("{query:?}") };
-        if topic == mine {
-            assert_eq!(authors, vec![(a.core.me(), 3)], "its last seq");
-            assert!(tags.is_empty());
-        } else {
-            assert_eq!(topic, tag_topic);
-            assert!(authors.is_empty());
-            assert_eq!(since, now - 60_000, "from a minute before the first record");
-            assert_eq!(tags.len(), 1);
-            assert_eq!(tags[0].0, "rust");
-            assert_eq!(tags[0].1.count, 3, "every #rust post of this hour");
+    let tag_topic = Topic::Tag(Tag::parse("rust").unwrap()).to_string();
+    assert_eq!(fired.len(), 1, "one probe of both topics: {fired:?}");
+    let (since, topics) = &fired[0];
+    assert_eq!(*since, now - 60_000, "from a minute before the first record");
+    assert_eq!(topics.len(), 2, "{topics:?}");
+    for (topic, entry) in topics {
+        match entry {
+            ProbeEntry::Author(author, seq) => {
+                assert_eq!(*topic, mine);
+                assert_eq!((*author, *seq), (a.core.me(), 3), "its last seq");
+            }
+            ProbeEntry::Tag(tag, sum) => {
+                assert_eq!(*topic, tag_topic);
+                assert_eq!(tag, "rust");
+                assert_eq!(sum.count, 3, "every #rust post of this hour");
+            }
         }
     }
     // Nothing pending: firing again probes nothing, and the next record schedules anew.
@@ -91,10 +91,13 @@ fn a_probe_ahead_on_a_taken_tag_is_pulled_from() {
     let now = 40 * 24 * HOUR + HOUR / 2;
     a.core.set_probe_after(Some(5_000));
     let (_, post) = a.publish(text_post("hello #rust", None), now);
-    let fired = probes(&a.handle(Input::Timer(Timer::Probe), now + 5_000));
+    let (since, topics) = probes(&a.handle(Input::Timer(Timer::Probe), now + 5_000)).remove(0);
     let rust = Tag::parse("rust").unwrap();
     let tag_topic = Topic::Tag(rust.clone()).to_string();
-    let (_, probe) = fired.iter().find(|(t, _)| *t == tag_topic).unwrap().clone();
+    // The tag's entry alone, as a peer picked for the tag only gets it.
+    let tag_only: Vec<_> = topics.into_iter().filter(|(t, _)| *t == tag_topic).collect();
+    let (_, bytes) = probe_requests(since, &tag_only, &[vec![peer_of(&b)]]).remove(0);
+    let probe = SyncRequest::from_bytes(&bytes).unwrap().query;
     b.core.store().subscribe(&rust).unwrap();
     c.core.store().subscribe(&rust).unwrap();
     c.core.store().insert(&post).unwrap();
@@ -128,4 +131,34 @@ fn a_probe_ahead_on_a_taken_tag_is_pulled_from() {
     let effects = ask(&mut e, &round, 4);
     assert_eq!(pulls(&effects), 0);
     assert!(served(&effects));
+}
+
+/// Each peer picked gets one digest of the entries of the topics it was picked for.
+#[test]
+fn a_peer_picked_for_several_topics_gets_one_digest() {
+    let (a, b, c) = (Fixture::new(1), Fixture::new(2), Fixture::new(3));
+    let sum = kith_protocol::sync::Bucket::empty(0);
+    let topics = vec![
+        (Topic::Author(a.core.me()).to_string(), ProbeEntry::Author(a.core.me(), 7)),
+        ("kith/1/tag/rust".to_owned(), ProbeEntry::Tag("rust".into(), sum)),
+        ("kith/1/tag/go".to_owned(), ProbeEntry::Tag("go".into(), sum)),
+    ];
+    let (p, q) = (peer_of(&b), peer_of(&c));
+    let requests = probe_requests(5, &topics, &[vec![p], vec![p, q], vec![q]]);
+    assert_eq!(requests.len(), 2);
+    for (peer, bytes) in requests {
+        let Query::Digest { authors, since, tags } = SyncRequest::from_bytes(&bytes).unwrap().query
+        else {
+            panic!("not a digest")
+        };
+        assert_eq!(since, 5);
+        let tags: Vec<String> = tags.into_iter().map(|(t, _)| t).collect();
+        if peer == p {
+            assert_eq!((authors, tags), (vec![(a.core.me(), 7)], vec!["rust".to_owned()]));
+        } else {
+            assert_eq!(peer, q);
+            assert!(authors.is_empty());
+            assert_eq!(tags, ["rust", "go"]);
+        }
+    }
 }

@@ -52,20 +52,8 @@ impl EventLoop {
                 self.swarm.behaviour_mut().kad.stop_providing(&key.into());
             }
             Command::SetLimits { limits } => self.swarm.behaviour_mut().gate.set_limits(limits),
-            Command::Outsiders { topic, most, reply } => {
-                let hash = gossipsub::IdentTopic::new(topic).hash();
-                let mut outside = self.outsiders(&hash, &HashSet::new());
-                let mut picked = Vec::new();
-                while picked.len() < most && !outside.is_empty() {
-                    let at = (rand_core::Rng::next_u64(&mut self.lot_rng) % outside.len() as u64)
-                        as usize;
-                    picked.push(outside.swap_remove(at));
-                }
-                if !picked.is_empty() {
-                    *self.events_seen.entry("probe: peers outside the mesh asked").or_default() +=
-                        picked.len() as u64;
-                }
-                let _ = reply.send(picked);
+            Command::Outsiders { topics, most, reply } => {
+                let _ = reply.send(self.pick_outsiders(&topics, most));
             }
             Command::FindProviders { key, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key.into());
@@ -224,6 +212,36 @@ impl EventLoop {
             })
             .map(|(peer, _)| *peer)
             .collect()
+    }
+
+    /// For each of `topics`, up to `most` peers that take it and are outside this node's
+    /// mesh of it, at random, peers picked for an earlier topic first.
+    fn pick_outsiders(&mut self, topics: &[String], most: usize) -> Vec<Vec<PeerId>> {
+        use rand_core::Rng;
+        let mut picked_any: HashSet<PeerId> = HashSet::new();
+        let mut out = Vec::with_capacity(topics.len());
+        let mut asked = 0;
+        for topic in topics {
+            let hash = gossipsub::IdentTopic::new(topic.as_str()).hash();
+            let outside = self.outsiders(&hash, &HashSet::new());
+            // Those picked already first, each part in a random order.
+            let mut picked = Vec::new();
+            for again in [true, false] {
+                let mut part: Vec<PeerId> =
+                    outside.iter().filter(|p| picked_any.contains(p) == again).copied().collect();
+                while picked.len() < most && !part.is_empty() {
+                    let at = (self.lot_rng.next_u64() % part.len() as u64) as usize;
+                    picked.push(part.swap_remove(at));
+                }
+            }
+            asked += picked.iter().filter(|p| !picked_any.contains(p)).count() as u64;
+            picked_any.extend(picked.iter().copied());
+            out.push(picked);
+        }
+        if asked > 0 {
+            *self.events_seen.entry("probe: peers outside the mesh asked").or_default() += asked;
+        }
+        out
     }
 
     /// Records of `topics` came by sync (the youngest ..= the oldest age, ms): for each
