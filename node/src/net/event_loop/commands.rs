@@ -215,15 +215,24 @@ impl EventLoop {
     }
 
     /// For each of `topics`, up to `most` peers that take it and are outside this node's
-    /// mesh of it, at random, peers picked for an earlier topic first.
+    /// mesh of it, at random, peers picked for an earlier topic first. On a topic this
+    /// node has no mesh of (one it does not take), gossipsub sent its record to D of
+    /// those peers (its fanout, which it does not show): none is picked unless there are
+    /// more than D, so that a probe is not spent on peers that surely have the record.
     fn pick_outsiders(&mut self, topics: &[String], most: usize) -> Vec<Vec<PeerId>> {
         use rand_core::Rng;
+        let fanout = crate::net::gossip_tuning().mesh_n;
         let mut picked_any: HashSet<PeerId> = HashSet::new();
         let mut out = Vec::with_capacity(topics.len());
         let mut asked = 0;
         for topic in topics {
             let hash = gossipsub::IdentTopic::new(topic.as_str()).hash();
             let outside = self.outsiders(&hash, &HashSet::new());
+            let meshless = self.swarm.behaviour().gossipsub.mesh_peers(&hash).next().is_none();
+            if meshless && outside.len() <= fanout {
+                out.push(Vec::new());
+                continue;
+            }
             // Those picked already first, each part in a random order.
             let mut picked = Vec::new();
             for again in [true, false] {
