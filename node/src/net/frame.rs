@@ -47,8 +47,12 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
     }
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(bytes).await?;
+    // One write of length and bytes: two would be two yamux frames, and often two
+    // encrypted frames and two TCP segments, each with its own acknowledgement.
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(bytes);
+    io.write_all(&frame).await?;
     io.close().await
 }
 
