@@ -78,3 +78,28 @@ pub async fn two_closed_groups(tag: &str) -> (Vec<TestNode>, String) {
     .await;
     (nodes, topic)
 }
+
+/// Makes every node started after this call in this process run no periodic sync round
+/// (one could fetch a post before gossip counts as late, or before a probe).
+pub fn without_periodic_sync() {
+    let hour = std::time::Duration::from_secs(3600);
+    kith_node::net::set_process_idle_tuning(kith_node::net::IdleTuning {
+        sync_interval: hour,
+        sync_interval_max: hour,
+        ..kith_node::net::IdleTuning::KITH
+    });
+}
+
+/// Waits until no node of `nodes` is syncing with a peer (the syncs that new
+/// connections start are over).
+pub async fn syncs_over(nodes: &[TestNode]) {
+    eventually(DEADLINE, "the syncs of the new connections to end", || async {
+        for n in nodes {
+            if n.status().await.sync.peers_syncing > 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}

@@ -11,13 +11,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use kith_node::net::{
-    set_process_gossip_tuning, set_process_idle_tuning, GossipTuning, IdleTuning,
-};
+use kith_node::net::{set_process_gossip_tuning, GossipTuning};
 use kith_tests::{
-    eventually,
-    mesh::{meshes, parts, two_closed_groups},
-    TestNode, DEADLINE,
+    mesh::{meshes, parts, syncs_over, two_closed_groups, without_periodic_sync},
+    TestNode,
 };
 
 /// A record is late (gossip missed it) once it is this old.
@@ -53,12 +50,7 @@ async fn joins(nodes: &[TestNode], topic: &str) -> bool {
 async fn a_post_that_came_by_sync_mends_the_mesh_it_missed() {
     assert_eq!(GossipTuning::KITH.mesh_lot, 0.0, "this test is about a mesh without lots");
     set_process_gossip_tuning(mending());
-    let hour = Duration::from_secs(3600);
-    set_process_idle_tuning(IdleTuning {
-        sync_interval: hour,
-        sync_interval_max: hour,
-        ..IdleTuning::KITH
-    });
+    without_periodic_sync();
     // Two groups of four, each connected within itself only, take #mend.
     let (nodes, topic) = two_closed_groups("mend").await;
     // Then every node of the second group but its first, the author, connects to every
@@ -83,15 +75,7 @@ async fn a_post_that_came_by_sync_mends_the_mesh_it_missed() {
     }
     // The syncs each new connection starts are over (one still asking could fetch the
     // post before gossip counts as late).
-    eventually(DEADLINE, "the syncs of the new connections to end", || async {
-        for n in &nodes {
-            if n.status().await.sync.peers_syncing > 0 {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    syncs_over(&nodes).await;
 
     // A post counts as missed only if written a grace or more after the topic was taken
     // (the mesh had time to form); the posts below are written at least this late.

@@ -12,13 +12,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use kith_node::net::{
-    set_process_gossip_tuning, set_process_idle_tuning, GossipTuning, IdleTuning,
-};
+use kith_node::net::{set_process_gossip_tuning, GossipTuning};
 use kith_tests::{
-    eventually,
-    mesh::{meshes, parts, two_closed_groups},
-    TestNode, DEADLINE,
+    mesh::{meshes, parts, syncs_over, two_closed_groups, without_periodic_sync},
+    TestNode,
 };
 
 /// A record is late (gossip missed it) once it is this old.
@@ -46,12 +43,7 @@ async fn counted(node: &TestNode, prefix: &str) -> u64 {
 async fn a_post_reaches_a_part_of_the_mesh_gossip_missed_by_the_authors_probe() {
     assert_eq!(GossipTuning::KITH.mesh_lot, 0.0, "this test is about a mesh without lots");
     set_process_gossip_tuning(probing());
-    let hour = Duration::from_secs(3600);
-    set_process_idle_tuning(IdleTuning {
-        sync_interval: hour,
-        sync_interval_max: hour,
-        ..IdleTuning::KITH
-    });
+    without_periodic_sync();
     // Two groups of four, each connected within itself only, take #probe; then the
     // author (the second group's first node) connects to every node of the first. Every
     // node is at D_lo or more and every score is equal: nothing grafts across.
@@ -64,15 +56,7 @@ async fn a_post_reaches_a_part_of_the_mesh_gossip_missed_by_the_authors_probe() 
     }
     // The syncs each new connection starts are over (one still asking could fetch the
     // post without the probe).
-    eventually(DEADLINE, "the syncs of the new connections to end", || async {
-        for n in &nodes {
-            if n.status().await.sync.peers_syncing > 0 {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    syncs_over(&nodes).await;
     // A post counts as missed only if written a grace or more after the topic was taken.
     tokio::time::sleep(GRACE * 2).await;
     let mut split = parts(&meshes(&nodes, &topic).await);
