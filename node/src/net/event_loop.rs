@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{
     admission::PeerSet,
     behaviour::{Behaviour, BehaviourEvent, RelayFriends, RelayMode},
+    coalesce::Coalesce,
     credit::Credit,
     Command, Config, Event, NetError, Proto, Reachability, Responder, Verdict, GOSSIP_BURST,
     GOSSIP_RATE,
@@ -121,12 +122,14 @@ fn build_swarm(
     let (limits, followed) = (config.limits, followed.clone());
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let (mdns, relay_mode) = (config.mdns, config.relay);
+    let on = super::tuning::idle_tuning().coalesce_flushes;
+    let muxer = move || Coalesce { muxer: yamux::Config::default(), on };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, muxer)
         .map_err(|e| setup(&e))?
         .with_quic()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, muxer)
         .map_err(|e| setup(&e))?
         .with_behaviour(|key, relay_client| {
             let limits = (limits, followed);
@@ -138,7 +141,13 @@ fn build_swarm(
         // every connection to a gossipsub peer, which counts as use: in practice only
         // connections to peers without gossipsub time out (`event_loop/unused.rs`).
         .with_swarm_config(|c| {
-            c.with_idle_connection_timeout(super::tuning::idle_tuning().idle_connection_timeout)
+            let idle = super::tuning::idle_tuning();
+            let c = c.with_idle_connection_timeout(idle.idle_connection_timeout);
+            if idle.lazy_streams {
+                c.with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+            } else {
+                c
+            }
         })
         .build();
     Ok(swarm)

@@ -8,6 +8,7 @@
 mod admission;
 mod autonat;
 mod behaviour;
+mod coalesce;
 mod credit;
 mod event_loop;
 mod frame;

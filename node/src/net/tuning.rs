@@ -385,6 +385,16 @@ pub struct IdleTuning {
     /// connections again and again (DHT walks, each new connection's identify and sync),
     /// which cost more than the connections did (docs/benchmarks.md).
     pub unused_connection_grace: Option<Duration>,
+    /// Whether a stream this node opens sends its first bytes with the protocol it names
+    /// (multistream-select's `V1Lazy`, same bytes on the wire as `V1`) rather than
+    /// waiting a round trip for the other end to confirm the protocol first. Only the
+    /// last protocol a stream offers is sent so (kith's own protocols offer one);
+    /// an end that refuses it closes the stream, which the opener reads as a failed
+    /// request instead of an unsupported protocol.
+    pub lazy_streams: bool,
+    /// Whether the yamux frames one pass of a connection's task writes go out as one
+    /// encrypted frame and one TCP segment rather than one each (`net/coalesce.rs`).
+    pub coalesce_flushes: bool,
 }
 
 impl IdleTuning {
@@ -432,6 +442,8 @@ impl IdleTuning {
         sync_jitter: 0.25,
         sync_every_connection: false,
         sync_digest: true,
+        lazy_streams: true,
+        coalesce_flushes: true,
         ..Self::BEFORE_ISSUE_21
     };
 
@@ -454,6 +466,8 @@ impl IdleTuning {
         sync_every_connection: true,
         sync_digest: false,
         unused_connection_grace: None,
+        lazy_streams: false,
+        coalesce_flushes: false,
     };
 }
 

@@ -158,6 +158,8 @@ fn idle_set(tuning: &mut IdleTuning, value: Option<String>) -> Result<(), String
                 tuning.sync_every_connection = number(&flag, Some(v.to_owned()))?;
             }
             "sync_digest" => tuning.sync_digest = number(&flag, Some(v.to_owned()))?,
+            "lazy_streams" => tuning.lazy_streams = number(&flag, Some(v.to_owned()))?,
+            "coalesce_flushes" => tuning.coalesce_flushes = number(&flag, Some(v.to_owned()))?,
             "close_unused_s" => {
                 tuning.unused_connection_grace = Some(secs(v)?).filter(|d| !d.is_zero());
             }
